@@ -1,0 +1,51 @@
+// Pointwise kernels: activations (kind codes as in cpu::elementwise::Act) and residual add.
+
+struct Params {
+    n: u32,
+    kind: u32,
+    slope: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+fn activate(v: f32, kind: u32, slope: f32) -> f32 {
+    switch kind {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return clamp(v, 0.0, 6.0); }
+        case 3u: { return select(v * slope, v, v >= 0.0); }
+        case 4u: {
+            // tanh via exp(-2|v|): never inf/inf, exact sign.
+            let e = exp(-2.0 * abs(v));
+            return sign(v) * (1.0 - e) / (1.0 + e);
+        }
+        case 5u: {
+            let e = exp(-abs(v));
+            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+        }
+        default: { return v; }
+    }
+}
+
+fn index(gid: vec3u, nwg: vec3u) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    y[i] = activate(x[i], p.kind, p.slope);
+}
+
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// out = act(x + y): the residual add with the block's activation fused in.
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = activate(x[i] + y[i], p.kind, p.slope);
+}

@@ -1,0 +1,125 @@
+//! A buffer pool keyed by size class: ops allocate outputs freely, and dropping a tensor returns
+//! its buffer for reuse instead of freeing GPU memory.
+//!
+//! Reuse is safe without fences because every op writes its outputs from the GPU in queue order:
+//! a buffer freed after dispatch k and reused by dispatch k+j is written after k has read it.
+//! Uploads therefore never take pool buffers for `queue.write_buffer` (which would run at submit,
+//! ahead of earlier recorded reads); they create a buffer mapped at creation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// Rounds up to one of four classes per power of two (at most 19% slack), aligned to 256 bytes.
+pub fn size_class(bytes: u64) -> u64 {
+    let b = bytes.max(256);
+    let p = 63 - b.leading_zeros() as u64; // floor(log2)
+    if p < 3 {
+        return 256;
+    }
+    let step = 1u64 << (p - 2);
+    (b.div_ceil(step) * step).next_multiple_of(256)
+}
+
+struct PoolInner {
+    device: wgpu::Device,
+    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+}
+
+/// Cheap to clone; all clones share the free lists.
+#[derive(Clone)]
+pub struct BufferPool(Arc<PoolInner>);
+
+/// A storage buffer that goes back to its pool when the last tensor using it is dropped.
+pub struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pool: BufferPool,
+}
+
+impl PooledBuffer {
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            let mut free = self.pool.0.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.entry(b.size()).or_default().push(b);
+        }
+    }
+}
+
+impl BufferPool {
+    pub fn new(device: wgpu::Device) -> Self {
+        BufferPool(Arc::new(PoolInner {
+            device,
+            free: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// A buffer of at least `bytes`, reused when one of its class is free.
+    pub fn get(&self, bytes: u64) -> Arc<PooledBuffer> {
+        let class = size_class(bytes);
+        let reused = {
+            let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.get_mut(&class).and_then(Vec::pop)
+        };
+        let buffer = reused.unwrap_or_else(|| {
+            self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("pooled"),
+                size: class,
+                usage: STORAGE_USAGE,
+                mapped_at_creation: false,
+            })
+        });
+        Arc::new(PooledBuffer {
+            buffer: Some(buffer),
+            pool: self.clone(),
+        })
+    }
+
+    /// Wraps a buffer created elsewhere (an upload) so that it joins the pool when dropped.
+    pub fn adopt(&self, buffer: wgpu::Buffer) -> Arc<PooledBuffer> {
+        Arc::new(PooledBuffer {
+            buffer: Some(buffer),
+            pool: self.clone(),
+        })
+    }
+
+    /// Frees every idle buffer (returns the bytes released).
+    pub fn trim(&self) -> u64 {
+        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = free
+            .iter()
+            .map(|(k, v)| k * v.len() as u64)
+            .sum::<u64>();
+        free.clear();
+        bytes
+    }
+
+    /// Bytes held idle in the pool.
+    pub fn idle_bytes(&self) -> u64 {
+        let free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.iter().map(|(k, v)| k * v.len() as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_bound_slack() {
+        for b in [1u64, 255, 256, 257, 1000, 4096, 5000, 1 << 20, (1 << 20) + 1, 123_456_789] {
+            let c = size_class(b);
+            assert!(c >= b && c % 256 == 0, "{b} -> {c}");
+            assert!(c as f64 <= (b.max(256) as f64) * 1.25 + 256.0, "{b} -> {c}");
+        }
+        assert_eq!(size_class(4096), 4096);
+    }
+}

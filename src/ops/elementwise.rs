@@ -1,0 +1,138 @@
+//! Activations and the residual add (with a fused activation).
+
+use super::{bytes_of, Act};
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
+
+const SHADER: Shader = crate::shader!("elementwise");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    kind: u32,
+    slope: f32,
+    _pad: u32,
+}
+
+fn params(n: usize, a: Act) -> Params {
+    let (kind, slope) = a.code();
+    Params {
+        n: n as u32,
+        kind,
+        slope,
+        _pad: 0,
+    }
+}
+
+fn check_f32(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return shape_err(op, format!("expected f32, got {:?}", t.dtype()));
+    }
+    Ok(())
+}
+
+/// y = act(x), any shape.
+pub fn act(s: &mut Stream, x: &Tensor, a: Act) -> Result<Tensor> {
+    check_f32("activation", x)?;
+    let y = s.gpu().alloc("activation", x.shape(), DType::F32)?;
+    let n = x.numel();
+    s.dispatch(SHADER, "unary", &[], bytes_of(&params(n, a)), &[x, &y], grid_1d(n, 256))?;
+    Ok(y)
+}
+
+/// out = act(a + b) for tensors of one shape.
+pub fn add(s: &mut Stream, a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+    check_f32("add", a)?;
+    check_f32("add", b)?;
+    if a.shape() != b.shape() {
+        return shape_err("add", format!("{:?} + {:?}", a.shape(), b.shape()));
+    }
+    let out = s.gpu().alloc("add", a.shape(), DType::F32)?;
+    let n = a.numel();
+    s.dispatch(SHADER, "add", &[], bytes_of(&params(n, act)), &[a, b, &out], grid_1d(n, 256))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{self, Array};
+    use crate::ops::testing::gpu;
+
+    const ACTS: [Act; 6] = [
+        Act::Identity,
+        Act::Relu,
+        Act::Relu6,
+        Act::LeakyRelu(0.2),
+        Act::Tanh,
+        Act::Sigmoid,
+    ];
+
+    #[test]
+    fn activations_match_cpu() {
+        let g = gpu();
+        for (i, shape) in [vec![7], vec![3, 5, 11], vec![2, 3, 64, 65]].iter().enumerate() {
+            let x = Array::random(shape, i as u64).map(|v| v * 10.0);
+            let xt = g.upload_f32(shape, &x.data).unwrap();
+            for a in ACTS {
+                let mut s = g.stream();
+                let y = act(&mut s, &xt, a).unwrap();
+                s.submit();
+                let got = Array::new(shape, g.read_f32(&y).unwrap());
+                let want = cpu::elementwise::act(&x, a);
+                assert!(got.max_rel_err(&want.data) < 1e-4, "{a:?} {shape:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn add_fuses_activation() {
+        let g = gpu();
+        let shape = [4, 8, 9];
+        let (a, b) = (Array::random(&shape, 1), Array::random(&shape, 2));
+        let (at, bt) = (g.upload_f32(&shape, &a.data).unwrap(), g.upload_f32(&shape, &b.data).unwrap());
+        let mut s = g.stream();
+        let y = add(&mut s, &at, &bt, Act::Relu).unwrap();
+        s.submit();
+        let want = cpu::elementwise::act(&cpu::elementwise::add(&a, &b), Act::Relu);
+        assert!(Array::new(&shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data) < 1e-4);
+    }
+
+    #[test]
+    fn add_rejects_mismatched_shapes() {
+        let g = gpu();
+        let a = g.upload_f32(&[2, 3], &[0.0; 6]).unwrap();
+        let b = g.upload_f32(&[3, 2], &[0.0; 6]).unwrap();
+        let err = add(&mut g.stream(), &a, &b, Act::Identity).unwrap_err().to_string();
+        assert!(err.contains("add") && err.contains("[2, 3]"), "{err}");
+    }
+
+    #[test]
+    fn large_1d_grids_fold_into_y() {
+        // 65535 * 256 < n: exercises the 2-D grid fold.
+        let g = gpu();
+        let n = 65535 * 256 + 1000;
+        let x: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+        let xt = g.upload_f32(&[n], &x).unwrap();
+        let mut s = g.stream();
+        let y = act(&mut s, &xt, Act::Relu).unwrap();
+        s.submit();
+        let got = g.read_f32(&y).unwrap();
+        assert!(got.iter().zip(&x).all(|(g, x)| *g == x.max(0.0)));
+    }
+
+    #[test]
+    fn buffers_are_reused_and_pipelines_cached() {
+        let g = gpu();
+        let x = g.upload_f32(&[1000], &vec![1.0; 1000]).unwrap();
+        for _ in 0..3 {
+            let mut s = g.stream();
+            let y = act(&mut s, &x, Act::Relu6).unwrap();
+            s.submit();
+            drop(y);
+        }
+        assert!(g.pool_idle_bytes() >= 4000);
+        assert!(g.pipeline_count() >= 1);
+    }
+}

@@ -1,0 +1,27 @@
+//! Kernel launches, one file per op family. Each op checks shapes (typed errors, never panics),
+//! allocates its output from the pool and records its dispatch on a `Stream`.
+
+pub mod elementwise;
+
+pub use crate::cpu::elementwise::Act;
+
+/// Parameter structs are plain `u32`/`f32` records uploaded as uniforms.
+pub(crate) fn bytes_of<T: bytemuck::Pod>(p: &T) -> &[u8] {
+    bytemuck::bytes_of(p)
+}
+
+/// Shared test fixtures: one GPU per test binary.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::gpu::Gpu;
+    use std::sync::{Arc, OnceLock};
+
+    pub fn gpu() -> Arc<Gpu> {
+        static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+        GPU.get_or_init(|| match Gpu::default_adapter() {
+            Ok(g) => g,
+            Err(e) => panic!("GPU tests need an adapter (install lavapipe): {e}"),
+        })
+        .clone()
+    }
+}
