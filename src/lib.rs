@@ -6,3 +6,5 @@ pub mod gpu;
 pub mod ops;
 
 pub use error::{Error, Result};
+pub mod graph;
+pub mod models;

@@ -1,0 +1,112 @@
+//! A host-side graph of ops over tensors: models are built once as a `Graph` (SSA: node i
+//! produces value i), then run on the GPU (`exec`) or on the CPU reference (`cpu`).
+//! Quantization rewrites graphs; training will add a reverse pass over the same nodes.
+
+pub mod cpu;
+pub mod exec;
+pub mod params;
+pub mod passes;
+
+pub use crate::cpu::elementwise::Act;
+pub use params::Params;
+
+pub type ValueId = usize;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// The image batch [N, 3, H, W].
+    Input,
+    Conv2d {
+        weight: String,
+        bias: Option<String>,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+        act: Act,
+    },
+    /// `x * W^T + b` with PyTorch's [out, in] weight.
+    Linear {
+        weight: String,
+        bias: Option<String>,
+        act: Act,
+    },
+    /// Inference-form batch norm; `prefix` names `{prefix}.weight/.bias/.running_mean/.running_var`.
+    BatchNorm { prefix: String, eps: f32, act: Act },
+    Act(Act),
+    /// act(a + b).
+    Add { act: Act },
+    /// CIFAR-ResNet option A: x[:, :, ::2, ::2] zero-padded with `pad` channels each side.
+    ShortcutA { pad: usize },
+    Concat,
+    SliceChannels { start: usize, len: usize },
+    ChannelShuffle { groups: usize },
+    MaxPool { kernel: usize, stride: usize, pad: usize },
+    GlobalAvgPool,
+    Flatten,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The PyTorch module path this node came from (e.g. `layer1.0.conv1`), for reports.
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub output: ValueId,
+}
+
+impl Graph {
+    pub fn push(&mut self, name: impl Into<String>, op: Op, inputs: &[ValueId]) -> ValueId {
+        self.nodes.push(Node {
+            name: name.into(),
+            op,
+            inputs: inputs.to_vec(),
+        });
+        self.output = self.nodes.len() - 1;
+        self.output
+    }
+
+    /// For each value, the index of the last node that reads it (the output counts as read last).
+    pub fn last_uses(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = (0..self.nodes.len()).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &v in &n.inputs {
+                last[v] = last[v].max(i);
+            }
+        }
+        last[self.output] = usize::MAX;
+        last
+    }
+
+    /// Names of the parameter tensors each node reads.
+    pub fn param_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            match &n.op {
+                Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias, .. } => {
+                    out.push(weight.clone());
+                    out.extend(bias.clone());
+                }
+                Op::BatchNorm { prefix, .. } => {
+                    out.extend(bn_names(prefix));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// `{prefix}.weight, .bias, .running_mean, .running_var`.
+pub fn bn_names(prefix: &str) -> [String; 4] {
+    [
+        format!("{prefix}.weight"),
+        format!("{prefix}.bias"),
+        format!("{prefix}.running_mean"),
+        format!("{prefix}.running_var"),
+    ]
+}

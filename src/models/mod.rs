@@ -1,0 +1,241 @@
+//! The model zoo: CIFAR classifiers as graphs over the authors' own tensor names.
+
+mod builder;
+pub mod mobilenet;
+pub mod repvgg;
+pub mod resnet;
+pub mod shufflenet;
+pub mod vgg;
+
+pub use builder::{Builder, ConvSpec};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Params};
+
+/// Per-channel input normalization on [0, 1] RGB: x = (v / 255 - mean) / std.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// akamaster's trainer.py normalizes with the ImageNet statistics.
+pub const IMAGENET_NORM: Normalization = Normalization {
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+};
+/// chenyaofo's training code uses these CIFAR-10 statistics.
+pub const CIFAR_NORM: Normalization = Normalization {
+    mean: [0.4914, 0.4822, 0.4465],
+    std: [0.2023, 0.1994, 0.2010],
+};
+
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// An architecture: its graph, the tensors it expects and its input normalization.
+pub struct Arch {
+    pub name: String,
+    pub graph: Graph,
+    pub expected: Vec<(String, Vec<usize>)>,
+    pub norm: Normalization,
+}
+
+impl Arch {
+    /// Parameter count (weights and biases, not BN running statistics), as publishers count it.
+    pub fn param_count(&self) -> usize {
+        self.expected
+            .iter()
+            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// Every architecture name the zoo knows.
+pub fn arch_names() -> Vec<String> {
+    let mut v = Vec::new();
+    for d in [20, 32, 44, 56] {
+        v.push(format!("akamaster_resnet{d}"));
+        v.push(format!("resnet{d}"));
+    }
+    for m in ["x0_5", "x1_0", "x1_5", "x2_0"] {
+        v.push(format!("shufflenetv2_{m}"));
+    }
+    for m in ["x0_5", "x0_75", "x1_0", "x1_4"] {
+        v.push(format!("mobilenetv2_{m}"));
+    }
+    for d in [11, 13, 16, 19] {
+        v.push(format!("vgg{d}_bn"));
+    }
+    for a in ["a0", "a1", "a2"] {
+        v.push(format!("repvgg_{a}"));
+        v.push(format!("repvgg_{a}_deploy"));
+    }
+    v
+}
+
+/// Builds an architecture by name (10 classes). chenyaofo's names are used as published
+/// (`resnet20`, `vgg16_bn`, ...); akamaster's ResNets are `akamaster_resnetNN`.
+pub fn arch(name: &str) -> Result<Arch> {
+    arch_with_classes(name, 10)
+}
+
+pub fn arch_with_classes(name: &str, classes: usize) -> Result<Arch> {
+    let n = name.trim().to_ascii_lowercase();
+    let n = n.strip_prefix("cifar10_").unwrap_or(&n).to_string();
+    let n = n.strip_prefix("chenyaofo_").unwrap_or(&n).to_string();
+    let unknown = || {
+        Error::Invalid(format!(
+            "unknown model architecture `{name}`; known: {}",
+            arch_names().join(", ")
+        ))
+    };
+    let (b, norm) = if let Some(d) = n.strip_prefix("akamaster_resnet") {
+        let d = resnet_depth(d).ok_or_else(unknown)?;
+        (resnet::resnet(d, resnet::Shortcut::OptionA, classes), IMAGENET_NORM)
+    } else if let Some(d) = n.strip_prefix("resnet") {
+        let d = resnet_depth(d).ok_or_else(unknown)?;
+        (resnet::resnet(d, resnet::Shortcut::Conv1x1, classes), CIFAR_NORM)
+    } else if let Some(m) = n.strip_prefix("shufflenetv2_") {
+        let w = shufflenet::widths(m).ok_or_else(unknown)?;
+        (shufflenet::shufflenetv2(w, classes), CIFAR_NORM)
+    } else if let Some(m) = n.strip_prefix("mobilenetv2_") {
+        let w = match m {
+            "x0_5" => 0.5,
+            "x0_75" => 0.75,
+            "x1_0" => 1.0,
+            "x1_4" => 1.4,
+            _ => return Err(unknown()),
+        };
+        (mobilenet::mobilenetv2(w, classes), CIFAR_NORM)
+    } else if let Some(d) = n.strip_prefix("vgg").and_then(|s| s.strip_suffix("_bn")) {
+        let cfg = d.parse().ok().and_then(vgg::config).ok_or_else(unknown)?;
+        (vgg::vgg_bn(cfg, classes), CIFAR_NORM)
+    } else if let Some(v) = n.strip_prefix("repvgg_") {
+        let (v, deploy) = match v.strip_suffix("_deploy") {
+            Some(v) => (v, true),
+            None => (v, false),
+        };
+        let w = repvgg::variant(v).ok_or_else(unknown)?;
+        (repvgg::repvgg(w, deploy, classes), CIFAR_NORM)
+    } else {
+        return Err(unknown());
+    };
+    Ok(Arch {
+        name: n,
+        graph: b.g,
+        expected: b.shapes,
+        norm,
+    })
+}
+
+fn resnet_depth(s: &str) -> Option<usize> {
+    s.parse().ok().filter(|d| [20, 32, 44, 56].contains(d))
+}
+
+/// The zoo architecture whose expected tensors match `params` exactly (names and shapes).
+pub fn detect_arch(params: &Params) -> Result<Arch> {
+    let classes = params
+        .tensors
+        .iter()
+        .find(|(n, _)| {
+            ["fc.bias", "linear.bias", "classifier.1.bias", "classifier.6.bias"].contains(&n.as_str())
+        })
+        .map(|(_, a)| a.numel())
+        .unwrap_or(10);
+    for name in arch_names() {
+        let a = arch_with_classes(&name, classes)?;
+        if a.expected.len() == params.tensors.len() && params.check(&a.expected).is_ok() {
+            return Ok(a);
+        }
+    }
+    Err(Error::Invalid(format!(
+        "the checkpoint's {} tensors match no known architecture; pass --arch (known: {})",
+        params.tensors.len(),
+        arch_names().join(", ")
+    )))
+}
+
+/// A classifier ready to run: architecture plus validated weights.
+pub struct Model {
+    pub arch: Arch,
+    pub params: Params,
+    pub class_names: Vec<String>,
+}
+
+impl Model {
+    pub fn new(arch: Arch, params: Params) -> Result<Model> {
+        params.check(&arch.expected)?;
+        Ok(Model {
+            arch,
+            params,
+            class_names: CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parameter counts (millions) from the publisher's table in shared/models/README.md.
+    #[test]
+    fn parameter_counts_match_published() {
+        let published = [
+            ("resnet20", 0.27),
+            ("resnet32", 0.47),
+            ("resnet44", 0.66),
+            ("resnet56", 0.86),
+            ("akamaster_resnet20", 0.27),
+            ("akamaster_resnet56", 0.85), // akamaster README: 0.85M (no downsample convs)
+            ("vgg11_bn", 9.76),
+            ("vgg13_bn", 9.94),
+            ("vgg16_bn", 15.25),
+            ("vgg19_bn", 20.57),
+            ("mobilenetv2_x0_5", 0.70),
+            ("mobilenetv2_x0_75", 1.37),
+            ("mobilenetv2_x1_0", 2.24),
+            ("mobilenetv2_x1_4", 4.33),
+            ("shufflenetv2_x0_5", 0.35),
+            ("shufflenetv2_x1_0", 1.26),
+            ("shufflenetv2_x1_5", 2.49),
+            ("shufflenetv2_x2_0", 5.37),
+            ("repvgg_a0", 7.84),
+            ("repvgg_a1", 12.82),
+            ("repvgg_a2", 26.82),
+        ];
+        let mut bad = vec![];
+        for (name, m) in published {
+            let n = arch(name).unwrap().param_count() as f64 / 1e6;
+            if (n - m).abs() >= 0.006 {
+                bad.push(format!("{name}: {n:.4}M vs published {m}M"));
+            }
+        }
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
+    #[test]
+    fn unknown_arch_is_a_clear_error() {
+        let e = arch("resnet21").err().unwrap().to_string();
+        assert!(e.contains("unknown model architecture") && e.contains("resnet20"), "{e}");
+    }
+
+    #[test]
+    fn every_name_builds() {
+        for n in arch_names() {
+            let a = arch(&n).unwrap();
+            assert!(a.graph.nodes.len() > 5, "{n}");
+        }
+    }
+}
