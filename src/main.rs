@@ -1,1 +1,64 @@
-fn main() {}
+//! The `synthcal` command line: argument parsing only; the work lives in the library.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use synthcal::gpu::{AdapterChoice, Gpu};
+
+#[derive(Parser)]
+#[command(
+    name = "synthcal",
+    version,
+    about = "INT8 post-training quantization of CIFAR-10 classifiers, calibrated with real or synthetic images, on any GPU through wgpu (or on a CPU through Mesa's lavapipe)."
+)]
+struct Cli {
+    /// GPU adapter to use: a backend (`vulkan`, `metal`, `dx12`, `gl`), a case-insensitive
+    /// substring of the adapter name (`llvmpipe`, `nvidia`), or both as `backend:name`.
+    /// Default: the best available (discrete, then integrated, then CPU).
+    #[arg(long, global = true, env = "SYNTHCAL_ADAPTER")]
+    adapter: Option<String>,
+
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the selected GPU adapter, its compute limits and integer dot-product support.
+    Info,
+    /// Measure kernel throughput (GFLOP/s, GOP/s) on the selected adapter.
+    Bench {
+        /// Fewer repetitions (a rough figure in a few seconds).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// List the architectures of the model zoo.
+    Models,
+    /// Convert a PyTorch checkpoint (.th legacy or .pt zip format) to safetensors.
+    Import {
+        /// The checkpoint to read (never executed: only tensor data is accepted).
+        ckpt: PathBuf,
+        /// Output .safetensors file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
+        #[arg(long)]
+        arch: Option<String>,
+    },
+    /// Evaluate a classifier's top-1 accuracy on a CIFAR-10 split or an image folder.
+    Eval(synthcal::eval::EvalArgs),
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let gpu = || Gpu::new(&AdapterChoice::from_flag_or_env(cli.adapter.as_deref()));
+    match &cli.cmd {
+        Cmd::Info => println!("{}", gpu()?.describe()),
+        Cmd::Bench { quick } => synthcal::bench::print_bench(&gpu()?, *quick)?,
+        Cmd::Models => synthcal::models::print_zoo(),
+        Cmd::Import { ckpt, output, arch } => synthcal::models::import(ckpt, output, arch.as_deref())?,
+        Cmd::Eval(args) => synthcal::eval::run(&gpu()?, args)?,
+    }
+    Ok(())
+}
