@@ -1,10 +1,14 @@
 //! synthcal: data-free INT8 post-training quantization on wgpu.
 
 pub mod cpu;
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gpu;
+pub mod graph;
+pub mod io;
+pub mod models;
 pub mod ops;
+pub mod progress;
 
 pub use error::{Error, Result};
-pub mod graph;
-pub mod models;

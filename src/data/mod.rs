@@ -1,0 +1,346 @@
+//! CIFAR-style image datasets: loading, saving, subsetting and tensor conversion.
+//!
+//! Images are 3x32x32 `u8` in CHW order (R plane, G plane, B plane), exactly the
+//! layout of a CIFAR binary record, stored contiguously so a batch is one slice.
+//! Nothing here draws progress bars; the CLI adds them.
+
+mod cifar;
+mod folder;
+mod grid;
+mod subset;
+
+#[cfg(test)]
+mod test_util;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+pub use cifar::{load_cifar10_bin, Split};
+pub use folder::{load_image_folder, save_image_folder, ResizePolicy, RESIZE_FILTER};
+pub use grid::{sample_grid_png, GRID_GAP};
+pub use subset::{balanced_subset, balanced_subset_indices};
+
+/// Image side in pixels.
+pub const IMG_SIDE: usize = 32;
+/// Pixels per channel plane.
+pub const PLANE: usize = IMG_SIDE * IMG_SIDE;
+/// Bytes per image (3 planes).
+pub const IMG_BYTES: usize = 3 * PLANE;
+/// The CIFAR-10 class names, in label order.
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+/// Where to get the official CIFAR-10 binary archive.
+pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+
+/// Errors from this module; each names the file involved where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "CIFAR-10 binary files not found in {}: missing {}. Expected data_batch_1.bin .. \
+         data_batch_5.bin (train) and test_batch.bin (test) in that directory or in its \
+         cifar-10-batches-bin/ subdirectory; download and extract {CIFAR10_URL}",
+        .dir.display(), .missing.join(", ")
+    )]
+    Missing { dir: PathBuf, missing: Vec<String> },
+    #[error(
+        "{}: length {len} bytes is not a multiple of the 3073-byte CIFAR record; \
+         record {record} starting at byte offset {offset} is truncated",
+        .path.display()
+    )]
+    Truncated {
+        path: PathBuf,
+        len: u64,
+        record: usize,
+        offset: u64,
+    },
+    #[error(
+        "{}: record {record} at byte offset {offset} has label {label}, expected 0..=9",
+        .path.display()
+    )]
+    BadLabel {
+        path: PathBuf,
+        record: usize,
+        offset: u64,
+        label: u8,
+    },
+    #[error("{}: {source}", .path.display())]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error(
+        "{}: image is {width}x{height}, expected 32x32 (the resize policy would stretch it)",
+        .path.display()
+    )]
+    WrongSize {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+    },
+    #[error("{}: {msg}", .path.display())]
+    Format { path: PathBuf, msg: String },
+    #[error("class {class} ({name}) has {have} images, {want} requested")]
+    NotEnough {
+        class: usize,
+        name: String,
+        have: usize,
+        want: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+/// N images of 3x32x32 `u8` (CHW) with labels, class names and provenance.
+///
+/// Invariants (checked by [`Dataset::new`]): `pixels.len() == 3072 * labels.len()`,
+/// every label indexes `class_names`, at most 256 classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+    class_names: Vec<String>,
+    source: String,
+}
+
+impl Dataset {
+    pub fn new(
+        pixels: Vec<u8>,
+        labels: Vec<u8>,
+        class_names: Vec<String>,
+        source: impl Into<String>,
+    ) -> Result<Self> {
+        if pixels.len() != labels.len() * IMG_BYTES {
+            return Err(DataError::Invalid(format!(
+                "{} pixel bytes for {} labels, expected {}",
+                pixels.len(),
+                labels.len(),
+                labels.len() * IMG_BYTES
+            )));
+        }
+        if class_names.len() > 256 {
+            return Err(DataError::Invalid(format!(
+                "{} classes, at most 256 supported (labels are u8)",
+                class_names.len()
+            )));
+        }
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= class_names.len())
+        {
+            return Err(DataError::Invalid(format!(
+                "label {l} of image {i} is out of range for {} classes",
+                class_names.len()
+            )));
+        }
+        Ok(Self {
+            pixels,
+            labels,
+            class_names,
+            source: source.into(),
+        })
+    }
+
+    /// Builds a dataset from NCHW f32 in [-1, 1] (GAN output): `round((x + 1) * 127.5)`,
+    /// clamped to 0..=255, so it inverts [`Dataset::to_f32_unit_range`] exactly on u8 values.
+    pub fn from_f32_unit_range(
+        values: &[f32],
+        labels: Vec<u8>,
+        class_names: Vec<String>,
+        source: impl Into<String>,
+    ) -> Result<Self> {
+        let pixels = values
+            .iter()
+            .map(|&x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        Self::new(pixels, labels, class_names, source)
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The 3072 CHW bytes of image `i`. Panics if `i >= len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        assert!(
+            i < self.len(),
+            "image {i} out of range (len {})",
+            self.len()
+        );
+        &self.pixels[i * IMG_BYTES..(i + 1) * IMG_BYTES]
+    }
+
+    /// Image `i` as an HWC `RgbImage` (for PNG output).
+    pub fn rgb_image(&self, i: usize) -> image::RgbImage {
+        let chw = self.image(i);
+        image::RgbImage::from_fn(IMG_SIDE as u32, IMG_SIDE as u32, |x, y| {
+            let p = y as usize * IMG_SIDE + x as usize;
+            image::Rgb([chw[p], chw[PLANE + p], chw[2 * PLANE + p]])
+        })
+    }
+
+    /// All pixels, N*3072 bytes, CHW per image.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Human-readable provenance (which files, which transformations).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Number of images per class, indexed by label.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// A new dataset with the given images, in the given order (repeats allowed).
+    pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(DataError::Invalid(format!(
+                "subset index {bad} out of range (len {})",
+                self.len()
+            )));
+        }
+        let mut pixels = Vec::with_capacity(indices.len() * IMG_BYTES);
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        let source = format!("subset of {} images of [{}]", indices.len(), self.source);
+        Dataset::new(pixels, labels, self.class_names.clone(), source)
+    }
+
+    /// Images `range` as NCHW f32, `x = (v / 255 - mean[c]) / std[c]`.
+    ///
+    /// Bit-exact with torchvision `ToTensor()` + `Normalize(mean, std)`: ToTensor divides
+    /// by 255 in f32, Normalize then subtracts and divides in f32. Do not "optimize" to a
+    /// multiply by a precomputed reciprocal or a fused scale/offset: results would differ
+    /// in the last ulp. Panics if `range` is out of bounds.
+    pub fn to_f32_normalized(
+        &self,
+        range: Range<usize>,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Vec<f32> {
+        self.map_f32(range, |c, v| (v as f32 / 255.0 - mean[c]) / std[c])
+    }
+
+    /// Images `range` as NCHW f32 in [-1, 1]: `v / 127.5 - 1` (GAN convention).
+    /// Panics if `range` is out of bounds.
+    pub fn to_f32_unit_range(&self, range: Range<usize>) -> Vec<f32> {
+        self.map_f32(range, |_, v| v as f32 / 127.5 - 1.0)
+    }
+
+    fn map_f32(&self, range: Range<usize>, f: impl Fn(usize, u8) -> f32) -> Vec<f32> {
+        assert!(
+            range.start <= range.end && range.end <= self.len(),
+            "image range {range:?} out of bounds (len {})",
+            self.len()
+        );
+        let bytes = &self.pixels[range.start * IMG_BYTES..range.end * IMG_BYTES];
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| f((k / PLANE) % 3, v))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("c{i}")).collect()
+    }
+
+    #[test]
+    fn new_validates() {
+        assert!(Dataset::new(vec![0; 3071], vec![0], names(1), "").is_err());
+        assert!(Dataset::new(vec![0; 3072], vec![2], names(2), "").is_err());
+        assert!(Dataset::new(vec![0; 3072], vec![1], names(2), "").is_ok());
+    }
+
+    #[test]
+    fn normalization_matches_torchvision_by_hand() {
+        let mut px = vec![0u8; IMG_BYTES];
+        px[0] = 200; // R of pixel 0
+        px[PLANE] = 100; // G of pixel 0
+        px[2 * PLANE + 5] = 255; // B of pixel 5
+        let ds = Dataset::new(px, vec![0], names(1), "").unwrap();
+        let mean = [0.4914f32, 0.4822, 0.4465];
+        let std = [0.2023f32, 0.1994, 0.2010];
+        let x = ds.to_f32_normalized(0..1, mean, std);
+        assert_eq!(x.len(), IMG_BYTES);
+        // The same f32 operation order as torch: (200/255 - 0.4914) / 0.2023.
+        let r: f32 = 200.0 / 255.0;
+        assert_eq!(x[0], (r - 0.4914) / 0.2023);
+        // Values worked out by hand with f32 rounding after each operation.
+        assert_eq!(x[0], 1.447_917_7);
+        assert_eq!(x[PLANE], -0.451_570_36);
+        assert_eq!(x[2 * PLANE + 5], 2.753_731_3);
+        assert!((x[1] - (-0.4914 / 0.2023)).abs() < 1e-6);
+
+        let u = ds.to_f32_unit_range(0..1);
+        assert_eq!(u[0], 200.0 / 127.5 - 1.0);
+        assert_eq!(u[1], -1.0);
+        assert_eq!(u[2 * PLANE + 5], 1.0);
+        let back = Dataset::from_f32_unit_range(&u, vec![0], names(1), "").unwrap();
+        assert_eq!(back.pixels(), ds.pixels());
+    }
+
+    #[test]
+    fn subset_and_rgb_image() {
+        let px: Vec<u8> = (0..3 * IMG_BYTES).map(|k| (k / IMG_BYTES) as u8).collect();
+        let ds = Dataset::new(px, vec![0, 1, 1], names(2), "t").unwrap();
+        let s = ds.subset(&[2, 0]).unwrap();
+        assert_eq!(s.labels(), &[1, 0]);
+        assert!(s.image(0).iter().all(|&v| v == 2));
+        assert!(ds.subset(&[3]).is_err());
+        assert_eq!(ds.class_counts(), vec![1, 2]);
+        let mut p = vec![0u8; IMG_BYTES];
+        p[IMG_SIDE + 2] = 9; // R at (x=2, y=1)
+        let one = Dataset::new(p, vec![0], names(1), "").unwrap();
+        assert_eq!(one.rgb_image(0).get_pixel(2, 1).0, [9, 0, 0]);
+    }
+}
