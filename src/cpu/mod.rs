@@ -5,3 +5,9 @@ mod array;
 pub mod elementwise;
 
 pub use array::Array;
+pub mod batchnorm;
+pub mod embed;
+pub mod glu;
+pub mod layout;
+pub mod pool;
+pub mod softmax;

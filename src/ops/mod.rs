@@ -3,6 +3,14 @@
 
 pub mod elementwise;
 
+pub mod batchnorm;
+mod checks;
+pub mod embed;
+pub mod glu;
+pub mod layout;
+pub mod pool;
+pub mod softmax;
+
 pub use crate::cpu::elementwise::Act;
 
 /// Parameter structs are plain `u32`/`f32` records uploaded as uniforms.

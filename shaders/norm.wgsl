@@ -1,0 +1,107 @@
+// Batch normalization over dim 1 of x viewed as [N, C, S] (S = 1 for [N, C]).
+
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    total: u32,
+    eps: f32,
+    momentum: f32,
+    kind: u32,
+    slope: f32,
+    // apply: 1 when `stat` holds the running variance, 0 when it holds 1/std already.
+    stat_is_var: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+
+// Activation codes as in elementwise.wgsl.
+fn activate(v: f32, kind: u32, slope: f32) -> f32 {
+    switch kind {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return clamp(v, 0.0, 6.0); }
+        case 3u: { return select(v * slope, v, v >= 0.0); }
+        case 4u: {
+            let e = exp(-2.0 * abs(v));
+            return sign(v) * (1.0 - e) / (1.0 + e);
+        }
+        case 5u: {
+            let e = exp(-abs(v));
+            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+        }
+        default: { return v; }
+    }
+}
+
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> stat: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.total { return; }
+    let c = (i / p.s) % p.c;
+    var istd = stat[c];
+    if p.stat_is_var == 1u {
+        istd = 1.0 / sqrt(istd + p.eps);
+    }
+    y[i] = activate((x[i] - mean[c]) * istd * gamma[c] + beta[c], p.kind, p.slope);
+}
+
+// Batch statistics: one workgroup per channel, two passes (mean, then centered variance) so
+// large means do not cancel the variance away.
+@group(0) @binding(2) var<storage, read_write> batch_mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> batch_istd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> partial: array<f32, WG>;
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var step = WG / 2u; step > 0u; step >>= 1u) {
+        if lid < step {
+            partial[lid] += partial[lid + step];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier(); // everyone has read partial[0] before it is reused
+    return total;
+}
+
+// Offset of the j-th element (of N*S) of channel c.
+fn at(c: u32, j: u32) -> u32 {
+    let n = j / p.s;
+    return (n * p.c + c) * p.s + (j - n * p.s);
+}
+
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x;
+    let count = p.n * p.s;
+    var sum = 0.0;
+    for (var j = lid; j < count; j += WG) {
+        sum += x[at(c, j)];
+    }
+    let m = workgroup_sum(lid, sum) / f32(count);
+    var sq = 0.0;
+    for (var j = lid; j < count; j += WG) {
+        let d = x[at(c, j)] - m;
+        sq += d * d;
+    }
+    let v = workgroup_sum(lid, sq) / f32(count);
+    if lid == 0u {
+        batch_mean[c] = m;
+        batch_istd[c] = 1.0 / sqrt(v + p.eps);
+        let unbiased = v * f32(count) / f32(count - 1u);
+        running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * m;
+        running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+    }
+}

@@ -1,0 +1,215 @@
+//! Pooling over `[N, C, H, W]` with PyTorch semantics (floor mode): average pooling counts the
+//! zero padding (`count_include_pad=True`), max pooling pads with -inf; global average pooling.
+
+use super::bytes_of;
+use super::checks::nchw;
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
+
+const SHADER: Shader = crate::shader!("pool");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    total: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+}
+
+fn pool(
+    s: &mut Stream,
+    op: &'static str,
+    entry: &'static str,
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let [n, c, h, w] = nchw(op, x)?;
+    // PyTorch's own limits: a window may not exceed the padded input or be mostly padding.
+    if k == 0 || stride == 0 || pad > k / 2 || k > h + 2 * pad || k > w + 2 * pad {
+        return shape_err(
+            op,
+            format!(
+                "kernel {k}, stride {stride}, padding {pad} on input {:?}",
+                x.shape()
+            ),
+        );
+    }
+    let (oh, ow) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
+    let y = s.gpu().alloc(op, &[n, c, oh, ow], DType::F32)?;
+    let p = Params {
+        total: y.numel() as u32,
+        h: h as u32,
+        w: w as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        k: k as u32,
+        stride: stride as u32,
+        pad: pad as u32,
+    };
+    s.dispatch(
+        SHADER,
+        entry,
+        &[],
+        bytes_of(&p),
+        &[x, &y],
+        grid_1d(y.numel(), 256),
+    )?;
+    Ok(y)
+}
+
+/// nn.AvgPool2d(kernel, stride, padding) with a square window.
+pub fn avg_pool2d(
+    s: &mut Stream,
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    pool(s, "avg_pool2d", "avg_pool", x, kernel, stride, padding)
+}
+
+/// nn.MaxPool2d(kernel, stride, padding) with a square window.
+pub fn max_pool2d(
+    s: &mut Stream,
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    pool(s, "max_pool2d", "max_pool", x, kernel, stride, padding)
+}
+
+/// `[N, C, H, W] -> [N, C]`: the mean over each plane.
+pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
+    let [n, c, h, w] = nchw("global_avg_pool", x)?;
+    let y = s.gpu().alloc("global_avg_pool", &[n, c], DType::F32)?;
+    let p = Params {
+        total: (n * c) as u32,
+        h: (h * w) as u32,
+        w: 0,
+        oh: 0,
+        ow: 0,
+        k: 0,
+        stride: 0,
+        pad: 0,
+    };
+    s.dispatch(
+        SHADER,
+        "global_avg",
+        &[],
+        bytes_of(&p),
+        &[x, &y],
+        grid_1d(n * c, 256),
+    )?;
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{self, Array};
+    use crate::ops::testing::gpu;
+    use proptest::prelude::*;
+
+    fn check(shape: [usize; 4], k: usize, stride: usize, pad: usize, seed: u64) {
+        let g = gpu();
+        let x = Array::random(&shape, seed).map(|v| v * 4.0 - 2.0); // all-negative windows too
+        let xt = g.upload_f32(&shape, &x.data).unwrap();
+        let mut s = g.stream();
+        let avg = avg_pool2d(&mut s, &xt, k, stride, pad).unwrap();
+        let max = max_pool2d(&mut s, &xt, k, stride, pad).unwrap();
+        s.submit();
+        let want = cpu::pool::avg_pool2d(&x, k, stride, pad);
+        assert_eq!(avg.shape(), &want.shape[..]);
+        let got = Array::new(avg.shape(), g.read_f32(&avg).unwrap());
+        assert!(
+            got.max_rel_err(&want.data) < 1e-4,
+            "avg {shape:?} k{k} s{stride} p{pad}"
+        );
+        let want = cpu::pool::max_pool2d(&x, k, stride, pad);
+        assert_eq!(
+            g.read_f32(&max).unwrap(),
+            want.data,
+            "max {shape:?} k{k} s{stride} p{pad}"
+        );
+    }
+
+    #[test]
+    fn pools_match_cpu() {
+        check([2, 3, 8, 8], 2, 2, 0, 1);
+        check([1, 4, 7, 9], 3, 2, 1, 2);
+        check([2, 2, 5, 5], 3, 1, 1, 3);
+        check([3, 1, 4, 4], 4, 4, 0, 4); // avg_pool2d(4) at the end of CIFAR ResNets
+        check([1, 2, 6, 5], 5, 3, 2, 5);
+    }
+
+    #[test]
+    fn avg_pool_counts_padding() {
+        // 2x2 ones, kernel 3, padding 1: every window holds 4 ones out of 9 slots.
+        let g = gpu();
+        let x = g.upload_f32(&[1, 1, 2, 2], &[1.0; 4]).unwrap();
+        let mut s = g.stream();
+        let y = avg_pool2d(&mut s, &x, 3, 1, 1).unwrap();
+        s.submit();
+        assert!(g
+            .read_f32(&y)
+            .unwrap()
+            .iter()
+            .all(|v| (v - 4.0 / 9.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn global_avg_matches_cpu() {
+        let g = gpu();
+        for (i, shape) in [[2, 3, 8, 8], [3, 5, 1, 1], [1, 7, 5, 3]]
+            .iter()
+            .enumerate()
+        {
+            let x = Array::random(shape, i as u64);
+            let mut s = g.stream();
+            let y = global_avg_pool(&mut s, &g.upload_f32(shape, &x.data).unwrap()).unwrap();
+            s.submit();
+            let want = cpu::pool::global_avg_pool(&x);
+            assert_eq!(y.shape(), &want.shape[..]);
+            assert!(Array::new(y.shape(), g.read_f32(&y).unwrap()).max_rel_err(&want.data) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let g = gpu();
+        let x = g.upload_f32(&[1, 2, 4, 4], &[0.0; 32]).unwrap();
+        let mut s = g.stream();
+        let err = max_pool2d(&mut s, &x, 2, 2, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("max_pool2d") && err.contains("[1, 2, 4, 4]"),
+            "{err}"
+        );
+        assert!(avg_pool2d(&mut s, &x, 5, 1, 0).is_err());
+        assert!(avg_pool2d(&mut s, &x, 2, 0, 0).is_err());
+        assert!(avg_pool2d(&mut s, &x, 0, 1, 0).is_err());
+        let flat = g.upload_f32(&[2, 16], &[0.0; 32]).unwrap();
+        assert!(global_avg_pool(&mut s, &flat).is_err());
+        assert!(max_pool2d(&mut s, &flat, 2, 2, 0).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn random_configs(n in 1usize..3, c in 1usize..4, h in 1usize..12, w in 1usize..12,
+                          k in 1usize..5, stride in 1usize..4, pad in 0usize..3, seed in 0u64..1000) {
+            prop_assume!(pad <= k / 2 && k <= h + 2 * pad && k <= w + 2 * pad);
+            check([n, c, h, w], k, stride, pad, seed);
+        }
+    }
+}
