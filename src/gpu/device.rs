@@ -165,7 +165,7 @@ impl Gpu {
 
     /// Largest storage binding a single tensor may occupy.
     pub fn max_binding(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// Blocks until all submitted work has finished.

@@ -117,7 +117,7 @@ mod tests {
     fn size_classes_bound_slack() {
         for b in [1u64, 255, 256, 257, 1000, 4096, 5000, 1 << 20, (1 << 20) + 1, 123_456_789] {
             let c = size_class(b);
-            assert!(c >= b && c % 256 == 0, "{b} -> {c}");
+            assert!(c >= b && c.is_multiple_of(256), "{b} -> {c}");
             assert!(c as f64 <= (b.max(256) as f64) * 1.25 + 256.0, "{b} -> {c}");
         }
         assert_eq!(size_class(4096), 4096);
