@@ -26,6 +26,10 @@ pub enum Error {
     Invalid(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Weights(#[from] crate::io::Error),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,81 @@
+//! Runs a graph with the CPU reference ops: the ground truth that GPU model runs are tested
+//! against (with random weights), and a cross-check for whole models.
+
+use super::{bn_names, Graph, Op, Params};
+use crate::cpu::{self, Array};
+use crate::error::{Error, Result};
+
+pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
+    let mut values: Vec<Option<Array>> = vec![None; g.nodes.len()];
+    let last = g.last_uses();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let arg = |k: usize| -> Result<&Array> {
+            node.inputs
+                .get(k)
+                .and_then(|&v| values[v].as_ref())
+                .ok_or_else(|| Error::Invalid(format!("{}: input {k} missing", node.name)))
+        };
+        let p = |n: &str| params.get(n);
+        let out = match &node.op {
+            Op::Input => input.clone(),
+            Op::Conv2d {
+                weight,
+                bias,
+                stride,
+                pad,
+                groups,
+                act,
+            } => {
+                let cp = crate::ops::conv2d::Conv2dParams {
+                    stride: [*stride; 2],
+                    pad: [*pad; 2],
+                    groups: *groups,
+                };
+                let b = bias.as_deref().map(p).transpose()?;
+                let r = if node.inputs.len() > 1 { Some(arg(1)?) } else { None };
+                cpu::conv::conv2d(arg(0)?, p(weight)?, b, &cp, r, *act)
+            }
+            Op::Linear { weight, bias, act } => {
+                let b = bias.as_deref().map(p).transpose()?;
+                cpu::matmul::linear(arg(0)?, p(weight)?, b, *act)
+            }
+            Op::BatchNorm { prefix, eps, act } => {
+                let [gm, bt, m, v] = bn_names(prefix);
+                cpu::batchnorm::batch_norm(
+                    arg(0)?,
+                    &p(&gm)?.data,
+                    &p(&bt)?.data,
+                    &p(&m)?.data,
+                    &p(&v)?.data,
+                    *eps,
+                    *act,
+                )
+            }
+            Op::Act(a) => cpu::elementwise::act(arg(0)?, *a),
+            Op::Add { act } => cpu::elementwise::act(&cpu::elementwise::add(arg(0)?, arg(1)?), *act),
+            Op::ShortcutA { pad } => cpu::layout::shortcut_a(arg(0)?, *pad),
+            Op::Concat => {
+                let xs = (0..node.inputs.len()).map(arg).collect::<Result<Vec<_>>>()?;
+                cpu::layout::concat(&xs)
+            }
+            Op::SliceChannels { start, len } => cpu::layout::slice_channels(arg(0)?, *start..start + len),
+            Op::ChannelShuffle { groups } => cpu::layout::channel_shuffle(arg(0)?, *groups),
+            Op::MaxPool { kernel, stride, pad } => cpu::pool::max_pool2d(arg(0)?, *kernel, *stride, *pad),
+            Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
+            Op::Flatten => {
+                let x = arg(0)?;
+                let n = x.shape[0];
+                Array::new(&[n, x.numel() / n], x.data.clone())
+            }
+        };
+        values[i] = Some(out);
+        for &v in &node.inputs {
+            if last[v] == i {
+                values[v] = None;
+            }
+        }
+    }
+    values[g.output]
+        .take()
+        .ok_or_else(|| Error::Invalid("graph produced no output".into()))
+}

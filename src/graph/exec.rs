@@ -1,0 +1,146 @@
+//! Runs a graph on the GPU: every node is recorded on one stream (one submit per batch), and
+//! each intermediate is dropped, returning its buffer to the pool, right after its last reader.
+
+use super::{bn_names, Graph, Op, Params, ValueId};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Stream, Tensor};
+use crate::ops;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A graph with its parameters resident on the GPU.
+pub struct Runner {
+    pub gpu: Arc<Gpu>,
+    pub graph: Graph,
+    weights: HashMap<String, Tensor>,
+    conv_weights: HashMap<String, ops::conv2d::ConvWeight>,
+    last_use: Vec<usize>,
+}
+
+/// The graph output plus any values the caller asked to keep (calibration taps, backward).
+pub struct Outputs {
+    pub output: Tensor,
+    pub kept: HashMap<ValueId, Tensor>,
+}
+
+impl Runner {
+    /// Uploads every parameter the graph reads.
+    pub fn new(gpu: Arc<Gpu>, graph: Graph, params: &Params) -> Result<Runner> {
+        // Conv weights go to the GPU in the conv kernel's own layout; the rest as they are.
+        let mut conv_weights = HashMap::new();
+        for n in &graph.nodes {
+            if let Op::Conv2d { weight, groups, .. } = &n.op {
+                let a = params.get(weight)?;
+                let w = ops::conv2d::prepare_conv_weight(&gpu, &a.shape, &a.data, *groups)?;
+                conv_weights.insert(weight.clone(), w);
+            }
+        }
+        let mut weights = HashMap::new();
+        for name in graph.param_names() {
+            if !conv_weights.contains_key(&name) {
+                let a = params.get(&name)?;
+                weights.insert(name, gpu.upload_f32(&a.shape, &a.data)?);
+            }
+        }
+        let last_use = graph.last_uses();
+        Ok(Runner {
+            gpu,
+            graph,
+            weights,
+            conv_weights,
+            last_use,
+        })
+    }
+
+    fn w(&self, name: &str) -> Result<&Tensor> {
+        self.weights
+            .get(name)
+            .ok_or_else(|| Error::Invalid(format!("parameter `{name}` was not uploaded")))
+    }
+
+    /// Records the forward pass of `input` on `s`; `keep` lists values to return besides the output.
+    pub fn forward(&self, s: &mut Stream, input: &Tensor, keep: &[ValueId]) -> Result<Outputs> {
+        let mut values: Vec<Option<Tensor>> = vec![None; self.graph.nodes.len()];
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            let arg = |k: usize| -> Result<&Tensor> {
+                node.inputs
+                    .get(k)
+                    .and_then(|&v| values[v].as_ref())
+                    .ok_or_else(|| Error::Invalid(format!("{}: input {k} missing", node.name)))
+            };
+            let out = match &node.op {
+                Op::Input => input.clone(),
+                Op::Conv2d {
+                    weight,
+                    bias,
+                    stride,
+                    pad,
+                    groups,
+                    act,
+                } => {
+                    let p = ops::conv2d::Conv2dParams {
+                        stride: [*stride; 2],
+                        pad: [*pad; 2],
+                        groups: *groups,
+                    };
+                    let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
+                    let residual = if node.inputs.len() > 1 { Some(arg(1)?) } else { None };
+                    let w = self.conv_weights.get(weight).ok_or_else(|| {
+                        Error::Invalid(format!("conv weight `{weight}` was not prepared"))
+                    })?;
+                    ops::conv2d::conv2d(s, arg(0)?, w, bias, &p, residual, *act)?
+                }
+                Op::Linear { weight, bias, act } => {
+                    let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
+                    ops::matmul::linear(s, arg(0)?, self.w(weight)?, bias, *act)?
+                }
+                Op::BatchNorm { prefix, eps, act } => {
+                    let [g, b, m, v] = bn_names(prefix);
+                    let mut bn = ops::batchnorm::BatchNorm::new(
+                        self.w(&g)?.clone(),
+                        self.w(&b)?.clone(),
+                        self.w(&m)?.clone(),
+                        self.w(&v)?.clone(),
+                    );
+                    bn.eps = *eps;
+                    ops::batchnorm::batch_norm(s, arg(0)?, &bn, *act)?
+                }
+                Op::Act(a) => ops::elementwise::act(s, arg(0)?, *a)?,
+                Op::Add { act } => ops::elementwise::add(s, arg(0)?, arg(1)?, *act)?,
+                Op::ShortcutA { pad } => ops::layout::shortcut_a(s, arg(0)?, *pad)?,
+                Op::Concat => {
+                    let xs = (0..node.inputs.len()).map(arg).collect::<Result<Vec<_>>>()?;
+                    ops::layout::concat(s, &xs)?
+                }
+                Op::SliceChannels { start, len } => ops::layout::slice_channels(s, arg(0)?, *start..start + len)?,
+                Op::ChannelShuffle { groups } => ops::layout::channel_shuffle(s, arg(0)?, *groups)?,
+                Op::MaxPool { kernel, stride, pad } => ops::pool::max_pool2d(s, arg(0)?, *kernel, *stride, *pad)?,
+                Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
+                Op::Flatten => arg(0)?.flatten()?,
+            };
+            values[i] = Some(out);
+            for &v in &node.inputs {
+                if self.last_use[v] == i && !keep.contains(&v) {
+                    values[v] = None;
+                }
+            }
+        }
+        let kept = keep
+            .iter()
+            .filter_map(|&v| values.get(v).cloned().flatten().map(|t| (v, t)))
+            .collect();
+        let output = values[self.graph.output]
+            .take()
+            .ok_or_else(|| Error::Invalid("graph produced no output".into()))?;
+        Ok(Outputs { output, kept })
+    }
+
+    /// Uploads a normalized NCHW batch, runs it and reads the logits back (one submit).
+    pub fn logits(&self, batch: &[f32], n: usize, hw: [usize; 2]) -> Result<Vec<f32>> {
+        let x = self.gpu.upload_f32(&[n, 3, hw[0], hw[1]], batch)?;
+        let mut s = self.gpu.stream();
+        let out = self.forward(&mut s, &x, &[])?.output;
+        s.submit();
+        self.gpu.read_f32(&out)
+    }
+}

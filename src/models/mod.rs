@@ -1,6 +1,7 @@
 //! The model zoo: CIFAR classifiers as graphs over the authors' own tensor names.
 
 mod builder;
+mod load;
 pub mod mobilenet;
 pub mod repvgg;
 pub mod resnet;
@@ -8,6 +9,7 @@ pub mod shufflenet;
 pub mod vgg;
 
 pub use builder::{Builder, ConvSpec};
+pub use load::{import, load_model, print_zoo, read_params};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params};

@@ -10,6 +10,7 @@ pub mod glu;
 pub mod layout;
 pub mod pool;
 pub mod softmax;
+pub mod stats;
 
 pub use crate::cpu::elementwise::Act;
 

@@ -1,0 +1,72 @@
+//! Row statistics (min, max, abs-max) for calibration, computed on the GPU.
+
+use super::bytes_of;
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
+
+const SHADER: Shader = crate::shader!("stats");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    len: u32,
+    _pad: [u32; 2],
+}
+
+/// For x viewed as `[rows, numel / rows]`: an f32 tensor `[rows, 3]` of (min, max, abs-max).
+pub fn row_stats(s: &mut Stream, x: &Tensor, rows: usize) -> Result<Tensor> {
+    const OP: &str = "row_stats";
+    if x.dtype() != DType::F32 {
+        return shape_err(OP, format!("expected f32, got {:?}", x.dtype()));
+    }
+    if rows == 0 || x.numel() % rows != 0 {
+        return shape_err(OP, format!("{:?} does not split into {rows} rows", x.shape()));
+    }
+    let out = s.gpu().alloc(OP, &[rows, 3], DType::F32)?;
+    let p = Params {
+        rows: rows as u32,
+        len: (x.numel() / rows) as u32,
+        _pad: [0; 2],
+    };
+    s.dispatch(SHADER, "row_stats", &[], bytes_of(&p), &[x, &out], grid_1d(rows, 64))?;
+    Ok(out)
+}
+
+/// CPU reference.
+pub fn row_stats_cpu(x: &[f32], rows: usize) -> Vec<f32> {
+    x.chunks(x.len() / rows)
+        .flat_map(|r| {
+            let lo = r.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            [lo, hi, lo.abs().max(hi.abs())]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Array;
+    use crate::ops::testing::gpu;
+
+    #[test]
+    fn matches_cpu_exactly() {
+        let g = gpu();
+        for (shape, rows) in [(vec![4, 3, 5, 5], 4), (vec![4, 3, 5, 5], 12), (vec![1, 7], 1), (vec![130, 2], 130)] {
+            let x = Array::random(&shape, rows as u64);
+            let t = g.upload_f32(&shape, &x.data).unwrap();
+            let mut s = g.stream();
+            let o = row_stats(&mut s, &t, rows).unwrap();
+            s.submit();
+            assert_eq!(g.read_f32(&o).unwrap(), row_stats_cpu(&x.data, rows), "{shape:?} / {rows}");
+        }
+    }
+
+    #[test]
+    fn rejects_uneven_rows() {
+        let g = gpu();
+        let t = g.upload_f32(&[5], &[0.0; 5]).unwrap();
+        assert!(row_stats(&mut g.stream(), &t, 2).is_err());
+    }
+}

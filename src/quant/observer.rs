@@ -1,0 +1,107 @@
+//! Activation range estimation from per-sample statistics, as POT aggregates them.
+
+/// How per-sample statistics become one range.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum RangeEstimator {
+    /// POT's default preset: min = min over samples of the per-sample min; max = mean over
+    /// samples of the per-sample max (abs-max when the range is signed).
+    Pot,
+    /// Plain global min / max over every value seen.
+    MinMax,
+    /// Like `Pot`, but each sample contributes its 1e-4 / (1 - 1e-4) quantiles instead of its
+    /// extremes (POT's quantile estimator with outlier probability 1e-4).
+    Quantile,
+}
+
+pub const OUTLIER_PROB: f64 = 1e-4;
+
+/// Per-sample (min, max, abs-max) of one quantized input (per channel for depthwise inputs).
+#[derive(Clone, Debug, Default)]
+pub struct Observer {
+    pub channels: usize,
+    /// One entry per (sample, channel): (min, max, abs-max).
+    pub samples: Vec<[f32; 3]>,
+}
+
+impl Observer {
+    pub fn new(channels: usize) -> Self {
+        Observer {
+            channels: channels.max(1),
+            samples: Vec::new(),
+        }
+    }
+
+    /// `stats` is `[rows, 3]` as `ops::stats::row_stats` returns it.
+    pub fn push(&mut self, stats: &[f32]) {
+        self.samples
+            .extend(stats.chunks_exact(3).map(|c| [c[0], c[1], c[2]]));
+    }
+
+    /// (min, max) for each channel (one entry when per-tensor).
+    pub fn ranges(&self, est: RangeEstimator) -> Vec<(f32, f32)> {
+        (0..self.channels)
+            .map(|c| {
+                let rows = self.samples.iter().skip(c).step_by(self.channels);
+                let lo = rows.clone().map(|r| r[0]).fold(f32::INFINITY, f32::min);
+                match est {
+                    RangeEstimator::MinMax => {
+                        (lo, rows.map(|r| r[1]).fold(f32::NEG_INFINITY, f32::max))
+                    }
+                    RangeEstimator::Pot | RangeEstimator::Quantile => {
+                        // Signed ranges average the abs-max; unsigned ones the max.
+                        let k = if lo < 0.0 { 2 } else { 1 };
+                        let (sum, n) = rows.fold((0f64, 0usize), |(s, n), r| (s + r[k] as f64, n + 1));
+                        (lo, (sum / n.max(1) as f64) as f32)
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// The per-sample quantile statistics used by `RangeEstimator::Quantile`: for each row of
+/// `x` (a sample, or a sample-channel pair), (q_low, q_high, max(|q_low|, |q_high|)).
+pub fn quantile_rows(x: &[f32], rows: usize) -> Vec<f32> {
+    let len = x.len() / rows;
+    x.chunks(len)
+        .flat_map(|r| {
+            let mut v = r.to_vec();
+            v.sort_by(f32::total_cmp);
+            let at = |q: f64| v[((q * (len - 1) as f64).round() as usize).min(len - 1)];
+            let (lo, hi) = (at(OUTLIER_PROB), at(1.0 - OUTLIER_PROB));
+            [lo, hi, lo.abs().max(hi.abs())]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pot_aggregation() {
+        let mut o = Observer::new(1);
+        o.push(&[0.0, 2.0, 2.0, 0.5, 4.0, 4.0]);
+        assert_eq!(o.ranges(RangeEstimator::Pot), vec![(0.0, 3.0)]);
+        assert_eq!(o.ranges(RangeEstimator::MinMax), vec![(0.0, 4.0)]);
+        let mut s = Observer::new(1);
+        s.push(&[-1.0, 0.5, 1.0, -3.0, 1.0, 3.0]);
+        assert_eq!(s.ranges(RangeEstimator::Pot), vec![(-3.0, 2.0)]);
+    }
+
+    #[test]
+    fn per_channel_rows_interleave() {
+        let mut o = Observer::new(2);
+        // sample 0: ch0, ch1; sample 1: ch0, ch1
+        o.push(&[0.0, 1.0, 1.0, 0.0, 10.0, 10.0, 0.0, 3.0, 3.0, 0.0, 20.0, 20.0]);
+        assert_eq!(o.ranges(RangeEstimator::Pot), vec![(0.0, 2.0), (0.0, 15.0)]);
+    }
+
+    #[test]
+    fn quantiles_drop_outliers() {
+        let mut x: Vec<f32> = (0..100_000).map(|i| (i % 100) as f32 / 100.0).collect();
+        x[5] = 1000.0;
+        let q = quantile_rows(&x, 1);
+        assert!(q[1] < 1.0 && q[0] >= 0.0, "{q:?}");
+    }
+}

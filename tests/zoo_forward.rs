@@ -1,0 +1,89 @@
+//! Every architecture family runs on the GPU engine and matches the CPU reference executor,
+//! with random weights, both as published (separate BatchNorm) and after the inference passes.
+
+use synthcal::cpu::Array;
+use synthcal::gpu::Gpu;
+use synthcal::graph::{cpu, exec::Runner, passes, Params};
+use synthcal::models::{arch, Arch};
+
+/// Random weights scaled like He initialization, so activations stay O(1) through deep nets;
+/// BatchNorm variances positive.
+fn random_params(a: &Arch, seed: u64) -> Params {
+    let mut p = Params::default();
+    for (i, (name, shape)) in a.expected.iter().enumerate() {
+        let r = Array::random(shape, seed + i as u64);
+        let v = if name.ends_with("running_var") {
+            r.map(|v| 0.5 + v.abs())
+        } else if name.ends_with("weight") && shape.len() > 1 {
+            let fan_in: usize = shape[1..].iter().product();
+            let s = (3.0 / fan_in as f32).sqrt();
+            r.map(|v| v * s)
+        } else {
+            r.map(|v| v * 0.1 + if name.ends_with(".weight") { 1.0 } else { 0.0 })
+        };
+        p.insert(name.clone(), v);
+    }
+    p
+}
+
+fn max_rel(got: &[f32], want: &[f32]) -> f32 {
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+fn check(name: &str) {
+    let gpu = Gpu::default_adapter().expect("GPU adapter (install lavapipe)");
+    let a = arch(name).unwrap();
+    let params = random_params(&a, 7);
+    let x = Array::random(&[2, 3, 32, 32], 99);
+    let want = cpu::forward(&a.graph, &params, &x).unwrap();
+    assert_eq!(want.shape, vec![2, 10], "{name}");
+
+    let runner = Runner::new(gpu.clone(), a.graph.clone(), &params).unwrap();
+    let got = runner.logits(&x.data, 2, [32, 32]).unwrap();
+    let e = max_rel(&got, &want.data);
+    assert!(e < 1e-4, "{name}: GPU vs CPU max rel err {e}");
+
+    let mut p2 = params.clone();
+    let g2 = passes::optimize_for_inference(&a.graph, &mut p2).unwrap();
+    assert!(g2.nodes.len() < a.graph.nodes.len(), "{name}: passes fused nothing");
+    let folded_cpu = cpu::forward(&g2, &p2, &x).unwrap();
+    let e = max_rel(&folded_cpu.data, &want.data);
+    assert!(e < 1e-4, "{name}: optimized graph (CPU) vs original max rel err {e}");
+    let got2 = Runner::new(gpu, g2, &p2).unwrap().logits(&x.data, 2, [32, 32]).unwrap();
+    let e = max_rel(&got2, &want.data);
+    assert!(e < 1e-4, "{name}: optimized graph (GPU) vs original max rel err {e}");
+}
+
+#[test]
+fn akamaster_resnet() {
+    check("akamaster_resnet20");
+}
+
+#[test]
+fn chenyaofo_resnet() {
+    check("resnet20");
+}
+
+#[test]
+fn shufflenetv2() {
+    check("shufflenetv2_x0_5");
+}
+
+#[test]
+fn mobilenetv2() {
+    check("mobilenetv2_x0_5");
+}
+
+#[test]
+fn vgg_bn() {
+    check("vgg11_bn");
+}
+
+#[test]
+fn repvgg_train_and_deploy_forms() {
+    check("repvgg_a0");
+    check("repvgg_a0_deploy");
+}
