@@ -2,7 +2,9 @@
 //! tested against (and that `graph` can run whole models with, for cross-checks).
 
 mod array;
+pub mod conv;
 pub mod elementwise;
+pub mod matmul;
 
 pub use array::Array;
 pub mod batchnorm;

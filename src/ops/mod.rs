@@ -1,7 +1,9 @@
 //! Kernel launches, one file per op family. Each op checks shapes (typed errors, never panics),
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
+pub mod conv2d;
 pub mod elementwise;
+pub mod matmul;
 
 pub mod batchnorm;
 mod checks;

@@ -1,0 +1,93 @@
+//! Reference conv2d: NCHW input, PyTorch weight layout [Co, Ci/groups, KH, KW].
+
+use super::elementwise::Act;
+use super::Array;
+
+/// Stride, symmetric padding per axis ([h, w]) and channel groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    pub fn new(stride: usize, pad: usize, groups: usize) -> Self {
+        Conv2dParams {
+            stride: [stride; 2],
+            pad: [pad; 2],
+            groups,
+        }
+    }
+
+    /// Output size along one axis, or None when the kernel does not fit.
+    pub fn out_size(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
+        let padded = input + 2 * self.pad[axis];
+        if self.stride[axis] == 0 || padded < kernel {
+            return None;
+        }
+        Some((padded - kernel) / self.stride[axis] + 1)
+    }
+}
+
+/// out = act(conv(x, w) + bias + residual). Panics on bad shapes (the GPU op checks them).
+pub fn conv2d(
+    x: &Array,
+    w: &Array,
+    bias: Option<&Array>,
+    p: &Conv2dParams,
+    residual: Option<&Array>,
+    act: Act,
+) -> Array {
+    let [n, ci, h, wd] = x.shape[..] else { panic!("x must be 4-d") };
+    let [co, cig, kh, kw] = w.shape[..] else { panic!("w must be 4-d") };
+    let g = p.groups;
+    assert!(ci == cig * g && co % g == 0, "channels");
+    let oh = p.out_size(0, h, kh).expect("kernel fits");
+    let ow = p.out_size(1, wd, kw).expect("kernel fits");
+    let cog = co / g;
+    let mut out = Array::zeros(&[n, co, oh, ow]);
+    for b in 0..n {
+        for o in 0..co {
+            let gi = o / cog;
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut acc = bias.map_or(0.0, |b| b.data[o]);
+                    for c in 0..cig {
+                        let cin = gi * cig + c;
+                        for i in 0..kh {
+                            let iy = (y * p.stride[0] + i) as isize - p.pad[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for j in 0..kw {
+                                let ix = (xo * p.stride[1] + j) as isize - p.pad[1] as isize;
+                                if ix < 0 || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xv = x.data[((b * ci + cin) * h + iy as usize) * wd + ix as usize];
+                                acc += xv * w.data[((o * cig + c) * kh + i) * kw + j];
+                            }
+                        }
+                    }
+                    let idx = ((b * co + o) * oh + y) * ow + xo;
+                    if let Some(r) = residual {
+                        acc += r.data[idx];
+                    }
+                    out.data[idx] = act.apply(acc);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,326 @@
+//! conv2d (NCHW) with fused bias, residual add and activation: one dispatch per ResNet block tail.
+
+use super::{bytes_of, Act};
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
+
+pub use crate::cpu::conv::Conv2dParams;
+
+const SHADER: Shader = crate::shader!("conv2d");
+
+/// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
+/// `[groups][Ci/groups * KH * KW][Co/groups rounded up to 4]`, so that four consecutive output
+/// channels of one tap are a single vec4 load.
+#[derive(Clone, Debug)]
+pub struct ConvWeight {
+    tensor: Tensor,
+    shape: [usize; 4],
+    groups: usize,
+}
+
+impl ConvWeight {
+    /// The PyTorch shape `[Co, Ci/groups, KH, KW]` it was made from.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+}
+
+/// Uploads PyTorch-layout weights `[Co, Ci/groups, KH, KW]` (host data) for `groups` groups.
+pub fn prepare_conv_weight(gpu: &Gpu, shape: &[usize], data: &[f32], groups: usize) -> Result<ConvWeight> {
+    const OP: &str = "prepare_conv_weight";
+    let &[co, cig, kh, kw] = shape else {
+        return shape_err(OP, format!("weight must be [Co, Ci/groups, KH, KW], got {shape:?}"));
+    };
+    if data.len() != shape.iter().product::<usize>() {
+        return shape_err(OP, format!("{} values for shape {shape:?}", data.len()));
+    }
+    if groups == 0 || co % groups != 0 {
+        return shape_err(OP, format!("groups {groups} must divide Co of weight {shape:?}"));
+    }
+    let cog = co / groups;
+    let cogp = cog.next_multiple_of(4);
+    let k = cig * kh * kw;
+    let mut t = vec![0.0f32; groups * k * cogp];
+    for o in 0..co {
+        let (g, c) = (o / cog, o % cog);
+        for (i, &v) in data[o * k..(o + 1) * k].iter().enumerate() {
+            t[(g * k + i) * cogp + c] = v;
+        }
+    }
+    Ok(ConvWeight {
+        tensor: gpu.upload_f32(&[groups, k, cogp], &t)?,
+        shape: [co, cig, kh, kw],
+        groups,
+    })
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    ci: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    cig: u32,
+    cog: u32,
+    cogp: u32,
+    pixels: u32,
+    pad_h: i32,
+    pad_w: i32,
+    tiles_co: u32,
+    tiles_px: u32,
+    act: u32,
+    slope: f32,
+    has_bias: u32,
+    has_res: u32,
+}
+
+/// out = act(conv2d(x, w) + bias + residual) for x `[N, Ci, H, W]`; bias is `[Co]` and the
+/// residual has the output's shape `[N, Co, OH, OW]`. `p.groups` must match the prepared weight.
+pub fn conv2d(
+    s: &mut Stream,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    residual: Option<&Tensor>,
+    act: Act,
+) -> Result<Tensor> {
+    conv2d_blocked(s, x, w, bias, p, residual, act, super::matmul::block(s.gpu()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d_blocked(
+    s: &mut Stream,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    residual: Option<&Tensor>,
+    act: Act,
+    (tm4, tn4, wg): (u32, u32, u32),
+) -> Result<Tensor> {
+    const OP: &str = "conv2d";
+    let [n, ci, h, wd] = x.dims(OP)?;
+    let [co, cig, kh, kw] = w.shape;
+    if x.dtype() != DType::F32 {
+        return shape_err(OP, format!("x must be f32, got {:?}", x.dtype()));
+    }
+    if p.groups != w.groups {
+        return shape_err(OP, format!("params have groups {} but the weight {:?} was prepared for {}",
+            p.groups, w.shape, w.groups));
+    }
+    if ci != cig * p.groups {
+        return shape_err(OP, format!("x {:?} has {ci} channels but weight {:?} with groups {} expects {}",
+            x.shape(), w.shape, p.groups, cig * p.groups));
+    }
+    let (Some(oh), Some(ow)) = (p.out_size(0, h, kh), p.out_size(1, wd, kw)) else {
+        return shape_err(OP, format!("zero-size output: x {:?}, kernel {kh}x{kw}, {p:?}", x.shape()));
+    };
+    let out_shape = [n, co, oh, ow];
+    if let Some(b) = bias {
+        if b.shape() != [co] || b.dtype() != DType::F32 {
+            return shape_err(OP, format!("bias {:?} must be f32 [{co}]", b.shape()));
+        }
+    }
+    if let Some(r) = residual {
+        if r.shape() != out_shape || r.dtype() != DType::F32 {
+            return shape_err(OP, format!("residual {:?} must be f32 {out_shape:?}", r.shape()));
+        }
+    }
+    let out = s.gpu().alloc(OP, &out_shape, DType::F32)?;
+    let cog = co / p.groups;
+    let pixels = n * oh * ow;
+    // Channel blocking needs channels per group; depthwise-like convs take the direct kernel.
+    let use_gemm = p.groups == 1 || cog >= 8;
+    let tm4 = tm4.min(cog.div_ceil(4) as u32);
+    let (entry, tiles_co, tiles_px, threads) = if use_gemm {
+        let (tc, tp) = (cog.div_ceil(4 * tm4 as usize), pixels.div_ceil(4 * tn4 as usize));
+        ("gemm", tc, tp, tc * tp * p.groups)
+    } else {
+        let tp = pixels.div_ceil(4);
+        ("direct", 0, tp, tp * co)
+    };
+    let (kind, slope) = act.code();
+    let params = Params {
+        n: n as u32,
+        ci: ci as u32,
+        h: h as u32,
+        w: wd as u32,
+        co: co as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        groups: p.groups as u32,
+        cig: cig as u32,
+        cog: cog as u32,
+        cogp: cog.next_multiple_of(4) as u32,
+        pixels: pixels as u32,
+        pad_h: p.pad[0] as i32,
+        pad_w: p.pad[1] as i32,
+        tiles_co: tiles_co as u32,
+        tiles_px: tiles_px as u32,
+        act: kind,
+        slope,
+        has_bias: bias.is_some() as u32,
+        has_res: residual.is_some() as u32,
+    };
+    let consts = [
+        ("KH", kh as f64),
+        ("KW", kw as f64),
+        ("SH", p.stride[0] as f64),
+        ("SW", p.stride[1] as f64),
+        ("TM4", tm4 as f64),
+        ("TN4", tn4 as f64),
+        ("WG", wg as f64),
+    ];
+    let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
+    s.dispatch(SHADER, entry, &consts, bytes_of(&params), &[x, &w.tensor, b, r, &out], grid_1d(threads, wg))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{self, Array};
+    use crate::ops::testing::gpu;
+    use proptest::prelude::*;
+
+    const ACTS: [Act; 6] = [
+        Act::Identity,
+        Act::Relu,
+        Act::Relu6,
+        Act::LeakyRelu(0.1),
+        Act::Tanh,
+        Act::Sigmoid,
+    ];
+
+    /// Runs one conv on the GPU with register block `blk` and compares it to the CPU reference.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        xs: [usize; 4],
+        ws: [usize; 4],
+        p: Conv2dParams,
+        bias: bool,
+        res: bool,
+        act: Act,
+        blk: (u32, u32, u32),
+        seed: u64,
+    ) -> f32 {
+        let g = gpu();
+        let x = Array::random(&xs, seed);
+        let w = Array::random(&ws, seed + 1);
+        let b = Array::random(&[ws[0]], seed + 2);
+        let (oh, ow) = (p.out_size(0, xs[2], ws[2]).unwrap(), p.out_size(1, xs[3], ws[3]).unwrap());
+        let r = Array::random(&[xs[0], ws[0], oh, ow], seed + 3);
+        let want = cpu::conv::conv2d(&x, &w, bias.then_some(&b), &p, res.then_some(&r), act);
+        let xt = g.upload_f32(&xs, &x.data).unwrap();
+        let wt = prepare_conv_weight(&g, &ws, &w.data, p.groups).unwrap();
+        let bt = g.upload_f32(&b.shape, &b.data).unwrap();
+        let rt = g.upload_f32(&r.shape, &r.data).unwrap();
+        let mut s = g.stream();
+        let y = conv2d_blocked(&mut s, &xt, &wt, bias.then_some(&bt), &p, res.then_some(&rt), act, blk)
+            .unwrap();
+        s.submit();
+        assert_eq!(y.shape(), &want.shape[..]);
+        Array::new(&want.shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data)
+    }
+
+    const CPU_BLOCK: (u32, u32, u32) = (4, 4, 16);
+    const GPU_BLOCK: (u32, u32, u32) = (2, 2, 64);
+
+    #[test]
+    fn fixed_shapes_match_cpu() {
+        // (x, w, stride, pad, groups, bias, residual)
+        let cases: &[([usize; 4], [usize; 4], usize, usize, usize, bool, bool)] = &[
+            ([2, 3, 8, 8], [16, 3, 3, 3], 1, 1, 1, true, false), // stem
+            ([2, 16, 9, 7], [20, 16, 3, 3], 2, 1, 1, true, true), // odd Co, strided
+            ([1, 8, 6, 6], [8, 8, 1, 1], 1, 0, 1, false, true),  // pointwise + residual
+            ([2, 4, 5, 5], [6, 4, 4, 4], 2, 1, 1, true, false),  // GAN-style 4x4 kernel
+            ([1, 16, 6, 5], [32, 8, 3, 3], 1, 2, 2, true, true), // grouped GEMM
+            ([2, 8, 7, 7], [8, 1, 3, 3], 1, 1, 8, true, true),   // depthwise
+            ([1, 6, 5, 6], [12, 1, 3, 3], 2, 0, 6, false, false), // depthwise x2 multiplier
+            ([1, 4, 5, 5], [4, 2, 3, 3], 1, 1, 2, true, false),  // few channels per group
+        ];
+        for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
+            for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
+                let act = ACTS[i % ACTS.len()];
+                let e = check(xs, ws, Conv2dParams::new(st, pad, groups), b, r, act, blk, i as u64);
+                assert!(e < 1e-4, "case {i} {xs:?} {ws:?} block {blk:?}: err {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_square_kernel_stride_and_padding() {
+        let p = Conv2dParams {
+            stride: [2, 1],
+            pad: [0, 2],
+            groups: 1,
+        };
+        let e = check([2, 5, 9, 6], [7, 5, 1, 4], p, true, true, Act::Relu, CPU_BLOCK, 9);
+        assert!(e < 1e-4, "err {e}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn random_shapes_match_cpu(
+            n in 1usize..3, cig in 1usize..5, cog in 1usize..10, gsel in 0usize..3,
+            h in 1usize..9, w in 1usize..9, kh in prop::sample::select(vec![1usize, 3, 4]),
+            kw in prop::sample::select(vec![1usize, 3, 4]), sh in 1usize..3, sw in 1usize..3,
+            ph in 0usize..3, pw in 0usize..3, bias: bool, res: bool, ai in 0usize..6,
+            seed in 0u64..1000,
+        ) {
+            // groups 1, 2, or depthwise (one input channel per group)
+            let (groups, cig) = match gsel { 0 => (1, cig), 1 => (2, cig), _ => (cig * 2, 1) };
+            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], groups };
+            prop_assume!(p.out_size(0, h, kh).is_some() && p.out_size(1, w, kw).is_some());
+            let (ci, co) = (cig * groups, cog * groups);
+            let e = check([n, ci, h, w], [co, cig, kh, kw], p, bias, res, ACTS[ai], CPU_BLOCK, seed);
+            prop_assert!(e < 1e-4, "err {}", e);
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_op() {
+        let g = gpu();
+        let x = g.upload_f32(&[1, 3, 4, 4], &[0.0; 48]).unwrap();
+        let w = prepare_conv_weight(&g, &[8, 4, 3, 3], &[0.0; 288], 1).unwrap();
+        let p = Conv2dParams::new(1, 1, 1);
+        let err = conv2d(&mut g.stream(), &x, &w, None, &p, None, Act::Relu).unwrap_err().to_string();
+        assert!(err.contains("conv2d") && err.contains("[1, 3, 4, 4]") && err.contains("[8, 4, 3, 3]"), "{err}");
+
+        let err = prepare_conv_weight(&g, &[6, 1, 3, 3], &[0.0; 54], 4).unwrap_err().to_string();
+        assert!(err.contains("groups 4"), "{err}");
+        let w2 = prepare_conv_weight(&g, &[8, 1, 3, 3], &[0.0; 72], 2).unwrap();
+        let err = conv2d(&mut g.stream(), &x, &w2, None, &Conv2dParams::new(1, 1, 2), None, Act::Identity)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("channels"), "{err}");
+
+        let w5 = prepare_conv_weight(&g, &[2, 3, 5, 5], &[0.0; 150], 1).unwrap();
+        let err = conv2d(&mut g.stream(), &x, &w5, None, &Conv2dParams::new(1, 0, 1), None, Act::Identity)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zero-size output"), "{err}");
+
+        let w3 = prepare_conv_weight(&g, &[8, 3, 3, 3], &[0.0; 216], 1).unwrap();
+        let r = g.upload_f32(&[1, 8, 3, 3], &[0.0; 72]).unwrap();
+        let err = conv2d(&mut g.stream(), &x, &w3, None, &p, Some(&r), Act::Identity).unwrap_err().to_string();
+        assert!(err.contains("residual"), "{err}");
+        let err = conv2d(&mut g.stream(), &x, &w3, None, &Conv2dParams::new(1, 1, 3), None, Act::Identity)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prepared for 1"), "{err}");
+    }
+}
