@@ -10,5 +10,6 @@ pub mod io;
 pub mod models;
 pub mod ops;
 pub mod progress;
+pub mod quant;
 
 pub use error::{Error, Result};

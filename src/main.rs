@@ -14,8 +14,8 @@ use synthcal::gpu::{AdapterChoice, Gpu};
 struct Cli {
     /// GPU adapter to use: a backend (`vulkan`, `metal`, `dx12`, `gl`), a case-insensitive
     /// substring of the adapter name (`llvmpipe`, `nvidia`), or both as `backend:name`.
-    /// Default: the best available (discrete, then integrated, then CPU).
-    #[arg(long, global = true, env = "SYNTHCAL_ADAPTER")]
+    /// Default: `$SYNTHCAL_ADAPTER`, else the best available (discrete, then integrated, then CPU).
+    #[arg(long, global = true)]
     adapter: Option<String>,
 
     #[command(subcommand)]

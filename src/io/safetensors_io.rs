@@ -1,0 +1,244 @@
+//! safetensors files: atomic writer and a reader that converts to [`TensorData`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use super::atomic::write_atomic;
+use super::tensor::{DType, NamedTensors, TensorData, TensorSlice, TensorValues};
+use super::{Error, Result};
+
+/// Writes f32 tensors (name, shape, values) plus string metadata, atomically.
+pub fn write_safetensors<S: AsRef<str>>(
+    path: impl AsRef<Path>,
+    tensors: &[(S, &[usize], &[f32])],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let typed: Vec<_> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_ref(), *s, TensorSlice::F32(v)))
+        .collect();
+    write_safetensors_typed(path, &typed, metadata)
+}
+
+/// Writes f32 / i32 / i8 tensors, e.g. a quantized model's weights, scales
+/// and biases, atomically.
+pub fn write_safetensors_typed<S: AsRef<str>>(
+    path: impl AsRef<Path>,
+    tensors: &[(S, &[usize], TensorSlice<'_>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let mut seen = HashSet::new();
+    let mut bytes = Vec::with_capacity(tensors.len());
+    for (name, shape, values) in tensors {
+        let name = name.as_ref();
+        if !seen.insert(name) {
+            return Err(Error::bad_tensor(
+                path,
+                name,
+                "duplicate tensor name".into(),
+            ));
+        }
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel != Some(values.len()) {
+            let msg = format!("shape {shape:?} does not match {} values", values.len());
+            return Err(Error::bad_tensor(path, name, msg));
+        }
+        bytes.push(le_bytes(*values));
+    }
+    let st_err = |e| Error::Safetensors {
+        path: path.into(),
+        source: e,
+    };
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, values), b)| {
+            let dtype = match values {
+                TensorSlice::F32(_) => Dtype::F32,
+                TensorSlice::I32(_) => Dtype::I32,
+                TensorSlice::I8(_) => Dtype::I8,
+            };
+            Ok((
+                name.as_ref().to_string(),
+                TensorView::new(dtype, shape.to_vec(), b).map_err(st_err)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
+    let file = safetensors::serialize(views, meta).map_err(st_err)?;
+    write_atomic(path, &file).map_err(|e| Error::io(path, e))
+}
+
+/// Convenience: writes loaded tensors back out unchanged.
+pub fn write_tensor_data(
+    path: impl AsRef<Path>,
+    tensors: &[(String, TensorData)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let typed: Vec<_> = tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.as_slice()))
+        .collect();
+    write_safetensors_typed(path, &typed, metadata)
+}
+
+fn le_bytes(values: TensorSlice<'_>) -> Vec<u8> {
+    match values {
+        TensorSlice::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorSlice::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorSlice::I8(v) => v.iter().map(|&x| x as u8).collect(),
+    }
+}
+
+/// Reads all tensors (in file order) and the `__metadata__` map. F32, I32 and
+/// I8 stay as they are; other numeric types are converted to f32.
+pub fn read_safetensors(
+    path: impl AsRef<Path>,
+) -> Result<(NamedTensors, BTreeMap<String, String>)> {
+    let path = path.as_ref();
+    let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st_err = |e| Error::Safetensors {
+        path: path.into(),
+        source: e,
+    };
+    let (_, meta) = SafeTensors::read_metadata(&buf).map_err(st_err)?;
+    let st = SafeTensors::deserialize(&buf).map_err(st_err)?;
+    let mut out = Vec::new();
+    for name in meta.offset_keys() {
+        let view = st.tensor(&name).map_err(st_err)?;
+        let data = convert(path, &name, &view)?;
+        out.push((name, data));
+    }
+    let metadata = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok((out, metadata))
+}
+
+fn convert(path: &Path, name: &str, view: &TensorView<'_>) -> Result<TensorData> {
+    let raw = view.data();
+    let dtype = match view.dtype() {
+        Dtype::BOOL => DType::Bool,
+        Dtype::U8 => DType::U8,
+        Dtype::I8 => DType::I8,
+        Dtype::I16 => DType::I16,
+        Dtype::U16 => DType::U16,
+        Dtype::I32 => DType::I32,
+        Dtype::U32 => DType::U32,
+        Dtype::I64 => DType::I64,
+        Dtype::U64 => DType::U64,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F32 => DType::F32,
+        Dtype::F64 => DType::F64,
+        other => {
+            return Err(Error::bad_tensor(
+                path,
+                name,
+                format!("unsupported dtype {other:?}"),
+            ))
+        }
+    };
+    let chunks = raw.chunks_exact(dtype.size());
+    let values = match dtype {
+        DType::I32 => TensorValues::I32(
+            chunks
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DType::I8 => TensorValues::I8(raw.iter().map(|&b| b as i8).collect()),
+        _ => TensorValues::F32(chunks.map(|c| dtype.decode_f32(c, false)).collect()),
+    };
+    Ok(TensorData {
+        shape: view.shape().to_vec(),
+        values,
+        dtype_orig: dtype,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("synthcal-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn roundtrip_f32_i32_i8_with_metadata() {
+        let path = tmp("m.safetensors");
+        let meta = BTreeMap::from([("format".to_string(), "synthcal-int8".to_string())]);
+        let w = [1.5f32, -2.0, 3.25, 0.0, 1e-7, -0.0];
+        write_safetensors(&path, &[("w".to_string(), &[2, 3][..], &w[..])], &meta).unwrap();
+        let (t, m) = read_safetensors(&path).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!((t[0].0.as_str(), &t[0].1.shape[..]), ("w", &[2, 3][..]));
+        assert_eq!(t[0].1.as_f32().unwrap(), w);
+
+        let q = [-128i8, 0, 127];
+        let b = [i32::MIN, 7];
+        let typed = [
+            ("q", &[3][..], TensorSlice::I8(&q)),
+            ("b", &[2][..], TensorSlice::I32(&b)),
+            ("s", &[][..], TensorSlice::F32(&[0.5])),
+        ];
+        write_safetensors_typed(&path, &typed, &BTreeMap::new()).unwrap();
+        let (t, m) = read_safetensors(&path).unwrap();
+        assert!(m.is_empty());
+        let get = |n: &str| &t.iter().find(|(k, _)| k == n).unwrap().1;
+        assert_eq!(get("q").values, TensorValues::I8(q.to_vec()));
+        assert_eq!(get("b").values, TensorValues::I32(b.to_vec()));
+        assert_eq!((get("s").shape.len(), get("s").to_f32()), (0, vec![0.5]));
+        write_tensor_data(&path, &t, &meta).unwrap();
+        assert_eq!(read_safetensors(&path).unwrap().0, t);
+    }
+
+    #[test]
+    fn converts_other_dtypes() {
+        let path = tmp("h.safetensors");
+        let half = [0x00u8, 0x3c, 0x00, 0xc0]; // f16 1.0, -2.0
+        let long: Vec<u8> = [5i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let views = [
+            ("h", TensorView::new(Dtype::F16, vec![2], &half).unwrap()),
+            ("n", TensorView::new(Dtype::I64, vec![2], &long).unwrap()),
+        ];
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        let (t, _) = read_safetensors(&path).unwrap();
+        let get = |n: &str| &t.iter().find(|(k, _)| k == n).unwrap().1;
+        assert_eq!(
+            (get("h").dtype_orig, get("h").to_f32()),
+            (DType::F16, vec![1.0, -2.0])
+        );
+        assert_eq!(
+            (get("n").dtype_orig, get("n").to_f32()),
+            (DType::I64, vec![5.0, -1.0])
+        );
+    }
+
+    #[test]
+    fn errors_on_bad_input() {
+        let e = read_safetensors(tmp("does-not-exist.safetensors")).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        let path = tmp("bad.safetensors");
+        std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": garbage}").unwrap();
+        assert!(matches!(
+            read_safetensors(&path),
+            Err(Error::Safetensors { .. })
+        ));
+        let e = write_safetensors(&path, &[("x", &[4][..], &[1.0f32][..])], &BTreeMap::new());
+        assert!(matches!(e, Err(Error::BadTensor { .. })));
+        let dup = [
+            ("x", &[1][..], &[1.0f32][..]),
+            ("x", &[1][..], &[2.0f32][..]),
+        ];
+        assert!(write_safetensors(&path, &dup, &BTreeMap::new()).is_err());
+    }
+}
