@@ -3,5 +3,6 @@
 
 mod array;
 pub mod elementwise;
+pub mod qconv;
 
 pub use array::Array;

@@ -2,6 +2,7 @@
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
 pub mod elementwise;
+pub mod qconv;
 
 pub use crate::cpu::elementwise::Act;
 
