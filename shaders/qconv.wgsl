@@ -1,4 +1,4 @@
-// INT8 conv2d / linear with i32 accumulation, plus quantize / dequantize.
+// INT8 conv2d / linear with i32 accumulation, plus quantize / dequantize / residual add.
 // Layouts (see src/ops/qconv.rs): activations are i8 packed 4 channels per u32, [N, C4, H, W];
 // unsigned values are stored minus 128. The host appends `fn dot4(a: u32, b: u32) -> i32`:
 // either dot4I8Packed or dot4_unpacked below (for adapters without packed dot products).
@@ -17,8 +17,10 @@ struct Params {
     // 0: f32 output with activation `act`; 1: requantized int8 output.
     mode: u32,
     act: u32, slope: f32,
-    // quantize / dequantize: channels, 1 / scale or scale, and the stored offset.
+    // quantize / dequantize / add: channels, 1 / scale or scale.
     c: u32, qscale: f32,
+    // add: integer multipliers, shift and the stored offsets of both inputs.
+    ma: i32, mb: i32, shift: u32, a_offset: i32, b_offset: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -250,4 +252,42 @@ fn dequantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     let n = i / (hw * p.c);
     let q = unpack(x[(n * p.c4 + c / 4u) * hw + r])[c % 4u] + p.out_offset;
     out[i] = bitcast<u32>(f32(q) * p.qscale);
+}
+
+// v / 2^s rounded half to even, in integers (as cpu::qconv::shift_rne).
+fn shift_rne(v: vec4<i32>, s: u32) -> vec4<i32> {
+    if s == 0u {
+        return v;
+    }
+    let floor = v >> vec4<u32>(s);
+    let rem = v - (floor << vec4<u32>(s));
+    let half = vec4<i32>(1i << (s - 1u));
+    let up = (rem > half) | ((rem == half) & ((floor & vec4<i32>(1)) == vec4<i32>(1)));
+    return floor + select(vec4<i32>(0), vec4<i32>(1), up);
+}
+
+// Residual add of packed a (in x) and b (in wt): total = qa * ma + qb * mb, one word a thread.
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let hw = p.h * p.w;
+    if i >= p.n * p.c4 * hw {
+        return;
+    }
+    let r = i % hw;
+    let c0 = 4u * ((i / hw) % p.c4);
+    let n = i / (hw * p.c4);
+    let total = (unpack(x[i]) + p.a_offset) * p.ma + (unpack(wt[i]) + p.b_offset) * p.mb;
+    if p.mode == 0u {
+        let v = vec4<f32>(total) * p.qscale;
+        for (var k = 0u; k < 4u; k++) {
+            if c0 + k < p.c {
+                out[(n * p.c + c0 + k) * hw + r] = bitcast<u32>(activate(v[k]));
+            }
+        }
+    } else {
+        let q = clamp(shift_rne(total, p.shift), vec4<i32>(p.lo), vec4<i32>(p.hi));
+        let real = select(vec4<i32>(0), q, c0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
+        out[i] = pack(real - p.out_offset);
+    }
 }

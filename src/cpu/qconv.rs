@@ -211,6 +211,7 @@ impl QConv {
                 (b / combined[c]).round_ties_even().clamp(-LIMIT, LIMIT) as i32
             })
             .collect();
+        check_act("qconv", self.act)?;
         let Some(out) = self.output else {
             let scale = combined.iter().map(|&s| s as f32).collect();
             return Ok(Requant {
@@ -220,21 +221,7 @@ impl QConv {
                 hi: 0,
             });
         };
-        let (mut lo, mut hi) = out.range();
-        match self.act {
-            Act::Identity => {}
-            Act::Relu => lo = lo.max(0),
-            Act::Relu6 => {
-                lo = lo.max(0);
-                hi = hi.min(out.quantize(6.0));
-            }
-            a => {
-                return shape_err(
-                    "qconv",
-                    format!("{a:?} cannot be fused into an int8 output"),
-                )
-            }
-        }
+        let (lo, hi) = fused_range("qconv", out, self.act)?;
         let os = out.scale as f64;
         let scale = combined.iter().map(|&s| (s / os) as f32).collect();
         Ok(Requant {
@@ -244,6 +231,123 @@ impl QConv {
             hi,
         })
     }
+}
+
+/// The kernels apply identity, ReLU, ReLU6 and leaky ReLU exactly; tanh / sigmoid are not fused.
+fn check_act(op: &'static str, act: Act) -> Result<()> {
+    if matches!(act, Act::Tanh | Act::Sigmoid) {
+        return shape_err(op, format!("{act:?} is not fused into int8 layers"));
+    }
+    Ok(())
+}
+
+/// The int8 output clamp with a ReLU / ReLU6 folded in: `rne` is monotonic, so clamping the
+/// quantized value equals quantizing the clamped one.
+fn fused_range(op: &'static str, out: QFormat, act: Act) -> Result<(i32, i32)> {
+    let (lo, hi) = out.range();
+    match act {
+        Act::Identity => Ok((lo, hi)),
+        Act::Relu => Ok((lo.max(0), hi)),
+        Act::Relu6 => Ok((lo.max(0), hi.min(out.quantize(6.0)))),
+        a => shape_err(op, format!("{a:?} cannot be fused into an int8 output")),
+    }
+}
+
+/// Quantized residual add `act(a + b)` of two int8 tensors of one shape.
+///
+/// Exact integer math: `total = qa * ma + qb * mb` with `ma = rne(a_scale / unit * 2^shift)`
+/// (and mb alike), `unit` the output scale (int8 output) or the larger input scale (f32 output),
+/// and `shift` as large as keeps both multipliers <= 2^21 (so |total| < 2^30): int8 output is
+/// `clamp(total >> shift rounded half to even)`, f32 output `act(f32(total) * (unit / 2^shift))`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QAdd {
+    pub a: QFormat,
+    pub b: QFormat,
+    pub act: Act,
+    pub output: Option<QFormat>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AddParams {
+    pub ma: i32,
+    pub mb: i32,
+    pub shift: u32,
+    /// `unit / 2^shift` (f32 output).
+    pub scale: f32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl QAdd {
+    pub fn params(&self) -> Result<AddParams> {
+        let scales = [
+            self.a.scale,
+            self.b.scale,
+            self.output.map_or(1.0, |o| o.scale),
+        ];
+        if !scales.iter().all(|&s| s > 0.0 && s.is_finite()) {
+            return shape_err("qadd", "scales must be positive and finite");
+        }
+        let unit = self
+            .output
+            .map_or(self.a.scale.max(self.b.scale), |o| o.scale) as f64;
+        let (ra, rb) = (self.a.scale as f64 / unit, self.b.scale as f64 / unit);
+        const M: f64 = (1 << 21) as f64;
+        if ra.max(rb) > M {
+            return shape_err("qadd", "input scales exceed the output scale by over 2^21");
+        }
+        let mut shift = 0;
+        while shift < 30 && ra.max(rb) * (1u64 << (shift + 1)) as f64 <= M {
+            shift += 1;
+        }
+        let m = |r: f64| (r * (1u64 << shift) as f64).round_ties_even() as i32;
+        check_act("qadd", self.act)?;
+        let (lo, hi) = match self.output {
+            Some(out) => fused_range("qadd", out, self.act)?,
+            None => (0, 0),
+        };
+        let scale = (unit / (1u64 << shift) as f64) as f32;
+        Ok(AddParams {
+            ma: m(ra),
+            mb: m(rb),
+            shift,
+            scale,
+            lo,
+            hi,
+        })
+    }
+}
+
+/// `v / 2^s` rounded half to even, with integer ops only (as the shader does it).
+pub fn shift_rne(v: i32, s: u32) -> i32 {
+    if s == 0 {
+        return v;
+    }
+    let floor = v >> s;
+    let (rem, half) = (v - (floor << s), 1 << (s - 1));
+    floor + (rem > half || (rem == half && floor & 1 == 1)) as i32
+}
+
+/// Reference quantized residual add.
+pub fn qadd(add: &QAdd, a: &QArray, b: &QArray) -> Result<QResult> {
+    if a.shape != b.shape || a.fmt != add.a || b.fmt != add.b {
+        return shape_err("qadd", format!("{:?} + {:?} for {add:?}", a.shape, b.shape));
+    }
+    let p = add.params()?;
+    let total = a.q.iter().zip(&b.q).map(|(&x, &y)| x * p.ma + y * p.mb);
+    Ok(match add.output {
+        None => QResult::F32(Array::new(
+            &a.shape,
+            total.map(|t| add.act.apply(t as f32 * p.scale)).collect(),
+        )),
+        Some(fmt) => QResult::Q(QArray {
+            shape: a.shape,
+            q: total
+                .map(|t| shift_rne(t, p.shift).clamp(p.lo, p.hi))
+                .collect(),
+            fmt,
+        }),
+    })
 }
 
 /// Quantized conv2d output: f32 (`output: None`) or requantized.
@@ -338,6 +442,17 @@ mod tests {
             .collect();
         assert_eq!(got, [0, 2, 0, 127, -128]);
         assert_eq!(QFormat::unsigned(1.0).quantize(-3.0), 0);
+    }
+
+    #[test]
+    fn shift_rounds_half_to_even() {
+        let got: Vec<i32> = [5, 6, 7, 10, -5, -6, -7, -10]
+            .iter()
+            .map(|&v| shift_rne(v, 2))
+            .collect();
+        // 1.25, 1.5, 1.75, 2.5, -1.25, -1.5, -1.75, -2.5
+        assert_eq!(got, [1, 2, 2, 2, -1, -2, -2, -2]);
+        assert_eq!(shift_rne(-3, 0), -3);
     }
 
     #[test]

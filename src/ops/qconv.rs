@@ -10,17 +10,20 @@
 //! - Conv weights: output channels in tiles of 8; tile t is `[KH, KW, win, 8]` words, where word
 //!   (ky, kx, j, i) packs output channel 8t+i's weights for input channels 4*(start_t+j)+0..3,
 //!   zero outside that channel's group. `win` is the most input words a tile's groups span, so
-//!   grouped convs with any channel counts run on the dense kernel (at most one word of waste).
+//!   grouped convs with any channel counts run on the dense kernel (zero lanes cost little once
+//!   groups have >= 4 input channels; one-channel groups go to the depthwise kernel).
 //! - Depthwise weights: `[C4, KH, KW]`, channel-packed like the activations. Depthwise reduces
 //!   over the window only, so channels stay packed and each byte lane multiplies its own channel
 //!   (unpack + vec4 multiply-add): no zero-padded dot4 lanes, no relayout, same code on both paths.
 //! - Per output channel, padded to the tile: i32 `bias_q + 128*sum(w)` and f32 scale.
 
 use super::{bytes_of, Act};
-use crate::cpu::qconv::{QArray, QConv, QFormat};
+use crate::cpu::qconv::{QAdd, QArray, QConv, QFormat};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
+// A module that names dot4I8Packed fails to compile where the WGSL extension is missing, so
+// the fallback is a second module (the same source with another `dot4`), not just an entry.
 const PACKED: Shader = Shader {
     name: "qconv_dot4",
     source: concat!(
@@ -151,6 +154,11 @@ struct Params {
     slope: f32,
     c: u32,
     qscale: f32,
+    ma: i32,
+    mb: i32,
+    shift: u32,
+    a_offset: i32,
+    b_offset: i32,
 }
 
 /// The stored zero point in all four bytes.
@@ -228,6 +236,44 @@ pub fn dequantize(s: &mut Stream, x: &QTensor) -> Result<Tensor> {
     Ok(y)
 }
 
+/// Residual add `act(a + b)` of two int8 tensors in exact integer math (see `cpu::qconv::QAdd`).
+pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut> {
+    if a.shape != b.shape || a.fmt != add.a || b.fmt != add.b {
+        return shape_err("qadd", format!("{:?} + {:?} for {add:?}", a.shape, b.shape));
+    }
+    let ap = add.params()?;
+    let (act, slope) = add.act.code();
+    let [n, c, h, w] = a.shape;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        lo: ap.lo,
+        hi: ap.hi,
+        out_offset: add.output.map_or(0, |f| f.offset()),
+        mode: add.output.is_some() as u32,
+        act,
+        slope,
+        c: c as u32,
+        qscale: ap.scale,
+        ma: ap.ma,
+        mb: ap.mb,
+        shift: ap.shift,
+        a_offset: a.fmt.offset(),
+        b_offset: b.fmt.offset(),
+        ..Default::default()
+    };
+    let out = match add.output {
+        Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qadd", a.shape, fmt)?),
+        None => QOut::F32(s.gpu().alloc("qadd", &a.shape, DType::F32)?),
+    };
+    let grid = grid_1d(n * c.div_ceil(4) * h * w, 256);
+    let tensors = [&a.data, out.tensor(), &b.data];
+    s.dispatch(UNPACKED, "add", &[], bytes_of(&p), &tensors, grid)?;
+    Ok(out)
+}
+
 /// Output of a quantized layer: f32 NCHW, or requantized and packed for the next layer.
 #[derive(Clone, Debug)]
 pub enum QOut {
@@ -236,6 +282,14 @@ pub enum QOut {
 }
 
 impl QOut {
+    /// The underlying storage.
+    pub fn tensor(&self) -> &Tensor {
+        match self {
+            QOut::F32(t) => t,
+            QOut::Q(q) => &q.data,
+        }
+    }
+
     pub fn into_f32(self) -> Result<Tensor> {
         match self {
             QOut::F32(t) => Ok(t),
@@ -249,6 +303,52 @@ impl QOut {
             QOut::F32(_) => shape_err("qconv", "expected an int8 output, layer writes f32"),
         }
     }
+}
+
+/// Packs weights into the layouts in the module docs; returns (bytes, win).
+fn pack_weights(desc: &QConv, depthwise: bool) -> (Vec<i8>, usize) {
+    let [co, cig, kh, kw] = desc.weights.shape;
+    let (cog, c4, taps) = (co / desc.groups, (cig * desc.groups).div_ceil(4), kh * kw);
+    // Output channel o's weight for input channel ci at a tap; 0 outside its group or past co.
+    let weight = |o: usize, ci: usize, tap: usize| {
+        let g0 = o / cog * cig;
+        if o < co && (g0..g0 + cig).contains(&ci) {
+            desc.weights.q[(o * cig + ci - g0) * taps + tap]
+        } else {
+            0
+        }
+    };
+    let mut bytes = Vec::new();
+    if depthwise {
+        for cw in 0..c4 {
+            for tap in 0..taps {
+                bytes.extend((4 * cw..4 * cw + 4).map(|c| weight(c, c, tap)));
+            }
+        }
+        return (bytes, 1);
+    }
+    // Input words spanned by tile t's groups; the shader's window_start() mirrors `start`.
+    let span = |t: usize| {
+        let last = (TILE * t + TILE).min(co) - 1;
+        let first_word = (TILE * t / cog) * cig / 4;
+        (
+            first_word,
+            ((last / cog + 1) * cig).div_ceil(4) - first_word,
+        )
+    };
+    let tiles = co.div_ceil(TILE);
+    let win = (0..tiles).map(|t| span(t).1).max().unwrap_or(1);
+    for t in 0..tiles {
+        let start = span(t).0.min(c4 - win);
+        for tap in 0..taps {
+            for j in 0..win {
+                for o in TILE * t..TILE * t + TILE {
+                    bytes.extend((0..4).map(|k| weight(o, 4 * (start + j) + k, tap)));
+                }
+            }
+        }
+    }
+    (bytes, win)
 }
 
 /// A quantized conv2d or linear layer with its weights and epilogue constants on the GPU.
@@ -271,70 +371,17 @@ impl QConv2d {
         let g = desc.groups.max(1);
         // Validates weights, bias and geometry against the smallest input they fit.
         desc.out_shape("qconv", [1, cig * g, kh, kw])?;
-        if desc.output.is_none() && matches!(desc.act, Act::Tanh | Act::Sigmoid) {
-            return shape_err(
-                "qconv",
-                format!("{:?} is not fused into int8 layers", desc.act),
-            );
-        }
-        if !(desc.input.scale > 0.0 && desc.output.is_none_or(|o| o.scale > 0.0)) {
-            return shape_err("qconv", "activation scales must be positive");
+        let mut scales = vec![desc.input.scale];
+        scales.extend(&desc.weights.scale);
+        scales.extend(desc.output.map(|o| o.scale));
+        if !scales.iter().all(|&s| s > 0.0 && s.is_finite()) {
+            return shape_err("qconv", "scales must be positive and finite");
         }
         let rq = desc.requant()?;
-        let (c, cog) = (cig * g, co / g);
-        let (c4, per) = (c.div_ceil(4), cig * kh * kw);
-        let padded = co.next_multiple_of(TILE);
+        let depthwise = cig == 1 && co == g;
+        let (words, win) = pack_weights(desc, depthwise);
+        let (per, padded) = (cig * kh * kw, co.next_multiple_of(TILE));
         let wq = &desc.weights.q;
-        let weight =
-            |o: usize, ci: usize, ky: usize, kx: usize| wq[((o * cig + ci) * kh + ky) * kw + kx];
-        let depthwise = cig == 1 && cog == 1;
-        let (words, win) = if depthwise {
-            let mut words = Vec::with_capacity(c4 * kh * kw * 4);
-            for cw in 0..c4 {
-                for (ky, kx) in (0..kh).flat_map(|y| (0..kw).map(move |x| (y, x))) {
-                    words.extend((0..4).map(|k| {
-                        let o = 4 * cw + k;
-                        if o < co {
-                            weight(o, 0, ky, kx)
-                        } else {
-                            0
-                        }
-                    }));
-                }
-            }
-            (words, 1)
-        } else {
-            let tiles = padded / TILE;
-            let span = |t: usize| {
-                let last = (TILE * t + TILE).min(co) - 1;
-                (
-                    (TILE * t / cog) * cig / 4,
-                    ((last / cog + 1) * cig).div_ceil(4),
-                )
-            };
-            let win = (0..tiles).map(|t| span(t).1 - span(t).0).max().unwrap_or(1);
-            let mut words = Vec::with_capacity(tiles * kh * kw * win * TILE * 4);
-            for t in 0..tiles {
-                let start = span(t).0.min(c4 - win); // as window_start() in the shader
-                for (ky, kx) in (0..kh).flat_map(|y| (0..kw).map(move |x| (y, x))) {
-                    for j in 0..win {
-                        for i in 0..TILE {
-                            let o = TILE * t + i;
-                            words.extend((0..4).map(|k| {
-                                let ci = 4 * (start + j) + k;
-                                let g0 = o / cog.max(1) * cig;
-                                if o < co && ci >= g0 && ci < g0 + cig {
-                                    weight(o, ci - g0, ky, kx)
-                                } else {
-                                    0
-                                }
-                            }));
-                        }
-                    }
-                }
-            }
-            (words, win)
-        };
         let off = desc.input.offset();
         let mut bias = vec![0i32; padded];
         let mut scale = vec![0f32; padded];
@@ -393,15 +440,11 @@ impl QConv2d {
             act,
             slope,
             c: c as u32,
-            qscale: 0.0,
+            ..Default::default()
         };
         let out = match d.output {
             Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
             None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
-        };
-        let y = match &out {
-            QOut::Q(q) => &q.data,
-            QOut::F32(t) => t,
         };
         let [gx, gy, _] = grid_1d(n * oh * ow, WG_PIXELS);
         let (entry, gz) = if self.depthwise {
@@ -409,7 +452,13 @@ impl QConv2d {
         } else {
             ("conv", co.div_ceil(TILE))
         };
-        let tensors = [&x.data, y, &self.weights, &self.bias, &self.scale];
+        let tensors = [
+            &x.data,
+            out.tensor(),
+            &self.weights,
+            &self.bias,
+            &self.scale,
+        ];
         s.dispatch(
             self.path.shader(),
             entry,

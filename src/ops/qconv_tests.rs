@@ -1,8 +1,8 @@
 //! Bit-exact checks of the INT8 kernels against `cpu::qconv`, on both dot-product paths.
 
 use super::*;
-use crate::cpu::qconv::{qconv2d, QResult, QWeights};
-use crate::cpu::Array;
+use crate::cpu::qconv::{qadd as cpu_qadd, qconv2d, QAdd, QResult, QWeights};
+use crate::cpu::{self, Array};
 use crate::ops::testing::gpu;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -226,6 +226,105 @@ fn linear_is_bit_exact() {
     }
 }
 
+fn random_q(shape: [usize; 4], fmt: QFormat, rng: &mut impl Rng) -> QArray {
+    let (lo, hi) = fmt.range();
+    let q = (0..shape.iter().product())
+        .map(|_| rng.random_range(lo..=hi))
+        .collect();
+    QArray { shape, q, fmt }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn add_is_bit_exact(
+        c in 1usize..10, hw in 1usize..6, signs in 0usize..4, out in prop::option::of(any::<bool>()),
+        a in 0usize..4, seed in any::<u64>(),
+    ) {
+        let g = gpu();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut fmt = |u: bool| QFormat { scale: rng.random_range(0.01..0.2), unsigned: u };
+        let (fa, fb) = (fmt(signs & 1 == 1), fmt(signs & 2 == 2));
+        let output = out.map(&mut fmt);
+        let mut act = [Act::Identity, Act::Relu, Act::Relu6, Act::LeakyRelu(0.5)][a];
+        if output.is_some() && a == 3 {
+            act = Act::Identity;
+        }
+        let add = QAdd { a: fa, b: fb, act, output };
+        let (xa, xb) = (random_q([2, c, hw, hw + 1], fa, &mut rng), random_q([2, c, hw, hw + 1], fb, &mut rng));
+        let want = cpu_qadd(&add, &xa, &xb).unwrap();
+        let mut s = g.stream();
+        let (ta, tb) = (QTensor::upload(&g, &xa).unwrap(), QTensor::upload(&g, &xb).unwrap());
+        let y = qadd(&mut s, &ta, &tb, &add).unwrap();
+        s.submit();
+        match (y, want) {
+            (QOut::F32(t), QResult::F32(w)) => {
+                let got = g.read_f32(&t).unwrap();
+                prop_assert!(got.iter().zip(&w.data).all(|(a, b)| a.to_bits() == b.to_bits()));
+                // Within float rounding of the real sum.
+                let real = cpu::elementwise::add(&xa.dequantize(), &xb.dequantize());
+                let real = cpu::elementwise::act(&real, act);
+                prop_assert!(Array::new(&w.shape, got).max_rel_err(&real.data) < 1e-5);
+            }
+            (QOut::Q(t), QResult::Q(w)) => {
+                let got = t.read(&g).unwrap();
+                prop_assert_eq!(&got, &w);
+                // Within one output step (plus multiplier rounding) of the real sum.
+                let real = cpu::elementwise::add(&xa.dequantize(), &xb.dequantize());
+                let s = w.fmt.scale;
+                for (q, r) in w.q.iter().zip(&real.data) {
+                    let r = act.apply(*r).clamp(w.fmt.range().0 as f32 * s, w.fmt.range().1 as f32 * s);
+                    prop_assert!((*q as f32 * s - r).abs() <= 0.5001 * s, "{q} vs {r}");
+                }
+            }
+            _ => prop_assert!(false, "output kind differs"),
+        }
+    }
+}
+
+#[test]
+fn add_rejects_mismatches() {
+    let g = gpu();
+    let f = QFormat::signed(0.1);
+    let a = QTensor::upload(
+        &g,
+        &QArray {
+            shape: [1, 2, 2, 2],
+            q: vec![0; 8],
+            fmt: f,
+        },
+    )
+    .unwrap();
+    let b = QTensor::upload(
+        &g,
+        &QArray {
+            shape: [1, 2, 2, 1],
+            q: vec![0; 4],
+            fmt: f,
+        },
+    )
+    .unwrap();
+    let add = QAdd {
+        a: f,
+        b: f,
+        act: Act::Identity,
+        output: None,
+    };
+    assert!(qadd(&mut g.stream(), &a, &b, &add).is_err());
+    let other = QAdd {
+        b: QFormat::unsigned(0.1),
+        ..add
+    };
+    assert!(qadd(&mut g.stream(), &a, &a, &other).is_err());
+    let tanh = QAdd {
+        act: Act::Tanh,
+        ..add
+    };
+    assert!(qadd(&mut g.stream(), &a, &a, &tanh).is_err());
+    assert!(qadd(&mut g.stream(), &a, &a, &add).is_ok());
+}
+
 #[test]
 fn quantize_roundtrip_matches_cpu() {
     let g = gpu();
@@ -332,6 +431,9 @@ fn bad_shapes_are_errors() {
     assert!(QConv2d::new(&g, &bad).is_err());
     bad = conv.clone();
     bad.groups = 2; // 19 output channels do not split into 2 groups
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad = conv.clone();
+    bad.weights.scale[3] = 0.0;
     assert!(QConv2d::new(&g, &bad).is_err());
     bad = conv.clone();
     bad.stride = 0;
