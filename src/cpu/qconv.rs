@@ -202,6 +202,12 @@ impl QConv {
     /// The epilogue constants; only clamp-like activations can be fused into int8 output.
     pub fn requant(&self) -> Result<Requant> {
         let co = self.weights.shape[0];
+        if self.weights.scale.len() != co || self.bias.as_ref().is_some_and(|b| b.len() != co) {
+            return shape_err(
+                "qconv",
+                format!("scales or bias do not match {co} channels"),
+            );
+        }
         let xs = self.input.scale as f64;
         let combined: Vec<f64> = self.weights.scale.iter().map(|&w| xs * w as f64).collect();
         let bias_q = (0..co)
