@@ -2,14 +2,15 @@
 //! tested against (and that `graph` can run whole models with, for cross-checks).
 
 mod array;
+pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
-pub mod matmul;
-
-pub use array::Array;
-pub mod batchnorm;
 pub mod embed;
 pub mod glu;
 pub mod layout;
+pub mod matmul;
 pub mod pool;
+pub mod qconv;
 pub mod softmax;
+
+pub use array::Array;

@@ -1,16 +1,16 @@
 //! Kernel launches, one file per op family. Each op checks shapes (typed errors, never panics),
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
+mod checks;
+pub mod batchnorm;
 pub mod conv2d;
 pub mod elementwise;
-pub mod matmul;
-
-pub mod batchnorm;
-mod checks;
 pub mod embed;
 pub mod glu;
 pub mod layout;
+pub mod matmul;
 pub mod pool;
+pub mod qconv;
 pub mod softmax;
 pub mod stats;
 

@@ -1,0 +1,299 @@
+// INT8 conv2d / linear with i32 accumulation, plus quantize / dequantize / residual add.
+// Layouts (see src/ops/qconv.rs): activations are i8 packed 4 channels per u32, [N, C4, H, W];
+// unsigned values are stored minus 128. The host appends `fn dot4(a: u32, b: u32) -> i32`:
+// either dot4I8Packed or dot4_unpacked below (for adapters without packed dot products).
+
+struct Params {
+    n: u32, c4: u32, h: u32, w: u32,
+    co: u32, co4: u32, oh: u32, ow: u32,
+    kh: u32, kw: u32, stride: u32, pad: u32,
+    // Input words per output-channel tile, channels per group in / out.
+    win: u32, cig: u32, cog: u32,
+    // The stored zero point replicated in all four bytes (padding reads this).
+    pad_word: u32,
+    lo: i32, hi: i32,
+    // Stored = real - out_offset (128 for unsigned outputs).
+    out_offset: i32,
+    // 0: f32 output with activation `act`; 1: requantized int8 output.
+    mode: u32,
+    act: u32, slope: f32,
+    // quantize / dequantize / add: channels, 1 / scale or scale.
+    c: u32, qscale: f32,
+    // add: integer multipliers, shift and the stored offsets of both inputs.
+    ma: i32, mb: i32, shift: u32, a_offset: i32, b_offset: i32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(3) var<storage, read> wt: array<u32>;
+@group(0) @binding(4) var<storage, read> bias: array<i32>;
+@group(0) @binding(5) var<storage, read> scale: array<f32>;
+
+const WG: u32 = 64u;
+// Output pixels per thread, strided by WG so neighbouring threads read neighbouring words.
+const PX: u32 = 8u;
+
+// Sign-extends the four bytes with shifts only (no packed-integer extension needed).
+fn unpack(v: u32) -> vec4<i32> {
+    return (vec4<i32>(bitcast<i32>(v)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+}
+
+fn dot4_unpacked(a: u32, b: u32) -> i32 {
+    let m = unpack(a) * unpack(b);
+    return m.x + m.y + m.z + m.w;
+}
+
+fn pack(v: vec4<i32>) -> u32 {
+    let b = bitcast<vec4<u32>>(v) & vec4<u32>(255u);
+    return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+
+fn activate(v: f32) -> f32 {
+    switch p.act {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return clamp(v, 0.0, 6.0); }
+        case 3u: { return select(v * p.slope, v, v >= 0.0); }
+        default: { return v; }
+    }
+}
+
+// One output pixel: image n, flat output position r, and its input window origin.
+struct Pix {
+    n: u32,
+    r: u32,
+    live: bool,
+    base: u32,
+    iy: i32,
+    ix: i32,
+}
+
+fn pixel(q: u32, word: u32) -> Pix {
+    let ohw = p.oh * p.ow;
+    let npix = p.n * ohw;
+    let c = min(q, npix - 1u);
+    let n = c / ohw;
+    let r = c % ohw;
+    let iy = i32((r / p.ow) * p.stride) - i32(p.pad);
+    let ix = i32((r % p.ow) * p.stride) - i32(p.pad);
+    return Pix(n, r, q < npix, (n * p.c4 + word) * p.h * p.w, iy, ix);
+}
+
+// Word offset of tap (ky, kx) for pixel `px`, with bit 31 set in the padding (offsets stay
+// below 2^31 since tensors are far smaller than 8 GiB).
+fn tap(px: Pix, ky: u32, kx: u32) -> u32 {
+    // Negative coordinates wrap to huge u32s, so one unsigned compare per axis suffices.
+    let iy = u32(px.iy + i32(ky));
+    let ix = u32(px.ix + i32(kx));
+    return select(px.base | PAD, px.base + iy * p.w + ix, iy < p.h && ix < p.w);
+}
+
+const PAD: u32 = 0x80000000u;
+
+// Padding offsets point at the pixel's (valid) base word with bit 31 set, so stepping them by
+// whole channel planes keeps them valid.
+fn load(o: u32) -> u32 {
+    return select(x[o & ~PAD], p.pad_word, o >= PAD);
+}
+
+// Epilogue for output channels 4*cw..4*cw+3 of one pixel (see cpu::qconv for the exact math).
+fn store(px: Pix, cw: u32, acc: vec4<i32>) {
+    if !px.live || cw >= p.co4 {
+        return;
+    }
+    let c = 4u * cw;
+    let total = acc + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
+    let v = vec4<f32>(total) * vec4<f32>(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]);
+    let ohw = p.oh * p.ow;
+    if p.mode == 0u {
+        for (var k = 0u; k < 4u; k++) {
+            if c + k < p.co {
+                out[(px.n * p.co + c + k) * ohw + px.r] = bitcast<u32>(activate(v[k]));
+            }
+        }
+    } else {
+        let q = vec4<i32>(clamp(round(v), vec4<f32>(f32(p.lo)), vec4<f32>(f32(p.hi))));
+        let real = select(vec4<i32>(0), q, c + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.co));
+        out[(px.n * p.co4 + cw) * ohw + px.r] = pack(real - p.out_offset);
+    }
+}
+
+// First input word of output-channel tile t (8 channels): the word holding its first group's
+// first channel, moved back so that `win` words stay inside the tensor.
+fn window_start(t: u32) -> u32 {
+    let first_group = (8u * t) / p.cog;
+    return min((first_group * p.cig) / 4u, p.c4 - p.win);
+}
+
+// Dense and grouped conv / linear: each thread computes 8 output channels (words a, b) x 8
+// pixels with dot4 over 4 packed input channels. Register blocking without workgroup memory:
+// each loaded word feeds 8 dot4s, and weight loads are uniform across the workgroup.
+@compute @workgroup_size(WG)
+fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+    let t = wid.z;
+    let first = (wid.x + wid.y * nwg.x) * (WG * PX) + lid;
+    let start = window_start(t);
+    var px: array<Pix, PX>;
+    for (var i = 0u; i < PX; i++) {
+        px[i] = pixel(first + i * WG, start);
+    }
+    let hw = p.h * p.w;
+    var a0 = vec4<i32>(0); var a1 = vec4<i32>(0); var a2 = vec4<i32>(0); var a3 = vec4<i32>(0);
+    var a4 = vec4<i32>(0); var a5 = vec4<i32>(0); var a6 = vec4<i32>(0); var a7 = vec4<i32>(0);
+    var b0 = vec4<i32>(0); var b1 = vec4<i32>(0); var b2 = vec4<i32>(0); var b3 = vec4<i32>(0);
+    var b4 = vec4<i32>(0); var b5 = vec4<i32>(0); var b6 = vec4<i32>(0); var b7 = vec4<i32>(0);
+    var wi = t * p.kh * p.kw * p.win * 8u;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        for (var kx = 0u; kx < p.kw; kx++) {
+            var o0 = tap(px[0], ky, kx); var o1 = tap(px[1], ky, kx);
+            var o2 = tap(px[2], ky, kx); var o3 = tap(px[3], ky, kx);
+            var o4 = tap(px[4], ky, kx); var o5 = tap(px[5], ky, kx);
+            var o6 = tap(px[6], ky, kx); var o7 = tap(px[7], ky, kx);
+            for (var j = 0u; j < p.win; j++) {
+                let w0 = wt[wi]; let w1 = wt[wi + 1u]; let w2 = wt[wi + 2u]; let w3 = wt[wi + 3u];
+                let w4 = wt[wi + 4u]; let w5 = wt[wi + 5u]; let w6 = wt[wi + 6u]; let w7 = wt[wi + 7u];
+                wi += 8u;
+                var x = load(o0);
+                a0 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b0 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o1);
+                a1 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b1 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o2);
+                a2 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b2 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o3);
+                a3 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b3 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o4);
+                a4 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b4 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o5);
+                a5 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b5 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o6);
+                a6 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b6 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                x = load(o7);
+                a7 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                b7 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                o0 += hw; o1 += hw; o2 += hw; o3 += hw; o4 += hw; o5 += hw; o6 += hw; o7 += hw;
+            }
+        }
+    }
+    let ca = 2u * t;
+    let cb = ca + 1u;
+    store(px[0], ca, a0); store(px[1], ca, a1); store(px[2], ca, a2); store(px[3], ca, a3);
+    store(px[4], ca, a4); store(px[5], ca, a5); store(px[6], ca, a6); store(px[7], ca, a7);
+    store(px[0], cb, b0); store(px[1], cb, b1); store(px[2], cb, b2); store(px[3], cb, b3);
+    store(px[4], cb, b4); store(px[5], cb, b5); store(px[6], cb, b6); store(px[7], cb, b7);
+}
+
+// Depthwise (one channel per group): the reduction runs over the window only, so channels stay
+// packed and each byte lane multiplies its own channel; output word cw reads input word cw.
+// Load-bound (4 MACs per loaded word, ~2.5 GOP/s on lavapipe); reusing loads across kx with a
+// row-segment mapping is the next step if depthwise layers ever dominate.
+@compute @workgroup_size(WG)
+fn depthwise(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+             @builtin(local_invocation_index) lid: u32) {
+    let cw = wid.z;
+    let first = (wid.x + wid.y * nwg.x) * (WG * PX) + lid;
+    let p0 = pixel(first, cw); let p1 = pixel(first + WG, cw);
+    let p2 = pixel(first + 2u * WG, cw); let p3 = pixel(first + 3u * WG, cw);
+    let p4 = pixel(first + 4u * WG, cw); let p5 = pixel(first + 5u * WG, cw);
+    let p6 = pixel(first + 6u * WG, cw); let p7 = pixel(first + 7u * WG, cw);
+    var a0 = vec4<i32>(0); var a1 = vec4<i32>(0); var a2 = vec4<i32>(0); var a3 = vec4<i32>(0);
+    var a4 = vec4<i32>(0); var a5 = vec4<i32>(0); var a6 = vec4<i32>(0); var a7 = vec4<i32>(0);
+    var wi = cw * p.kh * p.kw;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let w = unpack(wt[wi]);
+            wi++;
+            a0 += unpack(load(tap(p0, ky, kx))) * w;
+            a1 += unpack(load(tap(p1, ky, kx))) * w;
+            a2 += unpack(load(tap(p2, ky, kx))) * w;
+            a3 += unpack(load(tap(p3, ky, kx))) * w;
+            a4 += unpack(load(tap(p4, ky, kx))) * w;
+            a5 += unpack(load(tap(p5, ky, kx))) * w;
+            a6 += unpack(load(tap(p6, ky, kx))) * w;
+            a7 += unpack(load(tap(p7, ky, kx))) * w;
+        }
+    }
+    store(p0, cw, a0); store(p1, cw, a1); store(p2, cw, a2); store(p3, cw, a3);
+    store(p4, cw, a4); store(p5, cw, a5); store(p6, cw, a6); store(p7, cw, a7);
+}
+
+// f32 NCHW (bits in x) -> packed: q = clamp(round(v * (1 / scale))) - offset, one word a thread.
+@compute @workgroup_size(256)
+fn quantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let hw = p.h * p.w;
+    if i >= p.n * p.c4 * hw {
+        return;
+    }
+    let r = i % hw;
+    let c0 = 4u * ((i / hw) % p.c4);
+    let n = i / (hw * p.c4);
+    var q = vec4<i32>(0);
+    for (var k = 0u; k < 4u; k++) {
+        if c0 + k < p.c {
+            let v = bitcast<f32>(x[(n * p.c + c0 + k) * hw + r]) * p.qscale;
+            q[k] = i32(clamp(round(v), f32(p.lo), f32(p.hi)));
+        }
+    }
+    out[i] = pack(q - p.out_offset);
+}
+
+// Packed -> f32 NCHW (bits in out): v = f32(stored + offset) * scale, one value a thread.
+@compute @workgroup_size(256)
+fn dequantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let hw = p.h * p.w;
+    if i >= p.n * p.c * hw {
+        return;
+    }
+    let r = i % hw;
+    let c = (i / hw) % p.c;
+    let n = i / (hw * p.c);
+    let q = unpack(x[(n * p.c4 + c / 4u) * hw + r])[c % 4u] + p.out_offset;
+    out[i] = bitcast<u32>(f32(q) * p.qscale);
+}
+
+// v / 2^s rounded half to even, in integers (as cpu::qconv::shift_rne).
+fn shift_rne(v: vec4<i32>, s: u32) -> vec4<i32> {
+    if s == 0u {
+        return v;
+    }
+    let floor = v >> vec4<u32>(s);
+    let rem = v - (floor << vec4<u32>(s));
+    let half = vec4<i32>(1i << (s - 1u));
+    let up = (rem > half) | ((rem == half) & ((floor & vec4<i32>(1)) == vec4<i32>(1)));
+    return floor + select(vec4<i32>(0), vec4<i32>(1), up);
+}
+
+// Residual add of packed a (in x) and b (in wt): total = qa * ma + qb * mb, one word a thread.
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let hw = p.h * p.w;
+    if i >= p.n * p.c4 * hw {
+        return;
+    }
+    let r = i % hw;
+    let c0 = 4u * ((i / hw) % p.c4);
+    let n = i / (hw * p.c4);
+    let total = (unpack(x[i]) + p.a_offset) * p.ma + (unpack(wt[i]) + p.b_offset) * p.mb;
+    if p.mode == 0u {
+        let v = vec4<f32>(total) * p.qscale;
+        for (var k = 0u; k < 4u; k++) {
+            if c0 + k < p.c {
+                out[(n * p.c + c0 + k) * hw + r] = bitcast<u32>(activate(v[k]));
+            }
+        }
+    } else {
+        let q = clamp(shift_rne(total, p.shift), vec4<i32>(p.lo), vec4<i32>(p.hi));
+        let real = select(vec4<i32>(0), q, c0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
+        out[i] = pack(real - p.out_offset);
+    }
+}

@@ -1,0 +1,578 @@
+//! INT8 conv2d / linear with real integer arithmetic, and the quantize / dequantize ops at the
+//! edges of quantized regions. Scheme and the exact epilogue math: `cpu::qconv`.
+//!
+//! Layouts (all u32 words):
+//! - Activations (`QTensor`): i8 packed four channels per word, `[N, ceil(C/4), H, W]` (a Tensor
+//!   of dtype I8x4 and shape `[N, C4, H, W, 4]`): channel 4*c4+k sits in byte k. Unsigned values
+//!   are stored as `q - 128` so every operand is i8 for `dot4I8Packed`; the exact correction
+//!   `sum(w*q) = sum(w*(q-128)) + 128*sum(w)` is folded into the i32 bias. Spatial padding and
+//!   the channels past C read the stored zero point (real 0). Linear inputs are `[N, K, 1, 1]`.
+//! - Conv weights: output channels in tiles of 8; tile t is `[KH, KW, win, 8]` words, where word
+//!   (ky, kx, j, i) packs output channel 8t+i's weights for input channels 4*(start_t+j)+0..3,
+//!   zero outside that channel's group. `win` is the most input words a tile's groups span, so
+//!   grouped convs with any channel counts run on the dense kernel (zero lanes cost little once
+//!   groups have >= 4 input channels; one-channel groups go to the depthwise kernel).
+//! - Depthwise weights: `[C4, KH, KW]`, channel-packed like the activations. Depthwise reduces
+//!   over the window only, so channels stay packed and each byte lane multiplies its own channel
+//!   (unpack + vec4 multiply-add): no zero-padded dot4 lanes, no relayout, same code on both paths.
+//! - Per output channel, padded to the tile: i32 `bias_q + 128*sum(w)` and f32 scale.
+
+use super::{bytes_of, Act};
+use crate::cpu::qconv::{QAdd, QArray, QConv, QFormat};
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
+
+// A module that names dot4I8Packed fails to compile where the WGSL extension is missing, so
+// the fallback is a second module (the same source with another `dot4`), not just an entry.
+const PACKED: Shader = Shader {
+    name: "qconv_dot4",
+    source: concat!(
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }\n"
+    ),
+};
+/// Uses no packed-integer builtin, so it also hosts quantize / dequantize for every adapter.
+const UNPACKED: Shader = Shader {
+    name: "qconv_unpacked",
+    source: concat!(
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4_unpacked(a, b); }\n"
+    ),
+};
+const WG_PIXELS: u32 = 64 * 8;
+const TILE: usize = 8;
+
+/// Which integer dot product the conv kernel uses; both give identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DotPath {
+    /// `dot4I8Packed` (DP4a on GPUs that have it).
+    Packed,
+    /// Byte unpacking with shifts and i32 multiplies, for adapters without the WGSL extension.
+    Unpacked,
+}
+
+impl DotPath {
+    pub fn auto(gpu: &Gpu) -> Self {
+        if gpu.dot4_packed {
+            DotPath::Packed
+        } else {
+            DotPath::Unpacked
+        }
+    }
+
+    fn shader(self) -> Shader {
+        match self {
+            DotPath::Packed => PACKED,
+            DotPath::Unpacked => UNPACKED,
+        }
+    }
+}
+
+/// A quantized activation on the GPU in the channel-packed layout.
+#[derive(Clone, Debug)]
+pub struct QTensor {
+    pub data: Tensor,
+    /// Logical `[N, C, H, W]`.
+    pub shape: [usize; 4],
+    pub fmt: QFormat,
+}
+
+impl QTensor {
+    fn alloc(gpu: &Gpu, op: &'static str, shape: [usize; 4], fmt: QFormat) -> Result<QTensor> {
+        let [n, c, h, w] = shape;
+        let data = gpu.alloc(op, &[n, c.div_ceil(4), h, w, 4], DType::I8x4)?;
+        Ok(QTensor { data, shape, fmt })
+    }
+
+    /// Packs and uploads host values (real integers, NCHW).
+    pub fn upload(gpu: &Gpu, a: &QArray) -> Result<QTensor> {
+        let [n, c, h, w] = a.shape;
+        if a.q.len() != n * c * h * w {
+            return shape_err(
+                "qtensor upload",
+                format!("{} values for {:?}", a.q.len(), a.shape),
+            );
+        }
+        let (c4, hw, off) = (c.div_ceil(4), h * w, a.fmt.offset());
+        let mut bytes = vec![(-off) as i8; n * c4 * hw * 4];
+        for (i, &q) in a.q.iter().enumerate() {
+            let (b, ch, r) = (i / (c * hw), (i / hw) % c, i % hw);
+            bytes[((b * c4 + ch / 4) * hw + r) * 4 + ch % 4] = (q - off) as i8;
+        }
+        let data = gpu.upload_i8(&[n, c4, h, w, 4], &bytes)?;
+        Ok(QTensor {
+            data,
+            shape: a.shape,
+            fmt: a.fmt,
+        })
+    }
+
+    /// Reads back and unpacks to real integers in NCHW order (waits).
+    pub fn read(&self, gpu: &Gpu) -> Result<QArray> {
+        let bytes = gpu.read_i8(&self.data)?;
+        let [n, c, h, w] = self.shape;
+        let (c4, hw, off) = (c.div_ceil(4), h * w, self.fmt.offset());
+        let q = (0..n * c * hw)
+            .map(|i| {
+                let (b, ch, r) = (i / (c * hw), (i / hw) % c, i % hw);
+                bytes[((b * c4 + ch / 4) * hw + r) * 4 + ch % 4] as i32 + off
+            })
+            .collect();
+        Ok(QArray {
+            shape: self.shape,
+            q,
+            fmt: self.fmt,
+        })
+    }
+}
+
+/// Kernel parameters; field order matches `Params` in qconv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c4: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    co4: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    win: u32,
+    cig: u32,
+    cog: u32,
+    pad_word: u32,
+    lo: i32,
+    hi: i32,
+    out_offset: i32,
+    mode: u32,
+    act: u32,
+    slope: f32,
+    c: u32,
+    qscale: f32,
+    ma: i32,
+    mb: i32,
+    shift: u32,
+    a_offset: i32,
+    b_offset: i32,
+}
+
+/// The stored zero point in all four bytes.
+fn pad_word(fmt: QFormat) -> u32 {
+    (fmt.offset().wrapping_neg() as u8 as u32) * 0x0101_0101
+}
+
+/// f32 `[N, C, H, W]` or `[N, K]` -> packed, `clamp(rne(x * (1 / scale)))`.
+pub fn quantize(s: &mut Stream, x: &Tensor, fmt: QFormat) -> Result<QTensor> {
+    if x.dtype() != DType::F32 {
+        return shape_err("quantize", format!("expected f32, got {:?}", x.dtype()));
+    }
+    let shape = match *x.shape() {
+        [n, c, h, w] => [n, c, h, w],
+        [n, k] => [n, k, 1, 1],
+        _ => {
+            return shape_err(
+                "quantize",
+                format!("expected 2-d or 4-d, got {:?}", x.shape()),
+            )
+        }
+    };
+    if !(fmt.scale > 0.0 && fmt.scale.is_finite()) {
+        return shape_err("quantize", format!("scale {} is not positive", fmt.scale));
+    }
+    let y = QTensor::alloc(s.gpu(), "quantize", shape, fmt)?;
+    let [n, c, h, w] = shape;
+    let (lo, hi) = fmt.range();
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+        qscale: 1.0 / fmt.scale,
+        lo,
+        hi,
+        out_offset: fmt.offset(),
+        ..Default::default()
+    };
+    let words = n * c.div_ceil(4) * h * w;
+    s.dispatch(
+        UNPACKED,
+        "quantize",
+        &[],
+        bytes_of(&p),
+        &[x, &y.data],
+        grid_1d(words, 256),
+    )?;
+    Ok(y)
+}
+
+/// Packed -> f32 `[N, C, H, W]`, `q * scale`.
+pub fn dequantize(s: &mut Stream, x: &QTensor) -> Result<Tensor> {
+    let [n, c, h, w] = x.shape;
+    let y = s.gpu().alloc("dequantize", &x.shape, DType::F32)?;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+        qscale: x.fmt.scale,
+        out_offset: x.fmt.offset(),
+        ..Default::default()
+    };
+    s.dispatch(
+        UNPACKED,
+        "dequantize",
+        &[],
+        bytes_of(&p),
+        &[&x.data, &y],
+        grid_1d(y.numel(), 256),
+    )?;
+    Ok(y)
+}
+
+/// Residual add `act(a + b)` of two int8 tensors in exact integer math (see `cpu::qconv::QAdd`).
+pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut> {
+    if a.shape != b.shape || a.fmt != add.a || b.fmt != add.b {
+        return shape_err("qadd", format!("{:?} + {:?} for {add:?}", a.shape, b.shape));
+    }
+    let ap = add.params()?;
+    let (act, slope) = add.act.code();
+    let [n, c, h, w] = a.shape;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        lo: ap.lo,
+        hi: ap.hi,
+        out_offset: add.output.map_or(0, |f| f.offset()),
+        mode: add.output.is_some() as u32,
+        act,
+        slope,
+        c: c as u32,
+        qscale: ap.scale,
+        ma: ap.ma,
+        mb: ap.mb,
+        shift: ap.shift,
+        a_offset: a.fmt.offset(),
+        b_offset: b.fmt.offset(),
+        ..Default::default()
+    };
+    let out = match add.output {
+        Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qadd", a.shape, fmt)?),
+        None => QOut::F32(s.gpu().alloc("qadd", &a.shape, DType::F32)?),
+    };
+    let grid = grid_1d(n * c.div_ceil(4) * h * w, 256);
+    let tensors = [&a.data, out.tensor(), &b.data];
+    s.dispatch(UNPACKED, "add", &[], bytes_of(&p), &tensors, grid)?;
+    Ok(out)
+}
+
+/// Output of a quantized layer: f32 NCHW, or requantized and packed for the next layer.
+#[derive(Clone, Debug)]
+pub enum QOut {
+    F32(Tensor),
+    Q(QTensor),
+}
+
+impl QOut {
+    /// The underlying storage.
+    pub fn tensor(&self) -> &Tensor {
+        match self {
+            QOut::F32(t) => t,
+            QOut::Q(q) => &q.data,
+        }
+    }
+
+    pub fn into_f32(self) -> Result<Tensor> {
+        match self {
+            QOut::F32(t) => Ok(t),
+            QOut::Q(_) => shape_err("qconv", "expected an f32 output, layer requantizes"),
+        }
+    }
+
+    pub fn into_q(self) -> Result<QTensor> {
+        match self {
+            QOut::Q(t) => Ok(t),
+            QOut::F32(_) => shape_err("qconv", "expected an int8 output, layer writes f32"),
+        }
+    }
+}
+
+/// Packs weights into the layouts in the module docs; returns (bytes, win).
+fn pack_weights(desc: &QConv, depthwise: bool) -> (Vec<i8>, usize) {
+    let [co, cig, kh, kw] = desc.weights.shape;
+    let (cog, c4, taps) = (co / desc.groups, (cig * desc.groups).div_ceil(4), kh * kw);
+    // Output channel o's weight for input channel ci at a tap; 0 outside its group or past co.
+    let weight = |o: usize, ci: usize, tap: usize| {
+        let g0 = o / cog * cig;
+        if o < co && (g0..g0 + cig).contains(&ci) {
+            desc.weights.q[(o * cig + ci - g0) * taps + tap]
+        } else {
+            0
+        }
+    };
+    let mut bytes = Vec::new();
+    if depthwise {
+        for cw in 0..c4 {
+            for tap in 0..taps {
+                bytes.extend((4 * cw..4 * cw + 4).map(|c| weight(c, c, tap)));
+            }
+        }
+        return (bytes, 1);
+    }
+    // Input words spanned by tile t's groups; the shader's window_start() mirrors `start`.
+    let span = |t: usize| {
+        let last = (TILE * t + TILE).min(co) - 1;
+        let first_word = (TILE * t / cog) * cig / 4;
+        (
+            first_word,
+            ((last / cog + 1) * cig).div_ceil(4) - first_word,
+        )
+    };
+    let tiles = co.div_ceil(TILE);
+    let win = (0..tiles).map(|t| span(t).1).max().unwrap_or(1);
+    for t in 0..tiles {
+        let start = span(t).0.min(c4 - win);
+        for tap in 0..taps {
+            for j in 0..win {
+                for o in TILE * t..TILE * t + TILE {
+                    bytes.extend((0..4).map(|k| weight(o, 4 * (start + j) + k, tap)));
+                }
+            }
+        }
+    }
+    (bytes, win)
+}
+
+/// A quantized conv2d or linear layer with its weights and epilogue constants on the GPU.
+pub struct QConv2d {
+    desc: QConv,
+    weights: Tensor,
+    bias: Tensor,
+    scale: Tensor,
+    win: usize,
+    depthwise: bool,
+    lo: i32,
+    hi: i32,
+    /// Which dot product to use (`DotPath::auto` by default; tests force both).
+    pub path: DotPath,
+}
+
+impl QConv2d {
+    pub fn new(gpu: &Gpu, desc: &QConv) -> Result<QConv2d> {
+        let [co, cig, kh, kw] = desc.weights.shape;
+        let g = desc.groups.max(1);
+        // Validates weights, bias and geometry against the smallest input they fit.
+        desc.out_shape("qconv", [1, cig * g, kh, kw])?;
+        let mut scales = vec![desc.input.scale];
+        scales.extend(&desc.weights.scale);
+        scales.extend(desc.output.map(|o| o.scale));
+        if !scales.iter().all(|&s| s > 0.0 && s.is_finite()) {
+            return shape_err("qconv", "scales must be positive and finite");
+        }
+        let rq = desc.requant()?;
+        let depthwise = cig == 1 && co == g;
+        let (words, win) = pack_weights(desc, depthwise);
+        let (per, padded) = (cig * kh * kw, co.next_multiple_of(TILE));
+        let wq = &desc.weights.q;
+        let off = desc.input.offset();
+        let mut bias = vec![0i32; padded];
+        let mut scale = vec![0f32; padded];
+        for o in 0..co {
+            let wsum: i32 = wq[o * per..(o + 1) * per].iter().map(|&v| v as i32).sum();
+            bias[o] = rq.bias_q[o].wrapping_add(off * wsum);
+            scale[o] = rq.scale[o];
+        }
+        Ok(QConv2d {
+            weights: gpu.upload_i8(&[words.len()], &words)?,
+            bias: gpu.upload_i32(&[padded], &bias)?,
+            scale: gpu.upload_f32(&[padded], &scale)?,
+            desc: desc.clone(),
+            win,
+            depthwise,
+            lo: rq.lo,
+            hi: rq.hi,
+            path: DotPath::auto(gpu),
+        })
+    }
+
+    /// Records the layer on `s`: f32 `[N, Co, OH, OW]` or a packed int8 output.
+    pub fn forward(&self, s: &mut Stream, x: &QTensor) -> Result<QOut> {
+        let d = &self.desc;
+        let [n, co, oh, ow] = d.out_shape("qconv", x.shape)?;
+        if x.fmt != d.input {
+            return shape_err(
+                "qconv",
+                format!("input format {:?} != {:?}", x.fmt, d.input),
+            );
+        }
+        let [_, c, h, w] = x.shape;
+        let [_, cig, kh, kw] = d.weights.shape;
+        let (act, slope) = d.act.code();
+        let p = Params {
+            n: n as u32,
+            c4: c.div_ceil(4) as u32,
+            h: h as u32,
+            w: w as u32,
+            co: co as u32,
+            co4: co.div_ceil(4) as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            kh: kh as u32,
+            kw: kw as u32,
+            stride: d.stride as u32,
+            pad: d.pad as u32,
+            win: self.win as u32,
+            cig: cig as u32,
+            cog: (co / d.groups) as u32,
+            pad_word: pad_word(d.input),
+            lo: self.lo,
+            hi: self.hi,
+            out_offset: d.output.map_or(0, |f| f.offset()),
+            mode: d.output.is_some() as u32,
+            act,
+            slope,
+            c: c as u32,
+            ..Default::default()
+        };
+        let out = match d.output {
+            Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
+            None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
+        };
+        let [gx, gy, _] = grid_1d(n * oh * ow, WG_PIXELS);
+        let (entry, gz) = if self.depthwise {
+            ("depthwise", co.div_ceil(4))
+        } else {
+            ("conv", co.div_ceil(TILE))
+        };
+        let tensors = [
+            &x.data,
+            out.tensor(),
+            &self.weights,
+            &self.bias,
+            &self.scale,
+        ];
+        s.dispatch(
+            self.path.shader(),
+            entry,
+            &[],
+            bytes_of(&p),
+            &tensors,
+            [gx, gy, gz as u32],
+        )?;
+        Ok(out)
+    }
+}
+
+/// A benchmark workload: a layer with random weights, its input and its op count (2 x MACs).
+pub struct BenchCase {
+    pub name: String,
+    pub layer: QConv2d,
+    pub input: QTensor,
+    pub ops: f64,
+}
+
+/// The INT8 workloads: the ResNet-like conv (batch 64, 64->64, 3x3, 32x32, pad 1, u8 -> u8 with
+/// ReLU) and the 1024^3 linear (i8 -> f32), each on both paths. `quick` shrinks the batches.
+pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let (nb, nl) = if quick { (8, 128) } else { (64, 1024) };
+    let specs = [
+        (
+            "conv3x3 64->64 32x32",
+            [nb, 64, 32, 32],
+            [64, 64, 3, 3],
+            1,
+            Some(QFormat::unsigned(0.05)),
+        ),
+        (
+            "linear 1024x1024",
+            [nl, 1024, 1, 1],
+            [1024, 1024, 1, 1],
+            0,
+            None,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, xs, ws, pad, output) in specs {
+        let input = QFormat {
+            scale: 0.02,
+            unsigned: output.is_some(),
+        };
+        let (lo, hi) = input.range();
+        let x = QArray {
+            shape: xs,
+            q: (0..xs.iter().product())
+                .map(|_| rng.random_range(lo..=hi))
+                .collect(),
+            fmt: input,
+        };
+        let desc = QConv {
+            weights: crate::cpu::qconv::QWeights {
+                shape: ws,
+                q: (0..ws.iter().product())
+                    .map(|_| rng.random_range(-127..=127))
+                    .collect(),
+                scale: vec![0.001; ws[0]],
+            },
+            bias: None,
+            stride: 1,
+            pad,
+            groups: 1,
+            input,
+            act: Act::Relu,
+            output,
+        };
+        let input = QTensor::upload(gpu, &x)?;
+        let [n, co, oh, ow] = desc.out_shape("bench", xs)?;
+        let ops = 2.0 * (n * co * oh * ow * ws[1] * ws[2] * ws[3]) as f64;
+        for path in [DotPath::Packed, DotPath::Unpacked] {
+            let mut layer = QConv2d::new(gpu, &desc)?;
+            layer.path = path;
+            let name = format!("int8 {name} batch {n} ({path:?})");
+            out.push(BenchCase {
+                name,
+                layer,
+                input: input.clone(),
+                ops,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Records `reps` forwards in one stream, submits and waits; returns the elapsed time.
+pub fn bench_run(gpu: &Gpu, case: &BenchCase, reps: usize) -> Result<std::time::Duration> {
+    let t = std::time::Instant::now();
+    let mut s = gpu.stream();
+    for _ in 0..reps {
+        case.layer.forward(&mut s, &case.input)?;
+    }
+    s.submit();
+    gpu.wait()?;
+    Ok(t.elapsed())
+}
+
+/// (name, GOP/s, ms per op) for each `bench_cases` workload, for the CLI.
+pub fn int8_bench(gpu: &Gpu, quick: bool) -> Result<Vec<(String, f64, f64)>> {
+    let reps = if quick { 2 } else { 5 };
+    let mut rows = Vec::new();
+    for case in bench_cases(gpu, quick)? {
+        bench_run(gpu, &case, 1)?; // compiles the pipeline
+        let secs = bench_run(gpu, &case, reps)?.as_secs_f64() / reps as f64;
+        rows.push((case.name, case.ops / secs / 1e9, secs * 1e3));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+#[path = "qconv_tests.rs"]
+mod tests;

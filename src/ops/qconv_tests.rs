@@ -1,0 +1,501 @@
+//! Bit-exact checks of the INT8 kernels against `cpu::qconv`, on both dot-product paths.
+
+use super::*;
+use crate::cpu::qconv::{qadd as cpu_qadd, qconv2d, QAdd, QResult, QWeights};
+use crate::cpu::{self, Array};
+use crate::ops::testing::gpu;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug)]
+struct Case {
+    n: usize,
+    c: usize,
+    co: usize,
+    groups: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+    unsigned_in: bool,
+    output: Option<bool>,
+    act: Act,
+}
+
+fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let input = QFormat {
+        scale: rng.random_range(0.02..0.1),
+        unsigned: case.unsigned_in,
+    };
+    let (lo, hi) = input.range();
+    let x = QArray {
+        shape: [case.n, case.c, case.h, case.w],
+        q: (0..case.n * case.c * case.h * case.w)
+            .map(|_| rng.random_range(lo..=hi))
+            .collect(),
+        fmt: input,
+    };
+    let shape = [case.co, case.c / case.groups, case.k, case.k];
+    let numel = shape.iter().product();
+    let weights = QWeights {
+        shape,
+        q: (0..numel).map(|_| rng.random_range(-127..=127)).collect(),
+        scale: (0..case.co)
+            .map(|_| rng.random_range(0.001..0.02))
+            .collect(),
+    };
+    let conv = QConv {
+        weights,
+        bias: Some((0..case.co).map(|_| rng.random_range(-2.0..2.0)).collect()),
+        stride: case.stride,
+        pad: case.pad,
+        groups: case.groups,
+        input,
+        act: case.act,
+        output: case.output.map(|u| QFormat {
+            scale: rng.random_range(0.05..0.2),
+            unsigned: u,
+        }),
+    };
+    (conv, x)
+}
+
+/// Runs the layer on both paths and asserts bit-equality with the CPU reference.
+fn check(conv: &QConv, x: &QArray) {
+    let g = gpu();
+    let want = qconv2d(conv, x).unwrap();
+    let mut layer = QConv2d::new(&g, conv).unwrap();
+    let xt = QTensor::upload(&g, x).unwrap();
+    for path in [DotPath::Packed, DotPath::Unpacked] {
+        layer.path = path;
+        let mut s = g.stream();
+        let y = layer.forward(&mut s, &xt).unwrap();
+        s.submit();
+        match (y, &want) {
+            (QOut::F32(t), QResult::F32(w)) => {
+                let got = g.read_f32(&t).unwrap();
+                assert_eq!(t.shape(), &w.shape[..]);
+                let bad = got
+                    .iter()
+                    .zip(&w.data)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                assert!(bad.is_none(), "{path:?} {conv:?}: f32 differs at {bad:?}");
+            }
+            (QOut::Q(t), QResult::Q(w)) => {
+                let got = t.read(&g).unwrap();
+                assert_eq!(got.shape, w.shape);
+                let bad = got.q.iter().zip(&w.q).position(|(a, b)| a != b);
+                assert!(bad.is_none(), "{path:?} {conv:?}: int8 differs at {bad:?}");
+            }
+            _ => panic!("output kind differs from the reference"),
+        }
+    }
+}
+
+fn case_strategy() -> impl Strategy<Value = (Case, u64)> {
+    let geometry = (
+        1usize..=2,
+        1usize..=6,
+        1usize..=6,
+        0usize..3,
+        prop::sample::select(vec![1usize, 3, 4]),
+    );
+    let conv = (1usize..=2, 0usize..=1, 0usize..8, 0usize..8, any::<bool>());
+    let epilogue = (prop::option::of(any::<bool>()), 0usize..4, any::<u64>());
+    (geometry, conv, epilogue).prop_map(
+        |((n, cig, cog, kind, k), (stride, pad, dh, dw, unsigned_in), (output, a, seed))| {
+            // kind 0: dense, 1: two groups, 2: depthwise (cig = cog = 1, many groups).
+            let (groups, c, co) = match kind {
+                0 => (1, cig, cog + 2),
+                1 => (2, 2 * cig, 2 * cog),
+                _ => (cig + cog, cig + cog, cig + cog),
+            };
+            let mut act = [Act::Identity, Act::Relu, Act::Relu6, Act::LeakyRelu(0.125)][a];
+            if output.is_some() && matches!(act, Act::LeakyRelu(_)) {
+                act = Act::Relu;
+            }
+            let min = k.saturating_sub(2 * pad).max(1);
+            let case = Case {
+                n,
+                c,
+                co,
+                groups,
+                k,
+                stride,
+                pad,
+                h: min + dh,
+                w: min + dw,
+                unsigned_in,
+                output,
+                act,
+            };
+            (case, seed)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_is_bit_exact((case, seed) in case_strategy()) {
+        let (conv, x) = random_layer(&case, seed);
+        check(&conv, &x);
+    }
+}
+
+fn base_case() -> Case {
+    Case {
+        n: 2,
+        c: 13,
+        co: 19,
+        groups: 1,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        h: 17,
+        w: 19,
+        unsigned_in: true,
+        output: Some(true),
+        act: Act::Relu,
+    }
+}
+
+#[test]
+fn large_conv_spans_workgroups_and_tiles() {
+    // 646 pixels (3 pixel blocks), 19 channels (3 tiles, last partial), 13 inputs (ragged word).
+    for (output, act) in [
+        (Some(true), Act::Relu),
+        (Some(false), Act::Relu6),
+        (None, Act::Identity),
+    ] {
+        let (conv, x) = random_layer(
+            &Case {
+                output,
+                act,
+                ..base_case()
+            },
+            7,
+        );
+        check(&conv, &x);
+    }
+}
+
+#[test]
+fn grouped_conv_with_groups_straddling_words() {
+    // cig = 3: groups share packed words; cog = 5: tiles span two groups.
+    let case = Case {
+        c: 12,
+        co: 20,
+        groups: 4,
+        stride: 2,
+        ..base_case()
+    };
+    let (conv, x) = random_layer(&case, 3);
+    check(&conv, &x);
+    let dw = Case {
+        c: 11,
+        co: 11,
+        groups: 11,
+        unsigned_in: false,
+        output: None,
+        ..base_case()
+    };
+    let (conv, x) = random_layer(&dw, 4);
+    check(&conv, &x);
+}
+
+#[test]
+fn linear_is_bit_exact() {
+    for output in [None, Some(false)] {
+        let case = Case {
+            n: 9,
+            c: 37,
+            co: 11,
+            k: 1,
+            pad: 0,
+            h: 1,
+            w: 1,
+            output,
+            ..base_case()
+        };
+        let (conv, x) = random_layer(&case, 5);
+        check(&conv, &x);
+    }
+}
+
+fn random_q(shape: [usize; 4], fmt: QFormat, rng: &mut impl Rng) -> QArray {
+    let (lo, hi) = fmt.range();
+    let q = (0..shape.iter().product())
+        .map(|_| rng.random_range(lo..=hi))
+        .collect();
+    QArray { shape, q, fmt }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn add_is_bit_exact(
+        c in 1usize..10, hw in 1usize..6, signs in 0usize..4, out in prop::option::of(any::<bool>()),
+        a in 0usize..4, seed in any::<u64>(),
+    ) {
+        let g = gpu();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut fmt = |u: bool| QFormat { scale: rng.random_range(0.01..0.2), unsigned: u };
+        let (fa, fb) = (fmt(signs & 1 == 1), fmt(signs & 2 == 2));
+        let output = out.map(&mut fmt);
+        let mut act = [Act::Identity, Act::Relu, Act::Relu6, Act::LeakyRelu(0.5)][a];
+        if output.is_some() && a == 3 {
+            act = Act::Identity;
+        }
+        let add = QAdd { a: fa, b: fb, act, output };
+        let (xa, xb) = (random_q([2, c, hw, hw + 1], fa, &mut rng), random_q([2, c, hw, hw + 1], fb, &mut rng));
+        let want = cpu_qadd(&add, &xa, &xb).unwrap();
+        let mut s = g.stream();
+        let (ta, tb) = (QTensor::upload(&g, &xa).unwrap(), QTensor::upload(&g, &xb).unwrap());
+        let y = qadd(&mut s, &ta, &tb, &add).unwrap();
+        s.submit();
+        match (y, want) {
+            (QOut::F32(t), QResult::F32(w)) => {
+                let got = g.read_f32(&t).unwrap();
+                prop_assert!(got.iter().zip(&w.data).all(|(a, b)| a.to_bits() == b.to_bits()));
+                // Within float rounding of the real sum.
+                let real = cpu::elementwise::add(&xa.dequantize(), &xb.dequantize());
+                let real = cpu::elementwise::act(&real, act);
+                prop_assert!(Array::new(&w.shape, got).max_rel_err(&real.data) < 1e-5);
+            }
+            (QOut::Q(t), QResult::Q(w)) => {
+                let got = t.read(&g).unwrap();
+                prop_assert_eq!(&got, &w);
+                // Within one output step (plus multiplier rounding) of the real sum.
+                let real = cpu::elementwise::add(&xa.dequantize(), &xb.dequantize());
+                let s = w.fmt.scale;
+                for (q, r) in w.q.iter().zip(&real.data) {
+                    let r = act.apply(*r).clamp(w.fmt.range().0 as f32 * s, w.fmt.range().1 as f32 * s);
+                    prop_assert!((*q as f32 * s - r).abs() <= 0.5001 * s, "{q} vs {r}");
+                }
+            }
+            _ => prop_assert!(false, "output kind differs"),
+        }
+    }
+}
+
+#[test]
+fn add_rejects_mismatches() {
+    let g = gpu();
+    let f = QFormat::signed(0.1);
+    let a = QTensor::upload(
+        &g,
+        &QArray {
+            shape: [1, 2, 2, 2],
+            q: vec![0; 8],
+            fmt: f,
+        },
+    )
+    .unwrap();
+    let b = QTensor::upload(
+        &g,
+        &QArray {
+            shape: [1, 2, 2, 1],
+            q: vec![0; 4],
+            fmt: f,
+        },
+    )
+    .unwrap();
+    let add = QAdd {
+        a: f,
+        b: f,
+        act: Act::Identity,
+        output: None,
+    };
+    assert!(qadd(&mut g.stream(), &a, &b, &add).is_err());
+    let other = QAdd {
+        b: QFormat::unsigned(0.1),
+        ..add
+    };
+    assert!(qadd(&mut g.stream(), &a, &a, &other).is_err());
+    let tanh = QAdd {
+        act: Act::Tanh,
+        ..add
+    };
+    assert!(qadd(&mut g.stream(), &a, &a, &tanh).is_err());
+    assert!(qadd(&mut g.stream(), &a, &a, &add).is_ok());
+}
+
+#[test]
+fn quantize_roundtrip_matches_cpu() {
+    let g = gpu();
+    // Scale 0.5: v * 2 hits exact halves (ties to even), and values beyond the range clamp.
+    let x = Array::random(&[2, 6, 3, 5], 1).map(|v| (v * 300.0).round() / 4.0);
+    let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+    for fmt in [
+        QFormat::unsigned(0.5),
+        QFormat::signed(0.5),
+        QFormat::signed(0.037),
+    ] {
+        let want = QArray::quantize(&x, fmt).unwrap();
+        let mut s = g.stream();
+        let q = quantize(&mut s, &xt, fmt).unwrap();
+        let back = dequantize(&mut s, &q).unwrap();
+        s.submit();
+        assert_eq!(q.read(&g).unwrap(), want);
+        let got = g.read_f32(&back).unwrap();
+        let deq = want.dequantize();
+        assert!(got
+            .iter()
+            .zip(&deq.data)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+#[test]
+fn quantized_layers_chain() {
+    // quantize -> conv (int8 out) -> conv (f32 out) on the GPU equals the same on the CPU.
+    let g = gpu();
+    let x = Array::random(&[2, 5, 6, 6], 9);
+    let (mut c1, _) = random_layer(
+        &Case {
+            c: 5,
+            co: 6,
+            h: 6,
+            w: 6,
+            ..base_case()
+        },
+        1,
+    );
+    c1.input = QFormat::signed(0.01);
+    let (mut c2, _) = random_layer(
+        &Case {
+            c: 6,
+            co: 3,
+            output: None,
+            ..base_case()
+        },
+        2,
+    );
+    c2.input = c1.output.unwrap();
+    let (l1, l2) = (
+        QConv2d::new(&g, &c1).unwrap(),
+        QConv2d::new(&g, &c2).unwrap(),
+    );
+    let mut s = g.stream();
+    let q = quantize(&mut s, &g.upload_f32(&x.shape, &x.data).unwrap(), c1.input).unwrap();
+    let y = l1.forward(&mut s, &q).unwrap().into_q().unwrap();
+    let z = l2.forward(&mut s, &y).unwrap().into_f32().unwrap();
+    s.submit();
+    let QResult::Q(y_cpu) = qconv2d(&c1, &QArray::quantize(&x, c1.input).unwrap()).unwrap() else {
+        panic!()
+    };
+    let QResult::F32(z_cpu) = qconv2d(&c2, &y_cpu).unwrap() else {
+        panic!()
+    };
+    assert_eq!(g.read_f32(&z).unwrap(), z_cpu.data);
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let g = gpu();
+    let (conv, x) = random_layer(&base_case(), 1);
+    let layer = QConv2d::new(&g, &conv).unwrap();
+    let wrong_c = QArray {
+        shape: [2, 12, 17, 19],
+        q: vec![0; 2 * 12 * 17 * 19],
+        ..x.clone()
+    };
+    let err = layer
+        .forward(&mut g.stream(), &QTensor::upload(&g, &wrong_c).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("qconv") && err.contains("do not fit"), "{err}");
+    let signed = QArray {
+        fmt: QFormat::signed(x.fmt.scale),
+        ..x.clone()
+    };
+    let xt = QTensor::upload(&g, &signed).unwrap();
+    assert!(layer
+        .forward(&mut g.stream(), &xt)
+        .unwrap_err()
+        .to_string()
+        .contains("format"));
+
+    let mut bad = conv.clone();
+    bad.bias = Some(vec![0.0; 3]);
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad = conv.clone();
+    bad.act = Act::Tanh;
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad.output = None;
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad = conv.clone();
+    bad.groups = 2; // 19 output channels do not split into 2 groups
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad = conv.clone();
+    bad.weights.scale[3] = 0.0;
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad = conv.clone();
+    bad.stride = 0;
+    assert!(QConv2d::new(&g, &bad).is_err());
+    bad = conv.clone();
+    bad.pad = 0; // a 3x3 kernel does not fit a 2x2 input without padding
+    let tiny = QArray {
+        shape: [1, 13, 2, 2],
+        q: vec![0; 52],
+        ..x
+    };
+    let err = QConv2d::new(&g, &bad)
+        .unwrap()
+        .forward(&mut g.stream(), &QTensor::upload(&g, &tiny).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("kernel 3x3"), "{err}");
+
+    let mut s = g.stream();
+    let f = g.upload_f32(&[2, 3, 4], &[0.0; 24]).unwrap();
+    assert!(quantize(&mut s, &f, QFormat::signed(1.0)).is_err());
+    let f = g.upload_f32(&[2, 12], &[0.0; 24]).unwrap();
+    assert!(quantize(&mut s, &f, QFormat::signed(0.0)).is_err());
+    assert_eq!(
+        quantize(&mut s, &f, QFormat::signed(1.0)).unwrap().shape,
+        [2, 12, 1, 1]
+    );
+}
+
+#[test]
+fn requantization_rounds_half_to_even() {
+    // m = 1 * 0.5 / 1 = 0.5 exactly, so odd inputs land on ties: 1 -> 0, 3 -> 2, 5 -> 2.
+    let x = QArray {
+        shape: [1, 1, 1, 256],
+        q: (0..256).collect(),
+        fmt: QFormat::unsigned(1.0),
+    };
+    let conv = QConv {
+        weights: QWeights {
+            shape: [1, 1, 1, 1],
+            q: vec![1],
+            scale: vec![0.5],
+        },
+        bias: None,
+        stride: 1,
+        pad: 0,
+        groups: 1,
+        input: x.fmt,
+        act: Act::Identity,
+        output: Some(QFormat::signed(1.0)),
+    };
+    let QResult::Q(want) = qconv2d(&conv, &x).unwrap() else {
+        panic!()
+    };
+    assert_eq!(&want.q[..6], &[0, 0, 1, 2, 2, 2]);
+    check(&conv, &x);
+}
+
+#[test]
+#[ignore = "benchmark: cargo test --lib print_int8_bench -- --ignored --nocapture"]
+fn print_int8_bench() {
+    let quick = std::env::var_os("SYNTHCAL_BENCH_QUICK").is_some();
+    for (name, gops, ms) in int8_bench(&gpu(), quick).unwrap() {
+        println!("{name:50} {gops:8.2} GOP/s {ms:9.2} ms");
+    }
+}
