@@ -1,5 +1,5 @@
 // Per-row statistics for calibration: for each of `rows` rows of `len` contiguous values,
-// (min, max, max |v|). Rows are samples (per-tensor ranges) or (sample, channel) pairs
+// (min, max, max |v|, sum). Rows are samples (per-tensor ranges) or (sample, channel) pairs
 // (per-channel ranges). One invocation per row: no barriers, which lavapipe punishes.
 
 struct Params {
@@ -20,12 +20,15 @@ fn row_stats(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
     let base = r * p.len;
     var lo = x[base];
     var hi = x[base];
+    var sum = x[base];
     for (var i = 1u; i < p.len; i++) {
         let v = x[base + i];
         lo = min(lo, v);
         hi = max(hi, v);
+        sum += v;
     }
-    out[3u * r] = lo;
-    out[3u * r + 1u] = hi;
-    out[3u * r + 2u] = max(abs(lo), abs(hi));
+    out[4u * r] = lo;
+    out[4u * r + 1u] = hi;
+    out[4u * r + 2u] = max(abs(lo), abs(hi));
+    out[4u * r + 3u] = sum;
 }

@@ -3,7 +3,7 @@
 use super::Array;
 
 /// The activations that kernels can apply (also fused into conv/linear epilogues later).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Act {
     Identity,
     Relu,

@@ -4,7 +4,8 @@ use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
-use crate::models::{self, Model};
+use crate::models::{self, Model, Normalization};
+use crate::quant::QuantModel;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +19,8 @@ pub enum SplitArg {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// The classifier: a .safetensors file from `synthcal import`, or a PyTorch checkpoint
-    /// (.th legacy or .pt zip format) read directly.
+    /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, or a
+    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly.
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
@@ -44,6 +45,9 @@ pub struct EvalArgs {
     /// Keep BatchNorm as separate ops instead of folding it into the preceding convs.
     #[arg(long)]
     pub no_fold: bool,
+    /// The FP32 model an INT8 `--model` was made from: prints both accuracies and the drop.
+    #[arg(long)]
+    pub fp32: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -96,11 +100,10 @@ pub fn load_data(path: &Path, split: SplitArg, resize: bool) -> Result<Dataset> 
 }
 
 /// Logits for every image of `ds` (row-major [N, classes]), `batch` images per submit.
-pub fn logits(runner: &Runner, model: &Model, ds: &Dataset, batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<f32>> {
+pub fn logits(runner: &Runner, norm: Normalization, ds: &Dataset, batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<f32>> {
     if batch == 0 {
         return Err(Error::Invalid("--batch must be at least 1".into()));
     }
-    let norm = model.arch.norm;
     let mut out = Vec::with_capacity(ds.len() * 10);
     let mut start = 0;
     while start < ds.len() {
@@ -146,32 +149,72 @@ pub fn accuracy(pred: &[usize], labels: &[u8], class_names: &[String]) -> (usize
     (hit.iter().sum(), per)
 }
 
-/// Builds the GPU runner for a model (BN folded unless `no_fold`).
-pub fn runner(gpu: &Arc<Gpu>, model: &Model, no_fold: bool) -> Result<Runner> {
-    let mut params = model.params.clone();
-    let graph = if no_fold {
-        model.arch.graph.clone()
-    } else {
-        crate::graph::passes::optimize_for_inference(&model.arch.graph, &mut params)?
-    };
-    Runner::new(gpu.clone(), graph, &params)
+/// An FP32 model or an INT8 one, as `synthcal eval` takes either.
+pub enum Classifier {
+    Fp32(Model),
+    Int8(QuantModel),
 }
 
-pub fn evaluate(gpu: &Arc<Gpu>, model: &Model, ds: &Dataset, args: &EvalArgs) -> Result<EvalReport> {
-    let runner = runner(gpu, model, args.no_fold)?;
-    let bar = crate::progress::bar(ds.len() as u64, "eval", args.quiet);
+impl Classifier {
+    /// Loads an INT8 model file (by its metadata) or any FP32 weights file.
+    pub fn load(path: &Path, arch: Option<&str>) -> Result<Classifier> {
+        if crate::io::detect_format(path)? == crate::io::Format::Safetensors {
+            let (_, meta) = crate::io::read_safetensors(path)?;
+            if meta.get("format").is_some_and(|f| f == crate::quant::model::FORMAT) {
+                return Ok(Classifier::Int8(QuantModel::load(path)?));
+            }
+        }
+        Ok(Classifier::Fp32(models::load_model(path, arch)?))
+    }
+
+    pub fn arch(&self) -> &str {
+        match self {
+            Classifier::Fp32(m) => &m.arch.name,
+            Classifier::Int8(q) => &q.arch,
+        }
+    }
+
+    pub fn norm(&self) -> Normalization {
+        match self {
+            Classifier::Fp32(m) => m.arch.norm,
+            Classifier::Int8(q) => q.norm,
+        }
+    }
+
+    /// The GPU runner (FP32: BatchNorm folded unless `no_fold`).
+    pub fn runner(&self, gpu: &Arc<Gpu>, no_fold: bool) -> Result<Runner> {
+        match self {
+            Classifier::Fp32(model) => {
+                let mut params = model.params.clone();
+                let graph = if no_fold {
+                    model.arch.graph.clone()
+                } else {
+                    crate::graph::passes::optimize_for_inference(&model.arch.graph, &mut params)?
+                };
+                Runner::new(gpu.clone(), graph, &params)
+            }
+            Classifier::Int8(q) => q.runner(gpu),
+        }
+    }
+}
+
+/// Top-1 of `c` on `ds`, with per-class accuracy, speed, and the logits.
+pub fn evaluate(gpu: &Arc<Gpu>, c: &Classifier, ds: &Dataset, args: &EvalArgs, label: &str) -> Result<(EvalReport, Vec<f32>)> {
+    let runner = c.runner(gpu, args.no_fold)?;
+    let bar = crate::progress::bar(ds.len() as u64, label, args.quiet);
     // Warm-up: compiles every pipeline once so that images/s measures steady-state speed.
     let warm = ds.subset(&[0])?;
-    logits(&runner, model, &warm, 1, |_| {})?;
+    logits(&runner, c.norm(), &warm, 1, |_| {})?;
     let t = Instant::now();
-    let l = logits(&runner, model, ds, args.batch, |n| bar.inc(n as u64))?;
+    let l = logits(&runner, c.norm(), ds, args.batch, |n| bar.inc(n as u64))?;
     let secs = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let pred = argmax_rows(&l, model.class_names.len());
+    let classes = ds.num_classes();
+    let pred = argmax_rows(&l, classes);
     let (correct, per_class) = accuracy(&pred, ds.labels(), ds.class_names());
-    Ok(EvalReport {
-        model: args.model.display().to_string(),
-        arch: model.arch.name.clone(),
+    let report = EvalReport {
+        model: label.to_string(),
+        arch: c.arch().to_string(),
         data: ds.source().to_string(),
         adapter: gpu.info.name.clone(),
         images: ds.len(),
@@ -180,18 +223,21 @@ pub fn evaluate(gpu: &Arc<Gpu>, model: &Model, ds: &Dataset, args: &EvalArgs) ->
         per_class,
         images_per_sec: ds.len() as f64 / secs,
         seconds: secs,
-    })
+    };
+    Ok((report, l))
 }
 
-/// `synthcal eval`.
-pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
-    let model = models::load_model(&args.model, args.arch.as_deref())?;
-    let mut ds = load_data(&args.data, args.split, args.resize)?;
-    if let Some(n) = args.limit {
-        let idx: Vec<usize> = (0..n.min(ds.len())).collect();
-        ds = ds.subset(&idx)?;
-    }
-    let r = evaluate(gpu, &model, &ds, args)?;
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    pub fp32: EvalReport,
+    pub int8: EvalReport,
+    /// FP32 top-1 minus INT8 top-1, percentage points.
+    pub drop: f64,
+    /// Share of images where both predict the same class (%).
+    pub agreement: f64,
+}
+
+fn print_report(r: &EvalReport) {
     println!("model:    {} ({})", r.model, r.arch);
     println!("data:     {} ({} images)", r.data, r.images);
     println!("adapter:  {}", r.adapter);
@@ -201,8 +247,40 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
     for c in &r.per_class {
         println!("  {:<12} {:6.2}%  ({} images)", c.class, c.top1, c.images);
     }
+}
+
+/// `synthcal eval`.
+pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
+    let model = Classifier::load(&args.model, args.arch.as_deref())?;
+    let mut ds = load_data(&args.data, args.split, args.resize)?;
+    if let Some(n) = args.limit {
+        let idx: Vec<usize> = (0..n.min(ds.len())).collect();
+        ds = ds.subset(&idx)?;
+    }
+    let label = args.model.display().to_string();
+    let (r, l) = evaluate(gpu, &model, &ds, args, &label)?;
+    print_report(&r);
+    let json = match &args.fp32 {
+        None => serde_json::to_vec_pretty(&r),
+        Some(fp) => {
+            let base = Classifier::load(fp, args.arch.as_deref())?;
+            let (rf, lf) = evaluate(gpu, &base, &ds, args, &fp.display().to_string())?;
+            let k = ds.num_classes();
+            let (pa, pb) = (argmax_rows(&l, k), argmax_rows(&lf, k));
+            let same = pa.iter().zip(&pb).filter(|(a, b)| a == b).count();
+            let cmp = Comparison {
+                drop: rf.top1 - r.top1,
+                agreement: 100.0 * same as f64 / ds.len().max(1) as f64,
+                fp32: rf,
+                int8: r,
+            };
+            println!();
+            println!("FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp   agreement: {:.2}%", cmp.fp32.top1, cmp.int8.top1, cmp.drop, cmp.agreement);
+            serde_json::to_vec_pretty(&cmp)
+        }
+    };
     if let Some(p) = &args.json {
-        let json = serde_json::to_vec_pretty(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = json.map_err(|e| Error::Invalid(e.to_string()))?;
         crate::io::write_atomic(p, &json)?;
     }
     Ok(())

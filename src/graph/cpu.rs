@@ -1,11 +1,19 @@
 //! Runs a graph with the CPU reference ops: the ground truth that GPU model runs are tested
 //! against (with random weights), and a cross-check for whole models.
 
-use super::{bn_names, Graph, Op, Params};
+use super::{bn_names, Graph, Op, Params, ValueId};
+use crate::cpu::qconv::QConv;
 use crate::cpu::{self, Array};
+use std::collections::HashMap;
 use crate::error::{Error, Result};
 
 pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
+    forward_quantized(g, params, input, &HashMap::new())
+}
+
+/// `forward` with the given conv/linear nodes simulated in integer arithmetic (the CPU
+/// reference of the INT8 kernels), for cross-checking a quantized model.
+pub fn forward_quantized(g: &Graph, params: &Params, input: &Array, quantized: &HashMap<ValueId, QConv>) -> Result<Array> {
     let mut values: Vec<Option<Array>> = vec![None; g.nodes.len()];
     let last = g.last_uses();
     for (i, node) in g.nodes.iter().enumerate() {
@@ -17,6 +25,18 @@ pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
         };
         let p = |n: &str| params.get(n);
         let out = match &node.op {
+            _ if quantized.contains_key(&i) => {
+                let x = arg(0)?;
+                let q = &quantized[&i];
+                let qx = cpu::qconv::QArray::quantize(x, q.input)?;
+                match cpu::qconv::qconv2d(q, &qx)? {
+                    cpu::qconv::QResult::F32(y) => match node.op {
+                        Op::Linear { .. } => Array::new(&[x.shape[0], y.numel() / x.shape[0]], y.data),
+                        _ => y,
+                    },
+                    cpu::qconv::QResult::Q(_) => return Err(Error::Invalid("quantized layers output f32 here".into())),
+                }
+            }
             Op::Input => input.clone(),
             Op::Conv2d {
                 weight,

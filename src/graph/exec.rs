@@ -14,6 +14,8 @@ pub struct Runner {
     pub graph: Graph,
     weights: HashMap<String, Tensor>,
     conv_weights: HashMap<String, ops::conv2d::ConvWeight>,
+    /// Conv/linear nodes that run as INT8 kernels instead (quantize input, integer conv).
+    quantized: HashMap<ValueId, ops::qconv::QConv2d>,
     last_use: Vec<usize>,
 }
 
@@ -48,14 +50,59 @@ impl Runner {
             graph,
             weights,
             conv_weights,
+            quantized: HashMap::new(),
             last_use,
         })
+    }
+
+    /// Runs the given conv/linear nodes with real integer arithmetic.
+    pub fn with_quantized(mut self, layers: &HashMap<ValueId, crate::cpu::qconv::QConv>) -> Result<Runner> {
+        for (&v, q) in layers {
+            match self.graph.nodes.get(v) {
+                Some(n) if matches!(n.op, Op::Conv2d { .. } | Op::Linear { .. }) && n.inputs.len() == 1 => {}
+                _ => return Err(Error::Invalid(format!("node {v} is not a quantizable conv/linear"))),
+            }
+            self.quantized.insert(v, ops::qconv::QConv2d::new(&self.gpu, q)?);
+        }
+        Ok(self)
     }
 
     fn w(&self, name: &str) -> Result<&Tensor> {
         self.weights
             .get(name)
             .ok_or_else(|| Error::Invalid(format!("parameter `{name}` was not uploaded")))
+    }
+
+    /// Records FP32 conv/linear node `i` on `x` with activation `act` (the node's own, or
+    /// Identity for pre-activation statistics).
+    pub fn layer(&self, s: &mut Stream, i: ValueId, x: &Tensor, residual: Option<&Tensor>, act: crate::graph::Act) -> Result<Tensor> {
+        match &self.graph.nodes[i].op {
+            Op::Conv2d {
+                weight,
+                bias,
+                stride,
+                pad,
+                groups,
+                ..
+            } => {
+                let p = ops::conv2d::Conv2dParams {
+                    stride: [*stride; 2],
+                    pad: [*pad; 2],
+                    groups: *groups,
+                };
+                let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
+                let w = self
+                    .conv_weights
+                    .get(weight)
+                    .ok_or_else(|| Error::Invalid(format!("conv weight `{weight}` was not prepared")))?;
+                ops::conv2d::conv2d(s, x, w, bias, &p, residual, act)
+            }
+            Op::Linear { weight, bias, .. } => {
+                let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
+                ops::matmul::linear(s, x, self.w(weight)?, bias, act)
+            }
+            _ => Err(Error::Invalid(format!("node {i} is not a conv/linear layer"))),
+        }
     }
 
     /// Records the forward pass of `input` on `s`; `keep` lists values to return besides the output.
@@ -69,30 +116,21 @@ impl Runner {
                     .ok_or_else(|| Error::Invalid(format!("{}: input {k} missing", node.name)))
             };
             let out = match &node.op {
-                Op::Input => input.clone(),
-                Op::Conv2d {
-                    weight,
-                    bias,
-                    stride,
-                    pad,
-                    groups,
-                    act,
-                } => {
-                    let p = ops::conv2d::Conv2dParams {
-                        stride: [*stride; 2],
-                        pad: [*pad; 2],
-                        groups: *groups,
-                    };
-                    let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
-                    let residual = if node.inputs.len() > 1 { Some(arg(1)?) } else { None };
-                    let w = self.conv_weights.get(weight).ok_or_else(|| {
-                        Error::Invalid(format!("conv weight `{weight}` was not prepared"))
-                    })?;
-                    ops::conv2d::conv2d(s, arg(0)?, w, bias, &p, residual, *act)?
+                _ if self.quantized.contains_key(&i) => {
+                    let q = &self.quantized[&i];
+                    let x = arg(0)?;
+                    let qx = ops::qconv::quantize(s, x, q.desc().input)?;
+                    let y = q.forward(s, &qx)?.into_f32()?;
+                    match node.op {
+                        // The kernel writes [N, out, 1, 1] for a linear layer.
+                        Op::Linear { .. } => y.reshape(&[x.shape()[0], y.numel() / x.shape()[0]])?,
+                        _ => y,
+                    }
                 }
-                Op::Linear { weight, bias, act } => {
-                    let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
-                    ops::matmul::linear(s, arg(0)?, self.w(weight)?, bias, *act)?
+                Op::Input => input.clone(),
+                Op::Conv2d { act, .. } | Op::Linear { act, .. } => {
+                    let residual = if node.inputs.len() > 1 { Some(arg(1)?) } else { None };
+                    self.layer(s, i, arg(0)?, residual, *act)?
                 }
                 Op::BatchNorm { prefix, eps, act } => {
                     let [g, b, m, v] = bn_names(prefix);

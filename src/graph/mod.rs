@@ -12,7 +12,7 @@ pub use params::Params;
 
 pub type ValueId = usize;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     /// The image batch [N, 3, H, W].
     Input,
@@ -45,7 +45,7 @@ pub enum Op {
     Flatten,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// The PyTorch module path this node came from (e.g. `layer1.0.conv1`), for reports.
     pub name: String,
@@ -53,7 +53,7 @@ pub struct Node {
     pub inputs: Vec<ValueId>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub output: ValueId,

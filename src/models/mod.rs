@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Params};
 
 /// Per-channel input normalization on [0, 1] RGB: x = (v / 255 - mean) / std.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
     pub mean: [f32; 3],
     pub std: [f32; 3],

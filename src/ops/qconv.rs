@@ -366,6 +366,11 @@ pub struct QConv2d {
 }
 
 impl QConv2d {
+    /// The layer description it was built from.
+    pub fn desc(&self) -> &QConv {
+        &self.desc
+    }
+
     pub fn new(gpu: &Gpu, desc: &QConv) -> Result<QConv2d> {
         let [co, cig, kh, kw] = desc.weights.shape;
         let g = desc.groups.max(1);

@@ -1,10 +1,13 @@
-//! Row statistics (min, max, abs-max) for calibration, computed on the GPU.
+//! Row statistics (min, max, abs-max, sum) for calibration, computed on the GPU.
 
 use super::bytes_of;
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
 const SHADER: Shader = crate::shader!("stats");
+
+/// Values per row: min, max, abs-max, sum.
+pub const STATS: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -14,7 +17,7 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// For x viewed as `[rows, numel / rows]`: an f32 tensor `[rows, 3]` of (min, max, abs-max).
+/// For x viewed as `[rows, numel / rows]`: an f32 tensor `[rows, 4]` of (min, max, abs-max, sum).
 pub fn row_stats(s: &mut Stream, x: &Tensor, rows: usize) -> Result<Tensor> {
     const OP: &str = "row_stats";
     if x.dtype() != DType::F32 {
@@ -23,7 +26,7 @@ pub fn row_stats(s: &mut Stream, x: &Tensor, rows: usize) -> Result<Tensor> {
     if rows == 0 || x.numel() % rows != 0 {
         return shape_err(OP, format!("{:?} does not split into {rows} rows", x.shape()));
     }
-    let out = s.gpu().alloc(OP, &[rows, 3], DType::F32)?;
+    let out = s.gpu().alloc(OP, &[rows, STATS], DType::F32)?;
     let p = Params {
         rows: rows as u32,
         len: (x.numel() / rows) as u32,
@@ -33,13 +36,14 @@ pub fn row_stats(s: &mut Stream, x: &Tensor, rows: usize) -> Result<Tensor> {
     Ok(out)
 }
 
-/// CPU reference.
+/// CPU reference (the sum in the kernel's sequential order).
 pub fn row_stats_cpu(x: &[f32], rows: usize) -> Vec<f32> {
     x.chunks(x.len() / rows)
         .flat_map(|r| {
             let lo = r.iter().copied().fold(f32::INFINITY, f32::min);
             let hi = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            [lo, hi, lo.abs().max(hi.abs())]
+            let sum = r[1..].iter().fold(r[0], |s, v| s + v);
+            [lo, hi, lo.abs().max(hi.abs()), sum]
         })
         .collect()
 }

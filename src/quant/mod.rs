@@ -4,4 +4,10 @@ pub mod observer;
 pub mod scheme;
 
 pub use observer::{Observer, RangeEstimator};
-pub use scheme::{ActQuant, WeightQuant};
+pub use scheme::activation_format;
+pub mod default;
+pub mod model;
+
+pub use default::{default_quantization, QuantOptions};
+pub use model::QuantModel;
+pub mod cli;

@@ -31,10 +31,13 @@ impl Observer {
         }
     }
 
-    /// `stats` is `[rows, 3]` as `ops::stats::row_stats` returns it.
+    /// `stats` is `[rows, STATS]` as `ops::stats::row_stats` returns it.
     pub fn push(&mut self, stats: &[f32]) {
-        self.samples
-            .extend(stats.chunks_exact(3).map(|c| [c[0], c[1], c[2]]));
+        self.samples.extend(
+            stats
+                .chunks_exact(crate::ops::stats::STATS)
+                .map(|c| [c[0], c[1], c[2]]),
+        );
     }
 
     /// (min, max) for each channel (one entry when per-tensor).
@@ -60,7 +63,8 @@ impl Observer {
 }
 
 /// The per-sample quantile statistics used by `RangeEstimator::Quantile`: for each row of
-/// `x` (a sample, or a sample-channel pair), (q_low, q_high, max(|q_low|, |q_high|)).
+/// `x` (a sample, or a sample-channel pair), (q_low, q_high, max(|q_low|, |q_high|), 0) in the
+/// layout of `ops::stats::row_stats`.
 pub fn quantile_rows(x: &[f32], rows: usize) -> Vec<f32> {
     let len = x.len() / rows;
     x.chunks(len)
@@ -69,7 +73,7 @@ pub fn quantile_rows(x: &[f32], rows: usize) -> Vec<f32> {
             v.sort_by(f32::total_cmp);
             let at = |q: f64| v[((q * (len - 1) as f64).round() as usize).min(len - 1)];
             let (lo, hi) = (at(OUTLIER_PROB), at(1.0 - OUTLIER_PROB));
-            [lo, hi, lo.abs().max(hi.abs())]
+            [lo, hi, lo.abs().max(hi.abs()), 0.0]
         })
         .collect()
 }
@@ -81,11 +85,11 @@ mod tests {
     #[test]
     fn pot_aggregation() {
         let mut o = Observer::new(1);
-        o.push(&[0.0, 2.0, 2.0, 0.5, 4.0, 4.0]);
+        o.push(&[0.0, 2.0, 2.0, 0.0, 0.5, 4.0, 4.0, 0.0]);
         assert_eq!(o.ranges(RangeEstimator::Pot), vec![(0.0, 3.0)]);
         assert_eq!(o.ranges(RangeEstimator::MinMax), vec![(0.0, 4.0)]);
         let mut s = Observer::new(1);
-        s.push(&[-1.0, 0.5, 1.0, -3.0, 1.0, 3.0]);
+        s.push(&[-1.0, 0.5, 1.0, 0.0, -3.0, 1.0, 3.0, 0.0]);
         assert_eq!(s.ranges(RangeEstimator::Pot), vec![(-3.0, 2.0)]);
     }
 
@@ -93,7 +97,7 @@ mod tests {
     fn per_channel_rows_interleave() {
         let mut o = Observer::new(2);
         // sample 0: ch0, ch1; sample 1: ch0, ch1
-        o.push(&[0.0, 1.0, 1.0, 0.0, 10.0, 10.0, 0.0, 3.0, 3.0, 0.0, 20.0, 20.0]);
+        o.push(&[0.0, 1.0, 1.0, 0.0, 0.0, 10.0, 10.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 20.0, 20.0, 0.0]);
         assert_eq!(o.ranges(RangeEstimator::Pot), vec![(0.0, 2.0), (0.0, 15.0)]);
     }
 

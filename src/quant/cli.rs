@@ -1,0 +1,102 @@
+//! `synthcal quantize`.
+
+use super::{default_quantization, QuantOptions, RangeEstimator};
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::models;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct QuantizeArgs {
+    /// The FP32 classifier (.safetensors, .th or .pt).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture name; detected from the tensors when omitted.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Calibration images: `real` (a class-balanced subset of the CIFAR-10 training set found
+    /// with --data), a CIFAR-10 binary folder (same), or an image folder (one subfolder per class).
+    #[arg(long)]
+    pub calib: String,
+    /// CIFAR-10 binary folder for `--calib real` (default: $SYNTHCAL_DATA, else
+    /// ../shared/data/cifar-10-batches-bin).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Images per class drawn for CIFAR-10 calibration sets.
+    #[arg(long, default_value_t = 500)]
+    pub per_class: usize,
+    /// Seed of the class-balanced draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Activation range estimator.
+    #[arg(long, value_enum, default_value = "pot")]
+    pub estimator: RangeEstimator,
+    /// Skip FastBiasCorrection.
+    #[arg(long)]
+    pub no_bias_correction: bool,
+    /// Images per GPU submit.
+    #[arg(long, default_value_t = 250)]
+    pub batch: usize,
+    /// Output INT8 model (.safetensors, written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn default_data() -> PathBuf {
+    std::env::var_os("SYNTHCAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/data/cifar-10-batches-bin"))
+}
+
+/// Resolves `--calib` to a labeled dataset of 32x32 images.
+pub fn calibration_set(spec: &str, data_dir: Option<&Path>, per_class: usize, seed: u64) -> Result<Dataset> {
+    let cifar = |dir: &Path| -> Result<Dataset> {
+        let train = data::load_cifar10_bin(dir, data::Split::Train)?;
+        Ok(data::balanced_subset(&train, per_class, seed)?)
+    };
+    if spec == "real" {
+        return cifar(&data_dir.map(Path::to_path_buf).unwrap_or_else(default_data));
+    }
+    let p = Path::new(spec.strip_prefix("folder:").unwrap_or(spec));
+    if !p.exists() {
+        return Err(Error::Invalid(format!(
+            "--calib {spec}: not a calibration source (`real`) nor an existing folder"
+        )));
+    }
+    if p.join("data_batch_1.bin").exists() || p.join("cifar-10-batches-bin").exists() {
+        return cifar(p);
+    }
+    Ok(data::load_image_folder(p, data::ResizePolicy::Reject)?)
+}
+
+pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
+    let model = models::load_model(&args.model, args.arch.as_deref())?;
+    let calib = calibration_set(&args.calib, args.data.as_deref(), args.per_class, args.seed)?;
+    let opts = QuantOptions {
+        estimator: args.estimator,
+        bias_correction: !args.no_bias_correction,
+        batch: args.batch,
+        quiet: args.quiet,
+        ..QuantOptions::default()
+    };
+    let mut q = default_quantization(gpu, &model, &calib, &opts)?;
+    q.meta.insert("algorithm".into(), "default".into());
+    q.meta.insert("estimator".into(), format!("{:?}", args.estimator));
+    q.meta.insert("bias_correction".into(), (!args.no_bias_correction).to_string());
+    q.meta.insert("calibration".into(), format!("{} ({} images, seed {})", calib.source(), calib.len(), args.seed));
+    q.meta.insert("source_model".into(), args.model.display().to_string());
+    q.save(&args.output)?;
+    println!(
+        "{}: {} layers INT8, FP32: [{}] -> {}",
+        q.arch,
+        q.layers.len(),
+        q.fp32_layers().join(", "),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! POT's DefaultQuantization: calibrate activation ranges on the GPU, quantize weights per
+//! channel, then FastBiasCorrection.
+
+use super::model::QuantModel;
+use super::observer::{quantile_rows, Observer, RangeEstimator};
+use super::scheme::activation_format;
+use crate::cpu::qconv::{QConv, QWeights};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::graph::exec::Runner;
+use crate::graph::{passes, Act, Graph, Op, Params, ValueId};
+use crate::models::{Model, Normalization};
+use crate::ops::{self, stats::STATS};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct QuantOptions {
+    pub estimator: RangeEstimator,
+    pub bias_correction: bool,
+    /// Calibration images used for FastBiasCorrection's statistics.
+    pub bias_subset: usize,
+    pub batch: usize,
+    pub quiet: bool,
+}
+
+impl Default for QuantOptions {
+    fn default() -> Self {
+        QuantOptions {
+            estimator: RangeEstimator::Pot,
+            bias_correction: true,
+            bias_subset: 500,
+            batch: 250,
+            quiet: true,
+        }
+    }
+}
+
+/// The inference graph that quantization works on: BatchNorm folded, activations fused into
+/// their producers (so that unsigned ranges are seen after ReLU). Residual adds stay separate
+/// FP32 ops.
+pub fn prepare(model: &Model) -> Result<(Graph, Params)> {
+    let mut params = model.params.clone();
+    let g = passes::fold_batchnorm(&model.arch.graph, &mut params)?;
+    Ok((passes::fuse_activations(&g)?, params))
+}
+
+/// The conv/linear nodes of `g` that get INT8 kernels.
+pub fn quantizable(g: &Graph) -> Vec<ValueId> {
+    (0..g.nodes.len())
+        .filter(|&i| matches!(g.nodes[i].op, Op::Conv2d { .. } | Op::Linear { .. }) && g.nodes[i].inputs.len() == 1)
+        .collect()
+}
+
+fn batches(ds: &Dataset, batch: usize, norm: Normalization) -> impl Iterator<Item = (usize, Vec<f32>)> + '_ {
+    (0..ds.len()).step_by(batch.max(1)).map(move |s| {
+        let e = (s + batch).min(ds.len());
+        (e - s, ds.to_f32_normalized(s..e, norm.mean, norm.std))
+    })
+}
+
+fn upload(gpu: &Gpu, n: usize, x: &[f32]) -> Result<Tensor> {
+    gpu.upload_f32(&[n, 3, 32, 32], x)
+}
+
+/// Per-sample range statistics of every quantized layer's input over the calibration set.
+pub fn calibrate(runner: &Runner, layers: &[ValueId], calib: &Dataset, norm: Normalization, opts: &QuantOptions) -> Result<HashMap<ValueId, Observer>> {
+    let g = &runner.graph;
+    let inputs: Vec<ValueId> = layers.iter().map(|&l| g.nodes[l].inputs[0]).collect();
+    let mut obs: HashMap<ValueId, Observer> = inputs.iter().map(|&v| (v, Observer::new(1))).collect();
+    let bar = crate::progress::bar(calib.len() as u64, "calibrate", opts.quiet);
+    for (n, x) in batches(calib, opts.batch, norm) {
+        let gpu = &runner.gpu;
+        let x = upload(gpu, n, &x)?;
+        let mut s = gpu.stream();
+        let out = runner.forward(&mut s, &x, &inputs)?;
+        let stats = if opts.estimator == RangeEstimator::Quantile {
+            // Quantiles need the values themselves: read them back.
+            s.submit();
+            let mut v = Vec::new();
+            for &i in &inputs {
+                v.push(quantile_rows(&gpu.read_f32(&out.kept[&i])?, n));
+            }
+            v
+        } else {
+            let t: Vec<Tensor> = inputs
+                .iter()
+                .map(|i| ops::stats::row_stats(&mut s, &out.kept[i], n))
+                .collect::<Result<_>>()?;
+            let refs: Vec<&Tensor> = t.iter().collect();
+            s.submit_and_read(&refs)?
+                .into_iter()
+                .map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(&b))
+                .collect()
+        };
+        for (i, st) in inputs.iter().zip(stats) {
+            obs.get_mut(i).expect("observer per input").push(&st[..n * STATS]);
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(obs)
+}
+
+/// The INT8 description of conv/linear node `l` given its input format (f32 output, the node's
+/// activation fused).
+pub fn qconv_for(g: &Graph, params: &Params, l: ValueId, input: crate::cpu::qconv::QFormat) -> Result<QConv> {
+    let (weight, bias, stride, pad, groups, act) = match &g.nodes[l].op {
+        Op::Conv2d {
+            weight,
+            bias,
+            stride,
+            pad,
+            groups,
+            act,
+        } => (weight, bias, *stride, *pad, *groups, *act),
+        Op::Linear { weight, bias, act } => (weight, bias, 1, 0, 1, *act),
+        _ => return Err(Error::Invalid(format!("node {l} is not conv/linear"))),
+    };
+    Ok(QConv {
+        weights: QWeights::quantize(params.get(weight)?)?,
+        bias: bias.as_deref().map(|b| params.get(b).map(|a| a.data.clone())).transpose()?,
+        stride,
+        pad,
+        groups,
+        input,
+        act,
+        output: None,
+    })
+}
+
+/// POT's FastBiasCorrection: for each quantized layer, shift its bias by the per-channel mean
+/// difference between the FP32 layer and the INT8 layer on the same FP32 inputs.
+fn correct_biases(runner: &Runner, layers: &mut BTreeMap<ValueId, QConv>, calib: &Dataset, norm: Normalization, opts: &QuantOptions) -> Result<()> {
+    let gpu = &runner.gpu;
+    let g = &runner.graph;
+    let ids: Vec<ValueId> = layers.keys().copied().collect();
+    let inputs: Vec<ValueId> = ids.iter().map(|&l| g.nodes[l].inputs[0]).collect();
+    // Pre-activation layers: the correction compares linear outputs.
+    let linear: HashMap<ValueId, ops::qconv::QConv2d> = ids
+        .iter()
+        .map(|&l| {
+            let mut q = layers[&l].clone();
+            q.act = Act::Identity;
+            Ok((l, ops::qconv::QConv2d::new(gpu, &q)?))
+        })
+        .collect::<Result<_>>()?;
+    let mut diff: HashMap<ValueId, Vec<f64>> = HashMap::new();
+    let mut count: HashMap<ValueId, f64> = HashMap::new();
+    let subset = calib.subset(&(0..opts.bias_subset.min(calib.len())).collect::<Vec<_>>())?;
+    let bar = crate::progress::bar(subset.len() as u64, "bias corr", opts.quiet);
+    for (n, x) in batches(&subset, opts.batch, norm) {
+        let x = upload(gpu, n, &x)?;
+        let mut s = gpu.stream();
+        let out = runner.forward(&mut s, &x, &inputs)?;
+        let mut sums = Vec::new();
+        let mut spatial = Vec::new();
+        for (&l, v) in ids.iter().zip(&inputs) {
+            let xin = &out.kept[v];
+            let fp = runner.layer(&mut s, l, xin, None, Act::Identity)?;
+            let q = &linear[&l];
+            let qx = ops::qconv::quantize(&mut s, xin, q.desc().input)?;
+            let qy = q.forward(&mut s, &qx)?.into_f32()?;
+            let c = fp.shape()[1];
+            let rows = n * c;
+            spatial.push(fp.numel() / rows);
+            sums.push(ops::stats::row_stats(&mut s, &fp, rows)?);
+            sums.push(ops::stats::row_stats(&mut s, &qy, rows)?);
+        }
+        let refs: Vec<&Tensor> = sums.iter().collect();
+        let back = s.submit_and_read(&refs)?;
+        for (k, &l) in ids.iter().enumerate() {
+            let fp: Vec<f32> = bytemuck::pod_collect_to_vec(&back[2 * k]);
+            let q: Vec<f32> = bytemuck::pod_collect_to_vec(&back[2 * k + 1]);
+            let c = layers[&l].weights.shape[0];
+            let d = diff.entry(l).or_insert_with(|| vec![0.0; c]);
+            for r in 0..n * c {
+                d[r % c] += (fp[r * STATS + 3] - q[r * STATS + 3]) as f64;
+            }
+            *count.entry(l).or_default() += (n * spatial[k]) as f64;
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    for (&l, q) in layers.iter_mut() {
+        let d = &diff[&l];
+        let elems = count[&l];
+        let c = q.weights.shape[0];
+        let b = q.bias.get_or_insert_with(|| vec![0.0; c]);
+        for ch in 0..c {
+            b[ch] += (d[ch] / elems) as f32;
+        }
+    }
+    Ok(())
+}
+
+/// DefaultQuantization of `model` calibrated on `calib`.
+pub fn default_quantization(gpu: &Arc<Gpu>, model: &Model, calib: &Dataset, opts: &QuantOptions) -> Result<QuantModel> {
+    if calib.is_empty() {
+        return Err(Error::Invalid("the calibration set is empty".into()));
+    }
+    if calib.num_classes() != model.class_names.len() {
+        return Err(Error::Invalid(format!(
+            "the calibration set has {} classes, the model {}",
+            calib.num_classes(),
+            model.class_names.len()
+        )));
+    }
+    let (graph, params) = prepare(model)?;
+    let runner = Runner::new(gpu.clone(), graph.clone(), &params)?;
+    let ids = quantizable(&graph);
+    let obs = calibrate(&runner, &ids, calib, model.arch.norm, opts)?;
+    let mut layers = BTreeMap::new();
+    for &l in &ids {
+        let (lo, hi) = obs[&graph.nodes[l].inputs[0]].ranges(opts.estimator)[0];
+        layers.insert(l, qconv_for(&graph, &params, l, activation_format(lo, hi))?);
+    }
+    if opts.bias_correction {
+        correct_biases(&runner, &mut layers, calib, model.arch.norm, opts)?;
+    }
+    Ok(QuantModel {
+        arch: model.arch.name.clone(),
+        norm: model.arch.norm,
+        graph,
+        params,
+        layers,
+        meta: BTreeMap::new(),
+    })
+}

@@ -1,0 +1,212 @@
+//! A quantized model: the inference graph, FP32 parameters for the layers that stay FP32, and
+//! an INT8 description per quantized conv/linear. Saved as safetensors (int8 weights, f32
+//! scales and biases) with the graph and quantizer settings in the metadata.
+
+use crate::cpu::qconv::{QConv, QFormat, QWeights};
+use crate::cpu::Array;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::exec::Runner;
+use crate::graph::{Graph, Op, Params, ValueId};
+use crate::io::{self, TensorSlice, TensorValues};
+use crate::models::Normalization;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const FORMAT: &str = "synthcal-int8-v1";
+
+pub struct QuantModel {
+    pub arch: String,
+    pub norm: Normalization,
+    /// The inference graph (BatchNorm folded, activations fused).
+    pub graph: Graph,
+    /// FP32 parameters of `graph` (used by the layers that stay FP32).
+    pub params: Params,
+    /// Quantized conv/linear nodes.
+    pub layers: BTreeMap<ValueId, QConv>,
+    /// Provenance and algorithm settings, written to the file's metadata.
+    pub meta: BTreeMap<String, String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LayerMeta {
+    node: ValueId,
+    name: String,
+    input_scale: f32,
+    input_unsigned: bool,
+}
+
+impl QuantModel {
+    /// Names of the conv/linear layers that run in FP32.
+    pub fn fp32_layers(&self) -> Vec<String> {
+        (0..self.graph.nodes.len())
+            .filter(|i| matches!(self.graph.nodes[*i].op, Op::Conv2d { .. } | Op::Linear { .. }))
+            .filter(|i| !self.layers.contains_key(i))
+            .map(|i| self.graph.nodes[i].name.clone())
+            .collect()
+    }
+
+    pub fn runner(&self, gpu: &Arc<Gpu>) -> Result<Runner> {
+        let layers: HashMap<ValueId, QConv> = self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        Runner::new(gpu.clone(), self.graph.clone(), &self.params)?.with_quantized(&layers)
+    }
+
+    /// The same model on the CPU integer reference.
+    pub fn cpu_logits(&self, x: &Array) -> Result<Array> {
+        let layers: HashMap<ValueId, QConv> = self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        crate::graph::cpu::forward_quantized(&self.graph, &self.params, x, &layers)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = |v: &dyn erased::Json| v.to_json();
+        let mut meta = self.meta.clone();
+        meta.insert("format".into(), FORMAT.into());
+        meta.insert("arch".into(), self.arch.clone());
+        meta.insert("norm".into(), json(&self.norm)?);
+        meta.insert("graph".into(), json(&self.graph)?);
+        let lm: Vec<LayerMeta> = self
+            .layers
+            .iter()
+            .map(|(&node, q)| LayerMeta {
+                node,
+                name: self.graph.nodes[node].name.clone(),
+                input_scale: q.input.scale,
+                input_unsigned: q.input.unsigned,
+            })
+            .collect();
+        meta.insert("layers".into(), json(&lm)?);
+        meta.insert("fp32_layers".into(), json(&self.fp32_layers())?);
+        let mut tensors: Vec<(String, Vec<usize>, TensorSlice)> = Vec::new();
+        for (&node, q) in &self.layers {
+            let name = &self.graph.nodes[node].name;
+            let co = q.weights.shape[0];
+            tensors.push((format!("{name}.qweight"), q.weights.shape.to_vec(), TensorSlice::I8(&q.weights.q)));
+            tensors.push((format!("{name}.wscale"), vec![co], TensorSlice::F32(&q.weights.scale)));
+            if let Some(b) = &q.bias {
+                tensors.push((format!("{name}.qbias"), vec![co], TensorSlice::F32(b)));
+            }
+        }
+        // FP32 tensors for every parameter a non-quantized node reads.
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            if self.layers.contains_key(&i) {
+                continue;
+            }
+            let one = Graph {
+                nodes: vec![n.clone()],
+                output: 0,
+            };
+            for p in one.param_names() {
+                let a = self.params.get(&p)?;
+                if !tensors.iter().any(|t| t.0 == p) {
+                    tensors.push((p, a.shape.clone(), TensorSlice::F32(&a.data)));
+                }
+            }
+        }
+        let refs: Vec<(&str, &[usize], TensorSlice)> = tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), *v)).collect();
+        io::write_safetensors_typed(path, &refs, &meta)?;
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> Result<QuantModel> {
+        let bad = |msg: String| Error::File {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let (tensors, meta) = io::read_safetensors(path)?;
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad(format!("not a synthcal INT8 model (metadata `format` is not {FORMAT})")));
+        }
+        let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata `{k}` missing")));
+        let parse_err = |k: &str, e: serde_json::Error| bad(format!("metadata `{k}`: {e}"));
+        let graph: Graph = serde_json::from_str(get("graph")?).map_err(|e| parse_err("graph", e))?;
+        let norm: Normalization = serde_json::from_str(get("norm")?).map_err(|e| parse_err("norm", e))?;
+        let lm: Vec<LayerMeta> = serde_json::from_str(get("layers")?).map_err(|e| parse_err("layers", e))?;
+        let mut by_name: HashMap<String, io::TensorData> = tensors.into_iter().collect();
+        let mut take = |name: &str| by_name.remove(name).ok_or_else(|| bad(format!("tensor `{name}` missing")));
+        let mut layers = BTreeMap::new();
+        for l in &lm {
+            let node = graph
+                .nodes
+                .get(l.node)
+                .filter(|n| n.name == l.name)
+                .ok_or_else(|| bad(format!("layer {} ({}) is not in the graph", l.node, l.name)))?;
+            let (stride, pad, groups, act, has_bias) = match &node.op {
+                Op::Conv2d { stride, pad, groups, act, bias, .. } => (*stride, *pad, *groups, *act, bias.is_some()),
+                Op::Linear { act, bias, .. } => (1, 0, 1, *act, bias.is_some()),
+                _ => return Err(bad(format!("layer {} is not conv/linear", l.name))),
+            };
+            let w = take(&format!("{}.qweight", l.name))?;
+            let s = take(&format!("{}.wscale", l.name))?;
+            let (TensorValues::I8(q), TensorValues::F32(scale)) = (w.values, s.values) else {
+                return Err(bad(format!("{}: qweight must be I8 and wscale F32", l.name)));
+            };
+            let shape: [usize; 4] = w.shape.as_slice().try_into().map_err(|_| bad(format!("{}.qweight must be 4-d", l.name)))?;
+            if scale.len() != shape[0] {
+                return Err(bad(format!("{}: {} scales for {} channels", l.name, scale.len(), shape[0])));
+            }
+            let bias = if has_bias {
+                Some(take(&format!("{}.qbias", l.name))?.to_f32())
+            } else {
+                None
+            };
+            let input = if l.input_unsigned {
+                QFormat::unsigned(l.input_scale)
+            } else {
+                QFormat::signed(l.input_scale)
+            };
+            layers.insert(
+                l.node,
+                QConv {
+                    weights: QWeights { shape, q, scale },
+                    bias,
+                    stride,
+                    pad,
+                    groups,
+                    input,
+                    act,
+                    output: None,
+                },
+            );
+        }
+        let mut params = Params::default();
+        for (name, t) in by_name {
+            params.insert(name, Array::new(&t.shape, t.to_f32()));
+        }
+        let qm = QuantModel {
+            arch: get("arch")?.clone(),
+            norm,
+            graph,
+            params,
+            layers,
+            meta,
+        };
+        // Every FP32 node must find its tensors.
+        for (i, n) in qm.graph.nodes.iter().enumerate() {
+            if qm.layers.contains_key(&i) {
+                continue;
+            }
+            let one = Graph {
+                nodes: vec![n.clone()],
+                output: 0,
+            };
+            for p in one.param_names() {
+                qm.params.get(&p).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        Ok(qm)
+    }
+}
+
+mod erased {
+    use crate::error::{Error, Result};
+    /// Serializes metadata values to JSON strings.
+    pub trait Json {
+        fn to_json(&self) -> Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<String> {
+            serde_json::to_string(self).map_err(|e| Error::Invalid(e.to_string()))
+        }
+    }
+}
