@@ -9,8 +9,9 @@ pub use crate::cpu::conv::Conv2dParams;
 const SHADER: Shader = crate::shader!("conv2d");
 
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
-/// `[groups][Ci/groups * KH * KW][Co/groups rounded up to 4]`, so that four consecutive output
-/// channels of one tap are a single vec4 load.
+/// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
+/// consecutive output channels of one tap are a single vec4 load. KWP pads 2- and 3-wide kernels
+/// to 4 taps and K is rounded up to 4, with zero weights.
 #[derive(Clone, Debug)]
 pub struct ConvWeight {
     tensor: Tensor,
@@ -43,21 +44,32 @@ pub fn prepare_conv_weight(gpu: &Gpu, shape: &[usize], data: &[f32], groups: usi
     if groups == 0 || co % groups != 0 {
         return shape_err(OP, format!("groups {groups} must divide Co of weight {shape:?}"));
     }
-    let cog = co / groups;
-    let cogp = cog.next_multiple_of(4);
-    let k = cig * kh * kw;
-    let mut t = vec![0.0f32; groups * k * cogp];
-    for o in 0..co {
-        let (g, c) = (o / cog, o % cog);
-        for (i, &v) in data[o * k..(o + 1) * k].iter().enumerate() {
-            t[(g * k + i) * cogp + c] = v;
-        }
+    let (cog, kwp) = (co / groups, taps_per_row(kw));
+    let (cogp, kp) = (cog.next_multiple_of(4), padded_k(cig, kh, kw));
+    let mut t = vec![0.0f32; groups * kp * cogp];
+    for (i, &v) in data.iter().enumerate() {
+        let (o, c, y, x) = (i / (cig * kh * kw), i / (kh * kw) % cig, i / kw % kh, i % kw);
+        t[((o / cog) * kp + (c * kh + y) * kwp + x) * cogp + o % cog] = v;
     }
     Ok(ConvWeight {
-        tensor: gpu.upload_f32(&[groups, k, cogp], &t)?,
+        tensor: gpu.upload_f32(&[groups, kp, cogp], &t)?,
         shape: [co, cig, kh, kw],
         groups,
     })
+}
+
+/// Weight taps per kernel row: 2- and 3-wide rows are padded to 4 for the `rows` kernel.
+fn taps_per_row(kw: usize) -> usize {
+    if kw == 2 || kw == 3 {
+        4
+    } else {
+        kw
+    }
+}
+
+/// Weight rows per group, a multiple of 4 (the kernels step four k at a time).
+fn padded_k(cig: usize, kh: usize, kw: usize) -> usize {
+    (cig * kh * taps_per_row(kw)).next_multiple_of(4)
 }
 
 #[repr(C)]
@@ -83,6 +95,10 @@ struct Params {
     slope: f32,
     has_bias: u32,
     has_res: u32,
+    k: u32,
+    kp: u32,
+    tiles_row: u32,
+    _pad: u32,
 }
 
 /// out = act(conv2d(x, w) + bias + residual) for x `[N, Ci, H, W]`; bias is `[Co]` and the
@@ -141,15 +157,24 @@ fn conv2d_blocked(
     let out = s.gpu().alloc(OP, &out_shape, DType::F32)?;
     let cog = co / p.groups;
     let pixels = n * oh * ow;
+    let kwp = taps_per_row(kw);
     // Channel blocking needs channels per group; depthwise-like convs take the direct kernel.
-    let use_gemm = p.groups == 1 || cog >= 8;
+    let blocked = p.groups == 1 || cog >= 8;
+    let rows = blocked && p.stride[1] == 1 && kwp == 4;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
-    let (entry, tiles_co, tiles_px, threads) = if use_gemm {
-        let (tc, tp) = (cog.div_ceil(4 * tm4 as usize), pixels.div_ceil(4 * tn4 as usize));
-        ("gemm", tc, tp, tc * tp * p.groups)
+    // Row tiles never straddle output rows, so narrow outputs get narrower tiles.
+    let tn4 = if rows { tn4.min(ow.div_ceil(4) as u32) } else { tn4 };
+    let tile = 4 * tn4 as usize;
+    let tiles_co = cog.div_ceil(4 * tm4 as usize);
+    let (entry, tiles_px, tiles_row, threads) = if rows {
+        let tp = n * oh * ow.div_ceil(tile);
+        ("rows", tp, ow.div_ceil(tile), tp * tiles_co * p.groups)
+    } else if blocked {
+        let tp = pixels.div_ceil(tile);
+        ("gemm", tp, 0, tp * tiles_co * p.groups)
     } else {
         let tp = pixels.div_ceil(4);
-        ("direct", 0, tp, tp * co)
+        ("direct", tp, 0, tp * co)
     };
     let (kind, slope) = act.code();
     let params = Params {
@@ -173,10 +198,15 @@ fn conv2d_blocked(
         slope,
         has_bias: bias.is_some() as u32,
         has_res: residual.is_some() as u32,
+        k: (cig * kh * kwp) as u32,
+        kp: padded_k(cig, kh, kw) as u32,
+        tiles_row: tiles_row as u32,
+        _pad: 0,
     };
     let consts = [
         ("KH", kh as f64),
         ("KW", kw as f64),
+        ("KWP", kwp as f64),
         ("SH", p.stride[0] as f64),
         ("SW", p.stride[1] as f64),
         ("TM4", tm4 as f64),
@@ -250,6 +280,9 @@ mod tests {
             ([2, 8, 7, 7], [8, 1, 3, 3], 1, 1, 8, true, true),   // depthwise
             ([1, 6, 5, 6], [12, 1, 3, 3], 2, 0, 6, false, false), // depthwise x2 multiplier
             ([1, 4, 5, 5], [4, 2, 3, 3], 1, 1, 2, true, false),  // few channels per group
+            ([1, 3, 7, 9], [5, 3, 5, 5], 1, 2, 1, true, true),   // 5x5: gather path
+            ([2, 5, 6, 11], [9, 5, 2, 2], 1, 0, 1, false, true), // 2x2 padded to 4 taps
+            ([1, 8, 4, 21], [12, 8, 4, 4], 1, 2, 1, true, false), // wide rows, pad 2
         ];
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
             for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
