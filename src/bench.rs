@@ -69,7 +69,10 @@ pub fn cases(gpu: &Gpu) -> Result<Vec<Case>> {
         Case {
             name: "matmul 1024x1024x1024",
             flops: 2.0 * (m * m * m) as f64,
-            inputs: Inputs::Matmul(upload_random(gpu, &[m, m], 4)?, upload_random(gpu, &[m, m], 5)?),
+            inputs: Inputs::Matmul(
+                upload_random(gpu, &[m, m], 4)?,
+                upload_random(gpu, &[m, m], 5)?,
+            ),
         },
         Case {
             name: "conv3x3 b64 64->64 32x32",
@@ -119,7 +122,10 @@ mod tests {
     fn print_kernel_bench() {
         let g = crate::ops::testing::gpu();
         for r in super::kernel_bench(&g, true) {
-            println!("{:<28} {:>8.2} GFLOP/s {:>9.2} ms/call", r.name, r.gflops, r.ms_per_call);
+            println!(
+                "{:<28} {:>8.2} GFLOP/s {:>9.2} ms/call",
+                r.name, r.gflops, r.ms_per_call
+            );
         }
     }
 }

@@ -33,22 +33,38 @@ impl ConvWeight {
 }
 
 /// Uploads PyTorch-layout weights `[Co, Ci/groups, KH, KW]` (host data) for `groups` groups.
-pub fn prepare_conv_weight(gpu: &Gpu, shape: &[usize], data: &[f32], groups: usize) -> Result<ConvWeight> {
+pub fn prepare_conv_weight(
+    gpu: &Gpu,
+    shape: &[usize],
+    data: &[f32],
+    groups: usize,
+) -> Result<ConvWeight> {
     const OP: &str = "prepare_conv_weight";
     let &[co, cig, kh, kw] = shape else {
-        return shape_err(OP, format!("weight must be [Co, Ci/groups, KH, KW], got {shape:?}"));
+        return shape_err(
+            OP,
+            format!("weight must be [Co, Ci/groups, KH, KW], got {shape:?}"),
+        );
     };
     if data.len() != shape.iter().product::<usize>() {
         return shape_err(OP, format!("{} values for shape {shape:?}", data.len()));
     }
     if groups == 0 || co % groups != 0 {
-        return shape_err(OP, format!("groups {groups} must divide Co of weight {shape:?}"));
+        return shape_err(
+            OP,
+            format!("groups {groups} must divide Co of weight {shape:?}"),
+        );
     }
     let (cog, kwp) = (co / groups, taps_per_row(kw));
     let (cogp, kp) = (cog.next_multiple_of(4), padded_k(cig, kh, kw));
     let mut t = vec![0.0f32; groups * kp * cogp];
     for (i, &v) in data.iter().enumerate() {
-        let (o, c, y, x) = (i / (cig * kh * kw), i / (kh * kw) % cig, i / kw % kh, i % kw);
+        let (o, c, y, x) = (
+            i / (cig * kh * kw),
+            i / (kh * kw) % cig,
+            i / kw % kh,
+            i % kw,
+        );
         t[((o / cog) * kp + (c * kh + y) * kwp + x) * cogp + o % cog] = v;
     }
     Ok(ConvWeight {
@@ -112,7 +128,16 @@ pub fn conv2d(
     residual: Option<&Tensor>,
     act: Act,
 ) -> Result<Tensor> {
-    conv2d_blocked(s, x, w, bias, p, residual, act, super::matmul::block(s.gpu()))
+    conv2d_blocked(
+        s,
+        x,
+        w,
+        bias,
+        p,
+        residual,
+        act,
+        super::matmul::block(s.gpu()),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,15 +158,34 @@ fn conv2d_blocked(
         return shape_err(OP, format!("x must be f32, got {:?}", x.dtype()));
     }
     if p.groups != w.groups {
-        return shape_err(OP, format!("params have groups {} but the weight {:?} was prepared for {}",
-            p.groups, w.shape, w.groups));
+        return shape_err(
+            OP,
+            format!(
+                "params have groups {} but the weight {:?} was prepared for {}",
+                p.groups, w.shape, w.groups
+            ),
+        );
     }
     if ci != cig * p.groups {
-        return shape_err(OP, format!("x {:?} has {ci} channels but weight {:?} with groups {} expects {}",
-            x.shape(), w.shape, p.groups, cig * p.groups));
+        return shape_err(
+            OP,
+            format!(
+                "x {:?} has {ci} channels but weight {:?} with groups {} expects {}",
+                x.shape(),
+                w.shape,
+                p.groups,
+                cig * p.groups
+            ),
+        );
     }
     let (Some(oh), Some(ow)) = (p.out_size(0, h, kh), p.out_size(1, wd, kw)) else {
-        return shape_err(OP, format!("zero-size output: x {:?}, kernel {kh}x{kw}, {p:?}", x.shape()));
+        return shape_err(
+            OP,
+            format!(
+                "zero-size output: x {:?}, kernel {kh}x{kw}, {p:?}",
+                x.shape()
+            ),
+        );
     };
     let out_shape = [n, co, oh, ow];
     if let Some(b) = bias {
@@ -151,7 +195,10 @@ fn conv2d_blocked(
     }
     if let Some(r) = residual {
         if r.shape() != out_shape || r.dtype() != DType::F32 {
-            return shape_err(OP, format!("residual {:?} must be f32 {out_shape:?}", r.shape()));
+            return shape_err(
+                OP,
+                format!("residual {:?} must be f32 {out_shape:?}", r.shape()),
+            );
         }
     }
     let out = s.gpu().alloc(OP, &out_shape, DType::F32)?;
@@ -163,7 +210,11 @@ fn conv2d_blocked(
     let rows = blocked && p.stride[1] == 1 && kwp == 4;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
     // Row tiles never straddle output rows, so narrow outputs get narrower tiles.
-    let tn4 = if rows { tn4.min(ow.div_ceil(4) as u32) } else { tn4 };
+    let tn4 = if rows {
+        tn4.min(ow.div_ceil(4) as u32)
+    } else {
+        tn4
+    };
     let tile = 4 * tn4 as usize;
     let tiles_co = cog.div_ceil(4 * tm4 as usize);
     let (entry, tiles_px, tiles_row, threads) = if rows {
@@ -214,7 +265,14 @@ fn conv2d_blocked(
         ("WG", wg as f64),
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
-    s.dispatch(SHADER, entry, &consts, bytes_of(&params), &[x, &w.tensor, b, r, &out], grid_1d(threads, wg))?;
+    s.dispatch(
+        SHADER,
+        entry,
+        &consts,
+        bytes_of(&params),
+        &[x, &w.tensor, b, r, &out],
+        grid_1d(threads, wg),
+    )?;
     Ok(out)
 }
 
@@ -250,7 +308,10 @@ mod tests {
         let x = Array::random(&xs, seed);
         let w = Array::random(&ws, seed + 1);
         let b = Array::random(&[ws[0]], seed + 2);
-        let (oh, ow) = (p.out_size(0, xs[2], ws[2]).unwrap(), p.out_size(1, xs[3], ws[3]).unwrap());
+        let (oh, ow) = (
+            p.out_size(0, xs[2], ws[2]).unwrap(),
+            p.out_size(1, xs[3], ws[3]).unwrap(),
+        );
         let r = Array::random(&[xs[0], ws[0], oh, ow], seed + 3);
         let want = cpu::conv::conv2d(&x, &w, bias.then_some(&b), &p, res.then_some(&r), act);
         let xt = g.upload_f32(&xs, &x.data).unwrap();
@@ -258,8 +319,17 @@ mod tests {
         let bt = g.upload_f32(&b.shape, &b.data).unwrap();
         let rt = g.upload_f32(&r.shape, &r.data).unwrap();
         let mut s = g.stream();
-        let y = conv2d_blocked(&mut s, &xt, &wt, bias.then_some(&bt), &p, res.then_some(&rt), act, blk)
-            .unwrap();
+        let y = conv2d_blocked(
+            &mut s,
+            &xt,
+            &wt,
+            bias.then_some(&bt),
+            &p,
+            res.then_some(&rt),
+            act,
+            blk,
+        )
+        .unwrap();
         s.submit();
         assert_eq!(y.shape(), &want.shape[..]);
         Array::new(&want.shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data)
@@ -268,10 +338,12 @@ mod tests {
     const CPU_BLOCK: (u32, u32, u32) = (4, 4, 16);
     const GPU_BLOCK: (u32, u32, u32) = (2, 2, 64);
 
+    /// (x shape, weight shape, stride, pad, groups, bias, residual)
+    type Case = ([usize; 4], [usize; 4], usize, usize, usize, bool, bool);
+
     #[test]
     fn fixed_shapes_match_cpu() {
-        // (x, w, stride, pad, groups, bias, residual)
-        let cases: &[([usize; 4], [usize; 4], usize, usize, usize, bool, bool)] = &[
+        let cases: &[Case] = &[
             ([2, 3, 8, 8], [16, 3, 3, 3], 1, 1, 1, true, false), // stem
             ([2, 16, 9, 7], [20, 16, 3, 3], 2, 1, 1, true, true), // odd Co, strided
             ([1, 8, 6, 6], [8, 8, 1, 1], 1, 0, 1, false, true),  // pointwise + residual
@@ -287,7 +359,16 @@ mod tests {
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
             for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
                 let act = ACTS[i % ACTS.len()];
-                let e = check(xs, ws, Conv2dParams::new(st, pad, groups), b, r, act, blk, i as u64);
+                let e = check(
+                    xs,
+                    ws,
+                    Conv2dParams::new(st, pad, groups),
+                    b,
+                    r,
+                    act,
+                    blk,
+                    i as u64,
+                );
                 assert!(e < 1e-4, "case {i} {xs:?} {ws:?} block {blk:?}: err {e}");
             }
         }
@@ -300,7 +381,16 @@ mod tests {
             pad: [0, 2],
             groups: 1,
         };
-        let e = check([2, 5, 9, 6], [7, 5, 1, 4], p, true, true, Act::Relu, CPU_BLOCK, 9);
+        let e = check(
+            [2, 5, 9, 6],
+            [7, 5, 1, 4],
+            p,
+            true,
+            true,
+            Act::Relu,
+            CPU_BLOCK,
+            9,
+        );
         assert!(e < 1e-4, "err {e}");
     }
 
@@ -330,30 +420,63 @@ mod tests {
         let x = g.upload_f32(&[1, 3, 4, 4], &[0.0; 48]).unwrap();
         let w = prepare_conv_weight(&g, &[8, 4, 3, 3], &[0.0; 288], 1).unwrap();
         let p = Conv2dParams::new(1, 1, 1);
-        let err = conv2d(&mut g.stream(), &x, &w, None, &p, None, Act::Relu).unwrap_err().to_string();
-        assert!(err.contains("conv2d") && err.contains("[1, 3, 4, 4]") && err.contains("[8, 4, 3, 3]"), "{err}");
-
-        let err = prepare_conv_weight(&g, &[6, 1, 3, 3], &[0.0; 54], 4).unwrap_err().to_string();
-        assert!(err.contains("groups 4"), "{err}");
-        let w2 = prepare_conv_weight(&g, &[8, 1, 3, 3], &[0.0; 72], 2).unwrap();
-        let err = conv2d(&mut g.stream(), &x, &w2, None, &Conv2dParams::new(1, 1, 2), None, Act::Identity)
+        let err = conv2d(&mut g.stream(), &x, &w, None, &p, None, Act::Relu)
             .unwrap_err()
             .to_string();
+        assert!(
+            err.contains("conv2d") && err.contains("[1, 3, 4, 4]") && err.contains("[8, 4, 3, 3]"),
+            "{err}"
+        );
+
+        let err = prepare_conv_weight(&g, &[6, 1, 3, 3], &[0.0; 54], 4)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("groups 4"), "{err}");
+        let w2 = prepare_conv_weight(&g, &[8, 1, 3, 3], &[0.0; 72], 2).unwrap();
+        let err = conv2d(
+            &mut g.stream(),
+            &x,
+            &w2,
+            None,
+            &Conv2dParams::new(1, 1, 2),
+            None,
+            Act::Identity,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("channels"), "{err}");
 
         let w5 = prepare_conv_weight(&g, &[2, 3, 5, 5], &[0.0; 150], 1).unwrap();
-        let err = conv2d(&mut g.stream(), &x, &w5, None, &Conv2dParams::new(1, 0, 1), None, Act::Identity)
-            .unwrap_err()
-            .to_string();
+        let err = conv2d(
+            &mut g.stream(),
+            &x,
+            &w5,
+            None,
+            &Conv2dParams::new(1, 0, 1),
+            None,
+            Act::Identity,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("zero-size output"), "{err}");
 
         let w3 = prepare_conv_weight(&g, &[8, 3, 3, 3], &[0.0; 216], 1).unwrap();
         let r = g.upload_f32(&[1, 8, 3, 3], &[0.0; 72]).unwrap();
-        let err = conv2d(&mut g.stream(), &x, &w3, None, &p, Some(&r), Act::Identity).unwrap_err().to_string();
-        assert!(err.contains("residual"), "{err}");
-        let err = conv2d(&mut g.stream(), &x, &w3, None, &Conv2dParams::new(1, 1, 3), None, Act::Identity)
+        let err = conv2d(&mut g.stream(), &x, &w3, None, &p, Some(&r), Act::Identity)
             .unwrap_err()
             .to_string();
+        assert!(err.contains("residual"), "{err}");
+        let err = conv2d(
+            &mut g.stream(),
+            &x,
+            &w3,
+            None,
+            &Conv2dParams::new(1, 1, 3),
+            None,
+            Act::Identity,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("prepared for 1"), "{err}");
     }
 }
