@@ -16,15 +16,15 @@ struct Params {
     cig: u32, cog: u32, cogp: u32, pixels: u32,
     pad_h: i32, pad_w: i32, tiles_co: u32, tiles_px: u32,
     act: u32, slope: f32, has_bias: u32, has_res: u32,
-    k: u32, kp: u32, tiles_row: u32, _pad: u32,
+    k: u32, kp: u32, tiles_row: u32, kh: u32,
+    kw: u32, sh: u32, sw: u32, _pad: u32,
 }
 
-// Kernel size and stride are specialized so the compiler can unroll and fold index math.
-override KH: u32 = 3u;
-override KW: u32 = 3u;
-override KWP: u32 = 4u; // taps per kernel row in the weight layout
-override SH: u32 = 1u;
-override SW: u32 = 1u;
+// Taps per kernel row in the weight layout, a constant so that the per-tap index math folds.
+override KWP: u32 = 4u;
+// With KWP == 4, each step of four k is one kernel row; a 3-wide kernel's fourth tap is a zero
+// weight, so its loads are skipped (THREE_TAPS).
+override THREE_TAPS: bool = false;
 // Register block: TM4 x TN4 tiles of 4 channels x 4 pixels (1..4 each), workgroup size WG.
 override TM4: u32 = 2u;
 override TN4: u32 = 2u;
@@ -146,7 +146,9 @@ fn finish(a: Acc, co0: u32, g: u32, px0: u32, live: u32) {
 // Weights of four k rows from vec4 row index wr, channel column col: columns over k.
 fn wtile(wr: u32, col: u32) -> mat4x4f {
     let r = p.cogp / 4u;
-    return mat4x4f(wt[wr + col], wt[wr + r + col], wt[wr + 2u * r + col], wt[wr + 3u * r + col]);
+    var w3 = vec4f();
+    if !THREE_TAPS { w3 = wt[wr + 3u * r + col]; }
+    return mat4x4f(wt[wr + col], wt[wr + r + col], wt[wr + 2u * r + col], w3);
 }
 
 // Block coordinates shared by `gemm` and `rows`: the thread's channel tile, group and pixel tile.
@@ -170,25 +172,27 @@ fn pixels(px: u32, g: u32) -> Pix {
     let ohw = p.oh * p.ow;
     let r = q % ohw;
     let base = ((q / ohw) * p.ci + g * p.cig) * p.h * p.w;
-    return Pix(vec4i(base), vec4i((r / p.ow) * SH) - p.pad_h, vec4i((r % p.ow) * SW) - p.pad_w);
+    return Pix(vec4i(base), vec4i((r / p.ow) * p.sh) - p.pad_h, vec4i((r % p.ow) * p.sw) - p.pad_w);
 }
 
 // Input under tap k of four pixels, zero in the padding and for padded taps.
 fn tap(q: Pix, k: u32) -> vec4f {
-    let ci = k / (KH * KWP);
-    let kh = (k / KWP) % KH;
+    let ci = k / (p.kh * KWP);
+    let kh = (k / KWP) % p.kh;
     let kw = k % KWP;
     let ih = q.ih + i32(kh);
     let iw = q.iw + i32(kw);
     let ok = (ih >= vec4i(0)) & (ih < vec4i(i32(p.h))) & (iw >= vec4i(0)) & (iw < vec4i(i32(p.w)))
-        & vec4<bool>(kw < KW && k < p.k);
+        & vec4<bool>(kw < p.kw && k < p.k);
     let i = vec4u(select(vec4i(0), q.base + i32(ci * p.h * p.w) + ih * i32(p.w) + iw, ok));
     return select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok);
 }
 
 // Taps k..k+3 of four pixels: columns over pixels.
 fn taps(q: Pix, k: u32) -> mat4x4f {
-    return transpose(mat4x4f(tap(q, k), tap(q, k + 1u), tap(q, k + 2u), tap(q, k + 3u)));
+    var t3 = vec4f();
+    if !THREE_TAPS { t3 = tap(q, k + 3u); }
+    return transpose(mat4x4f(tap(q, k), tap(q, k + 1u), tap(q, k + 2u), t3));
 }
 
 // Any stride and kernel: gathers every tap of every pixel.
@@ -243,14 +247,14 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     let b = block(t);
     let row = b.tp / p.tiles_row; // n * OH + oh
     let ow0 = (b.tp % p.tiles_row) * TN4 * 4u;
-    let ih0 = i32((row % p.oh) * SH) - p.pad_h;
+    let ih0 = i32((row % p.oh) * p.sh) - p.pad_h;
     let iw0 = i32(ow0) - p.pad_w;
     let hw = i32(p.h * p.w);
     var rb = i32((row / p.oh) * p.ci + b.g * p.cig) * hw;
     var a: Acc;
     var wr = b.wr;
     for (var ci = 0u; ci < p.cig; ci++) {
-        for (var kh = 0u; kh < KH; kh++) {
+        for (var kh = 0u; kh < p.kh; kh++) {
             let ih = ih0 + i32(kh);
             let ok = ih >= 0 && ih < i32(p.h);
             let r = rb + ih * i32(p.w);
@@ -292,9 +296,9 @@ fn direct(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     let wbase = g * p.kp * p.cogp + co % p.cog;
     var acc = vec4f();
     for (var ci = 0u; ci < p.cig; ci++) {
-        for (var kh = 0u; kh < KH; kh++) {
-            for (var kw = 0u; kw < KW; kw++) {
-                let k = (ci * KH + kh) * KWP + kw;
+        for (var kh = 0u; kh < p.kh; kh++) {
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let k = (ci * p.kh + kh) * KWP + kw;
                 let wi = wbase + k * p.cogp;
                 acc += wt[wi / 4u][wi % 4u] * tap(q, k);
             }

@@ -114,6 +114,10 @@ struct Params {
     k: u32,
     kp: u32,
     tiles_row: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
     _pad: u32,
 }
 
@@ -252,14 +256,15 @@ fn conv2d_blocked(
         k: (cig * kh * kwp) as u32,
         kp: padded_k(cig, kh, kw) as u32,
         tiles_row: tiles_row as u32,
+        kh: kh as u32,
+        kw: kw as u32,
+        sh: p.stride[0] as u32,
+        sw: p.stride[1] as u32,
         _pad: 0,
     };
     let consts = [
-        ("KH", kh as f64),
-        ("KW", kw as f64),
         ("KWP", kwp as f64),
-        ("SH", p.stride[0] as f64),
-        ("SW", p.stride[1] as f64),
+        ("THREE_TAPS", (kw == 3) as u32 as f64),
         ("TM4", tm4 as f64),
         ("TN4", tn4 as f64),
         ("WG", wg as f64),
