@@ -9,6 +9,9 @@
 // once per (ci, kh) and builds all four taps of four adjacent pixels from it by swizzles, which
 // needs ~3x fewer input loads. `direct` serves depthwise and other few-channel groups, where
 // blocking over output channels does not fit.
+//
+// The op prepends a prelude that declares the input `x` and its loads: conv2d_f32.wgsl for any
+// width, conv2d_vec4.wgsl (aligned vec4 row loads for `rows`) when the width is a multiple of 4.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
@@ -31,7 +34,6 @@ override TN4: u32 = 2u;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<vec4f>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
@@ -185,7 +187,7 @@ fn tap(q: Pix, k: u32) -> vec4f {
     let ok = (ih >= vec4i(0)) & (ih < vec4i(i32(p.h))) & (iw >= vec4i(0)) & (iw < vec4i(i32(p.w)))
         & vec4<bool>(kw < p.kw && k < p.k);
     let i = vec4u(select(vec4i(0), q.base + i32(ci * p.h * p.w) + ih * i32(p.w) + iw, ok));
-    return select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok);
+    return select(vec4f(0.0), vec4f(ldx(i.x), ldx(i.y), ldx(i.z), ldx(i.w)), ok);
 }
 
 // Taps k..k+3 of four pixels: columns over pixels.
@@ -225,14 +227,6 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     finish(a, b.co0, b.g, px0, p.pixels - px0);
 }
 
-// Input row elements iw..iw+3 at row offset rb, zero outside the image.
-fn window(rb: i32, iw: i32, row_ok: bool) -> vec4f {
-    let c = vec4i(iw) + vec4i(0, 1, 2, 3);
-    let ok = vec4<bool>(row_ok) & (c >= vec4i(0)) & (c < vec4i(i32(p.w)));
-    let i = vec4u(select(vec4i(0), vec4i(rb) + c, ok));
-    return select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok);
-}
-
 // Column c holds taps 0..3 of pixel c: elements c..c+3 of the window lo ++ hi.
 fn slide(lo: vec4f, hi: vec4f) -> mat4x4f {
     return mat4x4f(lo, vec4f(lo.yzw, hi.x), vec4f(lo.zw, hi.xy), vec4f(lo.w, hi.xyz));
@@ -260,16 +254,22 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
             let r = rb + ih * i32(p.w);
             var x1 = mat4x4f(); var x2 = mat4x4f(); var x3 = mat4x4f();
             var w1 = mat4x4f(); var w2 = mat4x4f(); var w3 = mat4x4f();
-            let v0 = window(r, iw0, ok);
-            let v1 = window(r, iw0 + 4, ok);
-            let x0 = slide(v0, v1);
+            // Window j covers input columns iw0 + 4j..+3; `join` shifts aligned blocks into it.
+            let c0 = iw0 - i32(OFF);
+            let e0 = row_block(r, c0, ok);
+            let e1 = row_block(r, c0 + 4, ok);
+            let e2 = row_block(r, c0 + 8, ok);
+            let v1 = join(e1, e2);
+            let x0 = slide(join(e0, e1), v1);
             if TN4 > 1u {
-                let v2 = window(r, iw0 + 8, ok);
+                let e3 = row_block(r, c0 + 12, ok);
+                let v2 = join(e2, e3);
                 x1 = slide(v1, v2);
                 if TN4 > 2u {
-                    let v3 = window(r, iw0 + 12, ok);
+                    let e4 = row_block(r, c0 + 16, ok);
+                    let v3 = join(e3, e4);
                     x2 = slide(v2, v3);
-                    if TN4 > 3u { x3 = slide(v3, window(r, iw0 + 16, ok)); }
+                    if TN4 > 3u { x3 = slide(v3, join(e4, row_block(r, c0 + 20, ok))); }
                 }
             }
             let w0 = wtile(wr, b.wc.x);

@@ -6,7 +6,26 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 pub use crate::cpu::conv::Conv2dParams;
 
-const SHADER: Shader = crate::shader!("conv2d");
+macro_rules! conv_shader {
+    ($prelude:literal) => {
+        Shader {
+            name: $prelude,
+            source: concat!(
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $prelude,
+                    ".wgsl"
+                )),
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/conv2d.wgsl")),
+            ),
+        }
+    };
+}
+
+/// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
+const F32: Shader = conv_shader!("conv2d_f32");
+const VEC4: Shader = conv_shader!("conv2d_vec4");
 
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
 /// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
@@ -262,7 +281,14 @@ fn conv2d_blocked(
         sw: p.stride[1] as u32,
         _pad: 0,
     };
+    // Aligned row loads pay off only in `rows`; other entries stay on scalar loads.
+    let (shader, off) = if rows && wd % 4 == 0 {
+        (VEC4, (4 - p.pad[1] % 4) % 4)
+    } else {
+        (F32, 0)
+    };
     let consts = [
+        ("OFF", off as f64),
         ("KWP", kwp as f64),
         ("THREE_TAPS", (kw == 3) as u32 as f64),
         ("TM4", tm4 as f64),
@@ -271,7 +297,7 @@ fn conv2d_blocked(
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
     s.dispatch(
-        SHADER,
+        shader,
         entry,
         &consts,
         bytes_of(&params),
@@ -360,6 +386,8 @@ mod tests {
             ([1, 3, 7, 9], [5, 3, 5, 5], 1, 2, 1, true, true),   // 5x5: gather path
             ([2, 5, 6, 11], [9, 5, 2, 2], 1, 0, 1, false, true), // 2x2 padded to 4 taps
             ([1, 8, 4, 21], [12, 8, 4, 4], 1, 2, 1, true, false), // wide rows, pad 2
+            ([1, 4, 6, 12], [8, 4, 3, 3], 1, 0, 1, true, true),  // aligned rows, pad 0
+            ([2, 6, 5, 8], [8, 6, 4, 4], 1, 2, 1, false, false), // aligned rows, pad 2
         ];
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
             for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
@@ -395,6 +423,22 @@ mod tests {
             Act::Relu,
             CPU_BLOCK,
             9,
+        );
+        assert!(e < 1e-4, "err {e}");
+        let p = Conv2dParams {
+            stride: [2, 1],
+            pad: [1, 3],
+            groups: 1,
+        };
+        let e = check(
+            [1, 5, 7, 8],
+            [16, 5, 2, 3],
+            p,
+            true,
+            false,
+            Act::Sigmoid,
+            CPU_BLOCK,
+            10,
         );
         assert!(e < 1e-4, "err {e}");
     }
