@@ -60,19 +60,28 @@ fn thread_index(gid: vec3u, nwg: vec3u) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Adds bias and residual, activates and stores four channels (co..co+3) of one pixel.
-fn store(v: vec4f, co: u32, g: u32, px: u32) {
+// Where a block's outputs go: image and offset of its first pixel, real pixels, group.
+struct Dst { n: u32, r: u32, live: u32, g: u32 }
+
+fn dst(px0: u32, live: u32, g: u32) -> Dst {
     let ohw = p.oh * p.ow;
-    let base = ((px / ohw) * p.co + g * p.cog) * ohw + px % ohw;
-    var s = v;
-    for (var r = 0u; r < 4u; r++) {
-        let c = min(co + r, p.cog - 1u);
-        if p.has_bias != 0u { s[r] += bias[g * p.cog + c]; }
-        if p.has_res != 0u { s[r] += res[base + c * ohw]; }
+    return Dst(px0 / ohw, px0 % ohw, live, g);
+}
+
+// Adds bias b and the residual, activates and stores channels co..co+3 of block pixel o.
+fn store(v: vec4f, b: vec4f, co: u32, d: Dst, o: u32) {
+    let ohw = p.oh * p.ow;
+    var n = d.n;
+    var r = d.r + o;
+    while r >= ohw { r -= ohw; n += 1u; } // a block may run on into the next image
+    let base = (n * p.co + d.g * p.cog) * ohw + r;
+    var s = v + b;
+    if p.has_res != 0u {
+        for (var i = 0u; i < 4u; i++) { s[i] += res[base + min(co + i, p.cog - 1u) * ohw]; }
     }
     s = activate(s);
-    for (var r = 0u; r < 4u; r++) {
-        if co + r < p.cog { out[base + (co + r) * ohw] = s[r]; }
+    for (var i = 0u; i < 4u; i++) {
+        if co + i < p.cog { out[base + (co + i) * ohw] = s[i]; }
     }
 }
 
@@ -112,36 +121,40 @@ fn mac(a: ptr<function, Acc>, w0: mat4x4f, w1: mat4x4f, w2: mat4x4f, w3: mat4x4f
     }
 }
 
-// Pixels px..px+3 of column group j whose offset 4j + c is below `live`.
-fn store_tile(m: mat4x4f, co: u32, g: u32, px: u32, live: u32, j: u32) {
+// Stores tile column group j (pixels 4j..4j+3 of the block) of channels co..co+3.
+fn store_tile(m: mat4x4f, co: u32, d: Dst, j: u32) {
+    var b = vec4f();
+    if p.has_bias != 0u {
+        for (var i = 0u; i < 4u; i++) { b[i] = bias[d.g * p.cog + min(co + i, p.cog - 1u)]; }
+    }
     for (var c = 0u; c < 4u; c++) {
-        if 4u * j + c < live { store(m[c], co, g, px + 4u * j + c); }
+        if 4u * j + c < d.live { store(m[c], b, co, d, 4u * j + c); }
     }
 }
 
-// Stores the block at channel co0 and flattened pixel px0, whose first `live` pixels are real.
-fn finish(a: Acc, co0: u32, g: u32, px0: u32, live: u32) {
-    store_tile(a.c00, co0, g, px0, live, 0u);
-    if TN4 > 1u { store_tile(a.c01, co0, g, px0, live, 1u); }
-    if TN4 > 2u { store_tile(a.c02, co0, g, px0, live, 2u); }
-    if TN4 > 3u { store_tile(a.c03, co0, g, px0, live, 3u); }
+// Stores the block whose first channel is co0.
+fn finish(a: Acc, co0: u32, d: Dst) {
+    store_tile(a.c00, co0, d, 0u);
+    if TN4 > 1u { store_tile(a.c01, co0, d, 1u); }
+    if TN4 > 2u { store_tile(a.c02, co0, d, 2u); }
+    if TN4 > 3u { store_tile(a.c03, co0, d, 3u); }
     if TM4 > 1u {
-        store_tile(a.c10, co0 + 4u, g, px0, live, 0u);
-        if TN4 > 1u { store_tile(a.c11, co0 + 4u, g, px0, live, 1u); }
-        if TN4 > 2u { store_tile(a.c12, co0 + 4u, g, px0, live, 2u); }
-        if TN4 > 3u { store_tile(a.c13, co0 + 4u, g, px0, live, 3u); }
+        store_tile(a.c10, co0 + 4u, d, 0u);
+        if TN4 > 1u { store_tile(a.c11, co0 + 4u, d, 1u); }
+        if TN4 > 2u { store_tile(a.c12, co0 + 4u, d, 2u); }
+        if TN4 > 3u { store_tile(a.c13, co0 + 4u, d, 3u); }
     }
     if TM4 > 2u {
-        store_tile(a.c20, co0 + 8u, g, px0, live, 0u);
-        if TN4 > 1u { store_tile(a.c21, co0 + 8u, g, px0, live, 1u); }
-        if TN4 > 2u { store_tile(a.c22, co0 + 8u, g, px0, live, 2u); }
-        if TN4 > 3u { store_tile(a.c23, co0 + 8u, g, px0, live, 3u); }
+        store_tile(a.c20, co0 + 8u, d, 0u);
+        if TN4 > 1u { store_tile(a.c21, co0 + 8u, d, 1u); }
+        if TN4 > 2u { store_tile(a.c22, co0 + 8u, d, 2u); }
+        if TN4 > 3u { store_tile(a.c23, co0 + 8u, d, 3u); }
     }
     if TM4 > 3u {
-        store_tile(a.c30, co0 + 12u, g, px0, live, 0u);
-        if TN4 > 1u { store_tile(a.c31, co0 + 12u, g, px0, live, 1u); }
-        if TN4 > 2u { store_tile(a.c32, co0 + 12u, g, px0, live, 2u); }
-        if TN4 > 3u { store_tile(a.c33, co0 + 12u, g, px0, live, 3u); }
+        store_tile(a.c30, co0 + 12u, d, 0u);
+        if TN4 > 1u { store_tile(a.c31, co0 + 12u, d, 1u); }
+        if TN4 > 2u { store_tile(a.c32, co0 + 12u, d, 2u); }
+        if TN4 > 3u { store_tile(a.c33, co0 + 12u, d, 3u); }
     }
 }
 
@@ -224,7 +237,55 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
         mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
         wr += p.cogp; // four rows of cogp / 4 vec4s
     }
-    finish(a, b.co0, b.g, px0, p.pixels - px0);
+    finish(a, b.co0, dst(px0, p.pixels - px0, b.g));
+}
+
+// 1x1 kernels with stride 1 and no padding are a plain GEMM per image: four adjacent pixels of
+// one channel are one (aligned) load. Needs H * W % 4 == 0 so groups of 4 stay in one image.
+@compute @workgroup_size(WG)
+fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let t = thread_index(gid, nwg);
+    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
+    let b = block(t);
+    let px0 = b.tp * TN4 * 4u;
+    let hw = p.h * p.w;
+    let o0 = plane_offset(px0, b.g, hw);
+    let o1 = plane_offset(px0 + 4u, b.g, hw);
+    let o2 = plane_offset(px0 + 8u, b.g, hw);
+    let o3 = plane_offset(px0 + 12u, b.g, hw);
+    var a: Acc;
+    var wr = b.wr;
+    for (var k = 0u; k < p.kp; k += 4u) {
+        var x1 = mat4x4f(); var x2 = mat4x4f(); var x3 = mat4x4f();
+        var w1 = mat4x4f(); var w2 = mat4x4f(); var w3 = mat4x4f();
+        let x0 = channels(o0, k, hw);
+        if TN4 > 1u { x1 = channels(o1, k, hw); }
+        if TN4 > 2u { x2 = channels(o2, k, hw); }
+        if TN4 > 3u { x3 = channels(o3, k, hw); }
+        let w0 = wtile(wr, b.wc.x);
+        if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
+        if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
+        if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+        mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
+        wr += p.cogp;
+    }
+    finish(a, b.co0, dst(px0, p.pixels - px0, b.g));
+}
+
+// Offset of pixels px..px+3 in the first input channel of group g (clamped past the end).
+fn plane_offset(px: u32, g: u32, hw: u32) -> u32 {
+    let q = min(px, p.pixels - 4u);
+    return ((q / hw) * p.ci + g * p.cig) * hw + q % hw;
+}
+
+// Channels k..k+3 of four pixels: columns over pixels; channels past Ci/groups read as zero.
+fn channels(o: u32, k: u32, hw: u32) -> mat4x4f {
+    let i = o + k * hw;
+    let m = mat4x4f(ldx4(i), ldx4(i + hw), ldx4(i + 2u * hw), ldx4(i + 3u * hw));
+    if k + 4u <= p.k { return transpose(m); }
+    let live = vec4u(k) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.k);
+    return transpose(mat4x4f(select(vec4f(), m[0], live.x), select(vec4f(), m[1], live.y),
+                             select(vec4f(), m[2], live.z), select(vec4f(), m[3], live.w)));
 }
 
 // Column c holds taps 0..3 of pixel c: elements c..c+3 of the window lo ++ hi.
@@ -281,7 +342,7 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
         }
         rb += hw;
     }
-    finish(a, b.co0, b.g, row * p.ow + ow0, p.ow - ow0);
+    finish(a, b.co0, dst(row * p.ow + ow0, p.ow - ow0, b.g));
 }
 
 // One output channel x four consecutive pixels per invocation; weights read as scalars.

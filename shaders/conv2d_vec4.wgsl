@@ -2,6 +2,7 @@
 // `rows` loads aligned vec4 blocks and shifts them into its windows.
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 override OFF: u32 = 1u; // (4 - pad_w % 4) % 4: where a window starts within its first block
+fn ldx4(i: u32) -> vec4f { return x[i / 4u]; } // i % 4 == 0
 fn ldx(i: u32) -> f32 { return x[i / 4u][i % 4u]; }
 // Aligned input columns c..c+3 (c % 4 == 0) of the row at offset rb, zero outside the image.
 fn row_block(rb: i32, c: i32, row_ok: bool) -> vec4f {

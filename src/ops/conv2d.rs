@@ -231,6 +231,8 @@ fn conv2d_blocked(
     // Channel blocking needs channels per group; depthwise-like convs take the direct kernel.
     let blocked = p.groups == 1 || cog >= 8;
     let rows = blocked && p.stride[1] == 1 && kwp == 4;
+    let pointwise =
+        blocked && [kh, kw] == [1, 1] && p.stride == [1, 1] && p.pad == [0, 0] && (h * wd) % 4 == 0;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
     // Row tiles never straddle output rows, so narrow outputs get narrower tiles.
     let tn4 = if rows {
@@ -245,7 +247,8 @@ fn conv2d_blocked(
         ("rows", tp, ow.div_ceil(tile), tp * tiles_co * p.groups)
     } else if blocked {
         let tp = pixels.div_ceil(tile);
-        ("gemm", tp, 0, tp * tiles_co * p.groups)
+        let entry = if pointwise { "pointwise" } else { "gemm" };
+        (entry, tp, 0, tp * tiles_co * p.groups)
     } else {
         let tp = pixels.div_ceil(4);
         ("direct", tp, 0, tp * co)
@@ -281,8 +284,8 @@ fn conv2d_blocked(
         sw: p.stride[1] as u32,
         _pad: 0,
     };
-    // Aligned row loads pay off only in `rows`; other entries stay on scalar loads.
-    let (shader, off) = if rows && wd % 4 == 0 {
+    // Aligned vec4 input loads serve `rows` and `pointwise`; the gathers stay on scalar loads.
+    let (shader, off) = if (rows && wd % 4 == 0) || pointwise {
         (VEC4, (4 - p.pad[1] % 4) % 4)
     } else {
         (F32, 0)
@@ -388,6 +391,8 @@ mod tests {
             ([1, 8, 4, 21], [12, 8, 4, 4], 1, 2, 1, true, false), // wide rows, pad 2
             ([1, 4, 6, 12], [8, 4, 3, 3], 1, 0, 1, true, true),  // aligned rows, pad 0
             ([2, 6, 5, 8], [8, 6, 4, 4], 1, 2, 1, false, false), // aligned rows, pad 2
+            ([3, 6, 2, 6], [12, 6, 1, 1], 1, 0, 1, true, true),  // pointwise, tiles span images
+            ([1, 16, 4, 4], [16, 8, 1, 1], 1, 0, 2, false, true), // grouped pointwise
         ];
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
             for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
