@@ -1,11 +1,17 @@
 // conv2d NCHW with a fused epilogue: out = act(conv(x, w) + bias + residual).
 //
-// `gemm` is an implicit GEMM with register blocking and no workgroup memory (barriers are very
-// slow on CPU drivers): each invocation accumulates TM4*4 output channels x TN4*4 output pixels
-// over K = Ci/groups * KH * KW. Weights are pre-transposed to [groups][K][CoG padded to 4] so that
-// four consecutive output channels are one vec4 load; input pixels are gathered with zero padding.
-// `direct` serves depthwise and other few-channel groups, where GEMM blocking over channels
-// does not fit.
+// `gemm` and `rows` are implicit GEMMs with register blocking and no workgroup memory (barriers
+// are very slow on CPU drivers): each invocation accumulates TM4*4 output channels x TN4*4 output
+// pixels as 4x4 matrix tiles, four k at a time, over k = (ci * KH + kh) * KWP + kw. Weights are
+// pre-transposed to [groups][K rounded up to 4][CoG rounded up to 4] so that four channels of one
+// k are one vec4 load (KWP pads 2- and 3-wide kernels to 4 taps with zero weights).
+// `gemm` gathers each tap of each pixel; `rows` (stride-1 width, KWP == 4) loads a row window
+// once per (ci, kh) and builds all four taps of four adjacent pixels from it by swizzles, which
+// needs ~3x fewer input loads. `direct` serves depthwise and other few-channel groups, where
+// blocking over output channels does not fit.
+//
+// The op prepends a prelude that declares the input `x` and its loads: conv2d_f32.wgsl for any
+// width, conv2d_vec4.wgsl (aligned vec4 row loads for `rows`) when the width is a multiple of 4.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
@@ -13,20 +19,21 @@ struct Params {
     cig: u32, cog: u32, cogp: u32, pixels: u32,
     pad_h: i32, pad_w: i32, tiles_co: u32, tiles_px: u32,
     act: u32, slope: f32, has_bias: u32, has_res: u32,
+    k: u32, kp: u32, tiles_row: u32, kh: u32,
+    kw: u32, sh: u32, sw: u32, _pad: u32,
 }
 
-// Kernel size and stride are specialized so the compiler can unroll and fold index math.
-override KH: u32 = 3u;
-override KW: u32 = 3u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
+// Taps per kernel row in the weight layout, a constant so that the per-tap index math folds.
+override KWP: u32 = 4u;
+// With KWP == 4, each step of four k is one kernel row; a 3-wide kernel's fourth tap is a zero
+// weight, so its loads are skipped (THREE_TAPS).
+override THREE_TAPS: bool = false;
 // Register block: TM4 x TN4 tiles of 4 channels x 4 pixels (1..4 each), workgroup size WG.
 override TM4: u32 = 2u;
 override TN4: u32 = 2u;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<vec4f>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
@@ -53,29 +60,126 @@ fn thread_index(gid: vec3u, nwg: vec3u) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Adds bias and residual, activates and stores four channels (co..co+3) of one pixel.
-fn store(v: vec4f, co: u32, g: u32, px: u32) {
-    if px >= p.pixels { return; }
+// Where a block's outputs go: image and offset of its first pixel, real pixels, group.
+struct Dst { n: u32, r: u32, live: u32, g: u32 }
+
+fn dst(px0: u32, live: u32, g: u32) -> Dst {
     let ohw = p.oh * p.ow;
-    let n = px / ohw;
-    let base = (n * p.co + g * p.cog) * ohw + px % ohw;
-    var s = v;
-    for (var r = 0u; r < 4u; r++) {
-        let c = min(co + r, p.cog - 1u);
-        if p.has_bias != 0u { s[r] += bias[g * p.cog + c]; }
-        if p.has_res != 0u { s[r] += res[base + c * ohw]; }
+    return Dst(px0 / ohw, px0 % ohw, live, g);
+}
+
+// Adds bias b and the residual, activates and stores channels co..co+3 of block pixel o.
+fn store(v: vec4f, b: vec4f, co: u32, d: Dst, o: u32) {
+    let ohw = p.oh * p.ow;
+    var n = d.n;
+    var r = d.r + o;
+    while r >= ohw { r -= ohw; n += 1u; } // a block may run on into the next image
+    let base = (n * p.co + d.g * p.cog) * ohw + r;
+    var s = v + b;
+    if p.has_res != 0u {
+        for (var i = 0u; i < 4u; i++) { s[i] += res[base + min(co + i, p.cog - 1u) * ohw]; }
     }
     s = activate(s);
-    for (var r = 0u; r < 4u; r++) {
-        if co + r < p.cog { out[base + (co + r) * ohw] = s[r]; }
+    for (var i = 0u; i < 4u; i++) {
+        if co + i < p.cog { out[base + (co + i) * ohw] = s[i]; }
     }
 }
 
-fn outer(w: vec4f, xv: vec4f) -> mat4x4f {
-    return mat4x4f(w * xv.x, w * xv.y, w * xv.z, w * xv.w);
+// The register block: c<i><j> holds channels co0+4i..+3 (vectors) of pixels px0+4j.. (columns).
+struct Acc {
+    c00: mat4x4f, c01: mat4x4f, c02: mat4x4f, c03: mat4x4f,
+    c10: mat4x4f, c11: mat4x4f, c12: mat4x4f, c13: mat4x4f,
+    c20: mat4x4f, c21: mat4x4f, c22: mat4x4f, c23: mat4x4f,
+    c30: mat4x4f, c31: mat4x4f, c32: mat4x4f, c33: mat4x4f,
 }
 
-// Where four consecutive output pixels read the input: per-lane image base, top and left.
+// One step of four k: w<i> has columns over k (vectors over channels), x<j> columns over pixels
+// (vectors over k). Tiles past TM4/TN4 are compiled out.
+fn mac(a: ptr<function, Acc>, w0: mat4x4f, w1: mat4x4f, w2: mat4x4f, w3: mat4x4f,
+       x0: mat4x4f, x1: mat4x4f, x2: mat4x4f, x3: mat4x4f) {
+    (*a).c00 += w0 * x0;
+    if TN4 > 1u { (*a).c01 += w0 * x1; }
+    if TN4 > 2u { (*a).c02 += w0 * x2; }
+    if TN4 > 3u { (*a).c03 += w0 * x3; }
+    if TM4 > 1u {
+        (*a).c10 += w1 * x0;
+        if TN4 > 1u { (*a).c11 += w1 * x1; }
+        if TN4 > 2u { (*a).c12 += w1 * x2; }
+        if TN4 > 3u { (*a).c13 += w1 * x3; }
+    }
+    if TM4 > 2u {
+        (*a).c20 += w2 * x0;
+        if TN4 > 1u { (*a).c21 += w2 * x1; }
+        if TN4 > 2u { (*a).c22 += w2 * x2; }
+        if TN4 > 3u { (*a).c23 += w2 * x3; }
+    }
+    if TM4 > 3u {
+        (*a).c30 += w3 * x0;
+        if TN4 > 1u { (*a).c31 += w3 * x1; }
+        if TN4 > 2u { (*a).c32 += w3 * x2; }
+        if TN4 > 3u { (*a).c33 += w3 * x3; }
+    }
+}
+
+// Stores tile column group j (pixels 4j..4j+3 of the block) of channels co..co+3.
+fn store_tile(m: mat4x4f, co: u32, d: Dst, j: u32) {
+    var b = vec4f();
+    if p.has_bias != 0u {
+        for (var i = 0u; i < 4u; i++) { b[i] = bias[d.g * p.cog + min(co + i, p.cog - 1u)]; }
+    }
+    for (var c = 0u; c < 4u; c++) {
+        if 4u * j + c < d.live { store(m[c], b, co, d, 4u * j + c); }
+    }
+}
+
+// Stores the block whose first channel is co0.
+fn finish(a: Acc, co0: u32, d: Dst) {
+    store_tile(a.c00, co0, d, 0u);
+    if TN4 > 1u { store_tile(a.c01, co0, d, 1u); }
+    if TN4 > 2u { store_tile(a.c02, co0, d, 2u); }
+    if TN4 > 3u { store_tile(a.c03, co0, d, 3u); }
+    if TM4 > 1u {
+        store_tile(a.c10, co0 + 4u, d, 0u);
+        if TN4 > 1u { store_tile(a.c11, co0 + 4u, d, 1u); }
+        if TN4 > 2u { store_tile(a.c12, co0 + 4u, d, 2u); }
+        if TN4 > 3u { store_tile(a.c13, co0 + 4u, d, 3u); }
+    }
+    if TM4 > 2u {
+        store_tile(a.c20, co0 + 8u, d, 0u);
+        if TN4 > 1u { store_tile(a.c21, co0 + 8u, d, 1u); }
+        if TN4 > 2u { store_tile(a.c22, co0 + 8u, d, 2u); }
+        if TN4 > 3u { store_tile(a.c23, co0 + 8u, d, 3u); }
+    }
+    if TM4 > 3u {
+        store_tile(a.c30, co0 + 12u, d, 0u);
+        if TN4 > 1u { store_tile(a.c31, co0 + 12u, d, 1u); }
+        if TN4 > 2u { store_tile(a.c32, co0 + 12u, d, 2u); }
+        if TN4 > 3u { store_tile(a.c33, co0 + 12u, d, 3u); }
+    }
+}
+
+// Weights of four k rows from vec4 row index wr, channel column col: columns over k.
+fn wtile(wr: u32, col: u32) -> mat4x4f {
+    let r = p.cogp / 4u;
+    var w3 = vec4f();
+    if !THREE_TAPS { w3 = wt[wr + 3u * r + col]; }
+    return mat4x4f(wt[wr + col], wt[wr + r + col], wt[wr + 2u * r + col], w3);
+}
+
+// Block coordinates shared by `gemm` and `rows`: the thread's channel tile, group and pixel tile.
+struct Block { co0: u32, g: u32, tp: u32, wc: vec4u, wr: u32 }
+
+fn block(t: u32) -> Block {
+    let tc = t / p.tiles_px;
+    let co0 = (tc % p.tiles_co) * TM4 * 4u;
+    let g = tc / p.tiles_co;
+    // Weight columns clamped into the padded row: channels past CoG are computed, never stored.
+    let last = p.cogp / 4u - 1u;
+    let wc = min(vec4u(co0 / 4u) + vec4u(0u, 1u, 2u, 3u), vec4u(last));
+    return Block(co0, g, t % p.tiles_px, wc, g * p.kp * (last + 1u));
+}
+
+// Where four consecutive output pixels read the input: image base, top row and left column.
 struct Pix { base: vec4i, ih: vec4i, iw: vec4i }
 
 fn pixels(px: u32, g: u32) -> Pix {
@@ -83,105 +187,162 @@ fn pixels(px: u32, g: u32) -> Pix {
     let ohw = p.oh * p.ow;
     let r = q % ohw;
     let base = ((q / ohw) * p.ci + g * p.cig) * p.h * p.w;
-    return Pix(vec4i(base), vec4i((r / p.ow) * SH) - p.pad_h, vec4i((r % p.ow) * SW) - p.pad_w);
+    return Pix(vec4i(base), vec4i((r / p.ow) * p.sh) - p.pad_h, vec4i((r % p.ow) * p.sw) - p.pad_w);
 }
 
-// Input values under kernel tap (kh, kw) of channel plane `plane`, zero outside the image.
-fn gather(q: Pix, plane: i32, kh: u32, kw: u32) -> vec4f {
+// Input under tap k of four pixels, zero in the padding and for padded taps.
+fn tap(q: Pix, k: u32) -> vec4f {
+    let ci = k / (p.kh * KWP);
+    let kh = (k / KWP) % p.kh;
+    let kw = k % KWP;
     let ih = q.ih + i32(kh);
     let iw = q.iw + i32(kw);
-    let ok = (ih >= vec4i(0)) & (ih < vec4i(i32(p.h))) & (iw >= vec4i(0)) & (iw < vec4i(i32(p.w)));
-    let i = vec4u(select(vec4i(0), q.base + plane + ih * i32(p.w) + iw, ok));
-    return select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok);
+    let ok = (ih >= vec4i(0)) & (ih < vec4i(i32(p.h))) & (iw >= vec4i(0)) & (iw < vec4i(i32(p.w)))
+        & vec4<bool>(kw < p.kw && k < p.k);
+    let i = vec4u(select(vec4i(0), q.base + i32(ci * p.h * p.w) + ih * i32(p.w) + iw, ok));
+    return select(vec4f(0.0), vec4f(ldx(i.x), ldx(i.y), ldx(i.z), ldx(i.w)), ok);
 }
 
+// Taps k..k+3 of four pixels: columns over pixels.
+fn taps(q: Pix, k: u32) -> mat4x4f {
+    var t3 = vec4f();
+    if !THREE_TAPS { t3 = tap(q, k + 3u); }
+    return transpose(mat4x4f(tap(q, k), tap(q, k + 1u), tap(q, k + 2u), t3));
+}
+
+// Any stride and kernel: gathers every tap of every pixel.
 @compute @workgroup_size(WG)
 fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let t = thread_index(gid, nwg);
     if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let px0 = (t % p.tiles_px) * TN4 * 4u;
-    let tc = t / p.tiles_px;
-    let co0 = (tc % p.tiles_co) * TM4 * 4u;
-    let g = tc / p.tiles_co;
-    let q0 = pixels(px0, g);
-    let q1 = pixels(px0 + 4u, g);
-    let q2 = pixels(px0 + 8u, g);
-    let q3 = pixels(px0 + 12u, g);
-    // Weight vec4 columns, clamped into the padded row: channels past CoG are never stored.
-    let last = p.cogp / 4u - 1u;
-    let wc = min(vec4u(co0 / 4u) + vec4u(0u, 1u, 2u, 3u), vec4u(last));
-    let kk = p.cig * KH * KW;
-    var wr = g * kk * (last + 1u);
-    var c00 = mat4x4f(); var c01 = mat4x4f(); var c02 = mat4x4f(); var c03 = mat4x4f();
-    var c10 = mat4x4f(); var c11 = mat4x4f(); var c12 = mat4x4f(); var c13 = mat4x4f();
-    var c20 = mat4x4f(); var c21 = mat4x4f(); var c22 = mat4x4f(); var c23 = mat4x4f();
-    var c30 = mat4x4f(); var c31 = mat4x4f(); var c32 = mat4x4f(); var c33 = mat4x4f();
+    let b = block(t);
+    let px0 = b.tp * TN4 * 4u;
+    let q0 = pixels(px0, b.g);
+    let q1 = pixels(px0 + 4u, b.g);
+    let q2 = pixels(px0 + 8u, b.g);
+    let q3 = pixels(px0 + 12u, b.g);
+    var a: Acc;
+    var wr = b.wr;
+    for (var k = 0u; k < p.kp; k += 4u) {
+        var x1 = mat4x4f(); var x2 = mat4x4f(); var x3 = mat4x4f();
+        var w1 = mat4x4f(); var w2 = mat4x4f(); var w3 = mat4x4f();
+        let x0 = taps(q0, k);
+        if TN4 > 1u { x1 = taps(q1, k); }
+        if TN4 > 2u { x2 = taps(q2, k); }
+        if TN4 > 3u { x3 = taps(q3, k); }
+        let w0 = wtile(wr, b.wc.x);
+        if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
+        if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
+        if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+        mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
+        wr += p.cogp; // four rows of cogp / 4 vec4s
+    }
+    finish(a, b.co0, dst(px0, p.pixels - px0, b.g));
+}
+
+// 1x1 kernels with stride 1 and no padding are a plain GEMM per image: four adjacent pixels of
+// one channel are one (aligned) load. Needs H * W % 4 == 0 so groups of 4 stay in one image.
+@compute @workgroup_size(WG)
+fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let t = thread_index(gid, nwg);
+    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
+    let b = block(t);
+    let px0 = b.tp * TN4 * 4u;
+    let hw = p.h * p.w;
+    let o0 = plane_offset(px0, b.g, hw);
+    let o1 = plane_offset(px0 + 4u, b.g, hw);
+    let o2 = plane_offset(px0 + 8u, b.g, hw);
+    let o3 = plane_offset(px0 + 12u, b.g, hw);
+    var a: Acc;
+    var wr = b.wr;
+    for (var k = 0u; k < p.kp; k += 4u) {
+        var x1 = mat4x4f(); var x2 = mat4x4f(); var x3 = mat4x4f();
+        var w1 = mat4x4f(); var w2 = mat4x4f(); var w3 = mat4x4f();
+        let x0 = channels(o0, k, hw);
+        if TN4 > 1u { x1 = channels(o1, k, hw); }
+        if TN4 > 2u { x2 = channels(o2, k, hw); }
+        if TN4 > 3u { x3 = channels(o3, k, hw); }
+        let w0 = wtile(wr, b.wc.x);
+        if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
+        if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
+        if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+        mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
+        wr += p.cogp;
+    }
+    finish(a, b.co0, dst(px0, p.pixels - px0, b.g));
+}
+
+// Offset of pixels px..px+3 in the first input channel of group g (clamped past the end).
+fn plane_offset(px: u32, g: u32, hw: u32) -> u32 {
+    let q = min(px, p.pixels - 4u);
+    return ((q / hw) * p.ci + g * p.cig) * hw + q % hw;
+}
+
+// Channels k..k+3 of four pixels: columns over pixels; channels past Ci/groups read as zero.
+fn channels(o: u32, k: u32, hw: u32) -> mat4x4f {
+    let i = o + k * hw;
+    let m = mat4x4f(ldx4(i), ldx4(i + hw), ldx4(i + 2u * hw), ldx4(i + 3u * hw));
+    if k + 4u <= p.k { return transpose(m); }
+    let live = vec4u(k) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.k);
+    return transpose(mat4x4f(select(vec4f(), m[0], live.x), select(vec4f(), m[1], live.y),
+                             select(vec4f(), m[2], live.z), select(vec4f(), m[3], live.w)));
+}
+
+// Column c holds taps 0..3 of pixel c: elements c..c+3 of the window lo ++ hi.
+fn slide(lo: vec4f, hi: vec4f) -> mat4x4f {
+    return mat4x4f(lo, vec4f(lo.yzw, hi.x), vec4f(lo.zw, hi.xy), vec4f(lo.w, hi.xyz));
+}
+
+// Stride-1 width and four taps per kernel row: pixel tiles are runs of one output row, and
+// each (ci, kh) step loads that run's input window once (TN4 * 4 + 4 values, not 4 per tap).
+@compute @workgroup_size(WG)
+fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let t = thread_index(gid, nwg);
+    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
+    let b = block(t);
+    let row = b.tp / p.tiles_row; // n * OH + oh
+    let ow0 = (b.tp % p.tiles_row) * TN4 * 4u;
+    let ih0 = i32((row % p.oh) * p.sh) - p.pad_h;
+    let iw0 = i32(ow0) - p.pad_w;
     let hw = i32(p.h * p.w);
+    var rb = i32((row / p.oh) * p.ci + b.g * p.cig) * hw;
+    var a: Acc;
+    var wr = b.wr;
     for (var ci = 0u; ci < p.cig; ci++) {
-        let plane = i32(ci) * hw;
-        for (var kh = 0u; kh < KH; kh++) {
-            for (var kw = 0u; kw < KW; kw++) {
-                let x0 = gather(q0, plane, kh, kw);
-                var x1 = vec4f(); var x2 = vec4f(); var x3 = vec4f();
-                if TN4 > 1u { x1 = gather(q1, plane, kh, kw); }
-                if TN4 > 2u { x2 = gather(q2, plane, kh, kw); }
-                if TN4 > 3u { x3 = gather(q3, plane, kh, kw); }
-                let w0 = wt[wr + wc.x];
-                c00 += outer(w0, x0);
-                if TN4 > 1u { c01 += outer(w0, x1); }
-                if TN4 > 2u { c02 += outer(w0, x2); }
-                if TN4 > 3u { c03 += outer(w0, x3); }
-                if TM4 > 1u {
-                    let w1 = wt[wr + wc.y];
-                    c10 += outer(w1, x0);
-                    if TN4 > 1u { c11 += outer(w1, x1); }
-                    if TN4 > 2u { c12 += outer(w1, x2); }
-                    if TN4 > 3u { c13 += outer(w1, x3); }
+        for (var kh = 0u; kh < p.kh; kh++) {
+            let ih = ih0 + i32(kh);
+            let ok = ih >= 0 && ih < i32(p.h);
+            let r = rb + ih * i32(p.w);
+            var x1 = mat4x4f(); var x2 = mat4x4f(); var x3 = mat4x4f();
+            var w1 = mat4x4f(); var w2 = mat4x4f(); var w3 = mat4x4f();
+            // Window j covers input columns iw0 + 4j..+3; `join` shifts aligned blocks into it.
+            let c0 = iw0 - i32(OFF);
+            let e0 = row_block(r, c0, ok);
+            let e1 = row_block(r, c0 + 4, ok);
+            let e2 = row_block(r, c0 + 8, ok);
+            let v1 = join(e1, e2);
+            let x0 = slide(join(e0, e1), v1);
+            if TN4 > 1u {
+                let e3 = row_block(r, c0 + 12, ok);
+                let v2 = join(e2, e3);
+                x1 = slide(v1, v2);
+                if TN4 > 2u {
+                    let e4 = row_block(r, c0 + 16, ok);
+                    let v3 = join(e3, e4);
+                    x2 = slide(v2, v3);
+                    if TN4 > 3u { x3 = slide(v3, join(e4, row_block(r, c0 + 20, ok))); }
                 }
-                if TM4 > 2u {
-                    let w2 = wt[wr + wc.z];
-                    c20 += outer(w2, x0);
-                    if TN4 > 1u { c21 += outer(w2, x1); }
-                    if TN4 > 2u { c22 += outer(w2, x2); }
-                    if TN4 > 3u { c23 += outer(w2, x3); }
-                }
-                if TM4 > 3u {
-                    let w3 = wt[wr + wc.w];
-                    c30 += outer(w3, x0);
-                    if TN4 > 1u { c31 += outer(w3, x1); }
-                    if TN4 > 2u { c32 += outer(w3, x2); }
-                    if TN4 > 3u { c33 += outer(w3, x3); }
-                }
-                wr += last + 1u;
             }
+            let w0 = wtile(wr, b.wc.x);
+            if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
+            if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
+            if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+            mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
+            wr += p.cogp;
         }
+        rb += hw;
     }
-    // Column j of c<i><j> holds channels co0+4i.. of pixel px0+4j+column.
-    for (var c = 0u; c < 4u; c++) {
-        let px = px0 + c;
-        store(c00[c], co0, g, px);
-        if TN4 > 1u { store(c01[c], co0, g, px + 4u); }
-        if TN4 > 2u { store(c02[c], co0, g, px + 8u); }
-        if TN4 > 3u { store(c03[c], co0, g, px + 12u); }
-        if TM4 > 1u {
-            store(c10[c], co0 + 4u, g, px);
-            if TN4 > 1u { store(c11[c], co0 + 4u, g, px + 4u); }
-            if TN4 > 2u { store(c12[c], co0 + 4u, g, px + 8u); }
-            if TN4 > 3u { store(c13[c], co0 + 4u, g, px + 12u); }
-        }
-        if TM4 > 2u {
-            store(c20[c], co0 + 8u, g, px);
-            if TN4 > 1u { store(c21[c], co0 + 8u, g, px + 4u); }
-            if TN4 > 2u { store(c22[c], co0 + 8u, g, px + 8u); }
-            if TN4 > 3u { store(c23[c], co0 + 8u, g, px + 12u); }
-        }
-        if TM4 > 3u {
-            store(c30[c], co0 + 12u, g, px);
-            if TN4 > 1u { store(c31[c], co0 + 12u, g, px + 4u); }
-            if TN4 > 2u { store(c32[c], co0 + 12u, g, px + 8u); }
-            if TN4 > 3u { store(c33[c], co0 + 12u, g, px + 12u); }
-        }
-    }
+    finish(a, b.co0, dst(row * p.ow + ow0, p.ow - ow0, b.g));
 }
 
 // One output channel x four consecutive pixels per invocation; weights read as scalars.
@@ -192,31 +353,26 @@ fn direct(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     let px0 = (t % p.tiles_px) * 4u;
     let co = t / p.tiles_px;
     let g = co / p.cog;
-    let cg = co % p.cog;
     let q = pixels(px0, g);
-    let kk = p.cig * KH * KW;
-    var wi = g * kk * p.cogp + cg;
+    let wbase = g * p.kp * p.cogp + co % p.cog;
     var acc = vec4f();
-    let hw = i32(p.h * p.w);
     for (var ci = 0u; ci < p.cig; ci++) {
-        for (var kh = 0u; kh < KH; kh++) {
-            for (var kw = 0u; kw < KW; kw++) {
-                acc += wt[wi / 4u][wi % 4u] * gather(q, i32(ci) * hw, kh, kw);
-                wi += p.cogp;
+        for (var kh = 0u; kh < p.kh; kh++) {
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let k = (ci * p.kh + kh) * KWP + kw;
+                let wi = wbase + k * p.cogp;
+                acc += wt[wi / 4u][wi % 4u] * tap(q, k);
             }
         }
     }
-    for (var c = 0u; c < 4u; c++) {
-        store_one(acc[c], co, px0 + c);
-    }
-}
-
-fn store_one(v: f32, co: u32, px: u32) {
-    if px >= p.pixels { return; }
     let ohw = p.oh * p.ow;
-    let idx = ((px / ohw) * p.co + co) * ohw + px % ohw;
-    var s = v;
-    if p.has_bias != 0u { s += bias[co]; }
-    if p.has_res != 0u { s += res[idx]; }
-    out[idx] = activate(vec4f(s)).x;
+    for (var c = 0u; c < 4u; c++) {
+        let px = px0 + c;
+        if px >= p.pixels { break; }
+        let i = ((px / ohw) * p.co + co) * ohw + px % ohw;
+        var s = acc[c];
+        if p.has_bias != 0u { s += bias[co]; }
+        if p.has_res != 0u { s += res[i]; }
+        out[i] = activate(vec4f(s)).x;
+    }
 }

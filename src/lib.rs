@@ -1,5 +1,6 @@
 //! synthcal: data-free INT8 post-training quantization on wgpu.
 
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -45,8 +45,11 @@ enum Cmd {
         #[arg(long)]
         arch: Option<String>,
     },
-    /// Evaluate a classifier's top-1 accuracy on a CIFAR-10 split or an image folder.
+    /// Evaluate a classifier's (FP32 or INT8) top-1 accuracy on a CIFAR-10 split or an image
+    /// folder; with --fp32, compare an INT8 model with its FP32 source.
     Eval(synthcal::eval::EvalArgs),
+    /// Quantize an FP32 classifier to INT8 (POT DefaultQuantization) with a calibration set.
+    Quantize(synthcal::quant::cli::QuantizeArgs),
 }
 
 fn main() -> Result<()> {
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
         Cmd::Models => synthcal::models::print_zoo(),
         Cmd::Import { ckpt, output, arch } => synthcal::models::import(ckpt, output, arch.as_deref())?,
         Cmd::Eval(args) => synthcal::eval::run(&gpu()?, args)?,
+        Cmd::Quantize(args) => synthcal::quant::cli::run(&gpu()?, args)?,
     }
     Ok(())
 }

@@ -3,28 +3,8 @@
 
 use synthcal::cpu::Array;
 use synthcal::gpu::Gpu;
-use synthcal::graph::{cpu, exec::Runner, passes, Params};
-use synthcal::models::{arch, Arch};
-
-/// Random weights scaled like He initialization, so activations stay O(1) through deep nets;
-/// BatchNorm variances positive.
-fn random_params(a: &Arch, seed: u64) -> Params {
-    let mut p = Params::default();
-    for (i, (name, shape)) in a.expected.iter().enumerate() {
-        let r = Array::random(shape, seed + i as u64);
-        let v = if name.ends_with("running_var") {
-            r.map(|v| 0.5 + v.abs())
-        } else if name.ends_with("weight") && shape.len() > 1 {
-            let fan_in: usize = shape[1..].iter().product();
-            let s = (3.0 / fan_in as f32).sqrt();
-            r.map(|v| v * s)
-        } else {
-            r.map(|v| v * 0.1 + if name.ends_with(".weight") { 1.0 } else { 0.0 })
-        };
-        p.insert(name.clone(), v);
-    }
-    p
-}
+use synthcal::graph::{cpu, exec::Runner, passes};
+use synthcal::models::{arch, random_params};
 
 fn max_rel(got: &[f32], want: &[f32]) -> f32 {
     got.iter()

@@ -49,8 +49,12 @@ pub fn conv2d(
     residual: Option<&Array>,
     act: Act,
 ) -> Array {
-    let [n, ci, h, wd] = x.shape[..] else { panic!("x must be 4-d") };
-    let [co, cig, kh, kw] = w.shape[..] else { panic!("w must be 4-d") };
+    let [n, ci, h, wd] = x.shape[..] else {
+        panic!("x must be 4-d")
+    };
+    let [co, cig, kh, kw] = w.shape[..] else {
+        panic!("w must be 4-d")
+    };
     let g = p.groups;
     assert!(ci == cig * g && co % g == 0, "channels");
     let oh = p.out_size(0, h, kh).expect("kernel fits");
@@ -75,7 +79,8 @@ pub fn conv2d(
                                 if ix < 0 || ix >= wd as isize {
                                     continue;
                                 }
-                                let xv = x.data[((b * ci + cin) * h + iy as usize) * wd + ix as usize];
+                                let xv =
+                                    x.data[((b * ci + cin) * h + iy as usize) * wd + ix as usize];
                                 acc += xv * w.data[((o * cig + c) * kh + i) * kw + j];
                             }
                         }

@@ -6,8 +6,12 @@ use super::Array;
 /// C[b] = op(A[b]) * op(B[b]) for 3-d A, B; op transposes the last two axes when asked.
 /// A batch of 1 broadcasts over the other operand's batch.
 pub fn matmul(a: &Array, b: &Array, trans_a: bool, trans_b: bool) -> Array {
-    let [ba, ar, ac] = a.shape[..] else { panic!("a must be 3-d") };
-    let [bb, br, bc] = b.shape[..] else { panic!("b must be 3-d") };
+    let [ba, ar, ac] = a.shape[..] else {
+        panic!("a must be 3-d")
+    };
+    let [bb, br, bc] = b.shape[..] else {
+        panic!("b must be 3-d")
+    };
     let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
     let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
     assert_eq!(k, k2, "inner dimensions");
@@ -19,8 +23,16 @@ pub fn matmul(a: &Array, b: &Array, trans_a: bool, trans_b: bool) -> Array {
             for j in 0..n {
                 let mut acc = 0.0f64;
                 for t in 0..k {
-                    let av = if trans_a { a.data[oa + t * ac + i] } else { a.data[oa + i * ac + t] };
-                    let bv = if trans_b { b.data[ob + j * bc + t] } else { b.data[ob + t * bc + j] };
+                    let av = if trans_a {
+                        a.data[oa + t * ac + i]
+                    } else {
+                        a.data[oa + i * ac + t]
+                    };
+                    let bv = if trans_b {
+                        b.data[ob + j * bc + t]
+                    } else {
+                        b.data[ob + t * bc + j]
+                    };
                     acc += av as f64 * bv as f64;
                 }
                 c.data[(z * m + i) * n + j] = acc as f32;
@@ -32,7 +44,9 @@ pub fn matmul(a: &Array, b: &Array, trans_a: bool, trans_b: bool) -> Array {
 
 /// act(x * w^T + bias) with x [N, in], w [out, in] (PyTorch layout).
 pub fn linear(x: &Array, w: &Array, bias: Option<&Array>, act: Act) -> Array {
-    let [n, _] = x.shape[..] else { panic!("x must be 2-d") };
+    let [n, _] = x.shape[..] else {
+        panic!("x must be 2-d")
+    };
     let out = w.shape[0];
     let x3 = Array::new(&[1, n, x.shape[1]], x.data.clone());
     let w3 = Array::new(&[1, out, w.shape[1]], w.data.clone());

@@ -169,6 +169,26 @@ pub fn detect_arch(params: &Params) -> Result<Arch> {
     )))
 }
 
+/// Random weights scaled like He initialization so activations stay O(1) through deep nets,
+/// BatchNorm variances positive: for architecture tests and benchmarks without checkpoints.
+pub fn random_params(a: &Arch, seed: u64) -> Params {
+    let mut p = Params::default();
+    for (i, (name, shape)) in a.expected.iter().enumerate() {
+        let r = crate::cpu::Array::random(shape, seed + i as u64);
+        let v = if name.ends_with("running_var") {
+            r.map(|v| 0.5 + v.abs())
+        } else if name.ends_with("weight") && shape.len() > 1 {
+            let fan_in: usize = shape[1..].iter().product();
+            let s = (3.0 / fan_in as f32).sqrt();
+            r.map(|v| v * s)
+        } else {
+            r.map(|v| v * 0.1 + if name.ends_with(".weight") { 1.0 } else { 0.0 })
+        };
+        p.insert(name.clone(), v);
+    }
+    p
+}
+
 /// A classifier ready to run: architecture plus validated weights.
 pub struct Model {
     pub arch: Arch,

@@ -6,11 +6,31 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 pub use crate::cpu::conv::Conv2dParams;
 
-const SHADER: Shader = crate::shader!("conv2d");
+macro_rules! conv_shader {
+    ($prelude:literal) => {
+        Shader {
+            name: $prelude,
+            source: concat!(
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $prelude,
+                    ".wgsl"
+                )),
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/conv2d.wgsl")),
+            ),
+        }
+    };
+}
+
+/// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
+const F32: Shader = conv_shader!("conv2d_f32");
+const VEC4: Shader = conv_shader!("conv2d_vec4");
 
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
-/// `[groups][Ci/groups * KH * KW][Co/groups rounded up to 4]`, so that four consecutive output
-/// channels of one tap are a single vec4 load.
+/// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
+/// consecutive output channels of one tap are a single vec4 load. KWP pads 2- and 3-wide kernels
+/// to 4 taps and K is rounded up to 4, with zero weights.
 #[derive(Clone, Debug)]
 pub struct ConvWeight {
     tensor: Tensor,
@@ -32,32 +52,59 @@ impl ConvWeight {
 }
 
 /// Uploads PyTorch-layout weights `[Co, Ci/groups, KH, KW]` (host data) for `groups` groups.
-pub fn prepare_conv_weight(gpu: &Gpu, shape: &[usize], data: &[f32], groups: usize) -> Result<ConvWeight> {
+pub fn prepare_conv_weight(
+    gpu: &Gpu,
+    shape: &[usize],
+    data: &[f32],
+    groups: usize,
+) -> Result<ConvWeight> {
     const OP: &str = "prepare_conv_weight";
     let &[co, cig, kh, kw] = shape else {
-        return shape_err(OP, format!("weight must be [Co, Ci/groups, KH, KW], got {shape:?}"));
+        return shape_err(
+            OP,
+            format!("weight must be [Co, Ci/groups, KH, KW], got {shape:?}"),
+        );
     };
     if data.len() != shape.iter().product::<usize>() {
         return shape_err(OP, format!("{} values for shape {shape:?}", data.len()));
     }
     if groups == 0 || co % groups != 0 {
-        return shape_err(OP, format!("groups {groups} must divide Co of weight {shape:?}"));
+        return shape_err(
+            OP,
+            format!("groups {groups} must divide Co of weight {shape:?}"),
+        );
     }
-    let cog = co / groups;
-    let cogp = cog.next_multiple_of(4);
-    let k = cig * kh * kw;
-    let mut t = vec![0.0f32; groups * k * cogp];
-    for o in 0..co {
-        let (g, c) = (o / cog, o % cog);
-        for (i, &v) in data[o * k..(o + 1) * k].iter().enumerate() {
-            t[(g * k + i) * cogp + c] = v;
-        }
+    let (cog, kwp) = (co / groups, taps_per_row(kw));
+    let (cogp, kp) = (cog.next_multiple_of(4), padded_k(cig, kh, kw));
+    let mut t = vec![0.0f32; groups * kp * cogp];
+    for (i, &v) in data.iter().enumerate() {
+        let (o, c, y, x) = (
+            i / (cig * kh * kw),
+            i / (kh * kw) % cig,
+            i / kw % kh,
+            i % kw,
+        );
+        t[((o / cog) * kp + (c * kh + y) * kwp + x) * cogp + o % cog] = v;
     }
     Ok(ConvWeight {
-        tensor: gpu.upload_f32(&[groups, k, cogp], &t)?,
+        tensor: gpu.upload_f32(&[groups, kp, cogp], &t)?,
         shape: [co, cig, kh, kw],
         groups,
     })
+}
+
+/// Weight taps per kernel row: 2- and 3-wide rows are padded to 4 for the `rows` kernel.
+fn taps_per_row(kw: usize) -> usize {
+    if kw == 2 || kw == 3 {
+        4
+    } else {
+        kw
+    }
+}
+
+/// Weight rows per group, a multiple of 4 (the kernels step four k at a time).
+fn padded_k(cig: usize, kh: usize, kw: usize) -> usize {
+    (cig * kh * taps_per_row(kw)).next_multiple_of(4)
 }
 
 #[repr(C)]
@@ -83,6 +130,14 @@ struct Params {
     slope: f32,
     has_bias: u32,
     has_res: u32,
+    k: u32,
+    kp: u32,
+    tiles_row: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    _pad: u32,
 }
 
 /// out = act(conv2d(x, w) + bias + residual) for x `[N, Ci, H, W]`; bias is `[Co]` and the
@@ -96,7 +151,16 @@ pub fn conv2d(
     residual: Option<&Tensor>,
     act: Act,
 ) -> Result<Tensor> {
-    conv2d_blocked(s, x, w, bias, p, residual, act, super::matmul::block(s.gpu()))
+    conv2d_blocked(
+        s,
+        x,
+        w,
+        bias,
+        p,
+        residual,
+        act,
+        super::matmul::block(s.gpu()),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -117,15 +181,34 @@ fn conv2d_blocked(
         return shape_err(OP, format!("x must be f32, got {:?}", x.dtype()));
     }
     if p.groups != w.groups {
-        return shape_err(OP, format!("params have groups {} but the weight {:?} was prepared for {}",
-            p.groups, w.shape, w.groups));
+        return shape_err(
+            OP,
+            format!(
+                "params have groups {} but the weight {:?} was prepared for {}",
+                p.groups, w.shape, w.groups
+            ),
+        );
     }
     if ci != cig * p.groups {
-        return shape_err(OP, format!("x {:?} has {ci} channels but weight {:?} with groups {} expects {}",
-            x.shape(), w.shape, p.groups, cig * p.groups));
+        return shape_err(
+            OP,
+            format!(
+                "x {:?} has {ci} channels but weight {:?} with groups {} expects {}",
+                x.shape(),
+                w.shape,
+                p.groups,
+                cig * p.groups
+            ),
+        );
     }
     let (Some(oh), Some(ow)) = (p.out_size(0, h, kh), p.out_size(1, wd, kw)) else {
-        return shape_err(OP, format!("zero-size output: x {:?}, kernel {kh}x{kw}, {p:?}", x.shape()));
+        return shape_err(
+            OP,
+            format!(
+                "zero-size output: x {:?}, kernel {kh}x{kw}, {p:?}",
+                x.shape()
+            ),
+        );
     };
     let out_shape = [n, co, oh, ow];
     if let Some(b) = bias {
@@ -135,21 +218,40 @@ fn conv2d_blocked(
     }
     if let Some(r) = residual {
         if r.shape() != out_shape || r.dtype() != DType::F32 {
-            return shape_err(OP, format!("residual {:?} must be f32 {out_shape:?}", r.shape()));
+            return shape_err(
+                OP,
+                format!("residual {:?} must be f32 {out_shape:?}", r.shape()),
+            );
         }
     }
     let out = s.gpu().alloc(OP, &out_shape, DType::F32)?;
     let cog = co / p.groups;
     let pixels = n * oh * ow;
+    let kwp = taps_per_row(kw);
     // Channel blocking needs channels per group; depthwise-like convs take the direct kernel.
-    let use_gemm = p.groups == 1 || cog >= 8;
+    let blocked = p.groups == 1 || cog >= 8;
+    let rows = blocked && p.stride[1] == 1 && kwp == 4;
+    let pointwise =
+        blocked && [kh, kw] == [1, 1] && p.stride == [1, 1] && p.pad == [0, 0] && (h * wd) % 4 == 0;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
-    let (entry, tiles_co, tiles_px, threads) = if use_gemm {
-        let (tc, tp) = (cog.div_ceil(4 * tm4 as usize), pixels.div_ceil(4 * tn4 as usize));
-        ("gemm", tc, tp, tc * tp * p.groups)
+    // Row tiles never straddle output rows, so narrow outputs get narrower tiles.
+    let tn4 = if rows {
+        tn4.min(ow.div_ceil(4) as u32)
+    } else {
+        tn4
+    };
+    let tile = 4 * tn4 as usize;
+    let tiles_co = cog.div_ceil(4 * tm4 as usize);
+    let (entry, tiles_px, tiles_row, threads) = if rows {
+        let tp = n * oh * ow.div_ceil(tile);
+        ("rows", tp, ow.div_ceil(tile), tp * tiles_co * p.groups)
+    } else if blocked {
+        let tp = pixels.div_ceil(tile);
+        let entry = if pointwise { "pointwise" } else { "gemm" };
+        (entry, tp, 0, tp * tiles_co * p.groups)
     } else {
         let tp = pixels.div_ceil(4);
-        ("direct", 0, tp, tp * co)
+        ("direct", tp, 0, tp * co)
     };
     let (kind, slope) = act.code();
     let params = Params {
@@ -173,18 +275,38 @@ fn conv2d_blocked(
         slope,
         has_bias: bias.is_some() as u32,
         has_res: residual.is_some() as u32,
+        k: (cig * kh * kwp) as u32,
+        kp: padded_k(cig, kh, kw) as u32,
+        tiles_row: tiles_row as u32,
+        kh: kh as u32,
+        kw: kw as u32,
+        sh: p.stride[0] as u32,
+        sw: p.stride[1] as u32,
+        _pad: 0,
+    };
+    // Aligned vec4 input loads serve `rows` and `pointwise`; the gathers stay on scalar loads.
+    let (shader, off) = if (rows && wd % 4 == 0) || pointwise {
+        (VEC4, (4 - p.pad[1] % 4) % 4)
+    } else {
+        (F32, 0)
     };
     let consts = [
-        ("KH", kh as f64),
-        ("KW", kw as f64),
-        ("SH", p.stride[0] as f64),
-        ("SW", p.stride[1] as f64),
+        ("OFF", off as f64),
+        ("KWP", kwp as f64),
+        ("THREE_TAPS", (kw == 3) as u32 as f64),
         ("TM4", tm4 as f64),
         ("TN4", tn4 as f64),
         ("WG", wg as f64),
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
-    s.dispatch(SHADER, entry, &consts, bytes_of(&params), &[x, &w.tensor, b, r, &out], grid_1d(threads, wg))?;
+    s.dispatch(
+        shader,
+        entry,
+        &consts,
+        bytes_of(&params),
+        &[x, &w.tensor, b, r, &out],
+        grid_1d(threads, wg),
+    )?;
     Ok(out)
 }
 
@@ -220,7 +342,10 @@ mod tests {
         let x = Array::random(&xs, seed);
         let w = Array::random(&ws, seed + 1);
         let b = Array::random(&[ws[0]], seed + 2);
-        let (oh, ow) = (p.out_size(0, xs[2], ws[2]).unwrap(), p.out_size(1, xs[3], ws[3]).unwrap());
+        let (oh, ow) = (
+            p.out_size(0, xs[2], ws[2]).unwrap(),
+            p.out_size(1, xs[3], ws[3]).unwrap(),
+        );
         let r = Array::random(&[xs[0], ws[0], oh, ow], seed + 3);
         let want = cpu::conv::conv2d(&x, &w, bias.then_some(&b), &p, res.then_some(&r), act);
         let xt = g.upload_f32(&xs, &x.data).unwrap();
@@ -228,8 +353,17 @@ mod tests {
         let bt = g.upload_f32(&b.shape, &b.data).unwrap();
         let rt = g.upload_f32(&r.shape, &r.data).unwrap();
         let mut s = g.stream();
-        let y = conv2d_blocked(&mut s, &xt, &wt, bias.then_some(&bt), &p, res.then_some(&rt), act, blk)
-            .unwrap();
+        let y = conv2d_blocked(
+            &mut s,
+            &xt,
+            &wt,
+            bias.then_some(&bt),
+            &p,
+            res.then_some(&rt),
+            act,
+            blk,
+        )
+        .unwrap();
         s.submit();
         assert_eq!(y.shape(), &want.shape[..]);
         Array::new(&want.shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data)
@@ -238,10 +372,12 @@ mod tests {
     const CPU_BLOCK: (u32, u32, u32) = (4, 4, 16);
     const GPU_BLOCK: (u32, u32, u32) = (2, 2, 64);
 
+    /// (x shape, weight shape, stride, pad, groups, bias, residual)
+    type Case = ([usize; 4], [usize; 4], usize, usize, usize, bool, bool);
+
     #[test]
     fn fixed_shapes_match_cpu() {
-        // (x, w, stride, pad, groups, bias, residual)
-        let cases: &[([usize; 4], [usize; 4], usize, usize, usize, bool, bool)] = &[
+        let cases: &[Case] = &[
             ([2, 3, 8, 8], [16, 3, 3, 3], 1, 1, 1, true, false), // stem
             ([2, 16, 9, 7], [20, 16, 3, 3], 2, 1, 1, true, true), // odd Co, strided
             ([1, 8, 6, 6], [8, 8, 1, 1], 1, 0, 1, false, true),  // pointwise + residual
@@ -250,11 +386,27 @@ mod tests {
             ([2, 8, 7, 7], [8, 1, 3, 3], 1, 1, 8, true, true),   // depthwise
             ([1, 6, 5, 6], [12, 1, 3, 3], 2, 0, 6, false, false), // depthwise x2 multiplier
             ([1, 4, 5, 5], [4, 2, 3, 3], 1, 1, 2, true, false),  // few channels per group
+            ([1, 3, 7, 9], [5, 3, 5, 5], 1, 2, 1, true, true),   // 5x5: gather path
+            ([2, 5, 6, 11], [9, 5, 2, 2], 1, 0, 1, false, true), // 2x2 padded to 4 taps
+            ([1, 8, 4, 21], [12, 8, 4, 4], 1, 2, 1, true, false), // wide rows, pad 2
+            ([1, 4, 6, 12], [8, 4, 3, 3], 1, 0, 1, true, true),  // aligned rows, pad 0
+            ([2, 6, 5, 8], [8, 6, 4, 4], 1, 2, 1, false, false), // aligned rows, pad 2
+            ([3, 6, 2, 6], [12, 6, 1, 1], 1, 0, 1, true, true),  // pointwise, tiles span images
+            ([1, 16, 4, 4], [16, 8, 1, 1], 1, 0, 2, false, true), // grouped pointwise
         ];
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
             for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
                 let act = ACTS[i % ACTS.len()];
-                let e = check(xs, ws, Conv2dParams::new(st, pad, groups), b, r, act, blk, i as u64);
+                let e = check(
+                    xs,
+                    ws,
+                    Conv2dParams::new(st, pad, groups),
+                    b,
+                    r,
+                    act,
+                    blk,
+                    i as u64,
+                );
                 assert!(e < 1e-4, "case {i} {xs:?} {ws:?} block {blk:?}: err {e}");
             }
         }
@@ -267,7 +419,32 @@ mod tests {
             pad: [0, 2],
             groups: 1,
         };
-        let e = check([2, 5, 9, 6], [7, 5, 1, 4], p, true, true, Act::Relu, CPU_BLOCK, 9);
+        let e = check(
+            [2, 5, 9, 6],
+            [7, 5, 1, 4],
+            p,
+            true,
+            true,
+            Act::Relu,
+            CPU_BLOCK,
+            9,
+        );
+        assert!(e < 1e-4, "err {e}");
+        let p = Conv2dParams {
+            stride: [2, 1],
+            pad: [1, 3],
+            groups: 1,
+        };
+        let e = check(
+            [1, 5, 7, 8],
+            [16, 5, 2, 3],
+            p,
+            true,
+            false,
+            Act::Sigmoid,
+            CPU_BLOCK,
+            10,
+        );
         assert!(e < 1e-4, "err {e}");
     }
 
@@ -297,30 +474,63 @@ mod tests {
         let x = g.upload_f32(&[1, 3, 4, 4], &[0.0; 48]).unwrap();
         let w = prepare_conv_weight(&g, &[8, 4, 3, 3], &[0.0; 288], 1).unwrap();
         let p = Conv2dParams::new(1, 1, 1);
-        let err = conv2d(&mut g.stream(), &x, &w, None, &p, None, Act::Relu).unwrap_err().to_string();
-        assert!(err.contains("conv2d") && err.contains("[1, 3, 4, 4]") && err.contains("[8, 4, 3, 3]"), "{err}");
-
-        let err = prepare_conv_weight(&g, &[6, 1, 3, 3], &[0.0; 54], 4).unwrap_err().to_string();
-        assert!(err.contains("groups 4"), "{err}");
-        let w2 = prepare_conv_weight(&g, &[8, 1, 3, 3], &[0.0; 72], 2).unwrap();
-        let err = conv2d(&mut g.stream(), &x, &w2, None, &Conv2dParams::new(1, 1, 2), None, Act::Identity)
+        let err = conv2d(&mut g.stream(), &x, &w, None, &p, None, Act::Relu)
             .unwrap_err()
             .to_string();
+        assert!(
+            err.contains("conv2d") && err.contains("[1, 3, 4, 4]") && err.contains("[8, 4, 3, 3]"),
+            "{err}"
+        );
+
+        let err = prepare_conv_weight(&g, &[6, 1, 3, 3], &[0.0; 54], 4)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("groups 4"), "{err}");
+        let w2 = prepare_conv_weight(&g, &[8, 1, 3, 3], &[0.0; 72], 2).unwrap();
+        let err = conv2d(
+            &mut g.stream(),
+            &x,
+            &w2,
+            None,
+            &Conv2dParams::new(1, 1, 2),
+            None,
+            Act::Identity,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("channels"), "{err}");
 
         let w5 = prepare_conv_weight(&g, &[2, 3, 5, 5], &[0.0; 150], 1).unwrap();
-        let err = conv2d(&mut g.stream(), &x, &w5, None, &Conv2dParams::new(1, 0, 1), None, Act::Identity)
-            .unwrap_err()
-            .to_string();
+        let err = conv2d(
+            &mut g.stream(),
+            &x,
+            &w5,
+            None,
+            &Conv2dParams::new(1, 0, 1),
+            None,
+            Act::Identity,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("zero-size output"), "{err}");
 
         let w3 = prepare_conv_weight(&g, &[8, 3, 3, 3], &[0.0; 216], 1).unwrap();
         let r = g.upload_f32(&[1, 8, 3, 3], &[0.0; 72]).unwrap();
-        let err = conv2d(&mut g.stream(), &x, &w3, None, &p, Some(&r), Act::Identity).unwrap_err().to_string();
-        assert!(err.contains("residual"), "{err}");
-        let err = conv2d(&mut g.stream(), &x, &w3, None, &Conv2dParams::new(1, 1, 3), None, Act::Identity)
+        let err = conv2d(&mut g.stream(), &x, &w3, None, &p, Some(&r), Act::Identity)
             .unwrap_err()
             .to_string();
+        assert!(err.contains("residual"), "{err}");
+        let err = conv2d(
+            &mut g.stream(),
+            &x,
+            &w3,
+            None,
+            &Conv2dParams::new(1, 1, 3),
+            None,
+            Act::Identity,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("prepared for 1"), "{err}");
     }
 }

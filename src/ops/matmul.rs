@@ -9,7 +9,12 @@ macro_rules! matmul_shader {
         Shader {
             name: $name,
             source: concat!(
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $prelude, ".wgsl")),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $prelude,
+                    ".wgsl"
+                )),
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl")),
             ),
         }
@@ -57,22 +62,57 @@ fn check_f32(op: &'static str, name: &str, t: &Tensor) -> Result<()> {
 /// C[b] = op(A[b]) * op(B[b]) for A, B of shape [batch, rows, cols] (or 2-d for batch 1).
 /// `trans_a` reads A as [batch, K, M], `trans_b` reads B as [batch, N, K]; an operand with
 /// batch 1 broadcasts. Returns [batch, M, N] (2-d when both inputs are 2-d).
-pub fn matmul(s: &mut Stream, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+pub fn matmul(
+    s: &mut Stream,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
     let blk = block(s.gpu());
-    gemm("matmul", s, a, b, (trans_a, trans_b), None, Act::Identity, blk)
+    gemm(
+        "matmul",
+        s,
+        a,
+        b,
+        (trans_a, trans_b),
+        None,
+        Act::Identity,
+        blk,
+    )
 }
 
 /// y = act(x * w^T + bias) with x [N, in], w [out, in] (PyTorch layout), bias [out].
-pub fn linear(s: &mut Stream, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
+pub fn linear(
+    s: &mut Stream,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+) -> Result<Tensor> {
     const OP: &str = "linear";
     let [_, fin] = x.dims(OP)?;
     let [out, win] = w.dims(OP)?;
     if fin != win {
-        return shape_err(OP, format!("x {:?} has {fin} features but w {:?} expects {win}", x.shape(), w.shape()));
+        return shape_err(
+            OP,
+            format!(
+                "x {:?} has {fin} features but w {:?} expects {win}",
+                x.shape(),
+                w.shape()
+            ),
+        );
     }
     if let Some(bt) = bias {
         if bt.shape() != [out] {
-            return shape_err(OP, format!("bias {:?} must be [{out}] for w {:?}", bt.shape(), w.shape()));
+            return shape_err(
+                OP,
+                format!(
+                    "bias {:?} must be [{out}] for w {:?}",
+                    bt.shape(),
+                    w.shape()
+                ),
+            );
         }
     }
     let blk = block(s.gpu());
@@ -83,7 +123,10 @@ fn as3(op: &'static str, name: &str, t: &Tensor) -> Result<[usize; 3]> {
     match *t.shape() {
         [r, c] => Ok([1, r, c]),
         [b, r, c] => Ok([b, r, c]),
-        _ => shape_err(op, format!("{name} must be 2-d or 3-d, got {:?}", t.shape())),
+        _ => shape_err(
+            op,
+            format!("{name} must be 2-d or 3-d, got {:?}", t.shape()),
+        ),
     }
 }
 
@@ -105,11 +148,20 @@ fn gemm(
     let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
     let (k2, n) = if tb { (bc, br) } else { (br, bc) };
     if k != k2 {
-        return shape_err(op, format!(
-            "inner dimensions differ: a {:?} (trans {ta}) x b {:?} (trans {tb})", a.shape(), b.shape()));
+        return shape_err(
+            op,
+            format!(
+                "inner dimensions differ: a {:?} (trans {ta}) x b {:?} (trans {tb})",
+                a.shape(),
+                b.shape()
+            ),
+        );
     }
     if ba != bb && ba != 1 && bb != 1 {
-        return shape_err(op, format!("batch sizes differ: a {:?}, b {:?}", a.shape(), b.shape()));
+        return shape_err(
+            op,
+            format!("batch sizes differ: a {:?}, b {:?}", a.shape(), b.shape()),
+        );
     }
     if let Some(bt) = bias {
         check_f32(op, "bias", bt)?;
@@ -138,7 +190,8 @@ fn gemm(
         _pad: 0,
     };
     // vec4 loads need every contiguous axis (and so every row start) to be a multiple of 4.
-    let aligned = (if ta { m } else { k }) % 4 == 0 && (if tb { k } else { n }) % 4 == 0 && n % 4 == 0;
+    let aligned =
+        (if ta { m } else { k }) % 4 == 0 && (if tb { k } else { n }) % 4 == 0 && n % 4 == 0;
     let shader = if aligned { VEC4 } else { SCALAR };
     let consts = [
         ("TA", ta as u32 as f64),
@@ -150,6 +203,166 @@ fn gemm(
     let mut grid = grid_1d(tiles_m * tiles_n, wg);
     grid[2] = batch as u32;
     let bias_t = bias.unwrap_or(a);
-    s.dispatch(shader, "matmul", &consts, bytes_of(&params), &[a, b, bias_t, &c], grid)?;
+    s.dispatch(
+        shader,
+        "matmul",
+        &consts,
+        bytes_of(&params),
+        &[a, b, bias_t, &c],
+        grid,
+    )?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{self, Array};
+    use crate::ops::testing::gpu;
+    use proptest::prelude::*;
+
+    /// A is [ba, M, K] (or [ba, K, M] transposed), B likewise; returns the max relative error.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        ba: usize,
+        bb: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        ta: bool,
+        tb: bool,
+        blk: (u32, u32, u32),
+    ) -> f32 {
+        let g = gpu();
+        let ash = if ta { [ba, k, m] } else { [ba, m, k] };
+        let bsh = if tb { [bb, n, k] } else { [bb, k, n] };
+        let (a, b) = (
+            Array::random(&ash, (m * 31 + k) as u64),
+            Array::random(&bsh, (n * 17 + k) as u64),
+        );
+        let want = cpu::matmul::matmul(&a, &b, ta, tb);
+        let (at, bt) = (
+            g.upload_f32(&ash, &a.data).unwrap(),
+            g.upload_f32(&bsh, &b.data).unwrap(),
+        );
+        let mut s = g.stream();
+        let c = gemm(
+            "matmul",
+            &mut s,
+            &at,
+            &bt,
+            (ta, tb),
+            None,
+            Act::Identity,
+            blk,
+        )
+        .unwrap();
+        s.submit();
+        assert_eq!(c.shape(), &want.shape[..]);
+        Array::new(&want.shape, g.read_f32(&c).unwrap()).max_rel_err(&want.data)
+    }
+
+    const TRANS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+    #[test]
+    fn odd_and_aligned_sizes_all_transposes() {
+        // (batch a, batch b, M, N, K): odd sizes take scalar loads, multiples of 4 vec4 loads.
+        let cases = [
+            (1, 1, 1, 1, 1),
+            (2, 2, 3, 17, 5),
+            (1, 3, 17, 3, 65),
+            (3, 1, 65, 33, 17),
+            (2, 2, 20, 24, 16),
+            (1, 1, 36, 8, 70),
+            (2, 1, 64, 64, 64),
+        ];
+        for (ba, bb, m, n, k) in cases {
+            for (ta, tb) in TRANS {
+                for blk in [(4, 4, 16), (2, 2, 64), (1, 3, 8)] {
+                    let e = check(ba, bb, m, n, k, ta, tb, blk);
+                    assert!(
+                        e < 1e-4,
+                        "{ba}x{bb} {m}x{n}x{k} trans ({ta}, {tb}) block {blk:?}: err {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn random_shapes_match_cpu(
+            batch in 1usize..4, m in 1usize..40, n in 1usize..40, k in 1usize..40,
+            ti in 0usize..4, bcast in 0usize..3,
+        ) {
+            let (ba, bb) = match bcast { 0 => (batch, batch), 1 => (1, batch), _ => (batch, 1) };
+            let (ta, tb) = TRANS[ti];
+            let e = check(ba, bb, m, n, k, ta, tb, block(&gpu()));
+            prop_assert!(e < 1e-4, "err {}", e);
+        }
+    }
+
+    #[test]
+    fn linear_fuses_bias_and_activation() {
+        let g = gpu();
+        for (n, fin, out, act) in [
+            (5, 7, 10, Act::Relu),
+            (8, 64, 12, Act::Tanh),
+            (3, 100, 4, Act::LeakyRelu(0.2)),
+        ] {
+            let (x, w, b) = (
+                Array::random(&[n, fin], 1),
+                Array::random(&[out, fin], 2),
+                Array::random(&[out], 3),
+            );
+            let want = cpu::matmul::linear(&x, &w, Some(&b), act);
+            let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+            let wt = g.upload_f32(&w.shape, &w.data).unwrap();
+            let bt = g.upload_f32(&b.shape, &b.data).unwrap();
+            let mut s = g.stream();
+            let y = linear(&mut s, &xt, &wt, Some(&bt), act).unwrap();
+            let y2 = linear(&mut s, &xt, &wt, None, Act::Identity).unwrap();
+            s.submit();
+            assert_eq!(y.shape(), [n, out]);
+            assert!(Array::new(&[n, out], g.read_f32(&y).unwrap()).max_rel_err(&want.data) < 1e-4);
+            let plain = cpu::matmul::linear(&x, &w, None, Act::Identity);
+            assert!(
+                Array::new(&[n, out], g.read_f32(&y2).unwrap()).max_rel_err(&plain.data) < 1e-4
+            );
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_op() {
+        let g = gpu();
+        let a = g.upload_f32(&[2, 3, 4], &[0.0; 24]).unwrap();
+        let b = g.upload_f32(&[2, 5, 6], &[0.0; 60]).unwrap();
+        let err = matmul(&mut g.stream(), &a, &b, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("matmul") && err.contains("[2, 3, 4]") && err.contains("[2, 5, 6]"),
+            "{err}"
+        );
+        let b3 = g.upload_f32(&[3, 4, 6], &[0.0; 72]).unwrap();
+        let err = matmul(&mut g.stream(), &a, &b3, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch"), "{err}");
+        let v = g.upload_f32(&[4], &[0.0; 4]).unwrap();
+        assert!(matmul(&mut g.stream(), &v, &b, false, false).is_err());
+
+        let x = g.upload_f32(&[2, 8], &[0.0; 16]).unwrap();
+        let w = g.upload_f32(&[3, 7], &[0.0; 21]).unwrap();
+        let err = linear(&mut g.stream(), &x, &w, None, Act::Relu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linear") && err.contains("[3, 7]"), "{err}");
+        let w = g.upload_f32(&[3, 8], &[0.0; 24]).unwrap();
+        let err = linear(&mut g.stream(), &x, &w, Some(&v), Act::Relu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bias"), "{err}");
+    }
 }
