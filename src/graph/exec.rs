@@ -28,9 +28,35 @@ pub struct Outputs {
 impl Runner {
     /// Uploads every parameter the graph reads.
     pub fn new(gpu: Arc<Gpu>, graph: Graph, params: &Params) -> Result<Runner> {
+        Runner::with_quantized(gpu, graph, params, &HashMap::new())
+    }
+
+    /// Like `new`, but the given conv/linear nodes run with real integer arithmetic (their
+    /// FP32 parameters are not needed).
+    pub fn with_quantized(
+        gpu: Arc<Gpu>,
+        graph: Graph,
+        params: &Params,
+        layers: &HashMap<ValueId, crate::cpu::qconv::QConv>,
+    ) -> Result<Runner> {
+        let mut quantized = HashMap::new();
+        for (&v, q) in layers {
+            match graph.nodes.get(v) {
+                Some(n) if matches!(n.op, Op::Conv2d { .. } | Op::Linear { .. }) && n.inputs.len() == 1 => {}
+                _ => return Err(Error::Invalid(format!("node {v} is not a quantizable conv/linear"))),
+            }
+            quantized.insert(v, ops::qconv::QConv2d::new(&gpu, q)?);
+        }
+        let fp32_nodes = Graph {
+            nodes: (0..graph.nodes.len())
+                .filter(|i| !quantized.contains_key(i))
+                .map(|i| graph.nodes[i].clone())
+                .collect(),
+            output: 0,
+        };
         // Conv weights go to the GPU in the conv kernel's own layout; the rest as they are.
         let mut conv_weights = HashMap::new();
-        for n in &graph.nodes {
+        for n in &fp32_nodes.nodes {
             if let Op::Conv2d { weight, groups, .. } = &n.op {
                 let a = params.get(weight)?;
                 let w = ops::conv2d::prepare_conv_weight(&gpu, &a.shape, &a.data, *groups)?;
@@ -38,7 +64,7 @@ impl Runner {
             }
         }
         let mut weights = HashMap::new();
-        for name in graph.param_names() {
+        for name in fp32_nodes.param_names() {
             if !conv_weights.contains_key(&name) {
                 let a = params.get(&name)?;
                 weights.insert(name, gpu.upload_f32(&a.shape, &a.data)?);
@@ -50,21 +76,9 @@ impl Runner {
             graph,
             weights,
             conv_weights,
-            quantized: HashMap::new(),
+            quantized,
             last_use,
         })
-    }
-
-    /// Runs the given conv/linear nodes with real integer arithmetic.
-    pub fn with_quantized(mut self, layers: &HashMap<ValueId, crate::cpu::qconv::QConv>) -> Result<Runner> {
-        for (&v, q) in layers {
-            match self.graph.nodes.get(v) {
-                Some(n) if matches!(n.op, Op::Conv2d { .. } | Op::Linear { .. }) && n.inputs.len() == 1 => {}
-                _ => return Err(Error::Invalid(format!("node {v} is not a quantizable conv/linear"))),
-            }
-            self.quantized.insert(v, ops::qconv::QConv2d::new(&self.gpu, q)?);
-        }
-        Ok(self)
     }
 
     fn w(&self, name: &str) -> Result<&Tensor> {

@@ -49,7 +49,7 @@ impl QuantModel {
 
     pub fn runner(&self, gpu: &Arc<Gpu>) -> Result<Runner> {
         let layers: HashMap<ValueId, QConv> = self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
-        Runner::new(gpu.clone(), self.graph.clone(), &self.params)?.with_quantized(&layers)
+        Runner::with_quantized(gpu.clone(), self.graph.clone(), &self.params, &layers)
     }
 
     /// The same model on the CPU integer reference.
