@@ -114,33 +114,32 @@ pub fn kernel_bench(gpu: &Gpu, quick: bool) -> Vec<BenchRow> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    /// Prints the bench table: `cargo test --lib bench -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "timing, run by hand"]
-    fn print_kernel_bench() {
-        let g = crate::ops::testing::gpu();
-        for r in super::kernel_bench(&g, true) {
-            println!(
-                "{:<28} {:>8.2} GFLOP/s {:>9.2} ms/call",
-                r.name, r.gflops, r.ms_per_call
-            );
-        }
-    }
-}
-
 /// Images/s of a model's FP32 and INT8 forms (random weights; INT8 calibrated on noise, which
 /// does not change the kernels' speed).
-pub fn model_bench(gpu: &std::sync::Arc<Gpu>, arch: &str, batch: usize, reps: usize) -> Result<(f64, f64)> {
+pub fn model_bench(
+    gpu: &std::sync::Arc<Gpu>,
+    arch: &str,
+    batch: usize,
+    reps: usize,
+) -> Result<(f64, f64)> {
     use crate::eval::Classifier;
     use crate::models::{self, Model};
     let a = models::arch(arch)?;
     let params = models::random_params(&a, 1);
     let model = Model::new(a, params)?;
     let noise: Vec<u8> = (0..batch * 3072).map(|i| (i * 7919 % 251) as u8).collect();
-    let ds = crate::data::Dataset::new(noise, (0..batch).map(|i| (i % 10) as u8).collect(), model.class_names.clone(), "bench")?;
-    let q = crate::quant::default_quantization(gpu, &model, &ds, &crate::quant::QuantOptions::default())?;
+    let ds = crate::data::Dataset::new(
+        noise,
+        (0..batch).map(|i| (i % 10) as u8).collect(),
+        model.class_names.clone(),
+        "bench",
+    )?;
+    let q = crate::quant::default_quantization(
+        gpu,
+        &model,
+        &ds,
+        &crate::quant::QuantOptions::default(),
+    )?;
     let x = ds.to_f32_normalized(0..batch, model.arch.norm.mean, model.arch.norm.std);
     let speed = |r: &crate::graph::exec::Runner| -> Result<f64> {
         r.logits(&x, batch, [32, 32])?;
@@ -160,14 +159,41 @@ pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
     println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     println!("{:<40} {:>12} {:>12}", "kernel", "throughput", "ms/call");
     for r in kernel_bench(gpu, quick) {
-        println!("{:<40} {:>7.2} GFLOP/s {:>9.2}", r.name, r.gflops, r.ms_per_call);
+        println!(
+            "{:<40} {:>7.2} GFLOP/s {:>9.2}",
+            r.name, r.gflops, r.ms_per_call
+        );
     }
     for (name, gops, ms) in crate::ops::qconv::int8_bench(gpu, quick)? {
         println!("{:<40} {:>7.2} GOP/s   {:>9.2}", name, gops, ms);
     }
     let (batch, reps) = if quick { (64, 1) } else { (250, 3) };
     let (fp, q) = model_bench(gpu, "akamaster_resnet20", batch, reps)?;
-    println!("{:<40} {:>7.1} images/s", format!("ResNet-20 FP32 (batch {batch})"), fp);
-    println!("{:<40} {:>7.1} images/s", format!("ResNet-20 INT8 (batch {batch})"), q);
+    println!(
+        "{:<40} {:>7.1} images/s",
+        format!("ResNet-20 FP32 (batch {batch})"),
+        fp
+    );
+    println!(
+        "{:<40} {:>7.1} images/s",
+        format!("ResNet-20 INT8 (batch {batch})"),
+        q
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Prints the bench table: `cargo test --lib bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn print_kernel_bench() {
+        let g = crate::ops::testing::gpu();
+        for r in super::kernel_bench(&g, true) {
+            println!(
+                "{:<28} {:>8.2} GFLOP/s {:>9.2} ms/call",
+                r.name, r.gflops, r.ms_per_call
+            );
+        }
+    }
 }

@@ -60,7 +60,9 @@ fn main() -> Result<()> {
         Cmd::Info => println!("{}", gpu()?.describe()),
         Cmd::Bench { quick } => synthcal::bench::print_bench(&gpu()?, *quick)?,
         Cmd::Models => synthcal::models::print_zoo(),
-        Cmd::Import { ckpt, output, arch } => synthcal::models::import(ckpt, output, arch.as_deref())?,
+        Cmd::Import { ckpt, output, arch } => {
+            synthcal::models::import(ckpt, output, arch.as_deref())?
+        }
         Cmd::Eval(args) => synthcal::eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => synthcal::quant::cli::run(&gpu()?, args)?,
     }

@@ -28,13 +28,25 @@ fn check(name: &str) {
 
     let mut p2 = params.clone();
     let g2 = passes::optimize_for_inference(&a.graph, &mut p2).unwrap();
-    assert!(g2.nodes.len() < a.graph.nodes.len(), "{name}: passes fused nothing");
+    assert!(
+        g2.nodes.len() < a.graph.nodes.len(),
+        "{name}: passes fused nothing"
+    );
     let folded_cpu = cpu::forward(&g2, &p2, &x).unwrap();
     let e = max_rel(&folded_cpu.data, &want.data);
-    assert!(e < 1e-4, "{name}: optimized graph (CPU) vs original max rel err {e}");
-    let got2 = Runner::new(gpu, g2, &p2).unwrap().logits(&x.data, 2, [32, 32]).unwrap();
+    assert!(
+        e < 1e-4,
+        "{name}: optimized graph (CPU) vs original max rel err {e}"
+    );
+    let got2 = Runner::new(gpu, g2, &p2)
+        .unwrap()
+        .logits(&x.data, 2, [32, 32])
+        .unwrap();
     let e = max_rel(&got2, &want.data);
-    assert!(e < 1e-4, "{name}: optimized graph (GPU) vs original max rel err {e}");
+    assert!(
+        e < 1e-4,
+        "{name}: optimized graph (GPU) vs original max rel err {e}"
+    );
 }
 
 #[test]

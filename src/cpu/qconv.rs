@@ -135,7 +135,7 @@ impl QWeights {
 }
 
 /// A quantized conv2d / linear layer as the host describes it (NCHW semantics).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct QConv {
     pub weights: QWeights,
     pub bias: Option<Vec<f32>>,

@@ -100,7 +100,13 @@ pub fn load_data(path: &Path, split: SplitArg, resize: bool) -> Result<Dataset> 
 }
 
 /// Logits for every image of `ds` (row-major [N, classes]), `batch` images per submit.
-pub fn logits(runner: &Runner, norm: Normalization, ds: &Dataset, batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<f32>> {
+pub fn logits(
+    runner: &Runner,
+    norm: Normalization,
+    ds: &Dataset,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<f32>> {
     if batch == 0 {
         return Err(Error::Invalid("--batch must be at least 1".into()));
     }
@@ -122,14 +128,24 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
         .map(|r| {
             r.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
                 .0
         })
         .collect()
 }
 
 /// Top-1 overall and per class.
-pub fn accuracy(pred: &[usize], labels: &[u8], class_names: &[String]) -> (usize, Vec<ClassAccuracy>) {
+pub fn accuracy(
+    pred: &[usize],
+    labels: &[u8],
+    class_names: &[String],
+) -> (usize, Vec<ClassAccuracy>) {
     let k = class_names.len();
     let (mut hit, mut tot) = (vec![0usize; k], vec![0usize; k]);
     for (&p, &l) in pred.iter().zip(labels) {
@@ -160,7 +176,10 @@ impl Classifier {
     pub fn load(path: &Path, arch: Option<&str>) -> Result<Classifier> {
         if crate::io::detect_format(path)? == crate::io::Format::Safetensors {
             let (_, meta) = crate::io::read_safetensors(path)?;
-            if meta.get("format").is_some_and(|f| f == crate::quant::model::FORMAT) {
+            if meta
+                .get("format")
+                .is_some_and(|f| f == crate::quant::model::FORMAT)
+            {
                 return Ok(Classifier::Int8(QuantModel::load(path)?));
             }
         }
@@ -199,7 +218,13 @@ impl Classifier {
 }
 
 /// Top-1 of `c` on `ds`, with per-class accuracy, speed, and the logits.
-pub fn evaluate(gpu: &Arc<Gpu>, c: &Classifier, ds: &Dataset, args: &EvalArgs, label: &str) -> Result<(EvalReport, Vec<f32>)> {
+pub fn evaluate(
+    gpu: &Arc<Gpu>,
+    c: &Classifier,
+    ds: &Dataset,
+    args: &EvalArgs,
+    label: &str,
+) -> Result<(EvalReport, Vec<f32>)> {
     let runner = c.runner(gpu, args.no_fold)?;
     let bar = crate::progress::bar(ds.len() as u64, label, args.quiet);
     // Warm-up: compiles every pipeline once so that images/s measures steady-state speed.
@@ -242,7 +267,10 @@ fn print_report(r: &EvalReport) {
     println!("data:     {} ({} images)", r.data, r.images);
     println!("adapter:  {}", r.adapter);
     println!("top-1:    {:.2}% ({}/{})", r.top1, r.correct, r.images);
-    println!("speed:    {:.1} images/s ({:.1} s)", r.images_per_sec, r.seconds);
+    println!(
+        "speed:    {:.1} images/s ({:.1} s)",
+        r.images_per_sec, r.seconds
+    );
     println!("per class:");
     for c in &r.per_class {
         println!("  {:<12} {:6.2}%  ({} images)", c.class, c.top1, c.images);
@@ -275,7 +303,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
                 int8: r,
             };
             println!();
-            println!("FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp   agreement: {:.2}%", cmp.fp32.top1, cmp.int8.top1, cmp.drop, cmp.agreement);
+            println!(
+                "FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp   agreement: {:.2}%",
+                cmp.fp32.top1, cmp.int8.top1, cmp.drop, cmp.agreement
+            );
             serde_json::to_vec_pretty(&cmp)
         }
     };

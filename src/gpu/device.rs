@@ -5,7 +5,8 @@ use super::pool::BufferPool;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-const INSTALL_HINT: &str = "synthcal needs a Vulkan, Metal or DX12 GPU, or Mesa's CPU Vulkan driver (lavapipe).\n\
+const INSTALL_HINT: &str =
+    "synthcal needs a Vulkan, Metal or DX12 GPU, or Mesa's CPU Vulkan driver (lavapipe).\n\
 On Debian/Ubuntu: sudo apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1";
 
 /// Which adapter to use: `--adapter` or `SYNTHCAL_ADAPTER`, e.g. `llvmpipe`, `vulkan`, `vulkan:nvidia`.
@@ -104,9 +105,10 @@ impl Gpu {
             .filter(|a| {
                 let info = a.get_info();
                 choice.backend.is_none_or(|b| info.backend == b)
-                    && choice.name.as_ref().is_none_or(|n| {
-                        info.name.to_lowercase().contains(&n.to_lowercase())
-                    })
+                    && choice
+                        .name
+                        .as_ref()
+                        .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()))
                     && a.get_downlevel_capabilities()
                         .flags
                         .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
@@ -165,7 +167,9 @@ impl Gpu {
 
     /// Largest storage binding a single tensor may occupy.
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Blocks until all submitted work has finished.

@@ -94,10 +94,7 @@ impl BufferPool {
     /// Frees every idle buffer (returns the bytes released).
     pub fn trim(&self) -> u64 {
         let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = free
-            .iter()
-            .map(|(k, v)| k * v.len() as u64)
-            .sum::<u64>();
+        let bytes = free.iter().map(|(k, v)| k * v.len() as u64).sum::<u64>();
         free.clear();
         bytes
     }
@@ -115,7 +112,18 @@ mod tests {
 
     #[test]
     fn size_classes_bound_slack() {
-        for b in [1u64, 255, 256, 257, 1000, 4096, 5000, 1 << 20, (1 << 20) + 1, 123_456_789] {
+        for b in [
+            1u64,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            5000,
+            1 << 20,
+            (1 << 20) + 1,
+            123_456_789,
+        ] {
             let c = size_class(b);
             assert!(c >= b && c.is_multiple_of(256), "{b} -> {c}");
             assert!(c as f64 <= (b.max(256) as f64) * 1.25 + 256.0, "{b} -> {c}");

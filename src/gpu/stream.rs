@@ -34,7 +34,9 @@ impl Gpu {
             gpu: self,
             encoder: Some(
                 self.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("stream") }),
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("stream"),
+                    }),
             ),
             pass: None,
             blocks: Vec::new(),
@@ -57,10 +59,9 @@ impl<'g> Stream<'g> {
     /// Copies `params` into this stream's uniform blocks; returns (block index, offset).
     fn push_params(&mut self, params: &[u8]) -> (usize, u64) {
         let need = params.len().max(16).next_multiple_of(16);
-        let fits = self
-            .blocks
-            .last()
-            .is_some_and(|b| b.data.len().next_multiple_of(self.align) + need <= UNIFORM_BLOCK as usize);
+        let fits = self.blocks.last().is_some_and(|b| {
+            b.data.len().next_multiple_of(self.align) + need <= UNIFORM_BLOCK as usize
+        });
         if !fits {
             let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("params"),
@@ -126,11 +127,14 @@ impl<'g> Stream<'g> {
                 resource: t.binding(),
             });
         }
-        let bind_group = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(entry),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind_group = self
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
         let pass = self.pass.get_or_insert_with(|| {
             self.encoder
                 .as_mut()
@@ -147,7 +151,14 @@ impl<'g> Stream<'g> {
     }
 
     /// Records a buffer copy (ends the current compute pass).
-    pub fn copy(&mut self, src: &Tensor, src_offset: u64, dst: &Tensor, dst_offset: u64, bytes: u64) {
+    pub fn copy(
+        &mut self,
+        src: &Tensor,
+        src_offset: u64,
+        dst: &Tensor,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
         self.pass = None;
         if let Some(enc) = self.encoder.as_mut() {
             enc.copy_buffer_to_buffer(src.buffer(), src_offset, dst.buffer(), dst_offset, bytes);

@@ -188,7 +188,9 @@ impl Gpu {
     pub fn read_bytes(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
         let mut enc = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
         let stagings: Vec<wgpu::Buffer> = tensors
             .iter()
             .map(|t| {

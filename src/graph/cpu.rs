@@ -4,8 +4,8 @@
 use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::cpu::qconv::QConv;
 use crate::cpu::{self, Array};
-use std::collections::HashMap;
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 
 pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
     forward_quantized(g, params, input, &HashMap::new())
@@ -13,7 +13,12 @@ pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
 
 /// `forward` with the given conv/linear nodes simulated in integer arithmetic (the CPU
 /// reference of the INT8 kernels), for cross-checking a quantized model.
-pub fn forward_quantized(g: &Graph, params: &Params, input: &Array, quantized: &HashMap<ValueId, QConv>) -> Result<Array> {
+pub fn forward_quantized(
+    g: &Graph,
+    params: &Params,
+    input: &Array,
+    quantized: &HashMap<ValueId, QConv>,
+) -> Result<Array> {
     let mut values: Vec<Option<Array>> = vec![None; g.nodes.len()];
     let last = g.last_uses();
     for (i, node) in g.nodes.iter().enumerate() {
@@ -31,10 +36,14 @@ pub fn forward_quantized(g: &Graph, params: &Params, input: &Array, quantized: &
                 let qx = cpu::qconv::QArray::quantize(x, q.input)?;
                 match cpu::qconv::qconv2d(q, &qx)? {
                     cpu::qconv::QResult::F32(y) => match node.op {
-                        Op::Linear { .. } => Array::new(&[x.shape[0], y.numel() / x.shape[0]], y.data),
+                        Op::Linear { .. } => {
+                            Array::new(&[x.shape[0], y.numel() / x.shape[0]], y.data)
+                        }
                         _ => y,
                     },
-                    cpu::qconv::QResult::Q(_) => return Err(Error::Invalid("quantized layers output f32 here".into())),
+                    cpu::qconv::QResult::Q(_) => {
+                        return Err(Error::Invalid("quantized layers output f32 here".into()))
+                    }
                 }
             }
             Op::Input => input.clone(),
@@ -52,7 +61,11 @@ pub fn forward_quantized(g: &Graph, params: &Params, input: &Array, quantized: &
                     groups: *groups,
                 };
                 let b = bias.as_deref().map(p).transpose()?;
-                let r = if node.inputs.len() > 1 { Some(arg(1)?) } else { None };
+                let r = if node.inputs.len() > 1 {
+                    Some(arg(1)?)
+                } else {
+                    None
+                };
                 cpu::conv::conv2d(arg(0)?, p(weight)?, b, &cp, r, *act)
             }
             Op::Linear { weight, bias, act } => {
@@ -72,15 +85,25 @@ pub fn forward_quantized(g: &Graph, params: &Params, input: &Array, quantized: &
                 )
             }
             Op::Act(a) => cpu::elementwise::act(arg(0)?, *a),
-            Op::Add { act } => cpu::elementwise::act(&cpu::elementwise::add(arg(0)?, arg(1)?), *act),
+            Op::Add { act } => {
+                cpu::elementwise::act(&cpu::elementwise::add(arg(0)?, arg(1)?), *act)
+            }
             Op::ShortcutA { pad } => cpu::layout::shortcut_a(arg(0)?, *pad),
             Op::Concat => {
-                let xs = (0..node.inputs.len()).map(arg).collect::<Result<Vec<_>>>()?;
+                let xs = (0..node.inputs.len())
+                    .map(arg)
+                    .collect::<Result<Vec<_>>>()?;
                 cpu::layout::concat(&xs)
             }
-            Op::SliceChannels { start, len } => cpu::layout::slice_channels(arg(0)?, *start..start + len),
+            Op::SliceChannels { start, len } => {
+                cpu::layout::slice_channels(arg(0)?, *start..start + len)
+            }
             Op::ChannelShuffle { groups } => cpu::layout::channel_shuffle(arg(0)?, *groups),
-            Op::MaxPool { kernel, stride, pad } => cpu::pool::max_pool2d(arg(0)?, *kernel, *stride, *pad),
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+            } => cpu::pool::max_pool2d(arg(0)?, *kernel, *stride, *pad),
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
             Op::Flatten => {
                 let x = arg(0)?;

@@ -42,8 +42,14 @@ impl Runner {
         let mut quantized = HashMap::new();
         for (&v, q) in layers {
             match graph.nodes.get(v) {
-                Some(n) if matches!(n.op, Op::Conv2d { .. } | Op::Linear { .. }) && n.inputs.len() == 1 => {}
-                _ => return Err(Error::Invalid(format!("node {v} is not a quantizable conv/linear"))),
+                Some(n)
+                    if matches!(n.op, Op::Conv2d { .. } | Op::Linear { .. })
+                        && n.inputs.len() == 1 => {}
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "node {v} is not a quantizable conv/linear"
+                    )))
+                }
             }
             quantized.insert(v, ops::qconv::QConv2d::new(&gpu, q)?);
         }
@@ -89,7 +95,14 @@ impl Runner {
 
     /// Records FP32 conv/linear node `i` on `x` with activation `act` (the node's own, or
     /// Identity for pre-activation statistics).
-    pub fn layer(&self, s: &mut Stream, i: ValueId, x: &Tensor, residual: Option<&Tensor>, act: crate::graph::Act) -> Result<Tensor> {
+    pub fn layer(
+        &self,
+        s: &mut Stream,
+        i: ValueId,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        act: crate::graph::Act,
+    ) -> Result<Tensor> {
         match &self.graph.nodes[i].op {
             Op::Conv2d {
                 weight,
@@ -105,17 +118,18 @@ impl Runner {
                     groups: *groups,
                 };
                 let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
-                let w = self
-                    .conv_weights
-                    .get(weight)
-                    .ok_or_else(|| Error::Invalid(format!("conv weight `{weight}` was not prepared")))?;
+                let w = self.conv_weights.get(weight).ok_or_else(|| {
+                    Error::Invalid(format!("conv weight `{weight}` was not prepared"))
+                })?;
                 ops::conv2d::conv2d(s, x, w, bias, &p, residual, act)
             }
             Op::Linear { weight, bias, .. } => {
                 let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
                 ops::matmul::linear(s, x, self.w(weight)?, bias, act)
             }
-            _ => Err(Error::Invalid(format!("node {i} is not a conv/linear layer"))),
+            _ => Err(Error::Invalid(format!(
+                "node {i} is not a conv/linear layer"
+            ))),
         }
     }
 
@@ -137,13 +151,19 @@ impl Runner {
                     let y = q.forward(s, &qx)?.into_f32()?;
                     match node.op {
                         // The kernel writes [N, out, 1, 1] for a linear layer.
-                        Op::Linear { .. } => y.reshape(&[x.shape()[0], y.numel() / x.shape()[0]])?,
+                        Op::Linear { .. } => {
+                            y.reshape(&[x.shape()[0], y.numel() / x.shape()[0]])?
+                        }
                         _ => y,
                     }
                 }
                 Op::Input => input.clone(),
                 Op::Conv2d { act, .. } | Op::Linear { act, .. } => {
-                    let residual = if node.inputs.len() > 1 { Some(arg(1)?) } else { None };
+                    let residual = if node.inputs.len() > 1 {
+                        Some(arg(1)?)
+                    } else {
+                        None
+                    };
                     self.layer(s, i, arg(0)?, residual, *act)?
                 }
                 Op::BatchNorm { prefix, eps, act } => {
@@ -161,12 +181,20 @@ impl Runner {
                 Op::Add { act } => ops::elementwise::add(s, arg(0)?, arg(1)?, *act)?,
                 Op::ShortcutA { pad } => ops::layout::shortcut_a(s, arg(0)?, *pad)?,
                 Op::Concat => {
-                    let xs = (0..node.inputs.len()).map(arg).collect::<Result<Vec<_>>>()?;
+                    let xs = (0..node.inputs.len())
+                        .map(arg)
+                        .collect::<Result<Vec<_>>>()?;
                     ops::layout::concat(s, &xs)?
                 }
-                Op::SliceChannels { start, len } => ops::layout::slice_channels(s, arg(0)?, *start..start + len)?,
+                Op::SliceChannels { start, len } => {
+                    ops::layout::slice_channels(s, arg(0)?, *start..start + len)?
+                }
                 Op::ChannelShuffle { groups } => ops::layout::channel_shuffle(s, arg(0)?, *groups)?,
-                Op::MaxPool { kernel, stride, pad } => ops::pool::max_pool2d(s, arg(0)?, *kernel, *stride, *pad)?,
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                } => ops::pool::max_pool2d(s, arg(0)?, *kernel, *stride, *pad)?,
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
                 Op::Flatten => arg(0)?.flatten()?,
             };

@@ -31,16 +31,33 @@ pub enum Op {
         act: Act,
     },
     /// Inference-form batch norm; `prefix` names `{prefix}.weight/.bias/.running_mean/.running_var`.
-    BatchNorm { prefix: String, eps: f32, act: Act },
+    BatchNorm {
+        prefix: String,
+        eps: f32,
+        act: Act,
+    },
     Act(Act),
     /// act(a + b).
-    Add { act: Act },
+    Add {
+        act: Act,
+    },
     /// CIFAR-ResNet option A: x[:, :, ::2, ::2] zero-padded with `pad` channels each side.
-    ShortcutA { pad: usize },
+    ShortcutA {
+        pad: usize,
+    },
     Concat,
-    SliceChannels { start: usize, len: usize },
-    ChannelShuffle { groups: usize },
-    MaxPool { kernel: usize, stride: usize, pad: usize },
+    SliceChannels {
+        start: usize,
+        len: usize,
+    },
+    ChannelShuffle {
+        groups: usize,
+    },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    },
     GlobalAvgPool,
     Flatten,
 }

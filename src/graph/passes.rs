@@ -59,7 +59,15 @@ fn merge_pass(
 /// Folded tensors are stored as `{layer}.folded_weight` / `{layer}.folded_bias`.
 pub fn fold_batchnorm(g: &Graph, params: &mut Params) -> Result<Graph> {
     merge_pass(g, |_, p, c| match (&p.op, &c.op) {
-        (Op::Conv2d { act: Act::Identity, .. } | Op::Linear { act: Act::Identity, .. }, Op::BatchNorm { prefix, eps, act }) => {
+        (
+            Op::Conv2d {
+                act: Act::Identity, ..
+            }
+            | Op::Linear {
+                act: Act::Identity, ..
+            },
+            Op::BatchNorm { prefix, eps, act },
+        ) => {
             let op = fold_one(p, prefix, *eps, *act, params)?;
             Ok(Some(Node {
                 name: p.name.clone(),
@@ -102,7 +110,17 @@ fn fold_one(prod: &Node, bn: &str, eps: f32, act: Act, params: &mut Params) -> R
     params.insert(fb.clone(), Array::new(&[cout], bd));
     let mut op = prod.op.clone();
     match &mut op {
-        Op::Conv2d { weight, bias, act: a, .. } | Op::Linear { weight, bias, act: a } => {
+        Op::Conv2d {
+            weight,
+            bias,
+            act: a,
+            ..
+        }
+        | Op::Linear {
+            weight,
+            bias,
+            act: a,
+        } => {
             *weight = fw;
             *bias = Some(fb);
             *a = act;
@@ -118,7 +136,10 @@ pub fn fuse_activations(g: &Graph) -> Result<Graph> {
         let Op::Act(a) = c.op else { return Ok(None) };
         let mut op = p.op.clone();
         match &mut op {
-            Op::Conv2d { act, .. } | Op::Linear { act, .. } | Op::BatchNorm { act, .. } | Op::Add { act }
+            Op::Conv2d { act, .. }
+            | Op::Linear { act, .. }
+            | Op::BatchNorm { act, .. }
+            | Op::Add { act }
                 if *act == Act::Identity =>
             {
                 *act = a;
@@ -132,7 +153,13 @@ pub fn fuse_activations(g: &Graph) -> Result<Graph> {
 /// Turns `act(conv(x) + r)` into one conv with a residual input: `Conv2d` inputs `[x, r]`.
 pub fn fuse_residual_adds(g: &Graph) -> Result<Graph> {
     merge_pass(g, |pid, p, c| {
-        let (Op::Add { act }, Op::Conv2d { act: Act::Identity, .. }) = (&c.op, &p.op) else {
+        let (
+            Op::Add { act },
+            Op::Conv2d {
+                act: Act::Identity, ..
+            },
+        ) = (&c.op, &p.op)
+        else {
             return Ok(None);
         };
         let Some(&other) = c.inputs.iter().find(|&&v| v != pid) else {

@@ -13,7 +13,9 @@ use std::path::Path;
 pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
     let (tensors, meta) = match io::detect_format(path)? {
         Format::Safetensors => io::read_safetensors(path)?,
-        Format::TorchZip | Format::TorchLegacy => (io::load_torch_checkpoint(path)?, BTreeMap::new()),
+        Format::TorchZip | Format::TorchLegacy => {
+            (io::load_torch_checkpoint(path)?, BTreeMap::new())
+        }
     };
     let mut params = Params::default();
     for (name, t) in tensors {
@@ -70,7 +72,10 @@ pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<()> {
 
 /// `synthcal models`.
 pub fn print_zoo() {
-    println!("{:<26} {:>12}  normalization (mean / std)", "architecture", "parameters");
+    println!(
+        "{:<26} {:>12}  normalization (mean / std)",
+        "architecture", "parameters"
+    );
     for n in arch_names() {
         if let Ok(a) = arch(&n) {
             println!(

@@ -28,7 +28,13 @@ pub fn mobilenetv2(width: f64, classes: usize) -> Builder {
     let x = b.input();
     let mut cin = make_divisible(32.0 * width, 8);
     let last = make_divisible(1280.0 * width.max(1.0), 8);
-    let mut x = b.conv_bn("features.0.0", "features.0.1", x, &ConvSpec::same(3, cin, 3, 1), Act::Relu6);
+    let mut x = b.conv_bn(
+        "features.0.0",
+        "features.0.1",
+        x,
+        &ConvSpec::same(3, cin, 3, 1),
+        Act::Relu6,
+    );
     let mut idx = 1;
     for [t, c, n, s] in SETTING {
         let cout = make_divisible(c as f64 * width, 8);
@@ -39,7 +45,13 @@ pub fn mobilenetv2(width: f64, classes: usize) -> Builder {
             let mut y = x;
             let mut j = 0;
             if t != 1 {
-                y = b.conv_bn(&format!("{p}.0.0"), &format!("{p}.0.1"), y, &ConvSpec::same(cin, hidden, 1, 1), Act::Relu6);
+                y = b.conv_bn(
+                    &format!("{p}.0.0"),
+                    &format!("{p}.0.1"),
+                    y,
+                    &ConvSpec::same(cin, hidden, 1, 1),
+                    Act::Relu6,
+                );
                 j = 1;
             }
             y = b.conv_bn(
@@ -57,7 +69,11 @@ pub fn mobilenetv2(width: f64, classes: usize) -> Builder {
                 Act::Identity,
             );
             x = if stride == 1 && cin == cout {
-                b.op(&format!("features.{idx}.add"), Op::Add { act: Act::Identity }, &[x, y])
+                b.op(
+                    &format!("features.{idx}.add"),
+                    Op::Add { act: Act::Identity },
+                    &[x, y],
+                )
             } else {
                 y
             };

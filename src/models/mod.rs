@@ -105,10 +105,16 @@ pub fn arch_with_classes(name: &str, classes: usize) -> Result<Arch> {
     };
     let (b, norm) = if let Some(d) = n.strip_prefix("akamaster_resnet") {
         let d = resnet_depth(d).ok_or_else(unknown)?;
-        (resnet::resnet(d, resnet::Shortcut::OptionA, classes), IMAGENET_NORM)
+        (
+            resnet::resnet(d, resnet::Shortcut::OptionA, classes),
+            IMAGENET_NORM,
+        )
     } else if let Some(d) = n.strip_prefix("resnet") {
         let d = resnet_depth(d).ok_or_else(unknown)?;
-        (resnet::resnet(d, resnet::Shortcut::Conv1x1, classes), CIFAR_NORM)
+        (
+            resnet::resnet(d, resnet::Shortcut::Conv1x1, classes),
+            CIFAR_NORM,
+        )
     } else if let Some(m) = n.strip_prefix("shufflenetv2_") {
         let w = shufflenet::widths(m).ok_or_else(unknown)?;
         (shufflenet::shufflenetv2(w, classes), CIFAR_NORM)
@@ -152,7 +158,13 @@ pub fn detect_arch(params: &Params) -> Result<Arch> {
         .tensors
         .iter()
         .find(|(n, _)| {
-            ["fc.bias", "linear.bias", "classifier.1.bias", "classifier.6.bias"].contains(&n.as_str())
+            [
+                "fc.bias",
+                "linear.bias",
+                "classifier.1.bias",
+                "classifier.6.bias",
+            ]
+            .contains(&n.as_str())
         })
         .map(|(_, a)| a.numel())
         .unwrap_or(10);
@@ -250,7 +262,10 @@ mod tests {
     #[test]
     fn unknown_arch_is_a_clear_error() {
         let e = arch("resnet21").err().unwrap().to_string();
-        assert!(e.contains("unknown model architecture") && e.contains("resnet20"), "{e}");
+        assert!(
+            e.contains("unknown model architecture") && e.contains("resnet20"),
+            "{e}"
+        );
     }
 
     #[test]

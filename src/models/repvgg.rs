@@ -14,9 +14,21 @@ pub fn variant(name: &str) -> Option<[f64; 4]> {
     })
 }
 
-fn block(b: &mut Builder, p: &str, x: ValueId, cin: usize, cout: usize, stride: usize, deploy: bool) -> ValueId {
+fn block(
+    b: &mut Builder,
+    p: &str,
+    x: ValueId,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    deploy: bool,
+) -> ValueId {
     if deploy {
-        let y = b.conv(&format!("{p}.rbr_reparam"), x, &ConvSpec::same(cin, cout, 3, stride).with_bias());
+        let y = b.conv(
+            &format!("{p}.rbr_reparam"),
+            x,
+            &ConvSpec::same(cin, cout, 3, stride).with_bias(),
+        );
         return b.op(&format!("{p}.relu"), Op::Act(Act::Relu), &[y]);
     }
     let dense = b.conv_bn(
@@ -30,13 +42,27 @@ fn block(b: &mut Builder, p: &str, x: ValueId, cin: usize, cout: usize, stride: 
         pad: 0,
         ..ConvSpec::same(cin, cout, 1, stride)
     };
-    let onebyone = b.conv_bn(&format!("{p}.rbr_1x1.conv"), &format!("{p}.rbr_1x1.bn"), x, &one, Act::Identity);
+    let onebyone = b.conv_bn(
+        &format!("{p}.rbr_1x1.conv"),
+        &format!("{p}.rbr_1x1.bn"),
+        x,
+        &one,
+        Act::Identity,
+    );
     if cin == cout && stride == 1 {
         let id = b.bn(&format!("{p}.rbr_identity"), x, cin, Act::Identity);
-        let s = b.op(&format!("{p}.add1"), Op::Add { act: Act::Identity }, &[dense, onebyone]);
+        let s = b.op(
+            &format!("{p}.add1"),
+            Op::Add { act: Act::Identity },
+            &[dense, onebyone],
+        );
         b.op(&format!("{p}.add2"), Op::Add { act: Act::Relu }, &[s, id])
     } else {
-        b.op(&format!("{p}.add"), Op::Add { act: Act::Relu }, &[dense, onebyone])
+        b.op(
+            &format!("{p}.add"),
+            Op::Add { act: Act::Relu },
+            &[dense, onebyone],
+        )
     }
 }
 
@@ -45,11 +71,24 @@ pub fn repvgg(width: [f64; 4], deploy: bool, classes: usize) -> Builder {
     let x = b.input();
     let mut cin = (64.0 * width[0]).min(64.0) as usize;
     let mut x = block(&mut b, "stage0", x, 3, cin, 1, deploy);
-    let planes = [64.0 * width[0], 128.0 * width[1], 256.0 * width[2], 512.0 * width[3]];
+    let planes = [
+        64.0 * width[0],
+        128.0 * width[1],
+        256.0 * width[2],
+        512.0 * width[3],
+    ];
     for (s, (blocks, planes)) in [2usize, 4, 14, 1].into_iter().zip(planes).enumerate() {
         for i in 0..blocks {
             let stride = if i == 0 && s > 0 { 2 } else { 1 };
-            x = block(&mut b, &format!("stage{}.{i}", s + 1), x, cin, planes as usize, stride, deploy);
+            x = block(
+                &mut b,
+                &format!("stage{}.{i}", s + 1),
+                x,
+                cin,
+                planes as usize,
+                stride,
+                deploy,
+            );
             cin = planes as usize;
         }
     }

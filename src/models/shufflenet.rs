@@ -33,8 +33,16 @@ fn unit(b: &mut Builder, p: &str, x: ValueId, inp: usize, oup: usize, stride: us
         );
         (l, x, inp)
     } else {
-        let l = b.op(&format!("{p}.chunk0"), Op::SliceChannels { start: 0, len: bf }, &[x]);
-        let r = b.op(&format!("{p}.chunk1"), Op::SliceChannels { start: bf, len: bf }, &[x]);
+        let l = b.op(
+            &format!("{p}.chunk0"),
+            Op::SliceChannels { start: 0, len: bf },
+            &[x],
+        );
+        let r = b.op(
+            &format!("{p}.chunk1"),
+            Op::SliceChannels { start: bf, len: bf },
+            &[x],
+        );
         (l, r, bf)
     };
     let r = b.conv_bn(
@@ -59,13 +67,23 @@ fn unit(b: &mut Builder, p: &str, x: ValueId, inp: usize, oup: usize, stride: us
         Act::Relu,
     );
     let cat = b.op(&format!("{p}.cat"), Op::Concat, &[left, r]);
-    b.op(&format!("{p}.shuffle"), Op::ChannelShuffle { groups: 2 }, &[cat])
+    b.op(
+        &format!("{p}.shuffle"),
+        Op::ChannelShuffle { groups: 2 },
+        &[cat],
+    )
 }
 
 pub fn shufflenetv2(w: [usize; 5], classes: usize) -> Builder {
     let mut b = Builder::default();
     let x = b.input();
-    let mut x = b.conv_bn("conv1.0", "conv1.1", x, &ConvSpec::same(3, w[0], 3, 1), Act::Relu);
+    let mut x = b.conv_bn(
+        "conv1.0",
+        "conv1.1",
+        x,
+        &ConvSpec::same(3, w[0], 3, 1),
+        Act::Relu,
+    );
     let mut cin = w[0];
     for (s, (repeats, cout)) in [4usize, 8, 4].into_iter().zip(&w[1..4]).enumerate() {
         for i in 0..repeats {
@@ -75,7 +93,13 @@ pub fn shufflenetv2(w: [usize; 5], classes: usize) -> Builder {
             cin = *cout;
         }
     }
-    let x = b.conv_bn("conv5.0", "conv5.1", x, &ConvSpec::same(cin, w[4], 1, 1), Act::Relu);
+    let x = b.conv_bn(
+        "conv5.0",
+        "conv5.1",
+        x,
+        &ConvSpec::same(cin, w[4], 1, 1),
+        Act::Relu,
+    );
     let x = b.gap(x);
     b.linear("fc", x, w[4], classes, Act::Identity);
     b

@@ -6,7 +6,9 @@ use crate::graph::{Act, Op};
 /// 0 marks a max pool.
 pub fn config(depth: usize) -> Option<&'static [usize]> {
     const A: &[usize] = &[64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
-    const B: &[usize] = &[64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
+    const B: &[usize] = &[
+        64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0,
+    ];
     const D: &[usize] = &[
         64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
     ];
@@ -37,7 +39,13 @@ pub fn vgg_bn(cfg: &[usize], classes: usize) -> Builder {
             idx += 1;
         } else {
             let spec = ConvSpec::same(cin, v, 3, 1).with_bias();
-            x = b.conv_bn(&format!("features.{idx}"), &format!("features.{}", idx + 1), x, &spec, Act::Relu);
+            x = b.conv_bn(
+                &format!("features.{idx}"),
+                &format!("features.{}", idx + 1),
+                x,
+                &spec,
+                Act::Relu,
+            );
             idx += 3;
             cin = v;
         }

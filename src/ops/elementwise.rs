@@ -37,7 +37,14 @@ pub fn act(s: &mut Stream, x: &Tensor, a: Act) -> Result<Tensor> {
     check_f32("activation", x)?;
     let y = s.gpu().alloc("activation", x.shape(), DType::F32)?;
     let n = x.numel();
-    s.dispatch(SHADER, "unary", &[], bytes_of(&params(n, a)), &[x, &y], grid_1d(n, 256))?;
+    s.dispatch(
+        SHADER,
+        "unary",
+        &[],
+        bytes_of(&params(n, a)),
+        &[x, &y],
+        grid_1d(n, 256),
+    )?;
     Ok(y)
 }
 
@@ -50,7 +57,14 @@ pub fn add(s: &mut Stream, a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
     }
     let out = s.gpu().alloc("add", a.shape(), DType::F32)?;
     let n = a.numel();
-    s.dispatch(SHADER, "add", &[], bytes_of(&params(n, act)), &[a, b, &out], grid_1d(n, 256))?;
+    s.dispatch(
+        SHADER,
+        "add",
+        &[],
+        bytes_of(&params(n, act)),
+        &[a, b, &out],
+        grid_1d(n, 256),
+    )?;
     Ok(out)
 }
 
@@ -72,7 +86,10 @@ mod tests {
     #[test]
     fn activations_match_cpu() {
         let g = gpu();
-        for (i, shape) in [vec![7], vec![3, 5, 11], vec![2, 3, 64, 65]].iter().enumerate() {
+        for (i, shape) in [vec![7], vec![3, 5, 11], vec![2, 3, 64, 65]]
+            .iter()
+            .enumerate()
+        {
             let x = Array::random(shape, i as u64).map(|v| v * 10.0);
             let xt = g.upload_f32(shape, &x.data).unwrap();
             for a in ACTS {
@@ -91,7 +108,10 @@ mod tests {
         let g = gpu();
         let shape = [4, 8, 9];
         let (a, b) = (Array::random(&shape, 1), Array::random(&shape, 2));
-        let (at, bt) = (g.upload_f32(&shape, &a.data).unwrap(), g.upload_f32(&shape, &b.data).unwrap());
+        let (at, bt) = (
+            g.upload_f32(&shape, &a.data).unwrap(),
+            g.upload_f32(&shape, &b.data).unwrap(),
+        );
         let mut s = g.stream();
         let y = add(&mut s, &at, &bt, Act::Relu).unwrap();
         s.submit();
@@ -104,7 +124,9 @@ mod tests {
         let g = gpu();
         let a = g.upload_f32(&[2, 3], &[0.0; 6]).unwrap();
         let b = g.upload_f32(&[3, 2], &[0.0; 6]).unwrap();
-        let err = add(&mut g.stream(), &a, &b, Act::Identity).unwrap_err().to_string();
+        let err = add(&mut g.stream(), &a, &b, Act::Identity)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("add") && err.contains("[2, 3]"), "{err}");
     }
 

@@ -1,8 +1,8 @@
 //! Kernel launches, one file per op family. Each op checks shapes (typed errors, never panics),
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
-mod checks;
 pub mod batchnorm;
+mod checks;
 pub mod conv2d;
 pub mod elementwise;
 pub mod embed;

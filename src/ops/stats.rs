@@ -23,8 +23,11 @@ pub fn row_stats(s: &mut Stream, x: &Tensor, rows: usize) -> Result<Tensor> {
     if x.dtype() != DType::F32 {
         return shape_err(OP, format!("expected f32, got {:?}", x.dtype()));
     }
-    if rows == 0 || x.numel() % rows != 0 {
-        return shape_err(OP, format!("{:?} does not split into {rows} rows", x.shape()));
+    if rows == 0 || !x.numel().is_multiple_of(rows) {
+        return shape_err(
+            OP,
+            format!("{:?} does not split into {rows} rows", x.shape()),
+        );
     }
     let out = s.gpu().alloc(OP, &[rows, STATS], DType::F32)?;
     let p = Params {
@@ -32,7 +35,14 @@ pub fn row_stats(s: &mut Stream, x: &Tensor, rows: usize) -> Result<Tensor> {
         len: (x.numel() / rows) as u32,
         _pad: [0; 2],
     };
-    s.dispatch(SHADER, "row_stats", &[], bytes_of(&p), &[x, &out], grid_1d(rows, 64))?;
+    s.dispatch(
+        SHADER,
+        "row_stats",
+        &[],
+        bytes_of(&p),
+        &[x, &out],
+        grid_1d(rows, 64),
+    )?;
     Ok(out)
 }
 
@@ -57,13 +67,22 @@ mod tests {
     #[test]
     fn matches_cpu_exactly() {
         let g = gpu();
-        for (shape, rows) in [(vec![4, 3, 5, 5], 4), (vec![4, 3, 5, 5], 12), (vec![1, 7], 1), (vec![130, 2], 130)] {
+        for (shape, rows) in [
+            (vec![4, 3, 5, 5], 4),
+            (vec![4, 3, 5, 5], 12),
+            (vec![1, 7], 1),
+            (vec![130, 2], 130),
+        ] {
             let x = Array::random(&shape, rows as u64);
             let t = g.upload_f32(&shape, &x.data).unwrap();
             let mut s = g.stream();
             let o = row_stats(&mut s, &t, rows).unwrap();
             s.submit();
-            assert_eq!(g.read_f32(&o).unwrap(), row_stats_cpu(&x.data, rows), "{shape:?} / {rows}");
+            assert_eq!(
+                g.read_f32(&o).unwrap(),
+                row_stats_cpu(&x.data, rows),
+                "{shape:?} / {rows}"
+            );
         }
     }
 

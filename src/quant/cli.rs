@@ -54,7 +54,12 @@ fn default_data() -> PathBuf {
 }
 
 /// Resolves `--calib` to a labeled dataset of 32x32 images.
-pub fn calibration_set(spec: &str, data_dir: Option<&Path>, per_class: usize, seed: u64) -> Result<Dataset> {
+pub fn calibration_set(
+    spec: &str,
+    data_dir: Option<&Path>,
+    per_class: usize,
+    seed: u64,
+) -> Result<Dataset> {
     let cifar = |dir: &Path| -> Result<Dataset> {
         let train = data::load_cifar10_bin(dir, data::Split::Train)?;
         Ok(data::balanced_subset(&train, per_class, seed)?)
@@ -86,10 +91,23 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
     };
     let mut q = default_quantization(gpu, &model, &calib, &opts)?;
     q.meta.insert("algorithm".into(), "default".into());
-    q.meta.insert("estimator".into(), format!("{:?}", args.estimator));
-    q.meta.insert("bias_correction".into(), (!args.no_bias_correction).to_string());
-    q.meta.insert("calibration".into(), format!("{} ({} images, seed {})", calib.source(), calib.len(), args.seed));
-    q.meta.insert("source_model".into(), args.model.display().to_string());
+    q.meta
+        .insert("estimator".into(), format!("{:?}", args.estimator));
+    q.meta.insert(
+        "bias_correction".into(),
+        (!args.no_bias_correction).to_string(),
+    );
+    q.meta.insert(
+        "calibration".into(),
+        format!(
+            "{} ({} images, seed {})",
+            calib.source(),
+            calib.len(),
+            args.seed
+        ),
+    );
+    q.meta
+        .insert("source_model".into(), args.model.display().to_string());
     q.save(&args.output)?;
     println!(
         "{}: {} layers INT8, FP32: [{}] -> {}",

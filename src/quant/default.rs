@@ -49,11 +49,18 @@ pub fn prepare(model: &Model) -> Result<(Graph, Params)> {
 /// The conv/linear nodes of `g` that get INT8 kernels.
 pub fn quantizable(g: &Graph) -> Vec<ValueId> {
     (0..g.nodes.len())
-        .filter(|&i| matches!(g.nodes[i].op, Op::Conv2d { .. } | Op::Linear { .. }) && g.nodes[i].inputs.len() == 1)
+        .filter(|&i| {
+            matches!(g.nodes[i].op, Op::Conv2d { .. } | Op::Linear { .. })
+                && g.nodes[i].inputs.len() == 1
+        })
         .collect()
 }
 
-fn batches(ds: &Dataset, batch: usize, norm: Normalization) -> impl Iterator<Item = (usize, Vec<f32>)> + '_ {
+fn batches(
+    ds: &Dataset,
+    batch: usize,
+    norm: Normalization,
+) -> impl Iterator<Item = (usize, Vec<f32>)> + '_ {
     (0..ds.len()).step_by(batch.max(1)).map(move |s| {
         let e = (s + batch).min(ds.len());
         (e - s, ds.to_f32_normalized(s..e, norm.mean, norm.std))
@@ -65,10 +72,17 @@ fn upload(gpu: &Gpu, n: usize, x: &[f32]) -> Result<Tensor> {
 }
 
 /// Per-sample range statistics of every quantized layer's input over the calibration set.
-pub fn calibrate(runner: &Runner, layers: &[ValueId], calib: &Dataset, norm: Normalization, opts: &QuantOptions) -> Result<HashMap<ValueId, Observer>> {
+pub fn calibrate(
+    runner: &Runner,
+    layers: &[ValueId],
+    calib: &Dataset,
+    norm: Normalization,
+    opts: &QuantOptions,
+) -> Result<HashMap<ValueId, Observer>> {
     let g = &runner.graph;
     let inputs: Vec<ValueId> = layers.iter().map(|&l| g.nodes[l].inputs[0]).collect();
-    let mut obs: HashMap<ValueId, Observer> = inputs.iter().map(|&v| (v, Observer::new(1))).collect();
+    let mut obs: HashMap<ValueId, Observer> =
+        inputs.iter().map(|&v| (v, Observer::new(1))).collect();
     let bar = crate::progress::bar(calib.len() as u64, "calibrate", opts.quiet);
     for (n, x) in batches(calib, opts.batch, norm) {
         let gpu = &runner.gpu;
@@ -95,7 +109,9 @@ pub fn calibrate(runner: &Runner, layers: &[ValueId], calib: &Dataset, norm: Nor
                 .collect()
         };
         for (i, st) in inputs.iter().zip(stats) {
-            obs.get_mut(i).expect("observer per input").push(&st[..n * STATS]);
+            obs.get_mut(i)
+                .expect("observer per input")
+                .push(&st[..n * STATS]);
         }
         bar.inc(n as u64);
     }
@@ -105,7 +121,12 @@ pub fn calibrate(runner: &Runner, layers: &[ValueId], calib: &Dataset, norm: Nor
 
 /// The INT8 description of conv/linear node `l` given its input format (f32 output, the node's
 /// activation fused).
-pub fn qconv_for(g: &Graph, params: &Params, l: ValueId, input: crate::cpu::qconv::QFormat) -> Result<QConv> {
+pub fn qconv_for(
+    g: &Graph,
+    params: &Params,
+    l: ValueId,
+    input: crate::cpu::qconv::QFormat,
+) -> Result<QConv> {
     let (weight, bias, stride, pad, groups, act) = match &g.nodes[l].op {
         Op::Conv2d {
             weight,
@@ -120,7 +141,10 @@ pub fn qconv_for(g: &Graph, params: &Params, l: ValueId, input: crate::cpu::qcon
     };
     Ok(QConv {
         weights: QWeights::quantize(params.get(weight)?)?,
-        bias: bias.as_deref().map(|b| params.get(b).map(|a| a.data.clone())).transpose()?,
+        bias: bias
+            .as_deref()
+            .map(|b| params.get(b).map(|a| a.data.clone()))
+            .transpose()?,
         stride,
         pad,
         groups,
@@ -132,7 +156,13 @@ pub fn qconv_for(g: &Graph, params: &Params, l: ValueId, input: crate::cpu::qcon
 
 /// POT's FastBiasCorrection: for each quantized layer, shift its bias by the per-channel mean
 /// difference between the FP32 layer and the INT8 layer on the same FP32 inputs.
-fn correct_biases(runner: &Runner, layers: &mut BTreeMap<ValueId, QConv>, calib: &Dataset, norm: Normalization, opts: &QuantOptions) -> Result<()> {
+fn correct_biases(
+    runner: &Runner,
+    layers: &mut BTreeMap<ValueId, QConv>,
+    calib: &Dataset,
+    norm: Normalization,
+    opts: &QuantOptions,
+) -> Result<()> {
     let gpu = &runner.gpu;
     let g = &runner.graph;
     let ids: Vec<ValueId> = layers.keys().copied().collect();
@@ -196,7 +226,12 @@ fn correct_biases(runner: &Runner, layers: &mut BTreeMap<ValueId, QConv>, calib:
 }
 
 /// DefaultQuantization of `model` calibrated on `calib`.
-pub fn default_quantization(gpu: &Arc<Gpu>, model: &Model, calib: &Dataset, opts: &QuantOptions) -> Result<QuantModel> {
+pub fn default_quantization(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+) -> Result<QuantModel> {
     if calib.is_empty() {
         return Err(Error::Invalid("the calibration set is empty".into()));
     }

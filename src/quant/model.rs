@@ -41,20 +41,27 @@ impl QuantModel {
     /// Names of the conv/linear layers that run in FP32.
     pub fn fp32_layers(&self) -> Vec<String> {
         (0..self.graph.nodes.len())
-            .filter(|i| matches!(self.graph.nodes[*i].op, Op::Conv2d { .. } | Op::Linear { .. }))
+            .filter(|i| {
+                matches!(
+                    self.graph.nodes[*i].op,
+                    Op::Conv2d { .. } | Op::Linear { .. }
+                )
+            })
             .filter(|i| !self.layers.contains_key(i))
             .map(|i| self.graph.nodes[i].name.clone())
             .collect()
     }
 
     pub fn runner(&self, gpu: &Arc<Gpu>) -> Result<Runner> {
-        let layers: HashMap<ValueId, QConv> = self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let layers: HashMap<ValueId, QConv> =
+            self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
         Runner::with_quantized(gpu.clone(), self.graph.clone(), &self.params, &layers)
     }
 
     /// The same model on the CPU integer reference.
     pub fn cpu_logits(&self, x: &Array) -> Result<Array> {
-        let layers: HashMap<ValueId, QConv> = self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let layers: HashMap<ValueId, QConv> =
+            self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
         crate::graph::cpu::forward_quantized(&self.graph, &self.params, x, &layers)
     }
 
@@ -81,8 +88,16 @@ impl QuantModel {
         for (&node, q) in &self.layers {
             let name = &self.graph.nodes[node].name;
             let co = q.weights.shape[0];
-            tensors.push((format!("{name}.qweight"), q.weights.shape.to_vec(), TensorSlice::I8(&q.weights.q)));
-            tensors.push((format!("{name}.wscale"), vec![co], TensorSlice::F32(&q.weights.scale)));
+            tensors.push((
+                format!("{name}.qweight"),
+                q.weights.shape.to_vec(),
+                TensorSlice::I8(&q.weights.q),
+            ));
+            tensors.push((
+                format!("{name}.wscale"),
+                vec![co],
+                TensorSlice::F32(&q.weights.scale),
+            ));
             if let Some(b) = &q.bias {
                 tensors.push((format!("{name}.qbias"), vec![co], TensorSlice::F32(b)));
             }
@@ -103,7 +118,10 @@ impl QuantModel {
                 }
             }
         }
-        let refs: Vec<(&str, &[usize], TensorSlice)> = tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), *v)).collect();
+        let refs: Vec<(&str, &[usize], TensorSlice)> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.as_slice(), *v))
+            .collect();
         io::write_safetensors_typed(path, &refs, &meta)?;
         Ok(())
     }
@@ -115,15 +133,27 @@ impl QuantModel {
         };
         let (tensors, meta) = io::read_safetensors(path)?;
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad(format!("not a synthcal INT8 model (metadata `format` is not {FORMAT})")));
+            return Err(bad(format!(
+                "not a synthcal INT8 model (metadata `format` is not {FORMAT})"
+            )));
         }
-        let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata `{k}` missing")));
+        let get = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| bad(format!("metadata `{k}` missing")))
+        };
         let parse_err = |k: &str, e: serde_json::Error| bad(format!("metadata `{k}`: {e}"));
-        let graph: Graph = serde_json::from_str(get("graph")?).map_err(|e| parse_err("graph", e))?;
-        let norm: Normalization = serde_json::from_str(get("norm")?).map_err(|e| parse_err("norm", e))?;
-        let lm: Vec<LayerMeta> = serde_json::from_str(get("layers")?).map_err(|e| parse_err("layers", e))?;
+        let graph: Graph =
+            serde_json::from_str(get("graph")?).map_err(|e| parse_err("graph", e))?;
+        let norm: Normalization =
+            serde_json::from_str(get("norm")?).map_err(|e| parse_err("norm", e))?;
+        let lm: Vec<LayerMeta> =
+            serde_json::from_str(get("layers")?).map_err(|e| parse_err("layers", e))?;
         let mut by_name: HashMap<String, io::TensorData> = tensors.into_iter().collect();
-        let mut take = |name: &str| by_name.remove(name).ok_or_else(|| bad(format!("tensor `{name}` missing")));
+        let mut take = |name: &str| {
+            by_name
+                .remove(name)
+                .ok_or_else(|| bad(format!("tensor `{name}` missing")))
+        };
         let mut layers = BTreeMap::new();
         for l in &lm {
             let node = graph
@@ -132,18 +162,37 @@ impl QuantModel {
                 .filter(|n| n.name == l.name)
                 .ok_or_else(|| bad(format!("layer {} ({}) is not in the graph", l.node, l.name)))?;
             let (stride, pad, groups, act, has_bias) = match &node.op {
-                Op::Conv2d { stride, pad, groups, act, bias, .. } => (*stride, *pad, *groups, *act, bias.is_some()),
+                Op::Conv2d {
+                    stride,
+                    pad,
+                    groups,
+                    act,
+                    bias,
+                    ..
+                } => (*stride, *pad, *groups, *act, bias.is_some()),
                 Op::Linear { act, bias, .. } => (1, 0, 1, *act, bias.is_some()),
                 _ => return Err(bad(format!("layer {} is not conv/linear", l.name))),
             };
             let w = take(&format!("{}.qweight", l.name))?;
             let s = take(&format!("{}.wscale", l.name))?;
             let (TensorValues::I8(q), TensorValues::F32(scale)) = (w.values, s.values) else {
-                return Err(bad(format!("{}: qweight must be I8 and wscale F32", l.name)));
+                return Err(bad(format!(
+                    "{}: qweight must be I8 and wscale F32",
+                    l.name
+                )));
             };
-            let shape: [usize; 4] = w.shape.as_slice().try_into().map_err(|_| bad(format!("{}.qweight must be 4-d", l.name)))?;
+            let shape: [usize; 4] = w
+                .shape
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad(format!("{}.qweight must be 4-d", l.name)))?;
             if scale.len() != shape[0] {
-                return Err(bad(format!("{}: {} scales for {} channels", l.name, scale.len(), shape[0])));
+                return Err(bad(format!(
+                    "{}: {} scales for {} channels",
+                    l.name,
+                    scale.len(),
+                    shape[0]
+                )));
             }
             let bias = if has_bias {
                 Some(take(&format!("{}.qbias", l.name))?.to_f32())

@@ -53,7 +53,8 @@ impl Observer {
                     RangeEstimator::Pot | RangeEstimator::Quantile => {
                         // Signed ranges average the abs-max; unsigned ones the max.
                         let k = if lo < 0.0 { 2 } else { 1 };
-                        let (sum, n) = rows.fold((0f64, 0usize), |(s, n), r| (s + r[k] as f64, n + 1));
+                        let (sum, n) =
+                            rows.fold((0f64, 0usize), |(s, n), r| (s + r[k] as f64, n + 1));
                         (lo, (sum / n.max(1) as f64) as f32)
                     }
                 }
@@ -97,7 +98,9 @@ mod tests {
     fn per_channel_rows_interleave() {
         let mut o = Observer::new(2);
         // sample 0: ch0, ch1; sample 1: ch0, ch1
-        o.push(&[0.0, 1.0, 1.0, 0.0, 0.0, 10.0, 10.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 20.0, 20.0, 0.0]);
+        o.push(&[
+            0.0, 1.0, 1.0, 0.0, 0.0, 10.0, 10.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 20.0, 20.0, 0.0,
+        ]);
         assert_eq!(o.ranges(RangeEstimator::Pot), vec![(0.0, 2.0), (0.0, 15.0)]);
     }
 

@@ -1,0 +1,113 @@
+//! INT8 quantization end to end with random weights: the GPU integer path agrees with the CPU
+//! integer simulation, files round-trip, and bad input is refused.
+
+use synthcal::cpu::Array;
+use synthcal::data::Dataset;
+use synthcal::gpu::Gpu;
+use synthcal::models::{arch, random_params, Model};
+use synthcal::quant::{default_quantization, QuantModel, QuantOptions};
+
+fn noise_set(n: usize, seed: u64) -> Dataset {
+    let px: Vec<u8> = Array::random(&[n * 3072], seed)
+        .data
+        .iter()
+        .map(|v| ((v + 1.0) * 127.5) as u8)
+        .collect();
+    let names = synthcal::models::CIFAR10_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    Dataset::new(px, (0..n).map(|i| (i % 10) as u8).collect(), names, "noise").unwrap()
+}
+
+fn quantized(name: &str) -> (Model, QuantModel) {
+    let gpu = Gpu::default_adapter().unwrap();
+    let a = arch(name).unwrap();
+    let p = random_params(&a, 3);
+    let model = Model::new(a, p).unwrap();
+    let opts = QuantOptions {
+        bias_subset: 20,
+        batch: 10,
+        ..Default::default()
+    };
+    let q = default_quantization(&gpu, &model, &noise_set(40, 5), &opts).unwrap();
+    (model, q)
+}
+
+fn gpu_logits(q: &QuantModel, x: &Array) -> Vec<f32> {
+    let gpu = Gpu::default_adapter().unwrap();
+    q.runner(&gpu)
+        .unwrap()
+        .logits(&x.data, x.shape[0], [32, 32])
+        .unwrap()
+}
+
+#[test]
+fn gpu_int8_matches_cpu_simulation() {
+    for name in ["akamaster_resnet20", "shufflenetv2_x0_5"] {
+        let (_, q) = quantized(name);
+        assert!(!q.layers.is_empty());
+        let x = Array::random(&[3, 3, 32, 32], 11);
+        let got = gpu_logits(&q, &x);
+        let want = q.cpu_logits(&x).unwrap();
+        // FP32 ops between quantized layers (adds, pooling) may round differently on the GPU,
+        // which can move a later input by one quantization step: close, not bit-equal.
+        let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+        let err = got
+            .iter()
+            .zip(&want.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            err / scale < 2e-2,
+            "{name}: max diff {err} (logit scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn int8_files_round_trip() {
+    let (_, q) = quantized("resnet20");
+    let dir = std::env::temp_dir().join(format!("synthcal-q-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    q.save(&path).unwrap();
+    let back = QuantModel::load(&path).unwrap();
+    assert_eq!(back.layers, q.layers);
+    let x = Array::random(&[2, 3, 32, 32], 4);
+    assert_eq!(gpu_logits(&back, &x), gpu_logits(&q, &x));
+
+    // A file whose metadata names a tensor that is not there is refused, naming it.
+    let (tensors, mut meta) = synthcal::io::read_safetensors(&path).unwrap();
+    let kept: Vec<_> = tensors
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("conv1.qweight"))
+        .collect();
+    meta.insert("note".into(), "tampered".into());
+    let bad = dir.join("bad.safetensors");
+    synthcal::io::write_tensor_data(&bad, &kept, &meta).unwrap();
+    let e = QuantModel::load(&bad)
+        .err()
+        .expect("tampered file must not load")
+        .to_string();
+    assert!(e.contains("conv1.qweight"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_calibration_sets_are_refused() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let a = arch("akamaster_resnet20").unwrap();
+    let model = Model::new(a, random_params(&arch("akamaster_resnet20").unwrap(), 1)).unwrap();
+    let empty = noise_set(10, 1).subset(&[]).unwrap();
+    let e = default_quantization(&gpu, &model, &empty, &QuantOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("empty"), "{e}");
+    let names: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
+    let three = Dataset::new(vec![0; 3 * 3072], vec![0, 1, 2], names, "x").unwrap();
+    let e = default_quantization(&gpu, &model, &three, &QuantOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("classes"), "{e}");
+}

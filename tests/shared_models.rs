@@ -1,0 +1,99 @@
+//! The published checkpoints in ../shared: accuracy on the real CIFAR-10 test set, FP32 and
+//! INT8. Skipped (with a printed reason) where ../shared is absent.
+
+mod common;
+
+use std::path::Path;
+use synthcal::data::{self, Split};
+use synthcal::eval::{accuracy, argmax_rows, logits, Classifier};
+use synthcal::gpu::Gpu;
+
+fn top1(c: &Classifier, ds: &data::Dataset) -> f64 {
+    let gpu = Gpu::default_adapter().unwrap();
+    let r = c.runner(&gpu, false).unwrap();
+    let l = logits(&r, c.norm(), ds, 250, |_| {}).unwrap();
+    let (hit, _) = accuracy(&argmax_rows(&l, 10), ds.labels(), ds.class_names());
+    100.0 * hit as f64 / ds.len() as f64
+}
+
+fn first(ds: &data::Dataset, n: usize) -> data::Dataset {
+    ds.subset(&(0..n).collect::<Vec<_>>()).unwrap()
+}
+
+/// The whole test set for akamaster's ResNet-20: exactly the published 91.73%.
+#[test]
+fn akamaster_resnet20_full_test_set() {
+    let Some(sh) = common::shared() else { return };
+    let test = data::load_cifar10_bin(sh.join("data/cifar-10-batches-bin"), Split::Test).unwrap();
+    let m = Classifier::load(&sh.join("models/akamaster/resnet20-12fca82f.th"), None).unwrap();
+    let acc = top1(&m, &test);
+    assert!((acc - 91.73).abs() <= 0.05, "top-1 {acc}");
+}
+
+/// Every shared checkpoint loads (architecture detected from its tensors) and reaches its
+/// published accuracy on the first 1,000 test images (within sampling noise: 2.5 pp).
+#[test]
+fn every_shared_checkpoint_on_a_test_subset() {
+    let Some(sh) = common::shared() else { return };
+    let test = data::load_cifar10_bin(sh.join("data/cifar-10-batches-bin"), Split::Test).unwrap();
+    let sub = first(&test, 1000);
+    let cases = [
+        (
+            "akamaster/resnet32-d509ac18.th",
+            "akamaster_resnet32",
+            92.63,
+        ),
+        (
+            "akamaster/resnet44-014dd654.th",
+            "akamaster_resnet44",
+            93.10,
+        ),
+        (
+            "akamaster/resnet56-4bfd9763.th",
+            "akamaster_resnet56",
+            93.39,
+        ),
+        ("chenyaofo/cifar10_resnet20-4118986f.pt", "resnet20", 92.60),
+        ("chenyaofo/cifar10_resnet56-187c023a.pt", "resnet56", 94.37),
+        (
+            "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
+            "shufflenetv2_x0_5",
+            90.65,
+        ),
+    ];
+    for (file, arch, published) in cases {
+        let path = sh.join("models").join(file);
+        if !Path::new(&path).exists() {
+            eprintln!("skipped {file}: not in shared");
+            continue;
+        }
+        let m = Classifier::load(&path, None).unwrap();
+        assert_eq!(m.arch(), arch, "{file}");
+        let acc = top1(&m, &sub);
+        assert!(
+            (acc - published).abs() < 2.5,
+            "{file}: {acc} on 1,000 images vs published {published}"
+        );
+    }
+}
+
+/// INT8 (DefaultQuantization, 1,000 real training images) stays close to FP32.
+#[test]
+fn resnet20_int8_with_real_calibration() {
+    let Some(sh) = common::shared() else { return };
+    let gpu = Gpu::default_adapter().unwrap();
+    let dir = sh.join("data/cifar-10-batches-bin");
+    let train = data::load_cifar10_bin(&dir, Split::Train).unwrap();
+    let calib = data::balanced_subset(&train, 100, 0).unwrap();
+    let test = first(&data::load_cifar10_bin(&dir, Split::Test).unwrap(), 2000);
+    let model = synthcal::models::load_model(
+        &sh.join("models/chenyaofo/cifar10_resnet20-4118986f.pt"),
+        None,
+    )
+    .unwrap();
+    let q =
+        synthcal::quant::default_quantization(&gpu, &model, &calib, &Default::default()).unwrap();
+    let fp = top1(&Classifier::Fp32(model), &test);
+    let int8 = top1(&Classifier::Int8(q), &test);
+    assert!(fp - int8 < 1.0, "FP32 {fp} vs INT8 {int8}");
+}
