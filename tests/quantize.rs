@@ -111,3 +111,43 @@ fn bad_calibration_sets_are_refused() {
         .unwrap();
     assert!(e.to_string().contains("classes"), "{e}");
 }
+
+/// A three-layer net small enough to run AccuracyAware's search in a test.
+fn tiny_model() -> Model {
+    use synthcal::graph::Act;
+    use synthcal::models::{Arch, Builder, ConvSpec, CIFAR_NORM};
+    let mut b = Builder::default();
+    let x = b.input();
+    let x = b.conv_bn("c1", "b1", x, &ConvSpec::same(3, 8, 3, 2), Act::Relu);
+    let x = b.conv_bn("c2", "b2", x, &ConvSpec::same(8, 16, 3, 2), Act::Relu);
+    let x = b.gap(x);
+    b.linear("fc", x, 16, 10, Act::Identity);
+    let a = Arch {
+        name: "tiny".into(),
+        graph: b.g,
+        expected: b.shapes,
+        norm: CIFAR_NORM,
+    };
+    let p = random_params(&a, 9);
+    Model::new(a, p).unwrap()
+}
+
+#[test]
+fn accuracy_aware_reverts_until_within_limit() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let model = tiny_model();
+    let calib = noise_set(60, 2);
+    let opts = QuantOptions {
+        batch: 30,
+        ..Default::default()
+    };
+    // A generous limit keeps the DefaultQuantization result.
+    let (q, r) = synthcal::quant::accuracy_aware(&gpu, &model, &calib, &opts, 1.0).unwrap();
+    assert!(r.reverted.is_empty() && q.layers.len() == 3);
+    // An impossible limit (negative) tries every layer: each is reverted or refused.
+    let (q, r) = synthcal::quant::accuracy_aware(&gpu, &model, &calib, &opts, -1.0).unwrap();
+    assert_eq!(r.reverted.len() + r.rejected.len(), 3, "{r:?}");
+    assert_eq!(q.layers.len(), r.rejected.len());
+    assert!(r.final_top1 >= r.default_top1, "{r:?}");
+    assert_eq!(q.fp32_layers().len(), r.reverted.len());
+}

@@ -8,6 +8,12 @@ use crate::models;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Algorithm {
+    Default,
+    AccuracyAware,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuantizeArgs {
     /// The FP32 classifier (.safetensors, .th or .pt).
@@ -30,6 +36,13 @@ pub struct QuantizeArgs {
     /// Seed of the class-balanced draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// `default` (POT DefaultQuantization) or `accuracy-aware` (then revert the most harmful
+    /// layers to FP32 until the top-1 drop on the labeled calibration set is within --max-drop).
+    #[arg(long, value_enum, default_value = "default")]
+    pub algorithm: Algorithm,
+    /// AccuracyAware: largest acceptable top-1 drop on the calibration set (absolute, 0.01 = 1 pp).
+    #[arg(long, default_value_t = 0.01)]
+    pub max_drop: f64,
     /// Activation range estimator.
     #[arg(long, value_enum, default_value = "pot")]
     pub estimator: RangeEstimator,
@@ -89,8 +102,33 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         quiet: args.quiet,
         ..QuantOptions::default()
     };
-    let mut q = default_quantization(gpu, &model, &calib, &opts)?;
-    q.meta.insert("algorithm".into(), "default".into());
+    let mut q = match args.algorithm {
+        Algorithm::Default => {
+            let mut q = default_quantization(gpu, &model, &calib, &opts)?;
+            q.meta.insert("algorithm".into(), "default".into());
+            q
+        }
+        Algorithm::AccuracyAware => {
+            let (mut q, r) = super::accuracy_aware(gpu, &model, &calib, &opts, args.max_drop)?;
+            println!(
+                "accuracy-aware: calibration top-1 FP32 {:.2}%, default INT8 {:.2}%, final {:.2}%; reverted to FP32: [{}]{}",
+                r.fp32_top1,
+                r.default_top1,
+                r.final_top1,
+                r.reverted.join(", "),
+                if r.rejected.is_empty() { String::new() } else { format!("; reverting made worse (kept INT8): [{}]", r.rejected.join(", ")) }
+            );
+            q.meta.insert(
+                "algorithm".into(),
+                format!("accuracy-aware (max drop {})", args.max_drop),
+            );
+            q.meta.insert(
+                "accuracy_aware".into(),
+                serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?,
+            );
+            q
+        }
+    };
     q.meta
         .insert("estimator".into(), format!("{:?}", args.estimator));
     q.meta.insert(

@@ -5,9 +5,11 @@ pub mod scheme;
 
 pub use observer::{Observer, RangeEstimator};
 pub use scheme::activation_format;
+pub mod accuracy_aware;
 pub mod default;
 pub mod model;
 
+pub use accuracy_aware::{accuracy_aware, AccuracyAwareReport};
 pub use default::{default_quantization, QuantOptions};
 pub use model::QuantModel;
 pub mod cli;

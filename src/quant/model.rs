@@ -52,6 +52,20 @@ impl QuantModel {
             .collect()
     }
 
+    /// A copy with layer `l` reverted to FP32.
+    pub fn clone_without(&self, l: ValueId) -> QuantModel {
+        let mut layers = self.layers.clone();
+        layers.remove(&l);
+        QuantModel {
+            arch: self.arch.clone(),
+            norm: self.norm,
+            graph: self.graph.clone(),
+            params: self.params.clone(),
+            layers,
+            meta: self.meta.clone(),
+        }
+    }
+
     pub fn runner(&self, gpu: &Arc<Gpu>) -> Result<Runner> {
         let layers: HashMap<ValueId, QConv> =
             self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();

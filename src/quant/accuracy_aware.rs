@@ -1,0 +1,138 @@
+//! POT's AccuracyAware quantization: start from DefaultQuantization and, while the top-1 drop
+//! on the (labeled) calibration set exceeds `max_drop`, revert to FP32 the layer whose reversion
+//! helps most on a ranking subset of the images that quantization changed most.
+
+use super::default::{default_quantization, QuantOptions};
+use super::model::QuantModel;
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::eval::{argmax_rows, logits};
+use crate::gpu::Gpu;
+use crate::graph::ValueId;
+use crate::models::Model;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Images in the ranking subset (POT's default).
+pub const RANKING_SUBSET: usize = 300;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccuracyAwareReport {
+    pub fp32_top1: f64,
+    pub default_top1: f64,
+    pub final_top1: f64,
+    /// Layers reverted to FP32, in order.
+    pub reverted: Vec<String>,
+    /// Layers whose reversion made the calibration accuracy worse (kept INT8).
+    pub rejected: Vec<String>,
+}
+
+fn run_logits(gpu: &Arc<Gpu>, q: &QuantModel, ds: &Dataset, batch: usize) -> Result<Vec<f32>> {
+    logits(&q.runner(gpu)?, q.norm, ds, batch, |_| {})
+}
+
+fn top1(l: &[f32], ds: &Dataset) -> f64 {
+    let k = ds.num_classes();
+    let hit = argmax_rows(l, k)
+        .iter()
+        .zip(ds.labels())
+        .filter(|(p, &y)| **p == y as usize)
+        .count();
+    hit as f64 / ds.len().max(1) as f64
+}
+
+/// Squared distance of each image's logits to the FP32 logits.
+fn distances(a: &[f32], b: &[f32], k: usize) -> Vec<f64> {
+    a.chunks(k)
+        .zip(b.chunks(k))
+        .map(|(x, y)| x.iter().zip(y).map(|(u, v)| ((u - v) as f64).powi(2)).sum())
+        .collect()
+}
+
+pub fn accuracy_aware(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+    max_drop: f64,
+) -> Result<(QuantModel, AccuracyAwareReport)> {
+    let mut q = default_quantization(gpu, model, calib, opts)?;
+    let k = calib.num_classes();
+    let all_fp32 = QuantModel {
+        layers: Default::default(),
+        meta: Default::default(),
+        arch: q.arch.clone(),
+        norm: q.norm,
+        graph: q.graph.clone(),
+        params: q.params.clone(),
+    };
+    let fp_logits = run_logits(gpu, &all_fp32, calib, opts.batch)?;
+    let fp_top1 = top1(&fp_logits, calib);
+    let mut q_logits = run_logits(gpu, &q, calib, opts.batch)?;
+    let mut acc = top1(&q_logits, calib);
+    let mut report = AccuracyAwareReport {
+        fp32_top1: 100.0 * fp_top1,
+        default_top1: 100.0 * acc,
+        final_top1: 100.0 * acc,
+        reverted: vec![],
+        rejected: vec![],
+    };
+    let mut excluded: Vec<ValueId> = Vec::new();
+    let bar = crate::progress::bar(q.layers.len() as u64, "acc-aware", opts.quiet);
+    while fp_top1 - acc > max_drop {
+        let candidates: Vec<ValueId> = q
+            .layers
+            .keys()
+            .copied()
+            .filter(|l| !excluded.contains(l))
+            .collect();
+        if candidates.is_empty() {
+            break;
+        }
+        // The ranking subset: the images whose logits quantization moved most.
+        let d = distances(&q_logits, &fp_logits, k);
+        let mut order: Vec<usize> = (0..calib.len()).collect();
+        order.sort_by(|&a, &b| d[b].total_cmp(&d[a]));
+        order.truncate(RANKING_SUBSET.min(calib.len()));
+        let rank_set = calib.subset(&order)?;
+        let fp_rank: Vec<f32> = order
+            .iter()
+            .flat_map(|&i| fp_logits[i * k..(i + 1) * k].to_vec())
+            .collect();
+        // Score each candidate: subset accuracy when reverted, ties by closeness to FP32.
+        let mut scores: HashMap<ValueId, (f64, f64)> = HashMap::new();
+        for &l in &candidates {
+            let mut trial = q.clone_without(l);
+            trial.meta.clear();
+            let lg = run_logits(gpu, &trial, &rank_set, opts.batch)?;
+            let dist: f64 = distances(&lg, &fp_rank, k).iter().sum();
+            scores.insert(l, (top1(&lg, &rank_set), -dist));
+        }
+        let best = *candidates
+            .iter()
+            .max_by(|a, b| {
+                scores[a]
+                    .partial_cmp(&scores[b])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .expect("candidates are not empty");
+        let trial = q.clone_without(best);
+        let lg = run_logits(gpu, &trial, calib, opts.batch)?;
+        let a = top1(&lg, calib);
+        let name = q.graph.nodes[best].name.clone();
+        bar.inc(1);
+        if a < acc {
+            // Reverting made it worse: keep the previous configuration, drop the candidate.
+            excluded.push(best);
+            report.rejected.push(name);
+            continue;
+        }
+        q = trial;
+        q_logits = lg;
+        acc = a;
+        report.reverted.push(name);
+    }
+    bar.finish_and_clear();
+    report.final_top1 = 100.0 * acc;
+    Ok((q, report))
+}
