@@ -48,6 +48,10 @@ pub struct EvalArgs {
     /// The FP32 model an INT8 `--model` was made from: prints both accuracies and the drop.
     #[arg(long)]
     pub fp32: Option<PathBuf>,
+    /// For an INT8 model: also run the CPU integer simulation of the same model on every image
+    /// and count the predictions where it and the GPU disagree.
+    #[arg(long)]
+    pub cross_check: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -252,6 +256,28 @@ pub fn evaluate(
     Ok((report, l))
 }
 
+/// Runs the CPU integer simulation of `q` on every image and counts disagreements with the
+/// GPU predictions in `gpu_logits`.
+pub fn cross_check(q: &QuantModel, ds: &Dataset, gpu_logits: &[f32], quiet: bool) -> Result<(usize, usize)> {
+    let k = ds.num_classes();
+    let gpu_pred = argmax_rows(gpu_logits, k);
+    let bar = crate::progress::bar(ds.len() as u64, "cpu check", quiet);
+    let mut diff = 0;
+    for start in (0..ds.len()).step_by(50) {
+        let end = (start + 50).min(ds.len());
+        let x = crate::cpu::Array::new(&[end - start, 3, 32, 32], ds.to_f32_normalized(start..end, q.norm.mean, q.norm.std));
+        let cpu = q.cpu_logits(&x)?;
+        diff += argmax_rows(&cpu.data, k)
+            .iter()
+            .zip(&gpu_pred[start..end])
+            .filter(|(a, b)| a != b)
+            .count();
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    Ok((ds.len(), diff))
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Comparison {
     pub fp32: EvalReport,
@@ -288,6 +314,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
     let label = args.model.display().to_string();
     let (r, l) = evaluate(gpu, &model, &ds, args, &label)?;
     print_report(&r);
+    if let (true, Classifier::Int8(q)) = (args.cross_check, &model) {
+        let (n, diff) = cross_check(q, &ds, &l, args.quiet)?;
+        println!("cross-check: GPU INT8 and CPU integer simulation disagree on {diff} of {n} predictions");
+    }
     let json = match &args.fp32 {
         None => serde_json::to_vec_pretty(&r),
         Some(fp) => {
