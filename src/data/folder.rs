@@ -16,7 +16,6 @@
 //! folder by class folder, files in name order.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
@@ -302,18 +301,9 @@ pub(super) fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes via a hidden temp file in the same directory, fsync, then rename, so a
-/// reader never sees a partial file. TODO: dedupe with `io::atomic` once it lands.
+/// `io::write_atomic` (temp file, fsync, rename) with this module's error type.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let res = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(|e| io_err(path, e))
+    crate::io::write_atomic(path, bytes).map_err(|e| io_err(path, e))
 }
 
 /// Keeps folder names portable; classes.txt keeps the real names.

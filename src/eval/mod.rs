@@ -258,14 +258,22 @@ pub fn evaluate(
 
 /// Runs the CPU integer simulation of `q` on every image and counts disagreements with the
 /// GPU predictions in `gpu_logits`.
-pub fn cross_check(q: &QuantModel, ds: &Dataset, gpu_logits: &[f32], quiet: bool) -> Result<(usize, usize)> {
+pub fn cross_check(
+    q: &QuantModel,
+    ds: &Dataset,
+    gpu_logits: &[f32],
+    quiet: bool,
+) -> Result<(usize, usize)> {
     let k = ds.num_classes();
     let gpu_pred = argmax_rows(gpu_logits, k);
     let bar = crate::progress::bar(ds.len() as u64, "cpu check", quiet);
     let mut diff = 0;
     for start in (0..ds.len()).step_by(50) {
         let end = (start + 50).min(ds.len());
-        let x = crate::cpu::Array::new(&[end - start, 3, 32, 32], ds.to_f32_normalized(start..end, q.norm.mean, q.norm.std));
+        let x = crate::cpu::Array::new(
+            &[end - start, 3, 32, 32],
+            ds.to_f32_normalized(start..end, q.norm.mean, q.norm.std),
+        );
         let cpu = q.cpu_logits(&x)?;
         diff += argmax_rows(&cpu.data, k)
             .iter()

@@ -32,18 +32,7 @@ pub const CIFAR_NORM: Normalization = Normalization {
     std: [0.2023, 0.1994, 0.2010],
 };
 
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub use crate::data::CIFAR10_CLASSES;
 
 /// An architecture: its graph, the tensors it expects and its input normalization.
 pub struct Arch {
