@@ -97,3 +97,23 @@ fn resnet20_int8_with_real_calibration() {
     let int8 = top1(&Classifier::Int8(q), &test);
     assert!(fp - int8 < 1.0, "FP32 {fp} vs INT8 {int8}");
 }
+
+/// `synthcal import` keeps every tensor under its original name, with the metadata, and the
+/// result loads as the same model.
+#[test]
+fn import_round_trips_through_safetensors() {
+    let Some(sh) = common::shared() else { return };
+    let ckpt = sh.join("models/chenyaofo/cifar10_resnet20-4118986f.pt");
+    let dir = std::env::temp_dir().join(format!("synthcal-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("r20.safetensors");
+    synthcal::models::import(&ckpt, &out, None).unwrap();
+    let (orig, _) = synthcal::models::read_params(&ckpt).unwrap();
+    let (back, meta) = synthcal::models::read_params(&out).unwrap();
+    assert_eq!(orig.tensors, back.tensors);
+    assert_eq!(meta.get("arch").map(String::as_str), Some("resnet20"));
+    assert!(meta.contains_key("norm_mean") && meta.contains_key("class_names"));
+    let m = synthcal::models::load_model(&out, None).unwrap();
+    assert_eq!(m.arch.name, "resnet20");
+    std::fs::remove_dir_all(&dir).ok();
+}

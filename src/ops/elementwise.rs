@@ -145,6 +145,18 @@ mod tests {
     }
 
     #[test]
+    fn oversized_tensors_are_refused_not_truncated() {
+        let g = gpu();
+        let n = (g.max_binding() / 4 + 1) as usize;
+        let err = g.alloc("test", &[n], DType::F32).unwrap_err().to_string();
+        assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
+        assert!(
+            g.alloc("test", &[0, 3], DType::F32).is_err(),
+            "empty tensors are refused"
+        );
+    }
+
+    #[test]
     fn buffers_are_reused_and_pipelines_cached() {
         let g = gpu();
         let x = g.upload_f32(&[1000], &vec![1.0; 1000]).unwrap();
