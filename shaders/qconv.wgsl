@@ -235,11 +235,23 @@ fn quantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     let r = i % hw;
     let c0 = 4u * ((i / hw) % p.c4);
     let n = i / (hw * p.c4);
+    let base = (n * p.c + c0) * hw + r;
     var q = vec4<i32>(0);
-    for (var k = 0u; k < 4u; k++) {
-        if c0 + k < p.c {
-            let v = bitcast<f32>(x[(n * p.c + c0 + k) * hw + r]) * p.qscale;
-            q[k] = i32(clamp(round(v), f32(p.lo), f32(p.hi)));
+    if c0 + 4u <= p.c {
+        // A full word: four loads and one vector round + clamp (same math per lane).
+        let v = vec4<f32>(
+            bitcast<f32>(x[base]),
+            bitcast<f32>(x[base + hw]),
+            bitcast<f32>(x[base + 2u * hw]),
+            bitcast<f32>(x[base + 3u * hw]),
+        ) * p.qscale;
+        q = vec4<i32>(clamp(round(v), vec4<f32>(f32(p.lo)), vec4<f32>(f32(p.hi))));
+    } else {
+        for (var k = 0u; k < 4u; k++) {
+            if c0 + k < p.c {
+                let v = bitcast<f32>(x[base + k * hw]) * p.qscale;
+                q[k] = i32(clamp(round(v), f32(p.lo), f32(p.hi)));
+            }
         }
     }
     out[i] = pack(q - p.out_offset);

@@ -47,6 +47,14 @@ fn gpu_int8_matches_cpu_simulation() {
     for name in ["akamaster_resnet20", "shufflenetv2_x0_5"] {
         let (_, q) = quantized(name);
         assert!(!q.layers.is_empty());
+        // Chaining is derived, not stored: ResNet blocks' conv1 -> conv2 requantize directly.
+        let layers = q.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let chained = q.graph.chain_quantized(&layers);
+        let n = chained.values().filter(|l| l.output.is_some()).count();
+        assert!(q.layers.values().all(|l| l.output.is_none()));
+        if name == "akamaster_resnet20" {
+            assert_eq!(n, 9, "{name}: one chained conv per residual block");
+        }
         let x = Array::random(&[3, 3, 32, 32], 11);
         let got = gpu_logits(&q, &x);
         let want = q.cpu_logits(&x).unwrap();

@@ -19,7 +19,10 @@ pub fn forward_quantized(
     input: &Array,
     quantized: &HashMap<ValueId, QConv>,
 ) -> Result<Array> {
+    let quantized = g.chain_quantized(quantized);
     let mut values: Vec<Option<Array>> = vec![None; g.nodes.len()];
+    // Outputs of chained layers: int8 in the consumer's input format.
+    let mut qvalues: Vec<Option<cpu::qconv::QArray>> = vec![None; g.nodes.len()];
     let last = g.last_uses();
     for (i, node) in g.nodes.iter().enumerate() {
         let arg = |k: usize| -> Result<&Array> {
@@ -31,18 +34,27 @@ pub fn forward_quantized(
         let p = |n: &str| params.get(n);
         let out = match &node.op {
             _ if quantized.contains_key(&i) => {
-                let x = arg(0)?;
                 let q = &quantized[&i];
-                let qx = cpu::qconv::QArray::quantize(x, q.input)?;
-                match cpu::qconv::qconv2d(q, &qx)? {
+                let owned;
+                let qx = match node.inputs.first().and_then(|&v| qvalues[v].as_ref()) {
+                    Some(qx) => qx,
+                    None => {
+                        owned = cpu::qconv::QArray::quantize(arg(0)?, q.input)?;
+                        &owned
+                    }
+                };
+                match cpu::qconv::qconv2d(q, qx)? {
                     cpu::qconv::QResult::F32(y) => match node.op {
                         Op::Linear { .. } => {
-                            Array::new(&[x.shape[0], y.numel() / x.shape[0]], y.data)
+                            let n = qx.shape[0];
+                            Array::new(&[n, y.numel() / n], y.data)
                         }
                         _ => y,
                     },
-                    cpu::qconv::QResult::Q(_) => {
-                        return Err(Error::Invalid("quantized layers output f32 here".into()))
+                    cpu::qconv::QResult::Q(y) => {
+                        qvalues[i] = Some(y);
+                        free_inputs(node, i, &last, &mut values, &mut qvalues);
+                        continue;
                     }
                 }
             }
@@ -112,13 +124,25 @@ pub fn forward_quantized(
             }
         };
         values[i] = Some(out);
-        for &v in &node.inputs {
-            if last[v] == i {
-                values[v] = None;
-            }
-        }
+        free_inputs(node, i, &last, &mut values, &mut qvalues);
     }
     values[g.output]
         .take()
         .ok_or_else(|| Error::Invalid("graph produced no output".into()))
+}
+
+/// Drops the values whose last reader is node `i`.
+fn free_inputs(
+    node: &super::Node,
+    i: usize,
+    last: &[usize],
+    values: &mut [Option<Array>],
+    qvalues: &mut [Option<cpu::qconv::QArray>],
+) {
+    for &v in &node.inputs {
+        if last[v] == i {
+            values[v] = None;
+            qvalues[v] = None;
+        }
+    }
 }

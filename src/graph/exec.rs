@@ -40,6 +40,8 @@ impl Runner {
         layers: &HashMap<ValueId, crate::cpu::qconv::QConv>,
     ) -> Result<Runner> {
         let mut quantized = HashMap::new();
+        // Layers read only by another quantized layer requantize straight into its format.
+        let layers = &graph.chain_quantized(layers);
         for (&v, q) in layers {
             match graph.nodes.get(v) {
                 Some(n)
@@ -136,6 +138,8 @@ impl Runner {
     /// Records the forward pass of `input` on `s`; `keep` lists values to return besides the output.
     pub fn forward(&self, s: &mut Stream, input: &Tensor, keep: &[ValueId]) -> Result<Outputs> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.graph.nodes.len()];
+        // Outputs of chained quantized layers: packed int8 in the consumer's input format.
+        let mut qvalues: Vec<Option<ops::qconv::QTensor>> = vec![None; self.graph.nodes.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let arg = |k: usize| -> Result<&Tensor> {
                 node.inputs
@@ -146,15 +150,32 @@ impl Runner {
             let out = match &node.op {
                 _ if self.quantized.contains_key(&i) => {
                     let q = &self.quantized[&i];
-                    let x = arg(0)?;
-                    let qx = ops::qconv::quantize(s, x, q.desc().input)?;
-                    let y = q.forward(s, &qx)?.into_f32()?;
-                    match node.op {
-                        // The kernel writes [N, out, 1, 1] for a linear layer.
-                        Op::Linear { .. } => {
-                            y.reshape(&[x.shape()[0], y.numel() / x.shape()[0]])?
+                    let owned;
+                    let qx = match node.inputs.first().and_then(|&v| qvalues[v].as_ref()) {
+                        Some(qx) => qx,
+                        None => {
+                            owned = ops::qconv::quantize(s, arg(0)?, q.desc().input)?;
+                            &owned
                         }
-                        _ => y,
+                    };
+                    match q.forward(s, qx)? {
+                        // The kernel writes [N, out, 1, 1] for a linear layer.
+                        ops::qconv::QOut::F32(y) => match node.op {
+                            Op::Linear { .. } => {
+                                let n = qx.shape[0];
+                                y.reshape(&[n, y.numel() / n])?
+                            }
+                            _ => y,
+                        },
+                        ops::qconv::QOut::Q(y) => {
+                            // A caller that keeps a chained value gets it dequantized.
+                            if keep.contains(&i) {
+                                values[i] = Some(ops::qconv::dequantize(s, &y)?);
+                            }
+                            qvalues[i] = Some(y);
+                            self.free_inputs(node, i, keep, &mut values, &mut qvalues);
+                            continue;
+                        }
                     }
                 }
                 Op::Input => input.clone(),
@@ -199,11 +220,7 @@ impl Runner {
                 Op::Flatten => arg(0)?.flatten()?,
             };
             values[i] = Some(out);
-            for &v in &node.inputs {
-                if self.last_use[v] == i && !keep.contains(&v) {
-                    values[v] = None;
-                }
-            }
+            self.free_inputs(node, i, keep, &mut values, &mut qvalues);
         }
         let kept = keep
             .iter()
@@ -213,6 +230,25 @@ impl Runner {
             .take()
             .ok_or_else(|| Error::Invalid("graph produced no output".into()))?;
         Ok(Outputs { output, kept })
+    }
+
+    /// Drops the values whose last reader is node `i` (unless kept).
+    fn free_inputs(
+        &self,
+        node: &super::Node,
+        i: usize,
+        keep: &[ValueId],
+        values: &mut [Option<Tensor>],
+        qvalues: &mut [Option<ops::qconv::QTensor>],
+    ) {
+        for &v in &node.inputs {
+            if self.last_use[v] == i {
+                qvalues[v] = None;
+                if !keep.contains(&v) {
+                    values[v] = None;
+                }
+            }
+        }
     }
 
     /// Uploads a normalized NCHW batch, runs it and reads the logits back (one submit).

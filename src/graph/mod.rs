@@ -99,6 +99,47 @@ impl Graph {
         last
     }
 
+    /// The quantized layers with chaining applied: a layer whose output is read only by one
+    /// other quantized layer (as that layer's sole input) requantizes straight into the
+    /// consumer's input format (`output: Some(consumer.input)`, activation fused), so the
+    /// consumer takes the packed int8 tensor with no f32 round trip. Derived, never stored:
+    /// the GPU runner and the CPU simulation both call this, so they compute the same thing.
+    pub fn chain_quantized(
+        &self,
+        layers: &std::collections::HashMap<ValueId, crate::cpu::qconv::QConv>,
+    ) -> std::collections::HashMap<ValueId, crate::cpu::qconv::QConv> {
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &v in &n.inputs {
+                if let Some(r) = readers.get_mut(v) {
+                    r.push(i);
+                }
+            }
+        }
+        let mut out = layers.clone();
+        for (&v, q) in layers {
+            if q.output.is_some() || v == self.output {
+                continue;
+            }
+            let [c] = readers.get(v).map_or(&[][..], |r| r.as_slice()) else {
+                continue;
+            };
+            let Some(consumer) = layers.get(c) else {
+                continue;
+            };
+            if self.nodes[*c].inputs != [v] {
+                continue;
+            }
+            let mut chained = q.clone();
+            chained.output = Some(consumer.input);
+            // Only clamp-like activations fuse into an int8 output.
+            if chained.requant().is_ok() {
+                out.insert(v, chained);
+            }
+        }
+        out
+    }
+
     /// Names of the parameter tensors each node reads.
     pub fn param_names(&self) -> Vec<String> {
         let mut out = Vec::new();
