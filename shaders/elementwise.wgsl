@@ -12,21 +12,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 fn activate(v: f32, kind: u32, slope: f32) -> f32 {
-    switch kind {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return clamp(v, 0.0, 6.0); }
-        case 3u: { return select(v * slope, v, v >= 0.0); }
-        case 4u: {
-            // tanh via exp(-2|v|): never inf/inf, exact sign.
-            let e = exp(-2.0 * abs(v));
-            return sign(v) * (1.0 - e) / (1.0 + e);
-        }
-        case 5u: {
-            let e = exp(-abs(v));
-            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-        }
-        default: { return v; }
-    }
+    return act_scalar(v, kind, slope);
 }
 
 fn index(gid: vec3u, nwg: vec3u) -> u32 {

@@ -20,20 +20,7 @@ override WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 
 fn activate(v: vec4f) -> vec4f {
-    switch p.act {
-        case 1u: { return max(v, vec4f(0.0)); }
-        case 2u: { return clamp(v, vec4f(0.0), vec4f(6.0)); }
-        case 3u: { return select(v * p.slope, v, v >= vec4f(0.0)); }
-        case 4u: {
-            let e = exp(-2.0 * abs(v));
-            return sign(v) * (1.0 - e) / (1.0 + e);
-        }
-        case 5u: {
-            let e = exp(-abs(v));
-            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4f(0.0));
-        }
-        default: { return v; }
-    }
+    return act_vec4(v, p.act, p.slope);
 }
 
 // A[m..m+4, k..k+4] as columns over m indexed by k. Rows past M read harmless values that are

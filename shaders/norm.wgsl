@@ -16,22 +16,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 
-// Activation codes as in elementwise.wgsl.
 fn activate(v: f32, kind: u32, slope: f32) -> f32 {
-    switch kind {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return clamp(v, 0.0, 6.0); }
-        case 3u: { return select(v * slope, v, v >= 0.0); }
-        case 4u: {
-            let e = exp(-2.0 * abs(v));
-            return sign(v) * (1.0 - e) / (1.0 + e);
-        }
-        case 5u: {
-            let e = exp(-abs(v));
-            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-        }
-        default: { return v; }
-    }
+    return act_scalar(v, kind, slope);
 }
 
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;

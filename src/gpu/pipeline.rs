@@ -11,18 +11,26 @@ pub struct Shader {
     pub source: &'static str,
 }
 
-/// Declares a `Shader` constant for `shaders/<file>.wgsl`.
+/// Declares a `Shader` constant for `shaders/<file>.wgsl`, with `shaders/activation.wgsl`
+/// prepended.
 #[macro_export]
 macro_rules! shader {
     ($name:literal) => {
         $crate::gpu::Shader {
             name: $name,
-            source: include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/shaders/",
-                $name,
-                ".wgsl"
-            )),
+            // The shared activation functions come first.
+            source: concat!(
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/activation.wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $name,
+                    ".wgsl"
+                )),
+            ),
         }
     };
 }

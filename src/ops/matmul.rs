@@ -11,6 +11,10 @@ macro_rules! matmul_shader {
             source: concat!(
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/activation.wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
                     "/shaders/",
                     $prelude,
                     ".wgsl"
