@@ -33,6 +33,31 @@ macro_rules! shader {
             ),
         }
     };
+    // `shaders/<body>.wgsl` specialized by a prelude file `shaders/<prelude>.wgsl` (e.g. its
+    // load functions), registered under `name`.
+    ($name:literal, $prelude:literal, $body:literal) => {
+        $crate::gpu::Shader {
+            name: $name,
+            source: concat!(
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/activation.wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $prelude,
+                    ".wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $body,
+                    ".wgsl"
+                )),
+            ),
+        }
+    };
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]

@@ -6,30 +6,9 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 pub use crate::cpu::conv::Conv2dParams;
 
-macro_rules! conv_shader {
-    ($prelude:literal) => {
-        Shader {
-            name: $prelude,
-            source: concat!(
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/activation.wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $prelude,
-                    ".wgsl"
-                )),
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/conv2d.wgsl")),
-            ),
-        }
-    };
-}
-
 /// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
-const F32: Shader = conv_shader!("conv2d_f32");
-const VEC4: Shader = conv_shader!("conv2d_vec4");
+const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d");
+const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d");
 
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
 /// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four

@@ -4,29 +4,8 @@ use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
-macro_rules! matmul_shader {
-    ($name:literal, $prelude:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/activation.wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $prelude,
-                    ".wgsl"
-                )),
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl")),
-            ),
-        }
-    };
-}
-
-const VEC4: Shader = matmul_shader!("matmul_vec4", "matmul_vec4");
-const SCALAR: Shader = matmul_shader!("matmul_scalar", "matmul_scalar");
+const VEC4: Shader = crate::shader!("matmul_vec4", "matmul_vec4", "matmul");
+const SCALAR: Shader = crate::shader!("matmul_scalar", "matmul_scalar", "matmul");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
