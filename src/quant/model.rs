@@ -80,7 +80,6 @@ impl QuantModel {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = |v: &dyn erased::Json| v.to_json();
         let mut meta = self.meta.clone();
         meta.insert("format".into(), FORMAT.into());
         meta.insert("arch".into(), self.arch.clone());
@@ -261,15 +260,7 @@ impl QuantModel {
     }
 }
 
-mod erased {
-    use crate::error::{Error, Result};
-    /// Serializes metadata values to JSON strings.
-    pub trait Json {
-        fn to_json(&self) -> Result<String>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<String> {
-            serde_json::to_string(self).map_err(|e| Error::Invalid(e.to_string()))
-        }
-    }
+/// Serializes a metadata value to a JSON string.
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))
 }
