@@ -161,7 +161,13 @@ impl<'g> Stream<'g> {
     ) {
         self.pass = None;
         if let Some(enc) = self.encoder.as_mut() {
-            enc.copy_buffer_to_buffer(src.buffer(), src_offset, dst.buffer(), dst_offset, bytes);
+            enc.copy_buffer_to_buffer(
+                src.buffer(),
+                src.offset() + src_offset,
+                dst.buffer(),
+                dst.offset() + dst_offset,
+                bytes,
+            );
         }
         self.keep_alive.push(src.clone());
         self.keep_alive.push(dst.clone());

@@ -29,6 +29,8 @@ pub struct Tensor {
     buf: Arc<PooledBuffer>,
     shape: Vec<usize>,
     dtype: DType,
+    /// Byte offset into the buffer: non-zero only for [`Tensor::sub_view`]s.
+    offset: u64,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -81,7 +83,36 @@ impl Tensor {
             buf: self.buf.clone(),
             shape: shape.to_vec(),
             dtype: self.dtype,
+            offset: self.offset,
         })
+    }
+
+    /// A view of `shape` starting `start` elements into this f32/i32 tensor's storage, so that
+    /// many parameters can live in one flat buffer (one Adam dispatch updates them all).
+    /// `start * 4` must be a multiple of 256 bytes, the largest offset alignment WebGPU allows.
+    pub fn sub_view(&self, start: usize, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if self.dtype == DType::I8x4 || start * 4 % 256 != 0 || start + n > self.numel() || n == 0
+        {
+            return shape_err(
+                "sub_view",
+                format!(
+                    "cannot view {shape:?} at element {start} of {:?} {:?}",
+                    self.dtype, self.shape
+                ),
+            );
+        }
+        Ok(Tensor {
+            buf: self.buf.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+            offset: self.offset + start as u64 * 4,
+        })
+    }
+
+    /// Byte offset of this view in its buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// `[N, ...] -> [N, prod(...)]` as a view.
@@ -96,7 +127,7 @@ impl Tensor {
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer(),
-            offset: 0,
+            offset: self.offset,
             size: std::num::NonZeroU64::new(self.bytes()),
         })
     }
@@ -126,6 +157,7 @@ impl Gpu {
             buf: self.pool.get(bytes),
             shape: shape.to_vec(),
             dtype,
+            offset: 0,
         })
     }
 
@@ -157,7 +189,21 @@ impl Gpu {
             buf: self.pool.adopt(buffer),
             shape: shape.to_vec(),
             dtype,
+            offset: 0,
         })
+    }
+
+    /// Overwrites an f32 tensor (or view) with host data, ordered before the next submit.
+    pub fn write_f32(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        if t.dtype != DType::F32 || data.len() != t.numel() {
+            return shape_err(
+                "write_f32",
+                format!("{} values for {:?} {:?}", data.len(), t.dtype, t.shape),
+            );
+        }
+        self.queue
+            .write_buffer(t.buffer(), t.offset, bytemuck::cast_slice(data));
+        Ok(())
     }
 
     pub fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
@@ -200,7 +246,7 @@ impl Gpu {
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                enc.copy_buffer_to_buffer(t.buffer(), 0, &s, 0, t.bytes());
+                enc.copy_buffer_to_buffer(t.buffer(), t.offset, &s, 0, t.bytes());
                 s
             })
             .collect();

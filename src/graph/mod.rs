@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod exec;
 pub mod params;
 pub mod passes;
+pub mod tape;
 
 pub use crate::cpu::elementwise::Act;
 pub use params::Params;

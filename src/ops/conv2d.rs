@@ -32,6 +32,14 @@ impl ConvWeight {
     pub fn tensor(&self) -> &Tensor {
         &self.tensor
     }
+    /// Wraps a tensor already in the kernel layout (made on the GPU by `conv2d_grad`).
+    pub(crate) fn from_layout(tensor: Tensor, shape: [usize; 4], groups: usize) -> Self {
+        ConvWeight {
+            tensor,
+            shape,
+            groups,
+        }
+    }
 }
 
 /// Uploads PyTorch-layout weights `[Co, Ci/groups, KH, KW]` (host data) for `groups` groups.
@@ -77,7 +85,7 @@ pub fn prepare_conv_weight(
 }
 
 /// Weight taps per kernel row: 2- and 3-wide rows are padded to 4 for the `rows` kernel.
-fn taps_per_row(kw: usize) -> usize {
+pub(crate) fn taps_per_row(kw: usize) -> usize {
     if kw == 2 || kw == 3 {
         4
     } else {
@@ -86,7 +94,7 @@ fn taps_per_row(kw: usize) -> usize {
 }
 
 /// Weight rows per group, a multiple of 4 (the kernels step four k at a time).
-fn padded_k(cig: usize, kh: usize, kw: usize) -> usize {
+pub(crate) fn padded_k(cig: usize, kh: usize, kw: usize) -> usize {
     (cig * kh * taps_per_row(kw)).next_multiple_of(4)
 }
 

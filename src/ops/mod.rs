@@ -7,6 +7,8 @@ pub mod conv2d;
 pub mod elementwise;
 pub mod embed;
 pub mod glu;
+pub mod grad;
+pub mod conv2d_grad;
 pub mod layout;
 pub mod matmul;
 pub mod pool;

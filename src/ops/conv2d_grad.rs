@@ -1,0 +1,180 @@
+//! conv2d for training: the kernel weight layout built on the GPU from PyTorch-layout weights
+//! (they change every step), and the two gradients. The input gradient is a stride-1 conv of
+//! the zero-inserted, padded dy with the transposed, flipped weight, so it runs on the fast
+//! forward kernel; the weight gradient has its own kernel, partial over image chunks.
+
+use super::bytes_of;
+use super::conv2d::{conv2d, padded_k, taps_per_row, Conv2dParams, ConvWeight};
+use super::Act;
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
+
+const SHADER: Shader = crate::shader!("conv2d_grad");
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    co: u32,
+    cig: u32,
+    kh: u32,
+    kw: u32,
+    groups: u32,
+    kp: u32,
+    cogp: u32,
+    kwp: u32,
+    flip: u32,
+    total: u32,
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    stride: u32,
+    pad_lo: u32,
+    zh: u32,
+    zw: u32,
+    chunk: u32,
+    chunks: u32,
+    oblocks: u32,
+    tblocks: u32,
+}
+
+fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]> {
+    let d = w.dims::<4>(op)?;
+    if w.dtype() != DType::F32 || groups == 0 || d[0] % groups != 0 {
+        return shape_err(op, format!("weight {:?} with groups {groups}", w.shape()));
+    }
+    Ok(d)
+}
+
+fn layout(s: &mut Stream, w: &Tensor, target: [usize; 4], groups: usize, flip: bool) -> Result<ConvWeight> {
+    let [co, cig, kh, kw] = target;
+    let cogp = (co / groups).next_multiple_of(4);
+    let kp = padded_k(cig, kh, kw);
+    let total = groups * kp * cogp;
+    let p = Params {
+        co: co as u32,
+        cig: cig as u32,
+        kh: kh as u32,
+        kw: kw as u32,
+        groups: groups as u32,
+        kp: kp as u32,
+        cogp: cogp as u32,
+        kwp: taps_per_row(kw) as u32,
+        flip: flip as u32,
+        total: total as u32,
+        ..Default::default()
+    };
+    let t = s.gpu().alloc("conv_weight_layout", &[groups, kp, cogp], DType::F32)?;
+    s.dispatch(SHADER, "prep_weight", &[], bytes_of(&p), &[w, &t], grid_1d(total, 256))?;
+    Ok(ConvWeight::from_layout(t, target, groups))
+}
+
+/// The forward kernels' layout of PyTorch weights `[Co, Ci/groups, KH, KW]` on the GPU.
+pub fn weight_layout(s: &mut Stream, w: &Tensor, groups: usize) -> Result<ConvWeight> {
+    let d = weight_dims("weight_layout", w, groups)?;
+    layout(s, w, d, groups, false)
+}
+
+/// y = conv2d(x, w) (+ bias) with PyTorch-layout weights, for training.
+pub fn conv2d_train(s: &mut Stream, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+    let cw = weight_layout(s, w, p.groups)?;
+    conv2d(s, x, &cw, bias, p, None, Act::Identity)
+}
+
+/// dx `[N, Ci, H, W]` of y = conv2d(x, w) from dy.
+pub fn conv2d_backward_data(
+    s: &mut Stream,
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: [usize; 4],
+    p: &Conv2dParams,
+) -> Result<Tensor> {
+    const OP: &str = "conv2d_backward_data";
+    let [co, cig, kh, kw] = weight_dims(OP, w, p.groups)?;
+    let [n, oc, oh, ow] = dy.dims::<4>(OP)?;
+    let [xn, ci, h, wd] = x_shape;
+    let (stride, pad) = (p.stride[0], p.pad[0]);
+    if p.stride[1] != stride || p.pad[1] != pad || kh != kw || xn != n || oc != co || ci != cig * p.groups {
+        return shape_err(OP, format!("dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides and pads only", dy.shape(), w.shape()));
+    }
+    if pad >= kh || (h + 2 * pad - kh) / stride + 1 != oh || (wd + 2 * pad - kw) / stride + 1 != ow {
+        return shape_err(OP, format!("dy {:?} is not the output of x {x_shape:?} with {p:?}", dy.shape()));
+    }
+    let lo = kh - 1 - pad;
+    let (extra_h, extra_w) = ((h + 2 * pad - kh) % stride, (wd + 2 * pad - kw) % stride);
+    let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, true)?;
+    if stride == 1 {
+        // A plain conv of dy padded by K-1-pad.
+        let q = Conv2dParams::new(1, lo, p.groups);
+        return conv2d(s, dy, &wt, None, &q, None, Act::Identity);
+    }
+    let (zh, zw) = ((oh - 1) * stride + 1 + 2 * lo + extra_h, (ow - 1) * stride + 1 + 2 * lo + extra_w);
+    let total = n * co * zh * zw;
+    let q = Params {
+        n: n as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        stride: stride as u32,
+        pad_lo: lo as u32,
+        zh: zh as u32,
+        zw: zw as u32,
+        total: total as u32,
+        ..Default::default()
+    };
+    let z = s.gpu().alloc(OP, &[n, co, zh, zw], DType::F32)?;
+    s.dispatch(SHADER, "dilate_pad", &[], bytes_of(&q), &[dy, &z], grid_1d(total, 256))?;
+    conv2d(s, &z, &wt, None, &Conv2dParams::new(1, 0, p.groups), None, Act::Identity)
+}
+
+/// dw `[Co, Ci/groups, KH, KW]` of y = conv2d(x, w) from x and dy.
+pub fn conv2d_backward_weight(
+    s: &mut Stream,
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: [usize; 4],
+    p: &Conv2dParams,
+) -> Result<Tensor> {
+    const OP: &str = "conv2d_backward_weight";
+    let [co, cig, kh, kw] = w_shape;
+    let [n, ci, h, wd] = x.dims::<4>(OP)?;
+    let [dn, dc, oh, ow] = dy.dims::<4>(OP)?;
+    let (stride, pad, groups) = (p.stride[0], p.pad[0], p.groups);
+    if p.stride[1] != stride || p.pad[1] != pad || dn != n || dc != co || groups == 0 || ci != cig * groups || co % groups != 0 {
+        return shape_err(OP, format!("x {:?}, dy {:?}, w {w_shape:?}, {p:?}", x.shape(), dy.shape()));
+    }
+    let taps = cig * kh * kw;
+    let (oblocks, tblocks) = ((co / groups).div_ceil(4), taps.div_ceil(4));
+    let threads = oblocks * tblocks * groups;
+    // Enough image chunks to give every lane work; each chunk is summed afterwards.
+    let chunks = n.min(16384usize.div_ceil(threads)).max(1);
+    let chunk = n.div_ceil(chunks);
+    let chunks = n.div_ceil(chunk);
+    let q = Params {
+        co: co as u32,
+        cig: cig as u32,
+        kh: kh as u32,
+        kw: kw as u32,
+        groups: groups as u32,
+        n: n as u32,
+        c: ci as u32,
+        h: h as u32,
+        w: wd as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        stride: stride as u32,
+        pad_lo: pad as u32,
+        chunk: chunk as u32,
+        chunks: chunks as u32,
+        oblocks: oblocks as u32,
+        tblocks: tblocks as u32,
+        ..Default::default()
+    };
+    let part = s.gpu().alloc(OP, &[chunks, co, cig, kh, kw], DType::F32)?;
+    s.dispatch(SHADER, "wgrad", &[], bytes_of(&q), &[x, dy, &part], grid_1d(threads * chunks, 64))?;
+    if chunks == 1 {
+        return part.reshape(&w_shape);
+    }
+    super::grad::sum_chunks(s, &part, &w_shape)
+}

@@ -1,0 +1,272 @@
+//! Every backward kernel against central finite differences of the GPU forward.
+//!
+//! Tolerance: the forward runs in f32, so a loss of magnitude |L| carries rounding noise of
+//! about 1e-6 |L|; a central difference with step h = 1e-2 divides that by 2h (giving
+//! ~1e-4 |L|) and adds a truncation error of O(h^2 f''') ~ 1e-4 for these smooth ops. We
+//! accept |numeric - analytic| <= 2e-3 * max(1, |L|^(1/2)) + 2e-2 |analytic|: an order of
+//! magnitude above both error sources, and far below the size of any real gradient bug (a
+//! wrong sign, a missing term or a transposed index moves values by O(|analytic|)). Inputs of
+//! kinked ops (ReLU, LeakyReLU, hinge) are kept at least 0.05 from the kink, so that a step of
+//! h never crosses it.
+
+use std::sync::{Arc, OnceLock};
+use synthcal::cpu::Array;
+use synthcal::gpu::{Gpu, Stream, Tensor};
+use synthcal::graph::tape::{Tape, Var};
+use synthcal::ops::conv2d::Conv2dParams;
+use synthcal::ops::grad::Loss;
+use synthcal::ops::Act;
+
+const H: f32 = 1e-2;
+
+fn gpu() -> Arc<Gpu> {
+    static G: OnceLock<Arc<Gpu>> = OnceLock::new();
+    G.get_or_init(|| Gpu::default_adapter().expect("GPU tests need an adapter (install lavapipe)"))
+        .clone()
+}
+
+/// An input of the op under test: its values and whether to check its gradient.
+struct In {
+    a: Array,
+    check: bool,
+}
+
+fn input(shape: &[usize], seed: u64, check: bool) -> In {
+    In {
+        a: Array::random(shape, seed),
+        check,
+    }
+}
+
+/// Keeps values at least 0.05 away from 0 (for kinked ops).
+fn off_kink(mut i: In) -> In {
+    i.a = i.a.map(|v| if v.abs() < 0.05 { v.signum() * 0.05 + v } else { v });
+    i
+}
+
+type Op<'a> = &'a dyn Fn(&mut Tape, &mut Stream, &[Var]) -> synthcal::Result<Var>;
+
+/// Runs `f` forward; returns the scalar objective: the loss itself when `f` returns a loss,
+/// else <r, y> with a fixed random r.
+fn objective(g: &Gpu, inputs: &[In], f: Op, is_loss: bool) -> f64 {
+    let mut tape = Tape::new();
+    let mut s = g.stream();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|i| tape.leaf(g.upload_f32(&i.a.shape, &i.a.data).unwrap(), i.check))
+        .collect();
+    let y = f(&mut tape, &mut s, &vars).unwrap();
+    let out = tape.value(y).clone();
+    s.submit();
+    let y = g.read_f32(&out).unwrap();
+    if is_loss {
+        return y[0] as f64;
+    }
+    let r = Array::random(&[y.len()], 999);
+    y.iter().zip(&r.data).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+fn analytic(g: &Gpu, inputs: &[In], f: Op, is_loss: bool) -> Vec<Option<Vec<f32>>> {
+    let mut tape = Tape::new();
+    let mut s = g.stream();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|i| tape.leaf(g.upload_f32(&i.a.shape, &i.a.data).unwrap(), i.check))
+        .collect();
+    let y = f(&mut tape, &mut s, &vars).unwrap();
+    let grads = if is_loss {
+        tape.backward(&mut s, &[(y, 1.0)]).unwrap()
+    } else {
+        let n = tape.value(y).numel();
+        let r = Array::random(&[n], 999);
+        let shape = tape.value(y).shape().to_vec();
+        let seed: Tensor = g.upload_f32(&shape, &r.data).unwrap();
+        tape.backward_seeded(&mut s, &[(y, seed)], &[]).unwrap()
+    };
+    let ts: Vec<Option<Tensor>> = vars.iter().map(|v| grads.get(*v).cloned()).collect();
+    s.submit();
+    ts.iter()
+        .map(|t| t.as_ref().map(|t| g.read_f32(t).unwrap()))
+        .collect()
+}
+
+/// Checks the gradient of every `check` input at up to 16 coordinates.
+fn check_grad(name: &str, mut inputs: Vec<In>, f: Op, is_loss: bool) {
+    let g = gpu();
+    let base = objective(&g, &inputs, f, is_loss);
+    let ana = analytic(&g, &inputs, f, is_loss);
+    let scale = 1f64.max(base.abs().sqrt());
+    for k in 0..inputs.len() {
+        if !inputs[k].check {
+            assert!(ana[k].is_none(), "{name}: constant input {k} got a gradient");
+            continue;
+        }
+        let grad = ana[k].clone().unwrap_or_else(|| panic!("{name}: no gradient for input {k}"));
+        let n = inputs[k].a.numel();
+        let step = (n / 16).max(1);
+        for j in (0..n).step_by(step).take(16) {
+            let orig = inputs[k].a.data[j];
+            inputs[k].a.data[j] = orig + H;
+            let plus = objective(&g, &inputs, f, is_loss);
+            inputs[k].a.data[j] = orig - H;
+            let minus = objective(&g, &inputs, f, is_loss);
+            inputs[k].a.data[j] = orig;
+            let num = (plus - minus) / (2.0 * H as f64);
+            let a = grad[j] as f64;
+            let tol = 2e-3 * scale + 2e-2 * a.abs();
+            assert!(
+                (num - a).abs() <= tol,
+                "{name}: input {k}[{j}]: numeric {num} vs analytic {a} (tol {tol})"
+            );
+        }
+    }
+}
+
+#[test]
+fn linear_grad() {
+    let f: Op = &|t, s, v| t.linear(s, v[0], v[1]);
+    check_grad("linear", vec![input(&[5, 7], 1, true), input(&[3, 7], 2, true)], f, false);
+    check_grad("linear const x", vec![input(&[4, 9], 3, false), input(&[6, 9], 4, true)], f, false);
+}
+
+#[test]
+fn conv2d_grads() {
+    // (x shape, w shape, stride, pad, groups, bias)
+    let cases: &[([usize; 4], [usize; 4], usize, usize, usize, bool)] = &[
+        ([2, 3, 6, 6], [4, 3, 3, 3], 1, 1, 1, false),
+        ([2, 4, 8, 8], [6, 4, 4, 4], 2, 1, 1, true),
+        ([1, 4, 5, 7], [4, 2, 3, 3], 2, 1, 2, true),
+        ([2, 3, 5, 5], [3, 1, 3, 3], 1, 0, 3, false),
+        ([1, 5, 4, 4], [3, 5, 1, 1], 1, 0, 1, true),
+        ([2, 2, 7, 7], [5, 2, 3, 3], 2, 0, 1, false),
+    ];
+    for (i, &(xs, ws, stride, pad, groups, bias)) in cases.iter().enumerate() {
+        let p = Conv2dParams::new(stride, pad, groups);
+        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
+            t.conv2d(s, v[0], v[1], if bias { Some(v[2]) } else { None }, p)
+        };
+        let mut ins = vec![input(&xs, 10 + i as u64, true), input(&ws, 20 + i as u64, true)];
+        if bias {
+            ins.push(input(&[ws[0]], 30 + i as u64, true));
+        }
+        check_grad(&format!("conv2d case {i}"), ins, &f, false);
+    }
+}
+
+#[test]
+fn batch_norm_grads() {
+    for (i, shape) in [vec![6, 4], vec![3, 5, 3, 3]].into_iter().enumerate() {
+        let g = gpu();
+        let c = shape[1];
+        let (rm, rv) = (
+            g.upload_f32(&[c], &vec![0.0; c]).unwrap(),
+            g.upload_f32(&[c], &vec![1.0; c]).unwrap(),
+        );
+        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.batch_norm(s, v[0], v[1], v[2], (&rm, &rv));
+        let ins = vec![input(&shape, 40 + i as u64, true), input(&[c], 41, true), input(&[c], 42, true)];
+        check_grad(&format!("batch_norm {shape:?}"), ins, &f, false);
+    }
+}
+
+#[test]
+fn pointwise_and_layout_grads() {
+    let glu: Op = &|t, s, v| t.glu(s, v[0]);
+    check_grad("glu 2d", vec![input(&[3, 8], 50, true)], glu, false);
+    check_grad("glu 4d", vec![input(&[2, 6, 3, 3], 51, true)], glu, false);
+    for act in [Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid, Act::Relu6] {
+        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.act(s, v[0], act);
+        let x = off_kink(input(&[2, 3, 4, 4], 52, true));
+        check_grad(&format!("{act:?}"), vec![x], &f, false);
+    }
+    let up: Op = &|t, s, v| t.upsample(s, v[0], 2);
+    check_grad("upsample", vec![input(&[2, 3, 3, 4], 53, true)], up, false);
+    let cat: Op = &|t, s, v| t.concat(s, &[v[0], v[1]]);
+    check_grad("concat", vec![input(&[2, 3, 2, 2], 54, true), input(&[2, 2, 2, 2], 55, true)], cat, false);
+    check_grad("concat const", vec![input(&[3, 5], 56, false), input(&[3, 4], 57, true)], cat, false);
+    let add: Op = &|t, s, v| t.add(s, v[0], v[1]);
+    check_grad("add", vec![input(&[4, 6], 58, true), input(&[4, 6], 59, true)], add, false);
+    let flat: Op = &|t, s, v| {
+        let f = t.reshape(v[0], &[2, 12])?;
+        t.linear(s, f, v[1])
+    };
+    check_grad("flatten", vec![input(&[2, 3, 2, 2], 60, true), input(&[5, 12], 61, true)], flat, false);
+}
+
+#[test]
+fn loss_grads() {
+    for (i, loss) in [Loss::Hinge { sign: 1.0 }, Loss::Hinge { sign: -1.0 }, Loss::Linear { sign: -1.0 }]
+        .into_iter()
+        .enumerate()
+    {
+        // Hinge kinks at x = sign: move values off +-1.
+        let mut x = input(&[16, 1], 70 + i as u64, true);
+        x.a = x.a.map(|v| 2.5 * v).map(|v| if (v.abs() - 1.0).abs() < 0.05 { v * 1.1 } else { v });
+        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.loss(s, v[0], None, loss);
+        check_grad(&format!("{loss:?}"), vec![x], &f, true);
+    }
+    let l1: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::L1);
+    check_grad("l1", vec![input(&[3, 4, 2, 2], 75, true), input(&[3, 4, 2, 2], 76, false)], l1, true);
+}
+
+/// The persistent u after 100 power iterations, and its values. At the singular vectors,
+/// sigma's derivative is u v^T exactly: the gradient PyTorch (and synthcal) use with u and v
+/// held constant, so finite differences of the one-iteration forward agree with it.
+fn converged_u(w: &Array) -> (Tensor, Vec<f32>) {
+    let g = gpu();
+    let rows = w.shape[0];
+    let u = g.upload_f32(&[rows], &Array::random(&[rows], 81).data).unwrap();
+    let wt = g.upload_f32(&w.shape, &w.data).unwrap();
+    let mut s = g.stream();
+    for _ in 0..100 {
+        synthcal::ops::grad::spectral_norm(&mut s, &wt, &u, 1e-12).unwrap();
+    }
+    s.submit();
+    let u0 = g.read_f32(&u).unwrap();
+    (u, u0)
+}
+
+#[test]
+fn spectral_norm_grad() {
+    let w = input(&[6, 2, 2, 2], 80, true);
+    let (u, u0) = converged_u(&w.a);
+    let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
+        gpu().write_f32(&u, &u0).unwrap();
+        t.spectral_norm(s, v[0], &u)
+    };
+    check_grad("spectral_norm", vec![w], &f, false);
+}
+
+#[test]
+fn small_net_whole_graph_grad() {
+    // conv -> BN -> GLU -> upsample -> conv(s2) -> leaky -> flatten -> concat(label) ->
+    // linear -> hinge: every op the GAN uses, chained.
+    let g = gpu();
+    let (rm, rv) = (g.upload_f32(&[4], &[0.0; 4]).unwrap(), g.upload_f32(&[4], &[1.0; 4]).unwrap());
+    let w2 = input(&[3, 2, 4, 4], 94, true);
+    let (u, u0) = converged_u(&w2.a);
+    let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
+        gpu().write_f32(&u, &u0).unwrap();
+        let h = t.conv2d(s, v[0], v[1], None, Conv2dParams::new(1, 1, 1))?;
+        let h = t.batch_norm(s, h, v[2], v[3], (&rm, &rv))?;
+        let h = t.glu(s, h)?;
+        let h = t.upsample(s, h, 2)?;
+        let w2 = t.spectral_norm(s, v[4], &u)?;
+        let h = t.conv2d(s, h, w2, Some(v[5]), Conv2dParams::new(2, 1, 1))?;
+        let h = t.act(s, h, Act::Tanh)?;
+        let h = t.reshape(h, &[2, 3 * 4 * 4])?;
+        let h = t.concat(s, &[h, v[6]])?;
+        let y = t.linear(s, h, v[7])?;
+        t.loss(s, y, None, Loss::Linear { sign: -1.0 })
+    };
+    let ins = vec![
+        input(&[2, 3, 4, 4], 90, true),
+        input(&[4, 3, 3, 3], 91, true),
+        input(&[4], 92, true),
+        input(&[4], 93, true),
+        w2,
+        input(&[3], 95, true),
+        input(&[2, 10], 96, false),
+        input(&[1, 58], 97, true),
+    ];
+    check_grad("small net", ins, &f, true);
+}
