@@ -35,3 +35,11 @@ fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: 
     if i >= p.n { return; }
     out[i] = activate(x[i] + y[i], p.kind, p.slope);
 }
+
+// out = x * y (elementwise; its own backward, with the other factor).
+@compute @workgroup_size(256)
+fn mul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = x[i] * y[i];
+}

@@ -201,6 +201,7 @@ fn zero(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 //   kind 0: hinge  relu(1 - sign * x)
 //   kind 1: linear sign * x
 //   kind 2: l1     |x - t|
+//   kind 3: hinge per element, t = +-weight: |t| relu(1 - sign(t) x)
 // loss_value writes the mean (scaled by w) into out[0] with one workgroup; loss_grad writes
 // d(w * mean)/dx.
 @group(0) @binding(1) var<storage, read> lx: array<f32>;
@@ -215,6 +216,11 @@ fn loss_elem(i: u32) -> vec2f {
             return select(vec2f(0.0, 0.0), vec2f(m, -p.slope), m > 0.0);
         }
         case 1u: { return vec2f(p.slope * x, p.slope); }
+        case 3u: {
+            let t = lt[i];
+            let m = 1.0 - sign(t) * x;
+            return select(vec2f(0.0, 0.0), vec2f(abs(t) * m, -t), m > 0.0);
+        }
         default: {
             let d = x - lt[i];
             return vec2f(abs(d), sign(d));

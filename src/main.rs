@@ -50,6 +50,11 @@ enum Cmd {
     Eval(synthcal::eval::EvalArgs),
     /// Quantize an FP32 classifier to INT8 (POT DefaultQuantization) with a calibration set.
     Quantize(synthcal::quant::cli::QuantizeArgs),
+    /// Train a DiStyleGAN generator on real CIFAR-10 (optionally distilling a teacher's
+    /// noise/class/image triples); checkpoints, sample grids, Ctrl-C safe, resumable.
+    TrainGan(synthcal::gan::cli::TrainGanArgs),
+    /// Write a class-balanced image folder (plus its noise vectors) from a DiStyleGAN generator.
+    Generate(synthcal::gan::cli::GenerateArgs),
 }
 
 fn main() -> Result<()> {
@@ -65,6 +70,8 @@ fn main() -> Result<()> {
         }
         Cmd::Eval(args) => synthcal::eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => synthcal::quant::cli::run(&gpu()?, args)?,
+        Cmd::TrainGan(args) => synthcal::gan::cli::run_train(&gpu()?, args.clone())?,
+        Cmd::Generate(args) => synthcal::gan::cli::run_generate(&gpu()?, args.clone())?,
     }
     Ok(())
 }

@@ -185,6 +185,8 @@ fn pointwise_and_layout_grads() {
     check_grad("concat const", vec![input(&[3, 5], 56, false), input(&[3, 4], 57, true)], cat, false);
     let add: Op = &|t, s, v| t.add(s, v[0], v[1]);
     check_grad("add", vec![input(&[4, 6], 58, true), input(&[4, 6], 59, true)], add, false);
+    let mul: Op = &|t, s, v| t.mul(s, v[0], v[1]);
+    check_grad("mul", vec![input(&[4, 6], 62, true), input(&[4, 6], 63, true)], mul, false);
     let flat: Op = &|t, s, v| {
         let f = t.reshape(v[0], &[2, 12])?;
         t.linear(s, f, v[1])
@@ -204,6 +206,12 @@ fn loss_grads() {
         let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.loss(s, v[0], None, loss);
         check_grad(&format!("{loss:?}"), vec![x], &f, true);
     }
+    let wh: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::WeightedHinge);
+    let mut x = input(&[12, 1], 77, true);
+    x.a = x.a.map(|v| 2.5 * v).map(|v| if (v.abs() - 1.0).abs() < 0.05 { v * 1.1 } else { v });
+    let mut w = input(&[12, 1], 78, false);
+    w.a = w.a.map(|v| if v.abs() < 0.1 { 0.5 } else { v });
+    check_grad("weighted hinge", vec![x, w], wh, true);
     let l1: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::L1);
     check_grad("l1", vec![input(&[3, 4, 2, 2], 75, true), input(&[3, 4, 2, 2], 76, false)], l1, true);
 }

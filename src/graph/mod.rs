@@ -7,6 +7,7 @@ pub mod exec;
 pub mod params;
 pub mod passes;
 pub mod tape;
+pub mod trainable;
 
 pub use crate::cpu::elementwise::Act;
 pub use params::Params;

@@ -21,6 +21,7 @@ enum Rec {
     Concat { xs: Vec<Var> },
     Reshape { x: Var },
     Add { a: Var, b: Var },
+    Mul { a: Var, b: Var },
     SpectralNorm { w: Var, st: ops::grad::SpectralState },
     Loss { x: Var, target: Option<Var>, loss: Loss },
 }
@@ -137,6 +138,11 @@ impl Tape {
     pub fn add(&mut self, s: &mut Stream, a: Var, b: Var) -> Result<Var> {
         let y = ops::elementwise::add(s, self.value(a), self.value(b), Act::Identity)?;
         Ok(self.push(y, Rec::Add { a, b }, &[a, b]))
+    }
+
+    pub fn mul(&mut self, s: &mut Stream, a: Var, b: Var) -> Result<Var> {
+        let y = ops::elementwise::mul(s, self.value(a), self.value(b))?;
+        Ok(self.push(y, Rec::Mul { a, b }, &[a, b]))
     }
 
     /// W / sigma(W) with one power iteration from the persistent `u` (updated in place).
@@ -280,6 +286,16 @@ impl Tape {
             Rec::Add { a, b } => {
                 self.accumulate(s, g, *a, dy.clone())?;
                 self.accumulate(s, g, *b, dy.clone())?;
+            }
+            Rec::Mul { a, b } => {
+                if wants(a) {
+                    let da = ops::elementwise::mul(s, dy, val(b))?;
+                    self.accumulate(s, g, *a, da)?;
+                }
+                if wants(b) {
+                    let db = ops::elementwise::mul(s, dy, val(a))?;
+                    self.accumulate(s, g, *b, db)?;
+                }
             }
             Rec::SpectralNorm { w, st } => {
                 let dw = ops::grad::spectral_norm_backward(s, st, dy)?;

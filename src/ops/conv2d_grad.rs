@@ -83,6 +83,29 @@ pub fn conv2d_train(s: &mut Stream, x: &Tensor, w: &Tensor, bias: Option<&Tensor
     conv2d(s, x, &cw, bias, p, None, Act::Identity)
 }
 
+/// `[N, C, H, W]` zero-padded by `pad` on every side (a stride-1 `dilate_pad`).
+fn pad_input(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
+    if pad == 0 {
+        return Ok(x.clone());
+    }
+    let [n, c, h, w] = x.dims::<4>("pad_input")?;
+    let (zh, zw) = (h + 2 * pad, w + 2 * pad);
+    let total = n * c * zh * zw;
+    let q = Params {
+        oh: h as u32,
+        ow: w as u32,
+        stride: 1,
+        pad_lo: pad as u32,
+        zh: zh as u32,
+        zw: zw as u32,
+        total: total as u32,
+        ..Default::default()
+    };
+    let z = s.gpu().alloc("pad_input", &[n, c, zh, zw], DType::F32)?;
+    s.dispatch(SHADER, "dilate_pad", &[], bytes_of(&q), &[x, &z], grid_1d(total, 256))?;
+    Ok(z)
+}
+
 /// dx `[N, Ci, H, W]` of y = conv2d(x, w) from dy.
 pub fn conv2d_backward_data(
     s: &mut Stream,
@@ -145,7 +168,7 @@ pub fn conv2d_backward_weight(
         return shape_err(OP, format!("x {:?}, dy {:?}, w {w_shape:?}, {p:?}", x.shape(), dy.shape()));
     }
     let taps = cig * kh * kw;
-    let (oblocks, tblocks) = ((co / groups).div_ceil(4), taps.div_ceil(4));
+    let (oblocks, tblocks) = ((co / groups).div_ceil(8), taps.div_ceil(8));
     let threads = oblocks * tblocks * groups;
     // Enough image chunks to give every lane work; each chunk is summed afterwards.
     let chunks = n.min(16384usize.div_ceil(threads)).max(1);
@@ -171,8 +194,14 @@ pub fn conv2d_backward_weight(
         tblocks: tblocks as u32,
         ..Default::default()
     };
+    let xp = pad_input(s, x, pad)?;
+    let q = Params {
+        h: (h + 2 * pad) as u32,
+        w: (wd + 2 * pad) as u32,
+        ..q
+    };
     let part = s.gpu().alloc(OP, &[chunks, co, cig, kh, kw], DType::F32)?;
-    s.dispatch(SHADER, "wgrad", &[], bytes_of(&q), &[x, dy, &part], grid_1d(threads * chunks, 64))?;
+    s.dispatch(SHADER, "wgrad", &[], bytes_of(&q), &[&xp, dy, &part], grid_1d(threads * chunks, 64))?;
     if chunks == 1 {
         return part.reshape(&w_shape);
     }

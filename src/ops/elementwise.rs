@@ -50,21 +50,23 @@ pub fn act(s: &mut Stream, x: &Tensor, a: Act) -> Result<Tensor> {
 
 /// out = act(a + b) for tensors of one shape.
 pub fn add(s: &mut Stream, a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
-    check_f32("add", a)?;
-    check_f32("add", b)?;
+    binary(s, "add", a, b, act)
+}
+
+/// out = a * b for tensors of one shape.
+pub fn mul(s: &mut Stream, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(s, "mul", a, b, Act::Identity)
+}
+
+fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+    check_f32(op, a)?;
+    check_f32(op, b)?;
     if a.shape() != b.shape() {
-        return shape_err("add", format!("{:?} + {:?}", a.shape(), b.shape()));
+        return shape_err(op, format!("{:?} and {:?}", a.shape(), b.shape()));
     }
-    let out = s.gpu().alloc("add", a.shape(), DType::F32)?;
+    let out = s.gpu().alloc(op, a.shape(), DType::F32)?;
     let n = a.numel();
-    s.dispatch(
-        SHADER,
-        "add",
-        &[],
-        bytes_of(&params(n, act)),
-        &[a, b, &out],
-        grid_1d(n, 256),
-    )?;
+    s.dispatch(SHADER, op, &[], bytes_of(&params(n, act)), &[a, b, &out], grid_1d(n, 256))?;
     Ok(out)
 }
 
@@ -117,6 +119,22 @@ mod tests {
         s.submit();
         let want = cpu::elementwise::act(&cpu::elementwise::add(&a, &b), Act::Relu);
         assert!(Array::new(&shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data) < 1e-4);
+    }
+
+    #[test]
+    fn mul_matches_cpu() {
+        let g = gpu();
+        let shape = [3, 7, 5];
+        let (a, b) = (Array::random(&shape, 3), Array::random(&shape, 4));
+        let mut s = g.stream();
+        let (at, bt) = (
+            g.upload_f32(&shape, &a.data).unwrap(),
+            g.upload_f32(&shape, &b.data).unwrap(),
+        );
+        let y = mul(&mut s, &at, &bt).unwrap();
+        s.submit();
+        let want: Vec<f32> = a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect();
+        assert_eq!(g.read_f32(&y).unwrap(), want);
     }
 
     #[test]

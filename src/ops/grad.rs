@@ -183,6 +183,9 @@ pub enum Loss {
     Linear { sign: f32 },
     /// mean |x - target|.
     L1,
+    /// mean |t| relu(1 - sign(t) x) for a target t of signed weights: several hinge terms
+    /// over one concatenated batch.
+    WeightedHinge,
 }
 
 impl Loss {
@@ -191,6 +194,7 @@ impl Loss {
             Loss::Hinge { sign } => (0, sign),
             Loss::Linear { sign } => (1, sign),
             Loss::L1 => (2, 0.0),
+            Loss::WeightedHinge => (3, 0.0),
         };
         Params {
             n: n as u32,
@@ -204,8 +208,8 @@ impl Loss {
 
     fn check(self, x: &Tensor, target: Option<&Tensor>) -> Result<()> {
         match (self, target) {
-            (Loss::L1, Some(t)) => same_shape("l1_loss", x, t),
-            (Loss::L1, None) => shape_err("l1_loss", "needs a target"),
+            (Loss::L1 | Loss::WeightedHinge, Some(t)) => same_shape("loss", x, t),
+            (Loss::L1 | Loss::WeightedHinge, None) => shape_err("loss", "needs a target"),
             _ => Ok(()),
         }
     }

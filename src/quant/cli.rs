@@ -60,7 +60,8 @@ pub struct QuantizeArgs {
     pub quiet: bool,
 }
 
-fn default_data() -> PathBuf {
+/// The CIFAR-10 binary folder: $SYNTHCAL_DATA, else ../shared/data/cifar-10-batches-bin.
+pub fn default_data() -> PathBuf {
     std::env::var_os("SYNTHCAL_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("../shared/data/cifar-10-batches-bin"))

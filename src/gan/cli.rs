@@ -1,0 +1,230 @@
+//! `synthcal train-gan` and `synthcal generate`.
+
+use super::generate::{generate, save_generated};
+use super::train::{load_teacher, run, TrainOptions, Trainer, STOP};
+use super::{load_generator, GanConfig};
+use crate::data;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::grad::AdamConfig;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Conditioning {
+    /// `concat` with a teacher, `projection` without one.
+    Auto,
+    /// The reference discriminator: one-hot class concatenated before the last layer.
+    Concat,
+    /// Adds a projection term <embed(c), h> to D's output (needed without a teacher).
+    Projection,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainGanArgs {
+    /// CIFAR-10 binary folder with the real training images (default: $SYNTHCAL_DATA, else
+    /// ../shared/data/cifar-10-batches-bin).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Teacher set for black-box distillation: a class-folder PNG dataset with a
+    /// noise.safetensors of its noise vectors (as `synthcal generate` writes). Without it,
+    /// training is a conditional hinge GAN on the real images alone.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Output folder: checkpoint.safetensors, generator.safetensors and sample grids.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Generator channels at 4x4 (halved by each up-block); 256 is the reference.
+    #[arg(long, default_value_t = 256)]
+    pub ngf: usize,
+    /// Discriminator channels of the first blocks (then x2, x4); 128 is the reference.
+    #[arg(long, default_value_t = 128)]
+    pub ndf: usize,
+    /// Noise dimensions.
+    #[arg(long, default_value_t = 512)]
+    pub z_dim: usize,
+    /// Discriminator class conditioning.
+    #[arg(long, value_enum, default_value_t = Conditioning::Auto)]
+    pub cond: Conditioning,
+    /// Training iterations (one D step and one G step each).
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: u64,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Adam learning rate of the generator.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr_g: f32,
+    /// Adam learning rate of the discriminator.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr_d: f32,
+    /// Adam beta1 (both networks).
+    #[arg(long, default_value_t = 0.5)]
+    pub beta1: f32,
+    /// Adam beta2 (both networks).
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f32,
+    /// Generator adversarial terms every N-th iteration (default: 10 with a teacher, else 1).
+    #[arg(long)]
+    pub adv_every: Option<u64>,
+    /// Use only N real training images (a seeded draw; 0 = all 50,000).
+    #[arg(long, default_value_t = 0)]
+    pub real_images: usize,
+    /// Seed of initialization, noise and data order (same seed, same run).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Checkpoint every N steps (also on Ctrl-C and at the end).
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Write a 10x10 sample grid (one row per class) every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: u64,
+    /// Continue from OUTPUT/checkpoint.safetensors (its options win; --steps may extend it).
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainGanArgs {
+    fn options(&self) -> TrainOptions {
+        let mut o = TrainOptions::faithful(self.teacher.clone());
+        let projection = match self.cond {
+            Conditioning::Auto => self.teacher.is_none(),
+            Conditioning::Concat => false,
+            Conditioning::Projection => true,
+        };
+        o.config = GanConfig {
+            z_dim: self.z_dim,
+            ngf: self.ngf,
+            ndf: self.ndf,
+            classes: 10,
+            projection,
+        };
+        o.steps = self.steps;
+        o.batch = self.batch;
+        o.seed = self.seed;
+        let adam = |lr| AdamConfig {
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            ..AdamConfig::default()
+        };
+        o.adam_g = adam(self.lr_g);
+        o.adam_d = adam(self.lr_d);
+        if let Some(a) = self.adv_every {
+            o.adv_every = a;
+        }
+        o.real_images = self.real_images;
+        o
+    }
+}
+
+fn real_images(args_data: Option<&Path>, n: usize, seed: u64) -> Result<data::Dataset> {
+    let dir = args_data.map(PathBuf::from).unwrap_or_else(crate::quant::cli::default_data);
+    let ds = data::load_cifar10_bin(&dir, data::Split::Train)?;
+    if n == 0 || n >= ds.len() {
+        return Ok(ds);
+    }
+    let mut idx: Vec<usize> = (0..ds.len()).collect();
+    idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 3));
+    idx.truncate(n);
+    idx.sort_unstable();
+    Ok(ds.subset(&idx)?)
+}
+
+pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
+    let teacher = args.teacher.as_deref().map(load_teacher).transpose()?;
+    let ckpt = args.output.join("checkpoint.safetensors");
+    let mut tr = if args.resume {
+        if !ckpt.exists() {
+            return Err(Error::File {
+                path: ckpt,
+                msg: "--resume: no checkpoint here".into(),
+            });
+        }
+        let peek = Trainer::resume_options(&ckpt)?;
+        let real = real_images(args.data.as_deref(), peek.real_images, peek.seed)?;
+        let mut tr = Trainer::resume(gpu.clone(), &ckpt, real, teacher)?;
+        tr.opts.steps = tr.opts.steps.max(args.steps);
+        eprintln!("resuming at step {} of {}", tr.step, tr.opts.steps);
+        tr
+    } else {
+        if ckpt.exists() {
+            return Err(Error::File {
+                path: ckpt,
+                msg: "a checkpoint exists: pass --resume to continue it, or choose another --output".into(),
+            });
+        }
+        let opts = args.options();
+        let real = real_images(args.data.as_deref(), opts.real_images, opts.seed)?;
+        Trainer::new(gpu.clone(), opts, real, teacher)?
+    };
+    let (g, d) = (tr.g.params.count(), tr.d.params.count());
+    eprintln!(
+        "DiStyleGAN: generator {g} parameters, discriminator {d}; {} real images{}",
+        tr.real_len(),
+        if tr.opts.teacher.is_some() { ", with a teacher" } else { ", no teacher" }
+    );
+    if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)) {
+        log::warn!("Ctrl-C handler not installed: {e}");
+    }
+    let report = run(&mut tr, &args.output, args.checkpoint_every, args.sample_every, args.quiet)?;
+    println!(
+        "{} at step {} ({:.1} s, {:.1} samples/s, {:.2} s/iteration); D loss {:.4}, G loss {:.4}",
+        if report.interrupted { "interrupted; saved" } else { "done" },
+        report.steps,
+        report.seconds,
+        report.samples_per_sec,
+        tr.opts.batch as f64 / report.samples_per_sec.max(1e-9),
+        report.last.d,
+        report.last.g
+    );
+    println!("generator: {}", args.output.join("generator.safetensors").display());
+    Ok(())
+}
+
+/// The generator committed with synthcal (trained by the README's CPU-scale recipe).
+pub fn default_generator() -> PathBuf {
+    let rel = PathBuf::from("assets/distylegan-cifar10.safetensors");
+    if rel.exists() {
+        rel
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// Generator file (default: assets/distylegan-cifar10.safetensors, committed with synthcal).
+    #[arg(long)]
+    pub generator: Option<PathBuf>,
+    /// Images per class.
+    #[arg(long, default_value_t = 500)]
+    pub per_class: usize,
+    /// Seed of the noise (same seed, same images).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (must be empty or new): one subfolder of PNGs per class plus
+    /// noise.safetensors.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
+    let path = args.generator.clone().unwrap_or_else(default_generator);
+    let (g, _) = load_generator(gpu, &path)?;
+    let bar = crate::progress::bar((args.per_class * g.cfg.classes) as u64, "generate", args.quiet);
+    let (ds, noise) = generate(gpu, &g, args.per_class, args.seed, Some(&bar))?;
+    bar.finish();
+    save_generated(&ds, &noise, g.cfg.z_dim, &args.output)?;
+    println!("{} images in {}", ds.len(), args.output.display());
+    Ok(())
+}

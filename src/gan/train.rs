@@ -1,0 +1,480 @@
+//! DiStyleGAN training: one discriminator step, then one generator step, per iteration.
+//!
+//! Losses (hinge), as the reference:
+//! - D: relu(1 - D(x_t)) + relu(1 + D(x_s)) + 0.2 [relu(1 - D(x_real)) + relu(1 + D(x_rand))]
+//! - G: L_feat + l1 |x_s - x_t| + l2 (-D(x_s)) + l3 (-D(G(z ~ N(0, 1), c))), the adversarial
+//!   terms every `adv_every`-th iteration.
+//!
+//! x_t is a teacher image for (noise, class), x_s = G(noise, class). Without a teacher the
+//! distillation terms drop out, leaving a conditional hinge GAN on real images; its only
+//! generator term is then adversarial, so it runs every iteration.
+//!
+//! One spectral-norm power iteration per network per step (PyTorch runs one per D call):
+//! D's normalized weights are computed once per step and shared by all its calls.
+
+use super::model::{DWeights, Discriminator, GanConfig, Generator};
+use super::{check_format, meta_json, read_arrays, save_generator, write_arrays, CHECKPOINT_FORMAT};
+use crate::cpu::Array;
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Stream};
+use crate::graph::tape::{Tape, Var};
+use crate::ops::grad::{AdamConfig, Loss};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything that defines a run (saved as the generator's recipe).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainOptions {
+    pub config: GanConfig,
+    pub steps: u64,
+    pub batch: usize,
+    pub seed: u64,
+    pub adam_g: AdamConfig,
+    pub adam_d: AdamConfig,
+    pub l1: f32,
+    pub l1_decay: f32,
+    pub l2: f32,
+    pub l3: f32,
+    pub adv_every: u64,
+    /// Real training images used (the first N of a seeded shuffle; 0 = all).
+    pub real_images: usize,
+    pub teacher: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    pub fn faithful(teacher: Option<PathBuf>) -> TrainOptions {
+        let has_teacher = teacher.is_some();
+        TrainOptions {
+            config: GanConfig {
+                projection: !has_teacher,
+                ..GanConfig::default()
+            },
+            steps: 10_000,
+            batch: 128,
+            seed: 0,
+            adam_g: AdamConfig::default(),
+            adam_d: AdamConfig::default(),
+            l1: 0.2,
+            l1_decay: 0.01,
+            l2: 0.01,
+            l3: 0.002,
+            adv_every: if has_teacher { 10 } else { 1 },
+            real_images: 0,
+            teacher,
+        }
+    }
+}
+
+/// A teacher's (noise, class, image) triples.
+pub struct Teacher {
+    pub images: Dataset,
+    pub noise: Vec<f32>,
+    pub z_dim: usize,
+}
+
+/// Loads a teacher set: a class-folder dataset plus `noise.safetensors` (see the module docs).
+pub fn load_teacher(dir: &Path) -> Result<Teacher> {
+    let images = data::load_image_folder(dir, data::ResizePolicy::Reject)?;
+    let path = dir.join("noise.safetensors");
+    let (arrays, _) = read_arrays(&path)?;
+    let get = |name: &str| {
+        arrays.iter().find(|(n, _)| n == name).map(|(_, a)| a.clone()).ok_or_else(|| Error::File {
+            path: path.clone(),
+            msg: format!("missing tensor `{name}`"),
+        })
+    };
+    let (noise, labels) = (get("noise")?, get("labels")?);
+    let bad = |msg: String| Error::File { path: path.clone(), msg };
+    if noise.shape.len() != 2 || noise.shape[0] != images.len() {
+        return Err(bad(format!("noise {:?} for {} images", noise.shape, images.len())));
+    }
+    if labels.data.len() != images.len() || labels.data.iter().zip(images.labels()).any(|(&a, &b)| a != b as f32) {
+        return Err(bad("labels do not match the class folders' order".into()));
+    }
+    Ok(Teacher {
+        z_dim: noise.shape[1],
+        images,
+        noise: noise.data,
+    })
+}
+
+/// Seeded order of `n` items, epoch after epoch: item `k` of the stream.
+struct IndexStream {
+    n: usize,
+    seed: u64,
+    epoch: u64,
+    perm: Vec<usize>,
+}
+
+impl IndexStream {
+    fn new(n: usize, seed: u64) -> IndexStream {
+        IndexStream { n, seed, epoch: u64::MAX, perm: Vec::new() }
+    }
+    fn batch(&mut self, step: u64, b: usize) -> Vec<usize> {
+        (0..b)
+            .map(|i| {
+                let k = step * b as u64 + i as u64;
+                let epoch = k / self.n as u64;
+                if epoch != self.epoch {
+                    self.perm = (0..self.n).collect();
+                    self.perm.shuffle(&mut StdRng::seed_from_u64(self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                    self.epoch = epoch;
+                }
+                self.perm[(k % self.n as u64) as usize]
+            })
+            .collect()
+    }
+}
+
+/// Images of `ds` at `idx` as f32 in [-1, 1], `[N, 3, 32, 32]`.
+fn images(ds: &Dataset, idx: &[usize]) -> Vec<f32> {
+    idx.iter()
+        .flat_map(|&i| ds.image(i).iter().map(|&p| p as f32 / 127.5 - 1.0))
+        .collect()
+}
+
+pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
+    let mut v = vec![0.0; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * classes + l as usize] = 1.0;
+    }
+    v
+}
+
+pub fn normal_noise(n: usize, rng: &mut StdRng) -> Vec<f32> {
+    (0..n).map(|_| StandardNormal.sample(rng)).collect()
+}
+
+/// The losses of one iteration.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepLosses {
+    pub d: f32,
+    pub g: f32,
+}
+
+pub struct Trainer {
+    pub gpu: Arc<Gpu>,
+    pub opts: TrainOptions,
+    pub g: Generator,
+    pub d: Discriminator,
+    pub step: u64,
+    real: Dataset,
+    real_stream: IndexStream,
+    teacher: Option<Teacher>,
+    teacher_stream: IndexStream,
+    /// Classes of the last `random_inputs` draw.
+    last_labels: Vec<u8>,
+}
+
+impl Trainer {
+    pub fn new(gpu: Arc<Gpu>, opts: TrainOptions, real: Dataset, teacher: Option<Teacher>) -> Result<Trainer> {
+        opts.config.check()?;
+        if opts.batch < 2 {
+            return Err(Error::Invalid("batch must be at least 2 (batch norm needs it)".into()));
+        }
+        if real.num_classes() != opts.config.classes {
+            return Err(Error::Invalid(format!("{} classes in the real data, {} in the config", real.num_classes(), opts.config.classes)));
+        }
+        if let Some(t) = &teacher {
+            if t.z_dim != opts.config.z_dim || t.images.num_classes() != opts.config.classes {
+                return Err(Error::Invalid(format!(
+                    "teacher noise has {} dims and {} classes; the generator takes {} and {}",
+                    t.z_dim,
+                    t.images.num_classes(),
+                    opts.config.z_dim,
+                    opts.config.classes
+                )));
+            }
+        }
+        let mut rng = StdRng::seed_from_u64(opts.seed);
+        let g = Generator::new(&gpu, opts.config, &mut rng)?;
+        let d = Discriminator::new(&gpu, opts.config, &mut rng)?;
+        let real_stream = IndexStream::new(real.len(), opts.seed ^ 1);
+        let teacher_stream = IndexStream::new(teacher.as_ref().map_or(1, |t| t.images.len()), opts.seed ^ 2);
+        Ok(Trainer { gpu, opts, g, d, step: 0, real, real_stream, teacher, teacher_stream, last_labels: Vec::new() })
+    }
+
+    fn rng(&self, salt: u64) -> StdRng {
+        StdRng::seed_from_u64(self.opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (self.step << 4) ^ salt)
+    }
+
+    fn upload(&self, t: &mut Tape, shape: &[usize], v: &[f32]) -> Result<Var> {
+        Ok(t.leaf(self.gpu.upload_f32(shape, v)?, false))
+    }
+
+    /// Random noise and classes on the tape: (z, one-hot).
+    fn random_inputs(&mut self, t: &mut Tape, rng: &mut StdRng) -> Result<(Var, Var)> {
+        let (b, cfg) = (self.opts.batch, &self.opts.config);
+        let z = normal_noise(b * cfg.z_dim, rng);
+        let labels: Vec<u8> = (0..b).map(|_| rand::Rng::random_range(rng, 0..cfg.classes) as u8).collect();
+        let oh = self.upload(t, &[b, cfg.classes], &one_hot(&labels, cfg.classes))?;
+        self.last_labels = labels;
+        Ok((self.upload(t, &[b, cfg.z_dim], &z)?, oh))
+    }
+
+    /// Teacher triples for this step: (noise, one-hot, image, labels).
+    fn teacher_inputs(&mut self, t: &mut Tape) -> Result<Option<(Var, Var, Var, Vec<u8>)>> {
+        let Some(teacher) = &self.teacher else { return Ok(None) };
+        let idx = self.teacher_stream.batch(self.step, self.opts.batch);
+        let (b, zd, c) = (idx.len(), teacher.z_dim, self.opts.config.classes);
+        let z: Vec<f32> = idx.iter().flat_map(|&i| teacher.noise[i * zd..(i + 1) * zd].to_vec()).collect();
+        let labels: Vec<u8> = idx.iter().map(|&i| teacher.images.labels()[i]).collect();
+        let x = images(&teacher.images, &idx);
+        Ok(Some((
+            self.upload(t, &[b, zd], &z)?,
+            self.upload(t, &[b, c], &one_hot(&labels, c))?,
+            self.upload(t, &[b, 3, 32, 32], &x)?,
+            labels,
+        )))
+    }
+
+    fn d_step(&mut self, s: &mut Stream) -> Result<StepTape> {
+        let mut t = Tape::new();
+        let gp = self.g.params.on_tape(&mut t, false);
+        let dw = self.d.weights(&mut t, s, true)?;
+        let idx = self.real_stream.batch(self.step, self.opts.batch);
+        let mut labels: Vec<u8> = idx.iter().map(|&i| self.real.labels()[i]).collect();
+        let (b, c) = (idx.len(), self.opts.config.classes);
+        let real = self.gpu.upload_f32(&[b, 3, 32, 32], &images(&self.real, &idx))?;
+        let mut rng = self.rng(1);
+        let (z, cz) = self.random_inputs(&mut t, &mut rng)?;
+        let x_rand = self.g.forward(&mut t, s, &gp, z, cz, true)?;
+        labels.extend(self.last_labels.iter().copied());
+        // D sees one concatenated batch: [real; G(z)] (plus [x_t; x_s] with a teacher); the
+        // hinge terms' signs and weights ride along per row.
+        let mut parts = vec![real, t.value(x_rand).clone()];
+        let mut signs = vec![0.2f32; b];
+        signs.extend(std::iter::repeat_n(-0.2, b));
+        if let Some((zt, ct, xt, tl)) = self.teacher_inputs(&mut t)? {
+            let xs = self.g.forward(&mut t, s, &gp, zt, ct, true)?;
+            parts.push(t.value(xt).clone());
+            parts.push(t.value(xs).clone());
+            labels.extend(tl.iter().chain(&tl).copied());
+            signs.extend(std::iter::repeat_n(1.0, b).chain(std::iter::repeat_n(-1.0, b)));
+        }
+        let rows = signs.len();
+        // Weights are per term means: scale by the number of terms' rows.
+        let signs: Vec<f32> = signs.iter().map(|w| w * (rows / b) as f32).collect();
+        let x = self.gpu.alloc("d_batch", &[rows, 3, 32, 32], crate::gpu::DType::F32)?;
+        let img = (3 * 32 * 32 * 4 * b) as u64;
+        for (k, part) in parts.iter().enumerate() {
+            s.copy(part, 0, &x, k as u64 * img, img);
+        }
+        let x = t.leaf(x, false);
+        let oh = self.upload(&mut t, &[rows, c], &one_hot(&labels, c))?;
+        let target = self.upload(&mut t, &[rows, 1], &signs)?;
+        let logit = self.d.forward(&mut t, s, &dw, x, oh)?.logit;
+        let terms = vec![(t.loss(s, logit, Some(target), Loss::WeightedHinge)?, 1.0)];
+        let grads = t.backward(s, &terms)?;
+        self.d.params.adam_step(s, &grads, dw.params(), &self.opts.adam_d)?;
+        Ok(StepTape { tape: t, terms })
+    }
+
+    fn g_step(&mut self, s: &mut Stream) -> Result<StepTape> {
+        let mut t = Tape::new();
+        let gp = self.g.params.on_tape(&mut t, true);
+        let dw: DWeights = self.d.weights(&mut t, s, false)?;
+        let adversarial = self.step % self.opts.adv_every.max(1) == 0;
+        let mut terms = Vec::new();
+        if let Some((zt, ct, xt, _)) = self.teacher_inputs(&mut t)? {
+            let xs = self.g.forward(&mut t, s, &gp, zt, ct, true)?;
+            let out_s = self.d.forward(&mut t, s, &dw, xs, ct)?;
+            let out_t = self.d.forward(&mut t, s, &dw, xt, ct)?;
+            for (k, (fs, ft)) in out_s.feats.iter().zip(&out_t.feats).enumerate() {
+                let w = [1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0][k];
+                terms.push((t.loss(s, *fs, Some(*ft), Loss::L1)?, w));
+            }
+            let l1 = (self.opts.l1 - self.opts.l1_decay * self.g.params.step as f32).max(0.0);
+            if l1 > 0.0 {
+                terms.push((t.loss(s, xs, Some(xt), Loss::L1)?, l1));
+            }
+            if adversarial {
+                terms.push((t.loss(s, out_s.logit, None, Loss::Linear { sign: -1.0 })?, self.opts.l2));
+            }
+        }
+        if adversarial || self.teacher.is_none() {
+            let mut rng = self.rng(2);
+            let (z, cz) = self.random_inputs(&mut t, &mut rng)?;
+            let x = self.g.forward(&mut t, s, &gp, z, cz, true)?;
+            let out = self.d.forward(&mut t, s, &dw, x, cz)?.logit;
+            terms.push((t.loss(s, out, None, Loss::Linear { sign: -1.0 })?, self.opts.l3));
+        }
+        let grads = t.backward(s, &terms)?;
+        self.g.params.adam_step(s, &grads, &gp, &self.opts.adam_g)?;
+        Ok(StepTape { tape: t, terms })
+    }
+
+    /// One iteration (D step, G step, one submit); returns the weighted losses.
+    pub fn step(&mut self) -> Result<StepLosses> {
+        let gpu = self.gpu.clone();
+        let mut s = gpu.stream();
+        let d = self.d_step(&mut s)?;
+        let g = self.g_step(&mut s)?;
+        let tensors: Vec<_> = d
+            .terms
+            .iter()
+            .map(|(v, _)| d.tape.value(*v).clone())
+            .chain(g.terms.iter().map(|(v, _)| g.tape.value(*v).clone()))
+            .collect();
+        let refs: Vec<_> = tensors.iter().collect();
+        let bytes = s.submit_and_read(&refs)?;
+        let vals: Vec<f32> = bytes.iter().map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let weights: Vec<f32> = d.terms.iter().chain(&g.terms).map(|(_, w)| *w).collect();
+        let nd = d.terms.len();
+        let sum = |r: std::ops::Range<usize>| r.map(|i| vals[i] * weights[i]).sum::<f32>();
+        self.step += 1;
+        Ok(StepLosses { d: sum(0..nd), g: sum(nd..vals.len()) })
+    }
+
+    /// Images from G in inference mode for fixed noise: `per_class` per class, class-major.
+    pub fn samples(&self, per_class: usize, seed: u64) -> Result<Dataset> {
+        super::generate::generate(&self.gpu, &self.g, per_class, seed, None).map(|(ds, _)| ds)
+    }
+
+    /// Writes `checkpoint.safetensors` and `generator.safetensors` into `dir` (atomically).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let gpu = &self.gpu;
+        let mut arrays: Vec<(String, Array)> = Vec::new();
+        arrays.extend(self.g.read(gpu)?.into_iter().map(|(n, a)| (format!("g.{n}"), a)));
+        arrays.extend(self.d.read(gpu)?.into_iter().map(|(n, a)| (format!("d.{n}"), a)));
+        for (k, p) in [("g", &self.g.params), ("d", &self.d.params)] {
+            let (m, v) = p.read_moments(gpu)?;
+            arrays.push((format!("opt.{k}.m"), Array::new(&[m.len()], m)));
+            arrays.push((format!("opt.{k}.v"), Array::new(&[v.len()], v)));
+        }
+        let mut meta = BTreeMap::new();
+        meta.insert("format".into(), CHECKPOINT_FORMAT.into());
+        meta.insert("options".into(), serde_json::to_string(&self.opts).unwrap_or_default());
+        meta.insert("step".into(), self.step.to_string());
+        meta.insert("adam_steps".into(), format!("{} {}", self.g.params.step, self.d.params.step));
+        write_arrays(&dir.join("checkpoint.safetensors"), &arrays, &meta)?;
+        let recipe = serde_json::to_value(&self.opts).unwrap_or_default();
+        save_generator(gpu, &self.g, &recipe, self.step, &dir.join("generator.safetensors"))
+    }
+
+    /// The options a checkpoint was made with (to load the same real images before resuming).
+    pub fn resume_options(path: &Path) -> Result<TrainOptions> {
+        let (_, meta) = read_arrays(path)?;
+        check_format(path, &meta, CHECKPOINT_FORMAT)?;
+        meta_json(path, &meta, "options")
+    }
+
+    pub fn real_len(&self) -> usize {
+        self.real.len()
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save`]; returns the options it was made with.
+    pub fn resume(gpu: Arc<Gpu>, path: &Path, real: Dataset, teacher: Option<Teacher>) -> Result<Trainer> {
+        let (arrays, meta) = read_arrays(path)?;
+        check_format(path, &meta, CHECKPOINT_FORMAT)?;
+        let opts: TrainOptions = meta_json(path, &meta, "options")?;
+        let step: u64 = meta_json(path, &meta, "step")?;
+        let file_err = |e: Error| Error::File { path: path.into(), msg: e.to_string() };
+        let mut tr = Trainer::new(gpu.clone(), opts, real, teacher).map_err(file_err)?;
+        let pick = |prefix: &str| -> Vec<(String, Array)> {
+            arrays.iter().filter_map(|(n, a)| n.strip_prefix(prefix).map(|k| (k.to_string(), a.clone()))).collect()
+        };
+        let (g_all, d_all) = (pick("g."), pick("d."));
+        let (g_stats, g_params): (Vec<_>, Vec<_>) = g_all.into_iter().partition(|(n, _)| n.contains(".running_"));
+        let (d_u, d_params): (Vec<_>, Vec<_>) = d_all.into_iter().partition(|(n, _)| n.ends_with("_u"));
+        let cfg = tr.opts.config;
+        tr.g = Generator::from_params(&gpu, cfg, &g_params, &g_stats).map_err(file_err)?;
+        tr.d = Discriminator::from_params(&gpu, cfg, &d_params, &d_u).map_err(file_err)?;
+        let steps: Vec<u64> = meta.get("adam_steps").map(|s| s.split(' ').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
+        let opt = pick("opt.");
+        let get = |n: &str| opt.iter().find(|(k, _)| k == n).map(|(_, a)| a.data.clone()).ok_or_else(|| file_err(Error::Invalid(format!("missing opt.{n}"))));
+        if steps.len() != 2 {
+            return Err(file_err(Error::Invalid("metadata adam_steps is missing".into())));
+        }
+        tr.g.params.load_moments(&gpu, &get("g.m")?, &get("g.v")?, steps[0]).map_err(file_err)?;
+        tr.d.params.load_moments(&gpu, &get("d.m")?, &get("d.v")?, steps[1]).map_err(file_err)?;
+        tr.step = step;
+        Ok(tr)
+    }
+}
+
+/// A step's tape with its loss terms (kept until the losses are read).
+struct StepTape {
+    tape: Tape,
+    terms: Vec<(Var, f32)>,
+}
+
+/// Set by Ctrl-C: the loop saves a checkpoint and stops.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// What a run did.
+#[derive(Debug, Serialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+    pub last: StepLosses,
+    pub interrupted: bool,
+}
+
+/// Runs `tr` to `tr.opts.steps`, checkpointing into `out` every `ckpt_every` steps, on
+/// Ctrl-C and at the end, and writing a 10x10 sample grid every `sample_every` steps.
+/// A non-finite loss stops the run with an error; the last checkpoint stays as it was.
+pub fn run(tr: &mut Trainer, out: &Path, ckpt_every: u64, sample_every: u64, quiet: bool) -> Result<TrainReport> {
+    std::fs::create_dir_all(out).map_err(|e| Error::File { path: out.into(), msg: e.to_string() })?;
+    let total = tr.opts.steps;
+    let bar = crate::progress::bar(total, "train-gan", quiet);
+    bar.set_position(tr.step);
+    let start = Instant::now();
+    let first = tr.step;
+    let mut last = StepLosses::default();
+    let mut interrupted = false;
+    let grid = |tr: &Trainer, name: &str| -> Result<()> {
+        let ds = tr.samples(10, tr.opts.seed ^ 0xA11CE)?;
+        data::sample_grid_png(&ds, 1, 10, out.join(name))?;
+        Ok(())
+    };
+    while tr.step < total {
+        if STOP.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let l = tr.step()?;
+        if !l.d.is_finite() || !l.g.is_finite() {
+            bar.abandon();
+            return Err(Error::Invalid(format!(
+                "a loss became non-finite at step {} (D {}, G {}); stopped without saving: the last good checkpoint is {}",
+                tr.step,
+                l.d,
+                l.g,
+                out.join("checkpoint.safetensors").display()
+            )));
+        }
+        last = l;
+        let rate = (tr.step - first) as f64 * tr.opts.batch as f64 / start.elapsed().as_secs_f64();
+        bar.set_position(tr.step);
+        bar.set_message(format!("D {:.3} G {:.4} | {rate:.1} samples/s", l.d, l.g));
+        if sample_every > 0 && tr.step % sample_every == 0 {
+            grid(tr, &format!("samples_{:06}.png", tr.step))?;
+        }
+        if ckpt_every > 0 && tr.step % ckpt_every == 0 {
+            tr.save(out)?;
+        }
+    }
+    tr.save(out)?;
+    grid(tr, "samples_latest.png")?;
+    bar.finish();
+    let seconds = start.elapsed().as_secs_f64();
+    let done = tr.step - first;
+    Ok(TrainReport {
+        steps: tr.step,
+        seconds,
+        samples_per_sec: done as f64 * tr.opts.batch as f64 / seconds.max(1e-9),
+        last,
+        interrupted,
+    })
+}
