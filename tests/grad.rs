@@ -40,7 +40,13 @@ fn input(shape: &[usize], seed: u64, check: bool) -> In {
 
 /// Keeps values at least 0.05 away from 0 (for kinked ops).
 fn off_kink(mut i: In) -> In {
-    i.a = i.a.map(|v| if v.abs() < 0.05 { v.signum() * 0.05 + v } else { v });
+    i.a = i.a.map(|v| {
+        if v.abs() < 0.05 {
+            v.signum() * 0.05 + v
+        } else {
+            v
+        }
+    });
     i
 }
 
@@ -63,7 +69,10 @@ fn objective(g: &Gpu, inputs: &[In], f: Op, is_loss: bool) -> f64 {
         return y[0] as f64;
     }
     let r = Array::random(&[y.len()], 999);
-    y.iter().zip(&r.data).map(|(&a, &b)| a as f64 * b as f64).sum()
+    y.iter()
+        .zip(&r.data)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum()
 }
 
 fn analytic(g: &Gpu, inputs: &[In], f: Op, is_loss: bool) -> Vec<Option<Vec<f32>>> {
@@ -98,10 +107,15 @@ fn check_grad(name: &str, mut inputs: Vec<In>, f: Op, is_loss: bool) {
     let scale = 1f64.max(base.abs().sqrt());
     for k in 0..inputs.len() {
         if !inputs[k].check {
-            assert!(ana[k].is_none(), "{name}: constant input {k} got a gradient");
+            assert!(
+                ana[k].is_none(),
+                "{name}: constant input {k} got a gradient"
+            );
             continue;
         }
-        let grad = ana[k].clone().unwrap_or_else(|| panic!("{name}: no gradient for input {k}"));
+        let grad = ana[k]
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {k}"));
         let n = inputs[k].a.numel();
         let step = (n / 16).max(1);
         for j in (0..n).step_by(step).take(16) {
@@ -125,14 +139,26 @@ fn check_grad(name: &str, mut inputs: Vec<In>, f: Op, is_loss: bool) {
 #[test]
 fn linear_grad() {
     let f: Op = &|t, s, v| t.linear(s, v[0], v[1]);
-    check_grad("linear", vec![input(&[5, 7], 1, true), input(&[3, 7], 2, true)], f, false);
-    check_grad("linear const x", vec![input(&[4, 9], 3, false), input(&[6, 9], 4, true)], f, false);
+    check_grad(
+        "linear",
+        vec![input(&[5, 7], 1, true), input(&[3, 7], 2, true)],
+        f,
+        false,
+    );
+    check_grad(
+        "linear const x",
+        vec![input(&[4, 9], 3, false), input(&[6, 9], 4, true)],
+        f,
+        false,
+    );
 }
+
+/// (x shape, w shape, stride, pad, groups, bias)
+type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, bool);
 
 #[test]
 fn conv2d_grads() {
-    // (x shape, w shape, stride, pad, groups, bias)
-    let cases: &[([usize; 4], [usize; 4], usize, usize, usize, bool)] = &[
+    let cases: &[ConvCase] = &[
         ([2, 3, 6, 6], [4, 3, 3, 3], 1, 1, 1, false),
         ([2, 4, 8, 8], [6, 4, 4, 4], 2, 1, 1, true),
         ([1, 4, 5, 7], [4, 2, 3, 3], 2, 1, 2, true),
@@ -145,7 +171,10 @@ fn conv2d_grads() {
         let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
             t.conv2d(s, v[0], v[1], if bias { Some(v[2]) } else { None }, p)
         };
-        let mut ins = vec![input(&xs, 10 + i as u64, true), input(&ws, 20 + i as u64, true)];
+        let mut ins = vec![
+            input(&xs, 10 + i as u64, true),
+            input(&ws, 20 + i as u64, true),
+        ];
         if bias {
             ins.push(input(&[ws[0]], 30 + i as u64, true));
         }
@@ -162,8 +191,14 @@ fn batch_norm_grads() {
             g.upload_f32(&[c], &vec![0.0; c]).unwrap(),
             g.upload_f32(&[c], &vec![1.0; c]).unwrap(),
         );
-        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.batch_norm(s, v[0], v[1], v[2], (&rm, &rv));
-        let ins = vec![input(&shape, 40 + i as u64, true), input(&[c], 41, true), input(&[c], 42, true)];
+        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
+            t.batch_norm(s, v[0], v[1], v[2], (&rm, &rv))
+        };
+        let ins = vec![
+            input(&shape, 40 + i as u64, true),
+            input(&[c], 41, true),
+            input(&[c], 42, true),
+        ];
         check_grad(&format!("batch_norm {shape:?}"), ins, &f, false);
     }
 }
@@ -173,7 +208,13 @@ fn pointwise_and_layout_grads() {
     let glu: Op = &|t, s, v| t.glu(s, v[0]);
     check_grad("glu 2d", vec![input(&[3, 8], 50, true)], glu, false);
     check_grad("glu 4d", vec![input(&[2, 6, 3, 3], 51, true)], glu, false);
-    for act in [Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid, Act::Relu6] {
+    for act in [
+        Act::Relu,
+        Act::LeakyRelu(0.2),
+        Act::Tanh,
+        Act::Sigmoid,
+        Act::Relu6,
+    ] {
         let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.act(s, v[0], act);
         let x = off_kink(input(&[2, 3, 4, 4], 52, true));
         check_grad(&format!("{act:?}"), vec![x], &f, false);
@@ -181,39 +222,91 @@ fn pointwise_and_layout_grads() {
     let up: Op = &|t, s, v| t.upsample(s, v[0], 2);
     check_grad("upsample", vec![input(&[2, 3, 3, 4], 53, true)], up, false);
     let cat: Op = &|t, s, v| t.concat(s, &[v[0], v[1]]);
-    check_grad("concat", vec![input(&[2, 3, 2, 2], 54, true), input(&[2, 2, 2, 2], 55, true)], cat, false);
-    check_grad("concat const", vec![input(&[3, 5], 56, false), input(&[3, 4], 57, true)], cat, false);
+    check_grad(
+        "concat",
+        vec![
+            input(&[2, 3, 2, 2], 54, true),
+            input(&[2, 2, 2, 2], 55, true),
+        ],
+        cat,
+        false,
+    );
+    check_grad(
+        "concat const",
+        vec![input(&[3, 5], 56, false), input(&[3, 4], 57, true)],
+        cat,
+        false,
+    );
     let add: Op = &|t, s, v| t.add(s, v[0], v[1]);
-    check_grad("add", vec![input(&[4, 6], 58, true), input(&[4, 6], 59, true)], add, false);
+    check_grad(
+        "add",
+        vec![input(&[4, 6], 58, true), input(&[4, 6], 59, true)],
+        add,
+        false,
+    );
     let mul: Op = &|t, s, v| t.mul(s, v[0], v[1]);
-    check_grad("mul", vec![input(&[4, 6], 62, true), input(&[4, 6], 63, true)], mul, false);
+    check_grad(
+        "mul",
+        vec![input(&[4, 6], 62, true), input(&[4, 6], 63, true)],
+        mul,
+        false,
+    );
     let flat: Op = &|t, s, v| {
         let f = t.reshape(v[0], &[2, 12])?;
         t.linear(s, f, v[1])
     };
-    check_grad("flatten", vec![input(&[2, 3, 2, 2], 60, true), input(&[5, 12], 61, true)], flat, false);
+    check_grad(
+        "flatten",
+        vec![input(&[2, 3, 2, 2], 60, true), input(&[5, 12], 61, true)],
+        flat,
+        false,
+    );
 }
 
 #[test]
 fn loss_grads() {
-    for (i, loss) in [Loss::Hinge { sign: 1.0 }, Loss::Hinge { sign: -1.0 }, Loss::Linear { sign: -1.0 }]
-        .into_iter()
-        .enumerate()
+    for (i, loss) in [
+        Loss::Hinge { sign: 1.0 },
+        Loss::Hinge { sign: -1.0 },
+        Loss::Linear { sign: -1.0 },
+    ]
+    .into_iter()
+    .enumerate()
     {
         // Hinge kinks at x = sign: move values off +-1.
         let mut x = input(&[16, 1], 70 + i as u64, true);
-        x.a = x.a.map(|v| 2.5 * v).map(|v| if (v.abs() - 1.0).abs() < 0.05 { v * 1.1 } else { v });
+        x.a = x.a.map(|v| 2.5 * v).map(|v| {
+            if (v.abs() - 1.0).abs() < 0.05 {
+                v * 1.1
+            } else {
+                v
+            }
+        });
         let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.loss(s, v[0], None, loss);
         check_grad(&format!("{loss:?}"), vec![x], &f, true);
     }
     let wh: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::WeightedHinge);
     let mut x = input(&[12, 1], 77, true);
-    x.a = x.a.map(|v| 2.5 * v).map(|v| if (v.abs() - 1.0).abs() < 0.05 { v * 1.1 } else { v });
+    x.a = x.a.map(|v| 2.5 * v).map(|v| {
+        if (v.abs() - 1.0).abs() < 0.05 {
+            v * 1.1
+        } else {
+            v
+        }
+    });
     let mut w = input(&[12, 1], 78, false);
     w.a = w.a.map(|v| if v.abs() < 0.1 { 0.5 } else { v });
     check_grad("weighted hinge", vec![x, w], wh, true);
     let l1: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::L1);
-    check_grad("l1", vec![input(&[3, 4, 2, 2], 75, true), input(&[3, 4, 2, 2], 76, false)], l1, true);
+    check_grad(
+        "l1",
+        vec![
+            input(&[3, 4, 2, 2], 75, true),
+            input(&[3, 4, 2, 2], 76, false),
+        ],
+        l1,
+        true,
+    );
 }
 
 /// The persistent u after 100 power iterations, and its values. At the singular vectors,
@@ -222,7 +315,9 @@ fn loss_grads() {
 fn converged_u(w: &Array) -> (Tensor, Vec<f32>) {
     let g = gpu();
     let rows = w.shape[0];
-    let u = g.upload_f32(&[rows], &Array::random(&[rows], 81).data).unwrap();
+    let u = g
+        .upload_f32(&[rows], &Array::random(&[rows], 81).data)
+        .unwrap();
     let wt = g.upload_f32(&w.shape, &w.data).unwrap();
     let mut s = g.stream();
     for _ in 0..100 {
@@ -249,7 +344,10 @@ fn small_net_whole_graph_grad() {
     // conv -> BN -> GLU -> upsample -> conv(s2) -> leaky -> flatten -> concat(label) ->
     // linear -> hinge: every op the GAN uses, chained.
     let g = gpu();
-    let (rm, rv) = (g.upload_f32(&[4], &[0.0; 4]).unwrap(), g.upload_f32(&[4], &[1.0; 4]).unwrap());
+    let (rm, rv) = (
+        g.upload_f32(&[4], &[0.0; 4]).unwrap(),
+        g.upload_f32(&[4], &[1.0; 4]).unwrap(),
+    );
     let w2 = input(&[3, 2, 4, 4], 94, true);
     let (u, u0) = converged_u(&w2.a);
     let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {

@@ -125,7 +125,9 @@ impl TrainGanArgs {
 }
 
 fn real_images(args_data: Option<&Path>, n: usize, seed: u64) -> Result<data::Dataset> {
-    let dir = args_data.map(PathBuf::from).unwrap_or_else(crate::quant::cli::default_data);
+    let dir = args_data
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::quant::cli::default_data);
     let ds = data::load_cifar10_bin(&dir, data::Split::Train)?;
     if n == 0 || n >= ds.len() {
         return Ok(ds);
@@ -157,7 +159,9 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
         if ckpt.exists() {
             return Err(Error::File {
                 path: ckpt,
-                msg: "a checkpoint exists: pass --resume to continue it, or choose another --output".into(),
+                msg:
+                    "a checkpoint exists: pass --resume to continue it, or choose another --output"
+                        .into(),
             });
         }
         let opts = args.options();
@@ -168,15 +172,29 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
     eprintln!(
         "DiStyleGAN: generator {g} parameters, discriminator {d}; {} real images{}",
         tr.real_len(),
-        if tr.opts.teacher.is_some() { ", with a teacher" } else { ", no teacher" }
+        if tr.opts.teacher.is_some() {
+            ", with a teacher"
+        } else {
+            ", no teacher"
+        }
     );
     if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)) {
         log::warn!("Ctrl-C handler not installed: {e}");
     }
-    let report = run(&mut tr, &args.output, args.checkpoint_every, args.sample_every, args.quiet)?;
+    let report = run(
+        &mut tr,
+        &args.output,
+        args.checkpoint_every,
+        args.sample_every,
+        args.quiet,
+    )?;
     println!(
         "{} at step {} ({:.1} s, {:.1} samples/s, {:.2} s/iteration); D loss {:.4}, G loss {:.4}",
-        if report.interrupted { "interrupted; saved" } else { "done" },
+        if report.interrupted {
+            "interrupted; saved"
+        } else {
+            "done"
+        },
         report.steps,
         report.seconds,
         report.samples_per_sec,
@@ -184,7 +202,10 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
         report.last.d,
         report.last.g
     );
-    println!("generator: {}", args.output.join("generator.safetensors").display());
+    println!(
+        "generator: {}",
+        args.output.join("generator.safetensors").display()
+    );
     Ok(())
 }
 
@@ -221,7 +242,11 @@ pub struct GenerateArgs {
 pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
     let path = args.generator.clone().unwrap_or_else(default_generator);
     let (g, _) = load_generator(gpu, &path)?;
-    let bar = crate::progress::bar((args.per_class * g.cfg.classes) as u64, "generate", args.quiet);
+    let bar = crate::progress::bar(
+        (args.per_class * g.cfg.classes) as u64,
+        "generate",
+        args.quiet,
+    );
     let (ds, noise) = generate(gpu, &g, args.per_class, args.seed, Some(&bar))?;
     bar.finish();
     save_generated(&ds, &noise, g.cfg.z_dim, &args.output)?;

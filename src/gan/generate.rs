@@ -27,7 +27,9 @@ pub fn generate(
     if per_class == 0 {
         return Err(Error::Invalid("--per-class must be at least 1".into()));
     }
-    let labels: Vec<u8> = (0..classes).flat_map(|c| std::iter::repeat_n(c as u8, per_class)).collect();
+    let labels: Vec<u8> = (0..classes)
+        .flat_map(|c| std::iter::repeat_n(c as u8, per_class))
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let noise = normal_noise(labels.len() * zd, &mut rng);
     let mut pixels = Vec::with_capacity(labels.len() * 3072);
@@ -37,8 +39,14 @@ pub fn generate(
         let mut t = Tape::new();
         let mut s = gpu.stream();
         let p = g.params.on_tape(&mut t, false);
-        let z = t.leaf(gpu.upload_f32(&[b, zd], &noise[start * zd..end * zd])?, false);
-        let c = t.leaf(gpu.upload_f32(&[b, classes], &one_hot(&labels[start..end], classes))?, false);
+        let z = t.leaf(
+            gpu.upload_f32(&[b, zd], &noise[start * zd..end * zd])?,
+            false,
+        );
+        let c = t.leaf(
+            gpu.upload_f32(&[b, classes], &one_hot(&labels[start..end], classes))?,
+            false,
+        );
         let x = g.forward(&mut t, &mut s, &p, z, c, false)?;
         let out = t.value(x).clone();
         s.submit();
@@ -48,7 +56,10 @@ pub fn generate(
         }
     }
     let names: Vec<String> = if classes == 10 {
-        data::CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()
+        data::CIFAR10_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         (0..classes).map(|c| format!("class{c}")).collect()
     };

@@ -11,7 +11,11 @@ pub fn orthogonal(shape: &[usize], rng: &mut StdRng) -> Array {
     let rows = shape[0];
     let cols: usize = shape[1..].iter().product();
     // Orthonormalize the vectors of the shorter side (each as long as the longer side).
-    let (k, len) = if rows <= cols { (rows, cols) } else { (cols, rows) };
+    let (k, len) = if rows <= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
     let mut q: Vec<Vec<f64>> = (0..k)
         .map(|_| (0..len).map(|_| StandardNormal.sample(rng)).collect())
         .collect();
@@ -61,9 +65,15 @@ mod tests {
             let (r, c) = (shape[0], a.numel() / shape[0]);
             let at = |i: usize, j: usize| a.data[i * c + j] as f64;
             let (k, dot): (usize, Box<dyn Fn(usize, usize) -> f64>) = if r <= c {
-                (r, Box::new(|i, j| (0..c).map(|t| at(i, t) * at(j, t)).sum()))
+                (
+                    r,
+                    Box::new(|i, j| (0..c).map(|t| at(i, t) * at(j, t)).sum()),
+                )
             } else {
-                (c, Box::new(|i, j| (0..r).map(|t| at(t, i) * at(t, j)).sum()))
+                (
+                    c,
+                    Box::new(|i, j| (0..r).map(|t| at(t, i) * at(t, j)).sum()),
+                )
             };
             for i in 0..k {
                 for j in 0..k {

@@ -27,10 +27,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const GENERATOR_FORMAT: &str = "synthcal-distylegan-generator-v1";
+/// safetensors string metadata.
+type Metadata = BTreeMap<String, String>;
+
 pub const CHECKPOINT_FORMAT: &str = "synthcal-distylegan-checkpoint-v1";
 
 /// Writes named f32 arrays and metadata atomically.
-pub(crate) fn write_arrays(path: &Path, arrays: &[(String, Array)], meta: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) fn write_arrays(
+    path: &Path,
+    arrays: &[(String, Array)],
+    meta: &BTreeMap<String, String>,
+) -> Result<()> {
     let t: Vec<(&str, &[usize], &[f32])> = arrays
         .iter()
         .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
@@ -40,7 +47,7 @@ pub(crate) fn write_arrays(path: &Path, arrays: &[(String, Array)], meta: &BTree
 }
 
 /// Reads every tensor of a safetensors file as f32 arrays, with its metadata.
-pub(crate) fn read_arrays(path: &Path) -> Result<(Vec<(String, Array)>, BTreeMap<String, String>)> {
+pub(crate) fn read_arrays(path: &Path) -> Result<(Vec<(String, Array)>, Metadata)> {
     let (tensors, meta) = io::safetensors_io::read_safetensors(path)?;
     let arrays = tensors
         .into_iter()
@@ -52,7 +59,11 @@ pub(crate) fn read_arrays(path: &Path) -> Result<(Vec<(String, Array)>, BTreeMap
     Ok((arrays, meta))
 }
 
-fn meta_json<T: serde::de::DeserializeOwned>(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> Result<T> {
+fn meta_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    meta: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<T> {
     let s = meta.get(key).ok_or_else(|| Error::File {
         path: path.into(),
         msg: format!("metadata has no `{key}`"),
@@ -74,13 +85,25 @@ fn check_format(path: &Path, meta: &BTreeMap<String, String>, want: &str) -> Res
 }
 
 /// Writes G (parameters and running statistics) as a generator file.
-pub fn save_generator(gpu: &Gpu, g: &Generator, recipe: &serde_json::Value, step: u64, path: &Path) -> Result<()> {
+pub fn save_generator(
+    gpu: &Gpu,
+    g: &Generator,
+    recipe: &serde_json::Value,
+    step: u64,
+    path: &Path,
+) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert("format".into(), GENERATOR_FORMAT.into());
-    meta.insert("config".into(), serde_json::to_string(&g.cfg).unwrap_or_default());
+    meta.insert(
+        "config".into(),
+        serde_json::to_string(&g.cfg).unwrap_or_default(),
+    );
     meta.insert("recipe".into(), recipe.to_string());
     meta.insert("step".into(), step.to_string());
-    meta.insert("class_names".into(), serde_json::to_string(&crate::data::CIFAR10_CLASSES).unwrap_or_default());
+    meta.insert(
+        "class_names".into(),
+        serde_json::to_string(&crate::data::CIFAR10_CLASSES).unwrap_or_default(),
+    );
     write_arrays(path, &g.read(gpu)?, &meta)
 }
 
@@ -93,7 +116,9 @@ pub fn load_generator(gpu: &Gpu, path: &Path) -> Result<(Generator, serde_json::
         .get("recipe")
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or(serde_json::Value::Null);
-    let (stats, params): (Vec<_>, Vec<_>) = arrays.into_iter().partition(|(n, _)| n.contains(".running_"));
+    let (stats, params): (Vec<_>, Vec<_>) = arrays
+        .into_iter()
+        .partition(|(n, _)| n.contains(".running_"));
     let g = Generator::from_params(gpu, cfg, &params, &stats).map_err(|e| Error::File {
         path: path.into(),
         msg: e.to_string(),

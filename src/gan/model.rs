@@ -40,7 +40,12 @@ impl Default for GanConfig {
 
 impl GanConfig {
     pub fn check(&self) -> Result<()> {
-        if self.ngf < 8 || self.ngf % 8 != 0 || self.ndf == 0 || self.z_dim == 0 || self.classes < 2 {
+        if self.ngf < 8
+            || !self.ngf.is_multiple_of(8)
+            || self.ndf == 0
+            || self.z_dim == 0
+            || self.classes < 2
+        {
             return Err(Error::Invalid(format!(
                 "bad GAN widths {self:?}: ngf must be a multiple of 8, ndf, z_dim > 0, classes >= 2"
             )));
@@ -59,11 +64,18 @@ pub struct Generator {
     pub running: Vec<(String, Tensor, Tensor)>,
 }
 
-fn gen_layers(cfg: &GanConfig) -> (Vec<(String, Vec<usize>)>, Vec<(String, usize)>) {
+/// Named weight shapes.
+type Shapes = Vec<(String, Vec<usize>)>;
+
+/// G's weights and its batch norms (prefix, channels).
+fn gen_layers(cfg: &GanConfig) -> (Shapes, Vec<(String, usize)>) {
     let c0 = cfg.ngf;
     let mut w = vec![
         ("fc1.weight".to_string(), vec![HEAD, cfg.z_dim]),
-        ("fc2.weight".to_string(), vec![2 * c0 * 16, HEAD / 2 + cfg.classes]),
+        (
+            "fc2.weight".to_string(),
+            vec![2 * c0 * 16, HEAD / 2 + cfg.classes],
+        ),
     ];
     let mut bn = vec![("bn1".to_string(), HEAD), ("bn2".to_string(), 2 * c0 * 16)];
     let mut c = c0;
@@ -77,8 +89,15 @@ fn gen_layers(cfg: &GanConfig) -> (Vec<(String, Vec<usize>)>, Vec<(String, usize
 }
 
 /// Orthogonal weights and N(1, 0.02) BN scales (zero shifts), as the reference initializes.
-fn init_params(weights: &[(String, Vec<usize>)], bns: &[(String, usize)], rng: &mut StdRng) -> Vec<(String, Array)> {
-    let mut out: Vec<(String, Array)> = weights.iter().map(|(n, s)| (n.clone(), orthogonal(s, rng))).collect();
+fn init_params(
+    weights: &[(String, Vec<usize>)],
+    bns: &[(String, usize)],
+    rng: &mut StdRng,
+) -> Vec<(String, Array)> {
+    let mut out: Vec<(String, Array)> = weights
+        .iter()
+        .map(|(n, s)| (n.clone(), orthogonal(s, rng)))
+        .collect();
     for (n, c) in bns {
         out.push((format!("{n}.weight"), bn_weight(*c, rng)));
         out.push((format!("{n}.bias"), Array::zeros(&[*c])));
@@ -94,7 +113,12 @@ impl Generator {
     }
 
     /// From named parameters and running statistics (`<bn>.running_mean/var`; defaults 0/1).
-    pub fn from_params(gpu: &Gpu, cfg: GanConfig, params: &[(String, Array)], stats: &[(String, Array)]) -> Result<Generator> {
+    pub fn from_params(
+        gpu: &Gpu,
+        cfg: GanConfig,
+        params: &[(String, Array)],
+        stats: &[(String, Array)],
+    ) -> Result<Generator> {
         cfg.check()?;
         let (w, bn) = gen_layers(&cfg);
         let mut expected: Vec<(String, Vec<usize>)> = w;
@@ -109,11 +133,18 @@ impl Generator {
                 let name = format!("{n}.{suffix}");
                 match stats.iter().find(|(k, _)| *k == name) {
                     Some((_, a)) if a.shape == [*c] => gpu.upload_f32(&[*c], &a.data),
-                    Some((_, a)) => Err(Error::Invalid(format!("generator: {name} has shape {:?}, expected [{c}]", a.shape))),
+                    Some((_, a)) => Err(Error::Invalid(format!(
+                        "generator: {name} has shape {:?}, expected [{c}]",
+                        a.shape
+                    ))),
                     None => gpu.upload_f32(&[*c], &vec![default; *c]),
                 }
             };
-            running.push((n.clone(), find("running_mean", 0.0)?, find("running_var", 1.0)?));
+            running.push((
+                n.clone(),
+                find("running_mean", 0.0)?,
+                find("running_var", 1.0)?,
+            ));
         }
         Ok(Generator {
             cfg,
@@ -122,24 +153,48 @@ impl Generator {
         })
     }
 
-    fn bn(&self, t: &mut Tape, s: &mut Stream, p: &TapeParams, x: Var, name: &str, train: bool) -> Result<Var> {
+    fn bn(
+        &self,
+        t: &mut Tape,
+        s: &mut Stream,
+        p: &TapeParams,
+        x: Var,
+        name: &str,
+        train: bool,
+    ) -> Result<Var> {
         let (_, rm, rv) = self
             .running
             .iter()
             .find(|(n, _, _)| n == name)
             .ok_or_else(|| Error::Invalid(format!("no batch norm {name}")))?;
-        let (g, b) = (p.get(&format!("{name}.weight"))?, p.get(&format!("{name}.bias"))?);
+        let (g, b) = (
+            p.get(&format!("{name}.weight"))?,
+            p.get(&format!("{name}.bias"))?,
+        );
         if train {
             return t.batch_norm(s, x, g, b, (rm, rv));
         }
-        let bn = ops::batchnorm::BatchNorm::new(t.value(g).clone(), t.value(b).clone(), rm.clone(), rv.clone());
+        let bn = ops::batchnorm::BatchNorm::new(
+            t.value(g).clone(),
+            t.value(b).clone(),
+            rm.clone(),
+            rv.clone(),
+        );
         let y = ops::batchnorm::batch_norm(s, t.value(x), &bn, Act::Identity)?;
         Ok(t.leaf(y, false))
     }
 
     /// Images `[N, 3, 32, 32]` in [-1, 1] from noise `[N, z_dim]` and one-hot classes `[N, classes]`.
     /// `train` uses batch statistics (and updates the running ones); otherwise running ones.
-    pub fn forward(&self, t: &mut Tape, s: &mut Stream, p: &TapeParams, z: Var, onehot: Var, train: bool) -> Result<Var> {
+    pub fn forward(
+        &self,
+        t: &mut Tape,
+        s: &mut Stream,
+        p: &TapeParams,
+        z: Var,
+        onehot: Var,
+        train: bool,
+    ) -> Result<Var> {
         let n = t.value(z).shape()[0];
         let h = t.linear(s, z, p.get("fc1.weight")?)?;
         let h = self.bn(t, s, p, h, "bn1", train)?;
@@ -151,7 +206,13 @@ impl Generator {
         let mut h = t.reshape(h, &[n, self.cfg.ngf, 4, 4])?;
         for k in 0..3 {
             h = t.upsample(s, h, 2)?;
-            h = t.conv2d(s, h, p.get(&format!("up{k}.conv.weight"))?, None, Conv2dParams::new(1, 1, 1))?;
+            h = t.conv2d(
+                s,
+                h,
+                p.get(&format!("up{k}.conv.weight"))?,
+                None,
+                Conv2dParams::new(1, 1, 1),
+            )?;
             h = self.bn(t, s, p, h, &format!("up{k}.bn"), train)?;
             h = t.glu(s, h)?;
         }
@@ -163,8 +224,14 @@ impl Generator {
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<(String, Array)>> {
         let mut out = self.params.read(gpu)?;
         for (n, rm, rv) in &self.running {
-            out.push((format!("{n}.running_mean"), Array::new(rm.shape(), gpu.read_f32(rm)?)));
-            out.push((format!("{n}.running_var"), Array::new(rv.shape(), gpu.read_f32(rv)?)));
+            out.push((
+                format!("{n}.running_mean"),
+                Array::new(rm.shape(), gpu.read_f32(rm)?),
+            ));
+            out.push((
+                format!("{n}.running_var"),
+                Array::new(rv.shape(), gpu.read_f32(rv)?),
+            ));
         }
         Ok(out)
     }
@@ -236,14 +303,22 @@ impl Discriminator {
         let params: Vec<(String, Array)> = disc_layers(&cfg)
             .into_iter()
             .map(|(n, s)| {
-                let a = if n.ends_with(".bias") { Array::zeros(&s) } else { orthogonal(&s, rng) };
+                let a = if n.ends_with(".bias") {
+                    Array::zeros(&s)
+                } else {
+                    orthogonal(&s, rng)
+                };
                 (n, a)
             })
             .collect();
         let u: Vec<(String, Array)> = sn_names()
             .into_iter()
             .map(|n| {
-                let rows = params.iter().find(|(k, _)| *k == n).map(|(_, a)| a.shape[0]).unwrap_or(1);
+                let rows = params
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, a)| a.shape[0])
+                    .unwrap_or(1);
                 (format!("{n}_u"), unit_normal(rows, rng))
             })
             .collect();
@@ -251,12 +326,21 @@ impl Discriminator {
     }
 
     /// From named parameters and the `<weight>_u` vectors.
-    pub fn from_params(gpu: &Gpu, cfg: GanConfig, params: &[(String, Array)], u: &[(String, Array)]) -> Result<Discriminator> {
+    pub fn from_params(
+        gpu: &Gpu,
+        cfg: GanConfig,
+        params: &[(String, Array)],
+        u: &[(String, Array)],
+    ) -> Result<Discriminator> {
         cfg.check()?;
         let ordered = order_params("discriminator", &disc_layers(&cfg), params)?;
         let mut us = Vec::new();
         for n in sn_names() {
-            let rows = ordered.iter().find(|(k, _)| *k == n).map(|(_, a)| a.shape[0]).unwrap_or(1);
+            let rows = ordered
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, a)| a.shape[0])
+                .unwrap_or(1);
             let name = format!("{n}_u");
             let a = u
                 .iter()
@@ -264,7 +348,10 @@ impl Discriminator {
                 .map(|(_, a)| a)
                 .ok_or_else(|| Error::Invalid(format!("discriminator: missing {name}")))?;
             if a.shape != [rows] {
-                return Err(Error::Invalid(format!("discriminator: {name} has shape {:?}, expected [{rows}]", a.shape)));
+                return Err(Error::Invalid(format!(
+                    "discriminator: {name} has shape {:?}, expected [{rows}]",
+                    a.shape
+                )));
             }
             us.push((n, gpu.upload_f32(&[rows], &a.data)?));
         }
@@ -288,12 +375,22 @@ impl Discriminator {
         Ok(DWeights { p, sn, ones })
     }
 
-    pub fn forward(&self, t: &mut Tape, s: &mut Stream, w: &DWeights, x: Var, onehot: Var) -> Result<DOut> {
+    pub fn forward(
+        &self,
+        t: &mut Tape,
+        s: &mut Stream,
+        w: &DWeights,
+        x: Var,
+        onehot: Var,
+    ) -> Result<DOut> {
         let n = t.value(x).shape()[0];
         let mut h = x;
         let mut feats = Vec::new();
         for k in 0..4 {
-            let (wk, bk) = (w.get(&format!("block{k}.weight"))?, w.get(&format!("block{k}.bias"))?);
+            let (wk, bk) = (
+                w.get(&format!("block{k}.weight"))?,
+                w.get(&format!("block{k}.bias"))?,
+            );
             h = t.conv2d(s, h, wk, Some(bk), Conv2dParams::new(2, 1, 1))?;
             h = t.act(s, h, Act::LeakyRelu(0.2))?;
             feats.push(h);
@@ -323,12 +420,19 @@ impl Discriminator {
 
 /// Picks `expected` (name, shape) out of `given`, in order; a clear error for a missing or
 /// misshaped tensor.
-fn order_params(what: &str, expected: &[(String, Vec<usize>)], given: &[(String, Array)]) -> Result<Vec<(String, Array)>> {
+fn order_params(
+    what: &str,
+    expected: &[(String, Vec<usize>)],
+    given: &[(String, Array)],
+) -> Result<Vec<(String, Array)>> {
     expected
         .iter()
         .map(|(n, shape)| match given.iter().find(|(k, _)| k == n) {
             Some((_, a)) if a.shape == *shape => Ok((n.clone(), a.clone())),
-            Some((_, a)) => Err(Error::Invalid(format!("{what}: {n} has shape {:?}, expected {shape:?}", a.shape))),
+            Some((_, a)) => Err(Error::Invalid(format!(
+                "{what}: {n} has shape {:?}, expected {shape:?}",
+                a.shape
+            ))),
             None => Err(Error::Invalid(format!("{what}: missing tensor {n}"))),
         })
         .collect()

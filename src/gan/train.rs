@@ -13,7 +13,9 @@
 //! D's normalized weights are computed once per step and shared by all its calls.
 
 use super::model::{DWeights, Discriminator, GanConfig, Generator};
-use super::{check_format, meta_json, read_arrays, save_generator, write_arrays, CHECKPOINT_FORMAT};
+use super::{
+    check_format, meta_json, read_arrays, save_generator, write_arrays, CHECKPOINT_FORMAT,
+};
 use crate::cpu::Array;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
@@ -87,17 +89,34 @@ pub fn load_teacher(dir: &Path) -> Result<Teacher> {
     let path = dir.join("noise.safetensors");
     let (arrays, _) = read_arrays(&path)?;
     let get = |name: &str| {
-        arrays.iter().find(|(n, _)| n == name).map(|(_, a)| a.clone()).ok_or_else(|| Error::File {
-            path: path.clone(),
-            msg: format!("missing tensor `{name}`"),
-        })
+        arrays
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .ok_or_else(|| Error::File {
+                path: path.clone(),
+                msg: format!("missing tensor `{name}`"),
+            })
     };
     let (noise, labels) = (get("noise")?, get("labels")?);
-    let bad = |msg: String| Error::File { path: path.clone(), msg };
+    let bad = |msg: String| Error::File {
+        path: path.clone(),
+        msg,
+    };
     if noise.shape.len() != 2 || noise.shape[0] != images.len() {
-        return Err(bad(format!("noise {:?} for {} images", noise.shape, images.len())));
+        return Err(bad(format!(
+            "noise {:?} for {} images",
+            noise.shape,
+            images.len()
+        )));
     }
-    if labels.data.len() != images.len() || labels.data.iter().zip(images.labels()).any(|(&a, &b)| a != b as f32) {
+    if labels.data.len() != images.len()
+        || labels
+            .data
+            .iter()
+            .zip(images.labels())
+            .any(|(&a, &b)| a != b as f32)
+    {
         return Err(bad("labels do not match the class folders' order".into()));
     }
     Ok(Teacher {
@@ -117,7 +136,12 @@ struct IndexStream {
 
 impl IndexStream {
     fn new(n: usize, seed: u64) -> IndexStream {
-        IndexStream { n, seed, epoch: u64::MAX, perm: Vec::new() }
+        IndexStream {
+            n,
+            seed,
+            epoch: u64::MAX,
+            perm: Vec::new(),
+        }
     }
     fn batch(&mut self, step: u64, b: usize) -> Vec<usize> {
         (0..b)
@@ -126,7 +150,9 @@ impl IndexStream {
                 let epoch = k / self.n as u64;
                 if epoch != self.epoch {
                     self.perm = (0..self.n).collect();
-                    self.perm.shuffle(&mut StdRng::seed_from_u64(self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                    self.perm.shuffle(&mut StdRng::seed_from_u64(
+                        self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    ));
                     self.epoch = epoch;
                 }
                 self.perm[(k % self.n as u64) as usize]
@@ -176,13 +202,24 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    pub fn new(gpu: Arc<Gpu>, opts: TrainOptions, real: Dataset, teacher: Option<Teacher>) -> Result<Trainer> {
+    pub fn new(
+        gpu: Arc<Gpu>,
+        opts: TrainOptions,
+        real: Dataset,
+        teacher: Option<Teacher>,
+    ) -> Result<Trainer> {
         opts.config.check()?;
         if opts.batch < 2 {
-            return Err(Error::Invalid("batch must be at least 2 (batch norm needs it)".into()));
+            return Err(Error::Invalid(
+                "batch must be at least 2 (batch norm needs it)".into(),
+            ));
         }
         if real.num_classes() != opts.config.classes {
-            return Err(Error::Invalid(format!("{} classes in the real data, {} in the config", real.num_classes(), opts.config.classes)));
+            return Err(Error::Invalid(format!(
+                "{} classes in the real data, {} in the config",
+                real.num_classes(),
+                opts.config.classes
+            )));
         }
         if let Some(t) = &teacher {
             if t.z_dim != opts.config.z_dim || t.images.num_classes() != opts.config.classes {
@@ -199,12 +236,28 @@ impl Trainer {
         let g = Generator::new(&gpu, opts.config, &mut rng)?;
         let d = Discriminator::new(&gpu, opts.config, &mut rng)?;
         let real_stream = IndexStream::new(real.len(), opts.seed ^ 1);
-        let teacher_stream = IndexStream::new(teacher.as_ref().map_or(1, |t| t.images.len()), opts.seed ^ 2);
-        Ok(Trainer { gpu, opts, g, d, step: 0, real, real_stream, teacher, teacher_stream, last_labels: Vec::new() })
+        let teacher_stream = IndexStream::new(
+            teacher.as_ref().map_or(1, |t| t.images.len()),
+            opts.seed ^ 2,
+        );
+        Ok(Trainer {
+            gpu,
+            opts,
+            g,
+            d,
+            step: 0,
+            real,
+            real_stream,
+            teacher,
+            teacher_stream,
+            last_labels: Vec::new(),
+        })
     }
 
     fn rng(&self, salt: u64) -> StdRng {
-        StdRng::seed_from_u64(self.opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (self.step << 4) ^ salt)
+        StdRng::seed_from_u64(
+            self.opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (self.step << 4) ^ salt,
+        )
     }
 
     fn upload(&self, t: &mut Tape, shape: &[usize], v: &[f32]) -> Result<Var> {
@@ -215,18 +268,25 @@ impl Trainer {
     fn random_inputs(&mut self, t: &mut Tape, rng: &mut StdRng) -> Result<(Var, Var)> {
         let (b, cfg) = (self.opts.batch, &self.opts.config);
         let z = normal_noise(b * cfg.z_dim, rng);
-        let labels: Vec<u8> = (0..b).map(|_| rand::Rng::random_range(rng, 0..cfg.classes) as u8).collect();
+        let labels: Vec<u8> = (0..b)
+            .map(|_| rand::Rng::random_range(rng, 0..cfg.classes) as u8)
+            .collect();
         let oh = self.upload(t, &[b, cfg.classes], &one_hot(&labels, cfg.classes))?;
         self.last_labels = labels;
         Ok((self.upload(t, &[b, cfg.z_dim], &z)?, oh))
     }
 
     /// Teacher triples for this step: (noise, one-hot, image, labels).
-    fn teacher_inputs(&mut self, t: &mut Tape) -> Result<Option<(Var, Var, Var, Vec<u8>)>> {
-        let Some(teacher) = &self.teacher else { return Ok(None) };
+    fn teacher_inputs(&mut self, t: &mut Tape) -> Result<Option<TeacherBatch>> {
+        let Some(teacher) = &self.teacher else {
+            return Ok(None);
+        };
         let idx = self.teacher_stream.batch(self.step, self.opts.batch);
         let (b, zd, c) = (idx.len(), teacher.z_dim, self.opts.config.classes);
-        let z: Vec<f32> = idx.iter().flat_map(|&i| teacher.noise[i * zd..(i + 1) * zd].to_vec()).collect();
+        let z: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| teacher.noise[i * zd..(i + 1) * zd].to_vec())
+            .collect();
         let labels: Vec<u8> = idx.iter().map(|&i| teacher.images.labels()[i]).collect();
         let x = images(&teacher.images, &idx);
         Ok(Some((
@@ -244,7 +304,9 @@ impl Trainer {
         let idx = self.real_stream.batch(self.step, self.opts.batch);
         let mut labels: Vec<u8> = idx.iter().map(|&i| self.real.labels()[i]).collect();
         let (b, c) = (idx.len(), self.opts.config.classes);
-        let real = self.gpu.upload_f32(&[b, 3, 32, 32], &images(&self.real, &idx))?;
+        let real = self
+            .gpu
+            .upload_f32(&[b, 3, 32, 32], &images(&self.real, &idx))?;
         let mut rng = self.rng(1);
         let (z, cz) = self.random_inputs(&mut t, &mut rng)?;
         let x_rand = self.g.forward(&mut t, s, &gp, z, cz, true)?;
@@ -264,7 +326,9 @@ impl Trainer {
         let rows = signs.len();
         // Weights are per term means: scale by the number of terms' rows.
         let signs: Vec<f32> = signs.iter().map(|w| w * (rows / b) as f32).collect();
-        let x = self.gpu.alloc("d_batch", &[rows, 3, 32, 32], crate::gpu::DType::F32)?;
+        let x = self
+            .gpu
+            .alloc("d_batch", &[rows, 3, 32, 32], crate::gpu::DType::F32)?;
         let img = (3 * 32 * 32 * 4 * b) as u64;
         for (k, part) in parts.iter().enumerate() {
             s.copy(part, 0, &x, k as u64 * img, img);
@@ -275,7 +339,9 @@ impl Trainer {
         let logit = self.d.forward(&mut t, s, &dw, x, oh)?.logit;
         let terms = vec![(t.loss(s, logit, Some(target), Loss::WeightedHinge)?, 1.0)];
         let grads = t.backward(s, &terms)?;
-        self.d.params.adam_step(s, &grads, dw.params(), &self.opts.adam_d)?;
+        self.d
+            .params
+            .adam_step(s, &grads, dw.params(), &self.opts.adam_d)?;
         Ok(StepTape { tape: t, terms })
     }
 
@@ -283,7 +349,7 @@ impl Trainer {
         let mut t = Tape::new();
         let gp = self.g.params.on_tape(&mut t, true);
         let dw: DWeights = self.d.weights(&mut t, s, false)?;
-        let adversarial = self.step % self.opts.adv_every.max(1) == 0;
+        let adversarial = self.step.is_multiple_of(self.opts.adv_every.max(1));
         let mut terms = Vec::new();
         if let Some((zt, ct, xt, _)) = self.teacher_inputs(&mut t)? {
             let xs = self.g.forward(&mut t, s, &gp, zt, ct, true)?;
@@ -298,7 +364,10 @@ impl Trainer {
                 terms.push((t.loss(s, xs, Some(xt), Loss::L1)?, l1));
             }
             if adversarial {
-                terms.push((t.loss(s, out_s.logit, None, Loss::Linear { sign: -1.0 })?, self.opts.l2));
+                terms.push((
+                    t.loss(s, out_s.logit, None, Loss::Linear { sign: -1.0 })?,
+                    self.opts.l2,
+                ));
             }
         }
         if adversarial || self.teacher.is_none() {
@@ -306,7 +375,10 @@ impl Trainer {
             let (z, cz) = self.random_inputs(&mut t, &mut rng)?;
             let x = self.g.forward(&mut t, s, &gp, z, cz, true)?;
             let out = self.d.forward(&mut t, s, &dw, x, cz)?.logit;
-            terms.push((t.loss(s, out, None, Loss::Linear { sign: -1.0 })?, self.opts.l3));
+            terms.push((
+                t.loss(s, out, None, Loss::Linear { sign: -1.0 })?,
+                self.opts.l3,
+            ));
         }
         let grads = t.backward(s, &terms)?;
         self.g.params.adam_step(s, &grads, &gp, &self.opts.adam_g)?;
@@ -327,12 +399,18 @@ impl Trainer {
             .collect();
         let refs: Vec<_> = tensors.iter().collect();
         let bytes = s.submit_and_read(&refs)?;
-        let vals: Vec<f32> = bytes.iter().map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let vals: Vec<f32> = bytes
+            .iter()
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         let weights: Vec<f32> = d.terms.iter().chain(&g.terms).map(|(_, w)| *w).collect();
         let nd = d.terms.len();
         let sum = |r: std::ops::Range<usize>| r.map(|i| vals[i] * weights[i]).sum::<f32>();
         self.step += 1;
-        Ok(StepLosses { d: sum(0..nd), g: sum(nd..vals.len()) })
+        Ok(StepLosses {
+            d: sum(0..nd),
+            g: sum(nd..vals.len()),
+        })
     }
 
     /// Images from G in inference mode for fixed noise: `per_class` per class, class-major.
@@ -344,8 +422,18 @@ impl Trainer {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let gpu = &self.gpu;
         let mut arrays: Vec<(String, Array)> = Vec::new();
-        arrays.extend(self.g.read(gpu)?.into_iter().map(|(n, a)| (format!("g.{n}"), a)));
-        arrays.extend(self.d.read(gpu)?.into_iter().map(|(n, a)| (format!("d.{n}"), a)));
+        arrays.extend(
+            self.g
+                .read(gpu)?
+                .into_iter()
+                .map(|(n, a)| (format!("g.{n}"), a)),
+        );
+        arrays.extend(
+            self.d
+                .read(gpu)?
+                .into_iter()
+                .map(|(n, a)| (format!("d.{n}"), a)),
+        );
         for (k, p) in [("g", &self.g.params), ("d", &self.d.params)] {
             let (m, v) = p.read_moments(gpu)?;
             arrays.push((format!("opt.{k}.m"), Array::new(&[m.len()], m)));
@@ -353,12 +441,24 @@ impl Trainer {
         }
         let mut meta = BTreeMap::new();
         meta.insert("format".into(), CHECKPOINT_FORMAT.into());
-        meta.insert("options".into(), serde_json::to_string(&self.opts).unwrap_or_default());
+        meta.insert(
+            "options".into(),
+            serde_json::to_string(&self.opts).unwrap_or_default(),
+        );
         meta.insert("step".into(), self.step.to_string());
-        meta.insert("adam_steps".into(), format!("{} {}", self.g.params.step, self.d.params.step));
+        meta.insert(
+            "adam_steps".into(),
+            format!("{} {}", self.g.params.step, self.d.params.step),
+        );
         write_arrays(&dir.join("checkpoint.safetensors"), &arrays, &meta)?;
         let recipe = serde_json::to_value(&self.opts).unwrap_or_default();
-        save_generator(gpu, &self.g, &recipe, self.step, &dir.join("generator.safetensors"))
+        save_generator(
+            gpu,
+            &self.g,
+            &recipe,
+            self.step,
+            &dir.join("generator.safetensors"),
+        )
     }
 
     /// The options a checkpoint was made with (to load the same real images before resuming).
@@ -373,34 +473,65 @@ impl Trainer {
     }
 
     /// Restores a checkpoint written by [`Trainer::save`]; returns the options it was made with.
-    pub fn resume(gpu: Arc<Gpu>, path: &Path, real: Dataset, teacher: Option<Teacher>) -> Result<Trainer> {
+    pub fn resume(
+        gpu: Arc<Gpu>,
+        path: &Path,
+        real: Dataset,
+        teacher: Option<Teacher>,
+    ) -> Result<Trainer> {
         let (arrays, meta) = read_arrays(path)?;
         check_format(path, &meta, CHECKPOINT_FORMAT)?;
         let opts: TrainOptions = meta_json(path, &meta, "options")?;
         let step: u64 = meta_json(path, &meta, "step")?;
-        let file_err = |e: Error| Error::File { path: path.into(), msg: e.to_string() };
+        let file_err = |e: Error| Error::File {
+            path: path.into(),
+            msg: e.to_string(),
+        };
         let mut tr = Trainer::new(gpu.clone(), opts, real, teacher).map_err(file_err)?;
         let pick = |prefix: &str| -> Vec<(String, Array)> {
-            arrays.iter().filter_map(|(n, a)| n.strip_prefix(prefix).map(|k| (k.to_string(), a.clone()))).collect()
+            arrays
+                .iter()
+                .filter_map(|(n, a)| n.strip_prefix(prefix).map(|k| (k.to_string(), a.clone())))
+                .collect()
         };
         let (g_all, d_all) = (pick("g."), pick("d."));
-        let (g_stats, g_params): (Vec<_>, Vec<_>) = g_all.into_iter().partition(|(n, _)| n.contains(".running_"));
-        let (d_u, d_params): (Vec<_>, Vec<_>) = d_all.into_iter().partition(|(n, _)| n.ends_with("_u"));
+        let (g_stats, g_params): (Vec<_>, Vec<_>) = g_all
+            .into_iter()
+            .partition(|(n, _)| n.contains(".running_"));
+        let (d_u, d_params): (Vec<_>, Vec<_>) =
+            d_all.into_iter().partition(|(n, _)| n.ends_with("_u"));
         let cfg = tr.opts.config;
         tr.g = Generator::from_params(&gpu, cfg, &g_params, &g_stats).map_err(file_err)?;
         tr.d = Discriminator::from_params(&gpu, cfg, &d_params, &d_u).map_err(file_err)?;
-        let steps: Vec<u64> = meta.get("adam_steps").map(|s| s.split(' ').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
+        let steps: Vec<u64> = meta
+            .get("adam_steps")
+            .map(|s| s.split(' ').filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_default();
         let opt = pick("opt.");
-        let get = |n: &str| opt.iter().find(|(k, _)| k == n).map(|(_, a)| a.data.clone()).ok_or_else(|| file_err(Error::Invalid(format!("missing opt.{n}"))));
+        let get = |n: &str| {
+            opt.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, a)| a.data.clone())
+                .ok_or_else(|| file_err(Error::Invalid(format!("missing opt.{n}"))))
+        };
         if steps.len() != 2 {
-            return Err(file_err(Error::Invalid("metadata adam_steps is missing".into())));
+            return Err(file_err(Error::Invalid(
+                "metadata adam_steps is missing".into(),
+            )));
         }
-        tr.g.params.load_moments(&gpu, &get("g.m")?, &get("g.v")?, steps[0]).map_err(file_err)?;
-        tr.d.params.load_moments(&gpu, &get("d.m")?, &get("d.v")?, steps[1]).map_err(file_err)?;
+        tr.g.params
+            .load_moments(&gpu, &get("g.m")?, &get("g.v")?, steps[0])
+            .map_err(file_err)?;
+        tr.d.params
+            .load_moments(&gpu, &get("d.m")?, &get("d.v")?, steps[1])
+            .map_err(file_err)?;
         tr.step = step;
         Ok(tr)
     }
 }
+
+/// Teacher noise, one-hot classes and images on the tape, with the classes.
+type TeacherBatch = (Var, Var, Var, Vec<u8>);
 
 /// A step's tape with its loss terms (kept until the losses are read).
 struct StepTape {
@@ -424,8 +555,17 @@ pub struct TrainReport {
 /// Runs `tr` to `tr.opts.steps`, checkpointing into `out` every `ckpt_every` steps, on
 /// Ctrl-C and at the end, and writing a 10x10 sample grid every `sample_every` steps.
 /// A non-finite loss stops the run with an error; the last checkpoint stays as it was.
-pub fn run(tr: &mut Trainer, out: &Path, ckpt_every: u64, sample_every: u64, quiet: bool) -> Result<TrainReport> {
-    std::fs::create_dir_all(out).map_err(|e| Error::File { path: out.into(), msg: e.to_string() })?;
+pub fn run(
+    tr: &mut Trainer,
+    out: &Path,
+    ckpt_every: u64,
+    sample_every: u64,
+    quiet: bool,
+) -> Result<TrainReport> {
+    std::fs::create_dir_all(out).map_err(|e| Error::File {
+        path: out.into(),
+        msg: e.to_string(),
+    })?;
     let total = tr.opts.steps;
     let bar = crate::progress::bar(total, "train-gan", quiet);
     bar.set_position(tr.step);
@@ -458,10 +598,10 @@ pub fn run(tr: &mut Trainer, out: &Path, ckpt_every: u64, sample_every: u64, qui
         let rate = (tr.step - first) as f64 * tr.opts.batch as f64 / start.elapsed().as_secs_f64();
         bar.set_position(tr.step);
         bar.set_message(format!("D {:.3} G {:.4} | {rate:.1} samples/s", l.d, l.g));
-        if sample_every > 0 && tr.step % sample_every == 0 {
+        if sample_every > 0 && tr.step.is_multiple_of(sample_every) {
             grid(tr, &format!("samples_{:06}.png", tr.step))?;
         }
-        if ckpt_every > 0 && tr.step % ckpt_every == 0 {
+        if ckpt_every > 0 && tr.step.is_multiple_of(ckpt_every) {
             tr.save(out)?;
         }
     }

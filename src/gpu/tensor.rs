@@ -92,7 +92,10 @@ impl Tensor {
     /// `start * 4` must be a multiple of 256 bytes, the largest offset alignment WebGPU allows.
     pub fn sub_view(&self, start: usize, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        if self.dtype == DType::I8x4 || start * 4 % 256 != 0 || start + n > self.numel() || n == 0
+        if self.dtype == DType::I8x4
+            || !(start * 4).is_multiple_of(256)
+            || start + n > self.numel()
+            || n == 0
         {
             return shape_err(
                 "sub_view",

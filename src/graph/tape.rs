@@ -12,18 +12,57 @@ pub struct Var(usize);
 
 enum Rec {
     Leaf,
-    Linear { x: Var, w: Var },
-    Conv { x: Var, w: Var, b: Option<Var>, p: Conv2dParams },
-    BatchNorm { x: Var, gamma: Var, beta: Var, mean: Tensor, inv_std: Tensor },
-    Glu { x: Var },
-    Act { x: Var, act: Act },
-    Upsample { x: Var, f: usize },
-    Concat { xs: Vec<Var> },
-    Reshape { x: Var },
-    Add { a: Var, b: Var },
-    Mul { a: Var, b: Var },
-    SpectralNorm { w: Var, st: ops::grad::SpectralState },
-    Loss { x: Var, target: Option<Var>, loss: Loss },
+    Linear {
+        x: Var,
+        w: Var,
+    },
+    Conv {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        p: Conv2dParams,
+    },
+    BatchNorm {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        mean: Tensor,
+        inv_std: Tensor,
+    },
+    Glu {
+        x: Var,
+    },
+    Act {
+        x: Var,
+        act: Act,
+    },
+    Upsample {
+        x: Var,
+        f: usize,
+    },
+    Concat {
+        xs: Vec<Var>,
+    },
+    Reshape {
+        x: Var,
+    },
+    Add {
+        a: Var,
+        b: Var,
+    },
+    Mul {
+        a: Var,
+        b: Var,
+    },
+    SpectralNorm {
+        w: Var,
+        st: ops::grad::SpectralState,
+    },
+    Loss {
+        x: Var,
+        target: Option<Var>,
+        loss: Loss,
+    },
 }
 
 #[derive(Default)]
@@ -73,7 +112,14 @@ impl Tape {
         Ok(self.push(y, Rec::Linear { x, w }, &[x, w]))
     }
 
-    pub fn conv2d(&mut self, s: &mut Stream, x: Var, w: Var, b: Option<Var>, p: Conv2dParams) -> Result<Var> {
+    pub fn conv2d(
+        &mut self,
+        s: &mut Stream,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        p: Conv2dParams,
+    ) -> Result<Var> {
         let bias = b.map(|b| self.value(b).clone());
         let y = ops::conv2d_grad::conv2d_train(s, self.value(x), self.value(w), bias.as_ref(), &p)?;
         let mut inputs = vec![x, w];
@@ -187,7 +233,9 @@ impl Tape {
         let mut weights = vec![0.0f32; self.vals.len()];
         for &(v, w) in losses {
             if !matches!(self.recs[v.0], Rec::Loss { .. }) {
-                return Err(Error::Invalid("backward: seed values must be losses".into()));
+                return Err(Error::Invalid(
+                    "backward: seed values must be losses".into(),
+                ));
             }
             weights[v.0] += w;
         }
@@ -209,7 +257,13 @@ impl Tape {
         Ok(Grads(g))
     }
 
-    fn accumulate(&self, s: &mut Stream, g: &mut [Option<Tensor>], v: Var, d: Tensor) -> Result<()> {
+    fn accumulate(
+        &self,
+        s: &mut Stream,
+        g: &mut [Option<Tensor>],
+        v: Var,
+        d: Tensor,
+    ) -> Result<()> {
         if !self.needs_grad[v.0] {
             return Ok(());
         }
@@ -221,7 +275,13 @@ impl Tape {
         Ok(())
     }
 
-    fn backward_one(&self, s: &mut Stream, g: &mut [Option<Tensor>], i: usize, dy: &Tensor) -> Result<()> {
+    fn backward_one(
+        &self,
+        s: &mut Stream,
+        g: &mut [Option<Tensor>],
+        i: usize,
+        dy: &Tensor,
+    ) -> Result<()> {
         let val = |v: &Var| self.value(*v);
         let wants = |v: &Var| self.needs_grad[v.0];
         match &self.recs[i] {
@@ -252,7 +312,13 @@ impl Tape {
                     self.accumulate(s, g, b, db)?;
                 }
             }
-            Rec::BatchNorm { x, gamma, beta, mean, inv_std } => {
+            Rec::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+            } => {
                 let (dx, dgamma, dbeta) =
                     ops::grad::batch_norm_backward(s, val(x), dy, val(gamma), mean, inv_std)?;
                 self.accumulate(s, g, *x, dx)?;

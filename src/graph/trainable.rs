@@ -95,14 +95,25 @@ impl ParamSet {
             .map(|t| tape.leaf(t.clone(), trainable))
             .collect();
         TapeParams {
-            vars: self.names.iter().cloned().zip(order.iter().copied()).collect(),
+            vars: self
+                .names
+                .iter()
+                .cloned()
+                .zip(order.iter().copied())
+                .collect(),
             order,
         }
     }
 
     /// Gathers the gradients into the flat buffer (zeros where none reached) and takes one
     /// Adam step over all parameters.
-    pub fn adam_step(&mut self, s: &mut Stream, grads: &Grads, vars: &TapeParams, cfg: &AdamConfig) -> Result<()> {
+    pub fn adam_step(
+        &mut self,
+        s: &mut Stream,
+        grads: &Grads,
+        vars: &TapeParams,
+        cfg: &AdamConfig,
+    ) -> Result<()> {
         zero(s, &self.grad)?;
         for (var, &start) in vars.order.iter().zip(&self.starts) {
             if let Some(g) = grads.get(*var) {
@@ -121,7 +132,12 @@ impl ParamSet {
             .iter()
             .zip(&self.views)
             .zip(&self.starts)
-            .map(|((n, t), &st)| (n.clone(), Array::new(t.shape(), flat[st..st + t.numel()].to_vec())))
+            .map(|((n, t), &st)| {
+                (
+                    n.clone(),
+                    Array::new(t.shape(), flat[st..st + t.numel()].to_vec()),
+                )
+            })
             .collect())
     }
 

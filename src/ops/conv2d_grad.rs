@@ -48,7 +48,13 @@ fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]
     Ok(d)
 }
 
-fn layout(s: &mut Stream, w: &Tensor, target: [usize; 4], groups: usize, flip: bool) -> Result<ConvWeight> {
+fn layout(
+    s: &mut Stream,
+    w: &Tensor,
+    target: [usize; 4],
+    groups: usize,
+    flip: bool,
+) -> Result<ConvWeight> {
     let [co, cig, kh, kw] = target;
     let cogp = (co / groups).next_multiple_of(4);
     let kp = padded_k(cig, kh, kw);
@@ -66,8 +72,17 @@ fn layout(s: &mut Stream, w: &Tensor, target: [usize; 4], groups: usize, flip: b
         total: total as u32,
         ..Default::default()
     };
-    let t = s.gpu().alloc("conv_weight_layout", &[groups, kp, cogp], DType::F32)?;
-    s.dispatch(SHADER, "prep_weight", &[], bytes_of(&p), &[w, &t], grid_1d(total, 256))?;
+    let t = s
+        .gpu()
+        .alloc("conv_weight_layout", &[groups, kp, cogp], DType::F32)?;
+    s.dispatch(
+        SHADER,
+        "prep_weight",
+        &[],
+        bytes_of(&p),
+        &[w, &t],
+        grid_1d(total, 256),
+    )?;
     Ok(ConvWeight::from_layout(t, target, groups))
 }
 
@@ -78,7 +93,13 @@ pub fn weight_layout(s: &mut Stream, w: &Tensor, groups: usize) -> Result<ConvWe
 }
 
 /// y = conv2d(x, w) (+ bias) with PyTorch-layout weights, for training.
-pub fn conv2d_train(s: &mut Stream, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+pub fn conv2d_train(
+    s: &mut Stream,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+) -> Result<Tensor> {
     let cw = weight_layout(s, w, p.groups)?;
     conv2d(s, x, &cw, bias, p, None, Act::Identity)
 }
@@ -102,7 +123,14 @@ fn pad_input(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
         ..Default::default()
     };
     let z = s.gpu().alloc("pad_input", &[n, c, zh, zw], DType::F32)?;
-    s.dispatch(SHADER, "dilate_pad", &[], bytes_of(&q), &[x, &z], grid_1d(total, 256))?;
+    s.dispatch(
+        SHADER,
+        "dilate_pad",
+        &[],
+        bytes_of(&q),
+        &[x, &z],
+        grid_1d(total, 256),
+    )?;
     Ok(z)
 }
 
@@ -119,11 +147,31 @@ pub fn conv2d_backward_data(
     let [n, oc, oh, ow] = dy.dims::<4>(OP)?;
     let [xn, ci, h, wd] = x_shape;
     let (stride, pad) = (p.stride[0], p.pad[0]);
-    if p.stride[1] != stride || p.pad[1] != pad || kh != kw || xn != n || oc != co || ci != cig * p.groups {
-        return shape_err(OP, format!("dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides and pads only", dy.shape(), w.shape()));
+    if p.stride[1] != stride
+        || p.pad[1] != pad
+        || kh != kw
+        || xn != n
+        || oc != co
+        || ci != cig * p.groups
+    {
+        return shape_err(
+            OP,
+            format!(
+                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides and pads only",
+                dy.shape(),
+                w.shape()
+            ),
+        );
     }
-    if pad >= kh || (h + 2 * pad - kh) / stride + 1 != oh || (wd + 2 * pad - kw) / stride + 1 != ow {
-        return shape_err(OP, format!("dy {:?} is not the output of x {x_shape:?} with {p:?}", dy.shape()));
+    if pad >= kh || (h + 2 * pad - kh) / stride + 1 != oh || (wd + 2 * pad - kw) / stride + 1 != ow
+    {
+        return shape_err(
+            OP,
+            format!(
+                "dy {:?} is not the output of x {x_shape:?} with {p:?}",
+                dy.shape()
+            ),
+        );
     }
     let lo = kh - 1 - pad;
     let (extra_h, extra_w) = ((h + 2 * pad - kh) % stride, (wd + 2 * pad - kw) % stride);
@@ -133,7 +181,10 @@ pub fn conv2d_backward_data(
         let q = Conv2dParams::new(1, lo, p.groups);
         return conv2d(s, dy, &wt, None, &q, None, Act::Identity);
     }
-    let (zh, zw) = ((oh - 1) * stride + 1 + 2 * lo + extra_h, (ow - 1) * stride + 1 + 2 * lo + extra_w);
+    let (zh, zw) = (
+        (oh - 1) * stride + 1 + 2 * lo + extra_h,
+        (ow - 1) * stride + 1 + 2 * lo + extra_w,
+    );
     let total = n * co * zh * zw;
     let q = Params {
         n: n as u32,
@@ -147,8 +198,23 @@ pub fn conv2d_backward_data(
         ..Default::default()
     };
     let z = s.gpu().alloc(OP, &[n, co, zh, zw], DType::F32)?;
-    s.dispatch(SHADER, "dilate_pad", &[], bytes_of(&q), &[dy, &z], grid_1d(total, 256))?;
-    conv2d(s, &z, &wt, None, &Conv2dParams::new(1, 0, p.groups), None, Act::Identity)
+    s.dispatch(
+        SHADER,
+        "dilate_pad",
+        &[],
+        bytes_of(&q),
+        &[dy, &z],
+        grid_1d(total, 256),
+    )?;
+    conv2d(
+        s,
+        &z,
+        &wt,
+        None,
+        &Conv2dParams::new(1, 0, p.groups),
+        None,
+        Act::Identity,
+    )
 }
 
 /// dw `[Co, Ci/groups, KH, KW]` of y = conv2d(x, w) from x and dy.
@@ -164,8 +230,22 @@ pub fn conv2d_backward_weight(
     let [n, ci, h, wd] = x.dims::<4>(OP)?;
     let [dn, dc, oh, ow] = dy.dims::<4>(OP)?;
     let (stride, pad, groups) = (p.stride[0], p.pad[0], p.groups);
-    if p.stride[1] != stride || p.pad[1] != pad || dn != n || dc != co || groups == 0 || ci != cig * groups || co % groups != 0 {
-        return shape_err(OP, format!("x {:?}, dy {:?}, w {w_shape:?}, {p:?}", x.shape(), dy.shape()));
+    if p.stride[1] != stride
+        || p.pad[1] != pad
+        || dn != n
+        || dc != co
+        || groups == 0
+        || ci != cig * groups
+        || co % groups != 0
+    {
+        return shape_err(
+            OP,
+            format!(
+                "x {:?}, dy {:?}, w {w_shape:?}, {p:?}",
+                x.shape(),
+                dy.shape()
+            ),
+        );
     }
     let taps = cig * kh * kw;
     let (oblocks, tblocks) = ((co / groups).div_ceil(8), taps.div_ceil(8));
@@ -201,7 +281,14 @@ pub fn conv2d_backward_weight(
         ..q
     };
     let part = s.gpu().alloc(OP, &[chunks, co, cig, kh, kw], DType::F32)?;
-    s.dispatch(SHADER, "wgrad", &[], bytes_of(&q), &[&xp, dy, &part], grid_1d(threads * chunks, 64))?;
+    s.dispatch(
+        SHADER,
+        "wgrad",
+        &[],
+        bytes_of(&q),
+        &[&xp, dy, &part],
+        grid_1d(threads * chunks, 64),
+    )?;
     if chunks == 1 {
         return part.reshape(&w_shape);
     }

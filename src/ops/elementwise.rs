@@ -66,7 +66,14 @@ fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) ->
     }
     let out = s.gpu().alloc(op, a.shape(), DType::F32)?;
     let n = a.numel();
-    s.dispatch(SHADER, op, &[], bytes_of(&params(n, act)), &[a, b, &out], grid_1d(n, 256))?;
+    s.dispatch(
+        SHADER,
+        op,
+        &[],
+        bytes_of(&params(n, act)),
+        &[a, b, &out],
+        grid_1d(n, 256),
+    )?;
     Ok(out)
 }
 

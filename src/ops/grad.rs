@@ -34,7 +34,11 @@ fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() || a.dtype() != DType::F32 || b.dtype() != DType::F32 {
         return shape_err(
             op,
-            format!("f32 tensors of one shape needed, got {:?} and {:?}", a.shape(), b.shape()),
+            format!(
+                "f32 tensors of one shape needed, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ),
         );
     }
     Ok(())
@@ -52,7 +56,14 @@ pub fn act_backward(s: &mut Stream, y: &Tensor, dy: &Tensor, a: Act) -> Result<T
         ..Default::default()
     };
     let dx = s.gpu().alloc("act_backward", y.shape(), DType::F32)?;
-    s.dispatch(SHADER, "act_backward", &[], bytes_of(&p), &[y, dy, &dx], grid_1d(n, 256))?;
+    s.dispatch(
+        SHADER,
+        "act_backward",
+        &[],
+        bytes_of(&p),
+        &[y, dy, &dx],
+        grid_1d(n, 256),
+    )?;
     Ok(dx)
 }
 
@@ -72,7 +83,14 @@ pub fn glu_backward(s: &mut Stream, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
         ..Default::default()
     };
     let dx = s.gpu().alloc("glu_backward", x.shape(), DType::F32)?;
-    s.dispatch(SHADER, "glu_backward", &[], bytes_of(&p), &[x, dy, &dx], grid_1d(dy.numel(), 256))?;
+    s.dispatch(
+        SHADER,
+        "glu_backward",
+        &[],
+        bytes_of(&p),
+        &[x, dy, &dx],
+        grid_1d(dy.numel(), 256),
+    )?;
     Ok(dx)
 }
 
@@ -95,7 +113,14 @@ pub fn upsample_backward(s: &mut Stream, dy: &Tensor, f: usize) -> Result<Tensor
         ..Default::default()
     };
     let dx = s.gpu().alloc("upsample_backward", &shape, DType::F32)?;
-    s.dispatch(SHADER, "upsample_backward", &[], bytes_of(&p), &[dy, &dx], grid_1d(total, 256))?;
+    s.dispatch(
+        SHADER,
+        "upsample_backward",
+        &[],
+        bytes_of(&p),
+        &[dy, &dx],
+        grid_1d(total, 256),
+    )?;
     Ok(dx)
 }
 
@@ -114,7 +139,10 @@ pub fn batch_norm_backward(
     let (n, c, sp) = ncs(OP, x)?;
     for t in [gamma, mean, inv_std] {
         if t.shape() != [c] {
-            return shape_err(OP, format!("per-channel tensor {:?} for x {:?}", t.shape(), x.shape()));
+            return shape_err(
+                OP,
+                format!("per-channel tensor {:?} for x {:?}", t.shape(), x.shape()),
+            );
         }
     }
     let p = Params {
@@ -125,11 +153,28 @@ pub fn batch_norm_backward(
         ..Default::default()
     };
     let g = s.gpu();
-    let (dgamma, dbeta) = (g.alloc(OP, &[c], DType::F32)?, g.alloc(OP, &[c], DType::F32)?);
+    let (dgamma, dbeta) = (
+        g.alloc(OP, &[c], DType::F32)?,
+        g.alloc(OP, &[c], DType::F32)?,
+    );
     let dx = g.alloc(OP, x.shape(), DType::F32)?;
-    s.dispatch(SHADER, "bn_reduce", &[], bytes_of(&p), &[x, dy, mean, inv_std, &dgamma, &dbeta], [c as u32, 1, 1])?;
+    s.dispatch(
+        SHADER,
+        "bn_reduce",
+        &[],
+        bytes_of(&p),
+        &[x, dy, mean, inv_std, &dgamma, &dbeta],
+        [c as u32, 1, 1],
+    )?;
     let t = [x, dy, mean, inv_std, gamma, &dgamma, &dbeta, &dx];
-    s.dispatch(SHADER, "bn_apply", &[], bytes_of(&p), &t, grid_1d(x.numel(), 256))?;
+    s.dispatch(
+        SHADER,
+        "bn_apply",
+        &[],
+        bytes_of(&p),
+        &t,
+        grid_1d(x.numel(), 256),
+    )?;
     Ok((dx, dgamma, dbeta))
 }
 
@@ -144,7 +189,14 @@ pub fn sum_channels(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
     };
     let out = s.gpu().alloc("sum_channels", &[c], DType::F32)?;
     let groups = grid_1d(c, 1);
-    s.dispatch(SHADER, "sum_channels", &[], bytes_of(&p), &[x, &out], groups)?;
+    s.dispatch(
+        SHADER,
+        "sum_channels",
+        &[],
+        bytes_of(&p),
+        &[x, &out],
+        groups,
+    )?;
     Ok(out)
 }
 
@@ -153,7 +205,10 @@ pub fn sum_chunks(s: &mut Stream, x: &Tensor, shape: &[usize]) -> Result<Tensor>
     let n: usize = shape.iter().product();
     let k = x.numel() / n.max(1);
     if x.dtype() != DType::F32 || n == 0 || k * n != x.numel() {
-        return shape_err("sum_chunks", format!("{:?} is not [K, {shape:?}]", x.shape()));
+        return shape_err(
+            "sum_chunks",
+            format!("{:?} is not [K, {shape:?}]", x.shape()),
+        );
     }
     let p = Params {
         n: n as u32,
@@ -161,7 +216,14 @@ pub fn sum_chunks(s: &mut Stream, x: &Tensor, shape: &[usize]) -> Result<Tensor>
         ..Default::default()
     };
     let out = s.gpu().alloc("sum_chunks", shape, DType::F32)?;
-    s.dispatch(SHADER, "sum_chunks", &[], bytes_of(&p), &[x, &out], grid_1d(n, 256))?;
+    s.dispatch(
+        SHADER,
+        "sum_chunks",
+        &[],
+        bytes_of(&p),
+        &[x, &out],
+        grid_1d(n, 256),
+    )?;
     Ok(out)
 }
 
@@ -171,7 +233,14 @@ pub fn zero(s: &mut Stream, t: &Tensor) -> Result<()> {
         n: t.numel() as u32,
         ..Default::default()
     };
-    s.dispatch(SHADER, "zero", &[], bytes_of(&p), &[t], grid_1d(t.numel(), 256))
+    s.dispatch(
+        SHADER,
+        "zero",
+        &[],
+        bytes_of(&p),
+        &[t],
+        grid_1d(t.numel(), 256),
+    )
 }
 
 /// The scalar losses, all means over the elements of x.
@@ -219,16 +288,36 @@ impl Loss {
         self.check(x, target)?;
         let out = s.gpu().alloc("loss", &[1], DType::F32)?;
         let p = self.params(x.numel(), 1.0);
-        s.dispatch(SHADER, "loss_value", &[], bytes_of(&p), &[x, target.unwrap_or(x), &out], [1, 1, 1])?;
+        s.dispatch(
+            SHADER,
+            "loss_value",
+            &[],
+            bytes_of(&p),
+            &[x, target.unwrap_or(x), &out],
+            [1, 1, 1],
+        )?;
         Ok(out)
     }
 
     /// d(w * loss)/dx.
-    pub fn grad(self, s: &mut Stream, x: &Tensor, target: Option<&Tensor>, w: f32) -> Result<Tensor> {
+    pub fn grad(
+        self,
+        s: &mut Stream,
+        x: &Tensor,
+        target: Option<&Tensor>,
+        w: f32,
+    ) -> Result<Tensor> {
         self.check(x, target)?;
         let out = s.gpu().alloc("loss_grad", x.shape(), DType::F32)?;
         let p = self.params(x.numel(), w);
-        s.dispatch(SHADER, "loss_grad", &[], bytes_of(&p), &[x, target.unwrap_or(x), &out], grid_1d(x.numel(), 256))?;
+        s.dispatch(
+            SHADER,
+            "loss_grad",
+            &[],
+            bytes_of(&p),
+            &[x, target.unwrap_or(x), &out],
+            grid_1d(x.numel(), 256),
+        )?;
         Ok(out)
     }
 }
@@ -254,7 +343,15 @@ impl Default for AdamConfig {
 }
 
 /// One Adam step (step number `t` >= 1) over flat parameter, gradient and moment buffers.
-pub fn adam(s: &mut Stream, x: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, cfg: &AdamConfig, t: u64) -> Result<()> {
+pub fn adam(
+    s: &mut Stream,
+    x: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    cfg: &AdamConfig,
+    t: u64,
+) -> Result<()> {
     for o in [g, m, v] {
         same_shape("adam", x, o)?;
     }
@@ -268,7 +365,14 @@ pub fn adam(s: &mut Stream, x: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, cfg:
         bc2: 1.0 - cfg.beta2.powi(t as i32),
         ..Default::default()
     };
-    s.dispatch(SHADER, "adam", &[], bytes_of(&p), &[x, g, m, v], grid_1d(x.numel(), 256))
+    s.dispatch(
+        SHADER,
+        "adam",
+        &[],
+        bytes_of(&p),
+        &[x, g, m, v],
+        grid_1d(x.numel(), 256),
+    )
 }
 
 /// What spectral normalization's backward needs from its forward.
@@ -284,13 +388,23 @@ pub struct SpectralState {
 
 fn normalize(s: &mut Stream, x: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     let g = s.gpu();
-    let (out, nrm) = (g.alloc("sn", &[x.numel()], DType::F32)?, g.alloc("sn", &[1], DType::F32)?);
+    let (out, nrm) = (
+        g.alloc("sn", &[x.numel()], DType::F32)?,
+        g.alloc("sn", &[1], DType::F32)?,
+    );
     let p = Params {
         n: x.numel() as u32,
         eps,
         ..Default::default()
     };
-    s.dispatch(SHADER, "sn_normalize", &[], bytes_of(&p), &[x, &out, &nrm], [1, 1, 1])?;
+    s.dispatch(
+        SHADER,
+        "sn_normalize",
+        &[],
+        bytes_of(&p),
+        &[x, &out, &nrm],
+        [1, 1, 1],
+    )?;
     Ok((out, nrm))
 }
 
@@ -315,7 +429,14 @@ pub fn spectral_norm(s: &mut Stream, w: &Tensor, u: &Tensor, eps: f32) -> Result
         n: w.numel() as u32,
         ..Default::default()
     };
-    s.dispatch(SHADER, "sn_scale", &[], bytes_of(&p), &[w, &sigma, &w_sn], grid_1d(w.numel(), 256))?;
+    s.dispatch(
+        SHADER,
+        "sn_scale",
+        &[],
+        bytes_of(&p),
+        &[w, &sigma, &w_sn],
+        grid_1d(w.numel(), 256),
+    )?;
     Ok(SpectralState {
         w_sn,
         u: u_new,
@@ -334,9 +455,25 @@ pub fn spectral_norm_backward(s: &mut Stream, st: &SpectralState, g: &Tensor) ->
         s: st.v.numel() as u32,
         ..Default::default()
     };
-    s.dispatch(SHADER, "sn_dot", &[], bytes_of(&p), &[g, &st.w_sn, &dot], [1, 1, 1])?;
-    let dw = s.gpu().alloc("spectral_norm_backward", g.shape(), DType::F32)?;
+    s.dispatch(
+        SHADER,
+        "sn_dot",
+        &[],
+        bytes_of(&p),
+        &[g, &st.w_sn, &dot],
+        [1, 1, 1],
+    )?;
+    let dw = s
+        .gpu()
+        .alloc("spectral_norm_backward", g.shape(), DType::F32)?;
     let t = [g, &st.u, &st.v, &st.sigma, &dot, &dw];
-    s.dispatch(SHADER, "sn_backward", &[], bytes_of(&p), &t, grid_1d(n, 256))?;
+    s.dispatch(
+        SHADER,
+        "sn_backward",
+        &[],
+        bytes_of(&p),
+        &t,
+        grid_1d(n, 256),
+    )?;
     Ok(dw)
 }

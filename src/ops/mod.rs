@@ -4,11 +4,11 @@
 pub mod batchnorm;
 mod checks;
 pub mod conv2d;
+pub mod conv2d_grad;
 pub mod elementwise;
 pub mod embed;
 pub mod glu;
 pub mod grad;
-pub mod conv2d_grad;
 pub mod layout;
 pub mod matmul;
 pub mod pool;

@@ -1,0 +1,192 @@
+//! DiStyleGAN: sizes, determinism, checkpoint/resume, teacher sets, failure handling.
+
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use synthcal::data::Dataset;
+use synthcal::gan::generate::{generate, save_generated};
+use synthcal::gan::train::{load_teacher, run, TrainOptions, Trainer};
+use synthcal::gan::{load_generator, save_generator, Discriminator, GanConfig, Generator};
+use synthcal::gpu::Gpu;
+
+fn gpu() -> Arc<Gpu> {
+    static G: OnceLock<Arc<Gpu>> = OnceLock::new();
+    G.get_or_init(|| Gpu::default_adapter().expect("GPU tests need an adapter (install lavapipe)"))
+        .clone()
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("synthcal-gan-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Random "real" images: enough for a few tiny steps without the shared data.
+fn fake_real(n: usize) -> Dataset {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let pixels: Vec<u8> = (0..n * 3072).map(|_| rng.random()).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let names = synthcal::data::CIFAR10_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    Dataset::new(pixels, labels, names, "random").unwrap()
+}
+
+fn tiny(teacher: Option<PathBuf>) -> TrainOptions {
+    let mut o = TrainOptions::faithful(teacher);
+    o.config.ngf = 16;
+    o.config.ndf = 8;
+    o.config.z_dim = 32;
+    o.batch = 8;
+    o.steps = 3;
+    o
+}
+
+#[test]
+fn faithful_widths_match_the_reference_sizes() {
+    let g = gpu();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let cfg = GanConfig::default();
+    // Linear 512x256, BN 256, Linear 138x8192, BN 8192, convs 256/128/64 (x2 out), BNs, 32->3.
+    assert_eq!(
+        Generator::new(&g, cfg, &mut rng).unwrap().params.count(),
+        2_054_368
+    );
+    // Four SN conv4x4 blocks with bias, SN Linear 2048->256, Linear 138->1.
+    assert_eq!(
+        Discriminator::new(&g, cfg, &mut rng)
+            .unwrap()
+            .params
+            .count(),
+        3_415_178
+    );
+}
+
+#[test]
+fn same_seed_same_run_and_resume_matches() {
+    let g = gpu();
+    let dir = tmp("resume");
+    let mut a = Trainer::new(g.clone(), tiny(None), fake_real(40), None).unwrap();
+    let la: Vec<_> = (0..3).map(|_| a.step().unwrap()).collect();
+    let mut b = Trainer::new(g.clone(), tiny(None), fake_real(40), None).unwrap();
+    let lb: Vec<_> = (0..2).map(|_| b.step().unwrap()).collect();
+    assert_eq!(la[0].d, lb[0].d);
+    assert_eq!(la[1].g, lb[1].g);
+    assert!(la.iter().all(|l| l.d.is_finite() && l.g.is_finite()));
+    // Save after 2 steps, resume, take the third: identical to the uninterrupted run.
+    std::fs::create_dir_all(&dir).unwrap();
+    b.save(&dir).unwrap();
+    let mut c = Trainer::resume(
+        g.clone(),
+        &dir.join("checkpoint.safetensors"),
+        fake_real(40),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.step, 2);
+    let lc = c.step().unwrap();
+    assert_eq!((lc.d, lc.g), (la[2].d, la[2].g));
+    let (wa, wc) = (a.g.read(&g).unwrap(), c.g.read(&g).unwrap());
+    assert_eq!(wa, wc);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn generator_file_round_trip_and_teacher_set() {
+    let g = gpu();
+    let dir = tmp("teacher");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let cfg = tiny(None).config;
+    let gen = Generator::new(&g, cfg, &mut rng).unwrap();
+    let file = dir.join("g.safetensors");
+    std::fs::create_dir_all(&dir).unwrap();
+    save_generator(&g, &gen, &serde_json::json!({"test": true}), 7, &file).unwrap();
+    let (back, recipe) = load_generator(&g, &file).unwrap();
+    assert_eq!(recipe["test"], true);
+    let (d1, n1) = generate(&g, &gen, 3, 11, None).unwrap();
+    let (d2, n2) = generate(&g, &back, 3, 11, None).unwrap();
+    assert_eq!(d1.pixels(), d2.pixels());
+    assert_eq!(n1, n2);
+    assert_eq!(d1.class_counts(), vec![3; 10]);
+    // A generated set is a teacher set for distillation.
+    let tdir = dir.join("teacher");
+    save_generated(&d1, &n1, cfg.z_dim, &tdir).unwrap();
+    let t = load_teacher(&tdir).unwrap();
+    assert_eq!((t.images.len(), t.z_dim), (30, cfg.z_dim));
+    assert_eq!(t.noise, n1);
+    let mut opts = tiny(Some(tdir.clone()));
+    opts.adv_every = 2;
+    let mut tr = Trainer::new(g.clone(), opts, fake_real(40), Some(t)).unwrap();
+    for _ in 0..2 {
+        let l = tr.step().unwrap();
+        assert!(l.d.is_finite() && l.g.is_finite() && l.g > 0.0, "{l:?}");
+    }
+    // Labels that disagree with the folders are refused.
+    std::fs::remove_file(tdir.join("noise.safetensors")).unwrap();
+    let bad: Vec<f32> = n1.clone();
+    let labels: Vec<i32> = vec![0; 30];
+    synthcal::io::write_safetensors_typed(
+        tdir.join("noise.safetensors"),
+        &[
+            (
+                "noise",
+                &[30, cfg.z_dim][..],
+                synthcal::io::TensorSlice::F32(&bad),
+            ),
+            ("labels", &[30][..], synthcal::io::TensorSlice::I32(&labels)),
+        ],
+        &Default::default(),
+    )
+    .unwrap();
+    let e = load_teacher(&tdir)
+        .err()
+        .expect("mismatched labels must be refused")
+        .to_string();
+    assert!(e.contains("labels"), "{e}");
+    // Not a generator file.
+    let e = load_generator(&g, &tdir.join("noise.safetensors"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a synthcal-distylegan-generator-v1"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
+    let g = gpu();
+    let dir = tmp("nan");
+    let mut opts = tiny(None);
+    opts.steps = 2;
+    let mut tr = Trainer::new(g.clone(), opts.clone(), fake_real(40), None).unwrap();
+    run(&mut tr, &dir, 0, 0, true).unwrap();
+    let ckpt = dir.join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    // An absurd learning rate overflows the weights within a few steps.
+    let mut tr = Trainer::resume(g.clone(), &ckpt, fake_real(40), None).unwrap();
+    tr.opts.steps = 20;
+    tr.opts.adam_d.lr = 1e38;
+    tr.opts.adam_g.lr = 1e38;
+    let e = run(&mut tr, &dir, 1000, 0, true)
+        .expect_err("must stop")
+        .to_string();
+    assert!(e.contains("non-finite"), "{e}");
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        before,
+        "checkpoint must stay as it was"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let g = gpu();
+    let mut o = tiny(None);
+    o.config.ngf = 12;
+    assert!(Trainer::new(g.clone(), o, fake_real(20), None).is_err());
+    let mut o = tiny(None);
+    o.batch = 1;
+    assert!(Trainer::new(g, o, fake_real(20), None).is_err());
+}
