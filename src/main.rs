@@ -50,6 +50,9 @@ enum Cmd {
     Eval(synthcal::eval::EvalArgs),
     /// Quantize an FP32 classifier to INT8 (POT DefaultQuantization) with a calibration set.
     Quantize(synthcal::quant::cli::QuantizeArgs),
+    /// Per-layer diagnosis of an INT8 model against its FP32 source: output and weight SQNR,
+    /// ranges and clipping, and the layers whose reversion to FP32 helps most.
+    Diagnose(synthcal::eval::diagnose::DiagnoseArgs),
     /// Train a DiStyleGAN generator on real CIFAR-10 (optionally distilling a teacher's
     /// noise/class/image triples); checkpoints, sample grids, Ctrl-C safe, resumable.
     TrainGan(synthcal::gan::cli::TrainGanArgs),
@@ -70,6 +73,7 @@ fn main() -> Result<()> {
         }
         Cmd::Eval(args) => synthcal::eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => synthcal::quant::cli::run(&gpu()?, args)?,
+        Cmd::Diagnose(args) => synthcal::eval::diagnose::run(&gpu()?, args)?,
         Cmd::TrainGan(args) => synthcal::gan::cli::run_train(&gpu()?, args.clone())?,
         Cmd::Generate(args) => synthcal::gan::cli::run_generate(&gpu()?, args.clone())?,
     }

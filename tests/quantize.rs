@@ -159,3 +159,59 @@ fn accuracy_aware_reverts_until_within_limit() {
     assert!(r.final_top1 >= r.default_top1, "{r:?}");
     assert_eq!(q.fp32_layers().len(), r.reverted.len());
 }
+
+#[test]
+fn diagnose_reports_every_quantized_layer() {
+    let gpu = Gpu::default_adapter().unwrap();
+    let (model, q) = quantized("akamaster_resnet20");
+    let ds = noise_set(30, 8);
+    let d = synthcal::eval::diagnose::diagnose(&gpu, &model, &q, &ds, 20, true).unwrap();
+    assert_eq!(d.layers.len(), q.layers.len());
+    assert_eq!(d.worst.len(), q.layers.len());
+    for l in &d.layers {
+        // 8-bit weights: ~40-50 dB; outputs carry accumulated error but stay positive.
+        assert!(
+            l.weight_sqnr_db > 30.0,
+            "{} weights {}",
+            l.name,
+            l.weight_sqnr_db
+        );
+        assert!(
+            l.output_sqnr_db > 0.0,
+            "{} output {}",
+            l.name,
+            l.output_sqnr_db
+        );
+        assert!((0.0..=100.0).contains(&l.clipped_pct));
+        assert!(l.observed[0] <= l.observed[1]);
+    }
+    // Reverting the most harmful layer lowers the logit RMSE below the all-INT8 model's.
+    let best = d
+        .layers
+        .iter()
+        .map(|l| l.revert_rmse)
+        .fold(f64::INFINITY, f64::min);
+    assert!(best < d.base_rmse, "{best} vs {}", d.base_rmse);
+    // The plot is a PNG.
+    let p = std::env::temp_dir().join(format!("synthcal-diag-{}.png", std::process::id()));
+    synthcal::eval::diagnose::plot(&d, &p).unwrap();
+    assert!(image::open(&p).is_ok());
+    std::fs::remove_file(&p).ok();
+    // A model the INT8 file was not made from is refused.
+    let other = Model::new(
+        arch("resnet56").unwrap(),
+        random_params(&arch("resnet56").unwrap(), 1),
+    )
+    .unwrap();
+    assert!(synthcal::eval::diagnose::diagnose(&gpu, &other, &q, &ds, 20, true).is_err());
+}
+
+#[test]
+fn noise_calibration_source_is_seeded() {
+    let a = synthcal::quant::cli::noise_images(20, 4).unwrap();
+    let b = synthcal::quant::cli::noise_images(20, 4).unwrap();
+    let c = synthcal::quant::cli::noise_images(20, 5).unwrap();
+    assert_eq!(a.pixels(), b.pixels());
+    assert_ne!(a.pixels(), c.pixels());
+    assert_eq!(a.class_counts(), vec![2; 10]);
+}

@@ -285,7 +285,7 @@ fn load_rgb32(path: &Path, policy: ResizePolicy) -> Result<([u8; IMG_BYTES], boo
     Ok((chw, resized))
 }
 
-pub(super) fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     image::codecs::png::PngEncoder::new(&mut buf)
         .write_image(

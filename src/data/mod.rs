@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 pub use cifar::{load_cifar10_bin, Split};
+pub(crate) use folder::encode_png;
 pub use folder::{load_image_folder, save_image_folder, ResizePolicy, RESIZE_FILTER};
 pub use grid::{sample_grid_png, GRID_GAP};
 pub use subset::{balanced_subset, balanced_subset_indices};

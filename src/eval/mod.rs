@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod diagnose;
+pub mod fidelity;
+pub use fidelity::{fidelity, Fidelity};
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
 pub enum SplitArg {
     #[default]
@@ -48,6 +52,10 @@ pub struct EvalArgs {
     /// The FP32 model an INT8 `--model` was made from: prints both accuracies and the drop.
     #[arg(long)]
     pub fp32: Option<PathBuf>,
+    /// Another model (e.g. INT8 from another calibration source) to compare with `--model` on
+    /// the same images: McNemar's paired test says whether their top-1 differ beyond chance.
+    #[arg(long)]
+    pub vs: Option<PathBuf>,
     /// For an INT8 model: also run the CPU integer simulation of the same model on every image
     /// and count the predictions where it and the GPU disagree.
     #[arg(long)]
@@ -290,10 +298,34 @@ pub fn cross_check(
 pub struct Comparison {
     pub fp32: EvalReport,
     pub int8: EvalReport,
-    /// FP32 top-1 minus INT8 top-1, percentage points.
-    pub drop: f64,
-    /// Share of images where both predict the same class (%).
-    pub agreement: f64,
+    /// Top-1 drop, agreement, flips, logit RMSE, KL and McNemar of INT8 against FP32.
+    pub fidelity: Fidelity,
+}
+
+/// `--vs`: McNemar between `--model` (A) and another model (B) on the same images.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Paired {
+    pub a: EvalReport,
+    pub b: EvalReport,
+    pub a_right_b_wrong: usize,
+    pub a_wrong_b_right: usize,
+    pub mcnemar_p: f64,
+}
+
+/// Prints the fidelity block of `synthcal eval --fp32`.
+pub fn print_fidelity(f: &Fidelity) {
+    println!(
+        "FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp",
+        f.fp32_top1, f.int8_top1, f.drop
+    );
+    println!(
+        "agreement: {:.2}%   flips: {} FP32-right/INT8-wrong, {} FP32-wrong/INT8-right   McNemar p = {:.3}",
+        f.agreement, f.fp32_right_int8_wrong, f.fp32_wrong_int8_right, f.mcnemar_p
+    );
+    println!(
+        "logits: RMSE {:.4} ({:.4} of the FP32 logits' std)   KL(FP32 || INT8) {:.5} nats",
+        f.logit_rmse, f.logit_rmse_rel, f.kl
+    );
 }
 
 fn print_report(r: &EvalReport) {
@@ -326,28 +358,41 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         let (n, diff) = cross_check(q, &ds, &l, args.quiet)?;
         println!("cross-check: GPU INT8 and CPU integer simulation disagree on {diff} of {n} predictions");
     }
-    let json = match &args.fp32 {
-        None => serde_json::to_vec_pretty(&r),
-        Some(fp) => {
-            let base = Classifier::load(fp, args.arch.as_deref())?;
-            let (rf, lf) = evaluate(gpu, &base, &ds, args, &fp.display().to_string())?;
-            let k = ds.num_classes();
-            let (pa, pb) = (argmax_rows(&l, k), argmax_rows(&lf, k));
-            let same = pa.iter().zip(&pb).filter(|(a, b)| a == b).count();
-            let cmp = Comparison {
-                drop: rf.top1 - r.top1,
-                agreement: 100.0 * same as f64 / ds.len().max(1) as f64,
-                fp32: rf,
-                int8: r,
-            };
-            println!();
-            println!(
-                "FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp   agreement: {:.2}%",
-                cmp.fp32.top1, cmp.int8.top1, cmp.drop, cmp.agreement
-            );
-            serde_json::to_vec_pretty(&cmp)
-        }
-    };
+    let k = ds.num_classes();
+    let mut json = serde_json::json!({ "model": r });
+    if let Some(fp) = &args.fp32 {
+        let base = Classifier::load(fp, args.arch.as_deref())?;
+        let (rf, lf) = evaluate(gpu, &base, &ds, args, &fp.display().to_string())?;
+        let cmp = Comparison {
+            fidelity: fidelity(&lf, &l, ds.labels(), k),
+            fp32: rf,
+            int8: r.clone(),
+        };
+        println!();
+        print_fidelity(&cmp.fidelity);
+        json["comparison"] = serde_json::to_value(&cmp).unwrap_or_default();
+    }
+    if let Some(other) = &args.vs {
+        let b = Classifier::load(other, args.arch.as_deref())?;
+        let (rb, lb) = evaluate(gpu, &b, &ds, args, &other.display().to_string())?;
+        let (ab, ba, p) = fidelity::paired(&l, &lb, ds.labels(), k);
+        println!();
+        println!(
+            "vs {}: top-1 {:.2}% vs {:.2}%; {ab} images only --model gets right, {ba} only --vs; McNemar p = {p:.3}",
+            other.display(),
+            r.top1,
+            rb.top1
+        );
+        let paired = Paired {
+            a: r.clone(),
+            b: rb,
+            a_right_b_wrong: ab,
+            a_wrong_b_right: ba,
+            mcnemar_p: p,
+        };
+        json["vs"] = serde_json::to_value(&paired).unwrap_or_default();
+    }
+    let json = serde_json::to_vec_pretty(&json);
     if let Some(p) = &args.json {
         let json = json.map_err(|e| Error::Invalid(e.to_string()))?;
         crate::io::write_atomic(p, &json)?;

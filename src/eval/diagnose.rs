@@ -1,0 +1,317 @@
+//! `synthcal diagnose`: where an INT8 model loses accuracy, layer by layer.
+//!
+//! For every quantized layer: the SQNR of its output (the INT8 model's value against the
+//! FP32 model's, so it includes the error carried in from earlier layers), the SQNR of its
+//! weights, the activation range calibration chose against the range the FP32 inputs really
+//! take (and the share of inputs clipped), and how much the logit RMSE falls when that layer
+//! alone is reverted to FP32.
+
+use super::{fidelity, load_data, logits, Fidelity, SplitArg};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::exec::Runner;
+use crate::graph::{Op, ValueId};
+use crate::quant::QuantModel;
+use image::{Rgb, RgbImage};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DiagnoseArgs {
+    /// The FP32 classifier the INT8 model was made from.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The INT8 model (from `synthcal quantize`).
+    #[arg(long)]
+    pub int8: PathBuf,
+    /// Images: a CIFAR-10 binary folder or an image folder (one subfolder per class).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which CIFAR-10 split to use (ignored for image folders).
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Images for the per-layer statistics (the first N).
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+    /// Images for the revert-one-layer ranking (the first N of those).
+    #[arg(long, default_value_t = 200)]
+    pub rank_images: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a PNG bar chart of per-layer SQNR here (output: blue, weights: grey; grid every
+    /// 10 dB).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerDiagnosis {
+    pub node: ValueId,
+    pub name: String,
+    pub output_sqnr_db: f64,
+    pub weight_sqnr_db: f64,
+    /// The input range the INT8 format represents.
+    pub range: [f32; 2],
+    /// The FP32 input's observed min and max on these images.
+    pub observed: [f32; 2],
+    /// Inputs outside the represented range (%).
+    pub clipped_pct: f64,
+    /// Logit RMSE against FP32 with only this layer reverted to FP32 (rank images).
+    pub revert_rmse: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub images: usize,
+    pub rank_images: usize,
+    pub fidelity: Fidelity,
+    /// Logit RMSE of the INT8 model on the rank images.
+    pub base_rmse: f64,
+    pub layers: Vec<LayerDiagnosis>,
+    /// Layer names, most harmful first (largest RMSE reduction when reverted).
+    pub worst: Vec<String>,
+}
+
+fn sqnr_db(signal: f64, noise: f64) -> f64 {
+    if noise <= 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (signal / noise).log10()
+}
+
+fn rmse(a: &[f32], b: &[f32]) -> f64 {
+    let s: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    (s / a.len().max(1) as f64).sqrt()
+}
+
+fn weight_sqnr(q: &QuantModel, l: ValueId) -> Result<f64> {
+    let name = match &q.graph.nodes[l].op {
+        Op::Conv2d { weight, .. } | Op::Linear { weight, .. } => weight,
+        _ => return Err(Error::Invalid(format!("node {l} is not a conv/linear"))),
+    };
+    let w = q.params.get(name)?;
+    let qw = &q.layers[&l].weights;
+    let per = w.numel() / qw.scale.len().max(1);
+    let (mut sig, mut noise) = (0.0f64, 0.0f64);
+    for (i, &v) in w.data.iter().enumerate() {
+        let d = qw.q[i] as f32 * qw.scale[i / per];
+        sig += (v as f64).powi(2);
+        noise += ((v - d) as f64).powi(2);
+    }
+    Ok(sqnr_db(sig, noise))
+}
+
+/// Runs the diagnosis of `q` (checked against the FP32 `model` it was made from) on `ds`.
+pub fn diagnose(
+    gpu: &Arc<Gpu>,
+    model: &crate::models::Model,
+    q: &QuantModel,
+    ds: &crate::data::Dataset,
+    rank_images: usize,
+    quiet: bool,
+) -> Result<Diagnosis> {
+    let (graph, _) = crate::quant::default::prepare(model)?;
+    if model.arch.name != q.arch || graph.nodes.len() != q.graph.nodes.len() {
+        return Err(Error::Invalid(format!(
+            "the INT8 model ({}) was not made from this FP32 model ({})",
+            q.arch, model.arch.name
+        )));
+    }
+    let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
+    let int8 = q.runner(gpu)?;
+    let ids: Vec<ValueId> = q.layers.keys().copied().collect();
+    let inputs: Vec<ValueId> = ids.iter().map(|&l| q.graph.nodes[l].inputs[0]).collect();
+    let mut keep: Vec<ValueId> = ids.clone();
+    keep.extend(&inputs);
+    let n_layers = ids.len();
+    let (mut sig, mut noise) = (vec![0.0f64; n_layers], vec![0.0f64; n_layers]);
+    let (mut lo, mut hi) = (
+        vec![f32::INFINITY; n_layers],
+        vec![f32::NEG_INFINITY; n_layers],
+    );
+    let (mut clipped, mut seen) = (vec![0usize; n_layers], vec![0usize; n_layers]);
+    let ranges: Vec<[f32; 2]> = ids
+        .iter()
+        .map(|l| {
+            let f = q.layers[l].input;
+            if f.unsigned {
+                [0.0, 255.0 * f.scale]
+            } else {
+                [-128.0 * f.scale, 127.0 * f.scale]
+            }
+        })
+        .collect();
+    let (mut lf, mut lq) = (Vec::new(), Vec::new());
+    let bar = crate::progress::bar(ds.len() as u64, "diagnose", quiet);
+    for start in (0..ds.len()).step_by(100) {
+        let end = (start + 100).min(ds.len());
+        let x = gpu.upload_f32(
+            &[end - start, 3, 32, 32],
+            &ds.to_f32_normalized(start..end, q.norm.mean, q.norm.std),
+        )?;
+        let mut s = gpu.stream();
+        let a = fp.forward(&mut s, &x, &keep)?;
+        let b = int8.forward(&mut s, &x, &ids)?;
+        let mut reads = vec![&a.output, &b.output];
+        for k in 0..n_layers {
+            reads.push(&a.kept[&ids[k]]);
+            reads.push(&b.kept[&ids[k]]);
+            reads.push(&a.kept[&inputs[k]]);
+        }
+        let back = s.submit_and_read(&reads)?;
+        let f32s = |i: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&back[i]) };
+        let (ya, yb) = (f32s(0), f32s(1));
+        lf.extend_from_slice(&ya[..a.output.numel()]);
+        lq.extend_from_slice(&yb[..b.output.numel()]);
+        for k in 0..n_layers {
+            let (va, vb, vi) = (f32s(2 + 3 * k), f32s(3 + 3 * k), f32s(4 + 3 * k));
+            let n = a.kept[&ids[k]].numel();
+            for (u, w) in va[..n].iter().zip(&vb[..n]) {
+                sig[k] += (*u as f64).powi(2);
+                noise[k] += ((u - w) as f64).powi(2);
+            }
+            let half = q.layers[&ids[k]].input.scale / 2.0;
+            for &v in &vi[..a.kept[&inputs[k]].numel()] {
+                lo[k] = lo[k].min(v);
+                hi[k] = hi[k].max(v);
+                clipped[k] += (v < ranges[k][0] - half || v > ranges[k][1] + half) as usize;
+                seen[k] += 1;
+            }
+        }
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    let classes = ds.num_classes();
+    let fid = fidelity(&lf, &lq, ds.labels(), classes);
+    // Revert one layer at a time on the rank images.
+    let rank = rank_images.min(ds.len()).max(1);
+    let sub = ds.subset(&(0..rank).collect::<Vec<_>>())?;
+    let base_rmse = rmse(&lf[..rank * classes], &lq[..rank * classes]);
+    let bar = crate::progress::bar(n_layers as u64, "revert", quiet);
+    let mut layers = Vec::new();
+    for k in 0..n_layers {
+        let r = q.clone_without(ids[k]).runner(gpu)?;
+        let l = logits(&r, q.norm, &sub, 100, |_| {})?;
+        layers.push(LayerDiagnosis {
+            node: ids[k],
+            name: q.graph.nodes[ids[k]].name.clone(),
+            output_sqnr_db: sqnr_db(sig[k], noise[k]),
+            weight_sqnr_db: weight_sqnr(q, ids[k])?,
+            range: ranges[k],
+            observed: [lo[k], hi[k]],
+            clipped_pct: 100.0 * clipped[k] as f64 / seen[k].max(1) as f64,
+            revert_rmse: rmse(&lf[..rank * classes], &l),
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut order: Vec<&LayerDiagnosis> = layers.iter().collect();
+    order.sort_by(|a, b| a.revert_rmse.total_cmp(&b.revert_rmse));
+    let worst = order.iter().map(|l| l.name.clone()).collect();
+    Ok(Diagnosis {
+        images: ds.len(),
+        rank_images: rank,
+        fidelity: fid,
+        base_rmse,
+        layers,
+        worst,
+    })
+}
+
+/// Bar chart of per-layer SQNR: output (blue) and weights (grey), 10 dB grid lines.
+pub fn plot(d: &Diagnosis, path: &Path) -> Result<()> {
+    let (bar, gap, h) = (6u32, 4u32, 320u32);
+    let w = 20 + d.layers.len() as u32 * (2 * bar + gap);
+    let top = d
+        .layers
+        .iter()
+        .flat_map(|l| [l.output_sqnr_db, l.weight_sqnr_db])
+        .filter(|v| v.is_finite())
+        .fold(10.0f64, f64::max)
+        .min(80.0);
+    let scale = (h - 20) as f64 / (top / 10.0).ceil() / 10.0;
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    let y_of = |db: f64| h - 10 - (db.clamp(0.0, top) * scale) as u32;
+    for g in (0..=(top as u32)).step_by(10) {
+        let y = y_of(g as f64);
+        for x in 0..w {
+            img.put_pixel(x, y, Rgb([220, 220, 220]));
+        }
+    }
+    for (i, l) in d.layers.iter().enumerate() {
+        let x0 = 10 + i as u32 * (2 * bar + gap);
+        for (k, (v, c)) in [
+            (l.output_sqnr_db, [40, 90, 200]),
+            (l.weight_sqnr_db, [150, 150, 150]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let y = y_of(if v.is_finite() { v } else { top });
+            for x in x0 + k as u32 * bar..x0 + (k as u32 + 1) * bar {
+                for yy in y..h - 10 {
+                    img.put_pixel(x, yy, Rgb(c));
+                }
+            }
+        }
+    }
+    let bytes = crate::data::encode_png(&img, path)?;
+    crate::io::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// `synthcal diagnose`.
+pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
+    let model = crate::models::load_model(&args.model, None)?;
+    let q = QuantModel::load(&args.int8)?;
+    let mut ds = load_data(&args.data, args.split, false)?;
+    let idx: Vec<usize> = (0..args.limit.min(ds.len())).collect();
+    ds = ds.subset(&idx)?;
+    let d = diagnose(gpu, &model, &q, &ds, args.rank_images, args.quiet)?;
+    println!(
+        "{} images ({} for the revert ranking); {}",
+        d.images,
+        d.rank_images,
+        ds.source()
+    );
+    super::print_fidelity(&d.fidelity);
+    println!("logit RMSE on the rank images: {:.4}\n", d.base_rmse);
+    println!(
+        "{:<28} {:>9} {:>9} {:>21} {:>21} {:>8} {:>12}",
+        "layer", "out dB", "w dB", "range used", "range seen", "clip %", "RMSE if FP32"
+    );
+    for l in &d.layers {
+        println!(
+            "{:<28} {:>9.2} {:>9.2} {:>21} {:>21} {:>8.3} {:>12.4}",
+            l.name,
+            l.output_sqnr_db,
+            l.weight_sqnr_db,
+            format!("[{:.3}, {:.3}]", l.range[0], l.range[1]),
+            format!("[{:.3}, {:.3}]", l.observed[0], l.observed[1]),
+            l.clipped_pct,
+            l.revert_rmse
+        );
+    }
+    println!(
+        "\nmost harmful (reverting lowers the logit RMSE most): {}",
+        d.worst
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(p) = &args.json {
+        let j = serde_json::to_vec_pretty(&d).map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::io::write_atomic(p, &j)?;
+    }
+    if let Some(p) = &args.plot {
+        plot(&d, p)?;
+    }
+    Ok(())
+}
