@@ -79,3 +79,29 @@ fn repvgg_train_and_deploy_forms() {
     check("repvgg_a0");
     check("repvgg_a0_deploy");
 }
+
+#[test]
+fn repvgg_fuses_into_its_deploy_form() {
+    let gpu = Gpu::default_adapter().expect("GPU adapter (install lavapipe)");
+    let a = arch("repvgg_a0").unwrap();
+    // BN statistics away from the identity so that every branch matters.
+    let mut params = random_params(&a, 11);
+    for (n, t) in params.tensors.iter_mut() {
+        if n.ends_with("running_var") {
+            t.data.iter_mut().for_each(|v| *v = v.abs() + 0.5);
+        }
+    }
+    let model = synthcal::models::Model::new(a, params).unwrap();
+    let fused = synthcal::models::repvgg::fuse_to_deploy(&model).unwrap();
+    assert_eq!(fused.arch.name, "repvgg_a0_deploy");
+    let x = Array::random(&[2, 3, 32, 32], 5);
+    let run = |m: &synthcal::models::Model| {
+        Runner::new(gpu.clone(), m.arch.graph.clone(), &m.params)
+            .unwrap()
+            .logits(&x.data, 2, [32, 32])
+            .unwrap()
+    };
+    let (want, got) = (run(&model), run(&fused));
+    let e = max_rel(&got, &want);
+    assert!(e < 1e-3, "fused vs train-time max rel err {e}");
+}

@@ -96,3 +96,85 @@ pub fn repvgg(width: [f64; 4], deploy: bool, classes: usize) -> Builder {
     b.linear("linear", x, cin, classes, Act::Identity);
     b
 }
+
+/// Re-parameterizes a train-time RepVGG (`repvgg_aN`) into its deploy form (`repvgg_aN_deploy`):
+/// each block's 3x3 conv-BN, 1x1 conv-BN (centred in a 3x3 kernel) and identity BN (a 3x3
+/// kernel with the BN scale at the centre of channel o -> o) fold into one 3x3 conv with bias,
+/// as RepVGG's `get_equivalent_kernel_bias`. Quantization runs on the fused form.
+pub fn fuse_to_deploy(model: &super::Model) -> crate::Result<super::Model> {
+    use crate::cpu::Array;
+    let deploy = super::arch(&format!("{}_deploy", model.arch.name))?;
+    let p = &model.params;
+    // (kernel scale per output channel, bias) of a BN with eps 1e-5.
+    let bn = |prefix: &str| -> crate::Result<(Vec<f32>, Vec<f32>)> {
+        let [g, b, m, v] =
+            crate::graph::bn_names(prefix).map(|n| p.get(&n).map(|a| a.data.clone()));
+        let (g, b, m, v) = (g?, b?, m?, v?);
+        let scale: Vec<f32> = g
+            .iter()
+            .zip(&v)
+            .map(|(g, v)| g / (v + 1e-5).sqrt())
+            .collect();
+        let bias = b
+            .iter()
+            .zip(&m)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Ok((scale, bias))
+    };
+    let mut out = crate::graph::Params::default();
+    for (name, shape) in &deploy.expected {
+        let Some(block) = name.strip_suffix(".rbr_reparam.weight") else {
+            if let Some(block) = name.strip_suffix(".rbr_reparam.bias") {
+                let mut bias = bn(&format!("{block}.rbr_dense.bn"))?.1;
+                for extra in [
+                    format!("{block}.rbr_1x1.bn"),
+                    format!("{block}.rbr_identity"),
+                ] {
+                    if p.tensors.contains_key(&format!("{extra}.weight")) {
+                        bias.iter_mut()
+                            .zip(bn(&extra)?.1)
+                            .for_each(|(a, b)| *a += b);
+                    }
+                }
+                out.insert(name.clone(), Array::new(shape, bias));
+            } else {
+                out.insert(name.clone(), p.get(name)?.clone());
+            }
+            continue;
+        };
+        let (co, ci) = (shape[0], shape[1]);
+        let mut k = p
+            .get(&format!("{block}.rbr_dense.conv.weight"))?
+            .data
+            .clone();
+        let (s3, _) = bn(&format!("{block}.rbr_dense.bn"))?;
+        let (s1, _) = bn(&format!("{block}.rbr_1x1.bn"))?;
+        let k1 = &p.get(&format!("{block}.rbr_1x1.conv.weight"))?.data;
+        let id = if p
+            .tensors
+            .contains_key(&format!("{block}.rbr_identity.weight"))
+        {
+            Some(bn(&format!("{block}.rbr_identity"))?.0)
+        } else {
+            None
+        };
+        for o in 0..co {
+            for c in 0..ci {
+                let base = (o * ci + c) * 9;
+                for t in 0..9 {
+                    k[base + t] *= s3[o];
+                }
+                k[base + 4] += k1[o * ci + c] * s1[o];
+                if let Some(sid) = &id {
+                    if o == c {
+                        k[base + 4] += sid[o];
+                    }
+                }
+            }
+        }
+        out.insert(name.clone(), Array::new(shape, k));
+    }
+    super::Model::new(deploy, out)
+}

@@ -37,10 +37,14 @@ impl Default for QuantOptions {
     }
 }
 
-/// The inference graph that quantization works on: BatchNorm folded, activations fused into
-/// their producers (so that unsigned ranges are seen after ReLU). Residual adds stay separate
-/// FP32 ops.
+/// The inference graph that quantization works on: a train-time RepVGG re-parameterized into
+/// its deploy form, BatchNorm folded, activations fused into their producers (so that unsigned
+/// ranges are seen after ReLU). Residual adds stay separate FP32 ops.
 pub fn prepare(model: &Model) -> Result<(Graph, Params)> {
+    let name = &model.arch.name;
+    if name.starts_with("repvgg_") && !name.ends_with("_deploy") {
+        return prepare(&crate::models::repvgg::fuse_to_deploy(model)?);
+    }
     let mut params = model.params.clone();
     let g = passes::fold_batchnorm(&model.arch.graph, &mut params)?;
     Ok((passes::fuse_activations(&g)?, params))
