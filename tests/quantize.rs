@@ -165,6 +165,11 @@ fn diagnose_reports_every_quantized_layer() {
     let gpu = Gpu::default_adapter().unwrap();
     let (model, q) = quantized("akamaster_resnet20");
     let ds = noise_set(30, 8);
+    // As loaded from a file: without the FP32 weights of its INT8 layers.
+    let p = std::env::temp_dir().join(format!("synthcal-diag-{}.safetensors", std::process::id()));
+    q.save(&p).unwrap();
+    let q = QuantModel::load(&p).unwrap();
+    std::fs::remove_file(&p).ok();
     let d = synthcal::eval::diagnose::diagnose(&gpu, &model, &q, &ds, 20, true).unwrap();
     assert_eq!(d.layers.len(), q.layers.len());
     assert_eq!(d.worst.len(), q.layers.len());

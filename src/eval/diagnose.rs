@@ -115,13 +115,22 @@ pub fn diagnose(
     rank_images: usize,
     quiet: bool,
 ) -> Result<Diagnosis> {
-    let (graph, _) = crate::quant::default::prepare(model)?;
+    let (graph, params) = crate::quant::default::prepare(model)?;
     if model.arch.name != q.arch || graph.nodes.len() != q.graph.nodes.len() {
         return Err(Error::Invalid(format!(
             "the INT8 model ({}) was not made from this FP32 model ({})",
             q.arch, model.arch.name
         )));
     }
+    // An INT8 file keeps FP32 weights only for its FP32 layers: take them all from the source.
+    let q = &QuantModel {
+        arch: q.arch.clone(),
+        norm: q.norm,
+        graph: q.graph.clone(),
+        params,
+        layers: q.layers.clone(),
+        meta: q.meta.clone(),
+    };
     let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
     let int8 = q.runner(gpu)?;
     let ids: Vec<ValueId> = q.layers.keys().copied().collect();
