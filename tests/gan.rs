@@ -104,11 +104,14 @@ fn generator_file_round_trip_and_teacher_set() {
     save_generator(&g, &gen, &serde_json::json!({"test": true}), 7, &file).unwrap();
     let (back, recipe) = load_generator(&g, &file).unwrap();
     assert_eq!(recipe["test"], true);
-    let (d1, n1) = generate(&g, &gen, 3, 11, None).unwrap();
-    let (d2, n2) = generate(&g, &back, 3, 11, None).unwrap();
+    let (d1, n1) = generate(&g, &gen, 3, 11, None, None).unwrap();
+    let (d2, n2) = generate(&g, &back, 3, 11, None, None).unwrap();
     assert_eq!(d1.pixels(), d2.pixels());
     assert_eq!(n1, n2);
     assert_eq!(d1.class_counts(), vec![3; 10]);
+    let (_, nt) = generate(&g, &gen, 3, 11, Some(0.5), None).unwrap();
+    assert!(nt.iter().all(|z| z.abs() <= 0.5));
+    assert!(generate(&g, &gen, 3, 11, Some(0.0), None).is_err());
     // A generated set is a teacher set for distillation.
     let tdir = dir.join("teacher");
     save_generated(&d1, &n1, cfg.z_dim, &tdir).unwrap();

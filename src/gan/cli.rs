@@ -230,6 +230,10 @@ pub struct GenerateArgs {
     /// Seed of the noise (same seed, same images).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Truncation trick: redraw noise values beyond +-T (e.g. 0.7; more typical, less varied
+    /// images). Default: plain N(0, 1) noise.
+    #[arg(long)]
+    pub truncation: Option<f32>,
     /// Output folder (must be empty or new): one subfolder of PNGs per class plus
     /// noise.safetensors.
     #[arg(short, long)]
@@ -247,7 +251,7 @@ pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
         "generate",
         args.quiet,
     );
-    let (ds, noise) = generate(gpu, &g, args.per_class, args.seed, Some(&bar))?;
+    let (ds, noise) = generate(gpu, &g, args.per_class, args.seed, args.truncation, Some(&bar))?;
     bar.finish();
     save_generated(&ds, &noise, g.cfg.z_dim, &args.output)?;
     println!("{} images in {}", ds.len(), args.output.display());

@@ -15,14 +15,20 @@ use std::path::Path;
 const BATCH: usize = 250;
 
 /// `per_class` images for every class (class-major order) from noise z ~ N(0, 1) drawn with
-/// `seed`, with G in inference mode. Returns the dataset and its noise `[N, z_dim]`.
+/// `seed`, with G in inference mode. `truncation` t < inf redraws every |z_i| > t (BigGAN's
+/// truncation trick: more typical, less varied images). Returns the images and their noise
+/// `[N, z_dim]`.
 pub fn generate(
     gpu: &Gpu,
     g: &Generator,
     per_class: usize,
     seed: u64,
+    truncation: Option<f32>,
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<(Dataset, Vec<f32>)> {
+    if truncation.is_some_and(|t| t.is_nan() || t <= 0.0) {
+        return Err(Error::Invalid("--truncation must be positive".into()));
+    }
     let (classes, zd) = (g.cfg.classes, g.cfg.z_dim);
     if per_class == 0 {
         return Err(Error::Invalid("--per-class must be at least 1".into()));
@@ -31,7 +37,14 @@ pub fn generate(
         .flat_map(|c| std::iter::repeat_n(c as u8, per_class))
         .collect();
     let mut rng = StdRng::seed_from_u64(seed);
-    let noise = normal_noise(labels.len() * zd, &mut rng);
+    let mut noise = normal_noise(labels.len() * zd, &mut rng);
+    if let Some(t) = truncation {
+        for z in noise.iter_mut() {
+            while z.abs() > t {
+                *z = normal_noise(1, &mut rng)[0];
+            }
+        }
+    }
     let mut pixels = Vec::with_capacity(labels.len() * 3072);
     for start in (0..labels.len()).step_by(BATCH) {
         let end = (start + BATCH).min(labels.len());

@@ -415,7 +415,7 @@ impl Trainer {
 
     /// Images from G in inference mode for fixed noise: `per_class` per class, class-major.
     pub fn samples(&self, per_class: usize, seed: u64) -> Result<Dataset> {
-        super::generate::generate(&self.gpu, &self.g, per_class, seed, None).map(|(ds, _)| ds)
+        super::generate::generate(&self.gpu, &self.g, per_class, seed, None, None).map(|(ds, _)| ds)
     }
 
     /// Writes `checkpoint.safetensors` and `generator.safetensors` into `dir` (atomically).

@@ -120,7 +120,7 @@ pub fn calibration_set(
             .map(PathBuf::from)
             .unwrap_or_else(crate::gan::cli::default_generator);
         let (g, _) = crate::gan::load_generator(gpu, &path)?;
-        let (ds, _) = crate::gan::generate::generate(gpu, &g, per_class, seed, None)?;
+        let (ds, _) = crate::gan::generate::generate(gpu, &g, per_class, seed, None, None)?;
         return Ok(ds);
     }
     let p = Path::new(spec.strip_prefix("folder:").unwrap_or(spec));
