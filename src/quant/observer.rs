@@ -7,6 +7,7 @@ pub enum RangeEstimator {
     /// samples of the per-sample max (abs-max when the range is signed).
     Pot,
     /// Plain global min / max over every value seen.
+    #[value(alias = "minmax")]
     MinMax,
     /// Like `Pot`, but each sample contributes its 1e-4 / (1 - 1e-4) quantiles instead of its
     /// extremes (POT's quantile estimator with outlier probability 1e-4).
