@@ -257,6 +257,28 @@ fn quantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     out[i] = pack(q - p.out_offset);
 }
 
+// As `quantize`, with one 1 / scale per channel (f32 bits in wt): depthwise inputs.
+@compute @workgroup_size(256)
+fn quantize_channels(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let hw = p.h * p.w;
+    if i >= p.n * p.c4 * hw {
+        return;
+    }
+    let r = i % hw;
+    let c0 = 4u * ((i / hw) % p.c4);
+    let n = i / (hw * p.c4);
+    let base = (n * p.c + c0) * hw + r;
+    var q = vec4<i32>(0);
+    for (var k = 0u; k < 4u; k++) {
+        if c0 + k < p.c {
+            let v = bitcast<f32>(x[base + k * hw]) * bitcast<f32>(wt[c0 + k]);
+            q[k] = i32(clamp(round(v), f32(p.lo), f32(p.hi)));
+        }
+    }
+    out[i] = pack(q - p.out_offset);
+}
+
 // Packed -> f32 NCHW (bits in out): v = f32(stored + offset) * scale, one value a thread.
 @compute @workgroup_size(256)
 fn dequantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

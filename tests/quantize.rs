@@ -54,6 +54,17 @@ fn gpu_int8_matches_cpu_simulation() {
         assert!(q.layers.values().all(|l| l.output.is_none()));
         if name == "akamaster_resnet20" {
             assert_eq!(n, 9, "{name}: one chained conv per residual block");
+        } else {
+            // Depthwise inputs are quantized per channel (and never chained into).
+            let dw: Vec<_> = q
+                .layers
+                .values()
+                .filter(|l| l.input_channel_scales.is_some())
+                .collect();
+            assert!(!dw.is_empty(), "{name}: no per-channel depthwise inputs");
+            assert!(dw
+                .iter()
+                .all(|l| l.groups == l.weights.shape[0] && l.weights.shape[1] == 1));
         }
         let x = Array::random(&[3, 3, 32, 32], 11);
         let got = gpu_logits(&q, &x);
@@ -99,6 +110,11 @@ fn int8_files_round_trip() {
         .expect("tampered file must not load")
         .to_string();
     assert!(e.contains("conv1.qweight"), "{e}");
+    // Per-channel depthwise scales survive the file.
+    let (_, qs) = quantized("shufflenetv2_x0_5");
+    let p2 = dir.join("s.safetensors");
+    qs.save(&p2).unwrap();
+    assert_eq!(QuantModel::load(&p2).unwrap().layers, qs.layers);
     std::fs::remove_dir_all(&dir).ok();
 }
 

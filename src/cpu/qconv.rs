@@ -142,8 +142,12 @@ pub struct QConv {
     pub stride: usize,
     pub pad: usize,
     pub groups: usize,
-    /// The input's activation format (fixed by calibration).
+    /// The input's activation format (fixed by calibration). With `input_channel_scales` its
+    /// scale is the largest channel's; signedness is shared by all channels.
     pub input: QFormat,
+    /// Depthwise layers only: one input scale per channel (POT quantizes depthwise inputs per
+    /// channel). Output channel c reads only input channel c, so its epilogue uses scale c.
+    pub input_channel_scales: Option<Vec<f32>>,
     pub act: Act,
     /// Requantize to this format, or write f32 when `None`.
     pub output: Option<QFormat>,
@@ -164,6 +168,29 @@ pub struct Requant {
 const LIMIT: f64 = 1073741824.0;
 
 impl QConv {
+    /// The input format of channel `c`.
+    pub fn input_format(&self, c: usize) -> QFormat {
+        match &self.input_channel_scales {
+            Some(s) => QFormat {
+                scale: s[c],
+                ..self.input
+            },
+            None => self.input,
+        }
+    }
+
+    /// Quantizes an f32 input for this layer (per channel when it has channel scales).
+    pub fn quantize_input(&self, x: &Array) -> Result<QArray> {
+        let mut q = QArray::quantize(x, self.input)?;
+        if self.input_channel_scales.is_some() {
+            let [_, c, h, w] = q.shape;
+            for (i, (qv, &v)) in q.q.iter_mut().zip(&x.data).enumerate() {
+                *qv = self.input_format(i / (h * w) % c).quantize(v);
+            }
+        }
+        Ok(q)
+    }
+
     /// Output shape for an `[n, c, h, w]` input, or a shape error.
     pub fn out_shape(&self, op: &'static str, x: [usize; 4]) -> Result<[usize; 4]> {
         let [co, cig, kh, kw] = self.weights.shape;
@@ -183,6 +210,12 @@ impl QConv {
         }
         if self.bias.as_ref().is_some_and(|b| b.len() != co) {
             return shape_err(op, format!("bias length differs from {co} output channels"));
+        }
+        if let Some(cs) = &self.input_channel_scales {
+            if cig != 1 || co != g || cs.len() != c || !cs.iter().all(|&s| s > 0.0 && s.is_finite())
+            {
+                return shape_err(op, "per-channel input scales need a depthwise layer and one positive scale per channel");
+            }
         }
         if self.stride == 0 || kh == 0 || kw == 0 || h + 2 * self.pad < kh || w + 2 * self.pad < kw
         {
@@ -208,8 +241,16 @@ impl QConv {
                 format!("scales or bias do not match {co} channels"),
             );
         }
-        let xs = self.input.scale as f64;
-        let combined: Vec<f64> = self.weights.scale.iter().map(|&w| xs * w as f64).collect();
+        if self
+            .input_channel_scales
+            .as_ref()
+            .is_some_and(|cs| cs.len() != co)
+        {
+            return shape_err("qconv", "one input scale per channel needed");
+        }
+        let combined: Vec<f64> = (0..co)
+            .map(|c| self.input_format(c).scale as f64 * self.weights.scale[c] as f64)
+            .collect();
         let bias_q = (0..co)
             .map(|c| {
                 let b = self.bias.as_ref().map_or(0.0, |b| b[c] as f64);
@@ -489,6 +530,7 @@ mod tests {
             pad: 0,
             groups: 1,
             input: x.fmt,
+            input_channel_scales: None,
             act: Act::Identity,
             output: None,
         };

@@ -251,7 +251,14 @@ pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
         "generate",
         args.quiet,
     );
-    let (ds, noise) = generate(gpu, &g, args.per_class, args.seed, args.truncation, Some(&bar))?;
+    let (ds, noise) = generate(
+        gpu,
+        &g,
+        args.per_class,
+        args.seed,
+        args.truncation,
+        Some(&bar),
+    )?;
     bar.finish();
     save_generated(&ds, &noise, g.cfg.z_dim, &args.output)?;
     println!("{} images in {}", ds.len(), args.output.display());

@@ -39,7 +39,7 @@ pub fn forward_quantized(
                 let qx = match node.inputs.first().and_then(|&v| qvalues[v].as_ref()) {
                     Some(qx) => qx,
                     None => {
-                        owned = cpu::qconv::QArray::quantize(arg(0)?, q.input)?;
+                        owned = q.quantize_input(arg(0)?)?;
                         &owned
                     }
                 };

@@ -95,6 +95,14 @@ impl Runner {
             .ok_or_else(|| Error::Invalid(format!("parameter `{name}` was not uploaded")))
     }
 
+    /// The PyTorch shape of FP32 conv node `i`'s weight, if it is one.
+    pub fn conv_weight_shape(&self, i: ValueId) -> Option<[usize; 4]> {
+        match &self.graph.nodes.get(i)?.op {
+            Op::Conv2d { weight, .. } => self.conv_weights.get(weight).map(|w| w.shape()),
+            _ => None,
+        }
+    }
+
     /// Records FP32 conv/linear node `i` on `x` with activation `act` (the node's own, or
     /// Identity for pre-activation statistics).
     pub fn layer(
@@ -154,7 +162,7 @@ impl Runner {
                     let qx = match node.inputs.first().and_then(|&v| qvalues[v].as_ref()) {
                         Some(qx) => qx,
                         None => {
-                            owned = ops::qconv::quantize(s, arg(0)?, q.desc().input)?;
+                            owned = q.quantize_input(s, arg(0)?)?;
                             &owned
                         }
                     };

@@ -126,7 +126,8 @@ impl Graph {
             let [c] = readers.get(v).map_or(&[][..], |r| r.as_slice()) else {
                 continue;
             };
-            let Some(consumer) = layers.get(c) else {
+            // Per-channel inputs (depthwise) quantize from f32 with their own scales.
+            let Some(consumer) = layers.get(c).filter(|q| q.input_channel_scales.is_none()) else {
                 continue;
             };
             if self.nodes[*c].inputs != [v] {

@@ -211,6 +211,47 @@ pub fn quantize(s: &mut Stream, x: &Tensor, fmt: QFormat) -> Result<QTensor> {
     Ok(y)
 }
 
+/// Per-channel quantization of f32 `[N, C, H, W]` with `inv_scales` (`[C]`, 1 / scale as f32,
+/// the same reciprocals the CPU reference multiplies by); `fmt` gives signedness and the
+/// representative scale the QTensor carries.
+fn quantize_channels(
+    s: &mut Stream,
+    x: &Tensor,
+    fmt: QFormat,
+    inv_scales: &Tensor,
+) -> Result<QTensor> {
+    let [n, c, h, w] = x.dims::<4>("quantize")?;
+    if inv_scales.numel() != c {
+        return shape_err(
+            "quantize",
+            format!("{} channel scales for {c} channels", inv_scales.numel()),
+        );
+    }
+    let y = QTensor::alloc(s.gpu(), "quantize", [n, c, h, w], fmt)?;
+    let (lo, hi) = fmt.range();
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+        lo,
+        hi,
+        out_offset: fmt.offset(),
+        ..Default::default()
+    };
+    let words = n * c.div_ceil(4) * h * w;
+    s.dispatch(
+        UNPACKED,
+        "quantize_channels",
+        &[],
+        bytes_of(&p),
+        &[x, &y.data, inv_scales],
+        grid_1d(words, 256),
+    )?;
+    Ok(y)
+}
+
 /// Packed -> f32 `[N, C, H, W]`, `q * scale`.
 pub fn dequantize(s: &mut Stream, x: &QTensor) -> Result<Tensor> {
     let [n, c, h, w] = x.shape;
@@ -359,6 +400,8 @@ pub struct QConv2d {
     scale: Tensor,
     win: usize,
     depthwise: bool,
+    /// 1 / scale per input channel, as f32 bits (depthwise layers with per-channel inputs).
+    inv_scales: Option<Tensor>,
     lo: i32,
     hi: i32,
     /// Which dot product to use (`DotPath::auto` by default; tests force both).
@@ -377,6 +420,7 @@ impl QConv2d {
         // Validates weights, bias and geometry against the smallest input they fit.
         desc.out_shape("qconv", [1, cig * g, kh, kw])?;
         let mut scales = vec![desc.input.scale];
+        scales.extend(desc.input_channel_scales.iter().flatten());
         scales.extend(&desc.weights.scale);
         scales.extend(desc.output.map(|o| o.scale));
         if !scales.iter().all(|&s| s > 0.0 && s.is_finite()) {
@@ -399,6 +443,15 @@ impl QConv2d {
             weights: gpu.upload_i8(&[words.len()], &words)?,
             bias: gpu.upload_i32(&[padded], &bias)?,
             scale: gpu.upload_f32(&[padded], &scale)?,
+            inv_scales: desc
+                .input_channel_scales
+                .as_ref()
+                .map(|cs| {
+                    let bits: Vec<i32> =
+                        cs.iter().map(|&v| (1.0f32 / v).to_bits() as i32).collect();
+                    gpu.upload_i32(&[cs.len()], &bits)
+                })
+                .transpose()?,
             desc: desc.clone(),
             win,
             depthwise,
@@ -406,6 +459,14 @@ impl QConv2d {
             hi: rq.hi,
             path: DotPath::auto(gpu),
         })
+    }
+
+    /// Quantizes an f32 input for this layer (per channel when it has channel scales).
+    pub fn quantize_input(&self, s: &mut Stream, x: &Tensor) -> Result<QTensor> {
+        match &self.inv_scales {
+            Some(inv) => quantize_channels(s, x, self.desc.input, inv),
+            None => quantize(s, x, self.desc.input),
+        }
     }
 
     /// Records the layer on `s`: f32 `[N, Co, OH, OW]` or a packed int8 output.
@@ -533,6 +594,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             pad,
             groups: 1,
             input,
+            input_channel_scales: None,
             act: Act::Relu,
             output,
         };

@@ -53,6 +53,7 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
         pad: case.pad,
         groups: case.groups,
         input,
+        input_channel_scales: None,
         act: case.act,
         output: case.output.map(|u| QFormat {
             scale: rng.random_range(0.05..0.2),
@@ -481,6 +482,7 @@ fn requantization_rounds_half_to_even() {
         pad: 0,
         groups: 1,
         input: x.fmt,
+        input_channel_scales: None,
         act: Act::Identity,
         output: Some(QFormat::signed(1.0)),
     };
@@ -498,4 +500,46 @@ fn print_int8_bench() {
     for (name, gops, ms) in int8_bench(&gpu(), quick).unwrap() {
         println!("{name:50} {gops:8.2} GOP/s {ms:9.2} ms");
     }
+}
+
+#[test]
+fn depthwise_per_channel_input_scales_are_bit_exact() {
+    let g = gpu();
+    for (unsigned_in, output) in [(true, None), (false, Some(true)), (true, Some(false))] {
+        let case = Case {
+            n: 2,
+            c: 10,
+            co: 10,
+            groups: 10,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            h: 5,
+            w: 6,
+            unsigned_in,
+            output,
+            act: Act::Relu,
+        };
+        let (mut conv, _) = random_layer(&case, 21);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let scales: Vec<f32> = (0..10).map(|_| rng.random_range(0.005..0.2)).collect();
+        conv.input.scale = scales.iter().cloned().fold(0.0, f32::max);
+        conv.input_channel_scales = Some(scales);
+        let x = Array::random(&[2, 10, 5, 6], 9).map(|v| 3.0 * v);
+        let want_q = conv.quantize_input(&x).unwrap();
+        let layer = QConv2d::new(&g, &conv).unwrap();
+        let mut s = g.stream();
+        let qx = layer
+            .quantize_input(&mut s, &g.upload_f32(&x.shape, &x.data).unwrap())
+            .unwrap();
+        s.submit();
+        assert_eq!(qx.read(&g).unwrap().q, want_q.q, "per-channel quantize");
+        // Channels really use their own scales: channel 0 differs from per-tensor quantization.
+        assert_ne!(want_q.q, QArray::quantize(&x, conv.input).unwrap().q);
+        check(&conv, &want_q);
+    }
+    // A per-channel description on a non-depthwise layer is refused.
+    let (mut dense, _) = random_layer(&base_case(), 3);
+    dense.input_channel_scales = Some(vec![0.1; dense.weights.shape[1]]);
+    assert!(QConv2d::new(&g, &dense).is_err());
 }

@@ -84,27 +84,46 @@ pub fn calibrate(
     opts: &QuantOptions,
 ) -> Result<HashMap<ValueId, Observer>> {
     let g = &runner.graph;
-    let inputs: Vec<ValueId> = layers.iter().map(|&l| g.nodes[l].inputs[0]).collect();
-    let mut obs: HashMap<ValueId, Observer> =
-        inputs.iter().map(|&v| (v, Observer::new(1))).collect();
+    let mut inputs: Vec<ValueId> = layers.iter().map(|&l| g.nodes[l].inputs[0]).collect();
+    inputs.sort_unstable();
+    inputs.dedup();
+    // Inputs of depthwise layers are observed per channel (as POT does).
+    let per_channel: Vec<ValueId> = layers
+        .iter()
+        .filter(|&&l| is_depthwise(runner, l))
+        .map(|&l| g.nodes[l].inputs[0])
+        .collect();
+    let mut obs: HashMap<ValueId, Observer> = HashMap::new();
     let bar = crate::progress::bar(calib.len() as u64, "calibrate", opts.quiet);
     for (n, x) in batches(calib, opts.batch, norm) {
         let gpu = &runner.gpu;
         let x = upload(gpu, n, &x)?;
         let mut s = gpu.stream();
         let out = runner.forward(&mut s, &x, &inputs)?;
+        // Rows of statistics per input: one per sample, or per (sample, channel).
+        let rows: Vec<usize> = inputs
+            .iter()
+            .map(|i| {
+                n * if per_channel.contains(i) {
+                    out.kept[i].shape()[1]
+                } else {
+                    1
+                }
+            })
+            .collect();
         let stats = if opts.estimator == RangeEstimator::Quantile {
             // Quantiles need the values themselves: read them back.
             s.submit();
             let mut v = Vec::new();
-            for &i in &inputs {
-                v.push(quantile_rows(&gpu.read_f32(&out.kept[&i])?, n));
+            for (k, &i) in inputs.iter().enumerate() {
+                v.push(quantile_rows(&gpu.read_f32(&out.kept[&i])?, rows[k]));
             }
             v
         } else {
             let t: Vec<Tensor> = inputs
                 .iter()
-                .map(|i| ops::stats::row_stats(&mut s, &out.kept[i], n))
+                .zip(&rows)
+                .map(|(i, &r)| ops::stats::row_stats(&mut s, &out.kept[i], r))
                 .collect::<Result<_>>()?;
             let refs: Vec<&Tensor> = t.iter().collect();
             s.submit_and_read(&refs)?
@@ -112,15 +131,41 @@ pub fn calibrate(
                 .map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(&b))
                 .collect()
         };
-        for (i, st) in inputs.iter().zip(stats) {
-            obs.get_mut(i)
-                .expect("observer per input")
-                .push(&st[..n * STATS]);
+        for ((i, st), &r) in inputs.iter().zip(stats).zip(&rows) {
+            obs.entry(*i)
+                .or_insert_with(|| Observer::new(r / n))
+                .push(&st[..r * STATS]);
         }
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
     Ok(obs)
+}
+
+/// A depthwise conv (one input channel per group, one output channel per input channel).
+fn is_depthwise(runner: &Runner, l: ValueId) -> bool {
+    match &runner.graph.nodes[l].op {
+        Op::Conv2d { groups, .. } if *groups > 1 => runner
+            .conv_weight_shape(l)
+            .is_some_and(|[co, cig, _, _]| cig == 1 && co == *groups),
+        _ => false,
+    }
+}
+
+/// The input format of layer `l` from its input's observer: per channel for depthwise layers
+/// observed per channel, else per tensor.
+fn input_format(
+    runner: &Runner,
+    l: ValueId,
+    o: &Observer,
+    est: RangeEstimator,
+) -> (crate::cpu::qconv::QFormat, Option<Vec<f32>>) {
+    if o.channels > 1 && is_depthwise(runner, l) {
+        let (fmt, scales) = super::scheme::channel_formats(&o.ranges(est));
+        return (fmt, Some(scales));
+    }
+    let (lo, hi) = o.collapse().ranges(est)[0];
+    (activation_format(lo, hi), None)
 }
 
 /// The INT8 description of conv/linear node `l` given its input format (f32 output, the node's
@@ -130,6 +175,7 @@ pub fn qconv_for(
     params: &Params,
     l: ValueId,
     input: crate::cpu::qconv::QFormat,
+    input_channel_scales: Option<Vec<f32>>,
 ) -> Result<QConv> {
     let (weight, bias, stride, pad, groups, act) = match &g.nodes[l].op {
         Op::Conv2d {
@@ -153,6 +199,7 @@ pub fn qconv_for(
         pad,
         groups,
         input,
+        input_channel_scales,
         act,
         output: None,
     })
@@ -194,7 +241,7 @@ fn correct_biases(
             let xin = &out.kept[v];
             let fp = runner.layer(&mut s, l, xin, None, Act::Identity)?;
             let q = &linear[&l];
-            let qx = ops::qconv::quantize(&mut s, xin, q.desc().input)?;
+            let qx = q.quantize_input(&mut s, xin)?;
             let qy = q.forward(&mut s, &qx)?.into_f32()?;
             let c = fp.shape()[1];
             let rows = n * c;
@@ -252,8 +299,9 @@ pub fn default_quantization(
     let obs = calibrate(&runner, &ids, calib, model.arch.norm, opts)?;
     let mut layers = BTreeMap::new();
     for &l in &ids {
-        let (lo, hi) = obs[&graph.nodes[l].inputs[0]].ranges(opts.estimator)[0];
-        layers.insert(l, qconv_for(&graph, &params, l, activation_format(lo, hi))?);
+        let (fmt, channels) =
+            input_format(&runner, l, &obs[&graph.nodes[l].inputs[0]], opts.estimator);
+        layers.insert(l, qconv_for(&graph, &params, l, fmt, channels)?);
     }
     if opts.bias_correction {
         correct_biases(&runner, &mut layers, calib, model.arch.norm, opts)?;

@@ -35,6 +35,9 @@ struct LayerMeta {
     name: String,
     input_scale: f32,
     input_unsigned: bool,
+    /// Depthwise layers: per-channel input scales (exact: JSON floats round-trip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_channel_scales: Option<Vec<f32>>,
 }
 
 impl QuantModel {
@@ -93,6 +96,7 @@ impl QuantModel {
                 name: self.graph.nodes[node].name.clone(),
                 input_scale: q.input.scale,
                 input_unsigned: q.input.unsigned,
+                input_channel_scales: q.input_channel_scales.clone(),
             })
             .collect();
         meta.insert("layers".into(), json(&lm)?);
@@ -217,19 +221,22 @@ impl QuantModel {
             } else {
                 QFormat::signed(l.input_scale)
             };
-            layers.insert(
-                l.node,
-                QConv {
-                    weights: QWeights { shape, q, scale },
-                    bias,
-                    stride,
-                    pad,
-                    groups,
-                    input,
-                    act,
-                    output: None,
-                },
-            );
+            let conv = QConv {
+                weights: QWeights { shape, q, scale },
+                bias,
+                stride,
+                pad,
+                groups,
+                input,
+                input_channel_scales: l.input_channel_scales.clone(),
+                act,
+                output: None,
+            };
+            let [_, cig, kh, kw] = conv.weights.shape;
+            conv.out_shape("int8 layer", [1, cig * conv.groups, kh, kw])
+                .and_then(|_| conv.requant())
+                .map_err(|e| bad(format!("{}: {e}", l.name)))?;
+            layers.insert(l.node, conv);
         }
         let mut params = Params::default();
         for (name, t) in by_name {

@@ -41,6 +41,25 @@ impl Observer {
         );
     }
 
+    /// The per-tensor observer of the same samples: each sample's min, max and abs-max over
+    /// all its channels.
+    pub fn collapse(&self) -> Observer {
+        let samples = self
+            .samples
+            .chunks(self.channels)
+            .map(|ch| {
+                ch.iter()
+                    .fold([f32::INFINITY, f32::NEG_INFINITY, 0.0], |a, r| {
+                        [a[0].min(r[0]), a[1].max(r[1]), a[2].max(r[2])]
+                    })
+            })
+            .collect();
+        Observer {
+            channels: 1,
+            samples,
+        }
+    }
+
     /// (min, max) for each channel (one entry when per-tensor).
     pub fn ranges(&self, est: RangeEstimator) -> Vec<(f32, f32)> {
         (0..self.channels)
@@ -103,6 +122,16 @@ mod tests {
             0.0, 1.0, 1.0, 0.0, 0.0, 10.0, 10.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 20.0, 20.0, 0.0,
         ]);
         assert_eq!(o.ranges(RangeEstimator::Pot), vec![(0.0, 2.0), (0.0, 15.0)]);
+    }
+
+    #[test]
+    fn collapse_gives_per_sample_extremes() {
+        let mut o = Observer::new(2);
+        o.push(&[
+            0.0, 1.0, 1.0, 0.0, -1.0, 10.0, 10.0, 0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 20.0, 20.0, 0.0,
+        ]);
+        let c = o.collapse();
+        assert_eq!(c.samples, vec![[-1.0, 10.0, 10.0], [0.0, 20.0, 20.0]]);
     }
 
     #[test]

@@ -22,6 +22,29 @@ pub fn activation_format(min: f32, max: f32) -> QFormat {
     }
 }
 
+/// Per-channel formats sharing one signedness (unsigned when every channel's minimum is
+/// >= 0): the representative format (the largest scale) and each channel's scale.
+pub fn channel_formats(ranges: &[(f32, f32)]) -> (QFormat, Vec<f32>) {
+    let unsigned = ranges.iter().all(|&(lo, _)| lo >= 0.0);
+    let scales: Vec<f32> = ranges
+        .iter()
+        .map(|&(lo, hi)| {
+            if unsigned {
+                activation_format(0.0, hi).scale
+            } else {
+                activation_format(-(lo.abs().max(hi.abs())), hi).scale
+            }
+        })
+        .collect();
+    let top = scales.iter().cloned().fold(MIN_SCALE, f32::max);
+    let fmt = if unsigned {
+        QFormat::unsigned(top)
+    } else {
+        QFormat::signed(top)
+    };
+    (fmt, scales)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +60,14 @@ mod tests {
         assert!(!s.unsigned && (s.scale - 0.01).abs() < 1e-7);
         assert_eq!(s.quantize(-5.0), -128);
         assert_eq!(activation_format(0.0, 0.0).scale, MIN_SCALE);
+    }
+
+    #[test]
+    fn channel_formats_share_signedness() {
+        let (f, s) = channel_formats(&[(0.0, 2.55), (0.0, 5.1)]);
+        assert!(f.unsigned && (f.scale - 0.02).abs() < 1e-7);
+        assert!((s[0] - 0.01).abs() < 1e-7 && (s[1] - 0.02).abs() < 1e-7);
+        let (f, s) = channel_formats(&[(0.0, 2.54), (-1.27, 0.5)]);
+        assert!(!f.unsigned && (s[0] - 0.02).abs() < 1e-7 && (s[1] - 0.01).abs() < 1e-7);
     }
 }
