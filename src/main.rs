@@ -53,6 +53,9 @@ enum Cmd {
     /// Per-layer diagnosis of an INT8 model against its FP32 source: output and weight SQNR,
     /// ranges and clipping, and the layers whose reversion to FP32 helps most.
     Diagnose(synthcal::eval::diagnose::DiagnoseArgs),
+    /// Reproduce the study's Table 1: every model x calibration source x algorithm, with
+    /// fidelity columns, as report.md/.json/.csv plus charts (resumable).
+    Reproduce(synthcal::eval::reproduce::ReproduceArgs),
     /// Train a DiStyleGAN generator on real CIFAR-10 (optionally distilling a teacher's
     /// noise/class/image triples); checkpoints, sample grids, Ctrl-C safe, resumable.
     TrainGan(synthcal::gan::cli::TrainGanArgs),
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
         Cmd::Eval(args) => synthcal::eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => synthcal::quant::cli::run(&gpu()?, args)?,
         Cmd::Diagnose(args) => synthcal::eval::diagnose::run(&gpu()?, args)?,
+        Cmd::Reproduce(args) => synthcal::eval::reproduce::run(&gpu()?, args)?,
         Cmd::TrainGan(args) => synthcal::gan::cli::run_train(&gpu()?, args.clone())?,
         Cmd::Generate(args) => synthcal::gan::cli::run_generate(&gpu()?, args.clone())?,
     }

@@ -236,3 +236,81 @@ fn noise_calibration_source_is_seeded() {
     assert_ne!(a.pixels(), c.pixels());
     assert_eq!(a.class_counts(), vec![2; 10]);
 }
+
+#[test]
+fn reproduce_writes_the_report_and_resumes() {
+    use synthcal::eval::reproduce::{run, ReproduceArgs};
+    let gpu = Gpu::default_adapter().unwrap();
+    let dir = std::env::temp_dir().join(format!("synthcal-repro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("cifar");
+    std::fs::create_dir_all(&data).unwrap();
+    // 40 test images in the official record format.
+    let ds = noise_set(40, 12);
+    let mut bin = Vec::new();
+    for i in 0..ds.len() {
+        bin.push(ds.labels()[i]);
+        bin.extend_from_slice(ds.image(i));
+    }
+    std::fs::write(data.join("test_batch.bin"), &bin).unwrap();
+    // A random-weight ResNet-20 as a weights file.
+    let a = arch("akamaster_resnet20").unwrap();
+    let p = random_params(&a, 2);
+    let model = dir.join("r20.safetensors");
+    let t: Vec<(&str, &[usize], &[f32])> = p
+        .tensors
+        .iter()
+        .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
+        .collect();
+    synthcal::io::write_safetensors(&model, &t, &Default::default()).unwrap();
+    let args = ReproduceArgs {
+        models: vec![model.display().to_string()],
+        sources: vec!["noise".into()],
+        algorithms: vec!["default".into()],
+        data: Some(data.clone()),
+        per_class: 3,
+        seed: 0,
+        max_drop: 0.01,
+        limit: None,
+        output: dir.join("report"),
+        quiet: true,
+    };
+    run(&gpu, &args).unwrap();
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("| noise | default |"), "{md}");
+    for f in [
+        "report.json",
+        "report.csv",
+        "drops.png",
+        "samples_noise.png",
+    ] {
+        assert!(dir.join("report").join(f).exists(), "{f}");
+    }
+    // A finished cell is reused: mark it and run again.
+    let cells = dir.join("report/cells");
+    let cell = std::fs::read_dir(&cells)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cell).unwrap()).unwrap();
+    c["seconds"] = serde_json::json!(-1.0);
+    std::fs::write(&cell, serde_json::to_vec(&c).unwrap()).unwrap();
+    run(&gpu, &args).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report/report.json")).unwrap()).unwrap();
+    assert_eq!(j[0]["seconds"], -1.0);
+    // Missing data says what to download.
+    let e = run(
+        &gpu,
+        &ReproduceArgs {
+            data: Some(dir.join("nowhere")),
+            ..args
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("fetch-data.sh"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 pub mod diagnose;
 pub mod fidelity;
+pub mod reproduce;
 pub use fidelity::{fidelity, Fidelity};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]

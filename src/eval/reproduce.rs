@@ -1,0 +1,347 @@
+//! `synthcal reproduce`: every (model, calibration source, algorithm) cell of the study's
+//! Table 1, with fidelity columns, written as report.md / .json / .csv, a bar chart of the
+//! drops and a sample grid per source. Each finished cell is saved as it completes
+//! (`cells/*.json`, atomically) and never recomputed, so an interrupted run resumes.
+
+use super::{fidelity, logits, Classifier, Fidelity};
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::quant::{cli::calibration_set, default_quantization, QuantOptions};
+use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReproduceArgs {
+    /// Models: checkpoint paths, or the names akamaster_resnet20, resnet20, resnet56,
+    /// shufflenetv2_x0_5 (found under $SYNTHCAL_SHARED, else ../shared, /models).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "akamaster_resnet20,resnet20"
+    )]
+    pub models: Vec<String>,
+    /// Calibration sources, as `quantize --calib` takes them.
+    #[arg(long, value_delimiter = ',', default_value = "real,gan,noise")]
+    pub sources: Vec<String>,
+    /// Algorithms: default, accuracy-aware.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    pub algorithms: Vec<String>,
+    /// CIFAR-10 binary folder (default: $SYNTHCAL_DATA, else ../shared/data/cifar-10-batches-bin).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Calibration images per class.
+    #[arg(long, default_value_t = 500)]
+    pub per_class: usize,
+    /// Seed of every calibration set.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// AccuracyAware's largest acceptable drop on the calibration set.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_drop: f64,
+    /// Evaluate on the first N test images only (default: all 10,000).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Report folder (created; finished cells in it are reused).
+    #[arg(short, long, default_value = "report")]
+    pub output: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// One table cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    pub model: String,
+    pub source: String,
+    pub algorithm: String,
+    pub calibration: String,
+    pub fp32_layers: Vec<String>,
+    pub fidelity: FidelityRow,
+    pub seconds: f64,
+}
+
+/// `Fidelity` in a (de)serializable row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FidelityRow {
+    pub fp32_top1: f64,
+    pub int8_top1: f64,
+    pub drop: f64,
+    pub agreement: f64,
+    pub fp32_right_int8_wrong: usize,
+    pub fp32_wrong_int8_right: usize,
+    pub logit_rmse: f64,
+    pub kl: f64,
+    pub mcnemar_p: f64,
+}
+
+impl From<&Fidelity> for FidelityRow {
+    fn from(f: &Fidelity) -> Self {
+        FidelityRow {
+            fp32_top1: f.fp32_top1,
+            int8_top1: f.int8_top1,
+            drop: f.drop,
+            agreement: f.agreement,
+            fp32_right_int8_wrong: f.fp32_right_int8_wrong,
+            fp32_wrong_int8_right: f.fp32_wrong_int8_right,
+            logit_rmse: f.logit_rmse,
+            kl: f.kl,
+            mcnemar_p: f.mcnemar_p,
+        }
+    }
+}
+
+fn shared() -> PathBuf {
+    std::env::var_os("SYNTHCAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
+/// A model name's checkpoint under the shared folder, or the path itself.
+pub fn model_path(name: &str) -> PathBuf {
+    let file = match name {
+        "akamaster_resnet20" => "akamaster/resnet20-12fca82f.th",
+        "akamaster_resnet56" => "akamaster/resnet56-4bfd9763.th",
+        "resnet20" => "chenyaofo/cifar10_resnet20-4118986f.pt",
+        "resnet56" => "chenyaofo/cifar10_resnet56-187c023a.pt",
+        "shufflenetv2_x0_5" => "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
+        _ => return PathBuf::from(name),
+    };
+    shared().join("models").join(file)
+}
+
+fn missing(what: &str, path: &Path) -> Error {
+    Error::Invalid(format!(
+        "{what} not found at {}. Download CIFAR-10 (binary version) and the published checkpoints \
+         with tools/fetch-data.sh (on a machine with internet), or point --data / SYNTHCAL_DATA \
+         and SYNTHCAL_SHARED at them",
+        path.display()
+    ))
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(crate::quant::cli::default_data);
+    if !data_dir.join("test_batch.bin").exists() {
+        return Err(missing("CIFAR-10 (test_batch.bin)", &data_dir));
+    }
+    let mut test = data::load_cifar10_bin(&data_dir, data::Split::Test)?;
+    if let Some(n) = args.limit {
+        test = test.subset(&(0..n.min(test.len())).collect::<Vec<_>>())?;
+    }
+    let cells_dir = args.output.join("cells");
+    std::fs::create_dir_all(&cells_dir).map_err(|e| Error::File {
+        path: cells_dir.clone(),
+        msg: e.to_string(),
+    })?;
+    let start = std::time::Instant::now();
+    let mut sets: Vec<(String, Dataset)> = Vec::new();
+    let mut cells = Vec::new();
+    for m in &args.models {
+        let path = model_path(m);
+        if !path.exists() {
+            return Err(missing(&format!("model {m}"), &path));
+        }
+        let model = crate::models::load_model(&path, None)?;
+        let mut fp32_logits: Option<Vec<f32>> = None;
+        for src in &args.sources {
+            for alg in &args.algorithms {
+                let file =
+                    cells_dir.join(format!("{}__{}__{}.json", slug(m), slug(src), slug(alg)));
+                if let Ok(bytes) = std::fs::read(&file) {
+                    if let Ok(c) = serde_json::from_slice::<Cell>(&bytes) {
+                        cells.push(c);
+                        continue;
+                    }
+                }
+                let t = std::time::Instant::now();
+                if fp32_logits.is_none() {
+                    let fp = Classifier::Fp32(crate::models::load_model(&path, None)?);
+                    let r = fp.runner(gpu, false)?;
+                    fp32_logits = Some(logits(&r, fp.norm(), &test, 250, |_| {})?);
+                }
+                if !sets.iter().any(|(s, _)| s == src) {
+                    let ds = calibration_set(gpu, src, Some(&data_dir), args.per_class, args.seed)?;
+                    sets.push((src.clone(), ds));
+                }
+                let calib = &sets.iter().find(|(s, _)| s == src).expect("cached set").1;
+                let opts = QuantOptions {
+                    quiet: args.quiet,
+                    ..Default::default()
+                };
+                let q = match alg.as_str() {
+                    "default" => default_quantization(gpu, &model, calib, &opts)?,
+                    "accuracy-aware" => {
+                        crate::quant::accuracy_aware(gpu, &model, calib, &opts, args.max_drop)?.0
+                    }
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "unknown algorithm `{other}` (default, accuracy-aware)"
+                        )))
+                    }
+                };
+                let l = logits(&q.runner(gpu)?, q.norm, &test, 250, |_| {})?;
+                let fp = fp32_logits.as_ref().expect("computed above");
+                let f = fidelity(fp, &l, test.labels(), test.num_classes());
+                let cell = Cell {
+                    model: m.clone(),
+                    source: src.clone(),
+                    algorithm: alg.clone(),
+                    calibration: format!(
+                        "{} ({} images, seed {})",
+                        calib.source(),
+                        calib.len(),
+                        args.seed
+                    ),
+                    fp32_layers: q.fp32_layers(),
+                    fidelity: (&f).into(),
+                    seconds: t.elapsed().as_secs_f64(),
+                };
+                let j =
+                    serde_json::to_vec_pretty(&cell).map_err(|e| Error::Invalid(e.to_string()))?;
+                crate::io::write_atomic(&file, &j)?;
+                if !args.quiet {
+                    eprintln!(
+                        "{m} / {src} / {alg}: FP32 {:.2}%  INT8 {:.2}%  drop {:.2} pp  RMSE {:.3}",
+                        f.fp32_top1, f.int8_top1, f.drop, f.logit_rmse
+                    );
+                }
+                cells.push(cell);
+            }
+        }
+    }
+    for (src, ds) in &sets {
+        let grid = args.output.join(format!("samples_{}.png", slug(src)));
+        data::sample_grid_png(
+            &ds.subset(&data::balanced_subset_indices(
+                ds,
+                10.min(ds.len() / 10).max(1),
+                0,
+            )?)?,
+            1,
+            10,
+            grid,
+        )?;
+    }
+    write_report(
+        &args.output,
+        &cells,
+        test.len(),
+        &gpu.info.name,
+        start.elapsed().as_secs_f64(),
+    )?;
+    println!("report: {}", args.output.join("report.md").display());
+    Ok(())
+}
+
+/// report.md (Table 1 layout plus fidelity), report.json, report.csv and drops.png.
+pub fn write_report(
+    dir: &Path,
+    cells: &[Cell],
+    images: usize,
+    adapter: &str,
+    seconds: f64,
+) -> Result<()> {
+    let mut md = format!(
+        "# synthcal reproduction\n\nTop-1 on {images} CIFAR-10 test images; adapter {adapter}; this run {seconds:.0} s \
+         (cells reused from an earlier run take no time).\n\n\
+         | model | source | algorithm | FP32 % | INT8 % | drop pp | agreement % | flips -/+ | McNemar p | logit RMSE | KL | FP32 layers |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut csv = String::from("model,source,algorithm,fp32_top1,int8_top1,drop,agreement,fp32_right_int8_wrong,fp32_wrong_int8_right,mcnemar_p,logit_rmse,kl\n");
+    for c in cells {
+        let f = &c.fidelity;
+        md += &format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{} | {:.3} | {:.4} | {:.5} | {} |\n",
+            c.model, c.source, c.algorithm, f.fp32_top1, f.int8_top1, f.drop, f.agreement,
+            f.fp32_right_int8_wrong, f.fp32_wrong_int8_right, f.mcnemar_p, f.logit_rmse, f.kl,
+            if c.fp32_layers.is_empty() { "-".into() } else { c.fp32_layers.join(" ") }
+        );
+        csv += &format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            c.model,
+            c.source,
+            c.algorithm,
+            f.fp32_top1,
+            f.int8_top1,
+            f.drop,
+            f.agreement,
+            f.fp32_right_int8_wrong,
+            f.fp32_wrong_int8_right,
+            f.mcnemar_p,
+            f.logit_rmse,
+            f.kl
+        );
+    }
+    md +=
+        "\nflips -/+: test images FP32 gets right and INT8 wrong / the reverse. McNemar p > 0.05: \
+           the drop is within flip noise. Logit RMSE and KL measure how far INT8 moved from FP32 \
+           even where predictions held; compare calibration sources with them.\n\n\
+           ![drops](drops.png)\n";
+    crate::io::write_atomic(dir.join("report.md"), md.as_bytes())?;
+    crate::io::write_atomic(dir.join("report.csv"), csv.as_bytes())?;
+    let j = serde_json::to_vec_pretty(cells).map_err(|e| Error::Invalid(e.to_string()))?;
+    crate::io::write_atomic(dir.join("report.json"), &j)?;
+    drops_chart(dir, cells)
+}
+
+/// One bar per cell (in report order), height = drop; a grey line every 0.5 pp, red bars for
+/// negative drops (INT8 better).
+fn drops_chart(dir: &Path, cells: &[Cell]) -> Result<()> {
+    let (bar, gap, h) = (14u32, 6u32, 240u32);
+    let w = 20 + cells.len().max(1) as u32 * (bar + gap);
+    let top = cells
+        .iter()
+        .map(|c| c.fidelity.drop.abs())
+        .fold(1.0f64, f64::max)
+        .min(20.0);
+    let mid = h / 2;
+    let px = |v: f64| ((v.abs().min(top) / top) * (mid - 10) as f64) as u32;
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    let mut g = 0.0;
+    while g <= top {
+        for x in 0..w {
+            img.put_pixel(x, mid - px(g), Rgb([225, 225, 225]));
+            img.put_pixel(x, mid + px(g), Rgb([225, 225, 225]));
+        }
+        g += 0.5;
+    }
+    for (i, c) in cells.iter().enumerate() {
+        let x0 = 10 + i as u32 * (bar + gap);
+        let d = c.fidelity.drop;
+        let (y0, y1, col) = if d >= 0.0 {
+            (mid - px(d), mid, [40, 90, 200])
+        } else {
+            (mid, mid + px(d), [200, 60, 60])
+        };
+        for x in x0..x0 + bar {
+            for y in y0..=y1 {
+                img.put_pixel(x, y, Rgb(col));
+            }
+        }
+    }
+    for x in 0..w {
+        img.put_pixel(x, mid, Rgb([0, 0, 0]));
+    }
+    let path = dir.join("drops.png");
+    let bytes = crate::data::encode_png(&img, &path)?;
+    crate::io::write_atomic(&path, &bytes)?;
+    Ok(())
+}
