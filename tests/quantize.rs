@@ -28,6 +28,7 @@ fn quantized(name: &str) -> (Model, QuantModel) {
     let opts = QuantOptions {
         bias_subset: 20,
         batch: 10,
+        depthwise_per_channel: true,
         ..Default::default()
     };
     let q = default_quantization(&gpu, &model, &noise_set(40, 5), &opts).unwrap();

@@ -23,6 +23,11 @@ pub struct QuantOptions {
     pub bias_subset: usize,
     pub batch: usize,
     pub quiet: bool,
+    /// Depthwise-conv inputs per channel, as POT does. Off by default: measured on
+    /// ShuffleNetV2 x0.5 with POT's estimator, per-channel ranges drop 4.99 pp against 0.29
+    /// per tensor (sparse channels have small mean-of-max ranges and clip their rare large
+    /// values).
+    pub depthwise_per_channel: bool,
 }
 
 impl Default for QuantOptions {
@@ -33,6 +38,7 @@ impl Default for QuantOptions {
             bias_subset: 500,
             batch: 250,
             quiet: true,
+            depthwise_per_channel: false,
         }
     }
 }
@@ -90,7 +96,7 @@ pub fn calibrate(
     // Inputs of depthwise layers are observed per channel (as POT does).
     let per_channel: Vec<ValueId> = layers
         .iter()
-        .filter(|&&l| is_depthwise(runner, l))
+        .filter(|&&l| opts.depthwise_per_channel && is_depthwise(runner, l))
         .map(|&l| g.nodes[l].inputs[0])
         .collect();
     let mut obs: HashMap<ValueId, Observer> = HashMap::new();

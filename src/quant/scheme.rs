@@ -22,11 +22,10 @@ pub fn activation_format(min: f32, max: f32) -> QFormat {
     }
 }
 
-/// Per-channel formats sharing one signedness (unsigned when every channel's minimum is
-/// >= 0): the representative format (the largest scale) and each channel's scale. No channel
-/// scale is below 1/256 of the largest: a dead channel (range 0) would otherwise get
-/// `MIN_SCALE`, and its bias, folded into the accumulator at `scale * w_scale`, could not be
-/// represented (measured: ShuffleNetV2 x0.5 lost 5 pp that way).
+/// Per-channel formats sharing one signedness (unsigned when no channel goes below zero):
+/// the representative format (the largest scale) and each channel's scale. No channel scale
+/// is below 1/256 of the largest, so a dead channel (range 0) keeps a scale at which its bias,
+/// folded into the accumulator at `scale * w_scale`, stays representable.
 pub fn channel_formats(ranges: &[(f32, f32)]) -> (QFormat, Vec<f32>) {
     let unsigned = ranges.iter().all(|&(lo, _)| lo >= 0.0);
     let scales: Vec<f32> = ranges
