@@ -1,9 +1,9 @@
 //! How faithfully an INT8 model reproduces its FP32 source, beyond top-1: prediction
 //! agreement, flips each way, logit RMSE, softmax KL, and McNemar's paired test.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Fidelity {
     pub images: usize,
     pub fp32_top1: f64,

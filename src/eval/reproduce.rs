@@ -60,38 +60,8 @@ pub struct Cell {
     pub algorithm: String,
     pub calibration: String,
     pub fp32_layers: Vec<String>,
-    pub fidelity: FidelityRow,
+    pub fidelity: Fidelity,
     pub seconds: f64,
-}
-
-/// `Fidelity` in a (de)serializable row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FidelityRow {
-    pub fp32_top1: f64,
-    pub int8_top1: f64,
-    pub drop: f64,
-    pub agreement: f64,
-    pub fp32_right_int8_wrong: usize,
-    pub fp32_wrong_int8_right: usize,
-    pub logit_rmse: f64,
-    pub kl: f64,
-    pub mcnemar_p: f64,
-}
-
-impl From<&Fidelity> for FidelityRow {
-    fn from(f: &Fidelity) -> Self {
-        FidelityRow {
-            fp32_top1: f.fp32_top1,
-            int8_top1: f.int8_top1,
-            drop: f.drop,
-            agreement: f.agreement,
-            fp32_right_int8_wrong: f.fp32_right_int8_wrong,
-            fp32_wrong_int8_right: f.fp32_wrong_int8_right,
-            logit_rmse: f.logit_rmse,
-            kl: f.kl,
-            mcnemar_p: f.mcnemar_p,
-        }
-    }
 }
 
 fn shared() -> PathBuf {
@@ -211,7 +181,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                         args.seed
                     ),
                     fp32_layers: q.fp32_layers(),
-                    fidelity: (&f).into(),
+                    fidelity: f,
                     seconds: t.elapsed().as_secs_f64(),
                 };
                 let j =
@@ -220,7 +190,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                 if !args.quiet {
                     eprintln!(
                         "{m} / {src} / {alg}: FP32 {:.2}%  INT8 {:.2}%  drop {:.2} pp  RMSE {:.3}",
-                        f.fp32_top1, f.int8_top1, f.drop, f.logit_rmse
+                        cell.fidelity.fp32_top1,
+                        cell.fidelity.int8_top1,
+                        cell.fidelity.drop,
+                        cell.fidelity.logit_rmse
                     );
                 }
                 cells.push(cell);
