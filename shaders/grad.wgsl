@@ -202,6 +202,8 @@ fn zero(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 //   kind 1: linear sign * x
 //   kind 2: l1     |x - t|
 //   kind 3: hinge per element, t = +-weight: |t| relu(1 - sign(t) x)
+//   kind 4: softmax cross-entropy over rows of c logits, t = class weights:
+//           element j adds t_j (lse - x_j); its gradient is softmax_j sum(t) - t_j
 // loss_value writes the mean (scaled by w) into out[0] with one workgroup; loss_grad writes
 // d(w * mean)/dx.
 @group(0) @binding(1) var<storage, read> lx: array<f32>;
@@ -220,6 +222,21 @@ fn loss_elem(i: u32) -> vec2f {
             let t = lt[i];
             let m = 1.0 - sign(t) * x;
             return select(vec2f(0.0, 0.0), vec2f(abs(t) * m, -t), m > 0.0);
+        }
+        case 4u: {
+            // Rows are short (the classes), so each element rescans its own row.
+            let r0 = (i / p.c) * p.c;
+            var mx = lx[r0];
+            for (var j = 1u; j < p.c; j++) { mx = max(mx, lx[r0 + j]); }
+            var se = 0.0;
+            var st = 0.0;
+            for (var j = 0u; j < p.c; j++) {
+                se += exp(lx[r0 + j] - mx);
+                st += lt[r0 + j];
+            }
+            let lse = mx + log(se);
+            let t = lt[i];
+            return vec2f(t * (lse - x), exp(x - lse) * st - t);
         }
         default: {
             let d = x - lt[i];

@@ -309,6 +309,53 @@ fn loss_grads() {
     );
 }
 
+/// Rows of one-hot targets, the last row all zero (left out of the loss).
+fn class_targets(rows: usize, classes: usize) -> Array {
+    let mut t = Array::zeros(&[rows, classes]);
+    for r in 0..rows - 1 {
+        t.data[r * classes + (r * 7 + 3) % classes] = 1.0;
+    }
+    t
+}
+
+#[test]
+fn cross_entropy_value_and_grad() {
+    let (rows, classes) = (6, 10);
+    let mut x = input(&[rows, classes], 85, true);
+    x.a = x.a.map(|v| 3.0 * v);
+    let t = class_targets(rows, classes);
+    // CPU reference of the value.
+    let mut want = 0.0f64;
+    for r in 0..rows {
+        let row = &x.a.data[r * classes..(r + 1) * classes];
+        let mx = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let lse = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+        for j in 0..classes {
+            want += t.data[r * classes + j] as f64 * (lse - row[j] as f64);
+        }
+    }
+    want /= rows as f64;
+    let ce: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::CrossEntropy);
+    let ins = || {
+        vec![
+            In {
+                a: x.a.clone(),
+                check: true,
+            },
+            In {
+                a: t.clone(),
+                check: false,
+            },
+        ]
+    };
+    let got = objective(&gpu(), &ins(), ce, true);
+    assert!(
+        (got - want).abs() <= 1e-4 * want.abs(),
+        "cross-entropy {got} vs CPU {want}"
+    );
+    check_grad("cross-entropy", ins(), ce, true);
+}
+
 /// The persistent u after 100 power iterations, and its values. At the singular vectors,
 /// sigma's derivative is u v^T exactly: the gradient PyTorch (and synthcal) use with u and v
 /// held constant, so finite differences of the one-iteration forward agree with it.

@@ -49,6 +49,11 @@ pub struct TrainGanArgs {
     /// Discriminator class conditioning.
     #[arg(long, value_enum, default_value_t = Conditioning::Auto)]
     pub cond: Conditioning,
+    /// Auxiliary classifier weight (AC-GAN; 0 = none): D also classifies real images, and G
+    /// is pushed to make its images classified as their class. The cross-entropy terms weigh
+    /// W times the adversarial ones (D's real-image hinge term, G's adversarial term).
+    #[arg(long, default_value_t = 0.0, value_name = "W")]
+    pub aux_classifier: f32,
     /// Training iterations (one D step and one G step each).
     #[arg(long, default_value_t = 10_000)]
     pub steps: u64,
@@ -104,7 +109,10 @@ impl TrainGanArgs {
             ndf: self.ndf,
             classes: 10,
             projection,
+            aux_classifier: self.aux_classifier > 0.0,
         };
+        o.cls_d = 0.2 * self.aux_classifier;
+        o.cls_g = o.l3 * self.aux_classifier;
         o.steps = self.steps;
         o.batch = self.batch;
         o.seed = self.seed;

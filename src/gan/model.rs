@@ -24,6 +24,10 @@ pub struct GanConfig {
     /// adds a per-class constant that does not depend on the image, so without a teacher
     /// the generator would get no class signal at all.
     pub projection: bool,
+    /// Adds an auxiliary classifier head (AC-GAN, Odena et al. 2017): class logits from D's
+    /// 128-d head, trained on real images; G is trained to make them name its class.
+    #[serde(default)]
+    pub aux_classifier: bool,
 }
 
 impl Default for GanConfig {
@@ -34,6 +38,7 @@ impl Default for GanConfig {
             ndf: 128,
             classes: 10,
             projection: false,
+            aux_classifier: false,
         }
     }
 }
@@ -262,6 +267,9 @@ fn disc_layers(cfg: &GanConfig) -> Vec<(String, Vec<usize>)> {
     if cfg.projection {
         w.push(("embed.weight".to_string(), vec![HEAD / 2, cfg.classes]));
     }
+    if cfg.aux_classifier {
+        w.push(("aux.weight".to_string(), vec![cfg.classes, HEAD / 2]));
+    }
     w
 }
 
@@ -291,10 +299,12 @@ impl DWeights {
     }
 }
 
-/// D's output `[N, 1]` and its four block outputs.
+/// D's output `[N, 1]`, its four block outputs and (with the auxiliary classifier) its class
+/// logits `[N, classes]`.
 pub struct DOut {
     pub logit: Var,
     pub feats: Vec<Var>,
+    pub classes: Option<Var>,
 }
 
 impl Discriminator {
@@ -406,7 +416,16 @@ impl Discriminator {
             let proj = t.linear(s, prod, w.ones)?;
             logit = t.add(s, logit, proj)?;
         }
-        Ok(DOut { logit, feats })
+        let classes = if self.cfg.aux_classifier {
+            Some(t.linear(s, h, w.get("aux.weight")?)?)
+        } else {
+            None
+        };
+        Ok(DOut {
+            logit,
+            feats,
+            classes,
+        })
     }
 
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<(String, Array)>> {

@@ -50,6 +50,12 @@ pub struct TrainOptions {
     /// Real training images used (the first N of a seeded shuffle; 0 = all).
     pub real_images: usize,
     pub teacher: Option<PathBuf>,
+    /// Weights of the auxiliary classifier's cross-entropy (with `config.aux_classifier`):
+    /// in D's loss (real images) and in G's.
+    #[serde(default)]
+    pub cls_d: f32,
+    #[serde(default)]
+    pub cls_g: f32,
 }
 
 impl TrainOptions {
@@ -72,6 +78,8 @@ impl TrainOptions {
             adv_every: if has_teacher { 10 } else { 1 },
             real_images: 0,
             teacher,
+            cls_d: 0.0,
+            cls_g: 0.0,
         }
     }
 }
@@ -336,8 +344,20 @@ impl Trainer {
         let x = t.leaf(x, false);
         let oh = self.upload(&mut t, &[rows, c], &one_hot(&labels, c))?;
         let target = self.upload(&mut t, &[rows, 1], &signs)?;
-        let logit = self.d.forward(&mut t, s, &dw, x, oh)?.logit;
-        let terms = vec![(t.loss(s, logit, Some(target), Loss::WeightedHinge)?, 1.0)];
+        let out = self.d.forward(&mut t, s, &dw, x, oh)?;
+        let mut terms = vec![(
+            t.loss(s, out.logit, Some(target), Loss::WeightedHinge)?,
+            1.0,
+        )];
+        if let Some(cls) = out.classes {
+            // Only the real rows (the first b) name their class; the loss is a mean over all
+            // rows, so rescale it to a mean over the real ones.
+            let mut want = one_hot(&labels, c);
+            want[b * c..].fill(0.0);
+            let want = self.upload(&mut t, &[rows, c], &want)?;
+            let w = self.opts.cls_d * rows as f32 / b as f32;
+            terms.push((t.loss(s, cls, Some(want), Loss::CrossEntropy)?, w));
+        }
         let grads = t.backward(s, &terms)?;
         self.d
             .params
@@ -374,11 +394,17 @@ impl Trainer {
             let mut rng = self.rng(2);
             let (z, cz) = self.random_inputs(&mut t, &mut rng)?;
             let x = self.g.forward(&mut t, s, &gp, z, cz, true)?;
-            let out = self.d.forward(&mut t, s, &dw, x, cz)?.logit;
+            let out = self.d.forward(&mut t, s, &dw, x, cz)?;
             terms.push((
-                t.loss(s, out, None, Loss::Linear { sign: -1.0 })?,
+                t.loss(s, out.logit, None, Loss::Linear { sign: -1.0 })?,
                 self.opts.l3,
             ));
+            if let Some(cls) = out.classes {
+                terms.push((
+                    t.loss(s, cls, Some(cz), Loss::CrossEntropy)?,
+                    self.opts.cls_g,
+                ));
+            }
         }
         let grads = t.backward(s, &terms)?;
         self.g.params.adam_step(s, &grads, &gp, &self.opts.adam_g)?;

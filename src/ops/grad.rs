@@ -255,30 +255,48 @@ pub enum Loss {
     /// mean |t| relu(1 - sign(t) x) for a target t of signed weights: several hinge terms
     /// over one concatenated batch.
     WeightedHinge,
+    /// Softmax cross-entropy of logits x `[rows, classes]` against target class weights t
+    /// (one-hot rows, or all-zero rows to leave a row out), mean over rows:
+    /// sum_j t_j (logsumexp(x) - x_j).
+    CrossEntropy,
 }
 
 impl Loss {
-    fn params(self, n: usize, w: f32) -> Params {
+    fn params(self, x: &Tensor, w: f32) -> Params {
+        let n = x.numel();
         let (kind, slope) = match self {
             Loss::Hinge { sign } => (0, sign),
             Loss::Linear { sign } => (1, sign),
             Loss::L1 => (2, 0.0),
             Loss::WeightedHinge => (3, 0.0),
+            Loss::CrossEntropy => (4, 0.0),
+        };
+        let cols = match self {
+            Loss::CrossEntropy => *x.shape().last().unwrap_or(&1),
+            _ => 1,
         };
         Params {
             n: n as u32,
+            c: cols as u32,
             kind,
             slope,
             w,
-            count: n as f32,
+            count: (n / cols.max(1)) as f32,
             ..Default::default()
         }
     }
 
     fn check(self, x: &Tensor, target: Option<&Tensor>) -> Result<()> {
         match (self, target) {
-            (Loss::L1 | Loss::WeightedHinge, Some(t)) => same_shape("loss", x, t),
-            (Loss::L1 | Loss::WeightedHinge, None) => shape_err("loss", "needs a target"),
+            (Loss::CrossEntropy, _) if x.shape().len() != 2 => {
+                shape_err("loss", "cross-entropy needs [rows, classes] logits")
+            }
+            (Loss::L1 | Loss::WeightedHinge | Loss::CrossEntropy, Some(t)) => {
+                same_shape("loss", x, t)
+            }
+            (Loss::L1 | Loss::WeightedHinge | Loss::CrossEntropy, None) => {
+                shape_err("loss", "needs a target")
+            }
             _ => Ok(()),
         }
     }
@@ -287,7 +305,7 @@ impl Loss {
     pub fn value(self, s: &mut Stream, x: &Tensor, target: Option<&Tensor>) -> Result<Tensor> {
         self.check(x, target)?;
         let out = s.gpu().alloc("loss", &[1], DType::F32)?;
-        let p = self.params(x.numel(), 1.0);
+        let p = self.params(x, 1.0);
         s.dispatch(
             SHADER,
             "loss_value",
@@ -309,7 +327,7 @@ impl Loss {
     ) -> Result<Tensor> {
         self.check(x, target)?;
         let out = s.gpu().alloc("loss_grad", x.shape(), DType::F32)?;
-        let p = self.params(x.numel(), w);
+        let p = self.params(x, w);
         s.dispatch(
             SHADER,
             "loss_grad",
