@@ -1,6 +1,7 @@
 //! synthcal: data-free INT8 post-training quantization on wgpu.
 
 pub mod bench;
+pub mod calib;
 pub mod cpu;
 pub mod data;
 pub mod error;

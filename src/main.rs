@@ -61,6 +61,8 @@ enum Cmd {
     TrainGan(synthcal::gan::cli::TrainGanArgs),
     /// Write a class-balanced image folder (plus its noise vectors) from a DiStyleGAN generator.
     Generate(synthcal::gan::cli::GenerateArgs),
+    /// Write a calibration source (real, gan, fractal, noise, ...) as a class-folder dataset.
+    CalibData(synthcal::calib::cli::CalibDataArgs),
 }
 
 fn main() -> Result<()> {
@@ -80,6 +82,7 @@ fn main() -> Result<()> {
         Cmd::Reproduce(args) => synthcal::eval::reproduce::run(&gpu()?, args)?,
         Cmd::TrainGan(args) => synthcal::gan::cli::run_train(&gpu()?, args.clone())?,
         Cmd::Generate(args) => synthcal::gan::cli::run_generate(&gpu()?, args.clone())?,
+        Cmd::CalibData(args) => synthcal::calib::cli::run(&gpu()?, args)?,
     }
     Ok(())
 }

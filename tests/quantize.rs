@@ -230,12 +230,41 @@ fn diagnose_reports_every_quantized_layer() {
 
 #[test]
 fn noise_calibration_source_is_seeded() {
-    let a = synthcal::quant::cli::noise_images(20, 4).unwrap();
-    let b = synthcal::quant::cli::noise_images(20, 4).unwrap();
-    let c = synthcal::quant::cli::noise_images(20, 5).unwrap();
+    let a = synthcal::calib::noise_images(20, 4).unwrap();
+    let b = synthcal::calib::noise_images(20, 4).unwrap();
+    let c = synthcal::calib::noise_images(20, 5).unwrap();
     assert_eq!(a.pixels(), b.pixels());
     assert_ne!(a.pixels(), c.pixels());
     assert_eq!(a.class_counts(), vec![2; 10]);
+}
+
+#[test]
+fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
+    let gpu = std::sync::Arc::new(Gpu::default_adapter().unwrap());
+    let set = |seed| synthcal::calib::calibration_set(&gpu, "fractal", None, 3, seed).unwrap();
+    let (a, b, c) = (set(1), set(1), set(2));
+    assert_eq!(a.pixels(), b.pixels());
+    assert_ne!(a.pixels(), c.pixels());
+    assert_eq!(a.class_counts(), vec![3; 10]);
+    // Not a flat colour: the fractal is drawn over the background.
+    let img = a.image(0);
+    let (lo, hi) = (img.iter().min().unwrap(), img.iter().max().unwrap());
+    assert!(hi - lo > 40, "image 0 spans only {lo}..{hi}");
+    let dir = std::env::temp_dir().join(format!("synthcal-calibdata-{}", std::process::id()));
+    let args = synthcal::calib::cli::CalibDataArgs {
+        source: "fractal".into(),
+        output: dir.clone(),
+        per_class: 3,
+        seed: 1,
+        data: None,
+        grid: Some(dir.join("grid.png")),
+    };
+    synthcal::calib::cli::run(&gpu, &args).unwrap();
+    let back =
+        synthcal::data::load_image_folder(&dir, synthcal::data::ResizePolicy::Reject).unwrap();
+    assert_eq!(back.pixels(), a.pixels());
+    assert!(dir.join("grid.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

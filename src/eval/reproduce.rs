@@ -4,10 +4,11 @@
 //! (`cells/*.json`, atomically) and never recomputed, so an interrupted run resumes.
 
 use super::{fidelity, logits, Classifier, Fidelity};
+use crate::calib::calibration_set;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::quant::{cli::calibration_set, default_quantization, QuantOptions};
+use crate::quant::{default_quantization, QuantOptions};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

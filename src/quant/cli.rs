@@ -1,11 +1,10 @@
 //! `synthcal quantize`.
 
 use super::{default_quantization, QuantOptions, RangeEstimator};
-use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -23,9 +22,10 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// Calibration images: `real` (a class-balanced subset of the CIFAR-10 training set found
-    /// with --data), `noise` (Gaussian noise images), `gan` (images from the committed
-    /// DiStyleGAN generator) or `gan:PATH` (another generator file), a CIFAR-10 binary folder
-    /// (like `real`), or an image folder (`folder:PATH` or a path; one subfolder per class).
+    /// with --data), `gan` (images from the committed DiStyleGAN generator) or `gan:PATH`
+    /// (another generator file), `fractal` (IFS fractals), `noise` (Gaussian noise images), a
+    /// CIFAR-10 binary folder (like `real`), or an image folder (`folder:PATH` or a path; one
+    /// subfolder per class).
     #[arg(long)]
     pub calib: String,
     /// CIFAR-10 binary folder for `--calib real` (default: $SYNTHCAL_DATA, else
@@ -77,72 +77,9 @@ pub fn default_data() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("../shared/data/cifar-10-batches-bin"))
 }
 
-/// Gaussian noise images: pixels ~ N(127.5, 64) rounded and clipped (about N(0, 1) after
-/// CIFAR normalization), labels round-robin (noise has no class).
-pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
-    use rand::SeedableRng;
-    use rand_distr::{Distribution, Normal};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let d = Normal::new(127.5f32, 64.0).map_err(|e| Error::Invalid(e.to_string()))?;
-    let pixels = (0..n * 3072)
-        .map(|_| d.sample(&mut rng).round().clamp(0.0, 255.0) as u8)
-        .collect();
-    let labels = (0..n).map(|i| (i % 10) as u8).collect();
-    let names = data::CIFAR10_CLASSES
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    Ok(Dataset::new(
-        pixels,
-        labels,
-        names,
-        format!("Gaussian noise (seed {seed})"),
-    )?)
-}
-
-/// Resolves `--calib` to a labeled dataset of 32x32 images: `real`, `noise`, `gan:PATH`
-/// (a DiStyleGAN generator; `gan` alone is the committed one), `folder:PATH`, or a path.
-pub fn calibration_set(
-    gpu: &Arc<Gpu>,
-    spec: &str,
-    data_dir: Option<&Path>,
-    per_class: usize,
-    seed: u64,
-) -> Result<Dataset> {
-    let cifar = |dir: &Path| -> Result<Dataset> {
-        let train = data::load_cifar10_bin(dir, data::Split::Train)?;
-        Ok(data::balanced_subset(&train, per_class, seed)?)
-    };
-    if spec == "real" {
-        return cifar(&data_dir.map(Path::to_path_buf).unwrap_or_else(default_data));
-    }
-    if spec == "noise" {
-        return noise_images(per_class * 10, seed);
-    }
-    if spec == "gan" || spec.starts_with("gan:") {
-        let path = spec
-            .strip_prefix("gan:")
-            .map(PathBuf::from)
-            .unwrap_or_else(crate::gan::cli::default_generator);
-        let (g, _) = crate::gan::load_generator(gpu, &path)?;
-        let (ds, _) = crate::gan::generate::generate(gpu, &g, per_class, seed, None, None)?;
-        return Ok(ds);
-    }
-    let p = Path::new(spec.strip_prefix("folder:").unwrap_or(spec));
-    if !p.exists() {
-        return Err(Error::Invalid(format!(
-            "--calib {spec}: not a calibration source (real, noise, gan, gan:PATH, folder:PATH) nor an existing folder"
-        )));
-    }
-    if p.join("data_batch_1.bin").exists() || p.join("cifar-10-batches-bin").exists() {
-        return cifar(p);
-    }
-    Ok(data::load_image_folder(p, data::ResizePolicy::Reject)?)
-}
-
 pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
     let model = models::load_model(&args.model, args.arch.as_deref())?;
-    let calib = calibration_set(
+    let calib = crate::calib::calibration_set(
         gpu,
         &args.calib,
         args.data.as_deref(),

@@ -1,0 +1,80 @@
+//! Calibration sources: where the images that set the INT8 ranges come from.
+
+pub mod cli;
+pub mod fractal;
+
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Gaussian noise images: pixels ~ N(127.5, 64) rounded and clipped (about N(0, 1) after
+/// CIFAR normalization), labels round-robin (noise has no class).
+pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Normal};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let d = Normal::new(127.5f32, 64.0).map_err(|e| Error::Invalid(e.to_string()))?;
+    let pixels = (0..n * 3072)
+        .map(|_| d.sample(&mut rng).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    let names = data::CIFAR10_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    Ok(Dataset::new(
+        pixels,
+        labels,
+        names,
+        format!("Gaussian noise (seed {seed})"),
+    )?)
+}
+
+/// Resolves `--calib` to a labeled dataset of 32x32 images: `real`, `fractal`, `noise`, `gan:PATH`
+/// (a DiStyleGAN generator; `gan` alone is the committed one), `folder:PATH`, or a path.
+pub fn calibration_set(
+    gpu: &Arc<Gpu>,
+    spec: &str,
+    data_dir: Option<&Path>,
+    per_class: usize,
+    seed: u64,
+) -> Result<Dataset> {
+    let cifar = |dir: &Path| -> Result<Dataset> {
+        let train = data::load_cifar10_bin(dir, data::Split::Train)?;
+        Ok(data::balanced_subset(&train, per_class, seed)?)
+    };
+    if spec == "real" {
+        return cifar(
+            &data_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(crate::quant::cli::default_data),
+        );
+    }
+    if spec == "noise" {
+        return noise_images(per_class * 10, seed);
+    }
+    if spec == "fractal" {
+        return fractal::fractal_images(gpu, per_class, seed, fractal::DEFAULT_POINTS, false);
+    }
+    if spec == "gan" || spec.starts_with("gan:") {
+        let path = spec
+            .strip_prefix("gan:")
+            .map(PathBuf::from)
+            .unwrap_or_else(crate::gan::cli::default_generator);
+        let (g, _) = crate::gan::load_generator(gpu, &path)?;
+        let (ds, _) = crate::gan::generate::generate(gpu, &g, per_class, seed, None, None)?;
+        return Ok(ds);
+    }
+    let p = Path::new(spec.strip_prefix("folder:").unwrap_or(spec));
+    if !p.exists() {
+        return Err(Error::Invalid(format!(
+            "--calib {spec}: not a calibration source (real, gan, gan:PATH, fractal, noise, folder:PATH) nor an existing folder"
+        )));
+    }
+    if p.join("data_batch_1.bin").exists() || p.join("cifar-10-batches-bin").exists() {
+        return cifar(p);
+    }
+    Ok(data::load_image_folder(p, data::ResizePolicy::Reject)?)
+}
