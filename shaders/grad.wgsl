@@ -349,3 +349,45 @@ fn sn_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
     let col = i % p.s;
     sb_dw[i] = (sb_g[i] - sb_dot[0] * sb_u[r] * sb_v[col]) / sb_sigma[0];
 }
+
+// ---- ZeroQ's batch-norm statistics loss for one BN input x [N, C, S]:
+//   L = sum_c (m_c - rm_c)^2 + (sd_c - rsd_c)^2
+// with the batch mean m, sd = 1 / inv (biased variance + eps), and the stored running mean
+// and std `ref` = [rm; rsd]. stat_value writes L into out[0] with one workgroup; stat_grad
+// writes w dL/dx = w (2 (m - rm) + 2 (sd - rsd) (x - m) / sd) / (N S).
+@group(0) @binding(1) var<storage, read> sv_mean: array<f32>;
+@group(0) @binding(2) var<storage, read> sv_inv: array<f32>;
+@group(0) @binding(3) var<storage, read> sv_ref: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sv_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn stat_value(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var c = lid; c < p.c; c += WG) {
+        let dm = sv_mean[c] - sv_ref[c];
+        let ds = 1.0 / sv_inv[c] - sv_ref[p.c + c];
+        acc += dm * dm + ds * ds;
+    }
+    let t = workgroup_sum2(lid, acc, 0.0);
+    if lid == 0u {
+        sv_out[0] = t.x;
+    }
+}
+
+@group(0) @binding(1) var<storage, read> sg_x: array<f32>;
+@group(0) @binding(2) var<storage, read> sg_mean: array<f32>;
+@group(0) @binding(3) var<storage, read> sg_inv: array<f32>;
+@group(0) @binding(4) var<storage, read> sg_ref: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sg_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn stat_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let c = (i / p.s) % p.c;
+    let m = sg_mean[c];
+    let inv = sg_inv[c];
+    let count = f32(p.outer * p.s);
+    let g = 2.0 * (m - sg_ref[c]) + 2.0 * (1.0 / inv - sg_ref[p.c + c]) * (sg_x[i] - m) * inv;
+    sg_out[i] = p.w * g / count;
+}

@@ -63,6 +63,9 @@ enum Cmd {
     Generate(synthcal::gan::cli::GenerateArgs),
     /// Write a calibration source (real, gan, fractal, noise, ...) as a class-folder dataset.
     CalibData(synthcal::calib::cli::CalibDataArgs),
+    /// Judge a calibration set with a CIFAR-10 classifier: classifier score (Inception-Score
+    /// formula), classifier FID against the real test set, and class agreement.
+    Score(synthcal::eval::score::ScoreArgs),
 }
 
 fn main() -> Result<()> {
@@ -83,6 +86,7 @@ fn main() -> Result<()> {
         Cmd::TrainGan(args) => synthcal::gan::cli::run_train(&gpu()?, args.clone())?,
         Cmd::Generate(args) => synthcal::gan::cli::run_generate(&gpu()?, args.clone())?,
         Cmd::CalibData(args) => synthcal::calib::cli::run(&gpu()?, args)?,
+        Cmd::Score(args) => synthcal::eval::score::run(&gpu()?, args)?,
     }
     Ok(())
 }

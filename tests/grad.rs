@@ -330,8 +330,8 @@ fn cross_entropy_value_and_grad() {
         let row = &x.a.data[r * classes..(r + 1) * classes];
         let mx = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
         let lse = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
-        for j in 0..classes {
-            want += t.data[r * classes + j] as f64 * (lse - row[j] as f64);
+        for (j, &v) in row.iter().enumerate() {
+            want += t.data[r * classes + j] as f64 * (lse - v as f64);
         }
     }
     want /= rows as f64;
@@ -354,6 +354,54 @@ fn cross_entropy_value_and_grad() {
         "cross-entropy {got} vs CPU {want}"
     );
     check_grad("cross-entropy", ins(), ce, true);
+}
+
+#[test]
+fn bn_stat_loss_value_and_grad() {
+    let (n, c, sp) = (3, 4, 5);
+    let mut x = input(&[n, c, sp], 90, true);
+    x.a = x.a.map(|v| 2.0 * v + 0.3);
+    let r = Array::random(&[2 * c], 91);
+    // Reference: running means, then positive stds.
+    let refs: Vec<f32> = (0..2 * c)
+        .map(|i| {
+            if i < c {
+                r.data[i]
+            } else {
+                0.5 + r.data[i].abs()
+            }
+        })
+        .collect();
+    let eps = 1e-5f32;
+    let mut want = 0.0f64;
+    for ch in 0..c {
+        let v: Vec<f64> = (0..n)
+            .flat_map(|b| (0..sp).map(move |k| (b * c + ch) * sp + k))
+            .map(|i| x.a.data[i] as f64)
+            .collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / v.len() as f64;
+        let sd = (var + eps as f64).sqrt();
+        want += (m - refs[ch] as f64).powi(2) + (sd - refs[c + ch] as f64).powi(2);
+    }
+    let reference = gpu().upload_f32(&[2 * c], &refs).unwrap();
+    let mut scratch = synthcal::ops::batchnorm::BatchNorm::init(&gpu(), c).unwrap();
+    scratch.eps = eps;
+    let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
+        t.bn_stat_loss(s, v[0], &reference, &scratch)
+    };
+    let ins = || {
+        vec![In {
+            a: x.a.clone(),
+            check: true,
+        }]
+    };
+    let got = objective(&gpu(), &ins(), &f, true);
+    assert!(
+        (got - want).abs() <= 1e-4 * want.abs(),
+        "stat loss {got} vs CPU {want}"
+    );
+    check_grad("bn stat loss", ins(), &f, true);
 }
 
 /// The persistent u after 100 power iterations, and its values. At the singular vectors,

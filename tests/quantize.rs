@@ -241,7 +241,8 @@ fn noise_calibration_source_is_seeded() {
 #[test]
 fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
     let gpu = std::sync::Arc::new(Gpu::default_adapter().unwrap());
-    let set = |seed| synthcal::calib::calibration_set(&gpu, "fractal", None, 3, seed).unwrap();
+    let set =
+        |seed| synthcal::calib::calibration_set(&gpu, "fractal", None, 3, seed, None).unwrap();
     let (a, b, c) = (set(1), set(1), set(2));
     assert_eq!(a.pixels(), b.pixels());
     assert_ne!(a.pixels(), c.pixels());
@@ -257,6 +258,7 @@ fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
         per_class: 3,
         seed: 1,
         data: None,
+        model: None,
         grid: Some(dir.join("grid.png")),
     };
     synthcal::calib::cli::run(&gpu, &args).unwrap();
@@ -308,6 +310,13 @@ fn reproduce_writes_the_report_and_resumes() {
     run(&gpu, &args).unwrap();
     let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
     assert!(md.contains("| noise | default |"), "{md}");
+    assert!(md.contains("cls FID"), "{md}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report/report.json")).unwrap()).unwrap();
+    let q = &j[0]["quality"];
+    assert!(q["classifier_fid"].as_f64().unwrap() >= 0.0, "{q}");
+    let score = q["classifier_score"].as_f64().unwrap();
+    assert!((1.0..=10.0 + 1e-9).contains(&score), "{q}");
     for f in [
         "report.json",
         "report.csv",

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CalibDataArgs {
-    /// The source: `real`, `gan`, `gan:PATH`, `fractal`, `noise`, `folder:PATH` (as
-    /// `quantize --calib`).
+    /// The source: `real`, `gan`, `gan:PATH`, `fractal`, `noise`, `distill` (needs --model),
+    /// `folder:PATH` (as `quantize --calib`).
     pub source: String,
     /// Output folder: one subfolder of PNGs per class (then usable as `--calib folder:DIR`).
     #[arg(short, long)]
@@ -25,18 +25,26 @@ pub struct CalibDataArgs {
     /// ../shared/data/cifar-10-batches-bin).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// The FP32 classifier whose BatchNorm statistics `distill` matches.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Also write a sample grid PNG here (one row per class, up to 10 images each).
     #[arg(long, value_name = "PNG")]
     pub grid: Option<PathBuf>,
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &CalibDataArgs) -> Result<()> {
+    let model = match &args.model {
+        Some(p) => Some(crate::models::load_model(p, None)?),
+        None => None,
+    };
     let ds = calibration_set(
         gpu,
         &args.source,
         args.data.as_deref(),
         args.per_class,
         args.seed,
+        model.as_ref(),
     )?;
     data::save_image_folder(&ds, &args.output)?;
     if let Some(png) = &args.grid {

@@ -1,6 +1,7 @@
 //! Calibration sources: where the images that set the INT8 ranges come from.
 
 pub mod cli;
+pub mod distill;
 pub mod fractal;
 
 use crate::data::{self, Dataset};
@@ -40,6 +41,7 @@ pub fn calibration_set(
     data_dir: Option<&Path>,
     per_class: usize,
     seed: u64,
+    model: Option<&crate::models::Model>,
 ) -> Result<Dataset> {
     let cifar = |dir: &Path| -> Result<Dataset> {
         let train = data::load_cifar10_bin(dir, data::Split::Train)?;
@@ -54,6 +56,19 @@ pub fn calibration_set(
     }
     if spec == "noise" {
         return noise_images(per_class * 10, seed);
+    }
+    if spec == "distill" || spec.starts_with("distill:") {
+        let model = model.ok_or_else(|| {
+            Error::Invalid("the distill source needs the classifier (--model)".into())
+        })?;
+        let images = match spec.strip_prefix("distill:") {
+            None => distill::DEFAULT_IMAGES,
+            Some(n) => n.parse().map_err(|_| {
+                Error::Invalid(format!("{spec}: expected distill:N with N an image count"))
+            })?,
+        };
+        let opts = distill::DistillOptions::zeroq(images, seed);
+        return Ok(distill::distill_images(gpu, model, &opts, false)?.0);
     }
     if spec == "fractal" {
         return fractal::fractal_images(gpu, per_class, seed, fractal::DEFAULT_POINTS, false);
@@ -70,7 +85,7 @@ pub fn calibration_set(
     let p = Path::new(spec.strip_prefix("folder:").unwrap_or(spec));
     if !p.exists() {
         return Err(Error::Invalid(format!(
-            "--calib {spec}: not a calibration source (real, gan, gan:PATH, fractal, noise, folder:PATH) nor an existing folder"
+            "--calib {spec}: not a calibration source (real, gan, gan:PATH, fractal, noise, distill, folder:PATH) nor an existing folder"
         )));
     }
     if p.join("data_batch_1.bin").exists() || p.join("cifar-10-batches-bin").exists() {

@@ -13,6 +13,7 @@ use std::time::Instant;
 pub mod diagnose;
 pub mod fidelity;
 pub mod reproduce;
+pub mod score;
 pub use fidelity::{fidelity, Fidelity};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
@@ -216,18 +217,21 @@ impl Classifier {
     /// The GPU runner (FP32: BatchNorm folded unless `no_fold`).
     pub fn runner(&self, gpu: &Arc<Gpu>, no_fold: bool) -> Result<Runner> {
         match self {
-            Classifier::Fp32(model) => {
-                let mut params = model.params.clone();
-                let graph = if no_fold {
-                    model.arch.graph.clone()
-                } else {
-                    crate::graph::passes::optimize_for_inference(&model.arch.graph, &mut params)?
-                };
-                Runner::new(gpu.clone(), graph, &params)
-            }
+            Classifier::Fp32(model) => fp32_runner(gpu, model, no_fold),
             Classifier::Int8(q) => q.runner(gpu),
         }
     }
+}
+
+/// The GPU runner of an FP32 model (BatchNorm folded unless `no_fold`).
+pub fn fp32_runner(gpu: &Arc<Gpu>, model: &Model, no_fold: bool) -> Result<Runner> {
+    let mut params = model.params.clone();
+    let graph = if no_fold {
+        model.arch.graph.clone()
+    } else {
+        crate::graph::passes::optimize_for_inference(&model.arch.graph, &mut params)?
+    };
+    Runner::new(gpu.clone(), graph, &params)
 }
 
 /// Top-1 of `c` on `ds`, with per-class accuracy, speed, and the logits.

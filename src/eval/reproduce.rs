@@ -3,6 +3,7 @@
 //! drops and a sample grid per source. Each finished cell is saved as it completes
 //! (`cells/*.json`, atomically) and never recomputed, so an interrupted run resumes.
 
+use super::score::{self, Quality};
 use super::{fidelity, logits, Classifier, Fidelity};
 use crate::calib::calibration_set;
 use crate::data::{self, Dataset};
@@ -25,7 +26,11 @@ pub struct ReproduceArgs {
     )]
     pub models: Vec<String>,
     /// Calibration sources, as `quantize --calib` takes them.
-    #[arg(long, value_delimiter = ',', default_value = "real,gan,noise")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "real,gan,fractal,noise,distill"
+    )]
     pub sources: Vec<String>,
     /// Algorithms: default, accuracy-aware.
     #[arg(long, value_delimiter = ',', default_value = "default")]
@@ -62,6 +67,9 @@ pub struct Cell {
     pub calibration: String,
     pub fp32_layers: Vec<String>,
     pub fidelity: Fidelity,
+    /// The calibration set judged by this row's FP32 model (see `eval::score`).
+    #[serde(default)]
+    pub quality: Option<Quality>,
     pub seconds: f64,
 }
 
@@ -132,6 +140,9 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
         }
         let model = crate::models::load_model(&path, None)?;
         let mut fp32_logits: Option<Vec<f32>> = None;
+        // The row model's feature runner and its test-set reference Gaussian (lazily).
+        let mut judge: Option<(crate::graph::exec::Runner, usize, score::Gaussian)> = None;
+        let mut qualities: Vec<(String, Quality)> = Vec::new();
         for src in &args.sources {
             for alg in &args.algorithms {
                 let file =
@@ -148,11 +159,24 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     let r = fp.runner(gpu, false)?;
                     fp32_logits = Some(logits(&r, fp.norm(), &test, 250, |_| {})?);
                 }
-                if !sets.iter().any(|(s, _)| s == src) {
-                    let ds = calibration_set(gpu, src, Some(&data_dir), args.per_class, args.seed)?;
-                    sets.push((src.clone(), ds));
+                // One set per source, shared by the models; distilled sets are per model.
+                let key = if src == "distill" {
+                    format!("distill_{}", slug(m))
+                } else {
+                    src.clone()
+                };
+                if !sets.iter().any(|(s, _)| *s == key) {
+                    let ds = calibration_set(
+                        gpu,
+                        src,
+                        Some(&data_dir),
+                        args.per_class,
+                        args.seed,
+                        Some(&model),
+                    )?;
+                    sets.push((key.clone(), ds));
                 }
-                let calib = &sets.iter().find(|(s, _)| s == src).expect("cached set").1;
+                let calib = &sets.iter().find(|(s, _)| *s == key).expect("cached set").1;
                 let opts = QuantOptions {
                     quiet: args.quiet,
                     ..Default::default()
@@ -166,6 +190,20 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                         return Err(Error::Invalid(format!(
                             "unknown algorithm `{other}` (default, accuracy-aware)"
                         )))
+                    }
+                };
+                let quality = match qualities.iter().find(|(k, _)| *k == key) {
+                    Some((_, q)) => *q,
+                    None => {
+                        if judge.is_none() {
+                            let (r, feat) = score::feature_runner(gpu, &model)?;
+                            let refg = score::reference(&r, feat, &model, &test)?;
+                            judge = Some((r, feat, refg));
+                        }
+                        let (r, feat, refg) = judge.as_ref().expect("set above");
+                        let q = score::quality(r, *feat, &model, calib, refg)?;
+                        qualities.push((key.clone(), q));
+                        q
                     }
                 };
                 let l = logits(&q.runner(gpu)?, q.norm, &test, 250, |_| {})?;
@@ -183,6 +221,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     ),
                     fp32_layers: q.fp32_layers(),
                     fidelity: f,
+                    quality: Some(quality),
                     seconds: t.elapsed().as_secs_f64(),
                 };
                 let j =
@@ -236,20 +275,28 @@ pub fn write_report(
     let mut md = format!(
         "# synthcal reproduction\n\nTop-1 on {images} CIFAR-10 test images; adapter {adapter}; this run {seconds:.0} s \
          (cells reused from an earlier run take no time).\n\n\
-         | model | source | algorithm | FP32 % | INT8 % | drop pp | agreement % | flips -/+ | McNemar p | logit RMSE | KL | FP32 layers |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         | model | source | algorithm | FP32 % | INT8 % | drop pp | agreement % | flips -/+ | McNemar p | logit RMSE | KL | FP32 layers | cls score | cls FID | class match % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
-    let mut csv = String::from("model,source,algorithm,fp32_top1,int8_top1,drop,agreement,fp32_right_int8_wrong,fp32_wrong_int8_right,mcnemar_p,logit_rmse,kl\n");
+    let mut csv = String::from("model,source,algorithm,fp32_top1,int8_top1,drop,agreement,fp32_right_int8_wrong,fp32_wrong_int8_right,mcnemar_p,logit_rmse,kl,classifier_score,classifier_fid,class_match\n");
     for c in cells {
         let f = &c.fidelity;
+        let (qs, qf, qm) = match &c.quality {
+            Some(q) => (
+                format!("{:.2}", q.classifier_score),
+                format!("{:.2}", q.classifier_fid),
+                format!("{:.1}", q.agreement),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         md += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{} | {:.3} | {:.4} | {:.5} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{} | {:.3} | {:.4} | {:.5} | {} | {qs} | {qf} | {qm} |\n",
             c.model, c.source, c.algorithm, f.fp32_top1, f.int8_top1, f.drop, f.agreement,
             f.fp32_right_int8_wrong, f.fp32_wrong_int8_right, f.mcnemar_p, f.logit_rmse, f.kl,
             if c.fp32_layers.is_empty() { "-".into() } else { c.fp32_layers.join(" ") }
         );
         csv += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{qs},{qf},{qm}\n",
             c.model,
             c.source,
             c.algorithm,
@@ -267,7 +314,12 @@ pub fn write_report(
     md +=
         "\nflips -/+: test images FP32 gets right and INT8 wrong / the reverse. McNemar p > 0.05: \
            the drop is within flip noise. Logit RMSE and KL measure how far INT8 moved from FP32 \
-           even where predictions held; compare calibration sources with them.\n\n\
+           even where predictions held; compare calibration sources with them. The last three \
+           columns judge the calibration set itself with the row's FP32 model: classifier score \
+           (the Inception Score formula with this classifier; 10 = confident and balanced), \
+           classifier FID (Frechet distance of its penultimate features to the test set's; 0 = \
+           same statistics) and class match (images predicted as their intended class; \
+           noise and fractal labels are arbitrary, distilled ones are the model's own).\n\n\
            ![drops](drops.png)\n";
     crate::io::write_atomic(dir.join("report.md"), md.as_bytes())?;
     crate::io::write_atomic(dir.join("report.csv"), csv.as_bytes())?;

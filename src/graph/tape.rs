@@ -63,6 +63,15 @@ enum Rec {
         target: Option<Var>,
         loss: Loss,
     },
+    StatLoss {
+        x: Var,
+        st: ops::grad::StatLoss,
+    },
+    /// Inference-form batch norm: dx = dy * gamma / sqrt(var + eps), applied by `grad_bn`.
+    FrozenBn {
+        x: Var,
+        grad_bn: ops::batchnorm::BatchNorm,
+    },
 }
 
 #[derive(Default)]
@@ -207,6 +216,37 @@ impl Tape {
         Ok(self.push(y, Rec::Loss { x, target, loss }, &inputs))
     }
 
+    /// Inference-form (frozen) batch norm; gradients reach x only. `grad_bn` must scale by
+    /// gamma / sqrt(var + eps) and shift by nothing (see `ops::batchnorm::BatchNorm::scaling`).
+    pub fn frozen_batch_norm(
+        &mut self,
+        s: &mut Stream,
+        x: Var,
+        bn: &ops::batchnorm::BatchNorm,
+        grad_bn: &ops::batchnorm::BatchNorm,
+    ) -> Result<Var> {
+        let y = ops::batchnorm::batch_norm(s, self.value(x), bn, Act::Identity)?;
+        let rec = Rec::FrozenBn {
+            x,
+            grad_bn: grad_bn.clone(),
+        };
+        Ok(self.push(y, rec, &[x]))
+    }
+
+    /// ZeroQ's BN-statistics loss `[1]` of x against `reference` = [running mean; running
+    /// std] (see `ops::grad::bn_stat_loss`, also for `scratch`); give it to `backward` like a
+    /// `loss`.
+    pub fn bn_stat_loss(
+        &mut self,
+        s: &mut Stream,
+        x: Var,
+        reference: &Tensor,
+        scratch: &ops::batchnorm::BatchNorm,
+    ) -> Result<Var> {
+        let (y, st) = ops::grad::bn_stat_loss(s, self.value(x), reference, scratch)?;
+        Ok(self.push(y, Rec::StatLoss { x, st }, &[x]))
+    }
+
     /// Gradients of sum(weight * loss) over `losses` (each a `loss` value).
     pub fn backward(&self, s: &mut Stream, losses: &[(Var, f32)]) -> Result<Grads> {
         self.backward_seeded(s, &[], losses)
@@ -232,7 +272,7 @@ impl Tape {
         }
         let mut weights = vec![0.0f32; self.vals.len()];
         for &(v, w) in losses {
-            if !matches!(self.recs[v.0], Rec::Loss { .. }) {
+            if !matches!(self.recs[v.0], Rec::Loss { .. } | Rec::StatLoss { .. }) {
                 return Err(Error::Invalid(
                     "backward: seed values must be losses".into(),
                 ));
@@ -244,6 +284,13 @@ impl Tape {
                 if weights[i] != 0.0 && self.needs_grad[i] {
                     let t = target.map(|t| self.value(t));
                     let dx = loss.grad(s, self.value(*x), t, weights[i])?;
+                    self.accumulate(s, &mut g, *x, dx)?;
+                }
+                continue;
+            }
+            if let Rec::StatLoss { x, st } = &self.recs[i] {
+                if weights[i] != 0.0 && self.needs_grad[i] {
+                    let dx = ops::grad::bn_stat_loss_backward(s, self.value(*x), st, weights[i])?;
                     self.accumulate(s, &mut g, *x, dx)?;
                 }
                 continue;
@@ -285,7 +332,11 @@ impl Tape {
         let val = |v: &Var| self.value(*v);
         let wants = |v: &Var| self.needs_grad[v.0];
         match &self.recs[i] {
-            Rec::Leaf | Rec::Loss { .. } => {}
+            Rec::Leaf | Rec::Loss { .. } | Rec::StatLoss { .. } => {}
+            Rec::FrozenBn { x, grad_bn } => {
+                let dx = ops::batchnorm::batch_norm(s, dy, grad_bn, Act::Identity)?;
+                self.accumulate(s, g, *x, dx)?;
+            }
             Rec::Linear { x, w } => {
                 if wants(x) {
                     let dx = ops::matmul::matmul(s, dy, val(w), false, false)?;

@@ -49,6 +49,20 @@ impl BatchNorm {
         }
     }
 
+    /// The layer that multiplies channel c by `scale[c]` (and shifts by nothing): a frozen
+    /// batch norm's backward.
+    pub fn scaling(gpu: &Gpu, scale: &[f32]) -> Result<Self> {
+        let c = scale.len();
+        let mut bn = BatchNorm::new(
+            gpu.upload_f32(&[c], scale)?,
+            gpu.upload_f32(&[c], &vec![0.0; c])?,
+            gpu.upload_f32(&[c], &vec![0.0; c])?,
+            gpu.upload_f32(&[c], &vec![1.0; c])?,
+        );
+        bn.eps = 0.0;
+        Ok(bn)
+    }
+
     /// A freshly initialized layer: gamma 1, beta 0, running mean 0, running var 1.
     pub fn init(gpu: &Gpu, c: usize) -> Result<Self> {
         let (ones, zeros) = (vec![1.0; c], vec![0.0; c]);

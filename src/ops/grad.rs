@@ -495,3 +495,79 @@ pub fn spectral_norm_backward(s: &mut Stream, st: &SpectralState, g: &Tensor) ->
     )?;
     Ok(dw)
 }
+
+/// Batch statistics of a BN input and the stored ones it is pulled towards (ZeroQ).
+#[derive(Clone, Debug)]
+pub struct StatLoss {
+    pub mean: Tensor,
+    /// 1 / sqrt(biased batch variance + eps).
+    pub inv_std: Tensor,
+    /// [running mean; sqrt(running var + eps)], `[2C]`.
+    pub reference: Tensor,
+}
+
+fn stat_params(x: &Tensor, w: f32) -> Params {
+    let sh = x.shape();
+    Params {
+        n: x.numel() as u32,
+        c: sh[1] as u32,
+        s: sh[2..].iter().product::<usize>() as u32,
+        outer: sh[0] as u32,
+        w,
+        ..Default::default()
+    }
+}
+
+/// ZeroQ's loss for one BN input x `[N, C, ...]`: sum over channels of the squared
+/// differences between the batch mean and std and the stored `reference` (`[2C]`: running
+/// mean, then sqrt(running var + eps)). `scratch` is a batch norm of C channels with the
+/// layer's eps whose running statistics this overwrites. Returns the loss `[1]` and what
+/// backward needs.
+pub fn bn_stat_loss(
+    s: &mut Stream,
+    x: &Tensor,
+    reference: &Tensor,
+    scratch: &crate::ops::batchnorm::BatchNorm,
+) -> Result<(Tensor, StatLoss)> {
+    const OP: &str = "bn_stat_loss";
+    let sh = x.shape();
+    if sh.len() < 2 || reference.shape() != [2 * sh[1]] {
+        return shape_err(
+            OP,
+            format!("input {sh:?} with reference {:?}", reference.shape()),
+        );
+    }
+    let g = s.gpu();
+    let st = crate::ops::batchnorm::batch_norm_train(s, x, scratch, crate::ops::Act::Identity)?;
+    let out = g.alloc(OP, &[1], DType::F32)?;
+    s.dispatch(
+        SHADER,
+        "stat_value",
+        &[],
+        bytes_of(&stat_params(x, 1.0)),
+        &[&st.mean, &st.inv_std, reference, &out],
+        [1, 1, 1],
+    )?;
+    Ok((
+        out,
+        StatLoss {
+            mean: st.mean,
+            inv_std: st.inv_std,
+            reference: reference.clone(),
+        },
+    ))
+}
+
+/// d(w * bn_stat_loss)/dx.
+pub fn bn_stat_loss_backward(s: &mut Stream, x: &Tensor, st: &StatLoss, w: f32) -> Result<Tensor> {
+    let out = s.gpu().alloc("bn_stat_loss_grad", x.shape(), DType::F32)?;
+    s.dispatch(
+        SHADER,
+        "stat_grad",
+        &[],
+        bytes_of(&stat_params(x, w)),
+        &[x, &st.mean, &st.inv_std, &st.reference, &out],
+        grid_1d(x.numel(), 256),
+    )?;
+    Ok(out)
+}

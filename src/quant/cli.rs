@@ -23,7 +23,8 @@ pub struct QuantizeArgs {
     pub arch: Option<String>,
     /// Calibration images: `real` (a class-balanced subset of the CIFAR-10 training set found
     /// with --data), `gan` (images from the committed DiStyleGAN generator) or `gan:PATH`
-    /// (another generator file), `fractal` (IFS fractals), `noise` (Gaussian noise images), a
+    /// (another generator file), `fractal` (IFS fractals), `noise` (Gaussian noise images),
+    /// `distill` (ZeroQ data-free images optimized against the model's BatchNorm statistics), a
     /// CIFAR-10 binary folder (like `real`), or an image folder (`folder:PATH` or a path; one
     /// subfolder per class).
     #[arg(long)]
@@ -85,6 +86,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         args.data.as_deref(),
         args.per_class,
         args.seed,
+        Some(&model),
     )?;
     let opts = QuantOptions {
         estimator: args.estimator,

@@ -1,0 +1,416 @@
+//! Quality of a calibration set, judged by a CIFAR-10 classifier (no InceptionV3 offline, so
+//! the metrics are named for what they use):
+//! - **classifier score**: exp(E_x KL(p(y|x) || p(y))), the Inception Score's formula with the
+//!   classifier's softmax, over the whole set (one split). 1 = uninformative, 10 = confident
+//!   and balanced over the ten classes.
+//! - **classifier FID**: the Frechet distance between Gaussians fitted to the classifier's
+//!   penultimate features (the last linear layer's input) of the set and of the real test
+//!   set. 0 = the same feature statistics.
+//! - **agreement**: the share of images the classifier assigns to their intended class.
+
+use super::{argmax_rows, Classifier};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::exec::Runner;
+use crate::graph::Op;
+use crate::models::Model;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub classifier_score: f64,
+    pub classifier_fid: f64,
+    /// Percent.
+    pub agreement: f64,
+}
+
+/// Mean and covariance of feature vectors (f64).
+pub struct Gaussian {
+    pub mean: Vec<f64>,
+    pub cov: Vec<f64>,
+}
+
+impl Gaussian {
+    pub fn fit(x: &[f32], dim: usize) -> Gaussian {
+        let n = (x.len() / dim).max(1);
+        let mut mean = vec![0f64; dim];
+        for row in x.chunks(dim) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut cov = vec![0f64; dim * dim];
+        let mut d = vec![0f64; dim];
+        for row in x.chunks(dim) {
+            for (k, &v) in row.iter().enumerate() {
+                d[k] = v as f64 - mean[k];
+            }
+            for i in 0..dim {
+                let di = d[i];
+                for j in i..dim {
+                    cov[i * dim + j] += di * d[j];
+                }
+            }
+        }
+        let denom = (n.max(2) - 1) as f64;
+        for i in 0..dim {
+            for j in i..dim {
+                let v = cov[i * dim + j] / denom;
+                cov[i * dim + j] = v;
+                cov[j * dim + i] = v;
+            }
+        }
+        Gaussian { mean, cov }
+    }
+}
+
+/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: (values, vectors as
+/// columns of a row-major matrix).
+pub fn sym_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = a.to_vec();
+    let mut v = vec![0f64; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    let norm: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    for _sweep in 0..50 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j] * a[i * n + j])
+            .sum::<f64>()
+            .sqrt();
+        if off <= 1e-13 * norm.max(1e-300) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq.abs() <= 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| a[i * n + i]).collect(), v)
+}
+
+/// Symmetric PSD square root (negative eigenvalues from rounding are clipped to 0).
+fn sqrt_psd(a: &[f64], n: usize) -> Vec<f64> {
+    let (w, v) = sym_eigen(a, n);
+    let mut out = vec![0f64; n * n];
+    for k in 0..n {
+        let s = w[k].max(0.0).sqrt();
+        for i in 0..n {
+            let vik = v[i * n + k] * s;
+            for j in 0..n {
+                out[i * n + j] += vik * v[j * n + k];
+            }
+        }
+    }
+    out
+}
+
+fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
+    let mut c = vec![0f64; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            let aik = a[i * n + k];
+            for j in 0..n {
+                c[i * n + j] += aik * b[k * n + j];
+            }
+        }
+    }
+    c
+}
+
+/// |m1 - m2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), with tr (S1 S2)^(1/2) computed as
+/// tr (A S2 A)^(1/2) for A = S1^(1/2) (a symmetric PSD form of the same eigenvalues).
+pub fn frechet(a: &Gaussian, b: &Gaussian) -> f64 {
+    let n = a.mean.len();
+    let dm: f64 = a
+        .mean
+        .iter()
+        .zip(&b.mean)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum();
+    let sa = sqrt_psd(&a.cov, n);
+    let m = matmul(&matmul(&sa, &b.cov, n), &sa, n);
+    let (w, _) = sym_eigen(&m, n);
+    let tr_sqrt: f64 = w.iter().map(|x| x.max(0.0).sqrt()).sum();
+    let tr = |c: &[f64]| (0..n).map(|i| c[i * n + i]).sum::<f64>();
+    (dm + tr(&a.cov) + tr(&b.cov) - 2.0 * tr_sqrt).max(0.0)
+}
+
+/// exp(E_x KL(p(y|x) || p(y))) over softmax rows of `logits`.
+pub fn classifier_score(logits: &[f32], classes: usize) -> f64 {
+    let probs: Vec<Vec<f64>> = logits
+        .chunks(classes)
+        .map(|r| {
+            let mx = r.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let e: Vec<f64> = r.iter().map(|&v| (v as f64 - mx).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(|v| v / s).collect()
+        })
+        .collect();
+    let n = probs.len().max(1) as f64;
+    let mut marginal = vec![0f64; classes];
+    for p in &probs {
+        for (m, v) in marginal.iter_mut().zip(p) {
+            *m += v / n;
+        }
+    }
+    let kl: f64 = probs
+        .iter()
+        .map(|p| {
+            p.iter()
+                .zip(&marginal)
+                .filter(|(&v, _)| v > 0.0)
+                .map(|(&v, &m)| v * (v / m).ln())
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / n;
+    kl.exp()
+}
+
+/// The FP32 runner of `model` and the id of its penultimate value (the input of the last
+/// linear layer).
+pub fn feature_runner(gpu: &Arc<Gpu>, model: &Model) -> Result<(Runner, usize)> {
+    let runner = super::fp32_runner(gpu, model, false)?;
+    let feat = runner
+        .graph
+        .nodes
+        .iter()
+        .rev()
+        .find(|n| matches!(n.op, Op::Linear { .. }))
+        .and_then(|n| n.inputs.first().copied())
+        .ok_or_else(|| Error::Invalid(format!("{}: no final linear layer", model.arch.name)))?;
+    Ok((runner, feat))
+}
+
+/// Logits `[N, classes]` and penultimate features `[N, dim]` of every image; returns dim.
+pub fn logits_and_features(
+    runner: &Runner,
+    feat: usize,
+    model: &Model,
+    ds: &Dataset,
+) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    let norm = model.arch.norm;
+    let (mut logits, mut feats) = (Vec::new(), Vec::new());
+    let mut dim = 0;
+    for start in (0..ds.len()).step_by(250) {
+        let end = (start + 250).min(ds.len());
+        let x = ds.to_f32_normalized(start..end, norm.mean, norm.std);
+        let x = runner.gpu.upload_f32(&[end - start, 3, 32, 32], &x)?;
+        let mut s = runner.gpu.stream();
+        let out = runner.forward(&mut s, &x, &[feat])?;
+        let f = out
+            .kept
+            .get(&feat)
+            .ok_or_else(|| Error::Invalid("penultimate value not kept".into()))?
+            .clone();
+        s.submit();
+        logits.extend(runner.gpu.read_f32(&out.output)?);
+        let fv = runner.gpu.read_f32(&f)?;
+        dim = fv.len() / (end - start);
+        feats.extend(fv);
+    }
+    Ok((logits, feats, dim))
+}
+
+/// The three metrics of `set` against reference features of the real test set.
+pub fn quality(
+    runner: &Runner,
+    feat: usize,
+    model: &Model,
+    set: &Dataset,
+    reference: &Gaussian,
+) -> Result<Quality> {
+    let classes = set.num_classes();
+    let (logits, feats, dim) = logits_and_features(runner, feat, model, set)?;
+    if dim != reference.mean.len() {
+        return Err(Error::Invalid(format!(
+            "features of {dim} dims against a reference of {}",
+            reference.mean.len()
+        )));
+    }
+    let pred = argmax_rows(&logits, classes);
+    let hits = pred
+        .iter()
+        .zip(set.labels())
+        .filter(|(&p, &l)| p == l as usize)
+        .count();
+    Ok(Quality {
+        classifier_score: classifier_score(&logits, classes),
+        classifier_fid: frechet(&Gaussian::fit(&feats, dim), reference),
+        agreement: 100.0 * hits as f64 / set.len().max(1) as f64,
+    })
+}
+
+/// The reference Gaussian: penultimate features of `test`.
+pub fn reference(runner: &Runner, feat: usize, model: &Model, test: &Dataset) -> Result<Gaussian> {
+    let (_, f, dim) = logits_and_features(runner, feat, model, test)?;
+    Ok(Gaussian::fit(&f, dim))
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScoreArgs {
+    /// The images: an image folder, a CIFAR-10 binary folder, or a calibration source name
+    /// (real, gan, gan:PATH, fractal, noise, distill) generated on the fly.
+    pub set: String,
+    /// The FP32 CIFAR-10 classifier that judges them.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CIFAR-10 binary folder: its test split is the reference (default: $SYNTHCAL_DATA, else
+    /// ../shared/data/cifar-10-batches-bin).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Images per class when SET is a source name.
+    #[arg(long, default_value_t = 500)]
+    pub per_class: usize,
+    /// Seed when SET is a source name.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
+    let Classifier::Fp32(model) = Classifier::load(&args.model, None)? else {
+        return Err(Error::Invalid(
+            "score needs an FP32 classifier, not an INT8 model".into(),
+        ));
+    };
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(crate::quant::cli::default_data);
+    let test = crate::data::load_cifar10_bin(&data_dir, crate::data::Split::Test)?;
+    let set = crate::calib::calibration_set(
+        gpu,
+        &args.set,
+        Some(&data_dir),
+        args.per_class,
+        args.seed,
+        Some(&model),
+    )?;
+    let (runner, feat) = feature_runner(gpu, &model)?;
+    let refg = reference(&runner, feat, &model, &test)?;
+    let q = quality(&runner, feat, &model, &set, &refg)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&q).map_err(|e| Error::Invalid(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} images ({}), judged by {}:\n  classifier score {:.3}\n  classifier FID   {:.3}\n  agreement        {:.2}%",
+            set.len(),
+            set.source(),
+            model.arch.name,
+            q.classifier_score,
+            q.classifier_fid,
+            q.agreement
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jacobi_reconstructs_a_symmetric_matrix() {
+        let n = 6;
+        let r = crate::cpu::Array::random(&[n, n], 3);
+        let mut a = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                a[i * n + j] = (r.data[i * n + j] + r.data[j * n + i]) as f64;
+            }
+        }
+        let (w, v) = sym_eigen(&a, n);
+        for i in 0..n {
+            for j in 0..n {
+                let back: f64 = (0..n).map(|k| v[i * n + k] * w[k] * v[j * n + k]).sum();
+                assert!((back - a[i * n + j]).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn frechet_of_known_gaussians() {
+        // Diagonal covariances: |dm|^2 + sum (sqrt(a) - sqrt(b))^2.
+        let a = Gaussian {
+            mean: vec![0.0, 1.0],
+            cov: vec![4.0, 0.0, 0.0, 1.0],
+        };
+        let b = Gaussian {
+            mean: vec![1.0, 1.0],
+            cov: vec![1.0, 0.0, 0.0, 9.0],
+        };
+        let want = 1.0 + (2.0f64 - 1.0).powi(2) + (1.0f64 - 3.0).powi(2);
+        assert!((frechet(&a, &b) - want).abs() < 1e-9);
+        assert!(frechet(&a, &a).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_set_judged_against_itself_has_zero_fid() {
+        let Ok(gpu) = Gpu::default_adapter() else {
+            eprintln!("skipped: no GPU adapter");
+            return;
+        };
+        let a = crate::models::arch("resnet20").unwrap();
+        let params = crate::models::random_params(&a, 5);
+        let model = Model::new(crate::models::arch("resnet20").unwrap(), params).unwrap();
+        let set = crate::calib::noise_images(30, 1).unwrap();
+        let (runner, feat) = feature_runner(&gpu, &model).unwrap();
+        let refg = reference(&runner, feat, &model, &set).unwrap();
+        assert_eq!(refg.mean.len(), 64);
+        let q = quality(&runner, feat, &model, &set, &refg).unwrap();
+        assert!(q.classifier_fid.abs() < 1e-3, "{q:?}");
+        let other = crate::calib::noise_images(30, 2).unwrap();
+        let q2 = quality(&runner, feat, &model, &other, &refg).unwrap();
+        assert!(q2.classifier_fid > q.classifier_fid, "{q2:?}");
+        assert!((0.0..=100.0).contains(&q.agreement));
+    }
+
+    #[test]
+    fn classifier_score_bounds() {
+        // Confident and balanced: the number of classes; uniform: 1.
+        let mut confident = Vec::new();
+        for i in 0..20 {
+            let mut r = vec![0f32; 4];
+            r[i % 4] = 50.0;
+            confident.extend(r);
+        }
+        assert!((classifier_score(&confident, 4) - 4.0).abs() < 1e-6);
+        assert!((classifier_score(&[0.0; 40], 4) - 1.0).abs() < 1e-12);
+    }
+}
