@@ -93,6 +93,41 @@ fn same_seed_same_run_and_resume_matches() {
 }
 
 #[test]
+fn auxiliary_classifier_trains_and_resumes() {
+    let g = gpu();
+    let dir = tmp("aux");
+    let mut o = tiny(None);
+    o.config.aux_classifier = true;
+    o.cls_d = 0.2;
+    o.cls_g = 0.002;
+    let mut plain = Trainer::new(g.clone(), tiny(None), fake_real(40), None).unwrap();
+    let lp = plain.step().unwrap();
+    let mut a = Trainer::new(g.clone(), o.clone(), fake_real(40), None).unwrap();
+    let la: Vec<_> = (0..2).map(|_| a.step().unwrap()).collect();
+    assert!(la.iter().all(|l| l.d.is_finite() && l.g.is_finite()));
+    // The cross-entropy terms (about ln 10 each at the start) add to both losses.
+    assert!(la[0].d > lp.d && la[0].g > lp.g, "{:?} vs {lp:?}", la[0]);
+    assert!(a
+        .d
+        .read(&g)
+        .unwrap()
+        .iter()
+        .any(|(n, t)| n == "aux.weight" && t.shape == [10, 128]));
+    std::fs::create_dir_all(&dir).unwrap();
+    a.save(&dir).unwrap();
+    let mut b = Trainer::resume(
+        g.clone(),
+        &dir.join("checkpoint.safetensors"),
+        fake_real(40),
+        None,
+    )
+    .unwrap();
+    assert_eq!(b.opts, o);
+    assert!(b.step().unwrap().d.is_finite());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn generator_file_round_trip_and_teacher_set() {
     let g = gpu();
     let dir = tmp("teacher");
