@@ -77,10 +77,10 @@ impl Consts {
         }
         let [gn, bn, mn, vn] = bn_names(prefix);
         let (ga, ba, ma, va) = (
-            param(model, &gn)?,
-            param(model, &bn)?,
-            param(model, &mn)?,
-            param(model, &vn)?,
+            model.params.get(&gn)?,
+            model.params.get(&bn)?,
+            model.params.get(&mn)?,
+            model.params.get(&vn)?,
         );
         let c = ga.data.len();
         let g = &self.gpu;
@@ -115,14 +115,6 @@ impl Consts {
         self.cache.insert(key.to_string(), t.clone());
         Ok(t)
     }
-}
-
-fn param<'a>(model: &'a Model, name: &str) -> Result<&'a Array> {
-    model
-        .params
-        .tensors
-        .get(name)
-        .ok_or_else(|| Error::Invalid(format!("distill: missing tensor {name}")))
 }
 
 /// 1x1 convolution weight `[out, in, 1, 1]` that copies input channel `src[o]` to output o
@@ -185,12 +177,12 @@ fn replay(
                 groups,
                 act,
             } => {
-                let wa = param(model, weight)?;
+                let wa = model.params.get(weight)?;
                 let w = consts.get(weight, &wa.shape, || wa.data.clone())?;
                 let w = fixed(t, w);
                 let b = match bias {
                     Some(b) => {
-                        let ba = param(model, b)?;
+                        let ba = model.params.get(b)?;
                         let bt = consts.get(b, &ba.shape, || ba.data.clone())?;
                         Some(fixed(t, bt))
                     }

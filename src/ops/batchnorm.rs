@@ -148,15 +148,10 @@ pub fn batch_norm(s: &mut Stream, x: &Tensor, bn: &BatchNorm, act: Act) -> Resul
     Ok(y)
 }
 
-/// Training: normalizes with the batch mean and biased variance, and updates `bn`'s running
-/// statistics in place (running_var with the unbiased variance), as `nn.BatchNorm` in train mode.
-pub fn batch_norm_train(
-    s: &mut Stream,
-    x: &Tensor,
-    bn: &BatchNorm,
-    act: Act,
-) -> Result<BatchStats> {
-    let op = "batch_norm_train";
+/// The batch mean and 1 / sqrt(biased variance + eps) per channel (`[C]` each), one workgroup
+/// per channel; updates `bn`'s running statistics in place, as training does.
+pub fn batch_stats(s: &mut Stream, x: &Tensor, bn: &BatchNorm) -> Result<(Tensor, Tensor)> {
+    let op = "batch_stats";
     let dims = bn.check(op, x)?;
     let (n, c, sp) = dims;
     if n * sp < 2 {
@@ -169,13 +164,27 @@ pub fn batch_norm_train(
         );
     }
     let gpu = s.gpu();
-    let p = bn.params(dims, act, false);
+    let p = bn.params(dims, Act::Identity, false);
     let mean = gpu.alloc(op, &[c], DType::F32)?;
     let inv_std = gpu.alloc(op, &[c], DType::F32)?;
-    // One workgroup per channel reduces; then the elementwise pass normalizes.
     let t = [x, &mean, &inv_std, &bn.running_mean, &bn.running_var];
     s.dispatch(SHADER, "stats", &[], bytes_of(&p), &t, [c as u32, 1, 1])?;
-    let y = gpu.alloc(op, x.shape(), DType::F32)?;
+    Ok((mean, inv_std))
+}
+
+/// Training: normalizes with the batch mean and biased variance, and updates `bn`'s running
+/// statistics in place (running_var with the unbiased variance), as `nn.BatchNorm` in train mode.
+pub fn batch_norm_train(
+    s: &mut Stream,
+    x: &Tensor,
+    bn: &BatchNorm,
+    act: Act,
+) -> Result<BatchStats> {
+    let op = "batch_norm_train";
+    let (mean, inv_std) = batch_stats(s, x, bn)?;
+    let dims = bn.check(op, x)?;
+    let p = bn.params(dims, act, false);
+    let y = s.gpu().alloc(op, x.shape(), DType::F32)?;
     let t = [x, &bn.gamma, &bn.beta, &mean, &inv_std, &y];
     s.dispatch(
         SHADER,

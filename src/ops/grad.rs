@@ -538,21 +538,21 @@ pub fn bn_stat_loss(
         );
     }
     let g = s.gpu();
-    let st = crate::ops::batchnorm::batch_norm_train(s, x, scratch, crate::ops::Act::Identity)?;
+    let (mean, inv_std) = crate::ops::batchnorm::batch_stats(s, x, scratch)?;
     let out = g.alloc(OP, &[1], DType::F32)?;
     s.dispatch(
         SHADER,
         "stat_value",
         &[],
         bytes_of(&stat_params(x, 1.0)),
-        &[&st.mean, &st.inv_std, reference, &out],
+        &[&mean, &inv_std, reference, &out],
         [1, 1, 1],
     )?;
     Ok((
         out,
         StatLoss {
-            mean: st.mean,
-            inv_std: st.inv_std,
+            mean,
+            inv_std,
             reference: reference.clone(),
         },
     ))
