@@ -69,3 +69,51 @@ fn global_avg(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     }
     y[i] = acc / f32(p.h);
 }
+
+@group(0) @binding(2) var<storage, read> mp_dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mp_dx: array<f32>;
+
+// Index in x of the window's first maximum in scan order (PyTorch's choice on ties).
+fn window_argmax(win: vec3i) -> i32 {
+    var best = bitcast<f32>(0xff800000u); // -inf
+    var at = -1;
+    for (var ky = max(win.y, 0); ky < min(win.y + i32(p.k), i32(p.h)); ky++) {
+        for (var kx = max(win.z, 0); kx < min(win.z + i32(p.k), i32(p.w)); kx++) {
+            let j = win.x + ky * i32(p.w) + kx;
+            if at < 0 || x[u32(j)] > best {
+                best = x[u32(j)];
+                at = j;
+            }
+        }
+    }
+    return at;
+}
+
+// First output index (along one axis) whose window covers input position i.
+fn first_cover(i: i32) -> i32 {
+    let a = i + i32(p.pad) - i32(p.k) + 1;
+    return select(0, (a + i32(p.stride) - 1) / i32(p.stride), a > 0);
+}
+
+// Max-pool backward in gather form, one invocation per input element (total = N*C*H*W): it
+// sums dy over the windows whose maximum it is. No atomics, so the result does not depend on
+// thread order.
+@compute @workgroup_size(256)
+fn max_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    let ix = i32(i % p.w);
+    let iy = i32((i / p.w) % p.h);
+    let nc = i / (p.w * p.h);
+    let s = i32(p.stride);
+    var acc = 0.0;
+    for (var oy = first_cover(iy); oy <= min(i32(p.oh) - 1, (iy + i32(p.pad)) / s); oy++) {
+        for (var ox = first_cover(ix); ox <= min(i32(p.ow) - 1, (ix + i32(p.pad)) / s); ox++) {
+            let o = (nc * p.oh + u32(oy)) * p.ow + u32(ox);
+            if window_argmax(window(o)) == i32(i) {
+                acc += mp_dy[o];
+            }
+        }
+    }
+    mp_dx[i] = acc;
+}

@@ -221,6 +221,22 @@ fn pointwise_and_layout_grads() {
     }
     let up: Op = &|t, s, v| t.upsample(s, v[0], 2);
     check_grad("upsample", vec![input(&[2, 3, 3, 4], 53, true)], up, false);
+    // Distinct values 0.05 apart, so that a step of H never changes a window's maximum.
+    let spaced = |shape: &[usize], seed: u64| {
+        let r = Array::random(shape, seed);
+        let mut order: Vec<usize> = (0..r.numel()).collect();
+        order.sort_by(|&a, &b| r.data[a].total_cmp(&r.data[b]));
+        let mut a = r.clone();
+        for (rank, &i) in order.iter().enumerate() {
+            a.data[i] = rank as f32 * 0.05 - 2.0;
+        }
+        In { a, check: true }
+    };
+    for (k, stride, pad) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
+        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.max_pool(s, v[0], k, stride, pad);
+        let name = format!("max_pool k{k} s{stride} p{pad}");
+        check_grad(&name, vec![spaced(&[2, 2, 5, 5], 58)], &f, false);
+    }
     let cat: Op = &|t, s, v| t.concat(s, &[v[0], v[1]]);
     check_grad(
         "concat",

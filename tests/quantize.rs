@@ -1,6 +1,7 @@
 //! INT8 quantization end to end with random weights: the GPU integer path agrees with the CPU
 //! integer simulation, files round-trip, and bad input is refused.
 
+use synthcal::calib::cli::CalibSetArgs;
 use synthcal::cpu::Array;
 use synthcal::data::Dataset;
 use synthcal::gpu::Gpu;
@@ -255,9 +256,11 @@ fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
     let args = synthcal::calib::cli::CalibDataArgs {
         source: "fractal".into(),
         output: dir.clone(),
-        per_class: 3,
-        seed: 1,
-        data: None,
+        set: CalibSetArgs {
+            data: None,
+            per_class: 3,
+            seed: 1,
+        },
         model: None,
         grid: Some(dir.join("grid.png")),
     };
@@ -299,9 +302,11 @@ fn reproduce_writes_the_report_and_resumes() {
         models: vec![model.display().to_string()],
         sources: vec!["noise".into()],
         algorithms: vec!["default".into()],
-        data: Some(data.clone()),
-        per_class: 3,
-        seed: 0,
+        set: CalibSetArgs {
+            data: Some(data.clone()),
+            per_class: 3,
+            seed: 0,
+        },
         max_drop: 0.01,
         limit: None,
         output: dir.join("report"),
@@ -344,7 +349,10 @@ fn reproduce_writes_the_report_and_resumes() {
     let e = run(
         &gpu,
         &ReproduceArgs {
-            data: Some(dir.join("nowhere")),
+            set: CalibSetArgs {
+                data: Some(dir.join("nowhere")),
+                ..args.set.clone()
+            },
             ..args
         },
     )

@@ -1,11 +1,51 @@
 //! `synthcal calib-data`: writes any calibration source as a class-folder PNG dataset.
 
 use super::calibration_set;
-use crate::data;
+use crate::data::{self, Dataset};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The calibration-set flags of quantize, calib-data, score and reproduce.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CalibSetArgs {
+    /// CIFAR-10 binary folder: the `real` source's training images, and the test split where
+    /// the command evaluates (default: $SYNTHCAL_DATA, else ../shared/data/cifar-10-batches-bin).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Calibration images per class (drawn from CIFAR-10 or generated).
+    #[arg(long, default_value_t = 500)]
+    pub per_class: usize,
+    /// Seed of the calibration set's draw or generation (same seed, same images).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl CalibSetArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(crate::quant::cli::default_data)
+    }
+
+    /// The calibration set of `source` (a name as `quantize --calib` takes it).
+    pub fn load(
+        &self,
+        gpu: &Arc<Gpu>,
+        source: &str,
+        model: Option<&crate::models::Model>,
+    ) -> Result<Dataset> {
+        calibration_set(
+            gpu,
+            source,
+            Some(&self.data_dir()),
+            self.per_class,
+            self.seed,
+            model,
+        )
+    }
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CalibDataArgs {
@@ -15,16 +55,8 @@ pub struct CalibDataArgs {
     /// Output folder: one subfolder of PNGs per class (then usable as `--calib folder:DIR`).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Images per class.
-    #[arg(long, default_value_t = 500)]
-    pub per_class: usize,
-    /// Seed of the draw or generation (same seed, same images).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// CIFAR-10 binary folder for `real` (default: $SYNTHCAL_DATA, else
-    /// ../shared/data/cifar-10-batches-bin).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub set: CalibSetArgs,
     /// The FP32 classifier whose BatchNorm statistics `distill` matches.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -38,17 +70,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &CalibDataArgs) -> Result<()> {
         Some(p) => Some(crate::models::load_model(p, None)?),
         None => None,
     };
-    let ds = calibration_set(
-        gpu,
-        &args.source,
-        args.data.as_deref(),
-        args.per_class,
-        args.seed,
-        model.as_ref(),
-    )?;
+    let ds = args.set.load(gpu, &args.source, model.as_ref())?;
     data::save_image_folder(&ds, &args.output)?;
     if let Some(png) = &args.grid {
-        data::sample_grid_png(&ds, 1, args.per_class.min(10), png)?;
+        data::sample_grid_png(&ds, 1, args.set.per_class.min(10), png)?;
     }
     println!(
         "{} images ({}) written to {}",

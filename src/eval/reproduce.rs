@@ -5,7 +5,6 @@
 
 use super::score::{self, Quality};
 use super::{fidelity, logits, Classifier, Fidelity};
-use crate::calib::calibration_set;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -35,15 +34,8 @@ pub struct ReproduceArgs {
     /// Algorithms: default, accuracy-aware.
     #[arg(long, value_delimiter = ',', default_value = "default")]
     pub algorithms: Vec<String>,
-    /// CIFAR-10 binary folder (default: $SYNTHCAL_DATA, else ../shared/data/cifar-10-batches-bin).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Calibration images per class.
-    #[arg(long, default_value_t = 500)]
-    pub per_class: usize,
-    /// Seed of every calibration set.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub set: crate::calib::cli::CalibSetArgs,
     /// AccuracyAware's largest acceptable drop on the calibration set.
     #[arg(long, default_value_t = 0.01)]
     pub max_drop: f64,
@@ -114,10 +106,7 @@ fn slug(s: &str) -> String {
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
-    let data_dir = args
-        .data
-        .clone()
-        .unwrap_or_else(crate::quant::cli::default_data);
+    let data_dir = args.set.data_dir();
     if !data_dir.join("test_batch.bin").exists() {
         return Err(missing("CIFAR-10 (test_batch.bin)", &data_dir));
     }
@@ -166,14 +155,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     src.clone()
                 };
                 if !sets.iter().any(|(s, _)| *s == key) {
-                    let ds = calibration_set(
-                        gpu,
-                        src,
-                        Some(&data_dir),
-                        args.per_class,
-                        args.seed,
-                        Some(&model),
-                    )?;
+                    let ds = args.set.load(gpu, src, Some(&model))?;
                     sets.push((key.clone(), ds));
                 }
                 let calib = &sets.iter().find(|(s, _)| *s == key).expect("cached set").1;
@@ -217,7 +199,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                         "{} ({} images, seed {})",
                         calib.source(),
                         calib.len(),
-                        args.seed
+                        args.set.seed
                     ),
                     fp32_layers: q.fp32_layers(),
                     fidelity: f,

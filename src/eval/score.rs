@@ -285,16 +285,9 @@ pub struct ScoreArgs {
     /// The FP32 CIFAR-10 classifier that judges them.
     #[arg(long)]
     pub model: PathBuf,
-    /// CIFAR-10 binary folder: its test split is the reference (default: $SYNTHCAL_DATA, else
-    /// ../shared/data/cifar-10-batches-bin).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Images per class when SET is a source name.
-    #[arg(long, default_value_t = 500)]
-    pub per_class: usize,
-    /// Seed when SET is a source name.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// The set when SET is a source name; the reference is --data's test split.
+    #[command(flatten)]
+    pub set_args: crate::calib::cli::CalibSetArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -306,19 +299,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
             "score needs an FP32 classifier, not an INT8 model".into(),
         ));
     };
-    let data_dir = args
-        .data
-        .clone()
-        .unwrap_or_else(crate::quant::cli::default_data);
-    let test = crate::data::load_cifar10_bin(&data_dir, crate::data::Split::Test)?;
-    let set = crate::calib::calibration_set(
-        gpu,
-        &args.set,
-        Some(&data_dir),
-        args.per_class,
-        args.seed,
-        Some(&model),
-    )?;
+    let test = crate::data::load_cifar10_bin(args.set_args.data_dir(), crate::data::Split::Test)?;
+    let set = args.set_args.load(gpu, &args.set, Some(&model))?;
     let (runner, feat) = feature_runner(gpu, &model)?;
     let refg = reference(&runner, feat, &model, &test)?;
     let q = quality(&runner, feat, &model, &set, &refg)?;

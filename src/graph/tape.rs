@@ -40,6 +40,12 @@ enum Rec {
         x: Var,
         f: usize,
     },
+    MaxPool {
+        x: Var,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    },
     Concat {
         xs: Vec<Var>,
     },
@@ -175,6 +181,19 @@ impl Tape {
     pub fn upsample(&mut self, s: &mut Stream, x: Var, f: usize) -> Result<Var> {
         let y = ops::layout::upsample_nearest(s, self.value(x), f)?;
         Ok(self.push(y, Rec::Upsample { x, f }, &[x]))
+    }
+
+    /// nn.MaxPool2d(k, stride, pad) with a square window.
+    pub fn max_pool(
+        &mut self,
+        s: &mut Stream,
+        x: Var,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Var> {
+        let y = ops::pool::max_pool2d(s, self.value(x), k, stride, pad)?;
+        Ok(self.push(y, Rec::MaxPool { x, k, stride, pad }, &[x]))
     }
 
     /// Concatenation over dim 1.
@@ -386,6 +405,10 @@ impl Tape {
             }
             Rec::Upsample { x, f } => {
                 let dx = ops::grad::upsample_backward(s, dy, *f)?;
+                self.accumulate(s, g, *x, dx)?;
+            }
+            Rec::MaxPool { x, k, stride, pad } => {
+                let dx = ops::pool::max_pool2d_backward(s, val(x), dy, *k, *stride, *pad)?;
                 self.accumulate(s, g, *x, dx)?;
             }
             Rec::Concat { xs } => {

@@ -21,17 +21,16 @@ struct Params {
     pad: u32,
 }
 
-fn pool(
-    s: &mut Stream,
+/// The window geometry of a pooling op on `x`, checked against PyTorch's own limits (a window
+/// may not exceed the padded input or be mostly padding).
+fn geometry(
     op: &'static str,
-    entry: &'static str,
     x: &Tensor,
     k: usize,
     stride: usize,
     pad: usize,
-) -> Result<Tensor> {
+) -> Result<([usize; 4], Params)> {
     let [n, c, h, w] = nchw(op, x)?;
-    // PyTorch's own limits: a window may not exceed the padded input or be mostly padding.
     if k == 0 || stride == 0 || pad > k / 2 || k > h + 2 * pad || k > w + 2 * pad {
         return shape_err(
             op,
@@ -45,9 +44,8 @@ fn pool(
         (h + 2 * pad - k) / stride + 1,
         (w + 2 * pad - k) / stride + 1,
     );
-    let y = s.gpu().alloc(op, &[n, c, oh, ow], DType::F32)?;
     let p = Params {
-        total: y.numel() as u32,
+        total: (n * c * oh * ow) as u32,
         h: h as u32,
         w: w as u32,
         oh: oh as u32,
@@ -56,6 +54,20 @@ fn pool(
         stride: stride as u32,
         pad: pad as u32,
     };
+    Ok(([n, c, oh, ow], p))
+}
+
+fn pool(
+    s: &mut Stream,
+    op: &'static str,
+    entry: &'static str,
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let (out, p) = geometry(op, x, k, stride, pad)?;
+    let y = s.gpu().alloc(op, &out, DType::F32)?;
     s.dispatch(
         SHADER,
         entry,
@@ -87,6 +99,34 @@ pub fn max_pool2d(
     padding: usize,
 ) -> Result<Tensor> {
     pool(s, "max_pool2d", "max_pool", x, kernel, stride, padding)
+}
+
+/// The gradient of `max_pool2d(x, ...)` with respect to `x`, given `dy`: each window's
+/// gradient goes to its first maximum in scan order, as PyTorch routes it.
+pub fn max_pool2d_backward(
+    s: &mut Stream,
+    x: &Tensor,
+    dy: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let op = "max_pool2d backward";
+    let (out, mut p) = geometry(op, x, kernel, stride, padding)?;
+    if dy.shape() != out {
+        return shape_err(op, format!("dy {:?} for pooled shape {out:?}", dy.shape()));
+    }
+    let dx = s.gpu().alloc(op, x.shape(), DType::F32)?;
+    p.total = x.numel() as u32;
+    s.dispatch(
+        SHADER,
+        "max_pool_backward",
+        &[],
+        bytes_of(&p),
+        &[x, dy, &dx],
+        grid_1d(x.numel(), 256),
+    )?;
+    Ok(dx)
 }
 
 /// `[N, C, H, W] -> [N, C]`: the mean over each plane.
@@ -142,6 +182,30 @@ mod tests {
             want.data,
             "max {shape:?} k{k} s{stride} p{pad}"
         );
+        let dy = Array::random(&want.shape, seed + 1);
+        let dyt = g.upload_f32(&dy.shape, &dy.data).unwrap();
+        let mut s = g.stream();
+        let dx = max_pool2d_backward(&mut s, &xt, &dyt, k, stride, pad).unwrap();
+        s.submit();
+        let want = cpu::pool::max_pool2d_backward(&x, &dy, k, stride, pad);
+        let got = Array::new(dx.shape(), g.read_f32(&dx).unwrap());
+        assert!(
+            got.max_rel_err(&want.data) < 1e-6,
+            "max backward {shape:?} k{k} s{stride} p{pad}"
+        );
+    }
+
+    #[test]
+    fn max_pool_backward_routes_ties_to_the_first_maximum() {
+        let g = gpu();
+        let x = g.upload_f32(&[1, 1, 2, 2], &[1.0; 4]).unwrap();
+        let dy = g.upload_f32(&[1, 1, 1, 1], &[3.0]).unwrap();
+        let mut s = g.stream();
+        let dx = max_pool2d_backward(&mut s, &x, &dy, 2, 2, 0).unwrap();
+        let bad = g.upload_f32(&[1, 1, 2, 2], &[0.0; 4]).unwrap();
+        assert!(max_pool2d_backward(&mut s, &x, &bad, 2, 2, 0).is_err());
+        s.submit();
+        assert_eq!(g.read_f32(&dx).unwrap(), vec![3.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]

@@ -29,16 +29,8 @@ pub struct QuantizeArgs {
     /// subfolder per class).
     #[arg(long)]
     pub calib: String,
-    /// CIFAR-10 binary folder for `--calib real` (default: $SYNTHCAL_DATA, else
-    /// ../shared/data/cifar-10-batches-bin).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Images per class drawn for CIFAR-10 calibration sets.
-    #[arg(long, default_value_t = 500)]
-    pub per_class: usize,
-    /// Seed of the class-balanced draw.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub set: crate::calib::cli::CalibSetArgs,
     /// `default` (POT DefaultQuantization) or `accuracy-aware` (then revert the most harmful
     /// layers to FP32 until the top-1 drop on the labeled calibration set is within --max-drop).
     #[arg(long, value_enum, default_value = "default")]
@@ -80,14 +72,7 @@ pub fn default_data() -> PathBuf {
 
 pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
     let model = models::load_model(&args.model, args.arch.as_deref())?;
-    let calib = crate::calib::calibration_set(
-        gpu,
-        &args.calib,
-        args.data.as_deref(),
-        args.per_class,
-        args.seed,
-        Some(&model),
-    )?;
+    let calib = args.set.load(gpu, &args.calib, Some(&model))?;
     let opts = QuantOptions {
         estimator: args.estimator,
         bias_correction: !args.no_bias_correction,
@@ -154,7 +139,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
             "{} ({} images, seed {})",
             calib.source(),
             calib.len(),
-            args.seed
+            args.set.seed
         ),
     );
     q.meta
