@@ -2,6 +2,24 @@
 
 use super::Array;
 
+/// Indices in x (planes of h x w) of output (plane, oy, ox)'s window, in scan order, padding
+/// left out.
+fn window(
+    (h, w): (usize, usize),
+    k: usize,
+    stride: usize,
+    pad: usize,
+    nc: usize,
+    oy: usize,
+    ox: usize,
+) -> impl Iterator<Item = usize> {
+    (0..k * k).filter_map(move |t| {
+        let iy = (oy * stride + t / k).checked_sub(pad).filter(|&v| v < h)?;
+        let ix = (ox * stride + t % k).checked_sub(pad).filter(|&v| v < w)?;
+        Some((nc * h + iy) * w + ix)
+    })
+}
+
 fn pool(x: &Array, k: usize, stride: usize, pad: usize, max: bool) -> Array {
     let [n, c, h, w] = x.shape[..] else {
         panic!("pool: 4-d input")
@@ -11,26 +29,14 @@ fn pool(x: &Array, k: usize, stride: usize, pad: usize, max: bool) -> Array {
         (w + 2 * pad - k) / stride + 1,
     );
     let mut out = Array::zeros(&[n, c, oh, ow]);
-    for nc in 0..n * c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let (iy, ix) = (
-                            (oy * stride + ky) as isize - pad as isize,
-                            (ox * stride + kx) as isize - pad as isize,
-                        );
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                            continue;
-                        }
-                        let v = x.data[(nc * h + iy as usize) * w + ix as usize];
-                        acc = if max { acc.max(v) } else { acc + v };
-                    }
-                }
-                out.data[(nc * oh + oy) * ow + ox] = if max { acc } else { acc / (k * k) as f32 };
-            }
-        }
+    for (o, y) in out.data.iter_mut().enumerate() {
+        let vals =
+            window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow).map(|j| x.data[j]);
+        *y = if max {
+            vals.fold(f32::NEG_INFINITY, f32::max)
+        } else {
+            vals.sum::<f32>() / (k * k) as f32
+        };
     }
     out
 }
@@ -52,24 +58,9 @@ pub fn max_pool2d_backward(x: &Array, dy: &Array, k: usize, stride: usize, pad: 
     let (oh, ow) = (dy.shape[2], dy.shape[3]);
     let mut dx = Array::zeros(&x.shape);
     for (o, &g) in dy.data.iter().enumerate() {
-        let (nc, oy, ox) = (o / (oh * ow), (o / ow) % oh, o % ow);
-        let mut best: Option<(usize, f32)> = None;
-        for ky in 0..k {
-            for kx in 0..k {
-                let (iy, ix) = (
-                    (oy * stride + ky) as isize - pad as isize,
-                    (ox * stride + kx) as isize - pad as isize,
-                );
-                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                    continue;
-                }
-                let j = (nc * h + iy as usize) * w + ix as usize;
-                if best.is_none_or(|(_, b)| x.data[j] > b) {
-                    best = Some((j, x.data[j]));
-                }
-            }
-        }
-        if let Some((j, _)) = best {
+        let first_max = window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow)
+            .reduce(|best, j| if x.data[j] > x.data[best] { j } else { best });
+        if let Some(j) = first_max {
             dx.data[j] += g;
         }
     }
