@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub mod diagnose;
+pub mod eigen;
 pub mod fidelity;
 pub mod reproduce;
 pub mod score;

@@ -8,6 +8,7 @@
 //!   set. 0 = the same feature statistics.
 //! - **agreement**: the share of images the classifier assigns to their intended class.
 
+use super::eigen::sym_eigen;
 use super::{argmax_rows, Classifier};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -68,66 +69,16 @@ impl Gaussian {
     }
 }
 
-/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: (values, vectors as
-/// columns of a row-major matrix).
-pub fn sym_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = a.to_vec();
-    let mut v = vec![0f64; n * n];
-    for i in 0..n {
-        v[i * n + i] = 1.0;
-    }
-    let norm: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    for _sweep in 0..50 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * n + j] * a[i * n + j])
-            .sum::<f64>()
-            .sqrt();
-        if off <= 1e-13 * norm.max(1e-300) {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq.abs() <= 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| a[i * n + i]).collect(), v)
-}
-
 /// Symmetric PSD square root (negative eigenvalues from rounding are clipped to 0).
 fn sqrt_psd(a: &[f64], n: usize) -> Vec<f64> {
     let (w, v) = sym_eigen(a, n);
     let mut out = vec![0f64; n * n];
-    for k in 0..n {
+    for (k, vk) in v.chunks(n.max(1)).enumerate() {
         let s = w[k].max(0.0).sqrt();
-        for i in 0..n {
-            let vik = v[i * n + k] * s;
-            for j in 0..n {
-                out[i * n + j] += vik * v[j * n + k];
+        for (i, row) in out.chunks_mut(n.max(1)).enumerate() {
+            let vik = vk[i] * s;
+            for (o, vj) in row.iter_mut().zip(vk) {
+                *o += vik * vj;
             }
         }
     }
@@ -326,25 +277,6 @@ pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jacobi_reconstructs_a_symmetric_matrix() {
-        let n = 6;
-        let r = crate::cpu::Array::random(&[n, n], 3);
-        let mut a = vec![0f64; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                a[i * n + j] = (r.data[i * n + j] + r.data[j * n + i]) as f64;
-            }
-        }
-        let (w, v) = sym_eigen(&a, n);
-        for i in 0..n {
-            for j in 0..n {
-                let back: f64 = (0..n).map(|k| v[i * n + k] * w[k] * v[j * n + k]).sum();
-                assert!((back - a[i * n + j]).abs() < 1e-9);
-            }
-        }
-    }
 
     #[test]
     fn frechet_of_known_gaussians() {
