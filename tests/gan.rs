@@ -128,6 +128,51 @@ fn auxiliary_classifier_trains_and_resumes() {
 }
 
 #[test]
+fn class_shifts_start_neutral_train_and_round_trip() {
+    let g = gpu();
+    let dir = tmp("shift");
+    let mut o = tiny(None);
+    o.config.class_shift = true;
+    let mut plain_cfg = o.config;
+    plain_cfg.class_shift = false;
+    // At initialization the shifts are zero: the same images as without them.
+    let mut tr = Trainer::new(g.clone(), o.clone(), fake_real(40), None).unwrap();
+    let params = tr.g.read(&g).unwrap();
+    let (shifts, rest): (Vec<_>, Vec<_>) =
+        params.into_iter().partition(|(n, _)| n.contains(".shift."));
+    assert_eq!(shifts.len(), 3);
+    assert_eq!(shifts[0].1.shape, [16, 10]);
+    assert!(shifts.iter().all(|(_, a)| a.data.iter().all(|&v| v == 0.0)));
+    let (stats, weights): (Vec<_>, Vec<_>) =
+        rest.into_iter().partition(|(n, _)| n.contains(".running_"));
+    let plain = Generator::from_params(&g, plain_cfg, &weights, &stats).unwrap();
+    let (a, _) = generate(&g, &tr.g, 2, 4, None, None).unwrap();
+    let (b, _) = generate(&g, &plain, 2, 4, None, None).unwrap();
+    assert_eq!(a.pixels(), b.pixels());
+    // Training moves them, per class, and the generator file keeps them.
+    for _ in 0..2 {
+        assert!(tr.step().unwrap().g.is_finite());
+    }
+    let trained = tr.g.read(&g).unwrap();
+    let s0 = &trained
+        .iter()
+        .find(|(n, _)| n == "up0.shift.weight")
+        .unwrap()
+        .1;
+    assert!(s0.data.iter().any(|&v| v != 0.0));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("g.safetensors");
+    save_generator(&g, &tr.g, &serde_json::json!({}), 2, &file).unwrap();
+    let (back, _) = load_generator(&g, &file).unwrap();
+    assert!(back.cfg.class_shift);
+    let (c, _) = generate(&g, &tr.g, 2, 4, None, None).unwrap();
+    let (d, _) = generate(&g, &back, 2, 4, None, None).unwrap();
+    assert_eq!(c.pixels(), d.pixels());
+    assert_ne!(a.pixels(), c.pixels());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn generator_file_round_trip_and_teacher_set() {
     let g = gpu();
     let dir = tmp("teacher");

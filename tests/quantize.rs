@@ -242,8 +242,9 @@ fn noise_calibration_source_is_seeded() {
 #[test]
 fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
     let gpu = std::sync::Arc::new(Gpu::default_adapter().unwrap());
+    let data = std::path::Path::new("unused by fractal");
     let set =
-        |seed| synthcal::calib::calibration_set(&gpu, "fractal", None, 3, seed, None).unwrap();
+        |seed| synthcal::calib::calibration_set(&gpu, "fractal", data, 3, seed, None).unwrap();
     let (a, b, c) = (set(1), set(1), set(2));
     assert_eq!(a.pixels(), b.pixels());
     assert_ne!(a.pixels(), c.pixels());

@@ -39,7 +39,7 @@ impl CalibSetArgs {
         calibration_set(
             gpu,
             source,
-            Some(&self.data_dir()),
+            &self.data_dir(),
             self.per_class,
             self.seed,
             model,

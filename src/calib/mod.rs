@@ -38,7 +38,7 @@ pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
 pub fn calibration_set(
     gpu: &Arc<Gpu>,
     spec: &str,
-    data_dir: Option<&Path>,
+    data_dir: &Path,
     per_class: usize,
     seed: u64,
     model: Option<&crate::models::Model>,
@@ -48,11 +48,7 @@ pub fn calibration_set(
         Ok(data::balanced_subset(&train, per_class, seed)?)
     };
     if spec == "real" {
-        return cifar(
-            &data_dir
-                .map(Path::to_path_buf)
-                .unwrap_or_else(crate::quant::cli::default_data),
-        );
+        return cifar(data_dir);
     }
     if spec == "noise" {
         return noise_images(per_class * 10, seed);

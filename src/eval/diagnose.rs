@@ -157,12 +157,8 @@ pub fn diagnose(
         .collect();
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
     let bar = crate::progress::bar(ds.len() as u64, "diagnose", quiet);
-    for start in (0..ds.len()).step_by(100) {
-        let end = (start + 100).min(ds.len());
-        let x = gpu.upload_f32(
-            &[end - start, 3, 32, 32],
-            &ds.to_f32_normalized(start..end, q.norm.mean, q.norm.std),
-        )?;
+    super::for_each_batch(ds, q.norm, 100, |r, x| {
+        let x = gpu.upload_f32(&[r.len(), 3, 32, 32], x)?;
         let mut s = gpu.stream();
         let a = fp.forward(&mut s, &x, &keep)?;
         let b = int8.forward(&mut s, &x, &ids)?;
@@ -192,8 +188,9 @@ pub fn diagnose(
                 seen[k] += 1;
             }
         }
-        bar.inc((end - start) as u64);
-    }
+        bar.inc(r.len() as u64);
+        Ok(())
+    })?;
     bar.finish_and_clear();
     let classes = ds.num_classes();
     let fid = fidelity(&lf, &lq, ds.labels(), classes);

@@ -122,19 +122,35 @@ pub fn logits(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(ds.len() * 10);
+    for_each_batch(ds, norm, batch, |r, x| {
+        out.extend(runner.logits(x, r.len(), [32, 32])?);
+        progress(r.len());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f(range, images)` on `ds` in order, `batch` normalized images at a time.
+pub fn for_each_batch(
+    ds: &Dataset,
+    norm: Normalization,
+    batch: usize,
+    mut f: impl FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
+) -> Result<()> {
     if batch == 0 {
         return Err(Error::Invalid("--batch must be at least 1".into()));
     }
-    let mut out = Vec::with_capacity(ds.len() * 10);
     let mut start = 0;
     while start < ds.len() {
         let end = (start + batch).min(ds.len());
-        let x = ds.to_f32_normalized(start..end, norm.mean, norm.std);
-        out.extend(runner.logits(&x, end - start, [32, 32])?);
-        progress(end - start);
+        f(
+            start..end,
+            &ds.to_f32_normalized(start..end, norm.mean, norm.std),
+        )?;
         start = end;
     }
-    Ok(out)
+    Ok(())
 }
 
 pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
@@ -282,20 +298,17 @@ pub fn cross_check(
     let gpu_pred = argmax_rows(gpu_logits, k);
     let bar = crate::progress::bar(ds.len() as u64, "cpu check", quiet);
     let mut diff = 0;
-    for start in (0..ds.len()).step_by(50) {
-        let end = (start + 50).min(ds.len());
-        let x = crate::cpu::Array::new(
-            &[end - start, 3, 32, 32],
-            ds.to_f32_normalized(start..end, q.norm.mean, q.norm.std),
-        );
+    for_each_batch(ds, q.norm, 50, |r, x| {
+        let x = crate::cpu::Array::new(&[r.len(), 3, 32, 32], x.to_vec());
         let cpu = q.cpu_logits(&x)?;
         diff += argmax_rows(&cpu.data, k)
             .iter()
-            .zip(&gpu_pred[start..end])
+            .zip(&gpu_pred[r.clone()])
             .filter(|(a, b)| a != b)
             .count();
-        bar.inc((end - start) as u64);
-    }
+        bar.inc(r.len() as u64);
+        Ok(())
+    })?;
     bar.finish_and_clear();
     Ok((ds.len(), diff))
 }

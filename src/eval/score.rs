@@ -170,13 +170,11 @@ pub fn logits_and_features(
     model: &Model,
     ds: &Dataset,
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
-    let norm = model.arch.norm;
     let (mut logits, mut feats) = (Vec::new(), Vec::new());
     let mut dim = 0;
-    for start in (0..ds.len()).step_by(250) {
-        let end = (start + 250).min(ds.len());
-        let x = ds.to_f32_normalized(start..end, norm.mean, norm.std);
-        let x = runner.gpu.upload_f32(&[end - start, 3, 32, 32], &x)?;
+    super::for_each_batch(ds, model.arch.norm, 250, |r, x| {
+        let n = r.len();
+        let x = runner.gpu.upload_f32(&[n, 3, 32, 32], x)?;
         let mut s = runner.gpu.stream();
         let out = runner.forward(&mut s, &x, &[feat])?;
         let f = out
@@ -187,9 +185,10 @@ pub fn logits_and_features(
         s.submit();
         logits.extend(runner.gpu.read_f32(&out.output)?);
         let fv = runner.gpu.read_f32(&f)?;
-        dim = fv.len() / (end - start);
+        dim = fv.len() / n;
         feats.extend(fv);
-    }
+        Ok(())
+    })?;
     Ok((logits, feats, dim))
 }
 

@@ -54,6 +54,10 @@ pub struct TrainGanArgs {
     /// W times the adversarial ones (D's real-image hinge term, G's adversarial term).
     #[arg(long, default_value_t = 0.0, value_name = "W")]
     pub aux_classifier: f32,
+    /// Class-conditional shifts after each generator up-block's batch norm (conditional
+    /// BN's beta). The reference generator sees the class only once, at its input.
+    #[arg(long)]
+    pub class_shift: bool,
     /// Training iterations (one D step and one G step each).
     #[arg(long, default_value_t = 10_000)]
     pub steps: u64,
@@ -110,6 +114,7 @@ impl TrainGanArgs {
             classes: 10,
             projection,
             aux_classifier: self.aux_classifier > 0.0,
+            class_shift: self.class_shift,
         };
         o.cls_d = 0.2 * self.aux_classifier;
         o.cls_g = o.l3 * self.aux_classifier;

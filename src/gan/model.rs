@@ -28,6 +28,11 @@ pub struct GanConfig {
     /// 128-d head, trained on real images; G is trained to make them name its class.
     #[serde(default)]
     pub aux_classifier: bool,
+    /// Class-conditional shifts after each up-block's batch norm (conditional BN's beta, as
+    /// in SNGAN/BigGAN generators). The reference conditions G once, at its input; through
+    /// the GLU gates a per-class shift also scales channels per class at every resolution.
+    #[serde(default)]
+    pub class_shift: bool,
 }
 
 impl Default for GanConfig {
@@ -39,6 +44,7 @@ impl Default for GanConfig {
             classes: 10,
             projection: false,
             aux_classifier: false,
+            class_shift: false,
         }
     }
 }
@@ -86,6 +92,9 @@ fn gen_layers(cfg: &GanConfig) -> (Shapes, Vec<(String, usize)>) {
     let mut c = c0;
     for k in 0..3 {
         w.push((format!("up{k}.conv.weight"), vec![c, c, 3, 3]));
+        if cfg.class_shift {
+            w.push((format!("up{k}.shift.weight"), vec![c, cfg.classes]));
+        }
         bn.push((format!("up{k}.bn"), c));
         c /= 2;
     }
@@ -99,9 +108,13 @@ fn init_params(
     bns: &[(String, usize)],
     rng: &mut StdRng,
 ) -> Vec<(String, Array)> {
+    // Class shifts start at zero: G starts as the reference one.
     let mut out: Vec<(String, Array)> = weights
         .iter()
-        .map(|(n, s)| (n.clone(), orthogonal(s, rng)))
+        .map(|(n, s)| match n.contains(".shift.") {
+            true => (n.clone(), Array::zeros(s)),
+            false => (n.clone(), orthogonal(s, rng)),
+        })
         .collect();
     for (n, c) in bns {
         out.push((format!("{n}.weight"), bn_weight(*c, rng)));
@@ -219,10 +232,31 @@ impl Generator {
                 Conv2dParams::new(1, 1, 1),
             )?;
             h = self.bn(t, s, p, h, &format!("up{k}.bn"), train)?;
+            if self.cfg.class_shift {
+                h = self.class_shift(t, s, p, h, onehot, k)?;
+            }
             h = t.glu(s, h)?;
         }
         let h = t.conv2d(s, h, p.get("out.weight")?, None, Conv2dParams::new(1, 1, 1))?;
         t.act(s, h, Act::Tanh)
+    }
+
+    /// `h + shift[class]` per channel: the one-hot times the shift table, broadcast over
+    /// the map by a nearest upsample of the 1x1 map.
+    fn class_shift(
+        &self,
+        t: &mut Tape,
+        s: &mut Stream,
+        p: &TapeParams,
+        h: Var,
+        onehot: Var,
+        k: usize,
+    ) -> Result<Var> {
+        let shape = t.value(h).shape().to_vec();
+        let shift = t.linear(s, onehot, p.get(&format!("up{k}.shift.weight"))?)?;
+        let shift = t.reshape(shift, &[shape[0], shape[1], 1, 1])?;
+        let shift = t.upsample(s, shift, shape[2])?;
+        t.add(s, h, shift)
     }
 
     /// Parameters and running statistics, read back (for checkpoints and export).
