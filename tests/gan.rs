@@ -80,7 +80,7 @@ fn same_seed_same_run_and_resume_matches() {
     let mut c = Trainer::resume(
         g.clone(),
         &dir.join("checkpoint.safetensors"),
-        fake_real(40),
+        |_| Ok(fake_real(40)),
         None,
     )
     .unwrap();
@@ -118,7 +118,7 @@ fn auxiliary_classifier_trains_and_resumes() {
     let mut b = Trainer::resume(
         g.clone(),
         &dir.join("checkpoint.safetensors"),
-        fake_real(40),
+        |_| Ok(fake_real(40)),
         None,
     )
     .unwrap();
@@ -247,7 +247,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let ckpt = dir.join("checkpoint.safetensors");
     let before = std::fs::read(&ckpt).unwrap();
     // An absurd learning rate overflows the weights within a few steps.
-    let mut tr = Trainer::resume(g.clone(), &ckpt, fake_real(40), None).unwrap();
+    let mut tr = Trainer::resume(g.clone(), &ckpt, |_| Ok(fake_real(40)), None).unwrap();
     tr.opts.steps = 20;
     tr.opts.adam_d.lr = 1e38;
     tr.opts.adam_g.lr = 1e38;

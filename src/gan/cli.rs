@@ -162,8 +162,7 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
                 msg: "--resume: no checkpoint here".into(),
             });
         }
-        let peek = Trainer::resume_options(&ckpt)?;
-        let real = real_images(args.data.as_deref(), peek.real_images, peek.seed)?;
+        let real = |o: &TrainOptions| real_images(args.data.as_deref(), o.real_images, o.seed);
         let mut tr = Trainer::resume(gpu.clone(), &ckpt, real, teacher)?;
         tr.opts.steps = tr.opts.steps.max(args.steps);
         eprintln!("resuming at step {} of {}", tr.step, tr.opts.steps);

@@ -487,28 +487,23 @@ impl Trainer {
         )
     }
 
-    /// The options a checkpoint was made with (to load the same real images before resuming).
-    pub fn resume_options(path: &Path) -> Result<TrainOptions> {
-        let (_, meta) = read_arrays(path)?;
-        check_format(path, &meta, CHECKPOINT_FORMAT)?;
-        meta_json(path, &meta, "options")
-    }
-
     pub fn real_len(&self) -> usize {
         self.real.len()
     }
 
-    /// Restores a checkpoint written by [`Trainer::save`]; returns the options it was made with.
+    /// Restores a checkpoint written by [`Trainer::save`]. `real` loads the real images for
+    /// the checkpoint's options (their count and seed pick them).
     pub fn resume(
         gpu: Arc<Gpu>,
         path: &Path,
-        real: Dataset,
+        real: impl FnOnce(&TrainOptions) -> Result<Dataset>,
         teacher: Option<Teacher>,
     ) -> Result<Trainer> {
         let (arrays, meta) = read_arrays(path)?;
         check_format(path, &meta, CHECKPOINT_FORMAT)?;
         let opts: TrainOptions = meta_json(path, &meta, "options")?;
         let step: u64 = meta_json(path, &meta, "step")?;
+        let real = real(&opts)?;
         let file_err = |e: Error| Error::File {
             path: path.into(),
             msg: e.to_string(),
