@@ -4,19 +4,10 @@ use std::path::PathBuf;
 
 use synthcal::data::{balanced_subset, load_cifar10_bin, Split};
 
+mod common;
+
 fn cifar_dir() -> Option<PathBuf> {
-    let shared = std::env::var("SYNTHCAL_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared").to_string());
-    let dir = PathBuf::from(shared).join("data/cifar-10-batches-bin");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: {} not found (set SYNTHCAL_SHARED)",
-            dir.display()
-        );
-        None
-    }
+    common::shared().map(|s| s.join("data/cifar-10-batches-bin"))
 }
 
 #[test]

@@ -6,11 +6,7 @@ use std::path::{Path, PathBuf};
 
 use synthcal::io::{load_tensors, TensorData};
 
-fn shared_dir() -> PathBuf {
-    std::env::var_os("SYNTHCAL_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")))
-}
+mod common;
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -38,14 +34,10 @@ fn shape<'a>(t: &'a [(String, TensorData)], name: &str) -> &'a [usize] {
 
 #[test]
 fn loads_published_checkpoints() {
-    let models = shared_dir().join("models");
-    if !models.is_dir() {
-        eprintln!(
-            "skipping: {} not found (set SYNTHCAL_SHARED)",
-            models.display()
-        );
+    let Some(shared) = common::shared() else {
         return;
-    }
+    };
+    let models = shared.join("models");
     let mut all = files(&models.join("akamaster"), "th");
     all.extend(files(&models.join("chenyaofo"), "pt"));
     assert!(!all.is_empty(), "no checkpoints under {}", models.display());
@@ -93,7 +85,10 @@ fn loads_published_checkpoints() {
 /// Corrupted copies (truncated, bytes overwritten) must give errors, not panics.
 #[test]
 fn corrupted_checkpoints_fail_cleanly() {
-    let models = shared_dir().join("models");
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let models = shared.join("models");
     let sources = [
         models.join("akamaster/resnet20-12fca82f.th"),
         models.join("chenyaofo/cifar10_resnet20-4118986f.pt"),

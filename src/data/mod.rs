@@ -21,6 +21,13 @@ pub use folder::{load_image_folder, save_image_folder, ResizePolicy, RESIZE_FILT
 pub use grid::{sample_grid_png, GRID_GAP};
 pub use subset::{balanced_subset, balanced_subset_indices};
 
+/// The shared folder of data and published checkpoints: $SYNTHCAL_SHARED, else ../shared.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("SYNTHCAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
 /// Image side in pixels.
 pub const IMG_SIDE: usize = 32;
 /// Pixels per channel plane.

@@ -65,12 +65,6 @@ pub struct Cell {
     pub seconds: f64,
 }
 
-fn shared() -> PathBuf {
-    std::env::var_os("SYNTHCAL_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"))
-}
-
 /// A model name's checkpoint under the shared folder, or the path itself.
 pub fn model_path(name: &str) -> PathBuf {
     let file = match name {
@@ -81,7 +75,7 @@ pub fn model_path(name: &str) -> PathBuf {
         "shufflenetv2_x0_5" => "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
         _ => return PathBuf::from(name),
     };
-    shared().join("models").join(file)
+    crate::data::shared_dir().join("models").join(file)
 }
 
 fn missing(what: &str, path: &Path) -> Error {

@@ -26,7 +26,7 @@ pub enum Conditioning {
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainGanArgs {
     /// CIFAR-10 binary folder with the real training images (default: $SYNTHCAL_DATA, else
-    /// ../shared/data/cifar-10-batches-bin).
+    /// data/cifar-10-batches-bin under $SYNTHCAL_SHARED or ../shared).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Teacher set for black-box distillation: a class-folder PNG dataset with a

@@ -63,11 +63,12 @@ pub struct QuantizeArgs {
     pub quiet: bool,
 }
 
-/// The CIFAR-10 binary folder: $SYNTHCAL_DATA, else ../shared/data/cifar-10-batches-bin.
+/// The CIFAR-10 binary folder: $SYNTHCAL_DATA, else data/cifar-10-batches-bin under the
+/// shared folder.
 pub fn default_data() -> PathBuf {
     std::env::var_os("SYNTHCAL_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/data/cifar-10-batches-bin"))
+        .unwrap_or_else(|| crate::data::shared_dir().join("data/cifar-10-batches-bin"))
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
