@@ -224,6 +224,13 @@ fn depthwise(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
     store(p4, cw, a4); store(p5, cw, a5); store(p6, cw, a6); store(p7, cw, a7);
 }
 
+// Packed word i of an NCHW tensor: the f32 index of its first channel's value, and that channel.
+fn word_origin(i: u32, hw: u32) -> vec2u {
+    let c0 = 4u * ((i / hw) % p.c4);
+    let n = i / (hw * p.c4);
+    return vec2u((n * p.c + c0) * hw + i % hw, c0);
+}
+
 // f32 NCHW (bits in x) -> packed: q = clamp(round(v * (1 / scale))) - offset, one word a thread.
 @compute @workgroup_size(256)
 fn quantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -232,10 +239,9 @@ fn quantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     if i >= p.n * p.c4 * hw {
         return;
     }
-    let r = i % hw;
-    let c0 = 4u * ((i / hw) % p.c4);
-    let n = i / (hw * p.c4);
-    let base = (n * p.c + c0) * hw + r;
+    let o = word_origin(i, hw);
+    let base = o.x;
+    let c0 = o.y;
     var q = vec4<i32>(0);
     if c0 + 4u <= p.c {
         // A full word: four loads and one vector round + clamp (same math per lane).
@@ -265,10 +271,9 @@ fn quantize_channels(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     if i >= p.n * p.c4 * hw {
         return;
     }
-    let r = i % hw;
-    let c0 = 4u * ((i / hw) % p.c4);
-    let n = i / (hw * p.c4);
-    let base = (n * p.c + c0) * hw + r;
+    let o = word_origin(i, hw);
+    let base = o.x;
+    let c0 = o.y;
     var q = vec4<i32>(0);
     for (var k = 0u; k < 4u; k++) {
         if c0 + k < p.c {

@@ -184,6 +184,18 @@ pub fn quantize(s: &mut Stream, x: &Tensor, fmt: QFormat) -> Result<QTensor> {
     if !(fmt.scale > 0.0 && fmt.scale.is_finite()) {
         return shape_err("quantize", format!("scale {} is not positive", fmt.scale));
     }
+    launch_quantize(s, x, shape, fmt, 1.0 / fmt.scale, None)
+}
+
+/// One `quantize` (one `1 / scale`) or `quantize_channels` (`inv_scales` per channel) dispatch.
+fn launch_quantize(
+    s: &mut Stream,
+    x: &Tensor,
+    shape: [usize; 4],
+    fmt: QFormat,
+    qscale: f32,
+    inv_scales: Option<&Tensor>,
+) -> Result<QTensor> {
     let y = QTensor::alloc(s.gpu(), "quantize", shape, fmt)?;
     let [n, c, h, w] = shape;
     let (lo, hi) = fmt.range();
@@ -193,19 +205,23 @@ pub fn quantize(s: &mut Stream, x: &Tensor, fmt: QFormat) -> Result<QTensor> {
         h: h as u32,
         w: w as u32,
         c: c as u32,
-        qscale: 1.0 / fmt.scale,
+        qscale,
         lo,
         hi,
         out_offset: fmt.offset(),
         ..Default::default()
     };
     let words = n * c.div_ceil(4) * h * w;
+    let (entry, bufs): (&str, Vec<&Tensor>) = match inv_scales {
+        None => ("quantize", vec![x, &y.data]),
+        Some(sc) => ("quantize_channels", vec![x, &y.data, sc]),
+    };
     s.dispatch(
         UNPACKED,
-        "quantize",
+        entry,
         &[],
         bytes_of(&p),
-        &[x, &y.data],
+        &bufs,
         grid_1d(words, 256),
     )?;
     Ok(y)
@@ -227,29 +243,7 @@ fn quantize_channels(
             format!("{} channel scales for {c} channels", inv_scales.numel()),
         );
     }
-    let y = QTensor::alloc(s.gpu(), "quantize", [n, c, h, w], fmt)?;
-    let (lo, hi) = fmt.range();
-    let p = Params {
-        n: n as u32,
-        c4: c.div_ceil(4) as u32,
-        h: h as u32,
-        w: w as u32,
-        c: c as u32,
-        lo,
-        hi,
-        out_offset: fmt.offset(),
-        ..Default::default()
-    };
-    let words = n * c.div_ceil(4) * h * w;
-    s.dispatch(
-        UNPACKED,
-        "quantize_channels",
-        &[],
-        bytes_of(&p),
-        &[x, &y.data, inv_scales],
-        grid_1d(words, 256),
-    )?;
-    Ok(y)
+    launch_quantize(s, x, [n, c, h, w], fmt, 0.0, Some(inv_scales))
 }
 
 /// Packed -> f32 `[N, C, H, W]`, `q * scale`.
