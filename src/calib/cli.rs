@@ -11,7 +11,8 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug, Clone)]
 pub struct CalibSetArgs {
     /// CIFAR-10 binary folder: the `real` source's training images, and the test split where
-    /// the command evaluates (default: $SYNTHCAL_DATA, else data/cifar-10-batches-bin under $SYNTHCAL_SHARED or ../shared).
+    /// the command evaluates (default: $SYNTHCAL_DATA, else data/cifar-10-batches-bin under
+    /// $SYNTHCAL_SHARED or ../shared).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Calibration images per class (drawn from CIFAR-10 or generated).

@@ -158,7 +158,7 @@ pub fn diagnose(
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
     let bar = crate::progress::bar(ds.len() as u64, "diagnose", quiet);
     super::for_each_batch(ds, q.norm, 100, |r, x| {
-        let x = gpu.upload_f32(&[r.len(), 3, 32, 32], x)?;
+        let x = gpu.upload_f32(&[r.len(), 3, 32, 32], &x)?;
         let mut s = gpu.stream();
         let a = fp.forward(&mut s, &x, &keep)?;
         let b = int8.forward(&mut s, &x, &ids)?;

@@ -124,7 +124,7 @@ pub fn logits(
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(ds.len() * 10);
     for_each_batch(ds, norm, batch, |r, x| {
-        out.extend(runner.logits(x, r.len(), [32, 32])?);
+        out.extend(runner.logits(&x, r.len(), [32, 32])?);
         progress(r.len());
         Ok(())
     })?;
@@ -136,7 +136,7 @@ pub fn for_each_batch(
     ds: &Dataset,
     norm: Normalization,
     batch: usize,
-    mut f: impl FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
+    mut f: impl FnMut(std::ops::Range<usize>, Vec<f32>) -> Result<()>,
 ) -> Result<()> {
     if batch == 0 {
         return Err(Error::Invalid("--batch must be at least 1".into()));
@@ -146,7 +146,7 @@ pub fn for_each_batch(
         let end = (start + batch).min(ds.len());
         f(
             start..end,
-            &ds.to_f32_normalized(start..end, norm.mean, norm.std),
+            ds.to_f32_normalized(start..end, norm.mean, norm.std),
         )?;
         start = end;
     }
@@ -299,7 +299,7 @@ pub fn cross_check(
     let bar = crate::progress::bar(ds.len() as u64, "cpu check", quiet);
     let mut diff = 0;
     for_each_batch(ds, q.norm, 50, |r, x| {
-        let x = crate::cpu::Array::new(&[r.len(), 3, 32, 32], x.to_vec());
+        let x = crate::cpu::Array::new(&[r.len(), 3, 32, 32], x);
         let cpu = q.cpu_logits(&x)?;
         diff += argmax_rows(&cpu.data, k)
             .iter()

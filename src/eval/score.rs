@@ -174,7 +174,7 @@ pub fn logits_and_features(
     let mut dim = 0;
     super::for_each_batch(ds, model.arch.norm, 250, |r, x| {
         let n = r.len();
-        let x = runner.gpu.upload_f32(&[n, 3, 32, 32], x)?;
+        let x = runner.gpu.upload_f32(&[n, 3, 32, 32], &x)?;
         let mut s = runner.gpu.stream();
         let out = runner.forward(&mut s, &x, &[feat])?;
         let f = out

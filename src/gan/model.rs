@@ -111,9 +111,13 @@ fn init_params(
     // Class shifts start at zero: G starts as the reference one.
     let mut out: Vec<(String, Array)> = weights
         .iter()
-        .map(|(n, s)| match n.contains(".shift.") {
-            true => (n.clone(), Array::zeros(s)),
-            false => (n.clone(), orthogonal(s, rng)),
+        .map(|(n, s)| {
+            let a = if n.contains(".shift.") {
+                Array::zeros(s)
+            } else {
+                orthogonal(s, rng)
+            };
+            (n.clone(), a)
         })
         .collect();
     for (n, c) in bns {

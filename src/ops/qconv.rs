@@ -184,17 +184,22 @@ pub fn quantize(s: &mut Stream, x: &Tensor, fmt: QFormat) -> Result<QTensor> {
     if !(fmt.scale > 0.0 && fmt.scale.is_finite()) {
         return shape_err("quantize", format!("scale {} is not positive", fmt.scale));
     }
-    launch_quantize(s, x, shape, fmt, 1.0 / fmt.scale, None)
+    launch_quantize(s, x, shape, fmt, InvScale::PerTensor(1.0 / fmt.scale))
 }
 
-/// One `quantize` (one `1 / scale`) or `quantize_channels` (`inv_scales` per channel) dispatch.
+/// What the quantize kernels multiply by: one `1 / scale`, or one per channel (`[C]` f32).
+enum InvScale<'a> {
+    PerTensor(f32),
+    PerChannel(&'a Tensor),
+}
+
+/// One `quantize` or `quantize_channels` dispatch.
 fn launch_quantize(
     s: &mut Stream,
     x: &Tensor,
     shape: [usize; 4],
     fmt: QFormat,
-    qscale: f32,
-    inv_scales: Option<&Tensor>,
+    inv: InvScale,
 ) -> Result<QTensor> {
     let y = QTensor::alloc(s.gpu(), "quantize", shape, fmt)?;
     let [n, c, h, w] = shape;
@@ -205,16 +210,19 @@ fn launch_quantize(
         h: h as u32,
         w: w as u32,
         c: c as u32,
-        qscale,
+        qscale: match inv {
+            InvScale::PerTensor(q) => q,
+            InvScale::PerChannel(_) => 0.0,
+        },
         lo,
         hi,
         out_offset: fmt.offset(),
         ..Default::default()
     };
     let words = n * c.div_ceil(4) * h * w;
-    let (entry, bufs): (&str, Vec<&Tensor>) = match inv_scales {
-        None => ("quantize", vec![x, &y.data]),
-        Some(sc) => ("quantize_channels", vec![x, &y.data, sc]),
+    let (entry, bufs): (&str, Vec<&Tensor>) = match inv {
+        InvScale::PerTensor(_) => ("quantize", vec![x, &y.data]),
+        InvScale::PerChannel(sc) => ("quantize_channels", vec![x, &y.data, sc]),
     };
     s.dispatch(
         UNPACKED,
@@ -243,7 +251,7 @@ fn quantize_channels(
             format!("{} channel scales for {c} channels", inv_scales.numel()),
         );
     }
-    launch_quantize(s, x, [n, c, h, w], fmt, 0.0, Some(inv_scales))
+    launch_quantize(s, x, [n, c, h, w], fmt, InvScale::PerChannel(inv_scales))
 }
 
 /// Packed -> f32 `[N, C, H, W]`, `q * scale`.
