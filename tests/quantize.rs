@@ -1,6 +1,8 @@
 //! INT8 quantization end to end with random weights: the GPU integer path agrees with the CPU
 //! integer simulation, files round-trip, and bad input is refused.
 
+mod common;
+
 use synthcal::calib::cli::CalibSetArgs;
 use synthcal::cpu::Array;
 use synthcal::data::Dataset;
@@ -290,15 +292,8 @@ fn reproduce_writes_the_report_and_resumes() {
     }
     std::fs::write(data.join("test_batch.bin"), &bin).unwrap();
     // A random-weight ResNet-20 as a weights file.
-    let a = arch("akamaster_resnet20").unwrap();
-    let p = random_params(&a, 2);
     let model = dir.join("r20.safetensors");
-    let t: Vec<(&str, &[usize], &[f32])> = p
-        .tensors
-        .iter()
-        .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
-        .collect();
-    synthcal::io::write_safetensors(&model, &t, &Default::default()).unwrap();
+    common::write_random_model("akamaster_resnet20", 2, &model);
     let args = ReproduceArgs {
         models: vec![model.display().to_string()],
         sources: vec!["noise".into()],

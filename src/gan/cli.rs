@@ -58,6 +58,14 @@ pub struct TrainGanArgs {
     /// BN's beta). The reference generator sees the class only once, at its input.
     #[arg(long)]
     pub class_shift: bool,
+    /// A frozen pretrained classifier (a model name such as resnet20, or a checkpoint path)
+    /// that guides the generator: its cross-entropy on G's images against their classes
+    /// joins G's loss. Not in the reference DiStyleGAN (its teacher carries the classes).
+    #[arg(long, value_name = "MODEL")]
+    pub guide: Option<String>,
+    /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term.
+    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    pub guide_weight: f32,
     /// Training iterations (one D step and one G step each).
     #[arg(long, default_value_t = 10_000)]
     pub steps: u64,
@@ -118,6 +126,12 @@ impl TrainGanArgs {
         };
         o.cls_d = 0.2 * self.aux_classifier;
         o.cls_g = o.l3 * self.aux_classifier;
+        o.guide = self.guide.clone();
+        o.guide_weight = if self.guide.is_some() {
+            o.l3 * self.guide_weight
+        } else {
+            0.0
+        };
         o.steps = self.steps;
         o.batch = self.batch;
         o.seed = self.seed;

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod generate;
+pub mod guide;
 pub mod init;
 pub mod model;
 pub mod train;

@@ -12,6 +12,7 @@
 //! One spectral-norm power iteration per network per step (PyTorch runs one per D call):
 //! D's normalized weights are computed once per step and shared by all its calls.
 
+use super::guide::Guide;
 use super::model::{DWeights, Discriminator, GanConfig, Generator};
 use super::{
     check_format, meta_json, read_arrays, save_generator, write_arrays, CHECKPOINT_FORMAT,
@@ -56,6 +57,12 @@ pub struct TrainOptions {
     pub cls_d: f32,
     #[serde(default)]
     pub cls_g: f32,
+    /// A frozen pretrained classifier (model name or path) whose cross-entropy on G's images
+    /// against their classes joins G's loss with weight `guide_weight` (see `gan::guide`).
+    #[serde(default)]
+    pub guide: Option<String>,
+    #[serde(default)]
+    pub guide_weight: f32,
 }
 
 impl TrainOptions {
@@ -80,6 +87,8 @@ impl TrainOptions {
             teacher,
             cls_d: 0.0,
             cls_g: 0.0,
+            guide: None,
+            guide_weight: 0.0,
         }
     }
 }
@@ -207,6 +216,7 @@ pub struct Trainer {
     teacher_stream: IndexStream,
     /// Classes of the last `random_inputs` draw.
     last_labels: Vec<u8>,
+    guide: Option<Guide>,
 }
 
 impl Trainer {
@@ -243,6 +253,10 @@ impl Trainer {
         let mut rng = StdRng::seed_from_u64(opts.seed);
         let g = Generator::new(&gpu, opts.config, &mut rng)?;
         let d = Discriminator::new(&gpu, opts.config, &mut rng)?;
+        let guide = match &opts.guide {
+            Some(name) => Some(Guide::load(&gpu, name)?),
+            None => None,
+        };
         let real_stream = IndexStream::new(real.len(), opts.seed ^ 1);
         let teacher_stream = IndexStream::new(
             teacher.as_ref().map_or(1, |t| t.images.len()),
@@ -259,6 +273,7 @@ impl Trainer {
             teacher,
             teacher_stream,
             last_labels: Vec::new(),
+            guide,
         })
     }
 
@@ -403,6 +418,13 @@ impl Trainer {
                 terms.push((
                     t.loss(s, cls, Some(cz), Loss::CrossEntropy)?,
                     self.opts.cls_g,
+                ));
+            }
+            if let Some(guide) = &mut self.guide {
+                let logits = guide.logits(&mut t, s, x)?;
+                terms.push((
+                    t.loss(s, logits, Some(cz), Loss::CrossEntropy)?,
+                    self.opts.guide_weight,
                 ));
             }
         }

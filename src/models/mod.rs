@@ -35,6 +35,7 @@ pub const CIFAR_NORM: Normalization = Normalization {
 pub use crate::data::CIFAR10_CLASSES;
 
 /// An architecture: its graph, the tensors it expects and its input normalization.
+#[derive(Clone)]
 pub struct Arch {
     pub name: String,
     pub graph: Graph,
@@ -191,6 +192,7 @@ pub fn random_params(a: &Arch, seed: u64) -> Params {
 }
 
 /// A classifier ready to run: architecture plus validated weights.
+#[derive(Clone)]
 pub struct Model {
     pub arch: Arch,
     pub params: Params,

@@ -19,3 +19,14 @@ pub fn shared() -> Option<PathBuf> {
         None
     }
 }
+
+/// A random-weight model of architecture `arch` written as a safetensors weights file.
+pub fn write_random_model(arch: &str, seed: u64, path: &std::path::Path) {
+    let p = synthcal::models::random_params(&synthcal::models::arch(arch).unwrap(), seed);
+    let t: Vec<(&str, &[usize], &[f32])> = p
+        .tensors
+        .iter()
+        .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
+        .collect();
+    synthcal::io::write_safetensors(path, &t, &Default::default()).unwrap();
+}

@@ -1,0 +1,96 @@
+//! A frozen pretrained classifier that guides the generator: G's images, mapped from [-1, 1]
+//! to the classifier's normalized input, should be classified as their conditioning class
+//! (a cross-entropy term in G's loss, as data-free quantization's generators use, e.g.
+//! GDFQ). Not part of the reference DiStyleGAN, whose teacher's images carry the classes;
+//! without a teacher, the hinge GAN alone learns them slowly at CPU widths (see README).
+
+use crate::error::Result;
+use crate::gpu::{Gpu, Stream, Tensor};
+use crate::graph::replay::{Frozen, Until};
+use crate::graph::tape::{Tape, Var};
+use crate::models::Model;
+use crate::ops::conv2d::Conv2dParams;
+use std::sync::Arc;
+
+pub struct Guide {
+    frozen: Frozen,
+    /// Per-channel affine from [-1, 1] to the normalized input: `[3, 1, 1, 1]` and `[3]`.
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl Guide {
+    /// `name`: a model name (`synthcal eval --help` lists them) or a checkpoint path.
+    pub fn load(gpu: &Arc<Gpu>, name: &str) -> Result<Guide> {
+        let path = crate::eval::reproduce::model_path(name);
+        Guide::new(gpu, crate::models::load_model(&path, None)?)
+    }
+
+    pub fn new(gpu: &Arc<Gpu>, model: Model) -> Result<Guide> {
+        // x01 = (x + 1) / 2, then (x01 - mean) / std.
+        let n = model.arch.norm;
+        let scale: Vec<f32> = n.std.iter().map(|s| 0.5 / s).collect();
+        let shift: Vec<f32> = (0..3).map(|c| (0.5 - n.mean[c]) / n.std[c]).collect();
+        Ok(Guide {
+            scale: gpu.upload_f32(&[3, 1, 1, 1], &scale)?,
+            shift: gpu.upload_f32(&[3], &shift)?,
+            frozen: Frozen::new(gpu, Arc::new(model)),
+        })
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.frozen.model().arch.name
+    }
+
+    /// The classifier's logits `[N, classes]` for G's images `x` `[N, 3, H, W]` in [-1, 1].
+    pub fn logits(&mut self, t: &mut Tape, s: &mut Stream, x: Var) -> Result<Var> {
+        let scale = t.leaf(self.scale.clone(), false);
+        let shift = t.leaf(self.shift.clone(), false);
+        let xn = t.conv2d(s, x, scale, Some(shift), Conv2dParams::new(1, 0, 3))?;
+        Ok(self.frozen.replay(t, s, xn, Until::Logits)?.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Array;
+    use crate::models::{arch, random_params};
+    use rand::{Rng, SeedableRng};
+
+    /// G's [-1, 1] images reach the classifier as `synthcal eval` feeds it real ones:
+    /// (v / 255 - mean) / std with v / 255 = (x + 1) / 2.
+    #[test]
+    fn guide_logits_are_the_classifiers_on_the_mapped_images() {
+        let Ok(gpu) = Gpu::default_adapter() else {
+            eprintln!("skipped: no GPU adapter");
+            return;
+        };
+        let a = arch("resnet20").unwrap();
+        let model = Model::new(a, random_params(&arch("resnet20").unwrap(), 5)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let x: Vec<f32> = (0..2 * 3072).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let norm = model.arch.norm;
+        let mapped: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = (i / 1024) % 3;
+                ((v + 1.0) / 2.0 - norm.mean[c]) / norm.std[c]
+            })
+            .collect();
+        let input = Array::new(&[2, 3, 32, 32], mapped);
+        let want = crate::graph::cpu::forward(&model.arch.graph, &model.params, &input).unwrap();
+        let mut guide = Guide::new(&gpu, model).unwrap();
+        let mut s = gpu.stream();
+        let mut t = Tape::new();
+        let xv = t.leaf(gpu.upload_f32(&[2, 3, 32, 32], &x).unwrap(), false);
+        let out = guide.logits(&mut t, &mut s, xv).unwrap();
+        s.submit();
+        let got = gpu.read_f32(t.value(out)).unwrap();
+        let scale = want.data.iter().fold(1f32, |a, v| a.max(v.abs()));
+        for (g, r) in got.iter().zip(&want.data) {
+            assert!((g - r).abs() <= 1e-4 * scale, "{g} vs {r}");
+        }
+    }
+}
