@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReproduceArgs {
-    /// Models: checkpoint paths, or the names akamaster_resnet20, resnet20, resnet56,
-    /// shufflenetv2_x0_5 (found under $SYNTHCAL_SHARED, else ../shared, /models).
+    /// Models: checkpoint paths, or the names akamaster_resnet20, akamaster_resnet56,
+    /// resnet20, resnet56, shufflenetv2_x0_5 (found under $SYNTHCAL_SHARED, else ../shared,
+    /// /models).
     #[arg(
         long,
         value_delimiter = ',',

@@ -58,9 +58,11 @@ pub struct TrainGanArgs {
     /// BN's beta). The reference generator sees the class only once, at its input.
     #[arg(long)]
     pub class_shift: bool,
-    /// A frozen pretrained classifier (a model name such as resnet20, or a checkpoint path)
-    /// that guides the generator: its cross-entropy on G's images against their classes
-    /// joins G's loss. Not in the reference DiStyleGAN (its teacher carries the classes).
+    /// A frozen pretrained classifier that guides the generator: its cross-entropy on G's
+    /// images against their classes joins G's loss. A checkpoint path or a model name as
+    /// `synthcal reproduce --models` takes (e.g. resnet20: chenyaofo's, found under
+    /// $SYNTHCAL_SHARED, else ../shared). Not in the reference DiStyleGAN, whose teacher's
+    /// images carry the classes.
     #[arg(long, value_name = "MODEL")]
     pub guide: Option<String>,
     /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term.

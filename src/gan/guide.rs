@@ -20,7 +20,7 @@ pub struct Guide {
 }
 
 impl Guide {
-    /// `name`: a model name (`synthcal eval --help` lists them) or a checkpoint path.
+    /// `name`: a model name (as `synthcal reproduce --models` takes) or a checkpoint path.
     pub fn load(gpu: &Arc<Gpu>, name: &str) -> Result<Guide> {
         let path = crate::eval::reproduce::model_path(name);
         Guide::new(gpu, crate::models::load_model(&path, None)?)
