@@ -143,6 +143,8 @@ fn classifier_guide_joins_g_loss_trains_and_resumes() {
     let lp = plain.step().unwrap();
     o.guide = Some(weights.display().to_string());
     o.guide_weight = 1.0;
+    o.guide_bn_stats = 1e-3;
+    o.guide_jitter = 1;
     let mut tr = Trainer::new(g.clone(), o.clone(), fake_real(40), None).unwrap();
     let losses: Vec<f32> = (0..30).map(|_| tr.step().unwrap().g).collect();
     // Same seed, same first D step and adversarial term: G's loss gains the cross-entropy

@@ -77,7 +77,7 @@ fn distill_batch(
         let mut t = Tape::new();
         let xv = t.leaf(x.clone(), true);
         let losses = frozen
-            .replay(&mut t, &mut s, xv, Until::LastBatchNorm)?
+            .replay(&mut t, &mut s, xv, Until::LastBatchNorm, true)?
             .stat_losses;
         let terms: Vec<(Var, f32)> = losses.iter().map(|&l| (l, 1.0)).collect();
         let grads = t.backward(&mut s, &terms)?;

@@ -68,6 +68,14 @@ pub struct TrainGanArgs {
     /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term.
     #[arg(long, default_value_t = 1.0, value_name = "W")]
     pub guide_weight: f32,
+    /// Weight of --guide's BatchNorm-statistics loss (its layers' batch mean and std against
+    /// their running ones, as GDFQ and ZeroQ use), as a multiple of G's adversarial term.
+    #[arg(long, default_value_t = 0.0, value_name = "W")]
+    pub guide_bn_stats: f32,
+    /// --guide sees G's images shifted by a random offset of up to PX pixels per step (as
+    /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns.
+    #[arg(long, default_value_t = 0, value_name = "PX")]
+    pub guide_jitter: usize,
     /// Training iterations (one D step and one G step each).
     #[arg(long, default_value_t = 10_000)]
     pub steps: u64,
@@ -129,11 +137,11 @@ impl TrainGanArgs {
         o.cls_d = 0.2 * self.aux_classifier;
         o.cls_g = o.l3 * self.aux_classifier;
         o.guide = self.guide.clone();
-        o.guide_weight = if self.guide.is_some() {
-            o.l3 * self.guide_weight
-        } else {
-            0.0
-        };
+        if self.guide.is_some() {
+            o.guide_weight = o.l3 * self.guide_weight;
+            o.guide_bn_stats = o.l3 * self.guide_bn_stats;
+            o.guide_jitter = self.guide_jitter;
+        }
         o.steps = self.steps;
         o.batch = self.batch;
         o.seed = self.seed;

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 pub struct Guide {
     frozen: Frozen,
+    /// One-hot shift kernels `[3, 1, k, k]` by shift, made on first use.
+    shifts: std::collections::HashMap<(i32, i32), Tensor>,
     /// Per-channel affine from [-1, 1] to the normalized input: `[3, 1, 1, 1]` and `[3]`.
     scale: Tensor,
     shift: Tensor,
@@ -35,6 +37,7 @@ impl Guide {
             scale: gpu.upload_f32(&[3, 1, 1, 1], &scale)?,
             shift: gpu.upload_f32(&[3], &shift)?,
             frozen: Frozen::new(gpu, Arc::new(model)),
+            shifts: Default::default(),
         })
     }
 
@@ -42,12 +45,43 @@ impl Guide {
         &self.frozen.model().arch.name
     }
 
-    /// The classifier's logits `[N, classes]` for G's images `x` `[N, 3, H, W]` in [-1, 1].
-    pub fn logits(&mut self, t: &mut Tape, s: &mut Stream, x: Var) -> Result<Var> {
+    /// The classifier's logits `[N, classes]` for G's images `x` `[N, 3, H, W]` in [-1, 1],
+    /// shifted by `shift` pixels (x, y; zeros enter at the border), and its BN-statistics
+    /// losses when `stats`.
+    pub fn logits(
+        &mut self,
+        t: &mut Tape,
+        s: &mut Stream,
+        x: Var,
+        shift: (i32, i32),
+        stats: bool,
+    ) -> Result<(Var, Vec<Var>)> {
         let scale = t.leaf(self.scale.clone(), false);
-        let shift = t.leaf(self.shift.clone(), false);
-        let xn = t.conv2d(s, x, scale, Some(shift), Conv2dParams::new(1, 0, 3))?;
-        Ok(self.frozen.replay(t, s, xn, Until::Logits)?.out)
+        let shift_bias = t.leaf(self.shift.clone(), false);
+        let mut x = x;
+        if shift != (0, 0) {
+            // Output pixel i reads input i + shift: a one-hot kernel, padded by its radius.
+            let r = shift.0.unsigned_abs().max(shift.1.unsigned_abs()) as usize;
+            let k = 2 * r + 1;
+            let kernel = match self.shifts.get(&shift) {
+                Some(kernel) => kernel.clone(),
+                None => {
+                    let mut w = vec![0f32; 3 * k * k];
+                    let (u, v) = ((r as i32 + shift.1) as usize, (r as i32 + shift.0) as usize);
+                    for c in 0..3 {
+                        w[c * k * k + u * k + v] = 1.0;
+                    }
+                    let kernel = s.gpu().upload_f32(&[3, 1, k, k], &w)?;
+                    self.shifts.insert(shift, kernel.clone());
+                    kernel
+                }
+            };
+            let kernel = t.leaf(kernel, false);
+            x = t.conv2d(s, x, kernel, None, Conv2dParams::new(1, r, 3))?;
+        }
+        let xn = t.conv2d(s, x, scale, Some(shift_bias), Conv2dParams::new(1, 0, 3))?;
+        let r = self.frozen.replay(t, s, xn, Until::Logits, stats)?;
+        Ok((r.out, r.stat_losses))
     }
 }
 
@@ -59,7 +93,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// G's [-1, 1] images reach the classifier as `synthcal eval` feeds it real ones:
-    /// (v / 255 - mean) / std with v / 255 = (x + 1) / 2.
+    /// (v / 255 - mean) / std with v / 255 = (x + 1) / 2; a jitter shift moves them, with
+    /// zeros (mid-grey) entering at the border.
     #[test]
     fn guide_logits_are_the_classifiers_on_the_mapped_images() {
         let Ok(gpu) = Gpu::default_adapter() else {
@@ -68,29 +103,41 @@ mod tests {
         };
         let a = arch("resnet20").unwrap();
         let model = Model::new(a, random_params(&arch("resnet20").unwrap(), 5)).unwrap();
+        let norm = model.arch.norm;
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let x: Vec<f32> = (0..2 * 3072).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let norm = model.arch.norm;
-        let mapped: Vec<f32> = x
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let c = (i / 1024) % 3;
-                ((v + 1.0) / 2.0 - norm.mean[c]) / norm.std[c]
-            })
-            .collect();
-        let input = Array::new(&[2, 3, 32, 32], mapped);
-        let want = crate::graph::cpu::forward(&model.arch.graph, &model.params, &input).unwrap();
-        let mut guide = Guide::new(&gpu, model).unwrap();
-        let mut s = gpu.stream();
-        let mut t = Tape::new();
-        let xv = t.leaf(gpu.upload_f32(&[2, 3, 32, 32], &x).unwrap(), false);
-        let out = guide.logits(&mut t, &mut s, xv).unwrap();
-        s.submit();
-        let got = gpu.read_f32(t.value(out)).unwrap();
-        let scale = want.data.iter().fold(1f32, |a, v| a.max(v.abs()));
-        for (g, r) in got.iter().zip(&want.data) {
-            assert!((g - r).abs() <= 1e-4 * scale, "{g} vs {r}");
+        let bns = (model.arch.graph.nodes.iter())
+            .filter(|n| matches!(n.op, crate::graph::Op::BatchNorm { .. }))
+            .count();
+        let mut guide = Guide::new(&gpu, model.clone()).unwrap();
+        for shift in [(0, 0), (1, -2), (-2, 2)] {
+            let mapped: Vec<f32> = (0..x.len())
+                .map(|i| {
+                    let (c, y, xx) = ((i / 1024) % 3, (i / 32) % 32, i % 32);
+                    let (sy, sx) = (y as i32 + shift.1, xx as i32 + shift.0);
+                    let inside = (0..32).contains(&sy) && (0..32).contains(&sx);
+                    let v = if inside {
+                        x[i - y * 32 - xx + sy as usize * 32 + sx as usize]
+                    } else {
+                        0.0
+                    };
+                    ((v + 1.0) / 2.0 - norm.mean[c]) / norm.std[c]
+                })
+                .collect();
+            let input = Array::new(&[2, 3, 32, 32], mapped);
+            let want =
+                crate::graph::cpu::forward(&model.arch.graph, &model.params, &input).unwrap();
+            let mut s = gpu.stream();
+            let mut t = Tape::new();
+            let xv = t.leaf(gpu.upload_f32(&[2, 3, 32, 32], &x).unwrap(), false);
+            let (out, stats) = guide.logits(&mut t, &mut s, xv, shift, true).unwrap();
+            s.submit();
+            assert_eq!(stats.len(), bns, "one statistics loss per BatchNorm layer");
+            let got = gpu.read_f32(t.value(out)).unwrap();
+            let scale = want.data.iter().fold(1f32, |a, v| a.max(v.abs()));
+            for (g, r) in got.iter().zip(&want.data) {
+                assert!((g - r).abs() <= 1e-4 * scale, "{shift:?}: {g} vs {r}");
+            }
         }
     }
 }

@@ -63,6 +63,12 @@ pub struct TrainOptions {
     pub guide: Option<String>,
     #[serde(default)]
     pub guide_weight: f32,
+    /// Weight of the guide's BN-statistics losses (GDFQ's BNS term; 0 = none).
+    #[serde(default)]
+    pub guide_bn_stats: f32,
+    /// The guide sees G's images shifted by up to this many pixels (random per step).
+    #[serde(default)]
+    pub guide_jitter: usize,
 }
 
 impl TrainOptions {
@@ -89,6 +95,8 @@ impl TrainOptions {
             cls_g: 0.0,
             guide: None,
             guide_weight: 0.0,
+            guide_bn_stats: 0.0,
+            guide_jitter: 0,
         }
     }
 }
@@ -421,11 +429,16 @@ impl Trainer {
                 ));
             }
             if let Some(guide) = &mut self.guide {
-                let logits = guide.logits(&mut t, s, x)?;
+                let j = self.opts.guide_jitter as i32;
+                let mut draw = || rand::Rng::random_range(&mut rng, -j..=j);
+                let shift = (draw(), draw());
+                let bns = self.opts.guide_bn_stats;
+                let (logits, stats) = guide.logits(&mut t, s, x, shift, bns > 0.0)?;
                 terms.push((
                     t.loss(s, logits, Some(cz), Loss::CrossEntropy)?,
                     self.opts.guide_weight,
                 ));
+                terms.extend(stats.into_iter().map(|l| (l, bns)));
             }
         }
         let grads = t.backward(s, &terms)?;

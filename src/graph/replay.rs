@@ -22,13 +22,14 @@ use std::sync::Arc;
 /// How far the graph is replayed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Until {
-    /// To the last BatchNorm, with a BN-statistics loss per BatchNorm layer.
+    /// To the last BatchNorm.
     LastBatchNorm,
     /// To the output logits.
     Logits,
 }
 
-/// What a replay produced: the last value and (for `Until::LastBatchNorm`) the losses.
+/// What a replay produced: the last value and, when asked for, a BN-statistics loss per
+/// BatchNorm layer (ZeroQ's: the batch's mean and std against the running ones).
 pub struct Replayed {
     pub out: Var,
     pub stat_losses: Vec<Var>,
@@ -119,13 +120,15 @@ impl Frozen {
         self.constant(t, name, &shape, || a.data.clone())
     }
 
-    /// The forward pass of the model on the tape from the normalized image batch `x`.
+    /// The forward pass of the model on the tape from the normalized image batch `x`, with
+    /// the BN-statistics losses when `stats`.
     pub fn replay(
         &mut self,
         t: &mut Tape,
         s: &mut Stream,
         x: Var,
         until: Until,
+        stats: bool,
     ) -> Result<Replayed> {
         let model = self.model.clone();
         let g = &model.arch.graph;
@@ -188,7 +191,7 @@ impl Frozen {
                 Op::BatchNorm { prefix, eps, act } => {
                     let xin = arg(0)?;
                     let layer = self.batch_norm(prefix, *eps)?;
-                    if until == Until::LastBatchNorm {
+                    if stats {
                         stat_losses.push(t.bn_stat_loss(
                             s,
                             xin,
@@ -321,7 +324,10 @@ mod tests {
         let mut s = gpu.stream();
         let mut t = Tape::new();
         let xv = t.leaf(gpu.upload_f32(&[2, 3, 32, 32], x).unwrap(), true);
-        let out = fz.replay(&mut t, &mut s, xv, Until::Logits).unwrap().out;
+        let out = fz
+            .replay(&mut t, &mut s, xv, Until::Logits, false)
+            .unwrap()
+            .out;
         let seed = gpu.upload_f32(t.value(out).shape(), w).unwrap();
         let grads = t.backward_seeded(&mut s, &[(out, seed)], &[]).unwrap();
         let (y, gx) = (t.value(out).clone(), grads.get(xv).unwrap().clone());
