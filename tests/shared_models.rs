@@ -23,7 +23,9 @@ fn first(ds: &data::Dataset, n: usize) -> data::Dataset {
 /// The whole test set for akamaster's ResNet-20: exactly the published 91.73%.
 #[test]
 fn akamaster_resnet20_full_test_set() {
-    let Some(sh) = common::shared() else { return };
+    let Some(sh) = common::shared_models() else {
+        return;
+    };
     let test = data::load_cifar10_bin(sh.join("data/cifar-10-batches-bin"), Split::Test).unwrap();
     let m = Classifier::load(&sh.join("models/akamaster/resnet20-12fca82f.th"), None).unwrap();
     let acc = top1(&m, &test);
@@ -34,7 +36,9 @@ fn akamaster_resnet20_full_test_set() {
 /// published accuracy on the first 1,000 test images (within sampling noise: 2.5 pp).
 #[test]
 fn every_shared_checkpoint_on_a_test_subset() {
-    let Some(sh) = common::shared() else { return };
+    let Some(sh) = common::shared_models() else {
+        return;
+    };
     let test = data::load_cifar10_bin(sh.join("data/cifar-10-batches-bin"), Split::Test).unwrap();
     let sub = first(&test, 1000);
     let cases = [
@@ -80,7 +84,9 @@ fn every_shared_checkpoint_on_a_test_subset() {
 /// INT8 (DefaultQuantization, 1,000 real training images) stays close to FP32.
 #[test]
 fn resnet20_int8_with_real_calibration() {
-    let Some(sh) = common::shared() else { return };
+    let Some(sh) = common::shared_models() else {
+        return;
+    };
     let gpu = Gpu::default_adapter().unwrap();
     let dir = sh.join("data/cifar-10-batches-bin");
     let train = data::load_cifar10_bin(&dir, Split::Train).unwrap();
@@ -102,7 +108,9 @@ fn resnet20_int8_with_real_calibration() {
 /// result loads as the same model.
 #[test]
 fn import_round_trips_through_safetensors() {
-    let Some(sh) = common::shared() else { return };
+    let Some(sh) = common::shared_models() else {
+        return;
+    };
     let ckpt = sh.join("models/chenyaofo/cifar10_resnet20-4118986f.pt");
     let dir = std::env::temp_dir().join(format!("synthcal-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

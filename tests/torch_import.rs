@@ -34,7 +34,7 @@ fn shape<'a>(t: &'a [(String, TensorData)], name: &str) -> &'a [usize] {
 
 #[test]
 fn loads_published_checkpoints() {
-    let Some(shared) = common::shared() else {
+    let Some(shared) = common::shared_models() else {
         return;
     };
     let models = shared.join("models");
@@ -85,7 +85,7 @@ fn loads_published_checkpoints() {
 /// Corrupted copies (truncated, bytes overwritten) must give errors, not panics.
 #[test]
 fn corrupted_checkpoints_fail_cleanly() {
-    let Some(shared) = common::shared() else {
+    let Some(shared) = common::shared_models() else {
         return;
     };
     let models = shared.join("models");

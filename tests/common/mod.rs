@@ -3,21 +3,45 @@
 
 use std::path::PathBuf;
 
-/// The shared data folder (`SYNTHCAL_SHARED`, default `../shared`), or None with a printed
-/// reason when it is absent, so that a checkout elsewhere still passes.
+/// The shared data folder (`SYNTHCAL_SHARED`, default `../shared`) when it holds the CIFAR-10
+/// test batch, or None with a printed reason, so that a checkout elsewhere still passes.
 pub fn shared() -> Option<PathBuf> {
+    shared_with(&["data/cifar-10-batches-bin/test_batch.bin"])
+}
+
+/// The shared folder when it holds the test batch and every file in `needs` (relative paths),
+/// or None with a printed reason.
+pub fn shared_with(needs: &[&str]) -> Option<PathBuf> {
     let p = std::env::var_os("SYNTHCAL_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    if p.join("data/cifar-10-batches-bin/test_batch.bin").exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: shared data not found at {} (set SYNTHCAL_SHARED)",
-            p.display()
-        );
-        None
+    let data = "data/cifar-10-batches-bin/test_batch.bin";
+    match std::iter::once(&data)
+        .chain(needs)
+        .find(|f| !p.join(f).exists())
+    {
+        None => Some(p),
+        Some(missing) => {
+            eprintln!(
+                "skipped: {missing} not found under the shared folder {} (set SYNTHCAL_SHARED)",
+                p.display()
+            );
+            None
+        }
     }
+}
+
+/// The shared folder when it also holds the published checkpoints the tests use.
+pub fn shared_models() -> Option<PathBuf> {
+    shared_with(&[
+        "models/akamaster/resnet20-12fca82f.th",
+        "models/akamaster/resnet32-d509ac18.th",
+        "models/akamaster/resnet44-014dd654.th",
+        "models/akamaster/resnet56-4bfd9763.th",
+        "models/chenyaofo/cifar10_resnet20-4118986f.pt",
+        "models/chenyaofo/cifar10_resnet56-187c023a.pt",
+        "models/chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
+    ])
 }
 
 /// A random-weight model of architecture `arch` written as a safetensors weights file.
