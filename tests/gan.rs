@@ -35,6 +35,14 @@ fn fake_real(n: usize) -> Dataset {
     Dataset::new(pixels, labels, names, "random").unwrap()
 }
 
+/// Saves `tr` into `dir` and resumes it from there (with the same fake real images).
+fn save_and_resume(tr: &Trainer, dir: &std::path::Path) -> Trainer {
+    std::fs::create_dir_all(dir).unwrap();
+    tr.save(dir).unwrap();
+    let ckpt = dir.join("checkpoint.safetensors");
+    Trainer::resume(gpu(), &ckpt, |_| Ok(fake_real(40)), None).unwrap()
+}
+
 fn tiny(teacher: Option<PathBuf>) -> TrainOptions {
     let mut o = TrainOptions::faithful(teacher);
     o.config.ngf = 16;
@@ -77,15 +85,7 @@ fn same_seed_same_run_and_resume_matches() {
     assert_eq!(la[1].g, lb[1].g);
     assert!(la.iter().all(|l| l.d.is_finite() && l.g.is_finite()));
     // Save after 2 steps, resume, take the third: identical to the uninterrupted run.
-    std::fs::create_dir_all(&dir).unwrap();
-    b.save(&dir).unwrap();
-    let mut c = Trainer::resume(
-        g.clone(),
-        &dir.join("checkpoint.safetensors"),
-        |_| Ok(fake_real(40)),
-        None,
-    )
-    .unwrap();
+    let mut c = save_and_resume(&b, &dir);
     assert_eq!(c.step, 2);
     let lc = c.step().unwrap();
     assert_eq!((lc.d, lc.g), (la[2].d, la[2].g));
@@ -115,15 +115,7 @@ fn auxiliary_classifier_trains_and_resumes() {
         .unwrap()
         .iter()
         .any(|(n, t)| n == "aux.weight" && t.shape == [10, 128]));
-    std::fs::create_dir_all(&dir).unwrap();
-    a.save(&dir).unwrap();
-    let mut b = Trainer::resume(
-        g.clone(),
-        &dir.join("checkpoint.safetensors"),
-        |_| Ok(fake_real(40)),
-        None,
-    )
-    .unwrap();
+    let mut b = save_and_resume(&a, &dir);
     assert_eq!(b.opts, o);
     assert!(b.step().unwrap().d.is_finite());
     std::fs::remove_dir_all(&dir).ok();
@@ -156,14 +148,7 @@ fn classifier_guide_joins_g_loss_trains_and_resumes() {
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
     let (early, late) = (mean(&losses[..5]), mean(&losses[20..]));
     assert!(late < 0.85 * early, "G loss {early} -> {late}");
-    tr.save(&dir).unwrap();
-    let mut b = Trainer::resume(
-        g.clone(),
-        &dir.join("checkpoint.safetensors"),
-        |_| Ok(fake_real(40)),
-        None,
-    )
-    .unwrap();
+    let mut b = save_and_resume(&tr, &dir);
     assert_eq!(b.opts, o);
     assert!(b.step().unwrap().g.is_finite());
     std::fs::remove_dir_all(&dir).ok();
