@@ -78,11 +78,11 @@ pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<
             "no PNG/JPEG images in the class subfolders",
         ));
     }
-    let mut source = format!("image folder {} ({} images", dir.display(), labels.len());
+    // The image count is the dataset's own; reports print it next to this.
+    let mut source = format!("image folder {}", dir.display());
     if resized > 0 {
-        source += &format!(", {resized} resized to 32x32 with {RESIZE_FILTER:?}");
+        source += &format!(" ({resized} resized to 32x32 with {RESIZE_FILTER:?})");
     }
-    source.push(')');
     Dataset::new(pixels, labels, class_names, source)
 }
 
