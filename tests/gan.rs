@@ -306,15 +306,18 @@ fn bad_configs_are_refused() {
 #[test]
 fn committed_generator_loads_and_generates() {
     let g = gpu();
-    let path = synthcal::gan::cli::default_generator();
-    let (gen, recipe) = load_generator(&g, &path).expect("assets/distylegan-cifar10.safetensors");
-    // Its recipe travels with it.
-    assert_eq!(recipe["config"]["ngf"], gen.cfg.ngf);
-    assert!(recipe["steps"].as_u64().unwrap() > 0);
-    let (ds, noise) = generate(&g, &gen, 2, 0, None, None).unwrap();
-    assert_eq!(ds.class_counts(), vec![2; 10]);
-    assert_eq!(noise.len(), 20 * gen.cfg.z_dim);
-    // Not constant images.
-    let px = ds.pixels();
-    assert!(px.iter().any(|&p| p != px[0]));
+    let default = synthcal::gan::cli::default_generator();
+    let unguided = default.with_file_name("distylegan-cifar10-unguided.safetensors");
+    for path in [default, unguided] {
+        let (gen, recipe) = load_generator(&g, &path).unwrap_or_else(|e| panic!("{e}"));
+        // Its recipe travels with it.
+        assert_eq!(recipe["config"]["ngf"], gen.cfg.ngf);
+        assert!(recipe["steps"].as_u64().unwrap() > 0);
+        let (ds, noise) = generate(&g, &gen, 2, 0, None, None).unwrap();
+        assert_eq!(ds.class_counts(), vec![2; 10]);
+        assert_eq!(noise.len(), 20 * gen.cfg.z_dim);
+        // Not constant images.
+        let px = ds.pixels();
+        assert!(px.iter().any(|&p| p != px[0]));
+    }
 }
