@@ -5,7 +5,7 @@
 //! without a teacher, the hinge GAN alone learns them slowly at CPU widths (see README).
 
 use crate::error::Result;
-use crate::gpu::{Gpu, Stream, Tensor};
+use crate::gpu::{Gpu, Stream};
 use crate::graph::replay::{Frozen, Until};
 use crate::graph::tape::{Tape, Var};
 use crate::models::Model;
@@ -13,12 +13,8 @@ use crate::ops::conv2d::Conv2dParams;
 use std::sync::Arc;
 
 pub struct Guide {
+    /// The classifier, which also keeps the guide's own constants (input mapping, shifts).
     frozen: Frozen,
-    /// One-hot shift kernels `[3, 1, k, k]` by shift, made on first use.
-    shifts: std::collections::HashMap<(i32, i32), Tensor>,
-    /// Per-channel affine from [-1, 1] to the normalized input: `[3, 1, 1, 1]` and `[3]`.
-    scale: Tensor,
-    shift: Tensor,
 }
 
 impl Guide {
@@ -29,20 +25,9 @@ impl Guide {
     }
 
     pub fn new(gpu: &Arc<Gpu>, model: Model) -> Result<Guide> {
-        // x01 = (x + 1) / 2, then (x01 - mean) / std.
-        let n = model.arch.norm;
-        let scale: Vec<f32> = n.std.iter().map(|s| 0.5 / s).collect();
-        let shift: Vec<f32> = (0..3).map(|c| (0.5 - n.mean[c]) / n.std[c]).collect();
         Ok(Guide {
-            scale: gpu.upload_f32(&[3, 1, 1, 1], &scale)?,
-            shift: gpu.upload_f32(&[3], &shift)?,
             frozen: Frozen::new(gpu, Arc::new(model)),
-            shifts: Default::default(),
         })
-    }
-
-    pub fn arch(&self) -> &str {
-        &self.frozen.model().arch.name
     }
 
     /// The classifier's logits `[N, classes]` for G's images `x` `[N, 3, H, W]` in [-1, 1],
@@ -56,30 +41,32 @@ impl Guide {
         shift: (i32, i32),
         stats: bool,
     ) -> Result<(Var, Vec<Var>)> {
-        let scale = t.leaf(self.scale.clone(), false);
-        let shift_bias = t.leaf(self.shift.clone(), false);
         let mut x = x;
         if shift != (0, 0) {
             // Output pixel i reads input i + shift: a one-hot kernel, padded by its radius.
             let r = shift.0.unsigned_abs().max(shift.1.unsigned_abs()) as usize;
             let k = 2 * r + 1;
-            let kernel = match self.shifts.get(&shift) {
-                Some(kernel) => kernel.clone(),
-                None => {
-                    let mut w = vec![0f32; 3 * k * k];
-                    let (u, v) = ((r as i32 + shift.1) as usize, (r as i32 + shift.0) as usize);
-                    for c in 0..3 {
-                        w[c * k * k + u * k + v] = 1.0;
-                    }
-                    let kernel = s.gpu().upload_f32(&[3, 1, k, k], &w)?;
-                    self.shifts.insert(shift, kernel.clone());
-                    kernel
+            let key = format!("#guide-shift{},{}", shift.0, shift.1);
+            let kernel = self.frozen.constant(t, &key, &[3, 1, k, k], || {
+                let mut w = vec![0f32; 3 * k * k];
+                let (u, v) = ((r as i32 + shift.1) as usize, (r as i32 + shift.0) as usize);
+                for c in 0..3 {
+                    w[c * k * k + u * k + v] = 1.0;
                 }
-            };
-            let kernel = t.leaf(kernel, false);
+                w
+            })?;
             x = t.conv2d(s, x, kernel, None, Conv2dParams::new(1, r, 3))?;
         }
-        let xn = t.conv2d(s, x, scale, Some(shift_bias), Conv2dParams::new(1, 0, 3))?;
+        // Per-channel affine from [-1, 1] to the normalized input: x01 = (x + 1) / 2, then
+        // (x01 - mean) / std.
+        let n = self.frozen.model().arch.norm;
+        let scale = self.frozen.constant(t, "#guide-scale", &[3, 1, 1, 1], || {
+            n.std.iter().map(|s| 0.5 / s).collect()
+        })?;
+        let bias = self.frozen.constant(t, "#guide-bias", &[3], || {
+            (0..3).map(|c| (0.5 - n.mean[c]) / n.std[c]).collect()
+        })?;
+        let xn = t.conv2d(s, x, scale, Some(bias), Conv2dParams::new(1, 0, 3))?;
         let r = self.frozen.replay(t, s, xn, Until::Logits, stats)?;
         Ok((r.out, r.stat_losses))
     }

@@ -62,10 +62,6 @@ impl Frozen {
         }
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
     fn batch_norm(&mut self, prefix: &str, eps: f32) -> Result<Arc<BnLayer>> {
         if let Some(l) = self.bns.get(prefix) {
             return Ok(l.clone());
@@ -93,8 +89,13 @@ impl Frozen {
         Ok(l)
     }
 
-    /// A constant on the tape, made (and uploaded) once per key.
-    fn constant(
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// A constant on the tape, made (and uploaded) once per key (parameter names, or keys
+    /// with a `#` that no parameter name has).
+    pub fn constant(
         &mut self,
         t: &mut Tape,
         key: &str,
