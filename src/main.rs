@@ -14,7 +14,8 @@ use synthcal::gpu::{AdapterChoice, Gpu};
 struct Cli {
     /// GPU adapter to use: a backend (`vulkan`, `metal`, `dx12`, `gl`), a case-insensitive
     /// substring of the adapter name (`llvmpipe`, `nvidia`), or both as `backend:name`.
-    /// Default: `$SYNTHCAL_ADAPTER`, else the best available (discrete, then integrated, then CPU).
+    /// Default: `$SYNTHCAL_ADAPTER`, else the best Vulkan, Metal or DX12 adapter (discrete, then
+    /// integrated, then CPU); OpenGL is used only when asked for (`gl`).
     #[arg(long, global = true)]
     adapter: Option<String>,
 

@@ -94,11 +94,17 @@ impl Gpu {
     /// Picks an adapter (discrete, then integrated, then CPU) honouring `choice`, and opens it.
     pub fn new(choice: &AdapterChoice) -> Result<Arc<Gpu>> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        if let Some(b) = choice.backend {
-            desc.backends = wgpu::Backends::from(b);
+        match choice.backend {
+            Some(b) => desc.backends = wgpu::Backends::from(b),
+            // Probing GL on a headless box prints EGL/XDG errors; GL is opt-in (`--adapter gl`).
+            None if std::env::var_os("WGPU_BACKEND").is_none() => {
+                desc.backends = wgpu::Backends::PRIMARY
+            }
+            None => {}
         }
+        let desc_backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let adapters = pollster::block_on(instance.enumerate_adapters(desc_backends));
         let found: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
         let mut fitting: Vec<wgpu::Adapter> = adapters
             .into_iter()
