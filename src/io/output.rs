@@ -94,6 +94,20 @@ pub fn check_output_dir(out: &Path, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the output folder `out` is missing or empty (for commands that write a whole
+/// dataset folder and refuse to mix it with other files), before their work starts.
+pub fn check_new_or_empty(out: &Path) -> Result<()> {
+    let empty = fs::read_dir(out).map_or(true, |mut entries| entries.next().is_none());
+    if empty {
+        Ok(())
+    } else {
+        Err(refuse(
+            out,
+            "output folder is not empty; choose a new or empty folder".into(),
+        ))
+    }
+}
+
 fn refuse(out: &Path, msg: String) -> Error {
     Error::format(out, msg)
 }
@@ -309,6 +323,10 @@ mod tests {
         let e = err(check_output_dir(&model, &[]));
         assert!(e.contains("not a folder"), "{e}");
         check_output_dir(&t.0.join("a/b/c"), &[&data, &model]).unwrap();
+        check_new_or_empty(&data).unwrap();
+        check_new_or_empty(&t.0.join("a")).unwrap();
+        let e = err(check_new_or_empty(&t.0));
+        assert!(e.contains("not empty"), "{e}");
         assert!(!t.0.join("a").exists());
     }
 }
