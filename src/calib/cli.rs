@@ -67,6 +67,14 @@ pub struct CalibDataArgs {
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &CalibDataArgs) -> Result<()> {
+    let mut inputs = super::source_inputs(&args.source, &args.set.data_dir());
+    inputs.extend(args.model.clone());
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+    crate::io::check_output_dir(&args.output, &inputs)?;
+    crate::io::output::check_new_or_empty(&args.output)?;
+    if let Some(png) = &args.grid {
+        crate::io::check_output_file(png, &inputs)?;
+    }
     let model = match &args.model {
         Some(p) => Some(crate::models::load_model(p, None)?),
         None => None,

@@ -89,3 +89,17 @@ pub fn calibration_set(
     }
     Ok(data::load_image_folder(p, data::ResizePolicy::Reject)?)
 }
+
+/// The files or folders that [`calibration_set`] reads for `spec` (for output-path checks).
+pub fn source_inputs(spec: &str, data_dir: &Path) -> Vec<PathBuf> {
+    match spec {
+        "real" => vec![data_dir.to_path_buf()],
+        "gan" => vec![crate::gan::cli::default_generator()],
+        "noise" | "fractal" | "distill" => Vec::new(),
+        _ if spec.starts_with("distill:") => Vec::new(),
+        _ => match spec.strip_prefix("gan:") {
+            Some(p) => vec![PathBuf::from(p)],
+            None => vec![PathBuf::from(spec.strip_prefix("folder:").unwrap_or(spec))],
+        },
+    }
+}

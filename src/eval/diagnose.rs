@@ -273,6 +273,14 @@ pub fn plot(d: &Diagnosis, path: &Path) -> Result<()> {
 
 /// `synthcal diagnose`.
 pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
+    let inputs = [
+        args.model.as_path(),
+        args.int8.as_path(),
+        args.data.as_path(),
+    ];
+    for out in [&args.json, &args.plot].into_iter().flatten() {
+        crate::io::check_output_file(out, &inputs)?;
+    }
     let model = crate::models::load_model(&args.model, None)?;
     let q = QuantModel::load(&args.int8)?;
     let mut ds = load_data(&args.data, args.split, false)?;

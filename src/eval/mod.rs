@@ -364,6 +364,16 @@ fn print_report(r: &EvalReport) {
 
 /// `synthcal eval`.
 pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
+    if let Some(p) = &args.json {
+        let inputs = [
+            Some(&args.model),
+            Some(&args.data),
+            args.fp32.as_ref(),
+            args.vs.as_ref(),
+        ];
+        let inputs: Vec<&Path> = inputs.into_iter().flatten().map(|p| p.as_path()).collect();
+        crate::io::check_output_file(p, &inputs)?;
+    }
     let model = Classifier::load(&args.model, args.arch.as_deref())?;
     let mut ds = load_data(&args.data, args.split, args.resize)?;
     if let Some(n) = args.limit {

@@ -102,6 +102,14 @@ fn slug(s: &str) -> String {
 
 pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     let data_dir = args.set.data_dir();
+    // Not the output folder's own cells: those are this command's resumable state.
+    let mut inputs: Vec<PathBuf> = args.models.iter().map(|m| model_path(m)).collect();
+    for src in &args.sources {
+        inputs.extend(crate::calib::source_inputs(src, &data_dir));
+    }
+    inputs.push(data_dir.clone());
+    let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    crate::io::check_output_dir(&args.output, &inputs)?;
     if !data_dir.join("test_batch.bin").exists() {
         return Err(missing("CIFAR-10 (test_batch.bin)", &data_dir));
     }

@@ -76,9 +76,10 @@ pub struct TrainGanArgs {
     /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns.
     #[arg(long, default_value_t = 0, value_name = "PX")]
     pub guide_jitter: usize,
-    /// Training iterations (one D step and one G step each).
-    #[arg(long, default_value_t = 10_000)]
-    pub steps: u64,
+    /// Training iterations (one D step and one G step each) [default: 10000]. With --resume:
+    /// a new target for the run (above its current step); without, the run's own target.
+    #[arg(long)]
+    pub steps: Option<u64>,
     /// Images per step.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
@@ -109,7 +110,7 @@ pub struct TrainGanArgs {
     /// Write a 10x10 sample grid (one row per class) every N steps (0 = only at the end).
     #[arg(long, default_value_t = 500)]
     pub sample_every: u64,
-    /// Continue from OUTPUT/checkpoint.safetensors (its options win; --steps may extend it).
+    /// Continue from OUTPUT/checkpoint.safetensors (its options win; --steps sets a new target).
     #[arg(long)]
     pub resume: bool,
     /// No progress bar.
@@ -142,7 +143,9 @@ impl TrainGanArgs {
             o.guide_bn_stats = o.l3 * self.guide_bn_stats;
             o.guide_jitter = self.guide_jitter;
         }
-        o.steps = self.steps;
+        if let Some(steps) = self.steps {
+            o.steps = steps;
+        }
         o.batch = self.batch;
         o.seed = self.seed;
         let adam = |lr| AdamConfig {
@@ -177,6 +180,23 @@ fn real_images(args_data: Option<&Path>, n: usize, seed: u64) -> Result<data::Da
 }
 
 pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
+    let data = args
+        .data
+        .clone()
+        .unwrap_or_else(crate::quant::cli::default_data);
+    let guide = args
+        .guide
+        .as_deref()
+        .map(crate::eval::reproduce::model_path);
+    let inputs = [Some(&data), args.teacher.as_ref(), guide.as_ref()];
+    let inputs: Vec<&Path> = inputs.into_iter().flatten().map(|p| p.as_path()).collect();
+    crate::io::check_output_dir(&args.output, &inputs)?;
+    std::fs::create_dir_all(&args.output).map_err(|e| Error::File {
+        path: args.output.clone(),
+        msg: e.to_string(),
+    })?;
+    // Held until this function returns: one run per folder at a time.
+    let _lock = crate::io::DirLock::acquire(&args.output)?;
     let teacher = args.teacher.as_deref().map(load_teacher).transpose()?;
     let ckpt = args.output.join("checkpoint.safetensors");
     let mut tr = if args.resume {
@@ -188,7 +208,18 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
         }
         let real = |o: &TrainOptions| real_images(args.data.as_deref(), o.real_images, o.seed);
         let mut tr = Trainer::resume(gpu.clone(), &ckpt, real, teacher)?;
-        tr.opts.steps = tr.opts.steps.max(args.steps);
+        if let Some(n) = args.steps {
+            if n <= tr.step {
+                return Err(Error::File {
+                    path: ckpt,
+                    msg: format!(
+                        "--resume --steps {n}: the run is at step {}; a new target must be above it (without --steps the run continues to its own {})",
+                        tr.step, tr.opts.steps
+                    ),
+                });
+            }
+            tr.opts.steps = n;
+        }
         eprintln!("resuming at step {} of {}", tr.step, tr.opts.steps);
         tr
     } else {
@@ -281,6 +312,8 @@ pub struct GenerateArgs {
 
 pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
     let path = args.generator.clone().unwrap_or_else(default_generator);
+    crate::io::check_output_dir(&args.output, &[&path])?;
+    crate::io::output::check_new_or_empty(&args.output)?;
     let (g, _) = load_generator(gpu, &path)?;
     let bar = crate::progress::bar(
         (args.per_class * g.cfg.classes) as u64,

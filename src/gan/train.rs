@@ -511,6 +511,7 @@ impl Trainer {
             "adam_steps".into(),
             format!("{} {}", self.g.params.step, self.d.params.step),
         );
+        meta.insert(CHECKSUM_KEY.into(), checksum(&arrays, &meta));
         write_arrays(&dir.join("checkpoint.safetensors"), &arrays, &meta)?;
         let recipe = serde_json::to_value(&self.opts).unwrap_or_default();
         save_generator(
@@ -536,8 +537,18 @@ impl Trainer {
     ) -> Result<Trainer> {
         let (arrays, meta) = read_arrays(path)?;
         check_format(path, &meta, CHECKPOINT_FORMAT)?;
+        verify_checksum(path, &arrays, &meta)?;
         let opts: TrainOptions = meta_json(path, &meta, "options")?;
         let step: u64 = meta_json(path, &meta, "step")?;
+        if step > opts.steps {
+            return Err(Error::File {
+                path: path.into(),
+                msg: format!(
+                    "step {step} is past the run's target of {} steps",
+                    opts.steps
+                ),
+            });
+        }
         let real = real(&opts)?;
         let file_err = |e: Error| Error::File {
             path: path.into(),
@@ -575,6 +586,12 @@ impl Trainer {
                 "metadata adam_steps is missing".into(),
             )));
         }
+        // One Adam step per network per iteration.
+        if steps.iter().any(|&s| s > step) {
+            return Err(file_err(Error::Invalid(format!(
+                "metadata adam_steps {steps:?} exceed the step {step}"
+            ))));
+        }
         tr.g.params
             .load_moments(&gpu, &get("g.m")?, &get("g.v")?, steps[0])
             .map_err(file_err)?;
@@ -584,6 +601,63 @@ impl Trainer {
         tr.step = step;
         Ok(tr)
     }
+}
+
+/// The checkpoint metadata field holding [`checksum`].
+pub const CHECKSUM_KEY: &str = "checksum";
+
+/// CRC-32 over a checkpoint's tensors (by name: name, shape, f32 bytes) and its metadata
+/// (sorted, all but the checksum itself), as `crc32:` and 8 hex digits. It catches a
+/// corrupted checkpoint that still parses (a flipped data byte, an edited counter).
+pub fn checksum(arrays: &[(String, Array)], meta: &BTreeMap<String, String>) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut field = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    for (k, v) in meta.iter().filter(|(k, _)| *k != CHECKSUM_KEY) {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    let mut sorted: Vec<&(String, Array)> = arrays.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, a) in sorted {
+        field(name.as_bytes());
+        let shape: Vec<u8> = a
+            .shape
+            .iter()
+            .flat_map(|&d| (d as u64).to_le_bytes())
+            .collect();
+        field(&shape);
+        let data: Vec<u8> = a.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        field(&data);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
+
+/// Checks a checkpoint's stored [`checksum`]; one without (an older synthcal's) only warns.
+fn verify_checksum(
+    path: &Path,
+    arrays: &[(String, Array)],
+    meta: &BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(stored) = meta.get(CHECKSUM_KEY) else {
+        log::warn!(
+            "{}: no checksum (an older checkpoint); not verified",
+            path.display()
+        );
+        return Ok(());
+    };
+    let actual = checksum(arrays, meta);
+    if *stored != actual {
+        return Err(Error::File {
+            path: path.into(),
+            msg: format!(
+                "checksum mismatch (stored {stored}, contents {actual}): the checkpoint is corrupt"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Teacher noise, one-hot classes and images on the tape, with the classes.

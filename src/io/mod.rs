@@ -2,6 +2,8 @@
 //! safetensors (read and atomic write).
 
 pub mod atomic;
+pub mod lock;
+pub mod output;
 pub mod pickle;
 pub mod safetensors_io;
 pub mod tensor;
@@ -11,6 +13,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use atomic::{write_atomic, write_atomic_with};
+pub use lock::DirLock;
+pub use output::{check_output_dir, check_output_file};
 pub use pickle::PickleError;
 pub use safetensors_io::{
     read_safetensors, write_safetensors, write_safetensors_typed, write_tensor_data,

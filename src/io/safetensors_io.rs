@@ -34,12 +34,13 @@ pub fn write_safetensors_typed<S: AsRef<str>>(
     let mut bytes = Vec::with_capacity(tensors.len());
     for (name, shape, values) in tensors {
         let name = name.as_ref();
-        if !seen.insert(name) {
-            return Err(Error::bad_tensor(
-                path,
-                name,
-                "duplicate tensor name".into(),
-            ));
+        if !seen.insert(name) || name == "__metadata__" {
+            let msg = if name == "__metadata__" {
+                "reserved tensor name"
+            } else {
+                "duplicate tensor name"
+            };
+            return Err(Error::bad_tensor(path, name, msg.into()));
         }
         let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if numel != Some(values.len()) {
@@ -48,28 +49,61 @@ pub fn write_safetensors_typed<S: AsRef<str>>(
         }
         bytes.push(le_bytes(*values));
     }
-    let st_err = |e| Error::Safetensors {
-        path: path.into(),
-        source: e,
-    };
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, values), b)| {
-            let dtype = match values {
-                TensorSlice::F32(_) => Dtype::F32,
-                TensorSlice::I32(_) => Dtype::I32,
-                TensorSlice::I8(_) => Dtype::I8,
-            };
-            Ok((
-                name.as_ref().to_string(),
-                TensorView::new(dtype, shape.to_vec(), b).map_err(st_err)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
-    let file = safetensors::serialize(views, meta).map_err(st_err)?;
+    let file = serialize(tensors, &bytes, metadata);
     write_atomic(path, &file).map_err(|e| Error::io(path, e))
+}
+
+/// The safetensors bytes, header written here rather than by the `safetensors` crate, whose
+/// metadata is a `HashMap` and comes out in a random order: the same tensors and metadata
+/// always give the same bytes, so a model can be verified by its hash. The layout is the
+/// crate's: tensors by descending alignment then name, `__metadata__` first (keys sorted),
+/// the header padded with spaces to a multiple of 8 bytes.
+fn serialize<S: AsRef<str>>(
+    tensors: &[(S, &[usize], TensorSlice<'_>)],
+    bytes: &[Vec<u8>],
+    metadata: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let dtype = |v: &TensorSlice<'_>| match v {
+        TensorSlice::F32(_) => ("F32", 0),
+        TensorSlice::I32(_) => ("I32", 1),
+        TensorSlice::I8(_) => ("I8", 2),
+    };
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| {
+        let key = |i: usize| (dtype(&tensors[i].2).1, tensors[i].0.as_ref());
+        key(a).cmp(&key(b))
+    });
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut entries = Vec::with_capacity(tensors.len() + 1);
+    if !metadata.is_empty() {
+        let kv: Vec<String> = metadata
+            .iter()
+            .map(|(k, v)| format!("{}:{}", quote(k), quote(v)))
+            .collect();
+        entries.push(format!("\"__metadata__\":{{{}}}", kv.join(",")));
+    }
+    let mut offset = 0;
+    for &i in &order {
+        let (name, shape, values) = &tensors[i];
+        let shape: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let end = offset + bytes[i].len();
+        entries.push(format!(
+            "{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+            quote(name.as_ref()),
+            dtype(values).0,
+            shape.join(",")
+        ));
+        offset = end;
+    }
+    let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut file = Vec::with_capacity(8 + header.len() + offset);
+    file.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    file.extend_from_slice(&header);
+    for &i in &order {
+        file.extend_from_slice(&bytes[i]);
+    }
+    file
 }
 
 /// Convenience: writes loaded tensors back out unchanged.
@@ -199,6 +233,47 @@ mod tests {
         assert_eq!((get("s").shape.len(), get("s").to_f32()), (0, vec![0.5]));
         write_tensor_data(&path, &t, &meta).unwrap();
         assert_eq!(read_safetensors(&path).unwrap().0, t);
+    }
+
+    #[test]
+    fn same_content_same_bytes() {
+        // Many metadata keys: a HashMap-ordered header would differ between two writes.
+        let meta: BTreeMap<String, String> = (0..40)
+            .map(|i| (format!("key{i}"), format!("value \"{i}\"\n")))
+            .collect();
+        let w = [1.0f32, 2.0];
+        let q = [-3i8, 4, 5];
+        let typed = [
+            ("z.q", &[3][..], TensorSlice::I8(&q)),
+            ("a.w", &[2][..], TensorSlice::F32(&w)),
+            ("b", &[1][..], TensorSlice::I32(&[9])),
+        ];
+        let (p1, p2) = (tmp("same1.safetensors"), tmp("same2.safetensors"));
+        write_safetensors_typed(&p1, &typed, &meta).unwrap();
+        write_safetensors_typed(&p2, &typed, &meta).unwrap();
+        let bytes = std::fs::read(&p1).unwrap();
+        assert_eq!(bytes, std::fs::read(&p2).unwrap());
+        let (t, m) = read_safetensors(&p1).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(t.len(), 3);
+        // The layout is the safetensors crate's: without metadata, the very same bytes.
+        write_safetensors_typed(&p1, &typed, &BTreeMap::new()).unwrap();
+        let views: Vec<_> = typed
+            .iter()
+            .map(|(n, s, v)| {
+                let d = match v {
+                    TensorSlice::F32(_) => Dtype::F32,
+                    TensorSlice::I32(_) => Dtype::I32,
+                    TensorSlice::I8(_) => Dtype::I8,
+                };
+                (n.to_string(), d, s.to_vec(), le_bytes(*v))
+            })
+            .collect();
+        let views = views
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()));
+        let crate_bytes = safetensors::serialize(views, None).unwrap();
+        assert_eq!(std::fs::read(&p1).unwrap(), crate_bytes);
     }
 
     #[test]

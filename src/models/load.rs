@@ -44,6 +44,7 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
 /// `synthcal import`: writes the checkpoint's tensors under their original names, plus
 /// metadata (architecture, input normalization, class names, source file).
 pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<()> {
+    io::check_output_file(out, &[ckpt])?;
     let model = load_model(ckpt, arch_name)?;
     let norm = model.arch.norm;
     let mut meta = BTreeMap::new();

@@ -72,6 +72,10 @@ pub fn default_data() -> PathBuf {
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
+    let mut inputs = crate::calib::source_inputs(&args.calib, &args.set.data_dir());
+    inputs.push(args.model.clone());
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+    crate::io::check_output_file(&args.output, &inputs)?;
     let model = models::load_model(&args.model, args.arch.as_deref())?;
     let calib = args.set.load(gpu, &args.calib, Some(&model))?;
     let opts = QuantOptions {
