@@ -1,6 +1,7 @@
 //! Loading classifiers from safetensors or PyTorch checkpoints, and `synthcal import`.
 
-use super::{arch, arch_names, detect_arch, Model, CIFAR10_CLASSES};
+use super::classes::{class_names_from_meta, norm_from_meta};
+use super::{arch, arch_names, detect_arch, Model};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::graph::Params;
@@ -28,17 +29,25 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
 }
 
 /// Loads a classifier; the architecture comes from `arch`, else the file's metadata, else
-/// from matching the tensor names and shapes against the zoo.
+/// from matching the tensor names and shapes against the zoo. The metadata's `norm_mean`,
+/// `norm_std` and `class_names` (as `import` writes them) override the architecture's
+/// defaults, and are validated.
 pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     let (params, meta) = read_params(path)?;
     let a = match arch_name.or(meta.get("arch").map(String::as_str)) {
         Some(n) => arch(n)?,
         None => detect_arch(&params)?,
     };
-    Model::new(a, params).map_err(|e| Error::File {
+    let file_err = |msg: String| Error::File {
         path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
+        msg,
+    };
+    let mut model = Model::new(a, params).map_err(|e| file_err(e.to_string()))?;
+    model.arch.norm = norm_from_meta(&meta, model.arch.norm).map_err(file_err)?;
+    if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(file_err)? {
+        model.class_names = names;
+    }
+    Ok(model)
 }
 
 /// `synthcal import`: writes the checkpoint's tensors under their original names, plus
@@ -50,7 +59,9 @@ pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<()> {
     meta.insert("arch".to_string(), model.arch.name.clone());
     meta.insert("norm_mean".to_string(), format!("{:?}", norm.mean));
     meta.insert("norm_std".to_string(), format!("{:?}", norm.std));
-    meta.insert("class_names".to_string(), CIFAR10_CLASSES.join(","));
+    let names = serde_json::to_string(&model.class_names)
+        .map_err(|e| Error::Invalid(format!("class names: {e}")))?;
+    meta.insert("class_names".to_string(), names);
     meta.insert("source".to_string(), ckpt.display().to_string());
     let tensors: Vec<(&str, &[usize], &[f32])> = model
         .params
