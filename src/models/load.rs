@@ -99,3 +99,77 @@ pub fn print_zoo() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random ResNet-20 written as safetensors with `meta`.
+    fn write_model(path: &Path, meta: &[(&str, &str)]) {
+        let p = crate::models::random_params(&arch("resnet20").unwrap(), 3);
+        let t: Vec<(&str, &[usize], &[f32])> = p
+            .tensors
+            .iter()
+            .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
+            .collect();
+        let meta = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        io::write_safetensors(path, &t, &meta).unwrap();
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("synthcal-load-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn metadata_norm_and_class_names_are_used_and_round_trip() {
+        let (a, b) = (tmp("meta-a.safetensors"), tmp("meta-b.safetensors"));
+        let names: Vec<String> = (0..10).map(|i| format!("kind{i}")).collect();
+        let json = serde_json::to_string(&names).unwrap();
+        let meta = [
+            ("norm_mean", "[0.5, 0.25, 0.125]"),
+            ("norm_std", "[0.3, 0.2, 0.1]"),
+            ("class_names", json.as_str()),
+        ];
+        write_model(&a, &meta);
+        let m = load_model(&a, None).unwrap();
+        assert_eq!(m.arch.norm.mean, [0.5, 0.25, 0.125]);
+        assert_eq!(m.arch.norm.std, [0.3, 0.2, 0.1]);
+        assert_eq!(m.class_names, names);
+        // `import` writes what it read; loading its output gives the same again.
+        import(&a, &b, None).unwrap();
+        let back = load_model(&b, None).unwrap();
+        assert_eq!(back.arch.norm, m.arch.norm);
+        assert_eq!(back.class_names, names);
+        // Without metadata: the architecture's normalization and the CIFAR-10 names.
+        write_model(&a, &[]);
+        let plain = load_model(&a, None).unwrap();
+        assert_eq!(plain.arch.norm, super::super::CIFAR_NORM);
+        assert_eq!(plain.class_names[0], "airplane");
+        std::fs::remove_file(&a).ok();
+        std::fs::remove_file(&b).ok();
+    }
+
+    #[test]
+    fn bad_metadata_is_refused_naming_the_file() {
+        let a = tmp("bad-meta.safetensors");
+        for (k, v, want) in [
+            ("norm_mean", "[0.5, 0.5]", "2 values"),
+            ("norm_std", "[0.2, 0, 0.2]", "positive"),
+            (
+                "class_names",
+                "a,b,c",
+                "3 class names for a model with 10 outputs",
+            ),
+            ("class_names", "a,b,c,d,e,f,g,h,i,j,k", "11 class names"),
+        ] {
+            write_model(&a, &[(k, v)]);
+            let e = load_model(&a, None).err().unwrap().to_string();
+            assert!(e.contains("bad-meta.safetensors") && e.contains(k), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
+        std::fs::remove_file(&a).ok();
+    }
+}
