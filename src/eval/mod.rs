@@ -446,3 +446,63 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resnet20(classes: usize) -> Model {
+        let a = models::arch_with_classes("resnet20", classes).unwrap();
+        let p = models::random_params(&a, 1);
+        Model::new(a, p).unwrap()
+    }
+
+    #[test]
+    fn model_width_gives_the_default_class_names() {
+        assert_eq!(resnet20(10).class_names[9], "truck");
+        assert_eq!(resnet20(4).class_names, ["0", "1", "2", "3"]);
+    }
+
+    /// An 11th class (an extra classes.txt line) would make the logits be read 11 wide.
+    #[test]
+    fn consumers_refuse_a_dataset_not_on_the_model_classes() {
+        let model = resnet20(10);
+        let mut names = model.class_names.clone();
+        names.push("unicorn".into());
+        let ds = Dataset::new(vec![0; 2 * data::IMG_BYTES], vec![0, 10], names, "eleven").unwrap();
+        let refused = |e: Error| {
+            let msg = e.to_string();
+            assert!(msg.contains("eleven") && msg.contains("unicorn"), "{msg}");
+        };
+        refused(check_classes(&ds, &model.class_names).unwrap_err());
+        let gpu = Gpu::default_adapter().unwrap();
+        let (runner, feat) = score::feature_runner(&gpu, &model).unwrap();
+        let refg = score::Gaussian {
+            mean: vec![0.0; 64],
+            cov: vec![0.0; 64 * 64],
+        };
+        refused(score::quality(&runner, feat, &model, &ds, &refg).unwrap_err());
+        let (graph, params) = crate::quant::default::prepare(&model).unwrap();
+        let q = QuantModel {
+            arch: model.arch.name.clone(),
+            norm: model.arch.norm,
+            class_names: model.class_names.clone(),
+            graph,
+            params,
+            layers: Default::default(),
+            meta: Default::default(),
+        };
+        refused(
+            diagnose::diagnose(&gpu, &model, &q, &ds, 1, true)
+                .err()
+                .unwrap(),
+        );
+        refused(cross_check(&q, &ds, &[], true).unwrap_err());
+        let opts = crate::quant::QuantOptions::default();
+        refused(
+            crate::quant::default_quantization(&gpu, &model, &ds, &opts)
+                .err()
+                .unwrap(),
+        );
+    }
+}
