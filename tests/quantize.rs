@@ -283,13 +283,15 @@ fn reproduce_writes_the_report_and_resumes() {
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("cifar");
     std::fs::create_dir_all(&data).unwrap();
-    // 40 test images in the official record format.
+    // 40 test images in the official record format, padded to the official 10,000 records
+    // (--limit keeps the 40).
     let ds = noise_set(40, 12);
     let mut bin = Vec::new();
     for i in 0..ds.len() {
         bin.push(ds.labels()[i]);
         bin.extend_from_slice(ds.image(i));
     }
+    bin.resize(10_000 * 3073, 0);
     std::fs::write(data.join("test_batch.bin"), &bin).unwrap();
     // A random-weight ResNet-20 as a weights file.
     let model = dir.join("r20.safetensors");
@@ -304,7 +306,7 @@ fn reproduce_writes_the_report_and_resumes() {
             seed: 0,
         },
         max_drop: 0.01,
-        limit: None,
+        limit: Some(40),
         output: dir.join("report"),
         quiet: true,
     };

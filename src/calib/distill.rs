@@ -7,7 +7,7 @@
 //! The classifier's graph is replayed on the autodiff tape (`graph::replay`) up to its last
 //! BatchNorm: nothing after it enters the loss.
 
-use crate::data::{Dataset, CIFAR10_CLASSES};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::replay::{Frozen, Until};
@@ -139,7 +139,7 @@ pub fn distill_images(
         bar.set_message(format!("BN loss {loss:.3}"));
     }
     bar.finish_and_clear();
-    let names: Vec<String> = CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
+    let names = model.class_names.clone();
     let unlabeled = Dataset::new(
         pixels.clone(),
         vec![0; opts.images],

@@ -35,6 +35,7 @@ pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
 
 /// Resolves `--calib` to a labeled dataset of 32x32 images: `real`, `fractal`, `noise`, `gan:PATH`
 /// (a DiStyleGAN generator; `gan` alone is the committed one), `folder:PATH`, or a path.
+/// Real images (CIFAR-10, folders) are labelled with `model`'s classes, matched by name.
 pub fn calibration_set(
     gpu: &Arc<Gpu>,
     spec: &str,
@@ -43,9 +44,15 @@ pub fn calibration_set(
     seed: u64,
     model: Option<&crate::models::Model>,
 ) -> Result<Dataset> {
+    let to_model = |ds: Dataset| -> Result<Dataset> {
+        match model {
+            Some(m) => Ok(ds.map_classes(&m.class_names)?),
+            None => Ok(ds),
+        }
+    };
     let cifar = |dir: &Path| -> Result<Dataset> {
         let train = data::load_cifar10_bin(dir, data::Split::Train)?;
-        Ok(data::balanced_subset(&train, per_class, seed)?)
+        to_model(data::balanced_subset(&train, per_class, seed)?)
     };
     if spec == "real" {
         return cifar(data_dir);
@@ -87,7 +94,7 @@ pub fn calibration_set(
     if p.join("data_batch_1.bin").exists() || p.join("cifar-10-batches-bin").exists() {
         return cifar(p);
     }
-    Ok(data::load_image_folder(p, data::ResizePolicy::Reject)?)
+    to_model(data::load_image_folder(p, data::ResizePolicy::Reject)?)
 }
 
 /// The files or folders that [`calibration_set`] reads for `spec` (for output-path checks).

@@ -14,6 +14,8 @@ const TRAIN_FILES: [&str; 5] = [
 ];
 const TEST_FILES: [&str; 1] = ["test_batch.bin"];
 const SUBDIR: &str = "cifar-10-batches-bin";
+/// Records in each official file; a file of that name holding fewer was cut short.
+pub(super) const OFFICIAL_RECORDS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -26,9 +28,14 @@ pub enum Split {
 /// Loads a CIFAR-10 split from `path`, which may be the `cifar-10-batches-bin`
 /// directory, its parent, or a single `.bin` file (then `split` is ignored and only
 /// that file is read). Class names come from `batches.meta.txt` beside the files if it
-/// holds exactly 10 non-empty lines, else the standard names.
+/// holds exactly 10 non-empty lines, else the standard names. A file with an official name
+/// (`test_batch.bin`, `data_batch_N.bin`) must hold the official 10,000 records.
 pub fn load_cifar10_bin(path: impl AsRef<Path>, split: Split) -> Result<Dataset> {
-    let path = path.as_ref();
+    load(path.as_ref(), split, OFFICIAL_RECORDS)
+}
+
+/// [`load_cifar10_bin`] with the records an official file holds as a parameter (for tests).
+fn load(path: &Path, split: Split, official: usize) -> Result<Dataset> {
     let (dir, files, kind) = if path.is_file() {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         (dir, vec![path.to_path_buf()], "file")
@@ -61,7 +68,7 @@ pub fn load_cifar10_bin(path: impl AsRef<Path>, split: Split) -> Result<Dataset>
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for f in &files {
-        read_bin(f, &mut pixels, &mut labels)?;
+        read_bin(f, &mut pixels, &mut labels, official)?;
     }
     let file_list: Vec<String> = files
         .iter()
@@ -76,7 +83,12 @@ pub fn load_cifar10_bin(path: impl AsRef<Path>, split: Split) -> Result<Dataset>
 }
 
 /// Appends the records of one file, validating length and labels.
-fn read_bin(path: &Path, pixels: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+fn read_bin(
+    path: &Path,
+    pixels: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+    official: usize,
+) -> Result<()> {
     let io_err = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
@@ -95,6 +107,14 @@ fn read_bin(path: &Path, pixels: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<(
         return Err(DataError::Format {
             path: path.to_path_buf(),
             msg: "file is empty, expected 3073-byte CIFAR records".into(),
+        });
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if n != official && (TEST_FILES.contains(&name) || TRAIN_FILES.contains(&name)) {
+        return Err(DataError::NotOfficialSize {
+            path: path.to_path_buf(),
+            len: bytes.len() as u64,
+            records: n,
         });
     }
     pixels.reserve(n * IMG_BYTES);
@@ -164,25 +184,48 @@ mod tests {
         let d = t.0.join(SUBDIR);
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("test_batch.bin"), records(12)).unwrap();
+        // Official names hold 10,000 records: 12 is a cut-short file.
+        let e = load_cifar10_bin(&t.0, Split::Test).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("test_batch.bin") && msg.contains("12 records"),
+            "{msg}"
+        );
+        assert!(msg.contains("10000 records (30730000 bytes)"), "{msg}");
         std::fs::write(
             d.join("batches.meta.txt"),
             "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n\n",
         )
         .unwrap();
         for p in [&t.0, &d, &d.join("test_batch.bin")] {
-            let ds = load_cifar10_bin(p, Split::Test).unwrap();
+            let ds = load(p, Split::Test, 12).unwrap();
             assert_eq!(ds.len(), 12);
             assert_eq!(ds.labels()[11], 1);
             assert_eq!(ds.image(3)[0..2], [3, 4]);
             assert_eq!(ds.class_names()[9], "j");
         }
         // Train split: all five files concatenated in order.
-        for (k, f) in TRAIN_FILES.iter().enumerate() {
-            std::fs::write(d.join(f), records(k + 1)).unwrap();
+        for f in TRAIN_FILES {
+            std::fs::write(d.join(f), records(3)).unwrap();
         }
-        let tr = load_cifar10_bin(&t.0, Split::Train).unwrap();
+        std::fs::write(d.join(TRAIN_FILES[4]), records(2)).unwrap();
+        let e = load(&t.0, Split::Train, 3).unwrap_err().to_string();
+        assert!(
+            e.contains("data_batch_5.bin") && e.contains("2 records"),
+            "{e}"
+        );
+        std::fs::write(d.join(TRAIN_FILES[4]), records(3)).unwrap();
+        let tr = load(&t.0, Split::Train, 3).unwrap();
         assert_eq!(tr.len(), 15);
-        assert_eq!(tr.labels()[..3], [0, 0, 1]);
+        assert_eq!(tr.labels()[2..5], [2, 0, 1]);
+        // Another name is any whole number of records (a user's subset).
+        std::fs::copy(d.join(TRAIN_FILES[4]), t.0.join("subset.bin")).unwrap();
+        assert_eq!(
+            load_cifar10_bin(t.0.join("subset.bin"), Split::Test)
+                .unwrap()
+                .len(),
+            3
+        );
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! Folders and files are sorted by name (byte order, not natural order); hidden
 //! entries (leading `.`) and non-image files are ignored. The loaded order is class
 //! folder by class folder, files in name order.
+//!
+//! These are the folder's own classes; commands that evaluate or calibrate a model then
+//! relabel them onto the model's classes by name with [`Dataset::map_classes`], so a folder
+//! named differently from the model's classes is an error, never a silent relabelling.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -422,6 +426,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("big.png") && msg.contains("64x48"), "{msg}");
+        assert!(msg.contains("--resize"), "{msg}");
         let ds = load_image_folder(&t.0, ResizePolicy::Resize).unwrap();
         // A flat colour stays flat under the resize filter.
         let img = ds.image(0);

@@ -5,6 +5,7 @@
 //! Nothing here draws progress bars; the CLI adds them.
 
 mod cifar;
+mod classes;
 mod folder;
 mod grid;
 mod subset;
@@ -94,7 +95,8 @@ pub enum DataError {
         source: image::ImageError,
     },
     #[error(
-        "{}: image is {width}x{height}, expected 32x32 (the resize policy would stretch it)",
+        "{}: image is {width}x{height}, expected 32x32 (resize the images to 32x32, or \
+         pass --resize to `synthcal eval` to stretch them)",
         .path.display()
     )]
     WrongSize {
@@ -110,6 +112,26 @@ pub enum DataError {
         name: String,
         have: usize,
         want: usize,
+    },
+    #[error(
+        "{origin}: class `{name}` is not one of the model's {} classes ({}); name class \
+         folders (and classes.txt lines) after them",
+        .known.len(), .known.join(", ")
+    )]
+    UnknownClass {
+        origin: String,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "{}: {records} records ({len} bytes); the official CIFAR-10 file holds {} records \
+         ({} bytes). To use a subset, give it another file name and pass that file",
+        .path.display(), cifar::OFFICIAL_RECORDS, cifar::OFFICIAL_RECORDS * (IMG_BYTES + 1)
+    )]
+    NotOfficialSize {
+        path: PathBuf,
+        len: u64,
+        records: usize,
     },
     #[error("{0}")]
     Invalid(String),

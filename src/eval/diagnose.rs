@@ -116,7 +116,10 @@ pub fn diagnose(
     quiet: bool,
 ) -> Result<Diagnosis> {
     let (graph, params) = crate::quant::default::prepare(model)?;
-    if model.arch.name != q.arch || graph.nodes.len() != q.graph.nodes.len() {
+    if model.arch.name != q.arch
+        || graph.nodes.len() != q.graph.nodes.len()
+        || model.class_names != q.class_names
+    {
         return Err(Error::Invalid(format!(
             "the INT8 model ({}) was not made from this FP32 model ({})",
             q.arch, model.arch.name
@@ -126,11 +129,13 @@ pub fn diagnose(
     let q = &QuantModel {
         arch: q.arch.clone(),
         norm: q.norm,
+        class_names: q.class_names.clone(),
         graph: q.graph.clone(),
         params,
         layers: q.layers.clone(),
         meta: q.meta.clone(),
     };
+    super::check_classes(ds, &q.class_names)?;
     let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
     let int8 = q.runner(gpu)?;
     let ids: Vec<ValueId> = q.layers.keys().copied().collect();
@@ -192,7 +197,7 @@ pub fn diagnose(
         Ok(())
     })?;
     bar.finish_and_clear();
-    let classes = ds.num_classes();
+    let classes = q.class_names.len();
     let fid = fidelity(&lf, &lq, ds.labels(), classes);
     // Revert one layer at a time on the rank images.
     let rank = rank_images.min(ds.len()).max(1);
@@ -283,7 +288,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
     }
     let model = crate::models::load_model(&args.model, None)?;
     let q = QuantModel::load(&args.int8)?;
-    let mut ds = load_data(&args.data, args.split, false)?;
+    let mut ds = load_data(&args.data, args.split, false)?.map_classes(&model.class_names)?;
     let idx: Vec<usize> = (0..args.limit.min(ds.len())).collect();
     ds = ds.subset(&idx)?;
     let d = diagnose(gpu, &model, &q, &ds, args.rank_images, args.quiet)?;

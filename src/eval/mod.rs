@@ -92,7 +92,8 @@ pub struct ClassAccuracy {
     pub top1: f64,
 }
 
-/// Loads `--data`: CIFAR-10 binaries if the folder holds them, else an image folder.
+/// Loads `--data`: CIFAR-10 binaries if the folder holds them, else an image folder. The
+/// labels are the data's own; [`Dataset::map_classes`] puts them onto a model's classes.
 pub fn load_data(path: &Path, split: SplitArg, resize: bool) -> Result<Dataset> {
     let is_cifar = path.is_file()
         || ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
@@ -153,6 +154,22 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// Refuses a dataset whose class list is not `classes` (a model's, in output order): its
+/// labels would be read against the wrong logits. Map it first with [`Dataset::map_classes`].
+pub fn check_classes(ds: &Dataset, classes: &[String]) -> Result<()> {
+    if ds.class_names() == classes {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{}: its classes ({}) are not the model's ({})",
+        ds.source(),
+        ds.class_names().join(", "),
+        classes.join(", ")
+    )))
+}
+
+/// The index of each row's largest logit; `classes` is the row width, the model's output
+/// count (never a dataset's class count).
 pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
     logits
         .chunks(classes)
@@ -224,6 +241,14 @@ impl Classifier {
         }
     }
 
+    /// One name per output, in output order.
+    pub fn class_names(&self) -> &[String] {
+        match self {
+            Classifier::Fp32(m) => &m.class_names,
+            Classifier::Int8(q) => &q.class_names,
+        }
+    }
+
     pub fn norm(&self) -> Normalization {
         match self {
             Classifier::Fp32(m) => m.arch.norm,
@@ -251,7 +276,8 @@ pub fn fp32_runner(gpu: &Arc<Gpu>, model: &Model, no_fold: bool) -> Result<Runne
     Runner::new(gpu.clone(), graph, &params)
 }
 
-/// Top-1 of `c` on `ds`, with per-class accuracy, speed, and the logits.
+/// Top-1 of `c` on `ds` (labelled with `c`'s classes), with per-class accuracy, speed, and
+/// the logits.
 pub fn evaluate(
     gpu: &Arc<Gpu>,
     c: &Classifier,
@@ -259,6 +285,7 @@ pub fn evaluate(
     args: &EvalArgs,
     label: &str,
 ) -> Result<(EvalReport, Vec<f32>)> {
+    check_classes(ds, c.class_names())?;
     let runner = c.runner(gpu, args.no_fold)?;
     let bar = crate::progress::bar(ds.len() as u64, label, args.quiet);
     // Warm-up: compiles every pipeline once so that images/s measures steady-state speed.
@@ -268,9 +295,8 @@ pub fn evaluate(
     let l = logits(&runner, c.norm(), ds, args.batch, |n| bar.inc(n as u64))?;
     let secs = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let classes = ds.num_classes();
-    let pred = argmax_rows(&l, classes);
-    let (correct, per_class) = accuracy(&pred, ds.labels(), ds.class_names());
+    let pred = argmax_rows(&l, c.class_names().len());
+    let (correct, per_class) = accuracy(&pred, ds.labels(), c.class_names());
     let report = EvalReport {
         model: label.to_string(),
         arch: c.arch().to_string(),
@@ -294,7 +320,8 @@ pub fn cross_check(
     gpu_logits: &[f32],
     quiet: bool,
 ) -> Result<(usize, usize)> {
-    let k = ds.num_classes();
+    check_classes(ds, &q.class_names)?;
+    let k = q.class_names.len();
     let gpu_pred = argmax_rows(gpu_logits, k);
     let bar = crate::progress::bar(ds.len() as u64, "cpu check", quiet);
     let mut diff = 0;
@@ -375,7 +402,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         crate::io::check_output_file(p, &inputs)?;
     }
     let model = Classifier::load(&args.model, args.arch.as_deref())?;
-    let mut ds = load_data(&args.data, args.split, args.resize)?;
+    let mut ds =
+        load_data(&args.data, args.split, args.resize)?.map_classes(model.class_names())?;
     if let Some(n) = args.limit {
         let idx: Vec<usize> = (0..n.min(ds.len())).collect();
         ds = ds.subset(&idx)?;
@@ -387,7 +415,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         let (n, diff) = cross_check(q, &ds, &l, args.quiet)?;
         println!("cross-check: GPU INT8 and CPU integer simulation disagree on {diff} of {n} predictions");
     }
-    let k = ds.num_classes();
+    let k = model.class_names().len();
     let mut json = serde_json::json!({ "model": r });
     if let Some(fp) = &args.fp32 {
         let base = Classifier::load(fp, args.arch.as_deref())?;
@@ -427,4 +455,64 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         crate::io::write_atomic(p, &json)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resnet20(classes: usize) -> Model {
+        let a = models::arch_with_classes("resnet20", classes).unwrap();
+        let p = models::random_params(&a, 1);
+        Model::new(a, p).unwrap()
+    }
+
+    #[test]
+    fn model_width_gives_the_default_class_names() {
+        assert_eq!(resnet20(10).class_names[9], "truck");
+        assert_eq!(resnet20(4).class_names, ["0", "1", "2", "3"]);
+    }
+
+    /// An 11th class (an extra classes.txt line) would make the logits be read 11 wide.
+    #[test]
+    fn consumers_refuse_a_dataset_not_on_the_model_classes() {
+        let model = resnet20(10);
+        let mut names = model.class_names.clone();
+        names.push("unicorn".into());
+        let ds = Dataset::new(vec![0; 2 * data::IMG_BYTES], vec![0, 10], names, "eleven").unwrap();
+        let refused = |e: Error| {
+            let msg = e.to_string();
+            assert!(msg.contains("eleven") && msg.contains("unicorn"), "{msg}");
+        };
+        refused(check_classes(&ds, &model.class_names).unwrap_err());
+        let gpu = Gpu::default_adapter().unwrap();
+        let (runner, feat) = score::feature_runner(&gpu, &model).unwrap();
+        let refg = score::Gaussian {
+            mean: vec![0.0; 64],
+            cov: vec![0.0; 64 * 64],
+        };
+        refused(score::quality(&runner, feat, &model, &ds, &refg).unwrap_err());
+        let (graph, params) = crate::quant::default::prepare(&model).unwrap();
+        let q = QuantModel {
+            arch: model.arch.name.clone(),
+            norm: model.arch.norm,
+            class_names: model.class_names.clone(),
+            graph,
+            params,
+            layers: Default::default(),
+            meta: Default::default(),
+        };
+        refused(
+            diagnose::diagnose(&gpu, &model, &q, &ds, 1, true)
+                .err()
+                .unwrap(),
+        );
+        refused(cross_check(&q, &ds, &[], true).unwrap_err());
+        let opts = crate::quant::QuantOptions::default();
+        refused(
+            crate::quant::default_quantization(&gpu, &model, &ds, &opts)
+                .err()
+                .unwrap(),
+        );
+    }
 }

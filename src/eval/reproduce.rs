@@ -131,6 +131,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
             return Err(missing(&format!("model {m}"), &path));
         }
         let model = crate::models::load_model(&path, None)?;
+        // Labels as this model's class indices.
+        let test = test.clone().map_classes(&model.class_names)?;
         let mut fp32_logits: Option<Vec<f32>> = None;
         // The row model's feature runner and its test-set reference Gaussian (lazily).
         let mut judge: Option<(crate::graph::exec::Runner, usize, score::Gaussian)> = None;
@@ -193,7 +195,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                 };
                 let l = logits(&q.runner(gpu)?, q.norm, &test, 250, |_| {})?;
                 let fp = fp32_logits.as_ref().expect("computed above");
-                let f = fidelity(fp, &l, test.labels(), test.num_classes());
+                let f = fidelity(fp, &l, test.labels(), model.num_classes());
                 let cell = Cell {
                     model: m.clone(),
                     source: src.clone(),

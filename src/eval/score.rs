@@ -200,7 +200,8 @@ pub fn quality(
     set: &Dataset,
     reference: &Gaussian,
 ) -> Result<Quality> {
-    let classes = set.num_classes();
+    super::check_classes(set, &model.class_names)?;
+    let classes = model.num_classes();
     let (logits, feats, dim) = logits_and_features(runner, feat, model, set)?;
     if dim != reference.mean.len() {
         return Err(Error::Invalid(format!(
@@ -249,7 +250,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
             "score needs an FP32 classifier, not an INT8 model".into(),
         ));
     };
-    let test = crate::data::load_cifar10_bin(args.set_args.data_dir(), crate::data::Split::Test)?;
+    let test = crate::data::load_cifar10_bin(args.set_args.data_dir(), crate::data::Split::Test)?
+        .map_classes(&model.class_names)?;
     let set = args.set_args.load(gpu, &args.set, Some(&model))?;
     let (runner, feat) = feature_runner(gpu, &model)?;
     let refg = reference(&runner, feat, &model, &test)?;

@@ -1,6 +1,7 @@
 //! Loading classifiers from safetensors or PyTorch checkpoints, and `synthcal import`.
 
-use super::{arch, arch_names, detect_arch, Model, CIFAR10_CLASSES};
+use super::classes::{class_names_from_meta, norm_from_meta};
+use super::{arch, arch_names, detect_arch, Model};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::graph::Params;
@@ -28,17 +29,25 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
 }
 
 /// Loads a classifier; the architecture comes from `arch`, else the file's metadata, else
-/// from matching the tensor names and shapes against the zoo.
+/// from matching the tensor names and shapes against the zoo. The metadata's `norm_mean`,
+/// `norm_std` and `class_names` (as `import` writes them) override the architecture's
+/// defaults, and are validated.
 pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     let (params, meta) = read_params(path)?;
     let a = match arch_name.or(meta.get("arch").map(String::as_str)) {
         Some(n) => arch(n)?,
         None => detect_arch(&params)?,
     };
-    Model::new(a, params).map_err(|e| Error::File {
+    let file_err = |msg: String| Error::File {
         path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
+        msg,
+    };
+    let mut model = Model::new(a, params).map_err(|e| file_err(e.to_string()))?;
+    model.arch.norm = norm_from_meta(&meta, model.arch.norm).map_err(file_err)?;
+    if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(file_err)? {
+        model.class_names = names;
+    }
+    Ok(model)
 }
 
 /// `synthcal import`: writes the checkpoint's tensors under their original names, plus
@@ -51,7 +60,9 @@ pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<()> {
     meta.insert("arch".to_string(), model.arch.name.clone());
     meta.insert("norm_mean".to_string(), format!("{:?}", norm.mean));
     meta.insert("norm_std".to_string(), format!("{:?}", norm.std));
-    meta.insert("class_names".to_string(), CIFAR10_CLASSES.join(","));
+    let names = serde_json::to_string(&model.class_names)
+        .map_err(|e| Error::Invalid(format!("class names: {e}")))?;
+    meta.insert("class_names".to_string(), names);
     meta.insert("source".to_string(), ckpt.display().to_string());
     let tensors: Vec<(&str, &[usize], &[f32])> = model
         .params
@@ -87,5 +98,79 @@ pub fn print_zoo() {
                 a.norm.std
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random ResNet-20 written as safetensors with `meta`.
+    fn write_model(path: &Path, meta: &[(&str, &str)]) {
+        let p = crate::models::random_params(&arch("resnet20").unwrap(), 3);
+        let t: Vec<(&str, &[usize], &[f32])> = p
+            .tensors
+            .iter()
+            .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
+            .collect();
+        let meta = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        io::write_safetensors(path, &t, &meta).unwrap();
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("synthcal-load-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn metadata_norm_and_class_names_are_used_and_round_trip() {
+        let (a, b) = (tmp("meta-a.safetensors"), tmp("meta-b.safetensors"));
+        let names: Vec<String> = (0..10).map(|i| format!("kind{i}")).collect();
+        let json = serde_json::to_string(&names).unwrap();
+        let meta = [
+            ("norm_mean", "[0.5, 0.25, 0.125]"),
+            ("norm_std", "[0.3, 0.2, 0.1]"),
+            ("class_names", json.as_str()),
+        ];
+        write_model(&a, &meta);
+        let m = load_model(&a, None).unwrap();
+        assert_eq!(m.arch.norm.mean, [0.5, 0.25, 0.125]);
+        assert_eq!(m.arch.norm.std, [0.3, 0.2, 0.1]);
+        assert_eq!(m.class_names, names);
+        // `import` writes what it read; loading its output gives the same again.
+        import(&a, &b, None).unwrap();
+        let back = load_model(&b, None).unwrap();
+        assert_eq!(back.arch.norm, m.arch.norm);
+        assert_eq!(back.class_names, names);
+        // Without metadata: the architecture's normalization and the CIFAR-10 names.
+        write_model(&a, &[]);
+        let plain = load_model(&a, None).unwrap();
+        assert_eq!(plain.arch.norm, super::super::CIFAR_NORM);
+        assert_eq!(plain.class_names[0], "airplane");
+        std::fs::remove_file(&a).ok();
+        std::fs::remove_file(&b).ok();
+    }
+
+    #[test]
+    fn bad_metadata_is_refused_naming_the_file() {
+        let a = tmp("bad-meta.safetensors");
+        for (k, v, want) in [
+            ("norm_mean", "[0.5, 0.5]", "2 values"),
+            ("norm_std", "[0.2, 0, 0.2]", "positive"),
+            (
+                "class_names",
+                "a,b,c",
+                "3 class names for a model with 10 outputs",
+            ),
+            ("class_names", "a,b,c,d,e,f,g,h,i,j,k", "11 class names"),
+        ] {
+            write_model(&a, &[(k, v)]);
+            let e = load_model(&a, None).err().unwrap().to_string();
+            assert!(e.contains("bad-meta.safetensors") && e.contains(k), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
+        std::fs::remove_file(&a).ok();
     }
 }

@@ -1,6 +1,7 @@
 //! The model zoo: CIFAR classifiers as graphs over the authors' own tensor names.
 
 mod builder;
+pub mod classes;
 mod load;
 pub mod mobilenet;
 pub mod repvgg;
@@ -9,6 +10,7 @@ pub mod shufflenet;
 pub mod vgg;
 
 pub use builder::{Builder, ConvSpec};
+pub use classes::default_class_names;
 pub use load::{import, load_model, print_zoo, read_params};
 
 use crate::error::{Error, Result};
@@ -200,13 +202,23 @@ pub struct Model {
 }
 
 impl Model {
+    /// Class names default to [`default_class_names`] of the output width.
     pub fn new(arch: Arch, params: Params) -> Result<Model> {
         params.check(&arch.expected)?;
+        let width = classes::output_width(&arch.graph, |_, w| {
+            params.get(w).ok().and_then(|a| a.shape.first().copied())
+        })
+        .unwrap_or(CIFAR10_CLASSES.len());
         Ok(Model {
             arch,
             params,
-            class_names: CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
+            class_names: default_class_names(width),
         })
+    }
+
+    /// The number of logits per image (the class count).
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
     }
 }
 

@@ -31,8 +31,7 @@ fn run_logits(gpu: &Arc<Gpu>, q: &QuantModel, ds: &Dataset, batch: usize) -> Res
     logits(&q.runner(gpu)?, q.norm, ds, batch, |_| {})
 }
 
-fn top1(l: &[f32], ds: &Dataset) -> f64 {
-    let k = ds.num_classes();
+fn top1(l: &[f32], ds: &Dataset, k: usize) -> f64 {
     let hit = argmax_rows(l, k)
         .iter()
         .zip(ds.labels())
@@ -57,8 +56,9 @@ pub fn accuracy_aware(
     max_drop: f64,
 ) -> Result<(QuantModel, AccuracyAwareReport)> {
     let mut q = default_quantization(gpu, model, calib, opts)?;
-    let k = calib.num_classes();
+    let k = model.num_classes();
     let all_fp32 = QuantModel {
+        class_names: q.class_names.clone(),
         layers: Default::default(),
         meta: Default::default(),
         arch: q.arch.clone(),
@@ -67,9 +67,9 @@ pub fn accuracy_aware(
         params: q.params.clone(),
     };
     let fp_logits = run_logits(gpu, &all_fp32, calib, opts.batch)?;
-    let fp_top1 = top1(&fp_logits, calib);
+    let fp_top1 = top1(&fp_logits, calib, k);
     let mut q_logits = run_logits(gpu, &q, calib, opts.batch)?;
-    let mut acc = top1(&q_logits, calib);
+    let mut acc = top1(&q_logits, calib, k);
     let mut report = AccuracyAwareReport {
         fp32_top1: 100.0 * fp_top1,
         default_top1: 100.0 * acc,
@@ -106,7 +106,7 @@ pub fn accuracy_aware(
             trial.meta.clear();
             let lg = run_logits(gpu, &trial, &rank_set, opts.batch)?;
             let dist: f64 = distances(&lg, &fp_rank, k).iter().sum();
-            scores.insert(l, (top1(&lg, &rank_set), -dist));
+            scores.insert(l, (top1(&lg, &rank_set, k), -dist));
         }
         let best = *candidates
             .iter()
@@ -118,7 +118,7 @@ pub fn accuracy_aware(
             .expect("candidates are not empty");
         let trial = q.clone_without(best);
         let lg = run_logits(gpu, &trial, calib, opts.batch)?;
-        let a = top1(&lg, calib);
+        let a = top1(&lg, calib, k);
         let name = q.graph.nodes[best].name.clone();
         bar.inc(1);
         if a < acc {

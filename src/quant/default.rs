@@ -282,7 +282,11 @@ fn correct_biases(
     Ok(())
 }
 
-/// DefaultQuantization of `model` calibrated on `calib`.
+/// Fewer calibration images than this draw a warning.
+pub const MIN_CALIBRATION_IMAGES: usize = 100;
+
+/// DefaultQuantization of `model` calibrated on `calib` (whose classes must be the model's,
+/// see [`crate::data::Dataset::map_classes`]).
 pub fn default_quantization(
     gpu: &Arc<Gpu>,
     model: &Model,
@@ -292,12 +296,13 @@ pub fn default_quantization(
     if calib.is_empty() {
         return Err(Error::Invalid("the calibration set is empty".into()));
     }
-    if calib.num_classes() != model.class_names.len() {
-        return Err(Error::Invalid(format!(
-            "the calibration set has {} classes, the model {}",
-            calib.num_classes(),
-            model.class_names.len()
-        )));
+    crate::eval::check_classes(calib, &model.class_names)?;
+    if calib.len() < MIN_CALIBRATION_IMAGES {
+        log::warn!(
+            "the calibration set has only {} image(s); with fewer than {MIN_CALIBRATION_IMAGES} \
+             the activation ranges rest on too few samples to be reliable",
+            calib.len()
+        );
     }
     let (graph, params) = prepare(model)?;
     let runner = Runner::new(gpu.clone(), graph.clone(), &params)?;
@@ -315,6 +320,7 @@ pub fn default_quantization(
     Ok(QuantModel {
         arch: model.arch.name.clone(),
         norm: model.arch.norm,
+        class_names: model.class_names.clone(),
         graph,
         params,
         layers,

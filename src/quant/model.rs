@@ -19,6 +19,8 @@ pub const FORMAT: &str = "synthcal-int8-v1";
 pub struct QuantModel {
     pub arch: String,
     pub norm: Normalization,
+    /// One name per output (the FP32 model's; saved in the file's metadata).
+    pub class_names: Vec<String>,
     /// The inference graph (BatchNorm folded, activations fused).
     pub graph: Graph,
     /// FP32 parameters of `graph` (used by the layers that stay FP32).
@@ -55,6 +57,14 @@ impl QuantModel {
             .collect()
     }
 
+    /// Logits per image, from the final layer's weights (None for a graph without one).
+    pub fn output_width(&self) -> Option<usize> {
+        crate::models::classes::output_width(&self.graph, |v, w| match self.layers.get(&v) {
+            Some(q) => Some(q.weights.shape[0]),
+            None => self.params.get(w).ok()?.shape.first().copied(),
+        })
+    }
+
     /// A copy with layer `l` reverted to FP32.
     pub fn clone_without(&self, l: ValueId) -> QuantModel {
         let mut layers = self.layers.clone();
@@ -62,6 +72,7 @@ impl QuantModel {
         QuantModel {
             arch: self.arch.clone(),
             norm: self.norm,
+            class_names: self.class_names.clone(),
             graph: self.graph.clone(),
             params: self.params.clone(),
             layers,
@@ -87,6 +98,7 @@ impl QuantModel {
         meta.insert("format".into(), FORMAT.into());
         meta.insert("arch".into(), self.arch.clone());
         meta.insert("norm".into(), json(&self.norm)?);
+        meta.insert("class_names".into(), json(&self.class_names)?);
         meta.insert("graph".into(), json(&self.graph)?);
         let lm: Vec<LayerMeta> = self
             .layers
@@ -242,9 +254,12 @@ impl QuantModel {
         for (name, t) in by_name {
             params.insert(name, Array::new(&t.shape, t.to_f32()));
         }
-        let qm = QuantModel {
+        crate::models::classes::check_norm(&norm)
+            .map_err(|e| bad(format!("metadata `norm`: {e}")))?;
+        let mut qm = QuantModel {
             arch: get("arch")?.clone(),
             norm,
+            class_names: Vec::new(),
             graph,
             params,
             layers,
@@ -263,6 +278,13 @@ impl QuantModel {
                 qm.params.get(&p).map_err(|e| bad(e.to_string()))?;
             }
         }
+        // Files from before class names were stored hold CIFAR-10 models.
+        let width = qm
+            .output_width()
+            .unwrap_or(crate::data::CIFAR10_CLASSES.len());
+        qm.class_names = crate::models::classes::class_names_from_meta(&qm.meta, width)
+            .map_err(bad)?
+            .unwrap_or_else(|| crate::models::default_class_names(width));
         Ok(qm)
     }
 }
