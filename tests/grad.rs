@@ -9,7 +9,9 @@
 //! kinked ops (ReLU, LeakyReLU, hinge) are kept at least 0.05 from the kink, so that a step of
 //! h never crosses it.
 
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use common::gpu;
 use synthcal::cpu::Array;
 use synthcal::gpu::{Gpu, Stream, Tensor};
 use synthcal::graph::tape::{Tape, Var};
@@ -18,12 +20,6 @@ use synthcal::ops::grad::Loss;
 use synthcal::ops::Act;
 
 const H: f32 = 1e-2;
-
-fn gpu() -> Arc<Gpu> {
-    static G: OnceLock<Arc<Gpu>> = OnceLock::new();
-    G.get_or_init(|| Gpu::default_adapter().expect("GPU tests need an adapter (install lavapipe)"))
-        .clone()
-}
 
 /// An input of the op under test: its values and whether to check its gradient.
 struct In {
@@ -138,6 +134,7 @@ fn check_grad(name: &str, mut inputs: Vec<In>, f: Op, is_loss: bool) {
 
 #[test]
 fn linear_grad() {
+    common::skip_without_gpu!();
     let f: Op = &|t, s, v| t.linear(s, v[0], v[1]);
     check_grad(
         "linear",
@@ -158,6 +155,7 @@ type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, bool);
 
 #[test]
 fn conv2d_grads() {
+    common::skip_without_gpu!();
     let cases: &[ConvCase] = &[
         ([2, 3, 6, 6], [4, 3, 3, 3], 1, 1, 1, false),
         ([2, 4, 8, 8], [6, 4, 4, 4], 2, 1, 1, true),
@@ -184,6 +182,7 @@ fn conv2d_grads() {
 
 #[test]
 fn batch_norm_grads() {
+    common::skip_without_gpu!();
     for (i, shape) in [vec![6, 4], vec![3, 5, 3, 3]].into_iter().enumerate() {
         let g = gpu();
         let c = shape[1];
@@ -205,6 +204,7 @@ fn batch_norm_grads() {
 
 #[test]
 fn pointwise_and_layout_grads() {
+    common::skip_without_gpu!();
     let glu: Op = &|t, s, v| t.glu(s, v[0]);
     check_grad("glu 2d", vec![input(&[3, 8], 50, true)], glu, false);
     check_grad("glu 4d", vec![input(&[2, 6, 3, 3], 51, true)], glu, false);
@@ -281,6 +281,7 @@ fn pointwise_and_layout_grads() {
 
 #[test]
 fn loss_grads() {
+    common::skip_without_gpu!();
     for (i, loss) in [
         Loss::Hinge { sign: 1.0 },
         Loss::Hinge { sign: -1.0 },
@@ -336,6 +337,7 @@ fn class_targets(rows: usize, classes: usize) -> Array {
 
 #[test]
 fn cross_entropy_value_and_grad() {
+    common::skip_without_gpu!();
     let (rows, classes) = (6, 10);
     let mut x = input(&[rows, classes], 85, true);
     x.a = x.a.map(|v| 3.0 * v);
@@ -374,6 +376,7 @@ fn cross_entropy_value_and_grad() {
 
 #[test]
 fn bn_stat_loss_value_and_grad() {
+    common::skip_without_gpu!();
     let (n, c, sp) = (3, 4, 5);
     let mut x = input(&[n, c, sp], 90, true);
     x.a = x.a.map(|v| 2.0 * v + 0.3);
@@ -441,6 +444,7 @@ fn converged_u(w: &Array) -> (Tensor, Vec<f32>) {
 
 #[test]
 fn spectral_norm_grad() {
+    common::skip_without_gpu!();
     let w = input(&[6, 2, 2, 2], 80, true);
     let (u, u0) = converged_u(&w.a);
     let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| {
@@ -452,6 +456,7 @@ fn spectral_norm_grad() {
 
 #[test]
 fn small_net_whole_graph_grad() {
+    common::skip_without_gpu!();
     // conv -> BN -> GLU -> upsample -> conv(s2) -> leaky -> flatten -> concat(label) ->
     // linear -> hinge: every op the GAN uses, chained.
     let g = gpu();

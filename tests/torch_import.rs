@@ -94,7 +94,7 @@ fn corrupted_checkpoints_fail_cleanly() {
         models.join("chenyaofo/cifar10_resnet20-4118986f.pt"),
     ];
     if !sources.iter().all(|p| p.is_file()) {
-        eprintln!("skipping: checkpoints under {} not found", models.display());
+        common::skip(&format!("checkpoints under {} not found", models.display()));
         return;
     }
     let dir = std::env::temp_dir().join(format!("synthcal-corrupt-{}", std::process::id()));

@@ -347,8 +347,7 @@ mod tests {
     /// central difference of the replayed forward along a random direction.
     #[test]
     fn replayed_logits_and_input_gradients_match() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::ops::testing::try_gpu() else {
             return;
         };
         for name in ["akamaster_resnet20", "resnet20", "shufflenetv2_x0_5"] {

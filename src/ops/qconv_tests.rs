@@ -142,6 +142,7 @@ proptest! {
 
     #[test]
     fn conv_is_bit_exact((case, seed) in case_strategy()) {
+        crate::ops::skip_without_gpu!(proptest);
         let (conv, x) = random_layer(&case, seed);
         check(&conv, &x);
     }
@@ -166,6 +167,7 @@ fn base_case() -> Case {
 
 #[test]
 fn large_conv_spans_workgroups_and_tiles() {
+    crate::ops::skip_without_gpu!();
     // 646 pixels (3 pixel blocks), 19 channels (3 tiles, last partial), 13 inputs (ragged word).
     for (output, act) in [
         (Some(true), Act::Relu),
@@ -186,6 +188,7 @@ fn large_conv_spans_workgroups_and_tiles() {
 
 #[test]
 fn grouped_conv_with_groups_straddling_words() {
+    crate::ops::skip_without_gpu!();
     // cig = 3: groups share packed words; cog = 5: tiles span two groups.
     let case = Case {
         c: 12,
@@ -210,6 +213,7 @@ fn grouped_conv_with_groups_straddling_words() {
 
 #[test]
 fn linear_is_bit_exact() {
+    crate::ops::skip_without_gpu!();
     for output in [None, Some(false)] {
         let case = Case {
             n: 9,
@@ -243,6 +247,7 @@ proptest! {
         c in 1usize..10, hw in 1usize..6, signs in 0usize..4, out in prop::option::of(any::<bool>()),
         a in 0usize..4, seed in any::<u64>(),
     ) {
+        crate::ops::skip_without_gpu!(proptest);
         let g = gpu();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut fmt = |u: bool| QFormat { scale: rng.random_range(0.01..0.2), unsigned: u };
@@ -293,6 +298,7 @@ proptest! {
 
 #[test]
 fn add_rejects_mismatches() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     let f = QFormat::signed(0.1);
     let a = QTensor::upload(
@@ -335,6 +341,7 @@ fn add_rejects_mismatches() {
 
 #[test]
 fn quantize_roundtrip_matches_cpu() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     // Scale 0.5: v * 2 hits exact halves (ties to even), and values beyond the range clamp.
     let x = Array::random(&[2, 6, 3, 5], 1).map(|v| (v * 300.0).round() / 4.0);
@@ -361,6 +368,7 @@ fn quantize_roundtrip_matches_cpu() {
 
 #[test]
 fn quantized_layers_chain() {
+    crate::ops::skip_without_gpu!();
     // quantize -> conv (int8 out) -> conv (f32 out) on the GPU equals the same on the CPU.
     let g = gpu();
     let x = Array::random(&[2, 5, 6, 6], 9);
@@ -405,6 +413,7 @@ fn quantized_layers_chain() {
 
 #[test]
 fn bad_shapes_are_errors() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     let (conv, x) = random_layer(&base_case(), 1);
     let layer = QConv2d::new(&g, &conv).unwrap();
@@ -472,6 +481,7 @@ fn bad_shapes_are_errors() {
 
 #[test]
 fn requantization_rounds_half_to_even() {
+    crate::ops::skip_without_gpu!();
     // m = 1 * 0.5 / 1 = 0.5 exactly, so odd inputs land on ties: 1 -> 0, 3 -> 2, 5 -> 2.
     let x = QArray {
         shape: [1, 1, 1, 256],
@@ -503,6 +513,7 @@ fn requantization_rounds_half_to_even() {
 #[test]
 #[ignore = "benchmark: cargo test --lib print_int8_bench -- --ignored --nocapture"]
 fn print_int8_bench() {
+    crate::ops::skip_without_gpu!();
     let quick = std::env::var_os("SYNTHCAL_BENCH_QUICK").is_some();
     for (name, gops, ms) in int8_bench(&gpu(), quick).unwrap() {
         println!("{name:50} {gops:8.2} GOP/s {ms:9.2} ms");
@@ -511,6 +522,7 @@ fn print_int8_bench() {
 
 #[test]
 fn depthwise_per_channel_input_scales_are_bit_exact() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     for (unsigned_in, output) in [(true, None), (false, Some(true)), (true, Some(false))] {
         let case = Case {
