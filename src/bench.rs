@@ -188,6 +188,7 @@ mod tests {
     #[test]
     #[ignore = "timing, run by hand"]
     fn print_kernel_bench() {
+        crate::ops::skip_without_gpu!();
         let g = crate::ops::testing::gpu();
         for r in super::kernel_bench(&g, true) {
             println!(

@@ -2,20 +2,13 @@
 
 mod common;
 
+use common::gpu;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 use synthcal::data::Dataset;
 use synthcal::gan::generate::{generate, save_generated};
 use synthcal::gan::train::{load_teacher, run, TrainOptions, Trainer};
 use synthcal::gan::{load_generator, save_generator, Discriminator, GanConfig, Generator};
-use synthcal::gpu::Gpu;
-
-fn gpu() -> Arc<Gpu> {
-    static G: OnceLock<Arc<Gpu>> = OnceLock::new();
-    G.get_or_init(|| Gpu::default_adapter().expect("GPU tests need an adapter (install lavapipe)"))
-        .clone()
-}
 
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("synthcal-gan-{tag}-{}", std::process::id()));
@@ -55,6 +48,7 @@ fn tiny(teacher: Option<PathBuf>) -> TrainOptions {
 
 #[test]
 fn faithful_widths_match_the_reference_sizes() {
+    common::skip_without_gpu!();
     let g = gpu();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let cfg = GanConfig::default();
@@ -75,6 +69,7 @@ fn faithful_widths_match_the_reference_sizes() {
 
 #[test]
 fn same_seed_same_run_and_resume_matches() {
+    common::skip_without_gpu!();
     let g = gpu();
     let dir = tmp("resume");
     let mut a = Trainer::new(g.clone(), tiny(None), fake_real(40), None).unwrap();
@@ -96,6 +91,7 @@ fn same_seed_same_run_and_resume_matches() {
 
 #[test]
 fn auxiliary_classifier_trains_and_resumes() {
+    common::skip_without_gpu!();
     let g = gpu();
     let dir = tmp("aux");
     let mut o = tiny(None);
@@ -123,6 +119,7 @@ fn auxiliary_classifier_trains_and_resumes() {
 
 #[test]
 fn classifier_guide_joins_g_loss_trains_and_resumes() {
+    common::skip_without_gpu!();
     let g = gpu();
     let dir = tmp("guide");
     std::fs::create_dir_all(&dir).unwrap();
@@ -156,6 +153,7 @@ fn classifier_guide_joins_g_loss_trains_and_resumes() {
 
 #[test]
 fn class_shifts_start_neutral_train_and_round_trip() {
+    common::skip_without_gpu!();
     let g = gpu();
     let dir = tmp("shift");
     let mut o = tiny(None);
@@ -203,6 +201,7 @@ fn class_shifts_start_neutral_train_and_round_trip() {
 
 #[test]
 fn generator_file_round_trip_and_teacher_set() {
+    common::skip_without_gpu!();
     let g = gpu();
     let dir = tmp("teacher");
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -267,6 +266,7 @@ fn generator_file_round_trip_and_teacher_set() {
 
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
+    common::skip_without_gpu!();
     let g = gpu();
     let dir = tmp("nan");
     let mut opts = tiny(None);
@@ -294,6 +294,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
 
 #[test]
 fn bad_configs_are_refused() {
+    common::skip_without_gpu!();
     let g = gpu();
     let mut o = tiny(None);
     o.config.ngf = 12;
@@ -305,6 +306,7 @@ fn bad_configs_are_refused() {
 
 #[test]
 fn committed_generator_loads_and_generates() {
+    common::skip_without_gpu!();
     let g = gpu();
     let default = synthcal::gan::cli::default_generator();
     let unguided = default.with_file_name("distylegan-cifar10-unguided.safetensors");

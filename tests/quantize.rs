@@ -6,7 +6,6 @@ mod common;
 use synthcal::calib::cli::CalibSetArgs;
 use synthcal::cpu::Array;
 use synthcal::data::Dataset;
-use synthcal::gpu::Gpu;
 use synthcal::models::{arch, random_params, Model};
 use synthcal::quant::{default_quantization, QuantModel, QuantOptions};
 
@@ -24,7 +23,7 @@ fn noise_set(n: usize, seed: u64) -> Dataset {
 }
 
 fn quantized(name: &str) -> (Model, QuantModel) {
-    let gpu = Gpu::default_adapter().unwrap();
+    let gpu = common::gpu();
     let a = arch(name).unwrap();
     let p = random_params(&a, 3);
     let model = Model::new(a, p).unwrap();
@@ -39,7 +38,7 @@ fn quantized(name: &str) -> (Model, QuantModel) {
 }
 
 fn gpu_logits(q: &QuantModel, x: &Array) -> Vec<f32> {
-    let gpu = Gpu::default_adapter().unwrap();
+    let gpu = common::gpu();
     q.runner(&gpu)
         .unwrap()
         .logits(&x.data, x.shape[0], [32, 32])
@@ -48,6 +47,7 @@ fn gpu_logits(q: &QuantModel, x: &Array) -> Vec<f32> {
 
 #[test]
 fn gpu_int8_matches_cpu_simulation() {
+    common::skip_without_gpu!();
     for name in ["akamaster_resnet20", "shufflenetv2_x0_5"] {
         let (_, q) = quantized(name);
         assert!(!q.layers.is_empty());
@@ -90,6 +90,7 @@ fn gpu_int8_matches_cpu_simulation() {
 
 #[test]
 fn int8_files_round_trip() {
+    common::skip_without_gpu!();
     let (_, q) = quantized("resnet20");
     let dir = std::env::temp_dir().join(format!("synthcal-q-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -124,7 +125,8 @@ fn int8_files_round_trip() {
 
 #[test]
 fn bad_calibration_sets_are_refused() {
-    let gpu = Gpu::default_adapter().unwrap();
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
     let a = arch("akamaster_resnet20").unwrap();
     let model = Model::new(a, random_params(&arch("akamaster_resnet20").unwrap(), 1)).unwrap();
     let empty = noise_set(10, 1).subset(&[]).unwrap();
@@ -162,7 +164,8 @@ fn tiny_model() -> Model {
 
 #[test]
 fn accuracy_aware_reverts_until_within_limit() {
-    let gpu = Gpu::default_adapter().unwrap();
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
     let model = tiny_model();
     let calib = noise_set(60, 2);
     let opts = QuantOptions {
@@ -182,7 +185,8 @@ fn accuracy_aware_reverts_until_within_limit() {
 
 #[test]
 fn diagnose_reports_every_quantized_layer() {
-    let gpu = Gpu::default_adapter().unwrap();
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
     let (model, q) = quantized("akamaster_resnet20");
     let ds = noise_set(30, 8);
     // As loaded from a file: without the FP32 weights of its INT8 layers.
@@ -243,7 +247,8 @@ fn noise_calibration_source_is_seeded() {
 
 #[test]
 fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
-    let gpu = std::sync::Arc::new(Gpu::default_adapter().unwrap());
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
     let data = std::path::Path::new("unused by fractal");
     let set =
         |seed| synthcal::calib::calibration_set(&gpu, "fractal", data, 3, seed, None).unwrap();
@@ -277,8 +282,9 @@ fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
 
 #[test]
 fn reproduce_writes_the_report_and_resumes() {
+    common::skip_without_gpu!();
     use synthcal::eval::reproduce::{run, ReproduceArgs};
-    let gpu = Gpu::default_adapter().unwrap();
+    let gpu = common::gpu();
     let dir = std::env::temp_dir().join(format!("synthcal-repro-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("cifar");

@@ -1,8 +1,9 @@
 //! Every architecture family runs on the GPU engine and matches the CPU reference executor,
 //! with random weights, both as published (separate BatchNorm) and after the inference passes.
 
+mod common;
+
 use synthcal::cpu::Array;
-use synthcal::gpu::Gpu;
 use synthcal::graph::{cpu, exec::Runner, passes};
 use synthcal::models::{arch, random_params};
 
@@ -14,7 +15,7 @@ fn max_rel(got: &[f32], want: &[f32]) -> f32 {
 }
 
 fn check(name: &str) {
-    let gpu = Gpu::default_adapter().expect("GPU adapter (install lavapipe)");
+    let gpu = common::gpu();
     let a = arch(name).unwrap();
     let params = random_params(&a, 7);
     let x = Array::random(&[2, 3, 32, 32], 99);
@@ -51,38 +52,45 @@ fn check(name: &str) {
 
 #[test]
 fn akamaster_resnet() {
+    common::skip_without_gpu!();
     check("akamaster_resnet20");
 }
 
 #[test]
 fn chenyaofo_resnet() {
+    common::skip_without_gpu!();
     check("resnet20");
 }
 
 #[test]
 fn shufflenetv2() {
+    common::skip_without_gpu!();
     check("shufflenetv2_x0_5");
 }
 
 #[test]
 fn mobilenetv2() {
+    common::skip_without_gpu!();
     check("mobilenetv2_x0_5");
 }
 
 #[test]
 fn vgg_bn() {
+    common::skip_without_gpu!();
     check("vgg11_bn");
 }
 
 #[test]
 fn repvgg_train_and_deploy_forms() {
+    common::skip_without_gpu!();
     check("repvgg_a0");
     check("repvgg_a0_deploy");
 }
 
 #[test]
 fn repvgg_fuses_into_its_deploy_form() {
-    let gpu = Gpu::default_adapter().expect("GPU adapter (install lavapipe)");
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
     let a = arch("repvgg_a0").unwrap();
     // BN statistics away from the identity so that every branch matters.
     let mut params = random_params(&a, 11);

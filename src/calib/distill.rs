@@ -172,8 +172,7 @@ mod tests {
 
     #[test]
     fn distillation_lowers_the_bn_loss_and_is_seeded() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::ops::testing::try_gpu() else {
             return;
         };
         let mk = |iterations| DistillOptions {

@@ -419,8 +419,7 @@ mod tests {
 
     #[test]
     fn gpu_render_matches_the_cpu_reference() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::ops::testing::try_gpu() else {
             return;
         };
         let recs = records(2, 10, 11);

@@ -178,4 +178,34 @@ mod tests {
         assert!(f.kl > 0.0);
         assert_eq!(paired(&fp, &q, &labels, 3), (1, 1, 1.0));
     }
+
+    /// Three flips one way, one the other, and a prediction that changes while both are
+    /// wrong: every count lands in its own field, so swapped fields or directions fail.
+    #[test]
+    fn flips_are_counted_by_direction() {
+        // Six images, three classes; row i predicts class `pred[i]` with logit 5.
+        let logits = |pred: &[usize]| -> Vec<f32> {
+            pred.iter()
+                .flat_map(|&p| (0..3).map(move |c| if c == p { 5.0 } else { 0.0 }))
+                .collect()
+        };
+        let labels = [0, 1, 2, 0, 1, 2];
+        // FP32 right on 0, 1, 2, 3; wrong on 4, 5. INT8 breaks 0, 1, 2, fixes 4, and moves
+        // 5's wrong prediction to another wrong class.
+        let fp = logits(&[0, 1, 2, 0, 0, 0]);
+        let q = logits(&[1, 2, 0, 0, 1, 1]);
+        let f = fidelity(&fp, &q, &labels, 3);
+        assert_eq!((f.fp32_right_int8_wrong, f.fp32_wrong_int8_right), (3, 1));
+        assert!((f.fp32_top1 - 400.0 / 6.0).abs() < 1e-9, "{}", f.fp32_top1);
+        assert!((f.int8_top1 - 200.0 / 6.0).abs() < 1e-9, "{}", f.int8_top1);
+        assert!((f.drop - 200.0 / 6.0).abs() < 1e-9, "{}", f.drop);
+        assert!((f.agreement - 100.0 / 6.0).abs() < 1e-9, "{}", f.agreement);
+        assert_eq!(f.mcnemar_p, mcnemar(3, 1));
+        assert_eq!(paired(&fp, &q, &labels, 3), (3, 1, mcnemar(3, 1)));
+        assert_eq!(paired(&q, &fp, &labels, 3), (1, 3, mcnemar(1, 3)));
+        // The reverse comparison swaps the counts and the sign of the drop.
+        let r = fidelity(&q, &fp, &labels, 3);
+        assert_eq!((r.fp32_right_int8_wrong, r.fp32_wrong_int8_right), (1, 3));
+        assert!((r.drop + f.drop).abs() < 1e-9);
+    }
 }

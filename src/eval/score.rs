@@ -297,8 +297,7 @@ mod tests {
 
     #[test]
     fn a_set_judged_against_itself_has_zero_fid() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::ops::testing::try_gpu() else {
             return;
         };
         let a = crate::models::arch("resnet20").unwrap();

@@ -84,8 +84,7 @@ mod tests {
     /// zeros (mid-grey) entering at the border.
     #[test]
     fn guide_logits_are_the_classifiers_on_the_mapped_images() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::ops::testing::try_gpu() else {
             return;
         };
         let a = arch("resnet20").unwrap();

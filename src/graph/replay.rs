@@ -347,11 +347,18 @@ mod tests {
     /// central difference of the replayed forward along a random direction.
     #[test]
     fn replayed_logits_and_input_gradients_match() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::ops::testing::try_gpu() else {
             return;
         };
-        for name in ["akamaster_resnet20", "resnet20", "shufflenetv2_x0_5"] {
+        // The random-weight ResNets have many units near their kinks: any step that keeps f32
+        // rounding small crosses some (measured: 0.7% to 5% between steps 1e-3 and 3e-2), so
+        // they get 2%. ShuffleNetV2 stays within 2e-5 at steps up to 1e-2: it gets 0.1%, which
+        // a gradient 0.5% off fails.
+        for (name, tol) in [
+            ("akamaster_resnet20", 2e-2),
+            ("resnet20", 2e-2),
+            ("shufflenetv2_x0_5", 1e-3),
+        ] {
             let m = model(name);
             let x = random(2 * 3 * 32 * 32, 1);
             let want = crate::graph::cpu::forward(
@@ -379,11 +386,14 @@ mod tests {
                     .map(|(a, d)| a + sign * eps * d)
                     .collect();
                 let (y, _) = logits_and_slope(&gpu, fz, &xs, &w, &dir);
-                y.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>()
+                y.iter()
+                    .zip(&w)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
             };
-            let fd = (f(1.0, &mut fz) - f(-1.0, &mut fz)) / (2.0 * eps);
+            let fd = ((f(1.0, &mut fz) - f(-1.0, &mut fz)) / (2.0 * eps as f64)) as f32;
             assert!(
-                (fd - slope).abs() <= 2e-2 * slope.abs().max(1.0),
+                (fd - slope).abs() <= tol * slope.abs().max(1.0),
                 "{name}: gradient {slope}, finite difference {fd}"
             );
         }

@@ -281,6 +281,7 @@ mod tests {
 
     #[test]
     fn inference_matches_cpu_2d_and_1d() {
+        crate::ops::skip_without_gpu!();
         check_inference(&[2, 3, 5, 7], Act::Identity, 1);
         check_inference(&[3, 16, 8, 8], Act::Relu, 2);
         check_inference(&[1, 5, 1, 1], Act::LeakyRelu(0.2), 3);
@@ -290,6 +291,7 @@ mod tests {
 
     #[test]
     fn training_matches_pytorch_semantics() {
+        crate::ops::skip_without_gpu!();
         check_train(&[4, 3, 5, 7], 0.0, 1);
         check_train(&[2, 8, 17, 17], 0.0, 2); // more elements per channel than threads
         check_train(&[5, 6], 0.0, 3); // 1d
@@ -299,6 +301,7 @@ mod tests {
 
     #[test]
     fn training_updates_running_stats_cumulatively() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let bn = BatchNorm::init(&g, 2).unwrap();
         let x = g.upload_f32(&[2, 2], &[1.0, 10.0, 3.0, 30.0]).unwrap();
@@ -319,6 +322,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let bn = BatchNorm::init(&g, 3).unwrap();
         let x = g.upload_f32(&[2, 4, 2, 2], &[0.0; 32]).unwrap();
@@ -344,6 +348,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(12))]
         #[test]
         fn random_shapes(n in 1usize..5, c in 1usize..9, h in 1usize..11, w in 1usize..11, seed in 0u64..1000) {
+            crate::ops::skip_without_gpu!(proptest);
             check_inference(&[n, c, h, w], Act::Relu, seed);
             if n * h * w > 1 {
                 check_train(&[n, c, h, w], 0.0, seed);

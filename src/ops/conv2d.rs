@@ -368,6 +368,7 @@ mod tests {
 
     #[test]
     fn fixed_shapes_match_cpu() {
+        crate::ops::skip_without_gpu!();
         let cases: &[Case] = &[
             ([2, 3, 8, 8], [16, 3, 3, 3], 1, 1, 1, true, false), // stem
             ([2, 16, 9, 7], [20, 16, 3, 3], 2, 1, 1, true, true), // odd Co, strided
@@ -405,6 +406,7 @@ mod tests {
 
     #[test]
     fn non_square_kernel_stride_and_padding() {
+        crate::ops::skip_without_gpu!();
         let p = Conv2dParams {
             stride: [2, 1],
             pad: [0, 2],
@@ -449,6 +451,7 @@ mod tests {
             ph in 0usize..3, pw in 0usize..3, bias: bool, res: bool, ai in 0usize..6,
             seed in 0u64..1000,
         ) {
+            crate::ops::skip_without_gpu!(proptest);
             // groups 1, 2, or depthwise (one input channel per group)
             let (groups, cig) = match gsel { 0 => (1, cig), 1 => (2, cig), _ => (cig * 2, 1) };
             let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], groups };
@@ -461,6 +464,7 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_op() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_f32(&[1, 3, 4, 4], &[0.0; 48]).unwrap();
         let w = prepare_conv_weight(&g, &[8, 4, 3, 3], &[0.0; 288], 1).unwrap();

@@ -94,6 +94,7 @@ mod tests {
 
     #[test]
     fn activations_match_cpu() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         for (i, shape) in [vec![7], vec![3, 5, 11], vec![2, 3, 64, 65]]
             .iter()
@@ -114,6 +115,7 @@ mod tests {
 
     #[test]
     fn add_fuses_activation() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let shape = [4, 8, 9];
         let (a, b) = (Array::random(&shape, 1), Array::random(&shape, 2));
@@ -130,6 +132,7 @@ mod tests {
 
     #[test]
     fn mul_matches_cpu() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let shape = [3, 7, 5];
         let (a, b) = (Array::random(&shape, 3), Array::random(&shape, 4));
@@ -146,6 +149,7 @@ mod tests {
 
     #[test]
     fn add_rejects_mismatched_shapes() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let a = g.upload_f32(&[2, 3], &[0.0; 6]).unwrap();
         let b = g.upload_f32(&[3, 2], &[0.0; 6]).unwrap();
@@ -157,6 +161,7 @@ mod tests {
 
     #[test]
     fn large_1d_grids_fold_into_y() {
+        crate::ops::skip_without_gpu!();
         // 65535 * 256 < n: exercises the 2-D grid fold.
         let g = gpu();
         let n = 65535 * 256 + 1000;
@@ -171,6 +176,7 @@ mod tests {
 
     #[test]
     fn oversized_tensors_are_refused_not_truncated() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let n = (g.max_binding() / 4 + 1) as usize;
         let err = g.alloc("test", &[n], DType::F32).unwrap_err().to_string();
@@ -183,6 +189,7 @@ mod tests {
 
     #[test]
     fn buffers_are_reused_and_pipelines_cached() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_f32(&[1000], &vec![1.0; 1000]).unwrap();
         for _ in 0..3 {

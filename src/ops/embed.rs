@@ -100,6 +100,7 @@ mod tests {
 
     #[test]
     fn one_hot_matches_cpu() {
+        crate::ops::skip_without_gpu!();
         check_one_hot(&[0, 3, 9, 1], 10);
         check_one_hot(&[2], 3);
         check_one_hot(&[0, -1, 10, 5], 10); // out of range: zero rows
@@ -107,6 +108,7 @@ mod tests {
 
     #[test]
     fn embedding_matches_cpu() {
+        crate::ops::skip_without_gpu!();
         check_embedding(10, 7, &[3, 0, 9, 3], &[4], 1);
         check_embedding(5, 1, &[4, 2, 1, 0, 3, 2], &[2, 3], 2);
         check_embedding(3, 4, &[-1, 3, 1], &[3], 3); // out of range: zero rows
@@ -114,6 +116,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_inputs() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let mut s = g.stream();
         let f = g.upload_f32(&[3], &[0.0; 3]).unwrap();
@@ -135,6 +138,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
         fn random_lookups(v in 1usize..20, d in 1usize..40, idx in proptest::collection::vec(-2i32..22, 1..50), seed in 0u64..1000) {
+            crate::ops::skip_without_gpu!(proptest);
             check_one_hot(&idx, v);
             check_embedding(v, d, &idx, &[idx.len()], seed);
         }

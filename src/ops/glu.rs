@@ -67,6 +67,7 @@ mod tests {
 
     #[test]
     fn matches_cpu() {
+        crate::ops::skip_without_gpu!();
         check(&[2, 8, 4, 4], 1);
         check(&[3, 2, 5, 7], 2);
         check(&[5, 6], 3);
@@ -76,6 +77,7 @@ mod tests {
 
     #[test]
     fn rejects_odd_channels() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_f32(&[2, 3, 2, 2], &[0.0; 24]).unwrap();
         let err = glu(&mut g.stream(), &x).unwrap_err().to_string();
@@ -88,6 +90,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
         fn random_shapes(n in 1usize..5, c in 1usize..9, rest in proptest::collection::vec(1usize..9, 0..3), seed in 0u64..1000) {
+            crate::ops::skip_without_gpu!(proptest);
             let mut shape = vec![n, 2 * c];
             shape.extend(rest);
             check(&shape, seed);

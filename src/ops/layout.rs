@@ -230,6 +230,7 @@ mod tests {
 
     #[test]
     fn concat_and_split_roundtrip() {
+        crate::ops::skip_without_gpu!();
         check_concat_split(&[vec![2, 3, 5, 5], vec![2, 1, 5, 5], vec![2, 4, 5, 5]], 1);
         check_concat_split(&[vec![3, 7], vec![3, 2]], 2);
         check_concat_split(&[vec![1, 3, 2, 3, 2]], 3);
@@ -237,6 +238,7 @@ mod tests {
 
     #[test]
     fn slices_halves() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = Array::random(&[3, 6, 5, 3], 4);
         let xt = up(&g, &x);
@@ -254,6 +256,7 @@ mod tests {
 
     #[test]
     fn shuffles_channels() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         // [1, 6, 1, 1] with channel values 0..6, 2 groups of 3: -> [0, 3, 1, 4, 2, 5].
         let x = g
@@ -274,6 +277,7 @@ mod tests {
 
     #[test]
     fn upsamples_and_shortcuts() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         for (shape, f, pad) in [
             ([2, 3, 4, 4], 2, 1),
@@ -294,6 +298,7 @@ mod tests {
 
     #[test]
     fn flatten_and_reshape_do_not_copy() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_f32(&[2, 3, 4, 4], &[1.0; 96]).unwrap();
         let f = x.flatten().unwrap();
@@ -304,6 +309,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let a = g.upload_f32(&[2, 3, 4, 4], &[0.0; 96]).unwrap();
         let b = g.upload_f32(&[2, 3, 4, 5], &[0.0; 120]).unwrap();
@@ -337,6 +343,7 @@ mod tests {
         #[test]
         fn random_shapes(n in 1usize..4, cs in proptest::collection::vec(1usize..6, 1..4),
                          h in 1usize..8, w in 1usize..8, f in 1usize..4, seed in 0u64..1000) {
+            crate::ops::skip_without_gpu!(proptest);
             let shapes: Vec<Vec<usize>> = cs.iter().map(|&c| vec![n, c, h, w]).collect();
             check_concat_split(&shapes, seed);
             let g = gpu();

@@ -249,6 +249,7 @@ mod tests {
 
     #[test]
     fn odd_and_aligned_sizes_all_transposes() {
+        crate::ops::skip_without_gpu!();
         // (batch a, batch b, M, N, K): odd sizes take scalar loads, multiples of 4 vec4 loads.
         let cases = [
             (1, 1, 1, 1, 1),
@@ -279,6 +280,7 @@ mod tests {
             batch in 1usize..4, m in 1usize..40, n in 1usize..40, k in 1usize..40,
             ti in 0usize..4, bcast in 0usize..3,
         ) {
+            crate::ops::skip_without_gpu!(proptest);
             let (ba, bb) = match bcast { 0 => (batch, batch), 1 => (1, batch), _ => (batch, 1) };
             let (ta, tb) = TRANS[ti];
             let e = check(ba, bb, m, n, k, ta, tb, block(&gpu()));
@@ -288,6 +290,7 @@ mod tests {
 
     #[test]
     fn linear_fuses_bias_and_activation() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         for (n, fin, out, act) in [
             (5, 7, 10, Act::Relu),
@@ -318,6 +321,7 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_op() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let a = g.upload_f32(&[2, 3, 4], &[0.0; 24]).unwrap();
         let b = g.upload_f32(&[2, 5, 6], &[0.0; 60]).unwrap();

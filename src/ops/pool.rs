@@ -197,6 +197,7 @@ mod tests {
 
     #[test]
     fn max_pool_backward_routes_ties_to_the_first_maximum() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_f32(&[1, 1, 2, 2], &[1.0; 4]).unwrap();
         let dy = g.upload_f32(&[1, 1, 1, 1], &[3.0]).unwrap();
@@ -210,6 +211,7 @@ mod tests {
 
     #[test]
     fn pools_match_cpu() {
+        crate::ops::skip_without_gpu!();
         check([2, 3, 8, 8], 2, 2, 0, 1);
         check([1, 4, 7, 9], 3, 2, 1, 2);
         check([2, 2, 5, 5], 3, 1, 1, 3);
@@ -219,6 +221,7 @@ mod tests {
 
     #[test]
     fn avg_pool_counts_padding() {
+        crate::ops::skip_without_gpu!();
         // 2x2 ones, kernel 3, padding 1: every window holds 4 ones out of 9 slots.
         let g = gpu();
         let x = g.upload_f32(&[1, 1, 2, 2], &[1.0; 4]).unwrap();
@@ -234,6 +237,7 @@ mod tests {
 
     #[test]
     fn global_avg_matches_cpu() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         for (i, shape) in [[2, 3, 8, 8], [3, 5, 1, 1], [1, 7, 5, 3]]
             .iter()
@@ -251,6 +255,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_configs() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_f32(&[1, 2, 4, 4], &[0.0; 32]).unwrap();
         let mut s = g.stream();
@@ -272,6 +277,7 @@ mod tests {
         #[test]
         fn random_configs(n in 1usize..3, c in 1usize..4, h in 1usize..12, w in 1usize..12,
                           k in 1usize..5, stride in 1usize..4, pad in 0usize..3, seed in 0u64..1000) {
+            crate::ops::skip_without_gpu!(proptest);
             prop_assume!(pad <= k / 2 && k <= h + 2 * pad && k <= w + 2 * pad);
             check([n, c, h, w], k, stride, pad, seed);
         }

@@ -142,6 +142,7 @@ proptest! {
 
     #[test]
     fn conv_is_bit_exact((case, seed) in case_strategy()) {
+        crate::ops::skip_without_gpu!(proptest);
         let (conv, x) = random_layer(&case, seed);
         check(&conv, &x);
     }
@@ -166,6 +167,7 @@ fn base_case() -> Case {
 
 #[test]
 fn large_conv_spans_workgroups_and_tiles() {
+    crate::ops::skip_without_gpu!();
     // 646 pixels (3 pixel blocks), 19 channels (3 tiles, last partial), 13 inputs (ragged word).
     for (output, act) in [
         (Some(true), Act::Relu),
@@ -186,6 +188,7 @@ fn large_conv_spans_workgroups_and_tiles() {
 
 #[test]
 fn grouped_conv_with_groups_straddling_words() {
+    crate::ops::skip_without_gpu!();
     // cig = 3: groups share packed words; cog = 5: tiles span two groups.
     let case = Case {
         c: 12,
@@ -210,6 +213,7 @@ fn grouped_conv_with_groups_straddling_words() {
 
 #[test]
 fn linear_is_bit_exact() {
+    crate::ops::skip_without_gpu!();
     for output in [None, Some(false)] {
         let case = Case {
             n: 9,
@@ -243,6 +247,7 @@ proptest! {
         c in 1usize..10, hw in 1usize..6, signs in 0usize..4, out in prop::option::of(any::<bool>()),
         a in 0usize..4, seed in any::<u64>(),
     ) {
+        crate::ops::skip_without_gpu!(proptest);
         let g = gpu();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut fmt = |u: bool| QFormat { scale: rng.random_range(0.01..0.2), unsigned: u };
@@ -293,6 +298,7 @@ proptest! {
 
 #[test]
 fn add_rejects_mismatches() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     let f = QFormat::signed(0.1);
     let a = QTensor::upload(
@@ -335,6 +341,7 @@ fn add_rejects_mismatches() {
 
 #[test]
 fn quantize_roundtrip_matches_cpu() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     // Scale 0.5: v * 2 hits exact halves (ties to even), and values beyond the range clamp.
     let x = Array::random(&[2, 6, 3, 5], 1).map(|v| (v * 300.0).round() / 4.0);
@@ -361,6 +368,7 @@ fn quantize_roundtrip_matches_cpu() {
 
 #[test]
 fn quantized_layers_chain() {
+    crate::ops::skip_without_gpu!();
     // quantize -> conv (int8 out) -> conv (f32 out) on the GPU equals the same on the CPU.
     let g = gpu();
     let x = Array::random(&[2, 5, 6, 6], 9);
@@ -405,6 +413,7 @@ fn quantized_layers_chain() {
 
 #[test]
 fn bad_shapes_are_errors() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     let (conv, x) = random_layer(&base_case(), 1);
     let layer = QConv2d::new(&g, &conv).unwrap();
@@ -472,6 +481,7 @@ fn bad_shapes_are_errors() {
 
 #[test]
 fn requantization_rounds_half_to_even() {
+    crate::ops::skip_without_gpu!();
     // m = 1 * 0.5 / 1 = 0.5 exactly, so odd inputs land on ties: 1 -> 0, 3 -> 2, 5 -> 2.
     let x = QArray {
         shape: [1, 1, 1, 256],
@@ -503,6 +513,7 @@ fn requantization_rounds_half_to_even() {
 #[test]
 #[ignore = "benchmark: cargo test --lib print_int8_bench -- --ignored --nocapture"]
 fn print_int8_bench() {
+    crate::ops::skip_without_gpu!();
     let quick = std::env::var_os("SYNTHCAL_BENCH_QUICK").is_some();
     for (name, gops, ms) in int8_bench(&gpu(), quick).unwrap() {
         println!("{name:50} {gops:8.2} GOP/s {ms:9.2} ms");
@@ -511,6 +522,7 @@ fn print_int8_bench() {
 
 #[test]
 fn depthwise_per_channel_input_scales_are_bit_exact() {
+    crate::ops::skip_without_gpu!();
     let g = gpu();
     for (unsigned_in, output) in [(true, None), (false, Some(true)), (true, Some(false))] {
         let case = Case {
@@ -549,4 +561,280 @@ fn depthwise_per_channel_input_scales_are_bit_exact() {
     let (mut dense, _) = random_layer(&base_case(), 3);
     dense.input_channel_scales = Some(vec![0.1; dense.weights.shape[1]]);
     assert!(QConv2d::new(&g, &dense).is_err());
+}
+
+// Independent oracle. Everything below computes the *ideal* layer from the scheme's definition
+// (real input q * s_in[channel], real weight q * s_w[out channel], f64 sums, the float bias,
+// the activation, then for int8 output v / s_out rounded half to even and clamped), sharing no
+// code with `cpu::qconv` (no `requant`, no `accumulate`). Where every scale is a power of two
+// and each bias a multiple of its accumulator step, the scheme is exact and CPU and GPU must
+// equal the oracle bit for bit; with arbitrary scales the bias rounding (half an accumulator
+// step) and f32 rounding of the product bound the difference (`allowed`).
+
+/// The ideal pre-rounding outputs: real values (f32 output) or value / out_scale (int8).
+fn oracle(conv: &QConv, x: &QArray) -> Vec<f64> {
+    let [n, c, h, w] = x.shape;
+    let [co, cig, kh, kw] = conv.weights.shape;
+    let (s, p, g) = (conv.stride, conv.pad, conv.groups);
+    let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+    let s_in = |ch: usize| match &conv.input_channel_scales {
+        Some(cs) => cs[ch] as f64,
+        None => conv.input.scale as f64,
+    };
+    let mut out = Vec::new();
+    for b in 0..n {
+        for o in 0..co {
+            let ws = conv.weights.scale[o] as f64;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut y = conv.bias.as_ref().map_or(0.0, |bs| bs[o] as f64);
+                    for i in 0..cig {
+                        let ci = o / (co / g) * cig + i;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s + ky).wrapping_sub(p);
+                                let ix = (ox * s + kx).wrapping_sub(p);
+                                if iy >= h || ix >= w {
+                                    continue;
+                                }
+                                let xv = x.q[((b * c + ci) * h + iy) * w + ix] as f64 * s_in(ci);
+                                let wi = ((o * cig + i) * kh + ky) * kw + kx;
+                                y += xv * conv.weights.q[wi] as f64 * ws;
+                            }
+                        }
+                    }
+                    let y = match conv.act {
+                        Act::Identity => y,
+                        Act::Relu => y.max(0.0),
+                        Act::Relu6 => y.clamp(0.0, 6.0),
+                        Act::LeakyRelu(a) if y < 0.0 => y * a as f64,
+                        Act::LeakyRelu(_) => y,
+                        a => panic!("oracle: {a:?} is not fused"),
+                    };
+                    out.push(conv.output.map_or(y, |f| y / f.scale as f64));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The accepted outputs `[lo, hi]` for ideal value `v` of output channel `o`: exactly
+/// `clamp(rne(v))` when `exact`, else every value within `tol` of `v` (so a near-tie may
+/// round either way).
+fn allowed(conv: &QConv, o: usize, v: f64, exact: bool) -> (f64, f64) {
+    let s_in = conv
+        .input_channel_scales
+        .as_ref()
+        .map_or(conv.input.scale, |cs| cs[o]) as f64;
+    let out = conv.output.map_or(1.0, |f| f.scale as f64);
+    let step = s_in * conv.weights.scale[o] as f64 / out;
+    // The bias rounded to the accumulator step (half a step), and three f32 roundings.
+    let tol = if exact {
+        0.0
+    } else {
+        0.5 * step + 4.0 * f32::EPSILON as f64 * v.abs()
+    };
+    match conv.output {
+        None => (v - tol, v + tol),
+        Some(f) => {
+            let (lo, hi) = f.range();
+            let q = |u: f64| u.round_ties_even().clamp(lo as f64, hi as f64);
+            (q(v - tol), q(v + tol))
+        }
+    }
+}
+
+fn run_gpu(conv: &QConv, x: &QArray, path: DotPath) -> Vec<f64> {
+    let g = gpu();
+    let mut layer = QConv2d::new(&g, conv).unwrap();
+    layer.path = path;
+    let xt = QTensor::upload(&g, x).unwrap();
+    let mut s = g.stream();
+    let y = layer.forward(&mut s, &xt).unwrap();
+    s.submit();
+    match y {
+        QOut::F32(t) => g.read_f32(&t).unwrap().iter().map(|&v| v as f64).collect(),
+        QOut::Q(t) => t.read(&g).unwrap().q.iter().map(|&v| v as f64).collect(),
+    }
+}
+
+fn values(r: QResult) -> Vec<f64> {
+    match r {
+        QResult::F32(a) => a.data.iter().map(|&v| v as f64).collect(),
+        QResult::Q(q) => q.q.iter().map(|&v| v as f64).collect(),
+    }
+}
+
+/// CPU reference and both GPU paths against the oracle; returns how many outputs were exact
+/// ties (ideal value k + 0.5 inside the output range).
+fn check_oracle(conv: &QConv, x: &QArray, exact: bool, what: &str) -> usize {
+    let want = oracle(conv, x);
+    let co = conv.weights.shape[0];
+    let per = want.len() / (x.shape[0] * co);
+    let got = [
+        ("cpu", values(qconv2d(conv, x).unwrap())),
+        ("gpu packed", run_gpu(conv, x, DotPath::Packed)),
+        ("gpu unpacked", run_gpu(conv, x, DotPath::Unpacked)),
+    ];
+    for (name, got) in &got {
+        assert_eq!(got.len(), want.len(), "{what} {name}");
+        for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
+            let o = i / per % co;
+            let (lo, hi) = allowed(conv, o, v, exact);
+            assert!(
+                lo <= g && g <= hi,
+                "{what} {name}: output {i} (channel {o}) = {g}, ideal {v} accepts [{lo}, {hi}]\n{conv:?}"
+            );
+        }
+    }
+    let Some(out) = conv.output else { return 0 };
+    let (lo, hi) = out.range();
+    let tie = |v: f64| v - v.floor() == 0.5 && v > lo as f64 && v < hi as f64;
+    want.iter().filter(|&&v| tie(v)).count()
+}
+
+/// A random layer whose scales are all powers of two and whose biases are whole accumulator
+/// steps: the scheme is exact, and the output scale is picked so that many outputs are ties.
+fn dyadic_layer(rng: &mut impl Rng, case: &Case, per_channel: bool) -> (QConv, QArray) {
+    let pow2 = |e: i32| 2f32.powi(e);
+    let channel_scales: Option<Vec<f32>> =
+        per_channel.then(|| (0..case.c).map(|_| pow2(-rng.random_range(3..9))).collect());
+    let input = QFormat {
+        scale: match &channel_scales {
+            Some(cs) => cs.iter().cloned().fold(0.0, f32::max),
+            None => pow2(-rng.random_range(3..7)),
+        },
+        unsigned: case.unsigned_in,
+    };
+    // Half of the layers have small integers: small accumulators, output steps near 1/2 and so
+    // many ties; the others use the full ranges.
+    let small = rng.random_bool(0.5);
+    let (lo, hi) = input.range();
+    let (lo, hi) = if small {
+        (lo.max(-3), hi.min(3))
+    } else {
+        (lo, hi)
+    };
+    let x = QArray {
+        shape: [case.n, case.c, case.h, case.w],
+        q: (0..case.n * case.c * case.h * case.w)
+            .map(|_| rng.random_range(lo..=hi))
+            .collect(),
+        fmt: input,
+    };
+    let shape = [case.co, case.c / case.groups, case.k, case.k];
+    let (wmax, bmax) = if small { (2, 20) } else { (127, 3000) };
+    let w_scale: Vec<f32> = (0..case.co)
+        .map(|_| pow2(-rng.random_range(4..9)))
+        .collect();
+    let s_in = |o: usize| channel_scales.as_ref().map_or(input.scale, |cs| cs[o]);
+    let bias = (0..case.co)
+        .map(|o| rng.random_range(-bmax..bmax) as f32 * s_in(o) * w_scale[o])
+        .collect();
+    let mut conv = QConv {
+        weights: QWeights {
+            shape,
+            q: (0..shape.iter().product())
+                .map(|_| rng.random_range(-wmax..=wmax))
+                .collect(),
+            scale: w_scale,
+        },
+        bias: Some(bias),
+        stride: case.stride,
+        pad: case.pad,
+        groups: case.groups,
+        input,
+        input_channel_scales: channel_scales,
+        act: case.act,
+        output: None,
+    };
+    if let Some(u) = case.output {
+        // An output step near a hundredth of the largest ideal value (a tenth for small
+        // layers), as a power of two.
+        let top = oracle(&conv, &x)
+            .iter()
+            .fold(1e-9f64, |m, v| m.max(v.abs()));
+        let levels = if small { 10.0 } else { 100.0 };
+        conv.output = Some(QFormat {
+            scale: pow2((top / levels).log2().round() as i32),
+            unsigned: u,
+        });
+    }
+    (conv, x)
+}
+
+/// Random dense, grouped and depthwise layers (depthwise with per-channel input scales half of
+/// the time), all output kinds and fused activations, exact scales: CPU and GPU equal the
+/// oracle bit for bit, and the cases hold hundreds of exact ties.
+#[test]
+fn int8_matches_an_independent_oracle_exactly_on_dyadic_scales() {
+    crate::ops::skip_without_gpu!();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let (mut ties, mut per_channel_cases) = (0, 0);
+    for i in 0..36 {
+        let kind = i % 3;
+        let (c, co, groups) = match kind {
+            0 => (rng.random_range(1..6), rng.random_range(1..7), 1),
+            1 => (4, 6, 2),
+            _ => (7, 7, 7),
+        };
+        let output = [None, Some(true), Some(false)][i / 3 % 3];
+        let mut act = [Act::Identity, Act::Relu, Act::Relu6, Act::LeakyRelu(0.125)][i / 9 % 4];
+        if output.is_some() && matches!(act, Act::LeakyRelu(_)) {
+            act = Act::Identity;
+        }
+        let k = [1, 3][i % 2];
+        let case = Case {
+            n: 2,
+            c,
+            co,
+            groups,
+            k,
+            stride: 1 + (i / 2) % 2,
+            pad: k / 2,
+            h: 5,
+            w: 6,
+            unsigned_in: rng.random_bool(0.5),
+            output,
+            act,
+        };
+        let per_channel = kind == 2 && rng.random_bool(0.5);
+        per_channel_cases += per_channel as usize;
+        let (conv, x) = dyadic_layer(&mut rng, &case, per_channel);
+        ties += check_oracle(&conv, &x, true, &format!("case {i}"));
+    }
+    assert!(
+        per_channel_cases >= 3,
+        "{per_channel_cases} per-channel cases"
+    );
+    assert!(ties >= 100, "only {ties} exact ties were generated");
+}
+
+/// Arbitrary scales (as calibration gives them), depthwise with per-channel input scales
+/// included: every output within the documented bound of the ideal one.
+#[test]
+fn int8_is_within_the_rounding_bound_of_the_oracle() {
+    crate::ops::skip_without_gpu!();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..18 {
+        let mut case = base_case();
+        (case.h, case.w) = (7, 9);
+        case.output = [None, Some(true), Some(false)][i % 3];
+        case.unsigned_in = i % 2 == 0;
+        if i % 3 != 0 {
+            (case.c, case.co, case.groups) = (9, 9, 9);
+        }
+        let (mut conv, x) = random_layer(&case, 100 + i as u64);
+        if case.groups == 9 {
+            let cs: Vec<f32> = (0..9).map(|_| rng.random_range(0.005..0.2)).collect();
+            conv.input.scale = cs.iter().cloned().fold(0.0, f32::max);
+            conv.input_channel_scales = Some(cs);
+        }
+        let x = QArray {
+            fmt: conv.input,
+            ..x
+        };
+        check_oracle(&conv, &x, false, &format!("case {i}"));
+    }
 }

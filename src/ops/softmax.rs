@@ -99,6 +99,7 @@ mod tests {
 
     #[test]
     fn matches_cpu() {
+        crate::ops::skip_without_gpu!();
         check(&[4, 10], 5.0, 1);
         check(&[3, 100], 5.0, 2);
         check(&[1, 1], 1.0, 3);
@@ -108,6 +109,7 @@ mod tests {
 
     #[test]
     fn is_stable_for_large_logits() {
+        crate::ops::skip_without_gpu!();
         // exp(1000) overflows f32: only the max-subtracted form gets these right.
         check(&[3, 10], 1000.0, 6);
         let g = gpu();
@@ -121,6 +123,7 @@ mod tests {
 
     #[test]
     fn argmax_takes_the_first_tie() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g
             .upload_f32(
@@ -137,6 +140,7 @@ mod tests {
 
     #[test]
     fn rejects_non_f32() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let x = g.upload_i32(&[2, 3], &[0; 6]).unwrap();
         let err = softmax(&mut g.stream(), &x).unwrap_err().to_string();
@@ -147,6 +151,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
         fn random_shapes(n in 1usize..40, k in 1usize..130, scale in 0.1f32..50.0, seed in 0u64..1000) {
+            crate::ops::skip_without_gpu!(proptest);
             check(&[n, k], scale, seed);
         }
     }

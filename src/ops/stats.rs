@@ -66,6 +66,7 @@ mod tests {
 
     #[test]
     fn matches_cpu_exactly() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         for (shape, rows) in [
             (vec![4, 3, 5, 5], 4),
@@ -88,6 +89,7 @@ mod tests {
 
     #[test]
     fn rejects_uneven_rows() {
+        crate::ops::skip_without_gpu!();
         let g = gpu();
         let t = g.upload_f32(&[5], &[0.0; 5]).unwrap();
         assert!(row_stats(&mut g.stream(), &t, 2).is_err());

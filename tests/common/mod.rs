@@ -1,16 +1,74 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use synthcal::gpu::Gpu;
+
+/// A test that cannot run here: a failure when `CI=true` (CI must run everything), else
+/// `SKIPPED: test: reason` on the process's stderr, once per test. Written through `io::Write`
+/// because libtest captures only the print macros, so the line shows even for a passing test.
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and this test cannot run: {reason}");
+    }
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&test) {
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {reason}");
+        seen.push(test);
+    }
+}
+
+fn adapter() -> &'static Result<Arc<Gpu>, String> {
+    static GPU: OnceLock<Result<Arc<Gpu>, String>> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::default_adapter().map_err(|e| e.to_string()))
+}
+
+/// The test GPU, or None after `skip` (a failure in CI) when there is no adapter.
+pub fn try_gpu() -> Option<Arc<Gpu>> {
+    match adapter() {
+        Ok(g) => Some(g.clone()),
+        Err(e) => {
+            skip(&format!(
+                "no GPU adapter: {}",
+                e.lines().next().unwrap_or("")
+            ));
+            None
+        }
+    }
+}
+
+/// The test GPU, for tests that began with `skip_without_gpu!()`.
+pub fn gpu() -> Arc<Gpu> {
+    match adapter() {
+        Ok(g) => g.clone(),
+        Err(e) => panic!("GPU tests need an adapter (install lavapipe): {e}"),
+    }
+}
+
+/// Returns from the calling test (after `skip`) when there is no GPU adapter.
+#[allow(unused_macros)]
+macro_rules! skip_without_gpu {
+    () => {
+        if common::try_gpu().is_none() {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use skip_without_gpu;
 
 /// The shared data folder (`SYNTHCAL_SHARED`, default `../shared`) when it holds the CIFAR-10
-/// test batch, or None with a printed reason, so that a checkout elsewhere still passes.
+/// test batch, or None after `skip` (a failure in CI).
 pub fn shared() -> Option<PathBuf> {
     shared_with(&["data/cifar-10-batches-bin/test_batch.bin"])
 }
 
 /// The shared folder when it holds the test batch and every file in `needs` (relative paths),
-/// or None with a printed reason.
+/// or None after `skip` (a failure in CI).
 pub fn shared_with(needs: &[&str]) -> Option<PathBuf> {
     let p = std::env::var_os("SYNTHCAL_SHARED")
         .map(PathBuf::from)
@@ -22,10 +80,10 @@ pub fn shared_with(needs: &[&str]) -> Option<PathBuf> {
     {
         None => Some(p),
         Some(missing) => {
-            eprintln!(
-                "skipped: {missing} not found under the shared folder {} (set SYNTHCAL_SHARED)",
+            skip(&format!(
+                "{missing} not found under the shared folder {} (set SYNTHCAL_SHARED)",
                 p.display()
-            );
+            ));
             None
         }
     }
