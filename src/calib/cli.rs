@@ -16,7 +16,7 @@ pub struct CalibSetArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Calibration images per class (drawn from CIFAR-10 or generated).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, crate::limits::MAX_PER_CLASS))]
     pub per_class: usize,
     /// Seed of the calibration set's draw or generation (same seed, same images).
     #[arg(long, default_value_t = 0)]
@@ -52,6 +52,7 @@ impl CalibSetArgs {
 pub struct CalibDataArgs {
     /// The source: `real`, `gan`, `gan:PATH`, `fractal`, `noise`, `distill` (needs --model),
     /// `folder:PATH` (as `quantize --calib`).
+    #[arg(value_parser = super::parse_source)]
     pub source: String,
     /// Output folder: one subfolder of PNGs per class (then usable as `--calib folder:DIR`).
     #[arg(short, long)]

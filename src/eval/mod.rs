@@ -41,10 +41,10 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
     /// Images per GPU submit.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 250, value_parser = crate::limits::int(1, crate::limits::MAX_BATCH))]
     pub batch: usize,
     /// Evaluate only the first N images.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::int(1, usize::MAX))]
     pub limit: Option<usize>,
     /// Resize image-folder images that are not 32x32 (default: reject them).
     #[arg(long)]

@@ -5,7 +5,7 @@
 use super::default::{default_quantization, QuantOptions};
 use super::model::QuantModel;
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{argmax_rows, logits};
 use crate::gpu::Gpu;
 use crate::graph::ValueId;
@@ -49,6 +49,8 @@ fn distances(a: &[f32], b: &[f32], k: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Reverts layers until the calibration top-1 drop is at most `max_drop` (a fraction in
+/// [0, 1)), or no reversion helps; at least one layer always stays INT8.
 pub fn accuracy_aware(
     gpu: &Arc<Gpu>,
     model: &Model,
@@ -56,6 +58,11 @@ pub fn accuracy_aware(
     opts: &QuantOptions,
     max_drop: f64,
 ) -> Result<(QuantModel, AccuracyAwareReport)> {
+    if !(0.0..1.0).contains(&max_drop) {
+        return Err(Error::Invalid(format!(
+            "--max-drop {max_drop}: must be a finite fraction in [0, 1) (0.01 = 1 pp)"
+        )));
+    }
     let mut q = default_quantization(gpu, model, calib, opts)?;
     let k = calib.num_classes();
     let all_fp32 = QuantModel {
@@ -86,7 +93,9 @@ pub fn accuracy_aware(
             .copied()
             .filter(|l| !excluded.contains(l))
             .collect();
-        if candidates.is_empty() {
+        // Every pass reverts or excludes one layer, so the loop ends; the last INT8 layer
+        // is never reverted (a model without one is no INT8 model).
+        if candidates.is_empty() || q.layers.len() <= 1 {
             break;
         }
         // The ranking subset: the images whose logits quantization moved most.
