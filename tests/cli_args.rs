@@ -10,11 +10,27 @@ use std::time::{Duration, Instant};
 /// A run slower than this counts as a hang.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn tmp(name: &str) -> PathBuf {
+/// A fresh temporary folder, removed when dropped.
+struct Tmp(PathBuf);
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Tmp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn tmp(name: &str) -> Tmp {
     let d = std::env::temp_dir().join(format!("synthcal-cli-args-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Tmp(d)
 }
 
 /// Runs the binary with `args` (killed after [`TIMEOUT`]); returns the exit code and stderr.

@@ -15,7 +15,8 @@ pub struct CalibSetArgs {
     /// $SYNTHCAL_SHARED or ../shared).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Calibration images per class (drawn from CIFAR-10 or generated).
+    /// Calibration images per class (drawn from CIFAR-10 or generated; 1 to 10^8, and a
+    /// generated set must fit in the available memory).
     #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, crate::limits::MAX_PER_CLASS))]
     pub per_class: usize,
     /// Seed of the calibration set's draw or generation (same seed, same images).

@@ -46,13 +46,15 @@ pub struct TrainGanArgs {
     /// Output folder: checkpoint.safetensors, generator.safetensors and sample grids.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Generator channels at 4x4 (halved by each up-block); 256 is the reference.
+    /// Generator channels at 4x4 (halved by each up-block; a multiple of 8 up to 2,048); 256 is
+    /// the reference.
     #[arg(long, default_value_t = 256, value_parser = crate::limits::int(8, 2048))]
     pub ngf: usize,
-    /// Discriminator channels of the first blocks (then x2, x4); 128 is the reference.
+    /// Discriminator channels of the first blocks (then x2, x4; 1 to 2,048); 128 is the
+    /// reference.
     #[arg(long, default_value_t = 128, value_parser = crate::limits::int(1, 2048))]
     pub ndf: usize,
-    /// Noise dimensions.
+    /// Noise dimensions (1 to 4,096).
     #[arg(long, default_value_t = 512, value_parser = crate::limits::int(1, 4096))]
     pub z_dim: usize,
     /// Discriminator class conditioning.
@@ -60,7 +62,8 @@ pub struct TrainGanArgs {
     pub cond: Conditioning,
     /// Auxiliary classifier weight (AC-GAN; 0 = none): D also classifies real images, and G
     /// is pushed to make its images classified as their class. The cross-entropy terms weigh
-    /// W times the adversarial ones (D's real-image hinge term, G's adversarial term).
+    /// W times the adversarial ones (D's real-image hinge term, G's adversarial term); W in
+    /// [0, 1000].
     #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
     pub aux_classifier: f32,
     /// Class-conditional shifts after each generator up-block's batch norm (conditional
@@ -74,33 +77,34 @@ pub struct TrainGanArgs {
     /// images carry the classes.
     #[arg(long, value_name = "MODEL")]
     pub guide: Option<String>,
-    /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term.
+    /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term (0 to 1000).
     #[arg(long, default_value_t = 1.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
     pub guide_weight: f32,
     /// Weight of --guide's BatchNorm-statistics loss (its layers' batch mean and std against
-    /// their running ones, as GDFQ and ZeroQ use), as a multiple of G's adversarial term.
+    /// their running ones, as GDFQ and ZeroQ use), as a multiple of G's adversarial term (0 to
+    /// 1000).
     #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
     pub guide_bn_stats: f32,
     /// --guide sees G's images shifted by a random offset of up to PX pixels per step (as
-    /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns.
+    /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns (PX up to 16).
     #[arg(long, default_value_t = 0, value_name = "PX", value_parser = crate::limits::int(0, 16))]
     pub guide_jitter: usize,
-    /// Training iterations (one D step and one G step each).
+    /// Training iterations (one D step and one G step each; 1 to 10^8).
     #[arg(long, default_value_t = 10_000, value_parser = crate::limits::int(1, MAX_STEPS))]
     pub steps: u64,
-    /// Images per step.
+    /// Images per step (2 to 4,096).
     #[arg(long, default_value_t = 128, value_parser = crate::limits::int(2, 4096))]
     pub batch: usize,
-    /// Adam learning rate of the generator.
+    /// Adam learning rate of the generator, in (0, 1].
     #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
     pub lr_g: f32,
-    /// Adam learning rate of the discriminator.
+    /// Adam learning rate of the discriminator, in (0, 1].
     #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
     pub lr_d: f32,
-    /// Adam beta1 (both networks).
+    /// Adam beta1 (both networks), in [0, 1).
     #[arg(long, default_value_t = 0.5, value_parser = crate::limits::real::<f32>(0.0..1.0))]
     pub beta1: f32,
-    /// Adam beta2 (both networks).
+    /// Adam beta2 (both networks), in [0, 1).
     #[arg(long, default_value_t = 0.999, value_parser = crate::limits::real::<f32>(0.0..1.0))]
     pub beta2: f32,
     /// Generator adversarial terms every N-th iteration (default: 10 with a teacher, else 1).
@@ -269,7 +273,7 @@ pub struct GenerateArgs {
     /// Generator file (default: assets/distylegan-cifar10.safetensors, committed with synthcal).
     #[arg(long)]
     pub generator: Option<PathBuf>,
-    /// Images per class.
+    /// Images per class (1 to 10^8, within the available memory).
     #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, crate::limits::MAX_PER_CLASS))]
     pub per_class: usize,
     /// Seed of the noise (same seed, same images).

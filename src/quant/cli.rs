@@ -50,7 +50,7 @@ pub struct QuantizeArgs {
     /// Skip FastBiasCorrection.
     #[arg(long)]
     pub no_bias_correction: bool,
-    /// Images per GPU submit.
+    /// Images per GPU submit (1 to 10,000).
     #[arg(long, default_value_t = 250, value_parser = crate::limits::int(1, crate::limits::MAX_BATCH))]
     pub batch: usize,
     /// Keep this conv/linear layer in FP32 (by its name, e.g. `layer1.0.conv1`; repeatable).
