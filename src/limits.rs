@@ -76,16 +76,22 @@ fn interval(lo: Bound<f64>, hi: Bound<f64>) -> String {
 /// Used when the available memory cannot be read (no /proc/meminfo).
 const FALLBACK_AVAILABLE: u64 = 32 << 30;
 
-/// The memory available to new allocations now: Linux's MemAvailable, else a 32 GiB cap.
+/// The memory available to new allocations now: Linux's MemAvailable (capped, in a container,
+/// by its cgroup v2 memory limit), else a 32 GiB cap.
 pub fn available_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            kb.checked_mul(1024)
-        })
-        .unwrap_or(FALLBACK_AVAILABLE)
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let meminfo = read("/proc/meminfo").and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kb.checked_mul(1024)
+    });
+    // The cgroup's limit itself, not less its usage: that counts reclaimable page cache.
+    // "max" (no limit) does not parse, and is ignored.
+    let cgroup = read("/sys/fs/cgroup/memory.max").and_then(|s| s.trim().parse::<u64>().ok());
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(FALLBACK_AVAILABLE),
+    }
 }
 
 /// Checks an allocation of the product of `factors` bytes (e.g. `[per_class, classes,
