@@ -10,6 +10,7 @@ pub mod gan;
 pub mod gpu;
 pub mod graph;
 pub mod io;
+pub mod limits;
 pub mod models;
 pub mod ops;
 pub mod progress;

@@ -15,8 +15,9 @@ pub struct CalibSetArgs {
     /// $SYNTHCAL_SHARED or ../shared).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Calibration images per class (drawn from CIFAR-10 or generated).
-    #[arg(long, default_value_t = 500)]
+    /// Calibration images per class (drawn from CIFAR-10 or generated; 1 to 10^8, and a
+    /// generated set must fit in the available memory).
+    #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, crate::limits::MAX_PER_CLASS))]
     pub per_class: usize,
     /// Seed of the calibration set's draw or generation (same seed, same images).
     #[arg(long, default_value_t = 0)]
@@ -52,6 +53,7 @@ impl CalibSetArgs {
 pub struct CalibDataArgs {
     /// The source: `real`, `gan`, `gan:PATH`, `fractal`, `noise`, `distill` (needs --model),
     /// `folder:PATH` (as `quantize --calib`).
+    #[arg(value_parser = super::parse_source)]
     pub source: String,
     /// Output folder: one subfolder of PNGs per class (then usable as `--calib folder:DIR`).
     #[arg(short, long)]

@@ -119,6 +119,9 @@ pub fn distill_images(
             "distill: need images > 0, batch >= 2 and iterations > 0".into(),
         ));
     }
+    // Pixels twice (the unlabeled set, then the labeled one) and ten logits per image.
+    let each = 2 * crate::data::IMG_BYTES + 40;
+    crate::limits::check_alloc(&format!("distill:{}", opts.images), &[opts.images, each])?;
     let mut frozen = Frozen::new(gpu, Arc::new(model.clone()));
     let norm = model.arch.norm;
     let batches = opts.images.div_ceil(opts.batch);

@@ -357,6 +357,12 @@ pub fn fractal_images(
             "fractal: per-class count must be > 0".into(),
         ));
     }
+    // Per image: its record, its pixels and its label.
+    let each = REC * 4 + crate::data::IMG_BYTES + 1;
+    crate::limits::check_alloc(
+        &format!("--per-class {per_class}"),
+        &[per_class, classes, each],
+    )?;
     let recs = records(per_class, classes, seed);
     let bar = crate::progress::bar(recs.len() as u64, "fractals", quiet);
     let mut pixels = Vec::with_capacity(recs.len() * 3072);

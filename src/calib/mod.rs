@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
+    crate::limits::check_alloc(&format!("{n} noise images"), &[n, data::IMG_BYTES + 1])?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let d = Normal::new(127.5f32, 64.0).map_err(|e| Error::Invalid(e.to_string()))?;
     let pixels = (0..n * 3072)
@@ -31,6 +32,33 @@ pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
         names,
         format!("Gaussian noise (seed {seed})"),
     )?)
+}
+
+/// `distill:N` takes at most this many images (each costs 500 forward and backward passes;
+/// more than the CIFAR-10 training set is never a calibration set).
+pub const MAX_DISTILL_IMAGES: usize = 50_000;
+
+/// The image count of a `distill` or `distill:N` source (None for other sources).
+fn distill_images_of(spec: &str) -> Result<Option<usize>, String> {
+    if spec == "distill" {
+        return Ok(Some(distill::DEFAULT_IMAGES));
+    }
+    let Some(n) = spec.strip_prefix("distill:") else {
+        return Ok(None);
+    };
+    match n.parse::<usize>() {
+        Ok(v) if (1..=MAX_DISTILL_IMAGES).contains(&v) => Ok(Some(v)),
+        _ => Err(format!(
+            "expected distill:N with N an image count in 1..={MAX_DISTILL_IMAGES}"
+        )),
+    }
+}
+
+/// Checks a calibration source name when the command line is parsed (a clap value parser):
+/// `distill:N` must have N in range; anything else is checked when it is loaded.
+pub fn parse_source(spec: &str) -> Result<String, String> {
+    distill_images_of(spec)?;
+    Ok(spec.to_string())
 }
 
 /// Resolves `--calib` to a labeled dataset of 32x32 images: `real`, `fractal`, `noise`, `gan:PATH`
@@ -57,19 +85,19 @@ pub fn calibration_set(
     if spec == "real" {
         return cifar(data_dir);
     }
+    if ["noise", "fractal", "gan"].contains(&spec) || spec.starts_with("gan:") {
+        // Generated sources hold per_class x 10 images of 3072 bytes at least.
+        let flag = format!("--per-class {per_class}");
+        crate::limits::check_alloc(&flag, &[per_class, 10, data::IMG_BYTES])?;
+    }
     if spec == "noise" {
         return noise_images(per_class * 10, seed);
     }
-    if spec == "distill" || spec.starts_with("distill:") {
+    let distill = distill_images_of(spec).map_err(|e| Error::Invalid(format!("{spec}: {e}")))?;
+    if let Some(images) = distill {
         let model = model.ok_or_else(|| {
             Error::Invalid("the distill source needs the classifier (--model)".into())
         })?;
-        let images = match spec.strip_prefix("distill:") {
-            None => distill::DEFAULT_IMAGES,
-            Some(n) => n.parse().map_err(|_| {
-                Error::Invalid(format!("{spec}: expected distill:N with N an image count"))
-            })?,
-        };
         let opts = distill::DistillOptions::zeroq(images, seed);
         return Ok(distill::distill_images(gpu, model, &opts, false)?.0);
     }

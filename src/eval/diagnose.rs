@@ -32,10 +32,10 @@ pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
     /// Images for the per-layer statistics (the first N).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, usize::MAX))]
     pub limit: usize,
     /// Images for the revert-one-layer ranking (the first N of those).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::limits::int(1, usize::MAX))]
     pub rank_images: usize,
     /// Write the report as JSON here.
     #[arg(long)]

@@ -40,11 +40,11 @@ pub struct EvalArgs {
     /// Which CIFAR-10 split to use (ignored for image folders).
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
-    /// Images per GPU submit.
-    #[arg(long, default_value_t = 250)]
+    /// Images per GPU submit (1 to 10,000).
+    #[arg(long, default_value_t = 250, value_parser = crate::limits::int(1, crate::limits::MAX_BATCH))]
     pub batch: usize,
-    /// Evaluate only the first N images.
-    #[arg(long)]
+    /// Evaluate only the first N images (N >= 1).
+    #[arg(long, value_parser = crate::limits::int(1, usize::MAX))]
     pub limit: Option<usize>,
     /// Resize image-folder images that are not 32x32 (default: reject them).
     #[arg(long)]

@@ -29,19 +29,20 @@ pub struct ReproduceArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "real,gan,fractal,noise,distill"
+        default_value = "real,gan,fractal,noise,distill",
+        value_parser = crate::calib::parse_source
     )]
     pub sources: Vec<String>,
     /// Algorithms: default, accuracy-aware.
-    #[arg(long, value_delimiter = ',', default_value = "default")]
+    #[arg(long, value_delimiter = ',', default_value = "default", value_parser = ["default", "accuracy-aware"])]
     pub algorithms: Vec<String>,
     #[command(flatten)]
     pub set: crate::calib::cli::CalibSetArgs,
     /// AccuracyAware's largest acceptable drop on the calibration set.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::limits::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
     /// Evaluate on the first N test images only (default: all 10,000).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::int(1, usize::MAX))]
     pub limit: Option<usize>,
     /// Report folder (created; finished cells in it are reused).
     #[arg(short, long, default_value = "report")]

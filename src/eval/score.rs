@@ -232,6 +232,7 @@ pub fn reference(runner: &Runner, feat: usize, model: &Model, test: &Dataset) ->
 pub struct ScoreArgs {
     /// The images: an image folder, a CIFAR-10 binary folder, or a calibration source name
     /// (real, gan, gan:PATH, fractal, noise, distill) generated on the fly.
+    #[arg(value_parser = crate::calib::parse_source)]
     pub set: String,
     /// The FP32 CIFAR-10 classifier that judges them.
     #[arg(long)]

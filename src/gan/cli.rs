@@ -23,6 +23,15 @@ pub enum Conditioning {
     Projection,
 }
 
+/// The most training iterations (and the largest --adv-every) one run takes.
+const MAX_STEPS: u64 = 100_000_000;
+
+/// Learning rates: (0, 1].
+const POSITIVE_TO_ONE: (std::ops::Bound<f64>, std::ops::Bound<f64>) = (
+    std::ops::Bound::Excluded(0.0),
+    std::ops::Bound::Included(1.0),
+);
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainGanArgs {
     /// CIFAR-10 binary folder with the real training images (default: $SYNTHCAL_DATA, else
@@ -37,22 +46,25 @@ pub struct TrainGanArgs {
     /// Output folder: checkpoint.safetensors, generator.safetensors and sample grids.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Generator channels at 4x4 (halved by each up-block); 256 is the reference.
-    #[arg(long, default_value_t = 256)]
+    /// Generator channels at 4x4 (halved by each up-block; a multiple of 8 up to 2,048); 256 is
+    /// the reference.
+    #[arg(long, default_value_t = 256, value_parser = crate::limits::int(8, 2048))]
     pub ngf: usize,
-    /// Discriminator channels of the first blocks (then x2, x4); 128 is the reference.
-    #[arg(long, default_value_t = 128)]
+    /// Discriminator channels of the first blocks (then x2, x4; 1 to 2,048); 128 is the
+    /// reference.
+    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(1, 2048))]
     pub ndf: usize,
-    /// Noise dimensions.
-    #[arg(long, default_value_t = 512)]
+    /// Noise dimensions (1 to 4,096).
+    #[arg(long, default_value_t = 512, value_parser = crate::limits::int(1, 4096))]
     pub z_dim: usize,
     /// Discriminator class conditioning.
     #[arg(long, value_enum, default_value_t = Conditioning::Auto)]
     pub cond: Conditioning,
     /// Auxiliary classifier weight (AC-GAN; 0 = none): D also classifies real images, and G
     /// is pushed to make its images classified as their class. The cross-entropy terms weigh
-    /// W times the adversarial ones (D's real-image hinge term, G's adversarial term).
-    #[arg(long, default_value_t = 0.0, value_name = "W")]
+    /// W times the adversarial ones (D's real-image hinge term, G's adversarial term); W in
+    /// [0, 1000].
+    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
     pub aux_classifier: f32,
     /// Class-conditional shifts after each generator up-block's batch norm (conditional
     /// BN's beta). The reference generator sees the class only once, at its input.
@@ -65,38 +77,39 @@ pub struct TrainGanArgs {
     /// images carry the classes.
     #[arg(long, value_name = "MODEL")]
     pub guide: Option<String>,
-    /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term.
-    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term (0 to 1000).
+    #[arg(long, default_value_t = 1.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
     pub guide_weight: f32,
     /// Weight of --guide's BatchNorm-statistics loss (its layers' batch mean and std against
-    /// their running ones, as GDFQ and ZeroQ use), as a multiple of G's adversarial term.
-    #[arg(long, default_value_t = 0.0, value_name = "W")]
+    /// their running ones, as GDFQ and ZeroQ use), as a multiple of G's adversarial term (0 to
+    /// 1000).
+    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
     pub guide_bn_stats: f32,
     /// --guide sees G's images shifted by a random offset of up to PX pixels per step (as
-    /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns.
-    #[arg(long, default_value_t = 0, value_name = "PX")]
+    /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns (PX up to 16).
+    #[arg(long, default_value_t = 0, value_name = "PX", value_parser = crate::limits::int(0, 16))]
     pub guide_jitter: usize,
-    /// Training iterations (one D step and one G step each) [default: 10000]. With --resume:
-    /// a new target for the run (above its current step); without, the run's own target.
-    #[arg(long)]
+    /// Training iterations (one D step and one G step each; 1 to 10^8) [default: 10000]. With
+    /// --resume: a new target for the run (above its current step); without, the run's own target.
+    #[arg(long, value_parser = crate::limits::int(1, MAX_STEPS))]
     pub steps: Option<u64>,
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    /// Images per step (2 to 4,096).
+    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(2, 4096))]
     pub batch: usize,
-    /// Adam learning rate of the generator.
-    #[arg(long, default_value_t = 2e-4)]
+    /// Adam learning rate of the generator, in (0, 1].
+    #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
     pub lr_g: f32,
-    /// Adam learning rate of the discriminator.
-    #[arg(long, default_value_t = 2e-4)]
+    /// Adam learning rate of the discriminator, in (0, 1].
+    #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
     pub lr_d: f32,
-    /// Adam beta1 (both networks).
-    #[arg(long, default_value_t = 0.5)]
+    /// Adam beta1 (both networks), in [0, 1).
+    #[arg(long, default_value_t = 0.5, value_parser = crate::limits::real::<f32>(0.0..1.0))]
     pub beta1: f32,
-    /// Adam beta2 (both networks).
-    #[arg(long, default_value_t = 0.999)]
+    /// Adam beta2 (both networks), in [0, 1).
+    #[arg(long, default_value_t = 0.999, value_parser = crate::limits::real::<f32>(0.0..1.0))]
     pub beta2: f32,
     /// Generator adversarial terms every N-th iteration (default: 10 with a teacher, else 1).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::int(1, MAX_STEPS))]
     pub adv_every: Option<u64>,
     /// Use only N real training images (a seeded draw; 0 = all 50,000).
     #[arg(long, default_value_t = 0)]
@@ -291,15 +304,15 @@ pub struct GenerateArgs {
     /// Generator file (default: assets/distylegan-cifar10.safetensors, committed with synthcal).
     #[arg(long)]
     pub generator: Option<PathBuf>,
-    /// Images per class.
-    #[arg(long, default_value_t = 500)]
+    /// Images per class (1 to 10^8, within the available memory).
+    #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, crate::limits::MAX_PER_CLASS))]
     pub per_class: usize,
     /// Seed of the noise (same seed, same images).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Truncation trick: redraw noise values beyond +-T (e.g. 0.7; more typical, less varied
-    /// images). Default: plain N(0, 1) noise.
-    #[arg(long)]
+    /// images), with T in [0.1, 10]. Default: plain N(0, 1) noise.
+    #[arg(long, value_parser = crate::limits::real::<f32>(0.1..=10.0))]
     pub truncation: Option<f32>,
     /// Output folder (must be empty or new): one subfolder of PNGs per class plus
     /// noise.safetensors.
@@ -316,7 +329,7 @@ pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
     crate::io::output::check_new_or_empty(&args.output)?;
     let (g, _) = load_generator(gpu, &path)?;
     let bar = crate::progress::bar(
-        (args.per_class * g.cfg.classes) as u64,
+        args.per_class.saturating_mul(g.cfg.classes) as u64,
         "generate",
         args.quiet,
     );

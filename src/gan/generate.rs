@@ -14,6 +14,33 @@ use std::path::Path;
 /// Images per forward pass.
 const BATCH: usize = 250;
 
+/// The smallest truncation: at t = 0.1 rejection sampling keeps 8% of the draws (the share of
+/// N(0, 1) within +-t is about 0.8 t), and a smaller t leaves images of nearly no variety.
+pub const MIN_TRUNCATION: f32 = 0.1;
+
+/// Redraws of one noise value before [`truncate`] gives up: at t = 0.1 that happens with
+/// probability 0.92^10000, i.e. never, but no t can make the loop run on.
+const MAX_REDRAWS: usize = 10_000;
+
+/// BigGAN's truncation trick: redraws every |z| > t from N(0, 1), at most [`MAX_REDRAWS`] times
+/// per value.
+pub fn truncate(noise: &mut [f32], t: f32, rng: &mut StdRng) -> Result<()> {
+    use rand_distr::{Distribution, StandardNormal};
+    for z in noise.iter_mut() {
+        let mut tries = 0;
+        while z.abs() > t {
+            if tries == MAX_REDRAWS {
+                return Err(Error::Invalid(format!(
+                    "--truncation {t}: no noise value within +-{t} in {MAX_REDRAWS} draws"
+                )));
+            }
+            *z = StandardNormal.sample(rng);
+            tries += 1;
+        }
+    }
+    Ok(())
+}
+
 /// `per_class` images for every class (class-major order) from noise z ~ N(0, 1) drawn with
 /// `seed`, with G in inference mode. `truncation` t < inf redraws every |z_i| > t (BigGAN's
 /// truncation trick: more typical, less varied images). Returns the images and their noise
@@ -26,24 +53,28 @@ pub fn generate(
     truncation: Option<f32>,
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<(Dataset, Vec<f32>)> {
-    if truncation.is_some_and(|t| t.is_nan() || t <= 0.0) {
-        return Err(Error::Invalid("--truncation must be positive".into()));
+    if truncation.is_some_and(|t| !t.is_finite() || t < MIN_TRUNCATION) {
+        return Err(Error::Invalid(format!(
+            "--truncation must be a finite number of at least {MIN_TRUNCATION}"
+        )));
     }
     let (classes, zd) = (g.cfg.classes, g.cfg.z_dim);
     if per_class == 0 {
         return Err(Error::Invalid("--per-class must be at least 1".into()));
     }
+    // Per image: its label, noise, f32 pixels and u8 pixels.
+    let each = 1 + 4 * zd + 5 * data::IMG_BYTES;
+    crate::limits::check_alloc(
+        &format!("--per-class {per_class}"),
+        &[per_class, classes, each],
+    )?;
     let labels: Vec<u8> = (0..classes)
         .flat_map(|c| std::iter::repeat_n(c as u8, per_class))
         .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut noise = normal_noise(labels.len() * zd, &mut rng);
     if let Some(t) = truncation {
-        for z in noise.iter_mut() {
-            while z.abs() > t {
-                *z = normal_noise(1, &mut rng)[0];
-            }
-        }
+        truncate(&mut noise, t, &mut rng)?;
     }
     let mut pixels = Vec::with_capacity(labels.len() * 3072);
     for start in (0..labels.len()).step_by(BATCH) {
@@ -93,4 +124,42 @@ pub fn save_generated(ds: &Dataset, noise: &[f32], z_dim: usize, dir: &Path) -> 
     ];
     write_safetensors_typed(dir.join("noise.safetensors"), &t, &meta)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_values_within_t_and_is_bounded() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut z = normal_noise(2000, &mut rng);
+        truncate(&mut z, 0.5, &mut rng).unwrap();
+        assert!(z.iter().all(|v| v.abs() <= 0.5));
+        // Still varied: not clamped to the edges.
+        assert!(z.iter().filter(|v| v.abs() < 0.25).count() > 500);
+        // A t that no draw meets ends with an error instead of looping.
+        let mut z = vec![1.0f32; 3];
+        let e = truncate(&mut z, 1e-30, &mut rng).unwrap_err().to_string();
+        assert!(
+            e.contains("--truncation") && e.contains("10000 draws"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncation_draws_match_plain_redraws() {
+        // The bounded loop draws exactly what an unbounded redraw loop would (same images
+        // for a seed as before the bound).
+        let (mut a, mut b) = (StdRng::seed_from_u64(7), StdRng::seed_from_u64(7));
+        let mut za = normal_noise(500, &mut a);
+        let mut zb = normal_noise(500, &mut b);
+        truncate(&mut za, 0.7, &mut a).unwrap();
+        for z in zb.iter_mut() {
+            while z.abs() > 0.7 {
+                *z = normal_noise(1, &mut b)[0];
+            }
+        }
+        assert_eq!(za, zb);
+    }
 }

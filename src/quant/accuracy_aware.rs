@@ -5,7 +5,7 @@
 use super::default::{default_quantization, QuantOptions};
 use super::model::QuantModel;
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{argmax_rows, logits};
 use crate::gpu::Gpu;
 use crate::graph::ValueId;
@@ -48,6 +48,20 @@ fn distances(a: &[f32], b: &[f32], k: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The INT8 layers a pass may revert: those not excluded, and none once a single one is left
+/// (a model without an INT8 layer is no INT8 model).
+fn revertible(int8: &[ValueId], excluded: &[ValueId]) -> Vec<ValueId> {
+    if int8.len() <= 1 {
+        return Vec::new();
+    }
+    int8.iter()
+        .copied()
+        .filter(|l| !excluded.contains(l))
+        .collect()
+}
+
+/// Reverts layers until the calibration top-1 drop is at most `max_drop` (a fraction in
+/// [0, 1)), or no reversion helps; at least one layer always stays INT8.
 pub fn accuracy_aware(
     gpu: &Arc<Gpu>,
     model: &Model,
@@ -55,6 +69,11 @@ pub fn accuracy_aware(
     opts: &QuantOptions,
     max_drop: f64,
 ) -> Result<(QuantModel, AccuracyAwareReport)> {
+    if !(0.0..1.0).contains(&max_drop) {
+        return Err(Error::Invalid(format!(
+            "--max-drop {max_drop}: must be a finite fraction in [0, 1) (0.01 = 1 pp)"
+        )));
+    }
     let mut q = default_quantization(gpu, model, calib, opts)?;
     let k = model.num_classes();
     let all_fp32 = QuantModel {
@@ -80,12 +99,8 @@ pub fn accuracy_aware(
     let mut excluded: Vec<ValueId> = Vec::new();
     let bar = crate::progress::bar(q.layers.len() as u64, "acc-aware", opts.quiet);
     while fp_top1 - acc > max_drop {
-        let candidates: Vec<ValueId> = q
-            .layers
-            .keys()
-            .copied()
-            .filter(|l| !excluded.contains(l))
-            .collect();
+        // Every pass reverts or excludes one layer, so the loop ends.
+        let candidates = revertible(&q.layers.keys().copied().collect::<Vec<_>>(), &excluded);
         if candidates.is_empty() {
             break;
         }
@@ -135,4 +150,38 @@ pub fn accuracy_aware(
     bar.finish_and_clear();
     report.final_top1 = 100.0 * acc;
     Ok((q, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_int8_layer_is_never_a_candidate() {
+        assert_eq!(revertible(&[3, 5, 8], &[5]), vec![3, 8]);
+        assert_eq!(revertible(&[3, 5], &[]), vec![3, 5]);
+        assert!(revertible(&[8], &[]).is_empty());
+        assert!(revertible(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn max_drop_outside_zero_to_one_is_refused_before_any_work() {
+        let Ok(gpu) = Gpu::default_adapter() else {
+            eprintln!("skipped: no GPU adapter");
+            return;
+        };
+        let a = crate::models::arch("resnet20").unwrap();
+        let model = Model::new(a.clone(), crate::models::random_params(&a, 1)).unwrap();
+        let calib = crate::calib::noise_images(10, 0).unwrap();
+        for bad in [-1.0, f64::NEG_INFINITY, f64::NAN, 1.0, 200.0] {
+            let e = accuracy_aware(&gpu, &model, &calib, &QuantOptions::default(), bad)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                e.contains("--max-drop") && e.contains("[0, 1)"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

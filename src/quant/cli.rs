@@ -27,7 +27,7 @@ pub struct QuantizeArgs {
     /// `distill` (ZeroQ data-free images optimized against the model's BatchNorm statistics), a
     /// CIFAR-10 binary folder (like `real`), or an image folder (`folder:PATH` or a path; one
     /// subfolder per class).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::calib::parse_source)]
     pub calib: String,
     #[command(flatten)]
     pub set: crate::calib::cli::CalibSetArgs,
@@ -35,8 +35,9 @@ pub struct QuantizeArgs {
     /// layers to FP32 until the top-1 drop on the labeled calibration set is within --max-drop).
     #[arg(long, value_enum, default_value = "default")]
     pub algorithm: Algorithm,
-    /// AccuracyAware: largest acceptable top-1 drop on the calibration set (absolute, 0.01 = 1 pp).
-    #[arg(long, default_value_t = 0.01)]
+    /// AccuracyAware: largest acceptable top-1 drop on the calibration set, a fraction in
+    /// [0, 1) (absolute: 0.01 = 1 pp).
+    #[arg(long, default_value_t = 0.01, value_parser = crate::limits::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
     /// Activation range estimator.
     #[arg(long, value_enum, default_value = "pot")]
@@ -49,8 +50,8 @@ pub struct QuantizeArgs {
     /// Skip FastBiasCorrection.
     #[arg(long)]
     pub no_bias_correction: bool,
-    /// Images per GPU submit.
-    #[arg(long, default_value_t = 250)]
+    /// Images per GPU submit (1 to 10,000).
+    #[arg(long, default_value_t = 250, value_parser = crate::limits::int(1, crate::limits::MAX_BATCH))]
     pub batch: usize,
     /// Keep this conv/linear layer in FP32 (by its name, e.g. `layer1.0.conv1`; repeatable).
     #[arg(long = "keep-fp32", value_name = "LAYER")]
@@ -149,6 +150,12 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
     );
     q.meta
         .insert("source_model".into(), args.model.display().to_string());
+    if q.layers.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no layer is left in INT8 (--keep-fp32 names them all); {} not written",
+            args.output.display()
+        )));
+    }
     q.save(&args.output)?;
     println!(
         "{}: {} layers INT8, FP32: [{}] -> {}",
