@@ -24,6 +24,10 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
         }
         params.insert(name, Array::new(&t.shape, t.to_f32()));
     }
+    params.validate().map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
     Ok((params, meta))
 }
 
