@@ -8,6 +8,10 @@ use crate::cpu::qconv::QConv;
 /// The input shapes are inferred for (the zoo's models are CIFAR models).
 pub const NOMINAL_INPUT: [usize; 4] = [1, 3, 32, 32];
 
+/// No CIFAR model has a value near this many elements per image (VGG's largest: 65,536);
+/// a corrupt pad or channel count that implies one would exhaust memory when run.
+const MAX_VALUE_ELEMS: usize = 1 << 24;
+
 /// Validates `g` with its FP32 `params` and its quantized layers (`quantized(i)` is node i's
 /// INT8 description, whose weight shape replaces the FP32 tensor's). The error names the node.
 pub fn validate<'a>(
@@ -46,7 +50,12 @@ pub fn validate<'a>(
         }
         // In range: every input is an earlier node, whose shape is already pushed.
         let ins: Vec<&[usize]> = n.inputs.iter().map(|&v| shapes[v].as_slice()).collect();
-        shapes.push(infer(&n.op, &ins, params, quantized(i)).map_err(at)?);
+        let out = infer(&n.op, &ins, params, quantized(i)).map_err(at)?;
+        let numel = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.is_none_or(|n| n > MAX_VALUE_ELEMS) {
+            return Err(at(format!("output of shape {out:?} is implausibly large")));
+        }
+        shapes.push(out);
     }
     Ok(())
 }
@@ -348,5 +357,14 @@ mod tests {
             }
         });
         assert!(e.contains("node 1") && e.contains("pad"), "{e}");
+        let e = edit(|g| {
+            if let Op::Conv2d { pad, .. } = &mut g.nodes[1].op {
+                *pad = 1 << 32;
+            }
+        });
+        assert!(
+            e.contains("node 1") && e.contains("implausibly large"),
+            "{e}"
+        );
     }
 }

@@ -35,14 +35,15 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
 /// from matching the tensor names and shapes against the zoo.
 pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     let (params, meta) = read_params(path)?;
-    let a = match arch_name.or(meta.get("arch").map(String::as_str)) {
-        Some(n) => arch(n)?,
-        None => detect_arch(&params)?,
-    };
-    Model::new(a, params).map_err(|e| Error::File {
+    let in_file = |e: Error| Error::File {
         path: path.to_path_buf(),
         msg: e.to_string(),
-    })
+    };
+    let a = match arch_name.or(meta.get("arch").map(String::as_str)) {
+        Some(n) => arch(n).map_err(in_file)?,
+        None => detect_arch(&params).map_err(in_file)?,
+    };
+    Model::new(a, params).map_err(in_file)
 }
 
 /// `synthcal import`: writes the checkpoint's tensors under their original names, plus
