@@ -683,3 +683,24 @@ fn int8_zero_scale_names_file_and_layer() {
         "{e}"
     );
 }
+
+/// The validation refuses nothing a published checkpoint holds (when shared data is present).
+#[test]
+fn published_checkpoints_pass_validation() {
+    let dir = synthcal::data::shared_dir().join("models");
+    let Ok(sub) = std::fs::read_dir(&dir) else {
+        eprintln!("SKIPPED: no published checkpoints under {}", dir.display());
+        return;
+    };
+    let mut n = 0;
+    for d in sub.flatten() {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let p = f.path();
+            if matches!(p.extension().and_then(|e| e.to_str()), Some("th" | "pt")) {
+                models::load_model(&p, None).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 0, "no .th/.pt files under {}", dir.display());
+}
