@@ -9,6 +9,7 @@ pub mod passes;
 pub mod replay;
 pub mod tape;
 pub mod trainable;
+pub mod validate;
 
 pub use crate::cpu::elementwise::Act;
 pub use params::Params;

@@ -20,6 +20,26 @@ impl Params {
         self.tensors.insert(name.into(), a);
     }
 
+    /// Refuses values no trained model holds, naming the tensor: NaN or infinite numbers, and
+    /// negative BatchNorm running variances (their square root would be NaN).
+    pub fn validate(&self) -> Result<()> {
+        for (name, a) in &self.tensors {
+            if let Some((i, v)) = a.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "tensor `{name}`: value {v} at index {i} is not finite"
+                )));
+            }
+            if name.ends_with("running_var") {
+                if let Some((i, v)) = a.data.iter().enumerate().find(|(_, v)| **v < 0.0) {
+                    return Err(Error::Invalid(format!(
+                        "tensor `{name}`: variance {v} at index {i} is negative"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that every expected tensor is present with its shape; lists all problems at once.
     pub fn check(&self, expected: &[(String, Vec<usize>)]) -> Result<()> {
         let problems: Vec<String> = expected

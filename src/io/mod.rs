@@ -107,6 +107,9 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let n = torch::read_up_to(&mut f, &mut head).map_err(|e| Error::io(path, e))?;
     let head = &head[..n];
+    if n == 0 {
+        return Err(Error::format(path, "empty file (0 bytes)"));
+    }
     if head.starts_with(b"PK\x03\x04") {
         return Ok(Format::TorchZip);
     }
@@ -151,5 +154,15 @@ mod tests {
         std::fs::write(&junk, b"hello world, not a model").unwrap();
         let e = load_tensors(&junk).unwrap_err();
         assert!(e.to_string().contains("junk.th"), "{e}");
+        let empty = dir.join("empty.pt");
+        std::fs::write(&empty, b"").unwrap();
+        for e in [
+            load_tensors(&empty).unwrap_err(),
+            load_torch_checkpoint(&empty).unwrap_err(),
+            read_safetensors(&empty).unwrap_err(),
+        ] {
+            let e = e.to_string();
+            assert!(e.contains("empty.pt: empty file"), "{e}");
+        }
     }
 }

@@ -138,8 +138,16 @@ pub fn read_safetensors(
         path: path.into(),
         source: e,
     };
-    let (_, meta) = SafeTensors::read_metadata(&buf).map_err(st_err)?;
-    let st = SafeTensors::deserialize(&buf).map_err(st_err)?;
+    if buf.is_empty() {
+        return Err(Error::format(path, "empty file (0 bytes)"));
+    }
+    // safetensors' offset and shape errors often do not say which tensor is at fault.
+    let explained = |e| match explain_header(&buf) {
+        Some((name, msg)) => Error::bad_tensor(path, &name, format!("{msg} ({e})")),
+        None => st_err(e),
+    };
+    let (_, meta) = SafeTensors::read_metadata(&buf).map_err(explained)?;
+    let st = SafeTensors::deserialize(&buf).map_err(explained)?;
     let mut out = Vec::new();
     for name in meta.offset_keys() {
         let view = st.tensor(&name).map_err(st_err)?;
@@ -153,6 +161,65 @@ pub fn read_safetensors(
         .into_iter()
         .collect();
     Ok((out, metadata))
+}
+
+/// The first tensor (in data order) whose header entry is inconsistent, and why; `None`
+/// when the header cannot be read that far or every entry fits.
+fn explain_header(buf: &[u8]) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        dtype: String,
+        shape: Vec<u64>,
+        data_offsets: (u64, u64),
+    }
+    let n = u64::from_le_bytes(buf.get(..8)?.try_into().ok()?);
+    let end = usize::try_from(n).ok()?.checked_add(8)?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(buf.get(8..end)?).ok()?;
+    let data_len = (buf.len() - end) as u64;
+    let mut entries = Vec::new();
+    for (name, v) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        match serde_json::from_value::<Entry>(v) {
+            Ok(e) => entries.push((name, e)),
+            Err(e) => return Some((name, format!("bad header entry: {e}"))),
+        }
+    }
+    entries.sort_by_key(|(_, e)| e.data_offsets);
+    let mut at = 0u64;
+    for (name, e) in entries {
+        let size = match e.dtype.as_str() {
+            "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+            "I16" | "U16" | "F16" | "BF16" => 2,
+            "I32" | "U32" | "F32" => 4,
+            "I64" | "U64" | "F64" => 8,
+            other => return Some((name, format!("unsupported dtype {other}"))),
+        };
+        let bytes = e
+            .shape
+            .iter()
+            .try_fold(size as u64, |a, &d| a.checked_mul(d));
+        let (b, en) = e.data_offsets;
+        let msg = match bytes {
+            None => format!("shape {:?} overflows", e.shape),
+            Some(_) if b != at => format!("data starts at byte {b}, expected {at}"),
+            Some(x) if en < b || en - b != x => format!(
+                "data_offsets [{b}, {en}] do not hold shape {:?} of {} ({x} bytes)",
+                e.shape, e.dtype
+            ),
+            Some(_) if en > data_len => {
+                format!("data ends at byte {en}, past the {data_len} bytes of tensor data")
+            }
+            Some(_) => {
+                at = en;
+                continue;
+            }
+        };
+        return Some((name, msg));
+    }
+    None
 }
 
 fn convert(path: &Path, name: &str, view: &TensorView<'_>) -> Result<TensorData> {
@@ -308,6 +375,28 @@ mod tests {
             read_safetensors(&path),
             Err(Error::Safetensors { .. })
         ));
+        // Offset and shape errors name the tensor.
+        let two = [
+            ("a", &[2][..], &[1.0f32, 2.0][..]),
+            ("b", &[1][..], &[3.0f32][..]),
+        ];
+        write_safetensors(&path, &two, &BTreeMap::new()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for (from, to) in [
+            (&b"[8,12]"[..], &b"[8,16]"[..]),
+            (b"\"shape\":[1]", b"\"shape\":[2]"),
+        ] {
+            let at = good.windows(from.len()).position(|w| w == from).unwrap();
+            let mut bytes = good.clone();
+            bytes[at..at + to.len()].copy_from_slice(to);
+            std::fs::write(&path, bytes).unwrap();
+            let e = read_safetensors(&path).unwrap_err();
+            assert!(
+                matches!(&e, Error::BadTensor { name, .. } if name == "b"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("bad.safetensors: tensor 'b'"), "{e}");
+        }
         let e = write_safetensors(&path, &[("x", &[4][..], &[1.0f32][..])], &BTreeMap::new());
         assert!(matches!(e, Err(Error::BadTensor { .. })));
         let dup = [

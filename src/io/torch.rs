@@ -28,6 +28,9 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<NamedTensors> {
     let n = File::open(path)
         .and_then(|mut f| read_up_to(&mut f, &mut head))
         .map_err(|e| Error::io(path, e))?;
+    if n == 0 {
+        return Err(Error::format(path, "empty file (0 bytes)"));
+    }
     if head[..n] == *b"PK\x03\x04" {
         load_zip(path)
     } else {

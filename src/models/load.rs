@@ -25,6 +25,10 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
         }
         params.insert(name, Array::new(&t.shape, t.to_f32()));
     }
+    params.validate().map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
     Ok((params, meta))
 }
 
@@ -34,15 +38,19 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
 /// defaults, and are validated.
 pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     let (params, meta) = read_params(path)?;
+    let in_file = |e: Error| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
     let a = match arch_name.or(meta.get("arch").map(String::as_str)) {
-        Some(n) => arch(n)?,
-        None => detect_arch(&params)?,
+        Some(n) => arch(n).map_err(in_file)?,
+        None => detect_arch(&params).map_err(in_file)?,
     };
     let file_err = |msg: String| Error::File {
         path: path.to_path_buf(),
         msg,
     };
-    let mut model = Model::new(a, params).map_err(|e| file_err(e.to_string()))?;
+    let mut model = Model::new(a, params).map_err(in_file)?;
     model.arch.norm = norm_from_meta(&meta, model.arch.norm).map_err(file_err)?;
     if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(file_err)? {
         model.class_names = names;

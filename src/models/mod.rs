@@ -160,17 +160,49 @@ pub fn detect_arch(params: &Params) -> Result<Arch> {
         })
         .map(|(_, a)| a.numel())
         .unwrap_or(10);
+    // The closest architecture (fewest differing tensors) and its first difference.
+    let mut closest: Option<(usize, String, String)> = None;
     for name in arch_names() {
         let a = arch_with_classes(&name, classes)?;
-        if a.expected.len() == params.tensors.len() && params.check(&a.expected).is_ok() {
+        let (count, first) = differences(params, &a.expected);
+        if count == 0 {
             return Ok(a);
         }
+        if closest.as_ref().is_none_or(|c| count < c.0) {
+            closest = Some((count, name, first));
+        }
     }
+    let near = closest.map_or(String::new(), |(count, name, first)| {
+        format!("; closest is {name} ({count} differing tensor(s), first: {first})")
+    });
     Err(Error::Invalid(format!(
-        "the checkpoint's {} tensors match no known architecture; pass --arch (known: {})",
+        "the checkpoint's {} tensors match no known architecture{near}; pass --arch (known: {})",
         params.tensors.len(),
         arch_names().join(", ")
     )))
+}
+
+/// How many tensors differ from `expected` (missing, misshapen or unexpected), and a
+/// description of the first, in the architecture's order.
+fn differences(params: &Params, expected: &[(String, Vec<usize>)]) -> (usize, String) {
+    let mut diffs = Vec::new();
+    for (name, shape) in expected {
+        match params.tensors.get(name) {
+            None => diffs.push(format!("`{name}` missing (expected shape {shape:?})")),
+            Some(a) if &a.shape != shape => diffs.push(format!(
+                "`{name}` expected shape {shape:?}, found {:?}",
+                a.shape
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, a) in &params.tensors {
+        if !expected.iter().any(|(n, _)| n == name) {
+            diffs.push(format!("unexpected `{name}` of shape {:?}", a.shape));
+        }
+    }
+    let count = diffs.len();
+    (count, diffs.into_iter().next().unwrap_or_default())
 }
 
 /// Random weights scaled like He initialization so activations stay O(1) through deep nets,
@@ -269,6 +301,25 @@ mod tests {
             e.contains("unknown model architecture") && e.contains("resnet20"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn failed_detection_names_the_closest_arch_and_tensor() {
+        let a = arch("resnet20").unwrap();
+        let mut p = random_params(&a, 3);
+        p.insert(
+            "layer2.1.conv2.weight",
+            crate::cpu::Array::zeros(&[32, 32, 5, 5]),
+        );
+        let e = detect_arch(&p).err().unwrap().to_string();
+        assert!(
+            e.contains("closest is resnet20 (1 differing tensor(s)")
+                && e.contains(
+                    "`layer2.1.conv2.weight` expected shape [32, 32, 3, 3], found [32, 32, 5, 5]"
+                ),
+            "{e}"
+        );
+        assert_eq!(detect_arch(&random_params(&a, 3)).unwrap().name, "resnet20");
     }
 
     #[test]

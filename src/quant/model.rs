@@ -7,6 +7,7 @@ use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
+use crate::graph::validate::validate;
 use crate::graph::{Graph, Op, Params, ValueId};
 use crate::io::{self, TensorSlice, TensorValues};
 use crate::models::Normalization;
@@ -155,6 +156,9 @@ impl QuantModel {
         Ok(())
     }
 
+    /// Loads an INT8 model, validating everything the file says before anything runs it:
+    /// the graph (indices, arity, shapes), every tensor's values and every scale. Errors
+    /// name the file and the node or tensor.
     pub fn load(path: &Path) -> Result<QuantModel> {
         let bad = |msg: String| Error::File {
             path: path.to_path_buf(),
@@ -175,87 +179,32 @@ impl QuantModel {
             serde_json::from_str(get("graph")?).map_err(|e| parse_err("graph", e))?;
         let norm: Normalization =
             serde_json::from_str(get("norm")?).map_err(|e| parse_err("norm", e))?;
+        crate::models::classes::check_norm(&norm)
+            .map_err(|e| bad(format!("metadata `norm`: {e}")))?;
         let lm: Vec<LayerMeta> =
             serde_json::from_str(get("layers")?).map_err(|e| parse_err("layers", e))?;
         let mut by_name: HashMap<String, io::TensorData> = tensors.into_iter().collect();
-        let mut take = |name: &str| {
-            by_name
-                .remove(name)
-                .ok_or_else(|| bad(format!("tensor `{name}` missing")))
-        };
         let mut layers = BTreeMap::new();
         for l in &lm {
-            let node = graph
-                .nodes
-                .get(l.node)
-                .filter(|n| n.name == l.name)
-                .ok_or_else(|| bad(format!("layer {} ({}) is not in the graph", l.node, l.name)))?;
-            let (stride, pad, groups, act, has_bias) = match &node.op {
-                Op::Conv2d {
-                    stride,
-                    pad,
-                    groups,
-                    act,
-                    bias,
-                    ..
-                } => (*stride, *pad, *groups, *act, bias.is_some()),
-                Op::Linear { act, bias, .. } => (1, 0, 1, *act, bias.is_some()),
-                _ => return Err(bad(format!("layer {} is not conv/linear", l.name))),
-            };
-            let w = take(&format!("{}.qweight", l.name))?;
-            let s = take(&format!("{}.wscale", l.name))?;
-            let (TensorValues::I8(q), TensorValues::F32(scale)) = (w.values, s.values) else {
-                return Err(bad(format!(
-                    "{}: qweight must be I8 and wscale F32",
-                    l.name
-                )));
-            };
-            let shape: [usize; 4] = w
-                .shape
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad(format!("{}.qweight must be 4-d", l.name)))?;
-            if scale.len() != shape[0] {
-                return Err(bad(format!(
-                    "{}: {} scales for {} channels",
-                    l.name,
-                    scale.len(),
-                    shape[0]
-                )));
+            let conv = load_layer(&graph, l, &mut by_name)
+                .map_err(|e| bad(format!("layer {} `{}`: {e}", l.node, l.name)))?;
+            if layers.insert(l.node, conv).is_some() {
+                return Err(bad(format!("layer {} `{}` listed twice", l.node, l.name)));
             }
-            let bias = if has_bias {
-                Some(take(&format!("{}.qbias", l.name))?.to_f32())
-            } else {
-                None
-            };
-            let input = if l.input_unsigned {
-                QFormat::unsigned(l.input_scale)
-            } else {
-                QFormat::signed(l.input_scale)
-            };
-            let conv = QConv {
-                weights: QWeights { shape, q, scale },
-                bias,
-                stride,
-                pad,
-                groups,
-                input,
-                input_channel_scales: l.input_channel_scales.clone(),
-                act,
-                output: None,
-            };
-            let [_, cig, kh, kw] = conv.weights.shape;
-            conv.out_shape("int8 layer", [1, cig * conv.groups, kh, kw])
-                .and_then(|_| conv.requant())
-                .map_err(|e| bad(format!("{}: {e}", l.name)))?;
-            layers.insert(l.node, conv);
         }
         let mut params = Params::default();
         for (name, t) in by_name {
             params.insert(name, Array::new(&t.shape, t.to_f32()));
         }
-        crate::models::classes::check_norm(&norm)
-            .map_err(|e| bad(format!("metadata `norm`: {e}")))?;
+        params.validate().map_err(|e| bad(e.to_string()))?;
+        validate(&graph, &params, &|i| layers.get(&i)).map_err(|e| bad(format!("graph: {e}")))?;
+        // Shapes are consistent now, so the layers' own checks cannot overflow.
+        for (&i, conv) in &layers {
+            let [_, cig, kh, kw] = conv.weights.shape;
+            conv.out_shape("int8 layer", [1, cig * conv.groups, kh, kw])
+                .and_then(|_| conv.requant())
+                .map_err(|e| bad(format!("layer {i} `{}`: {e}", graph.nodes[i].name)))?;
+        }
         let mut qm = QuantModel {
             arch: get("arch")?.clone(),
             norm,
@@ -287,6 +236,135 @@ impl QuantModel {
             .unwrap_or_else(|| crate::models::default_class_names(width));
         Ok(qm)
     }
+}
+
+/// One INT8 layer of a file: its node must be a single-input conv/linear, and its tensors
+/// (`.qweight` i8 `[co, ci/g, kh, kw]`, `.wscale` `[co]`, `.qbias` `[co]`) must fit it.
+fn load_layer(
+    graph: &Graph,
+    l: &LayerMeta,
+    tensors: &mut HashMap<String, io::TensorData>,
+) -> std::result::Result<QConv, String> {
+    let node = graph
+        .nodes
+        .get(l.node)
+        .ok_or_else(|| format!("node index out of range ({} nodes)", graph.nodes.len()))?;
+    if node.name != l.name {
+        return Err(format!("node {} is named `{}`", l.node, node.name));
+    }
+    let (stride, pad, groups, act, has_bias) = match &node.op {
+        Op::Conv2d {
+            stride,
+            pad,
+            groups,
+            act,
+            bias,
+            ..
+        } => (*stride, *pad, *groups, *act, bias.is_some()),
+        Op::Linear { act, bias, .. } => (1, 0, 1, *act, bias.is_some()),
+        _ => return Err("not a conv/linear node".into()),
+    };
+    if node.inputs.len() != 1 {
+        return Err(format!(
+            "an INT8 layer reads one input, not {}",
+            node.inputs.len()
+        ));
+    }
+    let mut take = |suffix: &str| {
+        let name = format!("{}.{suffix}", l.name);
+        tensors
+            .remove(&name)
+            .ok_or_else(|| format!("tensor `{name}` missing"))
+    };
+    let w = take("qweight")?;
+    let s = take("wscale")?;
+    let (TensorValues::I8(q), TensorValues::F32(scale)) = (w.values, s.values) else {
+        return Err("qweight must be I8 and wscale F32".into());
+    };
+    let shape: [usize; 4] = w
+        .shape
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("qweight has shape {:?}, expected 4-d", w.shape))?;
+    if shape.contains(&0)
+        || shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(q.len())
+    {
+        return Err(format!("qweight has shape {shape:?}"));
+    }
+    let co = shape[0];
+    if s.shape != [co] {
+        return Err(format!("wscale has shape {:?}, expected [{co}]", s.shape));
+    }
+    let bias = if has_bias {
+        let b = take("qbias")?;
+        if b.shape != [co] {
+            return Err(format!("qbias has shape {:?}, expected [{co}]", b.shape));
+        }
+        Some(b.to_f32())
+    } else {
+        None
+    };
+    check_scales(l, &scale, bias.as_deref())?;
+    let input = if l.input_unsigned {
+        QFormat::unsigned(l.input_scale)
+    } else {
+        QFormat::signed(l.input_scale)
+    };
+    Ok(QConv {
+        weights: QWeights { shape, q, scale },
+        bias,
+        stride,
+        pad,
+        groups,
+        input,
+        input_channel_scales: l.input_channel_scales.clone(),
+        act,
+        output: None,
+    })
+}
+
+/// Scales must be positive normal floats, and so must each product of an input and a weight
+/// scale (the kernels' combined scale; an f16 scale that underflowed to 0 is caught here).
+fn check_scales(
+    l: &LayerMeta,
+    wscale: &[f32],
+    bias: Option<&[f32]>,
+) -> std::result::Result<(), String> {
+    let ok = |s: f32| s.is_normal() && s > 0.0;
+    let inputs: Vec<f32> = match &l.input_channel_scales {
+        Some(cs) if cs.len() != wscale.len() => {
+            return Err(format!(
+                "{} input channel scales for {} channels",
+                cs.len(),
+                wscale.len()
+            ))
+        }
+        Some(cs) => cs.clone(),
+        None => vec![l.input_scale; wscale.len()],
+    };
+    let bad = |what: &str, c: usize, v: f32| {
+        Err(format!(
+            "scales must be positive and finite: {what} of channel {c} is {v}"
+        ))
+    };
+    if !ok(l.input_scale) {
+        return bad("input scale", 0, l.input_scale);
+    }
+    for (c, (&w, &x)) in wscale.iter().zip(&inputs).enumerate() {
+        if !ok(x) {
+            return bad("input scale", c, x);
+        }
+        if !ok(w) {
+            return bad("wscale", c, w);
+        }
+        if !ok(((x as f64) * (w as f64)) as f32) {
+            return bad("input scale x wscale", c, x * w);
+        }
+    }
+    if let Some((c, b)) = bias.and_then(|b| b.iter().enumerate().find(|(_, b)| !b.is_finite())) {
+        return Err(format!("qbias of channel {c} is {b}"));
+    }
+    Ok(())
 }
 
 /// Serializes a metadata value to a JSON string.
