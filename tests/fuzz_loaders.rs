@@ -493,14 +493,17 @@ fn tiny_int8() -> QuantModel {
             ),
         ),
     ]);
-    QuantModel {
+    let mut q = QuantModel {
         arch: "tiny".into(),
         norm: models::CIFAR_NORM,
+        class_names: Vec::new(),
         graph: g,
         params,
         layers,
         meta: BTreeMap::new(),
-    }
+    };
+    q.class_names = models::default_class_names(q.output_width().expect("a final layer"));
+    q
 }
 
 /// Loads an INT8 file and, when it loads, runs it on the CPU reference: whatever the
