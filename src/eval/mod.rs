@@ -34,7 +34,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// Images: a CIFAR-10 binary folder (`cifar-10-batches-bin`) or an image folder with one
-    /// subfolder per class.
+    /// subfolder per class. Classes are matched to the model's class names by name (ignoring
+    /// case); a class the model does not have is an error.
     #[arg(long)]
     pub data: PathBuf,
     /// Which CIFAR-10 split to use (ignored for image folders).
