@@ -23,6 +23,23 @@ pub(crate) fn bytes_of<T: bytemuck::Pod>(p: &T) -> &[u8] {
     bytemuck::bytes_of(p)
 }
 
+/// Returns from the calling test (after `testing::skip`) when there is no GPU adapter.
+#[cfg(test)]
+macro_rules! skip_without_gpu {
+    () => {
+        if crate::ops::testing::try_gpu().is_none() {
+            return;
+        }
+    };
+    (proptest) => {
+        if crate::ops::testing::try_gpu().is_none() {
+            return Ok(());
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use skip_without_gpu;
+
 /// Shared test fixtures: one GPU per test binary, and the skip policy.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -74,20 +91,3 @@ pub(crate) mod testing {
         }
     }
 }
-
-/// Returns from the calling test (after `testing::skip`) when there is no GPU adapter.
-#[cfg(test)]
-macro_rules! skip_without_gpu {
-    () => {
-        if crate::ops::testing::try_gpu().is_none() {
-            return;
-        }
-    };
-    (proptest) => {
-        if crate::ops::testing::try_gpu().is_none() {
-            return Ok(());
-        }
-    };
-}
-#[cfg(test)]
-pub(crate) use skip_without_gpu;
