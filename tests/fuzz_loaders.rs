@@ -3,25 +3,20 @@
 //! targeted refusals of issue 15 points 4, 5 and 10 (non-finite weights, negative variances,
 //! INT8 graph indices and scales). Seeds are fixed, so a failure names a reproducible mutant.
 
+mod loader_files;
+
+use loader_files::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use synthcal::cpu::qconv::{QConv, QFormat, QWeights};
 use synthcal::cpu::Array;
-use synthcal::graph::{Act, Graph, Op, Params};
-use synthcal::io::{read_safetensors, write_safetensors, write_tensor_data};
+use synthcal::graph::Params;
+use synthcal::io::{read_safetensors, write_tensor_data};
 use synthcal::models::{self, read_params};
 use synthcal::quant::QuantModel;
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("synthcal-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
 
 thread_local! {
     /// Set while this thread loads mutants: its panics are recorded here, not printed.
@@ -188,144 +183,7 @@ fn header_mutants(good: &[u8], n: usize, seed: u64) -> impl Iterator<Item = Muta
     })
 }
 
-// ---------------------------------------------------------------- torch checkpoints
-
-/// Minimal pickle writer (protocol 2 opcodes), enough for a state dict of tensors.
-#[derive(Default)]
-struct Pickle(Vec<u8>);
-
-impl Pickle {
-    fn op(&mut self, b: &[u8]) -> &mut Self {
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn s(&mut self, s: &str) -> &mut Self {
-        self.0.push(b'X');
-        self.0.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        self.op(s.as_bytes())
-    }
-    fn int(&mut self, i: i32) -> &mut Self {
-        self.0.push(b'J');
-        self.op(&i.to_le_bytes())
-    }
-    fn global(&mut self, m: &str, n: &str) -> &mut Self {
-        self.op(format!("c{m}\n{n}\n").as_bytes())
-    }
-    fn ints(&mut self, v: &[usize]) -> &mut Self {
-        self.op(b"(");
-        for &i in v {
-            self.int(i as i32);
-        }
-        self.op(b"t")
-    }
-    /// `_rebuild_tensor_v2(pid("storage", FloatStorage, key, "cpu", numel), 0, shape, stride, False, OrderedDict())`
-    fn tensor(&mut self, storage: &str, key: &str, shape: &[usize]) -> &mut Self {
-        let numel: usize = shape.iter().product();
-        let mut stride = vec![1; shape.len()];
-        for d in (0..shape.len().saturating_sub(1)).rev() {
-            stride[d] = stride[d + 1] * shape[d + 1];
-        }
-        self.global("torch._utils", "_rebuild_tensor_v2").op(b"((");
-        self.s("storage").global("torch", storage).s(key).s("cpu");
-        self.int(numel as i32)
-            .op(b"tQ")
-            .int(0)
-            .ints(shape)
-            .ints(&stride);
-        self.op(b"\x89")
-            .global("collections", "OrderedDict")
-            .op(b")Rt")
-            .op(b"R")
-    }
-}
-
-/// A small state dict: name, shape, values (f32, except the int64 counter).
-fn torch_tensors(poison: Option<(&str, f32)>) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
-    let mut t = vec![
-        (
-            "conv.weight",
-            vec![4, 3, 3, 3],
-            (0..108).map(|i| i as f32 * 0.01).collect(),
-        ),
-        ("bn.weight", vec![4], vec![1.0; 4]),
-        ("bn.bias", vec![4], vec![0.0; 4]),
-        ("bn.running_mean", vec![4], vec![0.1; 4]),
-        ("bn.running_var", vec![4], vec![0.5; 4]),
-        ("bn.num_batches_tracked", vec![], vec![7.0]),
-    ];
-    if let Some((name, v)) = poison {
-        let e = t.iter_mut().find(|e| e.0 == name).unwrap();
-        e.2[1] = v;
-    }
-    t
-}
-
-fn state_dict_pickle(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
-    let mut p = Pickle::default();
-    p.op(b"\x80\x02}(");
-    for (k, (name, shape, _)) in tensors.iter().enumerate() {
-        let storage = if name.ends_with("tracked") {
-            "LongStorage"
-        } else {
-            "FloatStorage"
-        };
-        p.s(name).tensor(storage, &k.to_string(), shape);
-    }
-    p.op(b"u.");
-    p.0
-}
-
-fn storage_bytes(name: &str, values: &[f32]) -> Vec<u8> {
-    if name.ends_with("tracked") {
-        values
-            .iter()
-            .flat_map(|&v| (v as i64).to_le_bytes())
-            .collect()
-    } else {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-}
-
-/// torch < 1.6 format: magic, protocol, sys_info, the state dict, storage keys, storages.
-fn legacy_th(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
-    let mut f = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
-    f.extend_from_slice(b"\x80\x02M\xe9\x03.");
-    let mut p = Pickle::default();
-    p.op(b"\x80\x02}(").s("little_endian").op(b"\x88");
-    p.s("type_sizes")
-        .op(b"}(")
-        .s("long")
-        .op(b"K\x04")
-        .op(b"uu.");
-    f.extend(p.0);
-    f.extend(state_dict_pickle(tensors));
-    let mut p = Pickle::default();
-    p.op(b"\x80\x02(");
-    for k in 0..tensors.len() {
-        p.s(&k.to_string());
-    }
-    f.extend(p.op(b"l.").0.iter());
-    for (name, _, v) in tensors {
-        f.extend((v.len() as u64).to_le_bytes());
-        f.extend(storage_bytes(name, v));
-    }
-    f
-}
-
-/// torch >= 1.6 format: a zip of `m/data.pkl`, `m/byteorder` and `m/data/<key>`.
-fn zip_pt(pickle: &[u8], tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
-    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default();
-    z.start_file("m/data.pkl", opts).unwrap();
-    z.write_all(pickle).unwrap();
-    z.start_file("m/byteorder", opts).unwrap();
-    z.write_all(b"little").unwrap();
-    for (k, (name, _, v)) in tensors.iter().enumerate() {
-        z.start_file(format!("m/data/{k}"), opts).unwrap();
-        z.write_all(&storage_bytes(name, v)).unwrap();
-    }
-    z.finish().unwrap().into_inner()
-}
+// ---------------------------------------------------------------- torch, safetensors
 
 fn load_params(p: &Path) -> Result<(), String> {
     read_params(p).map(|_| ()).map_err(|e| e.to_string())
@@ -362,17 +220,6 @@ fn torch_zip_mutants() {
     // The archive's checksums reject most raw edits; mutate the pickle inside a valid zip.
     let inner = byte_mutants(&pickle, 1500, 3).map(|(w, p)| (w, zip_pt(&p, &tensors)));
     run(&path, "fuzz-zip.pt", inner, load_params);
-}
-
-// ---------------------------------------------------------------- safetensors FP32
-
-fn fp32_file(path: &Path, params: &Params, meta: &BTreeMap<String, String>) {
-    let t: Vec<(&str, &[usize], &[f32])> = params
-        .tensors
-        .iter()
-        .map(|(n, a)| (n.as_str(), a.shape.as_slice(), a.data.as_slice()))
-        .collect();
-    write_safetensors(path, &t, meta).unwrap();
 }
 
 #[test]
@@ -412,99 +259,6 @@ fn safetensors_model_mutants() {
 }
 
 // ---------------------------------------------------------------- INT8 files
-
-/// Input -> conv1 (int8, ReLU) -> conv2 (fp32) -> bn2 -> add(conv1, bn2) -> gap -> flatten
-/// -> fc (int8).
-fn tiny_int8() -> QuantModel {
-    let mut g = Graph::default();
-    let x = g.push("input", Op::Input, &[]);
-    let conv = |w: &str, b: Option<&str>, pad, act| Op::Conv2d {
-        weight: w.into(),
-        bias: b.map(Into::into),
-        stride: 1,
-        pad,
-        groups: 1,
-        act,
-    };
-    let c1 = g.push(
-        "conv1",
-        conv("conv1.weight", Some("conv1.bias"), 1, Act::Relu),
-        &[x],
-    );
-    let c2 = g.push("conv2", conv("conv2.weight", None, 0, Act::Identity), &[c1]);
-    let bn = g.push(
-        "bn2",
-        Op::BatchNorm {
-            prefix: "bn2".into(),
-            eps: 1e-5,
-            act: Act::Identity,
-        },
-        &[c2],
-    );
-    let add = g.push("add", Op::Add { act: Act::Relu }, &[c1, bn]);
-    let gap = g.push("gap", Op::GlobalAvgPool, &[add]);
-    let flat = g.push("flatten", Op::Flatten, &[gap]);
-    let fc = g.push(
-        "fc",
-        Op::Linear {
-            weight: "fc.weight".into(),
-            bias: Some("fc.bias".into()),
-            act: Act::Identity,
-        },
-        &[flat],
-    );
-    let mut params = Params::default();
-    params.insert("conv2.weight", Array::random(&[4, 4, 1, 1], 1));
-    for (i, s) in ["weight", "bias", "running_mean", "running_var"]
-        .iter()
-        .enumerate()
-    {
-        let v = Array::random(&[4], 10 + i as u64).map(|v| v.abs() + 0.1);
-        params.insert(format!("bn2.{s}"), v);
-    }
-    let layer = |w: Array, seed, input, act| QConv {
-        weights: QWeights::quantize(&w).unwrap(),
-        bias: Some(Array::random(&[w.shape[0]], seed).data),
-        stride: 1,
-        pad: if w.shape.len() == 4 { 1 } else { 0 },
-        groups: 1,
-        input,
-        input_channel_scales: None,
-        act,
-        output: None,
-    };
-    let layers = BTreeMap::from([
-        (
-            c1,
-            layer(
-                Array::random(&[4, 3, 3, 3], 2),
-                3,
-                QFormat::signed(0.02),
-                Act::Relu,
-            ),
-        ),
-        (
-            fc,
-            layer(
-                Array::random(&[10, 4], 4),
-                5,
-                QFormat::unsigned(0.01),
-                Act::Identity,
-            ),
-        ),
-    ]);
-    let mut q = QuantModel {
-        arch: "tiny".into(),
-        norm: models::CIFAR_NORM,
-        class_names: Vec::new(),
-        graph: g,
-        params,
-        layers,
-        meta: BTreeMap::new(),
-    };
-    q.class_names = models::default_class_names(q.output_width().expect("a final layer"));
-    q
-}
 
 /// Loads an INT8 file and, when it loads, runs it on the CPU reference: whatever the
 /// validation lets through must run without a panic.
