@@ -91,3 +91,35 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand parses with only its required arguments, so each default goes through
+    /// its value parser: a parser typed differently from its field (`i32` for `usize`) panics
+    /// here instead of in a user's run.
+    #[test]
+    fn every_subcommand_parses_with_its_defaults() {
+        let cases: [&[&str]; 12] = [
+            &["info"],
+            &["bench"],
+            &["models"],
+            &["import", "c.pt", "-o", "m.safetensors"],
+            &["eval", "--model", "m", "--data", "d"],
+            &["quantize", "--model", "m", "--calib", "noise", "-o", "q"],
+            &["diagnose", "--model", "m", "--int8", "q", "--data", "d"],
+            &["reproduce"],
+            &["train-gan", "-o", "run"],
+            &["generate", "-o", "out"],
+            &["calib-data", "fractal", "-o", "out"],
+            &["score", "noise", "--model", "m"],
+        ];
+        for args in cases {
+            let argv = std::iter::once("synthcal").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
+}

@@ -48,14 +48,14 @@ pub struct TrainGanArgs {
     pub output: PathBuf,
     /// Generator channels at 4x4 (halved by each up-block; a multiple of 8 up to 2,048); 256 is
     /// the reference.
-    #[arg(long, default_value_t = 256, value_parser = crate::limits::int(8, 2048))]
+    #[arg(long, default_value_t = 256, value_parser = crate::limits::int(8usize, 2048))]
     pub ngf: usize,
     /// Discriminator channels of the first blocks (then x2, x4; 1 to 2,048); 128 is the
     /// reference.
-    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(1, 2048))]
+    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(1usize, 2048))]
     pub ndf: usize,
     /// Noise dimensions (1 to 4,096).
-    #[arg(long, default_value_t = 512, value_parser = crate::limits::int(1, 4096))]
+    #[arg(long, default_value_t = 512, value_parser = crate::limits::int(1usize, 4096))]
     pub z_dim: usize,
     /// Discriminator class conditioning.
     #[arg(long, value_enum, default_value_t = Conditioning::Auto)]
@@ -87,14 +87,14 @@ pub struct TrainGanArgs {
     pub guide_bn_stats: f32,
     /// --guide sees G's images shifted by a random offset of up to PX pixels per step (as
     /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns (PX up to 16).
-    #[arg(long, default_value_t = 0, value_name = "PX", value_parser = crate::limits::int(0, 16))]
+    #[arg(long, default_value_t = 0, value_name = "PX", value_parser = crate::limits::int(0usize, 16))]
     pub guide_jitter: usize,
     /// Training iterations (one D step and one G step each; 1 to 10^8) [default: 10000]. With
     /// --resume: a new target for the run (above its current step); without, the run's own target.
     #[arg(long, value_parser = crate::limits::int(1, MAX_STEPS))]
     pub steps: Option<u64>,
     /// Images per step (2 to 4,096).
-    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(2, 4096))]
+    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(2usize, 4096))]
     pub batch: usize,
     /// Adam learning rate of the generator, in (0, 1].
     #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
