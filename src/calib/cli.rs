@@ -74,6 +74,11 @@ pub fn run(gpu: &Arc<Gpu>, args: &CalibDataArgs) -> Result<()> {
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     crate::io::check_output_dir(&args.output, &inputs)?;
     crate::io::output::check_new_or_empty(&args.output)?;
+    // Created now so that a --grid inside it passes its check (it stays empty until written).
+    std::fs::create_dir_all(&args.output).map_err(|e| crate::io::Error::Io {
+        path: args.output.clone(),
+        source: e,
+    })?;
     if let Some(png) = &args.grid {
         crate::io::check_output_file(png, &inputs)?;
     }

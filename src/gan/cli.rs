@@ -221,6 +221,16 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
         }
         let real = |o: &TrainOptions| real_images(args.data.as_deref(), o.real_images, o.seed);
         let mut tr = Trainer::resume(gpu.clone(), &ckpt, real, teacher)?;
+        // `run` never saves past the target (library users may step further).
+        if tr.step > tr.opts.steps {
+            return Err(Error::File {
+                path: ckpt,
+                msg: format!(
+                    "step {} is past the run's target of {} steps: not a checkpoint of train-gan",
+                    tr.step, tr.opts.steps
+                ),
+            });
+        }
         if let Some(n) = args.steps {
             if n <= tr.step {
                 return Err(Error::File {

@@ -540,15 +540,6 @@ impl Trainer {
         verify_checksum(path, &arrays, &meta)?;
         let opts: TrainOptions = meta_json(path, &meta, "options")?;
         let step: u64 = meta_json(path, &meta, "step")?;
-        if step > opts.steps {
-            return Err(Error::File {
-                path: path.into(),
-                msg: format!(
-                    "step {step} is past the run's target of {} steps",
-                    opts.steps
-                ),
-            });
-        }
         let real = real(&opts)?;
         let file_err = |e: Error| Error::File {
             path: path.into(),
