@@ -293,3 +293,25 @@ fn train_gan_resume_targets_and_checkpoint_integrity() {
     let e = fails(&train(&data, &run, &["--resume"]));
     assert!(e.contains("past the run's target"), "{e}");
 }
+
+#[test]
+fn two_outputs_of_one_command_are_not_the_same_file() {
+    let d = tmp("twoout");
+    let m = model(&d.0);
+    let same = d.0.join("out.json");
+    let err = fails(&synthcal(&[
+        &"diagnose",
+        &"--model",
+        &m,
+        &"--int8",
+        &m,
+        &"--data",
+        &d.0,
+        &"--json",
+        &same,
+        &"--plot",
+        &same,
+    ]));
+    assert!(err.contains("same file"), "{err}");
+    assert!(!same.exists());
+}

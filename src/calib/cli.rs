@@ -74,13 +74,23 @@ pub fn run(gpu: &Arc<Gpu>, args: &CalibDataArgs) -> Result<()> {
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     crate::io::check_output_dir(&args.output, &inputs)?;
     crate::io::output::check_new_or_empty(&args.output)?;
-    // Created now so that a --grid inside it passes its check (it stays empty until written).
+    // Created now so that a --grid inside it passes its check; removed again (while still
+    // empty) when the command fails, so a refused run leaves nothing behind.
+    let created = !args.output.exists();
     std::fs::create_dir_all(&args.output).map_err(|e| crate::io::Error::Io {
         path: args.output.clone(),
         source: e,
     })?;
+    let result = write_set(gpu, args, &inputs);
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir(&args.output);
+    }
+    result
+}
+
+fn write_set(gpu: &Arc<Gpu>, args: &CalibDataArgs, inputs: &[&std::path::Path]) -> Result<()> {
     if let Some(png) = &args.grid {
-        crate::io::check_output_file(png, &inputs)?;
+        crate::io::check_output_file(png, inputs)?;
     }
     let model = match &args.model {
         Some(p) => Some(crate::models::load_model(p, None)?),

@@ -78,6 +78,13 @@ pub fn calibration_set(
             None => Ok(ds),
         }
     };
+    // Noise and fractals carry no class, so they take the model's class list, whatever it is.
+    let unlabelled = |ds: Dataset| -> Result<Dataset> {
+        match model {
+            Some(m) => Ok(ds.round_robin_classes(&m.class_names)?),
+            None => Ok(ds),
+        }
+    };
     let cifar = |dir: &Path| -> Result<Dataset> {
         let train = data::load_cifar10_bin(dir, data::Split::Train)?;
         to_model(data::balanced_subset(&train, per_class, seed)?)
@@ -91,7 +98,7 @@ pub fn calibration_set(
         crate::limits::check_alloc(&flag, &[per_class, 10, data::IMG_BYTES])?;
     }
     if spec == "noise" {
-        return noise_images(per_class * 10, seed);
+        return unlabelled(noise_images(per_class * 10, seed)?);
     }
     let distill = distill_images_of(spec).map_err(|e| Error::Invalid(format!("{spec}: {e}")))?;
     if let Some(images) = distill {
@@ -102,7 +109,13 @@ pub fn calibration_set(
         return Ok(distill::distill_images(gpu, model, &opts, false)?.0);
     }
     if spec == "fractal" {
-        return fractal::fractal_images(gpu, per_class, seed, fractal::DEFAULT_POINTS, false);
+        return unlabelled(fractal::fractal_images(
+            gpu,
+            per_class,
+            seed,
+            fractal::DEFAULT_POINTS,
+            false,
+        )?);
     }
     if spec == "gan" || spec.starts_with("gan:") {
         let path = spec

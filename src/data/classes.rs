@@ -47,6 +47,20 @@ impl Dataset {
         let labels = self.labels.iter().map(|&l| map[l as usize]).collect();
         Dataset::new(self.pixels, labels, classes.to_vec(), self.source)
     }
+
+    /// Gives a set whose labels carry no class (noise, fractals) the class list `classes`:
+    /// image i becomes class i mod `classes.len()`, so a model with any class names takes it.
+    pub fn round_robin_classes(self, classes: &[String]) -> Result<Dataset> {
+        let k = classes.len();
+        if !(1..=256).contains(&k) {
+            return Err(DataError::Invalid(format!(
+                "{}: {k} classes, 1 to 256 supported (labels are u8)",
+                self.source
+            )));
+        }
+        let labels = (0..self.len()).map(|i| (i % k) as u8).collect();
+        Dataset::new(self.pixels, labels, classes.to_vec(), self.source)
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +89,18 @@ mod tests {
         // Unused placeholders of an image folder's unlisted indices are not classes.
         let ds = set(&[1], &["class_0", "dog"]);
         assert_eq!(ds.map_classes(&model).unwrap().labels(), &[1]);
+    }
+
+    #[test]
+    fn round_robin_takes_any_class_list() {
+        let ds = set(&[0, 0, 0, 0, 0], &["a"]);
+        let px = ds.pixels().to_vec();
+        let m = ds.round_robin_classes(&names(&["x", "y", "z"])).unwrap();
+        assert_eq!(m.labels(), &[0, 1, 2, 0, 1]);
+        assert_eq!(m.class_names(), names(&["x", "y", "z"]).as_slice());
+        assert_eq!(m.pixels(), px.as_slice());
+        let e = set(&[0], &["a"]).round_robin_classes(&[]).unwrap_err();
+        assert!(e.to_string().contains("test set"), "{e}");
     }
 
     #[test]

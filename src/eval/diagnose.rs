@@ -286,6 +286,14 @@ pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
     for out in [&args.json, &args.plot].into_iter().flatten() {
         crate::io::check_output_file(out, &inputs)?;
     }
+    if let (Some(j), Some(p)) = (&args.json, &args.plot) {
+        if j == p {
+            return Err(crate::error::Error::Invalid(format!(
+                "--json and --plot are the same file {}",
+                j.display()
+            )));
+        }
+    }
     let model = crate::models::load_model(&args.model, None)?;
     let q = QuantModel::load(&args.int8)?;
     let mut ds = load_data(&args.data, args.split, false)?.map_classes(&model.class_names)?;

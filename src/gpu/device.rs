@@ -96,7 +96,7 @@ impl Gpu {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         match choice.backend {
             Some(b) => desc.backends = wgpu::Backends::from(b),
-            // Probing GL on a headless box prints EGL/XDG errors; GL is opt-in (`--adapter gl`).
+            // Probing GL on a headless box prints EGL errors; GL is opt-in (`--adapter gl`).
             None if std::env::var_os("WGPU_BACKEND").is_none() => {
                 desc.backends = wgpu::Backends::PRIMARY
             }
