@@ -264,6 +264,21 @@ fn model_class_names_label_folders_and_tiny_calibration_warns() {
         assert_eq!(pc.len(), 10, "{r}");
         assert_eq!((pc[3].0.as_str(), pc[3].1), ("kind3", 1), "{r}");
     }
+    // Noise carries no class, so it calibrates a model of any class names.
+    let noisy = dir.join("noise.safetensors");
+    let o = synthcal(&[
+        &"quantize",
+        &"--model",
+        &model,
+        &"--calib",
+        &"noise",
+        &"--per-class",
+        &"1",
+        &"-o",
+        &noisy,
+        &"--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     // A CIFAR-named folder is not this model's.
     flat_folder(&dir.join("cifar"), &CIFAR[..2]);
     let o = synthcal(&[
