@@ -189,7 +189,7 @@ mod tests {
     #[ignore = "timing, run by hand"]
     fn print_kernel_bench() {
         crate::ops::skip_without_gpu!();
-        let g = crate::ops::testing::gpu();
+        let g = crate::testing::gpu();
         for r in super::kernel_bench(&g, true) {
             println!(
                 "{:<28} {:>8.2} GFLOP/s {:>9.2} ms/call",

@@ -15,5 +15,7 @@ pub mod models;
 pub mod ops;
 pub mod progress;
 pub mod quant;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::{Error, Result};

@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn distillation_lowers_the_bn_loss_and_is_seeded() {
-        let Some(gpu) = crate::ops::testing::try_gpu() else {
+        let Some(gpu) = crate::testing::try_gpu() else {
             return;
         };
         let mk = |iterations| DistillOptions {

@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn gpu_render_matches_the_cpu_reference() {
-        let Some(gpu) = crate::ops::testing::try_gpu() else {
+        let Some(gpu) = crate::testing::try_gpu() else {
             return;
         };
         let recs = records(2, 10, 11);

@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_set_judged_against_itself_has_zero_fid() {
-        let Some(gpu) = crate::ops::testing::try_gpu() else {
+        let Some(gpu) = crate::testing::try_gpu() else {
             return;
         };
         let a = crate::models::arch("resnet20").unwrap();

@@ -84,7 +84,7 @@ mod tests {
     /// zeros (mid-grey) entering at the border.
     #[test]
     fn guide_logits_are_the_classifiers_on_the_mapped_images() {
-        let Some(gpu) = crate::ops::testing::try_gpu() else {
+        let Some(gpu) = crate::testing::try_gpu() else {
             return;
         };
         let a = arch("resnet20").unwrap();

@@ -347,7 +347,7 @@ mod tests {
     /// central difference of the replayed forward along a random direction.
     #[test]
     fn replayed_logits_and_input_gradients_match() {
-        let Some(gpu) = crate::ops::testing::try_gpu() else {
+        let Some(gpu) = crate::testing::try_gpu() else {
             return;
         };
         // The random-weight ResNets have many units near their kinks: any step that keeps f32

@@ -201,7 +201,7 @@ pub fn batch_norm_train(
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     fn layer(g: &Gpu, c: usize, seed: u64) -> (BatchNorm, [Array; 4]) {

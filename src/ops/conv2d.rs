@@ -305,7 +305,7 @@ fn conv2d_blocked(
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     const ACTS: [Act; 6] = [

@@ -74,7 +74,7 @@ pub fn embedding(s: &mut Stream, table: &Tensor, indices: &Tensor) -> Result<Ten
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     fn check_one_hot(labels: &[i32], k: usize) {

@@ -48,7 +48,7 @@ pub fn glu(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     fn check(shape: &[usize], seed: u64) {

@@ -196,7 +196,7 @@ mod tests {
     use super::*;
     use crate::cpu::{self, Array};
     use crate::gpu::Gpu;
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     fn up(g: &Gpu, a: &Array) -> Tensor {

@@ -201,7 +201,7 @@ fn gemm(
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     /// A is [ba, M, K] (or [ba, K, M] transposed), B likewise; returns the max relative error.

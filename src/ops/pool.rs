@@ -158,7 +158,7 @@ pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     fn check(shape: [usize; 4], k: usize, stride: usize, pad: usize, seed: u64) {

@@ -3,7 +3,7 @@
 use super::*;
 use crate::cpu::qconv::{qadd as cpu_qadd, qconv2d, QAdd, QResult, QWeights};
 use crate::cpu::{self, Array};
-use crate::ops::testing::gpu;
+use crate::testing::gpu;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 

@@ -66,7 +66,7 @@ pub fn argmax(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::cpu::{self, Array};
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
     use proptest::prelude::*;
 
     fn check(shape: &[usize], scale: f32, seed: u64) {

@@ -62,7 +62,7 @@ pub fn row_stats_cpu(x: &[f32], rows: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::cpu::Array;
-    use crate::ops::testing::gpu;
+    use crate::testing::gpu;
 
     #[test]
     fn matches_cpu_exactly() {

@@ -1,53 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
-use synthcal::gpu::Gpu;
 
-/// A test that cannot run here: a failure when `CI=true` (CI must run everything), else
-/// `SKIPPED: test: reason` on the process's stderr, once per test. Written through `io::Write`
-/// because libtest captures only the print macros, so the line shows even for a passing test.
-pub fn skip(reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and this test cannot run: {reason}");
-    }
-    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let test = std::thread::current().name().unwrap_or("?").to_string();
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if !seen.contains(&test) {
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {reason}");
-        seen.push(test);
-    }
-}
-
-fn adapter() -> &'static Result<Arc<Gpu>, String> {
-    static GPU: OnceLock<Result<Arc<Gpu>, String>> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::default_adapter().map_err(|e| e.to_string()))
-}
-
-/// The test GPU, or None after `skip` (a failure in CI) when there is no adapter.
-pub fn try_gpu() -> Option<Arc<Gpu>> {
-    match adapter() {
-        Ok(g) => Some(g.clone()),
-        Err(e) => {
-            skip(&format!(
-                "no GPU adapter: {}",
-                e.lines().next().unwrap_or("")
-            ));
-            None
-        }
-    }
-}
-
-/// The test GPU, for tests that began with `skip_without_gpu!()`.
-pub fn gpu() -> Arc<Gpu> {
-    match adapter() {
-        Ok(g) => g.clone(),
-        Err(e) => panic!("GPU tests need an adapter (install lavapipe): {e}"),
-    }
-}
+#[allow(unused_imports)]
+pub use synthcal::testing::{gpu, skip, try_gpu};
 
 /// Returns from the calling test (after `skip`) when there is no GPU adapter.
 #[allow(unused_macros)]
