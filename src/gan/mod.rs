@@ -56,7 +56,13 @@ pub(crate) fn read_arrays(path: &Path) -> Result<(Vec<(String, Array)>, Metadata
             let a = Array::new(&t.shape, t.to_f32());
             (n, a)
         })
-        .collect();
+        .collect::<Vec<(String, Array)>>();
+    crate::graph::params::validate_tensors(arrays.iter().map(|(n, a)| (n.as_str(), a))).map_err(
+        |e| Error::File {
+            path: path.into(),
+            msg: e.to_string(),
+        },
+    )?;
     Ok((arrays, meta))
 }
 
@@ -125,4 +131,31 @@ pub fn load_generator(gpu: &Gpu, path: &Path) -> Result<(Generator, serde_json::
         msg: e.to_string(),
     })?;
     Ok((g, recipe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_generator_tensor_is_refused_naming_file_and_tensor() {
+        let dir = std::env::temp_dir().join(format!("synthcal-gan-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("g.safetensors");
+        let meta = BTreeMap::new();
+        io::write_safetensors(
+            &p,
+            &[("fc.weight", &[2][..], &[1.0f32, f32::NAN][..])],
+            &meta,
+        )
+        .unwrap();
+        let e = read_arrays(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("g.safetensors") && e.contains("fc.weight"),
+            "{e}"
+        );
+        io::write_safetensors(&p, &[("fc.weight", &[2][..], &[1.0f32, 2.0][..])], &meta).unwrap();
+        assert!(read_arrays(&p).is_ok());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

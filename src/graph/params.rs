@@ -23,21 +23,7 @@ impl Params {
     /// Refuses values no trained model holds, naming the tensor: NaN or infinite numbers, and
     /// negative BatchNorm running variances (their square root would be NaN).
     pub fn validate(&self) -> Result<()> {
-        for (name, a) in &self.tensors {
-            if let Some((i, v)) = a.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::Invalid(format!(
-                    "tensor `{name}`: value {v} at index {i} is not finite"
-                )));
-            }
-            if name.ends_with("running_var") {
-                if let Some((i, v)) = a.data.iter().enumerate().find(|(_, v)| **v < 0.0) {
-                    return Err(Error::Invalid(format!(
-                        "tensor `{name}`: variance {v} at index {i} is negative"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        validate_tensors(self.tensors.iter().map(|(n, a)| (n.as_str(), a)))
     }
 
     /// Checks that every expected tensor is present with its shape; lists all problems at once.
@@ -63,4 +49,23 @@ impl Params {
             )))
         }
     }
+}
+
+/// [`Params::validate`] over any named tensors (a GAN checkpoint's, say).
+pub fn validate_tensors<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a Array)>) -> Result<()> {
+    for (name, a) in tensors {
+        if let Some((i, v)) = a.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "tensor `{name}`: value {v} at index {i} is not finite"
+            )));
+        }
+        if name.ends_with("running_var") {
+            if let Some((i, v)) = a.data.iter().enumerate().find(|(_, v)| **v < 0.0) {
+                return Err(Error::Invalid(format!(
+                    "tensor `{name}`: variance {v} at index {i} is negative"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
