@@ -8,18 +8,7 @@ use std::process::{Command, Output};
 mod common;
 
 const RESNET20: &str = "models/chenyaofo/cifar10_resnet20-4118986f.pt";
-const CIFAR: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+const CIFAR: [&str; 10] = synthcal::data::CIFAR10_CLASSES;
 
 /// A fresh scratch folder for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -75,17 +64,7 @@ fn flat_folder(dir: &Path, names: &[&str]) {
 
 /// A random-weight ResNet-20 weights file with these metadata entries.
 fn random_model(path: &Path, meta: &[(&str, &str)]) {
-    let p = synthcal::models::random_params(&synthcal::models::arch("resnet20").unwrap(), 7);
-    let t: Vec<(&str, &[usize], &[f32])> = p
-        .tensors
-        .iter()
-        .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
-        .collect();
-    let meta = meta
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    synthcal::io::write_safetensors(path, &t, &meta).unwrap();
+    common::write_random_model_with_meta("resnet20", 7, path, meta);
 }
 
 fn per_class(report: &serde_json::Value) -> Vec<(String, u64, f64)> {

@@ -61,11 +61,25 @@ pub fn shared_models() -> Option<PathBuf> {
 
 /// A random-weight model of architecture `arch` written as a safetensors weights file.
 pub fn write_random_model(arch: &str, seed: u64, path: &std::path::Path) {
+    write_random_model_with_meta(arch, seed, path, &[]);
+}
+
+/// [`write_random_model`] with these metadata entries.
+pub fn write_random_model_with_meta(
+    arch: &str,
+    seed: u64,
+    path: &std::path::Path,
+    meta: &[(&str, &str)],
+) {
     let p = synthcal::models::random_params(&synthcal::models::arch(arch).unwrap(), seed);
     let t: Vec<(&str, &[usize], &[f32])> = p
         .tensors
         .iter()
         .map(|(n, a)| (n.as_str(), &a.shape[..], &a.data[..]))
         .collect();
-    synthcal::io::write_safetensors(path, &t, &Default::default()).unwrap();
+    let meta = meta
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    synthcal::io::write_safetensors(path, &t, &meta).unwrap();
 }
