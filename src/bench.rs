@@ -154,34 +154,6 @@ pub fn model_bench(
     Ok((fp, int8))
 }
 
-/// `synthcal bench`: kernel GFLOP/s and GOP/s, and ResNet-20 images/s, on this adapter.
-pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
-    println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
-    println!("{:<40} {:>12} {:>12}", "kernel", "throughput", "ms/call");
-    for r in kernel_bench(gpu, quick) {
-        println!(
-            "{:<40} {:>7.2} GFLOP/s {:>9.2}",
-            r.name, r.gflops, r.ms_per_call
-        );
-    }
-    for (name, gops, ms) in crate::ops::qconv::int8_bench(gpu, quick)? {
-        println!("{:<40} {:>7.2} GOP/s   {:>9.2}", name, gops, ms);
-    }
-    let (batch, reps) = if quick { (64, 1) } else { (250, 3) };
-    let (fp, q) = model_bench(gpu, "akamaster_resnet20", batch, reps)?;
-    println!(
-        "{:<40} {:>7.1} images/s",
-        format!("ResNet-20 FP32 (batch {batch})"),
-        fp
-    );
-    println!(
-        "{:<40} {:>7.1} images/s",
-        format!("ResNet-20 INT8 (batch {batch})"),
-        q
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     /// Prints the bench table: `cargo test --lib bench -- --ignored --nocapture`.

@@ -24,6 +24,8 @@ pub enum Error {
     File { path: PathBuf, msg: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]

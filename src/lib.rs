@@ -2,6 +2,9 @@
 
 pub mod bench;
 pub mod calib;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -3,7 +3,15 @@
 
 use crate::gpu::Gpu;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Where tests find the real data and checkpoints: `$SYNTHCAL_SHARED`, else `../shared`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("SYNTHCAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
 
 /// A test that cannot run here: a failure when `CI=true` (CI must run everything), else
 /// `SKIPPED: reason` on the process's stderr. Written through `io::Write` because libtest

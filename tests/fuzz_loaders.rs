@@ -444,7 +444,7 @@ fn int8_zero_scale_names_file_and_layer() {
 /// The validation refuses nothing a published checkpoint holds (when shared data is present).
 #[test]
 fn published_checkpoints_pass_validation() {
-    let dir = synthcal::data::shared_dir().join("models");
+    let dir = synthcal::testing::shared_dir().join("models");
     let Ok(sub) = std::fs::read_dir(&dir) else {
         eprintln!("SKIPPED: no published checkpoints under {}", dir.display());
         return;

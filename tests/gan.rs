@@ -171,8 +171,8 @@ fn class_shifts_start_neutral_train_and_round_trip() {
     let (stats, weights): (Vec<_>, Vec<_>) =
         rest.into_iter().partition(|(n, _)| n.contains(".running_"));
     let plain = Generator::from_params(&g, plain_cfg, &weights, &stats).unwrap();
-    let (a, _) = generate(&g, &tr.g, 2, 4, None, None).unwrap();
-    let (b, _) = generate(&g, &plain, 2, 4, None, None).unwrap();
+    let (a, _) = generate(&g, &tr.g, 2, 4, None, &Default::default()).unwrap();
+    let (b, _) = generate(&g, &plain, 2, 4, None, &Default::default()).unwrap();
     assert_eq!(a.pixels(), b.pixels());
     // Training moves them, per class, and the generator file keeps them.
     for _ in 0..2 {
@@ -192,8 +192,8 @@ fn class_shifts_start_neutral_train_and_round_trip() {
     save_generator(&g, &tr.g, &serde_json::json!({}), 2, &file).unwrap();
     let (back, _) = load_generator(&g, &file).unwrap();
     assert!(back.cfg.class_shift);
-    let (c, _) = generate(&g, &tr.g, 2, 4, None, None).unwrap();
-    let (d, _) = generate(&g, &back, 2, 4, None, None).unwrap();
+    let (c, _) = generate(&g, &tr.g, 2, 4, None, &Default::default()).unwrap();
+    let (d, _) = generate(&g, &back, 2, 4, None, &Default::default()).unwrap();
     assert_eq!(c.pixels(), d.pixels());
     assert_ne!(a.pixels(), c.pixels());
     std::fs::remove_dir_all(&dir).ok();
@@ -212,14 +212,14 @@ fn generator_file_round_trip_and_teacher_set() {
     save_generator(&g, &gen, &serde_json::json!({"test": true}), 7, &file).unwrap();
     let (back, recipe) = load_generator(&g, &file).unwrap();
     assert_eq!(recipe["test"], true);
-    let (d1, n1) = generate(&g, &gen, 3, 11, None, None).unwrap();
-    let (d2, n2) = generate(&g, &back, 3, 11, None, None).unwrap();
+    let (d1, n1) = generate(&g, &gen, 3, 11, None, &Default::default()).unwrap();
+    let (d2, n2) = generate(&g, &back, 3, 11, None, &Default::default()).unwrap();
     assert_eq!(d1.pixels(), d2.pixels());
     assert_eq!(n1, n2);
     assert_eq!(d1.class_counts(), vec![3; 10]);
-    let (_, nt) = generate(&g, &gen, 3, 11, Some(0.5), None).unwrap();
+    let (_, nt) = generate(&g, &gen, 3, 11, Some(0.5), &Default::default()).unwrap();
     assert!(nt.iter().all(|z| z.abs() <= 0.5));
-    assert!(generate(&g, &gen, 3, 11, Some(0.0), None).is_err());
+    assert!(generate(&g, &gen, 3, 11, Some(0.0), &Default::default()).is_err());
     // A generated set is a teacher set for distillation.
     let tdir = dir.join("teacher");
     save_generated(&d1, &n1, cfg.z_dim, &tdir).unwrap();
@@ -272,7 +272,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let mut opts = tiny(None);
     opts.steps = 2;
     let mut tr = Trainer::new(g.clone(), opts.clone(), fake_real(40), None).unwrap();
-    run(&mut tr, &dir, 0, 0, true).unwrap();
+    run(&mut tr, &dir, 0, 0, &Default::default()).unwrap();
     let ckpt = dir.join("checkpoint.safetensors");
     let before = std::fs::read(&ckpt).unwrap();
     // An absurd learning rate overflows the weights within a few steps.
@@ -280,7 +280,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     tr.opts.steps = 20;
     tr.opts.adam_d.lr = 1e38;
     tr.opts.adam_g.lr = 1e38;
-    let e = run(&mut tr, &dir, 1000, 0, true)
+    let e = run(&mut tr, &dir, 1000, 0, &Default::default())
         .expect_err("must stop")
         .to_string();
     assert!(e.contains("non-finite"), "{e}");
@@ -308,14 +308,14 @@ fn bad_configs_are_refused() {
 fn committed_generator_loads_and_generates() {
     common::skip_without_gpu!();
     let g = gpu();
-    let default = synthcal::gan::cli::default_generator();
+    let default = synthcal::cli::defaults::default_generator();
     let unguided = default.with_file_name("distylegan-cifar10-unguided.safetensors");
     for path in [default, unguided] {
         let (gen, recipe) = load_generator(&g, &path).unwrap_or_else(|e| panic!("{e}"));
         // Its recipe travels with it.
         assert_eq!(recipe["config"]["ngf"], gen.cfg.ngf);
         assert!(recipe["steps"].as_u64().unwrap() > 0);
-        let (ds, noise) = generate(&g, &gen, 2, 0, None, None).unwrap();
+        let (ds, noise) = generate(&g, &gen, 2, 0, None, &Default::default()).unwrap();
         assert_eq!(ds.class_counts(), vec![2; 10]);
         assert_eq!(noise.len(), 20 * gen.cfg.z_dim);
         // Not constant images.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use synthcal::calib::cli::CalibSetArgs;
+use synthcal::cli::calib_data::CalibSetArgs;
 use synthcal::cpu::Array;
 use synthcal::data::Dataset;
 use synthcal::models::{arch, random_params, Model};
@@ -157,6 +157,7 @@ fn tiny_model() -> Model {
         graph: b.g,
         expected: b.shapes,
         norm: CIFAR_NORM,
+        input_size: [32, 32],
     };
     let p = random_params(&a, 9);
     Model::new(a, p).unwrap()
@@ -201,7 +202,8 @@ fn diagnose_reports_every_quantized_layer() {
     q.save(&p).unwrap();
     let q = QuantModel::load(&p).unwrap();
     std::fs::remove_file(&p).ok();
-    let d = synthcal::eval::diagnose::diagnose(&gpu, &model, &q, &ds, 20, true).unwrap();
+    let d =
+        synthcal::eval::diagnose::diagnose(&gpu, &model, &q, &ds, 20, &Default::default()).unwrap();
     assert_eq!(d.layers.len(), q.layers.len());
     assert_eq!(d.worst.len(), q.layers.len());
     for l in &d.layers {
@@ -239,7 +241,9 @@ fn diagnose_reports_every_quantized_layer() {
         random_params(&arch("resnet56").unwrap(), 1),
     )
     .unwrap();
-    assert!(synthcal::eval::diagnose::diagnose(&gpu, &other, &q, &ds, 20, true).is_err());
+    assert!(
+        synthcal::eval::diagnose::diagnose(&gpu, &other, &q, &ds, 20, &Default::default()).is_err()
+    );
 }
 
 #[test]
@@ -256,9 +260,11 @@ fn noise_calibration_source_is_seeded() {
 fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
     common::skip_without_gpu!();
     let gpu = common::gpu();
-    let data = std::path::Path::new("unused by fractal");
-    let set =
-        |seed| synthcal::calib::calibration_set(&gpu, "fractal", data, 3, seed, None).unwrap();
+    let hooks = Default::default();
+    let set = |seed| {
+        let source = synthcal::calib::CalibSource::Fractal { per_class: 3, seed };
+        source.load(&gpu, None, &hooks).unwrap()
+    };
     let (a, b, c) = (set(1), set(1), set(2));
     assert_eq!(a.pixels(), b.pixels());
     assert_ne!(a.pixels(), c.pixels());
@@ -268,7 +274,7 @@ fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
     let (lo, hi) = (img.iter().min().unwrap(), img.iter().max().unwrap());
     assert!(hi - lo > 40, "image 0 spans only {lo}..{hi}");
     let dir = std::env::temp_dir().join(format!("synthcal-calibdata-{}", std::process::id()));
-    let args = synthcal::calib::cli::CalibDataArgs {
+    let args = synthcal::cli::calib_data::CalibDataArgs {
         source: "fractal".into(),
         output: dir.clone(),
         set: CalibSetArgs {
@@ -278,8 +284,9 @@ fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
         },
         model: None,
         grid: Some(dir.join("grid.png")),
+        quiet: true,
     };
-    synthcal::calib::cli::run(&gpu, &args).unwrap();
+    synthcal::cli::calib_data::run(&gpu, &args).unwrap();
     let back =
         synthcal::data::load_image_folder(&dir, synthcal::data::ResizePolicy::Reject).unwrap();
     assert_eq!(back.pixels(), a.pixels());
@@ -290,7 +297,7 @@ fn fractal_source_is_seeded_balanced_and_written_by_calib_data() {
 #[test]
 fn reproduce_writes_the_report_and_resumes() {
     common::skip_without_gpu!();
-    use synthcal::eval::reproduce::{run, ReproduceArgs};
+    use synthcal::cli::reproduce::{run, ReproduceArgs};
     let gpu = common::gpu();
     let dir = std::env::temp_dir().join(format!("synthcal-repro-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,7 +9,7 @@ use synthcal::eval::{accuracy, argmax_rows, logits, Classifier};
 fn top1(c: &Classifier, ds: &data::Dataset) -> f64 {
     let gpu = common::gpu();
     let r = c.runner(&gpu, false).unwrap();
-    let l = logits(&r, c.norm(), ds, 250, |_| {}).unwrap();
+    let l = logits(&r, c.norm(), ds, 250, &Default::default()).unwrap();
     let (hit, _) = accuracy(&argmax_rows(&l, 10), ds.labels(), ds.class_names());
     100.0 * hit as f64 / ds.len() as f64
 }
@@ -137,7 +137,14 @@ fn import_round_trips_through_safetensors() {
 }
 
 fn int8_logits(q: &synthcal::quant::QuantModel, ds: &data::Dataset) -> Vec<f32> {
-    logits(&q.runner(&common::gpu()).unwrap(), q.norm, ds, 250, |_| {}).unwrap()
+    logits(
+        &q.runner(&common::gpu()).unwrap(),
+        q.norm,
+        ds,
+        250,
+        &Default::default(),
+    )
+    .unwrap()
 }
 
 fn top1_of(l: &[f32], ds: &data::Dataset) -> f64 {
@@ -168,7 +175,6 @@ fn shufflenet_int8_in_both_depthwise_modes() {
     for (per_channel, bound) in [(false, 0.29 + 2.0), (true, 4.99 + 2.0)] {
         let opts = synthcal::quant::QuantOptions {
             depthwise_per_channel: per_channel,
-            quiet: true,
             ..Default::default()
         };
         let q = synthcal::quant::default_quantization(&gpu, &model, &calib, &opts).unwrap();
@@ -193,8 +199,8 @@ fn reproduce_numbers_match_an_independent_recomputation() {
         return;
     };
     common::skip_without_gpu!();
-    use synthcal::calib::cli::CalibSetArgs;
-    use synthcal::eval::reproduce::{run, ReproduceArgs};
+    use synthcal::cli::calib_data::CalibSetArgs;
+    use synthcal::cli::reproduce::{run, ReproduceArgs};
     let gpu = common::gpu();
     let dir = std::env::temp_dir().join(format!("synthcal-repro-check-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -220,9 +226,10 @@ fn reproduce_numbers_match_an_independent_recomputation() {
     let f = &j[0]["fidelity"];
 
     let model = synthcal::models::load_model(&path, None).unwrap();
-    let calib = set.load(&gpu, "noise", Some(&model)).unwrap();
+    let calib = set
+        .load(&gpu, "noise", Some(&model), &Default::default())
+        .unwrap();
     let opts = synthcal::quant::QuantOptions {
-        quiet: true,
         ..Default::default()
     };
     let q = synthcal::quant::default_quantization(&gpu, &model, &calib, &opts).unwrap();
@@ -240,7 +247,7 @@ fn reproduce_numbers_match_an_independent_recomputation() {
             c.norm(),
             &test,
             250,
-            |_| {},
+            &Default::default(),
         )
         .unwrap()
     };

@@ -55,11 +55,12 @@ fn distill_batch(
     n: usize,
     opts: &DistillOptions,
     batch_seed: u64,
-    bar: &indicatif::ProgressBar,
+    [h, w]: [usize; 2],
+    bar: &mut crate::progress::Task,
 ) -> Result<(Vec<f32>, f32)> {
     let mut rng = StdRng::seed_from_u64(batch_seed);
-    let init = crate::gan::train::normal_noise(n * 3 * 32 * 32, &mut rng);
-    let x = gpu.upload_f32(&[n, 3, 32, 32], &init)?;
+    let init = crate::gan::train::normal_noise(n * 3 * h * w, &mut rng);
+    let x = gpu.upload_f32(&[n, 3, h, w], &init)?;
     let zeros = vec![0f32; init.len()];
     let (m, v) = (
         gpu.upload_f32(x.shape(), &zeros)?,
@@ -96,7 +97,7 @@ fn distill_batch(
         } else {
             s.submit();
         }
-        bar.inc(1);
+        bar.inc(1)?;
     }
     if !last.is_finite() {
         return Err(Error::Invalid(format!(
@@ -112,52 +113,54 @@ pub fn distill_images(
     gpu: &Arc<Gpu>,
     model: &Model,
     opts: &DistillOptions,
-    quiet: bool,
+    hooks: &crate::progress::Hooks,
 ) -> Result<(Dataset, f32)> {
     if opts.images == 0 || opts.batch < 2 || opts.iterations == 0 {
         return Err(Error::Invalid(
             "distill: need images > 0, batch >= 2 and iterations > 0".into(),
         ));
     }
-    // Pixels twice (the unlabeled set, then the labeled one) and ten logits per image.
-    let each = 2 * crate::data::IMG_BYTES + 40;
+    let [h, w] = model.arch.input_size;
+    // Pixels twice (the unlabeled set, then the labeled one) and the logits of each image.
+    let each = 2 * 3 * h * w + 4 * model.num_classes();
     crate::limits::check_alloc(&format!("distill:{}", opts.images), &[opts.images, each])?;
     let mut frozen = Frozen::new(gpu, Arc::new(model.clone()));
     let norm = model.arch.norm;
     let batches = opts.images.div_ceil(opts.batch);
-    let bar = crate::progress::bar((batches * opts.iterations) as u64, "distill", quiet);
+    let mut bar = hooks.task("distill", (batches * opts.iterations) as u64);
     let (mut pixels, mut loss_sum, mut done) = (Vec::new(), 0.0, 0);
     for start in (0..opts.images).step_by(opts.batch) {
         let n = opts.batch.min(opts.images - start).max(2);
         let seed = opts.seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let (x, loss) = distill_batch(gpu, &mut frozen, n, opts, seed, &bar)?;
+        let (x, loss) = distill_batch(gpu, &mut frozen, n, opts, seed, [h, w], &mut bar)?;
         let keep = (opts.images - start).min(n);
-        for (k, &v) in x.iter().enumerate().take(keep * 3072) {
-            let c = (k / 1024) % 3;
+        for (k, &v) in x.iter().enumerate().take(keep * 3 * h * w) {
+            let c = (k / (h * w)) % 3;
             let u = v * norm.std[c] + norm.mean[c];
             pixels.push((u * 255.0).round().clamp(0.0, 255.0) as u8);
         }
         loss_sum += loss;
         done += 1;
-        bar.set_message(format!("BN loss {loss:.3}"));
+        bar.message(&format!("BN loss {loss:.3}"));
     }
-    bar.finish_and_clear();
+    bar.complete();
     let names = model.class_names.clone();
-    let unlabeled = Dataset::new(
-        pixels.clone(),
+    let images = crate::data::Images::new(pixels, h, w)?;
+    let unlabeled = Dataset::from_images(
+        images.clone(),
         vec![0; opts.images],
         names.clone(),
         "distilled",
     )?;
     // Labels: the classifier's own prediction on the final (rounded) images.
     let runner = crate::eval::fp32_runner(gpu, model, false)?;
-    let logits = crate::eval::logits(&runner, norm, &unlabeled, 250, |_| {})?;
+    let logits = crate::eval::logits(&runner, norm, &unlabeled, 250, &Default::default())?;
     let labels = crate::eval::argmax_rows(&logits, names.len())
         .into_iter()
         .map(|l| l as u8)
         .collect();
-    let ds = Dataset::new(
-        pixels,
+    let ds = Dataset::from_images(
+        images,
         labels,
         names,
         format!(
@@ -190,10 +193,10 @@ mod tests {
         for (name, bound) in [("resnet20", 0.7), ("shufflenetv2_x0_5", 0.9)] {
             let params = random_params(&arch(name).unwrap(), 3);
             let model = Model::new(arch(name).unwrap(), params).unwrap();
-            let (_, l1) = distill_images(&gpu, &model, &mk(1), true).unwrap();
-            let (d20, l20) = distill_images(&gpu, &model, &mk(20), true).unwrap();
+            let (_, l1) = distill_images(&gpu, &model, &mk(1), &Default::default()).unwrap();
+            let (d20, l20) = distill_images(&gpu, &model, &mk(20), &Default::default()).unwrap();
             assert!(l20 < bound * l1, "{name}: loss {l1} -> {l20}");
-            let (again, _) = distill_images(&gpu, &model, &mk(20), true).unwrap();
+            let (again, _) = distill_images(&gpu, &model, &mk(20), &Default::default()).unwrap();
             assert_eq!(d20.pixels(), again.pixels(), "{name}");
         }
     }

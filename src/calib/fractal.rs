@@ -349,7 +349,7 @@ pub fn fractal_images(
     per_class: usize,
     seed: u64,
     points: usize,
-    quiet: bool,
+    hooks: &crate::progress::Hooks,
 ) -> Result<Dataset> {
     let classes = CIFAR10_CLASSES.len();
     if per_class == 0 {
@@ -360,11 +360,11 @@ pub fn fractal_images(
     // Per image: its record, its pixels and its label.
     let each = REC * 4 + crate::data::IMG_BYTES + 1;
     crate::limits::check_alloc(
-        &format!("--per-class {per_class}"),
+        &format!("{per_class} images per class"),
         &[per_class, classes, each],
     )?;
     let recs = records(per_class, classes, seed);
-    let bar = crate::progress::bar(recs.len() as u64, "fractals", quiet);
+    let mut bar = hooks.task("fractals", recs.len() as u64);
     let mut pixels = Vec::with_capacity(recs.len() * 3072);
     for chunk in recs.chunks(CHUNK) {
         let img = render_gpu(gpu, chunk, points)?;
@@ -372,9 +372,9 @@ pub fn fractal_images(
             img.iter()
                 .map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8),
         );
-        bar.inc(chunk.len() as u64);
+        bar.inc(chunk.len() as u64)?;
     }
-    bar.finish_and_clear();
+    bar.complete();
     let labels = (0..classes)
         .flat_map(|l| std::iter::repeat_n(l as u8, per_class))
         .collect();

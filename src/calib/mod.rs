@@ -1,13 +1,14 @@
 //! Calibration sources: where the images that set the INT8 ranges come from.
 
-pub mod cli;
 pub mod distill;
 pub mod fractal;
 
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use std::path::{Path, PathBuf};
+use crate::models::Model;
+use crate::progress::Hooks;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Gaussian noise images: pixels ~ N(127.5, 64) rounded and clipped (about N(0, 1) after
@@ -34,120 +35,137 @@ pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
     )?)
 }
 
-/// `distill:N` takes at most this many images (each costs 500 forward and backward passes;
-/// more than the CIFAR-10 training set is never a calibration set).
+/// A [`CalibSource::Distill`] set holds at most this many images (each costs 500 forward and
+/// backward passes; more than the CIFAR-10 training set is never a calibration set).
 pub const MAX_DISTILL_IMAGES: usize = 50_000;
 
-/// The image count of a `distill` or `distill:N` source (None for other sources).
-fn distill_images_of(spec: &str) -> Result<Option<usize>, String> {
-    if spec == "distill" {
-        return Ok(Some(distill::DEFAULT_IMAGES));
-    }
-    let Some(n) = spec.strip_prefix("distill:") else {
-        return Ok(None);
-    };
-    match n.parse::<usize>() {
-        Ok(v) if (1..=MAX_DISTILL_IMAGES).contains(&v) => Ok(Some(v)),
-        _ => Err(format!(
-            "expected distill:N with N an image count in 1..={MAX_DISTILL_IMAGES}"
-        )),
-    }
+/// Where the images that set the INT8 ranges come from.
+#[derive(Debug, Clone)]
+pub enum CalibSource {
+    /// A class-balanced draw from the CIFAR-10 training set in `data` (the official binary
+    /// folder): `per_class` images of each class, drawn with `seed`.
+    Real {
+        /// The `cifar-10-batches-bin` folder (or its parent).
+        data: PathBuf,
+        /// Images per class.
+        per_class: usize,
+        /// Seed of the draw.
+        seed: u64,
+    },
+    /// Images from a DiStyleGAN generator file, `per_class` of each class.
+    Gan {
+        /// The generator (`.safetensors` from `train-gan`).
+        generator: PathBuf,
+        /// Images per class.
+        per_class: usize,
+        /// Seed of the noise.
+        seed: u64,
+    },
+    /// An image folder with one subfolder of images per class.
+    Folder(PathBuf),
+    /// Iterated-function-system fractals (no class: labels are spread over the model's).
+    Fractal {
+        /// Images per class.
+        per_class: usize,
+        /// Seed of the fractal parameters.
+        seed: u64,
+    },
+    /// Gaussian-noise images (no class: labels are spread over the model's).
+    Noise {
+        /// Images per class.
+        per_class: usize,
+        /// Seed of the noise.
+        seed: u64,
+    },
+    /// ZeroQ images optimized against the model's BatchNorm statistics, labelled by the model.
+    Distill {
+        /// How many images (1 to [`MAX_DISTILL_IMAGES`]).
+        images: usize,
+        /// Seed of the starting noise.
+        seed: u64,
+    },
+    /// Images the caller already has.
+    Images(Dataset),
 }
 
-/// Checks a calibration source name when the command line is parsed (a clap value parser):
-/// `distill:N` must have N in range; anything else is checked when it is loaded.
-pub fn parse_source(spec: &str) -> Result<String, String> {
-    distill_images_of(spec)?;
-    Ok(spec.to_string())
-}
-
-/// Resolves `--calib` to a labeled dataset of 32x32 images: `real`, `fractal`, `noise`, `gan:PATH`
-/// (a DiStyleGAN generator; `gan` alone is the committed one), `folder:PATH`, or a path.
-/// Real images (CIFAR-10, folders) are labelled with `model`'s classes, matched by name.
-pub fn calibration_set(
-    gpu: &Arc<Gpu>,
-    spec: &str,
-    data_dir: &Path,
-    per_class: usize,
-    seed: u64,
-    model: Option<&crate::models::Model>,
-) -> Result<Dataset> {
-    let to_model = |ds: Dataset| -> Result<Dataset> {
-        match model {
-            Some(m) => Ok(ds.map_classes(&m.class_names)?),
-            None => Ok(ds),
-        }
-    };
-    // Noise and fractals carry no class, so they take the model's class list, whatever it is.
-    let unlabelled = |ds: Dataset| -> Result<Dataset> {
-        match model {
-            Some(m) => Ok(ds.round_robin_classes(&m.class_names)?),
-            None => Ok(ds),
-        }
-    };
-    let cifar = |dir: &Path| -> Result<Dataset> {
-        let train = data::load_cifar10_bin(dir, data::Split::Train)?;
-        to_model(data::balanced_subset(&train, per_class, seed)?)
-    };
-    if spec == "real" {
-        return cifar(data_dir);
-    }
-    if ["noise", "fractal", "gan"].contains(&spec) || spec.starts_with("gan:") {
+impl CalibSource {
+    /// The calibration images, labelled with `model`'s classes (matched by name for real
+    /// images; spread round-robin for noise and fractals). `Distill` needs the model.
+    pub fn load(&self, gpu: &Arc<Gpu>, model: Option<&Model>, hooks: &Hooks) -> Result<Dataset> {
+        let to_model = |ds: Dataset| -> Result<Dataset> {
+            match model {
+                Some(m) => Ok(ds.map_classes(&m.class_names)?),
+                None => Ok(ds),
+            }
+        };
+        let unlabelled = |ds: Dataset| -> Result<Dataset> {
+            match model {
+                Some(m) => Ok(ds.round_robin_classes(&m.class_names)?),
+                None => Ok(ds),
+            }
+        };
         // Generated sources hold per_class x 10 images of 3072 bytes at least.
-        let flag = format!("--per-class {per_class}");
-        crate::limits::check_alloc(&flag, &[per_class, 10, data::IMG_BYTES])?;
+        let check = |per_class: usize| {
+            let what = format!("{per_class} calibration images per class");
+            crate::limits::check_alloc(&what, &[per_class, 10, data::IMG_BYTES])
+        };
+        match self {
+            CalibSource::Real {
+                data: dir,
+                per_class,
+                seed,
+            } => {
+                let train = data::load_cifar10_bin(dir, data::Split::Train)?;
+                to_model(data::balanced_subset(&train, *per_class, *seed)?)
+            }
+            CalibSource::Noise { per_class, seed } => {
+                check(*per_class)?;
+                unlabelled(noise_images(per_class * 10, *seed)?)
+            }
+            CalibSource::Fractal { per_class, seed } => {
+                check(*per_class)?;
+                let points = fractal::DEFAULT_POINTS;
+                unlabelled(fractal::fractal_images(
+                    gpu, *per_class, *seed, points, hooks,
+                )?)
+            }
+            CalibSource::Gan {
+                generator,
+                per_class,
+                seed,
+            } => {
+                check(*per_class)?;
+                let (g, _) = crate::gan::load_generator(gpu, generator)?;
+                let (ds, _) =
+                    crate::gan::generate::generate(gpu, &g, *per_class, *seed, None, hooks)?;
+                to_model(ds)
+            }
+            CalibSource::Distill { images, seed } => {
+                if !(1..=MAX_DISTILL_IMAGES).contains(images) {
+                    return Err(Error::Invalid(format!(
+                        "distill: {images} images; expected 1..={MAX_DISTILL_IMAGES}"
+                    )));
+                }
+                let model = model.ok_or_else(|| {
+                    Error::Invalid("the distill source needs the classifier".into())
+                })?;
+                let opts = distill::DistillOptions::zeroq(*images, *seed);
+                Ok(distill::distill_images(gpu, model, &opts, hooks)?.0)
+            }
+            CalibSource::Folder(dir) => {
+                to_model(data::load_image_folder(dir, data::ResizePolicy::Reject)?)
+            }
+            CalibSource::Images(ds) => to_model(ds.clone()),
+        }
     }
-    if spec == "noise" {
-        return unlabelled(noise_images(per_class * 10, seed)?);
-    }
-    let distill = distill_images_of(spec).map_err(|e| Error::Invalid(format!("{spec}: {e}")))?;
-    if let Some(images) = distill {
-        let model = model.ok_or_else(|| {
-            Error::Invalid("the distill source needs the classifier (--model)".into())
-        })?;
-        let opts = distill::DistillOptions::zeroq(images, seed);
-        return Ok(distill::distill_images(gpu, model, &opts, false)?.0);
-    }
-    if spec == "fractal" {
-        return unlabelled(fractal::fractal_images(
-            gpu,
-            per_class,
-            seed,
-            fractal::DEFAULT_POINTS,
-            false,
-        )?);
-    }
-    if spec == "gan" || spec.starts_with("gan:") {
-        let path = spec
-            .strip_prefix("gan:")
-            .map(PathBuf::from)
-            .unwrap_or_else(crate::gan::cli::default_generator);
-        let (g, _) = crate::gan::load_generator(gpu, &path)?;
-        let (ds, _) = crate::gan::generate::generate(gpu, &g, per_class, seed, None, None)?;
-        return Ok(ds);
-    }
-    let p = Path::new(spec.strip_prefix("folder:").unwrap_or(spec));
-    if !p.exists() {
-        return Err(Error::Invalid(format!(
-            "--calib {spec}: not a calibration source (real, gan, gan:PATH, fractal, noise, distill, folder:PATH) nor an existing folder"
-        )));
-    }
-    if p.join("data_batch_1.bin").exists() || p.join("cifar-10-batches-bin").exists() {
-        return cifar(p);
-    }
-    to_model(data::load_image_folder(p, data::ResizePolicy::Reject)?)
-}
 
-/// The files or folders that [`calibration_set`] reads for `spec` (for output-path checks).
-pub fn source_inputs(spec: &str, data_dir: &Path) -> Vec<PathBuf> {
-    match spec {
-        "real" => vec![data_dir.to_path_buf()],
-        "gan" => vec![crate::gan::cli::default_generator()],
-        "noise" | "fractal" | "distill" => Vec::new(),
-        _ if spec.starts_with("distill:") => Vec::new(),
-        _ => match spec.strip_prefix("gan:") {
-            Some(p) => vec![PathBuf::from(p)],
-            None => vec![PathBuf::from(spec.strip_prefix("folder:").unwrap_or(spec))],
-        },
+    /// The files or folders this source reads (so that an output never replaces one).
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        match self {
+            CalibSource::Real { data, .. } => vec![data.clone()],
+            CalibSource::Gan { generator, .. } => vec![generator.clone()],
+            CalibSource::Folder(p) => vec![p.clone()],
+            _ => Vec::new(),
+        }
     }
 }

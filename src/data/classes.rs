@@ -45,7 +45,7 @@ impl Dataset {
             map[i] = j as u8;
         }
         let labels = self.labels.iter().map(|&l| map[l as usize]).collect();
-        Dataset::new(self.pixels, labels, classes.to_vec(), self.source)
+        Dataset::from_images(self.images, labels, classes.to_vec(), self.source)
     }
 
     /// Gives a set whose labels carry no class (noise, fractals) the class list `classes`:
@@ -59,7 +59,7 @@ impl Dataset {
             )));
         }
         let labels = (0..self.len()).map(|i| (i % k) as u8).collect();
-        Dataset::new(self.pixels, labels, classes.to_vec(), self.source)
+        Dataset::from_images(self.images, labels, classes.to_vec(), self.source)
     }
 }
 

@@ -23,9 +23,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
-use image::{ExtendedColorType, ImageEncoder, ImageReader, RgbImage};
+use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
-use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_BYTES, IMG_SIDE, PLANE};
+use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_SIDE};
 
 /// What to do with images that are not 32x32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<
             log::warn!("{}: class folder has no PNG/JPEG images", folder.display());
         }
         for f in files {
-            let (chw, was_resized) = load_rgb32(&f, policy)?;
+            let (chw, was_resized) = super::images::decode_chw(&f, [IMG_SIDE, IMG_SIDE], policy)?;
             pixels.extend_from_slice(&chw);
             labels.push(class as u8);
             resized += was_resized as usize;
@@ -254,41 +254,6 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// Decodes one image to 32x32 CHW; the flag says whether it was resized.
-fn load_rgb32(path: &Path, policy: ResizePolicy) -> Result<([u8; IMG_BYTES], bool)> {
-    let img_err = |source| DataError::Image {
-        path: path.to_path_buf(),
-        source,
-    };
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| io_err(path, e))?;
-    let mut rgb = reader.decode().map_err(img_err)?.into_rgb8();
-    let side = IMG_SIDE as u32;
-    let resized = rgb.dimensions() != (side, side);
-    if resized {
-        match policy {
-            ResizePolicy::Reject => {
-                return Err(DataError::WrongSize {
-                    path: path.to_path_buf(),
-                    width: rgb.width(),
-                    height: rgb.height(),
-                })
-            }
-            ResizePolicy::Resize => {
-                rgb = image::imageops::resize(&rgb, side, side, RESIZE_FILTER);
-            }
-        }
-    }
-    let mut chw = [0u8; IMG_BYTES];
-    for (p, px) in rgb.pixels().enumerate() {
-        for c in 0..3 {
-            chw[c * PLANE + p] = px.0[c];
-        }
-    }
-    Ok((chw, resized))
-}
-
 pub(crate) fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     image::codecs::png::PngEncoder::new(&mut buf)
@@ -346,7 +311,9 @@ mod tests {
         let (mut px, mut labels) = (Vec::new(), Vec::new());
         for c in 0..names.len() {
             for i in 0..n_per_class {
-                px.extend((0..IMG_BYTES).map(|k| ((k * 7 + i * 13 + c * 31) % 256) as u8));
+                px.extend(
+                    (0..crate::data::IMG_BYTES).map(|k| ((k * 7 + i * 13 + c * 31) % 256) as u8),
+                );
                 labels.push(c as u8);
             }
         }
@@ -426,12 +393,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("big.png") && msg.contains("64x48"), "{msg}");
-        assert!(msg.contains("--resize"), "{msg}");
+        assert!(
+            msg.contains("expected 32x32") && msg.contains("resiz"),
+            "{msg}"
+        );
         let ds = load_image_folder(&t.0, ResizePolicy::Resize).unwrap();
         // A flat colour stays flat under the resize filter.
         let img = ds.image(0);
-        assert!(img[..PLANE].iter().all(|&v| v == 200));
-        assert!(img[PLANE..2 * PLANE].iter().all(|&v| v == 100));
+        assert!(img[..crate::data::PLANE].iter().all(|&v| v == 200));
+        assert!(img[crate::data::PLANE..2 * crate::data::PLANE]
+            .iter()
+            .all(|&v| v == 100));
         assert!(ds.source().contains("1 resized"), "{}", ds.source());
     }
 

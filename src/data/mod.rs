@@ -8,25 +8,35 @@ mod cifar;
 mod classes;
 mod folder;
 mod grid;
+mod images;
 mod subset;
 
 #[cfg(test)]
 mod test_util;
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use cifar::{load_cifar10_bin, Split};
 pub(crate) use folder::encode_png;
 pub use folder::{load_image_folder, save_image_folder, ResizePolicy, RESIZE_FILTER};
 pub use grid::{sample_grid_png, GRID_GAP};
+pub use images::Images;
 pub use subset::{balanced_subset, balanced_subset_indices};
 
-/// The shared folder of data and published checkpoints: $SYNTHCAL_SHARED, else ../shared.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("SYNTHCAL_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"))
+/// Loads `path`: the CIFAR-10 binaries (`split` of them) if it holds them (or is one of
+/// them), else an image folder with one subfolder per class. The labels are the data's own;
+/// [`Dataset::map_classes`] puts them onto a model's classes.
+pub fn load(path: &Path, split: Split, policy: ResizePolicy) -> Result<Dataset> {
+    let is_cifar = path.is_file()
+        || ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
+            .iter()
+            .any(|f| path.join(f).exists());
+    if is_cifar {
+        load_cifar10_bin(path, split)
+    } else {
+        load_image_folder(path, policy)
+    }
 }
 
 /// Image side in pixels.
@@ -95,14 +105,16 @@ pub enum DataError {
         source: image::ImageError,
     },
     #[error(
-        "{}: image is {width}x{height}, expected 32x32 (resize the images to 32x32, or \
-         pass --resize to `synthcal eval` to stretch them)",
-        .path.display()
+        "{}: image is {width}x{height}, expected {}x{} (resize the images first, or load \
+         them with resizing on)",
+        .path.display(), .want[1], .want[0]
     )]
     WrongSize {
         path: PathBuf,
         width: u32,
         height: u32,
+        /// The size asked for, `[height, width]`.
+        want: [usize; 2],
     },
     #[error("{}: {msg}", .path.display())]
     Format { path: PathBuf, msg: String },
@@ -139,19 +151,20 @@ pub enum DataError {
 
 pub type Result<T> = std::result::Result<T, DataError>;
 
-/// N images of 3x32x32 `u8` (CHW) with labels, class names and provenance.
+/// Labelled images (see [`Images`]) with class names and provenance.
 ///
-/// Invariants (checked by [`Dataset::new`]): `pixels.len() == 3072 * labels.len()`,
-/// every label indexes `class_names`, at most 256 classes.
+/// Invariants (checked by [`Dataset::from_images`]): one label per image, every label
+/// indexes `class_names`, at most 256 classes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    pixels: Vec<u8>,
+    images: Images,
     labels: Vec<u8>,
     class_names: Vec<String>,
     source: String,
 }
 
 impl Dataset {
+    /// A dataset of 32x32 images (CIFAR's size) from their CHW bytes, 3072 per label.
     pub fn new(
         pixels: Vec<u8>,
         labels: Vec<u8>,
@@ -164,6 +177,24 @@ impl Dataset {
                 pixels.len(),
                 labels.len(),
                 labels.len() * IMG_BYTES
+            )));
+        }
+        let images = Images::new(pixels, IMG_SIDE, IMG_SIDE)?;
+        Self::from_images(images, labels, class_names, source)
+    }
+
+    /// A dataset of `images` of any size, one label each.
+    pub fn from_images(
+        images: Images,
+        labels: Vec<u8>,
+        class_names: Vec<String>,
+        source: impl Into<String>,
+    ) -> Result<Self> {
+        if images.len() != labels.len() {
+            return Err(DataError::Invalid(format!(
+                "{} images for {} labels",
+                images.len(),
+                labels.len()
             )));
         }
         if class_names.len() > 256 {
@@ -183,7 +214,7 @@ impl Dataset {
             )));
         }
         Ok(Self {
-            pixels,
+            images,
             labels,
             class_names,
             source: source.into(),
@@ -205,46 +236,62 @@ impl Dataset {
         Self::new(pixels, labels, class_names, source)
     }
 
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there is no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
-    /// The 3072 CHW bytes of image `i`. Panics if `i >= len()`, like slice indexing.
+    /// The images, without their labels.
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    /// Rows of pixels of every image.
+    pub fn height(&self) -> usize {
+        self.images.height()
+    }
+
+    /// Columns of pixels of every image.
+    pub fn width(&self) -> usize {
+        self.images.width()
+    }
+
+    /// The CHW bytes of image `i`. Panics if `i >= len()`, like slice indexing.
     pub fn image(&self, i: usize) -> &[u8] {
-        assert!(
-            i < self.len(),
-            "image {i} out of range (len {})",
-            self.len()
-        );
-        &self.pixels[i * IMG_BYTES..(i + 1) * IMG_BYTES]
+        self.images.image(i)
     }
 
     /// Image `i` as an HWC `RgbImage` (for PNG output).
     pub fn rgb_image(&self, i: usize) -> image::RgbImage {
         let chw = self.image(i);
-        image::RgbImage::from_fn(IMG_SIDE as u32, IMG_SIDE as u32, |x, y| {
-            let p = y as usize * IMG_SIDE + x as usize;
-            image::Rgb([chw[p], chw[PLANE + p], chw[2 * PLANE + p]])
+        let (h, w) = (self.height(), self.width());
+        image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            let p = y as usize * w + x as usize;
+            image::Rgb([chw[p], chw[h * w + p], chw[2 * h * w + p]])
         })
     }
 
-    /// All pixels, N*3072 bytes, CHW per image.
+    /// All pixels, CHW per image.
     pub fn pixels(&self) -> &[u8] {
-        &self.pixels
+        self.images.pixels()
     }
 
+    /// One label per image, an index into [`Dataset::class_names`].
     pub fn labels(&self) -> &[u8] {
         &self.labels
     }
 
+    /// The class names, in label order.
     pub fn class_names(&self) -> &[String] {
         &self.class_names
     }
 
+    /// Number of classes.
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }
@@ -271,48 +318,29 @@ impl Dataset {
                 self.len()
             )));
         }
-        let mut pixels = Vec::with_capacity(indices.len() * IMG_BYTES);
+        let mut pixels = Vec::with_capacity(indices.len() * self.images.image_bytes());
         for &i in indices {
             pixels.extend_from_slice(self.image(i));
         }
+        let images = Images::new(pixels, self.height(), self.width())?;
         let labels = indices.iter().map(|&i| self.labels[i]).collect();
         let source = format!("subset of {} images of [{}]", indices.len(), self.source);
-        Dataset::new(pixels, labels, self.class_names.clone(), source)
+        Dataset::from_images(images, labels, self.class_names.clone(), source)
     }
 
-    /// Images `range` as NCHW f32, `x = (v / 255 - mean[c]) / std[c]`.
-    ///
-    /// Bit-exact with torchvision `ToTensor()` + `Normalize(mean, std)`: ToTensor divides
-    /// by 255 in f32, Normalize then subtracts and divides in f32. Do not "optimize" to a
-    /// multiply by a precomputed reciprocal or a fused scale/offset: results would differ
-    /// in the last ulp. Panics if `range` is out of bounds.
+    /// Images `range` as NCHW f32, normalized (see [`Images::to_f32_normalized`]).
     pub fn to_f32_normalized(
         &self,
         range: Range<usize>,
         mean: [f32; 3],
         std: [f32; 3],
     ) -> Vec<f32> {
-        self.map_f32(range, |c, v| (v as f32 / 255.0 - mean[c]) / std[c])
+        self.images.to_f32_normalized(range, mean, std)
     }
 
-    /// Images `range` as NCHW f32 in [-1, 1]: `v / 127.5 - 1` (GAN convention).
-    /// Panics if `range` is out of bounds.
+    /// Images `range` as NCHW f32 in [-1, 1] (see [`Images::to_f32_unit_range`]).
     pub fn to_f32_unit_range(&self, range: Range<usize>) -> Vec<f32> {
-        self.map_f32(range, |_, v| v as f32 / 127.5 - 1.0)
-    }
-
-    fn map_f32(&self, range: Range<usize>, f: impl Fn(usize, u8) -> f32) -> Vec<f32> {
-        assert!(
-            range.start <= range.end && range.end <= self.len(),
-            "image range {range:?} out of bounds (len {})",
-            self.len()
-        );
-        let bytes = &self.pixels[range.start * IMG_BYTES..range.end * IMG_BYTES];
-        bytes
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| f((k / PLANE) % 3, v))
-            .collect()
+        self.images.to_f32_unit_range(range)
     }
 }
 

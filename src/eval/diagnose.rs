@@ -1,4 +1,4 @@
-//! `synthcal diagnose`: where an INT8 model loses accuracy, layer by layer.
+//! Where an INT8 model loses accuracy, layer by layer.
 //!
 //! For every quantized layer: the SQNR of its output (the INT8 model's value against the
 //! FP32 model's, so it includes the error carried in from earlier layers), the SQNR of its
@@ -6,7 +6,7 @@
 //! take (and the share of inputs clipped), and how much the logit RMSE falls when that layer
 //! alone is reverted to FP32.
 
-use super::{fidelity, load_data, logits, Fidelity, SplitArg};
+use super::{fidelity, logits, Fidelity};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
@@ -14,40 +14,8 @@ use crate::graph::{Op, ValueId};
 use crate::quant::QuantModel;
 use image::{Rgb, RgbImage};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct DiagnoseArgs {
-    /// The FP32 classifier the INT8 model was made from.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// The INT8 model (from `synthcal quantize`).
-    #[arg(long)]
-    pub int8: PathBuf,
-    /// Images: a CIFAR-10 binary folder or an image folder (one subfolder per class).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Which CIFAR-10 split to use (ignored for image folders).
-    #[arg(long, value_enum, default_value = "test")]
-    pub split: SplitArg,
-    /// Images for the per-layer statistics (the first N).
-    #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, usize::MAX))]
-    pub limit: usize,
-    /// Images for the revert-one-layer ranking (the first N of those).
-    #[arg(long, default_value_t = 200, value_parser = crate::limits::int(1, usize::MAX))]
-    pub rank_images: usize,
-    /// Write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write a PNG bar chart of per-layer SQNR here (output: blue, weights: grey; grid every
-    /// 10 dB).
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerDiagnosis {
@@ -113,7 +81,7 @@ pub fn diagnose(
     q: &QuantModel,
     ds: &crate::data::Dataset,
     rank_images: usize,
-    quiet: bool,
+    hooks: &crate::progress::Hooks,
 ) -> Result<Diagnosis> {
     let (graph, params) = crate::quant::default::prepare(model)?;
     if model.arch.name != q.arch
@@ -161,9 +129,9 @@ pub fn diagnose(
         })
         .collect();
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
-    let bar = crate::progress::bar(ds.len() as u64, "diagnose", quiet);
+    let mut bar = hooks.task("diagnose", ds.len() as u64);
     super::for_each_batch(ds, q.norm, 100, |r, x| {
-        let x = gpu.upload_f32(&[r.len(), 3, 32, 32], &x)?;
+        let x = gpu.upload_f32(&[r.len(), 3, ds.height(), ds.width()], &x)?;
         let mut s = gpu.stream();
         let a = fp.forward(&mut s, &x, &keep)?;
         let b = int8.forward(&mut s, &x, &ids)?;
@@ -193,21 +161,21 @@ pub fn diagnose(
                 seen[k] += 1;
             }
         }
-        bar.inc(r.len() as u64);
+        bar.inc(r.len() as u64)?;
         Ok(())
     })?;
-    bar.finish_and_clear();
+    bar.complete();
     let classes = q.class_names.len();
     let fid = fidelity(&lf, &lq, ds.labels(), classes);
     // Revert one layer at a time on the rank images.
     let rank = rank_images.min(ds.len()).max(1);
     let sub = ds.subset(&(0..rank).collect::<Vec<_>>())?;
     let base_rmse = rmse(&lf[..rank * classes], &lq[..rank * classes]);
-    let bar = crate::progress::bar(n_layers as u64, "revert", quiet);
+    let mut bar = hooks.task("revert", n_layers as u64);
     let mut layers = Vec::new();
     for k in 0..n_layers {
         let r = q.clone_without(ids[k]).runner(gpu)?;
-        let l = logits(&r, q.norm, &sub, 100, |_| {})?;
+        let l = logits(&r, q.norm, &sub, 100, &Default::default())?;
         layers.push(LayerDiagnosis {
             node: ids[k],
             name: q.graph.nodes[ids[k]].name.clone(),
@@ -218,9 +186,9 @@ pub fn diagnose(
             clipped_pct: 100.0 * clipped[k] as f64 / seen[k].max(1) as f64,
             revert_rmse: rmse(&lf[..rank * classes], &l),
         });
-        bar.inc(1);
+        bar.inc(1)?;
     }
-    bar.finish_and_clear();
+    bar.complete();
     let mut order: Vec<&LayerDiagnosis> = layers.iter().collect();
     order.sort_by(|a, b| a.revert_rmse.total_cmp(&b.revert_rmse));
     let worst = order.iter().map(|l| l.name.clone()).collect();
@@ -273,72 +241,5 @@ pub fn plot(d: &Diagnosis, path: &Path) -> Result<()> {
     }
     let bytes = crate::data::encode_png(&img, path)?;
     crate::io::write_atomic(path, &bytes)?;
-    Ok(())
-}
-
-/// `synthcal diagnose`.
-pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
-    let inputs = [
-        args.model.as_path(),
-        args.int8.as_path(),
-        args.data.as_path(),
-    ];
-    for out in [&args.json, &args.plot].into_iter().flatten() {
-        crate::io::check_output_file(out, &inputs)?;
-    }
-    if let (Some(j), Some(p)) = (&args.json, &args.plot) {
-        if j == p {
-            return Err(crate::error::Error::Invalid(format!(
-                "--json and --plot are the same file {}",
-                j.display()
-            )));
-        }
-    }
-    let model = crate::models::load_model(&args.model, None)?;
-    let q = QuantModel::load(&args.int8)?;
-    let mut ds = load_data(&args.data, args.split, false)?.map_classes(&model.class_names)?;
-    let idx: Vec<usize> = (0..args.limit.min(ds.len())).collect();
-    ds = ds.subset(&idx)?;
-    let d = diagnose(gpu, &model, &q, &ds, args.rank_images, args.quiet)?;
-    println!(
-        "{} images ({} for the revert ranking); {}",
-        d.images,
-        d.rank_images,
-        ds.source()
-    );
-    super::print_fidelity(&d.fidelity);
-    println!("logit RMSE on the rank images: {:.4}\n", d.base_rmse);
-    println!(
-        "{:<28} {:>9} {:>9} {:>21} {:>21} {:>8} {:>12}",
-        "layer", "out dB", "w dB", "range used", "range seen", "clip %", "RMSE if FP32"
-    );
-    for l in &d.layers {
-        println!(
-            "{:<28} {:>9.2} {:>9.2} {:>21} {:>21} {:>8.3} {:>12.4}",
-            l.name,
-            l.output_sqnr_db,
-            l.weight_sqnr_db,
-            format!("[{:.3}, {:.3}]", l.range[0], l.range[1]),
-            format!("[{:.3}, {:.3}]", l.observed[0], l.observed[1]),
-            l.clipped_pct,
-            l.revert_rmse
-        );
-    }
-    println!(
-        "\nmost harmful (reverting lowers the logit RMSE most): {}",
-        d.worst
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if let Some(p) = &args.json {
-        let j = serde_json::to_vec_pretty(&d).map_err(|e| Error::Invalid(e.to_string()))?;
-        crate::io::write_atomic(p, &j)?;
-    }
-    if let Some(p) = &args.plot {
-        plot(&d, p)?;
-    }
     Ok(())
 }

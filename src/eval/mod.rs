@@ -1,76 +1,21 @@
 //! Accuracy evaluation: batched inference on the GPU, top-1 and per-class accuracy, images/s.
 
-use crate::data::{self, Dataset};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
 use crate::models::{self, Model, Normalization};
+use crate::progress::Hooks;
 use crate::quant::QuantModel;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub mod diagnose;
 pub mod eigen;
 pub mod fidelity;
-pub mod reproduce;
 pub mod score;
 pub use fidelity::{fidelity, Fidelity};
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
-pub enum SplitArg {
-    #[default]
-    Test,
-    Train,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct EvalArgs {
-    /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, or a
-    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// Images: a CIFAR-10 binary folder (`cifar-10-batches-bin`) or an image folder with one
-    /// subfolder per class. Classes are matched to the model's class names by name (ignoring
-    /// case); a class the model does not have is an error.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Which CIFAR-10 split to use (ignored for image folders).
-    #[arg(long, value_enum, default_value = "test")]
-    pub split: SplitArg,
-    /// Images per GPU submit (1 to 10,000).
-    #[arg(long, default_value_t = 250, value_parser = crate::limits::int(1, crate::limits::MAX_BATCH))]
-    pub batch: usize,
-    /// Evaluate only the first N images (N >= 1).
-    #[arg(long, value_parser = crate::limits::int(1, usize::MAX))]
-    pub limit: Option<usize>,
-    /// Resize image-folder images that are not 32x32 (default: reject them).
-    #[arg(long)]
-    pub resize: bool,
-    /// Keep BatchNorm as separate ops instead of folding it into the preceding convs.
-    #[arg(long)]
-    pub no_fold: bool,
-    /// The FP32 model an INT8 `--model` was made from: prints both accuracies and the drop.
-    #[arg(long)]
-    pub fp32: Option<PathBuf>,
-    /// Another model (e.g. INT8 from another calibration source) to compare with `--model` on
-    /// the same images: McNemar's paired test says whether their top-1 differ beyond chance.
-    #[arg(long)]
-    pub vs: Option<PathBuf>,
-    /// For an INT8 model: also run the CPU integer simulation of the same model on every image
-    /// and count the predictions where it and the GPU disagree.
-    #[arg(long)]
-    pub cross_check: bool,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalReport {
@@ -93,43 +38,21 @@ pub struct ClassAccuracy {
     pub top1: f64,
 }
 
-/// Loads `--data`: CIFAR-10 binaries if the folder holds them, else an image folder. The
-/// labels are the data's own; [`Dataset::map_classes`] puts them onto a model's classes.
-pub fn load_data(path: &Path, split: SplitArg, resize: bool) -> Result<Dataset> {
-    let is_cifar = path.is_file()
-        || ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
-            .iter()
-            .any(|f| path.join(f).exists());
-    if is_cifar {
-        let split = match split {
-            SplitArg::Test => data::Split::Test,
-            SplitArg::Train => data::Split::Train,
-        };
-        Ok(data::load_cifar10_bin(path, split)?)
-    } else {
-        let policy = if resize {
-            data::ResizePolicy::Resize
-        } else {
-            data::ResizePolicy::Reject
-        };
-        Ok(data::load_image_folder(path, policy)?)
-    }
-}
-
 /// Logits for every image of `ds` (row-major [N, classes]), `batch` images per submit.
 pub fn logits(
     runner: &Runner,
     norm: Normalization,
     ds: &Dataset,
     batch: usize,
-    mut progress: impl FnMut(usize),
+    hooks: &Hooks,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(ds.len() * 10);
+    let mut task = hooks.task("logits", ds.len() as u64);
     for_each_batch(ds, norm, batch, |r, x| {
-        out.extend(runner.logits(&x, r.len(), [32, 32])?);
-        progress(r.len());
-        Ok(())
+        out.extend(runner.logits(&x, r.len(), [ds.height(), ds.width()])?);
+        task.inc(r.len() as u64)
     })?;
+    task.complete();
     Ok(out)
 }
 
@@ -141,7 +64,7 @@ pub fn for_each_batch(
     mut f: impl FnMut(std::ops::Range<usize>, Vec<f32>) -> Result<()>,
 ) -> Result<()> {
     if batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1".into()));
+        return Err(Error::Invalid("a batch must hold at least 1 image".into()));
     }
     let mut start = 0;
     while start < ds.len() {
@@ -283,19 +206,19 @@ pub fn evaluate(
     gpu: &Arc<Gpu>,
     c: &Classifier,
     ds: &Dataset,
-    args: &EvalArgs,
+    batch: usize,
+    no_fold: bool,
     label: &str,
+    hooks: &Hooks,
 ) -> Result<(EvalReport, Vec<f32>)> {
     check_classes(ds, c.class_names())?;
-    let runner = c.runner(gpu, args.no_fold)?;
-    let bar = crate::progress::bar(ds.len() as u64, label, args.quiet);
+    let runner = c.runner(gpu, no_fold)?;
     // Warm-up: compiles every pipeline once so that images/s measures steady-state speed.
     let warm = ds.subset(&[0])?;
-    logits(&runner, c.norm(), &warm, 1, |_| {})?;
+    logits(&runner, c.norm(), &warm, 1, &Hooks::default())?;
     let t = Instant::now();
-    let l = logits(&runner, c.norm(), ds, args.batch, |n| bar.inc(n as u64))?;
+    let l = logits(&runner, c.norm(), ds, batch, hooks)?;
     let secs = t.elapsed().as_secs_f64();
-    bar.finish_and_clear();
     let pred = argmax_rows(&l, c.class_names().len());
     let (correct, per_class) = accuracy(&pred, ds.labels(), c.class_names());
     let report = EvalReport {
@@ -319,25 +242,24 @@ pub fn cross_check(
     q: &QuantModel,
     ds: &Dataset,
     gpu_logits: &[f32],
-    quiet: bool,
+    hooks: &Hooks,
 ) -> Result<(usize, usize)> {
     check_classes(ds, &q.class_names)?;
     let k = q.class_names.len();
     let gpu_pred = argmax_rows(gpu_logits, k);
-    let bar = crate::progress::bar(ds.len() as u64, "cpu check", quiet);
+    let mut bar = hooks.task("cpu check", ds.len() as u64);
     let mut diff = 0;
     for_each_batch(ds, q.norm, 50, |r, x| {
-        let x = crate::cpu::Array::new(&[r.len(), 3, 32, 32], x);
+        let x = crate::cpu::Array::new(&[r.len(), 3, ds.height(), ds.width()], x);
         let cpu = q.cpu_logits(&x)?;
         diff += argmax_rows(&cpu.data, k)
             .iter()
             .zip(&gpu_pred[r.clone()])
             .filter(|(a, b)| a != b)
             .count();
-        bar.inc(r.len() as u64);
-        Ok(())
+        bar.inc(r.len() as u64)
     })?;
-    bar.finish_and_clear();
+    bar.complete();
     Ok((ds.len(), diff))
 }
 
@@ -357,105 +279,6 @@ pub struct Paired {
     pub a_right_b_wrong: usize,
     pub a_wrong_b_right: usize,
     pub mcnemar_p: f64,
-}
-
-/// Prints the fidelity block of `synthcal eval --fp32`.
-pub fn print_fidelity(f: &Fidelity) {
-    println!(
-        "FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp",
-        f.fp32_top1, f.int8_top1, f.drop
-    );
-    println!(
-        "agreement: {:.2}%   flips: {} FP32-right/INT8-wrong, {} FP32-wrong/INT8-right   McNemar p = {:.3}",
-        f.agreement, f.fp32_right_int8_wrong, f.fp32_wrong_int8_right, f.mcnemar_p
-    );
-    println!(
-        "logits: RMSE {:.4} ({:.4} of the FP32 logits' std)   KL(FP32 || INT8) {:.5} nats",
-        f.logit_rmse, f.logit_rmse_rel, f.kl
-    );
-}
-
-fn print_report(r: &EvalReport) {
-    println!("model:    {} ({})", r.model, r.arch);
-    println!("data:     {} ({} images)", r.data, r.images);
-    println!("adapter:  {}", r.adapter);
-    println!("top-1:    {:.2}% ({}/{})", r.top1, r.correct, r.images);
-    println!(
-        "speed:    {:.1} images/s ({:.1} s)",
-        r.images_per_sec, r.seconds
-    );
-    println!("per class:");
-    for c in &r.per_class {
-        println!("  {:<12} {:6.2}%  ({} images)", c.class, c.top1, c.images);
-    }
-}
-
-/// `synthcal eval`.
-pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
-    if let Some(p) = &args.json {
-        let inputs = [
-            Some(&args.model),
-            Some(&args.data),
-            args.fp32.as_ref(),
-            args.vs.as_ref(),
-        ];
-        let inputs: Vec<&Path> = inputs.into_iter().flatten().map(|p| p.as_path()).collect();
-        crate::io::check_output_file(p, &inputs)?;
-    }
-    let model = Classifier::load(&args.model, args.arch.as_deref())?;
-    let mut ds =
-        load_data(&args.data, args.split, args.resize)?.map_classes(model.class_names())?;
-    if let Some(n) = args.limit {
-        let idx: Vec<usize> = (0..n.min(ds.len())).collect();
-        ds = ds.subset(&idx)?;
-    }
-    let label = args.model.display().to_string();
-    let (r, l) = evaluate(gpu, &model, &ds, args, &label)?;
-    print_report(&r);
-    if let (true, Classifier::Int8(q)) = (args.cross_check, &model) {
-        let (n, diff) = cross_check(q, &ds, &l, args.quiet)?;
-        println!("cross-check: GPU INT8 and CPU integer simulation disagree on {diff} of {n} predictions");
-    }
-    let k = model.class_names().len();
-    let mut json = serde_json::json!({ "model": r });
-    if let Some(fp) = &args.fp32 {
-        let base = Classifier::load(fp, args.arch.as_deref())?;
-        let (rf, lf) = evaluate(gpu, &base, &ds, args, &fp.display().to_string())?;
-        let cmp = Comparison {
-            fidelity: fidelity(&lf, &l, ds.labels(), k),
-            fp32: rf,
-            int8: r.clone(),
-        };
-        println!();
-        print_fidelity(&cmp.fidelity);
-        json["comparison"] = serde_json::to_value(&cmp).unwrap_or_default();
-    }
-    if let Some(other) = &args.vs {
-        let b = Classifier::load(other, args.arch.as_deref())?;
-        let (rb, lb) = evaluate(gpu, &b, &ds, args, &other.display().to_string())?;
-        let (ab, ba, p) = fidelity::paired(&l, &lb, ds.labels(), k);
-        println!();
-        println!(
-            "vs {}: top-1 {:.2}% vs {:.2}%; {ab} images only --model gets right, {ba} only --vs; McNemar p = {p:.3}",
-            other.display(),
-            r.top1,
-            rb.top1
-        );
-        let paired = Paired {
-            a: r.clone(),
-            b: rb,
-            a_right_b_wrong: ab,
-            a_wrong_b_right: ba,
-            mcnemar_p: p,
-        };
-        json["vs"] = serde_json::to_value(&paired).unwrap_or_default();
-    }
-    let json = serde_json::to_vec_pretty(&json);
-    if let Some(p) = &args.json {
-        let json = json.map_err(|e| Error::Invalid(e.to_string()))?;
-        crate::io::write_atomic(p, &json)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -480,7 +303,13 @@ mod tests {
         let model = resnet20(10);
         let mut names = model.class_names.clone();
         names.push("unicorn".into());
-        let ds = Dataset::new(vec![0; 2 * data::IMG_BYTES], vec![0, 10], names, "eleven").unwrap();
+        let ds = Dataset::new(
+            vec![0; 2 * crate::data::IMG_BYTES],
+            vec![0, 10],
+            names,
+            "eleven",
+        )
+        .unwrap();
         let refused = |e: Error| {
             let msg = e.to_string();
             assert!(msg.contains("eleven") && msg.contains("unicorn"), "{msg}");
@@ -504,11 +333,11 @@ mod tests {
             meta: Default::default(),
         };
         refused(
-            diagnose::diagnose(&gpu, &model, &q, &ds, 1, true)
+            diagnose::diagnose(&gpu, &model, &q, &ds, 1, &Hooks::default())
                 .err()
                 .unwrap(),
         );
-        refused(cross_check(&q, &ds, &[], true).unwrap_err());
+        refused(cross_check(&q, &ds, &[], &Hooks::default()).unwrap_err());
         let opts = crate::quant::QuantOptions::default();
         refused(
             crate::quant::default_quantization(&gpu, &model, &ds, &opts)

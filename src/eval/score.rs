@@ -8,8 +8,8 @@
 //!   set. 0 = the same feature statistics.
 //! - **agreement**: the share of images the classifier assigns to their intended class.
 
+use super::argmax_rows;
 use super::eigen::sym_eigen;
-use super::{argmax_rows, Classifier};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -17,7 +17,6 @@ use crate::graph::exec::Runner;
 use crate::graph::Op;
 use crate::models::Model;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -174,7 +173,9 @@ pub fn logits_and_features(
     let mut dim = 0;
     super::for_each_batch(ds, model.arch.norm, 250, |r, x| {
         let n = r.len();
-        let x = runner.gpu.upload_f32(&[n, 3, 32, 32], &x)?;
+        let x = runner
+            .gpu
+            .upload_f32(&[n, 3, ds.height(), ds.width()], &x)?;
         let mut s = runner.gpu.stream();
         let out = runner.forward(&mut s, &x, &[feat])?;
         let f = out
@@ -226,54 +227,6 @@ pub fn quality(
 pub fn reference(runner: &Runner, feat: usize, model: &Model, test: &Dataset) -> Result<Gaussian> {
     let (_, f, dim) = logits_and_features(runner, feat, model, test)?;
     Ok(Gaussian::fit(&f, dim))
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct ScoreArgs {
-    /// The images: an image folder, a CIFAR-10 binary folder, or a calibration source name
-    /// (real, gan, gan:PATH, fractal, noise, distill) generated on the fly.
-    #[arg(value_parser = crate::calib::parse_source)]
-    pub set: String,
-    /// The FP32 CIFAR-10 classifier that judges them.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// The set when SET is a source name; the reference is --data's test split.
-    #[command(flatten)]
-    pub set_args: crate::calib::cli::CalibSetArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
-    let Classifier::Fp32(model) = Classifier::load(&args.model, None)? else {
-        return Err(Error::Invalid(
-            "score needs an FP32 classifier, not an INT8 model".into(),
-        ));
-    };
-    let test = crate::data::load_cifar10_bin(args.set_args.data_dir(), crate::data::Split::Test)?
-        .map_classes(&model.class_names)?;
-    let set = args.set_args.load(gpu, &args.set, Some(&model))?;
-    let (runner, feat) = feature_runner(gpu, &model)?;
-    let refg = reference(&runner, feat, &model, &test)?;
-    let q = quality(&runner, feat, &model, &set, &refg)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&q).map_err(|e| Error::Invalid(e.to_string()))?
-        );
-    } else {
-        println!(
-            "{} images ({}), judged by {}:\n  classifier score {:.3}\n  classifier FID   {:.3}\n  agreement        {:.2}%",
-            set.len(),
-            set.source(),
-            model.arch.name,
-            q.classifier_score,
-            q.classifier_fid,
-            q.agreement
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub fn truncate(noise: &mut [f32], t: f32, rng: &mut StdRng) -> Result<()> {
         while z.abs() > t {
             if tries == MAX_REDRAWS {
                 return Err(Error::Invalid(format!(
-                    "--truncation {t}: no noise value within +-{t} in {MAX_REDRAWS} draws"
+                    "truncation {t}: no noise value within +-{t} in {MAX_REDRAWS} draws"
                 )));
             }
             *z = StandardNormal.sample(rng);
@@ -51,21 +51,21 @@ pub fn generate(
     per_class: usize,
     seed: u64,
     truncation: Option<f32>,
-    bar: Option<&indicatif::ProgressBar>,
+    hooks: &crate::progress::Hooks,
 ) -> Result<(Dataset, Vec<f32>)> {
     if truncation.is_some_and(|t| !t.is_finite() || t < MIN_TRUNCATION) {
         return Err(Error::Invalid(format!(
-            "--truncation must be a finite number of at least {MIN_TRUNCATION}"
+            "truncation must be a finite number of at least {MIN_TRUNCATION}"
         )));
     }
     let (classes, zd) = (g.cfg.classes, g.cfg.z_dim);
     if per_class == 0 {
-        return Err(Error::Invalid("--per-class must be at least 1".into()));
+        return Err(Error::Invalid("images per class must be at least 1".into()));
     }
     // Per image: its label, noise, f32 pixels and u8 pixels.
     let each = 1 + 4 * zd + 5 * data::IMG_BYTES;
     crate::limits::check_alloc(
-        &format!("--per-class {per_class}"),
+        &format!("{per_class} images per class"),
         &[per_class, classes, each],
     )?;
     let labels: Vec<u8> = (0..classes)
@@ -76,6 +76,7 @@ pub fn generate(
     if let Some(t) = truncation {
         truncate(&mut noise, t, &mut rng)?;
     }
+    let mut bar = hooks.task("generate", labels.len() as u64);
     let mut pixels = Vec::with_capacity(labels.len() * 3072);
     for start in (0..labels.len()).step_by(BATCH) {
         let end = (start + BATCH).min(labels.len());
@@ -95,9 +96,7 @@ pub fn generate(
         let out = t.value(x).clone();
         s.submit();
         pixels.extend(gpu.read_f32(&out)?);
-        if let Some(bar) = bar {
-            bar.inc(b as u64);
-        }
+        bar.inc(b as u64)?;
     }
     let names: Vec<String> = if classes == 10 {
         data::CIFAR10_CLASSES
@@ -107,6 +106,7 @@ pub fn generate(
     } else {
         (0..classes).map(|c| format!("class{c}")).collect()
     };
+    bar.complete();
     let ds = Dataset::from_f32_unit_range(&pixels, labels, names, "DiStyleGAN samples")?;
     Ok((ds, noise))
 }
@@ -141,10 +141,7 @@ mod tests {
         // A t that no draw meets ends with an error instead of looping.
         let mut z = vec![1.0f32; 3];
         let e = truncate(&mut z, 1e-30, &mut rng).unwrap_err().to_string();
-        assert!(
-            e.contains("--truncation") && e.contains("10000 draws"),
-            "{e}"
-        );
+        assert!(e.contains("truncation") && e.contains("10000 draws"), "{e}");
     }
 
     #[test]

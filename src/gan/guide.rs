@@ -18,10 +18,9 @@ pub struct Guide {
 }
 
 impl Guide {
-    /// `name`: a model name (as `synthcal reproduce --models` takes) or a checkpoint path.
-    pub fn load(gpu: &Arc<Gpu>, name: &str) -> Result<Guide> {
-        let path = crate::eval::reproduce::model_path(name);
-        Guide::new(gpu, crate::models::load_model(&path, None)?)
+    /// The classifier in the checkpoint at `path`.
+    pub fn load(gpu: &Arc<Gpu>, path: &std::path::Path) -> Result<Guide> {
+        Guide::new(gpu, crate::models::load_model(path, None)?)
     }
 
     pub fn new(gpu: &Arc<Gpu>, model: Model) -> Result<Guide> {

@@ -11,7 +11,6 @@
 //!   `noise` `[N, z_dim]` and `labels` `[N]` (i32) in the folder's load order (class by
 //!   class, files sorted by name).
 
-pub mod cli;
 pub mod generate;
 pub mod guide;
 pub mod init;

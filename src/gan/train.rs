@@ -30,7 +30,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -262,7 +262,7 @@ impl Trainer {
         let g = Generator::new(&gpu, opts.config, &mut rng)?;
         let d = Discriminator::new(&gpu, opts.config, &mut rng)?;
         let guide = match &opts.guide {
-            Some(name) => Some(Guide::load(&gpu, name)?),
+            Some(path) => Some(Guide::load(&gpu, path.as_ref())?),
             None => None,
         };
         let real_stream = IndexStream::new(real.len(), opts.seed ^ 1);
@@ -476,7 +476,15 @@ impl Trainer {
 
     /// Images from G in inference mode for fixed noise: `per_class` per class, class-major.
     pub fn samples(&self, per_class: usize, seed: u64) -> Result<Dataset> {
-        super::generate::generate(&self.gpu, &self.g, per_class, seed, None, None).map(|(ds, _)| ds)
+        super::generate::generate(
+            &self.gpu,
+            &self.g,
+            per_class,
+            seed,
+            None,
+            &Default::default(),
+        )
+        .map(|(ds, _)| ds)
     }
 
     /// Writes `checkpoint.safetensors` and `generator.safetensors` into `dir` (atomically).
@@ -660,9 +668,6 @@ struct StepTape {
     terms: Vec<(Var, f32)>,
 }
 
-/// Set by Ctrl-C: the loop saves a checkpoint and stops.
-pub static STOP: AtomicBool = AtomicBool::new(false);
-
 /// What a run did.
 #[derive(Debug, Serialize)]
 pub struct TrainReport {
@@ -673,23 +678,23 @@ pub struct TrainReport {
     pub interrupted: bool,
 }
 
-/// Runs `tr` to `tr.opts.steps`, checkpointing into `out` every `ckpt_every` steps, on
-/// Ctrl-C and at the end, and writing a 10x10 sample grid every `sample_every` steps.
+/// Runs `tr` to `tr.opts.steps`, checkpointing into `out` every `ckpt_every` steps, when
+/// `hooks.cancel` is cancelled (then stopping) and at the end, and writing a 10x10 sample grid every `sample_every` steps.
 /// A non-finite loss stops the run with an error; the last checkpoint stays as it was.
 pub fn run(
     tr: &mut Trainer,
     out: &Path,
     ckpt_every: u64,
     sample_every: u64,
-    quiet: bool,
+    hooks: &crate::progress::Hooks,
 ) -> Result<TrainReport> {
     std::fs::create_dir_all(out).map_err(|e| Error::File {
         path: out.into(),
         msg: e.to_string(),
     })?;
     let total = tr.opts.steps;
-    let bar = crate::progress::bar(total, "train-gan", quiet);
-    bar.set_position(tr.step);
+    let mut bar = hooks.task("train-gan", total);
+    bar.set(tr.step);
     let start = Instant::now();
     let first = tr.step;
     let mut last = StepLosses::default();
@@ -700,13 +705,12 @@ pub fn run(
         Ok(())
     };
     while tr.step < total {
-        if STOP.load(Ordering::SeqCst) {
+        if hooks.cancel.is_cancelled() {
             interrupted = true;
             break;
         }
         let l = tr.step()?;
         if !l.d.is_finite() || !l.g.is_finite() {
-            bar.abandon();
             return Err(Error::Invalid(format!(
                 "a loss became non-finite at step {} (D {}, G {}); stopped without saving: the last good checkpoint is {}",
                 tr.step,
@@ -717,8 +721,8 @@ pub fn run(
         }
         last = l;
         let rate = (tr.step - first) as f64 * tr.opts.batch as f64 / start.elapsed().as_secs_f64();
-        bar.set_position(tr.step);
-        bar.set_message(format!("D {:.3} G {:.4} | {rate:.1} samples/s", l.d, l.g));
+        bar.set(tr.step);
+        bar.message(&format!("D {:.3} G {:.4} | {rate:.1} samples/s", l.d, l.g));
         if sample_every > 0 && tr.step.is_multiple_of(sample_every) {
             grid(tr, &format!("samples_{:06}.png", tr.step))?;
         }
@@ -728,7 +732,9 @@ pub fn run(
     }
     tr.save(out)?;
     grid(tr, "samples_latest.png")?;
-    bar.finish();
+    if !interrupted {
+        bar.complete();
+    }
     let seconds = start.elapsed().as_secs_f64();
     let done = tr.step - first;
     Ok(TrainReport {

@@ -1,7 +1,7 @@
 //! Loading classifiers from safetensors or PyTorch checkpoints, and `synthcal import`.
 
 use super::classes::{class_names_from_meta, norm_from_meta};
-use super::{arch, arch_names, detect_arch, Model};
+use super::{arch, detect_arch, Model};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::graph::Params;
@@ -58,9 +58,9 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     Ok(model)
 }
 
-/// `synthcal import`: writes the checkpoint's tensors under their original names, plus
-/// metadata (architecture, input normalization, class names, source file).
-pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<()> {
+/// Converts a checkpoint to safetensors: its tensors under their original names, plus
+/// metadata (architecture, input normalization, class names, source file). Returns the model.
+pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<Model> {
     io::check_output_file(out, &[ckpt])?;
     let model = load_model(ckpt, arch_name)?;
     let norm = model.arch.norm;
@@ -79,34 +79,7 @@ pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<()> {
         .map(|(n, a)| (n.as_str(), a.shape.as_slice(), a.data.as_slice()))
         .collect();
     io::write_safetensors(out, &tensors, &meta)?;
-    println!(
-        "{} -> {} ({}, {} tensors, {} parameters)",
-        ckpt.display(),
-        out.display(),
-        model.arch.name,
-        tensors.len(),
-        model.arch.param_count()
-    );
-    Ok(())
-}
-
-/// `synthcal models`.
-pub fn print_zoo() {
-    println!(
-        "{:<26} {:>12}  normalization (mean / std)",
-        "architecture", "parameters"
-    );
-    for n in arch_names() {
-        if let Ok(a) = arch(&n) {
-            println!(
-                "{:<26} {:>12}  {:?} / {:?}",
-                n,
-                a.param_count(),
-                a.norm.mean,
-                a.norm.std
-            );
-        }
-    }
+    Ok(model)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod vgg;
 
 pub use builder::{Builder, ConvSpec};
 pub use classes::default_class_names;
-pub use load::{import, load_model, print_zoo, read_params};
+pub use load::{import, load_model, read_params};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params};
@@ -36,13 +36,19 @@ pub const CIFAR_NORM: Normalization = Normalization {
 
 pub use crate::data::CIFAR10_CLASSES;
 
-/// An architecture: its graph, the tensors it expects and its input normalization.
+/// An architecture: its graph, the tensors it expects, its input size and normalization.
 #[derive(Clone)]
 pub struct Arch {
+    /// The zoo name (e.g. `resnet20`).
     pub name: String,
+    /// The FP32 computation.
     pub graph: Graph,
+    /// Every tensor the graph reads, with its shape.
     pub expected: Vec<(String, Vec<usize>)>,
+    /// The input normalization the weights were trained with.
     pub norm: Normalization,
+    /// The input images' size, `[height, width]`.
+    pub input_size: [usize; 2],
 }
 
 impl Arch {
@@ -137,6 +143,8 @@ pub fn arch_with_classes(name: &str, classes: usize) -> Result<Arch> {
         graph: b.g,
         expected: b.shapes,
         norm,
+        // The zoo is CIFAR's.
+        input_size: [crate::data::IMG_SIDE; 2],
     })
 }
 

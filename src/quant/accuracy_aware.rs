@@ -16,10 +16,14 @@ use std::sync::Arc;
 /// Images in the ranking subset (POT's default).
 pub const RANKING_SUBSET: usize = 300;
 
-#[derive(Clone, Debug, serde::Serialize)]
+/// What the accuracy-aware search did (top-1 figures in percent, on the calibration set).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AccuracyAwareReport {
+    /// The FP32 model's top-1.
     pub fp32_top1: f64,
+    /// DefaultQuantization's top-1.
     pub default_top1: f64,
+    /// The returned model's top-1.
     pub final_top1: f64,
     /// Layers reverted to FP32, in order.
     pub reverted: Vec<String>,
@@ -28,7 +32,7 @@ pub struct AccuracyAwareReport {
 }
 
 fn run_logits(gpu: &Arc<Gpu>, q: &QuantModel, ds: &Dataset, batch: usize) -> Result<Vec<f32>> {
-    logits(&q.runner(gpu)?, q.norm, ds, batch, |_| {})
+    logits(&q.runner(gpu)?, q.norm, ds, batch, &Default::default())
 }
 
 fn top1(l: &[f32], ds: &Dataset, k: usize) -> f64 {
@@ -71,7 +75,7 @@ pub fn accuracy_aware(
 ) -> Result<(QuantModel, AccuracyAwareReport)> {
     if !(0.0..1.0).contains(&max_drop) {
         return Err(Error::Invalid(format!(
-            "--max-drop {max_drop}: must be a finite fraction in [0, 1) (0.01 = 1 pp)"
+            "maximum drop {max_drop}: must be a finite fraction in [0, 1) (0.01 = 1 pp)"
         )));
     }
     let mut q = default_quantization(gpu, model, calib, opts)?;
@@ -97,7 +101,7 @@ pub fn accuracy_aware(
         rejected: vec![],
     };
     let mut excluded: Vec<ValueId> = Vec::new();
-    let bar = crate::progress::bar(q.layers.len() as u64, "acc-aware", opts.quiet);
+    let mut bar = opts.hooks.task("acc-aware", q.layers.len() as u64);
     while fp_top1 - acc > max_drop {
         // Every pass reverts or excludes one layer, so the loop ends.
         let candidates = revertible(&q.layers.keys().copied().collect::<Vec<_>>(), &excluded);
@@ -135,7 +139,7 @@ pub fn accuracy_aware(
         let lg = run_logits(gpu, &trial, calib, opts.batch)?;
         let a = top1(&lg, calib, k);
         let name = q.graph.nodes[best].name.clone();
-        bar.inc(1);
+        bar.inc(1)?;
         if a < acc {
             // Reverting made it worse: keep the previous configuration, drop the candidate.
             excluded.push(best);
@@ -147,7 +151,7 @@ pub fn accuracy_aware(
         acc = a;
         report.reverted.push(name);
     }
-    bar.finish_and_clear();
+    bar.complete();
     report.final_top1 = 100.0 * acc;
     Ok((q, report))
 }
@@ -179,7 +183,7 @@ mod tests {
                 .expect("refused")
                 .to_string();
             assert!(
-                e.contains("--max-drop") && e.contains("[0, 1)"),
+                e.contains("maximum drop") && e.contains("[0, 1)"),
                 "{bad}: {e}"
             );
         }

@@ -15,14 +15,26 @@ use crate::ops::{self, stats::STATS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// How [`crate::quantize`] quantizes. The defaults are POT's DefaultQuantization.
 #[derive(Clone, Debug)]
 pub struct QuantOptions {
+    /// Default (every layer INT8) or accuracy-aware (revert the most harmful ones).
+    pub algorithm: super::Algorithm,
+    /// Accuracy-aware: the largest acceptable top-1 drop on the calibration set, a fraction
+    /// in [0, 1) (0.01 = 1 pp).
+    pub max_drop: f64,
+    /// Conv/linear layers kept in FP32, by node name (e.g. `layer1.0.conv1`).
+    pub keep_fp32: Vec<String>,
+    /// How activation ranges are estimated from the calibration statistics.
     pub estimator: RangeEstimator,
+    /// Run FastBiasCorrection after quantizing the weights.
     pub bias_correction: bool,
     /// Calibration images used for FastBiasCorrection's statistics.
     pub bias_subset: usize,
+    /// Images per GPU submit.
     pub batch: usize,
-    pub quiet: bool,
+    /// Where progress goes, and the token that stops the work.
+    pub hooks: crate::progress::Hooks,
     /// Depthwise-conv inputs per channel, as POT does. Off by default: measured on
     /// ShuffleNetV2 x0.5 with POT's estimator, per-channel ranges drop 4.99 pp against 0.29
     /// per tensor (sparse channels have small mean-of-max ranges and clip their rare large
@@ -33,11 +45,14 @@ pub struct QuantOptions {
 impl Default for QuantOptions {
     fn default() -> Self {
         QuantOptions {
+            algorithm: super::Algorithm::Default,
+            max_drop: 0.01,
+            keep_fp32: Vec::new(),
             estimator: RangeEstimator::Pot,
             bias_correction: true,
             bias_subset: 500,
             batch: 250,
-            quiet: true,
+            hooks: Default::default(),
             depthwise_per_channel: false,
         }
     }
@@ -77,8 +92,8 @@ fn batches(
     })
 }
 
-fn upload(gpu: &Gpu, n: usize, x: &[f32]) -> Result<Tensor> {
-    gpu.upload_f32(&[n, 3, 32, 32], x)
+fn upload(gpu: &Gpu, ds: &Dataset, n: usize, x: &[f32]) -> Result<Tensor> {
+    gpu.upload_f32(&[n, 3, ds.height(), ds.width()], x)
 }
 
 /// Per-sample range statistics of every quantized layer's input over the calibration set.
@@ -100,10 +115,10 @@ pub fn calibrate(
         .map(|&l| g.nodes[l].inputs[0])
         .collect();
     let mut obs: HashMap<ValueId, Observer> = HashMap::new();
-    let bar = crate::progress::bar(calib.len() as u64, "calibrate", opts.quiet);
+    let mut bar = opts.hooks.task("calibrate", calib.len() as u64);
     for (n, x) in batches(calib, opts.batch, norm) {
         let gpu = &runner.gpu;
-        let x = upload(gpu, n, &x)?;
+        let x = upload(gpu, calib, n, &x)?;
         let mut s = gpu.stream();
         let out = runner.forward(&mut s, &x, &inputs)?;
         // Rows of statistics per input: one per sample, or per (sample, channel).
@@ -142,9 +157,9 @@ pub fn calibrate(
                 .or_insert_with(|| Observer::new(r / n))
                 .push(&st[..r * STATS]);
         }
-        bar.inc(n as u64);
+        bar.inc(n as u64)?;
     }
-    bar.finish_and_clear();
+    bar.complete();
     Ok(obs)
 }
 
@@ -236,9 +251,9 @@ fn correct_biases(
     let mut diff: HashMap<ValueId, Vec<f64>> = HashMap::new();
     let mut count: HashMap<ValueId, f64> = HashMap::new();
     let subset = calib.subset(&(0..opts.bias_subset.min(calib.len())).collect::<Vec<_>>())?;
-    let bar = crate::progress::bar(subset.len() as u64, "bias corr", opts.quiet);
+    let mut bar = opts.hooks.task("bias corr", subset.len() as u64);
     for (n, x) in batches(&subset, opts.batch, norm) {
-        let x = upload(gpu, n, &x)?;
+        let x = upload(gpu, &subset, n, &x)?;
         let mut s = gpu.stream();
         let out = runner.forward(&mut s, &x, &inputs)?;
         let mut sums = Vec::new();
@@ -267,9 +282,9 @@ fn correct_biases(
             }
             *count.entry(l).or_default() += (n * spatial[k]) as f64;
         }
-        bar.inc(n as u64);
+        bar.inc(n as u64)?;
     }
-    bar.finish_and_clear();
+    bar.complete();
     for (&l, q) in layers.iter_mut() {
         let d = &diff[&l];
         let elems = count[&l];

@@ -1,13 +1,14 @@
 //! Activation range estimation from per-sample statistics, as POT aggregates them.
 
 /// How per-sample statistics become one range.
-#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum RangeEstimator {
     /// POT's default preset: min = min over samples of the per-sample min; max = mean over
     /// samples of the per-sample max (abs-max when the range is signed).
     Pot,
     /// Plain global min / max over every value seen.
-    #[value(alias = "minmax")]
+    #[cfg_attr(feature = "cli", value(alias = "minmax"))]
     MinMax,
     /// Like `Pot`, but each sample contributes its 1e-4 / (1 - 1e-4) quantiles instead of its
     /// extremes (POT's quantile estimator with outlier probability 1e-4).

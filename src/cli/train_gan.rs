@@ -1,18 +1,18 @@
-//! `synthcal train-gan` and `synthcal generate`.
+//! `synthcal train-gan`.
 
-use super::generate::{generate, save_generated};
-use super::train::{load_teacher, run, TrainOptions, Trainer, STOP};
-use super::{load_generator, GanConfig};
+use super::defaults::{default_data, model_path};
 use crate::data;
 use crate::error::{Error, Result};
+use crate::gan::train::{self, load_teacher, TrainOptions, Trainer};
+use crate::gan::GanConfig;
 use crate::gpu::Gpu;
 use crate::ops::grad::AdamConfig;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// How the discriminator sees the class.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Conditioning {
     /// `concat` with a teacher, `projection` without one.
@@ -32,6 +32,7 @@ const POSITIVE_TO_ONE: (std::ops::Bound<f64>, std::ops::Bound<f64>) = (
     std::ops::Bound::Included(1.0),
 );
 
+/// `synthcal train-gan`'s flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainGanArgs {
     /// CIFAR-10 binary folder with the real training images (default: $SYNTHCAL_DATA, else
@@ -48,14 +49,14 @@ pub struct TrainGanArgs {
     pub output: PathBuf,
     /// Generator channels at 4x4 (halved by each up-block; a multiple of 8 up to 2,048); 256 is
     /// the reference.
-    #[arg(long, default_value_t = 256, value_parser = crate::limits::int(8usize, 2048))]
+    #[arg(long, default_value_t = 256, value_parser = super::args::int(8usize, 2048))]
     pub ngf: usize,
     /// Discriminator channels of the first blocks (then x2, x4; 1 to 2,048); 128 is the
     /// reference.
-    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(1usize, 2048))]
+    #[arg(long, default_value_t = 128, value_parser = super::args::int(1usize, 2048))]
     pub ndf: usize,
     /// Noise dimensions (1 to 4,096).
-    #[arg(long, default_value_t = 512, value_parser = crate::limits::int(1usize, 4096))]
+    #[arg(long, default_value_t = 512, value_parser = super::args::int(1usize, 4096))]
     pub z_dim: usize,
     /// Discriminator class conditioning.
     #[arg(long, value_enum, default_value_t = Conditioning::Auto)]
@@ -64,7 +65,7 @@ pub struct TrainGanArgs {
     /// is pushed to make its images classified as their class. The cross-entropy terms weigh
     /// W times the adversarial ones (D's real-image hinge term, G's adversarial term); W in
     /// [0, 1000].
-    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
+    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = super::args::real::<f32>(0.0..=1000.0))]
     pub aux_classifier: f32,
     /// Class-conditional shifts after each generator up-block's batch norm (conditional
     /// BN's beta). The reference generator sees the class only once, at its input.
@@ -78,38 +79,38 @@ pub struct TrainGanArgs {
     #[arg(long, value_name = "MODEL")]
     pub guide: Option<String>,
     /// Weight of --guide's cross-entropy, as a multiple of G's adversarial term (0 to 1000).
-    #[arg(long, default_value_t = 1.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
+    #[arg(long, default_value_t = 1.0, value_name = "W", value_parser = super::args::real::<f32>(0.0..=1000.0))]
     pub guide_weight: f32,
     /// Weight of --guide's BatchNorm-statistics loss (its layers' batch mean and std against
     /// their running ones, as GDFQ and ZeroQ use), as a multiple of G's adversarial term (0 to
     /// 1000).
-    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = crate::limits::real::<f32>(0.0..=1000.0))]
+    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = super::args::real::<f32>(0.0..=1000.0))]
     pub guide_bn_stats: f32,
     /// --guide sees G's images shifted by a random offset of up to PX pixels per step (as
     /// DeepInversion jitters), so that G cannot rely on pixel-exact patterns (PX up to 16).
-    #[arg(long, default_value_t = 0, value_name = "PX", value_parser = crate::limits::int(0usize, 16))]
+    #[arg(long, default_value_t = 0, value_name = "PX", value_parser = super::args::int(0usize, 16))]
     pub guide_jitter: usize,
     /// Training iterations (one D step and one G step each; 1 to 10^8) [default: 10000]. With
     /// --resume: a new target for the run (above its current step); without, the run's own target.
-    #[arg(long, value_parser = crate::limits::int(1, MAX_STEPS))]
+    #[arg(long, value_parser = super::args::int(1, MAX_STEPS))]
     pub steps: Option<u64>,
     /// Images per step (2 to 4,096).
-    #[arg(long, default_value_t = 128, value_parser = crate::limits::int(2usize, 4096))]
+    #[arg(long, default_value_t = 128, value_parser = super::args::int(2usize, 4096))]
     pub batch: usize,
     /// Adam learning rate of the generator, in (0, 1].
-    #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
+    #[arg(long, default_value_t = 2e-4, value_parser = super::args::real::<f32>(POSITIVE_TO_ONE))]
     pub lr_g: f32,
     /// Adam learning rate of the discriminator, in (0, 1].
-    #[arg(long, default_value_t = 2e-4, value_parser = crate::limits::real::<f32>(POSITIVE_TO_ONE))]
+    #[arg(long, default_value_t = 2e-4, value_parser = super::args::real::<f32>(POSITIVE_TO_ONE))]
     pub lr_d: f32,
     /// Adam beta1 (both networks), in [0, 1).
-    #[arg(long, default_value_t = 0.5, value_parser = crate::limits::real::<f32>(0.0..1.0))]
+    #[arg(long, default_value_t = 0.5, value_parser = super::args::real::<f32>(0.0..1.0))]
     pub beta1: f32,
     /// Adam beta2 (both networks), in [0, 1).
-    #[arg(long, default_value_t = 0.999, value_parser = crate::limits::real::<f32>(0.0..1.0))]
+    #[arg(long, default_value_t = 0.999, value_parser = super::args::real::<f32>(0.0..1.0))]
     pub beta2: f32,
     /// Generator adversarial terms every N-th iteration (default: 10 with a teacher, else 1).
-    #[arg(long, value_parser = crate::limits::int(1, MAX_STEPS))]
+    #[arg(long, value_parser = super::args::int(1, MAX_STEPS))]
     pub adv_every: Option<u64>,
     /// Use only N real training images (a seeded draw; 0 = all 50,000).
     #[arg(long, default_value_t = 0)]
@@ -150,7 +151,11 @@ impl TrainGanArgs {
         };
         o.cls_d = 0.2 * self.aux_classifier;
         o.cls_g = o.l3 * self.aux_classifier;
-        o.guide = self.guide.clone();
+        // A name is resolved here, so the recipe records the file the run used.
+        o.guide = self
+            .guide
+            .as_deref()
+            .map(|g| model_path(g).display().to_string());
         if self.guide.is_some() {
             o.guide_weight = o.l3 * self.guide_weight;
             o.guide_bn_stats = o.l3 * self.guide_bn_stats;
@@ -178,9 +183,7 @@ impl TrainGanArgs {
 }
 
 fn real_images(args_data: Option<&Path>, n: usize, seed: u64) -> Result<data::Dataset> {
-    let dir = args_data
-        .map(PathBuf::from)
-        .unwrap_or_else(crate::quant::cli::default_data);
+    let dir = args_data.map(PathBuf::from).unwrap_or_else(default_data);
     let ds = data::load_cifar10_bin(&dir, data::Split::Train)?;
     if n == 0 || n >= ds.len() {
         return Ok(ds);
@@ -192,15 +195,10 @@ fn real_images(args_data: Option<&Path>, n: usize, seed: u64) -> Result<data::Da
     Ok(ds.subset(&idx)?)
 }
 
-pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(crate::quant::cli::default_data);
-    let guide = args
-        .guide
-        .as_deref()
-        .map(crate::eval::reproduce::model_path);
+/// `synthcal train-gan`.
+pub fn run(gpu: &Arc<Gpu>, args: &TrainGanArgs) -> Result<()> {
+    let data = args.data.clone().unwrap_or_else(default_data);
+    let guide = args.guide.as_deref().map(model_path);
     let inputs = [Some(&data), args.teacher.as_ref(), guide.as_ref()];
     let inputs: Vec<&Path> = inputs.into_iter().flatten().map(|p| p.as_path()).collect();
     crate::io::check_output_dir(&args.output, &inputs)?;
@@ -268,15 +266,13 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
             ", no teacher"
         }
     );
-    if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)) {
-        log::warn!("Ctrl-C handler not installed: {e}");
-    }
-    let report = run(
+    let hooks = super::bars::hooks_with_ctrl_c(args.quiet);
+    let report = train::run(
         &mut tr,
         &args.output,
         args.checkpoint_every,
         args.sample_every,
-        args.quiet,
+        &hooks,
     )?;
     println!(
         "{} at step {} ({:.1} s, {:.1} samples/s, {:.2} s/iteration); D loss {:.4}, G loss {:.4}",
@@ -296,63 +292,5 @@ pub fn run_train(gpu: &Arc<Gpu>, args: TrainGanArgs) -> Result<()> {
         "generator: {}",
         args.output.join("generator.safetensors").display()
     );
-    Ok(())
-}
-
-/// The generator committed with synthcal (trained by the README's CPU-scale recipe).
-pub fn default_generator() -> PathBuf {
-    let rel = PathBuf::from("assets/distylegan-cifar10.safetensors");
-    if rel.exists() {
-        rel
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-    }
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct GenerateArgs {
-    /// Generator file (default: assets/distylegan-cifar10.safetensors, committed with synthcal).
-    #[arg(long)]
-    pub generator: Option<PathBuf>,
-    /// Images per class (1 to 10^8, within the available memory).
-    #[arg(long, default_value_t = 500, value_parser = crate::limits::int(1, crate::limits::MAX_PER_CLASS))]
-    pub per_class: usize,
-    /// Seed of the noise (same seed, same images).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Truncation trick: redraw noise values beyond +-T (e.g. 0.7; more typical, less varied
-    /// images), with T in [0.1, 10]. Default: plain N(0, 1) noise.
-    #[arg(long, value_parser = crate::limits::real::<f32>(0.1..=10.0))]
-    pub truncation: Option<f32>,
-    /// Output folder (must be empty or new): one subfolder of PNGs per class plus
-    /// noise.safetensors.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-pub fn run_generate(gpu: &Arc<Gpu>, args: GenerateArgs) -> Result<()> {
-    let path = args.generator.clone().unwrap_or_else(default_generator);
-    crate::io::check_output_dir(&args.output, &[&path])?;
-    crate::io::output::check_new_or_empty(&args.output)?;
-    let (g, _) = load_generator(gpu, &path)?;
-    let bar = crate::progress::bar(
-        args.per_class.saturating_mul(g.cfg.classes) as u64,
-        "generate",
-        args.quiet,
-    );
-    let (ds, noise) = generate(
-        gpu,
-        &g,
-        args.per_class,
-        args.seed,
-        args.truncation,
-        Some(&bar),
-    )?;
-    bar.finish();
-    save_generated(&ds, &noise, g.cfg.z_dim, &args.output)?;
-    println!("{} images in {}", ds.len(), args.output.display());
     Ok(())
 }

@@ -3,12 +3,13 @@
 //! drops and a sample grid per source. Each finished cell is saved as it completes
 //! (`cells/*.json`, atomically) and never recomputed, so an interrupted run resumes.
 
-use super::score::{self, Quality};
-use super::{fidelity, logits, Classifier, Fidelity};
+use super::defaults::{missing, model_path};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
+use crate::eval::score::{self, Quality};
+use crate::eval::{fidelity, logits, Classifier, Fidelity};
 use crate::gpu::Gpu;
-use crate::quant::{default_quantization, QuantOptions};
+use crate::quant::{quantize_with_set, Algorithm, QuantOptions};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,19 +31,19 @@ pub struct ReproduceArgs {
         long,
         value_delimiter = ',',
         default_value = "real,gan,fractal,noise,distill",
-        value_parser = crate::calib::parse_source
+        value_parser = super::calib_data::parse_source
     )]
     pub sources: Vec<String>,
     /// Algorithms: default, accuracy-aware.
     #[arg(long, value_delimiter = ',', default_value = "default", value_parser = ["default", "accuracy-aware"])]
     pub algorithms: Vec<String>,
     #[command(flatten)]
-    pub set: crate::calib::cli::CalibSetArgs,
+    pub set: super::calib_data::CalibSetArgs,
     /// AccuracyAware's largest acceptable drop on the calibration set.
-    #[arg(long, default_value_t = 0.01, value_parser = crate::limits::real::<f64>(0.0..1.0))]
+    #[arg(long, default_value_t = 0.01, value_parser = super::args::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
     /// Evaluate on the first N test images only (default: all 10,000).
-    #[arg(long, value_parser = crate::limits::int(1, usize::MAX))]
+    #[arg(long, value_parser = super::args::int(1, usize::MAX))]
     pub limit: Option<usize>,
     /// Report folder (created; finished cells in it are reused).
     #[arg(short, long, default_value = "report")]
@@ -67,28 +68,6 @@ pub struct Cell {
     pub seconds: f64,
 }
 
-/// A model name's checkpoint under the shared folder, or the path itself.
-pub fn model_path(name: &str) -> PathBuf {
-    let file = match name {
-        "akamaster_resnet20" => "akamaster/resnet20-12fca82f.th",
-        "akamaster_resnet56" => "akamaster/resnet56-4bfd9763.th",
-        "resnet20" => "chenyaofo/cifar10_resnet20-4118986f.pt",
-        "resnet56" => "chenyaofo/cifar10_resnet56-187c023a.pt",
-        "shufflenetv2_x0_5" => "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
-        _ => return PathBuf::from(name),
-    };
-    crate::data::shared_dir().join("models").join(file)
-}
-
-fn missing(what: &str, path: &Path) -> Error {
-    Error::Invalid(format!(
-        "{what} not found at {}. Download CIFAR-10 (binary version) and the published checkpoints \
-         with tools/fetch-data.sh (on a machine with internet), or point --data / SYNTHCAL_DATA \
-         and SYNTHCAL_SHARED at them",
-        path.display()
-    ))
-}
-
 fn slug(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -101,12 +80,13 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
+/// `synthcal reproduce`.
 pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     let data_dir = args.set.data_dir();
     // Not the output folder's own cells: those are this command's resumable state.
     let mut inputs: Vec<PathBuf> = args.models.iter().map(|m| model_path(m)).collect();
     for src in &args.sources {
-        inputs.extend(crate::calib::source_inputs(src, &data_dir));
+        inputs.extend(args.set.inputs(src));
     }
     inputs.push(data_dir.clone());
     let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
@@ -124,6 +104,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
         msg: e.to_string(),
     })?;
     let start = std::time::Instant::now();
+    let hooks = super::bars::hooks(args.quiet);
     let mut sets: Vec<(String, Dataset)> = Vec::new();
     let mut cells = Vec::new();
     for m in &args.models {
@@ -152,7 +133,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                 if fp32_logits.is_none() {
                     let fp = Classifier::Fp32(crate::models::load_model(&path, None)?);
                     let r = fp.runner(gpu, false)?;
-                    fp32_logits = Some(logits(&r, fp.norm(), &test, 250, |_| {})?);
+                    fp32_logits = Some(logits(&r, fp.norm(), &test, 250, &Default::default())?);
                 }
                 // One set per source, shared by the models; distilled sets are per model.
                 let key = if src == "distill" {
@@ -161,25 +142,26 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     src.clone()
                 };
                 if !sets.iter().any(|(s, _)| *s == key) {
-                    let ds = args.set.load(gpu, src, Some(&model))?;
+                    let ds = args.set.load(gpu, src, Some(&model), &hooks)?;
                     sets.push((key.clone(), ds));
                 }
                 let calib = &sets.iter().find(|(s, _)| *s == key).expect("cached set").1;
-                let opts = QuantOptions {
-                    quiet: args.quiet,
-                    ..Default::default()
-                };
-                let q = match alg.as_str() {
-                    "default" => default_quantization(gpu, &model, calib, &opts)?,
-                    "accuracy-aware" => {
-                        crate::quant::accuracy_aware(gpu, &model, calib, &opts, args.max_drop)?.0
-                    }
+                let algorithm = match alg.as_str() {
+                    "default" => Algorithm::Default,
+                    "accuracy-aware" => Algorithm::AccuracyAware,
                     other => {
                         return Err(Error::Invalid(format!(
                             "unknown algorithm `{other}` (default, accuracy-aware)"
                         )))
                     }
                 };
+                let opts = QuantOptions {
+                    algorithm,
+                    max_drop: args.max_drop,
+                    hooks: hooks.clone(),
+                    ..Default::default()
+                };
+                let q = quantize_with_set(gpu, &model, calib, &opts)?;
                 let quality = match qualities.iter().find(|(k, _)| *k == key) {
                     Some((_, q)) => *q,
                     None => {
@@ -194,7 +176,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                         q
                     }
                 };
-                let l = logits(&q.runner(gpu)?, q.norm, &test, 250, |_| {})?;
+                let l = logits(&q.runner(gpu)?, q.norm, &test, 250, &Default::default())?;
                 let fp = fp32_logits.as_ref().expect("computed above");
                 let f = fidelity(fp, &l, test.labels(), model.num_classes());
                 let cell = Cell {

@@ -1,0 +1,52 @@
+//! Where the command line looks for what a user did not name: the shared data folder, the
+//! CIFAR-10 binaries, the published checkpoints by short name, the committed generator.
+
+use std::path::{Path, PathBuf};
+
+/// `$SYNTHCAL_SHARED`, else `../shared`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("SYNTHCAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
+/// The CIFAR-10 binary folder: $SYNTHCAL_DATA, else data/cifar-10-batches-bin under the
+/// shared folder.
+pub fn default_data() -> PathBuf {
+    std::env::var_os("SYNTHCAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared_dir().join("data/cifar-10-batches-bin"))
+}
+
+/// The generator committed with synthcal (trained by the README's CPU-scale recipe).
+pub fn default_generator() -> PathBuf {
+    let rel = PathBuf::from("assets/distylegan-cifar10.safetensors");
+    if rel.exists() {
+        rel
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+}
+
+/// A model name's checkpoint under the shared folder, or the path itself.
+pub fn model_path(name: &str) -> PathBuf {
+    let file = match name {
+        "akamaster_resnet20" => "akamaster/resnet20-12fca82f.th",
+        "akamaster_resnet56" => "akamaster/resnet56-4bfd9763.th",
+        "resnet20" => "chenyaofo/cifar10_resnet20-4118986f.pt",
+        "resnet56" => "chenyaofo/cifar10_resnet56-187c023a.pt",
+        "shufflenetv2_x0_5" => "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
+        _ => return PathBuf::from(name),
+    };
+    shared_dir().join("models").join(file)
+}
+
+/// The error for missing data or checkpoints, with where to get them.
+pub fn missing(what: &str, path: &Path) -> crate::Error {
+    crate::Error::Invalid(format!(
+        "{what} not found at {}. Download CIFAR-10 (binary version) and the published checkpoints \
+         with tools/fetch-data.sh (on a machine with internet), or point --data / SYNTHCAL_DATA \
+         and SYNTHCAL_SHARED at them",
+        path.display()
+    ))
+}

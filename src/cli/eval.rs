@@ -1,0 +1,276 @@
+//! `synthcal eval`: top-1 of an FP32 or INT8 model, optionally against its FP32 source or
+//! another model, as text and JSON.
+
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::eval::{
+    cross_check, evaluate, fidelity, Classifier, Comparison, EvalReport, Fidelity, Paired,
+};
+use crate::gpu::Gpu;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A CIFAR-10 split.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum SplitArg {
+    /// The 10,000 test images.
+    #[default]
+    Test,
+    /// The 50,000 training images.
+    Train,
+}
+
+impl SplitArg {
+    /// The library's split.
+    pub fn split(self) -> data::Split {
+        match self {
+            SplitArg::Test => data::Split::Test,
+            SplitArg::Train => data::Split::Train,
+        }
+    }
+}
+
+/// Loads `--data` (CIFAR-10 binaries or an image folder); `resize` resizes folder images.
+pub fn load_data(path: &Path, split: SplitArg, resize: bool) -> Result<Dataset> {
+    let policy = match resize {
+        true => data::ResizePolicy::Resize,
+        false => data::ResizePolicy::Reject,
+    };
+    Ok(data::load(path, split.split(), policy)?)
+}
+
+/// `synthcal eval`'s flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, or a
+    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Images: a CIFAR-10 binary folder (`cifar-10-batches-bin`) or an image folder with one
+    /// subfolder per class. Classes are matched to the model's class names by name (ignoring
+    /// case); a class the model does not have is an error.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which CIFAR-10 split to use (ignored for image folders).
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Images per GPU submit (1 to 10,000).
+    #[arg(long, default_value_t = 250, value_parser = super::args::int(1, crate::limits::MAX_BATCH))]
+    pub batch: usize,
+    /// Evaluate only the first N images (N >= 1).
+    #[arg(long, value_parser = super::args::int(1, usize::MAX))]
+    pub limit: Option<usize>,
+    /// Resize image-folder images that are not 32x32 (default: reject them).
+    #[arg(long)]
+    pub resize: bool,
+    /// Keep BatchNorm as separate ops instead of folding it into the preceding convs.
+    #[arg(long)]
+    pub no_fold: bool,
+    /// The FP32 model an INT8 `--model` was made from: prints both accuracies and the drop.
+    #[arg(long)]
+    pub fp32: Option<PathBuf>,
+    /// Another model (e.g. INT8 from another calibration source) to compare with `--model` on
+    /// the same images: McNemar's paired test says whether their top-1 differ beyond chance.
+    #[arg(long)]
+    pub vs: Option<PathBuf>,
+    /// For an INT8 model: also run the CPU integer simulation of the same model on every image
+    /// and count the predictions where it and the GPU disagree.
+    #[arg(long)]
+    pub cross_check: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also write one CSV row per image: its index, true class (index and name), predicted
+    /// class (index and name) and the model's logits, one column per class.
+    #[arg(long, value_name = "FILE.csv")]
+    pub predictions: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Prints the fidelity block of `synthcal eval --fp32`.
+pub fn print_fidelity(f: &Fidelity) {
+    println!(
+        "FP32 top-1: {:.2}%   INT8 top-1: {:.2}%   drop: {:.2} pp",
+        f.fp32_top1, f.int8_top1, f.drop
+    );
+    println!(
+        "agreement: {:.2}%   flips: {} FP32-right/INT8-wrong, {} FP32-wrong/INT8-right   McNemar p = {:.3}",
+        f.agreement, f.fp32_right_int8_wrong, f.fp32_wrong_int8_right, f.mcnemar_p
+    );
+    println!(
+        "logits: RMSE {:.4} ({:.4} of the FP32 logits' std)   KL(FP32 || INT8) {:.5} nats",
+        f.logit_rmse, f.logit_rmse_rel, f.kl
+    );
+}
+
+fn print_report(r: &EvalReport) {
+    println!("model:    {} ({})", r.model, r.arch);
+    println!("data:     {} ({} images)", r.data, r.images);
+    println!("adapter:  {}", r.adapter);
+    println!("top-1:    {:.2}% ({}/{})", r.top1, r.correct, r.images);
+    println!(
+        "speed:    {:.1} images/s ({:.1} s)",
+        r.images_per_sec, r.seconds
+    );
+    println!("per class:");
+    for c in &r.per_class {
+        println!("  {:<12} {:6.2}%  ({} images)", c.class, c.top1, c.images);
+    }
+}
+
+/// `synthcal eval`.
+pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
+    let inputs = [
+        Some(&args.model),
+        Some(&args.data),
+        args.fp32.as_ref(),
+        args.vs.as_ref(),
+    ];
+    let inputs: Vec<&Path> = inputs.into_iter().flatten().map(|p| p.as_path()).collect();
+    for out in [&args.json, &args.predictions].into_iter().flatten() {
+        crate::io::check_output_file(out, &inputs)?;
+    }
+    if args.json.is_some() && args.json == args.predictions {
+        return Err(Error::Invalid(
+            "--json and --predictions name the same file".into(),
+        ));
+    }
+    let model = Classifier::load(&args.model, args.arch.as_deref())?;
+    let mut ds =
+        load_data(&args.data, args.split, args.resize)?.map_classes(model.class_names())?;
+    if let Some(n) = args.limit {
+        let idx: Vec<usize> = (0..n.min(ds.len())).collect();
+        ds = ds.subset(&idx)?;
+    }
+    let label = args.model.display().to_string();
+    let hooks = super::bars::hooks(args.quiet);
+    let (r, l) = evaluate(gpu, &model, &ds, args.batch, args.no_fold, &label, &hooks)?;
+    print_report(&r);
+    if let Some(p) = &args.predictions {
+        crate::io::write_atomic(p, predictions_csv(&ds, &l, model.class_names()).as_bytes())?;
+    }
+    if let (true, Classifier::Int8(q)) = (args.cross_check, &model) {
+        let (n, diff) = cross_check(q, &ds, &l, &hooks)?;
+        println!("cross-check: GPU INT8 and CPU integer simulation disagree on {diff} of {n} predictions");
+    }
+    let k = model.class_names().len();
+    let mut json = serde_json::json!({ "model": r });
+    if let Some(fp) = &args.fp32 {
+        let base = Classifier::load(fp, args.arch.as_deref())?;
+        let (rf, lf) = evaluate(
+            gpu,
+            &base,
+            &ds,
+            args.batch,
+            args.no_fold,
+            &fp.display().to_string(),
+            &hooks,
+        )?;
+        let cmp = Comparison {
+            fidelity: fidelity(&lf, &l, ds.labels(), k),
+            fp32: rf,
+            int8: r.clone(),
+        };
+        println!();
+        print_fidelity(&cmp.fidelity);
+        json["comparison"] = serde_json::to_value(&cmp).unwrap_or_default();
+    }
+    if let Some(other) = &args.vs {
+        let b = Classifier::load(other, args.arch.as_deref())?;
+        let (rb, lb) = evaluate(
+            gpu,
+            &b,
+            &ds,
+            args.batch,
+            args.no_fold,
+            &other.display().to_string(),
+            &hooks,
+        )?;
+        let (ab, ba, p) = fidelity::paired(&l, &lb, ds.labels(), k);
+        println!();
+        println!(
+            "vs {}: top-1 {:.2}% vs {:.2}%; {ab} images only --model gets right, {ba} only --vs; McNemar p = {p:.3}",
+            other.display(),
+            r.top1,
+            rb.top1
+        );
+        let paired = Paired {
+            a: r.clone(),
+            b: rb,
+            a_right_b_wrong: ab,
+            a_wrong_b_right: ba,
+            mcnemar_p: p,
+        };
+        json["vs"] = serde_json::to_value(&paired).unwrap_or_default();
+    }
+    let json = serde_json::to_vec_pretty(&json);
+    if let Some(p) = &args.json {
+        let json = json.map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::io::write_atomic(p, &json)?;
+    }
+    Ok(())
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `--predictions`: one row per image of `ds`, with `logits` read `classes.len()` wide.
+fn predictions_csv(ds: &Dataset, logits: &[f32], classes: &[String]) -> String {
+    let k = classes.len();
+    let mut out = String::from("index,label_index,label,predicted_index,predicted");
+    for c in classes {
+        out += &format!(",{}", csv_field(&format!("logit_{c}")));
+    }
+    out.push('\n');
+    let pred = crate::eval::argmax_rows(logits, k);
+    for (i, (row, &p)) in logits.chunks(k).zip(&pred).enumerate() {
+        let l = ds.labels()[i] as usize;
+        out += &format!(
+            "{i},{l},{},{p},{}",
+            csv_field(&classes[l]),
+            csv_field(&classes[p])
+        );
+        for v in row {
+            // `{:?}` prints the shortest text that reads back as the same f32.
+            out += &format!(",{v:?}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_csv_has_a_row_per_image_with_exact_logits() {
+        let names: Vec<String> = ["cat", "dog, big"].iter().map(|s| s.to_string()).collect();
+        let ds =
+            Dataset::new(vec![0; 2 * data::IMG_BYTES], vec![1, 0], names.clone(), "t").unwrap();
+        let logits = [0.1f32, -2.5, 3.0, 1e-7];
+        let csv = predictions_csv(&ds, &logits, &names);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "index,label_index,label,predicted_index,predicted,logit_cat,\"logit_dog, big\"",
+                "0,1,\"dog, big\",0,cat,0.1,-2.5",
+                "1,0,cat,0,cat,3.0,1e-7",
+            ]
+        );
+        let back: f32 = "1e-7".parse().unwrap();
+        assert_eq!(back, logits[3]);
+    }
+}

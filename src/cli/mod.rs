@@ -1,0 +1,138 @@
+//! The `synthcal` command line, a client of the library: flags, defaults, printing,
+//! progress bars and Ctrl-C. Nothing in the library imports this module (built only with the
+//! `cli` feature).
+
+pub mod args;
+pub mod bars;
+pub mod calib_data;
+pub mod defaults;
+pub mod diagnose;
+pub mod eval;
+pub mod generate;
+pub mod quantize;
+pub mod reproduce;
+pub mod score;
+pub mod train_gan;
+pub mod zoo;
+
+use crate::gpu::{AdapterChoice, Gpu};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "synthcal",
+    version,
+    about = "INT8 post-training quantization of CIFAR-10 classifiers, calibrated with real or synthetic images, on any GPU through wgpu (or on a CPU through Mesa's lavapipe)."
+)]
+struct Cli {
+    /// GPU adapter to use: a backend (`vulkan`, `metal`, `dx12`, `gl`), a case-insensitive
+    /// substring of the adapter name (`llvmpipe`, `nvidia`), or both as `backend:name`.
+    /// Default: `$SYNTHCAL_ADAPTER`, else the best Vulkan, Metal or DX12 adapter (discrete, then
+    /// integrated, then CPU); OpenGL is used only when asked for (`gl`).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the selected GPU adapter, its compute limits and integer dot-product support.
+    Info,
+    /// Measure kernel throughput (GFLOP/s, GOP/s) on the selected adapter.
+    Bench {
+        /// Fewer repetitions (a rough figure in a few seconds).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// List the architectures of the model zoo.
+    Models,
+    /// Convert a PyTorch checkpoint (.th legacy or .pt zip format) to safetensors.
+    Import {
+        /// The checkpoint to read (never executed: only tensor data is accepted).
+        ckpt: PathBuf,
+        /// Output .safetensors file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
+        #[arg(long)]
+        arch: Option<String>,
+    },
+    /// Evaluate a classifier's (FP32 or INT8) top-1 accuracy on a CIFAR-10 split or an image
+    /// folder; with --fp32, compare an INT8 model with its FP32 source.
+    Eval(eval::EvalArgs),
+    /// Quantize an FP32 classifier to INT8 (POT DefaultQuantization) with a calibration set.
+    Quantize(quantize::QuantizeArgs),
+    /// Per-layer diagnosis of an INT8 model against its FP32 source: output and weight SQNR,
+    /// ranges and clipping, and the layers whose reversion to FP32 helps most.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Reproduce the study's Table 1: every model x calibration source x algorithm, with
+    /// fidelity columns, as report.md/.json/.csv plus charts (resumable).
+    Reproduce(reproduce::ReproduceArgs),
+    /// Train a DiStyleGAN generator on real CIFAR-10 (optionally distilling a teacher's
+    /// noise/class/image triples); checkpoints, sample grids, Ctrl-C safe, resumable.
+    TrainGan(train_gan::TrainGanArgs),
+    /// Write a class-balanced image folder (plus its noise vectors) from a DiStyleGAN generator.
+    Generate(generate::GenerateArgs),
+    /// Write a calibration source (real, gan, fractal, noise, ...) as a class-folder dataset.
+    CalibData(calib_data::CalibDataArgs),
+    /// Judge a calibration set with a CIFAR-10 classifier: classifier score (Inception-Score
+    /// formula), classifier FID against the real test set, and class agreement.
+    Score(score::ScoreArgs),
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let gpu = || Gpu::new(&AdapterChoice::from_flag_or_env(cli.adapter.as_deref()));
+    match &cli.cmd {
+        Cmd::Info => println!("{}", gpu()?.describe()),
+        Cmd::Bench { quick } => zoo::print_bench(&gpu()?, *quick)?,
+        Cmd::Models => zoo::print_zoo(),
+        Cmd::Import { ckpt, output, arch } => zoo::import(ckpt, output, arch.as_deref())?,
+        Cmd::Eval(args) => eval::run(&gpu()?, args)?,
+        Cmd::Quantize(args) => quantize::run(&gpu()?, args)?,
+        Cmd::Diagnose(args) => diagnose::run(&gpu()?, args)?,
+        Cmd::Reproduce(args) => reproduce::run(&gpu()?, args)?,
+        Cmd::TrainGan(args) => train_gan::run(&gpu()?, args)?,
+        Cmd::Generate(args) => generate::run(&gpu()?, args)?,
+        Cmd::CalibData(args) => calib_data::run(&gpu()?, args)?,
+        Cmd::Score(args) => score::run(&gpu()?, args)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand parses with only its required arguments, so each default goes through
+    /// its value parser: a parser typed differently from its field (`i32` for `usize`) panics
+    /// here instead of in a user's run.
+    #[test]
+    fn every_subcommand_parses_with_its_defaults() {
+        let cases: [&[&str]; 12] = [
+            &["info"],
+            &["bench"],
+            &["models"],
+            &["import", "c.pt", "-o", "m.safetensors"],
+            &["eval", "--model", "m", "--data", "d"],
+            &["quantize", "--model", "m", "--calib", "noise", "-o", "q"],
+            &["diagnose", "--model", "m", "--int8", "q", "--data", "d"],
+            &["reproduce"],
+            &["train-gan", "-o", "run"],
+            &["generate", "-o", "out"],
+            &["calib-data", "fractal", "-o", "out"],
+            &["score", "noise", "--model", "m"],
+        ];
+        for args in cases {
+            let argv = std::iter::once("synthcal").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! A batch of RGB images of one size: what a model takes as input.
+
+use super::{DataError, ResizePolicy, Result, RESIZE_FILTER};
+use std::ops::Range;
+use std::path::Path;
+
+/// N RGB images of `height` x `width` pixels, `u8` CHW per image, one after the other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Images {
+    pixels: Vec<u8>,
+    height: usize,
+    width: usize,
+}
+
+impl Images {
+    /// Images from their CHW bytes, `3 * height * width` per image.
+    pub fn new(pixels: Vec<u8>, height: usize, width: usize) -> Result<Images> {
+        let each = 3 * height * width;
+        if each == 0 || pixels.len() % each != 0 {
+            return Err(DataError::Invalid(format!(
+                "{} pixel bytes are not a whole number of 3x{height}x{width} images",
+                pixels.len()
+            )));
+        }
+        Ok(Images {
+            pixels,
+            height,
+            width,
+        })
+    }
+
+    /// Decodes image files (PNG or JPEG) to `[height, width]`: a file of another size is
+    /// resized (Catmull-Rom) or refused, as `policy` says.
+    pub fn load<P: AsRef<Path>>(
+        paths: &[P],
+        [height, width]: [usize; 2],
+        policy: ResizePolicy,
+    ) -> Result<Images> {
+        let mut pixels = Vec::with_capacity(paths.len() * 3 * height * width);
+        for p in paths {
+            let (chw, _) = decode_chw(p.as_ref(), [height, width], policy)?;
+            pixels.extend(chw);
+        }
+        Images::new(pixels, height, width)
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.pixels.len() / self.image_bytes()
+    }
+
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.pixels.is_empty()
+    }
+
+    /// Rows of pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Columns of pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Bytes per image (3 planes).
+    pub fn image_bytes(&self) -> usize {
+        3 * self.height * self.width
+    }
+
+    /// The CHW bytes of image `i`. Panics if `i >= len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        assert!(
+            i < self.len(),
+            "image {i} out of range (len {})",
+            self.len()
+        );
+        let n = self.image_bytes();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// All pixels, CHW per image.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// Images `range` as NCHW f32, `x = (v / 255 - mean[c]) / std[c]`.
+    ///
+    /// Bit-exact with torchvision `ToTensor()` + `Normalize(mean, std)`: ToTensor divides
+    /// by 255 in f32, Normalize then subtracts and divides in f32. Do not "optimize" to a
+    /// multiply by a precomputed reciprocal or a fused scale/offset: results would differ
+    /// in the last ulp. Panics if `range` is out of bounds.
+    pub fn to_f32_normalized(
+        &self,
+        range: Range<usize>,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Vec<f32> {
+        self.map_f32(range, |c, v| (v as f32 / 255.0 - mean[c]) / std[c])
+    }
+
+    /// Images `range` as NCHW f32 in [-1, 1]: `v / 127.5 - 1` (GAN convention).
+    /// Panics if `range` is out of bounds.
+    pub fn to_f32_unit_range(&self, range: Range<usize>) -> Vec<f32> {
+        self.map_f32(range, |_, v| v as f32 / 127.5 - 1.0)
+    }
+
+    fn map_f32(&self, range: Range<usize>, f: impl Fn(usize, u8) -> f32) -> Vec<f32> {
+        assert!(
+            range.start <= range.end && range.end <= self.len(),
+            "image range {range:?} out of bounds (len {})",
+            self.len()
+        );
+        let (n, plane) = (self.image_bytes(), self.height * self.width);
+        self.pixels[range.start * n..range.end * n]
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| f((k / plane) % 3, v))
+            .collect()
+    }
+}
+
+/// Decodes one image file to `[height, width]` CHW bytes; the flag says whether it was
+/// resized.
+pub(crate) fn decode_chw(
+    path: &Path,
+    [height, width]: [usize; 2],
+    policy: ResizePolicy,
+) -> Result<(Vec<u8>, bool)> {
+    let img_err = |source| DataError::Image {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| DataError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    let mut rgb = reader.decode().map_err(img_err)?.into_rgb8();
+    let (w, h) = (width as u32, height as u32);
+    let resized = rgb.dimensions() != (w, h);
+    if resized {
+        match policy {
+            ResizePolicy::Reject => {
+                return Err(DataError::WrongSize {
+                    path: path.to_path_buf(),
+                    width: rgb.width(),
+                    height: rgb.height(),
+                    want: [height, width],
+                })
+            }
+            ResizePolicy::Resize => rgb = image::imageops::resize(&rgb, w, h, RESIZE_FILTER),
+        }
+    }
+    let plane = height * width;
+    let mut chw = vec![0u8; 3 * plane];
+    for (p, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            chw[c * plane + p] = px.0[c];
+        }
+    }
+    Ok((chw, resized))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_carry_their_size_and_refuse_a_partial_image() {
+        let im = Images::new((0..2 * 3 * 4 * 5).map(|k| k as u8).collect(), 4, 5).unwrap();
+        assert_eq!(
+            (im.len(), im.height(), im.width(), im.image_bytes()),
+            (2, 4, 5, 60)
+        );
+        assert_eq!(im.image(1)[0], 60);
+        // Channel of each value: planes of 20.
+        let x = im.to_f32_normalized(1..2, [0.0; 3], [1.0 / 255.0; 3]);
+        assert_eq!(x.len(), 60);
+        assert_eq!(x[19], 79.0 * (1.0 / 255.0) / (1.0 / 255.0));
+        assert!(Images::new(vec![0; 59], 4, 5).is_err());
+        assert!(Images::new(vec![], 0, 5).is_err());
+    }
+
+    #[test]
+    fn files_are_decoded_to_the_asked_size_or_refused() {
+        let dir = std::env::temp_dir().join(format!("synthcal-images-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.png");
+        image::RgbImage::from_pixel(7, 5, image::Rgb([10, 20, 30]))
+            .save(&p)
+            .unwrap();
+        let im = Images::load(&[&p], [5, 7], ResizePolicy::Reject).unwrap();
+        assert_eq!((im.len(), im.height(), im.width()), (1, 5, 7));
+        assert!(im.image(0)[..35].iter().all(|&v| v == 10));
+        assert!(im.image(0)[70..].iter().all(|&v| v == 30));
+        let e = Images::load(&[&p], [32, 32], ResizePolicy::Reject).unwrap_err();
+        assert!(e.to_string().contains("a.png"), "{e}");
+        let big = Images::load(&[&p], [32, 32], ResizePolicy::Resize).unwrap();
+        assert_eq!(big.image_bytes(), 3072);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

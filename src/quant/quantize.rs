@@ -1,0 +1,110 @@
+//! The one call an app makes: a calibration source and options in, an INT8 model out, with
+//! its provenance recorded in the model.
+
+use super::{accuracy_aware, default_quantization, QuantModel, QuantOptions};
+use crate::calib::CalibSource;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::models::Model;
+use std::sync::Arc;
+
+/// The post-training quantization algorithm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Algorithm {
+    /// OpenVINO POT's DefaultQuantization: every conv and linear layer in INT8.
+    #[default]
+    Default,
+    /// Then revert the most harmful layers to FP32 until the top-1 drop on the labelled
+    /// calibration set is within [`QuantOptions::max_drop`].
+    AccuracyAware,
+}
+
+/// Quantizes `model` with images from `source` (see [`QuantOptions`] for the choices).
+///
+/// The returned model records its provenance (see [`QuantModel::provenance`]).
+pub fn quantize(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    source: &CalibSource,
+    opts: &QuantOptions,
+) -> Result<QuantModel> {
+    let calib = source.load(gpu, Some(model), &opts.hooks)?;
+    let mut q = quantize_with_set(gpu, model, &calib, opts)?;
+    let seed = match source {
+        CalibSource::Real { seed, .. }
+        | CalibSource::Gan { seed, .. }
+        | CalibSource::Fractal { seed, .. }
+        | CalibSource::Noise { seed, .. }
+        | CalibSource::Distill { seed, .. } => format!(", seed {seed}"),
+        CalibSource::Folder(_) | CalibSource::Images(_) => String::new(),
+    };
+    let what = format!("{} ({} images{seed})", calib.source(), calib.len());
+    q.meta.insert("calibration".into(), what);
+    Ok(q)
+}
+
+/// [`quantize`] with a calibration set already in memory (labelled with the model's classes).
+pub fn quantize_with_set(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+) -> Result<QuantModel> {
+    let mut q = match opts.algorithm {
+        Algorithm::Default => default_quantization(gpu, model, calib, opts)?,
+        Algorithm::AccuracyAware => {
+            let (mut q, r) = accuracy_aware(gpu, model, calib, opts, opts.max_drop)?;
+            let report = serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+            q.meta.insert("accuracy_aware".into(), report);
+            q
+        }
+    };
+    for name in &opts.keep_fp32 {
+        let node = q
+            .layers
+            .keys()
+            .copied()
+            .find(|&l| q.graph.nodes[l].name == *name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = q
+                    .layers
+                    .keys()
+                    .map(|&l| q.graph.nodes[l].name.as_str())
+                    .collect();
+                Error::Invalid(format!(
+                    "keep in FP32: {name} is no quantized layer's name; layers: {}",
+                    names.join(", ")
+                ))
+            })?;
+        q = q.clone_without(node);
+    }
+    if q.layers.is_empty() {
+        return Err(Error::Invalid(
+            "no layer is left in INT8 (the layers to keep in FP32 name them all)".into(),
+        ));
+    }
+    let algorithm = match opts.algorithm {
+        Algorithm::Default => "default".to_string(),
+        Algorithm::AccuracyAware => format!("accuracy-aware (max drop {})", opts.max_drop),
+    };
+    let meta = [
+        ("algorithm", algorithm),
+        ("estimator", format!("{:?}", opts.estimator)),
+        ("bias_correction", opts.bias_correction.to_string()),
+        (
+            "depthwise_per_channel",
+            opts.depthwise_per_channel.to_string(),
+        ),
+        ("synthcal_version", env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "calibration",
+            format!("{} ({} images)", calib.source(), calib.len()),
+        ),
+    ];
+    for (k, v) in meta {
+        q.meta.insert(k.into(), v);
+    }
+    Ok(q)
+}
