@@ -16,7 +16,7 @@ impl Images {
     /// Images from their CHW bytes, `3 * height * width` per image.
     pub fn new(pixels: Vec<u8>, height: usize, width: usize) -> Result<Images> {
         let each = 3 * height * width;
-        if each == 0 || pixels.len() % each != 0 {
+        if each == 0 || !pixels.len().is_multiple_of(each) {
             return Err(DataError::Invalid(format!(
                 "{} pixel bytes are not a whole number of 3x{height}x{width} images",
                 pixels.len()
