@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod chart;
 pub mod diagnose;
 pub mod eigen;
 pub mod fidelity;
