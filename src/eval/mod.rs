@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod chart;
 pub mod diagnose;
 pub mod eigen;
 pub mod fidelity;
