@@ -1,24 +1,73 @@
-//! synthcal: data-free INT8 post-training quantization on wgpu.
+//! synthcal: INT8 post-training quantization of image classifiers without their training
+//! data, on any GPU through wgpu (or a CPU through Mesa's lavapipe).
+//!
+//! Calibration images come from a class-conditional GAN, fractals, noise, the model's own
+//! BatchNorm statistics, or real images when you have them ([`CalibSource`]). The whole API:
+//! a [`Gpu`], a [`Model`] to [`quantize`] into a [`QuantizedModel`], [`Images`] to
+//! classify, and the [`Logits`] that come back.
+//!
+//! ```no_run
+//! use synthcal::{quantize, CalibSource, Gpu, Images, Model, QuantOptions, ResizePolicy};
+//!
+//! # fn main() -> synthcal::Result<()> {
+//! let gpu = Gpu::default_adapter()?;
+//! let model = Model::load("resnet20.safetensors")?;
+//! let source = CalibSource::Gan {
+//!     generator: "assets/distylegan-cifar10.safetensors".into(),
+//!     per_class: 50,
+//!     seed: 0,
+//! };
+//! let int8 = quantize(&gpu, &model, &source, &QuantOptions::default())?;
+//! int8.save("resnet20-int8.safetensors")?;
+//! let images = Images::load(&["cat.png"], model.input_size(), ResizePolicy::Resize)?;
+//! for (class, p) in int8.predict(&gpu, &images)?.top_k(0, 3) {
+//!     println!("{class}: {:.1}%", 100.0 * p);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Long work reports progress and can be stopped through [`Hooks`] (in
+//! [`QuantOptions::hooks`]). Modules hidden from these docs (`ops`, `cpu`, `graph`, `gpu`'s
+//! stream and buffer pool, ...) are the engine's internals: public only for synthcal's own
+//! tests and benchmarks, with no stability promise.
+#![warn(missing_docs)]
 
-pub mod bench;
 pub mod calib;
-#[cfg(feature = "cli")]
-#[doc(hidden)]
-pub mod cli;
-pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod eval;
-pub mod gan;
 pub mod gpu;
-pub mod graph;
-pub mod io;
-pub mod limits;
+pub mod infer;
 pub mod models;
-pub mod ops;
 pub mod progress;
 pub mod quant;
+
+#[doc(hidden)]
+pub mod bench;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod cpu;
+#[doc(hidden)]
+pub mod gan;
+#[doc(hidden)]
+pub mod graph;
+#[doc(hidden)]
+pub mod io;
+#[doc(hidden)]
+pub mod limits;
+#[doc(hidden)]
+pub mod ops;
 #[doc(hidden)]
 pub mod testing;
 
+pub use calib::CalibSource;
+pub use data::{Dataset, Images, ResizePolicy};
 pub use error::{Error, Result};
+pub use gpu::{AdapterChoice, Gpu};
+pub use infer::Logits;
+pub use models::Model;
+pub use progress::{Cancel, Hooks, Progress};
+pub use quant::{quantize, Algorithm, Provenance, QuantOptions, QuantizedModel};

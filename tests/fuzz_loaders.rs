@@ -16,7 +16,7 @@ use synthcal::cpu::Array;
 use synthcal::graph::Params;
 use synthcal::io::{read_safetensors, write_tensor_data};
 use synthcal::models::{self, read_params};
-use synthcal::quant::QuantModel;
+use synthcal::quant::QuantizedModel;
 
 thread_local! {
     /// Set while this thread loads mutants: its panics are recorded here, not printed.
@@ -263,7 +263,7 @@ fn safetensors_model_mutants() {
 /// Loads an INT8 file and, when it loads, runs it on the CPU reference: whatever the
 /// validation lets through must run without a panic.
 fn load_int8(p: &Path) -> Result<(), String> {
-    let q = QuantModel::load(p).map_err(|e| e.to_string())?;
+    let q = QuantizedModel::load(p).map_err(|e| e.to_string())?;
     q.cpu_logits(&Array::random(&[1, 3, 32, 32], 9))
         .map(|_| ())
         .map_err(|e| format!("{}: runs with {e}", p.display()))
@@ -390,7 +390,7 @@ fn int8_graph_indices_are_checked() {
     let path = edit_int8("bad-input.safetensors", "graph", |g| {
         g["nodes"][4]["inputs"][1] = 99.into()
     });
-    let e = QuantModel::load(&path).err().unwrap().to_string();
+    let e = QuantizedModel::load(&path).err().unwrap().to_string();
     assert!(
         e.contains("bad-input.safetensors") && e.contains("node 4 `add`") && e.contains("99"),
         "{e}"
@@ -398,7 +398,7 @@ fn int8_graph_indices_are_checked() {
     let path = edit_int8("bad-output.safetensors", "graph", |g| {
         g["output"] = 500.into()
     });
-    let e = QuantModel::load(&path).err().unwrap().to_string();
+    let e = QuantizedModel::load(&path).err().unwrap().to_string();
     assert!(
         e.contains("bad-output.safetensors") && e.contains("500"),
         "{e}"
@@ -407,7 +407,7 @@ fn int8_graph_indices_are_checked() {
         l[0]["node"] = 3.into();
         l[0]["name"] = "bn2".into();
     });
-    let e = QuantModel::load(&path).err().unwrap().to_string();
+    let e = QuantizedModel::load(&path).err().unwrap().to_string();
     assert!(
         e.contains("bad-layer.safetensors") && e.contains("`bn2`: not a conv/linear"),
         "{e}"
@@ -424,7 +424,7 @@ fn int8_zero_scale_names_file_and_layer() {
         v[2] = 0.0;
     }
     write_tensor_data(&path, &t, &meta).unwrap();
-    let e = QuantModel::load(&path).err().unwrap().to_string();
+    let e = QuantizedModel::load(&path).err().unwrap().to_string();
     assert!(
         e.contains("zero-scale.safetensors")
             && e.contains("`conv1`")
@@ -434,7 +434,7 @@ fn int8_zero_scale_names_file_and_layer() {
     let path = edit_int8("zero-input-scale.safetensors", "layers", |l| {
         l[1]["input_scale"] = 1e-45.into()
     });
-    let e = QuantModel::load(&path).err().unwrap().to_string();
+    let e = QuantizedModel::load(&path).err().unwrap().to_string();
     assert!(
         e.contains("zero-input-scale.safetensors") && e.contains("`fc`"),
         "{e}"

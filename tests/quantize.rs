@@ -7,7 +7,7 @@ use synthcal::cli::calib_data::CalibSetArgs;
 use synthcal::cpu::Array;
 use synthcal::data::Dataset;
 use synthcal::models::{arch, random_params, Model};
-use synthcal::quant::{default_quantization, QuantModel, QuantOptions};
+use synthcal::quant::{default_quantization, QuantOptions, QuantizedModel};
 
 fn noise_set(n: usize, seed: u64) -> Dataset {
     let px: Vec<u8> = Array::random(&[n * 3072], seed)
@@ -22,7 +22,7 @@ fn noise_set(n: usize, seed: u64) -> Dataset {
     Dataset::new(px, (0..n).map(|i| (i % 10) as u8).collect(), names, "noise").unwrap()
 }
 
-fn quantized(name: &str) -> (Model, QuantModel) {
+fn quantized(name: &str) -> (Model, QuantizedModel) {
     let gpu = common::gpu();
     let a = arch(name).unwrap();
     let p = random_params(&a, 3);
@@ -37,7 +37,7 @@ fn quantized(name: &str) -> (Model, QuantModel) {
     (model, q)
 }
 
-fn gpu_logits(q: &QuantModel, x: &Array) -> Vec<f32> {
+fn gpu_logits(q: &QuantizedModel, x: &Array) -> Vec<f32> {
     let gpu = common::gpu();
     q.runner(&gpu)
         .unwrap()
@@ -96,7 +96,7 @@ fn int8_files_round_trip() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("m.safetensors");
     q.save(&path).unwrap();
-    let back = QuantModel::load(&path).unwrap();
+    let back = QuantizedModel::load(&path).unwrap();
     assert_eq!(back.layers, q.layers);
     let x = Array::random(&[2, 3, 32, 32], 4);
     assert_eq!(gpu_logits(&back, &x), gpu_logits(&q, &x));
@@ -110,7 +110,7 @@ fn int8_files_round_trip() {
     meta.insert("note".into(), "tampered".into());
     let bad = dir.join("bad.safetensors");
     synthcal::io::write_tensor_data(&bad, &kept, &meta).unwrap();
-    let e = QuantModel::load(&bad)
+    let e = QuantizedModel::load(&bad)
         .err()
         .expect("tampered file must not load")
         .to_string();
@@ -119,7 +119,7 @@ fn int8_files_round_trip() {
     let (_, qs) = quantized("shufflenetv2_x0_5");
     let p2 = dir.join("s.safetensors");
     qs.save(&p2).unwrap();
-    assert_eq!(QuantModel::load(&p2).unwrap().layers, qs.layers);
+    assert_eq!(QuantizedModel::load(&p2).unwrap().layers, qs.layers);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -200,7 +200,7 @@ fn diagnose_reports_every_quantized_layer() {
     // As loaded from a file: without the FP32 weights of its INT8 layers.
     let p = std::env::temp_dir().join(format!("synthcal-diag-{}.safetensors", std::process::id()));
     q.save(&p).unwrap();
-    let q = QuantModel::load(&p).unwrap();
+    let q = QuantizedModel::load(&p).unwrap();
     std::fs::remove_file(&p).ok();
     let d =
         synthcal::eval::diagnose::diagnose(&gpu, &model, &q, &ds, 20, &Default::default()).unwrap();
@@ -344,6 +344,7 @@ fn reproduce_writes_the_report_and_resumes() {
         "report.json",
         "report.csv",
         "drops.png",
+        "drops.svg",
         "samples_noise.png",
     ] {
         assert!(dir.join("report").join(f).exists(), "{f}");

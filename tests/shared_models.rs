@@ -4,7 +4,8 @@
 mod common;
 
 use synthcal::data::{self, Split};
-use synthcal::eval::{accuracy, argmax_rows, logits, Classifier};
+use synthcal::eval::{accuracy, Classifier};
+use synthcal::infer::{argmax_rows, logits};
 
 fn top1(c: &Classifier, ds: &data::Dataset) -> f64 {
     let gpu = common::gpu();
@@ -136,7 +137,7 @@ fn import_round_trips_through_safetensors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn int8_logits(q: &synthcal::quant::QuantModel, ds: &data::Dataset) -> Vec<f32> {
+fn int8_logits(q: &synthcal::quant::QuantizedModel, ds: &data::Dataset) -> Vec<f32> {
     logits(
         &q.runner(&common::gpu()).unwrap(),
         q.norm,
@@ -235,7 +236,7 @@ fn reproduce_numbers_match_an_independent_recomputation() {
     let q = synthcal::quant::default_quantization(&gpu, &model, &calib, &opts).unwrap();
     let file = dir.join("r20.int8.safetensors");
     q.save(&file).unwrap();
-    let q = synthcal::quant::QuantModel::load(&file).unwrap();
+    let q = synthcal::quant::QuantizedModel::load(&file).unwrap();
     let test = first(
         &data::load_cifar10_bin(sh.join("data/cifar-10-batches-bin"), Split::Test).unwrap(),
         200,

@@ -26,11 +26,15 @@ pub const DEFAULT_IMAGES: usize = 32;
 /// How the images are optimized.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DistillOptions {
+    /// Images to make.
     pub images: usize,
+    /// Adam steps per batch.
     pub iterations: usize,
     /// Images optimized together (their batch statistics enter the loss).
     pub batch: usize,
+    /// Adam learning rate on the pixels.
     pub lr: f32,
+    /// Seed of the starting noise.
     pub seed: u64,
 }
 
@@ -153,9 +157,9 @@ pub fn distill_images(
         "distilled",
     )?;
     // Labels: the classifier's own prediction on the final (rounded) images.
-    let runner = crate::eval::fp32_runner(gpu, model, false)?;
-    let logits = crate::eval::logits(&runner, norm, &unlabeled, 250, &Default::default())?;
-    let labels = crate::eval::argmax_rows(&logits, names.len())
+    let runner = crate::infer::fp32_runner(gpu, model, false)?;
+    let logits = crate::infer::logits(&runner, norm, &unlabeled, 250, &Default::default())?;
+    let labels = crate::infer::argmax_rows(&logits, names.len())
         .into_iter()
         .map(|l| l as u8)
         .collect();

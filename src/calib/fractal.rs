@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const SHADER: Shader = crate::shader!("fractal");
+/// Fractal systems drawn per class (each image picks one).
 pub const VARIANTS: usize = 25;
 const MAX_MAPS: usize = 7;
 const CANVAS: usize = 64;

@@ -4,7 +4,7 @@ use super::eval::{load_data, SplitArg};
 use crate::error::{Error, Result};
 use crate::eval::diagnose::{diagnose, plot};
 use crate::gpu::Gpu;
-use crate::quant::QuantModel;
+use crate::quant::QuantizedModel;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,8 +32,8 @@ pub struct DiagnoseArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write a PNG bar chart of per-layer SQNR here (output: blue, weights: grey; grid every
-    /// 10 dB).
+    /// Write a bar chart of each layer's output and weight SQNR (dB) here, with labeled axes
+    /// and a legend: PNG or SVG, by the extension (.png, .svg).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// No progress bars.
@@ -60,7 +60,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
         }
     }
     let model = crate::models::load_model(&args.model, None)?;
-    let q = QuantModel::load(&args.int8)?;
+    let q = QuantizedModel::load(&args.int8)?;
     let mut ds = load_data(&args.data, args.split, false)?.map_classes(&model.class_names)?;
     let idx: Vec<usize> = (0..args.limit.min(ds.len())).collect();
     ds = ds.subset(&idx)?;

@@ -233,7 +233,7 @@ fn predictions_csv(ds: &Dataset, logits: &[f32], classes: &[String]) -> String {
         out += &format!(",{}", csv_field(&format!("logit_{c}")));
     }
     out.push('\n');
-    let pred = crate::eval::argmax_rows(logits, k);
+    let pred = crate::infer::argmax_rows(logits, k);
     for (i, (row, &p)) in logits.chunks(k).zip(&pred).enumerate() {
         let l = ds.labels()[i] as usize;
         out += &format!(

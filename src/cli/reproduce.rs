@@ -6,11 +6,12 @@
 use super::defaults::{missing, model_path};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
+use crate::eval::chart::BarChart;
 use crate::eval::score::{self, Quality};
-use crate::eval::{fidelity, logits, Classifier, Fidelity};
+use crate::eval::{fidelity, Classifier, Fidelity};
 use crate::gpu::Gpu;
+use crate::infer::logits;
 use crate::quant::{quantize_with_set, Algorithm, QuantOptions};
-use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -227,7 +228,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
-/// report.md (Table 1 layout plus fidelity), report.json, report.csv and drops.png.
+/// report.md (Table 1 layout plus fidelity), report.json, report.csv and the drops chart
+/// (drops.png and drops.svg).
 pub fn write_report(
     dir: &Path,
     cells: &[Cell],
@@ -288,49 +290,95 @@ pub fn write_report(
     crate::io::write_atomic(dir.join("report.csv"), csv.as_bytes())?;
     let j = serde_json::to_vec_pretty(cells).map_err(|e| Error::Invalid(e.to_string()))?;
     crate::io::write_atomic(dir.join("report.json"), &j)?;
-    drops_chart(dir, cells)
+    let chart = drops(cells);
+    chart.write(&dir.join("drops.svg"))?;
+    chart.write(&dir.join("drops.png"))
 }
 
-/// One bar per cell (in report order), height = drop; a grey line every 0.5 pp, red bars for
-/// negative drops (INT8 better).
-fn drops_chart(dir: &Path, cells: &[Cell]) -> Result<()> {
-    let (bar, gap, h) = (14u32, 6u32, 240u32);
-    let w = 20 + cells.len().max(1) as u32 * (bar + gap);
-    let top = cells
-        .iter()
-        .map(|c| c.fidelity.drop.abs())
-        .fold(1.0f64, f64::max)
-        .min(20.0);
-    let mid = h / 2;
-    let px = |v: f64| ((v.abs().min(top) / top) * (mid - 10) as f64) as u32;
-    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let mut g = 0.0;
-    while g <= top {
-        for x in 0..w {
-            img.put_pixel(x, mid - px(g), Rgb([225, 225, 225]));
-            img.put_pixel(x, mid + px(g), Rgb([225, 225, 225]));
-        }
-        g += 0.5;
-    }
-    for (i, c) in cells.iter().enumerate() {
-        let x0 = 10 + i as u32 * (bar + gap);
-        let d = c.fidelity.drop;
-        let (y0, y1, col) = if d >= 0.0 {
-            (mid - px(d), mid, [40, 90, 200])
-        } else {
-            (mid, mid + px(d), [200, 60, 60])
-        };
-        for x in x0..x0 + bar {
-            for y in y0..=y1 {
-                img.put_pixel(x, y, Rgb(col));
+/// The `reproduce` drops chart: one group per model, one series per calibration source (and
+/// algorithm, when the cells have more than one), bar = the top-1 drop in percentage points.
+pub fn drops(cells: &[Cell]) -> BarChart {
+    fn unique<'a>(it: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut out: Vec<&str> = Vec::new();
+        for s in it {
+            if !out.contains(&s) {
+                out.push(s);
             }
         }
+        out
     }
-    for x in 0..w {
-        img.put_pixel(x, mid, Rgb([0, 0, 0]));
+    let models = unique(cells.iter().map(|c| c.model.as_str()));
+    let algorithms = unique(cells.iter().map(|c| c.algorithm.as_str()));
+    let name = |c: &Cell| match algorithms.len() {
+        1 => c.source.clone(),
+        _ => format!("{} / {}", c.source, c.algorithm),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for c in cells {
+        if !names.contains(&name(c)) {
+            names.push(name(c));
+        }
     }
-    let path = dir.join("drops.png");
-    let bytes = crate::data::encode_png(&img, &path)?;
-    crate::io::write_atomic(&path, &bytes)?;
-    Ok(())
+    let mut chart = BarChart::new(
+        &match algorithms[..] {
+            [a] => format!("Top-1 drop of INT8 against FP32 ({a} quantization)"),
+            _ => "Top-1 drop of INT8 against FP32".into(),
+        },
+        "model",
+        "drop (pp, FP32 - INT8; below 0: INT8 better)",
+        models.iter().map(|m| m.to_string()).collect(),
+    );
+    for s in names {
+        let values = models
+            .iter()
+            .map(|m| {
+                let cell = cells.iter().rev().find(|c| c.model == *m && name(c) == s);
+                cell.map(|c| c.fidelity.drop)
+            })
+            .collect();
+        chart = chart.series(&s, values);
+    }
+    chart
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(model: &str, source: &str, algorithm: &str, drop: f64) -> Cell {
+        Cell {
+            model: model.into(),
+            source: source.into(),
+            algorithm: algorithm.into(),
+            calibration: String::new(),
+            fp32_layers: Vec::new(),
+            fidelity: crate::eval::fidelity::example(drop),
+            quality: None,
+            seconds: 1.0,
+        }
+    }
+
+    /// Models are the groups and sources the legend, in report order; a cell that was not
+    /// run is a missing bar, not a zero.
+    #[test]
+    fn drops_chart_groups_models_and_names_sources() {
+        let cells = [
+            cell("resnet20", "real", "default", 0.4),
+            cell("resnet20", "gan", "default", 1.5),
+            cell("resnet56", "real", "default", -0.2),
+        ];
+        let c = drops(&cells);
+        assert_eq!(c.groups, ["resnet20", "resnet56"]);
+        assert_eq!(c.series[0], ("real".into(), vec![Some(0.4), Some(-0.2)]));
+        assert_eq!(c.series[1], ("gan".into(), vec![Some(1.5), None]));
+        assert!(c.title.contains("default"), "{}", c.title);
+        let two = [
+            cell("resnet20", "real", "default", 0.4),
+            cell("resnet20", "real", "accuracy-aware", 0.1),
+        ];
+        let names: Vec<_> = drops(&two).series.into_iter().map(|s| s.0).collect();
+        assert_eq!(names, ["real / default", "real / accuracy-aware"]);
+        let texts = crate::eval::chart::svg_texts(&drops(&cells).render_svg().unwrap());
+        assert!(texts.iter().any(|t| t == "-0.20"), "{texts:?}");
+    }
 }

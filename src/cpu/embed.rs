@@ -3,7 +3,7 @@
 
 use super::Array;
 
-/// labels [N] -> [N, K].
+/// labels `[N]` -> `[N, K]`.
 pub fn one_hot(labels: &[i32], k: usize) -> Array {
     let mut out = Array::zeros(&[labels.len(), k]);
     for (n, &l) in labels.iter().enumerate() {

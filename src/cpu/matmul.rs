@@ -3,7 +3,7 @@
 use super::elementwise::Act;
 use super::Array;
 
-/// C[b] = op(A[b]) * op(B[b]) for 3-d A, B; op transposes the last two axes when asked.
+/// `C[b] = op(A[b]) * op(B[b])` for 3-d A, B; op transposes the last two axes when asked.
 /// A batch of 1 broadcasts over the other operand's batch.
 pub fn matmul(a: &Array, b: &Array, trans_a: bool, trans_b: bool) -> Array {
     let [ba, ar, ac] = a.shape[..] else {

@@ -17,6 +17,7 @@ const SUBDIR: &str = "cifar-10-batches-bin";
 /// Records in each official file; a file of that name holding fewer was cut short.
 pub(super) const OFFICIAL_RECORDS: usize = 10_000;
 
+/// A CIFAR-10 split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     /// `data_batch_1.bin` .. `data_batch_5.bin`, 50,000 images in file order.

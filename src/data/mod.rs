@@ -64,43 +64,65 @@ pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.
 /// Errors from this module; each names the file involved where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A file could not be read.
     #[error("{}: {source}", .path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The CIFAR-10 binary files are not in the folder.
     #[error(
         "CIFAR-10 binary files not found in {}: missing {}. Expected data_batch_1.bin .. \
          data_batch_5.bin (train) and test_batch.bin (test) in that directory or in its \
          cifar-10-batches-bin/ subdirectory; download and extract {CIFAR10_URL}",
         .dir.display(), .missing.join(", ")
     )]
-    Missing { dir: PathBuf, missing: Vec<String> },
+    Missing {
+        /// The folder searched.
+        dir: PathBuf,
+        /// The files not found.
+        missing: Vec<String>,
+    },
     #[error(
         "{}: length {len} bytes is not a multiple of the 3073-byte CIFAR record; \
          record {record} starting at byte offset {offset} is truncated",
         .path.display()
     )]
+    /// A CIFAR-10 binary file ends inside a record.
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Its length in bytes.
         len: u64,
+        /// The truncated record.
         record: usize,
+        /// Where that record starts.
         offset: u64,
     },
     #[error(
         "{}: record {record} at byte offset {offset} has label {label}, expected 0..=9",
         .path.display()
     )]
+    /// A CIFAR-10 record's label is not a class.
     BadLabel {
+        /// The file.
         path: PathBuf,
+        /// The record.
         record: usize,
+        /// Where that record starts.
         offset: u64,
+        /// The label found.
         label: u8,
     },
+    /// An image file could not be decoded.
     #[error("{}: {source}", .path.display())]
     Image {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: image::ImageError,
     },
@@ -109,20 +131,35 @@ pub enum DataError {
          them with resizing on)",
         .path.display(), .want[1], .want[0]
     )]
+    /// An image is not of the size asked for.
     WrongSize {
+        /// The file.
         path: PathBuf,
+        /// Its width.
         width: u32,
+        /// Its height.
         height: u32,
         /// The size asked for, `[height, width]`.
         want: [usize; 2],
     },
+    /// A file that is not in the expected format.
     #[error("{}: {msg}", .path.display())]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A class has fewer images than a balanced draw asks for.
     #[error("class {class} ({name}) has {have} images, {want} requested")]
     NotEnough {
+        /// The class index.
         class: usize,
+        /// Its name.
         name: String,
+        /// Images it has.
         have: usize,
+        /// Images asked for.
         want: usize,
     },
     #[error(
@@ -130,9 +167,13 @@ pub enum DataError {
          folders (and classes.txt lines) after them",
         .known.len(), .known.join(", ")
     )]
+    /// Images of a class the model does not have.
     UnknownClass {
+        /// Where the class was found (a folder or file).
         origin: String,
+        /// The unknown class.
         name: String,
+        /// The model's classes.
         known: Vec<String>,
     },
     #[error(
@@ -140,15 +181,21 @@ pub enum DataError {
          ({} bytes). To use a subset, give it another file name and pass that file",
         .path.display(), cifar::OFFICIAL_RECORDS, cifar::OFFICIAL_RECORDS * (IMG_BYTES + 1)
     )]
+    /// A file named like an official CIFAR-10 file does not hold its 10,000 records.
     NotOfficialSize {
+        /// The file.
         path: PathBuf,
+        /// Its length in bytes.
         len: u64,
+        /// Records it holds.
         records: usize,
     },
+    /// Anything else, described.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// This module's result type.
 pub type Result<T> = std::result::Result<T, DataError>;
 
 /// Labelled images (see [`Images`]) with class names and provenance.

@@ -4,8 +4,6 @@
 //! Drawn with `plotters`; text uses DejaVu Sans from the `dejavu` crate, so neither building
 //! nor running needs fontconfig or system fonts. The SVG names the family `sans-serif`.
 
-use super::diagnose::Diagnosis;
-use super::reproduce::Cell;
 use crate::error::{Error, Result};
 use image::RgbImage;
 use plotters::coord::Shift;
@@ -319,73 +317,19 @@ fn register_font() -> std::result::Result<(), &'static str> {
         .ok_or("the embedded DejaVu Sans font could not be loaded")
 }
 
-/// The `reproduce` drops chart: one group per model, one series per calibration source (and
-/// algorithm, when the cells have more than one), bar = the top-1 drop in percentage points.
-pub fn drops(cells: &[Cell]) -> BarChart {
-    fn unique<'a>(it: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-        let mut out: Vec<&str> = Vec::new();
-        for s in it {
-            if !out.contains(&s) {
-                out.push(s);
-            }
-        }
-        out
-    }
-    let models = unique(cells.iter().map(|c| c.model.as_str()));
-    let algorithms = unique(cells.iter().map(|c| c.algorithm.as_str()));
-    let name = |c: &Cell| match algorithms.len() {
-        1 => c.source.clone(),
-        _ => format!("{} / {}", c.source, c.algorithm),
-    };
-    let mut names: Vec<String> = Vec::new();
-    for c in cells {
-        if !names.contains(&name(c)) {
-            names.push(name(c));
-        }
-    }
-    let mut chart = BarChart::new(
-        &match algorithms[..] {
-            [a] => format!("Top-1 drop of INT8 against FP32 ({a} quantization)"),
-            _ => "Top-1 drop of INT8 against FP32".into(),
-        },
-        "model",
-        "drop (pp, FP32 - INT8; below 0: INT8 better)",
-        models.iter().map(|m| m.to_string()).collect(),
-    );
-    for s in names {
-        let values = models
-            .iter()
-            .map(|m| {
-                let cell = cells.iter().rev().find(|c| c.model == *m && name(c) == s);
-                cell.map(|c| c.fidelity.drop)
-            })
-            .collect();
-        chart = chart.series(&s, values);
-    }
-    chart
-}
-
-/// The `diagnose` chart: per-layer SQNR of the INT8 output and weights (dB), one group per
-/// layer; an infinite SQNR (an exact layer) is printed as "∞" with no bar.
-pub fn layer_sqnr(d: &Diagnosis) -> BarChart {
-    let finite = |v: f64| v.is_finite().then_some(v);
-    let mut chart = BarChart::new(
-        "Per-layer SQNR of the INT8 model against FP32",
-        "layer",
-        "SQNR (dB, higher is better)",
-        d.layers.iter().map(|l| l.name.clone()).collect(),
-    )
-    .series(
-        "output",
-        d.layers.iter().map(|l| finite(l.output_sqnr_db)).collect(),
-    )
-    .series(
-        "weights",
-        d.layers.iter().map(|l| finite(l.weight_sqnr_db)).collect(),
-    );
-    chart.decimals = 1;
-    chart.missing_label = "∞".into();
-    chart
+#[cfg(test)]
+/// The text of every `<text>` element, unescaped.
+pub(crate) fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .map(|t| {
+            let body = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
+            body.trim()
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -401,20 +345,6 @@ mod tests {
         )
         .series("real", vec![Some(1.25), Some(-0.5), None])
         .series("gan", vec![Some(3.0), Some(0.0), Some(2.5)])
-    }
-
-    /// The text of every `<text>` element, unescaped.
-    fn svg_texts(svg: &str) -> Vec<String> {
-        svg.split("<text")
-            .skip(1)
-            .map(|t| {
-                let body = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
-                body.trim()
-                    .replace("&lt;", "<")
-                    .replace("&gt;", ">")
-                    .replace("&amp;", "&")
-            })
-            .collect()
     }
 
     /// (y, height) of every filled `<rect>` in `color`.
@@ -436,94 +366,6 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("synthcal-chart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)
-    }
-
-    fn fidelity(drop: f64) -> crate::eval::Fidelity {
-        crate::eval::Fidelity {
-            images: 100,
-            fp32_top1: 90.0,
-            int8_top1: 90.0 - drop,
-            drop,
-            agreement: 95.0,
-            fp32_right_int8_wrong: 3,
-            fp32_wrong_int8_right: 1,
-            logit_rmse: 0.1,
-            logit_rmse_rel: 0.01,
-            kl: 0.001,
-            mcnemar_p: 0.5,
-        }
-    }
-
-    fn cell(model: &str, source: &str, algorithm: &str, drop: f64) -> Cell {
-        Cell {
-            model: model.into(),
-            source: source.into(),
-            algorithm: algorithm.into(),
-            calibration: String::new(),
-            fp32_layers: Vec::new(),
-            fidelity: fidelity(drop),
-            quality: None,
-            seconds: 1.0,
-        }
-    }
-
-    /// Models are the groups and sources the legend, in report order; a cell that was not
-    /// run is a missing bar, not a zero.
-    #[test]
-    fn drops_chart_groups_models_and_names_sources() {
-        let cells = [
-            cell("resnet20", "real", "default", 0.4),
-            cell("resnet20", "gan", "default", 1.5),
-            cell("resnet56", "real", "default", -0.2),
-        ];
-        let c = drops(&cells);
-        assert_eq!(c.groups, ["resnet20", "resnet56"]);
-        assert_eq!(c.series[0], ("real".into(), vec![Some(0.4), Some(-0.2)]));
-        assert_eq!(c.series[1], ("gan".into(), vec![Some(1.5), None]));
-        assert!(c.title.contains("default"), "{}", c.title);
-        let two = [
-            cell("resnet20", "real", "default", 0.4),
-            cell("resnet20", "real", "accuracy-aware", 0.1),
-        ];
-        let names: Vec<_> = drops(&two).series.into_iter().map(|s| s.0).collect();
-        assert_eq!(names, ["real / default", "real / accuracy-aware"]);
-        let texts = svg_texts(&drops(&cells).render_svg().unwrap());
-        assert!(texts.iter().any(|t| t == "-0.20"), "{texts:?}");
-    }
-
-    /// An exact layer (infinite SQNR) has no bar but a printed "∞".
-    #[test]
-    fn sqnr_chart_shows_infinite_as_a_label() {
-        let layer = |name: &str, out: f64, w: f64| crate::eval::diagnose::LayerDiagnosis {
-            node: 0,
-            name: name.into(),
-            output_sqnr_db: out,
-            weight_sqnr_db: w,
-            range: [0.0, 1.0],
-            observed: [0.0, 1.0],
-            clipped_pct: 0.0,
-            revert_rmse: 0.0,
-        };
-        let d = Diagnosis {
-            images: 1,
-            rank_images: 1,
-            fidelity: fidelity(0.0),
-            base_rmse: 0.0,
-            layers: vec![
-                layer("conv1", 31.25, f64::INFINITY),
-                layer("fc", 18.0, 40.0),
-            ],
-            worst: Vec::new(),
-        };
-        let c = layer_sqnr(&d);
-        assert_eq!(c.groups, ["conv1", "fc"]);
-        assert_eq!(c.series[1].1, [None, Some(40.0)]);
-        let texts = svg_texts(&c.render_svg().unwrap());
-        for want in [
-            "∞", "31.2", "18.0", "40.0", "output", "weights", "conv1", "fc",
-        ] {
-            assert!(texts.iter().any(|t| t == want), "{want:?} not in {texts:?}");
-        }
     }
 
     #[test]

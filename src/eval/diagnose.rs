@@ -6,22 +6,27 @@
 //! take (and the share of inputs clipped), and how much the logit RMSE falls when that layer
 //! alone is reverted to FP32.
 
-use super::{fidelity, logits, Fidelity};
+use super::{fidelity, Fidelity};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
 use crate::graph::{Op, ValueId};
-use crate::quant::QuantModel;
-use image::{Rgb, RgbImage};
+use crate::infer::logits;
+use crate::quant::QuantizedModel;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 
+/// One quantized layer's diagnosis.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerDiagnosis {
+    /// Its node in the graph.
     pub node: ValueId,
+    /// Its name.
     pub name: String,
+    /// SQNR of its output against FP32 (dB).
     pub output_sqnr_db: f64,
+    /// SQNR of its weights (dB).
     pub weight_sqnr_db: f64,
     /// The input range the INT8 format represents.
     pub range: [f32; 2],
@@ -33,13 +38,18 @@ pub struct LayerDiagnosis {
     pub revert_rmse: f64,
 }
 
+/// The per-layer report of an INT8 model against its FP32 source.
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnosis {
+    /// Images the statistics cover.
     pub images: usize,
+    /// Images of the revert-one-layer ranking.
     pub rank_images: usize,
+    /// Top-1 and logit fidelity on the images.
     pub fidelity: Fidelity,
     /// Logit RMSE of the INT8 model on the rank images.
     pub base_rmse: f64,
+    /// Every quantized layer, in graph order.
     pub layers: Vec<LayerDiagnosis>,
     /// Layer names, most harmful first (largest RMSE reduction when reverted).
     pub worst: Vec<String>,
@@ -57,7 +67,7 @@ fn rmse(a: &[f32], b: &[f32]) -> f64 {
     (s / a.len().max(1) as f64).sqrt()
 }
 
-fn weight_sqnr(q: &QuantModel, l: ValueId) -> Result<f64> {
+fn weight_sqnr(q: &QuantizedModel, l: ValueId) -> Result<f64> {
     let name = match &q.graph.nodes[l].op {
         Op::Conv2d { weight, .. } | Op::Linear { weight, .. } => weight,
         _ => return Err(Error::Invalid(format!("node {l} is not a conv/linear"))),
@@ -78,7 +88,7 @@ fn weight_sqnr(q: &QuantModel, l: ValueId) -> Result<f64> {
 pub fn diagnose(
     gpu: &Arc<Gpu>,
     model: &crate::models::Model,
-    q: &QuantModel,
+    q: &QuantizedModel,
     ds: &crate::data::Dataset,
     rank_images: usize,
     hooks: &crate::progress::Hooks,
@@ -94,16 +104,17 @@ pub fn diagnose(
         )));
     }
     // An INT8 file keeps FP32 weights only for its FP32 layers: take them all from the source.
-    let q = &QuantModel {
+    let q = &QuantizedModel {
         arch: q.arch.clone(),
         norm: q.norm,
+        input_size: q.input_size,
         class_names: q.class_names.clone(),
         graph: q.graph.clone(),
         params,
         layers: q.layers.clone(),
         meta: q.meta.clone(),
     };
-    super::check_classes(ds, &q.class_names)?;
+    crate::infer::check_classes(ds, &q.class_names)?;
     let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
     let int8 = q.runner(gpu)?;
     let ids: Vec<ValueId> = q.layers.keys().copied().collect();
@@ -130,7 +141,7 @@ pub fn diagnose(
         .collect();
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
     let mut bar = hooks.task("diagnose", ds.len() as u64);
-    super::for_each_batch(ds, q.norm, 100, |r, x| {
+    crate::infer::for_each_batch(ds, q.norm, 100, |r, x| {
         let x = gpu.upload_f32(&[r.len(), 3, ds.height(), ds.width()], &x)?;
         let mut s = gpu.stream();
         let a = fp.forward(&mut s, &x, &keep)?;
@@ -202,44 +213,70 @@ pub fn diagnose(
     })
 }
 
-/// Bar chart of per-layer SQNR: output (blue) and weights (grey), 10 dB grid lines.
+/// Writes the per-layer SQNR chart (see [`layer_sqnr`]) as PNG or SVG, by `path`'s extension.
 pub fn plot(d: &Diagnosis, path: &Path) -> Result<()> {
-    let (bar, gap, h) = (6u32, 4u32, 320u32);
-    let w = 20 + d.layers.len() as u32 * (2 * bar + gap);
-    let top = d
-        .layers
-        .iter()
-        .flat_map(|l| [l.output_sqnr_db, l.weight_sqnr_db])
-        .filter(|v| v.is_finite())
-        .fold(10.0f64, f64::max)
-        .min(80.0);
-    let scale = (h - 20) as f64 / (top / 10.0).ceil() / 10.0;
-    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let y_of = |db: f64| h - 10 - (db.clamp(0.0, top) * scale) as u32;
-    for g in (0..=(top as u32)).step_by(10) {
-        let y = y_of(g as f64);
-        for x in 0..w {
-            img.put_pixel(x, y, Rgb([220, 220, 220]));
+    layer_sqnr(d).write(path)
+}
+
+/// The `diagnose` chart: per-layer SQNR of the INT8 output and weights (dB), one group per
+/// layer; an infinite SQNR (an exact layer) is printed as "∞" with no bar.
+pub fn layer_sqnr(d: &Diagnosis) -> super::chart::BarChart {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let mut chart = super::chart::BarChart::new(
+        "Per-layer SQNR of the INT8 model against FP32",
+        "layer",
+        "SQNR (dB, higher is better)",
+        d.layers.iter().map(|l| l.name.clone()).collect(),
+    )
+    .series(
+        "output",
+        d.layers.iter().map(|l| finite(l.output_sqnr_db)).collect(),
+    )
+    .series(
+        "weights",
+        d.layers.iter().map(|l| finite(l.weight_sqnr_db)).collect(),
+    );
+    chart.decimals = 1;
+    chart.missing_label = "∞".into();
+    chart
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exact layer (infinite SQNR) has no bar but a printed "∞".
+    #[test]
+    fn sqnr_chart_shows_infinite_as_a_label() {
+        let layer = |name: &str, out: f64, w: f64| crate::eval::diagnose::LayerDiagnosis {
+            node: 0,
+            name: name.into(),
+            output_sqnr_db: out,
+            weight_sqnr_db: w,
+            range: [0.0, 1.0],
+            observed: [0.0, 1.0],
+            clipped_pct: 0.0,
+            revert_rmse: 0.0,
+        };
+        let d = Diagnosis {
+            images: 1,
+            rank_images: 1,
+            fidelity: crate::eval::fidelity::example(0.0),
+            base_rmse: 0.0,
+            layers: vec![
+                layer("conv1", 31.25, f64::INFINITY),
+                layer("fc", 18.0, 40.0),
+            ],
+            worst: Vec::new(),
+        };
+        let c = layer_sqnr(&d);
+        assert_eq!(c.groups, ["conv1", "fc"]);
+        assert_eq!(c.series[1].1, [None, Some(40.0)]);
+        let texts = crate::eval::chart::svg_texts(&c.render_svg().unwrap());
+        for want in [
+            "∞", "31.2", "18.0", "40.0", "output", "weights", "conv1", "fc",
+        ] {
+            assert!(texts.iter().any(|t| t == want), "{want:?} not in {texts:?}");
         }
     }
-    for (i, l) in d.layers.iter().enumerate() {
-        let x0 = 10 + i as u32 * (2 * bar + gap);
-        for (k, (v, c)) in [
-            (l.output_sqnr_db, [40, 90, 200]),
-            (l.weight_sqnr_db, [150, 150, 150]),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let y = y_of(if v.is_finite() { v } else { top });
-            for x in x0 + k as u32 * bar..x0 + (k as u32 + 1) * bar {
-                for yy in y..h - 10 {
-                    img.put_pixel(x, yy, Rgb(c));
-                }
-            }
-        }
-    }
-    let bytes = crate::data::encode_png(&img, path)?;
-    crate::io::write_atomic(path, &bytes)?;
-    Ok(())
 }

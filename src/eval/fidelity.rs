@@ -3,10 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How faithful an INT8 model's outputs are to its FP32 source's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Fidelity {
+    /// Images compared.
     pub images: usize,
+    /// FP32 top-1, percent.
     pub fp32_top1: f64,
+    /// INT8 top-1, percent.
     pub int8_top1: f64,
     /// FP32 top-1 minus INT8 top-1, percentage points.
     pub drop: f64,
@@ -14,6 +18,7 @@ pub struct Fidelity {
     pub agreement: f64,
     /// Images FP32 gets right and INT8 wrong, and the reverse.
     pub fp32_right_int8_wrong: usize,
+    /// Images only INT8 classifies correctly.
     pub fp32_wrong_int8_right: usize,
     /// Root mean square of INT8 - FP32 logits over every logit.
     pub logit_rmse: f64,
@@ -131,6 +136,24 @@ pub fn paired(a: &[f32], b: &[f32], labels: &[u8], classes: usize) -> (usize, us
         ba += (!pa && pb) as usize;
     }
     (ab, ba, mcnemar(ab, ba))
+}
+
+#[cfg(test)]
+/// A plausible fidelity block with top-1 drop `drop` (for tests of what displays it).
+pub(crate) fn example(drop: f64) -> Fidelity {
+    Fidelity {
+        images: 100,
+        fp32_top1: 90.0,
+        int8_top1: 90.0 - drop,
+        drop,
+        agreement: 95.0,
+        fp32_right_int8_wrong: 3,
+        fp32_wrong_int8_right: 1,
+        logit_rmse: 0.1,
+        logit_rmse_rel: 0.01,
+        kl: 0.001,
+        mcnemar_p: 0.5,
+    }
 }
 
 #[cfg(test)]

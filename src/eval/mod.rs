@@ -1,12 +1,13 @@
 //! Accuracy evaluation: batched inference on the GPU, top-1 and per-class accuracy, images/s.
 
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
+use crate::infer::{argmax_rows, check_classes, for_each_batch, fp32_runner, logits};
 use crate::models::{self, Model, Normalization};
 use crate::progress::Hooks;
-use crate::quant::QuantModel;
+use crate::quant::QuantizedModel;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,99 +19,40 @@ pub mod fidelity;
 pub mod score;
 pub use fidelity::{fidelity, Fidelity};
 
+/// What [`evaluate`] measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalReport {
+    /// The model, as the caller named it.
     pub model: String,
+    /// Its architecture.
     pub arch: String,
+    /// The images' provenance.
     pub data: String,
+    /// The GPU adapter.
     pub adapter: String,
+    /// Images evaluated.
     pub images: usize,
+    /// Images classified correctly.
     pub correct: usize,
+    /// Top-1 accuracy, percent.
     pub top1: f64,
+    /// Top-1 per class.
     pub per_class: Vec<ClassAccuracy>,
+    /// Throughput (after a warm-up that compiles the pipelines).
     pub images_per_sec: f64,
+    /// Wall time of the timed pass.
     pub seconds: f64,
 }
 
+/// Top-1 of one class.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClassAccuracy {
+    /// The class name.
     pub class: String,
+    /// Its images.
     pub images: usize,
+    /// Top-1 accuracy, percent.
     pub top1: f64,
-}
-
-/// Logits for every image of `ds` (row-major [N, classes]), `batch` images per submit.
-pub fn logits(
-    runner: &Runner,
-    norm: Normalization,
-    ds: &Dataset,
-    batch: usize,
-    hooks: &Hooks,
-) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(ds.len() * 10);
-    let mut task = hooks.task("logits", ds.len() as u64);
-    for_each_batch(ds, norm, batch, |r, x| {
-        out.extend(runner.logits(&x, r.len(), [ds.height(), ds.width()])?);
-        task.inc(r.len() as u64)
-    })?;
-    task.complete();
-    Ok(out)
-}
-
-/// Calls `f(range, images)` on `ds` in order, `batch` normalized images at a time.
-pub fn for_each_batch(
-    ds: &Dataset,
-    norm: Normalization,
-    batch: usize,
-    mut f: impl FnMut(std::ops::Range<usize>, Vec<f32>) -> Result<()>,
-) -> Result<()> {
-    if batch == 0 {
-        return Err(Error::Invalid("a batch must hold at least 1 image".into()));
-    }
-    let mut start = 0;
-    while start < ds.len() {
-        let end = (start + batch).min(ds.len());
-        f(
-            start..end,
-            ds.to_f32_normalized(start..end, norm.mean, norm.std),
-        )?;
-        start = end;
-    }
-    Ok(())
-}
-
-/// Refuses a dataset whose class list is not `classes` (a model's, in output order): its
-/// labels would be read against the wrong logits. Map it first with [`Dataset::map_classes`].
-pub fn check_classes(ds: &Dataset, classes: &[String]) -> Result<()> {
-    if ds.class_names() == classes {
-        return Ok(());
-    }
-    Err(Error::Invalid(format!(
-        "{}: its classes ({}) are not the model's ({})",
-        ds.source(),
-        ds.class_names().join(", "),
-        classes.join(", ")
-    )))
-}
-
-/// The index of each row's largest logit; `classes` is the row width, the model's output
-/// count (never a dataset's class count).
-pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
-    logits
-        .chunks(classes)
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 {
-                        (i, v)
-                    } else {
-                        best
-                    }
-                })
-                .0
-        })
-        .collect()
 }
 
 /// Top-1 overall and per class.
@@ -140,8 +82,10 @@ pub fn accuracy(
 
 /// An FP32 model or an INT8 one, as `synthcal eval` takes either.
 pub enum Classifier {
+    /// An FP32 model.
     Fp32(Model),
-    Int8(QuantModel),
+    /// An INT8 model.
+    Int8(QuantizedModel),
 }
 
 impl Classifier {
@@ -153,12 +97,13 @@ impl Classifier {
                 .get("format")
                 .is_some_and(|f| f == crate::quant::model::FORMAT)
             {
-                return Ok(Classifier::Int8(QuantModel::load(path)?));
+                return Ok(Classifier::Int8(QuantizedModel::load(path)?));
             }
         }
         Ok(Classifier::Fp32(models::load_model(path, arch)?))
     }
 
+    /// The architecture name.
     pub fn arch(&self) -> &str {
         match self {
             Classifier::Fp32(m) => &m.arch.name,
@@ -174,6 +119,7 @@ impl Classifier {
         }
     }
 
+    /// The input normalization.
     pub fn norm(&self) -> Normalization {
         match self {
             Classifier::Fp32(m) => m.arch.norm,
@@ -188,17 +134,6 @@ impl Classifier {
             Classifier::Int8(q) => q.runner(gpu),
         }
     }
-}
-
-/// The GPU runner of an FP32 model (BatchNorm folded unless `no_fold`).
-pub fn fp32_runner(gpu: &Arc<Gpu>, model: &Model, no_fold: bool) -> Result<Runner> {
-    let mut params = model.params.clone();
-    let graph = if no_fold {
-        model.arch.graph.clone()
-    } else {
-        crate::graph::passes::optimize_for_inference(&model.arch.graph, &mut params)?
-    };
-    Runner::new(gpu.clone(), graph, &params)
 }
 
 /// Top-1 of `c` on `ds` (labelled with `c`'s classes), with per-class accuracy, speed, and
@@ -240,7 +175,7 @@ pub fn evaluate(
 /// Runs the CPU integer simulation of `q` on every image and counts disagreements with the
 /// GPU predictions in `gpu_logits`.
 pub fn cross_check(
-    q: &QuantModel,
+    q: &QuantizedModel,
     ds: &Dataset,
     gpu_logits: &[f32],
     hooks: &Hooks,
@@ -264,9 +199,12 @@ pub fn cross_check(
     Ok((ds.len(), diff))
 }
 
+/// An INT8 model against its FP32 source on the same images.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Comparison {
+    /// The FP32 model's result.
     pub fp32: EvalReport,
+    /// The INT8 model's result.
     pub int8: EvalReport,
     /// Top-1 drop, agreement, flips, logit RMSE, KL and McNemar of INT8 against FP32.
     pub fidelity: Fidelity,
@@ -275,10 +213,15 @@ pub struct Comparison {
 /// `--vs`: McNemar between `--model` (A) and another model (B) on the same images.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Paired {
+    /// Model A's result.
     pub a: EvalReport,
+    /// Model B's result.
     pub b: EvalReport,
+    /// Images only A classifies correctly.
     pub a_right_b_wrong: usize,
+    /// Images only B classifies correctly.
     pub a_wrong_b_right: usize,
+    /// McNemar's exact p-value for the difference.
     pub mcnemar_p: f64,
 }
 
@@ -311,7 +254,7 @@ mod tests {
             "eleven",
         )
         .unwrap();
-        let refused = |e: Error| {
+        let refused = |e: crate::Error| {
             let msg = e.to_string();
             assert!(msg.contains("eleven") && msg.contains("unicorn"), "{msg}");
         };
@@ -324,9 +267,10 @@ mod tests {
         };
         refused(score::quality(&runner, feat, &model, &ds, &refg).unwrap_err());
         let (graph, params) = crate::quant::default::prepare(&model).unwrap();
-        let q = QuantModel {
+        let q = QuantizedModel {
             arch: model.arch.name.clone(),
             norm: model.arch.norm,
+            input_size: model.arch.input_size,
             class_names: model.class_names.clone(),
             graph,
             params,

@@ -8,20 +8,23 @@
 //!   set. 0 = the same feature statistics.
 //! - **agreement**: the share of images the classifier assigns to their intended class.
 
-use super::argmax_rows;
 use super::eigen::sym_eigen;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
 use crate::graph::Op;
+use crate::infer::argmax_rows;
 use crate::models::Model;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// How a classifier judges a set of images (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
+    /// exp(E KL(p(y|x) || p(y))): 1 = uninformative, the class count = confident and balanced.
     pub classifier_score: f64,
+    /// Frechet distance of penultimate features against the real test set.
     pub classifier_fid: f64,
     /// Percent.
     pub agreement: f64,
@@ -29,11 +32,14 @@ pub struct Quality {
 
 /// Mean and covariance of feature vectors (f64).
 pub struct Gaussian {
+    /// Mean.
     pub mean: Vec<f64>,
+    /// Covariance, row-major `[dim, dim]`.
     pub cov: Vec<f64>,
 }
 
 impl Gaussian {
+    /// Fits rows of `dim` features.
     pub fn fit(x: &[f32], dim: usize) -> Gaussian {
         let n = (x.len() / dim).max(1);
         let mut mean = vec![0f64; dim];
@@ -150,7 +156,7 @@ pub fn classifier_score(logits: &[f32], classes: usize) -> f64 {
 /// The FP32 runner of `model` and the id of its penultimate value (the input of the last
 /// linear layer).
 pub fn feature_runner(gpu: &Arc<Gpu>, model: &Model) -> Result<(Runner, usize)> {
-    let runner = super::fp32_runner(gpu, model, false)?;
+    let runner = crate::infer::fp32_runner(gpu, model, false)?;
     let feat = runner
         .graph
         .nodes
@@ -171,7 +177,7 @@ pub fn logits_and_features(
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
     let (mut logits, mut feats) = (Vec::new(), Vec::new());
     let mut dim = 0;
-    super::for_each_batch(ds, model.arch.norm, 250, |r, x| {
+    crate::infer::for_each_batch(ds, model.arch.norm, 250, |r, x| {
         let n = r.len();
         let x = runner
             .gpu
@@ -201,7 +207,7 @@ pub fn quality(
     set: &Dataset,
     reference: &Gaussian,
 ) -> Result<Quality> {
-    super::check_classes(set, &model.class_names)?;
+    crate::infer::check_classes(set, &model.class_names)?;
     let classes = model.num_classes();
     let (logits, feats, dim) = logits_and_features(runner, feat, model, set)?;
     if dim != reference.mean.len() {

@@ -22,7 +22,7 @@ pub const MIN_TRUNCATION: f32 = 0.1;
 /// probability 0.92^10000, i.e. never, but no t can make the loop run on.
 const MAX_REDRAWS: usize = 10_000;
 
-/// BigGAN's truncation trick: redraws every |z| > t from N(0, 1), at most [`MAX_REDRAWS`] times
+/// BigGAN's truncation trick: redraws every |z| > t from N(0, 1), at most `MAX_REDRAWS` times
 /// per value.
 pub fn truncate(noise: &mut [f32], t: f32, rng: &mut StdRng) -> Result<()> {
     use rand_distr::{Distribution, StandardNormal};

@@ -79,9 +79,13 @@ fn describe(info: &wgpu::AdapterInfo) -> String {
 
 /// Everything a kernel launch needs: device, queue, limits, buffer pool and pipeline cache.
 pub struct Gpu {
+    /// The wgpu device.
     pub device: wgpu::Device,
+    /// Its queue.
     pub queue: wgpu::Queue,
+    /// The adapter's name, backend and type.
     pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with.
     pub limits: wgpu::Limits,
     /// The WGSL `packed_4x8_integer_dot_product` extension (dot4I8Packed); naga polyfills it where
     /// the driver lacks the native instruction, so this reports the native path when known.

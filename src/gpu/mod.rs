@@ -8,7 +8,12 @@ mod stream;
 mod tensor;
 
 pub use device::{AdapterChoice, Gpu};
+// The engine's internals (kernels, buffers, streams): public for synthcal's tests only.
+#[doc(hidden)]
 pub use pipeline::Shader;
+#[doc(hidden)]
 pub use pool::size_class;
+#[doc(hidden)]
 pub use stream::{grid_1d, Stream};
+#[doc(hidden)]
 pub use tensor::{DType, Tensor};

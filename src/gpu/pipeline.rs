@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 /// A WGSL source file from `shaders/`, embedded with `include_str!`.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
+    /// The name in errors and the pipeline cache.
     pub name: &'static str,
+    /// The WGSL source.
     pub source: &'static str,
 }
 

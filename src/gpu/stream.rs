@@ -16,6 +16,7 @@ struct UniformBlock {
     data: Vec<u8>,
 }
 
+/// Records dispatches into one command encoder, submitted together.
 pub struct Stream<'g> {
     gpu: &'g Gpu,
     encoder: Option<wgpu::CommandEncoder>,
@@ -48,10 +49,12 @@ impl Gpu {
 }
 
 impl<'g> Stream<'g> {
+    /// The GPU it records for.
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
     }
 
+    /// Dispatches recorded so far.
     pub fn dispatches(&self) -> usize {
         self.dispatches
     }

@@ -6,9 +6,12 @@ use crate::error::{shape_err, Error, Result};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
+/// A tensor's element type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// 32-bit signed integer.
     I32,
     /// Signed 8-bit values packed four per u32 (element i in byte i % 4 of word i / 4).
     I8x4,
@@ -24,6 +27,7 @@ impl DType {
     }
 }
 
+/// A buffer on the GPU with a shape and element type (cheap to clone: shared).
 #[derive(Clone)]
 pub struct Tensor {
     buf: Arc<PooledBuffer>,
@@ -40,18 +44,23 @@ impl std::fmt::Debug for Tensor {
 }
 
 impl Tensor {
+    /// The shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Size in bytes.
     pub fn bytes(&self) -> u64 {
         self.dtype.storage_bytes(self.numel())
     }
+    /// The wgpu buffer.
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.buf.raw()
     }
@@ -209,11 +218,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// A new tensor holding `data` with `shape`.
     pub fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
         self.check_len("upload_f32", shape, data.len())?;
         self.upload_bytes(shape, DType::F32, bytemuck::cast_slice(data))
     }
 
+    /// A new integer tensor holding `data` with `shape`.
     pub fn upload_i32(&self, shape: &[usize], data: &[i32]) -> Result<Tensor> {
         self.check_len("upload_i32", shape, data.len())?;
         self.upload_bytes(shape, DType::I32, bytemuck::cast_slice(data))
@@ -273,16 +284,19 @@ impl Gpu {
             .collect()
     }
 
+    /// Reads a float tensor back (waits for the GPU).
     pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
         let bytes = self.read_bytes(&[t])?.pop().unwrap_or_default();
         Ok(bytemuck::pod_collect_to_vec(&bytes[..t.numel() * 4]))
     }
 
+    /// Reads an integer tensor back (waits for the GPU).
     pub fn read_i32(&self, t: &Tensor) -> Result<Vec<i32>> {
         let bytes = self.read_bytes(&[t])?.pop().unwrap_or_default();
         Ok(bytemuck::pod_collect_to_vec(&bytes[..t.numel() * 4]))
     }
 
+    /// Reads a tensor of packed bytes back as `i8` (waits for the GPU).
     pub fn read_i8(&self, t: &Tensor) -> Result<Vec<i8>> {
         let bytes = self.read_bytes(&[t])?.pop().unwrap_or_default();
         Ok(bytemuck::cast_slice(&bytes[..t.numel()]).to_vec())

@@ -63,23 +63,37 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
 pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<Model> {
     io::check_output_file(out, &[ckpt])?;
     let model = load_model(ckpt, arch_name)?;
-    let norm = model.arch.norm;
-    let mut meta = BTreeMap::new();
-    meta.insert("arch".to_string(), model.arch.name.clone());
-    meta.insert("norm_mean".to_string(), format!("{:?}", norm.mean));
-    meta.insert("norm_std".to_string(), format!("{:?}", norm.std));
-    let names = serde_json::to_string(&model.class_names)
-        .map_err(|e| Error::Invalid(format!("class names: {e}")))?;
-    meta.insert("class_names".to_string(), names);
-    meta.insert("source".to_string(), ckpt.display().to_string());
-    let tensors: Vec<(&str, &[usize], &[f32])> = model
-        .params
-        .tensors
-        .iter()
-        .map(|(n, a)| (n.as_str(), a.shape.as_slice(), a.data.as_slice()))
-        .collect();
-    io::write_safetensors(out, &tensors, &meta)?;
+    model.write(out, Some(ckpt))?;
     Ok(model)
+}
+
+impl Model {
+    /// Writes the weights as safetensors (atomically), with the architecture, input
+    /// normalization and class names in the metadata, so [`Model::load`] reads it back as is.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.write(path.as_ref(), None)
+    }
+
+    fn write(&self, out: &Path, source: Option<&Path>) -> Result<()> {
+        let norm = self.arch.norm;
+        let mut meta = BTreeMap::new();
+        meta.insert("arch".to_string(), self.arch.name.clone());
+        meta.insert("norm_mean".to_string(), format!("{:?}", norm.mean));
+        meta.insert("norm_std".to_string(), format!("{:?}", norm.std));
+        let names = serde_json::to_string(&self.class_names)
+            .map_err(|e| Error::Invalid(format!("class names: {e}")))?;
+        meta.insert("class_names".to_string(), names);
+        if let Some(src) = source {
+            meta.insert("source".to_string(), src.display().to_string());
+        }
+        let tensors: Vec<(&str, &[usize], &[f32])> = self
+            .params
+            .tensors
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.shape.as_slice(), a.data.as_slice()))
+            .collect();
+        Ok(io::write_safetensors(out, &tensors, &meta)?)
+    }
 }
 
 #[cfg(test)]

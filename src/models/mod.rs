@@ -1,14 +1,21 @@
 //! The model zoo: CIFAR classifiers as graphs over the authors' own tensor names.
 
-mod builder;
+#[doc(hidden)]
+pub mod builder;
 pub mod classes;
 mod load;
+#[doc(hidden)]
 pub mod mobilenet;
+#[doc(hidden)]
 pub mod repvgg;
+#[doc(hidden)]
 pub mod resnet;
+#[doc(hidden)]
 pub mod shufflenet;
+#[doc(hidden)]
 pub mod vgg;
 
+#[doc(hidden)]
 pub use builder::{Builder, ConvSpec};
 pub use classes::default_class_names;
 pub use load::{import, load_model, read_params};
@@ -19,7 +26,9 @@ use crate::graph::{Graph, Params};
 /// Per-channel input normalization on [0, 1] RGB: x = (v / 255 - mean) / std.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
+    /// Per-channel mean (RGB, of [0, 1] values).
     pub mean: [f32; 3],
+    /// Per-channel standard deviation.
     pub std: [f32; 3],
 }
 
@@ -91,6 +100,7 @@ pub fn arch(name: &str) -> Result<Arch> {
     arch_with_classes(name, 10)
 }
 
+/// The zoo architecture `name` with a final layer of `classes` outputs.
 pub fn arch_with_classes(name: &str, classes: usize) -> Result<Arch> {
     let n = name.trim().to_ascii_lowercase();
     let n = n.strip_prefix("cifar10_").unwrap_or(&n).to_string();
@@ -236,8 +246,11 @@ pub fn random_params(a: &Arch, seed: u64) -> Params {
 /// A classifier ready to run: architecture plus validated weights.
 #[derive(Clone)]
 pub struct Model {
+    /// The architecture.
     pub arch: Arch,
+    /// The weights, by the authors' tensor names.
     pub params: Params,
+    /// One name per output, in output order.
     pub class_names: Vec<String>,
 }
 

@@ -42,7 +42,7 @@ fn check_f32(op: &'static str, name: &str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// C[b] = op(A[b]) * op(B[b]) for A, B of shape [batch, rows, cols] (or 2-d for batch 1).
+/// `C[b] = op(A[b]) * op(B[b])` for A, B of shape `[batch, rows, cols]` (or 2-d for batch 1).
 /// `trans_a` reads A as [batch, K, M], `trans_b` reads B as [batch, N, K]; an operand with
 /// batch 1 broadcasts. Returns [batch, M, N] (2-d when both inputs are 2-d).
 pub fn matmul(
@@ -65,7 +65,7 @@ pub fn matmul(
     )
 }
 
-/// y = act(x * w^T + bias) with x [N, in], w [out, in] (PyTorch layout), bias [out].
+/// `y = act(x * w^T + bias)` with x `[N, in]`, w `[out, in]` (PyTorch layout), bias `[out]`.
 pub fn linear(
     s: &mut Stream,
     x: &Tensor,

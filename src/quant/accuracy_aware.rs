@@ -3,12 +3,12 @@
 //! helps most on a ranking subset of the images that quantization changed most.
 
 use super::default::{default_quantization, QuantOptions};
-use super::model::QuantModel;
+use super::model::QuantizedModel;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{argmax_rows, logits};
 use crate::gpu::Gpu;
 use crate::graph::ValueId;
+use crate::infer::{argmax_rows, logits};
 use crate::models::Model;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub struct AccuracyAwareReport {
     pub rejected: Vec<String>,
 }
 
-fn run_logits(gpu: &Arc<Gpu>, q: &QuantModel, ds: &Dataset, batch: usize) -> Result<Vec<f32>> {
+fn run_logits(gpu: &Arc<Gpu>, q: &QuantizedModel, ds: &Dataset, batch: usize) -> Result<Vec<f32>> {
     logits(&q.runner(gpu)?, q.norm, ds, batch, &Default::default())
 }
 
@@ -72,7 +72,7 @@ pub fn accuracy_aware(
     calib: &Dataset,
     opts: &QuantOptions,
     max_drop: f64,
-) -> Result<(QuantModel, AccuracyAwareReport)> {
+) -> Result<(QuantizedModel, AccuracyAwareReport)> {
     if !(0.0..1.0).contains(&max_drop) {
         return Err(Error::Invalid(format!(
             "maximum drop {max_drop}: must be a finite fraction in [0, 1) (0.01 = 1 pp)"
@@ -80,12 +80,13 @@ pub fn accuracy_aware(
     }
     let mut q = default_quantization(gpu, model, calib, opts)?;
     let k = model.num_classes();
-    let all_fp32 = QuantModel {
+    let all_fp32 = QuantizedModel {
         class_names: q.class_names.clone(),
         layers: Default::default(),
         meta: Default::default(),
         arch: q.arch.clone(),
         norm: q.norm,
+        input_size: q.input_size,
         graph: q.graph.clone(),
         params: q.params.clone(),
     };

@@ -1,7 +1,7 @@
 //! POT's DefaultQuantization: calibrate activation ranges on the GPU, quantize weights per
 //! channel, then FastBiasCorrection.
 
-use super::model::QuantModel;
+use super::model::QuantizedModel;
 use super::observer::{quantile_rows, Observer, RangeEstimator};
 use super::scheme::activation_format;
 use crate::cpu::qconv::{QConv, QWeights};
@@ -307,11 +307,11 @@ pub fn default_quantization(
     model: &Model,
     calib: &Dataset,
     opts: &QuantOptions,
-) -> Result<QuantModel> {
+) -> Result<QuantizedModel> {
     if calib.is_empty() {
         return Err(Error::Invalid("the calibration set is empty".into()));
     }
-    crate::eval::check_classes(calib, &model.class_names)?;
+    crate::infer::check_classes(calib, &model.class_names)?;
     if calib.len() < MIN_CALIBRATION_IMAGES {
         log::warn!(
             "the calibration set has only {} image(s); with fewer than {MIN_CALIBRATION_IMAGES} \
@@ -332,9 +332,10 @@ pub fn default_quantization(
     if opts.bias_correction {
         correct_biases(&runner, &mut layers, calib, model.arch.norm, opts)?;
     }
-    Ok(QuantModel {
+    Ok(QuantizedModel {
         arch: model.arch.name.clone(),
         norm: model.arch.norm,
+        input_size: model.arch.input_size,
         class_names: model.class_names.clone(),
         graph,
         params,

@@ -11,6 +11,6 @@ pub mod model;
 
 pub use accuracy_aware::{accuracy_aware, AccuracyAwareReport};
 pub use default::{default_quantization, QuantOptions};
-pub use model::QuantModel;
-pub mod quantize;
+pub use model::{Provenance, QuantizedModel};
+mod quantize;
 pub use quantize::{quantize, quantize_with_set, Algorithm};

@@ -9,17 +9,25 @@ use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
 use crate::graph::validate::validate;
 use crate::graph::{Graph, Op, Params, ValueId};
+use crate::infer::Logits;
 use crate::io::{self, TensorSlice, TensorValues};
 use crate::models::Normalization;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+/// The `format` metadata of INT8 model files.
 pub const FORMAT: &str = "synthcal-int8-v1";
 
-pub struct QuantModel {
+/// An INT8 model: the FP32 model's inference graph with its conv and linear layers quantized
+/// (some may stay FP32), ready to [`predict`](QuantizedModel::predict), save and load.
+pub struct QuantizedModel {
+    /// The source model's architecture name.
     pub arch: String,
+    /// The input normalization.
     pub norm: Normalization,
+    /// The input images' size, `[height, width]`.
+    pub input_size: [usize; 2],
     /// One name per output (the FP32 model's; saved in the file's metadata).
     pub class_names: Vec<String>,
     /// The inference graph (BatchNorm folded, activations fused).
@@ -43,7 +51,57 @@ struct LayerMeta {
     input_channel_scales: Option<Vec<f32>>,
 }
 
-impl QuantModel {
+/// Where an INT8 model came from, as [`crate::quantize`] records it in the model (and its
+/// file). A field is None for a file written without it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// The synthcal version that quantized it.
+    pub version: Option<String>,
+    /// The calibration set: its source, image count and seed.
+    pub calibration: Option<String>,
+    /// The algorithm (and its settings).
+    pub algorithm: Option<String>,
+    /// The range estimator.
+    pub estimator: Option<String>,
+    /// Whether FastBiasCorrection ran.
+    pub bias_correction: Option<bool>,
+    /// The FP32 model it was made from, as the caller named it.
+    pub source_model: Option<String>,
+}
+
+impl QuantizedModel {
+    /// Loads an INT8 model written by [`QuantizedModel::save`].
+    pub fn load(path: impl AsRef<Path>) -> Result<QuantizedModel> {
+        Self::load_file(path.as_ref())
+    }
+
+    /// Writes the model as safetensors (atomically), with its provenance in the metadata.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_file(path.as_ref())
+    }
+
+    /// The logits of `images` on the GPU's INT8 kernels.
+    pub fn predict(&self, gpu: &Arc<Gpu>, images: &crate::data::Images) -> Result<Logits> {
+        crate::infer::check_input_size(images, self.input_size, &self.arch)?;
+        let hooks = crate::progress::Hooks::default();
+        let runner = self.runner(gpu)?;
+        let values = crate::infer::image_logits(&runner, self.norm, images, 250, &hooks)?;
+        Logits::new(values, self.class_names.clone())
+    }
+
+    /// Where the model came from.
+    pub fn provenance(&self) -> Provenance {
+        let get = |k: &str| self.meta.get(k).cloned();
+        Provenance {
+            version: get("synthcal_version"),
+            calibration: get("calibration"),
+            algorithm: get("algorithm"),
+            estimator: get("estimator"),
+            bias_correction: get("bias_correction").and_then(|b| b.parse().ok()),
+            source_model: get("source_model"),
+        }
+    }
+
     /// Names of the conv/linear layers that run in FP32.
     pub fn fp32_layers(&self) -> Vec<String> {
         (0..self.graph.nodes.len())
@@ -67,12 +125,13 @@ impl QuantModel {
     }
 
     /// A copy with layer `l` reverted to FP32.
-    pub fn clone_without(&self, l: ValueId) -> QuantModel {
+    pub fn clone_without(&self, l: ValueId) -> QuantizedModel {
         let mut layers = self.layers.clone();
         layers.remove(&l);
-        QuantModel {
+        QuantizedModel {
             arch: self.arch.clone(),
             norm: self.norm,
+            input_size: self.input_size,
             class_names: self.class_names.clone(),
             graph: self.graph.clone(),
             params: self.params.clone(),
@@ -81,6 +140,7 @@ impl QuantModel {
         }
     }
 
+    /// The GPU runner of the INT8 graph.
     pub fn runner(&self, gpu: &Arc<Gpu>) -> Result<Runner> {
         let layers: HashMap<ValueId, QConv> =
             self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -94,11 +154,12 @@ impl QuantModel {
         crate::graph::cpu::forward_quantized(&self.graph, &self.params, x, &layers)
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    fn save_file(&self, path: &Path) -> Result<()> {
         let mut meta = self.meta.clone();
         meta.insert("format".into(), FORMAT.into());
         meta.insert("arch".into(), self.arch.clone());
         meta.insert("norm".into(), json(&self.norm)?);
+        meta.insert("input_size".into(), json(&self.input_size)?);
         meta.insert("class_names".into(), json(&self.class_names)?);
         meta.insert("graph".into(), json(&self.graph)?);
         let lm: Vec<LayerMeta> = self
@@ -159,7 +220,7 @@ impl QuantModel {
     /// Loads an INT8 model, validating everything the file says before anything runs it:
     /// the graph (indices, arity, shapes), every tensor's values and every scale. Errors
     /// name the file and the node or tensor.
-    pub fn load(path: &Path) -> Result<QuantModel> {
+    fn load_file(path: &Path) -> Result<QuantizedModel> {
         let bad = |msg: String| Error::File {
             path: path.to_path_buf(),
             msg,
@@ -205,9 +266,18 @@ impl QuantModel {
                 .and_then(|_| conv.requant())
                 .map_err(|e| bad(format!("layer {i} `{}`: {e}", graph.nodes[i].name)))?;
         }
-        let mut qm = QuantModel {
+        // Files from before the input size was stored hold CIFAR models.
+        let input_size: [usize; 2] = match meta.get("input_size") {
+            Some(s) => serde_json::from_str(s).map_err(|e| parse_err("input_size", e))?,
+            None => [crate::data::IMG_SIDE; 2],
+        };
+        if input_size.contains(&0) {
+            return Err(bad("metadata `input_size`: a side of 0 pixels".into()));
+        }
+        let mut qm = QuantizedModel {
             arch: get("arch")?.clone(),
             norm,
+            input_size,
             class_names: Vec::new(),
             graph,
             params,

@@ -15,17 +15,20 @@ pub enum RangeEstimator {
     Quantile,
 }
 
+/// The share of values the quantile estimator treats as outliers (per tail).
 pub const OUTLIER_PROB: f64 = 1e-4;
 
 /// Per-sample (min, max, abs-max) of one quantized input (per channel for depthwise inputs).
 #[derive(Clone, Debug, Default)]
 pub struct Observer {
+    /// Channels observed (1 for a per-tensor range).
     pub channels: usize,
     /// One entry per (sample, channel): (min, max, abs-max).
     pub samples: Vec<[f32; 3]>,
 }
 
 impl Observer {
+    /// An observer of `channels` channels with no statistics yet.
     pub fn new(channels: usize) -> Self {
         Observer {
             channels: channels.max(1),

@@ -1,7 +1,7 @@
 //! The one call an app makes: a calibration source and options in, an INT8 model out, with
 //! its provenance recorded in the model.
 
-use super::{accuracy_aware, default_quantization, QuantModel, QuantOptions};
+use super::{accuracy_aware, default_quantization, QuantOptions, QuantizedModel};
 use crate::calib::CalibSource;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -23,13 +23,13 @@ pub enum Algorithm {
 
 /// Quantizes `model` with images from `source` (see [`QuantOptions`] for the choices).
 ///
-/// The returned model records its provenance (see [`QuantModel::provenance`]).
+/// The returned model records its provenance (see [`QuantizedModel::provenance`]).
 pub fn quantize(
     gpu: &Arc<Gpu>,
     model: &Model,
     source: &CalibSource,
     opts: &QuantOptions,
-) -> Result<QuantModel> {
+) -> Result<QuantizedModel> {
     let calib = source.load(gpu, Some(model), &opts.hooks)?;
     let mut q = quantize_with_set(gpu, model, &calib, opts)?;
     let seed = match source {
@@ -51,7 +51,7 @@ pub fn quantize_with_set(
     model: &Model,
     calib: &Dataset,
     opts: &QuantOptions,
-) -> Result<QuantModel> {
+) -> Result<QuantizedModel> {
     let mut q = match opts.algorithm {
         Algorithm::Default => default_quantization(gpu, model, calib, opts)?,
         Algorithm::AccuracyAware => {

@@ -11,6 +11,7 @@
 
 use crate::cpu::qconv::QFormat;
 
+/// The smallest scale a range can get (a constant input still gets a valid format).
 pub const MIN_SCALE: f32 = 1e-8;
 
 /// The activation format for an observed range.

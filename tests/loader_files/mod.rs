@@ -9,7 +9,7 @@ use synthcal::cpu::Array;
 use synthcal::graph::{Act, Graph, Op, Params};
 use synthcal::io::write_safetensors;
 use synthcal::models;
-use synthcal::quant::QuantModel;
+use synthcal::quant::QuantizedModel;
 
 pub fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("synthcal-fuzz-{}", std::process::id()));
@@ -165,7 +165,7 @@ pub fn fp32_file(path: &Path, params: &Params, meta: &BTreeMap<String, String>) 
 
 /// Input -> conv1 (int8, ReLU) -> conv2 (fp32) -> bn2 -> add(conv1, bn2) -> gap -> flatten
 /// -> fc (int8).
-pub fn tiny_int8() -> QuantModel {
+pub fn tiny_int8() -> QuantizedModel {
     let mut g = Graph::default();
     let x = g.push("input", Op::Input, &[]);
     let conv = |w: &str, b: Option<&str>, pad, act| Op::Conv2d {
@@ -243,9 +243,10 @@ pub fn tiny_int8() -> QuantModel {
             ),
         ),
     ]);
-    let mut q = QuantModel {
+    let mut q = QuantizedModel {
         arch: "tiny".into(),
         norm: models::CIFAR_NORM,
+        input_size: [32, 32],
         class_names: Vec::new(),
         graph: g,
         params,
