@@ -69,6 +69,15 @@ impl Logits {
 
     /// The `k` most likely classes of image `i`, best first, as (class name, probability)
     /// with the probabilities from a softmax of the row.
+    ///
+    /// ```
+    /// let names = vec!["cat".to_string(), "dog".to_string(), "ship".to_string()];
+    /// let logits = synthcal::Logits::new(vec![0.5, 2.0, -1.0], names)?;
+    /// let top = logits.top_k(0, 2);
+    /// assert_eq!((top[0].0, top[1].0), ("dog", "cat"));
+    /// assert!(top[0].1 > 0.7 && top[0].1 < 0.8); // softmax: e^2 / (e^0.5 + e^2 + e^-1)
+    /// # Ok::<(), synthcal::Error>(())
+    /// ```
     pub fn top_k(&self, i: usize, k: usize) -> Vec<(&str, f32)> {
         let p = softmax(self.row(i));
         let mut order: Vec<usize> = (0..p.len()).collect();

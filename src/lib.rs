@@ -27,6 +27,28 @@
 //! # }
 //! ```
 //!
+//! The same, runnable anywhere (a random-weight ResNet-20 and noise images stand in for a
+//! checkpoint and a generator):
+//!
+//! ```
+//! use synthcal::{quantize, CalibSource, Gpu, Images, Model, QuantOptions};
+//!
+//! # fn main() -> synthcal::Result<()> {
+//! let gpu = Gpu::default_adapter()?;
+//! let model = Model::random("resnet20", 0)?;
+//! let source = CalibSource::Noise { per_class: 2, seed: 0 };
+//! let int8 = quantize(&gpu, &model, &source, &QuantOptions::default())?;
+//! assert_eq!(int8.layers.len(), 22); // 19 3x3 convs, 2 shortcut convs, the classifier
+//!
+//! let images = Images::new(vec![128; 2 * 3 * 32 * 32], 32, 32)?;
+//! let logits = int8.predict(&gpu, &images)?;
+//! assert_eq!((logits.len(), logits.class_names()[0].as_str()), (2, "airplane"));
+//! let fp32 = model.predict(&gpu, &images)?;
+//! assert_eq!(fp32.values().len(), 2 * 10);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Long work reports progress and can be stopped through [`Hooks`] (in
 //! [`QuantOptions::hooks`]). Modules hidden from these docs (`ops`, `cpu`, `graph`, `gpu`'s
 //! stream and buffer pool, ...) are the engine's internals: public only for synthcal's own

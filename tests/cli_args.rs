@@ -305,3 +305,23 @@ fn per_class_beyond_memory_is_a_clear_error() {
         refused(&d, args, &want, &out);
     }
 }
+
+/// On a headless box (no XDG_RUNTIME_DIR) a run prints only its own output: Mesa's
+/// device-select layer would add two "XDG_RUNTIME_DIR is invalid" lines.
+#[test]
+fn a_headless_run_prints_nothing_but_its_own_output() {
+    if common::try_gpu().is_none() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_synthcal"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().is_empty(), "stderr: {err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("adapter:"));
+}

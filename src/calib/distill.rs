@@ -63,7 +63,7 @@ fn distill_batch(
     bar: &mut crate::progress::Task,
 ) -> Result<(Vec<f32>, f32)> {
     let mut rng = StdRng::seed_from_u64(batch_seed);
-    let init = crate::gan::train::normal_noise(n * 3 * h * w, &mut rng);
+    let init = crate::gan::generate::normal_noise(n * 3 * h * w, &mut rng);
     let x = gpu.upload_f32(&[n, 3, h, w], &init)?;
     let zeros = vec![0f32; init.len()];
     let (m, v) = (

@@ -85,6 +85,7 @@ enum Cmd {
 
 /// Parses the command line and runs the command.
 pub fn main() -> anyhow::Result<()> {
+    quiet_device_select();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let gpu = || Gpu::new(&AdapterChoice::from_flag_or_env(cli.adapter.as_deref()));
@@ -103,6 +104,18 @@ pub fn main() -> anyhow::Result<()> {
         Cmd::Score(args) => score::run(&gpu()?, args)?,
     }
     Ok(())
+}
+
+/// Mesa's Vulkan device-select layer looks for a Wayland session and, on a headless box,
+/// prints "XDG_RUNTIME_DIR is invalid or not set" twice; without a session it has nothing
+/// to select by, so it is turned off (unless the user set the variable). Runs first, before
+/// any other thread exists, as `set_var` requires.
+fn quiet_device_select() {
+    let headless = std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    if headless && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Class-balanced generation with a trained generator.
 
 use super::model::Generator;
-use super::train::{normal_noise, one_hot};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -9,6 +8,7 @@ use crate::graph::tape::Tape;
 use crate::io::{write_safetensors_typed, TensorSlice};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
 use std::path::Path;
 
 /// Images per forward pass.
@@ -39,6 +39,20 @@ pub fn truncate(noise: &mut [f32], t: f32, rng: &mut StdRng) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One-hot rows of `classes` values for `labels`.
+pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
+    let mut v = vec![0.0; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * classes + l as usize] = 1.0;
+    }
+    v
+}
+
+/// `n` values drawn from N(0, 1).
+pub fn normal_noise(n: usize, rng: &mut StdRng) -> Vec<f32> {
+    (0..n).map(|_| StandardNormal.sample(rng)).collect()
 }
 
 /// `per_class` images for every class (class-major order) from noise z ~ N(0, 1) drawn with

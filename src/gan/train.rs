@@ -12,6 +12,7 @@
 //! One spectral-norm power iteration per network per step (PyTorch runs one per D call):
 //! D's normalized weights are computed once per step and shared by all its calls.
 
+use super::generate::{normal_noise, one_hot};
 use super::guide::Guide;
 use super::model::{DWeights, Discriminator, GanConfig, Generator};
 use super::{
@@ -26,7 +27,7 @@ use crate::ops::grad::{AdamConfig, Loss};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -191,18 +192,6 @@ fn images(ds: &Dataset, idx: &[usize]) -> Vec<f32> {
     idx.iter()
         .flat_map(|&i| ds.image(i).iter().map(|&p| p as f32 / 127.5 - 1.0))
         .collect()
-}
-
-pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
-    let mut v = vec![0.0; labels.len() * classes];
-    for (i, &l) in labels.iter().enumerate() {
-        v[i * classes + l as usize] = 1.0;
-    }
-    v
-}
-
-pub fn normal_noise(n: usize, rng: &mut StdRng) -> Vec<f32> {
-    (0..n).map(|_| StandardNormal.sample(rng)).collect()
 }
 
 /// The losses of one iteration.

@@ -269,6 +269,14 @@ impl Model {
         })
     }
 
+    /// The zoo architecture `arch` (see [`arch_names`]) with seeded random weights: a
+    /// stand-in for tests and examples (a trained model comes from [`Model::load`]).
+    pub fn random(arch: &str, seed: u64) -> Result<Model> {
+        let a = self::arch(arch)?;
+        let params = random_params(&a, seed);
+        Model::new(a, params)
+    }
+
     /// The number of logits per image (the class count).
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
