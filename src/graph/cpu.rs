@@ -2,9 +2,9 @@
 //! against (with random weights), and a cross-check for whole models.
 
 use super::{bn_names, Graph, Op, Params, ValueId};
-use crate::cpu::qconv::QConv;
 use crate::cpu::{self, Array};
 use crate::error::{Error, Result};
+use crate::quant::int8::{QArray, QConv};
 use std::collections::HashMap;
 
 pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
@@ -22,7 +22,7 @@ pub fn forward_quantized(
     let quantized = g.chain_quantized(quantized);
     let mut values: Vec<Option<Array>> = vec![None; g.nodes.len()];
     // Outputs of chained layers: int8 in the consumer's input format.
-    let mut qvalues: Vec<Option<cpu::qconv::QArray>> = vec![None; g.nodes.len()];
+    let mut qvalues: Vec<Option<QArray>> = vec![None; g.nodes.len()];
     let last = g.last_uses();
     for (i, node) in g.nodes.iter().enumerate() {
         let arg = |k: usize| -> Result<&Array> {
@@ -137,7 +137,7 @@ fn free_inputs(
     i: usize,
     last: &[usize],
     values: &mut [Option<Array>],
-    qvalues: &mut [Option<cpu::qconv::QArray>],
+    qvalues: &mut [Option<QArray>],
 ) {
     for &v in &node.inputs {
         if last[v] == i {

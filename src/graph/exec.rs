@@ -37,7 +37,7 @@ impl Runner {
         gpu: Arc<Gpu>,
         graph: Graph,
         params: &Params,
-        layers: &HashMap<ValueId, crate::cpu::qconv::QConv>,
+        layers: &HashMap<ValueId, crate::quant::int8::QConv>,
     ) -> Result<Runner> {
         let mut quantized = HashMap::new();
         // Layers read only by another quantized layer requantize straight into its format.

@@ -11,7 +11,7 @@ pub mod tape;
 pub mod trainable;
 pub mod validate;
 
-pub use crate::cpu::elementwise::Act;
+pub use crate::ops::Act;
 pub use params::Params;
 
 pub type ValueId = usize;
@@ -110,8 +110,8 @@ impl Graph {
     /// the GPU runner and the CPU simulation both call this, so they compute the same thing.
     pub fn chain_quantized(
         &self,
-        layers: &std::collections::HashMap<ValueId, crate::cpu::qconv::QConv>,
-    ) -> std::collections::HashMap<ValueId, crate::cpu::qconv::QConv> {
+        layers: &std::collections::HashMap<ValueId, crate::quant::int8::QConv>,
+    ) -> std::collections::HashMap<ValueId, crate::quant::int8::QConv> {
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             for &v in &n.inputs {

@@ -16,7 +16,7 @@ pub mod qconv;
 pub mod softmax;
 pub mod stats;
 
-pub use crate::cpu::elementwise::Act;
+pub use elementwise::Act;
 
 /// Parameter structs are plain `u32`/`f32` records uploaded as uniforms.
 pub(crate) fn bytes_of<T: bytemuck::Pod>(p: &T) -> &[u8] {

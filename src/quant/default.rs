@@ -1,10 +1,10 @@
 //! POT's DefaultQuantization: calibrate activation ranges on the GPU, quantize weights per
 //! channel, then FastBiasCorrection.
 
+use super::int8::{QConv, QWeights};
 use super::model::QuantModel;
 use super::observer::{quantile_rows, Observer, RangeEstimator};
 use super::scheme::activation_format;
-use crate::cpu::qconv::{QConv, QWeights};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -165,7 +165,7 @@ fn input_format(
     l: ValueId,
     o: &Observer,
     est: RangeEstimator,
-) -> (crate::cpu::qconv::QFormat, Option<Vec<f32>>) {
+) -> (super::int8::QFormat, Option<Vec<f32>>) {
     if o.channels > 1 && is_depthwise(runner, l) {
         let (fmt, scales) = super::scheme::channel_formats(&o.ranges(est));
         return (fmt, Some(scales));
@@ -180,7 +180,7 @@ pub fn qconv_for(
     g: &Graph,
     params: &Params,
     l: ValueId,
-    input: crate::cpu::qconv::QFormat,
+    input: super::int8::QFormat,
     input_channel_scales: Option<Vec<f32>>,
 ) -> Result<QConv> {
     let (weight, bias, stride, pad, groups, act) = match &g.nodes[l].op {

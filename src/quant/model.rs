@@ -2,7 +2,7 @@
 //! an INT8 description per quantized conv/linear. Saved as safetensors (int8 weights, f32
 //! scales and biases) with the graph and quantizer settings in the metadata.
 
-use crate::cpu::qconv::{QConv, QFormat, QWeights};
+use super::int8::{QConv, QFormat, QWeights};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
