@@ -13,7 +13,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::graph::replay::{Frozen, Until};
 use crate::graph::tape::{Tape, Var};
 use crate::models::Model;
-use crate::ops::grad::AdamConfig;
+use crate::ops::adam::AdamConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ fn distill_batch(
         let gx = grads
             .get(xv)
             .ok_or_else(|| Error::Invalid("distill: no gradient reached the image".into()))?;
-        crate::ops::grad::adam(&mut s, &x, gx, &m, &v, &adam, it as u64 + 1)?;
+        crate::ops::adam::adam(&mut s, &x, gx, &m, &v, &adam, it as u64 + 1)?;
         if it + 1 == opts.iterations {
             let vals: Vec<Tensor> = losses.iter().map(|&l| t.value(l).clone()).collect();
             let refs: Vec<&Tensor> = vals.iter().collect();

@@ -6,7 +6,7 @@ use super::{load_generator, GanConfig};
 use crate::data;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::grad::AdamConfig;
+use crate::ops::adam::AdamConfig;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};

@@ -292,5 +292,5 @@ pub fn conv2d_backward_weight(
     if chunks == 1 {
         return part.reshape(&w_shape);
     }
-    super::grad::sum_chunks(s, &part, &w_shape)
+    super::stats::sum_chunks(s, &part, &w_shape)
 }

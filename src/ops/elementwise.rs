@@ -1,6 +1,9 @@
-//! Activations and the residual add (with a fused activation).
+//! Pointwise ops: activations, the residual add (with a fused activation), the activation
+//! backward and zero fill.
 
 use super::bytes_of;
+use super::checks::same_shape;
+use super::grad::{Params as GradParams, SHADER as GRAD};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
@@ -117,6 +120,45 @@ fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) ->
         grid_1d(n, 256),
     )?;
     Ok(out)
+}
+
+/// dx for y = act(x), from the output y (all supported activations are monotone).
+pub fn act_backward(s: &mut Stream, y: &Tensor, dy: &Tensor, a: Act) -> Result<Tensor> {
+    same_shape("act_backward", y, dy)?;
+    let (kind, slope) = a.code();
+    let n = y.numel();
+    let p = GradParams {
+        n: n as u32,
+        kind,
+        slope,
+        ..Default::default()
+    };
+    let dx = s.gpu().alloc("act_backward", y.shape(), DType::F32)?;
+    s.dispatch(
+        GRAD,
+        "act_backward",
+        &[],
+        bytes_of(&p),
+        &[y, dy, &dx],
+        grid_1d(n, 256),
+    )?;
+    Ok(dx)
+}
+
+/// Sets every element of `t` to zero.
+pub fn zero(s: &mut Stream, t: &Tensor) -> Result<()> {
+    let p = GradParams {
+        n: t.numel() as u32,
+        ..Default::default()
+    };
+    s.dispatch(
+        GRAD,
+        "zero",
+        &[],
+        bytes_of(&p),
+        &[t],
+        grid_1d(t.numel(), 256),
+    )
 }
 
 #[cfg(test)]

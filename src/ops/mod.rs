@@ -1,6 +1,7 @@
 //! Kernel launches, one file per op family. Each op checks shapes (typed errors, never panics),
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
+pub mod adam;
 pub mod batchnorm;
 mod checks;
 pub mod conv2d;
@@ -8,12 +9,14 @@ pub mod conv2d_grad;
 pub mod elementwise;
 pub mod embed;
 pub mod glu;
-pub mod grad;
+mod grad;
 pub mod layout;
+pub mod loss;
 pub mod matmul;
 pub mod pool;
 pub mod qconv;
 pub mod softmax;
+pub mod spectral_norm;
 pub mod stats;
 
 pub use elementwise::Act;
