@@ -122,7 +122,8 @@ pub fn distill_images(
     // Pixels twice (the unlabeled set, then the labeled one) and ten logits per image.
     let each = 2 * crate::data::IMG_BYTES + 40;
     crate::limits::check_alloc(&format!("distill:{}", opts.images), &[opts.images, each])?;
-    let mut frozen = Frozen::new(gpu, Arc::new(model.clone()));
+    let a = &model.arch;
+    let mut frozen = Frozen::new(gpu, &a.name, a.graph.clone(), model.params.clone());
     let norm = model.arch.norm;
     let batches = opts.images.div_ceil(opts.batch);
     let bar = crate::progress::bar((batches * opts.iterations) as u64, "distill", quiet);

@@ -1,6 +1,6 @@
 //! A host-side graph of ops over tensors: models are built once as a `Graph` (SSA: node i
-//! produces value i), then run on the GPU (`exec`) or on the CPU reference (`cpu`).
-//! Quantization rewrites graphs; training will add a reverse pass over the same nodes.
+//! produces value i), then run on the GPU (`exec`), on the CPU reference (`cpu`) or on the
+//! autodiff tape (`replay`), all three through one walk (`walk`). Quantization rewrites graphs.
 
 pub mod cpu;
 pub mod exec;
@@ -10,6 +10,7 @@ pub mod replay;
 pub mod tape;
 pub mod trainable;
 pub mod validate;
+pub mod walk;
 
 pub use crate::ops::Act;
 pub use params::Params;
