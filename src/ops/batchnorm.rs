@@ -1,6 +1,9 @@
 //! Batch normalization over dim 1 of `[N, C]` (1d) or `[N, C, H, W]` (2d; any `[N, C, ...]`):
 //! the inference form with running statistics and a fused activation, and the training form
 //! that computes batch statistics on the GPU and updates the running ones in place.
+//!
+//! Pieces: shader `shaders/norm.wgsl`; backward `batch_norm_backward` below (`shaders/grad.wgsl`);
+//! CPU reference `cpu::batchnorm`; tests below and in `tests/grad.rs` (backward).
 
 use super::checks::same_shape;
 use super::checks::{dtype, ncs};

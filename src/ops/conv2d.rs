@@ -1,4 +1,7 @@
 //! conv2d (NCHW) with fused bias, residual add and activation: one dispatch per ResNet block tail.
+//!
+//! Pieces: shader `shaders/conv2d.wgsl` with the `conv2d_f32` / `conv2d_vec4` load preludes;
+//! backward `conv2d_grad`; CPU reference `cpu::conv`; tests below and in `tests/grad.rs`.
 
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};

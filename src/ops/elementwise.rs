@@ -1,5 +1,8 @@
 //! Pointwise ops: activations, the residual add (with a fused activation), the activation
 //! backward and zero fill.
+//!
+//! Pieces: shader `shaders/elementwise.wgsl` (activations: `shaders/activation.wgsl`); backward
+//! `act_backward` below (`shaders/grad.wgsl`); CPU reference `cpu::elementwise`; tests below.
 
 use super::bytes_of;
 use super::checks::same_shape;

@@ -1,5 +1,8 @@
 //! GLU over the channel/feature dim: `[N, 2C, ...] -> [N, C, ...]`, out = a * sigmoid(b) with
 //! a = the first half of dim 1 and b = the second (`F.glu(x, dim=1)`).
+//!
+//! Pieces: shader `shaders/glu.wgsl`; backward `glu_backward` below (`shaders/grad.wgsl`); CPU
+//! reference `cpu::glu`; tests below and in `tests/grad.rs` (backward).
 
 use super::bytes_of;
 use super::checks::ncs;

@@ -1,6 +1,9 @@
 //! Data movement along channels (dim 1 of any `[N, C, ...]`): concat, split, slice and the
 //! ShuffleNet channel shuffle; nearest upsampling and the CIFAR-ResNet option-A shortcut.
 //! Reshape and flatten need no kernel: they are views (`Tensor::reshape`).
+//!
+//! Pieces: shader `shaders/layout.wgsl`; backward `upsample_backward` below (`shaders/grad.wgsl`;
+//! concat's backward is `slice_channels`); CPU reference `cpu::layout`; tests below.
 
 use super::bytes_of;
 use super::checks::{nchw, ncs};

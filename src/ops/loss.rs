@@ -1,5 +1,7 @@
 //! The scalar losses of GAN training and distillation, and ZeroQ's batch-norm statistics loss,
 //! with their gradients (`shaders/grad.wgsl`).
+//!
+//! Pieces: shader `shaders/grad.wgsl`; CPU references and tests in `tests/grad.rs`.
 
 use super::bytes_of;
 use super::checks::same_shape;

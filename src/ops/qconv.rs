@@ -1,6 +1,5 @@
 //! INT8 conv2d / linear with real integer arithmetic, and the quantize / dequantize ops at the
-//! edges of quantized regions. Scheme and the exact epilogue math: `quant::int8`;
-//! CPU reference: `cpu::qconv`.
+//! edges of quantized regions. Scheme and the exact epilogue math: `quant::int8`.
 //!
 //! Layouts (all u32 words):
 //! - Activations (`QTensor`): i8 packed four channels per word, `[N, ceil(C/4), H, W]` (a Tensor
@@ -17,6 +16,9 @@
 //!   over the window only, so channels stay packed and each byte lane multiplies its own channel
 //!   (unpack + vec4 multiply-add): no zero-padded dot4 lanes, no relayout, same code on both paths.
 //! - Per output channel, padded to the tile: i32 `bias_q + 128*sum(w)` and f32 scale.
+//!
+//! Pieces: shader `shaders/qconv.wgsl`; scheme `quant::int8`; CPU reference `cpu::qconv`; no
+//! backward (inference only); tests in `qconv_tests.rs` (CPU reference and an f64 oracle).
 
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};

@@ -1,5 +1,8 @@
 //! Spectral normalization of a weight (PyTorch `spectral_norm`, training mode) and its
 //! backward (`shaders/grad.wgsl`).
+//!
+//! Pieces: shader `shaders/grad.wgsl` (and `matmul`); tests in `tests/grad.rs` (against PyTorch's
+//! update rule).
 
 use super::bytes_of;
 use super::checks::same_shape;

@@ -1,5 +1,8 @@
 //! Reductions: row statistics (min, max, abs-max, sum) for calibration, and the channel and
 //! chunk sums that bias and weight gradients need (`sum_channels`, `sum_chunks`).
+//!
+//! Pieces: shaders `shaders/stats.wgsl` and `shaders/grad.wgsl` (the sums); CPU reference
+//! `row_stats_cpu` below; tests below and in `tests/grad.rs` (the sums, through bias gradients).
 
 use super::bytes_of;
 use super::checks::ncs;
