@@ -17,7 +17,7 @@ use synthcal::cpu::Array;
 use synthcal::gpu::{Gpu, Stream, Tensor};
 use synthcal::graph::tape::{Tape, Var};
 use synthcal::ops::conv2d::Conv2dParams;
-use synthcal::ops::grad::Loss;
+use synthcal::ops::loss::Loss;
 use synthcal::ops::Act;
 
 const H: f32 = 1e-2;
@@ -436,7 +436,7 @@ fn converged_u(w: &Array) -> (Tensor, Vec<f32>) {
     let wt = g.upload_f32(&w.shape, &w.data).unwrap();
     let mut s = g.stream();
     for _ in 0..100 {
-        synthcal::ops::grad::spectral_norm(&mut s, &wt, &u, 1e-12).unwrap();
+        synthcal::ops::spectral_norm::spectral_norm(&mut s, &wt, &u, 1e-12).unwrap();
     }
     s.submit();
     let u0 = g.read_f32(&u).unwrap();

@@ -44,7 +44,7 @@ fi
 
 plant() {
   case $1 in
-  dw-scales) rep src/cpu/qconv.rs "self.input_format(c).scale as f64" "self.input.scale as f64" ;;
+  dw-scales) rep src/quant/int8.rs "self.input_format(c).scale as f64" "self.input.scale as f64" ;;
   round-shader) rep shaders/qconv.wgsl "let q = vec4<i32>(clamp(round(v)," \
     "let q = vec4<i32>(clamp(sign(v) * floor(abs(v) + 0.5)," ;;
   round-cpu) rep src/cpu/qconv.rs "let v = (a as f32 * rq.scale[chan(i)]).round_ties_even();" \

@@ -13,7 +13,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::graph::replay::{Frozen, Until};
 use crate::graph::tape::{Tape, Var};
 use crate::models::Model;
-use crate::ops::grad::AdamConfig;
+use crate::ops::adam::AdamConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::sync::Arc;
@@ -89,7 +89,7 @@ fn distill_batch(
         let gx = grads
             .get(xv)
             .ok_or_else(|| Error::Invalid("distill: no gradient reached the image".into()))?;
-        crate::ops::grad::adam(&mut s, &x, gx, &m, &v, &adam, it as u64 + 1)?;
+        crate::ops::adam::adam(&mut s, &x, gx, &m, &v, &adam, it as u64 + 1)?;
         if it + 1 == opts.iterations {
             let vals: Vec<Tensor> = losses.iter().map(|&l| t.value(l).clone()).collect();
             let refs: Vec<&Tensor> = vals.iter().collect();
@@ -128,7 +128,8 @@ pub fn distill_images(
     // Pixels twice (the unlabeled set, then the labeled one) and the logits of each image.
     let each = 2 * 3 * h * w + 4 * model.num_classes();
     crate::limits::check_alloc(&format!("distill:{}", opts.images), &[opts.images, each])?;
-    let mut frozen = Frozen::new(gpu, Arc::new(model.clone()));
+    let a = &model.arch;
+    let mut frozen = Frozen::new(gpu, &a.name, a.graph.clone(), model.params.clone());
     let norm = model.arch.norm;
     let batches = opts.images.div_ceil(opts.batch);
     let mut bar = hooks.task("distill", (batches * opts.iterations) as u64);

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gan::train::{self, load_teacher, TrainOptions, Trainer};
 use crate::gan::GanConfig;
 use crate::gpu::Gpu;
-use crate::ops::grad::AdamConfig;
+use crate::ops::adam::AdamConfig;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};

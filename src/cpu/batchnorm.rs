@@ -1,8 +1,8 @@
 //! Batch normalization over dim 1 of `[N, C, ...]` (f64 accumulation: this is the reference).
 
-use super::elementwise::Act;
 use super::layout::ncs;
 use super::Array;
+use crate::ops::Act;
 
 /// Inference form: y = act((x - mean) / sqrt(var + eps) * gamma + beta).
 pub fn batch_norm(

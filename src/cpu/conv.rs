@@ -1,44 +1,7 @@
 //! Reference conv2d: NCHW input, PyTorch weight layout [Co, Ci/groups, KH, KW].
 
-use super::elementwise::Act;
 use super::Array;
-
-/// Stride, symmetric padding per axis ([h, w]) and channel groups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dParams {
-    pub stride: [usize; 2],
-    pub pad: [usize; 2],
-    pub groups: usize,
-}
-
-impl Default for Conv2dParams {
-    fn default() -> Self {
-        Conv2dParams {
-            stride: [1, 1],
-            pad: [0, 0],
-            groups: 1,
-        }
-    }
-}
-
-impl Conv2dParams {
-    pub fn new(stride: usize, pad: usize, groups: usize) -> Self {
-        Conv2dParams {
-            stride: [stride; 2],
-            pad: [pad; 2],
-            groups,
-        }
-    }
-
-    /// Output size along one axis, or None when the kernel does not fit.
-    pub fn out_size(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
-        let padded = input + 2 * self.pad[axis];
-        if self.stride[axis] == 0 || padded < kernel {
-            return None;
-        }
-        Some((padded - kernel) / self.stride[axis] + 1)
-    }
-}
+use crate::ops::{conv2d::Conv2dParams, Act};
 
 /// out = act(conv(x, w) + bias + residual). Panics on bad shapes (the GPU op checks them).
 pub fn conv2d(

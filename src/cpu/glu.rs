@@ -1,8 +1,8 @@
 //! Gated linear unit over dim 1: out = a * sigmoid(b), [a, b] = the two channel halves.
 
-use super::elementwise::Act;
 use super::layout::ncs;
 use super::Array;
+use crate::ops::Act;
 
 pub fn glu(x: &Array) -> Array {
     let (n, c2, s) = ncs(&x.shape);

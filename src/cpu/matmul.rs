@@ -1,7 +1,7 @@
 //! Reference batched matmul and linear layer.
 
-use super::elementwise::Act;
 use super::Array;
+use crate::ops::Act;
 
 /// `C[b] = op(A[b]) * op(B[b])` for 3-d A, B; op transposes the last two axes when asked.
 /// A batch of 1 broadcasts over the other operand's batch.

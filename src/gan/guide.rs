@@ -8,13 +8,15 @@ use crate::error::Result;
 use crate::gpu::{Gpu, Stream};
 use crate::graph::replay::{Frozen, Until};
 use crate::graph::tape::{Tape, Var};
-use crate::models::Model;
+use crate::models::{Model, Normalization};
 use crate::ops::conv2d::Conv2dParams;
 use std::sync::Arc;
 
 pub struct Guide {
     /// The classifier, which also keeps the guide's own constants (input mapping, shifts).
     frozen: Frozen,
+    /// The classifier's input normalization.
+    norm: Normalization,
 }
 
 impl Guide {
@@ -24,8 +26,10 @@ impl Guide {
     }
 
     pub fn new(gpu: &Arc<Gpu>, model: Model) -> Result<Guide> {
+        let Model { arch, params, .. } = model;
         Ok(Guide {
-            frozen: Frozen::new(gpu, Arc::new(model)),
+            frozen: Frozen::new(gpu, &arch.name, arch.graph, params),
+            norm: arch.norm,
         })
     }
 
@@ -58,7 +62,7 @@ impl Guide {
         }
         // Per-channel affine from [-1, 1] to the normalized input: x01 = (x + 1) / 2, then
         // (x01 - mean) / std.
-        let n = self.frozen.model().arch.norm;
+        let n = self.norm;
         let scale = self.frozen.constant(t, "#guide-scale", &[3, 1, 1, 1], || {
             n.std.iter().map(|s| 0.5 / s).collect()
         })?;

@@ -23,7 +23,7 @@ use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream};
 use crate::graph::tape::{Tape, Var};
-use crate::ops::grad::{AdamConfig, Loss};
+use crate::ops::{adam::AdamConfig, loss::Loss};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

@@ -1,10 +1,11 @@
 //! Runs a graph with the CPU reference ops: the ground truth that GPU model runs are tested
 //! against (with random weights), and a cross-check for whole models.
 
+use super::walk::{Step, Values};
 use super::{bn_names, Graph, Op, Params, ValueId};
-use crate::cpu::qconv::QConv;
 use crate::cpu::{self, Array};
 use crate::error::{Error, Result};
+use crate::quant::int8::{QArray, QConv};
 use std::collections::HashMap;
 
 pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
@@ -20,23 +21,18 @@ pub fn forward_quantized(
     quantized: &HashMap<ValueId, QConv>,
 ) -> Result<Array> {
     let quantized = g.chain_quantized(quantized);
-    let mut values: Vec<Option<Array>> = vec![None; g.nodes.len()];
+    let mut values: Values<Array> = Values::new(g);
     // Outputs of chained layers: int8 in the consumer's input format.
-    let mut qvalues: Vec<Option<cpu::qconv::QArray>> = vec![None; g.nodes.len()];
-    let last = g.last_uses();
-    for (i, node) in g.nodes.iter().enumerate() {
-        let arg = |k: usize| -> Result<&Array> {
-            node.inputs
-                .get(k)
-                .and_then(|&v| values[v].as_ref())
-                .ok_or_else(|| Error::Invalid(format!("{}: input {k} missing", node.name)))
-        };
+    let mut qvalues: Values<QArray> = Values::new(g);
+    for step in g.walk() {
+        let (i, node) = (step.id, step.node);
+        let arg = |k: usize| values.input(node, k);
         let p = |n: &str| params.get(n);
         let out = match &node.op {
             _ if quantized.contains_key(&i) => {
                 let q = &quantized[&i];
                 let owned;
-                let qx = match node.inputs.first().and_then(|&v| qvalues[v].as_ref()) {
+                let qx = match node.inputs.first().and_then(|&v| qvalues.get(v)) {
                     Some(qx) => qx,
                     None => {
                         owned = q.quantize_input(arg(0)?)?;
@@ -52,37 +48,26 @@ pub fn forward_quantized(
                         _ => y,
                     },
                     cpu::qconv::QResult::Q(y) => {
-                        qvalues[i] = Some(y);
-                        free_inputs(node, i, &last, &mut values, &mut qvalues);
+                        qvalues.set(i, y);
+                        free(&step, &mut values, &mut qvalues);
                         continue;
                     }
                 }
             }
             Op::Input => input.clone(),
-            Op::Conv2d {
-                weight,
-                bias,
-                stride,
-                pad,
-                groups,
-                act,
-            } => {
-                let cp = crate::ops::conv2d::Conv2dParams {
-                    stride: [*stride; 2],
-                    pad: [*pad; 2],
-                    groups: *groups,
-                };
-                let b = bias.as_deref().map(p).transpose()?;
-                let r = if node.inputs.len() > 1 {
-                    Some(arg(1)?)
+            op @ (Op::Conv2d { .. } | Op::Linear { .. }) => {
+                let l = op.layer().expect("a conv or linear op");
+                let b = l.bias.map(p).transpose()?;
+                if l.linear {
+                    cpu::matmul::linear(arg(0)?, p(l.weight)?, b, l.act)
                 } else {
-                    None
-                };
-                cpu::conv::conv2d(arg(0)?, p(weight)?, b, &cp, r, *act)
-            }
-            Op::Linear { weight, bias, act } => {
-                let b = bias.as_deref().map(p).transpose()?;
-                cpu::matmul::linear(arg(0)?, p(weight)?, b, *act)
+                    let r = if node.inputs.len() > 1 {
+                        Some(arg(1)?)
+                    } else {
+                        None
+                    };
+                    cpu::conv::conv2d(arg(0)?, p(l.weight)?, b, &l.conv_params(), r, l.act)
+                }
             }
             Op::BatchNorm { prefix, eps, act } => {
                 let [gm, bt, m, v] = bn_names(prefix);
@@ -101,12 +86,7 @@ pub fn forward_quantized(
                 cpu::elementwise::act(&cpu::elementwise::add(arg(0)?, arg(1)?), *act)
             }
             Op::ShortcutA { pad } => cpu::layout::shortcut_a(arg(0)?, *pad),
-            Op::Concat => {
-                let xs = (0..node.inputs.len())
-                    .map(arg)
-                    .collect::<Result<Vec<_>>>()?;
-                cpu::layout::concat(&xs)
-            }
+            Op::Concat => cpu::layout::concat(&values.inputs(node)?),
             Op::SliceChannels { start, len } => {
                 cpu::layout::slice_channels(arg(0)?, *start..start + len)
             }
@@ -123,26 +103,18 @@ pub fn forward_quantized(
                 Array::new(&[n, x.numel() / n], x.data.clone())
             }
         };
-        values[i] = Some(out);
-        free_inputs(node, i, &last, &mut values, &mut qvalues);
+        values.set(i, out);
+        free(&step, &mut values, &mut qvalues);
     }
-    values[g.output]
-        .take()
+    values
+        .take(g.output)
         .ok_or_else(|| Error::Invalid("graph produced no output".into()))
 }
 
-/// Drops the values whose last reader is node `i`.
-fn free_inputs(
-    node: &super::Node,
-    i: usize,
-    last: &[usize],
-    values: &mut [Option<Array>],
-    qvalues: &mut [Option<cpu::qconv::QArray>],
-) {
-    for &v in &node.inputs {
-        if last[v] == i {
-            values[v] = None;
-            qvalues[v] = None;
-        }
+/// Drops the values whose last reader was this step's node.
+fn free(step: &Step, values: &mut Values<Array>, qvalues: &mut Values<QArray>) {
+    for &v in &step.dead {
+        values.take(v);
+        qvalues.take(v);
     }
 }

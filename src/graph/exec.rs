@@ -1,6 +1,7 @@
 //! Runs a graph on the GPU: every node is recorded on one stream (one submit per batch), and
 //! each intermediate is dropped, returning its buffer to the pool, right after its last reader.
 
+use super::walk::{Step, Values};
 use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
@@ -16,7 +17,6 @@ pub struct Runner {
     conv_weights: HashMap<String, ops::conv2d::ConvWeight>,
     /// Conv/linear nodes that run as INT8 kernels instead (quantize input, integer conv).
     quantized: HashMap<ValueId, ops::qconv::QConv2d>,
-    last_use: Vec<usize>,
 }
 
 /// The graph output plus any values the caller asked to keep (calibration taps, backward).
@@ -37,21 +37,16 @@ impl Runner {
         gpu: Arc<Gpu>,
         graph: Graph,
         params: &Params,
-        layers: &HashMap<ValueId, crate::cpu::qconv::QConv>,
+        layers: &HashMap<ValueId, crate::quant::int8::QConv>,
     ) -> Result<Runner> {
         let mut quantized = HashMap::new();
         // Layers read only by another quantized layer requantize straight into its format.
         let layers = &graph.chain_quantized(layers);
         for (&v, q) in layers {
-            match graph.nodes.get(v) {
-                Some(n)
-                    if matches!(n.op, Op::Conv2d { .. } | Op::Linear { .. })
-                        && n.inputs.len() == 1 => {}
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "node {v} is not a quantizable conv/linear"
-                    )))
-                }
+            if !graph.nodes.get(v).is_some_and(|n| n.is_quantizable()) {
+                return Err(Error::Invalid(format!(
+                    "node {v} is not a quantizable conv/linear"
+                )));
             }
             quantized.insert(v, ops::qconv::QConv2d::new(&gpu, q)?);
         }
@@ -78,14 +73,12 @@ impl Runner {
                 weights.insert(name, gpu.upload_f32(&a.shape, &a.data)?);
             }
         }
-        let last_use = graph.last_uses();
         Ok(Runner {
             gpu,
             graph,
             weights,
             conv_weights,
             quantized,
-            last_use,
         })
     }
 
@@ -113,53 +106,34 @@ impl Runner {
         residual: Option<&Tensor>,
         act: crate::graph::Act,
     ) -> Result<Tensor> {
-        match &self.graph.nodes[i].op {
-            Op::Conv2d {
-                weight,
-                bias,
-                stride,
-                pad,
-                groups,
-                ..
-            } => {
-                let p = ops::conv2d::Conv2dParams {
-                    stride: [*stride; 2],
-                    pad: [*pad; 2],
-                    groups: *groups,
-                };
-                let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
-                let w = self.conv_weights.get(weight).ok_or_else(|| {
-                    Error::Invalid(format!("conv weight `{weight}` was not prepared"))
-                })?;
-                ops::conv2d::conv2d(s, x, w, bias, &p, residual, act)
-            }
-            Op::Linear { weight, bias, .. } => {
-                let bias = bias.as_deref().map(|b| self.w(b)).transpose()?;
-                ops::matmul::linear(s, x, self.w(weight)?, bias, act)
-            }
-            _ => Err(Error::Invalid(format!(
+        let Some(l) = self.graph.nodes.get(i).and_then(|n| n.op.layer()) else {
+            return Err(Error::Invalid(format!(
                 "node {i} is not a conv/linear layer"
-            ))),
+            )));
+        };
+        let bias = l.bias.map(|b| self.w(b)).transpose()?;
+        if l.linear {
+            return ops::matmul::linear(s, x, self.w(l.weight)?, bias, act);
         }
+        let w = self.conv_weights.get(l.weight).ok_or_else(|| {
+            Error::Invalid(format!("conv weight `{}` was not prepared", l.weight))
+        })?;
+        ops::conv2d::conv2d(s, x, w, bias, &l.conv_params(), residual, act)
     }
 
     /// Records the forward pass of `input` on `s`; `keep` lists values to return besides the output.
     pub fn forward(&self, s: &mut Stream, input: &Tensor, keep: &[ValueId]) -> Result<Outputs> {
-        let mut values: Vec<Option<Tensor>> = vec![None; self.graph.nodes.len()];
+        let mut values: Values<Tensor> = Values::new(&self.graph);
         // Outputs of chained quantized layers: packed int8 in the consumer's input format.
-        let mut qvalues: Vec<Option<ops::qconv::QTensor>> = vec![None; self.graph.nodes.len()];
-        for (i, node) in self.graph.nodes.iter().enumerate() {
-            let arg = |k: usize| -> Result<&Tensor> {
-                node.inputs
-                    .get(k)
-                    .and_then(|&v| values[v].as_ref())
-                    .ok_or_else(|| Error::Invalid(format!("{}: input {k} missing", node.name)))
-            };
+        let mut qvalues: Values<ops::qconv::QTensor> = Values::new(&self.graph);
+        for step in self.graph.walk() {
+            let (i, node) = (step.id, step.node);
+            let arg = |k: usize| values.input(node, k);
             let out = match &node.op {
                 _ if self.quantized.contains_key(&i) => {
                     let q = &self.quantized[&i];
                     let owned;
-                    let qx = match node.inputs.first().and_then(|&v| qvalues[v].as_ref()) {
+                    let qx = match node.inputs.first().and_then(|&v| qvalues.get(v)) {
                         Some(qx) => qx,
                         None => {
                             owned = q.quantize_input(s, arg(0)?)?;
@@ -178,10 +152,10 @@ impl Runner {
                         ops::qconv::QOut::Q(y) => {
                             // A caller that keeps a chained value gets it dequantized.
                             if keep.contains(&i) {
-                                values[i] = Some(ops::qconv::dequantize(s, &y)?);
+                                values.set(i, ops::qconv::dequantize(s, &y)?);
                             }
-                            qvalues[i] = Some(y);
-                            self.free_inputs(node, i, keep, &mut values, &mut qvalues);
+                            qvalues.set(i, y);
+                            free(&step, keep, &mut values, &mut qvalues);
                             continue;
                         }
                     }
@@ -209,12 +183,7 @@ impl Runner {
                 Op::Act(a) => ops::elementwise::act(s, arg(0)?, *a)?,
                 Op::Add { act } => ops::elementwise::add(s, arg(0)?, arg(1)?, *act)?,
                 Op::ShortcutA { pad } => ops::layout::shortcut_a(s, arg(0)?, *pad)?,
-                Op::Concat => {
-                    let xs = (0..node.inputs.len())
-                        .map(arg)
-                        .collect::<Result<Vec<_>>>()?;
-                    ops::layout::concat(s, &xs)?
-                }
+                Op::Concat => ops::layout::concat(s, &values.inputs(node)?)?,
                 Op::SliceChannels { start, len } => {
                     ops::layout::slice_channels(s, arg(0)?, *start..start + len)?
                 }
@@ -227,36 +196,17 @@ impl Runner {
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
                 Op::Flatten => arg(0)?.flatten()?,
             };
-            values[i] = Some(out);
-            self.free_inputs(node, i, keep, &mut values, &mut qvalues);
+            values.set(i, out);
+            free(&step, keep, &mut values, &mut qvalues);
         }
         let kept = keep
             .iter()
-            .filter_map(|&v| values.get(v).cloned().flatten().map(|t| (v, t)))
+            .filter_map(|&v| values.get(v).cloned().map(|t| (v, t)))
             .collect();
-        let output = values[self.graph.output]
-            .take()
+        let output = values
+            .take(self.graph.output)
             .ok_or_else(|| Error::Invalid("graph produced no output".into()))?;
         Ok(Outputs { output, kept })
-    }
-
-    /// Drops the values whose last reader is node `i` (unless kept).
-    fn free_inputs(
-        &self,
-        node: &super::Node,
-        i: usize,
-        keep: &[ValueId],
-        values: &mut [Option<Tensor>],
-        qvalues: &mut [Option<ops::qconv::QTensor>],
-    ) {
-        for &v in &node.inputs {
-            if self.last_use[v] == i {
-                qvalues[v] = None;
-                if !keep.contains(&v) {
-                    values[v] = None;
-                }
-            }
-        }
     }
 
     /// Uploads a normalized NCHW batch, runs it and reads the logits back (one submit).
@@ -266,5 +216,20 @@ impl Runner {
         let out = self.forward(&mut s, &x, &[])?.output;
         s.submit();
         self.gpu.read_f32(&out)
+    }
+}
+
+/// Drops the values whose last reader was this step's node, unless kept.
+fn free(
+    step: &Step,
+    keep: &[ValueId],
+    values: &mut Values<Tensor>,
+    qvalues: &mut Values<ops::qconv::QTensor>,
+) {
+    for &v in &step.dead {
+        qvalues.take(v);
+        if !keep.contains(&v) {
+            values.take(v);
+        }
     }
 }

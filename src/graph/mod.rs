@@ -1,6 +1,6 @@
 //! A host-side graph of ops over tensors: models are built once as a `Graph` (SSA: node i
-//! produces value i), then run on the GPU (`exec`) or on the CPU reference (`cpu`).
-//! Quantization rewrites graphs; training will add a reverse pass over the same nodes.
+//! produces value i), then run on the GPU (`exec`), on the CPU reference (`cpu`) or on the
+//! autodiff tape (`replay`), all three through one walk (`walk`). Quantization rewrites graphs.
 
 pub mod cpu;
 pub mod exec;
@@ -10,8 +10,9 @@ pub mod replay;
 pub mod tape;
 pub mod trainable;
 pub mod validate;
+pub mod walk;
 
-pub use crate::cpu::elementwise::Act;
+pub use crate::ops::Act;
 pub use params::Params;
 
 pub type ValueId = usize;
@@ -110,8 +111,8 @@ impl Graph {
     /// the GPU runner and the CPU simulation both call this, so they compute the same thing.
     pub fn chain_quantized(
         &self,
-        layers: &std::collections::HashMap<ValueId, crate::cpu::qconv::QConv>,
-    ) -> std::collections::HashMap<ValueId, crate::cpu::qconv::QConv> {
+        layers: &std::collections::HashMap<ValueId, crate::quant::int8::QConv>,
+    ) -> std::collections::HashMap<ValueId, crate::quant::int8::QConv> {
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             for &v in &n.inputs {

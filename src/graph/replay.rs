@@ -7,12 +7,12 @@
 //! differentiates: the option-A shortcut and channel slices/shuffles are 1x1 selections,
 //! global average pooling is a depthwise mean, and a linear layer is a 1x1 convolution.
 
-use super::{bn_names, Op};
+use super::walk::Values;
+use super::{bn_names, Graph, Op, Params};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::graph::tape::{Tape, Var};
-use crate::models::Model;
 use crate::ops::batchnorm::BatchNorm;
 use crate::ops::conv2d::Conv2dParams;
 use crate::ops::Act;
@@ -44,19 +44,25 @@ struct BnLayer {
     scratch: BatchNorm,
 }
 
-/// A model's fixed tensors, uploaded on first use and kept for later replays.
+/// A classifier's graph and fixed tensors, uploaded on first use and kept for later replays.
 pub struct Frozen {
     gpu: Arc<Gpu>,
-    model: Arc<Model>,
+    /// The model's name, for errors.
+    name: String,
+    graph: Arc<Graph>,
+    params: Params,
     cache: HashMap<String, Tensor>,
     bns: HashMap<String, Arc<BnLayer>>,
 }
 
 impl Frozen {
-    pub fn new(gpu: &Arc<Gpu>, model: Arc<Model>) -> Frozen {
+    /// `name` labels errors (a model name or path).
+    pub fn new(gpu: &Arc<Gpu>, name: &str, graph: Graph, params: Params) -> Frozen {
         Frozen {
             gpu: gpu.clone(),
-            model,
+            name: name.to_string(),
+            graph: Arc::new(graph),
+            params,
             cache: HashMap::new(),
             bns: HashMap::new(),
         }
@@ -67,7 +73,7 @@ impl Frozen {
             return Ok(l.clone());
         }
         let [gn, bn, mn, vn] = bn_names(prefix);
-        let p = &self.model.params;
+        let p = &self.params;
         let (ga, ba, ma, va) = (p.get(&gn)?, p.get(&bn)?, p.get(&mn)?, p.get(&vn)?);
         let c = ga.data.len();
         let g = &self.gpu;
@@ -89,10 +95,6 @@ impl Frozen {
         Ok(l)
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
     /// A constant on the tape, made (and uploaded) once per key (parameter names, or keys
     /// with a `#` that no parameter name has).
     pub fn constant(
@@ -102,23 +104,16 @@ impl Frozen {
         shape: &[usize],
         make: impl FnOnce() -> Vec<f32>,
     ) -> Result<Var> {
-        let tensor = match self.cache.get(key) {
-            Some(tensor) => tensor.clone(),
-            None => {
-                let tensor = self.gpu.upload_f32(shape, &make())?;
-                self.cache.insert(key.to_string(), tensor.clone());
-                tensor
-            }
-        };
-        Ok(t.leaf(tensor, false))
+        cached(&self.gpu, &mut self.cache, t, key, shape, make)
     }
 
     /// A parameter of the model as a constant, under `shape` (its own when None).
     fn param(&mut self, t: &mut Tape, name: &str, shape: Option<&[usize]>) -> Result<Var> {
-        let model = self.model.clone();
-        let a = model.params.get(name)?;
-        let shape = shape.unwrap_or(&a.shape).to_vec();
-        self.constant(t, name, &shape, || a.data.clone())
+        let a = self.params.get(name)?;
+        let shape = shape.unwrap_or(&a.shape);
+        cached(&self.gpu, &mut self.cache, t, name, shape, || {
+            a.data.clone()
+        })
     }
 
     /// The forward pass of the model on the tape from the normalized image batch `x`, with
@@ -131,9 +126,8 @@ impl Frozen {
         until: Until,
         stats: bool,
     ) -> Result<Replayed> {
-        let model = self.model.clone();
-        let g = &model.arch.graph;
-        let name = &model.arch.name;
+        let g = self.graph.clone();
+        let name = self.name.clone();
         let last = match until {
             Until::Logits => g.output,
             Until::LastBatchNorm => g
@@ -144,50 +138,52 @@ impl Frozen {
                     Error::Invalid(format!("{name} has no BatchNorm layers to match"))
                 })?,
         };
-        let mut vals: Vec<Option<Var>> = vec![None; g.nodes.len()];
+        let mut vals: Values<Var> = Values::new(&g);
         let mut stat_losses = Vec::new();
-        for (i, node) in g.nodes.iter().enumerate().take(last + 1) {
+        // The tape keeps every value for the backward, so nothing is freed.
+        for step in g.walk().take(last + 1) {
+            let (i, node) = (step.id, step.node);
             let arg = |k: usize| -> Result<Var> {
-                node.inputs.get(k).and_then(|&v| vals[v]).ok_or_else(|| {
-                    Error::Invalid(format!("replay of {name}: {} input {k} missing", node.name))
-                })
+                vals.input(node, k)
+                    .copied()
+                    .map_err(|e| Error::Invalid(format!("replay of {name}: {e}")))
             };
             let shape = |t: &Tape, v: Var| t.value(v).shape().to_vec();
             let out = match &node.op {
                 Op::Input => x,
-                Op::Conv2d {
-                    weight,
-                    bias,
-                    stride,
-                    pad,
-                    groups,
-                    act,
-                } => {
-                    let w = self.param(t, weight, None)?;
-                    let b = match bias {
-                        Some(b) => Some(self.param(t, b, None)?),
-                        None => None,
-                    };
-                    let p = Conv2dParams::new(*stride, *pad, *groups);
-                    let mut y = t.conv2d(s, arg(0)?, w, b, p)?;
-                    if node.inputs.len() > 1 {
-                        y = t.add(s, y, arg(1)?)?;
-                    }
-                    act_unless_identity(t, s, y, *act)?
-                }
-                Op::Linear { weight, bias, act } => {
+                op @ (Op::Conv2d { .. } | Op::Linear { .. }) => {
+                    let l = op.layer().expect("a conv or linear op");
                     let xin = arg(0)?;
-                    let [n, k] = [shape(t, xin)[0], shape(t, xin)[1]];
-                    let out = self.model.params.get(weight)?.shape[0];
-                    let w = self.param(t, weight, Some(&[out, k, 1, 1]))?;
-                    let b = match bias {
+                    // A linear layer runs as a 1x1 conv on [n, k, 1, 1] with `out` channels.
+                    let linear = if l.linear {
+                        let [n, k] = [shape(t, xin)[0], shape(t, xin)[1]];
+                        Some((n, k, self.params.get(l.weight)?.shape[0]))
+                    } else {
+                        None
+                    };
+                    let w = match linear {
+                        Some((_, k, out)) => self.param(t, l.weight, Some(&[out, k, 1, 1]))?,
+                        None => self.param(t, l.weight, None)?,
+                    };
+                    let b = match l.bias {
                         Some(b) => Some(self.param(t, b, None)?),
                         None => None,
                     };
-                    let x4 = t.reshape(xin, &[n, k, 1, 1])?;
-                    let y = t.conv2d(s, x4, w, b, Conv2dParams::new(1, 0, 1))?;
-                    let y = t.reshape(y, &[n, out])?;
-                    act_unless_identity(t, s, y, *act)?
+                    let y = match linear {
+                        Some((n, k, out)) => {
+                            let x4 = t.reshape(xin, &[n, k, 1, 1])?;
+                            let y = t.conv2d(s, x4, w, b, l.conv_params())?;
+                            t.reshape(y, &[n, out])?
+                        }
+                        None => {
+                            let mut y = t.conv2d(s, xin, w, b, l.conv_params())?;
+                            if node.inputs.len() > 1 {
+                                y = t.add(s, y, arg(1)?)?;
+                            }
+                            y
+                        }
+                    };
+                    act_unless_identity(t, s, y, l.act)?
                 }
                 Op::BatchNorm { prefix, eps, act } => {
                     let xin = arg(0)?;
@@ -269,12 +265,33 @@ impl Frozen {
                     t.reshape(xin, &[sh[0], sh[1..].iter().product()])?
                 }
             };
-            vals[i] = Some(out);
+            vals.set(i, out);
         }
-        let out =
-            vals[last].ok_or_else(|| Error::Invalid(format!("replay of {name}: no output")))?;
+        let out = vals
+            .take(last)
+            .ok_or_else(|| Error::Invalid(format!("replay of {name}: no output")))?;
         Ok(Replayed { out, stat_losses })
     }
+}
+
+/// The tensor cached under `key` (uploaded from `make()` on first use) as a constant on `t`.
+fn cached(
+    gpu: &Gpu,
+    cache: &mut HashMap<String, Tensor>,
+    t: &mut Tape,
+    key: &str,
+    shape: &[usize],
+    make: impl FnOnce() -> Vec<f32>,
+) -> Result<Var> {
+    let tensor = match cache.get(key) {
+        Some(tensor) => tensor.clone(),
+        None => {
+            let tensor = gpu.upload_f32(shape, &make())?;
+            cache.insert(key.to_string(), tensor.clone());
+            tensor
+        }
+    };
+    Ok(t.leaf(tensor, false))
 }
 
 /// 1x1 convolution weight `[out, in, 1, 1]` that copies input channel `src[o]` to output o
@@ -300,7 +317,7 @@ fn act_unless_identity(t: &mut Tape, s: &mut Stream, y: Var, a: Act) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{arch, random_params};
+    use crate::models::{arch, random_params, Model};
     use rand::{Rng, SeedableRng};
 
     fn model(name: &str) -> Arc<Model> {
@@ -367,7 +384,7 @@ mod tests {
                 &Array::new(&[2, 3, 32, 32], x.clone()),
             )
             .unwrap();
-            let mut fz = Frozen::new(&gpu, m.clone());
+            let mut fz = Frozen::new(&gpu, name, m.arch.graph.clone(), m.params.clone());
             let w = random(want.data.len(), 2);
             let dir = random(x.len(), 3);
             let (got, slope) = logits_and_slope(&gpu, &mut fz, &x, &w, &dir);

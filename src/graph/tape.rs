@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Stream, Tensor};
-use crate::ops::{self, conv2d::Conv2dParams, grad::Loss, Act};
+use crate::ops::{self, conv2d::Conv2dParams, loss::Loss, Act};
 
 /// A value on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,7 +62,7 @@ enum Rec {
     },
     SpectralNorm {
         w: Var,
-        st: ops::grad::SpectralState,
+        st: ops::spectral_norm::SpectralState,
     },
     Loss {
         x: Var,
@@ -71,7 +71,7 @@ enum Rec {
     },
     StatLoss {
         x: Var,
-        st: ops::grad::StatLoss,
+        st: ops::loss::StatLoss,
     },
     /// Inference-form batch norm: dx = dy * gamma / sqrt(var + eps), applied by `grad_bn`.
     FrozenBn {
@@ -221,7 +221,7 @@ impl Tape {
 
     /// W / sigma(W) with one power iteration from the persistent `u` (updated in place).
     pub fn spectral_norm(&mut self, s: &mut Stream, w: Var, u: &Tensor) -> Result<Var> {
-        let st = ops::grad::spectral_norm(s, self.value(w), u, 1e-12)?;
+        let st = ops::spectral_norm::spectral_norm(s, self.value(w), u, 1e-12)?;
         let y = st.w_sn.clone();
         Ok(self.push(y, Rec::SpectralNorm { w, st }, &[w]))
     }
@@ -253,7 +253,7 @@ impl Tape {
     }
 
     /// ZeroQ's BN-statistics loss `[1]` of x against `reference` = [running mean; running
-    /// std] (see `ops::grad::bn_stat_loss`, also for `scratch`); give it to `backward` like a
+    /// std] (see `ops::loss::bn_stat_loss`, also for `scratch`); give it to `backward` like a
     /// `loss`.
     pub fn bn_stat_loss(
         &mut self,
@@ -262,7 +262,7 @@ impl Tape {
         reference: &Tensor,
         scratch: &ops::batchnorm::BatchNorm,
     ) -> Result<Var> {
-        let (y, st) = ops::grad::bn_stat_loss(s, self.value(x), reference, scratch)?;
+        let (y, st) = ops::loss::bn_stat_loss(s, self.value(x), reference, scratch)?;
         Ok(self.push(y, Rec::StatLoss { x, st }, &[x]))
     }
 
@@ -309,7 +309,7 @@ impl Tape {
             }
             if let Rec::StatLoss { x, st } = &self.recs[i] {
                 if weights[i] != 0.0 && self.needs_grad[i] {
-                    let dx = ops::grad::bn_stat_loss_backward(s, self.value(*x), st, weights[i])?;
+                    let dx = ops::loss::bn_stat_loss_backward(s, self.value(*x), st, weights[i])?;
                     self.accumulate(s, &mut g, *x, dx)?;
                 }
                 continue;
@@ -378,7 +378,7 @@ impl Tape {
                     self.accumulate(s, g, *w, dw)?;
                 }
                 if let Some(b) = b.filter(|b| wants(b)) {
-                    let db = ops::grad::sum_channels(s, dy)?;
+                    let db = ops::stats::sum_channels(s, dy)?;
                     self.accumulate(s, g, b, db)?;
                 }
             }
@@ -390,21 +390,21 @@ impl Tape {
                 inv_std,
             } => {
                 let (dx, dgamma, dbeta) =
-                    ops::grad::batch_norm_backward(s, val(x), dy, val(gamma), mean, inv_std)?;
+                    ops::batchnorm::batch_norm_backward(s, val(x), dy, val(gamma), mean, inv_std)?;
                 self.accumulate(s, g, *x, dx)?;
                 self.accumulate(s, g, *gamma, dgamma)?;
                 self.accumulate(s, g, *beta, dbeta)?;
             }
             Rec::Glu { x } => {
-                let dx = ops::grad::glu_backward(s, val(x), dy)?;
+                let dx = ops::glu::glu_backward(s, val(x), dy)?;
                 self.accumulate(s, g, *x, dx)?;
             }
             Rec::Act { x, act } => {
-                let dx = ops::grad::act_backward(s, &self.vals[i], dy, *act)?;
+                let dx = ops::elementwise::act_backward(s, &self.vals[i], dy, *act)?;
                 self.accumulate(s, g, *x, dx)?;
             }
             Rec::Upsample { x, f } => {
-                let dx = ops::grad::upsample_backward(s, dy, *f)?;
+                let dx = ops::layout::upsample_backward(s, dy, *f)?;
                 self.accumulate(s, g, *x, dx)?;
             }
             Rec::MaxPool { x, k, stride, pad } => {
@@ -438,7 +438,7 @@ impl Tape {
                 }
             }
             Rec::SpectralNorm { w, st } => {
-                let dw = ops::grad::spectral_norm_backward(s, st, dy)?;
+                let dw = ops::spectral_norm::spectral_norm_backward(s, st, dy)?;
                 self.accumulate(s, g, *w, dw)?;
             }
         }

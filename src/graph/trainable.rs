@@ -6,7 +6,8 @@ use super::tape::{Grads, Tape, Var};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
-use crate::ops::grad::{adam, zero, AdamConfig};
+use crate::ops::adam::{adam, AdamConfig};
+use crate::ops::elementwise::zero;
 use std::collections::HashMap;
 
 pub struct ParamSet {

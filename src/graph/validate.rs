@@ -3,7 +3,7 @@
 //! the CPU reference trust their shapes, so a corrupt graph must be refused here, by node.
 
 use super::{bn_names, Graph, Op, Params, ValueId};
-use crate::cpu::qconv::QConv;
+use crate::quant::int8::QConv;
 
 /// The input shapes are inferred for (the zoo's models are CIFAR models).
 pub const NOMINAL_INPUT: [usize; 4] = [1, 3, 32, 32];

@@ -1,8 +1,13 @@
 //! Batch normalization over dim 1 of `[N, C]` (1d) or `[N, C, H, W]` (2d; any `[N, C, ...]`):
 //! the inference form with running statistics and a fused activation, and the training form
 //! that computes batch statistics on the GPU and updates the running ones in place.
+//!
+//! Pieces: shader `shaders/norm.wgsl`; backward `batch_norm_backward` below (`shaders/grad.wgsl`);
+//! CPU reference `cpu::batchnorm`; tests below and in `tests/grad.rs` (backward).
 
+use super::checks::same_shape;
 use super::checks::{dtype, ncs};
+use super::grad::{Params as GradParams, SHADER as GRAD};
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
@@ -195,6 +200,60 @@ pub fn batch_norm_train(
         grid_1d(x.numel(), 256),
     )?;
     Ok(BatchStats { y, mean, inv_std })
+}
+
+/// Gradients of training-mode batch norm (identity activation) given the forward input, its
+/// batch mean and 1/std: returns (dx, dgamma, dbeta).
+pub fn batch_norm_backward(
+    s: &mut Stream,
+    x: &Tensor,
+    dy: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    inv_std: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "batch_norm_backward";
+    same_shape(OP, x, dy)?;
+    let (n, c, sp) = ncs(OP, x)?;
+    for t in [gamma, mean, inv_std] {
+        if t.shape() != [c] {
+            return shape_err(
+                OP,
+                format!("per-channel tensor {:?} for x {:?}", t.shape(), x.shape()),
+            );
+        }
+    }
+    let p = GradParams {
+        n: x.numel() as u32,
+        c: c as u32,
+        s: sp as u32,
+        outer: n as u32,
+        ..Default::default()
+    };
+    let g = s.gpu();
+    let (dgamma, dbeta) = (
+        g.alloc(OP, &[c], DType::F32)?,
+        g.alloc(OP, &[c], DType::F32)?,
+    );
+    let dx = g.alloc(OP, x.shape(), DType::F32)?;
+    s.dispatch(
+        GRAD,
+        "bn_reduce",
+        &[],
+        bytes_of(&p),
+        &[x, dy, mean, inv_std, &dgamma, &dbeta],
+        [c as u32, 1, 1],
+    )?;
+    let t = [x, dy, mean, inv_std, gamma, &dgamma, &dbeta, &dx];
+    s.dispatch(
+        GRAD,
+        "bn_apply",
+        &[],
+        bytes_of(&p),
+        &t,
+        grid_1d(x.numel(), 256),
+    )?;
+    Ok((dx, dgamma, dbeta))
 }
 
 #[cfg(test)]

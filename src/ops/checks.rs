@@ -34,3 +34,18 @@ pub(crate) fn nchw(op: &'static str, t: &Tensor) -> Result<[usize; 4]> {
     dtype(op, t, DType::F32)?;
     t.dims::<4>(op)
 }
+
+/// f32 tensors of one shape.
+pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() || a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return shape_err(
+            op,
+            format!(
+                "f32 tensors of one shape needed, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ),
+        );
+    }
+    Ok(())
+}

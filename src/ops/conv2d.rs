@@ -1,10 +1,48 @@
 //! conv2d (NCHW) with fused bias, residual add and activation: one dispatch per ResNet block tail.
+//!
+//! Pieces: shader `shaders/conv2d.wgsl` with the `conv2d_f32` / `conv2d_vec4` load preludes;
+//! backward `conv2d_grad`; CPU reference `cpu::conv`; tests below and in `tests/grad.rs`.
 
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
-pub use crate::cpu::conv::Conv2dParams;
+/// Stride, symmetric padding per axis ([h, w]) and channel groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    pub fn new(stride: usize, pad: usize, groups: usize) -> Self {
+        Conv2dParams {
+            stride: [stride; 2],
+            pad: [pad; 2],
+            groups,
+        }
+    }
+
+    /// Output size along one axis, or None when the kernel does not fit.
+    pub fn out_size(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
+        let padded = input + 2 * self.pad[axis];
+        if self.stride[axis] == 0 || padded < kernel {
+            return None;
+        }
+        Some((padded - kernel) / self.stride[axis] + 1)
+    }
+}
 
 /// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
 const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d");

@@ -2,6 +2,9 @@
 //! (they change every step), and the two gradients. The input gradient is a stride-1 conv of
 //! the zero-inserted, padded dy with the transposed, flipped weight, so it runs on the fast
 //! forward kernel; the weight gradient has its own kernel, partial over image chunks.
+//!
+//! Pieces: shader `shaders/conv2d_grad.wgsl` plus the forward conv kernels; forward `conv2d`;
+//! tests in `tests/grad.rs` (against exact f64 gradients).
 
 use super::bytes_of;
 use super::conv2d::{conv2d, padded_k, taps_per_row, Conv2dParams, ConvWeight};
@@ -292,5 +295,5 @@ pub fn conv2d_backward_weight(
     if chunks == 1 {
         return part.reshape(&w_shape);
     }
-    super::grad::sum_chunks(s, &part, &w_shape)
+    super::stats::sum_chunks(s, &part, &w_shape)
 }

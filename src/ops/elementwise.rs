@@ -1,8 +1,56 @@
-//! Activations and the residual add (with a fused activation).
+//! Pointwise ops: activations, the residual add (with a fused activation), the activation
+//! backward and zero fill.
+//!
+//! Pieces: shader `shaders/elementwise.wgsl` (activations: `shaders/activation.wgsl`); backward
+//! `act_backward` below (`shaders/grad.wgsl`); CPU reference `cpu::elementwise`; tests below.
 
-use super::{bytes_of, Act};
+use super::bytes_of;
+use super::checks::same_shape;
+use super::grad::{Params as GradParams, SHADER as GRAD};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
+
+/// The activations that kernels can apply (also fused into conv/linear epilogues later).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Act {
+    Identity,
+    Relu,
+    Relu6,
+    LeakyRelu(f32),
+    Tanh,
+    Sigmoid,
+}
+
+impl Act {
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::Identity => v,
+            Act::Relu => v.max(0.0),
+            Act::Relu6 => v.clamp(0.0, 6.0),
+            Act::LeakyRelu(s) => {
+                if v >= 0.0 {
+                    v
+                } else {
+                    v * s
+                }
+            }
+            Act::Tanh => v.tanh(),
+            Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        }
+    }
+
+    /// (kind code used by the WGSL kernels, slope parameter).
+    pub fn code(self) -> (u32, f32) {
+        match self {
+            Act::Identity => (0, 0.0),
+            Act::Relu => (1, 0.0),
+            Act::Relu6 => (2, 0.0),
+            Act::LeakyRelu(s) => (3, s),
+            Act::Tanh => (4, 0.0),
+            Act::Sigmoid => (5, 0.0),
+        }
+    }
+}
 
 const SHADER: Shader = crate::shader!("elementwise");
 
@@ -75,6 +123,45 @@ fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) ->
         grid_1d(n, 256),
     )?;
     Ok(out)
+}
+
+/// dx for y = act(x), from the output y (all supported activations are monotone).
+pub fn act_backward(s: &mut Stream, y: &Tensor, dy: &Tensor, a: Act) -> Result<Tensor> {
+    same_shape("act_backward", y, dy)?;
+    let (kind, slope) = a.code();
+    let n = y.numel();
+    let p = GradParams {
+        n: n as u32,
+        kind,
+        slope,
+        ..Default::default()
+    };
+    let dx = s.gpu().alloc("act_backward", y.shape(), DType::F32)?;
+    s.dispatch(
+        GRAD,
+        "act_backward",
+        &[],
+        bytes_of(&p),
+        &[y, dy, &dx],
+        grid_1d(n, 256),
+    )?;
+    Ok(dx)
+}
+
+/// Sets every element of `t` to zero.
+pub fn zero(s: &mut Stream, t: &Tensor) -> Result<()> {
+    let p = GradParams {
+        n: t.numel() as u32,
+        ..Default::default()
+    };
+    s.dispatch(
+        GRAD,
+        "zero",
+        &[],
+        bytes_of(&p),
+        &[t],
+        grid_1d(t.numel(), 256),
+    )
 }
 
 #[cfg(test)]

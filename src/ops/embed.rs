@@ -1,5 +1,8 @@
 //! Lookups by I32 index: one-hot labels and embedding tables (class-conditional GAN inputs).
 //! Indices out of range produce zero rows (kernels cannot fail; PyTorch would raise).
+//!
+//! Pieces: shader `shaders/embed.wgsl`; no backward (training feeds one-hot rows to a linear
+//! layer instead); CPU reference `cpu::embed`; tests below.
 
 use super::bytes_of;
 use super::checks::dtype;

@@ -1,8 +1,12 @@
 //! GLU over the channel/feature dim: `[N, 2C, ...] -> [N, C, ...]`, out = a * sigmoid(b) with
 //! a = the first half of dim 1 and b = the second (`F.glu(x, dim=1)`).
+//!
+//! Pieces: shader `shaders/glu.wgsl`; backward `glu_backward` below (`shaders/grad.wgsl`); CPU
+//! reference `cpu::glu`; tests below and in `tests/grad.rs` (backward).
 
 use super::bytes_of;
 use super::checks::ncs;
+use super::grad::{Params as GradParams, SHADER as GRAD};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
@@ -42,6 +46,33 @@ pub fn glu(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
         grid_1d(total, 256),
     )?;
     Ok(y)
+}
+
+/// dx `[N, 2C, ...]` of GLU over dim 1 from its input x and dy `[N, C, ...]`.
+pub fn glu_backward(s: &mut Stream, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let (n, c2, sp) = ncs("glu_backward", x)?;
+    let (dn, dc, dsp) = ncs("glu_backward", dy)?;
+    if (dn, dc * 2, dsp) != (n, c2, sp) {
+        return shape_err(
+            "glu_backward",
+            format!("dy {:?} does not match x {:?}", dy.shape(), x.shape()),
+        );
+    }
+    let p = GradParams {
+        n: dy.numel() as u32,
+        s: (dc * sp) as u32,
+        ..Default::default()
+    };
+    let dx = s.gpu().alloc("glu_backward", x.shape(), DType::F32)?;
+    s.dispatch(
+        GRAD,
+        "glu_backward",
+        &[],
+        bytes_of(&p),
+        &[x, dy, &dx],
+        grid_1d(dy.numel(), 256),
+    )?;
+    Ok(dx)
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! Data movement along channels (dim 1 of any `[N, C, ...]`): concat, split, slice and the
 //! ShuffleNet channel shuffle; nearest upsampling and the CIFAR-ResNet option-A shortcut.
 //! Reshape and flatten need no kernel: they are views (`Tensor::reshape`).
+//!
+//! Pieces: shader `shaders/layout.wgsl`; backward `upsample_backward` below (`shaders/grad.wgsl`;
+//! concat's backward is `slice_channels`); CPU reference `cpu::layout`; tests below.
 
 use super::bytes_of;
 use super::checks::{nchw, ncs};
+use super::grad::{Params as GradParams, SHADER as GRAD};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 use std::ops::Range;
@@ -189,6 +193,36 @@ pub fn shortcut_a(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
     };
     launch(s, "shortcut_a", p, x, &y)?;
     Ok(y)
+}
+
+/// dx `[N, C, H, W]` of nearest upsampling by `f` from dy `[N, C, H*f, W*f]`.
+pub fn upsample_backward(s: &mut Stream, dy: &Tensor, f: usize) -> Result<Tensor> {
+    let [n, c, h, w] = super::checks::nchw("upsample_backward", dy)?;
+    if f == 0 || h % f != 0 || w % f != 0 {
+        return shape_err(
+            "upsample_backward",
+            format!("dy {:?} is not a x{f} upsample", dy.shape()),
+        );
+    }
+    let shape = [n, c, h / f, w / f];
+    let total: usize = shape.iter().product();
+    let p = GradParams {
+        n: total as u32,
+        h: (h / f) as u32,
+        wd: (w / f) as u32,
+        f: f as u32,
+        ..Default::default()
+    };
+    let dx = s.gpu().alloc("upsample_backward", &shape, DType::F32)?;
+    s.dispatch(
+        GRAD,
+        "upsample_backward",
+        &[],
+        bytes_of(&p),
+        &[dy, &dx],
+        grid_1d(total, 256),
+    )?;
+    Ok(dx)
 }
 
 #[cfg(test)]

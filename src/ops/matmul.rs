@@ -1,4 +1,7 @@
 //! Batched matmul with optional transposes, and the linear layer built on it.
+//!
+//! Pieces: shader `shaders/matmul.wgsl` with the `matmul_scalar` / `matmul_vec4` load preludes;
+//! backward: `matmul` with transposes (`graph::tape`); CPU reference `cpu::matmul`; tests below.
 
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};

@@ -1,6 +1,7 @@
 //! Kernel launches, one file per op family. Each op checks shapes (typed errors, never panics),
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
+pub mod adam;
 pub mod batchnorm;
 mod checks;
 pub mod conv2d;
@@ -8,15 +9,17 @@ pub mod conv2d_grad;
 pub mod elementwise;
 pub mod embed;
 pub mod glu;
-pub mod grad;
+mod grad;
 pub mod layout;
+pub mod loss;
 pub mod matmul;
 pub mod pool;
 pub mod qconv;
 pub mod softmax;
+pub mod spectral_norm;
 pub mod stats;
 
-pub use crate::cpu::elementwise::Act;
+pub use elementwise::Act;
 
 /// Parameter structs are plain `u32`/`f32` records uploaded as uniforms.
 pub(crate) fn bytes_of<T: bytemuck::Pod>(p: &T) -> &[u8] {

@@ -1,5 +1,5 @@
 //! INT8 conv2d / linear with real integer arithmetic, and the quantize / dequantize ops at the
-//! edges of quantized regions. Scheme and the exact epilogue math: `cpu::qconv`.
+//! edges of quantized regions. Scheme and the exact epilogue math: `quant::int8`.
 //!
 //! Layouts (all u32 words):
 //! - Activations (`QTensor`): i8 packed four channels per word, `[N, ceil(C/4), H, W]` (a Tensor
@@ -16,11 +16,14 @@
 //!   over the window only, so channels stay packed and each byte lane multiplies its own channel
 //!   (unpack + vec4 multiply-add): no zero-padded dot4 lanes, no relayout, same code on both paths.
 //! - Per output channel, padded to the tile: i32 `bias_q + 128*sum(w)` and f32 scale.
+//!
+//! Pieces: shader `shaders/qconv.wgsl`; scheme `quant::int8`; CPU reference `cpu::qconv`; no
+//! backward (inference only); tests in `qconv_tests.rs` (CPU reference and an f64 oracle).
 
 use super::{bytes_of, Act};
-use crate::cpu::qconv::{QAdd, QArray, QConv, QFormat};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
+use crate::quant::int8::{QAdd, QArray, QConv, QFormat};
 
 // A module that names dot4I8Packed fails to compile where the WGSL extension is missing, so
 // the fallback is a second module (the same source with another `dot4`), not just an entry.
@@ -279,7 +282,7 @@ pub fn dequantize(s: &mut Stream, x: &QTensor) -> Result<Tensor> {
     Ok(y)
 }
 
-/// Residual add `act(a + b)` of two int8 tensors in exact integer math (see `cpu::qconv::QAdd`).
+/// Residual add `act(a + b)` of two int8 tensors in exact integer math (see `quant::int8::QAdd`).
 pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut> {
     if a.shape != b.shape || a.fmt != add.a || b.fmt != add.b {
         return shape_err("qadd", format!("{:?} + {:?} for {add:?}", a.shape, b.shape));
@@ -584,7 +587,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             fmt: input,
         };
         let desc = QConv {
-            weights: crate::cpu::qconv::QWeights {
+            weights: crate::quant::int8::QWeights {
                 shape: ws,
                 q: (0..ws.iter().product())
                     .map(|_| rng.random_range(-127..=127))

@@ -1,4 +1,7 @@
 //! Softmax, log-softmax and argmax over the last dim (`[N, K]`, or any `[..., K]`).
+//!
+//! Pieces: shader `shaders/softmax.wgsl`; no backward (cross-entropy in `loss` differentiates
+//! its own softmax); CPU reference `cpu::softmax`; tests below.
 
 use super::bytes_of;
 use super::checks::dtype;

@@ -1,6 +1,12 @@
-//! Row statistics (min, max, abs-max, sum) for calibration, computed on the GPU.
+//! Reductions: row statistics (min, max, abs-max, sum) for calibration, and the channel and
+//! chunk sums that bias and weight gradients need (`sum_channels`, `sum_chunks`).
+//!
+//! Pieces: shaders `shaders/stats.wgsl` and `shaders/grad.wgsl` (the sums); CPU reference
+//! `row_stats_cpu` below; tests below and in `tests/grad.rs` (the sums, through bias gradients).
 
 use super::bytes_of;
+use super::checks::ncs;
+use super::grad::{Params as GradParams, SHADER as GRAD};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
@@ -56,6 +62,48 @@ pub fn row_stats_cpu(x: &[f32], rows: usize) -> Vec<f32> {
             [lo, hi, lo.abs().max(hi.abs()), sum]
         })
         .collect()
+}
+
+/// out[c] = sum of x `[N, C, ...]` over every dim but 1 (bias gradients).
+pub fn sum_channels(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
+    let (n, c, sp) = ncs("sum_channels", x)?;
+    let p = GradParams {
+        c: c as u32,
+        s: sp as u32,
+        outer: n as u32,
+        ..Default::default()
+    };
+    let out = s.gpu().alloc("sum_channels", &[c], DType::F32)?;
+    let groups = grid_1d(c, 1);
+    s.dispatch(GRAD, "sum_channels", &[], bytes_of(&p), &[x, &out], groups)?;
+    Ok(out)
+}
+
+/// out = sum over dim 0 of x `[K, ...]`, shaped like one slice `shape`.
+pub fn sum_chunks(s: &mut Stream, x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let k = x.numel() / n.max(1);
+    if x.dtype() != DType::F32 || n == 0 || k * n != x.numel() {
+        return shape_err(
+            "sum_chunks",
+            format!("{:?} is not [K, {shape:?}]", x.shape()),
+        );
+    }
+    let p = GradParams {
+        n: n as u32,
+        outer: k as u32,
+        ..Default::default()
+    };
+    let out = s.gpu().alloc("sum_chunks", shape, DType::F32)?;
+    s.dispatch(
+        GRAD,
+        "sum_chunks",
+        &[],
+        bytes_of(&p),
+        &[x, &out],
+        grid_1d(n, 256),
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]

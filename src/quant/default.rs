@@ -1,10 +1,10 @@
 //! POT's DefaultQuantization: calibrate activation ranges on the GPU, quantize weights per
 //! channel, then FastBiasCorrection.
 
+use super::int8::{QConv, QWeights};
 use super::model::QuantizedModel;
 use super::observer::{quantile_rows, Observer, RangeEstimator};
 use super::scheme::activation_format;
-use crate::cpu::qconv::{QConv, QWeights};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -74,10 +74,7 @@ pub fn prepare(model: &Model) -> Result<(Graph, Params)> {
 /// The conv/linear nodes of `g` that get INT8 kernels.
 pub fn quantizable(g: &Graph) -> Vec<ValueId> {
     (0..g.nodes.len())
-        .filter(|&i| {
-            matches!(g.nodes[i].op, Op::Conv2d { .. } | Op::Linear { .. })
-                && g.nodes[i].inputs.len() == 1
-        })
+        .filter(|&i| g.nodes[i].is_quantizable())
         .collect()
 }
 
@@ -180,7 +177,7 @@ fn input_format(
     l: ValueId,
     o: &Observer,
     est: RangeEstimator,
-) -> (crate::cpu::qconv::QFormat, Option<Vec<f32>>) {
+) -> (super::int8::QFormat, Option<Vec<f32>>) {
     if o.channels > 1 && is_depthwise(runner, l) {
         let (fmt, scales) = super::scheme::channel_formats(&o.ranges(est));
         return (fmt, Some(scales));
@@ -195,33 +192,24 @@ pub fn qconv_for(
     g: &Graph,
     params: &Params,
     l: ValueId,
-    input: crate::cpu::qconv::QFormat,
+    input: super::int8::QFormat,
     input_channel_scales: Option<Vec<f32>>,
 ) -> Result<QConv> {
-    let (weight, bias, stride, pad, groups, act) = match &g.nodes[l].op {
-        Op::Conv2d {
-            weight,
-            bias,
-            stride,
-            pad,
-            groups,
-            act,
-        } => (weight, bias, *stride, *pad, *groups, *act),
-        Op::Linear { weight, bias, act } => (weight, bias, 1, 0, 1, *act),
-        _ => return Err(Error::Invalid(format!("node {l} is not conv/linear"))),
+    let Some(layer) = g.nodes.get(l).and_then(|n| n.op.layer()) else {
+        return Err(Error::Invalid(format!("node {l} is not conv/linear")));
     };
     Ok(QConv {
-        weights: QWeights::quantize(params.get(weight)?)?,
-        bias: bias
-            .as_deref()
+        weights: QWeights::quantize(params.get(layer.weight)?)?,
+        bias: layer
+            .bias
             .map(|b| params.get(b).map(|a| a.data.clone()))
             .transpose()?,
-        stride,
-        pad,
-        groups,
+        stride: layer.stride,
+        pad: layer.pad,
+        groups: layer.groups,
         input,
         input_channel_scales,
-        act,
+        act: layer.act,
         output: None,
     })
 }

@@ -1,5 +1,6 @@
 //! INT8 post-training quantization following OpenVINO POT (see `scheme` for the quantizers).
 
+pub mod int8;
 pub mod observer;
 pub mod scheme;
 

@@ -2,7 +2,7 @@
 //! an INT8 description per quantized conv/linear. Saved as safetensors (int8 weights, f32
 //! scales and biases) with the graph and quantizer settings in the metadata.
 
-use crate::cpu::qconv::{QConv, QFormat, QWeights};
+use super::int8::{QConv, QFormat, QWeights};
 use crate::cpu::Array;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -322,18 +322,11 @@ fn load_layer(
     if node.name != l.name {
         return Err(format!("node {} is named `{}`", l.node, node.name));
     }
-    let (stride, pad, groups, act, has_bias) = match &node.op {
-        Op::Conv2d {
-            stride,
-            pad,
-            groups,
-            act,
-            bias,
-            ..
-        } => (*stride, *pad, *groups, *act, bias.is_some()),
-        Op::Linear { act, bias, .. } => (1, 0, 1, *act, bias.is_some()),
-        _ => return Err("not a conv/linear node".into()),
+    let Some(layer) = node.op.layer() else {
+        return Err("not a conv/linear node".into());
     };
+    let (stride, pad, groups, act) = (layer.stride, layer.pad, layer.groups, layer.act);
+    let has_bias = layer.bias.is_some();
     if node.inputs.len() != 1 {
         return Err(format!(
             "an INT8 layer reads one input, not {}",

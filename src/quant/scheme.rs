@@ -1,7 +1,7 @@
 //! Quantizer parameters as OpenVINO POT's "performance" preset (CPU/ANY target) computes them.
 //!
 //! - Weights: 8-bit symmetric per output channel, narrow range [-127, 127], scale = max|w| / 127
-//!   (`cpu::qconv::QWeights::quantize`).
+//!   (`int8::QWeights::quantize`).
 //! - Activations: 8-bit symmetric per tensor; unsigned [0, 255] with scale = max / 255 when the
 //!   range's minimum is >= 0 (after ReLU), else signed [-128, 127] with scale = max|v| / 127.
 //! - Rounding: half to even of `v * (1 / scale)` (`QFormat::quantize`), identical in the WGSL
@@ -9,7 +9,7 @@
 //! - Scales are never below `MIN_SCALE`, so an all-zero range quantizes to zero instead of
 //!   dividing by zero.
 
-use crate::cpu::qconv::QFormat;
+use super::int8::QFormat;
 
 /// The smallest scale a range can get (a constant input still gets a valid format).
 pub const MIN_SCALE: f32 = 1e-8;

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use synthcal::cpu::qconv::{QConv, QFormat, QWeights};
 use synthcal::cpu::Array;
 use synthcal::graph::{Act, Graph, Op, Params};
 use synthcal::io::write_safetensors;
 use synthcal::models;
+use synthcal::quant::int8::{QConv, QFormat, QWeights};
 use synthcal::quant::QuantizedModel;
 
 pub fn tmp(name: &str) -> PathBuf {

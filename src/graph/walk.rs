@@ -1,0 +1,173 @@
+//! The walk every graph interpreter shares (GPU runner, CPU reference, autodiff replay): nodes
+//! in order with the values that die at each, a value store that names the node when an input
+//! is missing, and a conv/linear node's settings resolved once.
+
+use super::{Graph, Node, Op, ValueId};
+use crate::error::{Error, Result};
+use crate::ops::conv2d::Conv2dParams;
+use crate::ops::Act;
+
+/// One node of a walk.
+pub struct Step<'a> {
+    pub id: ValueId,
+    pub node: &'a Node,
+    /// The values this node reads last (never the graph output): free them after it runs.
+    pub dead: Vec<ValueId>,
+}
+
+impl Graph {
+    /// The nodes in order, each with the values whose last reader it is.
+    pub fn walk(&self) -> impl Iterator<Item = Step<'_>> {
+        let last = self.last_uses();
+        self.nodes.iter().enumerate().map(move |(id, node)| {
+            let mut dead: Vec<ValueId> = Vec::new();
+            for &v in &node.inputs {
+                if last.get(v) == Some(&id) && !dead.contains(&v) {
+                    dead.push(v);
+                }
+            }
+            Step { id, node, dead }
+        })
+    }
+}
+
+/// One slot per node for the values a walk computes.
+pub struct Values<T> {
+    slots: Vec<Option<T>>,
+}
+
+impl<T> Values<T> {
+    pub fn new(g: &Graph) -> Values<T> {
+        Values {
+            slots: (0..g.nodes.len()).map(|_| None).collect(),
+        }
+    }
+
+    pub fn get(&self, v: ValueId) -> Option<&T> {
+        self.slots.get(v).and_then(Option::as_ref)
+    }
+
+    /// Input `k` of `node`, or an error naming the node.
+    pub fn input(&self, node: &Node, k: usize) -> Result<&T> {
+        node.inputs
+            .get(k)
+            .and_then(|&v| self.get(v))
+            .ok_or_else(|| Error::Invalid(format!("{}: input {k} missing", node.name)))
+    }
+
+    /// Every input of `node`, in order.
+    pub fn inputs(&self, node: &Node) -> Result<Vec<&T>> {
+        (0..node.inputs.len())
+            .map(|k| self.input(node, k))
+            .collect()
+    }
+
+    pub fn set(&mut self, v: ValueId, value: T) {
+        self.slots[v] = Some(value);
+    }
+
+    /// Removes value `v` (freeing it, or handing it to the caller).
+    pub fn take(&mut self, v: ValueId) -> Option<T> {
+        self.slots.get_mut(v).and_then(Option::take)
+    }
+}
+
+/// A conv2d or linear node's settings (linear as the 1x1 conv on `[N, K, 1, 1]` it is).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerSpec<'a> {
+    pub weight: &'a str,
+    pub bias: Option<&'a str>,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+    pub act: Act,
+    pub linear: bool,
+}
+
+impl LayerSpec<'_> {
+    pub fn conv_params(&self) -> Conv2dParams {
+        Conv2dParams::new(self.stride, self.pad, self.groups)
+    }
+}
+
+impl Op {
+    /// The settings of a conv2d or linear node; None for other ops.
+    pub fn layer(&self) -> Option<LayerSpec<'_>> {
+        match self {
+            Op::Conv2d {
+                weight,
+                bias,
+                stride,
+                pad,
+                groups,
+                act,
+            } => Some(LayerSpec {
+                weight,
+                bias: bias.as_deref(),
+                stride: *stride,
+                pad: *pad,
+                groups: *groups,
+                act: *act,
+                linear: false,
+            }),
+            Op::Linear { weight, bias, act } => Some(LayerSpec {
+                weight,
+                bias: bias.as_deref(),
+                stride: 1,
+                pad: 0,
+                groups: 1,
+                act: *act,
+                linear: true,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Node {
+    /// A conv/linear node without a fused residual: what the INT8 kernels run.
+    pub fn is_quantizable(&self) -> bool {
+        self.op.layer().is_some() && self.inputs.len() == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_value_dies_at_its_last_reader_and_the_output_never() {
+        let mut g = Graph::default();
+        let x = g.push("x", Op::Input, &[]);
+        let a = g.push("a", Op::Act(Act::Relu), &[x]);
+        let b = g.push("b", Op::Add { act: Act::Identity }, &[x, a]);
+        let c = g.push("c", Op::Add { act: Act::Identity }, &[b, b]);
+        let _unread = g.push("d", Op::Act(Act::Relu), &[c]);
+        g.output = c;
+        let dead: Vec<Vec<ValueId>> = g.walk().map(|s| s.dead).collect();
+        assert_eq!(dead, vec![vec![], vec![], vec![x, a], vec![b], vec![]]);
+    }
+
+    #[test]
+    fn a_missing_input_names_the_node() {
+        let mut g = Graph::default();
+        let x = g.push("x", Op::Input, &[]);
+        g.push("relu1", Op::Act(Act::Relu), &[x]);
+        let v: Values<u8> = Values::new(&g);
+        let err = v.input(&g.nodes[1], 0).unwrap_err().to_string();
+        assert!(err.contains("relu1: input 0 missing"), "{err}");
+    }
+
+    #[test]
+    fn linear_is_a_1x1_conv() {
+        let op = Op::Linear {
+            weight: "fc.weight".into(),
+            bias: None,
+            act: Act::Identity,
+        };
+        let l = op.layer().unwrap();
+        assert!(l.linear && l.weight == "fc.weight" && l.bias.is_none());
+        assert_eq!(l.conv_params(), Conv2dParams::new(1, 0, 1));
+        assert!(Op::Flatten.layer().is_none());
+    }
+}

@@ -1,0 +1,413 @@
+//! The INT8 scheme the kernels and the CPU reference implement (OpenVINO POT "performance"): weights int8
+//! symmetric per output channel in [-127, 127]; activations 8-bit per tensor with zero point 0,
+//! unsigned [0, 255] (after ReLU) or signed [-128, 127].
+//!
+//! Requantization is defined so that it is bit-exact on any IEEE-754 device, with no fma hazard:
+//! the bias is folded into the i32 accumulator (`bias_q = rne(bias / (x_scale * w_scale))`, as
+//! int32 biases are in TFLite/OpenVINO), and the epilogue is ONE f32 multiply of that integer:
+//!   f32 output:  act(f32(acc + bias_q) * (x_scale * w_scale[co]))
+//!   int8 output: clamp(rne(f32(acc + bias_q) * (x_scale * w_scale[co] / out_scale)), lo, hi)
+//! i32 -> f32 conversion and f32 multiplication are correctly rounded (Vulkan, WGSL, Rust), and
+//! with no addition after the product nothing can be contracted into an fma. Per-channel
+//! factors are computed once on the host in f64 and rounded to f32, so both sides multiply the
+//! same f32 values. `rne` is round half to even (WGSL `round`, Rust `round_ties_even`).
+
+use crate::cpu::Array;
+use crate::error::{shape_err, Result};
+use crate::ops::Act;
+
+/// A per-tensor activation format (zero point 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QFormat {
+    pub scale: f32,
+    /// `[0, 255]` when true, else `[-128, 127]`.
+    pub unsigned: bool,
+}
+
+impl QFormat {
+    pub fn unsigned(scale: f32) -> Self {
+        QFormat {
+            scale,
+            unsigned: true,
+        }
+    }
+
+    pub fn signed(scale: f32) -> Self {
+        QFormat {
+            scale,
+            unsigned: false,
+        }
+    }
+
+    /// The representable integer range.
+    pub fn range(self) -> (i32, i32) {
+        if self.unsigned {
+            (0, 255)
+        } else {
+            (-128, 127)
+        }
+    }
+
+    /// GPU tensors store `q - offset` as i8, so unsigned values fit the signed dot product.
+    pub fn offset(self) -> i32 {
+        if self.unsigned {
+            128
+        } else {
+            0
+        }
+    }
+
+    /// `clamp(rne(v * (1 / scale)))`: a multiply by the f32 reciprocal, because WGSL division is
+    /// not correctly rounded.
+    pub fn quantize(self, v: f32) -> i32 {
+        let (lo, hi) = self.range();
+        (v * (1.0 / self.scale))
+            .round_ties_even()
+            .clamp(lo as f32, hi as f32) as i32
+    }
+
+    pub fn dequantize(self, q: i32) -> f32 {
+        q as f32 * self.scale
+    }
+}
+
+/// A quantized activation in NCHW order, holding the real integer values (not the stored ones).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QArray {
+    pub shape: [usize; 4],
+    pub q: Vec<i32>,
+    pub fmt: QFormat,
+}
+
+impl QArray {
+    pub fn quantize(x: &Array, fmt: QFormat) -> Result<QArray> {
+        let shape = match *x.shape.as_slice() {
+            [n, c, h, w] => [n, c, h, w],
+            [n, k] => [n, k, 1, 1],
+            _ => {
+                return shape_err(
+                    "quantize",
+                    format!("expected 2-d or 4-d, got {:?}", x.shape),
+                )
+            }
+        };
+        let q = x.data.iter().map(|&v| fmt.quantize(v)).collect();
+        Ok(QArray { shape, q, fmt })
+    }
+
+    pub fn dequantize(&self) -> Array {
+        let data = self.q.iter().map(|&q| self.fmt.dequantize(q)).collect();
+        Array::new(&self.shape, data)
+    }
+}
+
+/// Weights `[co, ci / groups, kh, kw]` quantized per output channel (linear: `[out, in, 1, 1]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QWeights {
+    pub shape: [usize; 4],
+    pub q: Vec<i8>,
+    pub scale: Vec<f32>,
+}
+
+impl QWeights {
+    /// Symmetric narrow-range quantization: `scale = max|w| / 127` per output channel (a dead
+    /// channel gets 1/127 so its bias stays finely representable).
+    pub fn quantize(w: &Array) -> Result<QWeights> {
+        let shape = match *w.shape.as_slice() {
+            [co, ci, kh, kw] => [co, ci, kh, kw],
+            [o, i] => [o, i, 1, 1],
+            _ => return shape_err("quantize weights", format!("got shape {:?}", w.shape)),
+        };
+        let per = shape[1] * shape[2] * shape[3];
+        let mut q = Vec::with_capacity(w.data.len());
+        let mut scale = Vec::with_capacity(shape[0]);
+        for row in w.data.chunks(per.max(1)) {
+            let m = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let s = if m > 0.0 { m / 127.0 } else { 1.0 / 127.0 };
+            let inv = 1.0 / s;
+            q.extend(
+                row.iter()
+                    .map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8),
+            );
+            scale.push(s);
+        }
+        Ok(QWeights { shape, q, scale })
+    }
+}
+
+/// A quantized conv2d / linear layer as the host describes it (NCHW semantics).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QConv {
+    pub weights: QWeights,
+    pub bias: Option<Vec<f32>>,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+    /// The input's activation format (fixed by calibration). With `input_channel_scales` its
+    /// scale is the largest channel's; signedness is shared by all channels.
+    pub input: QFormat,
+    /// Depthwise layers only: one input scale per channel (POT quantizes depthwise inputs per
+    /// channel). Output channel c reads only input channel c, so its epilogue uses scale c.
+    pub input_channel_scales: Option<Vec<f32>>,
+    pub act: Act,
+    /// Requantize to this format, or write f32 when `None`.
+    pub output: Option<QFormat>,
+}
+
+/// Per-output-channel epilogue constants (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requant {
+    pub bias_q: Vec<i32>,
+    /// `x_scale * w_scale[co]` (f32 output) or that over `out_scale` (int8 output).
+    pub scale: Vec<f32>,
+    /// Output clamp with the activation folded in (int8 output only).
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// Bound on |bias_q| (2^30).
+const LIMIT: f64 = 1073741824.0;
+
+impl QConv {
+    /// The input format of channel `c`.
+    pub fn input_format(&self, c: usize) -> QFormat {
+        match &self.input_channel_scales {
+            Some(s) => QFormat {
+                scale: s[c],
+                ..self.input
+            },
+            None => self.input,
+        }
+    }
+
+    /// Quantizes an f32 input for this layer (per channel when it has channel scales).
+    pub fn quantize_input(&self, x: &Array) -> Result<QArray> {
+        let mut q = QArray::quantize(x, self.input)?;
+        if self.input_channel_scales.is_some() {
+            let [_, c, h, w] = q.shape;
+            for (i, (qv, &v)) in q.q.iter_mut().zip(&x.data).enumerate() {
+                *qv = self.input_format(i / (h * w) % c).quantize(v);
+            }
+        }
+        Ok(q)
+    }
+
+    /// Output shape for an `[n, c, h, w]` input, or a shape error.
+    pub fn out_shape(&self, op: &'static str, x: [usize; 4]) -> Result<[usize; 4]> {
+        let [co, cig, kh, kw] = self.weights.shape;
+        let [n, c, h, w] = x;
+        let g = self.groups;
+        if g == 0 || co == 0 || cig * g != c || !co.is_multiple_of(g) {
+            return shape_err(
+                op,
+                format!(
+                    "weights {:?} with groups {g} do not fit input {x:?}",
+                    self.weights.shape
+                ),
+            );
+        }
+        if self.weights.q.len() != co * cig * kh * kw || self.weights.scale.len() != co {
+            return shape_err(op, "weight data or scales do not match the weight shape");
+        }
+        if self.bias.as_ref().is_some_and(|b| b.len() != co) {
+            return shape_err(op, format!("bias length differs from {co} output channels"));
+        }
+        if let Some(cs) = &self.input_channel_scales {
+            if cig != 1 || co != g || cs.len() != c || !cs.iter().all(|&s| s > 0.0 && s.is_finite())
+            {
+                return shape_err(op, "per-channel input scales need a depthwise layer and one positive scale per channel");
+            }
+        }
+        if self.stride == 0 || kh == 0 || kw == 0 || h + 2 * self.pad < kh || w + 2 * self.pad < kw
+        {
+            return shape_err(
+                op,
+                format!(
+                    "kernel {kh}x{kw} stride {} pad {} on {h}x{w}",
+                    self.stride, self.pad
+                ),
+            );
+        }
+        let oh = (h + 2 * self.pad - kh) / self.stride + 1;
+        let ow = (w + 2 * self.pad - kw) / self.stride + 1;
+        Ok([n, co, oh, ow])
+    }
+
+    /// The epilogue constants; only clamp-like activations can be fused into int8 output.
+    pub fn requant(&self) -> Result<Requant> {
+        let co = self.weights.shape[0];
+        if self.weights.scale.len() != co || self.bias.as_ref().is_some_and(|b| b.len() != co) {
+            return shape_err(
+                "qconv",
+                format!("scales or bias do not match {co} channels"),
+            );
+        }
+        if self
+            .input_channel_scales
+            .as_ref()
+            .is_some_and(|cs| cs.len() != co)
+        {
+            return shape_err("qconv", "one input scale per channel needed");
+        }
+        let combined: Vec<f64> = (0..co)
+            .map(|c| self.input_format(c).scale as f64 * self.weights.scale[c] as f64)
+            .collect();
+        let bias_q = (0..co)
+            .map(|c| {
+                let b = self.bias.as_ref().map_or(0.0, |b| b[c] as f64);
+                // Clamped so that acc + bias_q cannot overflow for realistic layers.
+                (b / combined[c]).round_ties_even().clamp(-LIMIT, LIMIT) as i32
+            })
+            .collect();
+        check_act("qconv", self.act)?;
+        let Some(out) = self.output else {
+            let scale = combined.iter().map(|&s| s as f32).collect();
+            return Ok(Requant {
+                bias_q,
+                scale,
+                lo: 0,
+                hi: 0,
+            });
+        };
+        let (lo, hi) = fused_range("qconv", out, self.act)?;
+        let os = out.scale as f64;
+        let scale = combined.iter().map(|&s| (s / os) as f32).collect();
+        Ok(Requant {
+            bias_q,
+            scale,
+            lo,
+            hi,
+        })
+    }
+}
+
+/// The kernels apply identity, ReLU, ReLU6 and leaky ReLU exactly; tanh / sigmoid are not fused.
+fn check_act(op: &'static str, act: Act) -> Result<()> {
+    if matches!(act, Act::Tanh | Act::Sigmoid) {
+        return shape_err(op, format!("{act:?} is not fused into int8 layers"));
+    }
+    Ok(())
+}
+
+/// The int8 output clamp with a ReLU / ReLU6 folded in: `rne` is monotonic, so clamping the
+/// quantized value equals quantizing the clamped one.
+fn fused_range(op: &'static str, out: QFormat, act: Act) -> Result<(i32, i32)> {
+    let (lo, hi) = out.range();
+    match act {
+        Act::Identity => Ok((lo, hi)),
+        Act::Relu => Ok((lo.max(0), hi)),
+        Act::Relu6 => Ok((lo.max(0), hi.min(out.quantize(6.0)))),
+        a => shape_err(op, format!("{a:?} cannot be fused into an int8 output")),
+    }
+}
+
+/// Quantized residual add `act(a + b)` of two int8 tensors of one shape.
+///
+/// Exact integer math: `total = qa * ma + qb * mb` with `ma = rne(a_scale / unit * 2^shift)`
+/// (and mb alike), `unit` the output scale (int8 output) or the larger input scale (f32 output),
+/// and `shift` as large as keeps both multipliers <= 2^21 (so |total| < 2^30): int8 output is
+/// `clamp(total >> shift rounded half to even)`, f32 output `act(f32(total) * (unit / 2^shift))`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QAdd {
+    pub a: QFormat,
+    pub b: QFormat,
+    pub act: Act,
+    pub output: Option<QFormat>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AddParams {
+    pub ma: i32,
+    pub mb: i32,
+    pub shift: u32,
+    /// `unit / 2^shift` (f32 output).
+    pub scale: f32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl QAdd {
+    pub fn params(&self) -> Result<AddParams> {
+        let scales = [
+            self.a.scale,
+            self.b.scale,
+            self.output.map_or(1.0, |o| o.scale),
+        ];
+        if !scales.iter().all(|&s| s > 0.0 && s.is_finite()) {
+            return shape_err("qadd", "scales must be positive and finite");
+        }
+        let unit = self
+            .output
+            .map_or(self.a.scale.max(self.b.scale), |o| o.scale) as f64;
+        let (ra, rb) = (self.a.scale as f64 / unit, self.b.scale as f64 / unit);
+        const M: f64 = (1 << 21) as f64;
+        if ra.max(rb) > M {
+            return shape_err("qadd", "input scales exceed the output scale by over 2^21");
+        }
+        let mut shift = 0;
+        while shift < 30 && ra.max(rb) * (1u64 << (shift + 1)) as f64 <= M {
+            shift += 1;
+        }
+        let m = |r: f64| (r * (1u64 << shift) as f64).round_ties_even() as i32;
+        check_act("qadd", self.act)?;
+        let (lo, hi) = match self.output {
+            Some(out) => fused_range("qadd", out, self.act)?,
+            None => (0, 0),
+        };
+        let scale = (unit / (1u64 << shift) as f64) as f32;
+        Ok(AddParams {
+            ma: m(ra),
+            mb: m(rb),
+            shift,
+            scale,
+            lo,
+            hi,
+        })
+    }
+}
+
+/// `v / 2^s` rounded half to even, with integer ops only (as the shader does it).
+pub fn shift_rne(v: i32, s: u32) -> i32 {
+    if s == 0 {
+        return v;
+    }
+    let floor = v >> s;
+    let (rem, half) = (v - (floor << s), 1 << (s - 1));
+    floor + (rem > half || (rem == half && floor & 1 == 1)) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantize_rounds_half_to_even_and_clamps() {
+        let f = QFormat::signed(0.5);
+        let got: Vec<i32> = [0.25, 0.75, -0.25, 100.0, -100.0]
+            .iter()
+            .map(|&v| f.quantize(v))
+            .collect();
+        assert_eq!(got, [0, 2, 0, 127, -128]);
+        assert_eq!(QFormat::unsigned(1.0).quantize(-3.0), 0);
+    }
+
+    #[test]
+    fn shift_rounds_half_to_even() {
+        let got: Vec<i32> = [5, 6, 7, 10, -5, -6, -7, -10]
+            .iter()
+            .map(|&v| shift_rne(v, 2))
+            .collect();
+        // 1.25, 1.5, 1.75, 2.5, -1.25, -1.5, -1.75, -2.5
+        assert_eq!(got, [1, 2, 2, 2, -1, -2, -2, -2]);
+        assert_eq!(shift_rne(-3, 0), -3);
+    }
+
+    #[test]
+    fn weights_use_narrow_range_per_channel() {
+        let w = Array::new(&[2, 3], vec![1.0, -0.5, 0.25, 0.0, 0.0, 0.0]);
+        let q = QWeights::quantize(&w).unwrap();
+        assert_eq!(q.shape, [2, 3, 1, 1]);
+        assert_eq!(&q.q[..3], &[127, -64, 32]);
+        assert_eq!(q.scale[0], 1.0 / 127.0);
+    }
+}
