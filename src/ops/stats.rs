@@ -64,7 +64,7 @@ pub fn row_stats_cpu(x: &[f32], rows: usize) -> Vec<f32> {
         .collect()
 }
 
-/// out[c] = sum of x `[N, C, ...]` over every dim but 1 (bias gradients).
+/// `out[c]` = sum of x `[N, C, ...]` over every dim but 1 (bias gradients).
 pub fn sum_channels(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
     let (n, c, sp) = ncs("sum_channels", x)?;
     let p = GradParams {

@@ -5,8 +5,9 @@
 //! Requantization is defined so that it is bit-exact on any IEEE-754 device, with no fma hazard:
 //! the bias is folded into the i32 accumulator (`bias_q = rne(bias / (x_scale * w_scale))`, as
 //! int32 biases are in TFLite/OpenVINO), and the epilogue is ONE f32 multiply of that integer:
-//!   f32 output:  act(f32(acc + bias_q) * (x_scale * w_scale[co]))
-//!   int8 output: clamp(rne(f32(acc + bias_q) * (x_scale * w_scale[co] / out_scale)), lo, hi)
+//! - f32 output: `act(f32(acc + bias_q) * (x_scale * w_scale[co]))`
+//! - int8 output: `clamp(rne(f32(acc + bias_q) * (x_scale * w_scale[co] / out_scale)), lo, hi)`
+//!
 //! i32 -> f32 conversion and f32 multiplication are correctly rounded (Vulkan, WGSL, Rust), and
 //! with no addition after the product nothing can be contracted into an fma. Per-channel
 //! factors are computed once on the host in f64 and rounded to f32, so both sides multiply the
@@ -19,12 +20,14 @@ use crate::ops::Act;
 /// A per-tensor activation format (zero point 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QFormat {
+    /// Real value of one integer step.
     pub scale: f32,
     /// `[0, 255]` when true, else `[-128, 127]`.
     pub unsigned: bool,
 }
 
 impl QFormat {
+    /// `[0, 255]` with step `scale`.
     pub fn unsigned(scale: f32) -> Self {
         QFormat {
             scale,
@@ -32,6 +35,7 @@ impl QFormat {
         }
     }
 
+    /// `[-128, 127]` with step `scale`.
     pub fn signed(scale: f32) -> Self {
         QFormat {
             scale,
@@ -66,6 +70,7 @@ impl QFormat {
             .clamp(lo as f32, hi as f32) as i32
     }
 
+    /// The real value of integer `q`.
     pub fn dequantize(self, q: i32) -> f32 {
         q as f32 * self.scale
     }
@@ -74,12 +79,16 @@ impl QFormat {
 /// A quantized activation in NCHW order, holding the real integer values (not the stored ones).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QArray {
+    /// `[N, C, H, W]` (a 2-d `[N, K]` is `[N, K, 1, 1]`).
     pub shape: [usize; 4],
+    /// The integer values, NCHW.
     pub q: Vec<i32>,
+    /// Their format.
     pub fmt: QFormat,
 }
 
 impl QArray {
+    /// Quantizes a 2-d or 4-d array to `fmt`.
     pub fn quantize(x: &Array, fmt: QFormat) -> Result<QArray> {
         let shape = match *x.shape.as_slice() {
             [n, c, h, w] => [n, c, h, w],
@@ -95,6 +104,7 @@ impl QArray {
         Ok(QArray { shape, q, fmt })
     }
 
+    /// The real values.
     pub fn dequantize(&self) -> Array {
         let data = self.q.iter().map(|&q| self.fmt.dequantize(q)).collect();
         Array::new(&self.shape, data)
@@ -104,8 +114,11 @@ impl QArray {
 /// Weights `[co, ci / groups, kh, kw]` quantized per output channel (linear: `[out, in, 1, 1]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QWeights {
+    /// `[co, ci / groups, kh, kw]`.
     pub shape: [usize; 4],
+    /// The integer weights, in `[-127, 127]`.
     pub q: Vec<i8>,
+    /// One scale per output channel.
     pub scale: Vec<f32>,
 }
 
@@ -138,10 +151,15 @@ impl QWeights {
 /// A quantized conv2d / linear layer as the host describes it (NCHW semantics).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QConv {
+    /// The quantized weights.
     pub weights: QWeights,
+    /// The FP32 bias (quantized to i32 by [`QConv::requant`]).
     pub bias: Option<Vec<f32>>,
+    /// Stride (both axes).
     pub stride: usize,
+    /// Zero padding (both axes).
     pub pad: usize,
+    /// Channel groups (the channel count for depthwise).
     pub groups: usize,
     /// The input's activation format (fixed by calibration). With `input_channel_scales` its
     /// scale is the largest channel's; signedness is shared by all channels.
@@ -149,6 +167,7 @@ pub struct QConv {
     /// Depthwise layers only: one input scale per channel (POT quantizes depthwise inputs per
     /// channel). Output channel c reads only input channel c, so its epilogue uses scale c.
     pub input_channel_scales: Option<Vec<f32>>,
+    /// The fused activation.
     pub act: Act,
     /// Requantize to this format, or write f32 when `None`.
     pub output: Option<QFormat>,
@@ -157,11 +176,13 @@ pub struct QConv {
 /// Per-output-channel epilogue constants (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Requant {
+    /// The bias in accumulator units, per output channel.
     pub bias_q: Vec<i32>,
     /// `x_scale * w_scale[co]` (f32 output) or that over `out_scale` (int8 output).
     pub scale: Vec<f32>,
     /// Output clamp with the activation folded in (int8 output only).
     pub lo: i32,
+    /// Upper output clamp (int8 output only).
     pub hi: i32,
 }
 
@@ -309,24 +330,35 @@ fn fused_range(op: &'static str, out: QFormat, act: Act) -> Result<(i32, i32)> {
 /// `clamp(total >> shift rounded half to even)`, f32 output `act(f32(total) * (unit / 2^shift))`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QAdd {
+    /// The first input's format.
     pub a: QFormat,
+    /// The second input's format.
     pub b: QFormat,
+    /// The fused activation.
     pub act: Act,
+    /// Requantize to this format, or write f32 when `None`.
     pub output: Option<QFormat>,
 }
 
+/// The integer constants of a [`QAdd`] (see its docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AddParams {
+    /// The first input's multiplier.
     pub ma: i32,
+    /// The second input's multiplier.
     pub mb: i32,
+    /// The right shift of the total.
     pub shift: u32,
     /// `unit / 2^shift` (f32 output).
     pub scale: f32,
+    /// Lower output clamp (int8 output).
     pub lo: i32,
+    /// Upper output clamp (int8 output).
     pub hi: i32,
 }
 
 impl QAdd {
+    /// The constants, or an error when the scales are out of the exact range.
     pub fn params(&self) -> Result<AddParams> {
         let scales = [
             self.a.scale,
