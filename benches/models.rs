@@ -20,7 +20,7 @@ fn time(r: &Runner, x: &[f32], iters: u64) -> Duration {
 
 fn models(c: &mut Criterion) {
     let gpu = Gpu::default_adapter().expect("a GPU adapter (install lavapipe)");
-    let x = synthcal::cpu::Array::random(&[BATCH, 3, 32, 32], 1).data;
+    let x = synthcal::array::Array::random(&[BATCH, 3, 32, 32], 1).data;
     let mut g = c.benchmark_group("images_per_s");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(10);

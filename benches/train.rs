@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::{Duration, Instant};
-use synthcal::cpu::Array;
+use synthcal::array::Array;
 use synthcal::data::Dataset;
 use synthcal::gan::train::{TrainOptions, Trainer};
 use synthcal::gpu::{Gpu, Stream};

@@ -2,7 +2,7 @@
 //! Each timing records many dispatches on one stream and does one submit + wait, so it measures
 //! the kernels rather than submit latency.
 
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::Result;
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::ops::conv2d::{conv2d, prepare_conv_weight, Conv2dParams, ConvWeight};

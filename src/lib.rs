@@ -66,6 +66,8 @@ pub mod progress;
 pub mod quant;
 
 #[doc(hidden)]
+pub mod array;
+#[doc(hidden)]
 pub mod bench;
 #[cfg(feature = "cli")]
 #[doc(hidden)]

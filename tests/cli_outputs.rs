@@ -283,9 +283,9 @@ fn train_gan_resume_targets_and_checkpoint_integrity() {
     fs::write(&ckpt, &good).unwrap();
     let (tensors, mut meta) = synthcal::io::read_safetensors(&ckpt).unwrap();
     meta.insert("step".into(), u64::MAX.to_string());
-    let arrays: Vec<(String, synthcal::cpu::Array)> = tensors
+    let arrays: Vec<(String, synthcal::array::Array)> = tensors
         .iter()
-        .map(|(n, t)| (n.clone(), synthcal::cpu::Array::new(&t.shape, t.to_f32())))
+        .map(|(n, t)| (n.clone(), synthcal::array::Array::new(&t.shape, t.to_f32())))
         .collect();
     let sum = synthcal::gan::train::checksum(&arrays, &meta);
     meta.insert(synthcal::gan::train::CHECKSUM_KEY.into(), sum);

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use synthcal::cpu::Array;
+use synthcal::array::Array;
 use synthcal::graph::Params;
 use synthcal::io::{read_safetensors, write_tensor_data};
 use synthcal::models::{self, read_params};

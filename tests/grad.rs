@@ -13,7 +13,7 @@
 mod common;
 
 use common::gpu;
-use synthcal::cpu::Array;
+use synthcal::array::Array;
 use synthcal::gpu::{Gpu, Stream, Tensor};
 use synthcal::graph::tape::{Tape, Var};
 use synthcal::ops::conv2d::Conv2dParams;

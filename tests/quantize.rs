@@ -3,8 +3,8 @@
 
 mod common;
 
+use synthcal::array::Array;
 use synthcal::cli::calib_data::CalibSetArgs;
-use synthcal::cpu::Array;
 use synthcal::data::Dataset;
 use synthcal::models::{arch, random_params, Model};
 use synthcal::quant::{default_quantization, QuantOptions, QuantizedModel};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use synthcal::cpu::Array;
+use synthcal::array::Array;
 use synthcal::graph::{cpu, exec::Runner, passes};
 use synthcal::models::{arch, random_params};
 

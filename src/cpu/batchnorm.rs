@@ -1,7 +1,7 @@
 //! Batch normalization over dim 1 of `[N, C, ...]` (f64 accumulation: this is the reference).
 
 use super::layout::ncs;
-use super::Array;
+use crate::array::Array;
 use crate::ops::Act;
 
 /// Inference form: y = act((x - mean) / sqrt(var + eps) * gamma + beta).

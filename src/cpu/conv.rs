@@ -1,6 +1,6 @@
 //! Reference conv2d: NCHW input, PyTorch weight layout [Co, Ci/groups, KH, KW].
 
-use super::Array;
+use crate::array::Array;
 use crate::ops::{conv2d::Conv2dParams, Act};
 
 /// out = act(conv(x, w) + bias + residual). Panics on bad shapes (the GPU op checks them).

@@ -1,6 +1,6 @@
 //! Pointwise activations and binary ops.
 
-use super::Array;
+use crate::array::Array;
 use crate::ops::elementwise::Act;
 
 pub fn act(x: &Array, a: Act) -> Array {

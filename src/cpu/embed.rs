@@ -1,7 +1,7 @@
 //! Index lookups: one-hot encoding and embedding tables. Out-of-range indices give zero rows,
 //! matching the GPU kernels (which cannot raise errors).
 
-use super::Array;
+use crate::array::Array;
 
 /// labels `[N]` -> `[N, K]`.
 pub fn one_hot(labels: &[i32], k: usize) -> Array {

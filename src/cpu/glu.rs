@@ -1,7 +1,7 @@
 //! Gated linear unit over dim 1: out = a * sigmoid(b), [a, b] = the two channel halves.
 
 use super::layout::ncs;
-use super::Array;
+use crate::array::Array;
 use crate::ops::Act;
 
 pub fn glu(x: &Array) -> Array {

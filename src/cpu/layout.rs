@@ -1,7 +1,7 @@
 //! Data movement: channel concat/split/slice/shuffle, nearest upsampling, the ResNet
 //! option-A shortcut.
 
-use super::Array;
+use crate::array::Array;
 
 /// `[N, C, ...rest]` as `(N, C, prod(rest))`.
 pub fn ncs(shape: &[usize]) -> (usize, usize, usize) {

@@ -1,6 +1,6 @@
 //! Reference batched matmul and linear layer.
 
-use super::Array;
+use crate::array::Array;
 use crate::ops::Act;
 
 /// `C[b] = op(A[b]) * op(B[b])` for 3-d A, B; op transposes the last two axes when asked.

@@ -1,7 +1,6 @@
 //! CPU reference implementations: plain, obviously-correct loops that every WGSL kernel is
 //! tested against (and that `graph` can run whole models with, for cross-checks).
 
-mod array;
 pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
@@ -12,5 +11,3 @@ pub mod matmul;
 pub mod pool;
 pub mod qconv;
 pub mod softmax;
-
-pub use array::Array;

@@ -1,6 +1,6 @@
 //! 2-d pooling with PyTorch semantics (floor mode; avg counts padding; max pads with -inf).
 
-use super::Array;
+use crate::array::Array;
 
 /// Indices in x (planes of h x w) of output (plane, oy, ox)'s window, in scan order, padding
 /// left out.

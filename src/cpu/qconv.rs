@@ -1,7 +1,7 @@
 //! Integer reference for the INT8 kernels: plain loops over the scheme that `quant::int8`
 //! specifies (formats, requantization constants, weight quantization).
 
-use super::Array;
+use crate::array::Array;
 use crate::error::{shape_err, Result};
 use crate::quant::int8::{shift_rne, QAdd, QArray, QConv};
 

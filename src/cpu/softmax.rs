@@ -1,6 +1,6 @@
 //! Row-wise ops over the last dim: softmax, log_softmax, argmax.
 
-use super::Array;
+use crate::array::Array;
 
 fn rows(x: &Array) -> std::slice::Chunks<'_, f32> {
     x.data

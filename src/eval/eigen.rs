@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     fn random_symmetric(n: usize, seed: u64) -> Vec<f64> {
-        let r = crate::cpu::Array::random(&[n, n], seed);
+        let r = crate::array::Array::random(&[n, n], seed);
         let mut a = vec![0f64; n * n];
         for i in 0..n {
             for j in 0..n {

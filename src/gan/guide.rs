@@ -78,7 +78,7 @@ impl Guide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::Array;
+    use crate::array::Array;
     use crate::models::{arch, random_params};
     use rand::{Rng, SeedableRng};
 

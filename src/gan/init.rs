@@ -1,6 +1,6 @@
 //! Initializers as the reference uses them (PyTorch's `orthogonal_`, N(1, 0.02) BN scales).
 
-use crate::cpu::Array;
+use crate::array::Array;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal, StandardNormal};
 

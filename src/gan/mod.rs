@@ -19,7 +19,7 @@ pub mod train;
 
 pub use model::{Discriminator, GanConfig, Generator};
 
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io;

@@ -1,7 +1,7 @@
 //! DiStyleGAN's generator and discriminator (ThanosM97/gsoc2022-openvino), as tape programs.
 
 use super::init::{bn_weight, orthogonal, unit_normal};
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::graph::tape::{Tape, Var};

@@ -18,7 +18,7 @@ use super::model::{DWeights, Discriminator, GanConfig, Generator};
 use super::{
     check_format, meta_json, read_arrays, save_generator, write_arrays, CHECKPOINT_FORMAT,
 };
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream};

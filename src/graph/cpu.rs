@@ -3,7 +3,8 @@
 
 use super::walk::{Step, Values};
 use super::{bn_names, Graph, Op, Params, ValueId};
-use crate::cpu::{self, Array};
+use crate::array::Array;
+use crate::cpu;
 use crate::error::{Error, Result};
 use crate::quant::int8::{QArray, QConv};
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! Named parameter tensors (host copies), validated against what a graph expects.
 
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 

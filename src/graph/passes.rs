@@ -2,7 +2,7 @@
 //! residual adds into their producer. Each is exact up to float rounding.
 
 use super::{bn_names, Act, Graph, Node, Op, Params, ValueId};
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::Result;
 
 /// How many nodes read each value (the graph output counts as a reader).

@@ -9,7 +9,7 @@
 
 use super::walk::Values;
 use super::{bn_names, Graph, Op, Params};
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::graph::tape::{Tape, Var};

@@ -3,7 +3,7 @@
 //! one Adam dispatch updates the whole network.
 
 use super::tape::{Grads, Tape, Var};
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::ops::adam::{adam, AdamConfig};

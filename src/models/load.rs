@@ -2,7 +2,7 @@
 
 use super::classes::{class_names_from_meta, norm_from_meta};
 use super::{arch, detect_arch, Model};
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::graph::Params;
 use crate::io::{self, Format};

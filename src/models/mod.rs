@@ -194,7 +194,7 @@ pub fn detect_arch(params: &Params) -> Result<Arch> {
         format!("; closest is {name} ({count} differing tensor(s), first: {first})")
     });
     Err(Error::Invalid(format!(
-        "the checkpoint's {} tensors match no known architecture{near}; pass --arch (known: {})",
+        "the checkpoint's {} tensors match no known architecture{near}; name the architecture (known: {})",
         params.tensors.len(),
         arch_names().join(", ")
     )))
@@ -228,7 +228,7 @@ fn differences(params: &Params, expected: &[(String, Vec<usize>)]) -> (usize, St
 pub fn random_params(a: &Arch, seed: u64) -> Params {
     let mut p = Params::default();
     for (i, (name, shape)) in a.expected.iter().enumerate() {
-        let r = crate::cpu::Array::random(shape, seed + i as u64);
+        let r = crate::array::Array::random(shape, seed + i as u64);
         let v = if name.ends_with("running_var") {
             r.map(|v| 0.5 + v.abs())
         } else if name.ends_with("weight") && shape.len() > 1 {
@@ -338,7 +338,7 @@ mod tests {
         let mut p = random_params(&a, 3);
         p.insert(
             "layer2.1.conv2.weight",
-            crate::cpu::Array::zeros(&[32, 32, 5, 5]),
+            crate::array::Array::zeros(&[32, 32, 5, 5]),
         );
         let e = detect_arch(&p).err().unwrap().to_string();
         assert!(

@@ -102,7 +102,7 @@ pub fn repvgg(width: [f64; 4], deploy: bool, classes: usize) -> Builder {
 /// kernel with the BN scale at the centre of channel o -> o) fold into one 3x3 conv with bias,
 /// as RepVGG's `get_equivalent_kernel_bias`. Quantization runs on the fused form.
 pub fn fuse_to_deploy(model: &super::Model) -> crate::Result<super::Model> {
-    use crate::cpu::Array;
+    use crate::array::Array;
     let deploy = super::arch(&format!("{}_deploy", model.arch.name))?;
     let p = &model.params;
     // (kernel scale per output channel, bias) of a BN with eps 1e-5.

@@ -64,7 +64,7 @@ pub fn adam(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::Array;
+    use crate::array::Array;
     use crate::ops::skip_without_gpu;
     use crate::testing::gpu;
 

@@ -342,7 +342,8 @@ fn conv2d_blocked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::testing::gpu;
     use proptest::prelude::*;
 

@@ -167,7 +167,8 @@ pub fn zero(s: &mut Stream, t: &Tensor) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::testing::gpu;
 
     const ACTS: [Act; 6] = [

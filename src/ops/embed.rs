@@ -76,7 +76,8 @@ pub fn embedding(s: &mut Stream, table: &Tensor, indices: &Tensor) -> Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::testing::gpu;
     use proptest::prelude::*;
 

@@ -78,7 +78,8 @@ pub fn glu_backward(s: &mut Stream, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::testing::gpu;
     use proptest::prelude::*;
 

@@ -228,7 +228,8 @@ pub fn upsample_backward(s: &mut Stream, dy: &Tensor, f: usize) -> Result<Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::gpu::Gpu;
     use crate::testing::gpu;
     use proptest::prelude::*;

@@ -203,7 +203,8 @@ fn gemm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::testing::gpu;
     use proptest::prelude::*;
 

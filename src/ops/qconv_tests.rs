@@ -1,8 +1,9 @@
 //! Bit-exact checks of the INT8 kernels against `cpu::qconv`, on both dot-product paths.
 
 use super::*;
+use crate::array::Array;
+use crate::cpu;
 use crate::cpu::qconv::{qadd as cpu_qadd, qconv2d, QResult};
-use crate::cpu::{self, Array};
 use crate::quant::int8::{QAdd, QWeights};
 use crate::testing::gpu;
 use proptest::prelude::*;

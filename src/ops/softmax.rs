@@ -68,7 +68,8 @@ pub fn argmax(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{self, Array};
+    use crate::array::Array;
+    use crate::cpu;
     use crate::testing::gpu;
     use proptest::prelude::*;
 

@@ -109,7 +109,7 @@ pub fn sum_chunks(s: &mut Stream, x: &Tensor, shape: &[usize]) -> Result<Tensor>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::Array;
+    use crate::array::Array;
     use crate::testing::gpu;
 
     #[test]

@@ -171,8 +171,7 @@ mod tests {
 
     #[test]
     fn max_drop_outside_zero_to_one_is_refused_before_any_work() {
-        let Ok(gpu) = Gpu::default_adapter() else {
-            eprintln!("skipped: no GPU adapter");
+        let Some(gpu) = crate::testing::try_gpu() else {
             return;
         };
         let a = crate::models::arch("resnet20").unwrap();

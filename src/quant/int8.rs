@@ -13,7 +13,7 @@
 //! factors are computed once on the host in f64 and rounded to f32, so both sides multiply the
 //! same f32 values. `rne` is round half to even (WGSL `round`, Rust `round_ties_even`).
 
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{shape_err, Result};
 use crate::ops::Act;
 

@@ -3,7 +3,7 @@
 //! scales and biases) with the graph and quantizer settings in the metadata.
 
 use super::int8::{QConv, QFormat, QWeights};
-use crate::cpu::Array;
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::exec::Runner;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use synthcal::cpu::Array;
+use synthcal::array::Array;
 use synthcal::graph::{Act, Graph, Op, Params};
 use synthcal::io::write_safetensors;
 use synthcal::models;

@@ -1,3 +1,5 @@
+//! The host tensor: a dense row-major f32 array (weights, CPU references, test data).
+
 /// A dense row-major f32 array on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Array {
