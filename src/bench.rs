@@ -140,7 +140,9 @@ pub fn model_bench(
         &ds,
         &crate::quant::QuantOptions::default(),
     )?;
-    let x = ds.to_f32_normalized(0..batch, model.arch.norm.mean, model.arch.norm.std);
+    let x = ds
+        .images()
+        .to_f32_normalized(0..batch, model.arch.norm.mean, model.arch.norm.std);
     let speed = |r: &crate::graph::exec::Runner| -> Result<f64> {
         r.logits(&x, batch, [32, 32])?;
         let t = Instant::now();

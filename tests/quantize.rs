@@ -380,3 +380,101 @@ fn reproduce_writes_the_report_and_resumes() {
     assert!(e.contains("fetch-data.sh"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The library's one call: `quantize` with a calibration source records its provenance, and
+/// the saved model keeps it, its classes and its input size; images of another size are
+/// refused by name, and a file claiming a zero-sized input is refused.
+#[test]
+fn quantize_records_provenance_and_input_size() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let model = Model::random("resnet20", 3).unwrap();
+    let source = synthcal::CalibSource::Noise {
+        per_class: 2,
+        seed: 7,
+    };
+    let opts = QuantOptions {
+        keep_fp32: vec!["fc".into()],
+        ..QuantOptions::default()
+    };
+    let q = synthcal::quantize(&gpu, &model, &source, &opts).unwrap();
+    assert_eq!(q.fp32_layers(), ["fc"]);
+    let p = q.provenance();
+    assert_eq!(p.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    let calib = p.calibration.unwrap();
+    assert!(
+        calib.contains("20 images") && calib.contains("seed 7"),
+        "{calib}"
+    );
+    assert_eq!(p.algorithm.as_deref(), Some("default"));
+    assert_eq!(p.bias_correction, Some(true));
+
+    let dir = std::env::temp_dir().join(format!("synthcal-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("q.safetensors");
+    q.save(&path).unwrap();
+    let back = QuantizedModel::load(&path).unwrap();
+    assert_eq!(back.provenance(), q.provenance());
+    assert_eq!(
+        (back.input_size, &back.class_names),
+        ([32, 32], &q.class_names)
+    );
+    let images = synthcal::Images::new(vec![90; 2 * 3 * 32 * 32], 32, 32).unwrap();
+    let (a, b) = (
+        q.predict(&gpu, &images).unwrap(),
+        back.predict(&gpu, &images).unwrap(),
+    );
+    assert_eq!(a, b);
+    let wide = synthcal::Images::new(vec![90; 3 * 32 * 48], 32, 48).unwrap();
+    let e = back.predict(&gpu, &wide).unwrap_err().to_string();
+    assert!(e.contains("32x32") && e.contains("32x48"), "{e}");
+
+    let (tensors, mut meta) = synthcal::io::read_safetensors(&path).unwrap();
+    meta.insert("input_size".into(), "[0, 32]".into());
+    let bad = dir.join("bad.safetensors");
+    synthcal::io::write_tensor_data(&bad, &tensors, &meta).unwrap();
+    let e = QuantizedModel::load(&bad)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("bad.safetensors") && e.contains("input_size"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Cancelling the hooks' token stops quantization with `Cancelled`, and progress is reported
+/// through the caller's `Progress`.
+#[test]
+fn quantization_reports_progress_and_can_be_cancelled() {
+    common::skip_without_gpu!();
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+    impl synthcal::Progress for Seen {
+        fn start(&self, name: &str, total: u64) {
+            self.0.lock().unwrap().push(format!("{name} {total}"));
+        }
+    }
+    let gpu = common::gpu();
+    let model = Model::random("resnet20", 3).unwrap();
+    let calib = noise_set(20, 1);
+    let seen = Arc::new(Seen::default());
+    let opts = QuantOptions {
+        hooks: synthcal::Hooks::new(seen.clone()),
+        ..QuantOptions::default()
+    };
+    default_quantization(&gpu, &model, &calib, &opts).unwrap();
+    assert_eq!(*seen.0.lock().unwrap(), ["calibrate 20", "bias corr 20"]);
+    let cancel = synthcal::Cancel::new();
+    cancel.cancel();
+    let opts = QuantOptions {
+        hooks: synthcal::Hooks::default().with_cancel(cancel),
+        ..QuantOptions::default()
+    };
+    let e = default_quantization(&gpu, &model, &calib, &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, synthcal::Error::Cancelled), "{e}");
+}

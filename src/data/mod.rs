@@ -14,7 +14,6 @@ mod subset;
 #[cfg(test)]
 mod test_util;
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use cifar::{load_cifar10_bin, Split};
@@ -269,7 +268,7 @@ impl Dataset {
     }
 
     /// Builds a dataset from NCHW f32 in [-1, 1] (GAN output): `round((x + 1) * 127.5)`,
-    /// clamped to 0..=255, so it inverts [`Dataset::to_f32_unit_range`] exactly on u8 values.
+    /// clamped to 0..=255, so it inverts [`Images::to_f32_unit_range`] exactly on u8 values.
     pub fn from_f32_unit_range(
         values: &[f32],
         labels: Vec<u8>,
@@ -374,21 +373,6 @@ impl Dataset {
         let source = format!("subset of {} images of [{}]", indices.len(), self.source);
         Dataset::from_images(images, labels, self.class_names.clone(), source)
     }
-
-    /// Images `range` as NCHW f32, normalized (see [`Images::to_f32_normalized`]).
-    pub fn to_f32_normalized(
-        &self,
-        range: Range<usize>,
-        mean: [f32; 3],
-        std: [f32; 3],
-    ) -> Vec<f32> {
-        self.images.to_f32_normalized(range, mean, std)
-    }
-
-    /// Images `range` as NCHW f32 in [-1, 1] (see [`Images::to_f32_unit_range`]).
-    pub fn to_f32_unit_range(&self, range: Range<usize>) -> Vec<f32> {
-        self.images.to_f32_unit_range(range)
-    }
 }
 
 #[cfg(test)]
@@ -415,7 +399,7 @@ mod tests {
         let ds = Dataset::new(px, vec![0], names(1), "").unwrap();
         let mean = [0.4914f32, 0.4822, 0.4465];
         let std = [0.2023f32, 0.1994, 0.2010];
-        let x = ds.to_f32_normalized(0..1, mean, std);
+        let x = ds.images().to_f32_normalized(0..1, mean, std);
         assert_eq!(x.len(), IMG_BYTES);
         // The same f32 operation order as torch: (200/255 - 0.4914) / 0.2023.
         let r: f32 = 200.0 / 255.0;
@@ -426,7 +410,7 @@ mod tests {
         assert_eq!(x[2 * PLANE + 5], 2.753_731_3);
         assert!((x[1] - (-0.4914 / 0.2023)).abs() < 1e-6);
 
-        let u = ds.to_f32_unit_range(0..1);
+        let u = ds.images().to_f32_unit_range(0..1);
         assert_eq!(u[0], 200.0 / 127.5 - 1.0);
         assert_eq!(u[1], -1.0);
         assert_eq!(u[2 * PLANE + 5], 1.0);

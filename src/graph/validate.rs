@@ -1,24 +1,24 @@
 //! Checks a graph read from a file before anything runs it: SSA order, op arity and settings,
-//! and shape inference on a CIFAR-sized input against the parameter tensors. The kernels and
+//! and shape inference on one image of the model's input size against the parameter tensors. The kernels and
 //! the CPU reference trust their shapes, so a corrupt graph must be refused here, by node.
 
 use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::quant::int8::QConv;
-
-/// The input shapes are inferred for (the zoo's models are CIFAR models).
-pub const NOMINAL_INPUT: [usize; 4] = [1, 3, 32, 32];
 
 /// No CIFAR model has a value near this many elements per image (VGG's largest: 65,536);
 /// a corrupt pad or channel count that implies one would exhaust memory when run.
 const MAX_VALUE_ELEMS: usize = 1 << 24;
 
 /// Validates `g` with its FP32 `params` and its quantized layers (`quantized(i)` is node i's
-/// INT8 description, whose weight shape replaces the FP32 tensor's). The error names the node.
+/// INT8 description, whose weight shape replaces the FP32 tensor's), for one RGB image of
+/// `input_size` (`[height, width]`). The error names the node.
 pub fn validate<'a>(
     g: &Graph,
     params: &Params,
     quantized: &dyn Fn(ValueId) -> Option<&'a QConv>,
+    input_size: [usize; 2],
 ) -> Result<(), String> {
+    let input = [1, 3, input_size[0], input_size[1]];
     if g.nodes.is_empty() {
         return Err("graph has no nodes".into());
     }
@@ -50,7 +50,7 @@ pub fn validate<'a>(
         }
         // In range: every input is an earlier node, whose shape is already pushed.
         let ins: Vec<&[usize]> = n.inputs.iter().map(|&v| shapes[v].as_slice()).collect();
-        let out = infer(&n.op, &ins, params, quantized(i)).map_err(at)?;
+        let out = infer(&n.op, &ins, params, quantized(i), input).map_err(at)?;
         let numel = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if numel.is_none_or(|n| n > MAX_VALUE_ELEMS) {
             return Err(at(format!("output of shape {out:?} is implausibly large")));
@@ -95,6 +95,7 @@ fn infer(
     x: &[&[usize]],
     params: &Params,
     q: Option<&QConv>,
+    input: [usize; 4],
 ) -> Result<Vec<usize>, String> {
     let p = |name: &str| {
         params
@@ -106,7 +107,7 @@ fn infer(
     let x0 = x.first().copied().unwrap_or(&[]);
     let too_big = || "shape arithmetic overflows".to_string();
     match op {
-        Op::Input => Ok(NOMINAL_INPUT.to_vec()),
+        Op::Input => Ok(input.to_vec()),
         Op::Conv2d {
             weight,
             bias,
@@ -273,7 +274,7 @@ fn window_out(size: usize, k: usize, stride: usize, pad: usize) -> Result<usize,
     match padded {
         Some(p) if k >= 1 && p >= k => Ok((p - k) / stride + 1),
         _ => Err(format!(
-            "window {k} with pad {pad} does not fit a size of {size} (input {NOMINAL_INPUT:?})"
+            "window {k} with pad {pad} does not fit a size of {size}"
         )),
     }
 }
@@ -311,9 +312,10 @@ mod tests {
         for name in models::arch_names() {
             let a = models::arch(&name).unwrap();
             let mut p = models::random_params(&a, 1);
-            validate(&a.graph, &p, &|_| None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            validate(&a.graph, &p, &|_| None, [32, 32]).unwrap_or_else(|e| panic!("{name}: {e}"));
             let g = crate::graph::passes::optimize_for_inference(&a.graph, &mut p).unwrap();
-            validate(&g, &p, &|_| None).unwrap_or_else(|e| panic!("{name} optimized: {e}"));
+            validate(&g, &p, &|_| None, [32, 32])
+                .unwrap_or_else(|e| panic!("{name} optimized: {e}"));
         }
     }
 
@@ -322,7 +324,7 @@ mod tests {
         let p = models::random_params(&a, 1);
         let mut g = a.graph.clone();
         f(&mut g);
-        validate(&g, &p, &|_| None).unwrap_err()
+        validate(&g, &p, &|_| None, [32, 32]).unwrap_err()
     }
 
     #[test]

@@ -85,7 +85,10 @@ fn batches(
 ) -> impl Iterator<Item = (usize, Vec<f32>)> + '_ {
     (0..ds.len()).step_by(batch.max(1)).map(move |s| {
         let e = (s + batch).min(ds.len());
-        (e - s, ds.to_f32_normalized(s..e, norm.mean, norm.std))
+        (
+            e - s,
+            ds.images().to_f32_normalized(s..e, norm.mean, norm.std),
+        )
     })
 }
 

@@ -258,14 +258,6 @@ impl QuantizedModel {
             params.insert(name, Array::new(&t.shape, t.to_f32()));
         }
         params.validate().map_err(|e| bad(e.to_string()))?;
-        validate(&graph, &params, &|i| layers.get(&i)).map_err(|e| bad(format!("graph: {e}")))?;
-        // Shapes are consistent now, so the layers' own checks cannot overflow.
-        for (&i, conv) in &layers {
-            let [_, cig, kh, kw] = conv.weights.shape;
-            conv.out_shape("int8 layer", [1, cig * conv.groups, kh, kw])
-                .and_then(|_| conv.requant())
-                .map_err(|e| bad(format!("layer {i} `{}`: {e}", graph.nodes[i].name)))?;
-        }
         // Files from before the input size was stored hold CIFAR models.
         let input_size: [usize; 2] = match meta.get("input_size") {
             Some(s) => serde_json::from_str(s).map_err(|e| parse_err("input_size", e))?,
@@ -273,6 +265,15 @@ impl QuantizedModel {
         };
         if input_size.contains(&0) {
             return Err(bad("metadata `input_size`: a side of 0 pixels".into()));
+        }
+        validate(&graph, &params, &|i| layers.get(&i), input_size)
+            .map_err(|e| bad(format!("graph: {e}")))?;
+        // Shapes are consistent now, so the layers' own checks cannot overflow.
+        for (&i, conv) in &layers {
+            let [_, cig, kh, kw] = conv.weights.shape;
+            conv.out_shape("int8 layer", [1, cig * conv.groups, kh, kw])
+                .and_then(|_| conv.requant())
+                .map_err(|e| bad(format!("layer {i} `{}`: {e}", graph.nodes[i].name)))?;
         }
         let mut qm = QuantizedModel {
             arch: get("arch")?.clone(),
