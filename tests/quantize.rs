@@ -140,6 +140,14 @@ fn bad_calibration_sets_are_refused() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("classes"), "{e}");
+    // Images of another size than the model's input.
+    let images = synthcal::Images::new(vec![0; 2 * 3 * 40 * 40], 40, 40).unwrap();
+    let names = model.class_names.clone();
+    let big = Dataset::from_images(images, vec![0, 1], names, "big").unwrap();
+    let e = default_quantization(&gpu, &model, &big, &QuantOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("40x40"), "{e}");
 }
 
 /// A three-layer net small enough to run AccuracyAware's search in a test.

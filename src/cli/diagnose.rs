@@ -61,7 +61,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
     }
     let model = crate::models::load_model(&args.model, None)?;
     let q = QuantizedModel::load(&args.int8)?;
-    let mut ds = load_data(&args.data, args.split, false)?.map_classes(&model.class_names)?;
+    let mut ds = load_data(&args.data, args.split, model.input_size(), false)?
+        .map_classes(&model.class_names)?;
     let idx: Vec<usize> = (0..args.limit.min(ds.len())).collect();
     ds = ds.subset(&idx)?;
     let hooks = super::bars::hooks(args.quiet);

@@ -30,13 +30,19 @@ impl SplitArg {
     }
 }
 
-/// Loads `--data` (CIFAR-10 binaries or an image folder); `resize` resizes folder images.
-pub fn load_data(path: &Path, split: SplitArg, resize: bool) -> Result<Dataset> {
+/// Loads `--data` (CIFAR-10 binaries or an image folder) as images of `size`; `resize`
+/// resizes folder images of another size.
+pub fn load_data(path: &Path, split: SplitArg, size: [usize; 2], resize: bool) -> Result<Dataset> {
     let policy = match resize {
         true => data::ResizePolicy::Resize,
         false => data::ResizePolicy::Reject,
     };
-    Ok(data::load(path, split.split(), policy)?)
+    data::load(path, split.split(), size, policy).map_err(|e| match e {
+        e @ data::DataError::WrongSize { .. } => {
+            Error::Invalid(format!("{e} (--resize stretches them)"))
+        }
+        e => e.into(),
+    })
 }
 
 /// `synthcal eval`'s flags.
@@ -63,7 +69,7 @@ pub struct EvalArgs {
     /// Evaluate only the first N images (N >= 1).
     #[arg(long, value_parser = super::args::int(1, usize::MAX))]
     pub limit: Option<usize>,
-    /// Resize image-folder images that are not 32x32 (default: reject them).
+    /// Resize image-folder images that are not of the model's input size (default: reject them).
     #[arg(long)]
     pub resize: bool,
     /// Keep BatchNorm as separate ops instead of folding it into the preceding convs.
@@ -141,8 +147,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         ));
     }
     let model = Classifier::load(&args.model, args.arch.as_deref())?;
-    let mut ds =
-        load_data(&args.data, args.split, args.resize)?.map_classes(model.class_names())?;
+    let mut ds = load_data(&args.data, args.split, model.input_size(), args.resize)?
+        .map_classes(model.class_names())?;
     if let Some(n) = args.limit {
         let idx: Vec<usize> = (0..n.min(ds.len())).collect();
         ds = ds.subset(&idx)?;

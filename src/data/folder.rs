@@ -42,9 +42,19 @@ pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
 const MAX_CLASSES: usize = 256;
 
-/// Loads an image folder (see the module docs for the class rule). Grayscale and
-/// 16-bit images are converted to 8-bit RGB; alpha is dropped, not composited.
+/// Loads an image folder of 32x32 images (CIFAR's size; see [`load_image_folder_at`]).
 pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<Dataset> {
+    load_image_folder_at(dir, [IMG_SIDE, IMG_SIDE], policy)
+}
+
+/// Loads an image folder (see the module docs for the class rule) as images of `size`
+/// (`[height, width]`), resizing or refusing others as `policy` says. Grayscale and 16-bit
+/// images are converted to 8-bit RGB; alpha is dropped, not composited.
+pub fn load_image_folder_at(
+    dir: impl AsRef<Path>,
+    size: [usize; 2],
+    policy: ResizePolicy,
+) -> Result<Dataset> {
     let dir = dir.as_ref();
     let folders: Vec<(String, PathBuf)> = sorted_entries(dir)?
         .into_iter()
@@ -70,7 +80,7 @@ pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<
             log::warn!("{}: class folder has no PNG/JPEG images", folder.display());
         }
         for f in files {
-            let (chw, was_resized) = super::images::decode_chw(&f, [IMG_SIDE, IMG_SIDE], policy)?;
+            let (chw, was_resized) = super::images::decode_chw(&f, size, policy)?;
             pixels.extend_from_slice(&chw);
             labels.push(class as u8);
             resized += was_resized as usize;
@@ -85,9 +95,11 @@ pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<
     // The image count is the dataset's own; reports print it next to this.
     let mut source = format!("image folder {}", dir.display());
     if resized > 0 {
-        source += &format!(" ({resized} resized to 32x32 with {RESIZE_FILTER:?})");
+        let [h, w] = size;
+        source += &format!(" ({resized} resized to {w}x{h} with {RESIZE_FILTER:?})");
     }
-    Dataset::new(pixels, labels, class_names, source)
+    let images = super::Images::new(pixels, size[0], size[1])?;
+    Dataset::from_images(images, labels, class_names, source)
 }
 
 /// Writes `dir/<label>_<classname>/<index>.png` (index = position in `ds`, zero-padded
@@ -382,6 +394,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("kiwi"), "{msg}");
+    }
+
+    /// A folder of 7x5 images loads at that size, and carries it.
+    #[test]
+    fn folders_load_at_any_size() {
+        let t = TempDir::new("folder-any-size");
+        let img = image::RgbImage::from_pixel(7, 5, image::Rgb([1, 2, 3]));
+        save_png(&t.0.join("cat/a.png"), &img.into());
+        let ds = load_image_folder_at(&t.0, [5, 7], ResizePolicy::Reject).unwrap();
+        assert_eq!((ds.len(), ds.height(), ds.width()), (1, 5, 7));
+        assert_eq!(ds.rgb_image(0).dimensions(), (7, 5));
+        let e = load_image_folder(&t.0, ResizePolicy::Reject).unwrap_err();
+        assert!(e.to_string().contains("expected 32x32"), "{e}");
     }
 
     #[test]

@@ -18,15 +18,18 @@ use std::path::{Path, PathBuf};
 
 pub use cifar::{load_cifar10_bin, Split};
 pub(crate) use folder::encode_png;
-pub use folder::{load_image_folder, save_image_folder, ResizePolicy, RESIZE_FILTER};
+pub use folder::{
+    load_image_folder, load_image_folder_at, save_image_folder, ResizePolicy, RESIZE_FILTER,
+};
 pub use grid::{sample_grid_png, GRID_GAP};
 pub use images::Images;
 pub use subset::{balanced_subset, balanced_subset_indices};
 
 /// Loads `path`: the CIFAR-10 binaries (`split` of them) if it holds them (or is one of
-/// them), else an image folder with one subfolder per class. The labels are the data's own;
+/// them), else an image folder with one subfolder per class, as images of `size`
+/// (`[height, width]`; CIFAR's are 32x32). The labels are the data's own;
 /// [`Dataset::map_classes`] puts them onto a model's classes.
-pub fn load(path: &Path, split: Split, policy: ResizePolicy) -> Result<Dataset> {
+pub fn load(path: &Path, split: Split, size: [usize; 2], policy: ResizePolicy) -> Result<Dataset> {
     let is_cifar = path.is_file()
         || ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
             .iter()
@@ -34,7 +37,7 @@ pub fn load(path: &Path, split: Split, policy: ResizePolicy) -> Result<Dataset> 
     if is_cifar {
         load_cifar10_bin(path, split)
     } else {
-        load_image_folder(path, policy)
+        load_image_folder_at(path, size, policy)
     }
 }
 

@@ -111,6 +111,14 @@ impl Classifier {
         }
     }
 
+    /// The input images' size, `[height, width]`.
+    pub fn input_size(&self) -> [usize; 2] {
+        match self {
+            Classifier::Fp32(m) => m.arch.input_size,
+            Classifier::Int8(q) => q.input_size,
+        }
+    }
+
     /// One name per output, in output order.
     pub fn class_names(&self) -> &[String] {
         match self {
@@ -148,6 +156,7 @@ pub fn evaluate(
     hooks: &Hooks,
 ) -> Result<(EvalReport, Vec<f32>)> {
     check_classes(ds, c.class_names())?;
+    crate::infer::check_input_size(ds.images(), c.input_size(), c.arch())?;
     let runner = c.runner(gpu, no_fold)?;
     // Warm-up: compiles every pipeline once so that images/s measures steady-state speed.
     let warm = ds.subset(&[0])?;

@@ -303,6 +303,8 @@ pub fn default_quantization(
         return Err(Error::Invalid("the calibration set is empty".into()));
     }
     crate::infer::check_classes(calib, &model.class_names)?;
+    let size = model.arch.input_size;
+    crate::infer::check_input_size(calib.images(), size, &model.arch.name)?;
     if calib.len() < MIN_CALIBRATION_IMAGES {
         log::warn!(
             "the calibration set has only {} image(s); with fewer than {MIN_CALIBRATION_IMAGES} \
