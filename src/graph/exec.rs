@@ -9,6 +9,9 @@ use crate::ops;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Called after each node is recorded: (stream, node, output shape).
+pub(crate) type NodeHook<'h, 'g> = dyn FnMut(&mut Stream<'g>, ValueId, &[usize]) -> Result<()> + 'h;
+
 /// A graph with its parameters resident on the GPU.
 pub struct Runner {
     pub gpu: Arc<Gpu>,
@@ -150,7 +153,7 @@ impl Runner {
         s: &mut Stream<'g>,
         input: &Tensor,
         keep: &[ValueId],
-        hook: &mut dyn FnMut(&mut Stream<'g>, ValueId, &[usize]) -> Result<()>,
+        hook: &mut NodeHook<'_, 'g>,
     ) -> Result<Outputs> {
         let mut values: Values<Tensor> = Values::new(&self.graph);
         // Outputs of chained quantized layers: packed int8 in the consumer's input format.
