@@ -46,6 +46,18 @@ enum Cmd {
         /// Fewer repetitions (a rough figure in a few seconds).
         #[arg(long)]
         quick: bool,
+        /// Profile this model (FP32 or INT8 file) layer by layer instead of the kernel table.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// An INT8 model to profile next to --model.
+        #[arg(long, requires = "model")]
+        int8: Option<PathBuf>,
+        /// Images per pass for the profile and the throughput.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed passes per figure (median per layer).
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
     },
     /// List the architectures of the model zoo.
     Models,
@@ -91,7 +103,16 @@ pub fn main() -> anyhow::Result<()> {
     let gpu = || Gpu::new(&AdapterChoice::from_flag_or_env(cli.adapter.as_deref()));
     match &cli.cmd {
         Cmd::Info => println!("{}", gpu()?.describe()),
-        Cmd::Bench { quick } => zoo::print_bench(&gpu()?, *quick)?,
+        Cmd::Bench {
+            quick,
+            model,
+            int8,
+            batch,
+            reps,
+        } => match model {
+            Some(m) => zoo::print_profile(&gpu()?, m, int8.as_deref(), *batch, *reps)?,
+            None => zoo::print_bench(&gpu()?, *quick)?,
+        },
         Cmd::Models => zoo::print_zoo(),
         Cmd::Import { ckpt, output, arch } => zoo::import(ckpt, output, arch.as_deref())?,
         Cmd::Eval(args) => eval::run(&gpu()?, args)?,
@@ -127,9 +148,10 @@ mod tests {
     /// here instead of in a user's run.
     #[test]
     fn every_subcommand_parses_with_its_defaults() {
-        let cases: [&[&str]; 12] = [
+        let cases: [&[&str]; 13] = [
             &["info"],
             &["bench"],
+            &["bench", "--model", "m", "--int8", "q"],
             &["models"],
             &["import", "c.pt", "-o", "m.safetensors"],
             &["eval", "--model", "m", "--data", "d"],

@@ -1,9 +1,12 @@
 //! `synthcal models`, `synthcal import` and `synthcal bench`: the zoo, checkpoint conversion
-//! and the kernel benchmark table.
+//! and the kernel benchmark table (or a model's per-layer profile).
 
+use crate::array::Array;
 use crate::bench::{kernel_bench, model_bench};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::eval::Classifier;
 use crate::gpu::Gpu;
+use crate::graph::profile::Profile;
 use std::path::Path;
 
 /// `synthcal import`.
@@ -98,9 +101,135 @@ pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// The per-layer table: name, op, median ms, share of the total and arithmetic rate
+/// (GOP/s for INT8 layers; `-` where ops are not counted), then the total.
+fn profile_table(p: &Profile) -> String {
+    let rate = |ops: f64, ms: f64, int8: bool| {
+        if ops > 0.0 && ms > 0.0 {
+            let unit = if int8 { "GOP/s" } else { "GFLOP/s" };
+            format!("{:.2} {unit}", ops / ms / 1e6)
+        } else {
+            "-".into()
+        }
+    };
+    let total = "total";
+    let w = p
+        .layers
+        .iter()
+        .map(|l| l.name.chars().count())
+        .chain([total.len(), "layer".len()])
+        .max()
+        .unwrap_or(0);
+    let ow = p
+        .layers
+        .iter()
+        .map(|l| l.op.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let mut out = format!(
+        "{:<w$}  {:<ow$}  {:>9}  {:>7}  {:>16}\n",
+        "layer", "op", "ms", "share", "rate"
+    );
+    for l in &p.layers {
+        let r = rate(l.ops, l.ms, l.op.ends_with("int8"));
+        out += &format!(
+            "{:<w$}  {:<ow$}  {:>9.3}  {:>6.1}%  {r:>16}\n",
+            l.name,
+            l.op,
+            l.ms,
+            p.share(l)
+        );
+    }
+    let int8 = p.layers.iter().any(|l| l.op.ends_with("int8"));
+    let r = rate(p.total_ops(), p.total_ms(), int8);
+    out += &format!(
+        "{total:<w$}  {:<ow$}  {:>9.3}  {:>6.1}%  {r:>16}\n",
+        "",
+        p.total_ms(),
+        100.0
+    );
+    out
+}
+
+/// `synthcal bench --model M [--int8 Q]`: per-layer profile, throughput and batch-1 latency.
+pub fn print_profile(
+    gpu: &std::sync::Arc<Gpu>,
+    model: &Path,
+    int8: Option<&Path>,
+    batch: usize,
+    reps: usize,
+) -> Result<()> {
+    if batch == 0 || reps == 0 {
+        return Err(Error::Invalid(
+            "--batch and --reps must be at least 1".into(),
+        ));
+    }
+    println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+    for path in std::iter::once(model).chain(int8) {
+        let c = Classifier::load(path, None)?;
+        let (kind, hw) = match &c {
+            Classifier::Fp32(m) => ("FP32", m.arch.input_size),
+            Classifier::Int8(q) => ("INT8", q.input_size),
+        };
+        let r = c.runner(gpu, false)?;
+        let x = |n: usize| Array::random(&[n, 3, hw[0], hw[1]], 7).data;
+        let p = r.profile(&x(batch), batch, hw, reps)?;
+        println!(
+            "\n{} ({}, {kind}), batch {batch}, median of {reps}, timed by {}",
+            path.display(),
+            c.arch(),
+            p.method
+        );
+        print!("{}", profile_table(&p));
+        let ips = r.images_per_s(&x(batch), batch, hw, reps)?;
+        let one = r.images_per_s(&x(1), 1, hw, reps)?;
+        println!(
+            "throughput {ips:.1} images/s at batch {batch}; batch-1 latency {:.3} ms per image",
+            1e3 / one
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::profile::LayerTime;
+
+    #[test]
+    fn profile_columns_align_whatever_the_name_length() {
+        let row = |name: &str, op, ms, ops| LayerTime {
+            node: 0,
+            name: name.into(),
+            op,
+            ms,
+            ops,
+        };
+        let long = "features.stage3.block7.branch2.conv_depthwise";
+        let p = Profile {
+            layers: vec![
+                row("conv1", "conv", 0.5, 1e6),
+                row(long, "conv int8", 12.25, 3e9),
+                row("fc", "add", 0.001, 0.0),
+            ],
+            method: crate::graph::profile::Method::WallClock,
+            batch: 1,
+        };
+        let t = profile_table(&p);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5, "{t}");
+        let width = lines[0].chars().count();
+        assert!(lines.iter().all(|l| l.chars().count() == width), "{t}");
+        assert!(lines[2].starts_with(long), "{t}");
+        assert!(lines[2].ends_with("244.90 GOP/s"), "{t}");
+        assert!(lines[1].ends_with("2.00 GFLOP/s"), "{t}");
+        assert!(lines[3].ends_with(" -"), "{t}");
+        assert!(
+            lines[4].starts_with("total") && lines[4].contains("100.0%"),
+            "{t}"
+        );
+    }
 
     #[test]
     fn bench_columns_align_whatever_the_name_length() {

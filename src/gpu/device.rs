@@ -77,6 +77,10 @@ fn describe(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
+/// What GPU timestamps between passes need.
+const TIMESTAMP_FEATURES: wgpu::Features =
+    wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+
 /// Everything a kernel launch needs: device, queue, limits, buffer pool and pipeline cache.
 pub struct Gpu {
     /// The wgpu device.
@@ -152,7 +156,8 @@ impl Gpu {
             .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("synthcal"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps where offered, for the per-layer profile.
+            required_features: adapter.features() & TIMESTAMP_FEATURES,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -180,6 +185,11 @@ impl Gpu {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+    }
+
+    /// Whether GPU timestamps can be written between passes (the per-layer profile's clock).
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(TIMESTAMP_FEATURES)
     }
 
     /// Blocks until all submitted work has finished.

@@ -176,6 +176,15 @@ impl<'g> Stream<'g> {
         self.keep_alive.push(dst.clone());
     }
 
+    /// Records a GPU timestamp into `set[index]` between passes (ends the current compute
+    /// pass; needs `TIMESTAMP_QUERY_INSIDE_ENCODERS`).
+    pub fn write_timestamp(&mut self, set: &wgpu::QuerySet, index: u32) {
+        self.pass = None;
+        if let Some(enc) = self.encoder.as_mut() {
+            enc.write_timestamp(set, index);
+        }
+    }
+
     /// Sends everything recorded so far; does not wait.
     pub fn submit(mut self) {
         self.pass = None;

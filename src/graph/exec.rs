@@ -9,6 +9,9 @@ use crate::ops;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Called after each node is recorded: (stream, node, output shape).
+pub(crate) type NodeHook<'h, 'g> = dyn FnMut(&mut Stream<'g>, ValueId, &[usize]) -> Result<()> + 'h;
+
 /// A graph with its parameters resident on the GPU.
 pub struct Runner {
     pub gpu: Arc<Gpu>,
@@ -96,6 +99,23 @@ impl Runner {
         }
     }
 
+    /// Whether node `i` runs as an INT8 kernel.
+    pub fn is_quantized(&self, i: ValueId) -> bool {
+        self.quantized.contains_key(&i)
+    }
+
+    /// The weight shape of conv/linear node `i`: `[co, ci/groups, kh, kw]` or `[out, in]`.
+    pub fn layer_weight_shape(&self, i: ValueId) -> Option<Vec<usize>> {
+        if let Some(q) = self.quantized.get(&i) {
+            return Some(q.desc().weights.shape.to_vec());
+        }
+        let l = self.graph.nodes.get(i)?.op.layer()?;
+        if l.linear {
+            return self.weights.get(l.weight).map(|t| t.shape().to_vec());
+        }
+        self.conv_weight_shape(i).map(|s| s.to_vec())
+    }
+
     /// Records FP32 conv/linear node `i` on `x` with activation `act` (the node's own, or
     /// Identity for pre-activation statistics).
     pub fn layer(
@@ -123,6 +143,18 @@ impl Runner {
 
     /// Records the forward pass of `input` on `s`; `keep` lists values to return besides the output.
     pub fn forward(&self, s: &mut Stream, input: &Tensor, keep: &[ValueId]) -> Result<Outputs> {
+        self.forward_hooked(s, input, keep, &mut |_, _, _| Ok(()))
+    }
+
+    /// `forward`, calling `hook(stream, node, output shape)` right after each node is recorded
+    /// (the profiler's timestamps and per-node submits).
+    pub(crate) fn forward_hooked<'g>(
+        &self,
+        s: &mut Stream<'g>,
+        input: &Tensor,
+        keep: &[ValueId],
+        hook: &mut NodeHook<'_, 'g>,
+    ) -> Result<Outputs> {
         let mut values: Values<Tensor> = Values::new(&self.graph);
         // Outputs of chained quantized layers: packed int8 in the consumer's input format.
         let mut qvalues: Values<ops::qconv::QTensor> = Values::new(&self.graph);
@@ -154,6 +186,7 @@ impl Runner {
                             if keep.contains(&i) {
                                 values.set(i, ops::qconv::dequantize(s, &y)?);
                             }
+                            hook(s, i, &y.shape)?;
                             qvalues.set(i, y);
                             free(&step, keep, &mut values, &mut qvalues);
                             continue;
@@ -196,6 +229,7 @@ impl Runner {
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
                 Op::Flatten => arg(0)?.flatten()?,
             };
+            hook(s, i, out.shape())?;
             values.set(i, out);
             free(&step, keep, &mut values, &mut qvalues);
         }

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod exec;
 pub mod params;
 pub mod passes;
+pub mod profile;
 pub mod replay;
 pub mod tape;
 pub mod trainable;

@@ -1,0 +1,77 @@
+//! `synthcal bench --model`: the per-layer profile names every layer that runs on the GPU,
+//! its shares add up to the whole, and throughput and batch-1 latency follow. No timing asserts.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn bench_model_prints_every_layer_and_shares_that_sum_to_100() {
+    common::skip_without_gpu!();
+    let dir = std::env::temp_dir().join(format!("synthcal-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.safetensors");
+    common::write_random_model("resnet20", 1, &model);
+    let out = Command::new(env!("CARGO_BIN_EXE_synthcal"))
+        .args(["bench", "--model"])
+        .arg(&model)
+        .args(["--batch", "2", "--reps", "1"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The layers the GPU runs: the folded graph less Input and Flatten (which record nothing).
+    let gpu = common::gpu();
+    let runner = synthcal::eval::Classifier::Fp32(
+        synthcal::models::Model::new(
+            synthcal::models::arch("resnet20").unwrap(),
+            synthcal::models::random_params(&synthcal::models::arch("resnet20").unwrap(), 1),
+        )
+        .unwrap(),
+    )
+    .runner(&gpu, false)
+    .unwrap();
+    let names: Vec<&str> = runner
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| {
+            !matches!(
+                n.op,
+                synthcal::graph::Op::Input | synthcal::graph::Op::Flatten
+            )
+        })
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(names.len() > 20, "{names:?}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains('%') && !l.starts_with("total"))
+        .collect();
+    let printed: Vec<&str> = rows
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(printed, names, "{text}");
+    let shares: f64 = rows
+        .iter()
+        .map(|l| {
+            let pct = l.split_whitespace().find(|w| w.ends_with('%')).unwrap();
+            pct.trim_end_matches('%').parse::<f64>().unwrap()
+        })
+        .sum();
+    // Each share is rounded to 0.1%.
+    assert!(
+        (shares - 100.0).abs() <= 0.05 * rows.len() as f64,
+        "{shares}\n{text}"
+    );
+    assert!(text.contains("timed by "), "{text}");
+    assert!(text.contains("images/s at batch 2"), "{text}");
+    assert!(text.contains("batch-1 latency"), "{text}");
+}
