@@ -8,6 +8,7 @@ pub mod calib_data;
 pub mod defaults;
 pub mod diagnose;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod quantize;
 pub mod reproduce;
@@ -49,7 +50,8 @@ enum Cmd {
     },
     /// List the architectures of the model zoo.
     Models,
-    /// Convert a PyTorch checkpoint (.th legacy or .pt zip format) to safetensors.
+    /// Convert a PyTorch checkpoint (.th legacy or .pt zip format) or an ONNX file to
+    /// safetensors.
     Import {
         /// The checkpoint to read (never executed: only tensor data is accepted).
         ckpt: PathBuf,
@@ -59,6 +61,15 @@ enum Cmd {
         /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
         #[arg(long)]
         arch: Option<String>,
+    },
+    /// Export an FP32 classifier as ONNX (opset 13; normalization and class names in its
+    /// metadata). INT8 (QDQ) export is not implemented yet.
+    Export {
+        /// The model (any weights file `--model` accepts).
+        model: PathBuf,
+        /// Output .onnx file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Evaluate a classifier's (FP32 or INT8) top-1 accuracy on a CIFAR-10 split or an image
     /// folder; with --fp32, compare an INT8 model with its FP32 source.
@@ -94,6 +105,7 @@ pub fn main() -> anyhow::Result<()> {
         Cmd::Bench { quick } => zoo::print_bench(&gpu()?, *quick)?,
         Cmd::Models => zoo::print_zoo(),
         Cmd::Import { ckpt, output, arch } => zoo::import(ckpt, output, arch.as_deref())?,
+        Cmd::Export { model, output } => export::run(model, output)?,
         Cmd::Eval(args) => eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => quantize::run(&gpu()?, args)?,
         Cmd::Diagnose(args) => diagnose::run(&gpu()?, args)?,
@@ -127,11 +139,12 @@ mod tests {
     /// here instead of in a user's run.
     #[test]
     fn every_subcommand_parses_with_its_defaults() {
-        let cases: [&[&str]; 12] = [
+        let cases: [&[&str]; 13] = [
             &["info"],
             &["bench"],
             &["models"],
             &["import", "c.pt", "-o", "m.safetensors"],
+            &["export", "m.safetensors", "-o", "m.onnx"],
             &["eval", "--model", "m", "--data", "d"],
             &["quantize", "--model", "m", "--calib", "noise", "-o", "q"],
             &["diagnose", "--model", "m", "--int8", "q", "--data", "d"],
