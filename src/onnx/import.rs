@@ -278,9 +278,11 @@ impl<'a> Importer<'a> {
             {
                 [*h as usize, *w as usize]
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "input `{name}` must have shape [N, 3, H, W] with H and W given, found {dims:?}"
-            )),
+            ))
+            }
         };
         let v = self.push(&name, Op::Input, &[], false);
         self.vals.insert(name, Val::Node(v));
@@ -344,7 +346,7 @@ impl<'a> Importer<'a> {
         Ok(name.to_string())
     }
 
-    fn optional_input<'n>(n: &'n NodeProto, k: usize) -> Option<&'n str> {
+    fn optional_input(n: &NodeProto, k: usize) -> Option<&str> {
         n.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
 
@@ -608,9 +610,11 @@ impl<'a> Importer<'a> {
                     (Some(Val::Swapped(x, groups)), 4) => {
                         Val::Node(self.push(&name, Op::ChannelShuffle { groups }, &[x], false))
                     }
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "reshape to {shape:?} is supported only as a flatten or a channel shuffle"
-                    )),
+                    ))
+                    }
                 };
                 set(self, v);
             }
@@ -711,11 +715,14 @@ impl<'a> Importer<'a> {
                     }
                 };
                 match (bound(1, "min")?, bound(2, "max")?) {
-                    (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => Act::Relu6,
-                    (Some(lo), None) if lo == 0.0 => Act::Relu,
-                    (lo, hi) => return Err(format!(
+                    (Some(0.0), Some(6.0)) => Act::Relu6,
+                    (Some(0.0), None) => Act::Relu,
+                    (Some(0.0), Some(hi)) if hi == f32::INFINITY => Act::Relu,
+                    (lo, hi) => {
+                        return Err(format!(
                         "Clip to [{lo:?}, {hi:?}]: only [0, 6] (ReLU6) and [0, inf) are supported"
-                    )),
+                    ))
+                    }
                 }
             }
         })
