@@ -304,3 +304,65 @@ fn ort_difference(python: &std::ffi::OsStr, m: &Model, dir: &std::path::Path) ->
     let scale = ours.values().iter().map(|v| v.abs()).fold(0.0f32, f32::max);
     (worst, scale)
 }
+
+fn synthcal(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_synthcal"))
+        .args(args)
+        .env("WGPU_BACKEND", "vulkan")
+        .output()
+        .unwrap()
+}
+
+/// `synthcal export` writes a file `synthcal import` turns back into the same weights;
+/// an INT8 model is refused with the missing feature named.
+#[test]
+fn cli_export_import_and_int8_refusal() {
+    common::skip_without_gpu!();
+    let dir = std::env::temp_dir().join(format!("synthcal-onnx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, out, back, q) = (
+        dir.join("m.safetensors"),
+        dir.join("m.onnx"),
+        dir.join("back.safetensors"),
+        dir.join("q.safetensors"),
+    );
+    let m = Model::random("resnet20", 9).unwrap();
+    m.save(&src).unwrap();
+    let r = synthcal(&[
+        "export".as_ref(),
+        src.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = synthcal(&[
+        "import".as_ref(),
+        out.as_os_str(),
+        "-o".as_ref(),
+        back.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let b = Model::load(&back).unwrap();
+    assert_eq!(b.params.tensors, m.params.tensors);
+    assert_eq!(b.arch.name, "resnet20");
+
+    let source = synthcal::CalibSource::Noise {
+        per_class: 1,
+        seed: 0,
+    };
+    let int8 = synthcal::quantize(&common::gpu(), &m, &source, &Default::default()).unwrap();
+    int8.save(&q).unwrap();
+    let r = synthcal(&[
+        "export".as_ref(),
+        q.as_os_str(),
+        "-o".as_ref(),
+        dir.join("q.onnx").as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("not yet: QDQ export is not implemented"),
+        "{err}"
+    );
+    assert!(!dir.join("q.onnx").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
