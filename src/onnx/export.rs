@@ -373,14 +373,17 @@ fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
                 _ => return Err(bad(&n.name)),
             },
             Op::Concat => {
-                let mut s = x.clone();
-                s[0] = n.inputs.iter().map(|&v| out[v][0]).sum();
-                s
+                x.first().ok_or_else(|| bad(&n.name))?;
+                let c = n
+                    .inputs
+                    .iter()
+                    .map(|&v| out[v].first().copied().unwrap_or(0))
+                    .sum();
+                [&[c][..], &x[1..]].concat()
             }
             Op::SliceChannels { len, .. } => {
-                let mut s = x.clone();
-                s[0] = *len;
-                s
+                x.first().ok_or_else(|| bad(&n.name))?;
+                [&[*len][..], &x[1..]].concat()
             }
             Op::MaxPool {
                 kernel,

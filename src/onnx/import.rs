@@ -647,6 +647,14 @@ impl<'a> Importer<'a> {
                 let axes =
                     get(self, 3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
                 let steps = get(self, 4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+                if ends.len() != starts.len()
+                    || axes.len() != starts.len()
+                    || steps.len() != starts.len()
+                {
+                    return Err(format!(
+                        "starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length"
+                    ));
+                }
                 let v = if axes == [1]
                     && steps == [1]
                     && starts[0] >= 0
