@@ -22,13 +22,7 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
     for (i, n) in g.nodes.iter().enumerate() {
         let name = unique_name(&n.name, i, &names);
         let ins: Vec<String> = n.inputs.iter().map(|&v| names[v].clone()).collect();
-        w.node_for(
-            &name,
-            &n.op,
-            &ins,
-            &shapes[i],
-            n.inputs.first().map(|&v| &shapes[v]),
-        )?;
+        w.node_for(&name, &n.op, &ins, n.inputs.first().map(|&v| &shapes[v]))?;
         names.push(name);
     }
     for name in model.params.tensors.keys() {
@@ -181,13 +175,12 @@ impl Writer {
         Ok(())
     }
 
-    /// `shape`: this node's output per image; `in_shape`: its first input's.
+    /// The ONNX node(s) for one synthcal node; `in_shape`: its first input's shape per image.
     fn node_for(
         &mut self,
         name: &str,
         op: &Op,
         ins: &[String],
-        shape: &[usize],
         in_shape: Option<&Vec<usize>>,
     ) -> Result<()> {
         let unsupported = |what: &str| {
@@ -317,7 +310,6 @@ impl Writer {
             }
             Op::Flatten => self.push("Flatten", name, ins, name, vec![int("axis", 1)]),
         }
-        let _ = shape;
         Ok(())
     }
 }

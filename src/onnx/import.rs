@@ -98,11 +98,11 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
     }
     let mut b = Importer::new(graph.node.as_slice(), consts);
     let input_size = b.input(graph).map_err(fail)?;
-    for (i, node) in graph.node.iter().enumerate() {
+    for node in &graph.node {
         if op_type(node) == "Constant" {
             continue;
         }
-        b.node(i, node, opset).map_err(|m| {
+        b.node(node, opset).map_err(|m| {
             fail(format!(
                 "node `{}` ({}, opset {opset}): {m}",
                 node_name(node),
@@ -350,7 +350,7 @@ impl<'a> Importer<'a> {
         n.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
 
-    fn node(&mut self, i: usize, n: &NodeProto, opset: i64) -> Result<(), String> {
+    fn node(&mut self, n: &NodeProto, opset: i64) -> Result<(), String> {
         let name = node_name(n);
         let out = n.output.first().cloned().ok_or("the node has no output")?;
         let input = |k: usize| {
@@ -699,7 +699,6 @@ impl<'a> Importer<'a> {
             }
             other => return Err(format!("op `{other}` has no mapping")),
         }
-        let _ = i;
         Ok(())
     }
 
