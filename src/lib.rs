@@ -62,6 +62,7 @@ pub mod eval;
 pub mod gpu;
 pub mod infer;
 pub mod models;
+pub mod onnx;
 pub mod progress;
 pub mod quant;
 

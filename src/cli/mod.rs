@@ -8,6 +8,7 @@ pub mod calib_data;
 pub mod defaults;
 pub mod diagnose;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod quantize;
 pub mod reproduce;
@@ -61,7 +62,8 @@ enum Cmd {
     },
     /// List the architectures of the model zoo.
     Models,
-    /// Convert a PyTorch checkpoint (.th legacy or .pt zip format) to safetensors.
+    /// Convert a PyTorch checkpoint (.th legacy or .pt zip format) or an ONNX file to
+    /// safetensors.
     Import {
         /// The checkpoint to read (never executed: only tensor data is accepted).
         ckpt: PathBuf,
@@ -71,6 +73,15 @@ enum Cmd {
         /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
         #[arg(long)]
         arch: Option<String>,
+    },
+    /// Export an FP32 classifier as ONNX (opset 13; normalization and class names in its
+    /// metadata). INT8 (QDQ) export is not implemented yet.
+    Export {
+        /// The model (any weights file `--model` accepts).
+        model: PathBuf,
+        /// Output .onnx file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Evaluate a classifier's (FP32 or INT8) top-1 accuracy on a CIFAR-10 split or an image
     /// folder; with --fp32, compare an INT8 model with its FP32 source.
@@ -115,6 +126,7 @@ pub fn main() -> anyhow::Result<()> {
         },
         Cmd::Models => zoo::print_zoo(),
         Cmd::Import { ckpt, output, arch } => zoo::import(ckpt, output, arch.as_deref())?,
+        Cmd::Export { model, output } => export::run(model, output)?,
         Cmd::Eval(args) => eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => quantize::run(&gpu()?, args)?,
         Cmd::Diagnose(args) => diagnose::run(&gpu()?, args)?,
@@ -154,6 +166,7 @@ mod tests {
             &["bench", "--model", "m", "--int8", "q"],
             &["models"],
             &["import", "c.pt", "-o", "m.safetensors"],
+            &["export", "m.safetensors", "-o", "m.onnx"],
             &["eval", "--model", "m", "--data", "d"],
             &["quantize", "--model", "m", "--calib", "noise", "-o", "q"],
             &["diagnose", "--model", "m", "--int8", "q", "--data", "d"],

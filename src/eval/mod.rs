@@ -91,7 +91,9 @@ pub enum Classifier {
 impl Classifier {
     /// Loads an INT8 model file (by its metadata) or any FP32 weights file.
     pub fn load(path: &Path, arch: Option<&str>) -> Result<Classifier> {
-        if crate::io::detect_format(path)? == crate::io::Format::Safetensors {
+        if !crate::onnx::is_onnx_path(path)
+            && crate::io::detect_format(path)? == crate::io::Format::Safetensors
+        {
             let (_, meta) = crate::io::read_safetensors(path)?;
             if meta
                 .get("format")

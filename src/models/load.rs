@@ -37,6 +37,10 @@ pub fn read_params(path: &Path) -> Result<(Params, BTreeMap<String, String>)> {
 /// `norm_std` and `class_names` (as `import` writes them) override the architecture's
 /// defaults, and are validated.
 pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
+    // ONNX files carry their own graph, so no architecture is looked up.
+    if crate::onnx::is_onnx_path(path) {
+        return crate::onnx::load(path);
+    }
     let (params, meta) = read_params(path)?;
     let in_file = |e: Error| Error::File {
         path: path.to_path_buf(),

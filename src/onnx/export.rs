@@ -1,0 +1,460 @@
+//! FP32 models to ONNX (opset 13): each synthcal op becomes the standard ONNX op(s) that
+//! compute it, a fused activation a node of its own after it.
+
+use super::proto::{
+    attr_type, data_type, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    TypeTensor, ValueInfoProto,
+};
+use super::{META_CLASSES, META_MEAN, META_STD, OPSET};
+use crate::error::{Error, Result};
+use crate::graph::{Act, Graph, Op};
+use crate::models::Model;
+use prost::Message;
+
+/// The model as an ONNX file (opset 13): input `input` of shape [batch, 3, H, W] taking
+/// normalized images, output the logits; normalization and class names in `metadata_props`.
+pub fn export(model: &Model) -> Result<Vec<u8>> {
+    let g = &model.arch.graph;
+    let shapes = infer_shapes(g, model)?;
+    let mut w = Writer::default();
+    let mut names: Vec<String> = Vec::with_capacity(g.nodes.len());
+    for (i, n) in g.nodes.iter().enumerate() {
+        let name = unique_name(&n.name, i, &names);
+        let ins: Vec<String> = n.inputs.iter().map(|&v| names[v].clone()).collect();
+        w.node_for(&name, &n.op, &ins, n.inputs.first().map(|&v| &shapes[v]))?;
+        names.push(name);
+    }
+    for name in model.params.tensors.keys() {
+        if !w.used.contains(name) {
+            continue;
+        }
+        let a = model.params.get(name)?;
+        w.init.push(f32_tensor(name, &a.shape, &a.data));
+    }
+    let [h, wd] = model.arch.input_size;
+    let graph = GraphProto {
+        node: w.nodes,
+        name: Some(model.arch.name.clone()),
+        initializer: w.init,
+        input: vec![value_info("input", &[None, Some(3), Some(h), Some(wd)])],
+        output: vec![value_info(
+            &names[g.output],
+            &std::iter::once(None)
+                .chain(shapes[g.output].iter().map(|&d| Some(d)))
+                .collect::<Vec<_>>(),
+        )],
+        ..Default::default()
+    };
+    let norm = model.arch.norm;
+    let json = |r: serde_json::Result<String>| {
+        r.map_err(|e| Error::Invalid(format!("ONNX export: metadata: {e}")))
+    };
+    let meta = [
+        (META_MEAN, json(serde_json::to_string(&norm.mean))?),
+        (META_STD, json(serde_json::to_string(&norm.std))?),
+        (
+            META_CLASSES,
+            json(serde_json::to_string(&model.class_names))?,
+        ),
+    ];
+    let proto = ModelProto {
+        ir_version: Some(7),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(OPSET),
+        }],
+        producer_name: Some("synthcal".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        graph: Some(graph),
+        metadata_props: meta
+            .into_iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: Some(k.into()),
+                value: Some(v),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Ok(proto.encode_to_vec())
+}
+
+/// ONNX value names must be unique; synthcal's node names usually are.
+fn unique_name(name: &str, i: usize, taken: &[String]) -> String {
+    let base = if name.is_empty() {
+        format!("v{i}")
+    } else {
+        name.to_string()
+    };
+    if base == "input" && i != 0 || taken.contains(&base) {
+        format!("{base}#{i}")
+    } else {
+        base
+    }
+}
+
+#[derive(Default)]
+struct Writer {
+    nodes: Vec<NodeProto>,
+    init: Vec<TensorProto>,
+    used: std::collections::BTreeSet<String>,
+}
+
+impl Writer {
+    fn push(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[String],
+        output: &str,
+        attrs: Vec<AttributeProto>,
+    ) {
+        self.nodes.push(NodeProto {
+            input: inputs.to_vec(),
+            output: vec![output.to_string()],
+            name: Some(name.to_string()),
+            op_type: Some(op.to_string()),
+            attribute: attrs,
+            ..Default::default()
+        });
+    }
+
+    fn param(&mut self, name: &str) -> String {
+        self.used.insert(name.to_string());
+        name.to_string()
+    }
+
+    fn const_i64(&mut self, name: &str, values: &[i64]) -> String {
+        self.init.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: Some(data_type::INT64),
+            int64_data: values.to_vec(),
+            name: Some(name.to_string()),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
+    /// The main op writes `{name}:pre` and an activation node `{name}:act` writes `name`,
+    /// unless the activation is the identity.
+    fn with_act(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[String],
+        act: Act,
+        attrs: Vec<AttributeProto>,
+    ) -> Result<()> {
+        if act == Act::Identity {
+            self.push(op, name, inputs, name, attrs);
+            return Ok(());
+        }
+        let pre = format!("{name}:pre");
+        self.push(op, name, inputs, &pre, attrs);
+        self.act(&format!("{name}:act"), &pre, name, act)
+    }
+
+    fn act(&mut self, node: &str, input: &str, output: &str, act: Act) -> Result<()> {
+        let ins = [input.to_string()];
+        match act {
+            Act::Identity => self.push("Identity", node, &ins, output, vec![]),
+            Act::Relu => self.push("Relu", node, &ins, output, vec![]),
+            Act::Tanh => self.push("Tanh", node, &ins, output, vec![]),
+            Act::Sigmoid => self.push("Sigmoid", node, &ins, output, vec![]),
+            Act::LeakyRelu(a) => {
+                self.push("LeakyRelu", node, &ins, output, vec![float("alpha", a)])
+            }
+            Act::Relu6 => {
+                let lo = format!("{node}.min");
+                let hi = format!("{node}.max");
+                self.init.push(f32_tensor(&lo, &[], &[0.0]));
+                self.init.push(f32_tensor(&hi, &[], &[6.0]));
+                self.push("Clip", node, &[input.to_string(), lo, hi], output, vec![]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ONNX node(s) for one synthcal node; `in_shape`: its first input's shape per image.
+    fn node_for(
+        &mut self,
+        name: &str,
+        op: &Op,
+        ins: &[String],
+        in_shape: Option<&Vec<usize>>,
+    ) -> Result<()> {
+        let unsupported = |what: &str| {
+            Error::Invalid(format!(
+                "ONNX export: node `{name}`: {what} has no ONNX form here"
+            ))
+        };
+        match op {
+            Op::Input => {
+                // The graph input is named `input`; an Identity keeps the node's own name.
+                if name != "input" {
+                    self.push("Identity", name, &["input".to_string()], name, vec![]);
+                }
+            }
+            Op::Conv2d {
+                weight,
+                bias,
+                stride,
+                pad,
+                groups,
+                act,
+            } => {
+                let mut inputs = vec![ins[0].clone(), self.param(weight)];
+                inputs.extend(bias.as_ref().map(|b| self.param(b)));
+                let (s, p) = (*stride as i64, *pad as i64);
+                let attrs = vec![
+                    ints("strides", &[s, s]),
+                    ints("pads", &[p, p, p, p]),
+                    ints("dilations", &[1, 1]),
+                    int("group", *groups as i64),
+                ];
+                self.with_act("Conv", name, &inputs, *act, attrs)?;
+            }
+            Op::Linear { weight, bias, act } => {
+                let mut inputs = vec![ins[0].clone(), self.param(weight)];
+                inputs.extend(bias.as_ref().map(|b| self.param(b)));
+                self.with_act("Gemm", name, &inputs, *act, vec![int("transB", 1)])?;
+            }
+            Op::BatchNorm { prefix, eps, act } => {
+                let mut inputs = vec![ins[0].clone()];
+                for n in crate::graph::bn_names(prefix) {
+                    inputs.push(self.param(&n));
+                }
+                self.with_act(
+                    "BatchNormalization",
+                    name,
+                    &inputs,
+                    *act,
+                    vec![float("epsilon", *eps)],
+                )?;
+            }
+            Op::Act(a) => self.act(name, &ins[0], name, *a)?,
+            Op::Add { act } => self.with_act("Add", name, ins, *act, vec![])?,
+            Op::Concat => self.push("Concat", name, ins, name, vec![int("axis", 1)]),
+            Op::SliceChannels { start, len } => {
+                let inputs = [
+                    ins[0].clone(),
+                    self.const_i64(&format!("{name}.starts"), &[*start as i64]),
+                    self.const_i64(&format!("{name}.ends"), &[(start + len) as i64]),
+                    self.const_i64(&format!("{name}.axes"), &[1]),
+                ];
+                self.push("Slice", name, &inputs, name, vec![]);
+            }
+            Op::ChannelShuffle { groups } => {
+                let [c, h, w] =
+                    chw(in_shape).ok_or_else(|| unsupported("a shuffle of a non-image value"))?;
+                let g = *groups as i64;
+                let s5 = self.const_i64(&format!("{name}.shape5"), &[-1, g, c / g, h, w]);
+                let s4 = self.const_i64(&format!("{name}.shape4"), &[-1, c, h, w]);
+                let (a, b) = (format!("{name}:grouped"), format!("{name}:swapped"));
+                self.push(
+                    "Reshape",
+                    &format!("{name}:reshape"),
+                    &[ins[0].clone(), s5],
+                    &a,
+                    vec![],
+                );
+                self.push(
+                    "Transpose",
+                    &format!("{name}:transpose"),
+                    &[a],
+                    &b,
+                    vec![ints("perm", &[0, 2, 1, 3, 4])],
+                );
+                self.push("Reshape", name, &[b, s4], name, vec![]);
+            }
+            Op::ShortcutA { pad } => {
+                // x[:, :, ::2, ::2], then `pad` zero channels on each side.
+                let big = i64::MAX;
+                let inputs = [
+                    ins[0].clone(),
+                    self.const_i64(&format!("{name}.starts"), &[0, 0]),
+                    self.const_i64(&format!("{name}.ends"), &[big, big]),
+                    self.const_i64(&format!("{name}.axes"), &[2, 3]),
+                    self.const_i64(&format!("{name}.steps"), &[2, 2]),
+                ];
+                let sub = format!("{name}:subsampled");
+                self.push("Slice", &format!("{name}:slice"), &inputs, &sub, vec![]);
+                let p = *pad as i64;
+                let pads = self.const_i64(&format!("{name}.pads"), &[0, p, 0, 0, 0, p, 0, 0]);
+                self.push("Pad", name, &[sub, pads], name, vec![]);
+            }
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+            } => {
+                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let attrs = vec![
+                    ints("kernel_shape", &[k, k]),
+                    ints("strides", &[s, s]),
+                    ints("pads", &[p, p, p, p]),
+                ];
+                self.push("MaxPool", name, ins, name, attrs);
+            }
+            Op::GlobalAvgPool => {
+                // synthcal's global pool also flattens to [N, C].
+                let pooled = format!("{name}:pooled");
+                self.push(
+                    "GlobalAveragePool",
+                    &format!("{name}:pool"),
+                    ins,
+                    &pooled,
+                    vec![],
+                );
+                self.push("Flatten", name, &[pooled], name, vec![int("axis", 1)]);
+            }
+            Op::Flatten => self.push("Flatten", name, ins, name, vec![int("axis", 1)]),
+        }
+        Ok(())
+    }
+}
+
+fn chw(s: Option<&Vec<usize>>) -> Option<[i64; 3]> {
+    match s.map(Vec::as_slice) {
+        Some(&[c, h, w]) => Some([c as i64, h as i64, w as i64]),
+        _ => None,
+    }
+}
+
+/// Each value's shape for one image (no batch axis), from the input size and the weights.
+fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
+    let [h, w] = model.arch.input_size;
+    let mut out: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
+    let bad = |name: &str| {
+        Error::Invalid(format!(
+            "ONNX export: node `{name}`: input shape does not fit the op"
+        ))
+    };
+    let pooled = |x: usize, k: usize, s: usize, p: usize| {
+        (x + 2 * p).checked_sub(k).map(|d| d / s.max(1) + 1)
+    };
+    for n in &g.nodes {
+        let x = n
+            .inputs
+            .first()
+            .and_then(|&v| out.get(v))
+            .cloned()
+            .unwrap_or_default();
+        let s = match &n.op {
+            Op::Input => vec![3, h, w],
+            Op::Conv2d {
+                weight,
+                stride,
+                pad,
+                ..
+            } => {
+                let ws = &model.params.get(weight)?.shape;
+                match (x.as_slice(), ws.as_slice()) {
+                    (&[_, xh, xw], &[co, _, kh, kw]) => vec![
+                        co,
+                        pooled(xh, kh, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                        pooled(xw, kw, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                    ],
+                    _ => return Err(bad(&n.name)),
+                }
+            }
+            Op::Linear { weight, .. } => vec![model.params.get(weight)?.shape[0]],
+            Op::BatchNorm { .. } | Op::Act(_) | Op::Add { .. } | Op::ChannelShuffle { .. } => x,
+            Op::ShortcutA { pad } => match x.as_slice() {
+                &[c, xh, xw] => vec![c + 2 * pad, xh.div_ceil(2), xw.div_ceil(2)],
+                _ => return Err(bad(&n.name)),
+            },
+            Op::Concat => {
+                x.first().ok_or_else(|| bad(&n.name))?;
+                let c = n
+                    .inputs
+                    .iter()
+                    .map(|&v| out[v].first().copied().unwrap_or(0))
+                    .sum();
+                [&[c][..], &x[1..]].concat()
+            }
+            Op::SliceChannels { len, .. } => {
+                x.first().ok_or_else(|| bad(&n.name))?;
+                [&[*len][..], &x[1..]].concat()
+            }
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+            } => match x.as_slice() {
+                &[c, xh, xw] => vec![
+                    c,
+                    pooled(xh, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                    pooled(xw, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                ],
+                _ => return Err(bad(&n.name)),
+            },
+            Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
+            Op::Flatten => vec![x.iter().product()],
+        };
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: shape.iter().map(|&d| d as i64).collect(),
+        data_type: Some(data_type::FLOAT),
+        name: Some(name.to_string()),
+        raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| match d {
+            Some(v) => Dimension {
+                dim_value: Some(*v as i64),
+                dim_param: None,
+            },
+            None => Dimension {
+                dim_value: None,
+                dim_param: Some("batch".into()),
+            },
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: Some(data_type::FLOAT),
+                shape: Some(TensorShapeProto { dim }),
+            }),
+        }),
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attr_type::INT),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attr_type::INTS),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attr_type::FLOAT),
+        f: Some(v),
+        ..Default::default()
+    }
+}

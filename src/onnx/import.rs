@@ -1,0 +1,737 @@
+//! ONNX graphs onto synthcal's graph ops: one node at a time, with the few multi-node
+//! patterns synthcal has one op for (channel shuffle, option-A shortcut, pool + flatten).
+
+use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use super::tensor::{decode, Const};
+use super::{META_CLASSES, META_MEAN, META_STD};
+use crate::array::Array;
+use crate::error::{Error, Result};
+use crate::graph::{bn_names, Act, Graph, Op, Params, ValueId};
+use crate::models::classes::{class_names_from_meta, norm_from_meta};
+use crate::models::{Arch, Model, CIFAR_NORM};
+use prost::Message;
+use std::collections::{BTreeMap, HashMap};
+
+/// The ops the importer maps (in the default `ai.onnx` domain).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Constant",
+    "Conv",
+    "Dropout",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "LeakyRelu",
+    "MatMul",
+    "MaxPool",
+    "Pad",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Slice",
+    "Tanh",
+    "Transpose",
+    "Add",
+];
+
+/// The opsets the importer reads.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 9..=21;
+
+/// A value while importing: a graph value, or the middle of a pattern that becomes one op.
+#[derive(Clone, Copy)]
+enum Val {
+    Node(ValueId),
+    /// Reshape to [N, g, C/g, H, W] of a value.
+    Grouped(ValueId, usize),
+    /// ... then its first two group axes swapped.
+    Swapped(ValueId, usize),
+    /// x[:, :, ::2, ::2] of a value.
+    Subsampled(ValueId),
+}
+
+/// Reads an ONNX model; `name` (the file's stem, say) names the architecture when the graph
+/// has no name, and the model in errors.
+pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
+    let fail = |m: String| Error::Invalid(format!("ONNX model `{name}`: {m}"));
+    let proto = ModelProto::decode(bytes).map_err(|e| {
+        fail(format!(
+            "not a readable ONNX file (truncated or corrupt protobuf: {e})"
+        ))
+    })?;
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+        .and_then(|o| o.version)
+        .ok_or_else(|| fail("no opset of the default ai.onnx domain is imported".into()))?;
+    if !OPSETS.contains(&opset) {
+        return Err(fail(format!(
+            "opset {opset} is not supported (opsets {}..={} are)",
+            OPSETS.start(),
+            OPSETS.end()
+        )));
+    }
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| fail("the file holds no graph".into()))?;
+    unsupported(&graph.node, opset).map_err(fail)?;
+    let mut consts: HashMap<String, Const> = HashMap::new();
+    for t in &graph.initializer {
+        let n = t.name.clone().unwrap_or_default();
+        consts.insert(n.clone(), decode(t, &n).map_err(fail)?);
+    }
+    for node in graph.node.iter().filter(|n| op_type(n) == "Constant") {
+        let out = node.output.first().cloned().unwrap_or_default();
+        let t: &TensorProto = attr(node, "value")
+            .and_then(|a| a.t.as_ref())
+            .ok_or_else(|| {
+                fail(format!(
+                    "Constant node `{}` has no tensor `value`",
+                    node_name(node)
+                ))
+            })?;
+        consts.insert(out.clone(), decode(t, &out).map_err(fail)?);
+    }
+    let mut b = Importer::new(graph.node.as_slice(), consts);
+    let input_size = b.input(graph).map_err(fail)?;
+    for node in &graph.node {
+        if op_type(node) == "Constant" {
+            continue;
+        }
+        b.node(node, opset).map_err(|m| {
+            fail(format!(
+                "node `{}` ({}, opset {opset}): {m}",
+                node_name(node),
+                op_type(node)
+            ))
+        })?;
+    }
+    let out_name = graph
+        .output
+        .first()
+        .and_then(|o| o.name.clone())
+        .ok_or_else(|| fail("the graph has no output".into()))?;
+    b.g.output = b.value(&out_name).map_err(fail)?;
+
+    let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
+    for p in b.g.param_names() {
+        if !expected.iter().any(|(n, _)| *n == p) {
+            let shape = b.params.get(&p)?.shape.clone();
+            expected.push((p, shape));
+        }
+    }
+    b.params.validate().map_err(|e| fail(e.to_string()))?;
+    crate::graph::validate::validate(&b.g, &b.params, &|_| None, input_size).map_err(fail)?;
+    let arch = Arch {
+        name: graph
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| name.to_string()),
+        graph: b.g,
+        expected,
+        norm: CIFAR_NORM,
+        input_size,
+    };
+    let mut model = Model::new(arch, b.params).map_err(|e| fail(e.to_string()))?;
+    let meta: BTreeMap<String, String> = proto
+        .metadata_props
+        .iter()
+        .filter_map(|e| {
+            let key = match e.key.as_deref()? {
+                META_MEAN => "norm_mean",
+                META_STD => "norm_std",
+                META_CLASSES => "class_names",
+                _ => return None,
+            };
+            Some((key.to_string(), e.value.clone().unwrap_or_default()))
+        })
+        .collect();
+    model.arch.norm = norm_from_meta(&meta, CIFAR_NORM).map_err(fail)?;
+    if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(fail)? {
+        model.class_names = names;
+    }
+    Ok(model)
+}
+
+/// Every node whose op synthcal cannot map, all listed in one error.
+fn unsupported(nodes: &[NodeProto], opset: i64) -> Result<(), String> {
+    let bad: Vec<String> = nodes
+        .iter()
+        .filter(|n| {
+            !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx"))
+                || !SUPPORTED_OPS.contains(&op_type(n))
+        })
+        .map(|n| match n.domain.as_deref() {
+            Some(d) if !d.is_empty() && d != "ai.onnx" => {
+                format!("`{d}.{}` (node `{}`)", op_type(n), node_name(n))
+            }
+            _ => format!("`{}` (node `{}`)", op_type(n), node_name(n)),
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} node(s) use ops synthcal cannot import (opset {opset}): {}; supported: {}",
+        bad.len(),
+        bad.join(", "),
+        SUPPORTED_OPS.join(", ")
+    ))
+}
+
+fn op_type(n: &NodeProto) -> &str {
+    n.op_type.as_deref().unwrap_or("")
+}
+
+fn node_name(n: &NodeProto) -> String {
+    n.name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| n.output.first().cloned())
+        .unwrap_or_default()
+}
+
+fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    n.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+}
+
+fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name).and_then(|a| a.i).unwrap_or(default)
+}
+
+fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(n, name).and_then(|a| a.f).unwrap_or(default)
+}
+
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+
+/// All entries equal (a square kernel, symmetric padding): that value.
+fn same(v: &[i64], what: &str) -> Result<usize, String> {
+    match v.split_first() {
+        Some((&x, rest)) if x >= 0 && rest.iter().all(|&y| y == x) => Ok(x as usize),
+        _ => Err(format!(
+            "{what} {v:?}: synthcal needs equal, non-negative values"
+        )),
+    }
+}
+
+struct Importer<'a> {
+    g: Graph,
+    params: Params,
+    consts: HashMap<String, Const>,
+    vals: HashMap<String, Val>,
+    /// Values that are [N, C] rather than images.
+    flat: Vec<bool>,
+    /// How many node inputs (and graph outputs) read each ONNX value.
+    readers: HashMap<&'a str, usize>,
+}
+
+impl<'a> Importer<'a> {
+    fn new(nodes: &'a [NodeProto], consts: HashMap<String, Const>) -> Self {
+        let mut readers: HashMap<&str, usize> = HashMap::new();
+        for n in nodes {
+            for i in &n.input {
+                *readers.entry(i.as_str()).or_default() += 1;
+            }
+        }
+        Importer {
+            g: Graph::default(),
+            params: Params::default(),
+            consts,
+            vals: HashMap::new(),
+            flat: Vec::new(),
+            readers,
+        }
+    }
+
+    /// The single non-constant graph input, [N, 3, H, W]: returns [H, W].
+    fn input(&mut self, graph: &super::proto::GraphProto) -> Result<[usize; 2], String> {
+        let inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|i| !self.consts.contains_key(i.name.as_deref().unwrap_or("")))
+            .collect();
+        let [input] = inputs.as_slice() else {
+            return Err(format!(
+                "the graph has {} image inputs, synthcal needs exactly one",
+                inputs.len()
+            ));
+        };
+        let name = input.name.clone().unwrap_or_default();
+        let dims: Vec<Option<i64>> = input
+            .r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref())
+            .and_then(|t| t.shape.as_ref())
+            .map(|s| s.dim.iter().map(|d| d.dim_value).collect())
+            .unwrap_or_default();
+        let size = match dims.as_slice() {
+            [_, Some(3), Some(h), Some(w)]
+                if *h > 0 && *w > 0 && *h <= 1 << 14 && *w <= 1 << 14 =>
+            {
+                [*h as usize, *w as usize]
+            }
+            _ => {
+                return Err(format!(
+                "input `{name}` must have shape [N, 3, H, W] with H and W given, found {dims:?}"
+            ))
+            }
+        };
+        let v = self.push(&name, Op::Input, &[], false);
+        self.vals.insert(name, Val::Node(v));
+        Ok(size)
+    }
+
+    fn push(&mut self, name: &str, op: Op, inputs: &[ValueId], flat: bool) -> ValueId {
+        self.flat.push(flat);
+        self.g.push(name, op, inputs)
+    }
+
+    fn value(&self, name: &str) -> Result<ValueId, String> {
+        match self.vals.get(name) {
+            Some(Val::Node(v)) => Ok(*v),
+            Some(_) => Err(format!("value `{name}` is an intermediate of a reshape/slice pattern synthcal has no op for")),
+            None if self.consts.contains_key(name) => Err(format!("`{name}` is a constant where synthcal needs a computed value")),
+            None => Err(format!("value `{name}` is not computed before it is read")),
+        }
+    }
+
+    fn image(&self, name: &str) -> Result<ValueId, String> {
+        let v = self.value(name)?;
+        if self.flat[v] {
+            return Err(format!(
+                "value `{name}` is [N, C] where an image [N, C, H, W] is needed"
+            ));
+        }
+        Ok(v)
+    }
+
+    fn f32_const(&self, name: &str) -> Result<&Array, String> {
+        match self.consts.get(name) {
+            Some(Const::F32(a)) => Ok(a),
+            Some(Const::I64(_)) => Err(format!(
+                "constant `{name}` is integer where float weights are needed"
+            )),
+            None => Err(format!(
+                "`{name}` must be a constant (initializer) for synthcal"
+            )),
+        }
+    }
+
+    fn i64_const(&self, name: &str) -> Result<Vec<i64>, String> {
+        match self.consts.get(name) {
+            Some(Const::I64(v)) => Ok(v.clone()),
+            _ => Err(format!("`{name}` must be an integer constant")),
+        }
+    }
+
+    /// A float tensor as a parameter of the given rank (stored under its own name).
+    fn param(&mut self, name: &str, rank: usize) -> Result<String, String> {
+        let a = self.f32_const(name)?;
+        if a.shape.len() != rank {
+            return Err(format!(
+                "`{name}` has shape {:?}, expected {rank} dimensions",
+                a.shape
+            ));
+        }
+        let a = a.clone();
+        self.params.insert(name, a);
+        Ok(name.to_string())
+    }
+
+    fn optional_input(n: &NodeProto, k: usize) -> Option<&str> {
+        n.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
+    fn node(&mut self, n: &NodeProto, opset: i64) -> Result<(), String> {
+        let name = node_name(n);
+        let out = n.output.first().cloned().ok_or("the node has no output")?;
+        let input = |k: usize| {
+            n.input
+                .get(k)
+                .map(String::as_str)
+                .ok_or(format!("input {k} is missing"))
+        };
+        let set = |s: &mut Self, v: Val| {
+            s.vals.insert(out.clone(), v);
+        };
+        match op_type(n) {
+            "Identity" | "Dropout" => {
+                let v = *self
+                    .vals
+                    .get(input(0)?)
+                    .ok_or("its input is not computed before it")?;
+                set(self, v);
+            }
+            "Conv" => {
+                let x = self.image(input(0)?)?;
+                let weight = self.param(input(1)?, 4)?;
+                let bias = Self::optional_input(n, 2)
+                    .map(|b| self.param(b, 1))
+                    .transpose()?;
+                let ks = self
+                    .params
+                    .get(&weight)
+                    .map_err(|e| e.to_string())?
+                    .shape
+                    .clone();
+                if ks[2] != ks[3] {
+                    return Err(format!("kernel {}x{} is not square", ks[2], ks[3]));
+                }
+                let auto_pad = attr(n, "auto_pad")
+                    .and_then(|a| a.s.clone())
+                    .unwrap_or_default();
+                if !auto_pad.is_empty() && auto_pad != b"NOTSET" {
+                    return Err(format!(
+                        "auto_pad {} is not supported yet; give explicit pads",
+                        String::from_utf8_lossy(&auto_pad)
+                    ));
+                }
+                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+                    return Err("dilated convolutions are not supported".into());
+                }
+                let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
+                let pad = same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads")?;
+                let groups = attr_i(n, "group", 1).max(1) as usize;
+                let op = Op::Conv2d {
+                    weight,
+                    bias,
+                    stride: stride.max(1),
+                    pad,
+                    groups,
+                    act: Act::Identity,
+                };
+                let v = self.push(&name, op, &[x], false);
+                set(self, Val::Node(v));
+            }
+            "Gemm" | "MatMul" => {
+                let x = self.value(input(0)?)?;
+                let gemm = op_type(n) == "Gemm";
+                if gemm
+                    && (attr_f(n, "alpha", 1.0) != 1.0
+                        || attr_f(n, "beta", 1.0) != 1.0
+                        || attr_i(n, "transA", 0) != 0)
+                {
+                    return Err("only alpha = beta = 1 and transA = 0 are supported".into());
+                }
+                let b_name = input(1)?;
+                let w = self.f32_const(b_name)?.clone();
+                let [r, c] = w.shape[..] else {
+                    return Err(format!(
+                        "weight `{b_name}` has shape {:?}, expected 2 dimensions",
+                        w.shape
+                    ));
+                };
+                let weight = if gemm && attr_i(n, "transB", 0) == 1 {
+                    self.params.insert(b_name, w);
+                    b_name.to_string()
+                } else {
+                    // [in, out] to PyTorch's [out, in].
+                    let t: Vec<f32> = (0..c)
+                        .flat_map(|o| (0..r).map(move |k| (o, k)))
+                        .map(|(o, k)| w.data[k * c + o])
+                        .collect();
+                    let tn = format!("{b_name}:T");
+                    self.params.insert(tn.clone(), Array::new(&[c, r], t));
+                    tn
+                };
+                let bias = match Self::optional_input(n, 2).filter(|_| gemm) {
+                    Some(bn) => {
+                        let a = self.f32_const(bn)?.clone();
+                        let out_f = self.params.get(&weight).map_err(|e| e.to_string())?.shape[0];
+                        if a.numel() != out_f {
+                            return Err(format!(
+                                "bias `{bn}` of shape {:?} does not match {out_f} outputs",
+                                a.shape
+                            ));
+                        }
+                        self.params.insert(bn, Array::new(&[out_f], a.data));
+                        Some(bn.to_string())
+                    }
+                    None => None,
+                };
+                let v = self.push(
+                    &name,
+                    Op::Linear {
+                        weight,
+                        bias,
+                        act: Act::Identity,
+                    },
+                    &[x],
+                    true,
+                );
+                set(self, Val::Node(v));
+            }
+            "BatchNormalization" => {
+                let x = self.image(input(0)?)?;
+                let scale = input(1)?;
+                let prefix = scale
+                    .strip_suffix(".weight")
+                    .map(str::to_string)
+                    .filter(|p| {
+                        bn_names(p).iter().zip(&n.input[1..]).all(|(a, b)| a == b)
+                            && n.input.len() == 5
+                    });
+                let prefix = match prefix {
+                    Some(p) => p,
+                    None => format!("{out}:bn"),
+                };
+                for (k, pn) in bn_names(&prefix).into_iter().enumerate() {
+                    let a = self.f32_const(input(k + 1)?)?.clone();
+                    if a.shape.len() != 1 {
+                        return Err(format!(
+                            "`{}` has shape {:?}, expected 1 dimension",
+                            input(k + 1)?,
+                            a.shape
+                        ));
+                    }
+                    self.params.insert(pn, a);
+                }
+                let op = Op::BatchNorm {
+                    prefix,
+                    eps: attr_f(n, "epsilon", 1e-5),
+                    act: Act::Identity,
+                };
+                let v = self.push(&name, op, &[x], false);
+                set(self, Val::Node(v));
+            }
+            "Relu" | "Clip" | "LeakyRelu" | "Sigmoid" | "Tanh" => {
+                let act = self.activation(n, opset)?;
+                let src = input(0)?;
+                let x = self.value(src)?;
+                // Fuse into the producer when it is the producer's only reader.
+                let fusable = self.readers.get(src) == Some(&1) && x + 1 == self.g.nodes.len();
+                if fusable {
+                    if let Op::Conv2d { act: a, .. }
+                    | Op::Linear { act: a, .. }
+                    | Op::BatchNorm { act: a, .. }
+                    | Op::Add { act: a } = &mut self.g.nodes[x].op
+                    {
+                        if *a == Act::Identity {
+                            *a = act;
+                            set(self, Val::Node(x));
+                            return Ok(());
+                        }
+                    }
+                }
+                let flat = self.flat[x];
+                let v = self.push(&name, Op::Act(act), &[x], flat);
+                set(self, Val::Node(v));
+            }
+            "Add" => {
+                let (a, b) = (self.value(input(0)?)?, self.value(input(1)?)?);
+                let flat = self.flat[a];
+                let v = self.push(&name, Op::Add { act: Act::Identity }, &[a, b], flat);
+                set(self, Val::Node(v));
+            }
+            "Concat" => {
+                let axis = attr_i(n, "axis", 1);
+                if axis != 1 && axis != -3 {
+                    return Err(format!(
+                        "concatenation along axis {axis}; only channels (axis 1) are supported"
+                    ));
+                }
+                let ins = n
+                    .input
+                    .iter()
+                    .map(|s| self.image(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let v = self.push(&name, Op::Concat, &ins, false);
+                set(self, Val::Node(v));
+            }
+            "MaxPool" => {
+                let x = self.image(input(0)?)?;
+                let auto_pad = attr(n, "auto_pad")
+                    .and_then(|a| a.s.clone())
+                    .unwrap_or_default();
+                if (!auto_pad.is_empty() && auto_pad != b"NOTSET") || attr_i(n, "ceil_mode", 0) != 0
+                {
+                    return Err("auto_pad and ceil_mode are not supported yet".into());
+                }
+                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+                    return Err("dilated pooling is not supported".into());
+                }
+                let kernel = same(
+                    &attr_ints(n, "kernel_shape").unwrap_or_default(),
+                    "kernel_shape",
+                )?;
+                let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
+                let pad = same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads")?;
+                let v = self.push(
+                    &name,
+                    Op::MaxPool {
+                        kernel,
+                        stride: stride.max(1),
+                        pad,
+                    },
+                    &[x],
+                    false,
+                );
+                set(self, Val::Node(v));
+            }
+            "GlobalAveragePool" => {
+                // synthcal's pool yields [N, C]; the Flatten ONNX writes after it is then a no-op.
+                let x = self.image(input(0)?)?;
+                let v = self.push(&name, Op::GlobalAvgPool, &[x], true);
+                set(self, Val::Node(v));
+            }
+            "Flatten" => {
+                if attr_i(n, "axis", 1) != 1 {
+                    return Err("only axis 1 is supported".into());
+                }
+                let x = self.value(input(0)?)?;
+                let v = if self.flat[x] {
+                    x
+                } else {
+                    self.push(&name, Op::Flatten, &[x], true)
+                };
+                set(self, Val::Node(v));
+            }
+            "Reshape" => {
+                let shape = self.i64_const(input(1)?)?;
+                let v = match (self.vals.get(input(0)?).copied(), shape.len()) {
+                    (Some(Val::Node(x)), 5) if !self.flat[x] && shape[1] > 0 => {
+                        Val::Grouped(x, shape[1] as usize)
+                    }
+                    (Some(Val::Node(x)), 2) if shape[1] == -1 || self.flat[x] => {
+                        if self.flat[x] {
+                            Val::Node(x)
+                        } else {
+                            Val::Node(self.push(&name, Op::Flatten, &[x], true))
+                        }
+                    }
+                    (Some(Val::Swapped(x, groups)), 4) => {
+                        Val::Node(self.push(&name, Op::ChannelShuffle { groups }, &[x], false))
+                    }
+                    _ => {
+                        return Err(format!(
+                        "reshape to {shape:?} is supported only as a flatten or a channel shuffle"
+                    ))
+                    }
+                };
+                set(self, v);
+            }
+            "Transpose" => {
+                let perm = attr_ints(n, "perm").unwrap_or_default();
+                match self.vals.get(input(0)?).copied() {
+                    Some(Val::Grouped(x, g)) if perm == [0, 2, 1, 3, 4] => {
+                        set(self, Val::Swapped(x, g))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "transpose {perm:?} is supported only as part of a channel shuffle"
+                        ))
+                    }
+                }
+            }
+            "Slice" => {
+                let x = self.image(input(0)?)?;
+                let get =
+                    |s: &Self, k: usize, attr_name: &str| -> Result<Option<Vec<i64>>, String> {
+                        if opset < 10 {
+                            return Ok(attr_ints(n, attr_name));
+                        }
+                        Self::optional_input(n, k)
+                            .map(|c| s.i64_const(c))
+                            .transpose()
+                    };
+                let starts = get(self, 1, "starts")?.ok_or("starts are missing")?;
+                let ends = get(self, 2, "ends")?.ok_or("ends are missing")?;
+                let axes =
+                    get(self, 3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let steps = get(self, 4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+                if ends.len() != starts.len()
+                    || axes.len() != starts.len()
+                    || steps.len() != starts.len()
+                {
+                    return Err(format!(
+                        "starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length"
+                    ));
+                }
+                let v = if axes == [1]
+                    && steps == [1]
+                    && starts[0] >= 0
+                    && ends[0] > starts[0]
+                    && ends[0] <= 1 << 20
+                {
+                    let (start, len) = (starts[0] as usize, (ends[0] - starts[0]) as usize);
+                    Val::Node(self.push(&name, Op::SliceChannels { start, len }, &[x], false))
+                } else if axes == [2, 3]
+                    && steps == [2, 2]
+                    && starts == [0, 0]
+                    && ends.iter().all(|&e| e >= 1 << 30)
+                {
+                    Val::Subsampled(x)
+                } else {
+                    return Err(format!(
+                        "slice starts {starts:?} ends {ends:?} axes {axes:?} steps {steps:?}: only a channel range, or ::2 on both spatial axes followed by a channel pad, is supported"
+                    ));
+                };
+                set(self, v);
+            }
+            "Pad" => {
+                let pads = if opset < 11 {
+                    attr_ints(n, "pads").unwrap_or_default()
+                } else {
+                    self.i64_const(input(1)?)?
+                };
+                let mode = attr(n, "mode")
+                    .and_then(|a| a.s.clone())
+                    .unwrap_or(b"constant".to_vec());
+                let zero = Self::optional_input(n, 2)
+                    .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
+                    .transpose()?
+                    .unwrap_or(true);
+                match (self.vals.get(input(0)?).copied(), pads.as_slice()) {
+                    (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == b"constant" && zero => {
+                        let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false);
+                        set(self, Val::Node(v));
+                    }
+                    _ => return Err(format!("pads {pads:?} are supported only as the channel padding of a ::2 subsampled shortcut")),
+                }
+            }
+            other => return Err(format!("op `{other}` has no mapping")),
+        }
+        Ok(())
+    }
+
+    fn activation(&self, n: &NodeProto, opset: i64) -> Result<Act, String> {
+        Ok(match op_type(n) {
+            "Relu" => Act::Relu,
+            "Sigmoid" => Act::Sigmoid,
+            "Tanh" => Act::Tanh,
+            "LeakyRelu" => Act::LeakyRelu(attr_f(n, "alpha", 0.01)),
+            _ => {
+                let bound = |k: usize, a: &str| -> Result<Option<f32>, String> {
+                    if opset < 11 {
+                        return Ok(attr(n, a).and_then(|a| a.f));
+                    }
+                    match Self::optional_input(n, k) {
+                        None => Ok(None),
+                        Some(c) => match self.f32_const(c)?.data.as_slice() {
+                            [v] => Ok(Some(*v)),
+                            _ => Err(format!("Clip bound `{c}` is not a scalar")),
+                        },
+                    }
+                };
+                match (bound(1, "min")?, bound(2, "max")?) {
+                    (Some(0.0), Some(6.0)) => Act::Relu6,
+                    (Some(0.0), None) => Act::Relu,
+                    (Some(0.0), Some(hi)) if hi == f32::INFINITY => Act::Relu,
+                    (lo, hi) => {
+                        return Err(format!(
+                        "Clip to [{lo:?}, {hi:?}]: only [0, 6] (ReLU6) and [0, inf) are supported"
+                    ))
+                    }
+                }
+            }
+        })
+    }
+}
