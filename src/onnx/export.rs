@@ -195,29 +195,24 @@ impl Writer {
                     self.push("Identity", name, &["input".to_string()], name, vec![]);
                 }
             }
-            Op::Conv2d {
-                weight,
-                bias,
-                stride,
-                pad,
-                groups,
-                act,
-            } => {
-                let mut inputs = vec![ins[0].clone(), self.param(weight)];
-                inputs.extend(bias.as_ref().map(|b| self.param(b)));
-                let (s, p) = (*stride as i64, *pad as i64);
-                let attrs = vec![
-                    ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
-                    ints("dilations", &[1, 1]),
-                    int("group", *groups as i64),
-                ];
-                self.with_act("Conv", name, &inputs, *act, attrs)?;
-            }
-            Op::Linear { weight, bias, act } => {
-                let mut inputs = vec![ins[0].clone(), self.param(weight)];
-                inputs.extend(bias.as_ref().map(|b| self.param(b)));
-                self.with_act("Gemm", name, &inputs, *act, vec![int("transB", 1)])?;
+            Op::Conv2d { .. } | Op::Linear { .. } => {
+                let Some(l) = op.layer() else {
+                    return Err(unsupported("a layer without settings"));
+                };
+                let mut inputs = vec![ins[0].clone(), self.param(l.weight)];
+                inputs.extend(l.bias.map(|b| self.param(b)));
+                if l.linear {
+                    self.with_act("Gemm", name, &inputs, l.act, vec![int("transB", 1)])?;
+                } else {
+                    let (s, p) = (l.stride as i64, l.pad as i64);
+                    let attrs = vec![
+                        ints("strides", &[s, s]),
+                        ints("pads", &[p, p, p, p]),
+                        ints("dilations", &[1, 1]),
+                        int("group", l.groups as i64),
+                    ];
+                    self.with_act("Conv", name, &inputs, l.act, attrs)?;
+                }
             }
             Op::BatchNorm { prefix, eps, act } => {
                 let mut inputs = vec![ins[0].clone()];
