@@ -79,6 +79,18 @@ impl Model {
     }
 
     fn write(&self, out: &Path, source: Option<&Path>) -> Result<()> {
+        // A safetensors file names its architecture, which loading looks up in the zoo: a
+        // graph from elsewhere (ONNX) would be written but could not be read back.
+        if arch(&self.arch.name).is_err() {
+            return Err(Error::File {
+                path: out.to_path_buf(),
+                msg: format!(
+                    "`{}` is not a zoo architecture, so a safetensors file could not be loaded \
+                     back; keep it as ONNX (`synthcal export`, `onnx::write`)",
+                    self.arch.name
+                ),
+            });
+        }
         let norm = self.arch.norm;
         let mut meta = BTreeMap::new();
         meta.insert("arch".to_string(), self.arch.name.clone());
@@ -103,6 +115,24 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model whose architecture is not the zoo's (an ONNX import) is not written as a
+    /// safetensors file that could not be loaded back.
+    #[test]
+    fn a_graph_from_elsewhere_is_not_saved_as_safetensors() {
+        let mut m = Model::random("resnet20", 1).unwrap();
+        let p = std::env::temp_dir().join(format!("synthcal-save-{}.st", std::process::id()));
+        m.save(&p).unwrap();
+        assert_eq!(
+            load_model(&p, None).unwrap().params.tensors,
+            m.params.tensors
+        );
+        std::fs::remove_file(&p).unwrap();
+        m.arch.name = "mynet".into();
+        let e = m.save(&p).unwrap_err().to_string();
+        assert!(e.contains("mynet") && e.contains("ONNX"), "{e}");
+        assert!(!p.exists());
+    }
 
     /// A random ResNet-20 written as safetensors with `meta`.
     fn write_model(path: &Path, meta: &[(&str, &str)]) {
