@@ -577,6 +577,8 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
         let input = QFormat {
             scale: 0.02,
             unsigned: output.is_some(),
+            bits: 8,
+            zero_point: 0,
         };
         let (lo, hi) = input.range();
         let x = QArray {

@@ -30,6 +30,8 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
     let input = QFormat {
         scale: rng.random_range(0.02..0.1),
         unsigned: case.unsigned_in,
+        bits: 8,
+        zero_point: 0,
     };
     let (lo, hi) = input.range();
     let x = QArray {
@@ -60,6 +62,8 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
         output: case.output.map(|u| QFormat {
             scale: rng.random_range(0.05..0.2),
             unsigned: u,
+            bits: 8,
+            zero_point: 0,
         }),
     };
     (conv, x)
@@ -252,7 +256,7 @@ proptest! {
         crate::ops::skip_without_gpu!(proptest);
         let g = gpu();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut fmt = |u: bool| QFormat { scale: rng.random_range(0.01..0.2), unsigned: u };
+        let mut fmt = |u: bool| QFormat { scale: rng.random_range(0.01..0.2), unsigned: u , bits: 8, zero_point: 0};
         let (fa, fb) = (fmt(signs & 1 == 1), fmt(signs & 2 == 2));
         let output = out.map(&mut fmt);
         let mut act = [Act::Identity, Act::Relu, Act::Relu6, Act::LeakyRelu(0.5)][a];
@@ -708,6 +712,8 @@ fn dyadic_layer(rng: &mut impl Rng, case: &Case, per_channel: bool) -> (QConv, Q
             None => pow2(-rng.random_range(3..7)),
         },
         unsigned: case.unsigned_in,
+        bits: 8,
+        zero_point: 0,
     };
     // Half of the layers have small integers: small accumulators, output steps near 1/2 and so
     // many ties; the others use the full ranges.
@@ -761,6 +767,8 @@ fn dyadic_layer(rng: &mut impl Rng, case: &Case, per_channel: bool) -> (QConv, Q
         conv.output = Some(QFormat {
             scale: pow2((top / levels).log2().round() as i32),
             unsigned: u,
+            bits: 8,
+            zero_point: 0,
         });
     }
     (conv, x)

@@ -17,47 +17,98 @@ use crate::array::Array;
 use crate::error::{shape_err, Result};
 use crate::ops::Act;
 
-/// A per-tensor activation format (zero point 0).
+/// A per-tensor activation format. `q` below is the *real integer* (the value is `q * scale`);
+/// an ONNX-style zero point shifts its range instead of being added to it, so every kernel
+/// computes with `q` and zero points cost nothing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QFormat {
     /// Real value of one integer step.
     pub scale: f32,
-    /// `[0, 255]` when true, else `[-128, 127]`.
+    /// Unsigned storage (`[0, 2^bits - 1]` before the zero point) or signed
+    /// (`[-2^(bits-1), 2^(bits-1) - 1]`).
     pub unsigned: bool,
+    /// Bits per value, 2 to 8.
+    pub bits: u32,
+    /// The stored integer of real 0 (ONNX `zero_point`); `q = stored - zero_point`.
+    pub zero_point: i32,
 }
 
 impl QFormat {
-    /// `[0, 255]` with step `scale`.
+    /// 8-bit `[0, 255]` with step `scale`.
     pub fn unsigned(scale: f32) -> Self {
         QFormat {
             scale,
             unsigned: true,
+            bits: 8,
+            zero_point: 0,
         }
     }
 
-    /// `[-128, 127]` with step `scale`.
+    /// 8-bit `[-128, 127]` with step `scale`.
     pub fn signed(scale: f32) -> Self {
         QFormat {
             scale,
             unsigned: false,
+            bits: 8,
+            zero_point: 0,
         }
     }
 
-    /// The representable integer range.
-    pub fn range(self) -> (i32, i32) {
+    /// The same format with `bits` bits per value.
+    pub fn with_bits(self, bits: u32) -> Self {
+        QFormat { bits, ..self }
+    }
+
+    /// The same format with an ONNX-style zero point.
+    pub fn with_zero_point(self, zero_point: i32) -> Self {
+        QFormat { zero_point, ..self }
+    }
+
+    /// The stored integers' range, before the zero point is taken off.
+    pub fn stored_range(self) -> (i32, i32) {
+        let b = self.bits.clamp(1, 8);
         if self.unsigned {
-            (0, 255)
+            (0, (1 << b) - 1)
         } else {
-            (-128, 127)
+            (-(1 << (b - 1)), (1 << (b - 1)) - 1)
         }
     }
 
-    /// GPU tensors store `q - offset` as i8, so unsigned values fit the signed dot product.
+    /// The representable range of `q` (the stored range less the zero point).
+    pub fn range(self) -> (i32, i32) {
+        let (lo, hi) = self.stored_range();
+        (lo - self.zero_point, hi - self.zero_point)
+    }
+
+    /// An error unless the format can be stored: 2 to 8 bits, a zero point inside the stored
+    /// range, a positive finite scale.
+    pub fn check(self) -> std::result::Result<(), String> {
+        if !(2..=8).contains(&self.bits) {
+            return Err(format!(
+                "{} bits per value (2 to 8 are supported)",
+                self.bits
+            ));
+        }
+        let (lo, hi) = self.stored_range();
+        if !(lo..=hi).contains(&self.zero_point) {
+            return Err(format!(
+                "zero point {} outside the stored range [{lo}, {hi}]",
+                self.zero_point
+            ));
+        }
+        if !(self.scale > 0.0 && self.scale.is_finite()) {
+            return Err(format!("scale {} is not positive and finite", self.scale));
+        }
+        Ok(())
+    }
+
+    /// GPU tensors store `q - offset` as i8, so unsigned values fit the signed dot product:
+    /// unsigned formats store `stored - 128`, signed ones `stored` itself.
     pub fn offset(self) -> i32 {
         if self.unsigned {
-            128
+            128 - self.zero_point
         } else {
-            0
+            -self.zero_point
         }
     }
 
@@ -421,6 +472,24 @@ mod tests {
             .collect();
         assert_eq!(got, [0, 2, 0, 127, -128]);
         assert_eq!(QFormat::unsigned(1.0).quantize(-3.0), 0);
+    }
+
+    #[test]
+    fn zero_points_and_bits_shift_the_range_and_the_stored_offset() {
+        // ONNX uint8 with zero point 10: stored [0, 255] is q in [-10, 245], stored - 128.
+        let f = QFormat::unsigned(1.0).with_zero_point(10);
+        assert_eq!(f.range(), (-10, 245));
+        assert_eq!((f.quantize(-20.0), f.quantize(300.0)), (-10, 245));
+        assert_eq!(f.offset(), 118);
+        assert_eq!(-10 - f.offset(), -128);
+        let s = QFormat::signed(1.0).with_zero_point(-3);
+        assert_eq!((s.range(), s.offset()), ((-125, 130), 3));
+        assert_eq!(QFormat::signed(1.0).with_bits(4).range(), (-8, 7));
+        assert_eq!(QFormat::unsigned(1.0).with_bits(4).range(), (0, 15));
+        assert!(QFormat::unsigned(1.0).with_zero_point(256).check().is_err());
+        assert!(QFormat::signed(1.0).with_bits(9).check().is_err());
+        assert!(QFormat::signed(0.0).check().is_err());
+        assert!(QFormat::signed(0.5).with_bits(4).check().is_ok());
     }
 
     #[test]

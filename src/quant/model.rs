@@ -46,9 +46,27 @@ struct LayerMeta {
     name: String,
     input_scale: f32,
     input_unsigned: bool,
+    /// Bits per input value (files without it: 8).
+    #[serde(default = "eight", skip_serializing_if = "is_eight")]
+    input_bits: u32,
+    /// The input's ONNX-style zero point (files without it: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    input_zero_point: i32,
     /// Depthwise layers: per-channel input scales (exact: JSON floats round-trip).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     input_channel_scales: Option<Vec<f32>>,
+}
+
+fn eight() -> u32 {
+    8
+}
+
+fn is_eight(b: &u32) -> bool {
+    *b == 8
+}
+
+fn is_zero(z: &i32) -> bool {
+    *z == 0
 }
 
 /// Where an INT8 model came from, as [`crate::quantize`] records it in the model (and its
@@ -170,6 +188,8 @@ impl QuantizedModel {
                 name: self.graph.nodes[node].name.clone(),
                 input_scale: q.input.scale,
                 input_unsigned: q.input.unsigned,
+                input_bits: q.input.bits,
+                input_zero_point: q.input.zero_point,
                 input_channel_scales: q.input_channel_scales.clone(),
             })
             .collect();
@@ -373,7 +393,10 @@ fn load_layer(
         QFormat::unsigned(l.input_scale)
     } else {
         QFormat::signed(l.input_scale)
-    };
+    }
+    .with_bits(l.input_bits)
+    .with_zero_point(l.input_zero_point);
+    input.check().map_err(|e| format!("input format: {e}"))?;
     Ok(QConv {
         weights: QWeights { shape, q, scale },
         bias,
