@@ -10,8 +10,46 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Images per GPU submit in [`Model::predict`].
-const PREDICT_BATCH: usize = 250;
+/// Images per GPU submit in [`Predictor::predict`].
+pub const PREDICT_BATCH: usize = 250;
+
+/// A model resident on the GPU, made by [`Model::predictor`] or
+/// [`crate::QuantizedModel::predictor`]: its weights are uploaded (and its kernels compiled)
+/// once, so repeated predictions cost only the images' work.
+pub struct Predictor {
+    runner: Runner,
+    name: String,
+    norm: Normalization,
+    input_size: [usize; 2],
+    class_names: Vec<String>,
+}
+
+impl Predictor {
+    /// Wraps a runner with what predictions need to know of its model.
+    pub(crate) fn new(
+        runner: Runner,
+        name: &str,
+        norm: Normalization,
+        input_size: [usize; 2],
+        class_names: Vec<String>,
+    ) -> Predictor {
+        Predictor {
+            runner,
+            name: name.to_string(),
+            norm,
+            input_size,
+            class_names,
+        }
+    }
+
+    /// The logits of `images` (which must have the model's input size).
+    pub fn predict(&self, images: &Images) -> Result<Logits> {
+        check_input_size(images, self.input_size, &self.name)?;
+        let hooks = Hooks::default();
+        let values = image_logits(&self.runner, self.norm, images, PREDICT_BATCH, &hooks)?;
+        Logits::new(values, self.class_names.clone())
+    }
+}
 
 /// A classifier's outputs for N images: one row of logits per image, one column per class.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,13 +169,22 @@ impl Model {
         self.arch.input_size
     }
 
-    /// The logits of `images` (BatchNorm folded into the convolutions).
+    /// The logits of `images` (BatchNorm folded into the convolutions). This uploads the
+    /// weights each call: for repeated predictions keep a [`Model::predictor`].
     pub fn predict(&self, gpu: &Arc<Gpu>, images: &Images) -> Result<Logits> {
         check_input_size(images, self.input_size(), &self.arch.name)?;
-        let runner = fp32_runner(gpu, self, false)?;
-        let hooks = Hooks::default();
-        let values = image_logits(&runner, self.arch.norm, images, PREDICT_BATCH, &hooks)?;
-        Logits::new(values, self.class_names.clone())
+        self.predictor(gpu)?.predict(images)
+    }
+
+    /// The model on the GPU, ready for any number of [`Predictor::predict`] calls.
+    pub fn predictor(&self, gpu: &Arc<Gpu>) -> Result<Predictor> {
+        Ok(Predictor::new(
+            fp32_runner(gpu, self, false)?,
+            &self.arch.name,
+            self.arch.norm,
+            self.input_size(),
+            self.class_names.clone(),
+        ))
     }
 }
 
@@ -280,5 +327,9 @@ mod tests {
         let ok = Images::new(vec![7; 2 * 3072], 32, 32).unwrap();
         let l = model.predict(&gpu, &ok).unwrap();
         assert_eq!((l.len(), l.class_names().len()), (2, 10));
+        let p = model.predictor(&gpu).unwrap();
+        assert_eq!(p.predict(&ok).unwrap(), l);
+        let e = p.predict(&big).unwrap_err().to_string();
+        assert!(e.contains("32x32") && e.contains("40x32"), "{e}");
     }
 }

@@ -43,6 +43,9 @@
 //! let images = Images::new(vec![128; 2 * 3 * 32 * 32], 32, 32)?;
 //! let logits = int8.predict(&gpu, &images)?;
 //! assert_eq!((logits.len(), logits.class_names()[0].as_str()), (2, "airplane"));
+//! // For many calls, keep the model on the GPU: the same logits, no upload per call.
+//! let resident = int8.predictor(&gpu)?;
+//! assert_eq!(resident.predict(&images)?, logits);
 //! let fp32 = model.predict(&gpu, &images)?;
 //! assert_eq!(fp32.values().len(), 2 * 10);
 //! # Ok(())
@@ -92,7 +95,7 @@ pub use calib::CalibSource;
 pub use data::{Dataset, Images, ResizePolicy};
 pub use error::{Error, Result};
 pub use gpu::{AdapterChoice, Gpu};
-pub use infer::Logits;
+pub use infer::{Logits, Predictor};
 pub use models::Model;
 pub use progress::{Cancel, Hooks, Progress};
 pub use quant::{quantize, Algorithm, Provenance, QuantOptions, QuantizedModel};

@@ -109,17 +109,8 @@ impl CalibSetArgs {
     }
 
     /// The files or folders that `spec` reads (for the output-path checks, before loading).
-    pub fn inputs(&self, spec: &str) -> Vec<PathBuf> {
-        match spec {
-            "real" => vec![self.data_dir()],
-            "gan" => vec![super::defaults::default_generator()],
-            "noise" | "fractal" | "distill" => Vec::new(),
-            _ if spec.starts_with("distill:") => Vec::new(),
-            _ => match spec.strip_prefix("gan:") {
-                Some(p) => vec![PathBuf::from(p)],
-                None => vec![PathBuf::from(spec.strip_prefix("folder:").unwrap_or(spec))],
-            },
-        }
+    pub fn inputs(&self, spec: &str) -> Result<Vec<PathBuf>> {
+        Ok(self.source(spec)?.inputs())
     }
 
     /// The calibration set of `source` (a name as `quantize --calib` takes it).
@@ -157,7 +148,7 @@ pub struct CalibDataArgs {
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &CalibDataArgs) -> Result<()> {
-    let mut inputs = args.set.inputs(&args.source);
+    let mut inputs = args.set.inputs(&args.source)?;
     inputs.extend(args.model.clone());
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     crate::io::check_output_dir(&args.output, &inputs)?;

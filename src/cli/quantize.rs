@@ -60,7 +60,7 @@ pub struct QuantizeArgs {
 
 /// `synthcal quantize`.
 pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
-    let mut inputs = args.set.inputs(&args.calib);
+    let mut inputs = args.set.inputs(&args.calib)?;
     inputs.push(args.model.clone());
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     crate::io::check_output_file(&args.output, &inputs)?;

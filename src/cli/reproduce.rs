@@ -87,7 +87,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     // Not the output folder's own cells: those are this command's resumable state.
     let mut inputs: Vec<PathBuf> = args.models.iter().map(|m| model_path(m)).collect();
     for src in &args.sources {
-        inputs.extend(args.set.inputs(src));
+        inputs.extend(args.set.inputs(src)?);
     }
     inputs.push(data_dir.clone());
     let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();

@@ -9,7 +9,7 @@ use crate::gpu::Gpu;
 use crate::graph::exec::Runner;
 use crate::graph::validate::validate;
 use crate::graph::{Graph, Op, Params, ValueId};
-use crate::infer::Logits;
+use crate::infer::{Logits, Predictor};
 use crate::io::{self, TensorSlice, TensorValues};
 use crate::models::Normalization;
 use std::collections::{BTreeMap, HashMap};
@@ -98,13 +98,22 @@ impl QuantizedModel {
         self.save_file(path.as_ref())
     }
 
-    /// The logits of `images` on the GPU's INT8 kernels.
+    /// The logits of `images` on the GPU's INT8 kernels. This uploads the weights each call:
+    /// for repeated predictions keep a [`QuantizedModel::predictor`].
     pub fn predict(&self, gpu: &Arc<Gpu>, images: &crate::data::Images) -> Result<Logits> {
         crate::infer::check_input_size(images, self.input_size, &self.arch)?;
-        let hooks = crate::progress::Hooks::default();
-        let runner = self.runner(gpu)?;
-        let values = crate::infer::image_logits(&runner, self.norm, images, 250, &hooks)?;
-        Logits::new(values, self.class_names.clone())
+        self.predictor(gpu)?.predict(images)
+    }
+
+    /// The model on the GPU, ready for any number of [`Predictor::predict`] calls.
+    pub fn predictor(&self, gpu: &Arc<Gpu>) -> Result<Predictor> {
+        Ok(Predictor::new(
+            self.runner(gpu)?,
+            &self.arch,
+            self.norm,
+            self.input_size,
+            self.class_names.clone(),
+        ))
     }
 
     /// Where the model came from.

@@ -31,7 +31,6 @@ pub fn quantize(
     opts: &QuantOptions,
 ) -> Result<QuantizedModel> {
     let calib = source.load(gpu, Some(model), &opts.hooks)?;
-    let mut q = quantize_with_set(gpu, model, &calib, opts)?;
     let seed = match source {
         CalibSource::Real { seed, .. }
         | CalibSource::Gan { seed, .. }
@@ -41,8 +40,7 @@ pub fn quantize(
         CalibSource::Folder(_) | CalibSource::Images(_) => String::new(),
     };
     let what = format!("{} ({} images{seed})", calib.source(), calib.len());
-    q.meta.insert("calibration".into(), what);
-    Ok(q)
+    quantize_described(gpu, model, &calib, opts, what)
 }
 
 /// [`quantize`] with a calibration set already in memory (labelled with the model's classes).
@@ -51,6 +49,18 @@ pub fn quantize_with_set(
     model: &Model,
     calib: &Dataset,
     opts: &QuantOptions,
+) -> Result<QuantizedModel> {
+    let what = format!("{} ({} images)", calib.source(), calib.len());
+    quantize_described(gpu, model, calib, opts, what)
+}
+
+/// [`quantize_with_set`], recording `calibration` as the set's description.
+fn quantize_described(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+    calibration: String,
 ) -> Result<QuantizedModel> {
     let mut q = match opts.algorithm {
         Algorithm::Default => default_quantization(gpu, model, calib, opts)?,
@@ -98,10 +108,7 @@ pub fn quantize_with_set(
             opts.depthwise_per_channel.to_string(),
         ),
         ("synthcal_version", env!("CARGO_PKG_VERSION").to_string()),
-        (
-            "calibration",
-            format!("{} ({} images)", calib.source(), calib.len()),
-        ),
+        ("calibration", calibration),
     ];
     for (k, v) in meta {
         q.meta.insert(k.into(), v);
