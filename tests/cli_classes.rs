@@ -299,3 +299,78 @@ fn bad_normalization_metadata_is_refused() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `import --mean --std --classes` stores the normalization and class names in the output,
+/// which later commands read; wrong counts are refused naming the flag or the file.
+#[test]
+fn import_stores_normalization_and_class_names_from_flags() {
+    let dir = scratch("import-flags");
+    let (src, out, names) = (
+        dir.join("m.safetensors"),
+        dir.join("out.safetensors"),
+        dir.join("classes.txt"),
+    );
+    common::write_random_model("resnet20", 4, &src);
+    let ten: Vec<String> = (0..10).map(|i| format!("kind {i}")).collect();
+    std::fs::write(&names, format!("{}\n\n", ten.join("\n"))).unwrap();
+    let o = synthcal(&[
+        &"import",
+        &src,
+        &"-o",
+        &out,
+        &"--mean",
+        &"0.5,0.25,0.125",
+        &"--std",
+        &"0.2,0.3,0.4",
+        &"--classes",
+        &names,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = synthcal::Model::load(&out).unwrap();
+    assert_eq!(m.arch.norm.mean, [0.5, 0.25, 0.125]);
+    assert_eq!(m.arch.norm.std, [0.2, 0.3, 0.4]);
+    assert_eq!(m.class_names, ten);
+
+    let o = synthcal(&[
+        &"import",
+        &src,
+        &"-o",
+        &dir.join("b.st"),
+        &"--mean",
+        &"0.5,0.5",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--mean: 2 values"),
+        "{}",
+        stderr(&o)
+    );
+    let o = synthcal(&[
+        &"import",
+        &src,
+        &"-o",
+        &dir.join("b.st"),
+        &"--std",
+        &"1,0,1",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("std"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&names, "a\nb\n").unwrap();
+    let o = synthcal(&[
+        &"import",
+        &src,
+        &"-o",
+        &dir.join("b.st"),
+        &"--classes",
+        &names,
+    ]);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("2 class names") && e.contains("10 outputs"),
+        "{e}"
+    );
+    assert!(!dir.join("b.st").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -126,7 +126,7 @@ fn import_round_trips_through_safetensors() {
     let dir = std::env::temp_dir().join(format!("synthcal-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("r20.safetensors");
-    synthcal::models::import(&ckpt, &out, None).unwrap();
+    synthcal::models::import(&ckpt, &out, None, &Default::default()).unwrap();
     let (orig, _) = synthcal::models::read_params(&ckpt).unwrap();
     let (back, meta) = synthcal::models::read_params(&out).unwrap();
     assert_eq!(orig.tensors, back.tensors);

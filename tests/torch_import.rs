@@ -382,7 +382,7 @@ fn import_keeps_the_original_values() {
     let dir = tmp_dir("import-values");
     let (ckpt, out) = (dir.join("r20.pt"), dir.join("r20.safetensors"));
     write_zip(&ckpt, &ts);
-    synthcal::models::import(&ckpt, &out, None).unwrap();
+    synthcal::models::import(&ckpt, &out, None, &Default::default()).unwrap();
     let (back, meta) = synthcal::models::read_params(&out).unwrap();
     assert_eq!(meta.get("arch").map(String::as_str), Some("resnet20"));
     assert_eq!(back.tensors.len(), orig.tensors.len());

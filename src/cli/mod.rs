@@ -73,6 +73,19 @@ enum Cmd {
         /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
         #[arg(long)]
         arch: Option<String>,
+        /// The input normalization's mean, R,G,B (e.g. 0.485,0.456,0.406); default: the
+        /// file's metadata, else the architecture's. Stored in the output.
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        mean: Option<Vec<f32>>,
+        /// The normalization's standard deviation, R,G,B (e.g. 0.229,0.224,0.225); default
+        /// as for --mean. Stored in the output.
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        std: Option<Vec<f32>>,
+        /// A text file of class names, one per line in output order; default: the file's
+        /// metadata, else the CIFAR-10 names (10 outputs) or class0, class1, ... Stored in
+        /// the output.
+        #[arg(long)]
+        classes: Option<PathBuf>,
     },
     /// Export an FP32 classifier as ONNX (opset 13; normalization and class names in its
     /// metadata). INT8 (QDQ) export is not implemented yet.
@@ -125,7 +138,14 @@ pub fn main() -> anyhow::Result<()> {
             None => zoo::print_bench(&gpu()?, *quick)?,
         },
         Cmd::Models => zoo::print_zoo(),
-        Cmd::Import { ckpt, output, arch } => zoo::import(ckpt, output, arch.as_deref())?,
+        Cmd::Import {
+            ckpt,
+            output,
+            arch,
+            mean,
+            std,
+            classes,
+        } => zoo::import(ckpt, output, arch.as_deref(), mean, std, classes)?,
         Cmd::Export { model, output } => export::run(model, output)?,
         Cmd::Eval(args) => eval::run(&gpu()?, args)?,
         Cmd::Quantize(args) => quantize::run(&gpu()?, args)?,

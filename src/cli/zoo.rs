@@ -10,8 +10,32 @@ use crate::graph::profile::Profile;
 use std::path::Path;
 
 /// `synthcal import`.
-pub fn import(ckpt: &Path, out: &Path, arch: Option<&str>) -> Result<()> {
-    let model = crate::models::import(ckpt, out, arch)?;
+pub fn import(
+    ckpt: &Path,
+    out: &Path,
+    arch: Option<&str>,
+    mean: &Option<Vec<f32>>,
+    std: &Option<Vec<f32>>,
+    classes: &Option<std::path::PathBuf>,
+) -> Result<()> {
+    let rgb = |flag: &str, v: &Option<Vec<f32>>| -> Result<Option<[f32; 3]>> {
+        v.as_deref()
+            .map(|v| {
+                v.try_into().map_err(|_| {
+                    Error::Invalid(format!("{flag}: {} values, expected 3 (R,G,B)", v.len()))
+                })
+            })
+            .transpose()
+    };
+    let overrides = crate::models::Overrides {
+        mean: rgb("--mean", mean)?,
+        std: rgb("--std", std)?,
+        class_names: classes
+            .as_deref()
+            .map(crate::models::read_class_names)
+            .transpose()?,
+    };
+    let model = crate::models::import(ckpt, out, arch, &overrides)?;
     println!(
         "{} -> {} ({}, {} tensors, {} parameters)",
         ckpt.display(),

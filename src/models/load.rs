@@ -46,13 +46,21 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
         path: path.to_path_buf(),
         msg: e.to_string(),
     };
-    let a = match arch_name.or(meta.get("arch").map(String::as_str)) {
-        Some(n) => arch(n).map_err(in_file)?,
-        None => detect_arch(&params).map_err(in_file)?,
-    };
     let file_err = |msg: String| Error::File {
         path: path.to_path_buf(),
         msg,
+    };
+    let a = match (meta.get("graph"), arch_name) {
+        (Some(_), Some(n)) => {
+            return Err(file_err(format!(
+                "the file carries its own graph, so it cannot be read as the zoo's `{n}`"
+            )))
+        }
+        (Some(g), None) => graph_from_meta(&meta, g, &params).map_err(file_err)?,
+        (None, _) => match arch_name.or(meta.get("arch").map(String::as_str)) {
+            Some(n) => arch(n).map_err(in_file)?,
+            None => detect_arch(&params).map_err(in_file)?,
+        },
     };
     let mut model = Model::new(a, params).map_err(in_file)?;
     model.arch.norm = norm_from_meta(&meta, model.arch.norm).map_err(file_err)?;
@@ -62,13 +70,96 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     Ok(model)
 }
 
+/// The architecture a file describes with its own `graph` and `input_size` metadata (a model
+/// from outside the zoo, e.g. an ONNX import), checked against its tensors.
+fn graph_from_meta(
+    meta: &BTreeMap<String, String>,
+    graph: &str,
+    params: &Params,
+) -> std::result::Result<super::Arch, String> {
+    let graph = serde_json::from_str(graph).map_err(|e| format!("metadata `graph`: {e}"))?;
+    let size = meta
+        .get("input_size")
+        .ok_or("metadata `input_size` missing (a file with its own graph needs it)")?;
+    let size: [usize; 2] =
+        serde_json::from_str(size).map_err(|e| format!("metadata `input_size`: {e}"))?;
+    let name = meta.get("arch").map_or("model", String::as_str);
+    super::Arch::from_graph(name, graph, params, size).map_err(|e| format!("graph: {e}"))
+}
+
 /// Converts a checkpoint to safetensors: its tensors under their original names, plus
 /// metadata (architecture, input normalization, class names, source file). Returns the model.
-pub fn import(ckpt: &Path, out: &Path, arch_name: Option<&str>) -> Result<Model> {
+pub fn import(
+    ckpt: &Path,
+    out: &Path,
+    arch_name: Option<&str>,
+    overrides: &Overrides,
+) -> Result<Model> {
     io::check_output_file(out, &[ckpt])?;
-    let model = load_model(ckpt, arch_name)?;
+    let mut model = load_model(ckpt, arch_name)?;
+    overrides.apply(&mut model)?;
     model.write(out, Some(ckpt))?;
     Ok(model)
+}
+
+/// What [`import`] stores in place of the file's own (or the architecture's) input
+/// normalization and class names.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Per-channel (R, G, B) mean of the normalization.
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation.
+    pub std: Option<[f32; 3]>,
+    /// One name per output.
+    pub class_names: Option<Vec<String>>,
+}
+
+impl Overrides {
+    /// Sets what is given on `model`, checked (finite means, positive deviations, one unique
+    /// name per output).
+    pub fn apply(&self, model: &mut Model) -> Result<()> {
+        let norm = super::Normalization {
+            mean: self.mean.unwrap_or(model.arch.norm.mean),
+            std: self.std.unwrap_or(model.arch.norm.std),
+        };
+        super::classes::check_norm(&norm).map_err(Error::Invalid)?;
+        model.arch.norm = norm;
+        if let Some(names) = &self.class_names {
+            super::classes::check_class_names(names, model.num_classes())
+                .map_err(Error::Invalid)?;
+            model.class_names = names.clone();
+        }
+        Ok(())
+    }
+}
+
+/// Class names from a text file: one per line, in output order (blank lines and surrounding
+/// spaces ignored).
+pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
+    let file_err = |msg: String| Error::File {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| file_err(e.to_string()))?
+        .len();
+    // A million classes of a few words would still fit; anything larger is not a list.
+    if len > 64 << 20 {
+        return Err(file_err(format!(
+            "{len} bytes is too large for a class list"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if names.is_empty() {
+        return Err(file_err("no class names (one per line)".into()));
+    }
+    Ok(names)
 }
 
 impl Model {
@@ -79,21 +170,20 @@ impl Model {
     }
 
     fn write(&self, out: &Path, source: Option<&Path>) -> Result<()> {
-        // A safetensors file names its architecture, which loading looks up in the zoo: a
-        // graph from elsewhere (ONNX) would be written but could not be read back.
-        if arch(&self.arch.name).is_err() {
-            return Err(Error::File {
-                path: out.to_path_buf(),
-                msg: format!(
-                    "`{}` is not a zoo architecture, so a safetensors file could not be loaded \
-                     back; keep it as ONNX (`synthcal export`, `onnx::write`)",
-                    self.arch.name
-                ),
-            });
-        }
+        use io::meta_json as json;
         let norm = self.arch.norm;
         let mut meta = BTreeMap::new();
         meta.insert("arch".to_string(), self.arch.name.clone());
+        // A zoo architecture is looked up by name on load; any other graph (an ONNX import,
+        // or a zoo name on another graph) travels in the file.
+        let same = |a: super::Arch| {
+            json(&a.graph).ok() == json(&self.arch.graph).ok()
+                && a.input_size == self.arch.input_size
+        };
+        if !arch(&self.arch.name).is_ok_and(same) {
+            meta.insert("graph".to_string(), json(&self.arch.graph)?);
+            meta.insert("input_size".to_string(), json(&self.arch.input_size)?);
+        }
         meta.insert("norm_mean".to_string(), format!("{:?}", norm.mean));
         meta.insert("norm_std".to_string(), format!("{:?}", norm.std));
         let names = serde_json::to_string(&self.class_names)
@@ -116,22 +206,53 @@ impl Model {
 mod tests {
     use super::*;
 
-    /// A model whose architecture is not the zoo's (an ONNX import) is not written as a
-    /// safetensors file that could not be loaded back.
+    /// A model whose graph is not the zoo's (an ONNX import, or a zoo name on another graph)
+    /// is saved with its graph and input size, and loads back as the same model; a file's
+    /// own graph is checked on load and is not read as a zoo architecture.
     #[test]
-    fn a_graph_from_elsewhere_is_not_saved_as_safetensors() {
+    fn a_graph_from_elsewhere_travels_in_the_file() {
+        let dir = std::env::temp_dir().join(format!("synthcal-graphfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("m.safetensors");
         let mut m = Model::random("resnet20", 1).unwrap();
-        let p = std::env::temp_dir().join(format!("synthcal-save-{}.st", std::process::id()));
         m.save(&p).unwrap();
-        assert_eq!(
-            load_model(&p, None).unwrap().params.tensors,
-            m.params.tensors
-        );
-        std::fs::remove_file(&p).unwrap();
+        let (_, meta) = read_params(&p).unwrap();
+        assert!(!meta.contains_key("graph"), "a zoo model is stored by name");
         m.arch.name = "mynet".into();
-        let e = m.save(&p).unwrap_err().to_string();
-        assert!(e.contains("mynet") && e.contains("ONNX"), "{e}");
-        assert!(!p.exists());
+        m.class_names[0] = "plane".into();
+        m.save(&p).unwrap();
+        let back = load_model(&p, None).unwrap();
+        assert_eq!(back.arch.name, "mynet");
+        assert_eq!(back.params.tensors, m.params.tensors);
+        assert_eq!(back.class_names, m.class_names);
+        assert_eq!(back.arch.input_size, m.arch.input_size);
+        let g = |m: &Model| serde_json::to_string(&m.arch.graph).unwrap();
+        assert_eq!(g(&back), g(&m));
+        let e = load_model(&p, Some("resnet20")).err().unwrap().to_string();
+        assert!(
+            e.contains("own graph") && e.contains("m.safetensors"),
+            "{e}"
+        );
+        // The zoo's name on another graph: its own graph is kept, not the zoo's.
+        let mut other = Model::random("resnet20", 1).unwrap();
+        other.arch.graph.nodes.pop();
+        other.arch.graph.output = other.arch.graph.nodes.len() - 1;
+        other.save(&p).unwrap();
+        assert_eq!(g(&load_model(&p, None).unwrap()), g(&other));
+        // A graph that reads past its nodes is refused, naming the file.
+        let (params, mut meta) = read_params(&p).unwrap();
+        let bad = meta["graph"].replacen("\"inputs\":[0]", "\"inputs\":[999]", 1);
+        assert_ne!(bad, meta["graph"]);
+        meta.insert("graph".into(), bad);
+        let t: Vec<(&str, &[usize], &[f32])> = params
+            .tensors
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.shape.as_slice(), a.data.as_slice()))
+            .collect();
+        io::write_safetensors(&p, &t, &meta).unwrap();
+        let e = load_model(&p, None).err().unwrap().to_string();
+        assert!(e.contains("m.safetensors") && e.contains("graph"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A random ResNet-20 written as safetensors with `meta`.
@@ -169,7 +290,7 @@ mod tests {
         assert_eq!(m.arch.norm.std, [0.3, 0.2, 0.1]);
         assert_eq!(m.class_names, names);
         // `import` writes what it read; loading its output gives the same again.
-        import(&a, &b, None).unwrap();
+        import(&a, &b, None, &Overrides::default()).unwrap();
         let back = load_model(&b, None).unwrap();
         assert_eq!(back.arch.norm, m.arch.norm);
         assert_eq!(back.class_names, names);

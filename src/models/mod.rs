@@ -18,7 +18,7 @@ pub mod vgg;
 #[doc(hidden)]
 pub use builder::{Builder, ConvSpec};
 pub use classes::default_class_names;
-pub use load::{import, load_model, read_params};
+pub use load::{import, load_model, read_class_names, read_params, Overrides};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params};
@@ -61,6 +61,35 @@ pub struct Arch {
 }
 
 impl Arch {
+    /// An architecture that is not the zoo's (an ONNX import): `graph` is checked against
+    /// `params` at `input_size` (indices, arity, shapes), and every tensor it reads must be
+    /// there. The normalization starts as CIFAR-10's; callers set the file's own.
+    pub fn from_graph(
+        name: &str,
+        graph: Graph,
+        params: &Params,
+        input_size: [usize; 2],
+    ) -> std::result::Result<Arch, String> {
+        if input_size.contains(&0) {
+            return Err("an input side of 0 pixels".into());
+        }
+        crate::graph::validate::validate(&graph, params, &|_| None, input_size)?;
+        let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
+        for p in graph.param_names() {
+            if !expected.iter().any(|(n, _)| *n == p) {
+                let shape = params.get(&p).map_err(|e| e.to_string())?.shape.clone();
+                expected.push((p, shape));
+            }
+        }
+        Ok(Arch {
+            name: name.to_string(),
+            graph,
+            expected,
+            norm: CIFAR_NORM,
+            input_size,
+        })
+    }
+
     /// Parameter count (weights and biases, not BN running statistics), as publishers count it.
     pub fn param_count(&self) -> usize {
         self.expected

@@ -117,26 +117,13 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
         .ok_or_else(|| fail("the graph has no output".into()))?;
     b.g.output = b.value(&out_name).map_err(fail)?;
 
-    let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
-    for p in b.g.param_names() {
-        if !expected.iter().any(|(n, _)| *n == p) {
-            let shape = b.params.get(&p)?.shape.clone();
-            expected.push((p, shape));
-        }
-    }
     b.params.validate().map_err(|e| fail(e.to_string()))?;
-    crate::graph::validate::validate(&b.g, &b.params, &|_| None, input_size).map_err(fail)?;
-    let arch = Arch {
-        name: graph
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| name.to_string()),
-        graph: b.g,
-        expected,
-        norm: CIFAR_NORM,
-        input_size,
-    };
+    let arch_name = graph
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| name.to_string());
+    let arch = Arch::from_graph(&arch_name, b.g, &b.params, input_size).map_err(fail)?;
     let mut model = Model::new(arch, b.params).map_err(|e| fail(e.to_string()))?;
     let meta: BTreeMap<String, String> = proto
         .metadata_props
