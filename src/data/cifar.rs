@@ -146,12 +146,7 @@ fn class_names(dir: &Path) -> Result<Vec<String>> {
         source,
     })?;
     // The official file ends with blank lines; ignore them.
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> = crate::data::classes::names_per_line(&text);
     if names.len() == CIFAR10_CLASSES.len() {
         Ok(names)
     } else {

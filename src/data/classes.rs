@@ -124,3 +124,13 @@ mod tests {
         assert!(e.to_string().contains("both"), "{e}");
     }
 }
+
+/// Class names written one per line (blank lines and surrounding spaces ignored), as CIFAR's
+/// `batches.meta.txt`, an image folder's `classes.txt` and `import --classes` have them.
+pub fn names_per_line(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}

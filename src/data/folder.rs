@@ -151,12 +151,7 @@ fn class_map(dir: &Path, folders: &[String]) -> Result<(Vec<String>, Vec<usize>)
     let txt = dir.join("classes.txt");
     let (names, map): (Vec<String>, Vec<Option<usize>>) = if txt.is_file() {
         let text = fs::read_to_string(&txt).map_err(|e| io_err(&txt, e))?;
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let names: Vec<String> = crate::data::classes::names_per_line(&text);
         let map = folders
             .iter()
             .map(|f| {

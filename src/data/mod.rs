@@ -17,6 +17,7 @@ mod test_util;
 use std::path::{Path, PathBuf};
 
 pub use cifar::{load_cifar10_bin, Split};
+pub use classes::names_per_line;
 pub(crate) use folder::encode_png;
 pub use folder::{
     load_image_folder, load_image_folder_at, save_image_folder, ResizePolicy, RESIZE_FILTER,

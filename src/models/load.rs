@@ -150,12 +150,7 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
         )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> = crate::data::names_per_line(&text);
     if names.is_empty() {
         return Err(file_err("no class names (one per line)".into()));
     }
