@@ -63,6 +63,16 @@ impl Dataset {
     }
 }
 
+/// Class names written one per line (blank lines and surrounding spaces ignored), as CIFAR's
+/// `batches.meta.txt`, an image folder's `classes.txt` and `import --classes` have them.
+pub fn names_per_line(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,14 +133,4 @@ mod tests {
         let e = set(&[0], &["cat", "CAT"]).map_classes(&model).unwrap_err();
         assert!(e.to_string().contains("both"), "{e}");
     }
-}
-
-/// Class names written one per line (blank lines and surrounding spaces ignored), as CIFAR's
-/// `batches.meta.txt`, an image folder's `classes.txt` and `import --classes` have them.
-pub fn names_per_line(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
 }
