@@ -108,6 +108,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["x.bin"], "temporary file left behind");
         assert!(write_atomic(dir.join("missing/dir/x"), b"").is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
