@@ -37,8 +37,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Add",
 ];
 
-/// The opsets the importer reads.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 9..=21;
+/// The opsets the importer reads (6 to 8 only differ, for these ops, in the legacy
+/// broadcasting and BatchNormalization's `spatial`, which are refused when used).
+pub const OPSETS: std::ops::RangeInclusive<i64> = 6..=21;
 
 /// A value while importing: a graph value, or the middle of a pattern that becomes one op.
 #[derive(Clone, Copy)]
@@ -363,15 +364,6 @@ impl<'a> Importer<'a> {
                 let bias = Self::optional_input(n, 2)
                     .map(|b| self.param(b, 1))
                     .transpose()?;
-                let ks = self
-                    .params
-                    .get(&weight)
-                    .map_err(|e| e.to_string())?
-                    .shape
-                    .clone();
-                if ks[2] != ks[3] {
-                    return Err(format!("kernel {}x{} is not square", ks[2], ks[3]));
-                }
                 let auto_pad = attr(n, "auto_pad")
                     .and_then(|a| a.s.clone())
                     .unwrap_or_default();
@@ -457,6 +449,9 @@ impl<'a> Importer<'a> {
                 set(self, Val::Node(v));
             }
             "BatchNormalization" => {
+                if opset < 9 && attr_i(n, "spatial", 1) != 1 {
+                    return Err("per-activation statistics (spatial = 0) are not supported".into());
+                }
                 let x = self.image(input(0)?)?;
                 let scale = input(1)?;
                 let prefix = scale
@@ -513,6 +508,9 @@ impl<'a> Importer<'a> {
                 set(self, Val::Node(v));
             }
             "Add" => {
+                if opset < 7 && attr_i(n, "broadcast", 0) != 0 {
+                    return Err("legacy broadcasting (opset < 7) is not supported".into());
+                }
                 let (a, b) = (self.value(input(0)?)?, self.value(input(1)?)?);
                 let flat = self.flat[a];
                 let v = self.push(&name, Op::Add { act: Act::Identity }, &[a, b], flat);
