@@ -1,7 +1,8 @@
-// Winograd F(2x2, 3x3) input transform: V[e][ci][t] = (B^T d B)[e] for the 4x4 input patch d
-// under output tile t (2x2 outputs at rows 2*ty, columns 2*tx, zero outside the image).
-// V is [16][Ci][tiles rounded up to 4]; the padding tiles are written as zeros so that the GEMM
-// that reads V never meets stale values. See src/ops/winograd.rs.
+// Winograd input transforms: V[e][ci][t] = (B^T d B)[e] for the input patch d under output
+// tile t, zero outside the image. `input2` is F(2x2, 3x3) (4x4 patches, 16 elements), `input4`
+// F(4x4, 3x3) (6x6 patches, 36 elements). V is [elements][Ci][tiles rounded up to 4]; the
+// padding tiles are written as zeros so that the GEMM that reads V never meets stale values.
+// See src/ops/winograd.rs.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
@@ -31,7 +32,7 @@ fn bt(a: vec4f) -> vec4f {
 }
 
 @compute @workgroup_size(WG)
-fn input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn input2(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * WG;
     if i >= p.ci * p.tiles_p { return; }
     let t = i % p.tiles_p;
@@ -42,7 +43,7 @@ fn input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
         let per_image = p.tiles_h * p.tiles_w;
         let n = t / per_image;
         let r = t % per_image;
-        let ih = i32((r / p.tiles_w) * 2u) - p.pad_h;
+        let ih = i32((r / p.tiles_w) * 2u) - p.pad_h; // 2x2 outputs per tile
         let iw = i32((r % p.tiles_w) * 2u) - p.pad_w;
         let rb = i32((n * p.ci + ci) * p.h * p.w);
         let d0 = row4(rb, ih, iw);
@@ -59,5 +60,53 @@ fn input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
         for (var b = 0u; b < 4u; b++) {
             v[(a * 4u + b) * plane + i] = m[a][b];
         }
+    }
+}
+
+// Input value at row ih, column iw of the plane at offset rb, zero outside the image.
+fn ld(rb: i32, ih: i32, iw: i32) -> f32 {
+    let ok = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+    return select(0.0, x[u32(select(0, rb + ih * i32(p.w) + iw, ok))], ok);
+}
+
+// B^T of F(4x4, 3x3) (interpolation points 0, +-1, +-2) applied along a vector.
+fn bt6(a: array<f32, 6>) -> array<f32, 6> {
+    return array<f32, 6>(
+        4.0 * a[0] - 5.0 * a[2] + a[4],
+        a[3] + a[4] - 4.0 * (a[1] + a[2]),
+        a[4] - a[3] + 4.0 * (a[1] - a[2]),
+        a[4] - a[2] + 2.0 * (a[3] - a[1]),
+        a[4] - a[2] + 2.0 * (a[1] - a[3]),
+        4.0 * a[1] - 5.0 * a[3] + a[5],
+    );
+}
+
+@compute @workgroup_size(WG)
+fn input4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i >= p.ci * p.tiles_p { return; }
+    let t = i % p.tiles_p;
+    let ci = i / p.tiles_p;
+    let plane = p.ci * p.tiles_p;
+    // bd[c][a] = (B^T d)[a][c]
+    var bd: array<array<f32, 6>, 6>;
+    if t < p.tiles {
+        let per_image = p.tiles_h * p.tiles_w;
+        let n = t / per_image;
+        let r = t % per_image;
+        let ih = i32((r / p.tiles_w) * 4u) - p.pad_h; // 4x4 outputs per tile
+        let iw = i32((r % p.tiles_w) * 4u) - p.pad_w;
+        let rb = i32((n * p.ci + ci) * p.h * p.w);
+        for (var c = 0u; c < 6u; c++) {
+            var col: array<f32, 6>;
+            for (var k = 0u; k < 6u; k++) { col[k] = ld(rb, ih + i32(k), iw + i32(c)); }
+            bd[c] = bt6(col);
+        }
+    }
+    for (var a = 0u; a < 6u; a++) {
+        var row: array<f32, 6>;
+        for (var c = 0u; c < 6u; c++) { row[c] = bd[c][a]; }
+        let e = bt6(row);
+        for (var b = 0u; b < 6u; b++) { v[(a * 6u + b) * plane + i] = e[b]; }
     }
 }

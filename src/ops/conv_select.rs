@@ -1,6 +1,6 @@
 //! Which conv kernel variant runs a given shape: measured once per (adapter, shape) at first use,
 //! kept in memory and in a small JSON file under the user's cache directory, so later runs skip
-//! the measurement. `SYNTHCAL_CONV=direct|winograd` forces a variant where it applies (tests
+//! the measurement. `SYNTHCAL_CONV=direct|winograd2|winograd4` forces a variant where it applies (tests
 //! force variants through `conv2d`'s own argument instead).
 
 use crate::gpu::Gpu;
@@ -15,21 +15,25 @@ pub enum ConvVariant {
     /// The register-blocked direct kernels of `shaders/conv2d.wgsl`.
     Direct,
     /// Winograd F(2x2, 3x3) (stride-1 3x3, groups 1).
-    Winograd,
+    Winograd2,
+    /// Winograd F(4x4, 3x3) (stride-1 3x3, groups 1).
+    Winograd4,
 }
 
 impl ConvVariant {
     pub fn name(self) -> &'static str {
         match self {
             ConvVariant::Direct => "direct",
-            ConvVariant::Winograd => "winograd",
+            ConvVariant::Winograd2 => "winograd2",
+            ConvVariant::Winograd4 => "winograd4",
         }
     }
 
     pub fn parse(s: &str) -> Option<ConvVariant> {
         match s {
             "direct" => Some(ConvVariant::Direct),
-            "winograd" => Some(ConvVariant::Winograd),
+            "winograd2" => Some(ConvVariant::Winograd2),
+            "winograd4" => Some(ConvVariant::Winograd4),
             _ => None,
         }
     }
@@ -40,7 +44,7 @@ pub fn forced() -> Option<ConvVariant> {
     let v = std::env::var("SYNTHCAL_CONV").ok()?;
     let parsed = ConvVariant::parse(&v);
     if parsed.is_none() {
-        log::warn!("SYNTHCAL_CONV={v:?} is not direct or winograd; ignored");
+        log::warn!("SYNTHCAL_CONV={v:?} is not direct, winograd2 or winograd4; ignored");
     }
     parsed
 }
@@ -179,7 +183,7 @@ mod tests {
             "missing file is an empty cache"
         );
         let map = HashMap::from([
-            ("a | conv 1".to_string(), ConvVariant::Winograd),
+            ("a | conv 1".to_string(), ConvVariant::Winograd4),
             ("a | conv 2".to_string(), ConvVariant::Direct),
         ]);
         save_to(&file, &map);
@@ -204,20 +208,20 @@ mod tests {
         crate::ops::skip_without_gpu!();
         let g = crate::testing::gpu();
         let shape = format!("test shape {}", std::process::id());
-        let both = [ConvVariant::Direct, ConvVariant::Winograd];
+        let both = [ConvVariant::Direct, ConvVariant::Winograd2];
         let mut calls = 0;
         let pick = choose(&g, &shape, &both, |v| {
             calls += 1;
             Ok(Duration::from_millis(match v {
                 ConvVariant::Direct => 5,
-                ConvVariant::Winograd => 2,
+                _ => 2,
             }))
         })
         .unwrap();
-        assert_eq!(pick, ConvVariant::Winograd);
+        assert_eq!(pick, ConvVariant::Winograd2);
         assert_eq!(calls, 6, "one warm-up and two timed runs each");
         let again = choose(&g, &shape, &both, |_| panic!("cached: no measurement")).unwrap();
-        assert_eq!(again, ConvVariant::Winograd);
+        assert_eq!(again, ConvVariant::Winograd2);
         // A cached variant that is not a candidate here is not returned.
         let direct = choose(&g, &shape, &[ConvVariant::Direct], |_| Ok(Duration::ZERO)).unwrap();
         assert_eq!(direct, ConvVariant::Direct);
