@@ -22,7 +22,7 @@ enum Inputs {
     /// x, weight, bias, params, forced variant (None: the per-shape choice).
     Conv(
         Tensor,
-        ConvWeight,
+        Box<ConvWeight>,
         Tensor,
         Conv2dParams,
         Option<ConvVariant>,
@@ -74,7 +74,12 @@ fn conv_case(gpu: &Gpu, n: usize, c: usize, hw: usize, v: Option<ConvVariant>) -
         flops: 2.0 * (n * c * hw * hw * c * 9) as f64,
         inputs: Inputs::Conv(
             upload_random(gpu, &[n, c, hw, hw], 1)?,
-            prepare_conv_weight(gpu, &[c, c, 3, 3], &Array::random(&[c, c, 3, 3], 2).data, 1)?,
+            Box::new(prepare_conv_weight(
+                gpu,
+                &[c, c, 3, 3],
+                &Array::random(&[c, c, 3, 3], 2).data,
+                1,
+            )?),
             upload_random(gpu, &[c], 3)?,
             Conv2dParams::new(1, 1, 1),
             v,
