@@ -15,7 +15,7 @@ fn kernels(c: &mut Criterion) {
     for case in &cases {
         case.time(&gpu, 1).expect("warm-up");
         group.throughput(Throughput::Elements(case.flops as u64));
-        group.bench_function(case.name, |b| {
+        group.bench_function(&case.name, |b| {
             b.iter_custom(|iters| case.time(&gpu, iters).expect("kernel run"))
         });
     }

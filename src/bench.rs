@@ -5,7 +5,8 @@
 use crate::array::Array;
 use crate::error::Result;
 use crate::gpu::{Gpu, Stream, Tensor};
-use crate::ops::conv2d::{conv2d, prepare_conv_weight, Conv2dParams, ConvWeight};
+use crate::ops::conv2d::{conv2d_variant, prepare_conv_weight, Conv2dParams, ConvWeight};
+use crate::ops::conv_select::ConvVariant;
 use crate::ops::{matmul::matmul, Act};
 use std::time::{Duration, Instant};
 
@@ -18,12 +19,19 @@ pub struct BenchRow {
 
 enum Inputs {
     Matmul(Tensor, Tensor),
-    Conv(Tensor, ConvWeight, Tensor, Conv2dParams),
+    /// x, weight, bias, params, forced variant (None: the per-shape choice).
+    Conv(
+        Tensor,
+        Box<ConvWeight>,
+        Tensor,
+        Conv2dParams,
+        Option<ConvVariant>,
+    ),
 }
 
 /// One benchmarked kernel call with its inputs resident on the GPU.
 pub struct Case {
-    pub name: &'static str,
+    pub name: String,
     /// Floating-point operations per call.
     pub flops: f64,
     inputs: Inputs,
@@ -34,7 +42,9 @@ impl Case {
     pub fn record(&self, s: &mut Stream) -> Result<()> {
         match &self.inputs {
             Inputs::Matmul(a, b) => matmul(s, a, b, false, false).map(drop),
-            Inputs::Conv(x, w, b, p) => conv2d(s, x, w, Some(b), p, None, Act::Relu).map(drop),
+            Inputs::Conv(x, w, b, p, v) => {
+                conv2d_variant(s, x, w, Some(b), p, None, Act::Relu, *v).map(drop)
+            }
         }
     }
 
@@ -55,31 +65,79 @@ fn upload_random(gpu: &Gpu, shape: &[usize], seed: u64) -> Result<Tensor> {
     gpu.upload_f32(shape, &Array::random(shape, seed).data)
 }
 
-/// matmul 1024^3, and conv 3x3 pad 1 on batch 64 x 64 channels x 32x32 (64 output channels).
+/// A 3x3 pad-1 conv case on batch `n`, `c` -> `c` channels, `hw` x `hw` pixels.
+fn conv_case(gpu: &Gpu, n: usize, c: usize, hw: usize, v: Option<ConvVariant>) -> Result<Case> {
+    let suffix = v.map(|v| format!(" {}", v.name())).unwrap_or_default();
+    Ok(Case {
+        name: format!("conv3x3 b{n} {c}->{c} {hw}x{hw}{suffix}"),
+        // Direct-convolution FLOPs, whatever the algorithm: rates stay comparable.
+        flops: 2.0 * (n * c * hw * hw * c * 9) as f64,
+        inputs: Inputs::Conv(
+            upload_random(gpu, &[n, c, hw, hw], 1)?,
+            Box::new(prepare_conv_weight(
+                gpu,
+                &[c, c, 3, 3],
+                &Array::random(&[c, c, 3, 3], 2).data,
+                1,
+            )?),
+            upload_random(gpu, &[c], 3)?,
+            Conv2dParams::new(1, 1, 1),
+            v,
+        ),
+    })
+}
+
+/// The 3x3 conv shapes of ResNet-20's three stages at batch 64: (channels, size).
+pub const RESNET20_CONVS: [(usize, usize); 3] = [(16, 32), (32, 16), (64, 8)];
+
+/// matmul 1024^3, conv 3x3 pad 1 on batch 64 x 64 channels x 32x32, and the ResNet-20 convs,
+/// each conv with the kernel variant chosen for its shape.
 pub fn cases(gpu: &Gpu) -> Result<Vec<Case>> {
-    let (n, c, hw) = (64, 64, 32);
-    let conv = Inputs::Conv(
-        upload_random(gpu, &[n, c, hw, hw], 1)?,
-        prepare_conv_weight(gpu, &[c, c, 3, 3], &Array::random(&[c, c, 3, 3], 2).data, 1)?,
-        upload_random(gpu, &[c], 3)?,
-        Conv2dParams::new(1, 1, 1),
-    );
     let m = 1024;
-    Ok(vec![
+    let mut cases = vec![
         Case {
-            name: "matmul 1024x1024x1024",
+            name: format!("matmul {m}x{m}x{m}"),
             flops: 2.0 * (m * m * m) as f64,
             inputs: Inputs::Matmul(
                 upload_random(gpu, &[m, m], 4)?,
                 upload_random(gpu, &[m, m], 5)?,
             ),
         },
-        Case {
-            name: "conv3x3 b64 64->64 32x32",
-            flops: 2.0 * (n * c * hw * hw * c * 9) as f64,
-            inputs: conv,
-        },
-    ])
+        conv_case(gpu, 64, 64, 32, None)?,
+    ];
+    for (c, hw) in RESNET20_CONVS {
+        cases.push(conv_case(gpu, 64, c, hw, None)?);
+    }
+    Ok(cases)
+}
+
+/// GFLOP/s (direct-conv FLOPs) of each ResNet-20 conv shape (and 64->64 32x32) with each
+/// variant forced: (case name, [direct, Winograd F2, Winograd F4]). Variants are timed
+/// alternately, `rounds` times `reps` calls each, best kept, so that load from other processes
+/// hits all alike.
+pub fn conv_variant_bench(gpu: &Gpu, rounds: usize, reps: u64) -> Result<Vec<(String, [f64; 3])>> {
+    let mut shapes = vec![(64, 32)];
+    shapes.extend(RESNET20_CONVS);
+    let mut rows = Vec::new();
+    for (c, hw) in shapes {
+        let pair = [
+            conv_case(gpu, 64, c, hw, Some(ConvVariant::Direct))?,
+            conv_case(gpu, 64, c, hw, Some(ConvVariant::Winograd2))?,
+            conv_case(gpu, 64, c, hw, Some(ConvVariant::Winograd4))?,
+        ];
+        let mut best = [Duration::MAX; 3];
+        for case in &pair {
+            case.time(gpu, 1)?;
+        }
+        for _ in 0..rounds {
+            for (i, case) in pair.iter().enumerate() {
+                best[i] = best[i].min(case.time(gpu, reps)? / reps as u32);
+            }
+        }
+        let rate = |d: Duration| pair[0].flops / d.as_secs_f64() / 1e9;
+        rows.push((format!("conv3x3 b64 {c}->{c} {hw}x{hw}"), best.map(rate)));
+    }
+    Ok(rows)
 }
 
 /// Warms up (pipeline compile, pool) and then times repetitions of each case.
@@ -100,7 +158,7 @@ pub fn kernel_bench(gpu: &Gpu, quick: bool) -> Vec<BenchRow> {
                 Ok(t) => {
                     let secs = t.as_secs_f64() / reps as f64;
                     Some(BenchRow {
-                        name: case.name.to_string(),
+                        name: case.name.clone(),
                         gflops: case.flops / secs / 1e9,
                         ms_per_call: secs * 1e3,
                     })
@@ -159,6 +217,23 @@ pub fn model_bench(
 #[cfg(test)]
 mod tests {
     /// Prints the bench table: `cargo test --lib bench -- --ignored --nocapture`.
+    /// Direct vs Winograd per conv shape: `cargo test --release --lib bench -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn print_conv_variants() {
+        crate::ops::skip_without_gpu!();
+        let g = crate::testing::gpu();
+        for (name, [d, w2, w4]) in super::conv_variant_bench(&g, 4, 3).unwrap() {
+            println!(
+                "{name:<26} GFLOP/s direct {d:>6.2}  winograd2 {w2:>6.2} ({:.2}x)  \
+                 winograd4 {w4:>6.2} ({:.2}x)",
+                w2 / d,
+                w4 / d
+            );
+        }
+    }
+
     #[test]
     #[ignore = "timing, run by hand"]
     fn print_kernel_bench() {

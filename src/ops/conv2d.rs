@@ -3,6 +3,8 @@
 //! Pieces: shader `shaders/conv2d.wgsl` with the `conv2d_f32` / `conv2d_vec4` load preludes;
 //! backward `conv2d_grad`; CPU reference `cpu::conv`; tests below and in `tests/grad.rs`.
 
+use super::conv_select::{self, ConvVariant};
+use super::winograd::{self, Tile};
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
@@ -51,12 +53,15 @@ const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d");
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
 /// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
 /// consecutive output channels of one tap are a single vec4 load. KWP pads 2- and 3-wide kernels
-/// to 4 taps and K is rounded up to 4, with zero weights.
+/// to 4 taps and K is rounded up to 4, with zero weights. 3x3 weights with groups 1 also keep
+/// their Winograd transforms, F(2x2, 3x3) and F(4x4, 3x3) (see `winograd`), used where they
+/// measure faster.
 #[derive(Clone, Debug)]
 pub struct ConvWeight {
     tensor: Tensor,
     shape: [usize; 4],
     groups: usize,
+    winograd: Option<[Tensor; 2]>,
 }
 
 impl ConvWeight {
@@ -76,6 +81,7 @@ impl ConvWeight {
             tensor,
             shape,
             groups,
+            winograd: None,
         }
     }
 }
@@ -115,10 +121,19 @@ pub fn prepare_conv_weight(
         );
         t[((o / cog) * kp + (c * kh + y) * kwp + x) * cogp + o % cog] = v;
     }
+    let winograd = if [kh, kw] == [3, 3] && groups == 1 {
+        Some([
+            winograd::weight(gpu, Tile::F2, co, cig, data)?,
+            winograd::weight(gpu, Tile::F4, co, cig, data)?,
+        ])
+    } else {
+        None
+    };
     Ok(ConvWeight {
         tensor: gpu.upload_f32(&[groups, kp, cogp], &t)?,
         shape: [co, cig, kh, kw],
         groups,
+        winograd,
     })
 }
 
@@ -171,6 +186,8 @@ struct Params {
 
 /// out = act(conv2d(x, w) + bias + residual) for x `[N, Ci, H, W]`; bias is `[Co]` and the
 /// residual has the output's shape `[N, Co, OH, OW]`. `p.groups` must match the prepared weight.
+/// Where several kernel variants apply, the fastest for this shape and adapter runs (measured
+/// at first use, see `conv_select`).
 pub fn conv2d(
     s: &mut Stream,
     x: &Tensor,
@@ -180,16 +197,67 @@ pub fn conv2d(
     residual: Option<&Tensor>,
     act: Act,
 ) -> Result<Tensor> {
-    conv2d_blocked(
-        s,
-        x,
-        w,
-        bias,
-        p,
-        residual,
-        act,
-        super::matmul::block(s.gpu()),
-    )
+    conv2d_variant(s, x, w, bias, p, residual, act, None)
+}
+
+/// [`conv2d`] with the kernel variant forced (`None`: chosen per shape). A variant that does not
+/// apply to this conv (Winograd on a strided, grouped or non-3x3 conv) falls back to direct.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_variant(
+    s: &mut Stream,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    residual: Option<&Tensor>,
+    act: Act,
+    variant: Option<ConvVariant>,
+) -> Result<Tensor> {
+    let blk = super::matmul::block(s.gpu());
+    conv2d_blocked(s, x, w, bias, p, residual, act, blk, variant)
+}
+
+/// Measures the applicable variants on scratch inputs of this shape (zeros: the values do not
+/// change the work) in a stream of their own, and returns the faster (cached per adapter).
+#[allow(clippy::too_many_arguments)]
+fn pick_variant(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    residual: Option<&Tensor>,
+    act: Act,
+    blk: (u32, u32, u32),
+) -> Result<ConvVariant> {
+    if let Some(v) = conv_select::forced() {
+        return Ok(v);
+    }
+    let key = format!(
+        "conv {:?} x {:?} {p:?} bias {} res {}",
+        x.shape(),
+        w.shape,
+        bias.is_some(),
+        residual.is_some()
+    );
+    let xs = gpu.upload_f32(x.shape(), &vec![0.0; x.numel()])?;
+    let rs = match residual {
+        Some(r) => Some(gpu.upload_f32(r.shape(), &vec![0.0; r.numel()])?),
+        None => None,
+    };
+    let candidates = [
+        ConvVariant::Direct,
+        ConvVariant::Winograd2,
+        ConvVariant::Winograd4,
+    ];
+    conv_select::choose(gpu, &key, &candidates, |v| {
+        conv_select::wall(gpu, || {
+            let mut s = gpu.stream();
+            conv2d_blocked(&mut s, &xs, w, bias, p, rs.as_ref(), act, blk, Some(v))?;
+            s.submit();
+            Ok(())
+        })
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,6 +270,7 @@ fn conv2d_blocked(
     residual: Option<&Tensor>,
     act: Act,
     (tm4, tn4, wg): (u32, u32, u32),
+    variant: Option<ConvVariant>,
 ) -> Result<Tensor> {
     const OP: &str = "conv2d";
     let [n, ci, h, wd] = x.dims(OP)?;
@@ -251,6 +320,20 @@ fn conv2d_blocked(
                 OP,
                 format!("residual {:?} must be f32 {out_shape:?}", r.shape()),
             );
+        }
+    }
+    if let Some(u) = w.winograd.as_ref().filter(|_| p.stride == [1, 1]) {
+        let v = match variant {
+            Some(v) => v,
+            None => pick_variant(s.gpu(), x, w, bias, p, residual, act, (tm4, tn4, wg))?,
+        };
+        let (tile, u) = match v {
+            ConvVariant::Direct => (None, &u[0]),
+            ConvVariant::Winograd2 => (Some(Tile::F2), &u[0]),
+            ConvVariant::Winograd4 => (Some(Tile::F4), &u[1]),
+        };
+        if let Some(tile) = tile {
+            return winograd::conv2d(s, x, tile, u, bias, p.pad, residual, act, out_shape);
         }
     }
     let out = s.gpu().alloc(OP, &out_shape, DType::F32)?;
@@ -356,7 +439,8 @@ mod tests {
         Act::Sigmoid,
     ];
 
-    /// Runs one conv on the GPU with register block `blk` and compares it to the CPU reference.
+    /// Runs one conv on the GPU with register block `blk` (direct kernels) and compares it to
+    /// the CPU reference: the max relative error (see `Array::max_rel_err`).
     #[allow(clippy::too_many_arguments)]
     fn check(
         xs: [usize; 4],
@@ -368,6 +452,23 @@ mod tests {
         blk: (u32, u32, u32),
         seed: u64,
     ) -> f32 {
+        let case = (xs, ws, p, bias, res, act);
+        run(case, blk, ConvVariant::Direct, seed).0
+    }
+
+    /// (x shape, weight shape, params, bias, residual, activation)
+    type Conv = ([usize; 4], [usize; 4], Conv2dParams, bool, bool, Act);
+
+    /// Runs `variant` and returns (max relative error, max error scaled by the sum of |terms|).
+    /// The scaled error is |gpu - cpu| / (sum |x w| + |bias| + |residual|) per output: FP32
+    /// rounding grows with that sum, not with the result, which can cancel to near zero. The
+    /// activations are 1-Lipschitz, so the bound carries through them.
+    fn run(
+        (xs, ws, p, bias, res, act): Conv,
+        blk: (u32, u32, u32),
+        variant: ConvVariant,
+        seed: u64,
+    ) -> (f32, f32) {
         let g = gpu();
         let x = Array::random(&xs, seed);
         let w = Array::random(&ws, seed + 1);
@@ -378,6 +479,16 @@ mod tests {
         );
         let r = Array::random(&[xs[0], ws[0], oh, ow], seed + 3);
         let want = cpu::conv::conv2d(&x, &w, bias.then_some(&b), &p, res.then_some(&r), act);
+        let abs = |a: &Array| Array::new(&a.shape, a.data.iter().map(|v| v.abs()).collect());
+        let (ab, ar) = (abs(&b), abs(&r));
+        let scale = cpu::conv::conv2d(
+            &abs(&x),
+            &abs(&w),
+            bias.then_some(&ab),
+            &p,
+            res.then_some(&ar),
+            Act::Identity,
+        );
         let xt = g.upload_f32(&xs, &x.data).unwrap();
         let wt = prepare_conv_weight(&g, &ws, &w.data, p.groups).unwrap();
         let bt = g.upload_f32(&b.shape, &b.data).unwrap();
@@ -392,12 +503,44 @@ mod tests {
             res.then_some(&rt),
             act,
             blk,
+            Some(variant),
         )
         .unwrap();
+        // Winograd is three dispatches (transform, GEMM, transform): it really ran.
+        let winograd = variant != ConvVariant::Direct && winograd_applies(&ws, &p);
+        assert_eq!(s.dispatches(), if winograd { 3 } else { 1 });
         s.submit();
         assert_eq!(y.shape(), &want.shape[..]);
-        Array::new(&want.shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data)
+        let got = Array::new(&want.shape, g.read_f32(&y).unwrap());
+        let scaled = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .zip(&scale.data)
+            .map(|((a, b), s)| (a - b).abs() / s.max(1e-6))
+            .fold(0.0, f32::max);
+        (got.max_rel_err(&want.data), scaled)
     }
+
+    fn winograd_applies(ws: &[usize; 4], p: &Conv2dParams) -> bool {
+        ws[2..] == [3, 3] && p.groups == 1 && p.stride == [1, 1]
+    }
+
+    /// Tolerance on the scaled error: ~67 FP32 roundings (2^-24 each). The direct kernels and
+    /// F(2x2, 3x3) measured at most 3.3e-7 on `winograd_matches_cpu`'s cases (sums of up to
+    /// 9 * 64 terms): a 12x margin. A wrong tap, sign or tile offset errs by about one term,
+    /// at least 1/576 of the scale.
+    const WINOGRAD_TOL: f32 = 4e-6;
+
+    /// F(4x4, 3x3)'s transforms have entries up to 8 (points +-2) and amplify rounding: it
+    /// measured up to 2.2e-6 on the same cases, so it gets 5x the bound (a 9x margin).
+    fn tolerance(v: ConvVariant) -> f32 {
+        match v {
+            ConvVariant::Winograd4 => 5.0 * WINOGRAD_TOL,
+            _ => WINOGRAD_TOL,
+        }
+    }
+    const WINOGRAD: [ConvVariant; 2] = [ConvVariant::Winograd2, ConvVariant::Winograd4];
 
     const CPU_BLOCK: (u32, u32, u32) = (4, 4, 16);
     const GPU_BLOCK: (u32, u32, u32) = (2, 2, 64);
@@ -498,6 +641,122 @@ mod tests {
             let (ci, co) = (cig * groups, cog * groups);
             let e = check([n, ci, h, w], [co, cig, kh, kw], p, bias, res, ACTS[ai], CPU_BLOCK, seed);
             prop_assert!(e < 1e-4, "err {}", e);
+        }
+    }
+
+    #[test]
+    fn winograd_matches_cpu() {
+        crate::ops::skip_without_gpu!();
+        // (x shape, Co, pad, bias, residual): odd sizes leave partial 2x2 tiles.
+        let cases: &[([usize; 4], usize, usize, bool, bool)] = &[
+            ([2, 3, 8, 8], 16, 1, true, false),   // stem
+            ([2, 16, 9, 7], 20, 1, true, true),   // odd H, W and Co
+            ([1, 5, 6, 5], 7, 0, false, true),    // no padding
+            ([1, 4, 3, 4], 4, 2, true, false),    // padding 2: taps entirely outside
+            ([3, 8, 1, 1], 8, 1, true, true),     // 1x1 input
+            ([1, 1, 5, 5], 3, 1, false, false),   // one input channel
+            ([4, 16, 32, 32], 16, 1, true, true), // ResNet-20 stage 1
+            ([2, 32, 16, 16], 32, 1, true, true), // stage 2
+            ([3, 64, 8, 8], 64, 1, true, false),  // stage 3
+        ];
+        for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
+            let act = ACTS[i % ACTS.len()];
+            let conv = (
+                xs,
+                [co, xs[1], 3, 3],
+                Conv2dParams::new(1, pad, 1),
+                b,
+                r,
+                act,
+            );
+            for v in WINOGRAD {
+                let (rel, scaled) = run(conv, GPU_BLOCK, v, i as u64);
+                assert!(
+                    scaled < tolerance(v),
+                    "{v:?} case {i} {xs:?} co {co} pad {pad} {act:?}: scaled err {scaled} (rel {rel})"
+                );
+            }
+            // The direct kernels meet the same bound on the same inputs.
+            let (_, direct) = run(conv, CPU_BLOCK, ConvVariant::Direct, i as u64);
+            assert!(
+                direct < WINOGRAD_TOL,
+                "case {i}: direct scaled err {direct}"
+            );
+        }
+    }
+
+    /// Forcing Winograd on a conv it does not serve runs the direct kernel (one dispatch, checked
+    /// in `run`) and still matches the CPU.
+    #[test]
+    fn winograd_falls_back_where_it_does_not_apply() {
+        crate::ops::skip_without_gpu!();
+        let cases: [Conv; 3] = [
+            (
+                [1, 4, 7, 7],
+                [8, 4, 3, 3],
+                Conv2dParams::new(2, 1, 1),
+                true,
+                false,
+                Act::Relu,
+            ),
+            (
+                [1, 4, 7, 7],
+                [8, 2, 3, 3],
+                Conv2dParams::new(1, 1, 2),
+                true,
+                true,
+                Act::Relu,
+            ),
+            (
+                [1, 4, 7, 7],
+                [8, 4, 1, 1],
+                Conv2dParams::new(1, 0, 1),
+                false,
+                true,
+                Act::Tanh,
+            ),
+        ];
+        for (i, c) in cases.into_iter().enumerate() {
+            for v in WINOGRAD {
+                let (rel, _) = run(c, CPU_BLOCK, v, i as u64);
+                assert!(rel < 1e-4, "{v:?} case {i}: err {rel}");
+            }
+        }
+    }
+
+    /// The automatic choice runs one of the variants and gives the same result.
+    #[test]
+    fn auto_variant_matches_cpu() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        let (xs, ws) = ([2, 8, 6, 6], [8, 8, 3, 3]);
+        let x = Array::random(&xs, 5);
+        let w = Array::random(&ws, 6);
+        let p = Conv2dParams::new(1, 1, 1);
+        let want = cpu::conv::conv2d(&x, &w, None, &p, None, Act::Relu);
+        let xt = g.upload_f32(&xs, &x.data).unwrap();
+        let wt = prepare_conv_weight(&g, &ws, &w.data, 1).unwrap();
+        let mut s = g.stream();
+        let y = conv2d(&mut s, &xt, &wt, None, &p, None, Act::Relu).unwrap();
+        s.submit();
+        let e = Array::new(&want.shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data);
+        assert!(e < 1e-4, "err {e}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn winograd_random_shapes_match_cpu(
+            n in 1usize..3, ci in 1usize..12, co in 1usize..12, h in 1usize..12,
+            w in 1usize..12, pad in 0usize..3, bias: bool, res: bool, ai in 0usize..6,
+            seed in 0u64..1000, vi in 0usize..2,
+        ) {
+            crate::ops::skip_without_gpu!(proptest);
+            let p = Conv2dParams::new(1, pad, 1);
+            prop_assume!(p.out_size(0, h, 3).is_some() && p.out_size(1, w, 3).is_some());
+            let conv = ([n, ci, h, w], [co, ci, 3, 3], p, bias, res, ACTS[ai]);
+            let (_, e) = run(conv, GPU_BLOCK, WINOGRAD[vi], seed);
+            prop_assert!(e < tolerance(WINOGRAD[vi]), "{:?}: scaled err {}", WINOGRAD[vi], e);
         }
     }
 

@@ -6,6 +6,7 @@ pub mod batchnorm;
 mod checks;
 pub mod conv2d;
 pub mod conv2d_grad;
+pub mod conv_select;
 pub mod elementwise;
 pub mod embed;
 pub mod glu;
@@ -18,6 +19,7 @@ pub mod qconv;
 pub mod softmax;
 pub mod spectral_norm;
 pub mod stats;
+mod winograd;
 
 pub use elementwise::Act;
 

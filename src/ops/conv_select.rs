@@ -1,0 +1,229 @@
+//! Which conv kernel variant runs a given shape: measured once per (adapter, shape) at first use,
+//! kept in memory and in a small JSON file under the user's cache directory, so later runs skip
+//! the measurement. `SYNTHCAL_CONV=direct|winograd2|winograd4` forces a variant where it applies (tests
+//! force variants through `conv2d`'s own argument instead).
+
+use crate::gpu::Gpu;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A conv kernel variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvVariant {
+    /// The register-blocked direct kernels of `shaders/conv2d.wgsl`.
+    Direct,
+    /// Winograd F(2x2, 3x3) (stride-1 3x3, groups 1).
+    Winograd2,
+    /// Winograd F(4x4, 3x3) (stride-1 3x3, groups 1).
+    Winograd4,
+}
+
+impl ConvVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvVariant::Direct => "direct",
+            ConvVariant::Winograd2 => "winograd2",
+            ConvVariant::Winograd4 => "winograd4",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConvVariant> {
+        match s {
+            "direct" => Some(ConvVariant::Direct),
+            "winograd2" => Some(ConvVariant::Winograd2),
+            "winograd4" => Some(ConvVariant::Winograd4),
+            _ => None,
+        }
+    }
+}
+
+/// The variant forced by `SYNTHCAL_CONV`, if any (an unknown value is ignored with a warning).
+pub fn forced() -> Option<ConvVariant> {
+    let v = std::env::var("SYNTHCAL_CONV").ok()?;
+    let parsed = ConvVariant::parse(&v);
+    if parsed.is_none() {
+        log::warn!("SYNTHCAL_CONV={v:?} is not direct, winograd2 or winograd4; ignored");
+    }
+    parsed
+}
+
+/// Choices made so far, keyed by adapter and shape; loaded from disk on first use.
+static CHOICES: Mutex<Option<HashMap<String, ConvVariant>>> = Mutex::new(None);
+
+/// The adapter part of a key: kernels are compared per driver and per build of the kernels.
+fn adapter_key(gpu: &Gpu) -> String {
+    let i = &gpu.info;
+    format!(
+        "{} {:?} {} {} v{}",
+        i.name,
+        i.backend,
+        i.driver,
+        i.driver_info,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The cached choice for `shape` (a description of the conv's shape) on `gpu`, or the faster of
+/// `candidates` as `time(variant)` measures it (the choice is then cached). `time` returns one
+/// run's wall time; each candidate runs once to warm up, then twice interleaved, best kept.
+pub fn choose(
+    gpu: &Gpu,
+    shape: &str,
+    candidates: &[ConvVariant],
+    mut time: impl FnMut(ConvVariant) -> crate::error::Result<Duration>,
+) -> crate::error::Result<ConvVariant> {
+    let key = format!("{} | {shape}", adapter_key(gpu));
+    {
+        let mut guard = CHOICES.lock().unwrap_or_else(|e| e.into_inner());
+        let map = guard.get_or_insert_with(load);
+        if let Some(&v) = map.get(&key) {
+            if candidates.contains(&v) {
+                return Ok(v);
+            }
+        }
+    }
+    let mut best = vec![Duration::MAX; candidates.len()];
+    for round in 0..3 {
+        for (i, &c) in candidates.iter().enumerate() {
+            let t = time(c)?;
+            if round > 0 {
+                best[i] = best[i].min(t);
+            }
+        }
+    }
+    let pick = (0..candidates.len())
+        .min_by_key(|&i| best[i])
+        .map_or(ConvVariant::Direct, |i| candidates[i]);
+    log::debug!("conv variant for {shape}: {} ({best:?})", pick.name());
+    let mut guard = CHOICES.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(load);
+    map.insert(key, pick);
+    save(map);
+    Ok(pick)
+}
+
+/// Wall time of `f` followed by a wait for the GPU.
+pub fn wall(
+    gpu: &Gpu,
+    f: impl FnOnce() -> crate::error::Result<()>,
+) -> crate::error::Result<Duration> {
+    let t = Instant::now();
+    f()?;
+    gpu.wait()?;
+    Ok(t.elapsed())
+}
+
+/// `$SYNTHCAL_CACHE_DIR`, else `$XDG_CACHE_HOME/synthcal`, else `~/.cache/synthcal`; none in
+/// unit tests (they must not read or write the user's cache).
+fn cache_file() -> Option<PathBuf> {
+    if cfg!(test) {
+        return None;
+    }
+    let dir = match std::env::var_os("SYNTHCAL_CACHE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join("synthcal"),
+            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/synthcal"),
+        },
+    };
+    Some(dir.join("conv_variants.json"))
+}
+
+fn load() -> HashMap<String, ConvVariant> {
+    cache_file().map(|f| load_from(&f)).unwrap_or_default()
+}
+
+fn save(map: &HashMap<String, ConvVariant>) {
+    if let Some(file) = cache_file() {
+        save_to(&file, map);
+    }
+}
+
+/// The cached choices; a missing, unreadable or corrupt file is an empty cache.
+fn load_from(file: &Path) -> HashMap<String, ConvVariant> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return HashMap::new();
+    };
+    let raw: HashMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+    raw.into_iter()
+        .filter_map(|(k, v)| ConvVariant::parse(&v).map(|v| (k, v)))
+        .collect()
+}
+
+/// Writes the choices atomically (temporary file + rename); failures only cost a re-measure.
+fn save_to(file: &Path, map: &HashMap<String, ConvVariant>) {
+    let raw: std::collections::BTreeMap<&str, &str> =
+        map.iter().map(|(k, v)| (k.as_str(), v.name())).collect();
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(file.parent().unwrap_or(file))?;
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&raw).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, file)
+    };
+    if let Err(e) = write() {
+        log::debug!("conv variant cache {}: {e}", file.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_file_round_trips_and_survives_corruption() {
+        let dir = std::env::temp_dir().join(format!("synthcal-conv-cache-{}", std::process::id()));
+        let file = dir.join("sub/conv_variants.json");
+        assert!(
+            load_from(&file).is_empty(),
+            "missing file is an empty cache"
+        );
+        let map = HashMap::from([
+            ("a | conv 1".to_string(), ConvVariant::Winograd4),
+            ("a | conv 2".to_string(), ConvVariant::Direct),
+        ]);
+        save_to(&file, &map);
+        assert_eq!(load_from(&file), map);
+        std::fs::write(&file, b"{\"a\": \"winog").unwrap();
+        assert!(
+            load_from(&file).is_empty(),
+            "truncated file is an empty cache"
+        );
+        std::fs::write(&file, br#"{"a": "direct", "b": "simd"}"#).unwrap();
+        let partial = load_from(&file);
+        assert_eq!(
+            partial.len(),
+            1,
+            "unknown variants are dropped: {partial:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn choose_measures_once_and_picks_the_faster() {
+        crate::ops::skip_without_gpu!();
+        let g = crate::testing::gpu();
+        let shape = format!("test shape {}", std::process::id());
+        let both = [ConvVariant::Direct, ConvVariant::Winograd2];
+        let mut calls = 0;
+        let pick = choose(&g, &shape, &both, |v| {
+            calls += 1;
+            Ok(Duration::from_millis(match v {
+                ConvVariant::Direct => 5,
+                _ => 2,
+            }))
+        })
+        .unwrap();
+        assert_eq!(pick, ConvVariant::Winograd2);
+        assert_eq!(calls, 6, "one warm-up and two timed runs each");
+        let again = choose(&g, &shape, &both, |_| panic!("cached: no measurement")).unwrap();
+        assert_eq!(again, ConvVariant::Winograd2);
+        // A cached variant that is not a candidate here is not returned.
+        let direct = choose(&g, &shape, &[ConvVariant::Direct], |_| Ok(Duration::ZERO)).unwrap();
+        assert_eq!(direct, ConvVariant::Direct);
+    }
+}
