@@ -123,7 +123,7 @@ fn malformed_qdq_files_are_refused_by_name() {
     let mut p = qdq_proto();
     init(&mut p, "layer1.0.conv1:x_scale").raw_data = Some(0f32.to_le_bytes().to_vec());
     let e = qdq_err(&p);
-    assert!(e.contains("layer1.0.conv1:quantize") && e.contains("scale 0"), "{e}");
+    assert!(e.contains("layer1.0.conv1:dequantize") && e.contains("scale 0 "), "{e}");
     // Weights that are not int8.
     let mut p = qdq_proto();
     let w = init(&mut p, "layer1.0.conv1.qweight");

@@ -306,7 +306,13 @@ fn non_negative(
             .get(input(p, 0).unwrap_or(""))
             .filter(|q| q.op_type() == "QuantizeLinear")
             .and_then(|q| scale_zp(q, consts).ok())
-            .is_some_and(|(_, dt, zp)| dt == data_type::UINT8 && zp.iter().all(|&z| z == 0)),
+            .is_some_and(|(_, dt, zp)| {
+                let f = match dt {
+                    data_type::UINT8 => QFormat::unsigned(1.0),
+                    _ => QFormat::signed(1.0),
+                };
+                zp.iter().all(|&z| f.with_zero_point(z).range().0 >= 0)
+            }),
         _ => false,
     }
 }
