@@ -54,7 +54,9 @@ fn int8_models_round_trip_through_qdq_exactly() {
         qm = qm.clone_without(fp32);
         let first = *qm.layers.keys().next().unwrap();
         let l = qm.layers.get_mut(&first).unwrap();
-        l.input = l.input.with_zero_point(if l.input.unsigned { 7 } else { -5 });
+        l.input = l
+            .input
+            .with_zero_point(if l.input.unsigned { 7 } else { -5 });
         let back = onnx::import_qdq(&onnx::export_qdq(&qm).unwrap(), "x").unwrap();
         assert_eq!(back.graph.nodes.len(), qm.graph.nodes.len(), "{arch}");
         assert_eq!(
@@ -68,11 +70,21 @@ fn int8_models_round_trip_through_qdq_exactly() {
             assert_eq!(a.weights, b.weights, "{arch} layer {k}");
             assert_eq!(a.input, b.input, "{arch} layer {k}");
             assert_eq!(a.input_channel_scales, b.input_channel_scales, "{arch} {k}");
-            assert_eq!((a.act, a.stride, a.pad, a.groups), (b.act, b.stride, b.pad, b.groups));
-            assert_eq!(a.requant().unwrap(), b.requant().unwrap(), "{arch} layer {k}");
+            assert_eq!(
+                (a.act, a.stride, a.pad, a.groups),
+                (b.act, b.stride, b.pad, b.groups)
+            );
+            assert_eq!(
+                a.requant().unwrap(),
+                b.requant().unwrap(),
+                "{arch} layer {k}"
+            );
         }
         if arch == "mobilenetv2_x0_5" {
-            assert!(back.layers.values().any(|l| l.input_channel_scales.is_some()));
+            assert!(back
+                .layers
+                .values()
+                .any(|l| l.input_channel_scales.is_some()));
         }
         let x = images(3, 5);
         let (p, q) = (
@@ -123,7 +135,10 @@ fn malformed_qdq_files_are_refused_by_name() {
     let mut p = qdq_proto();
     init(&mut p, "layer1.0.conv1:x_scale").raw_data = Some(0f32.to_le_bytes().to_vec());
     let e = qdq_err(&p);
-    assert!(e.contains("layer1.0.conv1:dequantize") && e.contains("scale 0 "), "{e}");
+    assert!(
+        e.contains("layer1.0.conv1:dequantize") && e.contains("scale 0 "),
+        "{e}"
+    );
     // Weights that are not int8.
     let mut p = qdq_proto();
     let w = init(&mut p, "layer1.0.conv1.qweight");
@@ -170,11 +185,20 @@ fn write_input(x: &Images, norm: synthcal::models::Normalization, path: &std::pa
     std::fs::write(path, xs).unwrap();
 }
 
-fn ort_logits(python: &std::ffi::OsStr, model: &std::path::Path, dir: &std::path::Path) -> Vec<f32> {
+fn ort_logits(
+    python: &std::ffi::OsStr,
+    model: &std::path::Path,
+    dir: &std::path::Path,
+) -> Vec<f32> {
     let (input, output) = (dir.join("x.f32"), dir.join("y.f32"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ort_logits.py");
     let st = std::process::Command::new(python)
-        .args([script.as_ref(), model.as_os_str(), input.as_os_str(), output.as_os_str()])
+        .args([
+            script.as_ref(),
+            model.as_os_str(),
+            input.as_os_str(),
+            output.as_os_str(),
+        ])
         .status()
         .unwrap();
     assert!(st.success(), "{st}");

@@ -10,9 +10,9 @@ mod qdq_import;
 mod tensor;
 
 pub use export::export;
+pub use import::{import, OPSETS, SUPPORTED_OPS};
 pub use qdq::export_qdq;
 pub use qdq_import::import_qdq;
-pub use import::{import, OPSETS, SUPPORTED_OPS};
 
 use crate::error::{Error, Result};
 use crate::models::Model;

@@ -50,10 +50,15 @@ impl Writer {
     ) -> Result<()> {
         let fail = |m: String| Error::Invalid(format!("QDQ export: layer `{name}`: {m}"));
         let Some(l) = op.layer() else {
-            return Err(fail("an INT8 layer on a node that is not conv/linear".into()));
+            return Err(fail(
+                "an INT8 layer on a node that is not conv/linear".into(),
+            ));
         };
         let [x] = ins else {
-            return Err(fail(format!("an INT8 layer reads one input, not {}", ins.len())));
+            return Err(fail(format!(
+                "an INT8 layer reads one input, not {}",
+                ins.len()
+            )));
         };
         let q = QConv {
             output: None,
@@ -99,13 +104,24 @@ impl Writer {
         self.init.push(f32_tensor(&s, &[n], scale));
         self.init.push(int_tensor(&z, dt, &[n], &vec![0; n]));
         let axis = vec![int("axis", 0)];
-        self.push("DequantizeLinear", &format!("{out}:dq"), &[q, s, z], out, axis);
+        self.push(
+            "DequantizeLinear",
+            &format!("{out}:dq"),
+            &[q, s, z],
+            out,
+            axis,
+        );
         out.to_string()
     }
 
     /// `x` through QuantizeLinear and DequantizeLinear in the layer's input format (per
     /// channel, axis 1, for a depthwise layer's channel scales); returns the dequantized name.
-    fn fake_quant(&mut self, name: &str, x: &str, q: &QConv) -> std::result::Result<String, String> {
+    fn fake_quant(
+        &mut self,
+        name: &str,
+        x: &str,
+        q: &QConv,
+    ) -> std::result::Result<String, String> {
         let f: QFormat = q.input;
         f.check().map_err(|e| format!("input format: {e}"))?;
         let dt = if f.unsigned {
@@ -132,9 +148,21 @@ impl Writer {
         };
         let (xq, xdq) = (format!("{name}:xq"), format!("{name}:x"));
         let qz = [x.to_string(), s.clone(), z.clone()];
-        self.push("QuantizeLinear", &format!("{name}:quantize"), &qz, &xq, attrs.clone());
+        self.push(
+            "QuantizeLinear",
+            &format!("{name}:quantize"),
+            &qz,
+            &xq,
+            attrs.clone(),
+        );
         let dz = [xq, s, z];
-        self.push("DequantizeLinear", &format!("{name}:dequantize"), &dz, &xdq, attrs);
+        self.push(
+            "DequantizeLinear",
+            &format!("{name}:dequantize"),
+            &dz,
+            &xdq,
+            attrs,
+        );
         if f.bits == 8 {
             return Ok(xdq);
         }
@@ -145,7 +173,13 @@ impl Writer {
         self.init.push(f32_tensor(&min, &[], &[f.dequantize(lo)]));
         self.init.push(f32_tensor(&max, &[], &[f.dequantize(hi)]));
         let clipped = format!("{name}:x_clipped");
-        self.push("Clip", &format!("{name}:clip"), &[xdq, min, max], &clipped, vec![]);
+        self.push(
+            "Clip",
+            &format!("{name}:clip"),
+            &[xdq, min, max],
+            &clipped,
+            vec![],
+        );
         Ok(clipped)
     }
 }

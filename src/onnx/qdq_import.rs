@@ -102,13 +102,8 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
         layers,
         meta,
     };
-    crate::graph::validate::validate(
-        &qm.graph,
-        &qm.params,
-        &|i| qm.layers.get(&i),
-        qm.input_size,
-    )
-    .map_err(|e| p.fail(e))?;
+    crate::graph::validate::validate(&qm.graph, &qm.params, &|i| qm.layers.get(&i), qm.input_size)
+        .map_err(|e| p.fail(e))?;
     for (&i, l) in &qm.layers {
         l.requant()
             .map_err(|e| p.fail(format!("layer `{}`: {e}", qm.graph.nodes[i].name)))?;
@@ -145,7 +140,11 @@ fn scale_zp(
     let s = input(n, 1).ok_or(format!("{what} has no scale"))?;
     let scale = match consts.get(s) {
         Some(Const::F32(a)) if a.shape.len() <= 1 => a.data.clone(),
-        _ => return Err(format!("{what}: scale `{s}` must be a float constant, a scalar or 1-d")),
+        _ => {
+            return Err(format!(
+                "{what}: scale `{s}` must be a float constant, a scalar or 1-d"
+            ))
+        }
     };
     if let Some(bad) = scale.iter().find(|v| !(v.is_normal() && **v > 0.0)) {
         return Err(format!("{what}: scale {bad} is not positive and finite"));
@@ -154,15 +153,26 @@ fn scale_zp(
         None => (data_type::UINT8, vec![0; scale.len()]),
         Some((_, Some(Const::Int8 { dt, values, .. }))) => (*dt, values.clone()),
         Some((_, Some(Const::I64(v)))) => (data_type::INT32, v.iter().map(|&v| v as i32).collect()),
-        Some((z, _)) => return Err(format!("{what}: zero point `{z}` must be an integer constant")),
+        Some((z, _)) => {
+            return Err(format!(
+                "{what}: zero point `{z}` must be an integer constant"
+            ))
+        }
     };
     if zp.len() != scale.len() {
-        return Err(format!("{what}: {} zero points for {} scales", zp.len(), scale.len()));
+        return Err(format!(
+            "{what}: {} zero points for {} scales",
+            zp.len(),
+            scale.len()
+        ));
     }
     Ok((scale, dt, zp))
 }
 
-fn fold(nodes: &[NodeProto], consts: &HashMap<String, Const>) -> std::result::Result<Folded, String> {
+fn fold(
+    nodes: &[NodeProto],
+    consts: &HashMap<String, Const>,
+) -> std::result::Result<Folded, String> {
     let producer: HashMap<&str, &NodeProto> = nodes
         .iter()
         .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
@@ -177,7 +187,10 @@ fn fold(nodes: &[NodeProto], consts: &HashMap<String, Const>) -> std::result::Re
         match n.op_type() {
             "QuantizeLinear" => {
                 let o = n.output.first().map(String::as_str).unwrap_or("");
-                if let Some(r) = nodes.iter().find(|r| r.input.iter().any(|i| i == o) && r.op_type() != "DequantizeLinear") {
+                if let Some(r) = nodes
+                    .iter()
+                    .find(|r| r.input.iter().any(|i| i == o) && r.op_type() != "DequantizeLinear")
+                {
                     return Err(format!("QuantizeLinear `{}` is read by {} `{}`: integer tensors are supported only between QuantizeLinear and DequantizeLinear", node_name(n), r.op_type(), node_name(r)));
                 }
             }
@@ -195,13 +208,23 @@ fn dequantize(
 ) -> std::result::Result<(), String> {
     let what = format!("DequantizeLinear `{}`", node_name(n));
     let src = input(n, 0).ok_or(format!("{what} has no input"))?;
-    let dst = n.output.first().cloned().ok_or(format!("{what} has no output"))?;
+    let dst = n
+        .output
+        .first()
+        .cloned()
+        .ok_or(format!("{what} has no output"))?;
     let (scale, dt, zp) = scale_zp(n, &out.consts)?;
-    if let Some(q) = producer.get(src).filter(|q| q.op_type() == "QuantizeLinear") {
+    if let Some(q) = producer
+        .get(src)
+        .filter(|q| q.op_type() == "QuantizeLinear")
+    {
         // An activation's fake quantization: Q and DQ must agree.
         let (qs, qdt, qzp) = scale_zp(q, &out.consts)?;
         if (qs.as_slice(), qdt, qzp.as_slice()) != (scale.as_slice(), dt, zp.as_slice()) {
-            return Err(format!("{what} and QuantizeLinear `{}` differ in scale or zero point", node_name(q)));
+            return Err(format!(
+                "{what} and QuantizeLinear `{}` differ in scale or zero point",
+                node_name(q)
+            ));
         }
         let x = input(q, 0).ok_or(format!("QuantizeLinear `{}` has no input", node_name(q)))?;
         let unsigned = match dt {
@@ -212,19 +235,29 @@ fn dequantize(
         if zp.iter().any(|&z| z != zp[0]) {
             return Err(format!("{what}: per-channel zero points must be equal"));
         }
-        let base = if unsigned { QFormat::unsigned(scale[0]) } else { QFormat::signed(scale[0]) };
+        let base = if unsigned {
+            QFormat::unsigned(scale[0])
+        } else {
+            QFormat::signed(scale[0])
+        };
         let format = base.with_zero_point(zp[0]);
         format.check().map_err(|e| format!("{what}: {e}"))?;
         let channels = if scale.len() > 1 {
             if axis_of(n) != 1 {
-                return Err(format!("{what}: activations quantized along axis {}, only channels (1) are supported", axis_of(n)));
+                return Err(format!(
+                    "{what}: activations quantized along axis {}, only channels (1) are supported",
+                    axis_of(n)
+                ));
             }
             Some(scale.clone())
         } else {
             None
         };
         let format = match &channels {
-            Some(cs) => QFormat { scale: cs.iter().fold(0.0f32, |m, &s| m.max(s)), ..format },
+            Some(cs) => QFormat {
+                scale: cs.iter().fold(0.0f32, |m, &s| m.max(s)),
+                ..format
+            },
             None => format,
         };
         // A quantizer drops a ReLU whose output range starts at 0: keep it.
@@ -250,7 +283,11 @@ fn dequantize(
             vec![v.len()],
             data_type::INT32,
         ),
-        _ => return Err(format!("{what} reads `{src}`, neither an integer constant nor a QuantizeLinear")),
+        _ => {
+            return Err(format!(
+                "{what} reads `{src}`, neither an integer constant nor a QuantizeLinear"
+            ))
+        }
     };
     // Per axis (scale per entry of `axis`) or per tensor (one scale).
     let rank = shape.len().max(1) as i64;
@@ -262,7 +299,11 @@ fn dequantize(
     }
     let axis = if per_axis { axis as usize } else { 0 };
     if per_axis && shape[axis] != scale.len() {
-        return Err(format!("{what}: {} scales for {} entries of axis {axis}", scale.len(), shape[axis]));
+        return Err(format!(
+            "{what}: {} scales for {} entries of axis {axis}",
+            scale.len(),
+            shape[axis]
+        ));
     }
     let inner: usize = shape.iter().skip(axis + 1).product();
     let at = |i: usize| if per_axis { i / inner % scale.len() } else { 0 };
@@ -271,10 +312,20 @@ fn dequantize(
         .enumerate()
         .map(|(i, &q)| ((q - zp[at(i)]) as f64 * scale[at(i)] as f64) as f32)
         .collect();
-    out.consts.insert(dst.clone(), Const::F32(Array::new(&shape, data)));
+    out.consts
+        .insert(dst.clone(), Const::F32(Array::new(&shape, data)));
     if zp.iter().all(|&z| z == 0) {
         let axis = per_axis.then_some(axis);
-        out.ints.insert(dst, QConst { values, shape, scale, axis, dt });
+        out.ints.insert(
+            dst,
+            QConst {
+                values,
+                shape,
+                scale,
+                axis,
+                dt,
+            },
+        );
     }
     Ok(())
 }
@@ -291,14 +342,17 @@ fn non_negative(
         return false;
     };
     let all = |ins: &[String]| {
-        !ins.is_empty() && ins.iter().all(|i| non_negative(i, producer, consts, depth + 1))
+        !ins.is_empty()
+            && ins
+                .iter()
+                .all(|i| non_negative(i, producer, consts, depth + 1))
     };
     match p.op_type() {
         "Relu" => true,
         // Clip with a lower bound of at least 0.
-        "Clip" => input(p, 1).is_some_and(|m| {
-            matches!(consts.get(m), Some(Const::F32(a)) if a.data.iter().all(|&v| v >= 0.0))
-        }),
+        "Clip" => input(p, 1).is_some_and(
+            |m| matches!(consts.get(m), Some(Const::F32(a)) if a.data.iter().all(|&v| v >= 0.0)),
+        ),
         "MaxPool" | "GlobalAveragePool" | "AveragePool" | "Flatten" | "Identity" | "Reshape"
         | "Transpose" | "Slice" | "Pad" | "Dropout" => all(&p.input[..1]),
         "Concat" | "Add" => all(&p.input),
@@ -331,18 +385,37 @@ fn layer(
         return Err(format!("weight `{}` is not int8", n.input[1]));
     }
     // Output channels: axis 0 of Conv and Gemm(transB) weights, axis 1 of MatMul's [in, out].
-    let trans_b = n.attribute.iter().any(|a| a.name.as_deref() == Some("transB") && a.i == Some(1));
-    let out_axis = if n.op_type() == "Conv" || trans_b { 0 } else { 1 };
+    let trans_b = n
+        .attribute
+        .iter()
+        .any(|a| a.name.as_deref() == Some("transB") && a.i == Some(1));
+    let out_axis = if n.op_type() == "Conv" || trans_b {
+        0
+    } else {
+        1
+    };
     if qw.axis.is_some_and(|a| a != out_axis) {
         return Err(format!("weights quantized along axis {:?}; synthcal needs per-output-channel (axis {out_axis}) or per-tensor scales", qw.axis));
     }
     let (shape, q): ([usize; 4], Vec<i8>) = match (qw.shape.as_slice(), out_axis) {
-        (&[co, ci, kh, kw], 0) => ([co, ci, kh, kw], qw.values.iter().map(|&v| v as i8).collect()),
+        (&[co, ci, kh, kw], 0) => (
+            [co, ci, kh, kw],
+            qw.values.iter().map(|&v| v as i8).collect(),
+        ),
         (&[o, i], 0) => ([o, i, 1, 1], qw.values.iter().map(|&v| v as i8).collect()),
-        (&[i, o], 1) => ([o, i, 1, 1], (0..o * i).map(|k| qw.values[(k % i) * o + k / i] as i8).collect()),
+        (&[i, o], 1) => (
+            [o, i, 1, 1],
+            (0..o * i)
+                .map(|k| qw.values[(k % i) * o + k / i] as i8)
+                .collect(),
+        ),
         (s, _) => return Err(format!("weight of shape {s:?}")),
     };
-    let weights = QWeights { shape, q, scale: (0..shape[0]).map(|c| qw.scale(c)).collect() };
+    let weights = QWeights {
+        shape,
+        q,
+        scale: (0..shape[0]).map(|c| qw.scale(c)).collect(),
+    };
     if fq.channels.is_some() && (l.linear || l.groups != shape[0] || shape[1] != 1) {
         return Err("per-channel input scales are supported only on depthwise convolutions".into());
     }
@@ -386,10 +459,15 @@ fn exact_bias(conv: &QConv, qb: &QConst) -> std::result::Result<Vec<f32>, String
                 if got == want {
                     return Ok(b);
                 }
-                b = if got < want { b.next_up() } else { b.next_down() };
+                b = if got < want {
+                    b.next_up()
+                } else {
+                    b.next_down()
+                };
             }
-            Err(format!("bias of output {c} ({want} accumulator units) has no exact f32 form"))
+            Err(format!(
+                "bias of output {c} ({want} accumulator units) has no exact f32 form"
+            ))
         })
         .collect()
 }
-

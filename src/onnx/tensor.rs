@@ -134,7 +134,11 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
                 // Without raw data, 8-bit values are stored widened in `int32_data`.
                 None => {
                     check(t.int32_data.len(), "int32 values")?;
-                    let (lo, hi) = if dt == data_type::INT8 { (-128, 127) } else { (0, 255) };
+                    let (lo, hi) = if dt == data_type::INT8 {
+                        (-128, 127)
+                    } else {
+                        (0, 255)
+                    };
                     if let Some(v) = t.int32_data.iter().find(|v| !(lo..=hi).contains(*v)) {
                         return Err(err(format!("value {v} does not fit its 8-bit type")));
                     }
