@@ -314,9 +314,9 @@ fn synthcal(args: &[&std::ffi::OsStr]) -> std::process::Output {
 }
 
 /// `synthcal export` writes a file `synthcal import` turns back into the same weights;
-/// an INT8 model is refused with the missing feature named.
+/// an INT8 model exports as QDQ, which loads back as the same INT8 model.
 #[test]
-fn cli_export_import_and_int8_refusal() {
+fn cli_export_import_and_int8_qdq() {
     common::skip_without_gpu!();
     let dir = std::env::temp_dir().join(format!("synthcal-onnx-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -358,11 +358,14 @@ fn cli_export_import_and_int8_refusal() {
         "-o".as_ref(),
         dir.join("q.onnx").as_os_str(),
     ]);
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        !r.status.success() && err.contains("not yet: QDQ export is not implemented"),
-        "{err}"
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("INT8 as QDQ"));
+    let back = synthcal::QuantizedModel::load(dir.join("q.onnx")).unwrap();
+    let x = images(2, 4);
+    let gpu = common::gpu();
+    assert_eq!(
+        int8.predict(&gpu, &x).unwrap().values(),
+        back.predict(&gpu, &x).unwrap().values()
     );
-    assert!(!dir.join("q.onnx").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,25 +1,25 @@
-//! `synthcal export`: an FP32 classifier to ONNX.
+//! `synthcal export`: a classifier to ONNX (FP32 as float ops, INT8 in the QDQ format).
 
 use crate::eval::Classifier;
 use std::path::Path;
 
-/// Exports `model` to `output`; an INT8 model is refused until QDQ export exists.
+/// Exports `model` to `output`.
 pub fn run(model: &Path, output: &Path) -> anyhow::Result<()> {
     crate::io::check_output_file(output, &[model])?;
-    let m = match Classifier::load(model, None)? {
-        Classifier::Fp32(m) => m,
-        Classifier::Int8(_) => anyhow::bail!(
-            "{}: an INT8 model; not yet: QDQ export is not implemented (export its FP32 source)",
-            model.display()
-        ),
+    let (arch, nodes, form) = match Classifier::load(model, None)? {
+        Classifier::Fp32(m) => {
+            crate::onnx::write(&m, output)?;
+            (m.arch.name, m.arch.graph.nodes.len(), "FP32")
+        }
+        Classifier::Int8(q) => {
+            crate::onnx::write_qdq(&q, output)?;
+            (q.arch, q.graph.nodes.len(), "INT8 as QDQ")
+        }
     };
-    crate::onnx::write(&m, output)?;
     println!(
-        "{} -> {} ({}, {} nodes, opset {})",
+        "{} -> {} ({arch}, {form}, {nodes} nodes, opset {})",
         model.display(),
         output.display(),
-        m.arch.name,
-        m.arch.graph.nodes.len(),
         crate::onnx::OPSET
     );
     Ok(())

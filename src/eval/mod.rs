@@ -89,8 +89,11 @@ pub enum Classifier {
 }
 
 impl Classifier {
-    /// Loads an INT8 model file (by its metadata) or any FP32 weights file.
+    /// Loads an INT8 model file (by its metadata, or a QDQ .onnx file) or any FP32 weights file.
     pub fn load(path: &Path, arch: Option<&str>) -> Result<Classifier> {
+        if crate::onnx::is_onnx_path(path) && crate::onnx::is_qdq_file(path)? {
+            return Ok(Classifier::Int8(crate::onnx::load_qdq(path)?));
+        }
         if !crate::onnx::is_onnx_path(path)
             && crate::io::detect_format(path)? == crate::io::Format::Safetensors
         {

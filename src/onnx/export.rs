@@ -8,34 +8,65 @@ use super::proto::{
 };
 use super::{META_CLASSES, META_MEAN, META_STD, OPSET};
 use crate::error::{Error, Result};
-use crate::graph::{Act, Graph, Op};
-use crate::models::Model;
+use crate::graph::walk::LayerSpec;
+use crate::graph::{Act, Graph, Op, Params, ValueId};
+use crate::models::{Model, Normalization};
+use crate::quant::int8::QConv;
 use prost::Message;
+use std::collections::BTreeMap;
 
 /// The model as an ONNX file (opset 13): input `input` of shape [batch, 3, H, W] taking
 /// normalized images, output the logits; normalization and class names in `metadata_props`.
 pub fn export(model: &Model) -> Result<Vec<u8>> {
-    let g = &model.arch.graph;
-    let shapes = infer_shapes(g, model)?;
+    encode(&Source {
+        name: &model.arch.name,
+        graph: &model.arch.graph,
+        params: &model.params,
+        norm: model.arch.norm,
+        input_size: model.arch.input_size,
+        class_names: &model.class_names,
+        layers: None,
+    })
+}
+
+/// What an exported file is written from: an FP32 model, or an INT8 model with its quantized
+/// layers (written in QDQ form by `super::qdq`).
+pub(super) struct Source<'a> {
+    pub name: &'a str,
+    pub graph: &'a Graph,
+    pub params: &'a Params,
+    pub norm: Normalization,
+    pub input_size: [usize; 2],
+    pub class_names: &'a [String],
+    pub layers: Option<&'a BTreeMap<ValueId, QConv>>,
+}
+
+/// The ONNX file of `src`.
+pub(super) fn encode(src: &Source) -> Result<Vec<u8>> {
+    let g = src.graph;
+    let shapes = infer_shapes(src)?;
     let mut w = Writer::default();
     let mut names: Vec<String> = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
         let name = unique_name(&n.name, i, &names);
         let ins: Vec<String> = n.inputs.iter().map(|&v| names[v].clone()).collect();
-        w.node_for(&name, &n.op, &ins, n.inputs.first().map(|&v| &shapes[v]))?;
+        match src.layers.and_then(|l| l.get(&i)) {
+            Some(q) => w.qdq_layer(&name, &n.op, q, &ins)?,
+            None => w.node_for(&name, &n.op, &ins, n.inputs.first().map(|&v| &shapes[v]))?,
+        }
         names.push(name);
     }
-    for name in model.params.tensors.keys() {
+    for name in src.params.tensors.keys() {
         if !w.used.contains(name) {
             continue;
         }
-        let a = model.params.get(name)?;
+        let a = src.params.get(name)?;
         w.init.push(f32_tensor(name, &a.shape, &a.data));
     }
-    let [h, wd] = model.arch.input_size;
+    let [h, wd] = src.input_size;
     let graph = GraphProto {
         node: w.nodes,
-        name: Some(model.arch.name.clone()),
+        name: Some(src.name.to_string()),
         initializer: w.init,
         input: vec![value_info("input", &[None, Some(3), Some(h), Some(wd)])],
         output: vec![value_info(
@@ -46,17 +77,14 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
         )],
         ..Default::default()
     };
-    let norm = model.arch.norm;
+    let norm = src.norm;
     let json = |r: serde_json::Result<String>| {
         r.map_err(|e| Error::Invalid(format!("ONNX export: metadata: {e}")))
     };
     let meta = [
         (META_MEAN, json(serde_json::to_string(&norm.mean))?),
         (META_STD, json(serde_json::to_string(&norm.std))?),
-        (
-            META_CLASSES,
-            json(serde_json::to_string(&model.class_names))?,
-        ),
+        (META_CLASSES, json(serde_json::to_string(src.class_names))?),
     ];
     let proto = ModelProto {
         ir_version: Some(7),
@@ -94,14 +122,14 @@ fn unique_name(name: &str, i: usize, taken: &[String]) -> String {
 }
 
 #[derive(Default)]
-struct Writer {
-    nodes: Vec<NodeProto>,
-    init: Vec<TensorProto>,
-    used: std::collections::BTreeSet<String>,
+pub(super) struct Writer {
+    pub nodes: Vec<NodeProto>,
+    pub init: Vec<TensorProto>,
+    pub used: std::collections::BTreeSet<String>,
 }
 
 impl Writer {
-    fn push(
+    pub(super) fn push(
         &mut self,
         op: &str,
         name: &str,
@@ -137,7 +165,7 @@ impl Writer {
 
     /// The main op writes `{name}:pre` and an activation node `{name}:act` writes `name`,
     /// unless the activation is the identity.
-    fn with_act(
+    pub(super) fn with_act(
         &mut self,
         op: &str,
         name: &str,
@@ -175,6 +203,22 @@ impl Writer {
         Ok(())
     }
 
+    /// A Conv (or, for a linear layer, a Gemm) on `inputs` (x, weight, optional bias), then
+    /// the layer's activation.
+    pub(super) fn layer(&mut self, name: &str, l: &LayerSpec, inputs: &[String]) -> Result<()> {
+        if l.linear {
+            return self.with_act("Gemm", name, inputs, l.act, vec![int("transB", 1)]);
+        }
+        let (s, p) = (l.stride as i64, l.pad as i64);
+        let attrs = vec![
+            ints("strides", &[s, s]),
+            ints("pads", &[p, p, p, p]),
+            ints("dilations", &[1, 1]),
+            int("group", l.groups as i64),
+        ];
+        self.with_act("Conv", name, inputs, l.act, attrs)
+    }
+
     /// The ONNX node(s) for one synthcal node; `in_shape`: its first input's shape per image.
     fn node_for(
         &mut self,
@@ -201,18 +245,7 @@ impl Writer {
                 };
                 let mut inputs = vec![ins[0].clone(), self.param(l.weight)];
                 inputs.extend(l.bias.map(|b| self.param(b)));
-                if l.linear {
-                    self.with_act("Gemm", name, &inputs, l.act, vec![int("transB", 1)])?;
-                } else {
-                    let (s, p) = (l.stride as i64, l.pad as i64);
-                    let attrs = vec![
-                        ints("strides", &[s, s]),
-                        ints("pads", &[p, p, p, p]),
-                        ints("dilations", &[1, 1]),
-                        int("group", l.groups as i64),
-                    ];
-                    self.with_act("Conv", name, &inputs, l.act, attrs)?;
-                }
+                self.layer(name, &l, &inputs)?;
             }
             Op::BatchNorm { prefix, eps, act } => {
                 let mut inputs = vec![ins[0].clone()];
@@ -317,8 +350,16 @@ fn chw(s: Option<&Vec<usize>>) -> Option<[i64; 3]> {
 }
 
 /// Each value's shape for one image (no batch axis), from the input size and the weights.
-fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
-    let [h, w] = model.arch.input_size;
+fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
+    let g = src.graph;
+    let [h, w] = src.input_size;
+    // Quantized layers keep their weights (and shapes) in the layer, not in `params`.
+    let weight_shape = |i: usize, name: &str| -> Result<Vec<usize>> {
+        match src.layers.and_then(|l| l.get(&i)) {
+            Some(q) => Ok(q.weights.shape.to_vec()),
+            None => Ok(src.params.get(name)?.shape.clone()),
+        }
+    };
     let mut out: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
     let bad = |name: &str| {
         Error::Invalid(format!(
@@ -328,7 +369,7 @@ fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
     let pooled = |x: usize, k: usize, s: usize, p: usize| {
         (x + 2 * p).checked_sub(k).map(|d| d / s.max(1) + 1)
     };
-    for n in &g.nodes {
+    for (i, n) in g.nodes.iter().enumerate() {
         let x = n
             .inputs
             .first()
@@ -343,7 +384,7 @@ fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
                 pad,
                 ..
             } => {
-                let ws = &model.params.get(weight)?.shape;
+                let ws = weight_shape(i, weight)?;
                 match (x.as_slice(), ws.as_slice()) {
                     (&[_, xh, xw], &[co, _, kh, kw]) => vec![
                         co,
@@ -353,7 +394,7 @@ fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
                     _ => return Err(bad(&n.name)),
                 }
             }
-            Op::Linear { weight, .. } => vec![model.params.get(weight)?.shape[0]],
+            Op::Linear { weight, .. } => vec![weight_shape(i, weight)?[0]],
             Op::BatchNorm { .. } | Op::Act(_) | Op::Add { .. } | Op::ChannelShuffle { .. } => x,
             Op::ShortcutA { pad } => match x.as_slice() {
                 &[c, xh, xw] => vec![c + 2 * pad, xh.div_ceil(2), xw.div_ceil(2)],
@@ -392,7 +433,7 @@ fn infer_shapes(g: &Graph, model: &Model) -> Result<Vec<Vec<usize>>> {
     Ok(out)
 }
 
-fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
+pub(super) fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
     TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
         data_type: Some(data_type::FLOAT),
@@ -402,7 +443,7 @@ fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
     }
 }
 
-fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+pub(super) fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
@@ -427,7 +468,7 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
     }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+pub(super) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(attr_type::INT),
@@ -436,7 +477,7 @@ fn int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(super) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(attr_type::INTS),
@@ -445,7 +486,7 @@ fn ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-fn float(name: &str, v: f32) -> AttributeProto {
+pub(super) fn float(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(attr_type::FLOAT),

@@ -54,8 +54,40 @@ enum Val {
 }
 
 /// Reads an ONNX model; `name` (the file's stem, say) names the architecture when the graph
-/// has no name, and the model in errors.
+/// has no name, and the model in errors. A QDQ model is refused (see `import_qdq`).
 pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
+    let p = parse(bytes, name)?;
+    let nodes = &p.graph()?.node;
+    if super::qdq_import::has_qdq(nodes) {
+        return Err(p.fail(
+            "a quantized (QDQ) model: load it as an INT8 model (`QuantizedModel::load`, `synthcal eval`), not as FP32".into(),
+        ));
+    }
+    Ok(build(&p, nodes, &p.consts)?.0)
+}
+
+/// An ONNX file decoded: its opset checked, its constants (initializers and Constant nodes).
+pub(super) struct Parsed {
+    pub proto: ModelProto,
+    pub opset: i64,
+    pub consts: HashMap<String, Const>,
+    pub name: String,
+}
+
+impl Parsed {
+    pub fn fail(&self, m: String) -> Error {
+        Error::Invalid(format!("ONNX model `{}`: {m}", self.name))
+    }
+
+    pub fn graph(&self) -> Result<&super::proto::GraphProto> {
+        self.proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| self.fail("the file holds no graph".into()))
+    }
+}
+
+pub(super) fn parse(bytes: &[u8], name: &str) -> Result<Parsed> {
     let fail = |m: String| Error::Invalid(format!("ONNX model `{name}`: {m}"));
     let proto = ModelProto::decode(bytes).map_err(|e| {
         fail(format!(
@@ -79,7 +111,6 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
         .graph
         .as_ref()
         .ok_or_else(|| fail("the file holds no graph".into()))?;
-    unsupported(&graph.node, opset).map_err(fail)?;
     let mut consts: HashMap<String, Const> = HashMap::new();
     for t in &graph.initializer {
         let n = t.name.clone().unwrap_or_default();
@@ -97,9 +128,28 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
             })?;
         consts.insert(out.clone(), decode(t, &out).map_err(fail)?);
     }
-    let mut b = Importer::new(graph.node.as_slice(), consts);
+    Ok(Parsed {
+        proto,
+        opset,
+        consts,
+        name: name.to_string(),
+    })
+}
+
+/// The FP32 model of `nodes` (the file's, or its QDQ form folded), and the graph value of
+/// each ONNX value name.
+pub(super) fn build(
+    p: &Parsed,
+    nodes: &[NodeProto],
+    consts: &HashMap<String, Const>,
+) -> Result<(Model, HashMap<String, ValueId>)> {
+    let (name, opset, proto) = (p.name.as_str(), p.opset, &p.proto);
+    let fail = |m: String| p.fail(m);
+    let graph = p.graph()?;
+    unsupported(nodes, opset).map_err(fail)?;
+    let mut b = Importer::new(nodes, consts.clone());
     let input_size = b.input(graph).map_err(fail)?;
-    for node in &graph.node {
+    for node in nodes {
         if op_type(node) == "Constant" {
             continue;
         }
@@ -119,6 +169,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
     b.g.output = b.value(&out_name).map_err(fail)?;
 
     b.params.validate().map_err(|e| fail(e.to_string()))?;
+    let vals = std::mem::take(&mut b.vals);
     let arch_name = graph
         .name
         .clone()
@@ -143,7 +194,14 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
     if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(fail)? {
         model.class_names = names;
     }
-    Ok(model)
+    let values = vals
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Val::Node(v) => Some((k, v)),
+            _ => None,
+        })
+        .collect();
+    Ok((model, values))
 }
 
 /// Every node whose op synthcal cannot map, all listed in one error.
@@ -304,7 +362,7 @@ impl<'a> Importer<'a> {
     fn f32_const(&self, name: &str) -> Result<&Array, String> {
         match self.consts.get(name) {
             Some(Const::F32(a)) => Ok(a),
-            Some(Const::I64(_)) => Err(format!(
+            Some(_) => Err(format!(
                 "constant `{name}` is integer where float weights are needed"
             )),
             None => Err(format!(

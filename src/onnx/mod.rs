@@ -1,14 +1,18 @@
-//! ONNX in and out: FP32 models exported as standard ONNX (opset 13), and ONNX classifiers
-//! imported onto synthcal's graph ops. The protobuf messages are written by hand for prost
+//! ONNX in and out: FP32 models exported as standard ONNX (opset 13), INT8 models in the QDQ
+//! format, and ONNX classifiers imported onto synthcal's graph ops. The protobuf messages are written by hand for prost
 //! ([`proto`]), so building needs no `protoc`.
 
 mod export;
 mod import;
 pub mod proto;
+mod qdq;
+mod qdq_import;
 mod tensor;
 
 pub use export::export;
 pub use import::{import, OPSETS, SUPPORTED_OPS};
+pub use qdq::export_qdq;
+pub use qdq_import::import_qdq;
 
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -34,6 +38,15 @@ pub fn is_onnx_path(path: &Path) -> bool {
 
 /// Reads an ONNX classifier from a file (see [`import`]); errors name the file.
 pub fn load(path: &Path) -> Result<Model> {
+    let (bytes, stem) = read(path)?;
+    import(&bytes, &stem).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// The file's bytes (size checked) and stem.
+fn read(path: &Path) -> Result<(Vec<u8>, String)> {
     let in_file = |msg: String| Error::File {
         path: path.to_path_buf(),
         msg,
@@ -51,12 +64,37 @@ pub fn load(path: &Path) -> Result<Model> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    import(&bytes, &stem).map_err(|e| in_file(e.to_string()))
+    Ok((bytes, stem))
+}
+
+/// Reads a QDQ ONNX model from a file as an INT8 model (see [`import_qdq`]).
+pub fn load_qdq(path: &Path) -> Result<crate::quant::QuantizedModel> {
+    let (bytes, stem) = read(path)?;
+    import_qdq(&bytes, &stem).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Whether the ONNX file at `path` holds a QDQ (quantized) model.
+pub fn is_qdq_file(path: &Path) -> Result<bool> {
+    let (bytes, _) = read(path)?;
+    let p = import::parse(&bytes, "")?;
+    Ok(qdq_import::has_qdq(&p.graph()?.node))
 }
 
 /// Writes [`export`]'s bytes to `path` atomically.
 pub fn write(model: &Model, path: &Path) -> Result<()> {
     let bytes = export(model)?;
+    crate::io::write_atomic(path, &bytes).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Writes [`export_qdq`]'s bytes to `path` atomically.
+pub fn write_qdq(model: &crate::quant::QuantizedModel, path: &Path) -> Result<()> {
+    let bytes = export_qdq(model)?;
     crate::io::write_atomic(path, &bytes).map_err(|e| Error::File {
         path: path.to_path_buf(),
         msg: e.to_string(),

@@ -115,6 +115,10 @@ pub struct NodeProto {
 pub mod attr_type {
     /// FLOAT.
     pub const FLOAT: i32 = 1;
+    /// UINT8.
+    pub const UINT8: i32 = 2;
+    /// INT8.
+    pub const INT8: i32 = 3;
     /// INT.
     pub const INT: i32 = 2;
     /// STRING.
@@ -158,6 +162,10 @@ pub struct AttributeProto {
 pub mod data_type {
     /// FLOAT.
     pub const FLOAT: i32 = 1;
+    /// UINT8.
+    pub const UINT8: i32 = 2;
+    /// INT8.
+    pub const INT8: i32 = 3;
     /// INT32.
     pub const INT32: i32 = 6;
     /// INT64.

@@ -9,6 +9,13 @@ pub enum Const {
     F32(crate::array::Array),
     /// INT32 or INT64 data, flattened.
     I64(Vec<i64>),
+    /// INT8 or UINT8 data (the quantized tensors of QDQ models), with its shape.
+    Int8 {
+        /// `data_type::INT8` or `data_type::UINT8`.
+        dt: i32,
+        shape: Vec<usize>,
+        values: Vec<i32>,
+    },
 }
 
 /// The most elements one tensor may claim: well above any CNN weight (VGG-19's largest is
@@ -120,8 +127,28 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
             };
             Ok(Const::I64(data))
         }
+        data_type::INT8 | data_type::UINT8 => {
+            let values: Vec<i32> = match raw_items(1)? {
+                Some(r) if dt == data_type::INT8 => r.iter().map(|&b| b as i8 as i32).collect(),
+                Some(r) => r.iter().map(|&b| b as i32).collect(),
+                // Without raw data, 8-bit values are stored widened in `int32_data`.
+                None => {
+                    check(t.int32_data.len(), "int32 values")?;
+                    let (lo, hi) = if dt == data_type::INT8 {
+                        (-128, 127)
+                    } else {
+                        (0, 255)
+                    };
+                    if let Some(v) = t.int32_data.iter().find(|v| !(lo..=hi).contains(*v)) {
+                        return Err(err(format!("value {v} does not fit its 8-bit type")));
+                    }
+                    t.int32_data.clone()
+                }
+            };
+            Ok(Const::Int8 { dt, shape, values })
+        }
         other => Err(err(format!(
-            "data type {other} is not supported (FLOAT, DOUBLE, INT32 and INT64 are)"
+            "data type {other} is not supported (FLOAT, DOUBLE, INT8, UINT8, INT32 and INT64 are)"
         ))),
     }
 }

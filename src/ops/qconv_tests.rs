@@ -192,6 +192,44 @@ fn large_conv_spans_workgroups_and_tiles() {
     }
 }
 
+/// ONNX-style zero points (as QDQ files carry them) on the input and the int8 output, uint8
+/// and int8: GPU and CPU reference stay bit-exact, and the int8 outputs stay in the shifted range.
+#[test]
+fn nonzero_zero_points_are_bit_exact() {
+    crate::ops::skip_without_gpu!();
+    for (unsigned_in, zin, out_unsigned, zout) in [
+        (true, 37, true, 200),
+        (false, -90, false, 60),
+        (true, 255, false, -128),
+        (false, 127, true, 3),
+    ] {
+        for act in [Act::Identity, Act::Relu] {
+            let case = Case {
+                unsigned_in,
+                output: Some(out_unsigned),
+                act,
+                ..base_case()
+            };
+            let (mut conv, mut x) = random_layer(&case, zin as u64 + 11);
+            conv.input = conv.input.with_zero_point(zin);
+            let out = conv.output.map(|o| o.with_zero_point(zout));
+            conv.output = out;
+            let (lo, hi) = conv.input.range();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+            x.fmt = conv.input;
+            x.q = x.q.iter().map(|_| rng.random_range(lo..=hi)).collect();
+            check(&conv, &x);
+            if act == Act::Identity {
+                let QResult::Q(y) = qconv2d(&conv, &x).unwrap() else {
+                    panic!("int8 output expected")
+                };
+                let (olo, ohi) = out.unwrap().range();
+                assert!(y.q.iter().all(|&v| (olo..=ohi).contains(&v)));
+            }
+        }
+    }
+}
+
 #[test]
 fn grouped_conv_with_groups_straddling_words() {
     crate::ops::skip_without_gpu!();

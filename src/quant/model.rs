@@ -88,9 +88,14 @@ pub struct Provenance {
 }
 
 impl QuantizedModel {
-    /// Loads an INT8 model written by [`QuantizedModel::save`].
+    /// Loads an INT8 model written by [`QuantizedModel::save`], or a QDQ `.onnx` file (see
+    /// [`crate::onnx::import_qdq`]).
     pub fn load(path: impl AsRef<Path>) -> Result<QuantizedModel> {
-        Self::load_file(path.as_ref())
+        let path = path.as_ref();
+        if crate::onnx::is_onnx_path(path) {
+            return crate::onnx::load_qdq(path);
+        }
+        Self::load_file(path)
     }
 
     /// Writes the model as safetensors (atomically), with its provenance in the metadata.

@@ -1,0 +1,284 @@
+//! INT8 models as QDQ ONNX and back: exact round trips, ONNX Runtime on the exported file,
+//! malformed QDQ files, and a model from ONNX Runtime's `quantize_static` (when
+//! `SYNTHCAL_ORT_PYTHON` names a Python with onnxruntime).
+
+mod common;
+
+use prost::Message;
+use synthcal::onnx::{self, proto};
+use synthcal::quant::QuantizedModel;
+use synthcal::{Images, Model, QuantOptions};
+
+fn images(n: usize, seed: u64) -> Images {
+    let mut s = seed;
+    let px = (0..n * 3 * 32 * 32)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 56) as u8
+        })
+        .collect();
+    Images::new(px, 32, 32).unwrap()
+}
+
+fn quantized(arch: &str, opts: &QuantOptions) -> QuantizedModel {
+    let m = Model::random(arch, 3).unwrap();
+    let source = synthcal::CalibSource::Noise {
+        per_class: 1,
+        seed: 0,
+    };
+    synthcal::quantize(&common::gpu(), &m, &source, opts).unwrap()
+}
+
+/// INT8 -> QDQ -> import: the same layers (weights, scales, zero points, the same int32
+/// biases after requantization), the same graph, and bit-identical logits.
+#[test]
+fn int8_models_round_trip_through_qdq_exactly() {
+    common::skip_without_gpu!();
+    let per_channel = QuantOptions {
+        depthwise_per_channel: true,
+        ..Default::default()
+    };
+    let cases = [
+        ("resnet20", QuantOptions::default()),
+        ("akamaster_resnet20", QuantOptions::default()),
+        ("mobilenetv2_x0_5", per_channel),
+        ("shufflenetv2_x0_5", QuantOptions::default()),
+    ];
+    let gpu = common::gpu();
+    for (arch, opts) in cases {
+        let mut qm = quantized(arch, &opts);
+        // A layer kept in FP32 stays float, and a nonzero zero point travels.
+        let fp32 = *qm.layers.keys().nth(1).unwrap();
+        qm = qm.clone_without(fp32);
+        let first = *qm.layers.keys().next().unwrap();
+        let l = qm.layers.get_mut(&first).unwrap();
+        l.input = l
+            .input
+            .with_zero_point(if l.input.unsigned { 7 } else { -5 });
+        let back = onnx::import_qdq(&onnx::export_qdq(&qm).unwrap(), "x").unwrap();
+        assert_eq!(back.graph.nodes.len(), qm.graph.nodes.len(), "{arch}");
+        assert_eq!(
+            back.layers.keys().collect::<Vec<_>>(),
+            qm.layers.keys().collect::<Vec<_>>(),
+            "{arch}"
+        );
+        assert!(!back.layers.contains_key(&fp32), "{arch}");
+        for (k, a) in &qm.layers {
+            let b = &back.layers[k];
+            assert_eq!(a.weights, b.weights, "{arch} layer {k}");
+            assert_eq!(a.input, b.input, "{arch} layer {k}");
+            assert_eq!(a.input_channel_scales, b.input_channel_scales, "{arch} {k}");
+            assert_eq!(
+                (a.act, a.stride, a.pad, a.groups),
+                (b.act, b.stride, b.pad, b.groups)
+            );
+            assert_eq!(
+                a.requant().unwrap(),
+                b.requant().unwrap(),
+                "{arch} layer {k}"
+            );
+        }
+        if arch == "mobilenetv2_x0_5" {
+            assert!(back
+                .layers
+                .values()
+                .any(|l| l.input_channel_scales.is_some()));
+        }
+        let x = images(3, 5);
+        let (p, q) = (
+            qm.predict(&gpu, &x).unwrap(),
+            back.predict(&gpu, &x).unwrap(),
+        );
+        assert_eq!(p.values(), q.values(), "{arch}");
+        assert_eq!(back.norm, qm.norm);
+        assert_eq!(back.class_names, qm.class_names);
+    }
+}
+
+fn qdq_proto() -> proto::ModelProto {
+    let qm = quantized("resnet20", &QuantOptions::default());
+    proto::ModelProto::decode(&onnx::export_qdq(&qm).unwrap()[..]).unwrap()
+}
+
+fn init<'a>(p: &'a mut proto::ModelProto, name: &str) -> &'a mut proto::TensorProto {
+    p.graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no initializer {name}"))
+}
+
+fn qdq_err(p: &proto::ModelProto) -> String {
+    onnx::import_qdq(&p.encode_to_vec(), "bad")
+        .err()
+        .expect("import should fail")
+        .to_string()
+}
+
+#[test]
+fn malformed_qdq_files_are_refused_by_name() {
+    // A zero point outside uint8.
+    let mut p = qdq_proto();
+    let z = init(&mut p, "layer1.0.conv1:x_zero_point");
+    z.raw_data = None;
+    z.int32_data = vec![300];
+    let e = qdq_err(&p);
+    assert!(
+        e.contains("layer1.0.conv1:x_zero_point") && e.contains("300"),
+        "{e}"
+    );
+    // A scale of 0.
+    let mut p = qdq_proto();
+    init(&mut p, "layer1.0.conv1:x_scale").raw_data = Some(0f32.to_le_bytes().to_vec());
+    let e = qdq_err(&p);
+    assert!(
+        e.contains("layer1.0.conv1:dequantize") && e.contains("scale 0 "),
+        "{e}"
+    );
+    // Weights that are not int8.
+    let mut p = qdq_proto();
+    let w = init(&mut p, "layer1.0.conv1.qweight");
+    w.data_type = Some(2);
+    let z = init(&mut p, "layer1.0.conv1.weight:zero_point");
+    z.data_type = Some(2);
+    let e = qdq_err(&p);
+    assert!(
+        e.contains("layer1.0.conv1") && e.contains("is not int8"),
+        "{e}"
+    );
+    // An FP32 file is not an INT8 model, and a QDQ file is not an FP32 one.
+    let fp32 = onnx::export(&Model::random("resnet20", 1).unwrap()).unwrap();
+    let e = onnx::import_qdq(&fp32, "f").err().unwrap().to_string();
+    assert!(e.contains("an FP32 model"), "{e}");
+    let e = onnx::import(&qdq_proto().encode_to_vec(), "q")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("QDQ") && e.contains("INT8"), "{e}");
+}
+
+/// Runs `tools/<script>` with the test Python; false (after a skip note) without one.
+fn python() -> Option<std::ffi::OsString> {
+    let p = std::env::var_os("SYNTHCAL_ORT_PYTHON");
+    if p.is_none() {
+        common::skip("SYNTHCAL_ORT_PYTHON is not set (a Python with onnxruntime and numpy)");
+    }
+    p
+}
+
+/// Normalized images as little-endian f32, as the exported graphs take them.
+fn write_input(x: &Images, norm: synthcal::models::Normalization, path: &std::path::Path) {
+    let plane = 32 * 32;
+    let xs: Vec<u8> = x
+        .pixels()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &p)| {
+            let c = (i / plane) % 3;
+            ((p as f32 / 255.0 - norm.mean[c]) / norm.std[c]).to_le_bytes()
+        })
+        .collect();
+    std::fs::write(path, xs).unwrap();
+}
+
+fn ort_logits(
+    python: &std::ffi::OsStr,
+    model: &std::path::Path,
+    dir: &std::path::Path,
+) -> Vec<f32> {
+    let (input, output) = (dir.join("x.f32"), dir.join("y.f32"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ort_logits.py");
+    let st = std::process::Command::new(python)
+        .args([
+            script.as_ref(),
+            model.as_os_str(),
+            input.as_os_str(),
+            output.as_os_str(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    std::fs::read(&output)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn argmax(v: &[f32], k: usize) -> Vec<usize> {
+    v.chunks(k)
+        .map(|r| (0..k).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+        .collect()
+}
+
+/// ONNX Runtime runs the exported QDQ file and mostly agrees with synthcal's INT8 kernels
+/// (they differ only by rounding order).
+#[test]
+fn onnx_runtime_runs_exported_qdq_like_synthcal() {
+    common::skip_without_gpu!();
+    let Some(py) = python() else { return };
+    let dir = std::env::temp_dir().join(format!("synthcal-qdq-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let qm = quantized("resnet20", &QuantOptions::default());
+    let model = dir.join("q.onnx");
+    onnx::write_qdq(&qm, &model).unwrap();
+    let x = images(32, 9);
+    write_input(&x, qm.norm, &dir.join("x.f32"));
+    let ort = ort_logits(&py, &model, &dir);
+    let ours = qm.predict(&common::gpu(), &x).unwrap();
+    assert_eq!(ort.len(), ours.values().len());
+    let (a, b) = (argmax(&ort, 10), argmax(ours.values(), 10));
+    let agree = a.iter().zip(&b).filter(|(p, q)| p == q).count();
+    let scale = ours.values().iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = ort
+        .iter()
+        .zip(ours.values())
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    eprintln!("ORT vs synthcal INT8: {agree}/32 agree, max |logit diff| {worst} of {scale}");
+    assert!(agree >= 29, "{agree}/32");
+    assert!(worst <= 0.05 * scale, "{worst} of {scale}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A ResNet-20 quantized by ONNX Runtime's `quantize_static` (per channel, MinMax, a few
+/// random calibration images) loads as an INT8 model and agrees with ONNX Runtime.
+#[test]
+fn onnx_runtime_quantize_static_models_import() {
+    common::skip_without_gpu!();
+    let Some(py) = python() else { return };
+    let has_quant = std::process::Command::new(&py)
+        .args(["-c", "import onnxruntime.quantization, onnx"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_quant {
+        common::skip("the test Python lacks onnxruntime.quantization or onnx");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("synthcal-qdq-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = Model::random("akamaster_resnet20", 4).unwrap();
+    let (fp32, q) = (dir.join("m.onnx"), dir.join("q.onnx"));
+    onnx::write(&m, &fp32).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ort-quantize.py");
+    let st = std::process::Command::new(&py)
+        .args([script.as_ref(), fp32.as_os_str(), q.as_os_str()])
+        .args(["--random", "16"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    let qm = QuantizedModel::load(&q).unwrap();
+    assert!(qm.layers.len() >= 19, "{} INT8 layers", qm.layers.len());
+    let x = images(32, 21);
+    write_input(&x, qm.norm, &dir.join("x.f32"));
+    let ort = ort_logits(&py, &q, &dir);
+    let ours = qm.predict(&common::gpu(), &x).unwrap();
+    let (a, b) = (argmax(&ort, 10), argmax(ours.values(), 10));
+    let agree = a.iter().zip(&b).filter(|(p, q)| p == q).count();
+    eprintln!("quantize_static model: synthcal agrees with ONNX Runtime on {agree}/32");
+    assert!(agree >= 28, "{agree}/32");
+    std::fs::remove_dir_all(&dir).ok();
+}
