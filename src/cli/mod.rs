@@ -87,10 +87,10 @@ enum Cmd {
         #[arg(long)]
         classes: Option<PathBuf>,
     },
-    /// Export an FP32 classifier as ONNX (opset 13; normalization and class names in its
-    /// metadata). INT8 (QDQ) export is not implemented yet.
+    /// Export a classifier as ONNX (opset 13; normalization and class names in its metadata):
+    /// an FP32 model as plain ONNX, an INT8 model in the QDQ format.
     Export {
-        /// The model (any weights file `--model` accepts).
+        /// The model: any weights file `--model` accepts, or an INT8 model file.
         model: PathBuf,
         /// Output .onnx file (written atomically).
         #[arg(short, long)]
