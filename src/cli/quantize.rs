@@ -39,10 +39,11 @@ pub struct QuantizeArgs {
     /// estimator, max|w| weights); it cannot be combined with --estimator / --weight-range.
     #[arg(long, value_enum, conflicts_with_all = ["estimator", "weight_range"])]
     pub preset: Option<Preset>,
-    /// Activation range estimator [default: the best measured fidelity, see QuantOptions].
+    /// Activation range estimator [default: mse, the best fidelity measured (logit RMSE
+    /// against FP32) on ResNet-20 at W8A8].
     #[arg(long, value_enum)]
     pub estimator: Option<RangeEstimator>,
-    /// How each output channel's weight clipping range is chosen [default: as QuantOptions].
+    /// How each output channel's weight clipping range is chosen [default: min-max].
     #[arg(long, value_enum)]
     pub weight_range: Option<WeightRange>,
     /// Bits per weight (per-channel symmetric).

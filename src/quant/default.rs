@@ -17,6 +17,10 @@ use std::sync::Arc;
 
 /// How [`crate::quantize`] quantizes. The defaults are POT's DefaultQuantization with the
 /// range estimator of best fidelity; [`QuantOptions::pot`] is POT's exact recipe.
+///
+/// Measured at W8A8 on akamaster's ResNet-20 (1,000 real calibration images, the first 2,000
+/// test images, logit RMSE against FP32): MSE 0.170 (agreement 99.45%), min-max 0.175
+/// (99.25%), percentile 0.276 (99.20%), KL 2.52 (93.95%): MSE is the default.
 #[derive(Clone, Debug)]
 pub struct QuantOptions {
     /// Default (every layer INT8) or accuracy-aware (revert the most harmful ones).
@@ -79,7 +83,7 @@ impl Default for QuantOptions {
             algorithm: super::Algorithm::Default,
             max_drop: 0.01,
             keep_fp32: Vec::new(),
-            estimator: RangeEstimator::Pot,
+            estimator: RangeEstimator::Mse,
             bias_correction: true,
             bias_subset: 500,
             batch: 250,
