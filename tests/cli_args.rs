@@ -111,6 +111,31 @@ fn max_drop_outside_zero_to_one_is_refused() {
 }
 
 #[test]
+fn bit_widths_and_the_pot_preset_are_checked_at_parse_time() {
+    let d = tmp("bits");
+    let out = d.join("q.safetensors");
+    let o = out.to_str().unwrap();
+    let base = ["quantize", "--model", "m", "--calib", "noise", "-o", o];
+    for (flag, bad) in [
+        ("--wbits", "5"),
+        ("--wbits", "1"),
+        ("--abits", "3"),
+        ("--abits", "x"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain([flag, bad]).collect();
+        refused(&d, &args, &[flag, &format!("`{bad}` is not one of")], &out);
+    }
+    for other in ["--estimator", "--weight-range"] {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--preset", "pot", other, "mse"])
+            .collect();
+        refused(&d, &args, &["--preset", "cannot be used with"], &out);
+    }
+}
+
+#[test]
 fn zero_batch_and_limit_say_at_least_one() {
     let d = tmp("zero");
     let out = d.join("out");

@@ -123,6 +123,108 @@ fn int8_files_round_trip() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// W4A4 with the ends at 8 bits: the widths are as asked and reported, 4-bit weights are
+/// stored two per byte and round-trip, the GPU agrees with the CPU integer reference, and a
+/// file with a bad width or a short packed tensor is refused, naming the file and tensor.
+#[test]
+fn low_bit_models_are_packed_and_validated() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let a = arch("resnet20").unwrap();
+    let model = Model::new(a.clone(), random_params(&a, 3)).unwrap();
+    let opts = QuantOptions {
+        bias_subset: 20,
+        batch: 10,
+        wbits: 4,
+        abits: 4,
+        ends_at_8bit: true,
+        estimator: synthcal::quant::RangeEstimator::Mse,
+        weight_range: synthcal::quant::WeightRange::Mse,
+        ..Default::default()
+    };
+    let q = default_quantization(&gpu, &model, &noise_set(40, 5), &opts).unwrap();
+    let bits = q.layer_bits();
+    let n = bits.len();
+    assert!(n > 2);
+    for (k, b) in bits.iter().enumerate() {
+        let want = if k == 0 || k + 1 == n { 8 } else { 4 };
+        assert_eq!((b.weights, b.inputs), (want, want), "{}", b.name);
+    }
+    for l in q.layers.values().filter(|l| l.weights.bits == 4) {
+        assert!(l.weights.q.iter().all(|v| v.abs() <= 7));
+        assert_eq!(l.input.range().1 - l.input.range().0, 15);
+    }
+    let x = Array::random(&[2, 3, 32, 32], 11);
+    let (got, want) = (gpu_logits(&q, &x), q.cpu_logits(&x).unwrap());
+    let scale = want.data.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(&want.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err / scale < 2e-2, "max diff {err} (logit scale {scale})");
+
+    let dir = std::env::temp_dir().join(format!("synthcal-q4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    q.save(&path).unwrap();
+    let back = QuantizedModel::load(&path).unwrap();
+    assert_eq!(back.layers, q.layers);
+    assert_eq!(back.layer_bits(), bits);
+    let (tensors, meta) = synthcal::io::read_safetensors(&path).unwrap();
+    let name = &bits[1].name;
+    let packed = format!("{name}.qweight_packed");
+    let numel: usize = q.layers.values().nth(1).unwrap().weights.q.len();
+    let t = &tensors
+        .iter()
+        .find(|(n, _)| *n == packed)
+        .expect("packed")
+        .1;
+    assert_eq!(t.shape, [numel.div_ceil(2)]);
+    assert!(!tensors.iter().any(|(n, _)| *n == format!("{name}.qweight")));
+    assert!(tensors
+        .iter()
+        .any(|(n, _)| *n == format!("{}.qweight", bits[0].name)));
+
+    // One byte short.
+    let short: Vec<_> = tensors
+        .iter()
+        .cloned()
+        .map(|(n, mut t)| {
+            if n == packed {
+                if let synthcal::io::TensorValues::I8(v) = &mut t.values {
+                    v.pop();
+                }
+                t.shape[0] -= 1;
+            }
+            (n, t)
+        })
+        .collect();
+    let bad = dir.join("short.safetensors");
+    synthcal::io::write_tensor_data(&bad, &short, &meta).unwrap();
+    let e = QuantizedModel::load(&bad).err().expect("short").to_string();
+    assert!(
+        e.contains("short.safetensors") && e.contains("qweight_packed"),
+        "{e}"
+    );
+    // A width the kernels do not have.
+    let mut m9 = meta.clone();
+    let layers = m9["layers"].replacen("\"weight_bits\":4", "\"weight_bits\":9", 1);
+    assert_ne!(layers, m9["layers"]);
+    m9.insert("layers".into(), layers);
+    let bad = dir.join("nine.safetensors");
+    synthcal::io::write_tensor_data(&bad, &tensors, &m9).unwrap();
+    let e = QuantizedModel::load(&bad)
+        .err()
+        .expect("9 bits")
+        .to_string();
+    assert!(
+        e.contains("nine.safetensors") && e.contains("9 bits per weight"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_calibration_sets_are_refused() {
     common::skip_without_gpu!();

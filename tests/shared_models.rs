@@ -176,7 +176,7 @@ fn shufflenet_int8_in_both_depthwise_modes() {
     for (per_channel, bound) in [(false, 0.29 + 2.0), (true, 4.99 + 2.0)] {
         let opts = synthcal::quant::QuantOptions {
             depthwise_per_channel: per_channel,
-            ..Default::default()
+            ..synthcal::quant::QuantOptions::pot()
         };
         let q = synthcal::quant::default_quantization(&gpu, &model, &calib, &opts).unwrap();
         let l = int8_logits(&q, &test);
@@ -230,9 +230,8 @@ fn reproduce_numbers_match_an_independent_recomputation() {
     let calib = set
         .load(&gpu, "noise", Some(&model), &Default::default())
         .unwrap();
-    let opts = synthcal::quant::QuantOptions {
-        ..Default::default()
-    };
+    // reproduce runs POT's recipe.
+    let opts = synthcal::quant::QuantOptions::pot();
     let q = synthcal::quant::default_quantization(&gpu, &model, &calib, &opts).unwrap();
     let file = dir.join("r20.int8.safetensors");
     q.save(&file).unwrap();

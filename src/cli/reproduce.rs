@@ -156,11 +156,12 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                         )))
                     }
                 };
+                // The study's recipe, so that its table keeps its numbers.
                 let opts = QuantOptions {
                     algorithm,
                     max_drop: args.max_drop,
                     hooks: hooks.clone(),
-                    ..Default::default()
+                    ..QuantOptions::pot()
                 };
                 let q = quantize_with_set(gpu, &model, calib, &opts)?;
                 let quality = match qualities.iter().find(|(k, _)| *k == key) {

@@ -123,6 +123,7 @@ mod tests {
         let conv = QConv {
             weights: QWeights {
                 shape: [1, 2, 1, 1],
+                bits: 8,
                 q: vec![3, -2],
                 scale: vec![0.5],
             },

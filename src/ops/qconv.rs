@@ -591,6 +591,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
         let desc = QConv {
             weights: crate::quant::int8::QWeights {
                 shape: ws,
+                bits: 8,
                 q: (0..ws.iter().product())
                     .map(|_| rng.random_range(-127..=127))
                     .collect(),
@@ -650,3 +651,7 @@ pub fn int8_bench(gpu: &Gpu, quick: bool) -> Result<Vec<(String, f64, f64)>> {
 #[cfg(test)]
 #[path = "qconv_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "qconv_lowbit_tests.rs"]
+mod lowbit_tests;

@@ -45,6 +45,7 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
     let numel = shape.iter().product();
     let weights = QWeights {
         shape,
+        bits: 8,
         q: (0..numel).map(|_| rng.random_range(-127..=127)).collect(),
         scale: (0..case.co)
             .map(|_| rng.random_range(0.001..0.02))
@@ -535,6 +536,7 @@ fn requantization_rounds_half_to_even() {
     let conv = QConv {
         weights: QWeights {
             shape: [1, 1, 1, 1],
+            bits: 8,
             q: vec![1],
             scale: vec![0.5],
         },
@@ -781,6 +783,7 @@ fn dyadic_layer(rng: &mut impl Rng, case: &Case, per_channel: bool) -> (QConv, Q
     let mut conv = QConv {
         weights: QWeights {
             shape,
+            bits: 8,
             q: (0..shape.iter().product())
                 .map(|_| rng.random_range(-wmax..=wmax))
                 .collect(),

@@ -167,35 +167,100 @@ impl QArray {
 pub struct QWeights {
     /// `[co, ci / groups, kh, kw]`.
     pub shape: [usize; 4],
-    /// The integer weights, in `[-127, 127]`.
+    /// The integer weights, in `[-(2^(bits-1) - 1), 2^(bits-1) - 1]`.
     pub q: Vec<i8>,
     /// One scale per output channel.
     pub scale: Vec<f32>,
+    /// Bits per weight, 2 to 8 (the kernels hold every width in one i8 each).
+    pub bits: u32,
+}
+
+/// How each output channel's clipping range of the weights is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum WeightRange {
+    /// max|w| (POT).
+    #[default]
+    #[cfg_attr(feature = "cli", value(alias = "minmax"))]
+    MinMax,
+    /// The clip with the least squared quantization error of the channel's weights.
+    Mse,
 }
 
 impl QWeights {
-    /// Symmetric narrow-range quantization: `scale = max|w| / 127` per output channel (a dead
-    /// channel gets 1/127 so its bias stays finely representable).
+    /// 8-bit symmetric narrow-range quantization: `scale = max|w| / 127` per output channel (a
+    /// dead channel gets 1/127 so its bias stays finely representable).
     pub fn quantize(w: &Array) -> Result<QWeights> {
+        Self::quantize_bits(w, 8, WeightRange::MinMax)
+    }
+
+    /// The largest integer of `bits`-bit narrow-range weights.
+    pub fn qmax(bits: u32) -> i32 {
+        (1 << (bits.clamp(2, 8) - 1)) - 1
+    }
+
+    /// Symmetric narrow-range `bits`-bit quantization per output channel: `scale = clip / qmax`
+    /// with `clip` chosen by `range`.
+    pub fn quantize_bits(w: &Array, bits: u32, range: WeightRange) -> Result<QWeights> {
         let shape = match *w.shape.as_slice() {
             [co, ci, kh, kw] => [co, ci, kh, kw],
             [o, i] => [o, i, 1, 1],
             _ => return shape_err("quantize weights", format!("got shape {:?}", w.shape)),
         };
+        if !(2..=8).contains(&bits) {
+            return shape_err(
+                "quantize weights",
+                format!("{bits} bits (2 to 8 supported)"),
+            );
+        }
+        let qmax = Self::qmax(bits);
+        let l = qmax as f32;
         let per = shape[1] * shape[2] * shape[3];
         let mut q = Vec::with_capacity(w.data.len());
         let mut scale = Vec::with_capacity(shape[0]);
         for row in w.data.chunks(per.max(1)) {
-            let m = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let s = if m > 0.0 { m / 127.0 } else { 1.0 / 127.0 };
+            let m = match range {
+                WeightRange::MinMax => row.iter().fold(0.0f32, |m, v| m.max(v.abs())),
+                WeightRange::Mse => super::histogram::weight_mse_clip(row, qmax as u32),
+            };
+            let s = if m > 0.0 { m / l } else { 1.0 / l };
             let inv = 1.0 / s;
             q.extend(
                 row.iter()
-                    .map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8),
+                    .map(|&v| (v * inv).round_ties_even().clamp(-l, l) as i8),
             );
             scale.push(s);
         }
-        Ok(QWeights { shape, q, scale })
+        Ok(QWeights {
+            shape,
+            q,
+            scale,
+            bits,
+        })
+    }
+
+    /// Two weights per byte (element 2k in the low nibble, 2k + 1 in the high one, two's
+    /// complement), for widths of at most 4 bits.
+    pub fn pack(&self) -> Vec<i8> {
+        self.q
+            .chunks(2)
+            .map(|p| {
+                let lo = (p[0] as u8) & 0xf;
+                let hi = (p.get(1).copied().unwrap_or(0) as u8) & 0xf;
+                (lo | hi << 4) as i8
+            })
+            .collect()
+    }
+
+    /// The inverse of [`QWeights::pack`] for `n` weights (`packed` must hold `n.div_ceil(2)`).
+    pub fn unpack(packed: &[i8], n: usize) -> Vec<i8> {
+        // Shifting the nibble to the top and back sign-extends it.
+        let nib = |b: u8| ((b << 4) as i8) >> 4;
+        packed
+            .iter()
+            .flat_map(|&b| [nib(b as u8), nib((b as u8) >> 4)])
+            .take(n)
+            .collect()
     }
 }
 
@@ -510,5 +575,27 @@ mod tests {
         assert_eq!(q.shape, [2, 3, 1, 1]);
         assert_eq!(&q.q[..3], &[127, -64, 32]);
         assert_eq!(q.scale[0], 1.0 / 127.0);
+        let q4 = QWeights::quantize_bits(&w, 4, WeightRange::MinMax).unwrap();
+        // -0.5 / (1/7) is -3.4999998 in f32, so no tie.
+        assert_eq!(
+            (&q4.q[..3], q4.scale[0], q4.bits),
+            (&[7, -3, 2][..], 1.0 / 7.0, 4)
+        );
+        assert!(QWeights::quantize_bits(&w, 9, WeightRange::MinMax).is_err());
+    }
+
+    #[test]
+    fn nibbles_pack_and_unpack() {
+        let all: Vec<i8> = (-8..8).chain([3, -1, 7]).collect();
+        let w = QWeights {
+            shape: [1, all.len(), 1, 1],
+            q: all.clone(),
+            scale: vec![1.0],
+            bits: 4,
+        };
+        let p = w.pack();
+        assert_eq!(p.len(), all.len().div_ceil(2));
+        assert_eq!(p[0] as u8, 0x98); // -8 low, -7 high
+        assert_eq!(QWeights::unpack(&p, all.len()), all);
     }
 }

@@ -1,9 +1,11 @@
 //! INT8 post-training quantization following OpenVINO POT (see `scheme` for the quantizers).
 
+pub mod histogram;
 pub mod int8;
 pub mod observer;
 pub mod scheme;
 
+pub use int8::WeightRange;
 pub use observer::{Observer, RangeEstimator};
 pub use scheme::activation_format;
 pub mod accuracy_aware;
@@ -12,6 +14,6 @@ pub mod model;
 
 pub use accuracy_aware::{accuracy_aware, AccuracyAwareReport};
 pub use default::{default_quantization, QuantOptions};
-pub use model::{Provenance, QuantizedModel};
+pub use model::{LayerBits, Provenance, QuantizedModel};
 mod quantize;
 pub use quantize::{quantize, quantize_with_set, Algorithm};

@@ -55,6 +55,27 @@ struct LayerMeta {
     /// Depthwise layers: per-channel input scales (exact: JSON floats round-trip).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     input_channel_scales: Option<Vec<f32>>,
+    /// Bits per weight (files without it: 8). At 4 bits or fewer the weights are stored
+    /// packed, two per byte, as `.qweight_packed` of `weight_shape`.
+    #[serde(default = "eight", skip_serializing_if = "is_eight")]
+    weight_bits: u32,
+    /// The weights' shape when they are packed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight_shape: Option<[usize; 4]>,
+}
+
+/// Weights of at most this many bits are stored two per byte.
+pub const PACKED_BITS: u32 = 4;
+
+/// The bit widths of one quantized layer, as [`QuantizedModel::layer_bits`] reports them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerBits {
+    /// The node's name.
+    pub name: String,
+    /// Bits per weight.
+    pub weights: u32,
+    /// Bits per input activation.
+    pub inputs: u32,
 }
 
 fn eight() -> u32 {
@@ -134,6 +155,18 @@ impl QuantizedModel {
         }
     }
 
+    /// The bit widths of every quantized layer, in graph order.
+    pub fn layer_bits(&self) -> Vec<LayerBits> {
+        self.layers
+            .iter()
+            .map(|(&l, q)| LayerBits {
+                name: self.graph.nodes[l].name.clone(),
+                weights: q.weights.bits,
+                inputs: q.input.bits,
+            })
+            .collect()
+    }
+
     /// Names of the conv/linear layers that run in FP32.
     pub fn fp32_layers(&self) -> Vec<String> {
         (0..self.graph.nodes.len())
@@ -205,19 +238,34 @@ impl QuantizedModel {
                 input_bits: q.input.bits,
                 input_zero_point: q.input.zero_point,
                 input_channel_scales: q.input_channel_scales.clone(),
+                weight_bits: q.weights.bits,
+                weight_shape: (q.weights.bits <= PACKED_BITS).then_some(q.weights.shape),
             })
             .collect();
         meta.insert("layers".into(), json(&lm)?);
         meta.insert("fp32_layers".into(), json(&self.fp32_layers())?);
+        let packed: HashMap<ValueId, Vec<i8>> = self
+            .layers
+            .iter()
+            .filter(|(_, q)| q.weights.bits <= PACKED_BITS)
+            .map(|(&l, q)| (l, q.weights.pack()))
+            .collect();
         let mut tensors: Vec<(String, Vec<usize>, TensorSlice)> = Vec::new();
         for (&node, q) in &self.layers {
             let name = &self.graph.nodes[node].name;
             let co = q.weights.shape[0];
-            tensors.push((
-                format!("{name}.qweight"),
-                q.weights.shape.to_vec(),
-                TensorSlice::I8(&q.weights.q),
-            ));
+            tensors.push(match packed.get(&node) {
+                Some(p) => (
+                    format!("{name}.qweight_packed"),
+                    vec![p.len()],
+                    TensorSlice::I8(p),
+                ),
+                None => (
+                    format!("{name}.qweight"),
+                    q.weights.shape.to_vec(),
+                    TensorSlice::I8(&q.weights.q),
+                ),
+            });
             tensors.push((
                 format!("{name}.wscale"),
                 vec![co],
@@ -344,7 +392,8 @@ impl QuantizedModel {
 }
 
 /// One INT8 layer of a file: its node must be a single-input conv/linear, and its tensors
-/// (`.qweight` i8 `[co, ci/g, kh, kw]`, `.wscale` `[co]`, `.qbias` `[co]`) must fit it.
+/// (`.qweight` i8 `[co, ci/g, kh, kw]`, or `.qweight_packed` i8 `[ceil(numel / 2)]` at 4 bits
+/// or fewer; `.wscale` `[co]`, `.qbias` `[co]`) must fit it.
 fn load_layer(
     graph: &Graph,
     l: &LayerMeta,
@@ -374,20 +423,47 @@ fn load_layer(
             .remove(&name)
             .ok_or_else(|| format!("tensor `{name}` missing"))
     };
-    let w = take("qweight")?;
+    let bits = l.weight_bits;
+    if !(2..=8).contains(&bits) {
+        return Err(format!("{bits} bits per weight (2 to 8 are supported)"));
+    }
+    let packed = bits <= PACKED_BITS;
+    let w = take(if packed { "qweight_packed" } else { "qweight" })?;
     let s = take("wscale")?;
     let (TensorValues::I8(q), TensorValues::F32(scale)) = (w.values, s.values) else {
         return Err("qweight must be I8 and wscale F32".into());
     };
-    let shape: [usize; 4] = w
-        .shape
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("qweight has shape {:?}, expected 4-d", w.shape))?;
-    if shape.contains(&0)
-        || shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(q.len())
-    {
-        return Err(format!("qweight has shape {shape:?}"));
+    let shape: [usize; 4] = match (packed, l.weight_shape) {
+        (true, Some(s)) => s,
+        (true, None) => return Err(format!("{bits}-bit weights without `weight_shape`")),
+        (false, _) => w
+            .shape
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("qweight has shape {:?}, expected 4-d", w.shape))?,
+    };
+    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let q = match numel {
+        Some(n) if !shape.contains(&0) && packed => {
+            if w.shape != [n.div_ceil(2)] || q.len() != n.div_ceil(2) {
+                return Err(format!(
+                    "qweight_packed has shape {:?}, expected [{}] for {n} weights {shape:?}",
+                    w.shape,
+                    n.div_ceil(2)
+                ));
+            }
+            QWeights::unpack(&q, n)
+        }
+        Some(n) if !shape.contains(&0) && n == q.len() => q,
+        _ => return Err(format!("qweight has shape {shape:?}")),
+    };
+    if bits < 8 {
+        let m = QWeights::qmax(bits);
+        if let Some(v) = q.iter().find(|&&v| (v as i32).abs() > m) {
+            return Err(format!(
+                "weight {v} outside the {bits}-bit range [-{m}, {m}]"
+            ));
+        }
     }
     let co = shape[0];
     if s.shape != [co] {
@@ -412,7 +488,12 @@ fn load_layer(
     .with_zero_point(l.input_zero_point);
     input.check().map_err(|e| format!("input format: {e}"))?;
     Ok(QConv {
-        weights: QWeights { shape, q, scale },
+        weights: QWeights {
+            shape,
+            q,
+            scale,
+            bits,
+        },
         bias,
         stride,
         pad,

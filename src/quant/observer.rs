@@ -1,4 +1,7 @@
-//! Activation range estimation from per-sample statistics, as POT aggregates them.
+//! Activation range estimation: from per-sample statistics, as POT aggregates them, or from a
+//! histogram of all values (`histogram`).
+
+use super::histogram::Histogram;
 
 /// How per-sample statistics become one range.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -13,6 +16,30 @@ pub enum RangeEstimator {
     /// Like `Pot`, but each sample contributes its 1e-4 / (1 - 1e-4) quantiles instead of its
     /// extremes (POT's quantile estimator with outlier probability 1e-4).
     Quantile,
+    /// The 1 - 1e-4 quantile of |x| over all values of all samples.
+    Percentile,
+    /// The clip that minimizes the expected squared quantization error (rounding and clipping)
+    /// at the format's bit width, on a histogram of all values.
+    Mse,
+    /// TensorRT's entropy calibration: the clip minimizing the KL divergence between the
+    /// clipped and the quantized histogram (2048 bins).
+    Kl,
+}
+
+impl RangeEstimator {
+    /// Whether the estimator needs the values themselves (read back from the GPU), not only
+    /// per-sample extremes.
+    pub fn reads_values(self) -> bool {
+        !matches!(self, RangeEstimator::Pot | RangeEstimator::MinMax)
+    }
+
+    /// Whether the range comes from a histogram of all values (per tensor only).
+    pub fn uses_histogram(self) -> bool {
+        matches!(
+            self,
+            RangeEstimator::Percentile | RangeEstimator::Mse | RangeEstimator::Kl
+        )
+    }
 }
 
 /// The share of values the quantile estimator treats as outliers (per tail).
@@ -25,6 +52,8 @@ pub struct Observer {
     pub channels: usize,
     /// One entry per (sample, channel): (min, max, abs-max).
     pub samples: Vec<[f32; 3]>,
+    /// |x| of all values (histogram estimators only).
+    pub hist: Histogram,
 }
 
 impl Observer {
@@ -33,6 +62,7 @@ impl Observer {
         Observer {
             channels: channels.max(1),
             samples: Vec::new(),
+            hist: Histogram::default(),
         }
     }
 
@@ -61,6 +91,35 @@ impl Observer {
         Observer {
             channels: 1,
             samples,
+            hist: self.hist.clone(),
+        }
+    }
+
+    /// The per-tensor (min, max) of `bits`-bit values: a histogram estimator's symmetric clip
+    /// (`(0, c)` when no value was negative), else the per-sample aggregate.
+    pub fn range(&self, est: RangeEstimator, bits: u32) -> (f32, f32) {
+        let o = self.collapse();
+        if !est.uses_histogram() {
+            return o.ranges(est)[0];
+        }
+        let lo = o.samples.iter().map(|r| r[0]).fold(f32::INFINITY, f32::min);
+        let unsigned = lo >= 0.0;
+        let b = bits.clamp(2, 8);
+        let c = match est {
+            RangeEstimator::Percentile => self.hist.percentile(1.0 - OUTLIER_PROB),
+            RangeEstimator::Mse => self.hist.mse_clip(if unsigned {
+                (1 << b) - 1
+            } else {
+                (1 << (b - 1)) - 1
+            }),
+            _ => self
+                .hist
+                .kl_clip(if unsigned { 1 << b } else { 1 << (b - 1) }),
+        };
+        if unsigned {
+            (0.0, c)
+        } else {
+            (-c, c)
         }
     }
 
@@ -74,7 +133,9 @@ impl Observer {
                     RangeEstimator::MinMax => {
                         (lo, rows.map(|r| r[1]).fold(f32::NEG_INFINITY, f32::max))
                     }
-                    RangeEstimator::Pot | RangeEstimator::Quantile => {
+                    // Histogram estimators are per tensor (`range`); per channel they fall back
+                    // to POT's aggregation.
+                    _ => {
                         // Signed ranges average the abs-max; unsigned ones the max.
                         let k = if lo < 0.0 { 2 } else { 1 };
                         let (sum, n) =
@@ -85,6 +146,21 @@ impl Observer {
             })
             .collect()
     }
+}
+
+/// `ops::stats::row_stats` on the host: (min, max, abs-max, mean) per row.
+pub fn host_row_stats(x: &[f32], rows: usize) -> Vec<f32> {
+    let len = x.len() / rows.max(1);
+    x.chunks(len.max(1))
+        .flat_map(|r| {
+            let (lo, hi, sum) = r
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY, 0f64), |a, &v| {
+                    (a.0.min(v), a.1.max(v), a.2 + v as f64)
+                });
+            [lo, hi, lo.abs().max(hi.abs()), (sum / len as f64) as f32]
+        })
+        .collect()
 }
 
 /// The per-sample quantile statistics used by `RangeEstimator::Quantile`: for each row of

@@ -113,5 +113,23 @@ fn quantize_described(
     for (k, v) in meta {
         q.meta.insert(k.into(), v);
     }
+    // Only where they differ from POT's recipe, so that its files stay as they were.
+    if opts.weight_range != super::WeightRange::MinMax {
+        q.meta
+            .insert("weight_range".into(), format!("{:?}", opts.weight_range));
+    }
+    if (opts.wbits, opts.abits) != (8, 8) {
+        q.meta.insert("bits".into(), bits_label(opts));
+    }
     Ok(q)
+}
+
+/// `W8A8`, or e.g. `W4A4 (first and last layers W8A8)`.
+fn bits_label(opts: &QuantOptions) -> String {
+    let main = format!("W{}A{}", opts.wbits, opts.abits);
+    if opts.ends_at_8bit && (opts.wbits, opts.abits) != (8, 8) {
+        format!("{main} (first and last layers W8A8)")
+    } else {
+        main
+    }
 }

@@ -16,10 +16,19 @@ pub const MIN_SCALE: f32 = 1e-8;
 
 /// The activation format for an observed range.
 pub fn activation_format(min: f32, max: f32) -> QFormat {
+    activation_format_bits(min, max, 8)
+}
+
+/// The `bits`-bit activation format for an observed range: unsigned `[0, 2^bits - 1]` with
+/// scale `max / (2^bits - 1)` when `min >= 0`, else signed with scale
+/// `max|v| / (2^(bits-1) - 1)`.
+pub fn activation_format_bits(min: f32, max: f32, bits: u32) -> QFormat {
+    let b = bits.clamp(2, 8);
+    let (u, s) = (((1u32 << b) - 1) as f32, ((1u32 << (b - 1)) - 1) as f32);
     if min >= 0.0 {
-        QFormat::unsigned((max / 255.0).max(MIN_SCALE))
+        QFormat::unsigned((max / u).max(MIN_SCALE)).with_bits(b)
     } else {
-        QFormat::signed((min.abs().max(max.abs()) / 127.0).max(MIN_SCALE))
+        QFormat::signed((min.abs().max(max.abs()) / s).max(MIN_SCALE)).with_bits(b)
     }
 }
 
@@ -28,14 +37,19 @@ pub fn activation_format(min: f32, max: f32) -> QFormat {
 /// is below 1/256 of the largest, so a dead channel (range 0) keeps a scale at which its bias,
 /// folded into the accumulator at `scale * w_scale`, stays representable.
 pub fn channel_formats(ranges: &[(f32, f32)]) -> (QFormat, Vec<f32>) {
+    channel_formats_bits(ranges, 8)
+}
+
+/// [`channel_formats`] at `bits` bits.
+pub fn channel_formats_bits(ranges: &[(f32, f32)], bits: u32) -> (QFormat, Vec<f32>) {
     let unsigned = ranges.iter().all(|&(lo, _)| lo >= 0.0);
     let scales: Vec<f32> = ranges
         .iter()
         .map(|&(lo, hi)| {
             if unsigned {
-                activation_format(0.0, hi).scale
+                activation_format_bits(0.0, hi, bits).scale
             } else {
-                activation_format(-(lo.abs().max(hi.abs())), hi).scale
+                activation_format_bits(-(lo.abs().max(hi.abs())), hi, bits).scale
             }
         })
         .collect();
@@ -46,7 +60,7 @@ pub fn channel_formats(ranges: &[(f32, f32)]) -> (QFormat, Vec<f32>) {
     } else {
         QFormat::signed(top)
     };
-    (fmt, scales)
+    (fmt.with_bits(bits.clamp(2, 8)), scales)
 }
 
 #[cfg(test)]
@@ -64,6 +78,10 @@ mod tests {
         assert!(!s.unsigned && (s.scale - 0.01).abs() < 1e-7);
         assert_eq!(s.quantize(-5.0), -128);
         assert_eq!(activation_format(0.0, 0.0).scale, MIN_SCALE);
+        let a4 = activation_format_bits(0.0, 1.5, 4);
+        assert_eq!((a4.bits, a4.scale, a4.quantize(9.0)), (4, 0.1, 15));
+        let s4 = activation_format_bits(-0.7, 0.1, 4);
+        assert_eq!((s4.unsigned, s4.scale, s4.quantize(-9.0)), (false, 0.1, -8));
     }
 
     #[test]
