@@ -415,6 +415,8 @@ fn layer(
         shape,
         q,
         scale: (0..shape[0]).map(|c| qw.scale(c)).collect(),
+        // The file's int8 weights, whatever range they use.
+        bits: 8,
     };
     if fq.channels.is_some() && (l.linear || l.groups != shape[0] || shape[1] != 1) {
         return Err("per-channel input scales are supported only on depthwise convolutions".into());
