@@ -100,11 +100,6 @@ pub enum Format {
     Safetensors,
 }
 
-/// A value as a safetensors metadata string (JSON).
-pub fn meta_json<T: serde::Serialize + ?Sized>(v: &T) -> crate::error::Result<String> {
-    serde_json::to_string(v).map_err(|e| crate::error::Error::Invalid(e.to_string()))
-}
-
 /// Identifies a file by content (the extension is not trusted).
 pub fn detect_format(path: impl AsRef<Path>) -> Result<Format> {
     let path = path.as_ref();

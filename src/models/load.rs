@@ -70,6 +70,11 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
     Ok(model)
 }
 
+/// A metadata value as JSON.
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))
+}
+
 /// The architecture a file describes with its own `graph` and `input_size` metadata (a model
 /// from outside the zoo, e.g. an ONNX import), checked against its tensors.
 fn graph_from_meta(
@@ -165,7 +170,6 @@ impl Model {
     }
 
     fn write(&self, out: &Path, source: Option<&Path>) -> Result<()> {
-        use io::meta_json as json;
         let norm = self.arch.norm;
         let mut meta = BTreeMap::new();
         meta.insert("arch".to_string(), self.arch.name.clone());

@@ -29,8 +29,11 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
     })
 }
 
+/// Writes one quantized layer (name, op, its INT8 description, input names).
+pub(super) type LayerWriter = fn(&mut Writer, &str, &Op, &QConv, &[String]) -> Result<()>;
+
 /// What an exported file is written from: an FP32 model, or an INT8 model with its quantized
-/// layers (written in QDQ form by `super::qdq`).
+/// layers and the writer that gives them their form.
 pub(super) struct Source<'a> {
     pub name: &'a str,
     pub graph: &'a Graph,
@@ -38,7 +41,7 @@ pub(super) struct Source<'a> {
     pub norm: Normalization,
     pub input_size: [usize; 2],
     pub class_names: &'a [String],
-    pub layers: Option<&'a BTreeMap<ValueId, QConv>>,
+    pub layers: Option<(&'a BTreeMap<ValueId, QConv>, LayerWriter)>,
 }
 
 /// The ONNX file of `src`.
@@ -50,8 +53,8 @@ pub(super) fn encode(src: &Source) -> Result<Vec<u8>> {
     for (i, n) in g.nodes.iter().enumerate() {
         let name = unique_name(&n.name, i, &names);
         let ins: Vec<String> = n.inputs.iter().map(|&v| names[v].clone()).collect();
-        match src.layers.and_then(|l| l.get(&i)) {
-            Some(q) => w.qdq_layer(&name, &n.op, q, &ins)?,
+        match src.layers.and_then(|(l, write)| Some((l.get(&i)?, write))) {
+            Some((q, write)) => write(&mut w, &name, &n.op, q, &ins)?,
             None => w.node_for(&name, &n.op, &ins, n.inputs.first().map(|&v| &shapes[v]))?,
         }
         names.push(name);
@@ -355,7 +358,7 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
     let [h, w] = src.input_size;
     // Quantized layers keep their weights (and shapes) in the layer, not in `params`.
     let weight_shape = |i: usize, name: &str| -> Result<Vec<usize>> {
-        match src.layers.and_then(|l| l.get(&i)) {
+        match src.layers.and_then(|(l, _)| l.get(&i)) {
             Some(q) => Ok(q.weights.shape.to_vec()),
             None => Ok(src.params.get(name)?.shape.clone()),
         }

@@ -58,12 +58,22 @@ enum Val {
 pub fn import(bytes: &[u8], name: &str) -> Result<Model> {
     let p = parse(bytes, name)?;
     let nodes = &p.graph()?.node;
-    if super::qdq_import::has_qdq(nodes) {
+    if has_qdq(nodes) {
         return Err(p.fail(
             "a quantized (QDQ) model: load it as an INT8 model (`QuantizedModel::load`, `synthcal eval`), not as FP32".into(),
         ));
     }
     Ok(build(&p, nodes, &p.consts)?.0)
+}
+
+/// Whether the nodes hold QuantizeLinear or DequantizeLinear.
+pub(super) fn has_qdq(nodes: &[NodeProto]) -> bool {
+    nodes.iter().any(|n| {
+        matches!(
+            n.op_type.as_deref(),
+            Some("QuantizeLinear" | "DequantizeLinear")
+        )
+    })
 }
 
 /// An ONNX file decoded: its opset checked, its constants (initializers and Constant nodes).

@@ -80,7 +80,7 @@ pub fn load_qdq(path: &Path) -> Result<crate::quant::QuantizedModel> {
 pub fn is_qdq_file(path: &Path) -> Result<bool> {
     let (bytes, _) = read(path)?;
     let p = import::parse(&bytes, "")?;
-    Ok(qdq_import::has_qdq(&p.graph()?.node))
+    Ok(import::has_qdq(&p.graph()?.node))
 }
 
 /// Writes [`export`]'s bytes to `path` atomically.

@@ -20,7 +20,7 @@ pub fn export_qdq(qm: &QuantizedModel) -> Result<Vec<u8>> {
         norm: qm.norm,
         input_size: qm.input_size,
         class_names: &qm.class_names,
-        layers: Some(&qm.layers),
+        layers: Some((&qm.layers, Writer::qdq_layer)),
     })
 }
 

@@ -8,7 +8,7 @@
 //! are dropped, since synthcal runs those ops in FP32, which is where its predictions can
 //! differ from a runtime that rounds those values too.
 
-use super::import::{build, parse};
+use super::import::{build, has_qdq, parse};
 use super::proto::{data_type, NodeProto};
 use super::tensor::Const;
 use crate::array::Array;
@@ -17,16 +17,6 @@ use crate::graph::Op;
 use crate::quant::int8::{QConv, QFormat, QWeights};
 use crate::quant::QuantizedModel;
 use std::collections::{BTreeMap, HashMap};
-
-/// Whether the nodes hold QuantizeLinear or DequantizeLinear.
-pub(super) fn has_qdq(nodes: &[NodeProto]) -> bool {
-    nodes.iter().any(|n| {
-        matches!(
-            n.op_type.as_deref(),
-            Some("QuantizeLinear" | "DequantizeLinear")
-        )
-    })
-}
 
 /// An integer constant behind a DequantizeLinear with zero point 0: values, shape, one scale
 /// per entry of `axis`, or one for the tensor (`axis` None).

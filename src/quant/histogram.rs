@@ -192,7 +192,7 @@ pub fn weight_mse_clip(row: &[f32], levels: u32) -> f32 {
 }
 
 /// The exact squared error of quantizing `row` with clip `c` (scale `c / levels`), as
-/// [`super::int8::QWeights`] rounds.
+/// `QWeights` (in `int8`) rounds.
 pub fn weight_error(row: &[f32], c: f32, levels: u32) -> f64 {
     let s = c / levels as f32;
     let (inv, l) = (1.0 / s, levels as f32);

@@ -10,7 +10,7 @@ use crate::graph::exec::Runner;
 use crate::graph::validate::validate;
 use crate::graph::{Graph, Op, Params, ValueId};
 use crate::infer::{Logits, Predictor};
-use crate::io::{self, meta_json as json, TensorSlice, TensorValues};
+use crate::io::{self, TensorSlice, TensorValues};
 use crate::models::Normalization;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -547,4 +547,9 @@ fn check_scales(
         return Err(format!("qbias of channel {c} is {b}"));
     }
     Ok(())
+}
+
+/// Serializes a metadata value to a JSON string.
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))
 }
