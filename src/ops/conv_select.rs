@@ -1,6 +1,6 @@
 //! Which conv kernel variant runs a given shape: measured once per (adapter, shape) at first use,
 //! kept in memory and in a small JSON file under the user's cache directory, so later runs skip
-//! the measurement. `SYNTHCAL_CONV=direct|winograd2|winograd4` forces a variant where it applies (tests
+//! the measurement, when `SYNTHCAL_CONV=auto`; `direct` (the default), `winograd2` or `winograd4` force a variant where it applies (tests
 //! force variants through `conv2d`'s own argument instead).
 
 use crate::gpu::Gpu;
@@ -39,14 +39,19 @@ impl ConvVariant {
     }
 }
 
-/// The variant forced by `SYNTHCAL_CONV`, if any (an unknown value is ignored with a warning).
+/// The variant `SYNTHCAL_CONV` names, or None for `auto` (measure and cache the choice).
+/// Unset means `direct`: the Winograd path holds on to memory across many shapes (a 10,000-image
+/// evaluation of seven checkpoints grew past 13 GB), so measuring is opt-in until that is found.
 pub fn forced() -> Option<ConvVariant> {
-    let v = std::env::var("SYNTHCAL_CONV").ok()?;
+    let v = std::env::var("SYNTHCAL_CONV").unwrap_or_else(|_| "direct".into());
+    if v == "auto" {
+        return None;
+    }
     let parsed = ConvVariant::parse(&v);
     if parsed.is_none() {
-        log::warn!("SYNTHCAL_CONV={v:?} is not direct, winograd2 or winograd4; ignored");
+        log::warn!("SYNTHCAL_CONV={v:?} is not auto, direct, winograd2 or winograd4; direct runs");
     }
-    parsed
+    Some(parsed.unwrap_or(ConvVariant::Direct))
 }
 
 /// Choices made so far, keyed by adapter and shape; loaded from disk on first use.
