@@ -6,20 +6,9 @@ mod common;
 use prost::Message;
 use synthcal::graph::Op;
 use synthcal::onnx::{self, proto};
-use synthcal::{Images, Model};
+use synthcal::Model;
 
-fn images(n: usize, seed: u64) -> Images {
-    let mut s = seed;
-    let px = (0..n * 3 * 32 * 32)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 56) as u8
-        })
-        .collect();
-    Images::new(px, 32, 32).unwrap()
-}
+use common::random_images as images;
 
 /// Export then import: the same logits bit for bit, the same ops (a standalone activation
 /// after a layer is fused into it on import), the same normalization and class names.

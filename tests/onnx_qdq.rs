@@ -9,18 +9,7 @@ use synthcal::onnx::{self, proto};
 use synthcal::quant::QuantizedModel;
 use synthcal::{Images, Model, QuantOptions};
 
-fn images(n: usize, seed: u64) -> Images {
-    let mut s = seed;
-    let px = (0..n * 3 * 32 * 32)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 56) as u8
-        })
-        .collect();
-    Images::new(px, 32, 32).unwrap()
-}
+use common::random_images as images;
 
 fn quantized(arch: &str, opts: &QuantOptions) -> QuantizedModel {
     let m = Model::random(arch, 3).unwrap();

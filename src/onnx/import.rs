@@ -244,7 +244,7 @@ fn op_type(n: &NodeProto) -> &str {
     n.op_type.as_deref().unwrap_or("")
 }
 
-fn node_name(n: &NodeProto) -> String {
+pub(super) fn node_name(n: &NodeProto) -> String {
     n.name
         .clone()
         .filter(|s| !s.is_empty())

@@ -8,7 +8,7 @@
 //! are dropped, since synthcal runs those ops in FP32, which is where its predictions can
 //! differ from a runtime that rounds those values too.
 
-use super::import::{build, has_qdq, parse};
+use super::import::{build, has_qdq, node_name, parse};
 use super::proto::{data_type, NodeProto};
 use super::tensor::Const;
 use crate::array::Array;
@@ -99,14 +99,6 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
             .map_err(|e| p.fail(format!("layer `{}`: {e}", qm.graph.nodes[i].name)))?;
     }
     Ok(qm)
-}
-
-fn node_name(n: &NodeProto) -> String {
-    n.name
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or_else(|| n.output.first().cloned())
-        .unwrap_or_default()
 }
 
 fn input(n: &NodeProto, k: usize) -> Option<&str> {

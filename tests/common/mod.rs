@@ -83,3 +83,17 @@ pub fn write_random_model_with_meta(
         .collect();
     synthcal::io::write_safetensors(path, &t, &meta).unwrap();
 }
+
+/// `n` 32x32 images of seeded pseudo-random pixels.
+pub fn random_images(n: usize, seed: u64) -> synthcal::Images {
+    let mut s = seed;
+    let px = (0..n * 3 * 32 * 32)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 56) as u8
+        })
+        .collect();
+    synthcal::Images::new(px, 32, 32).unwrap()
+}
