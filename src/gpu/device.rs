@@ -165,7 +165,7 @@ impl Gpu {
         .map_err(|e| Error::Gpu(format!("request_device on {}: {e}", info.name)))?;
         log::info!("using adapter {}", describe(&info).trim());
         Ok(Arc::new(Gpu {
-            pool: BufferPool::new(device.clone()),
+            pool: BufferPool::new(device.clone(), super::pool::MAX_IDLE_BYTES),
             pipelines: PipelineCache::new(device.clone()),
             device,
             queue,

@@ -24,9 +24,21 @@ pub fn size_class(bytes: u64) -> u64 {
     (b.div_ceil(step) * step).next_multiple_of(256)
 }
 
+/// Idle bytes kept for reuse; a buffer returned beyond this is freed. One model's working set
+/// fits many times over, while a process that runs model after model (each with its own sizes)
+/// stays bounded.
+pub const MAX_IDLE_BYTES: u64 = 1 << 30;
+
 struct PoolInner {
     device: wgpu::Device,
-    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    free: Mutex<Free>,
+    max_idle: u64,
+}
+
+#[derive(Default)]
+struct Free {
+    by_class: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
 }
 
 /// Cheap to clone; all clones share the free lists.
@@ -47,18 +59,28 @@ impl PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        if let Some(b) = self.buffer.take() {
+        // Only class-sized buffers can be handed out again; any other is freed.
+        if let Some(b) = self
+            .buffer
+            .take()
+            .filter(|b| b.size() == size_class(b.size()))
+        {
             let mut free = self.pool.0.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.entry(b.size()).or_default().push(b);
+            if free.bytes + b.size() <= self.pool.0.max_idle {
+                free.bytes += b.size();
+                free.by_class.entry(b.size()).or_default().push(b);
+            }
         }
     }
 }
 
 impl BufferPool {
-    pub fn new(device: wgpu::Device) -> Self {
+    /// A pool that keeps at most `max_idle` bytes of idle buffers.
+    pub fn new(device: wgpu::Device, max_idle: u64) -> Self {
         BufferPool(Arc::new(PoolInner {
             device,
-            free: Mutex::new(HashMap::new()),
+            max_idle,
+            free: Mutex::new(Free::default()),
         }))
     }
 
@@ -67,7 +89,11 @@ impl BufferPool {
         let class = size_class(bytes);
         let reused = {
             let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.get_mut(&class).and_then(Vec::pop)
+            let b = free.by_class.get_mut(&class).and_then(Vec::pop);
+            if b.is_some() {
+                free.bytes -= class;
+            }
+            b
         };
         let buffer = reused.unwrap_or_else(|| {
             self.0.device.create_buffer(&wgpu::BufferDescriptor {
@@ -94,21 +120,38 @@ impl BufferPool {
     /// Frees every idle buffer (returns the bytes released).
     pub fn trim(&self) -> u64 {
         let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = free.iter().map(|(k, v)| k * v.len() as u64).sum::<u64>();
-        free.clear();
-        bytes
+        std::mem::take(&mut *free).bytes
     }
 
     /// Bytes held idle in the pool.
     pub fn idle_bytes(&self) -> u64 {
-        let free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.iter().map(|(k, v)| k * v.len() as u64).sum()
+        self.0.free.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::size_class;
+    use super::{size_class, BufferPool};
+
+    #[test]
+    fn idle_memory_is_bounded() {
+        let Some(gpu) = crate::testing::try_gpu() else {
+            return;
+        };
+        let pool = BufferPool::new(gpu.device.clone(), 10_000);
+        let held: Vec<_> = (0..5).map(|_| pool.get(4096)).collect();
+        drop(held);
+        assert_eq!(
+            pool.idle_bytes(),
+            8192,
+            "two of five 4 KiB buffers fit under 10,000 bytes"
+        );
+        let again = pool.get(4096);
+        assert_eq!(pool.idle_bytes(), 4096, "a kept buffer was reused");
+        drop(again);
+        assert_eq!(pool.trim(), 8192);
+        assert_eq!(pool.idle_bytes(), 0);
+    }
 
     #[test]
     fn size_classes_bound_slack() {

@@ -4,7 +4,6 @@ use super::device::Gpu;
 use super::pool::PooledBuffer;
 use crate::error::{shape_err, Error, Result};
 use std::sync::Arc;
-use wgpu::util::DeviceExt;
 
 /// A tensor's element type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -181,22 +180,21 @@ impl Gpu {
                 format!("{} bytes for shape {shape:?}", bytes.len()),
             );
         }
-        // I8x4 storage rounds up to whole words; pad the tail with zeros.
-        let mut padded = Vec::new();
-        let contents = if (bytes.len() as u64) < n {
-            padded.extend_from_slice(bytes);
-            padded.resize(n as usize, 0);
-            &padded[..]
-        } else {
-            bytes
-        };
-        let buffer = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("upload"),
-                contents,
-                usage: super::pool::STORAGE_USAGE,
-            });
+        // Created at its pool size class (zero-filled past the data, which also pads I8x4
+        // storage to whole words) so that, once dropped, later allocations reuse it.
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("upload"),
+            size: super::pool::size_class(n),
+            usage: super::pool::STORAGE_USAGE,
+            mapped_at_creation: true,
+        });
+        buffer
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| Error::Gpu(format!("upload: {e}")))?
+            .slice(..bytes.len())
+            .copy_from_slice(bytes);
+        buffer.unmap();
         Ok(Tensor {
             buf: self.pool.adopt(buffer),
             shape: shape.to_vec(),

@@ -240,20 +240,25 @@ fn pick_variant(
         bias.is_some(),
         residual.is_some()
     );
-    let xs = gpu.upload_f32(x.shape(), &vec![0.0; x.numel()])?;
-    let rs = match residual {
-        Some(r) => Some(gpu.upload_f32(r.shape(), &vec![0.0; r.numel()])?),
-        None => None,
-    };
     let candidates = [
         ConvVariant::Direct,
         ConvVariant::Winograd2,
         ConvVariant::Winograd4,
     ];
+    // Uploaded only when a measurement runs: a cached choice must cost no scratch.
+    let mut scratch: Option<(Tensor, Option<Tensor>)> = None;
     conv_select::choose(gpu, &key, &candidates, |v| {
+        if scratch.is_none() {
+            let rs = match residual {
+                Some(r) => Some(gpu.upload_f32(r.shape(), &vec![0.0; r.numel()])?),
+                None => None,
+            };
+            scratch = Some((gpu.upload_f32(x.shape(), &vec![0.0; x.numel()])?, rs));
+        }
+        let (xs, rs) = scratch.as_ref().expect("scratch was just made");
         conv_select::wall(gpu, || {
             let mut s = gpu.stream();
-            conv2d_blocked(&mut s, &xs, w, bias, p, rs.as_ref(), act, blk, Some(v))?;
+            conv2d_blocked(&mut s, xs, w, bias, p, rs.as_ref(), act, blk, Some(v))?;
             s.submit();
             Ok(())
         })

@@ -40,8 +40,8 @@ impl ConvVariant {
 }
 
 /// The variant `SYNTHCAL_CONV` names, or None for `auto` (measure and cache the choice).
-/// Unset means `direct`: the Winograd path holds on to memory across many shapes (a 10,000-image
-/// evaluation of seven checkpoints grew past 13 GB), so measuring is opt-in until that is found.
+/// Unset means `direct`: a choice timed on a busy machine is noise, and it would make FP32
+/// logits depend on the load at first use, so measuring is opt-in.
 pub fn forced() -> Option<ConvVariant> {
     let v = std::env::var("SYNTHCAL_CONV").unwrap_or_else(|_| "direct".into());
     if v == "auto" {

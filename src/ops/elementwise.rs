@@ -289,4 +289,31 @@ mod tests {
         assert!(g.pool_idle_bytes() >= 4000);
         assert!(g.pipeline_count() >= 1);
     }
+
+    /// An upload's buffer, once dropped, serves a later allocation of its size class: uploads
+    /// of sizes off the classes used to sit in the pool unreachable, so memory grew with every
+    /// model or batch uploaded.
+    #[test]
+    fn dropped_uploads_are_reused() {
+        crate::ops::skip_without_gpu!();
+        // A device of its own: other tests' buffers would move the shared pool's counts.
+        let g = crate::gpu::Gpu::default_adapter().unwrap();
+        // 4000 bytes: off the classes (4096 is the class).
+        drop(g.upload_f32(&[1000], &vec![1.0; 1000]).unwrap());
+        let idle = g.pool_idle_bytes();
+        assert!(
+            idle >= 4000,
+            "the upload joined the pool ({idle} idle bytes)"
+        );
+        let reused = g.alloc("test", &[1000], DType::F32).unwrap();
+        assert_eq!(
+            g.pool_idle_bytes(),
+            0,
+            "the allocation took the upload's buffer"
+        );
+        drop(reused);
+        // The zero padding past an upload's data is not read back as data.
+        let x = g.upload_f32(&[3], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(g.read_f32(&x).unwrap(), [1.0, 2.0, 3.0]);
+    }
 }
