@@ -67,7 +67,11 @@ fn quantized_with(name: &str, int8_ops: Int8Ops) -> QuantizedModel {
 fn gpu_int8_matches_cpu_simulation() {
     common::skip_without_gpu!();
     let gpu = common::gpu();
-    for name in ["akamaster_resnet20", "shufflenetv2_x0_5", "mobilenetv2_x0_5"] {
+    for name in [
+        "akamaster_resnet20",
+        "shufflenetv2_x0_5",
+        "mobilenetv2_x0_5",
+    ] {
         let q = quantized_with(name, Int8Ops::All);
         assert!(!q.layers.is_empty() && !q.values.is_empty());
         // Chaining is derived, not stored: ResNet blocks' conv1 -> conv2 requantize directly.
@@ -88,7 +92,9 @@ fn gpu_int8_matches_cpu_simulation() {
         let got = gpu_logits(&q, &x);
         let want = q.cpu_logits(&x).unwrap();
         assert!(
-            got.iter().zip(&want.data).all(|(a, b)| a.to_bits() == b.to_bits()),
+            got.iter()
+                .zip(&want.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{name}: GPU and CPU integer logits differ"
         );
     }
@@ -151,8 +157,14 @@ fn int8_files_round_trip() {
     let vf = meta["value_formats"].replacen("\"scale\":", "\"scale\":-", 1);
     meta.insert("value_formats".into(), vf);
     synthcal::io::write_tensor_data(&bad, &tensors, &meta).unwrap();
-    let e = QuantizedModel::load(&bad).err().expect("negative scale").to_string();
-    assert!(e.contains("value format of node") && e.contains("scale"), "{e}");
+    let e = QuantizedModel::load(&bad)
+        .err()
+        .expect("negative scale")
+        .to_string();
+    assert!(
+        e.contains("value format of node") && e.contains("scale"),
+        "{e}"
+    );
     // Per-channel depthwise scales survive the file.
     let (_, qs) = quantized("shufflenetv2_x0_5");
     let p2 = dir.join("s.safetensors");

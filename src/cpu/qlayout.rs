@@ -79,14 +79,15 @@ pub fn global_avg_pool(x: &QArray, output: QFormat) -> Result<QArray> {
     let [n, c, h, w] = x.shape;
     let m = gap_multiplier(x.fmt, h * w, output)?;
     let (lo, hi) = output.range();
-    let q = x
-        .q
-        .chunks(h * w)
-        .map(|plane| {
-            let sum: i32 = plane.iter().sum();
-            (sum as f32 * m).round_ties_even().clamp(lo as f32, hi as f32) as i32
-        })
-        .collect();
+    let q =
+        x.q.chunks(h * w)
+            .map(|plane| {
+                let sum: i32 = plane.iter().sum();
+                (sum as f32 * m)
+                    .round_ties_even()
+                    .clamp(lo as f32, hi as f32) as i32
+            })
+            .collect();
     Ok(QArray {
         shape: [n, c, 1, 1],
         q,

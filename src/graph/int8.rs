@@ -102,9 +102,9 @@ impl Graph {
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
                 | Op::MaxPool { .. } => int_in(0),
-                Op::Flatten => int_in(0).filter(|_| {
-                    matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool)
-                }),
+                Op::Flatten => {
+                    int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
+                }
                 Op::GlobalAvgPool => int_in(0).and(own),
                 Op::Concat if n.inputs.len() == 2 => int_in(0).and(int_in(1)).and(own),
                 _ => None,
@@ -134,12 +134,7 @@ fn no_int8(node: &Node) -> Error {
 }
 
 /// Runs int8 node `node` (not a layer) on the GPU, writing format `out`.
-pub fn gpu_node(
-    s: &mut Stream,
-    node: &Node,
-    out: QFormat,
-    q: &Values<QTensor>,
-) -> Result<QTensor> {
+pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) -> Result<QTensor> {
     use crate::ops::{qconv, qlayout};
     let x = q.input(node, 0)?;
     let c = x.shape[1];
@@ -232,4 +227,73 @@ pub fn f32_shape(g: &Graph, v: ValueId, shape: [usize; 4]) -> Vec<usize> {
 pub fn cpu_dequantize(g: &Graph, v: ValueId, x: &QArray) -> Array {
     let a = x.dequantize();
     Array::new(&f32_shape(g, v, x.shape), a.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Act;
+    use crate::quant::int8::QWeights;
+
+    fn layer(input: QFormat) -> QConv {
+        QConv {
+            weights: QWeights {
+                shape: [2, 2, 1, 1],
+                q: vec![1; 4],
+                scale: vec![0.1; 2],
+                bits: 8,
+            },
+            bias: None,
+            stride: 1,
+            pad: 0,
+            groups: 1,
+            input,
+            input_channel_scales: None,
+            act: Act::Relu,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn int8_reaches_only_ops_whose_inputs_are_int8() {
+        let conv = |w: &str| Op::Conv2d {
+            weight: w.into(),
+            bias: None,
+            stride: 1,
+            pad: 0,
+            groups: 1,
+            act: Act::Relu,
+        };
+        let mut g = Graph::default();
+        let x = g.push("x", Op::Input, &[]);
+        let a = g.push("a", conv("a"), &[x]);
+        let b = g.push("b", conv("b"), &[a]);
+        let s = g.push("s", Op::Add { act: Act::Relu }, &[a, b]);
+        let f = g.push("f", Op::Add { act: Act::Identity }, &[s, x]);
+        let p = g.push(
+            "p",
+            Op::MaxPool {
+                kernel: 2,
+                stride: 2,
+                pad: 0,
+            },
+            &[s],
+        );
+        let fl = g.push("fl", Op::Flatten, &[p]);
+        let out = g.push("out", Op::Concat, &[fl, f]);
+        g.output = out;
+        let u = QFormat::unsigned(0.1);
+        let layers: HashMap<ValueId, QConv> = [(a, layer(u)), (b, layer(u))].into();
+        // No value formats: the mixed scheme (nothing chains: `a` has two readers).
+        let mixed = g.int8_plan(&layers, &BTreeMap::new());
+        assert!(mixed.formats.is_empty());
+        assert_eq!(mixed.int8_nodes(), [a, b]);
+        let values: BTreeMap<ValueId, QFormat> = [(a, u), (b, u), (s, u), (f, u), (out, u)].into();
+        let plan = g.int8_plan(&layers, &values);
+        // `f` reads the f32 input, a Flatten of anything but a global pool stays f32, and so
+        // does what reads it.
+        assert_eq!(plan.int8_nodes(), [a, b, s, p]);
+        assert_eq!(plan.layers[&a].output, Some(u));
+        assert!(plan.is_int8_op(p) && !plan.is_int8_op(a));
+    }
 }

@@ -9,9 +9,9 @@ use super::export::{encode, f32_tensor, int, Source, Writer};
 use super::proto::{data_type, TensorProto};
 use crate::error::{Error, Result};
 use crate::graph::{Op, ValueId};
-use std::collections::BTreeMap;
 use crate::quant::int8::{QConv, QFormat};
 use crate::quant::QuantizedModel;
+use std::collections::BTreeMap;
 
 /// The INT8 model as a QDQ ONNX file (opset 13), with the FP32 exporter's input, output and
 /// metadata conventions.

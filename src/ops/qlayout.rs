@@ -74,7 +74,13 @@ fn padded(map: &[i32]) -> Vec<i32> {
 }
 
 /// Max pooling (PyTorch floor mode) in the input's format.
-pub fn max_pool(s: &mut Stream, x: &QTensor, k: usize, stride: usize, pad: usize) -> Result<QTensor> {
+pub fn max_pool(
+    s: &mut Stream,
+    x: &QTensor,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<QTensor> {
     let [n, c, h, w] = x.shape;
     let [oh, ow] = pool_out(h, w, k, stride, pad)?;
     let y = QTensor::alloc(s.gpu(), "int8 max pool", [n, c, oh, ow], x.fmt)?;
@@ -92,7 +98,14 @@ pub fn max_pool(s: &mut Stream, x: &QTensor, k: usize, stride: usize, pad: usize
         ..Default::default()
     };
     let grid = grid_1d(n * c.div_ceil(4) * oh * ow, 256);
-    s.dispatch(SHADER, "max_pool", &[], bytes_of(&p), &[&x.data, &y.data], grid)?;
+    s.dispatch(
+        SHADER,
+        "max_pool",
+        &[],
+        bytes_of(&p),
+        &[&x.data, &y.data],
+        grid,
+    )?;
     Ok(y)
 }
 
@@ -116,7 +129,14 @@ pub fn global_avg_pool(s: &mut Stream, x: &QTensor, output: QFormat) -> Result<Q
         ..Default::default()
     };
     let grid = grid_1d(n * c.div_ceil(4), 256);
-    s.dispatch(SHADER, "global_avg_pool", &[], bytes_of(&p), &[&x.data, &y.data], grid)?;
+    s.dispatch(
+        SHADER,
+        "global_avg_pool",
+        &[],
+        bytes_of(&p),
+        &[&x.data, &y.data],
+        grid,
+    )?;
     Ok(y)
 }
 

@@ -14,7 +14,11 @@ fn fmt(rng: &mut impl Rng, unsigned: bool, zp: bool) -> QFormat {
     } else {
         QFormat::signed(rng.random_range(0.01..0.2))
     };
-    f.with_zero_point(if zp { rng.random_range(-3..4) + if unsigned { 3 } else { 0 } } else { 0 })
+    f.with_zero_point(if zp {
+        rng.random_range(-3..4) + if unsigned { 3 } else { 0 }
+    } else {
+        0
+    })
 }
 
 fn random_q(shape: [usize; 4], fmt: QFormat, rng: &mut impl Rng) -> QArray {

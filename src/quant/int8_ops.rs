@@ -32,7 +32,13 @@ impl QGather {
     /// CIFAR-ResNet option A: `x[:, :, ::2, ::2]` with `pad` zero channels each side.
     pub fn shortcut_a(fmt: QFormat, c: usize, pad: usize) -> QGather {
         let map = (0..c + 2 * pad)
-            .map(|o| if (pad..pad + c).contains(&o) { (o - pad) as i32 } else { -1 })
+            .map(|o| {
+                if (pad..pad + c).contains(&o) {
+                    (o - pad) as i32
+                } else {
+                    -1
+                }
+            })
             .collect();
         QGather::one(fmt, c, map, 2)
     }
@@ -132,7 +138,10 @@ pub fn pool_out(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> Resu
             format!("kernel {k} stride {stride} pad {pad} on {h}x{w}"),
         );
     }
-    Ok([(h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1])
+    Ok([
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    ])
 }
 
 #[cfg(test)]
