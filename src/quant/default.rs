@@ -61,6 +61,9 @@ pub struct QuantOptions {
 }
 
 /// Which ops of an INT8 model compute in integers.
+///
+/// Measured on akamaster's ResNet-20 (real calibration, 100 images per class, all 10,000 test
+/// images): end to end 91.75% top-1, conv and linear only 91.73% (the same calibration run).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Int8Ops {
