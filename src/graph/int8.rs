@@ -214,11 +214,13 @@ pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray>
     }
 }
 
-/// The f32 form of int8 value `v` as f32 ops expect it: 2-d `[N, K]` for Linear and Flatten
-/// outputs (int8 keeps them as `[N, K, 1, 1]`).
+/// The f32 form of int8 value `v` as f32 ops expect it: 2-d `[N, K]` for Linear, Flatten and
+/// GlobalAvgPool outputs (int8 keeps them as `[N, K, 1, 1]`).
 pub fn f32_shape(g: &Graph, v: ValueId, shape: [usize; 4]) -> Vec<usize> {
     match g.nodes.get(v).map(|n| &n.op) {
-        Some(Op::Linear { .. } | Op::Flatten) => vec![shape[0], shape[1] * shape[2] * shape[3]],
+        Some(Op::Linear { .. } | Op::Flatten | Op::GlobalAvgPool) => {
+            vec![shape[0], shape[1] * shape[2] * shape[3]]
+        }
         _ => shape.to_vec(),
     }
 }
