@@ -21,6 +21,8 @@ struct Params {
     c: u32, qscale: f32,
     // add: integer multipliers, shift and the stored offsets of both inputs.
     ma: i32, mb: i32, shift: u32, a_offset: i32, b_offset: i32,
+    // gather: the second source's channel words.
+    c4b: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

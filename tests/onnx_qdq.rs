@@ -81,6 +81,10 @@ fn int8_models_round_trip_through_qdq_exactly() {
             back.predict(&gpu, &x).unwrap(),
         );
         assert_eq!(p.values(), q.values(), "{arch}");
+        // The int8 values (adds, pools, ...) travel as Q/DQ pairs and run in int8 again.
+        let ran = |m: &QuantizedModel| m.runner(&gpu).unwrap().int8_nodes();
+        assert!(!back.values.is_empty(), "{arch}");
+        assert_eq!(ran(&back), ran(&qm), "{arch}");
         assert_eq!(back.norm, qm.norm);
         assert_eq!(back.class_names, qm.class_names);
     }
@@ -261,6 +265,15 @@ fn onnx_runtime_quantize_static_models_import() {
     assert!(st.success(), "{st}");
     let qm = QuantizedModel::load(&q).unwrap();
     assert!(qm.layers.len() >= 19, "{} INT8 layers", qm.layers.len());
+    // The file rounds residual adds, the pooled features and the logits: so does synthcal.
+    let ran = qm.runner(&common::gpu()).unwrap().int8_nodes();
+    let g = &qm.graph;
+    let adds: Vec<usize> = (0..g.nodes.len())
+        .filter(|&i| matches!(g.nodes[i].op, synthcal::graph::Op::Add { .. }))
+        .collect();
+    assert_eq!(adds.len(), 9);
+    assert!(adds.iter().all(|a| ran.contains(a)), "{ran:?}");
+    assert!(qm.values.contains_key(&g.output));
     let x = images(32, 21);
     write_input(&x, qm.norm, &dir.join("x.f32"));
     let ort = ort_logits(&py, &q, &dir);

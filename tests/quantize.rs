@@ -7,7 +7,7 @@ use synthcal::array::Array;
 use synthcal::cli::calib_data::CalibSetArgs;
 use synthcal::data::Dataset;
 use synthcal::models::{arch, random_params, Model};
-use synthcal::quant::{default_quantization, QuantOptions, QuantizedModel};
+use synthcal::quant::{default_quantization, Int8Ops, QuantOptions, QuantizedModel};
 
 fn noise_set(n: usize, seed: u64) -> Dataset {
     let px: Vec<u8> = Array::random(&[n * 3072], seed)
@@ -45,12 +45,35 @@ fn gpu_logits(q: &QuantizedModel, x: &Array) -> Vec<f32> {
         .unwrap()
 }
 
+fn quantized_with(name: &str, int8_ops: Int8Ops) -> QuantizedModel {
+    let gpu = common::gpu();
+    let a = arch(name).unwrap();
+    let model = Model::new(a.clone(), random_params(&a, 3)).unwrap();
+    let opts = QuantOptions {
+        bias_subset: 20,
+        batch: 10,
+        depthwise_per_channel: true,
+        int8_ops,
+        ..Default::default()
+    };
+    default_quantization(&gpu, &model, &noise_set(40, 5), &opts).unwrap()
+}
+
+/// End to end (the default): every node but the input computes on int8 data (residual adds,
+/// option-A shortcuts, max and global-average pooling, concat, slices, shuffles), and the
+/// GPU's logits equal the CPU integer reference's bit for bit, since no f32 op is left to
+/// round differently.
 #[test]
 fn gpu_int8_matches_cpu_simulation() {
     common::skip_without_gpu!();
-    for name in ["akamaster_resnet20", "shufflenetv2_x0_5"] {
-        let (_, q) = quantized(name);
-        assert!(!q.layers.is_empty());
+    let gpu = common::gpu();
+    for name in [
+        "akamaster_resnet20",
+        "shufflenetv2_x0_5",
+        "mobilenetv2_x0_5",
+    ] {
+        let q = quantized_with(name, Int8Ops::All);
+        assert!(!q.layers.is_empty() && !q.values.is_empty());
         // Chaining is derived, not stored: ResNet blocks' conv1 -> conv2 requantize directly.
         let layers = q.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
         let chained = q.graph.chain_quantized(&layers);
@@ -58,34 +81,46 @@ fn gpu_int8_matches_cpu_simulation() {
         assert!(q.layers.values().all(|l| l.output.is_none()));
         if name == "akamaster_resnet20" {
             assert_eq!(n, 9, "{name}: one chained conv per residual block");
-        } else {
-            // Depthwise inputs are quantized per channel (and never chained into).
-            let dw: Vec<_> = q
-                .layers
-                .values()
-                .filter(|l| l.input_channel_scales.is_some())
-                .collect();
-            assert!(!dw.is_empty(), "{name}: no per-channel depthwise inputs");
-            assert!(dw
-                .iter()
-                .all(|l| l.groups == l.weights.shape[0] && l.weights.shape[1] == 1));
         }
+        if name.starts_with("shufflenet") {
+            // Depthwise inputs are quantized per channel (dequantized and requantized).
+            assert!(q.layers.values().any(|l| l.input_channel_scales.is_some()));
+        }
+        let all: Vec<usize> = (1..q.graph.nodes.len()).collect();
+        assert_eq!(q.runner(&gpu).unwrap().int8_nodes(), all, "{name}");
         let x = Array::random(&[3, 3, 32, 32], 11);
         let got = gpu_logits(&q, &x);
         let want = q.cpu_logits(&x).unwrap();
-        // FP32 ops between quantized layers (adds, pooling) may round differently on the GPU,
-        // which can move a later input by one quantization step: close, not bit-equal.
-        let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-        let err = got
-            .iter()
-            .zip(&want.data)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
         assert!(
-            err / scale < 2e-2,
-            "{name}: max diff {err} (logit scale {scale})"
+            got.iter()
+                .zip(&want.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: GPU and CPU integer logits differ"
         );
     }
+}
+
+/// Conv and linear layers only: adds and pooling run in f32, which may round differently on
+/// the GPU and move a later input by one quantization step: close, not bit-equal.
+#[test]
+fn int8_layers_only_stays_the_mixed_scheme() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let q = quantized_with("akamaster_resnet20", Int8Ops::Layers);
+    assert!(q.values.is_empty());
+    let runner = q.runner(&gpu).unwrap();
+    let ran = runner.int8_nodes();
+    assert!(ran.iter().all(|&i| q.layers.contains_key(&i)), "{ran:?}");
+    let x = Array::random(&[3, 3, 32, 32], 11);
+    let got = gpu_logits(&q, &x);
+    let want = q.cpu_logits(&x).unwrap();
+    let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+    let err = got
+        .iter()
+        .zip(&want.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err / scale < 2e-2, "max diff {err} (logit scale {scale})");
 }
 
 #[test]
@@ -98,6 +133,8 @@ fn int8_files_round_trip() {
     q.save(&path).unwrap();
     let back = QuantizedModel::load(&path).unwrap();
     assert_eq!(back.layers, q.layers);
+    assert!(!q.values.is_empty());
+    assert_eq!(back.values, q.values);
     let x = Array::random(&[2, 3, 32, 32], 4);
     assert_eq!(gpu_logits(&back, &x), gpu_logits(&q, &x));
 
@@ -115,6 +152,19 @@ fn int8_files_round_trip() {
         .expect("tampered file must not load")
         .to_string();
     assert!(e.contains("conv1.qweight"), "{e}");
+    // So is a value format that cannot be stored.
+    let (tensors, mut meta) = synthcal::io::read_safetensors(&path).unwrap();
+    let vf = meta["value_formats"].replacen("\"scale\":", "\"scale\":-", 1);
+    meta.insert("value_formats".into(), vf);
+    synthcal::io::write_tensor_data(&bad, &tensors, &meta).unwrap();
+    let e = QuantizedModel::load(&bad)
+        .err()
+        .expect("negative scale")
+        .to_string();
+    assert!(
+        e.contains("value format of node") && e.contains("scale"),
+        "{e}"
+    );
     // Per-channel depthwise scales survive the file.
     let (_, qs) = quantized("shufflenetv2_x0_5");
     let p2 = dir.join("s.safetensors");

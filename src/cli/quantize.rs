@@ -61,6 +61,10 @@ pub struct QuantizeArgs {
     /// per tensor.
     #[arg(long)]
     pub depthwise_per_channel: bool,
+    /// Which ops compute in integers: `all` (adds, pooling, concat, shuffles too; the
+    /// default) or `layers` (conv and linear only, the rest in f32; `--preset pot`'s choice).
+    #[arg(long, value_enum)]
+    pub int8_ops: Option<crate::quant::Int8Ops>,
     /// Skip FastBiasCorrection.
     #[arg(long)]
     pub no_bias_correction: bool,
@@ -120,6 +124,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         batch: args.batch,
         hooks: super::bars::hooks(args.quiet),
         depthwise_per_channel: args.depthwise_per_channel,
+        int8_ops: args.int8_ops.unwrap_or(base.int8_ops),
         ..base
     };
     let mut q = quantize(gpu, &model, &source, &opts)?;

@@ -112,6 +112,7 @@ pub fn diagnose(
         graph: q.graph.clone(),
         params,
         layers: q.layers.clone(),
+        values: q.values.clone(),
         meta: q.meta.clone(),
     };
     crate::infer::check_classes(ds, &q.class_names)?;

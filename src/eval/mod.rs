@@ -291,6 +291,7 @@ mod tests {
             graph,
             params,
             layers: Default::default(),
+            values: Default::default(),
             meta: Default::default(),
         };
         refused(

@@ -1,13 +1,14 @@
 //! Runs a graph with the CPU reference ops: the ground truth that GPU model runs are tested
 //! against (with random weights), and a cross-check for whole models.
 
+use super::int8;
 use super::walk::{Step, Values};
 use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::array::Array;
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::quant::int8::{QArray, QConv};
-use std::collections::HashMap;
+use crate::quant::int8::{QArray, QConv, QFormat};
+use std::collections::{BTreeMap, HashMap};
 
 pub fn forward(g: &Graph, params: &Params, input: &Array) -> Result<Array> {
     forward_quantized(g, params, input, &HashMap::new())
@@ -21,19 +22,51 @@ pub fn forward_quantized(
     input: &Array,
     quantized: &HashMap<ValueId, QConv>,
 ) -> Result<Array> {
-    let quantized = g.chain_quantized(quantized);
+    forward_int8(g, params, input, quantized, &Default::default())
+}
+
+/// `forward_quantized` with value formats: the CPU reference of `Runner::with_int8`.
+pub fn forward_int8(
+    g: &Graph,
+    params: &Params,
+    input: &Array,
+    quantized: &HashMap<ValueId, QConv>,
+    formats: &BTreeMap<ValueId, QFormat>,
+) -> Result<Array> {
+    let plan = g.int8_plan(quantized, formats);
+    let quantized = &plan.layers;
     let mut values: Values<Array> = Values::new(g);
-    // Outputs of chained layers: int8 in the consumer's input format.
+    // Int8 values (see `graph::int8`).
     let mut qvalues: Values<QArray> = Values::new(g);
     for step in g.walk() {
         let (i, node) = (step.id, step.node);
+        if let Some(&f) = plan.formats.get(&i) {
+            if plan.is_int8_op(i) {
+                qvalues.set(i, int8::cpu_node(node, f, &qvalues)?);
+                free(&step, &mut values, &mut qvalues);
+                continue;
+            }
+        }
+        let int8_input = node
+            .inputs
+            .first()
+            .and_then(|&v| qvalues.get(v))
+            .filter(|x| plan.takes_int8(i, x.fmt));
+        if int8_input.is_none() {
+            for &v in &node.inputs {
+                if let (None, Some(q)) = (values.get(v), qvalues.get(v)) {
+                    let y = int8::cpu_dequantize(g, v, q);
+                    values.set(v, y);
+                }
+            }
+        }
         let arg = |k: usize| values.input(node, k);
         let p = |n: &str| params.get(n);
         let out = match &node.op {
             _ if quantized.contains_key(&i) => {
                 let q = &quantized[&i];
                 let owned;
-                let qx = match node.inputs.first().and_then(|&v| qvalues.get(v)) {
+                let qx = match int8_input {
                     Some(qx) => qx,
                     None => {
                         owned = q.quantize_input(arg(0)?)?;
@@ -106,6 +139,10 @@ pub fn forward_quantized(
         };
         values.set(i, out);
         free(&step, &mut values, &mut qvalues);
+    }
+    if let (None, Some(q)) = (values.get(g.output), qvalues.get(g.output)) {
+        let y = int8::cpu_dequantize(g, g.output, q);
+        values.set(g.output, y);
     }
     values
         .take(g.output)

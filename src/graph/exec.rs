@@ -1,12 +1,14 @@
 //! Runs a graph on the GPU: every node is recorded on one stream (one submit per batch), and
 //! each intermediate is dropped, returning its buffer to the pool, right after its last reader.
 
+use super::int8::{self, Int8Plan};
 use super::walk::{Step, Values};
 use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::ops;
-use std::collections::HashMap;
+use crate::quant::int8::QFormat;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Called after each node is recorded: (stream, node, output shape).
@@ -20,6 +22,8 @@ pub struct Runner {
     conv_weights: HashMap<String, ops::conv2d::ConvWeight>,
     /// Conv/linear nodes that run as INT8 kernels instead (quantize input, integer conv).
     quantized: HashMap<ValueId, ops::qconv::QConv2d>,
+    /// The integer path: int8 values and their formats.
+    plan: Int8Plan,
 }
 
 /// The graph output plus any values the caller asked to keep (calibration taps, backward).
@@ -42,10 +46,23 @@ impl Runner {
         params: &Params,
         layers: &HashMap<ValueId, crate::quant::int8::QConv>,
     ) -> Result<Runner> {
+        Runner::with_int8(gpu, graph, params, layers, &Default::default())
+    }
+
+    /// Like `with_quantized`, with the formats of the values that own one (add, pool and
+    /// layer outputs): those nodes and the data movement between them run on int8 data
+    /// (see `graph::int8`).
+    pub fn with_int8(
+        gpu: Arc<Gpu>,
+        graph: Graph,
+        params: &Params,
+        layers: &HashMap<ValueId, crate::quant::int8::QConv>,
+        values: &BTreeMap<ValueId, QFormat>,
+    ) -> Result<Runner> {
         let mut quantized = HashMap::new();
         // Layers read only by another quantized layer requantize straight into its format.
-        let layers = &graph.chain_quantized(layers);
-        for (&v, q) in layers {
+        let plan = graph.int8_plan(layers, values);
+        for (&v, q) in &plan.layers {
             if !graph.nodes.get(v).is_some_and(|n| n.is_quantizable()) {
                 return Err(Error::Invalid(format!(
                     "node {v} is not a quantizable conv/linear"
@@ -82,7 +99,13 @@ impl Runner {
             weights,
             conv_weights,
             quantized,
+            plan,
         })
+    }
+
+    /// The nodes that compute on int8 data, in order (quantized layers and int8 ops).
+    pub fn int8_nodes(&self) -> Vec<ValueId> {
+        self.plan.int8_nodes()
     }
 
     fn w(&self, name: &str) -> Result<&Tensor> {
@@ -160,12 +183,39 @@ impl Runner {
         let mut qvalues: Values<ops::qconv::QTensor> = Values::new(&self.graph);
         for step in self.graph.walk() {
             let (i, node) = (step.id, step.node);
+            if let Some(&f) = self.plan.formats.get(&i) {
+                if self.plan.is_int8_op(i) {
+                    let y = int8::gpu_node(s, node, f, &qvalues)?;
+                    if keep.contains(&i) {
+                        values.set(i, self.dequantize(s, i, &y)?);
+                    }
+                    hook(s, i, &y.shape)?;
+                    qvalues.set(i, y);
+                    free(&step, keep, &mut values, &mut qvalues);
+                    continue;
+                }
+            }
+            // A layer takes an int8 input in its own format; every other reader of an int8
+            // value gets it dequantized (once, kept until the value dies).
+            let int8_input = node
+                .inputs
+                .first()
+                .and_then(|&v| qvalues.get(v))
+                .filter(|x| self.plan.takes_int8(i, x.fmt));
+            if int8_input.is_none() {
+                for &v in &node.inputs {
+                    if let (None, Some(q)) = (values.get(v), qvalues.get(v)) {
+                        let y = self.dequantize(s, v, q)?;
+                        values.set(v, y);
+                    }
+                }
+            }
             let arg = |k: usize| values.input(node, k);
             let out = match &node.op {
                 _ if self.quantized.contains_key(&i) => {
                     let q = &self.quantized[&i];
                     let owned;
-                    let qx = match node.inputs.first().and_then(|&v| qvalues.get(v)) {
+                    let qx = match int8_input {
                         Some(qx) => qx,
                         None => {
                             owned = q.quantize_input(s, arg(0)?)?;
@@ -182,9 +232,9 @@ impl Runner {
                             _ => y,
                         },
                         ops::qconv::QOut::Q(y) => {
-                            // A caller that keeps a chained value gets it dequantized.
+                            // A caller that keeps an int8 value gets it dequantized.
                             if keep.contains(&i) {
-                                values.set(i, ops::qconv::dequantize(s, &y)?);
+                                values.set(i, self.dequantize(s, i, &y)?);
                             }
                             hook(s, i, &y.shape)?;
                             qvalues.set(i, y);
@@ -233,6 +283,12 @@ impl Runner {
             values.set(i, out);
             free(&step, keep, &mut values, &mut qvalues);
         }
+        // An int8 output (a model that rounds its logits) is dequantized at the end.
+        let out = self.graph.output;
+        if let (None, Some(q)) = (values.get(out), qvalues.get(out)) {
+            let y = self.dequantize(s, out, q)?;
+            values.set(out, y);
+        }
         let kept = keep
             .iter()
             .filter_map(|&v| values.get(v).cloned().map(|t| (v, t)))
@@ -241,6 +297,11 @@ impl Runner {
             .take(self.graph.output)
             .ok_or_else(|| Error::Invalid("graph produced no output".into()))?;
         Ok(Outputs { output, kept })
+    }
+
+    /// Int8 value `v` in f32, shaped as the f32 ops expect it.
+    fn dequantize(&self, s: &mut Stream, v: ValueId, q: &ops::qconv::QTensor) -> Result<Tensor> {
+        ops::qconv::dequantize(s, q)?.reshape(&int8::f32_shape(&self.graph, v, q.shape))
     }
 
     /// Uploads a normalized NCHW batch, runs it and reads the logits back (one submit).

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod exec;
+pub mod int8;
 pub mod params;
 pub mod passes;
 pub mod profile;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::graph::walk::LayerSpec;
 use crate::graph::{Act, Graph, Op, Params, ValueId};
 use crate::models::{Model, Normalization};
-use crate::quant::int8::QConv;
+use crate::quant::int8::{QConv, QFormat};
 use prost::Message;
 use std::collections::BTreeMap;
 
@@ -26,6 +26,7 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
         input_size: model.arch.input_size,
         class_names: &model.class_names,
         layers: None,
+        values: None,
     })
 }
 
@@ -42,7 +43,12 @@ pub(super) struct Source<'a> {
     pub input_size: [usize; 2],
     pub class_names: &'a [String],
     pub layers: Option<(&'a BTreeMap<ValueId, QConv>, LayerWriter)>,
+    /// Int8 values in their formats, and the writer of their fake quantization.
+    pub values: Option<(&'a BTreeMap<ValueId, QFormat>, ValueWriter)>,
 }
+
+/// Writes a fake quantization of value `name` in a format; returns the dequantized name.
+pub(super) type ValueWriter = fn(&mut Writer, &str, QFormat) -> Result<String>;
 
 /// The ONNX file of `src`.
 pub(super) fn encode(src: &Source) -> Result<Vec<u8>> {
@@ -57,6 +63,10 @@ pub(super) fn encode(src: &Source) -> Result<Vec<u8>> {
             Some((q, write)) => write(&mut w, &name, &n.op, q, &ins)?,
             None => w.node_for(&name, &n.op, &ins, n.inputs.first().map(|&v| &shapes[v]))?,
         }
+        let name = match src.values.and_then(|(v, write)| Some((v.get(&i)?, write))) {
+            Some((&f, write)) => write(&mut w, &name, f)?,
+            None => name,
+        };
         names.push(name);
     }
     for name in src.params.tensors.keys() {

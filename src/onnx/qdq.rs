@@ -1,18 +1,30 @@
 //! INT8 models as QDQ ONNX: each quantized conv/linear reads `DequantizeLinear(QuantizeLinear(x))`
 //! in its input format, int8 weights dequantized per output channel (axis 0), and an int32
 //! bias at the accumulator scale (`x_scale * w_scale[c]`, zero point 0), so that ONNX Runtime,
-//! OpenVINO and TensorRT can fuse them into integer kernels. Layers kept in FP32 stay float.
+//! OpenVINO and TensorRT can fuse them into integer kernels. Each other value synthcal
+//! computes in int8 (residual adds, pooling, concat; see `graph::int8`) is followed by a
+//! QuantizeLinear/DequantizeLinear pair in its format. Layers kept in FP32 stay float.
 
 use super::export::{encode, f32_tensor, int, Source, Writer};
 use super::proto::{data_type, TensorProto};
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::graph::{Op, ValueId};
 use crate::quant::int8::{QConv, QFormat};
 use crate::quant::QuantizedModel;
+use std::collections::BTreeMap;
 
 /// The INT8 model as a QDQ ONNX file (opset 13), with the FP32 exporter's input, output and
 /// metadata conventions.
 pub fn export_qdq(qm: &QuantizedModel) -> Result<Vec<u8>> {
+    // Only values that synthcal computes in int8 are rounded in the file.
+    let layers = qm.layers.iter().map(|(&k, v)| (k, v.clone())).collect();
+    let plan = qm.graph.int8_plan(&layers, &qm.values);
+    let values: BTreeMap<ValueId, QFormat> = qm
+        .values
+        .iter()
+        .filter(|(v, _)| plan.formats.contains_key(v))
+        .map(|(&v, &f)| (v, f))
+        .collect();
     encode(&Source {
         name: &qm.arch,
         graph: &qm.graph,
@@ -21,6 +33,7 @@ pub fn export_qdq(qm: &QuantizedModel) -> Result<Vec<u8>> {
         input_size: qm.input_size,
         class_names: &qm.class_names,
         layers: Some((&qm.layers, Writer::qdq_layer)),
+        values: Some((&values, Writer::qdq_value)),
     })
 }
 
@@ -93,6 +106,29 @@ impl Writer {
             ));
         }
         self.layer(name, &l, &inputs)
+    }
+
+    /// Int8 value `name` (an add's, pool's or layer's output) through QuantizeLinear and
+    /// DequantizeLinear in its format; returns the dequantized name.
+    pub(super) fn qdq_value(&mut self, name: &str, f: QFormat) -> Result<String> {
+        let q = QConv {
+            weights: crate::quant::int8::QWeights {
+                shape: [1, 1, 1, 1],
+                q: vec![1],
+                scale: vec![1.0],
+                bits: 8,
+            },
+            bias: None,
+            stride: 1,
+            pad: 0,
+            groups: 1,
+            input: f,
+            input_channel_scales: None,
+            act: crate::graph::Act::Identity,
+            output: None,
+        };
+        self.fake_quant(&format!("{name}:value"), name, &q)
+            .map_err(|m| Error::Invalid(format!("QDQ export: value `{name}`: {m}")))
     }
 
     /// `DequantizeLinear(t, scale, 0)` along axis 0 writing `out`; returns `out`.

@@ -4,9 +4,9 @@
 //! a QuantizeLinear -> DequantizeLinear pair on a computed value becomes an Identity (or a
 //! ReLU, when its range starts at 0 and nothing before it clamps: quantizers drop such ReLUs).
 //! A Conv/Gemm/MatMul whose input is such a pair and whose weight an int8 constant becomes an
-//! INT8 layer with the file's scales and zero points; other pairs (around Add, pooling, ...)
-//! are dropped, since synthcal runs those ops in FP32, which is where its predictions can
-//! differ from a runtime that rounds those values too.
+//! INT8 layer with the file's scales and zero points. A pair on a value that owns an int8
+//! format (a layer's, Add's, Concat's or GlobalAveragePool's output, the logits) becomes that
+//! value's format, so synthcal rounds it where the file does; other pairs are dropped.
 
 use super::import::{build, has_qdq, node_name, parse};
 use super::proto::{data_type, NodeProto};
@@ -82,6 +82,7 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
         "algorithm".into(),
         "imported from an ONNX QDQ file (its scales and zero points)".into(),
     );
+    let vf = value_formats(&f, &values, &model.arch.graph);
     let qm = QuantizedModel {
         arch: model.arch.name,
         norm: model.arch.norm,
@@ -90,6 +91,7 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
         graph: model.arch.graph,
         params: model.params,
         layers,
+        values: vf,
         meta,
     };
     crate::graph::validate::validate(&qm.graph, &qm.params, &|i| qm.layers.get(&i), qm.input_size)
@@ -99,6 +101,27 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
             .map_err(|e| p.fail(format!("layer `{}`: {e}", qm.graph.nodes[i].name)))?;
     }
     Ok(qm)
+}
+
+/// The file's fake quantizations of values that own an int8 format (layer, add, concat and
+/// pooling outputs, the logits) become their formats, so that synthcal rounds them where the
+/// file does. Where one value has several (an Add's before and after a ReLU fused into it),
+/// the last, the one on what synthcal computes, wins.
+fn value_formats(
+    f: &Folded,
+    values: &HashMap<String, crate::graph::ValueId>,
+    g: &crate::graph::Graph,
+) -> BTreeMap<crate::graph::ValueId, QFormat> {
+    let mut out = BTreeMap::new();
+    for n in &f.nodes {
+        let Some(o) = n.output.first() else { continue };
+        if let (Some(fq), Some(&v)) = (f.acts.get(o), values.get(o)) {
+            if fq.channels.is_none() && g.nodes[v].op.owns_int8_format() {
+                out.insert(v, fq.format);
+            }
+        }
+    }
+    out
 }
 
 fn input(n: &NodeProto, k: usize) -> Option<&str> {

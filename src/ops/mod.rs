@@ -16,6 +16,7 @@ pub mod loss;
 pub mod matmul;
 pub mod pool;
 pub mod qconv;
+pub mod qlayout;
 pub mod softmax;
 pub mod spectral_norm;
 pub mod stats;

@@ -81,7 +81,12 @@ pub struct QTensor {
 }
 
 impl QTensor {
-    fn alloc(gpu: &Gpu, op: &'static str, shape: [usize; 4], fmt: QFormat) -> Result<QTensor> {
+    pub(super) fn alloc(
+        gpu: &Gpu,
+        op: &'static str,
+        shape: [usize; 4],
+        fmt: QFormat,
+    ) -> Result<QTensor> {
         let [n, c, h, w] = shape;
         let data = gpu.alloc(op, &[n, c.div_ceil(4), h, w, 4], DType::I8x4)?;
         Ok(QTensor { data, shape, fmt })
@@ -132,36 +137,37 @@ impl QTensor {
 /// Kernel parameters; field order matches `Params` in qconv.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    c4: u32,
-    h: u32,
-    w: u32,
-    co: u32,
-    co4: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    win: u32,
-    cig: u32,
-    cog: u32,
-    pad_word: u32,
-    lo: i32,
-    hi: i32,
-    out_offset: i32,
-    mode: u32,
-    act: u32,
-    slope: f32,
-    c: u32,
-    qscale: f32,
-    ma: i32,
-    mb: i32,
-    shift: u32,
-    a_offset: i32,
-    b_offset: i32,
+pub(super) struct Params {
+    pub(super) n: u32,
+    pub(super) c4: u32,
+    pub(super) h: u32,
+    pub(super) w: u32,
+    pub(super) co: u32,
+    pub(super) co4: u32,
+    pub(super) oh: u32,
+    pub(super) ow: u32,
+    pub(super) kh: u32,
+    pub(super) kw: u32,
+    pub(super) stride: u32,
+    pub(super) pad: u32,
+    pub(super) win: u32,
+    pub(super) cig: u32,
+    pub(super) cog: u32,
+    pub(super) pad_word: u32,
+    pub(super) lo: i32,
+    pub(super) hi: i32,
+    pub(super) out_offset: i32,
+    pub(super) mode: u32,
+    pub(super) act: u32,
+    pub(super) slope: f32,
+    pub(super) c: u32,
+    pub(super) qscale: f32,
+    pub(super) ma: i32,
+    pub(super) mb: i32,
+    pub(super) shift: u32,
+    pub(super) a_offset: i32,
+    pub(super) b_offset: i32,
+    pub(super) c4b: u32,
 }
 
 /// The stored zero point in all four bytes.

@@ -83,6 +83,7 @@ pub fn accuracy_aware(
     let all_fp32 = QuantizedModel {
         class_names: q.class_names.clone(),
         layers: Default::default(),
+        values: Default::default(),
         meta: Default::default(),
         arch: q.arch.clone(),
         norm: q.norm,

@@ -2,6 +2,7 @@
 
 pub mod histogram;
 pub mod int8;
+pub mod int8_ops;
 pub mod observer;
 pub mod scheme;
 
@@ -13,7 +14,7 @@ pub mod default;
 pub mod model;
 
 pub use accuracy_aware::{accuracy_aware, AccuracyAwareReport};
-pub use default::{default_quantization, QuantOptions};
+pub use default::{default_quantization, Int8Ops, QuantOptions};
 pub use model::{LayerBits, Provenance, QuantizedModel};
 mod quantize;
 pub use quantize::{quantize, quantize_with_set, Algorithm};

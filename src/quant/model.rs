@@ -36,6 +36,10 @@ pub struct QuantizedModel {
     pub params: Params,
     /// Quantized conv/linear nodes.
     pub layers: BTreeMap<ValueId, QConv>,
+    /// The formats of the values that own one on the integer path (layer, add, concat and
+    /// global-average-pool outputs; see `graph::int8`). Empty: the mixed scheme, where only
+    /// conv and linear layers compute in integers (and files written before this existed).
+    pub values: BTreeMap<ValueId, QFormat>,
     /// Provenance and algorithm settings, written to the file's metadata.
     pub meta: BTreeMap<String, String>,
 }
@@ -62,6 +66,19 @@ struct LayerMeta {
     /// The weights' shape when they are packed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     weight_shape: Option<[usize; 4]>,
+}
+
+/// The format of one value on the integer path, as the file's `value_formats` lists it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ValueMeta {
+    node: ValueId,
+    name: String,
+    scale: f32,
+    unsigned: bool,
+    #[serde(default = "eight", skip_serializing_if = "is_eight")]
+    bits: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    zero_point: i32,
 }
 
 /// Weights of at most this many bits are stored two per byte.
@@ -201,6 +218,7 @@ impl QuantizedModel {
             graph: self.graph.clone(),
             params: self.params.clone(),
             layers,
+            values: self.values.clone(),
             meta: self.meta.clone(),
         }
     }
@@ -209,14 +227,20 @@ impl QuantizedModel {
     pub fn runner(&self, gpu: &Arc<Gpu>) -> Result<Runner> {
         let layers: HashMap<ValueId, QConv> =
             self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
-        Runner::with_quantized(gpu.clone(), self.graph.clone(), &self.params, &layers)
+        Runner::with_int8(
+            gpu.clone(),
+            self.graph.clone(),
+            &self.params,
+            &layers,
+            &self.values,
+        )
     }
 
     /// The same model on the CPU integer reference.
     pub fn cpu_logits(&self, x: &Array) -> Result<Array> {
         let layers: HashMap<ValueId, QConv> =
             self.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
-        crate::graph::cpu::forward_quantized(&self.graph, &self.params, x, &layers)
+        crate::graph::cpu::forward_int8(&self.graph, &self.params, x, &layers, &self.values)
     }
 
     fn save_file(&self, path: &Path) -> Result<()> {
@@ -243,6 +267,21 @@ impl QuantizedModel {
             })
             .collect();
         meta.insert("layers".into(), json(&lm)?);
+        if !self.values.is_empty() {
+            let vm: Vec<ValueMeta> = self
+                .values
+                .iter()
+                .map(|(&node, f)| ValueMeta {
+                    node,
+                    name: self.graph.nodes[node].name.clone(),
+                    scale: f.scale,
+                    unsigned: f.unsigned,
+                    bits: f.bits,
+                    zero_point: f.zero_point,
+                })
+                .collect();
+            meta.insert("value_formats".into(), json(&vm)?);
+        }
         meta.insert("fp32_layers".into(), json(&self.fp32_layers())?);
         let packed: HashMap<ValueId, Vec<i8>> = self
             .layers
@@ -335,6 +374,27 @@ impl QuantizedModel {
                 return Err(bad(format!("layer {} `{}` listed twice", l.node, l.name)));
             }
         }
+        let mut values = BTreeMap::new();
+        if let Some(v) = meta.get("value_formats") {
+            let vm: Vec<ValueMeta> =
+                serde_json::from_str(v).map_err(|e| parse_err("value_formats", e))?;
+            for m in vm {
+                let what = format!("value format of node {} `{}`", m.node, m.name);
+                match graph.nodes.get(m.node) {
+                    Some(n) if n.name == m.name => {}
+                    _ => return Err(bad(format!("{what}: no such node"))),
+                }
+                let f = if m.unsigned {
+                    QFormat::unsigned(m.scale)
+                } else {
+                    QFormat::signed(m.scale)
+                }
+                .with_bits(m.bits)
+                .with_zero_point(m.zero_point);
+                f.check().map_err(|e| bad(format!("{what}: {e}")))?;
+                values.insert(m.node, f);
+            }
+        }
         let mut params = Params::default();
         for (name, t) in by_name {
             params.insert(name, Array::new(&t.shape, t.to_f32()));
@@ -365,6 +425,7 @@ impl QuantizedModel {
             graph,
             params,
             layers,
+            values,
             meta,
         };
         // Every FP32 node must find its tensors.

@@ -251,6 +251,7 @@ pub fn tiny_int8() -> QuantizedModel {
         graph: g,
         params,
         layers,
+        values: BTreeMap::new(),
         meta: BTreeMap::new(),
     };
     q.class_names = models::default_class_names(q.output_width().expect("a final layer"));

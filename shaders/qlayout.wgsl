@@ -1,0 +1,85 @@
+// INT8 gathers and pools on the packed layout of qconv.wgsl (this file is appended to it; see
+// src/ops/qlayout.rs and quant::int8_ops for the exact math).
+
+// Output word i (four channels of one output pixel) from packed a (x) and b (wt); the channel
+// map is in `bias`: m < p.c reads a's channel m, m >= p.c reads b's channel m - p.c, -1 is real
+// zero. Each source is requantized by its multiplier and the shift, then clamped.
+@compute @workgroup_size(256)
+fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let ohw = p.oh * p.ow;
+    if i >= p.n * p.co4 * ohw {
+        return;
+    }
+    let r = i % ohw;
+    let cw = (i / ohw) % p.co4;
+    let n = i / (ohw * p.co4);
+    let hw = p.h * p.w;
+    let pix = (r / p.ow) * p.stride * p.w + (r % p.ow) * p.stride;
+    var q = vec4<i32>(0);
+    for (var k = 0u; k < 4u; k++) {
+        let c = 4u * cw + k;
+        if c >= p.co {
+            break;
+        }
+        let m = bias[c];
+        var v = 0;
+        if m >= 0 && u32(m) < p.c {
+            let ch = u32(m);
+            v = (unpack(x[(n * p.c4 + ch / 4u) * hw + pix])[ch % 4u] + p.a_offset) * p.ma;
+        } else if m >= 0 {
+            let ch = u32(m) - p.c;
+            v = (unpack(wt[(n * p.c4b + ch / 4u) * hw + pix])[ch % 4u] + p.b_offset) * p.mb;
+        }
+        q[k] = clamp(shift_rne(vec4<i32>(v), p.shift).x, p.lo, p.hi);
+    }
+    out[i] = pack(q - p.out_offset);
+}
+
+// Max over each window of the stored values (one offset, so their order is the real one);
+// padding is skipped. One output word a thread.
+@compute @workgroup_size(256)
+fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let ohw = p.oh * p.ow;
+    if i >= p.n * p.c4 * ohw {
+        return;
+    }
+    let r = i % ohw;
+    let plane = i / ohw;
+    let oy = r / p.ow;
+    let ox = r % p.ow;
+    var best = vec4<i32>(-1000);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        for (var kx = 0u; kx < p.kw; kx++) {
+            // Negative coordinates wrap to huge u32s.
+            let iy = u32(i32(oy * p.stride + ky) - i32(p.pad));
+            let ix = u32(i32(ox * p.stride + kx) - i32(p.pad));
+            if iy < p.h && ix < p.w {
+                best = max(best, unpack(x[(plane * p.h + iy) * p.w + ix]));
+            }
+        }
+    }
+    out[i] = pack(best);
+}
+
+// Global average pool of one (image, channel word): exact i32 sums of the real integers, then
+// one f32 multiply, round half to even and clamp (as the conv epilogue).
+@compute @workgroup_size(256)
+fn global_avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n * p.c4 {
+        return;
+    }
+    let hw = p.h * p.w;
+    var sum = vec4<i32>(0);
+    for (var r = 0u; r < hw; r++) {
+        sum += unpack(x[i * hw + r]);
+    }
+    sum += vec4<i32>(i32(hw) * p.a_offset);
+    let v = vec4<f32>(sum) * p.qscale;
+    let q = vec4<i32>(clamp(round(v), vec4<f32>(f32(p.lo)), vec4<f32>(f32(p.hi))));
+    let c0 = 4u * (i % p.c4);
+    let real = select(vec4<i32>(0), q, c0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
+    out[i] = pack(real - p.out_offset);
+}

@@ -1,0 +1,96 @@
+//! Integer reference for the int8 gathers and pools that `quant::int8_ops` specifies.
+
+use crate::error::{shape_err, Result};
+use crate::quant::int8::{shift_rne, QArray, QFormat};
+use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
+
+/// Reference channel gather (shortcut A, slice, shuffle, concat).
+pub fn gather(g: &QGather, a: &QArray, b: Option<&QArray>) -> Result<QArray> {
+    let p = g.params()?;
+    let [n, ca, h, w] = a.shape;
+    let fits = |x: &QArray, (f, c): (QFormat, usize)| x.fmt == f && x.shape == [n, c, h, w];
+    let b_ok = match (b, g.b) {
+        (None, None) => true,
+        (Some(x), Some(d)) => fits(x, d),
+        _ => false,
+    };
+    if !fits(a, g.a) || !b_ok {
+        return shape_err("int8 gather", format!("inputs do not fit {g:?}"));
+    }
+    let os = g.out_shape(a.shape);
+    let [_, co, oh, ow] = os;
+    let mut q = Vec::with_capacity(n * co * oh * ow);
+    for bi in 0..n {
+        for &m in &g.map {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let at = |src: &QArray, c: usize, cs: usize| {
+                        src.q[((bi * cs + c) * h + y * g.stride) * w + x * g.stride]
+                    };
+                    let v = match m {
+                        -1 => 0,
+                        m if (m as usize) < ca => at(a, m as usize, ca) * p.ma,
+                        m => {
+                            let (src, cb) = (b.expect("checked above"), g.b.map_or(0, |d| d.1));
+                            at(src, m as usize - ca, cb) * p.mb
+                        }
+                    };
+                    q.push(shift_rne(v, p.shift).clamp(p.lo, p.hi));
+                }
+            }
+        }
+    }
+    Ok(QArray {
+        shape: os,
+        q,
+        fmt: g.output,
+    })
+}
+
+/// Reference max pooling (PyTorch floor mode, padding never wins), in the input's format.
+pub fn max_pool(x: &QArray, k: usize, stride: usize, pad: usize) -> Result<QArray> {
+    let [n, c, h, w] = x.shape;
+    let [oh, ow] = pool_out(h, w, k, stride, pad)?;
+    let mut q = Vec::with_capacity(n * c * oh * ow);
+    for plane in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = i32::MIN;
+                for t in 0..k * k {
+                    let iy = (oy * stride + t / k).checked_sub(pad).filter(|&v| v < h);
+                    let ix = (ox * stride + t % k).checked_sub(pad).filter(|&v| v < w);
+                    if let (Some(iy), Some(ix)) = (iy, ix) {
+                        best = best.max(x.q[(plane * h + iy) * w + ix]);
+                    }
+                }
+                q.push(best);
+            }
+        }
+    }
+    Ok(QArray {
+        shape: [n, c, oh, ow],
+        q,
+        fmt: x.fmt,
+    })
+}
+
+/// Reference global average pooling to `[N, C, 1, 1]` in `output`.
+pub fn global_avg_pool(x: &QArray, output: QFormat) -> Result<QArray> {
+    let [n, c, h, w] = x.shape;
+    let m = gap_multiplier(x.fmt, h * w, output)?;
+    let (lo, hi) = output.range();
+    let q =
+        x.q.chunks(h * w)
+            .map(|plane| {
+                let sum: i32 = plane.iter().sum();
+                (sum as f32 * m)
+                    .round_ties_even()
+                    .clamp(lo as f32, hi as f32) as i32
+            })
+            .collect();
+    Ok(QArray {
+        shape: [n, c, 1, 1],
+        q,
+        fmt: output,
+    })
+}

@@ -1,0 +1,301 @@
+//! The integer path of a quantized graph: which values are int8 and in which format, derived
+//! from the quantized layers and the calibrated value formats. Like `chain_quantized`, it is
+//! derived, never stored, and both the GPU runner and the CPU reference call it, so they run
+//! the same nodes in integers. One function per executor runs a non-layer int8 node.
+//!
+//! A value is int8 when its node is:
+//! - a quantized layer with an int8 output (chained into its consumer, or given a format);
+//! - an Add of two int8 values, or a two-input Concat of int8 values, or a GlobalAvgPool of
+//!   an int8 value, with a format of its own;
+//! - a ShortcutA, SliceChannels, ChannelShuffle or MaxPool of an int8 value (its format kept);
+//! - a Flatten of an int8 GlobalAvgPool (`[N, C, 1, 1]` is already a linear layer's input).
+//!
+//! Every other node runs in f32 on dequantized inputs, so any value format may be missing.
+
+use super::walk::Values;
+use super::{Graph, Node, Op, ValueId};
+use crate::array::Array;
+use crate::error::{Error, Result};
+use crate::gpu::Stream;
+use crate::ops::qconv::QTensor;
+use crate::quant::int8::{QAdd, QArray, QConv, QFormat};
+use crate::quant::int8_ops::QGather;
+use std::collections::{BTreeMap, HashMap};
+
+/// The integer path of a graph (see the module docs).
+#[derive(Clone, Debug, Default)]
+pub struct Int8Plan {
+    /// The quantized layers, with their int8 outputs set.
+    pub layers: HashMap<ValueId, QConv>,
+    /// The format of every int8 value.
+    pub formats: HashMap<ValueId, QFormat>,
+}
+
+impl Int8Plan {
+    /// Whether node `i` runs as an int8 op other than a layer.
+    pub fn is_int8_op(&self, i: ValueId) -> bool {
+        self.formats.contains_key(&i) && !self.layers.contains_key(&i)
+    }
+
+    /// The nodes that compute on int8 data (layers and int8 ops), in order.
+    pub fn int8_nodes(&self) -> Vec<ValueId> {
+        let mut v: Vec<ValueId> = self
+            .layers
+            .keys()
+            .chain(self.formats.keys())
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether layer `i` can take input value `x` as it is (same format, per-tensor scale).
+    pub fn takes_int8(&self, i: ValueId, x: QFormat) -> bool {
+        self.layers
+            .get(&i)
+            .is_some_and(|q| q.input == x && q.input_channel_scales.is_none())
+    }
+}
+
+impl Graph {
+    /// The integer path for `layers` with `values` (formats of the values that own one: layer
+    /// outputs, adds, concats, global average pools). Empty `values` is the mixed scheme.
+    pub fn int8_plan(
+        &self,
+        layers: &HashMap<ValueId, QConv>,
+        values: &BTreeMap<ValueId, QFormat>,
+    ) -> Int8Plan {
+        let mut layers = self.chain_quantized(layers);
+        let mut formats: HashMap<ValueId, QFormat> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let int_in = |k: usize| n.inputs.get(k).and_then(|v| formats.get(v)).copied();
+            // The output too (an imported QDQ model may round its logits); then the executors
+            // dequantize it at the end.
+            let own = values.get(&i).copied();
+            let out = match &n.op {
+                _ if layers.contains_key(&i) => {
+                    let q = layers.get_mut(&i).expect("checked");
+                    if let Some(f) = own.filter(|_| q.output.is_none()) {
+                        let mut t = q.clone();
+                        t.output = Some(f);
+                        // Only clamp-like activations fuse into an int8 output.
+                        if t.requant().is_ok() {
+                            *q = t;
+                        }
+                    }
+                    q.output
+                }
+                Op::Add { act } => match (int_in(0), int_in(1), own) {
+                    (Some(a), Some(b), Some(o)) => {
+                        let add = QAdd {
+                            a,
+                            b,
+                            act: *act,
+                            output: Some(o),
+                        };
+                        add.params().ok().map(|_| o)
+                    }
+                    _ => None,
+                },
+                Op::ShortcutA { .. }
+                | Op::SliceChannels { .. }
+                | Op::ChannelShuffle { .. }
+                | Op::MaxPool { .. } => int_in(0),
+                Op::Flatten => {
+                    int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
+                }
+                Op::GlobalAvgPool => int_in(0).and(own),
+                Op::Concat if n.inputs.len() == 2 => int_in(0).and(int_in(1)).and(own),
+                _ => None,
+            };
+            if let Some(f) = out {
+                formats.insert(i, f);
+            }
+        }
+        Int8Plan { layers, formats }
+    }
+}
+
+impl Op {
+    /// Whether the op's output owns an int8 format on the integer path (the others keep their
+    /// input's format, or run in f32).
+    pub fn owns_int8_format(&self) -> bool {
+        matches!(
+            self,
+            Op::Conv2d { .. } | Op::Linear { .. } | Op::Add { .. } | Op::GlobalAvgPool | Op::Concat
+        )
+    }
+}
+
+/// An error for an op the int8 path does not run (the plan never sends one).
+fn no_int8(node: &Node) -> Error {
+    Error::Invalid(format!("{}: {:?} has no int8 form", node.name, node.op))
+}
+
+/// Runs int8 node `node` (not a layer) on the GPU, writing format `out`.
+pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) -> Result<QTensor> {
+    use crate::ops::{qconv, qlayout};
+    let x = q.input(node, 0)?;
+    let c = x.shape[1];
+    match &node.op {
+        Op::Add { act } => {
+            let b = q.input(node, 1)?;
+            let add = QAdd {
+                a: x.fmt,
+                b: b.fmt,
+                act: *act,
+                output: Some(out),
+            };
+            qconv::qadd(s, x, b, &add)?.into_q()
+        }
+        Op::ShortcutA { pad } => qlayout::gather(s, &QGather::shortcut_a(x.fmt, c, *pad), x, None),
+        Op::SliceChannels { start, len } => {
+            qlayout::gather(s, &QGather::slice(x.fmt, c, *start, *len), x, None)
+        }
+        Op::ChannelShuffle { groups } => {
+            qlayout::gather(s, &QGather::shuffle(x.fmt, c, *groups)?, x, None)
+        }
+        Op::Concat => {
+            let b = q.input(node, 1)?;
+            let g = QGather::concat((x.fmt, c), (b.fmt, b.shape[1]), out);
+            qlayout::gather(s, &g, x, Some(b))
+        }
+        Op::MaxPool {
+            kernel,
+            stride,
+            pad,
+        } => qlayout::max_pool(s, x, *kernel, *stride, *pad),
+        Op::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
+        Op::Flatten => Ok(x.clone()),
+        _ => Err(no_int8(node)),
+    }
+}
+
+/// The CPU reference of [`gpu_node`].
+pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray> {
+    use crate::cpu::{qconv, qlayout};
+    let x = q.input(node, 0)?;
+    let c = x.shape[1];
+    match &node.op {
+        Op::Add { act } => {
+            let b = q.input(node, 1)?;
+            let add = QAdd {
+                a: x.fmt,
+                b: b.fmt,
+                act: *act,
+                output: Some(out),
+            };
+            match qconv::qadd(&add, x, b)? {
+                qconv::QResult::Q(y) => Ok(y),
+                qconv::QResult::F32(_) => Err(no_int8(node)),
+            }
+        }
+        Op::ShortcutA { pad } => qlayout::gather(&QGather::shortcut_a(x.fmt, c, *pad), x, None),
+        Op::SliceChannels { start, len } => {
+            qlayout::gather(&QGather::slice(x.fmt, c, *start, *len), x, None)
+        }
+        Op::ChannelShuffle { groups } => {
+            qlayout::gather(&QGather::shuffle(x.fmt, c, *groups)?, x, None)
+        }
+        Op::Concat => {
+            let b = q.input(node, 1)?;
+            let g = QGather::concat((x.fmt, c), (b.fmt, b.shape[1]), out);
+            qlayout::gather(&g, x, Some(b))
+        }
+        Op::MaxPool {
+            kernel,
+            stride,
+            pad,
+        } => qlayout::max_pool(x, *kernel, *stride, *pad),
+        Op::GlobalAvgPool => qlayout::global_avg_pool(x, out),
+        Op::Flatten => Ok(x.clone()),
+        _ => Err(no_int8(node)),
+    }
+}
+
+/// The f32 form of int8 value `v` as f32 ops expect it: 2-d `[N, K]` for Linear, Flatten and
+/// GlobalAvgPool outputs (int8 keeps them as `[N, K, 1, 1]`).
+pub fn f32_shape(g: &Graph, v: ValueId, shape: [usize; 4]) -> Vec<usize> {
+    match g.nodes.get(v).map(|n| &n.op) {
+        Some(Op::Linear { .. } | Op::Flatten | Op::GlobalAvgPool) => {
+            vec![shape[0], shape[1] * shape[2] * shape[3]]
+        }
+        _ => shape.to_vec(),
+    }
+}
+
+/// The CPU dequantization of int8 value `v` in its f32 shape.
+pub fn cpu_dequantize(g: &Graph, v: ValueId, x: &QArray) -> Array {
+    let a = x.dequantize();
+    Array::new(&f32_shape(g, v, x.shape), a.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Act;
+    use crate::quant::int8::QWeights;
+
+    fn layer(input: QFormat) -> QConv {
+        QConv {
+            weights: QWeights {
+                shape: [2, 2, 1, 1],
+                q: vec![1; 4],
+                scale: vec![0.1; 2],
+                bits: 8,
+            },
+            bias: None,
+            stride: 1,
+            pad: 0,
+            groups: 1,
+            input,
+            input_channel_scales: None,
+            act: Act::Relu,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn int8_reaches_only_ops_whose_inputs_are_int8() {
+        let conv = |w: &str| Op::Conv2d {
+            weight: w.into(),
+            bias: None,
+            stride: 1,
+            pad: 0,
+            groups: 1,
+            act: Act::Relu,
+        };
+        let mut g = Graph::default();
+        let x = g.push("x", Op::Input, &[]);
+        let a = g.push("a", conv("a"), &[x]);
+        let b = g.push("b", conv("b"), &[a]);
+        let s = g.push("s", Op::Add { act: Act::Relu }, &[a, b]);
+        let f = g.push("f", Op::Add { act: Act::Identity }, &[s, x]);
+        let p = g.push(
+            "p",
+            Op::MaxPool {
+                kernel: 2,
+                stride: 2,
+                pad: 0,
+            },
+            &[s],
+        );
+        let fl = g.push("fl", Op::Flatten, &[p]);
+        let out = g.push("out", Op::Concat, &[fl, f]);
+        g.output = out;
+        let u = QFormat::unsigned(0.1);
+        let layers: HashMap<ValueId, QConv> = [(a, layer(u)), (b, layer(u))].into();
+        // No value formats: the mixed scheme (nothing chains: `a` has two readers).
+        let mixed = g.int8_plan(&layers, &BTreeMap::new());
+        assert!(mixed.formats.is_empty());
+        assert_eq!(mixed.int8_nodes(), [a, b]);
+        let values: BTreeMap<ValueId, QFormat> = [(a, u), (b, u), (s, u), (f, u), (out, u)].into();
+        let plan = g.int8_plan(&layers, &values);
+        // `f` reads the f32 input, a Flatten of anything but a global pool stays f32, and so
+        // does what reads it.
+        assert_eq!(plan.int8_nodes(), [a, b, s, p]);
+        assert_eq!(plan.layers[&a].output, Some(u));
+        assert!(plan.is_int8_op(p) && !plan.is_int8_op(a));
+    }
+}

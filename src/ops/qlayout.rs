@@ -1,0 +1,145 @@
+//! INT8 channel gathers (option-A shortcut, slice, shuffle, concat), max pooling and global
+//! average pooling on packed int8 tensors (`qconv`'s layout). The math is `quant::int8_ops`;
+//! the CPU reference `cpu::qlayout`; shader `shaders/qlayout.wgsl` (appended to qconv.wgsl).
+
+use super::bytes_of;
+use super::qconv::{Params, QTensor};
+use crate::error::{shape_err, Result};
+use crate::gpu::{grid_1d, Shader, Stream};
+use crate::quant::int8::QFormat;
+use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
+
+const SHADER: Shader = Shader {
+    name: "qlayout",
+    source: concat!(
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qlayout.wgsl")),
+        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4_unpacked(a, b); }\n"
+    ),
+};
+
+/// Channel gather `g` of `a` (and `b` for a concat).
+pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> Result<QTensor> {
+    let ap = g.params()?;
+    let [n, ca, h, w] = a.shape;
+    let fits = |x: &QTensor, (f, c): (QFormat, usize)| x.fmt == f && x.shape == [n, c, h, w];
+    let b_ok = match (b, g.b) {
+        (None, None) => true,
+        (Some(x), Some(d)) => fits(x, d),
+        _ => false,
+    };
+    if !fits(a, g.a) || !b_ok {
+        return shape_err("int8 gather", format!("inputs do not fit {g:?}"));
+    }
+    let os = g.out_shape(a.shape);
+    let [_, co, oh, ow] = os;
+    let y = QTensor::alloc(s.gpu(), "int8 gather", os, g.output)?;
+    let map = s.gpu().upload_i32(&[co.max(1)], &padded(&g.map))?;
+    let bt = b.unwrap_or(a);
+    let p = Params {
+        n: n as u32,
+        c4: ca.div_ceil(4) as u32,
+        c4b: bt.shape[1].div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        c: ca as u32,
+        co: co as u32,
+        co4: co.div_ceil(4) as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        stride: g.stride as u32,
+        lo: ap.lo,
+        hi: ap.hi,
+        ma: ap.ma,
+        mb: ap.mb,
+        shift: ap.shift,
+        a_offset: a.fmt.offset(),
+        b_offset: bt.fmt.offset(),
+        out_offset: g.output.offset(),
+        ..Default::default()
+    };
+    let grid = grid_1d(n * co.div_ceil(4) * oh * ow, 256);
+    let tensors = [&a.data, &y.data, &bt.data, &map];
+    s.dispatch(SHADER, "gather", &[], bytes_of(&p), &tensors, grid)?;
+    Ok(y)
+}
+
+/// An empty map still needs a binding.
+fn padded(map: &[i32]) -> Vec<i32> {
+    if map.is_empty() {
+        vec![-1]
+    } else {
+        map.to_vec()
+    }
+}
+
+/// Max pooling (PyTorch floor mode) in the input's format.
+pub fn max_pool(
+    s: &mut Stream,
+    x: &QTensor,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<QTensor> {
+    let [n, c, h, w] = x.shape;
+    let [oh, ow] = pool_out(h, w, k, stride, pad)?;
+    let y = QTensor::alloc(s.gpu(), "int8 max pool", [n, c, oh, ow], x.fmt)?;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        kh: k as u32,
+        kw: k as u32,
+        stride: stride as u32,
+        pad: pad as u32,
+        ..Default::default()
+    };
+    let grid = grid_1d(n * c.div_ceil(4) * oh * ow, 256);
+    s.dispatch(
+        SHADER,
+        "max_pool",
+        &[],
+        bytes_of(&p),
+        &[&x.data, &y.data],
+        grid,
+    )?;
+    Ok(y)
+}
+
+/// Global average pooling to `[N, C, 1, 1]` in `output`.
+pub fn global_avg_pool(s: &mut Stream, x: &QTensor, output: QFormat) -> Result<QTensor> {
+    let [n, c, h, w] = x.shape;
+    let m = gap_multiplier(x.fmt, h * w, output)?;
+    let (lo, hi) = output.range();
+    let y = QTensor::alloc(s.gpu(), "int8 global average pool", [n, c, 1, 1], output)?;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+        qscale: m,
+        lo,
+        hi,
+        a_offset: x.fmt.offset(),
+        out_offset: output.offset(),
+        ..Default::default()
+    };
+    let grid = grid_1d(n * c.div_ceil(4), 256);
+    s.dispatch(
+        SHADER,
+        "global_avg_pool",
+        &[],
+        bytes_of(&p),
+        &[&x.data, &y.data],
+        grid,
+    )?;
+    Ok(y)
+}
+
+#[cfg(test)]
+#[path = "qlayout_tests.rs"]
+mod tests;

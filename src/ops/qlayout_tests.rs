@@ -1,0 +1,128 @@
+//! Bit-exact checks of the int8 gathers and pools against `cpu::qlayout`, and of the
+//! reference against the f32 ops on dequantized values.
+
+use super::*;
+use crate::cpu;
+use crate::quant::int8::QArray;
+use crate::testing::gpu;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+fn fmt(rng: &mut impl Rng, unsigned: bool, zp: bool) -> QFormat {
+    let f = if unsigned {
+        QFormat::unsigned(rng.random_range(0.01..0.2))
+    } else {
+        QFormat::signed(rng.random_range(0.01..0.2))
+    };
+    f.with_zero_point(if zp {
+        rng.random_range(-3..4) + if unsigned { 3 } else { 0 }
+    } else {
+        0
+    })
+}
+
+fn random_q(shape: [usize; 4], fmt: QFormat, rng: &mut impl Rng) -> QArray {
+    let (lo, hi) = fmt.range();
+    let q = (0..shape.iter().product())
+        .map(|_| rng.random_range(lo..=hi))
+        .collect();
+    QArray { shape, q, fmt }
+}
+
+fn run(x: &QArray, f: impl FnOnce(&mut Stream, &QTensor) -> Result<QTensor>) -> QArray {
+    let g = gpu();
+    let t = QTensor::upload(&g, x).unwrap();
+    let mut s = g.stream();
+    let y = f(&mut s, &t).unwrap();
+    s.submit();
+    y.read(&g).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gathers_are_bit_exact_and_move_values_exactly(
+        c in 1usize..11, h in 1usize..6, kind in 0usize..3, u in any::<bool>(), zp in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        crate::ops::skip_without_gpu!(proptest);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let f = fmt(&mut rng, u, zp);
+        let x = random_q([2, c, h, h + 1], f, &mut rng);
+        let (g, want_f32) = match kind {
+            0 => { let pad = c % 3 + 1; (QGather::shortcut_a(f, c, pad), cpu::layout::shortcut_a(&x.dequantize(), pad)) }
+            1 => { let start = c / 3; let len = c - start; (QGather::slice(f, c, start, len), cpu::layout::slice_channels(&x.dequantize(), start..c)) }
+            _ => { let gr = if c % 2 == 0 { 2 } else { 1 }; (QGather::shuffle(f, c, gr).unwrap(), cpu::layout::channel_shuffle(&x.dequantize(), gr)) }
+        };
+        let want = cpu::qlayout::gather(&g, &x, None).unwrap();
+        // Format-preserving gathers are exact data movement.
+        prop_assert_eq!(&want.dequantize(), &want_f32);
+        let got = run(&x, |s, t| gather(s, &g, t, None));
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn concat_requantizes_each_source_bit_exactly(
+        ca in 1usize..9, cb in 1usize..9, hw in 1usize..5, signs in 0usize..8, seed in any::<u64>(),
+    ) {
+        crate::ops::skip_without_gpu!(proptest);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (fa, fb, fo) = (fmt(&mut rng, signs & 1 == 1, true), fmt(&mut rng, signs & 2 == 2, false), fmt(&mut rng, signs & 4 == 4, true));
+        let (xa, xb) = (random_q([2, ca, hw, hw], fa, &mut rng), random_q([2, cb, hw, hw], fb, &mut rng));
+        let g = QGather::concat((fa, ca), (fb, cb), fo);
+        let want = cpu::qlayout::gather(&g, &xa, Some(&xb)).unwrap();
+        // Within half an output step (plus multiplier rounding) of the real values, clamped.
+        let real = cpu::layout::concat(&[&xa.dequantize(), &xb.dequantize()]);
+        let (lo, hi) = fo.range();
+        for (q, r) in want.q.iter().zip(&real.data) {
+            let r = r.clamp(lo as f32 * fo.scale, hi as f32 * fo.scale);
+            prop_assert!((*q as f32 * fo.scale - r).abs() <= 0.5001 * fo.scale, "{} vs {}", q, r);
+        }
+        let g2 = gpu();
+        let tb = QTensor::upload(&g2, &xb).unwrap();
+        let got = run(&xa, |s, t| gather(s, &g, t, Some(&tb)));
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn pools_are_bit_exact(
+        c in 1usize..11, h in 1usize..9, k in 1usize..4, stride in 1usize..3, u in any::<bool>(),
+        zp in any::<bool>(), seed in any::<u64>(),
+    ) {
+        crate::ops::skip_without_gpu!(proptest);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let f = fmt(&mut rng, u, zp);
+        let x = random_q([2, c, h, h + 2], f, &mut rng);
+        let pad = k / 2;
+        if h + 2 * pad >= k {
+            let want = cpu::qlayout::max_pool(&x, k, stride, pad).unwrap();
+            prop_assert_eq!(&want.dequantize(), &cpu::pool::max_pool2d(&x.dequantize(), k, stride, pad));
+            prop_assert_eq!(run(&x, |s, t| max_pool(s, t, k, stride, pad)), want);
+        }
+        let out = fmt(&mut rng, u, zp);
+        let want = cpu::qlayout::global_avg_pool(&x, out).unwrap();
+        let real = cpu::pool::global_avg_pool(&x.dequantize());
+        let (lo, hi) = out.range();
+        for (q, r) in want.q.iter().zip(&real.data) {
+            let r = r.clamp(lo as f32 * out.scale, hi as f32 * out.scale);
+            prop_assert!((*q as f32 * out.scale - r).abs() <= 0.5001 * out.scale, "{} vs {}", q, r);
+        }
+        prop_assert_eq!(run(&x, |s, t| global_avg_pool(s, t, out)), want);
+    }
+}
+
+#[test]
+fn mismatched_inputs_are_errors() {
+    let f = QFormat::signed(0.1);
+    let x = QArray {
+        shape: [1, 3, 2, 2],
+        q: vec![0; 12],
+        fmt: f,
+    };
+    let g = QGather::slice(QFormat::signed(0.2), 3, 0, 2);
+    assert!(cpu::qlayout::gather(&g, &x, None).is_err());
+    let c = QGather::concat((f, 3), (f, 1), f);
+    assert!(cpu::qlayout::gather(&c, &x, None).is_err());
+    assert!(cpu::qlayout::max_pool(&x, 3, 1, 2).is_err());
+}
