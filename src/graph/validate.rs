@@ -60,6 +60,17 @@ pub fn validate<'a>(
     Ok(())
 }
 
+/// The shape `op` gives on inputs of the given shapes (an FP32 node; `input` is the image
+/// shape `Op::Input` yields): for importers that need shapes while building a graph.
+pub fn output_shape(
+    op: &Op,
+    inputs: &[&[usize]],
+    params: &Params,
+    input: [usize; 4],
+) -> Result<Vec<usize>, String> {
+    infer(op, inputs, params, None, input)
+}
+
 fn arity(op: &Op) -> (usize, usize) {
     match op {
         Op::Input => (0, 0),

@@ -195,6 +195,13 @@ impl Writer {
             Act::LeakyRelu(a) => {
                 self.push("LeakyRelu", node, &ins, output, vec![float("alpha", a)])
             }
+            Act::HardSwish => {
+                // HardSwish is opset 14; x * HardSigmoid(x) is its opset-13 form.
+                let h = format!("{node}.hsig");
+                let attrs = vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)];
+                self.push("HardSigmoid", &h, &ins, &h, attrs);
+                self.push("Mul", node, &[input.to_string(), h.clone()], output, vec![]);
+            }
             Act::Relu6 => {
                 let lo = format!("{node}.min");
                 let hi = format!("{node}.max");
