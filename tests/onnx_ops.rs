@@ -143,7 +143,8 @@ impl B {
 }
 
 /// conv (auto_pad SAME_UPPER) -> HardSwish -> x * c + s per channel -> Sum with a
-/// PRelu branch -> GlobalMaxPool -> Flatten (a Shape/Gather/Unsqueeze/Concat chain) -> Gemm.
+/// PRelu branch -> GlobalMaxPool -> Flatten (a Shape/Gather/Unsqueeze/Concat chain) -> Gemm
+/// -> Softmax.
 fn model_a() -> ModelProto {
     let mut b = B::new();
     b.random("w1", &[8, 3, 3, 3], 1.0);
@@ -179,9 +180,10 @@ fn model_a() -> ModelProto {
     b.node(
         "Gemm",
         &["flat", "fc", "fcb"],
-        &["y"],
+        &["logits"],
         &[("transB", A::I(1))],
     );
+    b.node("Softmax", &["logits"], &["y"], &[("axis", A::I(1))]);
     b.model("y")
 }
 
@@ -399,6 +401,8 @@ fn unsupported_settings_are_refused_by_name() {
     // A [C] constant on an image broadcasts along the width in ONNX: not per channel.
     let e = err(single("Add", &[], |b| b.floats("k", &[3], vec![1.0; 3])));
     assert!(e.contains("does not broadcast per channel"), "{e}");
+    let e = err(single("Softmax", &[("axis", A::I(1))], |_| {}));
+    assert!(e.contains("only over the classes"), "{e}");
     let e = err(single("Split", &[("axis", A::I(2))], |_| {}));
     assert!(e.contains("only channels"), "{e}");
 }

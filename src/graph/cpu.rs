@@ -98,6 +98,7 @@ pub fn forward_quantized(
                 pad,
             } => cpu::pool::max_pool2d(arg(0)?, *kernel, *stride, *pad),
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
+            Op::Softmax => cpu::softmax::softmax(arg(0)?),
             Op::Flatten => {
                 let x = arg(0)?;
                 let n = x.shape[0];

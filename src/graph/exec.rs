@@ -227,6 +227,7 @@ impl Runner {
                     pad,
                 } => ops::pool::max_pool2d(s, arg(0)?, *kernel, *stride, *pad)?,
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
+                Op::Softmax => ops::softmax::softmax(s, arg(0)?)?,
                 Op::Flatten => arg(0)?.flatten()?,
             };
             hook(s, i, out.shape())?;

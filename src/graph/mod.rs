@@ -66,6 +66,8 @@ pub enum Op {
     },
     GlobalAvgPool,
     Flatten,
+    /// Softmax over the classes of [N, K] (a classifier's last op; FP32 only, no backward).
+    Softmax,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

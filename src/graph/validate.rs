@@ -97,6 +97,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::MaxPool { .. } => "MaxPool",
         Op::GlobalAvgPool => "GlobalAvgPool",
         Op::Flatten => "Flatten",
+        Op::Softmax => "Softmax",
     }
 }
 
@@ -258,6 +259,10 @@ fn infer(
             let [n, c, _, _] = four(x0)?;
             Ok(vec![n, c])
         }
+        Op::Softmax => match x0 {
+            [_, _] => Ok(x0.to_vec()),
+            _ => Err(format!("softmax of shape {x0:?}, expected [N, K]")),
+        },
         Op::Flatten => {
             let [n, rest @ ..] = x0 else {
                 return Err("input has no dimensions".into());

@@ -334,6 +334,7 @@ impl Writer {
                 ];
                 self.push("MaxPool", name, ins, name, attrs);
             }
+            Op::Softmax => self.push("Softmax", name, ins, name, vec![int("axis", 1)]),
             Op::GlobalAvgPool => {
                 // synthcal's global pool also flattens to [N, C].
                 let pooled = format!("{name}:pooled");
@@ -436,6 +437,7 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 _ => return Err(bad(&n.name)),
             },
             Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
+            Op::Softmax => x.clone(),
             Op::Flatten => vec![x.iter().product()],
         };
         out.push(s);

@@ -46,6 +46,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Shape",
     "Sigmoid",
     "Slice",
+    "Softmax",
     "Split",
     "Squeeze",
     "Sub",
@@ -749,6 +750,19 @@ impl<'a> Importer<'a> {
                     }
                 };
                 let v = self.affine(&name, &out, src, x, scale, shift, Act::Identity)?;
+                set(self, Val::Node(v));
+            }
+            "Softmax" => {
+                let x = self.value(input(0)?)?;
+                // Before opset 13 the input is coerced to 2-d at `axis` (1): the same on [N, K].
+                let axis = attr_i(n, "axis", if opset < 13 { 1 } else { -1 });
+                if !self.flat[x] || (axis != 1 && axis != -1) {
+                    return Err(format!(
+                        "softmax along axis {axis} of a value of shape {:?}; only over the classes of [N, K] is supported",
+                        self.shapes[x]
+                    ));
+                }
+                let v = self.push(&name, Op::Softmax, &[x], true)?;
                 set(self, Val::Node(v));
             }
             "Sum" => {
