@@ -64,6 +64,13 @@ pub enum Op {
         stride: usize,
         pad: usize,
     },
+    /// Average pooling; `count_pad`: the zero padding counts in each window's divisor.
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        count_pad: bool,
+    },
     GlobalAvgPool,
     Flatten,
     /// Softmax over the classes of [N, K] (a classifier's last op; FP32 only, no backward).

@@ -98,6 +98,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::GlobalAvgPool => "GlobalAvgPool",
         Op::Flatten => "Flatten",
         Op::Softmax => "Softmax",
+        Op::AvgPool { .. } => "AvgPool",
     }
 }
 
@@ -245,6 +246,12 @@ fn infer(
             kernel,
             stride,
             pad,
+        }
+        | Op::AvgPool {
+            kernel,
+            stride,
+            pad,
+            ..
         } => {
             let [n, c, h, w] = four(x0)?;
             if *stride == 0 || pad.checked_mul(2).is_none_or(|p| p > *kernel) {

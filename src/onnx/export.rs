@@ -335,6 +335,21 @@ impl Writer {
                 self.push("MaxPool", name, ins, name, attrs);
             }
             Op::Softmax => self.push("Softmax", name, ins, name, vec![int("axis", 1)]),
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                count_pad,
+            } => {
+                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let attrs = vec![
+                    ints("kernel_shape", &[k, k]),
+                    ints("strides", &[s, s]),
+                    ints("pads", &[p, p, p, p]),
+                    int("count_include_pad", *count_pad as i64),
+                ];
+                self.push("AveragePool", name, ins, name, attrs);
+            }
             Op::GlobalAvgPool => {
                 // synthcal's global pool also flattens to [N, C].
                 let pooled = format!("{name}:pooled");
@@ -438,6 +453,19 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
             },
             Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
             Op::Softmax => x.clone(),
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ..
+            } => match x.as_slice() {
+                &[c, xh, xw] => vec![
+                    c,
+                    pooled(xh, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                    pooled(xw, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                ],
+                _ => return Err(bad(&n.name)),
+            },
             Op::Flatten => vec![x.iter().product()],
         };
         out.push(s);

@@ -869,9 +869,18 @@ impl<'a> Importer<'a> {
                 let pad = self.window_pad(n, x, [kernel, kernel], stride)?;
                 self.check_ceil_mode(n, x, kernel, stride, pad)?;
                 if pad > 0 && attr_i(n, "count_include_pad", 0) == 0 {
-                    return Err(format!("count_include_pad = 0 with padding ({pad}) is not supported; only windows that count the zero padding"));
+                    // Border windows divide by their real elements: the pooling kernel.
+                    let op = Op::AvgPool {
+                        kernel,
+                        stride,
+                        pad,
+                        count_pad: false,
+                    };
+                    let v = self.push(&name, op, &[x], false)?;
+                    set(self, Val::Node(v));
+                    return Ok(());
                 }
-                // A depthwise conv of 1/k^2 weights: the padded mean, on the conv kernels.
+                // Otherwise a depthwise conv of 1/k^2 weights: the padded mean, on the conv kernels.
                 let k2 = kernel * kernel;
                 let wname = format!("{out}:avg");
                 self.params.insert(
