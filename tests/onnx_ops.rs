@@ -416,3 +416,31 @@ fn unsupported_settings_are_refused_by_name() {
     let e = err(single("Split", &[("axis", A::I(2))], |_| {}));
     assert!(e.contains("only channels"), "{e}");
 }
+
+/// An imported model with the new ops quantizes: the convs and linears become INT8 layers,
+/// while HardSwish, the affines, AveragePool and Softmax run in FP32, and the INT8 model
+/// gives finite outputs of the FP32 model's shape. (The generated calibration sources make
+/// 32x32 images, so this calibrates on a set of 8x8 ones.)
+#[test]
+fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let n = 16;
+    let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 97 % 251) as u8).collect();
+    let images = synthcal::Images::new(px, HW, HW).unwrap();
+    for (tag, p) in [("a", model_a()), ("b", model_b())] {
+        let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
+        let classes: Vec<String> = m.class_names.clone();
+        let labels = (0..n).map(|i| (i % classes.len()) as u8).collect();
+        let set = synthcal::Dataset::from_images(images.clone(), labels, classes, "test").unwrap();
+        let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &Default::default())
+            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        assert!(q.layers.len() >= 2, "{tag}: {} INT8 layers", q.layers.len());
+        let (f, i) = (
+            m.predict(&gpu, &images).unwrap(),
+            q.predict(&gpu, &images).unwrap(),
+        );
+        assert_eq!(f.values().len(), i.values().len(), "{tag}");
+        assert!(i.values().iter().all(|v| v.is_finite()), "{tag}");
+    }
+}
