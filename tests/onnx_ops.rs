@@ -197,7 +197,7 @@ fn model_a() -> ModelProto {
     b.model("y")
 }
 
-/// conv -> HardSigmoid(0.3, 0.4) -> AveragePool (3x3, stride 2, pad 1, padding counted) ->
+/// conv -> LRN (3 channels) -> HardSigmoid(0.3, 0.4) -> AveragePool (3x3, stride 2, pad 1, padding counted) ->
 /// Split into 2 + 2 channels -> Add -> Div by a per-channel constant -> the PyTorch HardSwish
 /// pattern (x * HardSigmoid(x; 1/6, 1/2)) -> MaxPool (2x2, ceil_mode on an even map) ->
 /// GlobalAveragePool -> Flatten -> MatMul.
@@ -208,8 +208,14 @@ fn model_b() -> ModelProto {
     let same = [("pads", A::Is(vec![1, 1, 1, 1]))];
     b.node("Conv", &["x", "w1"], &["c1"], &same);
     b.node(
-        "HardSigmoid",
+        "LRN",
         &["c1"],
+        &["lrn"],
+        &[("size", A::I(3)), ("alpha", A::F(0.5)), ("bias", A::F(1.5))],
+    );
+    b.node(
+        "HardSigmoid",
+        &["lrn"],
         &["hs"],
         &[("alpha", A::F(0.3)), ("beta", A::F(0.4))],
     );

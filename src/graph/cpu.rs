@@ -108,6 +108,12 @@ pub fn forward_quantized(
             },
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
             Op::Softmax => cpu::softmax::softmax(arg(0)?),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => cpu::lrn::lrn(arg(0)?, *size, *alpha, *beta, *bias),
             Op::Flatten => {
                 let x = arg(0)?;
                 let n = x.shape[0];

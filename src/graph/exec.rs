@@ -237,6 +237,12 @@ impl Runner {
                 },
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
                 Op::Softmax => ops::softmax::softmax(s, arg(0)?)?,
+                Op::Lrn {
+                    size,
+                    alpha,
+                    beta,
+                    bias,
+                } => ops::lrn::lrn(s, arg(0)?, *size, *alpha, *beta, *bias)?,
                 Op::Flatten => arg(0)?.flatten()?,
             };
             hook(s, i, out.shape())?;

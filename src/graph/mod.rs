@@ -73,6 +73,13 @@ pub enum Op {
     },
     GlobalAvgPool,
     Flatten,
+    /// Local response normalization across `size` channels (ONNX LRN; FP32 only).
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
     /// Softmax over the classes of [N, K] (a classifier's last op; FP32 only, no backward).
     Softmax,
 }

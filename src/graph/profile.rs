@@ -104,6 +104,7 @@ fn op_kind(op: &Op, residual: bool, int8: bool) -> &'static str {
         (Op::GlobalAvgPool, ..) => "avgpool",
         (Op::Flatten, ..) => "flatten",
         (Op::Softmax, ..) => "softmax",
+        (Op::Lrn { .. }, ..) => "lrn",
         (Op::AvgPool { .. }, ..) => "avgpool",
     }
 }

@@ -264,6 +264,12 @@ impl Frozen {
                     let sh = shape(t, xin);
                     t.reshape(xin, &[sh[0], sh[1..].iter().product()])?
                 }
+                Op::Lrn { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (LRN) has no backward",
+                        node.name
+                    )))
+                }
                 Op::AvgPool { .. } => {
                     return Err(Error::Invalid(format!(
                         "replay of {name}: node `{}` (AvgPool without counted padding) has no backward",

@@ -99,6 +99,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Flatten => "Flatten",
         Op::Softmax => "Softmax",
         Op::AvgPool { .. } => "AvgPool",
+        Op::Lrn { .. } => "Lrn",
     }
 }
 
@@ -265,6 +266,13 @@ fn infer(
         Op::GlobalAvgPool => {
             let [n, c, _, _] = four(x0)?;
             Ok(vec![n, c])
+        }
+        Op::Lrn { size, .. } => {
+            four(x0)?;
+            if *size == 0 {
+                return Err("LRN over a window of 0 channels".into());
+            }
+            Ok(x0.to_vec())
         }
         Op::Softmax => match x0 {
             [_, _] => Ok(x0.to_vec()),

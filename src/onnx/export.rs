@@ -335,6 +335,20 @@ impl Writer {
                 self.push("MaxPool", name, ins, name, attrs);
             }
             Op::Softmax => self.push("Softmax", name, ins, name, vec![int("axis", 1)]),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => {
+                let attrs = vec![
+                    int("size", *size as i64),
+                    float("alpha", *alpha),
+                    float("beta", *beta),
+                    float("bias", *bias),
+                ];
+                self.push("LRN", name, ins, name, attrs);
+            }
             Op::AvgPool {
                 kernel,
                 stride,
@@ -452,7 +466,7 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 _ => return Err(bad(&n.name)),
             },
             Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
-            Op::Softmax => x.clone(),
+            Op::Softmax | Op::Lrn { .. } => x.clone(),
             Op::AvgPool {
                 kernel,
                 stride,

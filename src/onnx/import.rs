@@ -35,6 +35,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "HardSigmoid",
     "HardSwish",
     "Identity",
+    "LRN",
     "LeakyRelu",
     "MatMul",
     "MaxPool",
@@ -750,6 +751,21 @@ impl<'a> Importer<'a> {
                     }
                 };
                 let v = self.affine(&name, &out, src, x, scale, shift, Act::Identity)?;
+                set(self, Val::Node(v));
+            }
+            "LRN" => {
+                let x = self.image(input(0)?)?;
+                let size = attr_i(n, "size", 0);
+                if size <= 0 || size > 1 << 16 {
+                    return Err(format!("LRN size {size} must be a positive channel count"));
+                }
+                let op = Op::Lrn {
+                    size: size as usize,
+                    alpha: attr_f(n, "alpha", 1e-4),
+                    beta: attr_f(n, "beta", 0.75),
+                    bias: attr_f(n, "bias", 1.0),
+                };
+                let v = self.push(&name, op, &[x], false)?;
                 set(self, Val::Node(v));
             }
             "Softmax" => {
