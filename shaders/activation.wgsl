@@ -15,6 +15,7 @@ fn act_scalar(v: f32, kind: u32, slope: f32) -> f32 {
             let e = exp(-abs(v));
             return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
         }
+        case 6u: { return v * clamp(v / 6.0 + 0.5, 0.0, 1.0); }
         default: { return v; }
     }
 }
@@ -32,6 +33,7 @@ fn act_vec4(v: vec4f, kind: u32, slope: f32) -> vec4f {
             let e = exp(-abs(v));
             return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4f(0.0));
         }
+        case 6u: { return v * clamp(v / 6.0 + 0.5, vec4f(0.0), vec4f(1.0)); }
         default: { return v; }
     }
 }

@@ -43,6 +43,23 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     y[i] = acc / f32(p.k * p.k);
 }
 
+// count_include_pad=False (ONNX's default): the mean of the window's real elements.
+@compute @workgroup_size(256)
+fn avg_pool_real(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    let win = window(i);
+    var acc = 0.0;
+    var count = 0u;
+    for (var ky = max(win.y, 0); ky < min(win.y + i32(p.k), i32(p.h)); ky++) {
+        for (var kx = max(win.z, 0); kx < min(win.z + i32(p.k), i32(p.w)); kx++) {
+            acc += x[u32(win.x + ky * i32(p.w) + kx)];
+            count++;
+        }
+    }
+    y[i] = acc / f32(max(count, 1u));
+}
+
 // Padding is -inf, so only real elements compete (padding <= k/2 leaves one in every window).
 @compute @workgroup_size(256)
 fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod embed;
 pub mod glu;
 pub mod layout;
+pub mod lrn;
 pub mod matmul;
 pub mod pool;
 pub mod qconv;

@@ -20,7 +20,16 @@ fn window(
     })
 }
 
-fn pool(x: &Array, k: usize, stride: usize, pad: usize, max: bool) -> Array {
+#[derive(Clone, Copy, PartialEq)]
+enum Reduce {
+    Max,
+    /// Divided by k*k: the padding counts as zeros.
+    Mean,
+    /// Divided by the window's real elements (ONNX `count_include_pad = 0`).
+    MeanOfReal,
+}
+
+fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce) -> Array {
     let [n, c, h, w] = x.shape[..] else {
         panic!("pool: 4-d input")
     };
@@ -30,23 +39,29 @@ fn pool(x: &Array, k: usize, stride: usize, pad: usize, max: bool) -> Array {
     );
     let mut out = Array::zeros(&[n, c, oh, ow]);
     for (o, y) in out.data.iter_mut().enumerate() {
-        let vals =
-            window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow).map(|j| x.data[j]);
-        *y = if max {
-            vals.fold(f32::NEG_INFINITY, f32::max)
-        } else {
-            vals.sum::<f32>() / (k * k) as f32
+        let vals: Vec<f32> = window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow)
+            .map(|j| x.data[j])
+            .collect();
+        *y = match how {
+            Reduce::Max => vals.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            Reduce::Mean => vals.iter().sum::<f32>() / (k * k) as f32,
+            Reduce::MeanOfReal => vals.iter().sum::<f32>() / vals.len().max(1) as f32,
         };
     }
     out
 }
 
 pub fn avg_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, false)
+    pool(x, k, stride, pad, Reduce::Mean)
+}
+
+/// Average pooling that leaves the padding out of each window's count.
+pub fn avg_pool2d_exclude_pad(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
+    pool(x, k, stride, pad, Reduce::MeanOfReal)
 }
 
 pub fn max_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, true)
+    pool(x, k, stride, pad, Reduce::Max)
 }
 
 /// The gradient of `max_pool2d` (scatter form): each window's `dy` goes to its first maximum

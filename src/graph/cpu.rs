@@ -130,7 +130,23 @@ pub fn forward_int8(
                 stride,
                 pad,
             } => cpu::pool::max_pool2d(arg(0)?, *kernel, *stride, *pad),
+            Op::AvgPool {
+                kernel: k,
+                stride: s,
+                pad: p,
+                count_pad,
+            } => match count_pad {
+                true => cpu::pool::avg_pool2d(arg(0)?, *k, *s, *p),
+                false => cpu::pool::avg_pool2d_exclude_pad(arg(0)?, *k, *s, *p),
+            },
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
+            Op::Softmax => cpu::softmax::softmax(arg(0)?),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => cpu::lrn::lrn(arg(0)?, *size, *alpha, *beta, *bias),
             Op::Flatten => {
                 let x = arg(0)?;
                 let n = x.shape[0];

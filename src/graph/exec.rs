@@ -276,7 +276,23 @@ impl Runner {
                     stride,
                     pad,
                 } => ops::pool::max_pool2d(s, arg(0)?, *kernel, *stride, *pad)?,
+                Op::AvgPool {
+                    kernel: k,
+                    stride: st,
+                    pad: p,
+                    count_pad,
+                } => match count_pad {
+                    true => ops::pool::avg_pool2d(s, arg(0)?, *k, *st, *p)?,
+                    false => ops::pool::avg_pool2d_exclude_pad(s, arg(0)?, *k, *st, *p)?,
+                },
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
+                Op::Softmax => ops::softmax::softmax(s, arg(0)?)?,
+                Op::Lrn {
+                    size,
+                    alpha,
+                    beta,
+                    bias,
+                } => ops::lrn::lrn(s, arg(0)?, *size, *alpha, *beta, *bias)?,
                 Op::Flatten => arg(0)?.flatten()?,
             };
             hook(s, i, out.shape())?;

@@ -65,8 +65,24 @@ pub enum Op {
         stride: usize,
         pad: usize,
     },
+    /// Average pooling; `count_pad`: the zero padding counts in each window's divisor.
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        count_pad: bool,
+    },
     GlobalAvgPool,
     Flatten,
+    /// Local response normalization across `size` channels (ONNX LRN; FP32 only).
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
+    /// Softmax over the classes of [N, K] (a classifier's last op; FP32 only, no backward).
+    Softmax,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

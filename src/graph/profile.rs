@@ -103,6 +103,9 @@ fn op_kind(op: &Op, residual: bool, int8: bool) -> &'static str {
         (Op::MaxPool { .. }, ..) => "maxpool",
         (Op::GlobalAvgPool, ..) => "avgpool",
         (Op::Flatten, ..) => "flatten",
+        (Op::Softmax, ..) => "softmax",
+        (Op::Lrn { .. }, ..) => "lrn",
+        (Op::AvgPool { .. }, ..) => "avgpool",
     }
 }
 

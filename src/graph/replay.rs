@@ -264,6 +264,24 @@ impl Frozen {
                     let sh = shape(t, xin);
                     t.reshape(xin, &[sh[0], sh[1..].iter().product()])?
                 }
+                Op::Lrn { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (LRN) has no backward",
+                        node.name
+                    )))
+                }
+                Op::AvgPool { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (AvgPool without counted padding) has no backward",
+                        node.name
+                    )))
+                }
+                Op::Softmax => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (Softmax) has no backward; calibrate on the logits before it",
+                        node.name
+                    )))
+                }
             };
             vals.set(i, out);
         }

@@ -60,6 +60,17 @@ pub fn validate<'a>(
     Ok(())
 }
 
+/// The shape `op` gives on inputs of the given shapes (an FP32 node; `input` is the image
+/// shape `Op::Input` yields): for importers that need shapes while building a graph.
+pub fn output_shape(
+    op: &Op,
+    inputs: &[&[usize]],
+    params: &Params,
+    input: [usize; 4],
+) -> Result<Vec<usize>, String> {
+    infer(op, inputs, params, None, input)
+}
+
 fn arity(op: &Op) -> (usize, usize) {
     match op {
         Op::Input => (0, 0),
@@ -86,6 +97,9 @@ fn op_name(op: &Op) -> &'static str {
         Op::MaxPool { .. } => "MaxPool",
         Op::GlobalAvgPool => "GlobalAvgPool",
         Op::Flatten => "Flatten",
+        Op::Softmax => "Softmax",
+        Op::AvgPool { .. } => "AvgPool",
+        Op::Lrn { .. } => "Lrn",
     }
 }
 
@@ -233,6 +247,12 @@ fn infer(
             kernel,
             stride,
             pad,
+        }
+        | Op::AvgPool {
+            kernel,
+            stride,
+            pad,
+            ..
         } => {
             let [n, c, h, w] = four(x0)?;
             if *stride == 0 || pad.checked_mul(2).is_none_or(|p| p > *kernel) {
@@ -247,6 +267,17 @@ fn infer(
             let [n, c, _, _] = four(x0)?;
             Ok(vec![n, c])
         }
+        Op::Lrn { size, .. } => {
+            four(x0)?;
+            if *size == 0 {
+                return Err("LRN over a window of 0 channels".into());
+            }
+            Ok(x0.to_vec())
+        }
+        Op::Softmax => match x0 {
+            [_, _] => Ok(x0.to_vec()),
+            _ => Err(format!("softmax of shape {x0:?}, expected [N, K]")),
+        },
         Op::Flatten => {
             let [n, rest @ ..] = x0 else {
                 return Err("input has no dimensions".into());

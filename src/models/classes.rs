@@ -24,7 +24,7 @@ pub fn output_width(graph: &Graph, rows: impl Fn(ValueId, &str) -> Option<usize>
         let n = graph.nodes.get(v)?;
         match &n.op {
             Op::Linear { weight, .. } | Op::Conv2d { weight, .. } => return rows(v, weight),
-            Op::Act(_) | Op::Flatten | Op::GlobalAvgPool | Op::BatchNorm { .. } => {
+            Op::Act(_) | Op::Flatten | Op::GlobalAvgPool | Op::BatchNorm { .. } | Op::Softmax => {
                 v = *n.inputs.first()?;
             }
             _ => return None,

@@ -205,6 +205,13 @@ impl Writer {
             Act::LeakyRelu(a) => {
                 self.push("LeakyRelu", node, &ins, output, vec![float("alpha", a)])
             }
+            Act::HardSwish => {
+                // HardSwish is opset 14; x * HardSigmoid(x) is its opset-13 form.
+                let h = format!("{node}.hsig");
+                let attrs = vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)];
+                self.push("HardSigmoid", &h, &ins, &h, attrs);
+                self.push("Mul", node, &[input.to_string(), h.clone()], output, vec![]);
+            }
             Act::Relu6 => {
                 let lo = format!("{node}.min");
                 let hi = format!("{node}.max");
@@ -337,6 +344,36 @@ impl Writer {
                 ];
                 self.push("MaxPool", name, ins, name, attrs);
             }
+            Op::Softmax => self.push("Softmax", name, ins, name, vec![int("axis", 1)]),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => {
+                let attrs = vec![
+                    int("size", *size as i64),
+                    float("alpha", *alpha),
+                    float("beta", *beta),
+                    float("bias", *bias),
+                ];
+                self.push("LRN", name, ins, name, attrs);
+            }
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                count_pad,
+            } => {
+                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let attrs = vec![
+                    ints("kernel_shape", &[k, k]),
+                    ints("strides", &[s, s]),
+                    ints("pads", &[p, p, p, p]),
+                    int("count_include_pad", *count_pad as i64),
+                ];
+                self.push("AveragePool", name, ins, name, attrs);
+            }
             Op::GlobalAvgPool => {
                 // synthcal's global pool also flattens to [N, C].
                 let pooled = format!("{name}:pooled");
@@ -439,6 +476,20 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 _ => return Err(bad(&n.name)),
             },
             Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
+            Op::Softmax | Op::Lrn { .. } => x.clone(),
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ..
+            } => match x.as_slice() {
+                &[c, xh, xw] => vec![
+                    c,
+                    pooled(xh, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                    pooled(xw, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                ],
+                _ => return Err(bad(&n.name)),
+            },
             Op::Flatten => vec![x.iter().product()],
         };
         out.push(s);

@@ -1,11 +1,13 @@
 //! ONNX graphs onto synthcal's graph ops: one node at a time, with the few multi-node
 //! patterns synthcal has one op for (channel shuffle, option-A shortcut, pool + flatten).
 
+use super::fold::{ceil_is_floor, fold, per_channel, same_pads};
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::tensor::{decode, Const};
 use super::{META_CLASSES, META_MEAN, META_STD};
 use crate::array::Array;
 use crate::error::{Error, Result};
+use crate::graph::validate::output_shape;
 use crate::graph::{bn_names, Act, Graph, Op, Params, ValueId};
 use crate::models::classes::{class_names_from_meta, norm_from_meta};
 use crate::models::{Arch, Model, CIFAR_NORM};
@@ -14,32 +16,53 @@ use std::collections::{BTreeMap, HashMap};
 
 /// The ops the importer maps (in the default `ai.onnx` domain).
 pub const SUPPORTED_OPS: &[&str] = &[
+    "Add",
+    "AveragePool",
     "BatchNormalization",
+    "Cast",
     "Clip",
     "Concat",
     "Constant",
+    "ConstantOfShape",
     "Conv",
+    "Div",
     "Dropout",
     "Flatten",
+    "Gather",
     "Gemm",
     "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "HardSwish",
     "Identity",
+    "LRN",
     "LeakyRelu",
     "MatMul",
     "MaxPool",
+    "Mul",
+    "PRelu",
     "Pad",
     "Relu",
     "Reshape",
+    "Shape",
     "Sigmoid",
     "Slice",
+    "Softmax",
+    "Split",
+    "Squeeze",
+    "Sub",
+    "Sum",
     "Tanh",
     "Transpose",
-    "Add",
+    "Unsqueeze",
 ];
 
 /// The opsets the importer reads (6 to 8 only differ, for these ops, in the legacy
 /// broadcasting and BatchNormalization's `spatial`, which are refused when used).
 pub const OPSETS: std::ops::RangeInclusive<i64> = 6..=21;
+
+/// The prefix suffix of the per-channel affines the importer makes (as inference batch norms).
+const AFFINE: &str = ":affine";
 
 /// A value while importing: a graph value, or the middle of a pattern that becomes one op.
 #[derive(Clone, Copy)]
@@ -51,6 +74,8 @@ enum Val {
     Swapped(ValueId, usize),
     /// x[:, :, ::2, ::2] of a value.
     Subsampled(ValueId),
+    /// HardSigmoid(x; 1/6, 1/2) of a value, read only by the Mul that makes it HardSwish.
+    HardSigmoidOf(ValueId),
 }
 
 /// Reads an ONNX model; `name` (the file's stem, say) names the architecture when the graph
@@ -287,6 +312,10 @@ struct Importer<'a> {
     flat: Vec<bool>,
     /// How many node inputs (and graph outputs) read each ONNX value.
     readers: HashMap<&'a str, usize>,
+    /// Each graph value's shape for one image, and the input's.
+    shapes: Vec<Vec<usize>>,
+    input_shape: [usize; 4],
+    nodes: &'a [NodeProto],
 }
 
 impl<'a> Importer<'a> {
@@ -304,6 +333,9 @@ impl<'a> Importer<'a> {
             vals: HashMap::new(),
             flat: Vec::new(),
             readers,
+            shapes: Vec::new(),
+            input_shape: [1, 3, 1, 1],
+            nodes,
         }
     }
 
@@ -340,14 +372,25 @@ impl<'a> Importer<'a> {
             ))
             }
         };
-        let v = self.push(&name, Op::Input, &[], false);
+        self.input_shape = [1, 3, size[0], size[1]];
+        let v = self.push(&name, Op::Input, &[], false)?;
         self.vals.insert(name, Val::Node(v));
         Ok(size)
     }
 
-    fn push(&mut self, name: &str, op: Op, inputs: &[ValueId], flat: bool) -> ValueId {
+    /// Appends a node, inferring its shape (for one image) from its inputs'.
+    fn push(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: &[ValueId],
+        flat: bool,
+    ) -> Result<ValueId, String> {
+        let ins: Vec<&[usize]> = inputs.iter().map(|&v| self.shapes[v].as_slice()).collect();
+        let shape = output_shape(&op, &ins, &self.params, self.input_shape)?;
+        self.shapes.push(shape);
         self.flat.push(flat);
-        self.g.push(name, op, inputs)
+        Ok(self.g.push(name, op, inputs))
     }
 
     fn value(&self, name: &str) -> Result<ValueId, String> {
@@ -418,6 +461,14 @@ impl<'a> Importer<'a> {
         let set = |s: &mut Self, v: Val| {
             s.vals.insert(out.clone(), v);
         };
+        let shape_of = |v: &str| match self.vals.get(v) {
+            Some(Val::Node(x)) => self.shapes.get(*x).cloned(),
+            _ => None,
+        };
+        if let Some(c) = fold(n, opset, &self.consts, &shape_of)? {
+            self.consts.insert(out, c);
+            return Ok(());
+        }
         match op_type(n) {
             "Identity" | "Dropout" => {
                 let v = *self
@@ -432,20 +483,17 @@ impl<'a> Importer<'a> {
                 let bias = Self::optional_input(n, 2)
                     .map(|b| self.param(b, 1))
                     .transpose()?;
-                let auto_pad = attr(n, "auto_pad")
-                    .and_then(|a| a.s.clone())
-                    .unwrap_or_default();
-                if !auto_pad.is_empty() && auto_pad != b"NOTSET" {
-                    return Err(format!(
-                        "auto_pad {} is not supported yet; give explicit pads",
-                        String::from_utf8_lossy(&auto_pad)
-                    ));
-                }
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err("dilated convolutions are not supported".into());
                 }
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
-                let pad = same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads")?;
+                let ws = self
+                    .params
+                    .get(&weight)
+                    .map_err(|e| e.to_string())?
+                    .shape
+                    .clone();
+                let pad = self.window_pad(n, x, [ws[2], ws[3]], stride)?;
                 let groups = attr_i(n, "group", 1).max(1) as usize;
                 let op = Op::Conv2d {
                     weight,
@@ -455,7 +503,7 @@ impl<'a> Importer<'a> {
                     groups,
                     act: Act::Identity,
                 };
-                let v = self.push(&name, op, &[x], false);
+                let v = self.push(&name, op, &[x], false)?;
                 set(self, Val::Node(v));
             }
             "Gemm" | "MatMul" => {
@@ -513,7 +561,7 @@ impl<'a> Importer<'a> {
                     },
                     &[x],
                     true,
-                );
+                )?;
                 set(self, Val::Node(v));
             }
             "BatchNormalization" => {
@@ -549,39 +597,321 @@ impl<'a> Importer<'a> {
                     eps: attr_f(n, "epsilon", 1e-5),
                     act: Act::Identity,
                 };
-                let v = self.push(&name, op, &[x], false);
+                let v = self.push(&name, op, &[x], false)?;
                 set(self, Val::Node(v));
             }
             "Relu" | "Clip" | "LeakyRelu" | "Sigmoid" | "Tanh" => {
                 let act = self.activation(n, opset)?;
-                let src = input(0)?;
-                let x = self.value(src)?;
-                // Fuse into the producer when it is the producer's only reader.
-                let fusable = self.readers.get(src) == Some(&1) && x + 1 == self.g.nodes.len();
-                if fusable {
-                    if let Op::Conv2d { act: a, .. }
-                    | Op::Linear { act: a, .. }
-                    | Op::BatchNorm { act: a, .. }
-                    | Op::Add { act: a } = &mut self.g.nodes[x].op
-                    {
-                        if *a == Act::Identity {
-                            *a = act;
-                            set(self, Val::Node(x));
-                            return Ok(());
-                        }
-                    }
-                }
-                let flat = self.flat[x];
-                let v = self.push(&name, Op::Act(act), &[x], flat);
+                let v = self.fused_act(&name, input(0)?, act)?;
                 set(self, Val::Node(v));
             }
-            "Add" => {
+            "HardSwish" => {
+                // Never fused: the conv before it stays quantizable (int8 epilogues refuse it).
+                let x = self.value(input(0)?)?;
+                let flat = self.flat[x];
+                let v = self.push(&name, Op::Act(Act::HardSwish), &[x], flat)?;
+                set(self, Val::Node(v));
+            }
+            "HardSigmoid" => {
+                let src = input(0)?;
+                let x = self.value(src)?;
+                let (alpha, beta) = (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5));
+                // x * HardSigmoid(x; 1/6, 1/2) is HardSwish (PyTorch's opset < 14 export).
+                let swish = (alpha - 1.0 / 6.0).abs() < 1e-6 && beta == 0.5 && {
+                    let readers: Vec<&NodeProto> = self
+                        .nodes
+                        .iter()
+                        .filter(|m| m.input.contains(&out))
+                        .collect();
+                    matches!(readers.as_slice(), [m] if op_type(m) == "Mul"
+                        && m.input.len() == 2
+                        && m.input.contains(&out)
+                        && m.input.iter().any(|i| i == src))
+                };
+                if swish {
+                    set(self, Val::HardSigmoidOf(x));
+                    return Ok(());
+                }
+                // clamp(a x + b, 0, 1) = ReLU6(6a x + 6b) / 6: two per-channel affines.
+                let c = self.shapes[x].get(1).copied().unwrap_or(0);
+                let h = self.affine(
+                    &name,
+                    &out,
+                    src,
+                    x,
+                    vec![6.0 * alpha; c],
+                    vec![6.0 * beta; c],
+                    Act::Relu6,
+                )?;
+                let v = self.push_affine(
+                    &format!("{name}:div6"),
+                    &format!("{out}:div6"),
+                    h,
+                    vec![1.0 / 6.0; c],
+                    vec![0.0; c],
+                    Act::Identity,
+                )?;
+                set(self, Val::Node(v));
+            }
+            "PRelu" => {
+                let src = input(0)?;
+                let x = self.value(src)?;
+                let mut slope = self.f32_const(input(1)?)?.clone();
+                if opset < 7 && slope.shape.len() == 1 {
+                    // Before opset 7's broadcasting, a 1-d slope is per channel.
+                    slope
+                        .shape
+                        .extend(vec![1; self.shapes[x].len().saturating_sub(2)]);
+                }
+                let s = per_channel(&slope, &self.shapes[x], input(1)?)?;
+                if slope.numel() == 1 {
+                    let v = self.fused_act(&name, src, Act::LeakyRelu(s[0]))?;
+                    set(self, Val::Node(v));
+                    return Ok(());
+                }
+                // relu(x) - s * relu(-x), exact: one of the two terms is zero.
+                let c = s.len();
+                let flat = self.flat[x];
+                let pos = self.push(&format!("{name}:pos"), Op::Act(Act::Relu), &[x], flat)?;
+                let neg = self.push_affine(
+                    &format!("{name}:neg"),
+                    &format!("{out}:neg"),
+                    x,
+                    vec![-1.0; c],
+                    vec![0.0; c],
+                    Act::Relu,
+                )?;
+                let s: Vec<f32> = s.iter().map(|v| -v).collect();
+                let scaled = self.push_affine(
+                    &format!("{name}:slope"),
+                    &format!("{out}:slope"),
+                    neg,
+                    s,
+                    vec![0.0; c],
+                    Act::Identity,
+                )?;
+                let v = self.push(&name, Op::Add { act: Act::Identity }, &[pos, scaled], flat)?;
+                set(self, Val::Node(v));
+            }
+            "Add" | "Sub" | "Mul" | "Div" => {
                 if opset < 7 && attr_i(n, "broadcast", 0) != 0 {
                     return Err("legacy broadcasting (opset < 7) is not supported".into());
                 }
-                let (a, b) = (self.value(input(0)?)?, self.value(input(1)?)?);
-                let flat = self.flat[a];
-                let v = self.push(&name, Op::Add { act: Act::Identity }, &[a, b], flat);
+                let op = op_type(n);
+                let (a_name, b_name) = (input(0)?, input(1)?);
+                let (ca, cb) = (
+                    self.consts.contains_key(a_name),
+                    self.consts.contains_key(b_name),
+                );
+                if !ca && !cb {
+                    let (va, vb) = (
+                        self.vals.get(a_name).copied(),
+                        self.vals.get(b_name).copied(),
+                    );
+                    if op == "Mul" {
+                        if let (Some(Val::HardSigmoidOf(x)), Some(Val::Node(y)))
+                        | (Some(Val::Node(y)), Some(Val::HardSigmoidOf(x))) = (va, vb)
+                        {
+                            if x == y {
+                                let flat = self.flat[x];
+                                let v = self.push(&name, Op::Act(Act::HardSwish), &[x], flat)?;
+                                set(self, Val::Node(v));
+                                return Ok(());
+                            }
+                        }
+                    }
+                    if op != "Add" {
+                        return Err(format!("{op} of two computed values is not supported (only of a value and a scalar or per-channel constant)"));
+                    }
+                    let (a, b) = (self.value(a_name)?, self.value(b_name)?);
+                    let flat = self.flat[a];
+                    let v = self.push(&name, Op::Add { act: Act::Identity }, &[a, b], flat)?;
+                    set(self, Val::Node(v));
+                    return Ok(());
+                }
+                // One side a constant (both constant was folded): a per-channel affine.
+                let (src, cname, const_first) = if cb {
+                    (a_name, b_name, false)
+                } else {
+                    (b_name, a_name, true)
+                };
+                let x = self.value(src)?;
+                let k = per_channel(self.f32_const(cname)?, &self.shapes[x], cname)?;
+                let ch = k.len();
+                let (scale, shift) = match (op, const_first) {
+                    ("Add", _) => (vec![1.0; ch], k),
+                    ("Sub", false) => (vec![1.0; ch], k.iter().map(|v| -v).collect()),
+                    ("Sub", true) => (vec![-1.0; ch], k),
+                    ("Mul", _) => (k, vec![0.0; ch]),
+                    ("Div", false) => (k.iter().map(|v| 1.0 / v).collect(), vec![0.0; ch]),
+                    _ => {
+                        return Err(
+                            "dividing a constant by a computed value is not supported".into()
+                        )
+                    }
+                };
+                let v = self.affine(&name, &out, src, x, scale, shift, Act::Identity)?;
+                set(self, Val::Node(v));
+            }
+            "LRN" => {
+                let x = self.image(input(0)?)?;
+                let size = attr_i(n, "size", 0);
+                if size <= 0 || size > 1 << 16 {
+                    return Err(format!("LRN size {size} must be a positive channel count"));
+                }
+                let op = Op::Lrn {
+                    size: size as usize,
+                    alpha: attr_f(n, "alpha", 1e-4),
+                    beta: attr_f(n, "beta", 0.75),
+                    bias: attr_f(n, "bias", 1.0),
+                };
+                let v = self.push(&name, op, &[x], false)?;
+                set(self, Val::Node(v));
+            }
+            "Softmax" => {
+                let x = self.value(input(0)?)?;
+                // Before opset 13 the input is coerced to 2-d at `axis` (1): the same on [N, K].
+                let axis = attr_i(n, "axis", if opset < 13 { 1 } else { -1 });
+                if !self.flat[x] || (axis != 1 && axis != -1) {
+                    return Err(format!(
+                        "softmax along axis {axis} of a value of shape {:?}; only over the classes of [N, K] is supported",
+                        self.shapes[x]
+                    ));
+                }
+                let v = self.push(&name, Op::Softmax, &[x], true)?;
+                set(self, Val::Node(v));
+            }
+            "Sum" => {
+                let ins = n
+                    .input
+                    .iter()
+                    .map(|s| self.value(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (&first, rest) = ins.split_first().ok_or("Sum has no inputs")?;
+                let flat = self.flat[first];
+                let mut acc = first;
+                for (k, &v) in rest.iter().enumerate() {
+                    let nm = if k + 2 == ins.len() {
+                        name.clone()
+                    } else {
+                        format!("{name}:{k}")
+                    };
+                    acc = self.push(&nm, Op::Add { act: Act::Identity }, &[acc, v], flat)?;
+                }
+                set(self, Val::Node(acc));
+            }
+            "Split" => {
+                let x = self.image(input(0)?)?;
+                let axis = attr_i(n, "axis", 0);
+                if axis != 1 && axis != -3 {
+                    return Err(format!(
+                        "split along axis {axis}; only channels (axis 1) are supported"
+                    ));
+                }
+                let c = self.shapes[x][1];
+                let k = n.output.len();
+                let sizes = if opset < 13 {
+                    attr_ints(n, "split")
+                } else {
+                    Self::optional_input(n, 1)
+                        .map(|s| self.i64_const(s))
+                        .transpose()?
+                };
+                let sizes = match sizes {
+                    Some(v) => v,
+                    // Equal parts, the last one smaller when uneven (opset 18).
+                    None => {
+                        let part = c.div_ceil(k.max(1));
+                        (0..k)
+                            .map(|i| c.saturating_sub(i * part).min(part) as i64)
+                            .collect()
+                    }
+                };
+                if sizes.len() != k
+                    || sizes.iter().any(|&v| v <= 0)
+                    || sizes.iter().sum::<i64>() != c as i64
+                {
+                    return Err(format!(
+                        "split sizes {sizes:?} do not cut {c} channels into {k} parts"
+                    ));
+                }
+                let mut start = 0;
+                for (o, &len) in n.output.iter().zip(&sizes) {
+                    let len = len as usize;
+                    let v = self.push(
+                        &format!("{name}:{o}"),
+                        Op::SliceChannels { start, len },
+                        &[x],
+                        false,
+                    )?;
+                    self.vals.insert(o.clone(), Val::Node(v));
+                    start += len;
+                }
+            }
+            "GlobalMaxPool" => {
+                let x = self.image(input(0)?)?;
+                let [_, _, h, w] = self.shapes[x][..] else {
+                    return Err("input is not 4-d".into());
+                };
+                if h != w {
+                    return Err(format!(
+                        "a {h}x{w} map: synthcal needs a square one (one max-pool window)"
+                    ));
+                }
+                let v = self.push(
+                    &name,
+                    Op::MaxPool {
+                        kernel: h,
+                        stride: 1,
+                        pad: 0,
+                    },
+                    &[x],
+                    false,
+                )?;
+                set(self, Val::Node(v));
+            }
+            "AveragePool" => {
+                let x = self.image(input(0)?)?;
+                let c = self.shapes[x][1];
+                let kernel = same(
+                    &attr_ints(n, "kernel_shape").unwrap_or_default(),
+                    "kernel_shape",
+                )?;
+                let stride =
+                    same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?.max(1);
+                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+                    return Err("dilated pooling is not supported".into());
+                }
+                let pad = self.window_pad(n, x, [kernel, kernel], stride)?;
+                self.check_ceil_mode(n, x, kernel, stride, pad)?;
+                if pad > 0 && attr_i(n, "count_include_pad", 0) == 0 {
+                    // Border windows divide by their real elements: the pooling kernel.
+                    let op = Op::AvgPool {
+                        kernel,
+                        stride,
+                        pad,
+                        count_pad: false,
+                    };
+                    let v = self.push(&name, op, &[x], false)?;
+                    set(self, Val::Node(v));
+                    return Ok(());
+                }
+                // Otherwise a depthwise conv of 1/k^2 weights: the padded mean, on the conv kernels.
+                let k2 = kernel * kernel;
+                let wname = format!("{out}:avg");
+                self.params.insert(
+                    &wname,
+                    Array::new(&[c, 1, kernel, kernel], vec![1.0 / k2 as f32; c * k2]),
+                );
+                let op = Op::Conv2d {
+                    weight: wname,
+                    bias: None,
+                    stride,
+                    pad,
+                    groups: c,
+                    act: Act::Identity,
+                };
+                let v = self.push(&name, op, &[x], false)?;
                 set(self, Val::Node(v));
             }
             "Concat" => {
@@ -596,18 +926,11 @@ impl<'a> Importer<'a> {
                     .iter()
                     .map(|s| self.image(s))
                     .collect::<Result<Vec<_>, _>>()?;
-                let v = self.push(&name, Op::Concat, &ins, false);
+                let v = self.push(&name, Op::Concat, &ins, false)?;
                 set(self, Val::Node(v));
             }
             "MaxPool" => {
                 let x = self.image(input(0)?)?;
-                let auto_pad = attr(n, "auto_pad")
-                    .and_then(|a| a.s.clone())
-                    .unwrap_or_default();
-                if (!auto_pad.is_empty() && auto_pad != b"NOTSET") || attr_i(n, "ceil_mode", 0) != 0
-                {
-                    return Err("auto_pad and ceil_mode are not supported yet".into());
-                }
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err("dilated pooling is not supported".into());
                 }
@@ -616,7 +939,8 @@ impl<'a> Importer<'a> {
                     "kernel_shape",
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
-                let pad = same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads")?;
+                let pad = self.window_pad(n, x, [kernel, kernel], stride.max(1))?;
+                self.check_ceil_mode(n, x, kernel, stride.max(1), pad)?;
                 let v = self.push(
                     &name,
                     Op::MaxPool {
@@ -626,13 +950,13 @@ impl<'a> Importer<'a> {
                     },
                     &[x],
                     false,
-                );
+                )?;
                 set(self, Val::Node(v));
             }
             "GlobalAveragePool" => {
                 // synthcal's pool yields [N, C]; the Flatten ONNX writes after it is then a no-op.
                 let x = self.image(input(0)?)?;
-                let v = self.push(&name, Op::GlobalAvgPool, &[x], true);
+                let v = self.push(&name, Op::GlobalAvgPool, &[x], true)?;
                 set(self, Val::Node(v));
             }
             "Flatten" => {
@@ -643,7 +967,7 @@ impl<'a> Importer<'a> {
                 let v = if self.flat[x] {
                     x
                 } else {
-                    self.push(&name, Op::Flatten, &[x], true)
+                    self.push(&name, Op::Flatten, &[x], true)?
                 };
                 set(self, Val::Node(v));
             }
@@ -653,15 +977,19 @@ impl<'a> Importer<'a> {
                     (Some(Val::Node(x)), 5) if !self.flat[x] && shape[1] > 0 => {
                         Val::Grouped(x, shape[1] as usize)
                     }
-                    (Some(Val::Node(x)), 2) if shape[1] == -1 || self.flat[x] => {
+                    (Some(Val::Node(x)), 2)
+                        if shape[1] == -1
+                            || self.flat[x]
+                            || shape[1] == self.shapes[x][1..].iter().product::<usize>() as i64 =>
+                    {
                         if self.flat[x] {
                             Val::Node(x)
                         } else {
-                            Val::Node(self.push(&name, Op::Flatten, &[x], true))
+                            Val::Node(self.push(&name, Op::Flatten, &[x], true)?)
                         }
                     }
                     (Some(Val::Swapped(x, groups)), 4) => {
-                        Val::Node(self.push(&name, Op::ChannelShuffle { groups }, &[x], false))
+                        Val::Node(self.push(&name, Op::ChannelShuffle { groups }, &[x], false)?)
                     }
                     _ => {
                         return Err(format!(
@@ -715,7 +1043,7 @@ impl<'a> Importer<'a> {
                     && ends[0] <= 1 << 20
                 {
                     let (start, len) = (starts[0] as usize, (ends[0] - starts[0]) as usize);
-                    Val::Node(self.push(&name, Op::SliceChannels { start, len }, &[x], false))
+                    Val::Node(self.push(&name, Op::SliceChannels { start, len }, &[x], false)?)
                 } else if axes == [2, 3]
                     && steps == [2, 2]
                     && starts == [0, 0]
@@ -744,13 +1072,170 @@ impl<'a> Importer<'a> {
                     .unwrap_or(true);
                 match (self.vals.get(input(0)?).copied(), pads.as_slice()) {
                     (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == b"constant" && zero => {
-                        let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false);
+                        let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false)?;
                         set(self, Val::Node(v));
                     }
                     _ => return Err(format!("pads {pads:?} are supported only as the channel padding of a ::2 subsampled shortcut")),
                 }
             }
+            other @ ("Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Cast" | "ConstantOfShape") => {
+                return Err(format!(
+                    "`{other}` is supported only on constants (shape arithmetic folded at import)"
+                ))
+            }
             other => return Err(format!("op `{other}` has no mapping")),
+        }
+        Ok(())
+    }
+
+    /// `act` on value `src`, fused into its producer when that is the last node, has no
+    /// activation yet, and `src` has no other reader.
+    fn fused_act(&mut self, name: &str, src: &str, act: Act) -> Result<ValueId, String> {
+        let x = self.value(src)?;
+        let fusable = self.readers.get(src) == Some(&1) && x + 1 == self.g.nodes.len();
+        if fusable {
+            if let Op::Conv2d { act: a, .. }
+            | Op::Linear { act: a, .. }
+            | Op::BatchNorm { act: a, .. }
+            | Op::Add { act: a } = &mut self.g.nodes[x].op
+            {
+                if *a == Act::Identity {
+                    *a = act;
+                    return Ok(x);
+                }
+            }
+        }
+        let flat = self.flat[x];
+        self.push(name, Op::Act(act), &[x], flat)
+    }
+
+    /// act(x * scale + shift) per channel, merged into the affine before it when that is
+    /// the last node, without activation, and `src` has no other reader.
+    #[allow(clippy::too_many_arguments)]
+    fn affine(
+        &mut self,
+        name: &str,
+        out: &str,
+        src: &str,
+        x: ValueId,
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        act: Act,
+    ) -> Result<ValueId, String> {
+        let last = x + 1 == self.g.nodes.len() && self.readers.get(src) == Some(&1);
+        if let (
+            true,
+            Op::BatchNorm {
+                prefix,
+                eps,
+                act: a,
+            },
+        ) = (last, &mut self.g.nodes[x].op)
+        {
+            if prefix.ends_with(AFFINE) && *a == Act::Identity && *eps == 0.0 {
+                *a = act;
+                let [g, b, _, _] = bn_names(prefix);
+                let gamma = self
+                    .params
+                    .tensors
+                    .get_mut(&g)
+                    .ok_or("affine scale missing")?;
+                gamma.data.iter_mut().zip(&scale).for_each(|(v, s)| *v *= s);
+                let beta = self
+                    .params
+                    .tensors
+                    .get_mut(&b)
+                    .ok_or("affine shift missing")?;
+                for ((v, s), t) in beta.data.iter_mut().zip(&scale).zip(&shift) {
+                    *v = *v * s + t;
+                }
+                return Ok(x);
+            }
+        }
+        self.push_affine(name, out, x, scale, shift, act)
+    }
+
+    /// A new per-channel affine node: inference batch norm with mean 0, variance 1, eps 0
+    /// (exactly x * scale + shift), which the BN folding pass may merge into a conv.
+    fn push_affine(
+        &mut self,
+        name: &str,
+        out: &str,
+        x: ValueId,
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        act: Act,
+    ) -> Result<ValueId, String> {
+        let c = scale.len();
+        let prefix = format!("{out}{AFFINE}");
+        let [g, b, m, v] = bn_names(&prefix);
+        self.params.insert(&g, Array::new(&[c], scale));
+        self.params.insert(&b, Array::new(&[c], shift));
+        self.params.insert(&m, Array::new(&[c], vec![0.0; c]));
+        self.params.insert(&v, Array::new(&[c], vec![1.0; c]));
+        let op = Op::BatchNorm {
+            prefix,
+            eps: 0.0,
+            act,
+        };
+        let flat = self.flat[x];
+        self.push(name, op, &[x], flat)
+    }
+
+    /// The symmetric padding of a window op on value `x`: its `pads`, or what `auto_pad`
+    /// gives for x's size.
+    fn window_pad(
+        &self,
+        n: &NodeProto,
+        x: ValueId,
+        k: [usize; 2],
+        stride: usize,
+    ) -> Result<usize, String> {
+        let auto = attr(n, "auto_pad")
+            .and_then(|a| a.s.clone())
+            .unwrap_or_default();
+        let pads = match auto.as_slice() {
+            b"" | b"NOTSET" => return same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads"),
+            b"VALID" => vec![0; 4],
+            b"SAME_UPPER" | b"SAME_LOWER" => {
+                let s = &self.shapes[x];
+                let upper = auto == b"SAME_UPPER";
+                let (t, b) = same_pads(s[2], k[0], stride, upper);
+                let (l, r) = same_pads(s[3], k[1], stride, upper);
+                vec![t, l, b, r]
+            }
+            other => {
+                return Err(format!(
+                    "auto_pad `{}` is not an ONNX setting",
+                    String::from_utf8_lossy(other)
+                ))
+            }
+        };
+        same(&pads, "pads").map_err(|e| {
+            format!(
+                "auto_pad {}: {e} (asymmetric padding)",
+                String::from_utf8_lossy(&auto)
+            )
+        })
+    }
+
+    /// `ceil_mode` = 1 is taken when it gives the floor size the kernels compute.
+    fn check_ceil_mode(
+        &self,
+        n: &NodeProto,
+        x: ValueId,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<(), String> {
+        let s = &self.shapes[x];
+        if attr_i(n, "ceil_mode", 0) != 0
+            && !(ceil_is_floor(s[2], k, stride, pad) && ceil_is_floor(s[3], k, stride, pad))
+        {
+            return Err(format!(
+                "ceil_mode = 1 adds a partial window on a {}x{} map; only floor-mode sizes are supported",
+                s[2], s[3]
+            ));
         }
         Ok(())
     }

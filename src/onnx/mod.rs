@@ -3,6 +3,7 @@
 //! ([`proto`]), so building needs no `protoc`.
 
 mod export;
+mod fold;
 mod import;
 pub mod proto;
 mod qdq;

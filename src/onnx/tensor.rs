@@ -154,4 +154,4 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
 }
 
 /// `TensorProto.DataType.DOUBLE`.
-const DOUBLE: i32 = 11;
+pub(super) const DOUBLE: i32 = 11;

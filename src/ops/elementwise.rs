@@ -19,6 +19,9 @@ pub enum Act {
     LeakyRelu(f32),
     Tanh,
     Sigmoid,
+    /// x * clamp(x / 6 + 1/2, 0, 1) (ONNX HardSwish, MobileNetV3). Not monotone, so it has
+    /// no backward from its output (`act_backward` refuses it).
+    HardSwish,
 }
 
 impl Act {
@@ -36,6 +39,7 @@ impl Act {
             }
             Act::Tanh => v.tanh(),
             Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Act::HardSwish => v * (v / 6.0 + 0.5).clamp(0.0, 1.0),
         }
     }
 
@@ -48,6 +52,7 @@ impl Act {
             Act::LeakyRelu(s) => (3, s),
             Act::Tanh => (4, 0.0),
             Act::Sigmoid => (5, 0.0),
+            Act::HardSwish => (6, 0.0),
         }
     }
 }
@@ -125,9 +130,16 @@ fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) ->
     Ok(out)
 }
 
-/// dx for y = act(x), from the output y (all supported activations are monotone).
+/// dx for y = act(x), from the output y (every activation but HardSwish is monotone).
 pub fn act_backward(s: &mut Stream, y: &Tensor, dy: &Tensor, a: Act) -> Result<Tensor> {
     same_shape("act_backward", y, dy)?;
+    if a == Act::HardSwish {
+        // Two inputs give one output on [-3, 0]: the slope is not a function of y.
+        return shape_err(
+            "act_backward",
+            "HardSwish has no backward from its output (cannot train or distill through it)",
+        );
+    }
     let (kind, slope) = a.code();
     let n = y.numel();
     let p = GradParams {
@@ -171,13 +183,14 @@ mod tests {
     use crate::cpu;
     use crate::testing::gpu;
 
-    const ACTS: [Act; 6] = [
+    const ACTS: [Act; 7] = [
         Act::Identity,
         Act::Relu,
         Act::Relu6,
         Act::LeakyRelu(0.2),
         Act::Tanh,
         Act::Sigmoid,
+        Act::HardSwish,
     ];
 
     #[test]
@@ -199,6 +212,28 @@ mod tests {
                 assert!(got.max_rel_err(&want.data) < 1e-4, "{a:?} {shape:?}");
             }
         }
+    }
+
+    #[test]
+    fn hard_swish_matches_its_definition() {
+        // The CPU reference the GPU test compares against, at the kinks and in between.
+        let f = |v: f32| Act::HardSwish.apply(v);
+        assert_eq!(
+            [f(-4.0), f(-3.0), f(0.0), f(3.0), f(5.0)],
+            [0.0, 0.0, 0.0, 3.0, 5.0]
+        );
+        assert!((f(-1.5) + 0.375).abs() < 1e-7 && (f(1.0) - 2.0 / 3.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn hard_swish_has_no_backward() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        let y = g.upload_f32(&[4], &[0.0; 4]).unwrap();
+        let err = act_backward(&mut g.stream(), &y, &y, Act::HardSwish)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HardSwish"), "{err}");
     }
 
     #[test]

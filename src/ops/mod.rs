@@ -13,6 +13,7 @@ pub mod glu;
 mod grad;
 pub mod layout;
 pub mod loss;
+pub mod lrn;
 pub mod matmul;
 pub mod pool;
 pub mod qconv;

@@ -93,6 +93,17 @@ pub fn avg_pool2d(
     pool(s, "avg_pool2d", "avg_pool", x, kernel, stride, padding)
 }
 
+/// Average pooling whose divisor is each window's count of real (unpadded) elements.
+pub fn avg_pool2d_exclude_pad(
+    s: &mut Stream,
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    pool(s, "avg_pool2d", "avg_pool_real", x, kernel, stride, padding)
+}
+
 /// nn.MaxPool2d(kernel, stride, padding) with a square window.
 pub fn max_pool2d(
     s: &mut Stream,
@@ -171,8 +182,15 @@ mod tests {
         let xt = g.upload_f32(&shape, &x.data).unwrap();
         let mut s = g.stream();
         let avg = avg_pool2d(&mut s, &xt, k, stride, pad).unwrap();
+        let real = avg_pool2d_exclude_pad(&mut s, &xt, k, stride, pad).unwrap();
         let max = max_pool2d(&mut s, &xt, k, stride, pad).unwrap();
         s.submit();
+        let want = cpu::pool::avg_pool2d_exclude_pad(&x, k, stride, pad);
+        let got = Array::new(real.shape(), g.read_f32(&real).unwrap());
+        assert!(
+            got.max_rel_err(&want.data) < 1e-4,
+            "avg (padding not counted) {shape:?} k{k} s{stride} p{pad}"
+        );
         let want = cpu::pool::avg_pool2d(&x, k, stride, pad);
         assert_eq!(avg.shape(), &want.shape[..]);
         let got = Array::new(avg.shape(), g.read_f32(&avg).unwrap());
@@ -237,6 +255,18 @@ mod tests {
             .unwrap()
             .iter()
             .all(|v| (v - 4.0 / 9.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn avg_pool_can_leave_padding_out() {
+        crate::ops::skip_without_gpu!();
+        // 2x2 ones, kernel 3, padding 1: every window's 4 real elements are ones.
+        let g = gpu();
+        let x = g.upload_f32(&[1, 1, 2, 2], &[1.0; 4]).unwrap();
+        let mut s = g.stream();
+        let y = avg_pool2d_exclude_pad(&mut s, &x, 3, 1, 1).unwrap();
+        s.submit();
+        assert_eq!(g.read_f32(&y).unwrap(), vec![1.0; 4]);
     }
 
     #[test]

@@ -418,9 +418,10 @@ impl QConv {
     }
 }
 
-/// The kernels apply identity, ReLU, ReLU6 and leaky ReLU exactly; tanh / sigmoid are not fused.
+/// The kernels apply identity, ReLU, ReLU6 and leaky ReLU exactly; tanh / sigmoid /
+/// hard swish are not fused.
 fn check_act(op: &'static str, act: Act) -> Result<()> {
-    if matches!(act, Act::Tanh | Act::Sigmoid) {
+    if matches!(act, Act::Tanh | Act::Sigmoid | Act::HardSwish) {
         return shape_err(op, format!("{act:?} is not fused into int8 layers"));
     }
     Ok(())
