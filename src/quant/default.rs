@@ -55,6 +55,8 @@ pub struct QuantOptions {
     /// Keep the first and the last quantized layer at 8-bit weights and inputs (BRECQ's and
     /// GENIE's convention at low bit widths).
     pub ends_at_8bit: bool,
+    /// AdaRound's settings (used by [`super::Algorithm::AdaRound`]).
+    pub adaround: super::AdaRoundOptions,
 }
 
 impl QuantOptions {
@@ -94,6 +96,7 @@ impl Default for QuantOptions {
             wbits: 8,
             abits: 8,
             ends_at_8bit: false,
+            adaround: Default::default(),
         }
     }
 }
