@@ -39,7 +39,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value_t = 0.01, value_parser = super::args::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
     /// AdaRound: Adam steps per layer.
-    #[arg(long, default_value_t = AdaRoundOptions::default().iters, value_parser = super::args::int(0, 1_000_000))]
+    #[arg(long, default_value_t = AdaRoundOptions::default().iters, value_parser = super::args::int(0usize, 1_000_000))]
     pub iters: usize,
     /// AdaRound: Adam's learning rate.
     #[arg(long, default_value_t = AdaRoundOptions::default().lr, value_parser = super::args::real::<f32>(1e-9..1.0))]
@@ -48,7 +48,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value_t = AdaRoundOptions::default().reg_weight, value_parser = super::args::real::<f32>(0.0..1e6))]
     pub reg_weight: f32,
     /// AdaRound: calibration images used (evenly spaced over the set).
-    #[arg(long, default_value_t = AdaRoundOptions::default().images, value_parser = super::args::int(1, 100_000))]
+    #[arg(long, default_value_t = AdaRoundOptions::default().images, value_parser = super::args::int(1usize, 100_000))]
     pub adaround_images: usize,
     /// `pot`: OpenVINO POT's DefaultQuantization exactly, as the study ran it (POT's range
     /// estimator, max|w| weights); it cannot be combined with --estimator / --weight-range.
