@@ -638,3 +638,48 @@ fn quantization_reports_progress_and_can_be_cancelled() {
         .unwrap();
     assert!(matches!(e, synthcal::Error::Cancelled), "{e}");
 }
+
+/// AdaRound on a small random network: every layer's learned rounding reconstructs its FP32
+/// output better than round-to-nearest, the result runs, and cancelling stops it.
+#[test]
+fn adaround_lowers_every_layers_reconstruction_error() {
+    common::skip_without_gpu!();
+    use synthcal::quant::{AdaRoundOptions, Algorithm, LayerReport};
+    let gpu = common::gpu();
+    let model = tiny_model();
+    let calib = noise_set(64, 3);
+    let opts = QuantOptions {
+        algorithm: Algorithm::AdaRound,
+        wbits: 4,
+        batch: 32,
+        adaround: AdaRoundOptions {
+            iters: 400,
+            lr: 1e-2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let q = synthcal::quant::quantize_with_set(&gpu, &model, &calib, &opts).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&q.meta["adaround"]).unwrap();
+    let layers: Vec<LayerReport> = serde_json::from_value(r["layers"].clone()).unwrap();
+    assert_eq!(layers.len(), 3);
+    for l in &layers {
+        eprintln!("{l:?}");
+        assert!(l.mse < l.rtn_mse, "{l:?}");
+        assert!(l.changed > 0, "{l:?}");
+    }
+    assert_eq!(q.meta["algorithm"], "adaround");
+    assert_eq!(q.meta["bias_correction"], "false");
+    let x = Array::random(&[4, 3, 32, 32], 8);
+    assert!(gpu_logits(&q, &x).iter().all(|v| v.is_finite()));
+    let cancel = synthcal::Cancel::new();
+    cancel.cancel();
+    let opts = QuantOptions {
+        hooks: synthcal::Hooks::default().with_cancel(cancel),
+        ..opts
+    };
+    let e = synthcal::quant::quantize_with_set(&gpu, &model, &calib, &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, synthcal::Error::Cancelled), "{e}");
+}

@@ -4,7 +4,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models;
 use crate::quant::{
-    quantize, AccuracyAwareReport, Algorithm, QuantOptions, RangeEstimator, WeightRange,
+    quantize, AccuracyAwareReport, AdaRoundOptions, Algorithm, QuantOptions, RangeEstimator,
+    WeightRange,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,14 +28,28 @@ pub struct QuantizeArgs {
     pub calib: String,
     #[command(flatten)]
     pub set: super::calib_data::CalibSetArgs,
-    /// `default` (POT DefaultQuantization) or `accuracy-aware` (then revert the most harmful
-    /// layers to FP32 until the top-1 drop on the labeled calibration set is within --max-drop).
+    /// `default` (POT DefaultQuantization), `accuracy-aware` (then revert the most harmful
+    /// layers to FP32 until the top-1 drop on the labeled calibration set is within
+    /// --max-drop) or `adaround` (learn each layer's weight rounding on the calibration set;
+    /// no bias correction).
     #[arg(long, value_enum, default_value = "default")]
     pub algorithm: Algorithm,
     /// AccuracyAware: largest acceptable top-1 drop on the calibration set, a fraction in
     /// [0, 1) (absolute: 0.01 = 1 pp).
     #[arg(long, default_value_t = 0.01, value_parser = super::args::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
+    /// AdaRound: Adam steps per layer.
+    #[arg(long, default_value_t = AdaRoundOptions::default().iters, value_parser = super::args::int(0usize, 1_000_000))]
+    pub iters: usize,
+    /// AdaRound: Adam's learning rate.
+    #[arg(long, default_value_t = AdaRoundOptions::default().lr, value_parser = super::args::real::<f32>(1e-9..1.0))]
+    pub lr: f32,
+    /// AdaRound: weight of the rounding regularizer (lambda).
+    #[arg(long, default_value_t = AdaRoundOptions::default().reg_weight, value_parser = super::args::real::<f32>(0.0..1e6))]
+    pub reg_weight: f32,
+    /// AdaRound: calibration images used (evenly spaced over the set).
+    #[arg(long, default_value_t = AdaRoundOptions::default().images, value_parser = super::args::int(1usize, 100_000))]
+    pub adaround_images: usize,
     /// `pot`: OpenVINO POT's DefaultQuantization exactly, as the study ran it (POT's range
     /// estimator, max|w| weights); it cannot be combined with --estimator / --weight-range.
     #[arg(long, value_enum, conflicts_with_all = ["estimator", "weight_range"])]
@@ -125,6 +140,13 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         hooks: super::bars::hooks(args.quiet),
         depthwise_per_channel: args.depthwise_per_channel,
         int8_ops: args.int8_ops.unwrap_or(base.int8_ops),
+        adaround: AdaRoundOptions {
+            iters: args.iters,
+            lr: args.lr,
+            reg_weight: args.reg_weight,
+            images: args.adaround_images,
+            ..Default::default()
+        },
         ..base
     };
     let mut q = quantize(gpu, &model, &source, &opts)?;
@@ -139,6 +161,9 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
             r.reverted.join(", "),
             if r.rejected.is_empty() { String::new() } else { format!("; reverting made worse (kept INT8): [{}]", r.rejected.join(", ")) }
         );
+    }
+    if let Some(r) = q.meta.get("adaround") {
+        print_adaround(r)?;
     }
     q.meta
         .insert("source_model".into(), args.model.display().to_string());
@@ -162,5 +187,23 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         q.fp32_layers().join(", "),
         args.output.display()
     );
+    Ok(())
+}
+
+/// One line per layer: the output error with round-to-nearest and with learned rounding.
+fn print_adaround(report: &str) -> Result<()> {
+    let r: serde_json::Value =
+        serde_json::from_str(report).map_err(|e| Error::Invalid(e.to_string()))?;
+    let layers: Vec<crate::quant::LayerReport> =
+        serde_json::from_value(r["layers"].clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut total = 0.0;
+    for l in &layers {
+        println!(
+            "adaround {}: output MSE {:.4e} (nearest) -> {:.4e}, {} of {} weights rounded otherwise, {:.1} s",
+            l.name, l.rtn_mse, l.mse, l.changed, l.weights, l.seconds
+        );
+        total += l.seconds;
+    }
+    println!("adaround: {} layers in {total:.0} s", layers.len());
     Ok(())
 }

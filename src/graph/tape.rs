@@ -73,6 +73,11 @@ enum Rec {
         x: Var,
         st: ops::loss::StatLoss,
     },
+    /// AdaRound's soft-quantized weights W~(v).
+    SoftQuant {
+        v: Var,
+        sq: ops::adaround::SoftQuant,
+    },
     /// Inference-form batch norm: dx = dy * gamma / sqrt(var + eps), applied by `grad_bn`.
     FrozenBn {
         x: Var,
@@ -224,6 +229,18 @@ impl Tape {
         let st = ops::spectral_norm::spectral_norm(s, self.value(w), u, 1e-12)?;
         let y = st.w_sn.clone();
         Ok(self.push(y, Rec::SpectralNorm { w, st }, &[w]))
+    }
+
+    /// AdaRound's soft-quantized weights W~(v) (see `ops::adaround`).
+    pub fn soft_quant(
+        &mut self,
+        s: &mut Stream,
+        v: Var,
+        sq: &ops::adaround::SoftQuant,
+    ) -> Result<Var> {
+        let y = sq.weight(s, self.value(v))?;
+        let rec = Rec::SoftQuant { v, sq: sq.clone() };
+        Ok(self.push(y, rec, &[v]))
     }
 
     /// A scalar loss `[1]`; give it to `backward` with its weight.
@@ -436,6 +453,10 @@ impl Tape {
                     let db = ops::elementwise::mul(s, dy, val(a))?;
                     self.accumulate(s, g, *b, db)?;
                 }
+            }
+            Rec::SoftQuant { v, sq } => {
+                let dv = sq.backward(s, val(v), dy)?;
+                self.accumulate(s, g, *v, dv)?;
             }
             Rec::SpectralNorm { w, st } => {
                 let dw = ops::spectral_norm::spectral_norm_backward(s, st, dy)?;

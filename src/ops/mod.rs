@@ -2,6 +2,7 @@
 //! allocates its output from the pool and records its dispatch on a `Stream`.
 
 pub mod adam;
+pub mod adaround;
 pub mod batchnorm;
 mod checks;
 pub mod conv2d;

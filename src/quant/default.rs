@@ -58,12 +58,11 @@ pub struct QuantOptions {
     /// Which ops compute in integers: every op between the input quantization and the logits
     /// (residual adds, pooling, concat, slices, shuffles too), or conv and linear layers only.
     pub int8_ops: Int8Ops,
+    /// AdaRound's settings (used by [`super::Algorithm::AdaRound`]).
+    pub adaround: super::AdaRoundOptions,
 }
 
 /// Which ops of an INT8 model compute in integers.
-///
-/// Measured on akamaster's ResNet-20 (real calibration, 100 images per class, all 10,000 test
-/// images): end to end 91.75% top-1, conv and linear only 91.73% (the same calibration run).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Int8Ops {
@@ -116,6 +115,7 @@ impl Default for QuantOptions {
             abits: 8,
             ends_at_8bit: false,
             int8_ops: Int8Ops::All,
+            adaround: Default::default(),
         }
     }
 }

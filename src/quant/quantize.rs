@@ -19,6 +19,10 @@ pub enum Algorithm {
     /// Then revert the most harmful layers to FP32 until the top-1 drop on the labelled
     /// calibration set is within [`QuantOptions::max_drop`].
     AccuracyAware,
+    /// AdaRound: learn each layer's weight rounding on the calibration set (see
+    /// [`QuantOptions::adaround`]).
+    #[cfg_attr(feature = "cli", value(name = "adaround"))]
+    AdaRound,
 }
 
 /// Quantizes `model` with images from `source` (see [`QuantOptions`] for the choices).
@@ -70,6 +74,12 @@ fn quantize_described(
             q.meta.insert("accuracy_aware".into(), report);
             q
         }
+        Algorithm::AdaRound => {
+            let (mut q, r) = super::adaround::adaround(gpu, model, calib, opts)?;
+            let report = serde_json::json!({ "options": opts.adaround, "layers": r });
+            q.meta.insert("adaround".into(), report.to_string());
+            q
+        }
     };
     for name in &opts.keep_fp32 {
         let node = q
@@ -98,11 +108,15 @@ fn quantize_described(
     let algorithm = match opts.algorithm {
         Algorithm::Default => "default".to_string(),
         Algorithm::AccuracyAware => format!("accuracy-aware (max drop {})", opts.max_drop),
+        Algorithm::AdaRound => "adaround".to_string(),
     };
     let meta = [
         ("algorithm", algorithm),
         ("estimator", format!("{:?}", opts.estimator)),
-        ("bias_correction", opts.bias_correction.to_string()),
+        (
+            "bias_correction",
+            (opts.bias_correction && opts.algorithm != Algorithm::AdaRound).to_string(),
+        ),
         (
             "depthwise_per_channel",
             opts.depthwise_per_channel.to_string(),

@@ -1,0 +1,464 @@
+//! AdaRound (Nagel et al. 2020): learn, layer by layer, whether each weight rounds up or down,
+//! by minimizing the layer's output reconstruction error on the calibration set.
+//!
+//! Per layer: `W~ = s * clamp(floor(W / s) + h(V), lo, hi)` (see `ops::adaround`) for the
+//! per-channel scale `s` that the weight range estimator chose, and the loss
+//! `|act(W~ x_q + b) - act(W x + b)|^2` summed over channels and averaged over samples and
+//! positions (the reference code's `lp_loss`) plus `reg_weight * sum(1 - |2 h(V) - 1|^beta)`,
+//! beta annealed from 20 to 2 after a warm-up without the regularizer. The input `x_q` is the
+//! one the quantized model feeds the layer (earlier layers already learned, the input
+//! quantized to its calibrated format), the target the FP32 model's output on its own input
+//! (the paper's asymmetric reconstruction). Activation ranges stay as calibrated; no bias
+//! correction follows. Everything runs on the GPU tape: the layer's inputs and targets are
+//! computed once, batches are drawn from them on the GPU, several steps per submit.
+
+use super::default::{default_quantization, QuantOptions};
+use super::int8::{QConv, QWeights};
+use super::model::QuantizedModel;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, Stream, Tensor};
+use crate::graph::exec::Runner;
+use crate::graph::tape::{Tape, Var};
+use crate::graph::ValueId;
+use crate::models::Model;
+use crate::ops::adam::{adam, AdamConfig};
+use crate::ops::adaround::{self as k, SoftQuant};
+use crate::ops::conv2d::Conv2dParams;
+use crate::ops::{qconv, Act};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// AdaRound's settings; the defaults are the paper's but for `iters` (see its doc).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdaRoundOptions {
+    /// Adam steps per layer (the paper: 10,000).
+    pub iters: usize,
+    /// Adam's learning rate on V.
+    pub lr: f32,
+    /// The rounding regularizer's weight (lambda).
+    pub reg_weight: f32,
+    /// Fraction of the steps before the regularizer starts.
+    pub warmup: f32,
+    /// The regularizer's exponent, annealed linearly from the first to the second.
+    pub beta: (f32, f32),
+    /// Samples per step.
+    pub batch: usize,
+    /// Calibration images used (evenly spaced over the set).
+    pub images: usize,
+    /// Steps recorded per GPU submit.
+    pub per_submit: usize,
+}
+
+impl Default for AdaRoundOptions {
+    fn default() -> Self {
+        AdaRoundOptions {
+            iters: 10_000,
+            lr: 1e-3,
+            reg_weight: 0.01,
+            warmup: 0.2,
+            beta: (20.0, 2.0),
+            batch: 32,
+            images: 1024,
+            per_submit: 20,
+        }
+    }
+}
+
+impl AdaRoundOptions {
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(format!("adaround: {m}")));
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("learning rate {} is not positive", self.lr));
+        }
+        if !(self.reg_weight >= 0.0 && self.reg_weight.is_finite()) {
+            return bad(format!("regularizer weight {}", self.reg_weight));
+        }
+        if !(0.0..=1.0).contains(&self.warmup) || self.beta.0 < 1.0 || self.beta.1 < 1.0 {
+            return bad(format!("warm-up {} / beta {:?}", self.warmup, self.beta));
+        }
+        if self.batch == 0 || self.images == 0 || self.per_submit == 0 {
+            return bad("batch, images and steps per submit must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// (regularizer weight, beta) at step `t`: nothing during the warm-up, then beta decays
+    /// linearly from `beta.0` to `beta.1`.
+    pub fn schedule(&self, t: usize) -> (f32, f32) {
+        let warm = (self.warmup as f64 * self.iters as f64) as usize;
+        if t < warm {
+            return (0.0, self.beta.0);
+        }
+        let rel = (t - warm) as f64 / (self.iters - warm).max(1) as f64;
+        let (b0, b1) = (self.beta.0 as f64, self.beta.1 as f64);
+        (
+            self.reg_weight,
+            (b1 + (b0 - b1) * (1.0 - rel).max(0.0)) as f32,
+        )
+    }
+}
+
+/// What learning did to one layer.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerReport {
+    /// The layer's node name.
+    pub name: String,
+    /// Mean squared output error per element with round-to-nearest weights.
+    pub rtn_mse: f64,
+    /// The same with the learned rounding.
+    pub mse: f64,
+    /// Weights rounded otherwise than to nearest.
+    pub changed: usize,
+    /// The layer's weight count.
+    pub weights: usize,
+    /// Wall time of the layer (data and steps).
+    pub seconds: f64,
+}
+
+/// One layer's problem, resident on the GPU.
+pub struct LayerProblem<'a> {
+    /// The round-to-nearest weights (their scales and bits are kept).
+    pub weights: &'a QWeights,
+    /// The FP32 weights, flat in the order of `weights.q`.
+    pub w: &'a [f32],
+    /// The FP32 bias `[co]`.
+    pub bias: Option<Tensor>,
+    /// Stride, padding and groups (a linear layer is a 1x1 conv).
+    pub p: Conv2dParams,
+    /// The layer's fused activation.
+    pub act: Act,
+    /// The inputs `[N, ci, h, w]`.
+    pub x: Tensor,
+    /// The target outputs `[N, co, oh, ow]`.
+    pub target: Tensor,
+}
+
+/// The learned integer weights and the layer's errors before and after.
+pub struct Learned {
+    /// The learned integer weights.
+    pub q: Vec<i8>,
+    /// Mean squared output error per element with round-to-nearest weights.
+    pub rtn_mse: f64,
+    /// The same with the learned ones.
+    pub mse: f64,
+}
+
+/// The soft-quantized layer on a batch, recorded on `tape`: returns (V, output).
+fn forward(
+    tape: &mut Tape,
+    s: &mut Stream,
+    prob: &LayerProblem,
+    sq: &SoftQuant,
+    v: &Tensor,
+    x: Tensor,
+) -> Result<(Var, Var)> {
+    let vv = tape.leaf(v.clone(), true);
+    let xv = tape.leaf(x, false);
+    let b = prob.bias.clone().map(|b| tape.leaf(b, false));
+    let w = tape.soft_quant(s, vv, sq)?;
+    let y = tape.conv2d(s, xv, w, b, prob.p)?;
+    let y = match prob.act {
+        Act::Identity => y,
+        a => tape.act(s, y, a)?,
+    };
+    Ok((vv, y))
+}
+
+/// The reconstruction loss's divisor: samples times positions.
+fn positions(y: &Tensor) -> f32 {
+    (y.numel() / y.shape()[1].max(1)) as f32
+}
+
+/// The AdaRound loss (reconstruction, regularizer unweighted) of V on samples `x`, `t`.
+pub fn loss(
+    gpu: &Gpu,
+    prob: &LayerProblem,
+    sq: &SoftQuant,
+    v: &Tensor,
+    (x, t): (Tensor, &Tensor),
+    beta: f32,
+) -> Result<(f64, f64)> {
+    let mut tape = Tape::new();
+    let mut s = gpu.stream();
+    let (_, y) = forward(&mut tape, &mut s, prob, sq, v, x)?;
+    let y = tape.value(y);
+    let err = k::sq_err_partials(&mut s, y, t)?;
+    let reg = k::reg_partials(&mut s, v, beta)?;
+    let div = positions(y) as f64;
+    let back = s.submit_and_read(&[&err, &reg])?;
+    Ok((k::sum(&back[0]) / div, k::sum(&back[1])))
+}
+
+/// The mean squared output error per element of the layer with integer weights `q`.
+fn hard_error(gpu: &Gpu, prob: &LayerProblem, q: &[i8]) -> Result<f64> {
+    let qw = prob.weights;
+    let per = q.len() / qw.scale.len();
+    let w: Vec<f32> = q
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v as f32 * qw.scale[i / per])
+        .collect();
+    let w = gpu.upload_f32(&qw.shape, &w)?;
+    let n = prob.x.shape()[0];
+    let (xs, ts) = (prob.x.numel() / n, prob.target.numel() / n);
+    let chunk = 256;
+    let mut total = 0.0;
+    for start in (0..n).step_by(chunk) {
+        let m = chunk.min(n - start);
+        let mut s = gpu.stream();
+        let mut shape = prob.x.shape().to_vec();
+        shape[0] = m;
+        let x = gpu.alloc("adaround", &shape, DType::F32)?;
+        s.copy(&prob.x, (start * xs * 4) as u64, &x, 0, (m * xs * 4) as u64);
+        let mut shape = prob.target.shape().to_vec();
+        shape[0] = m;
+        let t = gpu.alloc("adaround", &shape, DType::F32)?;
+        let off = (start * ts * 4) as u64;
+        s.copy(&prob.target, off, &t, 0, (m * ts * 4) as u64);
+        let y = crate::ops::conv2d_grad::conv2d_train(&mut s, &x, &w, prob.bias.as_ref(), &prob.p)?;
+        let y = match prob.act {
+            Act::Identity => y,
+            a => crate::ops::elementwise::act(&mut s, &y, a)?,
+        };
+        let e = k::sq_err_partials(&mut s, &y, &t)?;
+        total += k::sum(&s.submit_and_read(&[&e])?[0]);
+    }
+    Ok(total / prob.target.numel() as f64)
+}
+
+/// Learns one layer's rounding; `step(k)` is called after every `k` more steps (its error,
+/// e.g. a cancellation, stops the work).
+pub fn learn_layer(
+    gpu: &Gpu,
+    prob: &LayerProblem,
+    opts: &AdaRoundOptions,
+    seed: u32,
+    step: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Learned> {
+    opts.check()?;
+    let qw = prob.weights;
+    let per = qw.q.len() / qw.scale.len().max(1);
+    if prob.w.len() != qw.q.len() || prob.x.shape().len() != 4 || prob.target.shape().len() != 4 {
+        return Err(Error::Invalid(format!(
+            "adaround: {} weights for {:?}, inputs {:?}, targets {:?}",
+            prob.w.len(),
+            qw.shape,
+            prob.x.shape(),
+            prob.target.shape()
+        )));
+    }
+    let qmax = QWeights::qmax(qw.bits);
+    let (floor, v0) = k::init(prob.w, &qw.scale, per);
+    let sq = SoftQuant::new(gpu, &floor, &qw.scale, &qw.shape, (-qmax, qmax))?;
+    let v = gpu.upload_f32(&qw.shape, &v0)?;
+    let zeros = vec![0.0f32; v0.len()];
+    let (m, mv) = (
+        gpu.upload_f32(&qw.shape, &zeros)?,
+        gpu.upload_f32(&qw.shape, &zeros)?,
+    );
+    let cfg = AdamConfig {
+        lr: opts.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    let mut t = 0;
+    while t < opts.iters {
+        let steps = opts.per_submit.min(opts.iters - t);
+        let mut s = gpu.stream();
+        for _ in 0..steps {
+            let draw = seed.wrapping_mul(0x9e37_79b9).wrapping_add(t as u32);
+            let xb = k::gather(&mut s, &prob.x, opts.batch, draw)?;
+            let tb = k::gather(&mut s, &prob.target, opts.batch, draw)?;
+            let mut tape = Tape::new();
+            let (vv, y) = forward(&mut tape, &mut s, prob, &sq, &v, xb)?;
+            let yt = tape.value(y);
+            let dy = k::recon_grad(&mut s, yt, &tb, 2.0 / positions(yt))?;
+            let grads = tape.backward_seeded(&mut s, &[(y, dy)], &[])?;
+            let g = grads
+                .get(vv)
+                .ok_or_else(|| Error::Invalid("adaround: no gradient reached V".into()))?;
+            let (reg, beta) = opts.schedule(t);
+            if reg > 0.0 {
+                k::reg_grad_add(&mut s, &v, g, reg, beta)?;
+            }
+            t += 1;
+            adam(&mut s, &v, g, &m, &mv, &cfg, t as u64)?;
+        }
+        s.submit();
+        gpu.wait()?;
+        step(steps)?;
+    }
+    let q = k::hard_round(&floor, &gpu.read_f32(&v)?, -qmax, qmax);
+    Ok(Learned {
+        rtn_mse: hard_error(gpu, prob, &qw.q)?,
+        mse: hard_error(gpu, prob, &q)?,
+        q,
+    })
+}
+
+/// Appends `src` (`[n, ...]`) to `dst` (`[N, ...]`) at sample `at`.
+fn append(
+    s: &mut Stream,
+    dst: &mut Option<Tensor>,
+    src: &Tensor,
+    total: usize,
+    at: usize,
+) -> Result<()> {
+    let n = src.shape()[0];
+    let per = src.numel() / n;
+    if dst.is_none() {
+        let mut shape = src.shape().to_vec();
+        shape[0] = total;
+        *dst = Some(s.gpu().alloc("adaround", &shape, DType::F32)?);
+    }
+    let d = dst.as_ref().expect("allocated above");
+    s.copy(src, 0, d, (at * per * 4) as u64, (n * per * 4) as u64);
+    Ok(())
+}
+
+/// `[N, K]` as `[N, K, 1, 1]` (linear layers run as 1x1 convs).
+fn as_4d(t: Tensor) -> Result<Tensor> {
+    match *t.shape() {
+        [n, c] => t.reshape(&[n, c, 1, 1]),
+        _ => Ok(t),
+    }
+}
+
+/// Layer `l`'s inputs in the quantized model (`quant`, quantized to the layer's input format)
+/// and the FP32 model's outputs, over `calib`.
+fn layer_data(
+    fp: &Runner,
+    quant: &Runner,
+    (l, layer): (ValueId, &QConv),
+    calib: &Dataset,
+    model: &Model,
+    opts: &QuantOptions,
+) -> Result<(Tensor, Tensor)> {
+    let gpu = &fp.gpu;
+    let input = fp.graph.nodes[l].inputs[0];
+    let q = qconv::QConv2d::new(gpu, layer)?;
+    let norm = model.arch.norm;
+    let (h, w) = (calib.height(), calib.width());
+    let (mut xs, mut ts) = (None, None);
+    for start in (0..calib.len()).step_by(opts.batch.max(1)) {
+        opts.hooks.cancel.check()?;
+        let end = (start + opts.batch).min(calib.len());
+        let n = end - start;
+        let px = calib
+            .images()
+            .to_f32_normalized(start..end, norm.mean, norm.std);
+        let img = gpu.upload_f32(&[n, 3, h, w], &px)?;
+        let mut s = gpu.stream();
+        let mut f = fp.forward(&mut s, &img, &[l])?;
+        let t = f.kept.remove(&l).unwrap_or(f.output);
+        let mut o = quant.forward(&mut s, &img, &[input])?;
+        let x = o
+            .kept
+            .remove(&input)
+            .ok_or_else(|| Error::Invalid(format!("adaround: node {input} was not kept")))?;
+        // Per-channel input scales have no f32 round trip here; they see the raw input.
+        let x = match layer.input_channel_scales {
+            None => {
+                let qx = q.quantize_input(&mut s, &x)?;
+                qconv::dequantize(&mut s, &qx)?
+            }
+            Some(_) => as_4d(x)?,
+        };
+        append(&mut s, &mut xs, &x, calib.len(), start)?;
+        append(&mut s, &mut ts, &as_4d(t)?, calib.len(), start)?;
+        s.submit();
+        gpu.wait()?;
+    }
+    match (xs, ts) {
+        (Some(x), Some(t)) => Ok((x, t)),
+        _ => Err(Error::Invalid("the calibration set is empty".into())),
+    }
+}
+
+/// AdaRound on every quantized layer of `model`, in graph order, starting from
+/// DefaultQuantization's scales and activation formats (without bias correction).
+pub fn adaround(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+) -> Result<(QuantizedModel, Vec<LayerReport>)> {
+    let ao = &opts.adaround;
+    ao.check()?;
+    let base = QuantOptions {
+        bias_correction: false,
+        ..opts.clone()
+    };
+    let mut q = default_quantization(gpu, model, calib, &base)?;
+    let n = calib.len().min(ao.images);
+    let picks: Vec<usize> = (0..n).map(|i| i * calib.len() / n).collect();
+    let calib = calib.subset(&picks)?;
+    let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
+    let ids: Vec<ValueId> = q.layers.keys().copied().collect();
+    let mut bar = opts.hooks.task("adaround", (ids.len() * ao.iters) as u64);
+    let mut reports = Vec::new();
+    for (i, &l) in ids.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let name = q.graph.nodes[l].name.clone();
+        let done: HashMap<ValueId, QConv> =
+            ids[..i].iter().map(|d| (*d, q.layers[d].clone())).collect();
+        let quant = Runner::with_quantized(gpu.clone(), q.graph.clone(), &q.params, &done)?;
+        let (x, target) = layer_data(&fp, &quant, (l, &q.layers[&l]), &calib, model, opts)?;
+        drop(quant);
+        let spec = q.graph.nodes[l]
+            .op
+            .layer()
+            .ok_or_else(|| Error::Invalid(format!("{name} is not conv/linear")))?;
+        let w = q.params.get(spec.weight)?;
+        let bias = spec
+            .bias
+            .map(|b| {
+                q.params
+                    .get(b)
+                    .and_then(|a| gpu.upload_f32(&[a.numel()], &a.data))
+            })
+            .transpose()?;
+        let layer = &q.layers[&l];
+        let prob = LayerProblem {
+            weights: &layer.weights,
+            w: &w.data,
+            bias,
+            p: spec.conv_params(),
+            act: spec.act,
+            x,
+            target,
+        };
+        let learned = learn_layer(gpu, &prob, ao, i as u32, &mut |k| bar.inc(k as u64))?;
+        let changed = learned
+            .q
+            .iter()
+            .zip(&layer.weights.q)
+            .filter(|(a, b)| a != b)
+            .count();
+        bar.message(&format!(
+            "{name}: output MSE {:.3e} -> {:.3e}",
+            learned.rtn_mse, learned.mse
+        ));
+        reports.push(LayerReport {
+            name,
+            rtn_mse: learned.rtn_mse,
+            mse: learned.mse,
+            changed,
+            weights: learned.q.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        q.layers
+            .get_mut(&l)
+            .expect("a layer of the model")
+            .weights
+            .q = learned.q;
+    }
+    bar.complete();
+    Ok((q, reports))
+}
+
+#[cfg(test)]
+#[path = "adaround_tests.rs"]
+mod tests;
