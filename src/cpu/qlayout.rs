@@ -1,6 +1,6 @@
 //! Integer reference for the int8 gathers and pools that `quant::int8_ops` specifies.
 
-use crate::error::{shape_err, Result};
+use crate::error::Result;
 use crate::quant::int8::{shift_rne, QArray, QFormat};
 use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
 
@@ -8,16 +8,7 @@ use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
 pub fn gather(g: &QGather, a: &QArray, b: Option<&QArray>) -> Result<QArray> {
     let p = g.params()?;
     let [n, ca, h, w] = a.shape;
-    let fits = |x: &QArray, (f, c): (QFormat, usize)| x.fmt == f && x.shape == [n, c, h, w];
-    let b_ok = match (b, g.b) {
-        (None, None) => true,
-        (Some(x), Some(d)) => fits(x, d),
-        _ => false,
-    };
-    if !fits(a, g.a) || !b_ok {
-        return shape_err("int8 gather", format!("inputs do not fit {g:?}"));
-    }
-    let os = g.out_shape(a.shape);
+    let os = g.check_inputs((a.fmt, a.shape), b.map(|x| (x.fmt, x.shape)))?;
     let [_, co, oh, ow] = os;
     let mut q = Vec::with_capacity(n * co * oh * ow);
     for bi in 0..n {

@@ -133,84 +133,100 @@ fn no_int8(node: &Node) -> Error {
     Error::Invalid(format!("{}: {:?} has no int8 form", node.name, node.op))
 }
 
-/// Runs int8 node `node` (not a layer) on the GPU, writing format `out`.
-pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) -> Result<QTensor> {
-    use crate::ops::{qconv, qlayout};
-    let x = q.input(node, 0)?;
-    let c = x.shape[1];
-    match &node.op {
-        Op::Add { act } => {
-            let b = q.input(node, 1)?;
-            let add = QAdd {
-                a: x.fmt,
-                b: b.fmt,
-                act: *act,
-                output: Some(out),
-            };
-            qconv::qadd(s, x, b, &add)?.into_q()
-        }
-        Op::ShortcutA { pad } => qlayout::gather(s, &QGather::shortcut_a(x.fmt, c, *pad), x, None),
-        Op::SliceChannels { start, len } => {
-            qlayout::gather(s, &QGather::slice(x.fmt, c, *start, *len), x, None)
-        }
-        Op::ChannelShuffle { groups } => {
-            qlayout::gather(s, &QGather::shuffle(x.fmt, c, *groups)?, x, None)
-        }
-        Op::Concat => {
-            let b = q.input(node, 1)?;
-            let g = QGather::concat((x.fmt, c), (b.fmt, b.shape[1]), out);
-            qlayout::gather(s, &g, x, Some(b))
-        }
-        Op::MaxPool {
+/// What an int8 node (not a layer) computes, from its op and its inputs' formats and shapes;
+/// both executors run this one description.
+enum Step {
+    Add(QAdd),
+    /// A gather; it reads the second input when it has a second source (concat).
+    Gather(QGather),
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    },
+    GlobalAvgPool,
+    Flatten,
+}
+
+fn step(
+    node: &Node,
+    out: QFormat,
+    x: (QFormat, usize),
+    b: Option<(QFormat, usize)>,
+) -> Result<Step> {
+    let second = || b.ok_or_else(|| Error::Invalid(format!("{}: input 1 missing", node.name)));
+    let (fmt, c) = x;
+    Ok(match &node.op {
+        Op::Add { act } => Step::Add(QAdd {
+            a: fmt,
+            b: second()?.0,
+            act: *act,
+            output: Some(out),
+        }),
+        Op::ShortcutA { pad } => Step::Gather(QGather::shortcut_a(fmt, c, *pad)),
+        Op::SliceChannels { start, len } => Step::Gather(QGather::slice(fmt, c, *start, *len)),
+        Op::ChannelShuffle { groups } => Step::Gather(QGather::shuffle(fmt, c, *groups)?),
+        Op::Concat => Step::Gather(QGather::concat(x, second()?, out)),
+        &Op::MaxPool {
             kernel,
             stride,
             pad,
-        } => qlayout::max_pool(s, x, *kernel, *stride, *pad),
-        Op::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
-        Op::Flatten => Ok(x.clone()),
-        _ => Err(no_int8(node)),
+        } => Step::MaxPool {
+            kernel,
+            stride,
+            pad,
+        },
+        Op::GlobalAvgPool => Step::GlobalAvgPool,
+        Op::Flatten => Step::Flatten,
+        _ => return Err(no_int8(node)),
+    })
+}
+
+/// The node's inputs on the integer path: the first, and the second where it has one.
+fn inputs<'v, T>(node: &Node, q: &'v Values<T>) -> Result<(&'v T, Option<&'v T>)> {
+    let b = match node.inputs.len() {
+        1 => None,
+        _ => Some(q.input(node, 1)?),
+    };
+    Ok((q.input(node, 0)?, b))
+}
+
+/// Runs int8 node `node` (not a layer) on the GPU, writing format `out`.
+pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) -> Result<QTensor> {
+    use crate::ops::{qconv, qlayout};
+    let (x, b) = inputs(node, q)?;
+    let desc = |t: &QTensor| (t.fmt, t.shape[1]);
+    match step(node, out, desc(x), b.map(desc))? {
+        Step::Add(add) => qconv::qadd(s, x, b.unwrap_or(x), &add)?.into_q(),
+        Step::Gather(g) => qlayout::gather(s, &g, x, b.filter(|_| g.b.is_some())),
+        Step::MaxPool {
+            kernel,
+            stride,
+            pad,
+        } => qlayout::max_pool(s, x, kernel, stride, pad),
+        Step::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
+        Step::Flatten => Ok(x.clone()),
     }
 }
 
 /// The CPU reference of [`gpu_node`].
 pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray> {
     use crate::cpu::{qconv, qlayout};
-    let x = q.input(node, 0)?;
-    let c = x.shape[1];
-    match &node.op {
-        Op::Add { act } => {
-            let b = q.input(node, 1)?;
-            let add = QAdd {
-                a: x.fmt,
-                b: b.fmt,
-                act: *act,
-                output: Some(out),
-            };
-            match qconv::qadd(&add, x, b)? {
-                qconv::QResult::Q(y) => Ok(y),
-                qconv::QResult::F32(_) => Err(no_int8(node)),
-            }
-        }
-        Op::ShortcutA { pad } => qlayout::gather(&QGather::shortcut_a(x.fmt, c, *pad), x, None),
-        Op::SliceChannels { start, len } => {
-            qlayout::gather(&QGather::slice(x.fmt, c, *start, *len), x, None)
-        }
-        Op::ChannelShuffle { groups } => {
-            qlayout::gather(&QGather::shuffle(x.fmt, c, *groups)?, x, None)
-        }
-        Op::Concat => {
-            let b = q.input(node, 1)?;
-            let g = QGather::concat((x.fmt, c), (b.fmt, b.shape[1]), out);
-            qlayout::gather(&g, x, Some(b))
-        }
-        Op::MaxPool {
+    let (x, b) = inputs(node, q)?;
+    let desc = |t: &QArray| (t.fmt, t.shape[1]);
+    match step(node, out, desc(x), b.map(desc))? {
+        Step::Add(add) => match qconv::qadd(&add, x, b.unwrap_or(x))? {
+            qconv::QResult::Q(y) => Ok(y),
+            qconv::QResult::F32(_) => Err(no_int8(node)),
+        },
+        Step::Gather(g) => qlayout::gather(&g, x, b.filter(|_| g.b.is_some())),
+        Step::MaxPool {
             kernel,
             stride,
             pad,
-        } => qlayout::max_pool(x, *kernel, *stride, *pad),
-        Op::GlobalAvgPool => qlayout::global_avg_pool(x, out),
-        Op::Flatten => Ok(x.clone()),
-        _ => Err(no_int8(node)),
+        } => qlayout::max_pool(x, kernel, stride, pad),
+        Step::GlobalAvgPool => qlayout::global_avg_pool(x, out),
+        Step::Flatten => Ok(x.clone()),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::bytes_of;
 use super::qconv::{Params, QTensor};
-use crate::error::{shape_err, Result};
+use crate::error::Result;
 use crate::gpu::{grid_1d, Shader, Stream};
 use crate::quant::int8::QFormat;
 use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
@@ -22,16 +22,7 @@ const SHADER: Shader = Shader {
 pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> Result<QTensor> {
     let ap = g.params()?;
     let [n, ca, h, w] = a.shape;
-    let fits = |x: &QTensor, (f, c): (QFormat, usize)| x.fmt == f && x.shape == [n, c, h, w];
-    let b_ok = match (b, g.b) {
-        (None, None) => true,
-        (Some(x), Some(d)) => fits(x, d),
-        _ => false,
-    };
-    if !fits(a, g.a) || !b_ok {
-        return shape_err("int8 gather", format!("inputs do not fit {g:?}"));
-    }
-    let os = g.out_shape(a.shape);
+    let os = g.check_inputs((a.fmt, a.shape), b.map(|x| (x.fmt, x.shape)))?;
     let [_, co, oh, ow] = os;
     let y = QTensor::alloc(s.gpu(), "int8 gather", os, g.output)?;
     let map = s.gpu().upload_i32(&[co.max(1)], &padded(&g.map))?;

@@ -106,6 +106,28 @@ impl QGather {
         .params()
     }
 
+    /// Checks that the sources, `(format, shape)` each, are what this gather reads (one map
+    /// shape for both, each with its own channel count); returns the output shape.
+    pub fn check_inputs(
+        &self,
+        a: (QFormat, [usize; 4]),
+        b: Option<(QFormat, [usize; 4])>,
+    ) -> Result<[usize; 4]> {
+        let [n, _, h, w] = a.1;
+        let fits = |(f, shape): (QFormat, [usize; 4]), (want, c): (QFormat, usize)| {
+            f == want && shape == [n, c, h, w]
+        };
+        let b_ok = match (b, self.b) {
+            (None, None) => true,
+            (Some(x), Some(d)) => fits(x, d),
+            _ => false,
+        };
+        if !fits(a, self.a) || !b_ok {
+            return shape_err("int8 gather", format!("inputs do not fit {self:?}"));
+        }
+        Ok(self.out_shape(a.1))
+    }
+
     /// Output `[n, channels, ceil(h / stride), ceil(w / stride)]` for an `[n, c, h, w]` first
     /// source.
     pub fn out_shape(&self, [n, _, h, w]: [usize; 4]) -> [usize; 4] {
