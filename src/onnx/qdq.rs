@@ -111,22 +111,7 @@ impl Writer {
     /// Int8 value `name` (an add's, pool's or layer's output) through QuantizeLinear and
     /// DequantizeLinear in its format; returns the dequantized name.
     pub(super) fn qdq_value(&mut self, name: &str, f: QFormat) -> Result<String> {
-        let q = QConv {
-            weights: crate::quant::int8::QWeights {
-                shape: [1, 1, 1, 1],
-                q: vec![1],
-                scale: vec![1.0],
-                bits: 8,
-            },
-            bias: None,
-            stride: 1,
-            pad: 0,
-            groups: 1,
-            input: f,
-            input_channel_scales: None,
-            act: crate::graph::Act::Identity,
-            output: None,
-        };
+        let q = QConv::identity(f, crate::graph::Act::Identity);
         self.fake_quant(&format!("{name}:value"), name, &q)
             .map_err(|m| Error::Invalid(format!("QDQ export: value `{name}`: {m}")))
     }

@@ -484,24 +484,9 @@ fn int8_roots(g: &Graph, layers: &[ValueId]) -> (Vec<ValueId>, HashMap<ValueId, 
         .filter(|&i| i != g.output && g.nodes[i].op.owns_int8_format())
         .map(|i| (i, any))
         .collect();
-    let stub = |l: ValueId| QConv {
-        weights: QWeights {
-            shape: [1, 1, 1, 1],
-            q: vec![1],
-            scale: vec![1.0],
-            bits: 8,
-        },
-        bias: None,
-        stride: 1,
-        pad: 0,
-        groups: 1,
-        input: any,
-        input_channel_scales: None,
-        act: match g.nodes[l].op.layer() {
-            Some(s) => s.act,
-            None => Act::Identity,
-        },
-        output: None,
+    let stub = |l: ValueId| {
+        let act = g.nodes[l].op.layer().map_or(Act::Identity, |s| s.act);
+        QConv::identity(any, act)
     };
     let stubs: HashMap<ValueId, QConv> = layers.iter().map(|&l| (l, stub(l))).collect();
     let plan = g.int8_plan(&stubs, &probe);

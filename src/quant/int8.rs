@@ -306,6 +306,27 @@ pub struct Requant {
 const LIMIT: f64 = 1073741824.0;
 
 impl QConv {
+    /// A 1x1 identity layer that reads format `input`: where only a layer's formats matter
+    /// (planning the integer path, a value's Q/DQ pair).
+    pub fn identity(input: QFormat, act: Act) -> QConv {
+        QConv {
+            weights: QWeights {
+                shape: [1, 1, 1, 1],
+                q: vec![1],
+                scale: vec![1.0],
+                bits: 8,
+            },
+            bias: None,
+            stride: 1,
+            pad: 0,
+            groups: 1,
+            input,
+            input_channel_scales: None,
+            act,
+            output: None,
+        }
+    }
+
     /// The input format of channel `c`.
     pub fn input_format(&self, c: usize) -> QFormat {
         match &self.input_channel_scales {
