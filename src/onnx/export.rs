@@ -467,17 +467,8 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 kernel,
                 stride,
                 pad,
-            } => match x.as_slice() {
-                &[c, xh, xw] => vec![
-                    c,
-                    pooled(xh, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                    pooled(xw, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                ],
-                _ => return Err(bad(&n.name)),
-            },
-            Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
-            Op::Softmax | Op::Lrn { .. } => x.clone(),
-            Op::AvgPool {
+            }
+            | Op::AvgPool {
                 kernel,
                 stride,
                 pad,
@@ -490,6 +481,8 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 ],
                 _ => return Err(bad(&n.name)),
             },
+            Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
+            Op::Softmax | Op::Lrn { .. } => x.clone(),
             Op::Flatten => vec![x.iter().product()],
         };
         out.push(s);
