@@ -188,3 +188,151 @@ pub(crate) fn conv2d(
     )?;
     Ok(out)
 }
+
+/// The rounding scale of a Winograd conv, for tests: per output, the result of the whole
+/// algorithm with every matrix, weight and input replaced by its absolute value,
+/// |A^T| [(|G| |g| |G^T|) . (|B^T| |d| |B|)] |A|, summed over input channels, plus |bias| and
+/// |residual|. Each FP32 rounding in the transforms errs in proportion to the magnitudes it
+/// combines, which span the output's whole input patch (Barabasz et al. 2020, "Error analysis
+/// and improving the accuracy of Winograd convolution"), not only the output's own taps.
+#[cfg(test)]
+pub(crate) fn error_scale(
+    tile: Tile,
+    x: &crate::array::Array,
+    w: &crate::array::Array,
+    pad: [usize; 2],
+    bias: Option<&crate::array::Array>,
+    res: Option<&crate::array::Array>,
+    out_shape: [usize; 4],
+) -> Vec<f32> {
+    type Mat = Vec<Vec<f64>>;
+    // |L| M |R|^T for row-major L (p x q), M (q x q), R (r x q).
+    fn sandwich(l: &[&[f64]], m: &Mat, r: &[&[f64]]) -> Mat {
+        let lm: Mat = l
+            .iter()
+            .map(|li| {
+                (0..m.len())
+                    .map(|j| li.iter().zip(m).map(|(a, mr)| a.abs() * mr[j]).sum())
+                    .collect()
+            })
+            .collect();
+        lm.iter()
+            .map(|row| {
+                r.iter()
+                    .map(|rj| row.iter().zip(*rj).map(|(a, b)| a * b.abs()).sum())
+                    .collect()
+            })
+            .collect()
+    }
+    let (bt, at): (&[&[f64]], &[&[f64]]) = match tile {
+        Tile::F2 => (
+            &[
+                &[1., 0., -1., 0.],
+                &[0., 1., 1., 0.],
+                &[0., -1., 1., 0.],
+                &[0., 1., 0., -1.],
+            ],
+            &[&[1., 1., 1., 0.], &[0., 1., -1., -1.]],
+        ),
+        Tile::F4 => (
+            &[
+                &[4., 0., -5., 0., 1., 0.],
+                &[0., -4., -4., 1., 1., 0.],
+                &[0., 4., -4., -1., 1., 0.],
+                &[0., -2., -1., 2., 1., 0.],
+                &[0., 2., -1., -2., 1., 0.],
+                &[0., 4., 0., -5., 0., 1.],
+            ],
+            &[
+                &[1., 1., 1., 1., 1., 0.],
+                &[0., 1., -1., 2., -2., 0.],
+                &[0., 1., 1., 4., 4., 0.],
+                &[0., 1., -1., 8., -8., 1.],
+            ],
+        ),
+    };
+    let g: Vec<&[f64]> = tile.g().iter().map(|r| &r[..]).collect();
+    let [n, ci, h, wd] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let [_, co, oh, ow] = out_shape;
+    let (m, al) = (tile.m(), tile.alpha());
+    // |G| |g| |G^T| as G (3x3 padded to alpha columns of the sandwich) needs a 3x3 middle.
+    let gsand = |k: &[f32]| -> Mat {
+        let k: Mat = (0..3)
+            .map(|i| (0..3).map(|j| k[i * 3 + j].abs() as f64).collect())
+            .collect();
+        let gk: Mat = g
+            .iter()
+            .map(|gi| {
+                (0..3)
+                    .map(|j| (0..3).map(|t| gi[t].abs() * k[t][j]).sum())
+                    .collect()
+            })
+            .collect();
+        gk.iter()
+            .map(|row| {
+                g.iter()
+                    .map(|gj| (0..3).map(|t| row[t] * gj[t].abs()).sum())
+                    .collect()
+            })
+            .collect()
+    };
+    let u: Vec<Mat> = (0..co * ci)
+        .map(|oc| gsand(&w.data[oc * 9..][..9]))
+        .collect();
+    let mut out = vec![0.0f32; n * co * oh * ow];
+    for b in 0..n {
+        for ty in (0..oh).step_by(m) {
+            for tx in (0..ow).step_by(m) {
+                let v: Vec<Mat> = (0..ci)
+                    .map(|c| {
+                        let d: Mat = (0..al)
+                            .map(|i| {
+                                (0..al)
+                                    .map(|j| {
+                                        let (y, xx) = (
+                                            (ty + i) as isize - pad[0] as isize,
+                                            (tx + j) as isize - pad[1] as isize,
+                                        );
+                                        if y < 0 || xx < 0 || y >= h as isize || xx >= wd as isize {
+                                            0.0
+                                        } else {
+                                            x.data
+                                                [((b * ci + c) * h + y as usize) * wd + xx as usize]
+                                                .abs()
+                                                as f64
+                                        }
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        sandwich(bt, &d, bt)
+                    })
+                    .collect();
+                for o in 0..co {
+                    let mut e = vec![vec![0.0f64; al]; al];
+                    for (c, vc) in v.iter().enumerate() {
+                        for (i, row) in e.iter_mut().enumerate() {
+                            for (j, s) in row.iter_mut().enumerate() {
+                                *s += u[o * ci + c][i][j] * vc[i][j];
+                            }
+                        }
+                    }
+                    let y = sandwich(at, &e, at);
+                    for (i, yr) in y.iter().enumerate() {
+                        for (j, &yv) in yr.iter().enumerate() {
+                            let (oy, ox) = (ty + i, tx + j);
+                            if oy >= oh || ox >= ow {
+                                continue;
+                            }
+                            let k = ((b * co + o) * oh + oy) * ow + ox;
+                            let extra = bias.map_or(0.0, |a| a.data[o].abs())
+                                + res.map_or(0.0, |a| a.data[k].abs());
+                            out[k] = (yv + extra as f64) as f32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
