@@ -480,6 +480,10 @@ fn reproduce_writes_the_report_and_resumes() {
         models: vec![model.display().to_string()],
         sources: vec!["noise".into()],
         algorithms: vec!["default".into()],
+        bits: vec![synthcal::cli::reproduce::parse_bits("8").unwrap()],
+        estimators: vec!["pot".into()],
+        first_last_8bit: false,
+        iters: None,
         set: CalibSetArgs {
             data: Some(data.clone()),
             per_class: 3,
@@ -532,12 +536,29 @@ fn reproduce_writes_the_report_and_resumes() {
                 data: Some(dir.join("nowhere")),
                 ..args.set.clone()
             },
-            ..args
+            ..args.clone()
         },
     )
     .unwrap_err()
     .to_string();
     assert!(e.contains("fetch-data.sh"), "{e}");
+    // Bit width and estimator are dimensions: a W4A8 min-max cell joins the reused study cell.
+    let low = ReproduceArgs {
+        bits: vec![synthcal::cli::reproduce::parse_bits("w4a8").unwrap()],
+        estimators: vec!["min-max".into()],
+        ..args.clone()
+    };
+    run(&gpu, &low).unwrap();
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("| noise | default | w4a8 | min-max |"), "{md}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report/report.json")).unwrap()).unwrap();
+    assert_eq!(
+        j.as_array().unwrap().len(),
+        1,
+        "only this run's cells are reported"
+    );
+    assert_eq!(std::fs::read_dir(&cells).unwrap().count(), 2);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,5 +1,5 @@
 //! `synthcal reproduce`: every (model, calibration source, algorithm) cell of the study's
-//! Table 1, with fidelity columns, written as report.md / .json / .csv, a bar chart of the
+//! Table 1, with fidelity columns, optionally across bit widths and range estimators, written as report.md / .json / .csv, a bar chart of the
 //! drops and a sample grid per source. Each finished cell is saved as it completes
 //! (`cells/*.json`, atomically) and never recomputed, so an interrupted run resumes.
 
@@ -35,9 +35,25 @@ pub struct ReproduceArgs {
         value_parser = super::calib_data::parse_source
     )]
     pub sources: Vec<String>,
-    /// Algorithms: default, accuracy-aware.
-    #[arg(long, value_delimiter = ',', default_value = "default", value_parser = ["default", "accuracy-aware"])]
+    /// Algorithms: default, accuracy-aware, adaround (learned rounding; `--iters` steps per
+    /// layer).
+    #[arg(long, value_delimiter = ',', default_value = "default", value_parser = ["default", "accuracy-aware", "adaround"])]
     pub algorithms: Vec<String>,
+    /// Bit widths, each `8` (W8A8) or `wNaM` (N-bit weights, M-bit activations, 2 to 8), e.g.
+    /// `8,w4a8,w4a4`: a dimension of the table beside sources and algorithms.
+    #[arg(long, value_delimiter = ',', default_value = "8", value_parser = parse_bits)]
+    pub bits: Vec<Bits>,
+    /// Range estimators: `pot` is the study's recipe (POT's estimator, max|w| weights,
+    /// FastBiasCorrection, the mixed INT8 scheme); any other (min-max, mse, percentile, kl,
+    /// quantile) runs `quantize`'s defaults with that activation estimator.
+    #[arg(long, value_delimiter = ',', default_value = "pot", value_parser = ["pot", "min-max", "mse", "percentile", "kl", "quantile"])]
+    pub estimators: Vec<String>,
+    /// Keep the first and last quantized layers at W8A8 in the cells below 8 bits.
+    #[arg(long)]
+    pub first_last_8bit: bool,
+    /// AdaRound's steps per layer (default: the library's).
+    #[arg(long, value_parser = super::args::int(1, usize::MAX))]
+    pub iters: Option<usize>,
     #[command(flatten)]
     pub set: super::calib_data::CalibSetArgs,
     /// AccuracyAware's largest acceptable drop on the calibration set.
@@ -54,12 +70,60 @@ pub struct ReproduceArgs {
     pub quiet: bool,
 }
 
+/// Weight and activation bits of a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bits {
+    pub weights: u32,
+    pub activations: u32,
+}
+
+impl std::fmt::Display for Bits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "w{}a{}", self.weights, self.activations)
+    }
+}
+
+/// `8` or `wNaM`.
+pub fn parse_bits(s: &str) -> std::result::Result<Bits, String> {
+    let bad =
+        || format!("`{s}` is not a bit width: write 8 or wNaM with N and M in 2..=8, e.g. w4a8");
+    let (w, a) = match s {
+        "8" => (8, 8),
+        _ => {
+            let rest = s.strip_prefix('w').ok_or_else(bad)?;
+            let (w, a) = rest.split_once('a').ok_or_else(bad)?;
+            (w.parse().map_err(|_| bad())?, a.parse().map_err(|_| bad())?)
+        }
+    };
+    if !(2..=8).contains(&w) || !(2..=8).contains(&a) {
+        return Err(bad());
+    }
+    Ok(Bits {
+        weights: w,
+        activations: a,
+    })
+}
+
+fn w8a8() -> String {
+    "w8a8".into()
+}
+
+fn pot() -> String {
+    "pot".into()
+}
+
 /// One table cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     pub model: String,
     pub source: String,
     pub algorithm: String,
+    /// `wNaM` (cells written before bit widths were a dimension are W8A8).
+    #[serde(default = "w8a8")]
+    pub bits: String,
+    /// The activation range estimator, `pot` for the study's recipe.
+    #[serde(default = "pot")]
+    pub estimator: String,
     pub calibration: String,
     pub fp32_layers: Vec<String>,
     pub fidelity: Fidelity,
@@ -120,10 +184,27 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
         // The row model's feature runner and its test-set reference Gaussian (lazily).
         let mut judge: Option<(crate::graph::exec::Runner, usize, score::Gaussian)> = None;
         let mut qualities: Vec<(String, Quality)> = Vec::new();
+        let recipes = args.bits.iter().flat_map(|b| {
+            let ests = args.estimators.iter();
+            ests.flat_map(move |e| args.algorithms.iter().map(move |a| (*b, e, a)))
+        });
+        let recipes: Vec<_> = recipes.collect();
         for src in &args.sources {
-            for alg in &args.algorithms {
-                let file =
-                    cells_dir.join(format!("{}__{}__{}.json", slug(m), slug(src), slug(alg)));
+            for &(bits, est, alg) in &recipes {
+                // The study's cells keep their file names, so old reports resume.
+                let mut name = format!("{}__{}__{}", slug(m), slug(src), slug(alg));
+                if est != "pot" {
+                    name += &format!("__{}", slug(est));
+                }
+                if bits
+                    != (Bits {
+                        weights: 8,
+                        activations: 8,
+                    })
+                {
+                    name += &format!("__{bits}");
+                }
+                let file = cells_dir.join(format!("{name}.json"));
                 if let Ok(bytes) = std::fs::read(&file) {
                     if let Ok(c) = serde_json::from_slice::<Cell>(&bytes) {
                         cells.push(c);
@@ -147,21 +228,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     sets.push((key.clone(), ds));
                 }
                 let calib = &sets.iter().find(|(s, _)| *s == key).expect("cached set").1;
-                let algorithm = match alg.as_str() {
-                    "default" => Algorithm::Default,
-                    "accuracy-aware" => Algorithm::AccuracyAware,
-                    other => {
-                        return Err(Error::Invalid(format!(
-                            "unknown algorithm `{other}` (default, accuracy-aware)"
-                        )))
-                    }
-                };
-                // The study's recipe, so that its table keeps its numbers.
+                let opts = recipe(args, bits, est, alg)?;
                 let opts = QuantOptions {
-                    algorithm,
-                    max_drop: args.max_drop,
                     hooks: hooks.clone(),
-                    ..QuantOptions::pot()
+                    ..opts
                 };
                 let q = quantize_with_set(gpu, &model, calib, &opts)?;
                 let quality = match qualities.iter().find(|(k, _)| *k == key) {
@@ -185,6 +255,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     model: m.clone(),
                     source: src.clone(),
                     algorithm: alg.clone(),
+                    bits: bits.to_string(),
+                    estimator: est.clone(),
                     calibration: format!(
                         "{} ({} images, seed {})",
                         calib.source(),
@@ -201,7 +273,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                 crate::io::write_atomic(&file, &j)?;
                 if !args.quiet {
                     eprintln!(
-                        "{m} / {src} / {alg}: FP32 {:.2}%  INT8 {:.2}%  drop {:.2} pp  RMSE {:.3}",
+                        "{m} / {src} / {alg} / {est} / {bits}: FP32 {:.2}%  INT8 {:.2}%  drop {:.2} pp  RMSE {:.3}",
                         cell.fidelity.fp32_top1,
                         cell.fidelity.int8_top1,
                         cell.fidelity.drop,
@@ -229,6 +301,53 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// The quantization options of one cell: `pot` is the study's recipe, so that its table
+/// keeps its numbers; another estimator runs `quantize`'s defaults with it.
+fn recipe(args: &ReproduceArgs, bits: Bits, est: &str, alg: &str) -> Result<QuantOptions> {
+    use crate::quant::RangeEstimator as E;
+    let algorithm = match alg {
+        "default" => Algorithm::Default,
+        "accuracy-aware" => Algorithm::AccuracyAware,
+        "adaround" => Algorithm::AdaRound,
+        other => {
+            return Err(Error::Invalid(format!(
+                "unknown algorithm `{other}` (default, accuracy-aware, adaround)"
+            )))
+        }
+    };
+    let base = match est {
+        "pot" => QuantOptions::pot(),
+        e => QuantOptions {
+            estimator: match e {
+                "min-max" => E::MinMax,
+                "mse" => E::Mse,
+                "percentile" => E::Percentile,
+                "kl" => E::Kl,
+                "quantile" => E::Quantile,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "unknown estimator `{other}` (pot, min-max, mse, percentile, kl, quantile)"
+                    )))
+                }
+            },
+            ..QuantOptions::default()
+        },
+    };
+    let mut adaround = base.adaround.clone();
+    if let Some(n) = args.iters {
+        adaround.iters = n;
+    }
+    Ok(QuantOptions {
+        algorithm,
+        max_drop: args.max_drop,
+        wbits: bits.weights,
+        abits: bits.activations,
+        ends_at_8bit: args.first_last_8bit && bits.weights.min(bits.activations) < 8,
+        adaround,
+        ..base
+    })
+}
+
 /// report.md (Table 1 layout plus fidelity), report.json, report.csv and the drops chart
 /// (drops.png and drops.svg).
 pub fn write_report(
@@ -241,10 +360,10 @@ pub fn write_report(
     let mut md = format!(
         "# synthcal reproduction\n\nTop-1 on {images} CIFAR-10 test images; adapter {adapter}; this run {seconds:.0} s \
          (cells reused from an earlier run take no time).\n\n\
-         | model | source | algorithm | FP32 % | INT8 % | drop pp | agreement % | flips -/+ | McNemar p | logit RMSE | KL | FP32 layers | cls score | cls FID | class match % |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         | model | source | algorithm | bits | estimator | FP32 % | INT8 % | drop pp | agreement % | flips -/+ | McNemar p | logit RMSE | KL | FP32 layers | cls score | cls FID | class match % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
-    let mut csv = String::from("model,source,algorithm,fp32_top1,int8_top1,drop,agreement,fp32_right_int8_wrong,fp32_wrong_int8_right,mcnemar_p,logit_rmse,kl,classifier_score,classifier_fid,class_match\n");
+    let mut csv = String::from("model,source,algorithm,bits,estimator,fp32_top1,int8_top1,drop,agreement,fp32_right_int8_wrong,fp32_wrong_int8_right,mcnemar_p,logit_rmse,kl,classifier_score,classifier_fid,class_match\n");
     for c in cells {
         let f = &c.fidelity;
         let (qs, qf, qm) = match &c.quality {
@@ -256,16 +375,18 @@ pub fn write_report(
             None => ("-".into(), "-".into(), "-".into()),
         };
         md += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{} | {:.3} | {:.4} | {:.5} | {} | {qs} | {qf} | {qm} |\n",
-            c.model, c.source, c.algorithm, f.fp32_top1, f.int8_top1, f.drop, f.agreement,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{} | {:.3} | {:.4} | {:.5} | {} | {qs} | {qf} | {qm} |\n",
+            c.model, c.source, c.algorithm, c.bits, c.estimator, f.fp32_top1, f.int8_top1, f.drop, f.agreement,
             f.fp32_right_int8_wrong, f.fp32_wrong_int8_right, f.mcnemar_p, f.logit_rmse, f.kl,
             if c.fp32_layers.is_empty() { "-".into() } else { c.fp32_layers.join(" ") }
         );
         csv += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{qs},{qf},{qm}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{qs},{qf},{qm}\n",
             c.model,
             c.source,
             c.algorithm,
+            c.bits,
+            c.estimator,
             f.fp32_top1,
             f.int8_top1,
             f.drop,
@@ -310,9 +431,21 @@ pub fn drops(cells: &[Cell]) -> BarChart {
     }
     let models = unique(cells.iter().map(|c| c.model.as_str()));
     let algorithms = unique(cells.iter().map(|c| c.algorithm.as_str()));
-    let name = |c: &Cell| match algorithms.len() {
-        1 => c.source.clone(),
-        _ => format!("{} / {}", c.source, c.algorithm),
+    let estimators = unique(cells.iter().map(|c| c.estimator.as_str()));
+    let bits = unique(cells.iter().map(|c| c.bits.as_str()));
+    // The legend names only the dimensions that vary.
+    let name = |c: &Cell| {
+        let mut n = c.source.clone();
+        for (varies, part) in [
+            (algorithms.len() > 1, &c.algorithm),
+            (estimators.len() > 1, &c.estimator),
+            (bits.len() > 1, &c.bits),
+        ] {
+            if varies {
+                n += &format!(" / {part}");
+            }
+        }
+        n
     };
     let mut names: Vec<String> = Vec::new();
     for c in cells {
@@ -351,6 +484,8 @@ mod tests {
             model: model.into(),
             source: source.into(),
             algorithm: algorithm.into(),
+            bits: w8a8(),
+            estimator: pot(),
             calibration: String::new(),
             fp32_layers: Vec::new(),
             fidelity: crate::eval::fidelity::example(drop),
@@ -379,7 +514,55 @@ mod tests {
         ];
         let names: Vec<_> = drops(&two).series.into_iter().map(|s| s.0).collect();
         assert_eq!(names, ["real / default", "real / accuracy-aware"]);
+        let mut low = cell("resnet20", "real", "default", 9.0);
+        low.bits = "w4a4".into();
+        let names: Vec<_> = drops(&[two[0].clone(), low])
+            .series
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(names, ["real / w8a8", "real / w4a4"]);
         let texts = crate::eval::chart::svg_texts(&drops(&cells).render_svg().unwrap());
         assert!(texts.iter().any(|t| t == "-0.20"), "{texts:?}");
+    }
+
+    #[test]
+    fn bit_widths_parse_or_say_what_is_accepted() {
+        let b = |w, a| Bits {
+            weights: w,
+            activations: a,
+        };
+        assert_eq!(parse_bits("8"), Ok(b(8, 8)));
+        assert_eq!(parse_bits("w4a8"), Ok(b(4, 8)));
+        assert_eq!(parse_bits("w2a4").unwrap().to_string(), "w2a4");
+        for bad in ["4", "w4", "w9a8", "w4a1", "a4w4", "w4a4x", ""] {
+            let e = parse_bits(bad).unwrap_err();
+            assert!(e.contains("wNaM") && e.contains(bad), "{e}");
+        }
+    }
+
+    /// `pot` is the study's recipe whatever the bits; another estimator is `quantize`'s
+    /// defaults with it; first/last at 8 bits only applies below 8 bits.
+    #[test]
+    fn recipes_keep_the_study_and_follow_the_dimensions() {
+        use crate::quant::RangeEstimator as E;
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: ReproduceArgs,
+        }
+        let cmd = ["reproduce", "--first-last-8bit", "--iters", "7"];
+        let args = <Cmd as clap::Parser>::try_parse_from(cmd).unwrap().args;
+        let w88 = parse_bits("8").unwrap();
+        let study = recipe(&args, w88, "pot", "default").unwrap();
+        assert_eq!(study.estimator, E::Pot);
+        assert_eq!(study.int8_ops, QuantOptions::pot().int8_ops);
+        assert!(!study.ends_at_8bit);
+        let low = recipe(&args, parse_bits("w4a4").unwrap(), "mse", "adaround").unwrap();
+        assert_eq!((low.wbits, low.abits, low.estimator), (4, 4, E::Mse));
+        assert_eq!(low.algorithm, Algorithm::AdaRound);
+        assert_eq!(low.adaround.iters, 7);
+        assert!(low.ends_at_8bit);
+        assert_eq!(low.int8_ops, QuantOptions::default().int8_ops);
     }
 }
