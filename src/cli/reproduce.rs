@@ -333,7 +333,7 @@ fn recipe(args: &ReproduceArgs, bits: Bits, est: &str, alg: &str) -> Result<Quan
             ..QuantOptions::default()
         },
     };
-    let mut adaround = base.adaround.clone();
+    let mut adaround = base.adaround;
     if let Some(n) = args.iters {
         adaround.iters = n;
     }
