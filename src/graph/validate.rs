@@ -18,6 +18,16 @@ pub fn validate<'a>(
     quantized: &dyn Fn(ValueId) -> Option<&'a QConv>,
     input_size: [usize; 2],
 ) -> Result<(), String> {
+    shapes(g, params, quantized, input_size).map(drop)
+}
+
+/// [`validate`], returning each node's output shape for one image (batch dimension 1).
+pub fn shapes<'a>(
+    g: &Graph,
+    params: &Params,
+    quantized: &dyn Fn(ValueId) -> Option<&'a QConv>,
+    input_size: [usize; 2],
+) -> Result<Vec<Vec<usize>>, String> {
     let input = [1, 3, input_size[0], input_size[1]];
     if g.nodes.is_empty() {
         return Err("graph has no nodes".into());
@@ -57,7 +67,7 @@ pub fn validate<'a>(
         }
         shapes.push(out);
     }
-    Ok(())
+    Ok(shapes)
 }
 
 /// The shape `op` gives on inputs of the given shapes (an FP32 node; `input` is the image

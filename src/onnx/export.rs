@@ -399,95 +399,13 @@ fn chw(s: Option<&Vec<usize>>) -> Option<[i64; 3]> {
     }
 }
 
-/// Each value's shape for one image (no batch axis), from the input size and the weights.
+/// Each node's output shape for one image, without the batch dimension.
 fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
-    let g = src.graph;
-    let [h, w] = src.input_size;
-    // Quantized layers keep their weights (and shapes) in the layer, not in `params`.
-    let weight_shape = |i: usize, name: &str| -> Result<Vec<usize>> {
-        match src.layers.and_then(|(l, _)| l.get(&i)) {
-            Some(q) => Ok(q.weights.shape.to_vec()),
-            None => Ok(src.params.get(name)?.shape.clone()),
-        }
-    };
-    let mut out: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
-    let bad = |name: &str| {
-        Error::Invalid(format!(
-            "ONNX export: node `{name}`: input shape does not fit the op"
-        ))
-    };
-    let pooled = |x: usize, k: usize, s: usize, p: usize| {
-        (x + 2 * p).checked_sub(k).map(|d| d / s.max(1) + 1)
-    };
-    for (i, n) in g.nodes.iter().enumerate() {
-        let x = n
-            .inputs
-            .first()
-            .and_then(|&v| out.get(v))
-            .cloned()
-            .unwrap_or_default();
-        let s = match &n.op {
-            Op::Input => vec![3, h, w],
-            Op::Conv2d {
-                weight,
-                stride,
-                pad,
-                ..
-            } => {
-                let ws = weight_shape(i, weight)?;
-                match (x.as_slice(), ws.as_slice()) {
-                    (&[_, xh, xw], &[co, _, kh, kw]) => vec![
-                        co,
-                        pooled(xh, kh, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                        pooled(xw, kw, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                    ],
-                    _ => return Err(bad(&n.name)),
-                }
-            }
-            Op::Linear { weight, .. } => vec![weight_shape(i, weight)?[0]],
-            Op::BatchNorm { .. } | Op::Act(_) | Op::Add { .. } | Op::ChannelShuffle { .. } => x,
-            Op::ShortcutA { pad } => match x.as_slice() {
-                &[c, xh, xw] => vec![c + 2 * pad, xh.div_ceil(2), xw.div_ceil(2)],
-                _ => return Err(bad(&n.name)),
-            },
-            Op::Concat => {
-                x.first().ok_or_else(|| bad(&n.name))?;
-                let c = n
-                    .inputs
-                    .iter()
-                    .map(|&v| out[v].first().copied().unwrap_or(0))
-                    .sum();
-                [&[c][..], &x[1..]].concat()
-            }
-            Op::SliceChannels { len, .. } => {
-                x.first().ok_or_else(|| bad(&n.name))?;
-                [&[*len][..], &x[1..]].concat()
-            }
-            Op::MaxPool {
-                kernel,
-                stride,
-                pad,
-            }
-            | Op::AvgPool {
-                kernel,
-                stride,
-                pad,
-                ..
-            } => match x.as_slice() {
-                &[c, xh, xw] => vec![
-                    c,
-                    pooled(xh, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                    pooled(xw, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                ],
-                _ => return Err(bad(&n.name)),
-            },
-            Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],
-            Op::Softmax | Op::Lrn { .. } => x.clone(),
-            Op::Flatten => vec![x.iter().product()],
-        };
-        out.push(s);
-    }
-    Ok(out)
+    let layers = src.layers.map(|(l, _)| l);
+    let quantized = |i: ValueId| layers.and_then(|l| l.get(&i));
+    let shapes = crate::graph::validate::shapes(src.graph, src.params, &quantized, src.input_size)
+        .map_err(|e| Error::Invalid(format!("ONNX export: {e}")))?;
+    Ok(shapes.into_iter().map(|s| s[1..].to_vec()).collect())
 }
 
 pub(super) fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
