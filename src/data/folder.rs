@@ -27,12 +27,12 @@ use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
 use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_SIDE};
 
-/// What to do with images that are not 32x32.
+/// What to do with images that are not of the size asked for (a model's input size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizePolicy {
     /// Fail with an error naming the file.
     Reject,
-    /// Stretch to 32x32 (no crop, aspect ratio not kept) with [`RESIZE_FILTER`].
+    /// Stretch to the size asked for (no crop, aspect ratio not kept) with [`RESIZE_FILTER`].
     Resize,
 }
 
