@@ -403,7 +403,7 @@ pub fn fractal_images(
     }
     bar.complete();
     let labels = (0..classes)
-        .flat_map(|l| std::iter::repeat_n(l as u8, per_class))
+        .flat_map(|l| std::iter::repeat_n(l as crate::data::Label, per_class))
         .collect();
     let names = CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
     let images = crate::data::Images::new(pixels, h, w)?;

@@ -28,7 +28,7 @@ pub fn noise_images_at(n: usize, seed: u64, [h, w]: [usize; 2]) -> Result<Datase
     let pixels = (0..n * each)
         .map(|_| d.sample(&mut rng).round().clamp(0.0, 255.0) as u8)
         .collect();
-    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    let labels = (0..n).map(|i| (i % 10) as data::Label).collect();
     let names = data::CIFAR10_CLASSES
         .iter()
         .map(|s| s.to_string())

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
-use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_SIDE};
+use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_SIDE, MAX_CLASSES};
 
 /// What to do with images that are not of the size asked for (a model's input size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,6 @@ pub enum ResizePolicy {
 /// is antialiased like PIL's BILINEAR (torchvision's default `Resize` on PIL images).
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
-const MAX_CLASSES: usize = 256;
 
 /// Loads an image folder of 32x32 images (CIFAR's size; see [`load_image_folder_at`]).
 pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<Dataset> {
@@ -82,7 +81,7 @@ pub fn load_image_folder_at(
         for f in files {
             let (chw, was_resized) = super::images::decode_chw(&f, size, policy)?;
             pixels.extend_from_slice(&chw);
-            labels.push(class as u8);
+            labels.push(class as super::Label);
             resized += was_resized as usize;
         }
     }
@@ -187,7 +186,7 @@ fn class_map(dir: &Path, folders: &[String]) -> Result<(Vec<String>, Vec<usize>)
     if names.len() > MAX_CLASSES {
         return Err(format_err(
             dir,
-            &format!("{} classes, at most 256", names.len()),
+            &format!("{} classes, at most {MAX_CLASSES}", names.len()),
         ));
     }
     let mut seen = vec![None::<&str>; names.len()];
@@ -216,7 +215,7 @@ fn class_count(dir: &Path, map: &[usize]) -> Result<usize> {
     if n > MAX_CLASSES {
         return Err(format_err(
             dir,
-            &format!("class index {} too large, at most 255", n - 1),
+            &format!("class index {} too large, at most {}", n - 1, MAX_CLASSES - 1),
         ));
     }
     Ok(n)

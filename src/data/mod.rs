@@ -29,29 +29,50 @@ pub use subset::{balanced_subset, balanced_subset_indices};
 /// Loads `path`: the CIFAR-10 binaries (`split` of them) if it holds them (or is one of
 /// them), else an image folder with one subfolder per class, as images of `size`
 /// (`[height, width]`; CIFAR's are 32x32, resized or refused at another size as `policy`
-/// says). The labels are the data's own;
-/// [`Dataset::map_classes`] puts them onto a model's classes.
+/// says). The labels are the data's own; [`Dataset::map_classes`] puts them onto a model's
+/// classes.
 pub fn load(path: &Path, split: Split, size: [usize; 2], policy: ResizePolicy) -> Result<Dataset> {
+    load_first(path, split, size, policy, None)
+}
+
+/// [`load`], keeping only the first `limit` images (CIFAR-10's are cut before they are
+/// resized).
+pub fn load_first(
+    path: &Path,
+    split: Split,
+    size: [usize; 2],
+    policy: ResizePolicy,
+    limit: Option<usize>,
+) -> Result<Dataset> {
     let is_cifar = path.is_file()
         || ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
             .iter()
             .any(|f| path.join(f).exists());
-    if is_cifar {
-        let ds = load_cifar10_bin(path, split)?;
-        match policy {
-            _ if [ds.height(), ds.width()] == size => Ok(ds),
-            ResizePolicy::Resize => ds.resized(size),
-            ResizePolicy::Reject => Err(DataError::WrongSize {
-                path: path.to_path_buf(),
-                width: ds.width() as u32,
-                height: ds.height() as u32,
-                want: size,
-            }),
-        }
+    let ds = if is_cifar {
+        load_cifar10_bin(path, split)?
     } else {
-        load_image_folder_at(path, size, policy)
+        load_image_folder_at(path, size, policy)?
+    };
+    let ds = match limit.filter(|&n| n < ds.len()) {
+        Some(n) => ds.subset(&(0..n).collect::<Vec<_>>())?,
+        None => ds,
+    };
+    match policy {
+        _ if [ds.height(), ds.width()] == size => Ok(ds),
+        ResizePolicy::Resize => ds.resized(size),
+        ResizePolicy::Reject => Err(DataError::WrongSize {
+            path: path.to_path_buf(),
+            width: ds.width() as u32,
+            height: ds.height() as u32,
+            want: size,
+        }),
     }
 }
+
+/// A class index (ImageNet's 1000 classes and more).
+pub type Label = u16;
+/// Most classes a dataset may have: one per [`Label`] value.
+pub const MAX_CLASSES: usize = Label::MAX as usize + 1;
 
 /// Image side in pixels.
 pub const IMG_SIDE: usize = 32;
@@ -215,11 +236,11 @@ pub type Result<T> = std::result::Result<T, DataError>;
 /// Labelled images (see [`Images`]) with class names and provenance.
 ///
 /// Invariants (checked by [`Dataset::from_images`]): one label per image, every label
-/// indexes `class_names`, at most 256 classes.
+/// indexes `class_names`, at most [`MAX_CLASSES`] classes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     images: Images,
-    labels: Vec<u8>,
+    labels: Vec<Label>,
     class_names: Vec<String>,
     source: String,
 }
@@ -228,7 +249,7 @@ impl Dataset {
     /// A dataset of 32x32 images (CIFAR's size) from their CHW bytes, 3072 per label.
     pub fn new(
         pixels: Vec<u8>,
-        labels: Vec<u8>,
+        labels: Vec<Label>,
         class_names: Vec<String>,
         source: impl Into<String>,
     ) -> Result<Self> {
@@ -247,7 +268,7 @@ impl Dataset {
     /// A dataset of `images` of any size, one label each.
     pub fn from_images(
         images: Images,
-        labels: Vec<u8>,
+        labels: Vec<Label>,
         class_names: Vec<String>,
         source: impl Into<String>,
     ) -> Result<Self> {
@@ -258,9 +279,9 @@ impl Dataset {
                 labels.len()
             )));
         }
-        if class_names.len() > 256 {
+        if class_names.len() > MAX_CLASSES {
             return Err(DataError::Invalid(format!(
-                "{} classes, at most 256 supported (labels are u8)",
+                "{} classes, at most {MAX_CLASSES} supported",
                 class_names.len()
             )));
         }
@@ -286,7 +307,7 @@ impl Dataset {
     /// clamped to 0..=255, so it inverts [`Images::to_f32_unit_range`] exactly on u8 values.
     pub fn from_f32_unit_range(
         values: &[f32],
-        labels: Vec<u8>,
+        labels: Vec<Label>,
         class_names: Vec<String>,
         source: impl Into<String>,
     ) -> Result<Self> {
@@ -343,7 +364,7 @@ impl Dataset {
     }
 
     /// One label per image, an index into [`Dataset::class_names`].
-    pub fn labels(&self) -> &[u8] {
+    pub fn labels(&self) -> &[Label] {
         &self.labels
     }
 
