@@ -19,7 +19,13 @@ fn noise_set(n: usize, seed: u64) -> Dataset {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    Dataset::new(px, (0..n).map(|i| (i % 10) as u16).collect(), names, "noise").unwrap()
+    Dataset::new(
+        px,
+        (0..n).map(|i| (i % 10) as u16).collect(),
+        names,
+        "noise",
+    )
+    .unwrap()
 }
 
 fn quantized(name: &str) -> (Model, QuantizedModel) {

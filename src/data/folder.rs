@@ -40,7 +40,6 @@ pub enum ResizePolicy {
 /// is antialiased like PIL's BILINEAR (torchvision's default `Resize` on PIL images).
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
-
 /// Loads an image folder of 32x32 images (CIFAR's size; see [`load_image_folder_at`]).
 pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<Dataset> {
     load_image_folder_at(dir, [IMG_SIDE, IMG_SIDE], policy)
@@ -215,7 +214,11 @@ fn class_count(dir: &Path, map: &[usize]) -> Result<usize> {
     if n > MAX_CLASSES {
         return Err(format_err(
             dir,
-            &format!("class index {} too large, at most {}", n - 1, MAX_CLASSES - 1),
+            &format!(
+                "class index {} too large, at most {}",
+                n - 1,
+                MAX_CLASSES - 1
+            ),
         ));
     }
     Ok(n)
