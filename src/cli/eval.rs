@@ -132,7 +132,8 @@ fn print_report(r: &EvalReport) {
         r.images_per_sec, r.seconds
     );
     println!("per class:");
-    for c in &r.per_class {
+    // Classes without images are left out (an ImageNet model on a few classes' images).
+    for c in r.per_class.iter().filter(|c| c.images > 0) {
         println!("  {:<12} {:6.2}%  ({} images)", c.class, c.top1, c.images);
     }
 }

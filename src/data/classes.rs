@@ -82,7 +82,7 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    fn set(labels: &[u8], classes: &[&str]) -> Dataset {
+    fn set(labels: &[u16], classes: &[&str]) -> Dataset {
         let px = (0..labels.len() * IMG_BYTES).map(|k| k as u8).collect();
         Dataset::new(px, labels.to_vec(), names(classes), "test set").unwrap()
     }

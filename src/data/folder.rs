@@ -323,7 +323,7 @@ mod tests {
                 px.extend(
                     (0..crate::data::IMG_BYTES).map(|k| ((k * 7 + i * 13 + c * 31) % 256) as u8),
                 );
-                labels.push(c as u8);
+                labels.push(c as u16);
             }
         }
         let names = names.iter().map(|s| s.to_string()).collect();
