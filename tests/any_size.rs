@@ -195,3 +195,66 @@ fn real_images_calibrate_a_64x64_model() {
     let out = ok(&[&eval[..], &["--resize".as_ref(), "--quiet".as_ref()]].concat());
     assert!(out.contains("(8 images)"), "{out}");
 }
+
+/// tools/resnet18-onnx.py's network (at 64x64 and 10 classes here, to stay quick) gives ONNX
+/// Runtime's logits in synthcal: an input size other than 32x32 imports and runs exactly.
+#[test]
+fn resnet18_shaped_onnx_agrees_with_onnx_runtime() {
+    common::skip_without_gpu!();
+    let Some(python) = std::env::var_os("SYNTHCAL_ORT_PYTHON") else {
+        common::skip("SYNTHCAL_ORT_PYTHON is not set (a Python with onnx, onnxruntime and numpy)");
+        return;
+    };
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("synthcal-any-size-ort-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (onnx, x, y) = (
+        dir.0.join("r18.onnx"),
+        dir.0.join("x.f32"),
+        dir.0.join("y.f32"),
+    );
+    let tool = |name: &str| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools")).join(name);
+    let st = std::process::Command::new(&python)
+        .arg(tool("resnet18-onnx.py"))
+        .arg(&onnx)
+        .args(["--size", "64", "--classes", "10"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "resnet18-onnx.py: {st}");
+    let m = Model::load(&onnx).unwrap();
+    assert_eq!(m.input_size(), [64, 64]);
+    assert_eq!(m.arch.norm.mean, [0.485, 0.456, 0.406]);
+    // Four 32x32 images stretched to 64x64, normalized as synthcal does, for ONNX Runtime.
+    let images = common::random_images(4, 7);
+    let images = synthcal::data::Dataset::from_images(images, vec![0; 4], vec!["a".into()], "r")
+        .unwrap()
+        .resized([64, 64])
+        .unwrap();
+    let norm = m.arch.norm;
+    let input = images.images().to_f32_normalized(0..4, norm.mean, norm.std);
+    let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&x, bytes).unwrap();
+    let st = std::process::Command::new(&python)
+        .arg(tool("ort_logits.py"))
+        .args([&onnx, &x, &y])
+        .status()
+        .unwrap();
+    assert!(st.success(), "ort_logits.py: {st}");
+    let ort: Vec<f32> = std::fs::read(&y)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let ours = m.predict(&common::gpu(), images.images()).unwrap();
+    assert_eq!(ort.len(), ours.values().len());
+    let worst = ort
+        .iter()
+        .zip(ours.values())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = ort.iter().map(|v| v.abs()).fold(0f32, f32::max);
+    eprintln!(
+        "ResNet-18 shape at 64x64: max |logit difference| {worst:e}, largest |logit| {scale}"
+    );
+    assert!(worst <= 1e-4 * scale.max(1.0), "max |difference| {worst}");
+}
