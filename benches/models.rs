@@ -47,7 +47,7 @@ fn models(c: &mut Criterion) {
     let p = random_params(&a, 1);
     let model = Model::new(a, p).expect("weights fit");
     let noise: Vec<u8> = (0..BATCH * 3072).map(|i| (i * 7919 % 251) as u8).collect();
-    let labels = (0..BATCH).map(|i| (i % 10) as u8).collect();
+    let labels = (0..BATCH).map(|i| (i % 10) as u16).collect();
     let ds = synthcal::data::Dataset::new(noise, labels, model.class_names.clone(), "noise")
         .expect("dataset");
     let q = synthcal::quant::default_quantization(&gpu, &model, &ds, &Default::default())

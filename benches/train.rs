@@ -63,7 +63,7 @@ fn conv_grads(c: &mut Criterion) {
 
 fn random_real(n: usize) -> Dataset {
     let pixels: Vec<u8> = (0..n * 3072).map(|i| (i * 7919 % 251) as u8).collect();
-    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    let labels = (0..n).map(|i| (i % 10) as u16).collect();
     let names = synthcal::data::CIFAR10_CLASSES
         .iter()
         .map(|s| s.to_string())

@@ -3,16 +3,21 @@
 // Each image has a record of REC floats (see src/calib/fractal.rs, `Record`): up to 7 affine
 // maps, their cumulative probabilities, the normalization to the canvas (flips folded in), a
 // rotation, a background colour, one colour per map, a blur flag, a 3x3 patch mask and a seed.
-// The kernel zeroes its histogram, runs 256 chains that splat points into a 64x64 canvas
-// with integer atomics (so the result does not depend on their order), then composes the
-// 32x32 image: density (dilated by the patch mask) on a log scale over the background, in
-// the points' colour, box-downsampled (4x4 window when blurred, 2x2 otherwise).
+// The kernel zeroes its histogram, runs 256 chains that splat points into a canvas of twice
+// the image's height and width with integer atomics (so the result does not depend on their
+// order), then composes the image: density (dilated by the patch mask) on a log scale over
+// the background, in the points' colour, box-downsampled (4x4 window when blurred, 2x2
+// otherwise).
 
 struct Params {
     images: u32,
     stride: u32,  // floats per record
     iters: u32,   // points per chain after burn-in
-    _pad: u32,
+    height: u32,  // of the image; the canvas is twice as high and wide
+    width: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -20,7 +25,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> hist: array<atomic<u32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-const CANVAS: u32 = 64u;
 const BURN: u32 = 16u;
 const O_PROB: u32 = 42u;
 const O_NMAPS: u32 = 49u;
@@ -41,10 +45,11 @@ fn pcg(v: u32) -> u32 {
 }
 
 fn count_at(hb: u32, x: i32, y: i32) -> vec4f {
-    if x < 0 || y < 0 || x >= i32(CANVAS) || y >= i32(CANVAS) {
+    let cw = 2u * p.width;
+    if x < 0 || y < 0 || x >= i32(cw) || y >= i32(2u * p.height) {
         return vec4f(0.0);
     }
-    let i = hb + (u32(y) * CANVAS + u32(x)) * 4u;
+    let i = hb + (u32(y) * cw + u32(x)) * 4u;
     return vec4f(
         f32(atomicLoad(&hist[i])),
         f32(atomicLoad(&hist[i + 1u])),
@@ -70,8 +75,10 @@ fn render(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
     let img = wg.x;
     if img >= p.images { return; }
     let r0 = img * p.stride;
-    let hb = img * CANVAS * CANVAS * 4u;
-    for (var i = lid; i < CANVAS * CANVAS * 4u; i += 256u) {
+    let cw = 2u * p.width;
+    let ch = 2u * p.height;
+    let hb = img * cw * ch * 4u;
+    for (var i = lid; i < cw * ch * 4u; i += 256u) {
         atomicStore(&hist[hb + i], 0u);
     }
     storageBarrier();
@@ -98,9 +105,9 @@ fn render(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
             let r = vec2f(cs.x * q.x - cs.y * q.y, cs.y * q.x + cs.x * q.y);
             // False for NaN too.
             if abs(r.x) < 1.0 && abs(r.y) < 1.0 {
-                let px = min(u32((r.x + 1.0) * 0.5 * f32(CANVAS)), CANVAS - 1u);
-                let py = min(u32((r.y + 1.0) * 0.5 * f32(CANVAS)), CANVAS - 1u);
-                let i = hb + (py * CANVAS + px) * 4u;
+                let px = min(u32((r.x + 1.0) * 0.5 * f32(cw)), cw - 1u);
+                let py = min(u32((r.y + 1.0) * 0.5 * f32(ch)), ch - 1u);
+                let i = hb + (py * cw + px) * 4u;
                 let c8 = vec3u(col * 255.0 + 0.5);
                 atomicAdd(&hist[i], 1u);
                 atomicAdd(&hist[i + 1u], c8.x);
@@ -114,8 +121,8 @@ fn render(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
 
     // The densest (dilated) pixel sets the log scale.
     var mx = 0u;
-    for (var i = lid; i < CANVAS * CANVAS; i += 256u) {
-        mx = max(mx, u32(patch_at(hb, r0, i32(i % CANVAS), i32(i / CANVAS)).x));
+    for (var i = lid; i < cw * ch; i += 256u) {
+        mx = max(mx, u32(patch_at(hb, r0, i32(i % cw), i32(i / cw)).x));
     }
     wmax[lid] = mx;
     workgroupBarrier();
@@ -128,9 +135,10 @@ fn render(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
     let blur = rec[r0 + O_BLUR] > 0.5;
     let lo = select(0, -1, blur);
     let hi = select(2, 3, blur);
-    for (var o = lid; o < 1024u; o += 256u) {
-        let ox = i32(o % 32u) * 2;
-        let oy = i32(o / 32u) * 2;
+    let plane = p.height * p.width;
+    for (var o = lid; o < plane; o += 256u) {
+        let ox = i32(o % p.width) * 2;
+        let oy = i32(o / p.width) * 2;
         var acc = vec3f(0.0);
         var cnt = 0.0;
         for (var dy = lo; dy < hi; dy++) {
@@ -143,9 +151,9 @@ fn render(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
             }
         }
         let v = acc / cnt;
-        let b = img * 3072u + o;
+        let b = img * 3u * plane + o;
         out[b] = v.x;
-        out[b + 1024u] = v.y;
-        out[b + 2048u] = v.z;
+        out[b + plane] = v.y;
+        out[b + 2u * plane] = v.z;
     }
 }

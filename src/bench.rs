@@ -188,7 +188,7 @@ pub fn model_bench(
     let noise: Vec<u8> = (0..batch * 3072).map(|i| (i * 7919 % 251) as u8).collect();
     let ds = crate::data::Dataset::new(
         noise,
-        (0..batch).map(|i| (i % 10) as u8).collect(),
+        (0..batch).map(|i| (i % 10) as crate::data::Label).collect(),
         model.class_names.clone(),
         "bench",
     )?;

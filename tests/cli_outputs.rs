@@ -62,7 +62,7 @@ fn image_folder(dir: &Path) -> PathBuf {
     let p = dir.join("images");
     let n = 20;
     let pixels: Vec<u8> = (0..n * 3072).map(|i| (i * 7 % 251) as u8).collect();
-    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let labels: Vec<u16> = (0..n).map(|i| (i % 10) as u16).collect();
     let names = synthcal::data::CIFAR10_CLASSES
         .iter()
         .map(|s| s.to_string())

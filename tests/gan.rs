@@ -20,7 +20,7 @@ fn tmp(tag: &str) -> PathBuf {
 fn fake_real(n: usize) -> Dataset {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let pixels: Vec<u8> = (0..n * 3072).map(|_| rng.random()).collect();
-    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let labels: Vec<u16> = (0..n).map(|i| (i % 10) as u16).collect();
     let names = synthcal::data::CIFAR10_CLASSES
         .iter()
         .map(|s| s.to_string())

@@ -437,7 +437,7 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
     for (tag, p) in [("a", model_a()), ("b", model_b())] {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
         let classes: Vec<String> = m.class_names.clone();
-        let labels = (0..n).map(|i| (i % classes.len()) as u8).collect();
+        let labels = (0..n).map(|i| (i % classes.len()) as u16).collect();
         let set = synthcal::Dataset::from_images(images.clone(), labels, classes, "test").unwrap();
         let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &Default::default())
             .unwrap_or_else(|e| panic!("{tag}: {e}"));

@@ -19,7 +19,13 @@ fn noise_set(n: usize, seed: u64) -> Dataset {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    Dataset::new(px, (0..n).map(|i| (i % 10) as u8).collect(), names, "noise").unwrap()
+    Dataset::new(
+        px,
+        (0..n).map(|i| (i % 10) as u16).collect(),
+        names,
+        "noise",
+    )
+    .unwrap()
 }
 
 fn quantized(name: &str) -> (Model, QuantizedModel) {
@@ -468,7 +474,7 @@ fn reproduce_writes_the_report_and_resumes() {
     let ds = noise_set(40, 12);
     let mut bin = Vec::new();
     for i in 0..ds.len() {
-        bin.push(ds.labels()[i]);
+        bin.push(ds.labels()[i] as u8);
         bin.extend_from_slice(ds.image(i));
     }
     bin.resize(10_000 * 3073, 0);

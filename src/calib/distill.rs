@@ -162,7 +162,7 @@ pub fn distill_images(
     let logits = crate::infer::logits(&runner, norm, &unlabeled, 250, &Default::default())?;
     let labels = crate::infer::argmax_rows(&logits, names.len())
         .into_iter()
-        .map(|l| l as u8)
+        .map(|l| l as crate::data::Label)
         .collect();
     let ds = Dataset::from_images(
         images,

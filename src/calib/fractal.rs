@@ -6,9 +6,10 @@
 //!   normalization to their bounding box) cover at least 20% of a 32x32 grid.
 //! - Each category has 25 variants: the system itself, then 24 with one parameter perturbed
 //!   by +-0.4 or +-0.8.
-//! - Each image is rendered on the GPU (`shaders/fractal.wgsl`) with ~200k chaos-game points
-//!   and a random 3x3 patch per point, then randomly flipped, rotated within +-30 degrees,
-//!   put on a random background colour and, half the time, blurred.
+//! - Each image is rendered on the GPU (`shaders/fractal.wgsl`) at any size with ~200k
+//!   chaos-game points per 32x32 pixels of image (the same density at every size) and a
+//!   random 3x3 patch per point, then randomly flipped, rotated within +-30 degrees, put on a
+//!   random background colour and, half the time, blurred.
 //! - **Colour without a model:** every map gets a random colour, and a point's colour is the
 //!   running average `c = (c + colour[map]) / 2` of the maps that produced it (as fractal
 //!   flames do), so colour follows the fractal's self-similar parts. A pixel's colour is
@@ -28,9 +29,11 @@ const SHADER: Shader = crate::shader!("fractal");
 /// Fractal systems drawn per class (each image picks one).
 pub const VARIANTS: usize = 25;
 const MAX_MAPS: usize = 7;
-const CANVAS: usize = 64;
 const BURN: usize = 16;
 const CHAINS: usize = 256;
+/// Largest image side rendered: the canvas (twice as wide and high) of one image must fit a
+/// GPU buffer binding.
+const MAX_SIDE: usize = 1024;
 /// Floats per image record (offsets as in the shader).
 const REC: usize = 84;
 const O_PROB: usize = 42;
@@ -42,10 +45,12 @@ const O_PAL: usize = 59;
 const O_BLUR: usize = 80;
 const O_MASK: usize = 81;
 const O_SEED: usize = 82;
-/// Images per GPU batch (the histograms take 64 KiB each).
+/// At most this many images per GPU batch.
 const CHUNK: usize = 256;
+/// Histogram bytes per GPU batch at most (one 32x32 image's takes 64 KiB).
+const CHUNK_BYTES: usize = 16 << 20;
 
-/// Chaos-game points per image by default.
+/// Chaos-game points per 32x32 pixels of image by default.
 pub const DEFAULT_POINTS: usize = 200_000;
 
 type Map = [f32; 6];
@@ -215,9 +220,10 @@ fn pcg(v: u32) -> u32 {
     (w >> 22) ^ w
 }
 
-/// CPU reference of the `render` kernel for one record: CHW in [0, 1].
-pub fn render_cpu(r: &[f32], iters: usize) -> Vec<f32> {
-    let mut hist = vec![[0u32; 4]; CANVAS * CANVAS];
+/// CPU reference of the `render` kernel for one record: CHW in [0, 1] of `[h, w]` pixels.
+pub fn render_cpu(r: &[f32], iters: usize, [h, w]: [usize; 2]) -> Vec<f32> {
+    let (cw, ch) = (2 * w, 2 * h);
+    let mut hist = vec![[0u32; 4]; cw * ch];
     let n = r[O_NMAPS] as usize;
     for lid in 0..CHAINS as u32 {
         let mut st = pcg(r[O_SEED].to_bits() ^ pcg(lid + 1));
@@ -243,12 +249,12 @@ pub fn render_cpu(r: &[f32], iters: usize) -> Vec<f32> {
             let (c, s) = (r[O_ROT], r[O_ROT + 1]);
             let (rx, ry) = (c * qx - s * qy, s * qx + c * qy);
             if rx.abs() < 1.0 && ry.abs() < 1.0 {
-                let px = (((rx + 1.0) * 0.5 * CANVAS as f32) as usize).min(CANVAS - 1);
-                let py = (((ry + 1.0) * 0.5 * CANVAS as f32) as usize).min(CANVAS - 1);
-                let h = &mut hist[py * CANVAS + px];
-                h[0] += 1;
-                for ch in 0..3 {
-                    h[ch + 1] += (col[ch] * 255.0 + 0.5) as u32;
+                let px = (((rx + 1.0) * 0.5 * cw as f32) as usize).min(cw - 1);
+                let py = (((ry + 1.0) * 0.5 * ch as f32) as usize).min(ch - 1);
+                let cell = &mut hist[py * cw + px];
+                cell[0] += 1;
+                for c in 0..3 {
+                    cell[c + 1] += (col[c] * 255.0 + 0.5) as u32;
                 }
             }
         }
@@ -261,44 +267,45 @@ pub fn render_cpu(r: &[f32], iters: usize) -> Vec<f32> {
                 continue;
             }
             let (px, py) = (x + (k % 3) - 1, y + (k / 3) - 1);
-            if px < 0 || py < 0 || px >= CANVAS as i32 || py >= CANVAS as i32 {
+            if px < 0 || py < 0 || px >= cw as i32 || py >= ch as i32 {
                 continue;
             }
-            let h = hist[py as usize * CANVAS + px as usize];
+            let cell = hist[py as usize * cw + px as usize];
             for c in 0..4 {
-                acc[c] += h[c] as f32;
+                acc[c] += cell[c] as f32;
             }
         }
         acc
     };
     let mut mx = 0u32;
-    for i in 0..CANVAS * CANVAS {
-        mx = mx.max(patch((i % CANVAS) as i32, (i / CANVAS) as i32)[0] as u32);
+    for i in 0..cw * ch {
+        mx = mx.max(patch((i % cw) as i32, (i / cw) as i32)[0] as u32);
     }
     let lmax = (1.0 + mx as f32).ln();
     let bg = &r[O_BG..O_BG + 3];
     let (lo, hi) = if r[O_BLUR] > 0.5 { (-1, 3) } else { (0, 2) };
-    let mut out = vec![0f32; 3072];
-    for o in 0..1024 {
-        let (ox, oy) = ((o % 32) as i32 * 2, (o / 32) as i32 * 2);
+    let plane = h * w;
+    let mut out = vec![0f32; 3 * plane];
+    for o in 0..plane {
+        let (ox, oy) = ((o % w) as i32 * 2, (o / w) as i32 * 2);
         let (mut acc, mut cnt) = ([0f32; 3], 0f32);
         for dy in lo..hi {
             for dx in lo..hi {
-                let h = patch(ox + dx, oy + dy);
+                let d = patch(ox + dx, oy + dy);
                 let a = if lmax > 0.0 {
-                    (1.0 + h[0]).ln() / lmax
+                    (1.0 + d[0]).ln() / lmax
                 } else {
                     0.0
                 };
                 for c in 0..3 {
-                    let col = h[c + 1] / (h[0].max(1.0) * 255.0);
+                    let col = d[c + 1] / (d[0].max(1.0) * 255.0);
                     acc[c] += bg[c] + (col - bg[c]) * a;
                 }
                 cnt += 1.0;
             }
         }
         for c in 0..3 {
-            out[c * 1024 + o] = acc[c] / cnt;
+            out[c * plane + o] = acc[c] / cnt;
         }
     }
     out
@@ -310,25 +317,36 @@ struct Params {
     images: u32,
     stride: u32,
     iters: u32,
-    _pad: u32,
+    height: u32,
+    width: u32,
+    _pad: [u32; 3],
 }
 
-fn chains_iters(points: usize) -> usize {
-    points.div_ceil(CHAINS).max(1)
+/// Points per chain for `points` per 32x32 pixels of an image of `[h, w]`.
+fn chains_iters(points: usize, [h, w]: [usize; 2]) -> usize {
+    let total = (points as u128 * (h * w) as u128).div_ceil(1024);
+    (total.div_ceil(CHAINS as u128).max(1)).min(u32::MAX as u128) as usize
 }
 
-/// Renders records on the GPU: `[N, 3, 32, 32]` in [0, 1].
-fn render_gpu(gpu: &Gpu, recs: &[[f32; REC]], points: usize) -> Result<Vec<f32>> {
+/// Renders records on the GPU: `[N, 3, h, w]` in [0, 1].
+fn render_gpu(
+    gpu: &Gpu,
+    recs: &[[f32; REC]],
+    points: usize,
+    [h, w]: [usize; 2],
+) -> Result<Vec<f32>> {
     let flat: Vec<f32> = recs.iter().flatten().copied().collect();
     let n = recs.len();
     let rec = gpu.upload_f32(&[n, REC], &flat)?;
-    let hist = gpu.alloc("fractal_hist", &[n * CANVAS * CANVAS * 4], DType::I32)?;
-    let out = gpu.alloc("fractal", &[n, 3, 32, 32], DType::F32)?;
+    let hist = gpu.alloc("fractal_hist", &[n * 4 * h * w * 4], DType::I32)?;
+    let out = gpu.alloc("fractal", &[n, 3, h, w], DType::F32)?;
     let p = Params {
         images: n as u32,
         stride: REC as u32,
-        iters: chains_iters(points) as u32,
-        _pad: 0,
+        iters: chains_iters(points, [h, w]) as u32,
+        height: h as u32,
+        width: w as u32,
+        _pad: [0; 3],
     };
     let mut s = gpu.stream();
     s.dispatch(
@@ -343,13 +361,14 @@ fn render_gpu(gpu: &Gpu, recs: &[[f32; REC]], points: usize) -> Result<Vec<f32>>
     gpu.read_f32(&out)
 }
 
-/// `per_class` fractal images per class (see the module docs), `points` chaos-game points
-/// each.
+/// `per_class` fractal images per class (see the module docs) of `size` (`[height,
+/// width]`), `points` chaos-game points per 32x32 pixels each.
 pub fn fractal_images(
     gpu: &Gpu,
     per_class: usize,
     seed: u64,
     points: usize,
+    size: [usize; 2],
     hooks: &crate::progress::Hooks,
 ) -> Result<Dataset> {
     let classes = CIFAR10_CLASSES.len();
@@ -358,17 +377,24 @@ pub fn fractal_images(
             "fractal: per-class count must be > 0".into(),
         ));
     }
+    let [h, w] = size;
+    if h == 0 || w == 0 || h > MAX_SIDE || w > MAX_SIDE {
+        return Err(Error::Invalid(format!(
+            "fractal: images of {w}x{h}; each side must be 1 to {MAX_SIDE} pixels"
+        )));
+    }
     // Per image: its record, its pixels and its label.
-    let each = REC * 4 + crate::data::IMG_BYTES + 1;
+    let each = REC * 4 + 3 * h * w + 1;
     crate::limits::check_alloc(
         &format!("{per_class} images per class"),
         &[per_class, classes, each],
     )?;
     let recs = records(per_class, classes, seed);
     let mut bar = hooks.task("fractals", recs.len() as u64);
-    let mut pixels = Vec::with_capacity(recs.len() * 3072);
-    for chunk in recs.chunks(CHUNK) {
-        let img = render_gpu(gpu, chunk, points)?;
+    let mut pixels = Vec::with_capacity(recs.len() * 3 * h * w);
+    let chunk = (CHUNK_BYTES / (64 * h * w)).clamp(1, CHUNK);
+    for chunk in recs.chunks(chunk) {
+        let img = render_gpu(gpu, chunk, points, size)?;
         pixels.extend(
             img.iter()
                 .map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8),
@@ -377,14 +403,15 @@ pub fn fractal_images(
     }
     bar.complete();
     let labels = (0..classes)
-        .flat_map(|l| std::iter::repeat_n(l as u8, per_class))
+        .flat_map(|l| std::iter::repeat_n(l as crate::data::Label, per_class))
         .collect();
     let names = CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
-    Ok(Dataset::new(
-        pixels,
+    let images = crate::data::Images::new(pixels, h, w)?;
+    Ok(Dataset::from_images(
+        images,
         labels,
         names,
-        format!("fractals (seed {seed}, {points} points per image)"),
+        format!("fractals (seed {seed}, {points} points per 32x32 pixels)"),
     )?)
 }
 
@@ -424,6 +451,7 @@ mod tests {
         }
     }
 
+    /// At CIFAR's size and at a non-square one (rows and columns must not be swapped).
     #[test]
     fn gpu_render_matches_the_cpu_reference() {
         let Some(gpu) = crate::testing::try_gpu() else {
@@ -431,22 +459,34 @@ mod tests {
         };
         let recs = records(2, 10, 11);
         let points = 20_000;
-        let got = render_gpu(&gpu, &recs, points).unwrap();
-        for (i, r) in recs.iter().enumerate() {
-            let want = render_cpu(r, chains_iters(points));
-            let g = &got[i * 3072..(i + 1) * 3072];
-            // Chaotic chains: an FMA on the GPU may move a point to a neighbouring pixel, so
-            // compare the images, not bits.
-            let mad: f32 = g.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>() / 3072.0;
-            let worst = g
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                mad < 2e-3 && worst < 0.1,
-                "image {i}: mean |diff| {mad}, max {worst}"
-            );
+        for (size, recs) in [([32, 32], &recs[..]), ([24, 40], &recs[..4])] {
+            let got = render_gpu(&gpu, recs, points, size).unwrap();
+            let each = 3 * size[0] * size[1];
+            assert_eq!(got.len(), recs.len() * each);
+            for (i, r) in recs.iter().enumerate() {
+                let want = render_cpu(r, chains_iters(points, size), size);
+                let g = &got[i * each..(i + 1) * each];
+                // Chaotic chains: an FMA on the GPU may move a point to a neighbouring pixel,
+                // so compare the images, not bits.
+                let mad: f32 =
+                    g.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>() / each as f32;
+                let worst = g
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    mad < 2e-3 && worst < 0.1,
+                    "{size:?} image {i}: mean |diff| {mad}, max {worst}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn points_scale_with_the_image_area() {
+        assert_eq!(chains_iters(DEFAULT_POINTS, [32, 32]), 782);
+        assert_eq!(chains_iters(DEFAULT_POINTS, [64, 64]), 3125);
+        assert_eq!(chains_iters(1, [1, 1]), 1);
     }
 }

@@ -14,21 +14,28 @@ use std::sync::Arc;
 /// Gaussian noise images: pixels ~ N(127.5, 64) rounded and clipped (about N(0, 1) after
 /// CIFAR normalization), labels round-robin (noise has no class).
 pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
+    noise_images_at(n, seed, [data::IMG_SIDE; 2])
+}
+
+/// [`noise_images`] of `size` (`[height, width]`); at 32x32, the same images.
+pub fn noise_images_at(n: usize, seed: u64, [h, w]: [usize; 2]) -> Result<Dataset> {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
-    crate::limits::check_alloc(&format!("{n} noise images"), &[n, data::IMG_BYTES + 1])?;
+    let each = 3 * h * w;
+    crate::limits::check_alloc(&format!("{n} noise images"), &[n, each + 1])?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let d = Normal::new(127.5f32, 64.0).map_err(|e| Error::Invalid(e.to_string()))?;
-    let pixels = (0..n * 3072)
+    let pixels = (0..n * each)
         .map(|_| d.sample(&mut rng).round().clamp(0.0, 255.0) as u8)
         .collect();
-    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    let labels = (0..n).map(|i| (i % 10) as data::Label).collect();
     let names = data::CIFAR10_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect();
-    Ok(Dataset::new(
-        pixels,
+    let images = data::Images::new(pixels, h, w)?;
+    Ok(Dataset::from_images(
+        images,
         labels,
         names,
         format!("Gaussian noise (seed {seed})"),
@@ -61,7 +68,8 @@ pub enum CalibSource {
         /// Seed of the noise.
         seed: u64,
     },
-    /// An image folder with one subfolder of images per class.
+    /// An image folder with one subfolder of images per class (stretched to the model's
+    /// input size where they differ).
     Folder(PathBuf),
     /// Iterated-function-system fractals (no class: labels are spread over the model's).
     Fractal {
@@ -84,14 +92,29 @@ pub enum CalibSource {
         /// Seed of the starting noise.
         seed: u64,
     },
-    /// Images the caller already has.
+    /// Images the caller already has (at the model's input size: they are not resized).
     Images(Dataset),
 }
 
 impl CalibSource {
-    /// The calibration images, labelled with `model`'s classes (matched by name for real
-    /// images; spread round-robin for noise and fractals). `Distill` needs the model.
+    /// The calibration images at `model`'s input size (32x32 without a model), labelled with
+    /// its classes (matched by name for real images; spread round-robin for noise and
+    /// fractals). Noise, fractals and distilled images are made at that size; CIFAR-10, GAN
+    /// and image-folder images of another size are stretched to it with
+    /// [`data::RESIZE_FILTER`] (the dataset's source says so); `Images` are taken as they
+    /// are. `Distill` needs the model.
     pub fn load(&self, gpu: &Arc<Gpu>, model: Option<&Model>, hooks: &Hooks) -> Result<Dataset> {
+        let size = model.map_or([data::IMG_SIDE; 2], |m| m.input_size());
+        self.load_at(gpu, model, size, hooks)
+    }
+
+    fn load_at(
+        &self,
+        gpu: &Arc<Gpu>,
+        model: Option<&Model>,
+        size: [usize; 2],
+        hooks: &Hooks,
+    ) -> Result<Dataset> {
         let to_model = |ds: Dataset| -> Result<Dataset> {
             match model {
                 Some(m) => Ok(ds.map_classes(&m.class_names)?),
@@ -104,10 +127,10 @@ impl CalibSource {
                 None => Ok(ds),
             }
         };
-        // Generated sources hold per_class x 10 images of 3072 bytes at least.
+        // Generated sources hold per_class x 10 images of `size` at least.
         let check = |per_class: usize| {
             let what = format!("{per_class} calibration images per class");
-            crate::limits::check_alloc(&what, &[per_class, 10, data::IMG_BYTES])
+            crate::limits::check_alloc(&what, &[per_class, 10, 3 * size[0] * size[1]])
         };
         match self {
             CalibSource::Real {
@@ -116,17 +139,19 @@ impl CalibSource {
                 seed,
             } => {
                 let train = data::load_cifar10_bin(dir, data::Split::Train)?;
-                to_model(data::balanced_subset(&train, *per_class, *seed)?)
+                // Drawn first, so that only the chosen images are resized.
+                let subset = data::balanced_subset(&train, *per_class, *seed)?;
+                to_model(subset.resized(size)?)
             }
             CalibSource::Noise { per_class, seed } => {
                 check(*per_class)?;
-                unlabelled(noise_images(per_class * 10, *seed)?)
+                unlabelled(noise_images_at(per_class * 10, *seed, size)?)
             }
             CalibSource::Fractal { per_class, seed } => {
                 check(*per_class)?;
                 let points = fractal::DEFAULT_POINTS;
                 unlabelled(fractal::fractal_images(
-                    gpu, *per_class, *seed, points, hooks,
+                    gpu, *per_class, *seed, points, size, hooks,
                 )?)
             }
             CalibSource::Gan {
@@ -138,7 +163,8 @@ impl CalibSource {
                 let (g, _) = crate::gan::load_generator(gpu, generator)?;
                 let (ds, _) =
                     crate::gan::generate::generate(gpu, &g, *per_class, *seed, None, hooks)?;
-                to_model(ds)
+                // The generator makes 32x32 images by construction.
+                to_model(ds.resized(size)?)
             }
             CalibSource::Distill { images, seed } => {
                 if !(1..=MAX_DISTILL_IMAGES).contains(images) {
@@ -152,9 +178,11 @@ impl CalibSource {
                 let opts = distill::DistillOptions::zeroq(*images, *seed);
                 Ok(distill::distill_images(gpu, model, &opts, hooks)?.0)
             }
-            CalibSource::Folder(dir) => {
-                to_model(data::load_image_folder(dir, data::ResizePolicy::Reject)?)
-            }
+            CalibSource::Folder(dir) => to_model(data::load_image_folder_at(
+                dir,
+                size,
+                data::ResizePolicy::Resize,
+            )?),
             CalibSource::Images(ds) => to_model(ds.clone()),
         }
     }

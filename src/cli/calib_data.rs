@@ -136,7 +136,8 @@ pub struct CalibDataArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub set: CalibSetArgs,
-    /// The FP32 classifier whose BatchNorm statistics `distill` matches.
+    /// The FP32 classifier whose BatchNorm statistics `distill` matches. With it, every
+    /// source is written at the model's input size (default 32x32) and with its class names.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Also write a sample grid PNG here (one row per class, up to 10 images each).

@@ -23,6 +23,10 @@ pub struct DiagnoseArgs {
     /// Which CIFAR-10 split to use (ignored for image folders).
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
+    /// Stretch images that are not of the model's input size to it (CIFAR-10's are 32x32;
+    /// default: refuse them).
+    #[arg(long)]
+    pub resize: bool,
     /// Images for the per-layer statistics (the first N).
     #[arg(long, default_value_t = 500, value_parser = super::args::int(1, usize::MAX))]
     pub limit: usize,
@@ -61,10 +65,9 @@ pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
     }
     let model = crate::models::load_model(&args.model, None)?;
     let q = QuantizedModel::load(&args.int8)?;
-    let mut ds = load_data(&args.data, args.split, model.input_size(), false)?
+    let size = model.input_size();
+    let ds = load_data(&args.data, args.split, size, args.resize, Some(args.limit))?
         .map_classes(&model.class_names)?;
-    let idx: Vec<usize> = (0..args.limit.min(ds.len())).collect();
-    ds = ds.subset(&idx)?;
     let hooks = super::bars::hooks(args.quiet);
     let d = diagnose(gpu, &model, &q, &ds, args.rank_images, &hooks)?;
     println!(

@@ -30,14 +30,21 @@ impl SplitArg {
     }
 }
 
-/// Loads `--data` (CIFAR-10 binaries or an image folder) as images of `size`; `resize`
-/// resizes folder images of another size.
-pub fn load_data(path: &Path, split: SplitArg, size: [usize; 2], resize: bool) -> Result<Dataset> {
+/// Loads `--data` (CIFAR-10 binaries or an image folder) as images of `size`, the first
+/// `limit` of them; `resize` stretches images of another size (CIFAR-10's are 32x32), else
+/// they are an error. Only the kept images are resized.
+pub fn load_data(
+    path: &Path,
+    split: SplitArg,
+    size: [usize; 2],
+    resize: bool,
+    limit: Option<usize>,
+) -> Result<Dataset> {
     let policy = match resize {
         true => data::ResizePolicy::Resize,
         false => data::ResizePolicy::Reject,
     };
-    data::load(path, split.split(), size, policy).map_err(|e| match e {
+    data::load_first(path, split.split(), size, policy, limit).map_err(|e| match e {
         e @ data::DataError::WrongSize { .. } => {
             Error::Invalid(format!("{e} (--resize stretches them)"))
         }
@@ -69,7 +76,8 @@ pub struct EvalArgs {
     /// Evaluate only the first N images (N >= 1).
     #[arg(long, value_parser = super::args::int(1, usize::MAX))]
     pub limit: Option<usize>,
-    /// Resize image-folder images that are not of the model's input size (default: reject them).
+    /// Stretch images that are not of the model's input size to it (CIFAR-10's are 32x32;
+    /// default: refuse them).
     #[arg(long)]
     pub resize: bool,
     /// Keep BatchNorm as separate ops instead of folding it into the preceding convs.
@@ -124,7 +132,8 @@ fn print_report(r: &EvalReport) {
         r.images_per_sec, r.seconds
     );
     println!("per class:");
-    for c in &r.per_class {
+    // Classes without images are left out (an ImageNet model on a few classes' images).
+    for c in r.per_class.iter().filter(|c| c.images > 0) {
         println!("  {:<12} {:6.2}%  ({} images)", c.class, c.top1, c.images);
     }
 }
@@ -147,12 +156,14 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         ));
     }
     let model = Classifier::load(&args.model, args.arch.as_deref())?;
-    let mut ds = load_data(&args.data, args.split, model.input_size(), args.resize)?
-        .map_classes(model.class_names())?;
-    if let Some(n) = args.limit {
-        let idx: Vec<usize> = (0..n.min(ds.len())).collect();
-        ds = ds.subset(&idx)?;
-    }
+    let ds = load_data(
+        &args.data,
+        args.split,
+        model.input_size(),
+        args.resize,
+        args.limit,
+    )?
+    .map_classes(model.class_names())?;
     let label = args.model.display().to_string();
     let hooks = super::bars::hooks(args.quiet);
     let (r, l) = evaluate(gpu, &model, &ds, args.batch, args.no_fold, &label, &hooks)?;

@@ -17,7 +17,9 @@ pub struct ScoreArgs {
     /// The FP32 CIFAR-10 classifier that judges them.
     #[arg(long)]
     pub model: PathBuf,
-    /// The set when SET is a source name; the reference is --data's test split.
+    /// The set when SET is a source name; the reference is --data's test split (or --data
+    /// itself when it is an image folder), stretched to the model's input size where it
+    /// differs, as the set is.
     #[command(flatten)]
     pub set_args: super::calib_data::CalibSetArgs,
     /// Print JSON instead of text.
@@ -32,8 +34,14 @@ pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
             "score needs an FP32 classifier, not an INT8 model".into(),
         ));
     };
-    let test = crate::data::load_cifar10_bin(args.set_args.data_dir(), crate::data::Split::Test)?
-        .map_classes(&model.class_names)?;
+    let test = super::eval::load_data(
+        &args.set_args.data_dir(),
+        super::eval::SplitArg::Test,
+        model.input_size(),
+        true,
+        None,
+    )?
+    .map_classes(&model.class_names)?;
     let set = args
         .set_args
         .load(gpu, &args.set, Some(&model), &super::bars::hooks(args.json))?;

@@ -87,7 +87,7 @@ fn load(path: &Path, split: Split, official: usize) -> Result<Dataset> {
 fn read_bin(
     path: &Path,
     pixels: &mut Vec<u8>,
-    labels: &mut Vec<u8>,
+    labels: &mut Vec<super::Label>,
     official: usize,
 ) -> Result<()> {
     let io_err = |source| DataError::Io {
@@ -129,7 +129,7 @@ fn read_bin(
                 label: rec[0],
             });
         }
-        labels.push(rec[0]);
+        labels.push(rec[0].into());
         pixels.extend_from_slice(&rec[1..]);
     }
     Ok(())

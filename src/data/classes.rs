@@ -1,7 +1,7 @@
 //! Relabelling a dataset onto a model's classes by name, so that label `i` means the model's
 //! output `i` whatever order the folders or files listed the classes in.
 
-use super::{DataError, Dataset, Result};
+use super::{DataError, Dataset, Label, Result, MAX_CLASSES};
 
 impl Dataset {
     /// The same images with `classes` (a model's class names, in output order) as class
@@ -13,14 +13,14 @@ impl Dataset {
         if self.class_names == classes {
             return Ok(self);
         }
-        if classes.len() > 256 {
+        if classes.len() > MAX_CLASSES {
             return Err(DataError::Invalid(format!(
-                "{} classes, at most 256 supported (labels are u8)",
+                "{} classes, at most {MAX_CLASSES} supported",
                 classes.len()
             )));
         }
         let counts = self.class_counts();
-        let mut map = vec![0u8; self.num_classes()];
+        let mut map: Vec<Label> = vec![0; self.num_classes()];
         let mut taken: Vec<Option<&str>> = vec![None; classes.len()];
         for (i, name) in self.class_names.iter().enumerate() {
             let Some(j) = classes
@@ -42,7 +42,7 @@ impl Dataset {
                     self.source, classes[j]
                 )));
             }
-            map[i] = j as u8;
+            map[i] = j as Label;
         }
         let labels = self.labels.iter().map(|&l| map[l as usize]).collect();
         Dataset::from_images(self.images, labels, classes.to_vec(), self.source)
@@ -52,13 +52,13 @@ impl Dataset {
     /// image i becomes class i mod `classes.len()`, so a model with any class names takes it.
     pub fn round_robin_classes(self, classes: &[String]) -> Result<Dataset> {
         let k = classes.len();
-        if !(1..=256).contains(&k) {
+        if !(1..=MAX_CLASSES).contains(&k) {
             return Err(DataError::Invalid(format!(
-                "{}: {k} classes, 1 to 256 supported (labels are u8)",
+                "{}: {k} classes, 1 to {MAX_CLASSES} supported",
                 self.source
             )));
         }
-        let labels = (0..self.len()).map(|i| (i % k) as u8).collect();
+        let labels = (0..self.len()).map(|i| (i % k) as Label).collect();
         Dataset::from_images(self.images, labels, classes.to_vec(), self.source)
     }
 }
@@ -82,7 +82,7 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    fn set(labels: &[u8], classes: &[&str]) -> Dataset {
+    fn set(labels: &[u16], classes: &[&str]) -> Dataset {
         let px = (0..labels.len() * IMG_BYTES).map(|k| k as u8).collect();
         Dataset::new(px, labels.to_vec(), names(classes), "test set").unwrap()
     }

@@ -25,22 +25,20 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
-use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_SIDE};
+use super::{DataError, Dataset, Result, CIFAR10_CLASSES, IMG_SIDE, MAX_CLASSES};
 
-/// What to do with images that are not 32x32.
+/// What to do with images that are not of the size asked for (a model's input size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizePolicy {
     /// Fail with an error naming the file.
     Reject,
-    /// Stretch to 32x32 (no crop, aspect ratio not kept) with [`RESIZE_FILTER`].
+    /// Stretch to the size asked for (no crop, aspect ratio not kept) with [`RESIZE_FILTER`].
     Resize,
 }
 
 /// Triangle = bilinear, and `image`'s resize widens the kernel when downscaling, so it
 /// is antialiased like PIL's BILINEAR (torchvision's default `Resize` on PIL images).
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
-
-const MAX_CLASSES: usize = 256;
 
 /// Loads an image folder of 32x32 images (CIFAR's size; see [`load_image_folder_at`]).
 pub fn load_image_folder(dir: impl AsRef<Path>, policy: ResizePolicy) -> Result<Dataset> {
@@ -82,7 +80,7 @@ pub fn load_image_folder_at(
         for f in files {
             let (chw, was_resized) = super::images::decode_chw(&f, size, policy)?;
             pixels.extend_from_slice(&chw);
-            labels.push(class as u8);
+            labels.push(class as super::Label);
             resized += was_resized as usize;
         }
     }
@@ -187,7 +185,7 @@ fn class_map(dir: &Path, folders: &[String]) -> Result<(Vec<String>, Vec<usize>)
     if names.len() > MAX_CLASSES {
         return Err(format_err(
             dir,
-            &format!("{} classes, at most 256", names.len()),
+            &format!("{} classes, at most {MAX_CLASSES}", names.len()),
         ));
     }
     let mut seen = vec![None::<&str>; names.len()];
@@ -216,7 +214,11 @@ fn class_count(dir: &Path, map: &[usize]) -> Result<usize> {
     if n > MAX_CLASSES {
         return Err(format_err(
             dir,
-            &format!("class index {} too large, at most 255", n - 1),
+            &format!(
+                "class index {} too large, at most {}",
+                n - 1,
+                MAX_CLASSES - 1
+            ),
         ));
     }
     Ok(n)
@@ -321,7 +323,7 @@ mod tests {
                 px.extend(
                     (0..crate::data::IMG_BYTES).map(|k| ((k * 7 + i * 13 + c * 31) % 256) as u8),
                 );
-                labels.push(c as u8);
+                labels.push(c as u16);
             }
         }
         let names = names.iter().map(|s| s.to_string()).collect();

@@ -5,7 +5,7 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 
 use super::folder::{encode_png, write_atomic};
-use super::{DataError, Dataset, Result, IMG_SIDE};
+use super::{DataError, Dataset, Result};
 
 /// Pixels between images and around the border.
 pub const GRID_GAP: u32 = 2;
@@ -21,9 +21,9 @@ pub fn sample_grid_png(
 ) -> Result<()> {
     let path = path.as_ref();
     let rows = rows_per_class.saturating_mul(ds.num_classes());
-    let cell = IMG_SIDE as u64 + GRID_GAP as u64;
     let gap = GRID_GAP as u64;
-    let (w, h) = (cols as u64 * cell + gap, rows as u64 * cell + gap);
+    let (cw, ch) = (ds.width() as u64 + gap, ds.height() as u64 + gap);
+    let (w, h) = (cols as u64 * cw + gap, rows as u64 * ch + gap);
     if rows == 0 || cols == 0 || w * h > 1 << 28 {
         return Err(DataError::Invalid(format!(
             "grid of {rows} rows x {cols} columns is empty or too large"
@@ -40,7 +40,7 @@ pub fn sample_grid_png(
         filled[c] += 1;
         let row = (c * rows_per_class + k / cols) as u64;
         let col = (k % cols) as u64;
-        let (x, y) = (gap + col * cell, gap + row * cell);
+        let (x, y) = (gap + col * cw, gap + row * ch);
         image::imageops::replace(&mut canvas, &ds.rgb_image(i), x as i64, y as i64);
     }
     write_atomic(path, &encode_png(&canvas, path)?)
@@ -70,5 +70,12 @@ mod tests {
         assert_eq!(img.get_pixel(2, 36).0, [20; 3]);
         assert_eq!(img.get_pixel(36, 36).0, [255; 3]); // class 1 has one image only
         assert!(sample_grid_png(&ds, 0, 2, &p).is_err());
+        // Cells take the images' own size: 40 wide, 20 high.
+        let p = t.0.join("wide.png");
+        sample_grid_png(&ds.resized([20, 40]).unwrap(), 1, 2, &p).unwrap();
+        let img = image::open(&p).unwrap().into_rgb8();
+        assert_eq!(img.dimensions(), (2 * 42 + 2, 2 * 22 + 2));
+        assert_eq!(img.get_pixel(2 + 42 + 39, 2 + 19).0, [10; 3]);
+        assert_eq!(img.get_pixel(2, 24).0, [20; 3]);
     }
 }

@@ -106,6 +106,37 @@ impl Images {
         self.map_f32(range, |_, v| v as f32 / 127.5 - 1.0)
     }
 
+    /// These images at `[height, width]`, each stretched (aspect ratio not kept) with
+    /// [`RESIZE_FILTER`]; a copy when they already have that size.
+    pub fn resized(&self, [height, width]: [usize; 2]) -> Result<Images> {
+        if [height, width] == [self.height, self.width] {
+            return Ok(self.clone());
+        }
+        if height == 0 || width == 0 {
+            return Err(DataError::Invalid(format!(
+                "cannot resize images to {width}x{height}"
+            )));
+        }
+        let each = 3 * height * width;
+        crate::limits::check_alloc(
+            &format!("{} images resized to {width}x{height}", self.len()),
+            &[self.len(), each],
+        )
+        .map_err(|e| DataError::Invalid(e.to_string()))?;
+        let (h, w) = (self.height, self.width);
+        let mut pixels = Vec::with_capacity(self.len() * each);
+        for i in 0..self.len() {
+            let chw = self.image(i);
+            let rgb = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let p = y as usize * w + x as usize;
+                image::Rgb([chw[p], chw[h * w + p], chw[2 * h * w + p]])
+            });
+            let out = image::imageops::resize(&rgb, width as u32, height as u32, RESIZE_FILTER);
+            pixels.extend(chw_of(&out));
+        }
+        Images::new(pixels, height, width)
+    }
+
     fn map_f32(&self, range: Range<usize>, f: impl Fn(usize, u8) -> f32) -> Vec<f32> {
         assert!(
             range.start <= range.end && range.end <= self.len(),
@@ -154,14 +185,19 @@ pub(crate) fn decode_chw(
             ResizePolicy::Resize => rgb = image::imageops::resize(&rgb, w, h, RESIZE_FILTER),
         }
     }
-    let plane = height * width;
+    Ok((chw_of(&rgb), resized))
+}
+
+/// The CHW bytes of an RGB image.
+fn chw_of(rgb: &image::RgbImage) -> Vec<u8> {
+    let plane = rgb.width() as usize * rgb.height() as usize;
     let mut chw = vec![0u8; 3 * plane];
     for (p, px) in rgb.pixels().enumerate() {
         for c in 0..3 {
             chw[c * plane + p] = px.0[c];
         }
     }
-    Ok((chw, resized))
+    chw
 }
 
 #[cfg(test)]

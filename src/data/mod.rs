@@ -28,19 +28,51 @@ pub use subset::{balanced_subset, balanced_subset_indices};
 
 /// Loads `path`: the CIFAR-10 binaries (`split` of them) if it holds them (or is one of
 /// them), else an image folder with one subfolder per class, as images of `size`
-/// (`[height, width]`; CIFAR's are 32x32). The labels are the data's own;
-/// [`Dataset::map_classes`] puts them onto a model's classes.
+/// (`[height, width]`; CIFAR's are 32x32, resized or refused at another size as `policy`
+/// says). The labels are the data's own; [`Dataset::map_classes`] puts them onto a model's
+/// classes.
 pub fn load(path: &Path, split: Split, size: [usize; 2], policy: ResizePolicy) -> Result<Dataset> {
+    load_first(path, split, size, policy, None)
+}
+
+/// [`load`], keeping only the first `limit` images (CIFAR-10's are cut before they are
+/// resized).
+pub fn load_first(
+    path: &Path,
+    split: Split,
+    size: [usize; 2],
+    policy: ResizePolicy,
+    limit: Option<usize>,
+) -> Result<Dataset> {
     let is_cifar = path.is_file()
         || ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
             .iter()
             .any(|f| path.join(f).exists());
-    if is_cifar {
-        load_cifar10_bin(path, split)
+    let ds = if is_cifar {
+        load_cifar10_bin(path, split)?
     } else {
-        load_image_folder_at(path, size, policy)
+        load_image_folder_at(path, size, policy)?
+    };
+    let ds = match limit.filter(|&n| n < ds.len()) {
+        Some(n) => ds.subset(&(0..n).collect::<Vec<_>>())?,
+        None => ds,
+    };
+    match policy {
+        _ if [ds.height(), ds.width()] == size => Ok(ds),
+        ResizePolicy::Resize => ds.resized(size),
+        ResizePolicy::Reject => Err(DataError::WrongSize {
+            path: path.to_path_buf(),
+            width: ds.width() as u32,
+            height: ds.height() as u32,
+            want: size,
+        }),
     }
 }
+
+/// A class index (ImageNet's 1000 classes and more).
+pub type Label = u16;
+/// Most classes a dataset may have: one per [`Label`] value.
+pub const MAX_CLASSES: usize = Label::MAX as usize + 1;
 
 /// Image side in pixels.
 pub const IMG_SIDE: usize = 32;
@@ -204,11 +236,11 @@ pub type Result<T> = std::result::Result<T, DataError>;
 /// Labelled images (see [`Images`]) with class names and provenance.
 ///
 /// Invariants (checked by [`Dataset::from_images`]): one label per image, every label
-/// indexes `class_names`, at most 256 classes.
+/// indexes `class_names`, at most [`MAX_CLASSES`] classes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     images: Images,
-    labels: Vec<u8>,
+    labels: Vec<Label>,
     class_names: Vec<String>,
     source: String,
 }
@@ -217,7 +249,7 @@ impl Dataset {
     /// A dataset of 32x32 images (CIFAR's size) from their CHW bytes, 3072 per label.
     pub fn new(
         pixels: Vec<u8>,
-        labels: Vec<u8>,
+        labels: Vec<Label>,
         class_names: Vec<String>,
         source: impl Into<String>,
     ) -> Result<Self> {
@@ -236,7 +268,7 @@ impl Dataset {
     /// A dataset of `images` of any size, one label each.
     pub fn from_images(
         images: Images,
-        labels: Vec<u8>,
+        labels: Vec<Label>,
         class_names: Vec<String>,
         source: impl Into<String>,
     ) -> Result<Self> {
@@ -247,9 +279,9 @@ impl Dataset {
                 labels.len()
             )));
         }
-        if class_names.len() > 256 {
+        if class_names.len() > MAX_CLASSES {
             return Err(DataError::Invalid(format!(
-                "{} classes, at most 256 supported (labels are u8)",
+                "{} classes, at most {MAX_CLASSES} supported",
                 class_names.len()
             )));
         }
@@ -275,7 +307,7 @@ impl Dataset {
     /// clamped to 0..=255, so it inverts [`Images::to_f32_unit_range`] exactly on u8 values.
     pub fn from_f32_unit_range(
         values: &[f32],
-        labels: Vec<u8>,
+        labels: Vec<Label>,
         class_names: Vec<String>,
         source: impl Into<String>,
     ) -> Result<Self> {
@@ -332,7 +364,7 @@ impl Dataset {
     }
 
     /// One label per image, an index into [`Dataset::class_names`].
-    pub fn labels(&self) -> &[u8] {
+    pub fn labels(&self) -> &[Label] {
         &self.labels
     }
 
@@ -358,6 +390,28 @@ impl Dataset {
             counts[l as usize] += 1;
         }
         counts
+    }
+
+    /// This dataset with every image stretched to `size` (`[height, width]`) by
+    /// [`Images::resized`]; the source says so. Itself when the size is already `size`.
+    pub fn resized(&self, size: [usize; 2]) -> Result<Dataset> {
+        if [self.height(), self.width()] == size {
+            return Ok(self.clone());
+        }
+        let source = format!(
+            "{} (resized from {}x{} to {}x{} with {RESIZE_FILTER:?})",
+            self.source,
+            self.width(),
+            self.height(),
+            size[1],
+            size[0]
+        );
+        Ok(Dataset {
+            images: self.images.resized(size)?,
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+            source,
+        })
     }
 
     /// A new dataset with the given images, in the given order (repeats allowed).
@@ -435,5 +489,50 @@ mod tests {
         p[IMG_SIDE + 2] = 9; // R at (x=2, y=1)
         let one = Dataset::new(p, vec![0], names(1), "").unwrap();
         assert_eq!(one.rgb_image(0).get_pixel(2, 1).0, [9, 0, 0]);
+    }
+
+    /// Resizing keeps labels and a flat colour, changes the size, and says so; the same size
+    /// is left alone.
+    #[test]
+    fn resized_changes_only_the_size() {
+        let mut px = vec![0u8; 2 * IMG_BYTES];
+        px[..PLANE].fill(200); // image 0: R plane
+        px[IMG_BYTES + 2 * PLANE..].fill(50); // image 1: B plane
+        let ds = Dataset::new(px, vec![1, 0], names(2), "t").unwrap();
+        let big = ds.resized([48, 80]).unwrap();
+        assert_eq!((big.len(), big.height(), big.width()), (2, 48, 80));
+        assert_eq!(big.labels(), ds.labels());
+        let plane = 48 * 80;
+        assert!(big.image(0)[..plane].iter().all(|&v| v == 200));
+        assert!(big.image(0)[plane..].iter().all(|&v| v == 0));
+        assert!(big.image(1)[2 * plane..].iter().all(|&v| v == 50));
+        assert!(
+            big.source().contains("resized from 32x32 to 80x48"),
+            "{}",
+            big.source()
+        );
+        assert_eq!(ds.resized([32, 32]).unwrap(), ds);
+        assert!(ds.resized([0, 4]).is_err());
+    }
+
+    /// CIFAR-10 binaries load at another size only when resizing is asked for; otherwise the
+    /// error names the file and both sizes.
+    #[test]
+    fn cifar_binaries_are_resized_or_refused() {
+        let t = test_util::TempDir::new("cifar-resize");
+        let mut rec = vec![3u8];
+        rec.extend(vec![90u8; IMG_BYTES]);
+        let f = t.0.join("few.bin");
+        std::fs::write(&f, [rec.clone(), rec].concat()).unwrap();
+        let e = load(&f, Split::Test, [64, 64], ResizePolicy::Reject).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("few.bin") && msg.contains("32x32") && msg.contains("expected 64x64"),
+            "{msg}"
+        );
+        let ds = load(&f, Split::Test, [64, 64], ResizePolicy::Resize).unwrap();
+        assert_eq!((ds.len(), ds.height(), ds.width()), (2, 64, 64));
+        assert!(ds.pixels().iter().all(|&v| v == 90));
+        assert_eq!(ds.labels(), &[3, 3]);
     }
 }

@@ -61,8 +61,8 @@ mod tests {
     use crate::data::IMG_BYTES;
 
     fn dataset(counts: &[usize]) -> Dataset {
-        let labels: Vec<u8> = (0..counts.len())
-            .flat_map(|c| std::iter::repeat_n(c as u8, counts[c]))
+        let labels: Vec<u16> = (0..counts.len())
+            .flat_map(|c| std::iter::repeat_n(c as u16, counts[c]))
             .collect();
         let px = (0..labels.len() * IMG_BYTES)
             .map(|k| (k / IMG_BYTES) as u8)

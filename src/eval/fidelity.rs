@@ -1,6 +1,7 @@
 //! How faithfully an INT8 model reproduces its FP32 source, beyond top-1: prediction
 //! agreement, flips each way, logit RMSE, softmax KL, and McNemar's paired test.
 
+use crate::data::Label;
 use serde::{Deserialize, Serialize};
 
 /// How faithful an INT8 model's outputs are to its FP32 source's.
@@ -74,7 +75,7 @@ fn log_softmax(r: &[f32]) -> Vec<f64> {
 }
 
 /// Compares INT8 logits with FP32 logits (both row-major `[N, classes]`) on labeled images.
-pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[u8], classes: usize) -> Fidelity {
+pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[Label], classes: usize) -> Fidelity {
     let n = labels.len();
     let (mut right_a, mut right_b, mut same, mut b_only_wrong, mut a_only_wrong) = (0, 0, 0, 0, 0);
     let (mut sq, mut kl) = (0.0f64, 0.0f64);
@@ -127,7 +128,7 @@ pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[u8], classes: usize) -> Fi
 
 /// McNemar between two models' predictions on the same labeled images: (A right and B
 /// wrong, A wrong and B right, p-value).
-pub fn paired(a: &[f32], b: &[f32], labels: &[u8], classes: usize) -> (usize, usize, f64) {
+pub fn paired(a: &[f32], b: &[f32], labels: &[Label], classes: usize) -> (usize, usize, f64) {
     let (mut ab, mut ba) = (0, 0);
     for (i, &l) in labels.iter().enumerate() {
         let pa = argmax(&a[i * classes..(i + 1) * classes]) == l as usize;

@@ -58,7 +58,7 @@ pub struct ClassAccuracy {
 /// Top-1 overall and per class.
 pub fn accuracy(
     pred: &[usize],
-    labels: &[u8],
+    labels: &[crate::data::Label],
     class_names: &[String],
 ) -> (usize, Vec<ClassAccuracy>) {
     let k = class_names.len();

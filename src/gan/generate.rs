@@ -42,7 +42,7 @@ pub fn truncate(noise: &mut [f32], t: f32, rng: &mut StdRng) -> Result<()> {
 }
 
 /// One-hot rows of `classes` values for `labels`.
-pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
+pub fn one_hot(labels: &[data::Label], classes: usize) -> Vec<f32> {
     let mut v = vec![0.0; labels.len() * classes];
     for (i, &l) in labels.iter().enumerate() {
         v[i * classes + l as usize] = 1.0;
@@ -82,8 +82,8 @@ pub fn generate(
         &format!("{per_class} images per class"),
         &[per_class, classes, each],
     )?;
-    let labels: Vec<u8> = (0..classes)
-        .flat_map(|c| std::iter::repeat_n(c as u8, per_class))
+    let labels: Vec<data::Label> = (0..classes)
+        .flat_map(|c| std::iter::repeat_n(c as data::Label, per_class))
         .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut noise = normal_noise(labels.len() * zd, &mut rng);

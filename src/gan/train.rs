@@ -212,7 +212,7 @@ pub struct Trainer {
     teacher: Option<Teacher>,
     teacher_stream: IndexStream,
     /// Classes of the last `random_inputs` draw.
-    last_labels: Vec<u8>,
+    last_labels: Vec<data::Label>,
     guide: Option<Guide>,
 }
 
@@ -288,8 +288,8 @@ impl Trainer {
     fn random_inputs(&mut self, t: &mut Tape, rng: &mut StdRng) -> Result<(Var, Var)> {
         let (b, cfg) = (self.opts.batch, &self.opts.config);
         let z = normal_noise(b * cfg.z_dim, rng);
-        let labels: Vec<u8> = (0..b)
-            .map(|_| rand::Rng::random_range(rng, 0..cfg.classes) as u8)
+        let labels: Vec<data::Label> = (0..b)
+            .map(|_| rand::Rng::random_range(rng, 0..cfg.classes) as data::Label)
             .collect();
         let oh = self.upload(t, &[b, cfg.classes], &one_hot(&labels, cfg.classes))?;
         self.last_labels = labels;
@@ -307,7 +307,7 @@ impl Trainer {
             .iter()
             .flat_map(|&i| teacher.noise[i * zd..(i + 1) * zd].to_vec())
             .collect();
-        let labels: Vec<u8> = idx.iter().map(|&i| teacher.images.labels()[i]).collect();
+        let labels: Vec<data::Label> = idx.iter().map(|&i| teacher.images.labels()[i]).collect();
         let x = images(&teacher.images, &idx);
         Ok(Some((
             self.upload(t, &[b, zd], &z)?,
@@ -322,7 +322,7 @@ impl Trainer {
         let gp = self.g.params.on_tape(&mut t, false);
         let dw = self.d.weights(&mut t, s, true)?;
         let idx = self.real_stream.batch(self.step, self.opts.batch);
-        let mut labels: Vec<u8> = idx.iter().map(|&i| self.real.labels()[i]).collect();
+        let mut labels: Vec<data::Label> = idx.iter().map(|&i| self.real.labels()[i]).collect();
         let (b, c) = (idx.len(), self.opts.config.classes);
         let real = self
             .gpu
@@ -649,7 +649,7 @@ fn verify_checksum(
 }
 
 /// Teacher noise, one-hot classes and images on the tape, with the classes.
-type TeacherBatch = (Var, Var, Var, Vec<u8>);
+type TeacherBatch = (Var, Var, Var, Vec<data::Label>);
 
 /// A step's tape with its loss terms (kept until the losses are read).
 struct StepTape {
