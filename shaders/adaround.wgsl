@@ -127,14 +127,15 @@ fn sq_err_partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
     if lid == 0u { epart[wid.x + wid.y * nwg.x] = t; }
 }
 
-// ---- recon_grad: dy = w * (y - t) (w = 2 / divisor of the mean).
+// ---- recon_grad: dy = w * (y - t) (w = 2 / divisor of the mean), zero where y <= 0 when
+// `total` is 1 (y a ReLU's output: its backward fused in).
 @group(0) @binding(3) var<storage, read_write> dy_out: array<f32>;
 
 @compute @workgroup_size(256)
 fn recon_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    dy_out[i] = p.w * (ey[i] - et[i]);
+    dy_out[i] = select(p.w * (ey[i] - et[i]), 0.0, p.total == 1u && ey[i] <= 0.0);
 }
 
 // ---- gather: dst[b] = src[pick(b)] for samples of `per` elements, pick(b) a hash of

@@ -199,8 +199,8 @@ fn print_adaround(report: &str) -> Result<()> {
     let mut total = 0.0;
     for l in &layers {
         println!(
-            "adaround {}: output MSE {:.4e} (nearest) -> {:.4e}, {} of {} weights rounded otherwise, {:.1} s",
-            l.name, l.rtn_mse, l.mse, l.changed, l.weights, l.seconds
+            "adaround {}: output MSE {:.4e} (nearest) -> {:.4e}, {} of {} weights rounded otherwise, {:.1} s ({:.3} s/step)",
+            l.name, l.rtn_mse, l.mse, l.changed, l.weights, l.seconds, l.seconds_per_step
         );
         total += l.seconds;
     }

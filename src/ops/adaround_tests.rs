@@ -247,3 +247,116 @@ fn mismatched_shapes_are_errors() {
     assert!(sq.weight(&mut s, &v).is_err());
     assert!(gather(&mut s, &v, 0, 1).is_err());
 }
+
+/// dW of `y = conv2d(x, W)` (padding `pad`, stride, groups) from dy, in f64.
+fn wgrad_cpu(
+    x: &Array,
+    dy: &Array,
+    [co, cig, kh, kw]: [usize; 4],
+    (stride, pad, groups): (usize, usize, usize),
+) -> Vec<f64> {
+    let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let (oh, ow) = (dy.shape[2], dy.shape[3]);
+    let cog = co / groups;
+    let mut dw = vec![0f64; co * cig * kh * kw];
+    for b in 0..n {
+        for o in 0..co {
+            for ci in 0..cig {
+                let xc = (o / cog) * cig + ci;
+                for u in 0..kh {
+                    for v in 0..kw {
+                        let mut acc = 0f64;
+                        for i in 0..oh {
+                            for j in 0..ow {
+                                let (y, xx) = (i * stride + u, j * stride + v);
+                                if y < pad || xx < pad || y - pad >= h || xx - pad >= w {
+                                    continue;
+                                }
+                                let xv = x.data[((b * c + xc) * h + y - pad) * w + xx - pad];
+                                acc += xv as f64 * dy.data[((b * co + o) * oh + i) * ow + j] as f64;
+                            }
+                        }
+                        dw[((o * cig + ci) * kh + u) * kw + v] += acc;
+                    }
+                }
+            }
+        }
+    }
+    dw
+}
+
+#[test]
+fn the_weight_gradient_matches_the_cpu_over_shapes() {
+    skip_without_gpu!();
+    let g = gpu();
+    // (n, ci, co, hw, k, stride, pad, groups): channel and tap counts off the 8-blocks, a
+    // stride-2 layer, grouped and depthwise convs, a 1x1 (linear) layer, many images (chunks).
+    let cases = [
+        (3, 5, 11, 7, 3, 1, 1, 1),
+        (2, 6, 10, 9, 3, 2, 1, 1),
+        (2, 4, 6, 6, 3, 1, 1, 2),
+        (2, 8, 8, 5, 3, 1, 1, 8),
+        (5, 20, 10, 1, 1, 1, 0, 1),
+        (40, 3, 4, 4, 3, 1, 1, 1),
+    ];
+    for (i, &(n, ci, co, hw, k, stride, pd, groups)) in cases.iter().enumerate() {
+        let oh = (hw + 2 * pd - k) / stride + 1;
+        let x = Array::random(&[n, ci, hw, hw], 30 + i as u64);
+        let dy = Array::random(&[n, co, oh, oh], 40 + i as u64);
+        let (xt, dyt) = (
+            g.upload_f32(&x.shape, &x.data).unwrap(),
+            g.upload_f32(&dy.shape, &dy.data).unwrap(),
+        );
+        let shape = [co, ci / groups, k, k];
+        let mut s = g.stream();
+        let xp = pad(&mut s, &xt, pd).unwrap();
+        let dw = conv_weight_grad(&mut s, &xp, &dyt, shape, stride, groups).unwrap();
+        s.submit();
+        assert_eq!(dw.shape(), &shape);
+        let want = wgrad_cpu(&x, &dy, shape, (stride, pd, groups));
+        close(&g.read_f32(&dw).unwrap(), &want, 1e-5, &format!("case {i}"));
+        // The padded input itself: zeros around, the input inside.
+        let xp = g.read_f32(&xp).unwrap();
+        let hp = hw + 2 * pd;
+        for (e, &v) in xp.iter().enumerate() {
+            let (r, c, plane) = ((e / hp) % hp, e % hp, e / (hp * hp));
+            let inside = r >= pd && c >= pd && r - pd < hw && c - pd < hw;
+            let want = if inside {
+                x.data[(plane * hw + r - pd) * hw + c - pd]
+            } else {
+                0.0
+            };
+            assert_eq!(v, want, "case {i} padded element {e}");
+        }
+    }
+    let x = g.upload_f32(&[2, 4, 5, 5], &[0.0; 200]).unwrap();
+    let dy = g.upload_f32(&[2, 6, 3, 3], &[0.0; 108]).unwrap();
+    let mut s = g.stream();
+    assert!(conv_weight_grad(&mut s, &x, &dy, [6, 4, 3, 3], 2, 1).is_err());
+    assert!(conv_weight_grad(&mut s, &x, &dy, [6, 3, 3, 3], 1, 1).is_err());
+    assert!(conv_weight_grad(&mut s, &x, &dy, [6, 4, 3, 3], 1, 1).is_ok());
+}
+
+#[test]
+fn the_masked_reconstruction_gradient_stops_at_the_relu() {
+    skip_without_gpu!();
+    let g = gpu();
+    let y = Array::random(&[2, 3, 4, 4], 50).map(|v| v.max(0.0));
+    let t = Array::random(&[2, 3, 4, 4], 51);
+    let (yt, tt) = (
+        g.upload_f32(&y.shape, &y.data).unwrap(),
+        g.upload_f32(&t.shape, &t.data).unwrap(),
+    );
+    let mut s = g.stream();
+    let dy = recon_grad_masked(&mut s, &yt, &tt, 0.5, true).unwrap();
+    let got = s.submit_and_read(&[&dy]).unwrap();
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&got[0]);
+    let want: Vec<f64> = y
+        .data
+        .iter()
+        .zip(&t.data)
+        .map(|(&a, &b)| if a > 0.0 { 0.5 * (a - b) as f64 } else { 0.0 })
+        .collect();
+    assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0));
+    close(&got, &want, 1e-6, "masked dy");
+}

@@ -1,0 +1,122 @@
+// AdaRound's per-step kernels around the conv: the weight gradient on a pre-padded input and
+// the one-off zero padding that makes it (and the forward conv) free of bounds checks.
+//
+// wgrad: part[chunk, g*cog + o, t] = sum over the chunk's images and output pixels of
+// dy[n, g*cog + o, oy, ox] * xp[n, g*cig + c, oy*s + ky, ox*s + kx], t = (c * kh + ky) * kw + kx.
+// A thread owns 8 output channels x 8 taps as four mat4x4 accumulators in named variables:
+// lavapipe keeps those in registers, whereas arrays indexed in loops spill to memory (that
+// costs 3-4x in conv2d_grad.wgsl's wgrad). Lanes run over tap blocks; no workgroup memory.
+
+struct Params {
+    co: u32, cig: u32, kh: u32, kw: u32,
+    n: u32, c: u32, h: u32, w: u32,        // the padded input
+    oh: u32, ow: u32, stride: u32, groups: u32,
+    chunk: u32, oblocks: u32, tblocks: u32, total: u32,
+    ih: u32, iw: u32, pad: u32, _p: u32,   // pad: the unpadded input and the padding
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+fn index(gid: vec3u, nwg: vec3u) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+// ---- pad: src [n, c, ih, iw] -> dst [n, c, h, w] with `pad` zeros on every side.
+@group(0) @binding(1) var<storage, read> pad_src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pad_dst: array<f32>;
+
+@compute @workgroup_size(64)
+fn pad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    var v = 0.0;
+    if x >= p.pad && y >= p.pad && x - p.pad < p.iw && y - p.pad < p.ih {
+        v = pad_src[(plane * p.ih + y - p.pad) * p.iw + x - p.pad];
+    }
+    pad_dst[i] = v;
+}
+
+// ---- wgrad: xp (padded input), dy -> part.
+@group(0) @binding(1) var<storage, read> wx: array<f32>;
+@group(0) @binding(2) var<storage, read> wdy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+
+// Offset of tap t of group g in an image (taps past the end repeat the last, never stored).
+fn tap_off(g: u32, t: u32) -> u32 {
+    let tt = min(t, p.cig * p.kh * p.kw - 1u);
+    let c = g * p.cig + tt / (p.kh * p.kw);
+    return (c * p.h + (tt / p.kw) % p.kh) * p.w + tt % p.kw;
+}
+
+// Offset of output channel o of group g in an image's dy.
+fn out_off(g: u32, o: u32) -> u32 {
+    let cog = p.co / p.groups;
+    return (g * cog + min(o, cog - 1u)) * p.oh * p.ow;
+}
+
+fn outer(x: vec4f, d: vec4f) -> mat4x4f {
+    return mat4x4f(x * d.x, x * d.y, x * d.z, x * d.w);
+}
+
+// Stores column j of m (taps t0..t0+3) for output channels o0 + j of group g.
+fn put(m: mat4x4f, base: u32, g: u32, o0: u32, t0: u32) {
+    let taps = p.cig * p.kh * p.kw;
+    let cog = p.co / p.groups;
+    for (var j = 0u; j < 4u; j++) {
+        if o0 + j >= cog { continue; }
+        for (var k = 0u; k < 4u; k++) {
+            if t0 + k < taps { part[base + (g * cog + o0 + j) * taps + t0 + k] = m[j][k]; }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn wgrad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    let tb = i % p.tblocks;
+    let ob = (i / p.tblocks) % p.oblocks;
+    let g = (i / (p.tblocks * p.oblocks)) % p.groups;
+    let chunk = i / (p.tblocks * p.oblocks * p.groups);
+    let t0 = tb * 8u;
+    let o0 = ob * 8u;
+    let a0 = tap_off(g, t0); let a1 = tap_off(g, t0 + 1u);
+    let a2 = tap_off(g, t0 + 2u); let a3 = tap_off(g, t0 + 3u);
+    let a4 = tap_off(g, t0 + 4u); let a5 = tap_off(g, t0 + 5u);
+    let a6 = tap_off(g, t0 + 6u); let a7 = tap_off(g, t0 + 7u);
+    let d0 = out_off(g, o0); let d1 = out_off(g, o0 + 1u);
+    let d2 = out_off(g, o0 + 2u); let d3 = out_off(g, o0 + 3u);
+    let d4 = out_off(g, o0 + 4u); let d5 = out_off(g, o0 + 5u);
+    let d6 = out_off(g, o0 + 6u); let d7 = out_off(g, o0 + 7u);
+    var c00 = mat4x4f(); var c01 = mat4x4f(); var c10 = mat4x4f(); var c11 = mat4x4f();
+    let n0 = chunk * p.chunk;
+    let n1 = min(n0 + p.chunk, p.n);
+    for (var nn = n0; nn < n1; nn++) {
+        let xb = nn * p.c * p.h * p.w;
+        let db = nn * p.co * p.oh * p.ow;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let row = xb + oy * p.stride * p.w;
+            let drow = db + oy * p.ow;
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let at = row + ox * p.stride;
+                let q = drow + ox;
+                let x0 = vec4f(wx[at + a0], wx[at + a1], wx[at + a2], wx[at + a3]);
+                let x1 = vec4f(wx[at + a4], wx[at + a5], wx[at + a6], wx[at + a7]);
+                let e0 = vec4f(wdy[q + d0], wdy[q + d1], wdy[q + d2], wdy[q + d3]);
+                let e1 = vec4f(wdy[q + d4], wdy[q + d5], wdy[q + d6], wdy[q + d7]);
+                c00 += outer(x0, e0);
+                c01 += outer(x1, e0);
+                c10 += outer(x0, e1);
+                c11 += outer(x1, e1);
+            }
+        }
+    }
+    let base = chunk * p.co * p.cig * p.kh * p.kw;
+    put(c00, base, g, o0, t0);
+    put(c01, base, g, o0, t0 + 4u);
+    put(c10, base, g, o0 + 4u, t0);
+    put(c11, base, g, o0 + 4u, t0 + 4u);
+}
