@@ -1,8 +1,9 @@
 //! Hand-built ONNX graphs for the ops the backend data does not cover (auto_pad, HardSwish,
 //! HardSigmoid, PRelu, per-channel constant arithmetic, Sum, Split, AveragePool,
-//! GlobalMaxPool, shape chains folded to constants): synthcal's GPU run must match its CPU
-//! reference, survive an export/import round trip, and, when `SYNTHCAL_ORT_PYTHON` names a
-//! Python with onnxruntime, match ONNX Runtime within 1e-4 of the largest output.
+//! GlobalMaxPool, shape chains folded to constants, dilated convs): synthcal's GPU run must
+//! match its CPU reference, survive an export/import round trip, and, when
+//! `SYNTHCAL_ORT_PYTHON` names a Python with onnxruntime, match ONNX Runtime within 1e-4 of the
+//! largest output.
 
 mod common;
 
@@ -265,6 +266,79 @@ fn model_b() -> ModelProto {
     b.model("y")
 }
 
+/// Dilated convs: 3x3 dilated [2, 3] with pad 2 -> Relu -> grouped, strided 3x3 dilated 2 ->
+/// depthwise 3x3 dilated 2 padded 2, or with `same` by auto_pad SAME_UPPER (pads from the
+/// dilated window; ONNX Runtime refuses dilation with auto_pad, so it runs the explicit form)
+/// -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_c(same: bool) -> ModelProto {
+    let mut b = B::new();
+    b.seed = 11;
+    b.random("w1", &[8, 3, 3, 3], 1.0);
+    b.random("b1", &[8], 0.5);
+    b.node(
+        "Conv",
+        &["x", "w1", "b1"],
+        &["c1"],
+        &[
+            ("dilations", A::Is(vec![2, 3])),
+            ("pads", A::Is(vec![2, 2, 2, 2])),
+        ],
+    );
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    b.random("w2", &[8, 4, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["r1", "w2"],
+        &["c2"],
+        &[
+            ("group", A::I(2)),
+            ("strides", A::Is(vec![2, 2])),
+            ("dilations", A::Is(vec![2, 2])),
+            ("pads", A::Is(vec![1, 1, 1, 1])),
+        ],
+    );
+    b.random("w3", &[8, 1, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["c2", "w3"],
+        &["c3"],
+        &[
+            ("group", A::I(8)),
+            ("dilations", A::Is(vec![2, 2])),
+            if same {
+                ("auto_pad", A::S("SAME_UPPER"))
+            } else {
+                ("pads", A::Is(vec![2; 4]))
+            },
+        ],
+    );
+    b.node("GlobalAveragePool", &["c3"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 8], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// The dilated convs keep their dilation through import, and the dilated graph's shapes are
+/// the ONNX ones: 8x8 -> 8x6 -> 3x2 -> 3x2.
+#[test]
+fn dilations_are_imported_per_axis() {
+    let m = onnx::import(&model_c(true).encode_to_vec(), "c").unwrap();
+    let dil: Vec<_> = m
+        .arch
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.layer().filter(|l| !l.linear))
+        .map(|l| (l.dilation, l.pad))
+        .collect();
+    assert_eq!(dil, [([2, 3], 2), ([2, 2], 1), ([2, 2], 2)]);
+    let e = err(single("Conv", &[("dilations", A::Is(vec![0, 1]))], |b| {
+        b.random("w", &[4, 3, 3, 3], 1.0)
+    }));
+    assert!(e.contains("dilations [0, 1]"), "{e}");
+}
+
 fn input() -> Vec<f32> {
     let n = BATCH * 3 * HW * HW;
     (0..n)
@@ -325,7 +399,7 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
     if python.is_none() {
         common::skip("SYNTHCAL_ORT_PYTHON is not set: ONNX Runtime comparison skipped");
     }
-    for (tag, p) in [("a", model_a()), ("b", model_b())] {
+    for (tag, p) in [("a", model_a()), ("b", model_b()), ("c", model_c(false))] {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
         let got = run(&m);
         // The CPU reference executor computes the same graph.
@@ -434,7 +508,7 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
     let n = 16;
     let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 97 % 251) as u8).collect();
     let images = synthcal::Images::new(px, HW, HW).unwrap();
-    for (tag, p) in [("a", model_a()), ("b", model_b())] {
+    for (tag, p) in [("a", model_a()), ("b", model_b()), ("c", model_c(false))] {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
         let classes: Vec<String> = m.class_names.clone();
         let labels = (0..n).map(|i| (i % classes.len()) as u8).collect();
@@ -442,6 +516,10 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
         let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &Default::default())
             .unwrap_or_else(|e| panic!("{tag}: {e}"));
         assert!(q.layers.len() >= 2, "{tag}: {} INT8 layers", q.layers.len());
+        if tag == "c" {
+            // All three dilated convs and the Gemm run on the INT8 kernels.
+            assert_eq!(q.layers.len(), 4, "{tag}: {} INT8 layers", q.layers.len());
+        }
         let (f, i) = (
             m.predict(&gpu, &images).unwrap(),
             q.predict(&gpu, &images).unwrap(),

@@ -264,6 +264,7 @@ mod tests {
             bias: None,
             stride: 1,
             pad: 0,
+            dilation: [1, 1],
             groups: 1,
             input,
             input_channel_scales: None,
@@ -279,6 +280,7 @@ mod tests {
             bias: None,
             stride: 1,
             pad: 0,
+            dilation: [1, 1],
             groups: 1,
             act: Act::Relu,
         };

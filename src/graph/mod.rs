@@ -28,6 +28,9 @@ pub enum Op {
         bias: Option<String>,
         stride: usize,
         pad: usize,
+        /// Tap spacing [h, w]; absent in graphs stored before dilation existed (dense).
+        #[serde(default = "dense", skip_serializing_if = "is_dense")]
+        dilation: [usize; 2],
         groups: usize,
         act: Act,
     },
@@ -181,6 +184,15 @@ impl Graph {
         }
         out
     }
+}
+
+/// Dilation 1 on both axes: an ordinary conv.
+pub fn dense() -> [usize; 2] {
+    [1, 1]
+}
+
+fn is_dense(d: &[usize; 2]) -> bool {
+    *d == dense()
 }
 
 /// `{prefix}.weight, .bias, .running_mean, .running_var`.

@@ -255,6 +255,7 @@ impl Frozen {
                     let p = Conv2dParams {
                         stride: [h, w],
                         pad: [0, 0],
+                        dilation: [1, 1],
                         groups: c,
                     };
                     t.conv2d(s, xin, k, None, p)?

@@ -127,6 +127,7 @@ fn infer(
             bias,
             stride,
             pad,
+            dilation,
             groups,
             ..
         } => {
@@ -149,8 +150,8 @@ fn infer(
             let out = vec![
                 n,
                 co,
-                window_out(h, kh, *stride, *pad)?,
-                window_out(w, kw, *stride, *pad)?,
+                window_out(h, span(kh, dilation[0])?, *stride, *pad)?,
+                window_out(w, span(kw, dilation[1])?, *stride, *pad)?,
             ];
             check_bias(bias.as_deref(), q, co, &p)?;
             if let Some(r) = x.get(1).filter(|r| **r != out.as_slice()) {
@@ -300,6 +301,20 @@ fn channels(s: &[usize]) -> Result<usize, String> {
 }
 
 /// PyTorch's floor-mode output size of a `k`-wide window.
+/// The input extent of a `k`-tap window with taps `d` apart (0 for an empty kernel).
+fn span(k: usize, d: usize) -> Result<usize, String> {
+    if d == 0 {
+        return Err("dilation must be >= 1".into());
+    }
+    match k.checked_sub(1) {
+        None => Ok(0),
+        Some(k1) => k1
+            .checked_mul(d)
+            .map(|v| v + 1)
+            .ok_or_else(|| format!("dilation {d} overflows")),
+    }
+}
+
 fn window_out(size: usize, k: usize, stride: usize, pad: usize) -> Result<usize, String> {
     let padded = pad.checked_mul(2).and_then(|p| p.checked_add(size));
     match padded {

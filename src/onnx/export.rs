@@ -230,10 +230,11 @@ impl Writer {
             return self.with_act("Gemm", name, inputs, l.act, vec![int("transB", 1)]);
         }
         let (s, p) = (l.stride as i64, l.pad as i64);
+        let d = l.dilation.map(|d| d as i64);
         let attrs = vec![
             ints("strides", &[s, s]),
             ints("pads", &[p, p, p, p]),
-            ints("dilations", &[1, 1]),
+            ints("dilations", &d),
             int("group", l.groups as i64),
         ];
         self.with_act("Conv", name, inputs, l.act, attrs)
@@ -432,14 +433,18 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 weight,
                 stride,
                 pad,
+                dilation: [dh, dw],
                 ..
             } => {
                 let ws = weight_shape(i, weight)?;
+                // A dilated kernel covers (k - 1) * d + 1 input pixels.
+                let span = |k: usize, d: usize| k.checked_sub(1)?.checked_mul(d)?.checked_add(1);
+                let conv = |x: usize, k: usize, d: usize| pooled(x, span(k, d)?, *stride, *pad);
                 match (x.as_slice(), ws.as_slice()) {
                     (&[_, xh, xw], &[co, _, kh, kw]) => vec![
                         co,
-                        pooled(xh, kh, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                        pooled(xw, kw, *stride, *pad).ok_or_else(|| bad(&n.name))?,
+                        conv(xh, kh, *dh).ok_or_else(|| bad(&n.name))?,
+                        conv(xw, kw, *dw).ok_or_else(|| bad(&n.name))?,
                     ],
                     _ => return Err(bad(&n.name)),
                 }

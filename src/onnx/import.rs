@@ -483,9 +483,15 @@ impl<'a> Importer<'a> {
                 let bias = Self::optional_input(n, 2)
                     .map(|b| self.param(b, 1))
                     .transpose()?;
-                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-                    return Err("dilated convolutions are not supported".into());
-                }
+                let dilation = match attr_ints(n, "dilations").as_deref() {
+                    None => [1, 1],
+                    Some(&[dh, dw])
+                        if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) =>
+                    {
+                        [dh as usize, dw as usize]
+                    }
+                    Some(d) => return Err(format!("dilations {d:?}: two values >= 1 needed")),
+                };
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 let ws = self
                     .params
@@ -493,13 +499,17 @@ impl<'a> Importer<'a> {
                     .map_err(|e| e.to_string())?
                     .shape
                     .clone();
-                let pad = self.window_pad(n, x, [ws[2], ws[3]], stride)?;
+                // auto_pad pads for the window's extent, which dilation widens.
+                let span = |k: usize, d: usize| k.saturating_sub(1) * d + 1;
+                let k = [span(ws[2], dilation[0]), span(ws[3], dilation[1])];
+                let pad = self.window_pad(n, x, k, stride)?;
                 let groups = attr_i(n, "group", 1).max(1) as usize;
                 let op = Op::Conv2d {
                     weight,
                     bias,
                     stride: stride.max(1),
                     pad,
+                    dilation,
                     groups,
                     act: Act::Identity,
                 };
@@ -908,6 +918,7 @@ impl<'a> Importer<'a> {
                     bias: None,
                     stride,
                     pad,
+                    dilation: [1, 1],
                     groups: c,
                     act: Act::Identity,
                 };

@@ -558,6 +558,7 @@ fn load_layer(
         bias,
         stride,
         pad,
+        dilation: layer.dilation,
         groups,
         input,
         input_channel_scales: l.input_channel_scales.clone(),
