@@ -526,5 +526,20 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
         );
         assert_eq!(f.values().len(), i.values().len(), "{tag}");
         assert!(i.values().iter().all(|v| v.is_finite()), "{tag}");
+        // The saved INT8 model loads (its layer checks know a dilated window) with the same
+        // layers, biases from bias correction on bias-free convs (b, c) included.
+        let path = std::env::temp_dir().join(format!("synthcal-{tag}-{}.st", std::process::id()));
+        q.save(&path).unwrap();
+        let back = synthcal::QuantizedModel::load(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert!(
+            back.layers == q.layers,
+            "{tag}: layers differ after a reload"
+        );
+        assert_eq!(
+            back.predict(&gpu, &images).unwrap().values(),
+            i.values(),
+            "{tag}"
+        );
     }
 }

@@ -430,11 +430,8 @@ impl QConv2d {
     pub fn new(gpu: &Gpu, desc: &QConv) -> Result<QConv2d> {
         let [co, cig, kh, kw] = desc.weights.shape;
         let g = desc.groups.max(1);
-        // Validates weights, bias and geometry against the smallest input they fit (the
-        // window a dilated kernel spans).
-        let [dh, dw] = desc.dilation;
-        let span = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);
-        desc.out_shape("qconv", [1, cig * g, span(kh, dh), span(kw, dw)])?;
+        // Validates weights, bias and geometry against the smallest input they fit.
+        desc.out_shape("qconv", desc.min_input())?;
         let mut scales = vec![desc.input.scale];
         scales.extend(desc.input_channel_scales.iter().flatten());
         scales.extend(&desc.weights.scale);

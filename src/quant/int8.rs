@@ -353,6 +353,20 @@ impl QConv {
         Ok(q)
     }
 
+    /// The smallest input the layer fits: one image whose sides are the window a (dilated)
+    /// kernel spans. Checking `out_shape` on it validates weights, bias and geometry.
+    pub fn min_input(&self) -> [usize; 4] {
+        let [_, cig, kh, kw] = self.weights.shape;
+        let span = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);
+        let [dh, dw] = self.dilation;
+        [
+            1,
+            cig.saturating_mul(self.groups),
+            span(kh, dh),
+            span(kw, dw),
+        ]
+    }
+
     /// Output shape for an `[n, c, h, w]` input, or a shape error.
     pub fn out_shape(&self, op: &'static str, x: [usize; 4]) -> Result<[usize; 4]> {
         let [co, cig, kh, kw] = self.weights.shape;
