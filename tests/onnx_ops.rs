@@ -339,6 +339,67 @@ fn dilations_are_imported_per_axis() {
     assert!(e.contains("dilations [0, 1]"), "{e}");
 }
 
+/// ceil_mode pools whose last window hangs over the end: conv -> MaxPool 3x3 stride 2 (8 -> 4,
+/// floor 3) -> AveragePool 3x3 stride 2 pad 1 counting the padding (4 -> 3, the last window
+/// divided by its part inside the padded input) -> AveragePool 2x2 stride 2 not counting it
+/// (3 -> 2) -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_d() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 13;
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["x", "w1"],
+        &["c1"],
+        &[("pads", A::Is(vec![1; 4]))],
+    );
+    let ceil = |k: i64, pad: i64| {
+        vec![
+            ("kernel_shape", A::Is(vec![k, k])),
+            ("strides", A::Is(vec![2, 2])),
+            ("pads", A::Is(vec![pad; 4])),
+            ("ceil_mode", A::I(1)),
+        ]
+    };
+    b.node("MaxPool", &["c1"], &["mp"], &ceil(3, 0));
+    let mut counted = ceil(3, 1);
+    counted.push(("count_include_pad", A::I(1)));
+    b.node("AveragePool", &["mp"], &["ap"], &counted);
+    b.node("AveragePool", &["ap"], &["ap2"], &ceil(2, 0));
+    b.node("GlobalAveragePool", &["ap2"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// The ceil-mode pools import as such (not refused, not floored); their values are checked
+/// against the CPU reference and ONNX Runtime in `handmade_graphs_match_...`.
+#[test]
+fn ceil_mode_pools_keep_their_partial_windows() {
+    use synthcal::graph::Op;
+    let m = onnx::import(&model_d().encode_to_vec(), "d").unwrap();
+    let pools: Vec<_> = m
+        .arch
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::MaxPool { ceil, .. } => Some(("max", ceil)),
+            Op::AvgPool {
+                ceil, count_pad, ..
+            } => Some((if count_pad { "avg" } else { "avg real" }, ceil)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        [("max", true), ("avg", true), ("avg real", true)],
+        "{:#?}",
+        m.arch.graph.nodes
+    );
+}
+
 fn input() -> Vec<f32> {
     let n = BATCH * 3 * HW * HW;
     (0..n)
@@ -399,7 +460,13 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
     if python.is_none() {
         common::skip("SYNTHCAL_ORT_PYTHON is not set: ONNX Runtime comparison skipped");
     }
-    for (tag, p) in [("a", model_a()), ("b", model_b()), ("c", model_c(false))] {
+    let models = [
+        ("a", model_a()),
+        ("b", model_b()),
+        ("c", model_c(false)),
+        ("d", model_d()),
+    ];
+    for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
         let got = run(&m);
         // The CPU reference executor computes the same graph.
@@ -476,16 +543,6 @@ fn unsupported_settings_are_refused_by_name() {
         |_| {},
     ));
     assert!(e.contains("pad <= kernel / 2"), "{e}");
-    let e = err(single(
-        "MaxPool",
-        &[
-            ("kernel_shape", A::Is(vec![3, 3])),
-            ("strides", A::Is(vec![2, 2])),
-            ("ceil_mode", A::I(1)),
-        ],
-        |_| {},
-    ));
-    assert!(e.contains("ceil_mode"), "{e}");
     let e = err(single("Mul", &[], |_| {}));
     assert!(e.contains("Mul of two computed values"), "{e}");
     // A [C] constant on an image broadcasts along the width in ONNX: not per channel.

@@ -101,7 +101,7 @@ impl Graph {
                 Op::ShortcutA { .. }
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
-                | Op::MaxPool { .. } => int_in(0),
+                | Op::MaxPool { ceil: false, .. } => int_in(0),
                 Op::Flatten => {
                     int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
                 }
@@ -171,6 +171,7 @@ fn step(
             kernel,
             stride,
             pad,
+            ceil: false,
         } => Step::MaxPool {
             kernel,
             stride,
@@ -296,6 +297,7 @@ mod tests {
                 kernel: 2,
                 stride: 2,
                 pad: 0,
+                ceil: false,
             },
             &[s],
         );

@@ -248,11 +248,13 @@ fn infer(
             kernel,
             stride,
             pad,
+            ceil,
         }
         | Op::AvgPool {
             kernel,
             stride,
             pad,
+            ceil,
             ..
         } => {
             let [n, c, h, w] = four(x0)?;
@@ -261,8 +263,12 @@ fn infer(
                     "kernel {kernel} stride {stride} pad {pad} (stride >= 1, pad <= kernel / 2)"
                 ));
             }
-            let oh = window_out(h, *kernel, *stride, *pad)?;
-            Ok(vec![n, c, oh, window_out(w, *kernel, *stride, *pad)?])
+            let size = |s| {
+                window_out(s, *kernel, *stride, *pad)?;
+                crate::ops::pool::pooled_size(s, *kernel, *stride, *pad, *ceil)
+                    .ok_or_else(|| format!("window {kernel} does not fit a size of {s}"))
+            };
+            Ok(vec![n, c, size(h)?, size(w)?])
         }
         Op::GlobalAvgPool => {
             let [n, c, _, _] = four(x0)?;

@@ -336,13 +336,15 @@ impl Writer {
                 kernel,
                 stride,
                 pad,
+                ceil,
             } => {
                 let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
-                let attrs = vec![
+                let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
                     ints("pads", &[p, p, p, p]),
                 ];
+                attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("MaxPool", name, ins, name, attrs);
             }
             Op::Softmax => self.push("Softmax", name, ins, name, vec![int("axis", 1)]),
@@ -365,14 +367,16 @@ impl Writer {
                 stride,
                 pad,
                 count_pad,
+                ceil,
             } => {
                 let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
-                let attrs = vec![
+                let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
                     ints("pads", &[p, p, p, p]),
                     int("count_include_pad", *count_pad as i64),
                 ];
+                attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("AveragePool", name, ins, name, attrs);
             }
             Op::GlobalAvgPool => {
@@ -472,18 +476,23 @@ fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
                 kernel,
                 stride,
                 pad,
+                ceil,
             }
             | Op::AvgPool {
                 kernel,
                 stride,
                 pad,
+                ceil,
                 ..
             } => match x.as_slice() {
-                &[c, xh, xw] => vec![
-                    c,
-                    pooled(xh, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                    pooled(xw, *kernel, *stride, *pad).ok_or_else(|| bad(&n.name))?,
-                ],
+                &[c, xh, xw] => {
+                    let size = |s| crate::ops::pool::pooled_size(s, *kernel, *stride, *pad, *ceil);
+                    vec![
+                        c,
+                        size(xh).ok_or_else(|| bad(&n.name))?,
+                        size(xw).ok_or_else(|| bad(&n.name))?,
+                    ]
+                }
                 _ => return Err(bad(&n.name)),
             },
             Op::GlobalAvgPool => vec![*x.first().ok_or_else(|| bad(&n.name))?],

@@ -874,6 +874,7 @@ impl<'a> Importer<'a> {
                         kernel: h,
                         stride: 1,
                         pad: 0,
+                        ceil: false,
                     },
                     &[x],
                     false,
@@ -893,14 +894,17 @@ impl<'a> Importer<'a> {
                     return Err("dilated pooling is not supported".into());
                 }
                 let pad = self.window_pad(n, x, [kernel, kernel], stride)?;
-                self.check_ceil_mode(n, x, kernel, stride, pad)?;
-                if pad > 0 && attr_i(n, "count_include_pad", 0) == 0 {
-                    // Border windows divide by their real elements: the pooling kernel.
+                let ceil = self.partial_ceil(n, x, kernel, stride, pad);
+                let count_pad = attr_i(n, "count_include_pad", 0) != 0;
+                if (pad > 0 && !count_pad) || ceil {
+                    // Border windows divide by their real elements, or a ceil-mode window by
+                    // its part inside the padded input: the pooling kernel.
                     let op = Op::AvgPool {
                         kernel,
                         stride,
                         pad,
-                        count_pad: false,
+                        count_pad,
+                        ceil,
                     };
                     let v = self.push(&name, op, &[x], false)?;
                     set(self, Val::Node(v));
@@ -951,13 +955,14 @@ impl<'a> Importer<'a> {
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 let pad = self.window_pad(n, x, [kernel, kernel], stride.max(1))?;
-                self.check_ceil_mode(n, x, kernel, stride.max(1), pad)?;
+                let ceil = self.partial_ceil(n, x, kernel, stride.max(1), pad);
                 let v = self.push(
                     &name,
                     Op::MaxPool {
                         kernel,
                         stride: stride.max(1),
                         pad,
+                        ceil,
                     },
                     &[x],
                     false,
@@ -1230,25 +1235,12 @@ impl<'a> Importer<'a> {
         })
     }
 
-    /// `ceil_mode` = 1 is taken when it gives the floor size the kernels compute.
-    fn check_ceil_mode(
-        &self,
-        n: &NodeProto,
-        x: ValueId,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<(), String> {
+    /// Whether `ceil_mode` = 1 adds a partial window on either axis (else the floor-mode op is
+    /// the same).
+    fn partial_ceil(&self, n: &NodeProto, x: ValueId, k: usize, stride: usize, pad: usize) -> bool {
         let s = &self.shapes[x];
-        if attr_i(n, "ceil_mode", 0) != 0
+        attr_i(n, "ceil_mode", 0) != 0
             && !(ceil_is_floor(s[2], k, stride, pad) && ceil_is_floor(s[3], k, stride, pad))
-        {
-            return Err(format!(
-                "ceil_mode = 1 adds a partial window on a {}x{} map; only floor-mode sizes are supported",
-                s[2], s[3]
-            ));
-        }
-        Ok(())
     }
 
     fn activation(&self, n: &NodeProto, opset: i64) -> Result<Act, String> {
