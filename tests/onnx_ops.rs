@@ -400,6 +400,68 @@ fn ceil_mode_pools_keep_their_partial_windows() {
     );
 }
 
+/// Zero Pads folded into the window op after them: Pad 1 (a constant input, opset 14) ->
+/// Conv pad 1 (padding 2 in all) -> Relu -> Pad 2 -> AveragePool 3x3 not counting its own
+/// (absent) padding, so the Pad's zeros count -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_e() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 17;
+    b.ints("p1", &[0, 0, 1, 1, 0, 0, 1, 1]);
+    b.node("Pad", &["x", "p1"], &["x1"], &[]);
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["x1", "w1"],
+        &["c1"],
+        &[("pads", A::Is(vec![1; 4]))],
+    );
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    b.ints("p2", &[0, 0, 2, 2, 0, 0, 2, 2]);
+    b.node("Pad", &["r1", "p2"], &["x2"], &[]);
+    b.node(
+        "AveragePool",
+        &["x2"],
+        &["ap"],
+        &[("kernel_shape", A::Is(vec![3, 3]))],
+    );
+    b.node("GlobalAveragePool", &["ap"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// Pads that do not fold into a symmetric window padding, or that precede a MaxPool, are
+/// refused by name; a folded Pad leaves no node of its own.
+#[test]
+fn pads_fold_into_the_next_window_op_or_are_refused() {
+    let m = onnx::import(&model_e().encode_to_vec(), "e").unwrap();
+    let pads: Vec<_> = m
+        .arch
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.layer().filter(|l| !l.linear).map(|l| l.pad))
+        .collect();
+    assert_eq!(pads, [2, 2], "{:#?}", m.arch.graph.nodes);
+    let padded = |pads: &[i64], op: &str, attrs: &[(&str, A)]| {
+        let mut b = B::new();
+        b.ints("p", pads);
+        b.node("Pad", &["x", "p"], &["xp"], &[]);
+        b.random("w", &[4, 3, 3, 3], 1.0);
+        let ins: &[&str] = if op == "Conv" { &["xp", "w"] } else { &["xp"] };
+        b.node(op, ins, &["y"], attrs);
+        err(b.model("y"))
+    };
+    let e = padded(&[0, 0, 1, 0, 0, 0, 0, 1], "Conv", &[]);
+    assert!(e.contains("padding [1, 0, 0, 1]"), "{e}");
+    let pool = [("kernel_shape", A::Is(vec![2, 2]))];
+    let e = padded(&[0, 0, 1, 1, 0, 0, 1, 1], "MaxPool", &pool);
+    assert!(e.contains("Pad before a MaxPool"), "{e}");
+    let e = padded(&[0, 1, 0, 0, 0, 1, 0, 0], "Conv", &[]);
+    assert!(e.contains("zero padding of H and W"), "{e}");
+}
+
 fn input() -> Vec<f32> {
     let n = BATCH * 3 * HW * HW;
     (0..n)
@@ -465,6 +527,7 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
         ("b", model_b()),
         ("c", model_c(false)),
         ("d", model_d()),
+        ("e", model_e()),
     ];
     for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
