@@ -460,6 +460,15 @@ fn pads_fold_into_the_next_window_op_or_are_refused() {
     assert!(e.contains("Pad before a MaxPool"), "{e}");
     let e = padded(&[0, 1, 0, 0, 0, 1, 0, 0], "Conv", &[]);
     assert!(e.contains("zero padding of H and W"), "{e}");
+    // A nonzero fill (an input since opset 11) is not padding the conv can do.
+    let mut b = B::new();
+    b.ints("p", &[0, 0, 1, 1, 0, 0, 1, 1]);
+    b.floats("v", &[], vec![3.5]);
+    b.node("Pad", &["x", "p", "v"], &["xp"], &[]);
+    b.random("w", &[4, 3, 3, 3], 1.0);
+    b.node("Conv", &["xp", "w"], &["y"], &[]);
+    let e = err(b.model("y"));
+    assert!(e.contains("zero padding of H and W"), "{e}");
 }
 
 fn input() -> Vec<f32> {

@@ -399,7 +399,7 @@ impl<'a> Importer<'a> {
     fn value(&self, name: &str) -> Result<ValueId, String> {
         match self.vals.get(name) {
             Some(Val::Node(v)) => Ok(*v),
-            Some(Val::Padded(..)) => Err(format!("value `{name}` is a spatial Pad, which synthcal folds only into a following Conv or AveragePool")),
+            Some(Val::Padded(..)) => Err(format!("value `{name}` is a spatial Pad, which is supported only folded into a following Conv or AveragePool (synthcal has no standalone pad op)")),
             Some(_) => Err(format!("value `{name}` is an intermediate of a reshape/slice pattern synthcal has no op for")),
             None if self.consts.contains_key(name) => Err(format!("`{name}` is a constant where synthcal needs a computed value")),
             None => Err(format!("value `{name}` is not computed before it is read")),
@@ -1128,10 +1128,15 @@ impl<'a> Importer<'a> {
                 let mode = attr(n, "mode")
                     .and_then(|a| a.s.clone())
                     .unwrap_or(b"constant".to_vec());
-                let zero = Self::optional_input(n, 2)
-                    .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
-                    .transpose()?
-                    .unwrap_or(true);
+                // The fill value: an attribute before opset 11, an optional input since.
+                let zero = if opset < 11 {
+                    attr_f(n, "value", 0.0) == 0.0
+                } else {
+                    Self::optional_input(n, 2)
+                        .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
+                        .transpose()?
+                        .unwrap_or(true)
+                };
                 match (self.vals.get(input(0)?).copied(), pads.as_slice()) {
                     (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == b"constant" && zero => {
                         let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false)?;
