@@ -20,7 +20,8 @@ struct Params {
     pad_h: i32, pad_w: i32, tiles_co: u32, tiles_px: u32,
     act: u32, slope: f32, has_bias: u32, has_res: u32,
     k: u32, kp: u32, tiles_row: u32, kh: u32,
-    kw: u32, sh: u32, sw: u32, _pad: u32,
+    kw: u32, sh: u32, sw: u32, dh: u32,
+    dw: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 // Taps per kernel row in the weight layout, a constant so that the per-tap index math folds.
@@ -177,13 +178,13 @@ fn pixels(px: u32, g: u32) -> Pix {
     return Pix(vec4i(base), vec4i((r / p.ow) * p.sh) - p.pad_h, vec4i((r % p.ow) * p.sw) - p.pad_w);
 }
 
-// Input under tap k of four pixels, zero in the padding and for padded taps.
+// Input under tap k of four pixels (taps dh, dw apart), zero in the padding and for padded taps.
 fn tap(q: Pix, k: u32) -> vec4f {
     let ci = k / (p.kh * KWP);
     let kh = (k / KWP) % p.kh;
     let kw = k % KWP;
-    let ih = q.ih + i32(kh);
-    let iw = q.iw + i32(kw);
+    let ih = q.ih + i32(kh * p.dh);
+    let iw = q.iw + i32(kw * p.dw);
     let ok = (ih >= vec4i(0)) & (ih < vec4i(i32(p.h))) & (iw >= vec4i(0)) & (iw < vec4i(i32(p.w)))
         & vec4<bool>(kw < p.kw && k < p.k);
     let i = vec4u(select(vec4i(0), q.base + i32(ci * p.h * p.w) + ih * i32(p.w) + iw, ok));
@@ -297,7 +298,7 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     var wr = b.wr;
     for (var ci = 0u; ci < p.cig; ci++) {
         for (var kh = 0u; kh < p.kh; kh++) {
-            let ih = ih0 + i32(kh);
+            let ih = ih0 + i32(kh * p.dh);
             let ok = ih >= 0 && ih < i32(p.h);
             let r = rb + ih * i32(p.w);
             var x1 = mat4x4f(); var x2 = mat4x4f(); var x3 = mat4x4f();

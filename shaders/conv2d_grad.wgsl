@@ -30,6 +30,10 @@ struct Params {
     chunks: u32,
     oblocks: u32, // ceil(cog / 4)
     tblocks: u32, // ceil(cig * kh * kw / 4)
+    dil: u32,     // wgrad: tap spacing (dilation) on both axes
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -86,7 +90,7 @@ fn dilate_pad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
 }
 
 // Weight gradient, partial over image chunks: part[chunk, o, t] = sum over the chunk's images
-// and output pixels of dy[n, o, oy, ox] * xp[n, g*cig + c, oy*s + ky, ox*s + kx], with xp the
+// and output pixels of dy[n, o, oy, ox] * xp[n, g*cig + c, oy*s + ky*d, ox*s + kx*d], with xp the
 // input zero-padded beforehand (so the inner loop has no bounds checks) and
 // t = (c * kh + ky) * kw + kx. A thread owns 8 output channels (of one group) x 8 taps: 16
 // loads feed 64 FMAs, in registers (no workgroup memory: barriers are slow on CPU drivers).
@@ -109,7 +113,7 @@ fn wgrad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     for (var j = 0u; j < 8u; j++) {
         let t = min(tb * 8u + j, taps - 1u);
         let c = g * p.cig + t / (p.kh * p.kw);
-        off[j] = (c * p.h + (t / p.kw) % p.kh) * p.w + t % p.kw;
+        off[j] = (c * p.h + ((t / p.kw) % p.kh) * p.dil) * p.w + (t % p.kw) * p.dil;
     }
     var oc: array<u32, 8>;
     for (var j = 0u; j < 8u; j++) {

@@ -1,4 +1,5 @@
-// Pooling over [N*C, H, W], one invocation per output (PyTorch floor mode).
+// Pooling over [N*C, H, W], one invocation per output (the host sizes the output: floor or
+// ceil mode; windows are clipped to the input).
 
 struct Params {
     total: u32,
@@ -27,8 +28,8 @@ fn window(i: u32) -> vec3i {
     return vec3i(i32(nc * p.h * p.w), i32(oy * p.stride) - i32(p.pad), i32(ox * p.stride) - i32(p.pad));
 }
 
-// count_include_pad=True: in floor mode every window lies inside the padded input, so the
-// divisor is always k*k.
+// count_include_pad=True: the divisor is the window clipped to the padded input, k*k except
+// for a ceil-mode window hanging over the end (ONNX and PyTorch semantics).
 @compute @workgroup_size(256)
 fn avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
@@ -40,7 +41,11 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
             acc += x[u32(win.x + ky * i32(p.w) + kx)];
         }
     }
-    y[i] = acc / f32(p.k * p.k);
+    let pad = i32(p.pad);
+    let k = i32(p.k);
+    let rows = min(win.y + k, i32(p.h) + pad) - win.y;
+    let cols = min(win.z + k, i32(p.w) + pad) - win.z;
+    y[i] = acc / f32(rows * cols);
 }
 
 // count_include_pad=False (ONNX's default): the mean of the window's real elements.

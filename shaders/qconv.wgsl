@@ -23,6 +23,8 @@ struct Params {
     ma: i32, mb: i32, shift: u32, a_offset: i32, b_offset: i32,
     // gather: the second source's channel words.
     c4b: u32,
+    // conv: tap spacing (dilation) per axis.
+    dh: u32, dw: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -85,8 +87,8 @@ fn pixel(q: u32, word: u32) -> Pix {
 // below 2^31 since tensors are far smaller than 8 GiB).
 fn tap(px: Pix, ky: u32, kx: u32) -> u32 {
     // Negative coordinates wrap to huge u32s, so one unsigned compare per axis suffices.
-    let iy = u32(px.iy + i32(ky));
-    let ix = u32(px.ix + i32(kx));
+    let iy = u32(px.iy + i32(ky * p.dh));
+    let ix = u32(px.ix + i32(kx * p.dw));
     return select(px.base | PAD, px.base + iy * p.w + ix, iy < p.h && ix < p.w);
 }
 

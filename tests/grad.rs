@@ -181,6 +181,33 @@ fn conv2d_grads() {
     }
 }
 
+/// (x shape, w shape, stride, pad, groups, dilation)
+type DilatedCase = ([usize; 4], [usize; 4], usize, usize, usize, usize);
+
+/// Dilated convs (as imported ONNX models have them) through the tape's backward, against
+/// finite differences: strided, padded, grouped and depthwise, with bias.
+#[test]
+fn dilated_conv2d_grads() {
+    common::skip_without_gpu!();
+    let cases: &[DilatedCase] = &[
+        ([2, 3, 7, 7], [4, 3, 3, 3], 1, 2, 1, 2),
+        ([1, 4, 9, 8], [6, 4, 3, 3], 2, 1, 1, 2),
+        ([1, 4, 9, 9], [4, 2, 2, 2], 2, 3, 2, 3),
+        ([2, 3, 8, 8], [3, 1, 3, 3], 1, 3, 3, 3),
+    ];
+    for (i, &(xs, ws, stride, pad, groups, d)) in cases.iter().enumerate() {
+        let p = Conv2dParams::new(stride, pad, groups).dilated([d, d]);
+        let f =
+            move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.conv2d(s, v[0], v[1], Some(v[2]), p);
+        let ins = vec![
+            input(&xs, 40 + i as u64, true),
+            input(&ws, 50 + i as u64, true),
+            input(&[ws[0]], 60 + i as u64, true),
+        ];
+        check_grad(&format!("dilated conv2d case {i}"), ins, &f, false);
+    }
+}
+
 #[test]
 fn batch_norm_grads() {
     common::skip_without_gpu!();

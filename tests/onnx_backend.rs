@@ -22,6 +22,7 @@ const MUST_PASS: &[&str] = &[
     "test_Conv2d_no_bias",
     "test_Conv2d_padding",
     "test_Conv2d_strided",
+    "test_Conv2d_dilated",
     "test_BatchNorm2d_eval",
     "test_MaxPool2d",
     "test_AvgPool2d",

@@ -1,8 +1,9 @@
 //! Hand-built ONNX graphs for the ops the backend data does not cover (auto_pad, HardSwish,
 //! HardSigmoid, PRelu, per-channel constant arithmetic, Sum, Split, AveragePool,
-//! GlobalMaxPool, shape chains folded to constants): synthcal's GPU run must match its CPU
-//! reference, survive an export/import round trip, and, when `SYNTHCAL_ORT_PYTHON` names a
-//! Python with onnxruntime, match ONNX Runtime within 1e-4 of the largest output.
+//! GlobalMaxPool, shape chains folded to constants, dilated convs): synthcal's GPU run must
+//! match its CPU reference, survive an export/import round trip, and, when
+//! `SYNTHCAL_ORT_PYTHON` names a Python with onnxruntime, match ONNX Runtime within 1e-4 of the
+//! largest output.
 
 mod common;
 
@@ -265,6 +266,211 @@ fn model_b() -> ModelProto {
     b.model("y")
 }
 
+/// Dilated convs: 3x3 dilated [2, 3] with pad 2 -> Relu -> grouped, strided 3x3 dilated 2 ->
+/// depthwise 3x3 dilated 2 padded 2, or with `same` by auto_pad SAME_UPPER (pads from the
+/// dilated window; ONNX Runtime refuses dilation with auto_pad, so it runs the explicit form)
+/// -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_c(same: bool) -> ModelProto {
+    let mut b = B::new();
+    b.seed = 11;
+    b.random("w1", &[8, 3, 3, 3], 1.0);
+    b.random("b1", &[8], 0.5);
+    b.node(
+        "Conv",
+        &["x", "w1", "b1"],
+        &["c1"],
+        &[
+            ("dilations", A::Is(vec![2, 3])),
+            ("pads", A::Is(vec![2, 2, 2, 2])),
+        ],
+    );
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    b.random("w2", &[8, 4, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["r1", "w2"],
+        &["c2"],
+        &[
+            ("group", A::I(2)),
+            ("strides", A::Is(vec![2, 2])),
+            ("dilations", A::Is(vec![2, 2])),
+            ("pads", A::Is(vec![1, 1, 1, 1])),
+        ],
+    );
+    b.random("w3", &[8, 1, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["c2", "w3"],
+        &["c3"],
+        &[
+            ("group", A::I(8)),
+            ("dilations", A::Is(vec![2, 2])),
+            if same {
+                ("auto_pad", A::S("SAME_UPPER"))
+            } else {
+                ("pads", A::Is(vec![2; 4]))
+            },
+        ],
+    );
+    b.node("GlobalAveragePool", &["c3"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 8], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// The dilated convs keep their dilation through import, and the dilated graph's shapes are
+/// the ONNX ones: 8x8 -> 8x6 -> 3x2 -> 3x2.
+#[test]
+fn dilations_are_imported_per_axis() {
+    let m = onnx::import(&model_c(true).encode_to_vec(), "c").unwrap();
+    let dil: Vec<_> = m
+        .arch
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.layer().filter(|l| !l.linear))
+        .map(|l| (l.dilation, l.pad))
+        .collect();
+    assert_eq!(dil, [([2, 3], 2), ([2, 2], 1), ([2, 2], 2)]);
+    let e = err(single("Conv", &[("dilations", A::Is(vec![0, 1]))], |b| {
+        b.random("w", &[4, 3, 3, 3], 1.0)
+    }));
+    assert!(e.contains("dilations [0, 1]"), "{e}");
+}
+
+/// ceil_mode pools whose last window hangs over the end: conv -> MaxPool 3x3 stride 2 (8 -> 4,
+/// floor 3) -> AveragePool 3x3 stride 2 pad 1 counting the padding (4 -> 3, the last window
+/// divided by its part inside the padded input) -> AveragePool 2x2 stride 2 not counting it
+/// (3 -> 2) -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_d() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 13;
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["x", "w1"],
+        &["c1"],
+        &[("pads", A::Is(vec![1; 4]))],
+    );
+    let ceil = |k: i64, pad: i64| {
+        vec![
+            ("kernel_shape", A::Is(vec![k, k])),
+            ("strides", A::Is(vec![2, 2])),
+            ("pads", A::Is(vec![pad; 4])),
+            ("ceil_mode", A::I(1)),
+        ]
+    };
+    b.node("MaxPool", &["c1"], &["mp"], &ceil(3, 0));
+    let mut counted = ceil(3, 1);
+    counted.push(("count_include_pad", A::I(1)));
+    b.node("AveragePool", &["mp"], &["ap"], &counted);
+    b.node("AveragePool", &["ap"], &["ap2"], &ceil(2, 0));
+    b.node("GlobalAveragePool", &["ap2"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// The ceil-mode pools import as such (not refused, not floored); their values are checked
+/// against the CPU reference and ONNX Runtime in `handmade_graphs_match_...`.
+#[test]
+fn ceil_mode_pools_keep_their_partial_windows() {
+    use synthcal::graph::Op;
+    let m = onnx::import(&model_d().encode_to_vec(), "d").unwrap();
+    let pools: Vec<_> = m
+        .arch
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::MaxPool { ceil, .. } => Some(("max", ceil)),
+            Op::AvgPool {
+                ceil, count_pad, ..
+            } => Some((if count_pad { "avg" } else { "avg real" }, ceil)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        [("max", true), ("avg", true), ("avg real", true)],
+        "{:#?}",
+        m.arch.graph.nodes
+    );
+}
+
+/// Zero Pads folded into the window op after them: Pad 1 (a constant input, opset 14) ->
+/// Conv pad 1 (padding 2 in all) -> Relu -> Pad 2 -> AveragePool 3x3 not counting its own
+/// (absent) padding, so the Pad's zeros count -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_e() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 17;
+    b.ints("p1", &[0, 0, 1, 1, 0, 0, 1, 1]);
+    b.node("Pad", &["x", "p1"], &["x1"], &[]);
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["x1", "w1"],
+        &["c1"],
+        &[("pads", A::Is(vec![1; 4]))],
+    );
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    b.ints("p2", &[0, 0, 2, 2, 0, 0, 2, 2]);
+    b.node("Pad", &["r1", "p2"], &["x2"], &[]);
+    b.node(
+        "AveragePool",
+        &["x2"],
+        &["ap"],
+        &[("kernel_shape", A::Is(vec![3, 3]))],
+    );
+    b.node("GlobalAveragePool", &["ap"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// Pads that do not fold into a symmetric window padding, or that precede a MaxPool, are
+/// refused by name; a folded Pad leaves no node of its own.
+#[test]
+fn pads_fold_into_the_next_window_op_or_are_refused() {
+    let m = onnx::import(&model_e().encode_to_vec(), "e").unwrap();
+    let pads: Vec<_> = m
+        .arch
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.op.layer().filter(|l| !l.linear).map(|l| l.pad))
+        .collect();
+    assert_eq!(pads, [2, 2], "{:#?}", m.arch.graph.nodes);
+    let padded = |pads: &[i64], op: &str, attrs: &[(&str, A)]| {
+        let mut b = B::new();
+        b.ints("p", pads);
+        b.node("Pad", &["x", "p"], &["xp"], &[]);
+        b.random("w", &[4, 3, 3, 3], 1.0);
+        let ins: &[&str] = if op == "Conv" { &["xp", "w"] } else { &["xp"] };
+        b.node(op, ins, &["y"], attrs);
+        err(b.model("y"))
+    };
+    let e = padded(&[0, 0, 1, 0, 0, 0, 0, 1], "Conv", &[]);
+    assert!(e.contains("padding [1, 0, 0, 1]"), "{e}");
+    let pool = [("kernel_shape", A::Is(vec![2, 2]))];
+    let e = padded(&[0, 0, 1, 1, 0, 0, 1, 1], "MaxPool", &pool);
+    assert!(e.contains("Pad before a MaxPool"), "{e}");
+    let e = padded(&[0, 1, 0, 0, 0, 1, 0, 0], "Conv", &[]);
+    assert!(e.contains("zero padding of H and W"), "{e}");
+    // A nonzero fill (an input since opset 11) is not padding the conv can do.
+    let mut b = B::new();
+    b.ints("p", &[0, 0, 1, 1, 0, 0, 1, 1]);
+    b.floats("v", &[], vec![3.5]);
+    b.node("Pad", &["x", "p", "v"], &["xp"], &[]);
+    b.random("w", &[4, 3, 3, 3], 1.0);
+    b.node("Conv", &["xp", "w"], &["y"], &[]);
+    let e = err(b.model("y"));
+    assert!(e.contains("zero padding of H and W"), "{e}");
+}
+
 fn input() -> Vec<f32> {
     let n = BATCH * 3 * HW * HW;
     (0..n)
@@ -325,7 +531,14 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
     if python.is_none() {
         common::skip("SYNTHCAL_ORT_PYTHON is not set: ONNX Runtime comparison skipped");
     }
-    for (tag, p) in [("a", model_a()), ("b", model_b())] {
+    let models = [
+        ("a", model_a()),
+        ("b", model_b()),
+        ("c", model_c(false)),
+        ("d", model_d()),
+        ("e", model_e()),
+    ];
+    for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
         let got = run(&m);
         // The CPU reference executor computes the same graph.
@@ -402,16 +615,6 @@ fn unsupported_settings_are_refused_by_name() {
         |_| {},
     ));
     assert!(e.contains("pad <= kernel / 2"), "{e}");
-    let e = err(single(
-        "MaxPool",
-        &[
-            ("kernel_shape", A::Is(vec![3, 3])),
-            ("strides", A::Is(vec![2, 2])),
-            ("ceil_mode", A::I(1)),
-        ],
-        |_| {},
-    ));
-    assert!(e.contains("ceil_mode"), "{e}");
     let e = err(single("Mul", &[], |_| {}));
     assert!(e.contains("Mul of two computed values"), "{e}");
     // A [C] constant on an image broadcasts along the width in ONNX: not per channel.
@@ -434,7 +637,7 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
     let n = 16;
     let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 97 % 251) as u8).collect();
     let images = synthcal::Images::new(px, HW, HW).unwrap();
-    for (tag, p) in [("a", model_a()), ("b", model_b())] {
+    for (tag, p) in [("a", model_a()), ("b", model_b()), ("c", model_c(false))] {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
         let classes: Vec<String> = m.class_names.clone();
         let labels = (0..n).map(|i| (i % classes.len()) as u16).collect();
@@ -442,11 +645,30 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
         let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &Default::default())
             .unwrap_or_else(|e| panic!("{tag}: {e}"));
         assert!(q.layers.len() >= 2, "{tag}: {} INT8 layers", q.layers.len());
+        if tag == "c" {
+            // All three dilated convs and the Gemm run on the INT8 kernels.
+            assert_eq!(q.layers.len(), 4, "{tag}: {} INT8 layers", q.layers.len());
+        }
         let (f, i) = (
             m.predict(&gpu, &images).unwrap(),
             q.predict(&gpu, &images).unwrap(),
         );
         assert_eq!(f.values().len(), i.values().len(), "{tag}");
         assert!(i.values().iter().all(|v| v.is_finite()), "{tag}");
+        // The saved INT8 model loads (its layer checks know a dilated window) with the same
+        // layers, biases from bias correction on bias-free convs (b, c) included.
+        let path = std::env::temp_dir().join(format!("synthcal-{tag}-{}.st", std::process::id()));
+        q.save(&path).unwrap();
+        let back = synthcal::QuantizedModel::load(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert!(
+            back.layers == q.layers,
+            "{tag}: layers differ after a reload"
+        );
+        assert_eq!(
+            back.predict(&gpu, &images).unwrap().values(),
+            i.values(),
+            "{tag}"
+        );
     }
 }

@@ -33,12 +33,14 @@ pub fn conv2d(
                     for c in 0..cig {
                         let cin = gi * cig + c;
                         for i in 0..kh {
-                            let iy = (y * p.stride[0] + i) as isize - p.pad[0] as isize;
+                            let iy =
+                                (y * p.stride[0] + i * p.dilation[0]) as isize - p.pad[0] as isize;
                             if iy < 0 || iy >= h as isize {
                                 continue;
                             }
                             for j in 0..kw {
-                                let ix = (xo * p.stride[1] + j) as isize - p.pad[1] as isize;
+                                let ix = (xo * p.stride[1] + j * p.dilation[1]) as isize
+                                    - p.pad[1] as isize;
                                 if ix < 0 || ix >= wd as isize {
                                     continue;
                                 }

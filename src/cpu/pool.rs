@@ -29,14 +29,12 @@ enum Reduce {
     MeanOfReal,
 }
 
-fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce) -> Array {
+fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce, ceil: bool) -> Array {
     let [n, c, h, w] = x.shape[..] else {
         panic!("pool: 4-d input")
     };
-    let (oh, ow) = (
-        (h + 2 * pad - k) / stride + 1,
-        (w + 2 * pad - k) / stride + 1,
-    );
+    let size = |s| crate::ops::pool::pooled_size(s, k, stride, pad, ceil).expect("window fits");
+    let (oh, ow) = (size(h), size(w));
     let mut out = Array::zeros(&[n, c, oh, ow]);
     for (o, y) in out.data.iter_mut().enumerate() {
         let vals: Vec<f32> = window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow)
@@ -44,7 +42,11 @@ fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce) -> Array {
             .collect();
         *y = match how {
             Reduce::Max => vals.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-            Reduce::Mean => vals.iter().sum::<f32>() / (k * k) as f32,
+            // The window clipped to the padded input (k on each axis in floor mode).
+            Reduce::Mean => {
+                let clip = |o: usize, s: usize| k.min(s + 2 * pad - o * stride);
+                vals.iter().sum::<f32>() / (clip((o / ow) % oh, h) * clip(o % ow, w)) as f32
+            }
             Reduce::MeanOfReal => vals.iter().sum::<f32>() / vals.len().max(1) as f32,
         };
     }
@@ -52,16 +54,34 @@ fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce) -> Array {
 }
 
 pub fn avg_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, Reduce::Mean)
+    pool(x, k, stride, pad, Reduce::Mean, false)
 }
 
 /// Average pooling that leaves the padding out of each window's count.
 pub fn avg_pool2d_exclude_pad(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, Reduce::MeanOfReal)
+    pool(x, k, stride, pad, Reduce::MeanOfReal, false)
 }
 
 pub fn max_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, Reduce::Max)
+    pool(x, k, stride, pad, Reduce::Max, false)
+}
+
+/// Any pooling with `ceil` mode (see `ops::pool::pooled_size`); the GPU's `pool2d`.
+pub fn pool2d(
+    x: &Array,
+    how: crate::ops::pool::Pool,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    ceil: bool,
+) -> Array {
+    use crate::ops::pool::Pool;
+    let r = match how {
+        Pool::Max => Reduce::Max,
+        Pool::Avg => Reduce::Mean,
+        Pool::AvgOfReal => Reduce::MeanOfReal,
+    };
+    pool(x, k, stride, pad, r, ceil)
 }
 
 /// The gradient of `max_pool2d` (scatter form): each window's `dy` goes to its first maximum

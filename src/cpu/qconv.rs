@@ -52,8 +52,9 @@ fn accumulate(conv: &QConv, x: &QArray, bias_q: &[i32]) -> Result<(Vec<i32>, [us
                         let ci = g * cig + i;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * conv.stride + ky) as isize - conv.pad as isize;
-                                let ix = (ox * conv.stride + kx) as isize - conv.pad as isize;
+                                let [dy, dx] = conv.dilation;
+                                let iy = (oy * conv.stride + ky * dy) as isize - conv.pad as isize;
+                                let ix = (ox * conv.stride + kx * dx) as isize - conv.pad as isize;
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     continue;
                                 }
@@ -130,6 +131,7 @@ mod tests {
             bias: Some(vec![1.0]),
             stride: 1,
             pad: 0,
+            dilation: [1, 1],
             groups: 1,
             input: x.fmt,
             input_channel_scales: None,

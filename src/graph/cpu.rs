@@ -7,6 +7,7 @@ use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::array::Array;
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::ops::pool::Pool;
 use crate::quant::int8::{QArray, QConv, QFormat};
 use std::collections::{BTreeMap, HashMap};
 
@@ -129,16 +130,22 @@ pub fn forward_int8(
                 kernel,
                 stride,
                 pad,
-            } => cpu::pool::max_pool2d(arg(0)?, *kernel, *stride, *pad),
+                ceil,
+            } => cpu::pool::pool2d(arg(0)?, Pool::Max, *kernel, *stride, *pad, *ceil),
             Op::AvgPool {
                 kernel: k,
                 stride: s,
                 pad: p,
                 count_pad,
-            } => match count_pad {
-                true => cpu::pool::avg_pool2d(arg(0)?, *k, *s, *p),
-                false => cpu::pool::avg_pool2d_exclude_pad(arg(0)?, *k, *s, *p),
-            },
+                ceil,
+            } => {
+                let how = if *count_pad {
+                    Pool::Avg
+                } else {
+                    Pool::AvgOfReal
+                };
+                cpu::pool::pool2d(arg(0)?, how, *k, *s, *p, *ceil)
+            }
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
             Op::Softmax => cpu::softmax::softmax(arg(0)?),
             Op::Lrn {

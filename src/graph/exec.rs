@@ -7,6 +7,7 @@ use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::ops;
+use crate::ops::pool::Pool;
 use crate::quant::int8::QFormat;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -275,16 +276,22 @@ impl Runner {
                     kernel,
                     stride,
                     pad,
-                } => ops::pool::max_pool2d(s, arg(0)?, *kernel, *stride, *pad)?,
+                    ceil,
+                } => ops::pool::pool2d(s, arg(0)?, Pool::Max, *kernel, *stride, *pad, *ceil)?,
                 Op::AvgPool {
                     kernel: k,
                     stride: st,
                     pad: p,
                     count_pad,
-                } => match count_pad {
-                    true => ops::pool::avg_pool2d(s, arg(0)?, *k, *st, *p)?,
-                    false => ops::pool::avg_pool2d_exclude_pad(s, arg(0)?, *k, *st, *p)?,
-                },
+                    ceil,
+                } => {
+                    let how = if *count_pad {
+                        Pool::Avg
+                    } else {
+                        Pool::AvgOfReal
+                    };
+                    ops::pool::pool2d(s, arg(0)?, how, *k, *st, *p, *ceil)?
+                }
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
                 Op::Softmax => ops::softmax::softmax(s, arg(0)?)?,
                 Op::Lrn {

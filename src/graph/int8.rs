@@ -101,7 +101,7 @@ impl Graph {
                 Op::ShortcutA { .. }
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
-                | Op::MaxPool { .. } => int_in(0),
+                | Op::MaxPool { ceil: false, .. } => int_in(0),
                 Op::Flatten => {
                     int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
                 }
@@ -171,6 +171,7 @@ fn step(
             kernel,
             stride,
             pad,
+            ceil: false,
         } => Step::MaxPool {
             kernel,
             stride,
@@ -264,6 +265,7 @@ mod tests {
             bias: None,
             stride: 1,
             pad: 0,
+            dilation: [1, 1],
             groups: 1,
             input,
             input_channel_scales: None,
@@ -279,6 +281,7 @@ mod tests {
             bias: None,
             stride: 1,
             pad: 0,
+            dilation: [1, 1],
             groups: 1,
             act: Act::Relu,
         };
@@ -294,6 +297,7 @@ mod tests {
                 kernel: 2,
                 stride: 2,
                 pad: 0,
+                ceil: false,
             },
             &[s],
         );

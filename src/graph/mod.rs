@@ -28,6 +28,9 @@ pub enum Op {
         bias: Option<String>,
         stride: usize,
         pad: usize,
+        /// Tap spacing [h, w]; absent in graphs stored before dilation existed (dense).
+        #[serde(default = "dense", skip_serializing_if = "is_dense")]
+        dilation: [usize; 2],
         groups: usize,
         act: Act,
     },
@@ -60,17 +63,23 @@ pub enum Op {
     ChannelShuffle {
         groups: usize,
     },
+    /// Max pooling; `ceil`: ONNX `ceil_mode` (a last partial window counts; FP32 only).
     MaxPool {
         kernel: usize,
         stride: usize,
         pad: usize,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil: bool,
     },
-    /// Average pooling; `count_pad`: the zero padding counts in each window's divisor.
+    /// Average pooling; `count_pad`: the zero padding counts in each window's divisor (which
+    /// is the window clipped to the padded input); `ceil` as for MaxPool.
     AvgPool {
         kernel: usize,
         stride: usize,
         pad: usize,
         count_pad: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil: bool,
     },
     GlobalAvgPool,
     Flatten,
@@ -181,6 +190,19 @@ impl Graph {
         }
         out
     }
+}
+
+/// Dilation 1 on both axes: an ordinary conv.
+pub fn dense() -> [usize; 2] {
+    [1, 1]
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+fn is_dense(d: &[usize; 2]) -> bool {
+    *d == dense()
 }
 
 /// `{prefix}.weight, .bias, .running_mean, .running_var`.

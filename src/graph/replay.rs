@@ -244,7 +244,14 @@ impl Frozen {
                     kernel,
                     stride,
                     pad,
+                    ceil: false,
                 } => t.max_pool(s, arg(0)?, *kernel, *stride, *pad)?,
+                Op::MaxPool { ceil: true, .. } => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (MaxPool with ceil_mode windows) has no backward",
+                        node.name
+                    )))
+                }
                 Op::GlobalAvgPool => {
                     let xin = arg(0)?;
                     let [c, h, w] = [shape(t, xin)[1], shape(t, xin)[2], shape(t, xin)[3]];
@@ -255,6 +262,7 @@ impl Frozen {
                     let p = Conv2dParams {
                         stride: [h, w],
                         pad: [0, 0],
+                        dilation: [1, 1],
                         groups: c,
                     };
                     t.conv2d(s, xin, k, None, p)?

@@ -137,6 +137,7 @@ fn infer(
             bias,
             stride,
             pad,
+            dilation,
             groups,
             ..
         } => {
@@ -159,8 +160,8 @@ fn infer(
             let out = vec![
                 n,
                 co,
-                window_out(h, kh, *stride, *pad)?,
-                window_out(w, kw, *stride, *pad)?,
+                window_out(h, span(kh, dilation[0])?, *stride, *pad)?,
+                window_out(w, span(kw, dilation[1])?, *stride, *pad)?,
             ];
             check_bias(bias.as_deref(), q, co, &p)?;
             if let Some(r) = x.get(1).filter(|r| **r != out.as_slice()) {
@@ -257,11 +258,13 @@ fn infer(
             kernel,
             stride,
             pad,
+            ceil,
         }
         | Op::AvgPool {
             kernel,
             stride,
             pad,
+            ceil,
             ..
         } => {
             let [n, c, h, w] = four(x0)?;
@@ -270,8 +273,12 @@ fn infer(
                     "kernel {kernel} stride {stride} pad {pad} (stride >= 1, pad <= kernel / 2)"
                 ));
             }
-            let oh = window_out(h, *kernel, *stride, *pad)?;
-            Ok(vec![n, c, oh, window_out(w, *kernel, *stride, *pad)?])
+            let size = |s| {
+                window_out(s, *kernel, *stride, *pad)?;
+                crate::ops::pool::pooled_size(s, *kernel, *stride, *pad, *ceil)
+                    .ok_or_else(|| format!("window {kernel} does not fit a size of {s}"))
+            };
+            Ok(vec![n, c, size(h)?, size(w)?])
         }
         Op::GlobalAvgPool => {
             let [n, c, _, _] = four(x0)?;
@@ -310,6 +317,20 @@ fn channels(s: &[usize]) -> Result<usize, String> {
 }
 
 /// PyTorch's floor-mode output size of a `k`-wide window.
+/// The input extent of a `k`-tap window with taps `d` apart (0 for an empty kernel).
+fn span(k: usize, d: usize) -> Result<usize, String> {
+    if d == 0 {
+        return Err("dilation must be >= 1".into());
+    }
+    match k.checked_sub(1) {
+        None => Ok(0),
+        Some(k1) => k1
+            .checked_mul(d)
+            .map(|v| v + 1)
+            .ok_or_else(|| format!("dilation {d} overflows")),
+    }
+}
+
 fn window_out(size: usize, k: usize, stride: usize, pad: usize) -> Result<usize, String> {
     let padded = pad.checked_mul(2).and_then(|p| p.checked_add(size));
     match padded {

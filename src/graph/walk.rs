@@ -79,6 +79,7 @@ pub struct LayerSpec<'a> {
     pub bias: Option<&'a str>,
     pub stride: usize,
     pub pad: usize,
+    pub dilation: [usize; 2],
     pub groups: usize,
     pub act: Act,
     pub linear: bool,
@@ -86,7 +87,7 @@ pub struct LayerSpec<'a> {
 
 impl LayerSpec<'_> {
     pub fn conv_params(&self) -> Conv2dParams {
-        Conv2dParams::new(self.stride, self.pad, self.groups)
+        Conv2dParams::new(self.stride, self.pad, self.groups).dilated(self.dilation)
     }
 }
 
@@ -99,6 +100,7 @@ impl Op {
                 bias,
                 stride,
                 pad,
+                dilation,
                 groups,
                 act,
             } => Some(LayerSpec {
@@ -106,6 +108,7 @@ impl Op {
                 bias: bias.as_deref(),
                 stride: *stride,
                 pad: *pad,
+                dilation: *dilation,
                 groups: *groups,
                 act: *act,
                 linear: false,
@@ -115,6 +118,7 @@ impl Op {
                 bias: bias.as_deref(),
                 stride: 1,
                 pad: 0,
+                dilation: super::dense(),
                 groups: 1,
                 act: *act,
                 linear: true,

@@ -60,6 +60,7 @@ impl Builder {
             bias,
             stride: c.stride,
             pad: c.pad,
+            dilation: [1, 1],
             groups: c.groups,
             act: Act::Identity,
         };

@@ -34,6 +34,7 @@ pub fn vgg_bn(cfg: &[usize], classes: usize) -> Builder {
                 kernel: 2,
                 stride: 2,
                 pad: 0,
+                ceil: false,
             };
             x = b.op(&format!("features.{idx}"), op, &[x]);
             idx += 1;

@@ -230,10 +230,11 @@ impl Writer {
             return self.with_act("Gemm", name, inputs, l.act, vec![int("transB", 1)]);
         }
         let (s, p) = (l.stride as i64, l.pad as i64);
+        let d = l.dilation.map(|d| d as i64);
         let attrs = vec![
             ints("strides", &[s, s]),
             ints("pads", &[p, p, p, p]),
-            ints("dilations", &[1, 1]),
+            ints("dilations", &d),
             int("group", l.groups as i64),
         ];
         self.with_act("Conv", name, inputs, l.act, attrs)
@@ -335,13 +336,15 @@ impl Writer {
                 kernel,
                 stride,
                 pad,
+                ceil,
             } => {
                 let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
-                let attrs = vec![
+                let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
                     ints("pads", &[p, p, p, p]),
                 ];
+                attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("MaxPool", name, ins, name, attrs);
             }
             Op::Softmax => self.push("Softmax", name, ins, name, vec![int("axis", 1)]),
@@ -364,14 +367,16 @@ impl Writer {
                 stride,
                 pad,
                 count_pad,
+                ceil,
             } => {
                 let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
-                let attrs = vec![
+                let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
                     ints("pads", &[p, p, p, p]),
                     int("count_include_pad", *count_pad as i64),
                 ];
+                attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("AveragePool", name, ins, name, attrs);
             }
             Op::GlobalAvgPool => {

@@ -76,6 +76,9 @@ enum Val {
     Subsampled(ValueId),
     /// HardSigmoid(x; 1/6, 1/2) of a value, read only by the Mul that makes it HardSwish.
     HardSigmoidOf(ValueId),
+    /// A value zero-padded by [top, left, bottom, right], folded into the Conv or
+    /// AveragePool that reads it.
+    Padded(ValueId, [usize; 4]),
 }
 
 /// Reads an ONNX model; `name` (the file's stem, say) names the architecture when the graph
@@ -396,9 +399,39 @@ impl<'a> Importer<'a> {
     fn value(&self, name: &str) -> Result<ValueId, String> {
         match self.vals.get(name) {
             Some(Val::Node(v)) => Ok(*v),
+            Some(Val::Padded(..)) => Err(format!("value `{name}` is a spatial Pad, which is supported only folded into a following Conv or AveragePool (synthcal has no standalone pad op)")),
             Some(_) => Err(format!("value `{name}` is an intermediate of a reshape/slice pattern synthcal has no op for")),
             None if self.consts.contains_key(name) => Err(format!("`{name}` is a constant where synthcal needs a computed value")),
             None => Err(format!("value `{name}` is not computed before it is read")),
+        }
+    }
+
+    /// The image a window op reads and the zero Pad folded before it ([top, left, bottom,
+    /// right]), added to `pad` (the op's own symmetric padding): the total must be symmetric.
+    fn padded_image(&self, name: &str, pad: usize) -> Result<(ValueId, usize), String> {
+        let Some(&Val::Padded(x, extra)) = self.vals.get(name) else {
+            return Ok((self.image(name)?, pad));
+        };
+        match extra.map(|e| e + pad) {
+            [t, l, b, r] if t == l && t == b && t == r => Ok((x, t)),
+            total => Err(format!(
+                "the Pad before it makes padding {total:?} (top, left, bottom, right): synthcal needs equal padding on every side"
+            )),
+        }
+    }
+
+    /// The image under a folded Pad (for shape-dependent settings such as auto_pad, which a
+    /// Pad before the op would change: refused then).
+    fn image_under_pad(&self, n: &NodeProto, name: &str) -> Result<ValueId, String> {
+        match self.vals.get(name) {
+            Some(&Val::Padded(x, _)) => {
+                let auto = attr(n, "auto_pad").and_then(|a| a.s.clone());
+                if auto.is_some_and(|a| a.starts_with(b"SAME")) {
+                    return Err("auto_pad SAME after a Pad (padding computed for the padded size) is not supported".into());
+                }
+                Ok(x)
+            }
+            _ => self.image(name),
         }
     }
 
@@ -478,14 +511,20 @@ impl<'a> Importer<'a> {
                 set(self, v);
             }
             "Conv" => {
-                let x = self.image(input(0)?)?;
+                let x = self.image_under_pad(n, input(0)?)?;
                 let weight = self.param(input(1)?, 4)?;
                 let bias = Self::optional_input(n, 2)
                     .map(|b| self.param(b, 1))
                     .transpose()?;
-                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-                    return Err("dilated convolutions are not supported".into());
-                }
+                let dilation = match attr_ints(n, "dilations").as_deref() {
+                    None => [1, 1],
+                    Some(&[dh, dw])
+                        if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) =>
+                    {
+                        [dh as usize, dw as usize]
+                    }
+                    Some(d) => return Err(format!("dilations {d:?}: two values >= 1 needed")),
+                };
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 let ws = self
                     .params
@@ -493,13 +532,18 @@ impl<'a> Importer<'a> {
                     .map_err(|e| e.to_string())?
                     .shape
                     .clone();
-                let pad = self.window_pad(n, x, [ws[2], ws[3]], stride)?;
+                // auto_pad pads for the window's extent, which dilation widens.
+                let span = |k: usize, d: usize| k.saturating_sub(1) * d + 1;
+                let k = [span(ws[2], dilation[0]), span(ws[3], dilation[1])];
+                let pad = self.window_pad(n, x, k, stride)?;
+                let (x, pad) = self.padded_image(input(0)?, pad)?;
                 let groups = attr_i(n, "group", 1).max(1) as usize;
                 let op = Op::Conv2d {
                     weight,
                     bias,
                     stride: stride.max(1),
                     pad,
+                    dilation,
                     groups,
                     act: Act::Identity,
                 };
@@ -864,6 +908,7 @@ impl<'a> Importer<'a> {
                         kernel: h,
                         stride: 1,
                         pad: 0,
+                        ceil: false,
                     },
                     &[x],
                     false,
@@ -871,7 +916,7 @@ impl<'a> Importer<'a> {
                 set(self, Val::Node(v));
             }
             "AveragePool" => {
-                let x = self.image(input(0)?)?;
+                let x = self.image_under_pad(n, input(0)?)?;
                 let c = self.shapes[x][1];
                 let kernel = same(
                     &attr_ints(n, "kernel_shape").unwrap_or_default(),
@@ -882,15 +927,26 @@ impl<'a> Importer<'a> {
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err("dilated pooling is not supported".into());
                 }
-                let pad = self.window_pad(n, x, [kernel, kernel], stride)?;
-                self.check_ceil_mode(n, x, kernel, stride, pad)?;
-                if pad > 0 && attr_i(n, "count_include_pad", 0) == 0 {
-                    // Border windows divide by their real elements: the pooling kernel.
+                let own = self.window_pad(n, x, [kernel, kernel], stride)?;
+                let (x, pad) = self.padded_image(input(0)?, own)?;
+                let mut count_pad = attr_i(n, "count_include_pad", 0) != 0;
+                if pad > own {
+                    // The Pad's zeros are elements of the pooled input, so they count.
+                    if own > 0 && !count_pad {
+                        return Err("a Pad before an AveragePool that leaves its own padding uncounted mixes two divisors".into());
+                    }
+                    count_pad = true;
+                }
+                let ceil = self.partial_ceil(n, x, kernel, stride, pad);
+                if (pad > 0 && !count_pad) || ceil {
+                    // Border windows divide by their real elements, or a ceil-mode window by
+                    // its part inside the padded input: the pooling kernel.
                     let op = Op::AvgPool {
                         kernel,
                         stride,
                         pad,
-                        count_pad: false,
+                        count_pad,
+                        ceil,
                     };
                     let v = self.push(&name, op, &[x], false)?;
                     set(self, Val::Node(v));
@@ -908,6 +964,7 @@ impl<'a> Importer<'a> {
                     bias: None,
                     stride,
                     pad,
+                    dilation: [1, 1],
                     groups: c,
                     act: Act::Identity,
                 };
@@ -930,6 +987,10 @@ impl<'a> Importer<'a> {
                 set(self, Val::Node(v));
             }
             "MaxPool" => {
+                if let Some(Val::Padded(..)) = self.vals.get(input(0)?) {
+                    // Zeros compete with the values: exact only for inputs >= 0, not known here.
+                    return Err("a zero Pad before a MaxPool is not supported (it is not the MaxPool's -inf padding)".into());
+                }
                 let x = self.image(input(0)?)?;
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err("dilated pooling is not supported".into());
@@ -940,13 +1001,14 @@ impl<'a> Importer<'a> {
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 let pad = self.window_pad(n, x, [kernel, kernel], stride.max(1))?;
-                self.check_ceil_mode(n, x, kernel, stride.max(1), pad)?;
+                let ceil = self.partial_ceil(n, x, kernel, stride.max(1), pad);
                 let v = self.push(
                     &name,
                     Op::MaxPool {
                         kernel,
                         stride: stride.max(1),
                         pad,
+                        ceil,
                     },
                     &[x],
                     false,
@@ -1066,16 +1128,27 @@ impl<'a> Importer<'a> {
                 let mode = attr(n, "mode")
                     .and_then(|a| a.s.clone())
                     .unwrap_or(b"constant".to_vec());
-                let zero = Self::optional_input(n, 2)
-                    .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
-                    .transpose()?
-                    .unwrap_or(true);
+                // The fill value: an attribute before opset 11, an optional input since.
+                let zero = if opset < 11 {
+                    attr_f(n, "value", 0.0) == 0.0
+                } else {
+                    Self::optional_input(n, 2)
+                        .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
+                        .transpose()?
+                        .unwrap_or(true)
+                };
                 match (self.vals.get(input(0)?).copied(), pads.as_slice()) {
                     (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == b"constant" && zero => {
                         let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false)?;
                         set(self, Val::Node(v));
                     }
-                    _ => return Err(format!("pads {pads:?} are supported only as the channel padding of a ::2 subsampled shortcut")),
+                    (Some(Val::Node(x)), &[0, 0, t, l, 0, 0, b, r])
+                        if mode == b"constant" && zero && !self.flat[x] && [t, l, b, r].iter().all(|p| (0..=1 << 16).contains(p))
+                            && Self::optional_input(n, 3).is_none() =>
+                    {
+                        set(self, Val::Padded(x, [t, l, b, r].map(|p| p as usize)));
+                    }
+                    _ => return Err(format!("pads {pads:?} (mode {}) are supported only as zero padding of H and W folded into a following Conv or AveragePool, or as the channel padding of a ::2 subsampled shortcut", String::from_utf8_lossy(&mode))),
                 }
             }
             other @ ("Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Cast" | "ConstantOfShape") => {
@@ -1219,25 +1292,12 @@ impl<'a> Importer<'a> {
         })
     }
 
-    /// `ceil_mode` = 1 is taken when it gives the floor size the kernels compute.
-    fn check_ceil_mode(
-        &self,
-        n: &NodeProto,
-        x: ValueId,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<(), String> {
+    /// Whether `ceil_mode` = 1 adds a partial window on either axis (else the floor-mode op is
+    /// the same).
+    fn partial_ceil(&self, n: &NodeProto, x: ValueId, k: usize, stride: usize, pad: usize) -> bool {
         let s = &self.shapes[x];
-        if attr_i(n, "ceil_mode", 0) != 0
+        attr_i(n, "ceil_mode", 0) != 0
             && !(ceil_is_floor(s[2], k, stride, pad) && ceil_is_floor(s[3], k, stride, pad))
-        {
-            return Err(format!(
-                "ceil_mode = 1 adds a partial window on a {}x{} map; only floor-mode sizes are supported",
-                s[2], s[3]
-            ));
-        }
-        Ok(())
     }
 
     fn activation(&self, n: &NodeProto, opset: i64) -> Result<Act, String> {

@@ -431,6 +431,7 @@ fn layer(
         bias: None,
         stride: l.stride,
         pad: l.pad,
+        dilation: l.dilation,
         groups: l.groups,
         input: fq.format,
         input_channel_scales: fq.channels.clone(),

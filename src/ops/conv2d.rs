@@ -9,11 +9,13 @@ use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
-/// Stride, symmetric padding per axis ([h, w]) and channel groups.
+/// Stride, symmetric padding and dilation per axis ([h, w]) and channel groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dParams {
     pub stride: [usize; 2],
     pub pad: [usize; 2],
+    /// Spacing of the kernel taps (1: dense).
+    pub dilation: [usize; 2],
     pub groups: usize,
 }
 
@@ -22,6 +24,7 @@ impl Default for Conv2dParams {
         Conv2dParams {
             stride: [1, 1],
             pad: [0, 0],
+            dilation: [1, 1],
             groups: 1,
         }
     }
@@ -32,17 +35,37 @@ impl Conv2dParams {
         Conv2dParams {
             stride: [stride; 2],
             pad: [pad; 2],
+            dilation: [1, 1],
             groups,
         }
+    }
+
+    /// The same conv with dilation `d` on both axes.
+    pub fn dilated(self, d: [usize; 2]) -> Self {
+        Conv2dParams {
+            dilation: d,
+            ..self
+        }
+    }
+
+    /// The input extent of a `kernel`-tap window along one axis: (kernel - 1) * dilation + 1.
+    pub fn span(&self, axis: usize, kernel: usize) -> usize {
+        kernel.saturating_sub(1) * self.dilation[axis] + 1
     }
 
     /// Output size along one axis, or None when the kernel does not fit.
     pub fn out_size(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
         let padded = input + 2 * self.pad[axis];
-        if self.stride[axis] == 0 || padded < kernel {
+        let span = self.span(axis, kernel);
+        if self.stride[axis] == 0 || self.dilation[axis] == 0 || kernel == 0 || padded < span {
             return None;
         }
-        Some((padded - kernel) / self.stride[axis] + 1)
+        Some((padded - span) / self.stride[axis] + 1)
+    }
+
+    /// Dense taps on both axes (what Winograd and the fast 1x1 paths need).
+    pub fn undilated(&self) -> bool {
+        self.dilation == [1, 1]
     }
 }
 
@@ -181,7 +204,9 @@ struct Params {
     kw: u32,
     sh: u32,
     sw: u32,
-    _pad: u32,
+    dh: u32,
+    dw: u32,
+    _pad: [u32; 3],
 }
 
 /// out = act(conv2d(x, w) + bias + residual) for x `[N, Ci, H, W]`; bias is `[Co]` and the
@@ -201,7 +226,8 @@ pub fn conv2d(
 }
 
 /// [`conv2d`] with the kernel variant forced (`None`: chosen per shape). A variant that does not
-/// apply to this conv (Winograd on a strided, grouped or non-3x3 conv) falls back to direct.
+/// apply to this conv (Winograd on a strided, dilated, grouped or non-3x3 conv) falls back to
+/// direct.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_variant(
     s: &mut Stream,
@@ -327,7 +353,12 @@ fn conv2d_blocked(
             );
         }
     }
-    if let Some(u) = w.winograd.as_ref().filter(|_| p.stride == [1, 1]) {
+    // Winograd's transforms assume dense taps: dilated convs always take the direct kernels.
+    if let Some(u) = w
+        .winograd
+        .as_ref()
+        .filter(|_| p.stride == [1, 1] && p.undilated())
+    {
         let v = match variant {
             Some(v) => v,
             None => pick_variant(s.gpu(), x, w, bias, p, residual, act, (tm4, tn4, wg))?,
@@ -347,7 +378,8 @@ fn conv2d_blocked(
     let kwp = taps_per_row(kw);
     // Channel blocking needs channels per group; depthwise-like convs take the direct kernel.
     let blocked = p.groups == 1 || cog >= 8;
-    let rows = blocked && p.stride[1] == 1 && kwp == 4;
+    // `rows` slides one contiguous row window, so its taps must be adjacent (width dilation 1).
+    let rows = blocked && p.stride[1] == 1 && p.dilation[1] == 1 && kwp == 4;
     let pointwise =
         blocked && [kh, kw] == [1, 1] && p.stride == [1, 1] && p.pad == [0, 0] && (h * wd) % 4 == 0;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
@@ -399,7 +431,9 @@ fn conv2d_blocked(
         kw: kw as u32,
         sh: p.stride[0] as u32,
         sw: p.stride[1] as u32,
-        _pad: 0,
+        dh: p.dilation[0] as u32,
+        dw: p.dilation[1] as u32,
+        _pad: [0; 3],
     };
     // Aligned vec4 input loads serve `rows` and `pointwise`; the gathers stay on scalar loads.
     let (shader, off) = if (rows && wd % 4 == 0) || pointwise {
@@ -546,7 +580,7 @@ mod tests {
     }
 
     fn winograd_applies(ws: &[usize; 4], p: &Conv2dParams) -> bool {
-        ws[2..] == [3, 3] && p.groups == 1 && p.stride == [1, 1]
+        ws[2..] == [3, 3] && p.groups == 1 && p.stride == [1, 1] && p.undilated()
     }
 
     /// Tolerance on the scaled error: ~67 FP32 roundings (2^-24 each). The direct kernels
@@ -617,6 +651,7 @@ mod tests {
         let p = Conv2dParams {
             stride: [2, 1],
             pad: [0, 2],
+            dilation: [1, 1],
             groups: 1,
         };
         let e = check(
@@ -633,6 +668,7 @@ mod tests {
         let p = Conv2dParams {
             stride: [2, 1],
             pad: [1, 3],
+            dilation: [1, 1],
             groups: 1,
         };
         let e = check(
@@ -661,12 +697,46 @@ mod tests {
             crate::ops::skip_without_gpu!(proptest);
             // groups 1, 2, or depthwise (one input channel per group)
             let (groups, cig) = match gsel { 0 => (1, cig), 1 => (2, cig), _ => (cig * 2, 1) };
-            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], groups };
+            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], dilation: [1, 1], groups };
             prop_assume!(p.out_size(0, h, kh).is_some() && p.out_size(1, w, kw).is_some());
             let (ci, co) = (cig * groups, cog * groups);
             let e = check([n, ci, h, w], [co, cig, kh, kw], p, bias, res, ACTS[ai], CPU_BLOCK, seed);
             prop_assert!(e < 1e-4, "err {}", e);
         }
+
+        /// Dilation per axis with groups, strides and pads, on every kernel path (`rows` takes
+        /// height dilation, `gemm` and `direct` any) and both register blocks.
+        #[test]
+        fn dilated_shapes_match_cpu(
+            n in 1usize..3, cig in 1usize..5, cog in 1usize..10, gsel in 0usize..3,
+            h in 1usize..12, w in 1usize..12, kh in prop::sample::select(vec![1usize, 2, 3]),
+            kw in prop::sample::select(vec![1usize, 3, 4]), sh in 1usize..3, sw in 1usize..3,
+            dh in 1usize..4, dw in 1usize..4, ph in 0usize..4, pw in 0usize..4, bias: bool,
+            res: bool, ai in 0usize..6, gpu_block: bool, seed in 0u64..1000,
+        ) {
+            crate::ops::skip_without_gpu!(proptest);
+            let (groups, cig) = match gsel { 0 => (1, cig), 1 => (2, cig), _ => (cig * 2, 1) };
+            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], dilation: [dh, dw], groups };
+            prop_assume!(p.out_size(0, h, kh).is_some() && p.out_size(1, w, kw).is_some());
+            let (ci, co) = (cig * groups, cog * groups);
+            let blk = if gpu_block { GPU_BLOCK } else { CPU_BLOCK };
+            let e = check([n, ci, h, w], [co, cig, kh, kw], p, bias, res, ACTS[ai], blk, seed);
+            prop_assert!(e < 1e-4, "err {}", e);
+        }
+    }
+
+    /// The window of a dilated kernel: (k - 1) * d + 1 input pixels.
+    #[test]
+    fn dilation_widens_the_window() {
+        let p = Conv2dParams::new(1, 0, 1).dilated([2, 3]);
+        assert_eq!(p.out_size(0, 7, 3), Some(3)); // span 5
+        assert_eq!(p.out_size(1, 7, 3), Some(1)); // span 7
+        assert_eq!(p.out_size(1, 6, 3), None);
+        assert_eq!(
+            Conv2dParams::new(2, 2, 1).dilated([2, 2]).out_size(0, 8, 3),
+            Some(4)
+        );
+        assert_eq!(p.dilated([0, 1]).out_size(0, 7, 3), None);
     }
 
     #[test]
@@ -715,7 +785,15 @@ mod tests {
     #[test]
     fn winograd_falls_back_where_it_does_not_apply() {
         crate::ops::skip_without_gpu!();
-        let cases: [Conv; 3] = [
+        let cases: [Conv; 4] = [
+            (
+                [1, 4, 9, 9],
+                [8, 4, 3, 3],
+                Conv2dParams::new(1, 2, 1).dilated([2, 2]),
+                true,
+                false,
+                Act::Relu,
+            ),
             (
                 [1, 4, 7, 7],
                 [8, 4, 3, 3],

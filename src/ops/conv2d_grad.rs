@@ -41,6 +41,8 @@ struct Params {
     chunks: u32,
     oblocks: u32,
     tblocks: u32,
+    dil: u32,
+    _pad: [u32; 3],
 }
 
 fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]> {
@@ -149,9 +151,11 @@ pub fn conv2d_backward_data(
     let [co, cig, kh, kw] = weight_dims(OP, w, p.groups)?;
     let [n, oc, oh, ow] = dy.dims::<4>(OP)?;
     let [xn, ci, h, wd] = x_shape;
-    let (stride, pad) = (p.stride[0], p.pad[0]);
+    let (stride, pad, dil) = (p.stride[0], p.pad[0], p.dilation[0]);
     if p.stride[1] != stride
         || p.pad[1] != pad
+        || p.dilation[1] != dil
+        || dil == 0
         || kh != kw
         || xn != n
         || oc != co
@@ -160,13 +164,15 @@ pub fn conv2d_backward_data(
         return shape_err(
             OP,
             format!(
-                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides and pads only",
+                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides, pads and dilations only",
                 dy.shape(),
                 w.shape()
             ),
         );
     }
-    if pad >= kh || (h + 2 * pad - kh) / stride + 1 != oh || (wd + 2 * pad - kw) / stride + 1 != ow
+    // A dilated kernel covers ke input pixels; its transpose is the flipped kernel, same dilation.
+    let ke = kh.saturating_sub(1) * dil + 1;
+    if pad >= ke || (h + 2 * pad - ke) / stride + 1 != oh || (wd + 2 * pad - ke) / stride + 1 != ow
     {
         return shape_err(
             OP,
@@ -176,12 +182,12 @@ pub fn conv2d_backward_data(
             ),
         );
     }
-    let lo = kh - 1 - pad;
-    let (extra_h, extra_w) = ((h + 2 * pad - kh) % stride, (wd + 2 * pad - kw) % stride);
+    let lo = ke - 1 - pad;
+    let (extra_h, extra_w) = ((h + 2 * pad - ke) % stride, (wd + 2 * pad - ke) % stride);
     let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, true)?;
     if stride == 1 {
         // A plain conv of dy padded by K-1-pad.
-        let q = Conv2dParams::new(1, lo, p.groups);
+        let q = Conv2dParams::new(1, lo, p.groups).dilated([dil; 2]);
         return conv2d(s, dy, &wt, None, &q, None, Act::Identity);
     }
     let (zh, zw) = (
@@ -214,7 +220,7 @@ pub fn conv2d_backward_data(
         &z,
         &wt,
         None,
-        &Conv2dParams::new(1, 0, p.groups),
+        &Conv2dParams::new(1, 0, p.groups).dilated([dil; 2]),
         None,
         Act::Identity,
     )
@@ -232,9 +238,10 @@ pub fn conv2d_backward_weight(
     let [co, cig, kh, kw] = w_shape;
     let [n, ci, h, wd] = x.dims::<4>(OP)?;
     let [dn, dc, oh, ow] = dy.dims::<4>(OP)?;
-    let (stride, pad, groups) = (p.stride[0], p.pad[0], p.groups);
+    let (stride, pad, groups, dil) = (p.stride[0], p.pad[0], p.groups, p.dilation[0]);
     if p.stride[1] != stride
         || p.pad[1] != pad
+        || p.dilation[1] != dil
         || dn != n
         || dc != co
         || groups == 0
@@ -275,6 +282,7 @@ pub fn conv2d_backward_weight(
         chunks: chunks as u32,
         oblocks: oblocks as u32,
         tblocks: tblocks as u32,
+        dil: dil as u32,
         ..Default::default()
     };
     let xp = pad_input(s, x, pad)?;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 pub enum ConvVariant {
     /// The register-blocked direct kernels of `shaders/conv2d.wgsl`.
     Direct,
-    /// Winograd F(2x2, 3x3) (stride-1 3x3, groups 1).
+    /// Winograd F(2x2, 3x3) (stride-1 undilated 3x3, groups 1).
     Winograd2,
-    /// Winograd F(4x4, 3x3) (stride-1 3x3, groups 1).
+    /// Winograd F(4x4, 3x3) (stride-1 undilated 3x3, groups 1).
     Winograd4,
 }
 

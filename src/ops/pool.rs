@@ -24,6 +24,25 @@ struct Params {
     pad: u32,
 }
 
+/// Output size of a pooling window along one axis (None when it does not fit). With `ceil`
+/// (ONNX and PyTorch `ceil_mode`) a last partial window hanging over the end counts, unless it
+/// would start in the end padding.
+pub fn pooled_size(size: usize, k: usize, stride: usize, pad: usize, ceil: bool) -> Option<usize> {
+    let span = pad.checked_mul(2)?.checked_add(size)?.checked_sub(k)?;
+    if stride == 0 {
+        return None;
+    }
+    if !ceil {
+        return Some(span / stride + 1);
+    }
+    let out = span.div_ceil(stride) + 1;
+    Some(if (out - 1) * stride >= size + pad {
+        out - 1
+    } else {
+        out
+    })
+}
+
 /// The window geometry of a pooling op on `x`, checked against PyTorch's own limits (a window
 /// may not exceed the padded input or be mostly padding).
 fn geometry(
@@ -32,9 +51,20 @@ fn geometry(
     k: usize,
     stride: usize,
     pad: usize,
+    ceil: bool,
 ) -> Result<([usize; 4], Params)> {
     let [n, c, h, w] = nchw(op, x)?;
-    if k == 0 || stride == 0 || pad > k / 2 || k > h + 2 * pad || k > w + 2 * pad {
+    let size = |s| pooled_size(s, k, stride, pad, ceil);
+    let (Some(oh), Some(ow)) = (size(h), size(w)) else {
+        return shape_err(
+            op,
+            format!(
+                "kernel {k}, stride {stride}, padding {pad} on input {:?}",
+                x.shape()
+            ),
+        );
+    };
+    if k == 0 || pad > k / 2 {
         return shape_err(
             op,
             format!(
@@ -43,10 +73,6 @@ fn geometry(
             ),
         );
     }
-    let (oh, ow) = (
-        (h + 2 * pad - k) / stride + 1,
-        (w + 2 * pad - k) / stride + 1,
-    );
     let p = Params {
         total: (n * c * oh * ow) as u32,
         h: h as u32,
@@ -60,16 +86,33 @@ fn geometry(
     Ok(([n, c, oh, ow], p))
 }
 
-fn pool(
+/// Which reduction a pooling window computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    Max,
+    /// Divided by the window clipped to the padded input (k * k except for ceil-mode windows
+    /// hanging over the end): ONNX `count_include_pad = 1`.
+    Avg,
+    /// Divided by the window's real elements: ONNX `count_include_pad = 0`.
+    AvgOfReal,
+}
+
+/// 2-d pooling with a square window; `ceil`: ONNX / PyTorch `ceil_mode` (see [`pooled_size`]).
+pub fn pool2d(
     s: &mut Stream,
-    op: &'static str,
-    entry: &'static str,
     x: &Tensor,
+    how: Pool,
     k: usize,
     stride: usize,
     pad: usize,
+    ceil: bool,
 ) -> Result<Tensor> {
-    let (out, p) = geometry(op, x, k, stride, pad)?;
+    let (op, entry) = match how {
+        Pool::Max => ("max_pool2d", "max_pool"),
+        Pool::Avg => ("avg_pool2d", "avg_pool"),
+        Pool::AvgOfReal => ("avg_pool2d", "avg_pool_real"),
+    };
+    let (out, p) = geometry(op, x, k, stride, pad, ceil)?;
     let y = s.gpu().alloc(op, &out, DType::F32)?;
     s.dispatch(
         SHADER,
@@ -90,7 +133,7 @@ pub fn avg_pool2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    pool(s, "avg_pool2d", "avg_pool", x, kernel, stride, padding)
+    pool2d(s, x, Pool::Avg, kernel, stride, padding, false)
 }
 
 /// Average pooling whose divisor is each window's count of real (unpadded) elements.
@@ -101,7 +144,7 @@ pub fn avg_pool2d_exclude_pad(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    pool(s, "avg_pool2d", "avg_pool_real", x, kernel, stride, padding)
+    pool2d(s, x, Pool::AvgOfReal, kernel, stride, padding, false)
 }
 
 /// nn.MaxPool2d(kernel, stride, padding) with a square window.
@@ -112,7 +155,7 @@ pub fn max_pool2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    pool(s, "max_pool2d", "max_pool", x, kernel, stride, padding)
+    pool2d(s, x, Pool::Max, kernel, stride, padding, false)
 }
 
 /// The gradient of `max_pool2d(x, ...)` with respect to `x`, given `dy`: each window's
@@ -126,7 +169,7 @@ pub fn max_pool2d_backward(
     padding: usize,
 ) -> Result<Tensor> {
     let op = "max_pool2d backward";
-    let (out, mut p) = geometry(op, x, kernel, stride, padding)?;
+    let (out, mut p) = geometry(op, x, kernel, stride, padding, false)?;
     if dy.shape() != out {
         return shape_err(op, format!("dy {:?} for pooled shape {out:?}", dy.shape()));
     }
@@ -239,6 +282,57 @@ mod tests {
         check([2, 2, 5, 5], 3, 1, 1, 3);
         check([3, 1, 4, 4], 4, 4, 0, 4); // avg_pool2d(4) at the end of CIFAR ResNets
         check([1, 2, 6, 5], 5, 3, 2, 5);
+    }
+
+    /// ceil_mode sizes follow PyTorch / ONNX: a partial last window counts unless it would
+    /// start in the end padding.
+    #[test]
+    fn ceil_mode_sizes() {
+        assert_eq!(pooled_size(8, 3, 2, 0, false), Some(3));
+        assert_eq!(pooled_size(8, 3, 2, 0, true), Some(4));
+        assert_eq!(pooled_size(4, 3, 2, 1, true), Some(3)); // window 3 starts at 4 - 1 + 1
+        assert_eq!(pooled_size(5, 2, 2, 1, true), Some(3)); // a 4th would start in the padding
+        assert_eq!(pooled_size(2, 3, 1, 0, true), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Every pooling kind in ceil mode (partial windows hanging over the end), on the GPU,
+        /// equals the CPU reference; the counted-padding average divides by the window
+        /// clipped to the padded input.
+        #[test]
+        fn ceil_mode_pools_match_cpu(
+            n in 1usize..3, c in 1usize..4, h in 1usize..10, w in 1usize..10,
+            k in 1usize..5, stride in 1usize..4, pad in 0usize..3, seed in 0u64..1000,
+        ) {
+            crate::ops::skip_without_gpu!(proptest);
+            prop_assume!(pad <= k / 2 && k <= h + 2 * pad && k <= w + 2 * pad);
+            let g = gpu();
+            let shape = [n, c, h, w];
+            let x = Array::random(&shape, seed).map(|v| v * 4.0 - 2.0);
+            let xt = g.upload_f32(&shape, &x.data).unwrap();
+            for how in [Pool::Max, Pool::Avg, Pool::AvgOfReal] {
+                let mut s = g.stream();
+                let y = pool2d(&mut s, &xt, how, k, stride, pad, true).unwrap();
+                s.submit();
+                let want = cpu::pool::pool2d(&x, how, k, stride, pad, true);
+                prop_assert_eq!(y.shape(), &want.shape[..]);
+                let got = Array::new(y.shape(), g.read_f32(&y).unwrap());
+                prop_assert!(got.max_rel_err(&want.data) < 1e-5, "{:?}", how);
+            }
+        }
+    }
+
+    /// A ceil-mode window hanging over the end of a 2x3 map (kernel 2, stride 2): the last
+    /// window holds one column of two elements, and the counted-padding mean divides by those
+    /// 2 (the part inside the padded input), not by 4, as ONNX Runtime does.
+    #[test]
+    fn partial_ceil_window_divides_by_its_part_inside() {
+        let x = Array::new(&[1, 1, 2, 3], vec![1.0, 2.0, 4.0, 1.0, 2.0, 4.0]);
+        let y = |how| cpu::pool::pool2d(&x, how, 2, 2, 0, true).data;
+        assert_eq!(y(Pool::Avg), [1.5, 4.0]);
+        assert_eq!(y(Pool::AvgOfReal), [1.5, 4.0]);
+        assert_eq!(y(Pool::Max), [2.0, 4.0]);
     }
 
     #[test]

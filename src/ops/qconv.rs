@@ -168,6 +168,8 @@ pub(super) struct Params {
     pub(super) a_offset: i32,
     pub(super) b_offset: i32,
     pub(super) c4b: u32,
+    pub(super) dh: u32,
+    pub(super) dw: u32,
 }
 
 /// The stored zero point in all four bytes.
@@ -429,7 +431,7 @@ impl QConv2d {
         let [co, cig, kh, kw] = desc.weights.shape;
         let g = desc.groups.max(1);
         // Validates weights, bias and geometry against the smallest input they fit.
-        desc.out_shape("qconv", [1, cig * g, kh, kw])?;
+        desc.out_shape("qconv", desc.min_input())?;
         let mut scales = vec![desc.input.scale];
         scales.extend(desc.input_channel_scales.iter().flatten());
         scales.extend(&desc.weights.scale);
@@ -517,6 +519,8 @@ impl QConv2d {
             act,
             slope,
             c: c as u32,
+            dh: d.dilation[0] as u32,
+            dw: d.dilation[1] as u32,
             ..Default::default()
         };
         let out = match d.output {
@@ -606,6 +610,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             bias: None,
             stride: 1,
             pad,
+            dilation: [1, 1],
             groups: 1,
             input,
             input_channel_scales: None,

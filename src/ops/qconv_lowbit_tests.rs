@@ -43,6 +43,7 @@ fn low_bit_layer(
         bias: Some((0..co).map(|_| rng.random_range(-0.5..0.5)).collect()),
         stride,
         pad,
+        dilation: [1, 1],
         groups: 1,
         input,
         input_channel_scales: None,

@@ -56,6 +56,7 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
         bias: Some((0..case.co).map(|_| rng.random_range(-2.0..2.0)).collect()),
         stride: case.stride,
         pad: case.pad,
+        dilation: [1, 1],
         groups: case.groups,
         input,
         input_channel_scales: None,
@@ -152,6 +153,42 @@ proptest! {
         crate::ops::skip_without_gpu!(proptest);
         let (conv, x) = random_layer(&case, seed);
         check(&conv, &x);
+    }
+
+    /// Dilated layers (per axis, with strides, pads, groups and depthwise): the CPU reference
+    /// equals the same layer with the kernel spread out by zero taps, and the GPU equals it.
+    #[test]
+    fn dilated_conv_is_bit_exact((case, seed) in case_strategy(), dh in 1usize..4, dw in 1usize..4) {
+        crate::ops::skip_without_gpu!(proptest);
+        let grow = |d: usize| (case.k - 1) * (d - 1);
+        let case = Case { h: case.h + grow(dh), w: case.w + grow(dw), ..case };
+        let (mut conv, x) = random_layer(&case, seed);
+        conv.dilation = [dh, dw];
+        let spread = spread_kernel(&conv);
+        prop_assert_eq!(qconv2d(&conv, &x).unwrap(), qconv2d(&spread, &x).unwrap());
+        check(&conv, &x);
+    }
+}
+
+/// The undilated layer with the same output: kernel taps moved d apart, zeros between.
+fn spread_kernel(conv: &QConv) -> QConv {
+    let [co, cig, kh, kw] = conv.weights.shape;
+    let [dh, dw] = conv.dilation;
+    let (eh, ew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+    let mut q = vec![0i8; co * cig * eh * ew];
+    for (i, &v) in conv.weights.q.iter().enumerate() {
+        let (oc, y, x) = (i / (kh * kw), i / kw % kh, i % kw);
+        q[(oc * eh + y * dh) * ew + x * dw] = v;
+    }
+    let weights = QWeights {
+        shape: [co, cig, eh, ew],
+        q,
+        ..conv.weights.clone()
+    };
+    QConv {
+        weights,
+        dilation: [1, 1],
+        ..conv.clone()
     }
 }
 
@@ -543,6 +580,7 @@ fn requantization_rounds_half_to_even() {
         bias: None,
         stride: 1,
         pad: 0,
+        dilation: [1, 1],
         groups: 1,
         input: x.fmt,
         input_channel_scales: None,
@@ -792,6 +830,7 @@ fn dyadic_layer(rng: &mut impl Rng, case: &Case, per_channel: bool) -> (QConv, Q
         bias: Some(bias),
         stride: case.stride,
         pad: case.pad,
+        dilation: [1, 1],
         groups: case.groups,
         input,
         input_channel_scales: channel_scales,

@@ -313,6 +313,7 @@ pub fn qconv_bits(
             .transpose()?,
         stride: layer.stride,
         pad: layer.pad,
+        dilation: layer.dilation,
         groups: layer.groups,
         input,
         input_channel_scales,

@@ -275,6 +275,8 @@ pub struct QConv {
     pub stride: usize,
     /// Zero padding (both axes).
     pub pad: usize,
+    /// Tap spacing [h, w] (1: dense).
+    pub dilation: [usize; 2],
     /// Channel groups (the channel count for depthwise).
     pub groups: usize,
     /// The input's activation format (fixed by calibration). With `input_channel_scales` its
@@ -319,6 +321,7 @@ impl QConv {
             bias: None,
             stride: 1,
             pad: 0,
+            dilation: [1, 1],
             groups: 1,
             input,
             input_channel_scales: None,
@@ -350,6 +353,20 @@ impl QConv {
         Ok(q)
     }
 
+    /// The smallest input the layer fits: one image whose sides are the window a (dilated)
+    /// kernel spans. Checking `out_shape` on it validates weights, bias and geometry.
+    pub fn min_input(&self) -> [usize; 4] {
+        let [_, cig, kh, kw] = self.weights.shape;
+        let span = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);
+        let [dh, dw] = self.dilation;
+        [
+            1,
+            cig.saturating_mul(self.groups),
+            span(kh, dh),
+            span(kw, dw),
+        ]
+    }
+
     /// Output shape for an `[n, c, h, w]` input, or a shape error.
     pub fn out_shape(&self, op: &'static str, x: [usize; 4]) -> Result<[usize; 4]> {
         let [co, cig, kh, kw] = self.weights.shape;
@@ -376,19 +393,18 @@ impl QConv {
                 return shape_err(op, "per-channel input scales need a depthwise layer and one positive scale per channel");
             }
         }
-        if self.stride == 0 || kh == 0 || kw == 0 || h + 2 * self.pad < kh || w + 2 * self.pad < kw
-        {
-            return shape_err(
+        let p =
+            crate::ops::conv2d::Conv2dParams::new(self.stride, self.pad, g).dilated(self.dilation);
+        match (p.out_size(0, h, kh), p.out_size(1, w, kw)) {
+            (Some(oh), Some(ow)) => Ok([n, co, oh, ow]),
+            _ => shape_err(
                 op,
                 format!(
-                    "kernel {kh}x{kw} stride {} pad {} on {h}x{w}",
-                    self.stride, self.pad
+                    "kernel {kh}x{kw} stride {} pad {} dilation {:?} on {h}x{w}",
+                    self.stride, self.pad, self.dilation
                 ),
-            );
+            ),
         }
-        let oh = (h + 2 * self.pad - kh) / self.stride + 1;
-        let ow = (w + 2 * self.pad - kw) / self.stride + 1;
-        Ok([n, co, oh, ow])
     }
 
     /// The epilogue constants; only clamp-like activations can be fused into int8 output.

@@ -412,8 +412,7 @@ impl QuantizedModel {
             .map_err(|e| bad(format!("graph: {e}")))?;
         // Shapes are consistent now, so the layers' own checks cannot overflow.
         for (&i, conv) in &layers {
-            let [_, cig, kh, kw] = conv.weights.shape;
-            conv.out_shape("int8 layer", [1, cig * conv.groups, kh, kw])
+            conv.out_shape("int8 layer", conv.min_input())
                 .and_then(|_| conv.requant())
                 .map_err(|e| bad(format!("layer {i} `{}`: {e}", graph.nodes[i].name)))?;
         }
@@ -530,14 +529,14 @@ fn load_layer(
     if s.shape != [co] {
         return Err(format!("wscale has shape {:?}, expected [{co}]", s.shape));
     }
-    let bias = if has_bias {
-        let b = take("qbias")?;
-        if b.shape != [co] {
+    // A bias-free conv gains a bias from bias correction: saved as `qbias` all the same.
+    let bias = match take("qbias") {
+        Ok(b) if b.shape != [co] => {
             return Err(format!("qbias has shape {:?}, expected [{co}]", b.shape));
         }
-        Some(b.to_f32())
-    } else {
-        None
+        Ok(b) => Some(b.to_f32()),
+        Err(e) if has_bias => return Err(e),
+        Err(_) => None,
     };
     check_scales(l, &scale, bias.as_deref())?;
     let input = if l.input_unsigned {
@@ -558,6 +557,7 @@ fn load_layer(
         bias,
         stride,
         pad,
+        dilation: layer.dilation,
         groups,
         input,
         input_channel_scales: l.input_channel_scales.clone(),

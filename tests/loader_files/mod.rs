@@ -173,6 +173,7 @@ pub fn tiny_int8() -> QuantizedModel {
         bias: b.map(Into::into),
         stride: 1,
         pad,
+        dilation: [1, 1],
         groups: 1,
         act,
     };
@@ -217,6 +218,7 @@ pub fn tiny_int8() -> QuantizedModel {
         bias: Some(Array::random(&[w.shape[0]], seed).data),
         stride: 1,
         pad: if w.shape.len() == 4 { 1 } else { 0 },
+        dilation: [1, 1],
         groups: 1,
         input,
         input_channel_scales: None,
