@@ -138,14 +138,7 @@ pub fn forward_int8(
                 pad: p,
                 count_pad,
                 ceil,
-            } => {
-                let how = if *count_pad {
-                    Pool::Avg
-                } else {
-                    Pool::AvgOfReal
-                };
-                cpu::pool::pool2d(arg(0)?, how, *k, *s, *p, *ceil)
-            }
+            } => cpu::pool::pool2d(arg(0)?, Pool::average(*count_pad), *k, *s, *p, *ceil),
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
             Op::Softmax => cpu::softmax::softmax(arg(0)?),
             Op::Lrn {

@@ -285,11 +285,7 @@ impl Runner {
                     count_pad,
                     ceil,
                 } => {
-                    let how = if *count_pad {
-                        Pool::Avg
-                    } else {
-                        Pool::AvgOfReal
-                    };
+                    let how = Pool::average(*count_pad);
                     ops::pool::pool2d(s, arg(0)?, how, *k, *st, *p, *ceil)?
                 }
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,

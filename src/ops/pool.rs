@@ -97,6 +97,17 @@ pub enum Pool {
     AvgOfReal,
 }
 
+impl Pool {
+    /// The average that counts the padding or not.
+    pub fn average(count_pad: bool) -> Pool {
+        if count_pad {
+            Pool::Avg
+        } else {
+            Pool::AvgOfReal
+        }
+    }
+}
+
 /// 2-d pooling with a square window; `ceil`: ONNX / PyTorch `ceil_mode` (see [`pooled_size`]).
 pub fn pool2d(
     s: &mut Stream,
