@@ -410,6 +410,30 @@ fn diagnose_reports_every_quantized_layer() {
     assert!(
         synthcal::eval::diagnose::diagnose(&gpu, &other, &q, &ds, 20, &Default::default()).is_err()
     );
+    // At 4-bit activations the used range is the 4-bit one, and the inputs beyond it count as
+    // clipped (an 8-bit range there hid all clipping).
+    let opts = QuantOptions {
+        wbits: 4,
+        abits: 4,
+        ..QuantOptions::default()
+    };
+    let q4 = synthcal::quant::default_quantization(&gpu, &model, &ds, &opts).unwrap();
+    let d4 = synthcal::eval::diagnose::diagnose(&gpu, &model, &q4, &ds, 20, &Default::default())
+        .unwrap();
+    for (l, f) in d4.layers.iter().zip(q4.layers.values().map(|l| l.input)) {
+        let steps = (l.range[1] - l.range[0]) / f.scale;
+        assert!(
+            (steps - 15.0).abs() < 1e-3,
+            "{}: {:?} is {steps} steps",
+            l.name,
+            l.range
+        );
+    }
+    assert!(
+        d4.layers.iter().any(|l| l.clipped_pct > 0.0),
+        "{:?}",
+        d4.layers
+    );
 }
 
 #[test]

@@ -132,12 +132,10 @@ pub fn diagnose(
     let ranges: Vec<[f32; 2]> = ids
         .iter()
         .map(|l| {
+            // At the format's own bits and zero point (a 4-bit input spans 15 steps, not 255).
             let f = q.layers[l].input;
-            if f.unsigned {
-                [0.0, 255.0 * f.scale]
-            } else {
-                [-128.0 * f.scale, 127.0 * f.scale]
-            }
+            let (lo, hi) = f.range();
+            [lo as f32 * f.scale, hi as f32 * f.scale]
         })
         .collect();
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
