@@ -28,8 +28,8 @@ struct Params {
     zw: u32,
     chunk: u32,   // images per wgrad chunk
     chunks: u32,
-    oblocks: u32, // ceil(cog / 4)
-    tblocks: u32, // ceil(cig * kh * kw / 4)
+    oblocks: u32, // ceil(cog / 8)
+    tblocks: u32, // ceil(cig * kh * kw / 8)
     dil: u32,     // wgrad: tap spacing (dilation) on both axes
     _p0: u32,
     _p1: u32,
@@ -92,62 +92,87 @@ fn dilate_pad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
 // Weight gradient, partial over image chunks: part[chunk, o, t] = sum over the chunk's images
 // and output pixels of dy[n, o, oy, ox] * xp[n, g*cig + c, oy*s + ky*d, ox*s + kx*d], with xp the
 // input zero-padded beforehand (so the inner loop has no bounds checks) and
-// t = (c * kh + ky) * kw + kx. A thread owns 8 output channels (of one group) x 8 taps: 16
-// loads feed 64 FMAs, in registers (no workgroup memory: barriers are slow on CPU drivers).
+// t = (c * kh + ky) * kw + kx. A thread owns 8 output channels (of one group) x 8 taps as four
+// mat4x4 accumulators in named variables: lavapipe keeps those in registers, whereas arrays
+// indexed in loops spill to memory (2-4x slower). No workgroup memory: barriers are slow on
+// CPU drivers.
 @group(0) @binding(1) var<storage, read> wx: array<f32>;
 @group(0) @binding(2) var<storage, read> wdy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
+// Offset of tap t of group g in an image (taps past the end repeat the last, never stored).
+fn tap_off(g: u32, t: u32) -> u32 {
+    let tt = min(t, p.cig * p.kh * p.kw - 1u);
+    let c = g * p.cig + tt / (p.kh * p.kw);
+    return (c * p.h + ((tt / p.kw) % p.kh) * p.dil) * p.w + (tt % p.kw) * p.dil;
+}
+
+// Offset of output channel o of group g in an image's dy.
+fn out_off(g: u32, o: u32) -> u32 {
+    let cog = p.co / p.groups;
+    return (g * cog + min(o, cog - 1u)) * p.oh * p.ow;
+}
+
+fn outer(x: vec4f, d: vec4f) -> mat4x4f {
+    return mat4x4f(x * d.x, x * d.y, x * d.z, x * d.w);
+}
+
+// Stores column j of m (taps t0..t0+3) for output channels o0 + j of group g.
+fn put(m: mat4x4f, base: u32, g: u32, o0: u32, t0: u32) {
+    let taps = p.cig * p.kh * p.kw;
+    let cog = p.co / p.groups;
+    for (var j = 0u; j < 4u; j++) {
+        if o0 + j >= cog { continue; }
+        for (var k = 0u; k < 4u; k++) {
+            if t0 + k < taps { part[base + (g * cog + o0 + j) * taps + t0 + k] = m[j][k]; }
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn wgrad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    let taps = p.cig * p.kh * p.kw;
     if i >= p.tblocks * p.oblocks * p.groups * p.chunks { return; }
     let tb = i % p.tblocks;
     let ob = (i / p.tblocks) % p.oblocks;
     let g = (i / (p.tblocks * p.oblocks)) % p.groups;
     let chunk = i / (p.tblocks * p.oblocks * p.groups);
-    let cog = p.co / p.groups;
-    // Offset of each tap in an image; taps past the end repeat the last (never written).
-    var off: array<u32, 8>;
-    for (var j = 0u; j < 8u; j++) {
-        let t = min(tb * 8u + j, taps - 1u);
-        let c = g * p.cig + t / (p.kh * p.kw);
-        off[j] = (c * p.h + ((t / p.kw) % p.kh) * p.dil) * p.w + (t % p.kw) * p.dil;
-    }
-    var oc: array<u32, 8>;
-    for (var j = 0u; j < 8u; j++) {
-        oc[j] = g * cog + min(ob * 8u + j, cog - 1u);
-    }
-    var lo: array<vec4f, 8>;
-    var hi: array<vec4f, 8>;
+    let t0 = tb * 8u;
+    let o0 = ob * 8u;
+    let a0 = tap_off(g, t0); let a1 = tap_off(g, t0 + 1u);
+    let a2 = tap_off(g, t0 + 2u); let a3 = tap_off(g, t0 + 3u);
+    let a4 = tap_off(g, t0 + 4u); let a5 = tap_off(g, t0 + 5u);
+    let a6 = tap_off(g, t0 + 6u); let a7 = tap_off(g, t0 + 7u);
+    let d0 = out_off(g, o0); let d1 = out_off(g, o0 + 1u);
+    let d2 = out_off(g, o0 + 2u); let d3 = out_off(g, o0 + 3u);
+    let d4 = out_off(g, o0 + 4u); let d5 = out_off(g, o0 + 5u);
+    let d6 = out_off(g, o0 + 6u); let d7 = out_off(g, o0 + 7u);
+    var c00 = mat4x4f(); var c01 = mat4x4f(); var c10 = mat4x4f(); var c11 = mat4x4f();
     let n0 = chunk * p.chunk;
     let n1 = min(n0 + p.chunk, p.n);
-    let plane = p.oh * p.ow;
     for (var nn = n0; nn < n1; nn++) {
         let xb = nn * p.c * p.h * p.w;
-        let db = nn * p.co;
+        let db = nn * p.co * p.oh * p.ow;
         for (var oy = 0u; oy < p.oh; oy++) {
             let row = xb + oy * p.stride * p.w;
+            let drow = db + oy * p.ow;
             for (var ox = 0u; ox < p.ow; ox++) {
                 let at = row + ox * p.stride;
-                let x0 = vec4f(wx[at + off[0]], wx[at + off[1]], wx[at + off[2]], wx[at + off[3]]);
-                let x1 = vec4f(wx[at + off[4]], wx[at + off[5]], wx[at + off[6]], wx[at + off[7]]);
-                let px = oy * p.ow + ox;
-                for (var j = 0u; j < 8u; j++) {
-                    let d = wdy[(db + oc[j]) * plane + px];
-                    lo[j] += d * x0;
-                    hi[j] += d * x1;
-                }
+                let q = drow + ox;
+                let x0 = vec4f(wx[at + a0], wx[at + a1], wx[at + a2], wx[at + a3]);
+                let x1 = vec4f(wx[at + a4], wx[at + a5], wx[at + a6], wx[at + a7]);
+                let e0 = vec4f(wdy[q + d0], wdy[q + d1], wdy[q + d2], wdy[q + d3]);
+                let e1 = vec4f(wdy[q + d4], wdy[q + d5], wdy[q + d6], wdy[q + d7]);
+                c00 += outer(x0, e0);
+                c01 += outer(x1, e0);
+                c10 += outer(x0, e1);
+                c11 += outer(x1, e1);
             }
         }
     }
-    for (var j = 0u; j < 8u; j++) {
-        if ob * 8u + j >= cog { continue; }
-        let base = (chunk * p.co + oc[j]) * taps + tb * 8u;
-        for (var k = 0u; k < 4u; k++) {
-            if tb * 8u + k < taps { part[base + k] = lo[j][k]; }
-            if tb * 8u + k + 4u < taps { part[base + k + 4u] = hi[j][k]; }
-        }
-    }
+    let base = chunk * p.co * p.cig * p.kh * p.kw;
+    put(c00, base, g, o0, t0);
+    put(c01, base, g, o0, t0 + 4u);
+    put(c10, base, g, o0 + 4u, t0);
+    put(c11, base, g, o0 + 4u, t0 + 4u);
 }

@@ -6,8 +6,8 @@
 //! `h(V) = clamp(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1)`; the regularizer is
 //! `sum(1 - |2 h(V) - 1|^beta)`.
 //!
-//! Pieces: shaders `shaders/adaround.wgsl` and `shaders/adaround_wgrad.wgsl` (the weight
-//! gradient); the algorithm in `quant::adaround`.
+//! Pieces: shader `shaders/adaround.wgsl`; the weight gradient is the tape's
+//! (`conv2d_grad::weight_grad_padded`); the algorithm in `quant::adaround`.
 
 use super::bytes_of;
 use super::checks::same_shape;
@@ -15,7 +15,6 @@ use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 const SHADER: Shader = crate::shader!("adaround");
-const WGRAD: Shader = crate::shader!("adaround_wgrad");
 
 /// h(V)'s stretch: the sigmoid is stretched to (GAMMA, ZETA), then clamped to [0, 1].
 pub const ZETA: f64 = 1.1;
@@ -274,133 +273,6 @@ pub fn gather(s: &mut Stream, src: &Tensor, batch: usize, seed: u32) -> Result<T
     };
     launch(s, "gather", p, &[src, &out], batch * per)?;
     Ok(out)
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct WgradParams {
-    co: u32,
-    cig: u32,
-    kh: u32,
-    kw: u32,
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    stride: u32,
-    groups: u32,
-    chunk: u32,
-    oblocks: u32,
-    tblocks: u32,
-    total: u32,
-    ih: u32,
-    iw: u32,
-    pad: u32,
-    _p: u32,
-}
-
-/// `x` `[N, C, H, W]` with `pad` zeros on every side.
-pub fn pad(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
-    let [n, c, h, w] = x.dims::<4>("adaround pad")?;
-    let (ph, pw) = (h + 2 * pad, w + 2 * pad);
-    let out = s.gpu().alloc("adaround pad", &[n, c, ph, pw], DType::F32)?;
-    let total = out.numel();
-    let p = WgradParams {
-        h: ph as u32,
-        w: pw as u32,
-        ih: h as u32,
-        iw: w as u32,
-        pad: pad as u32,
-        total: total as u32,
-        ..Default::default()
-    };
-    s.dispatch(
-        WGRAD,
-        "pad",
-        &[],
-        bytes_of(&p),
-        &[x, &out],
-        grid_1d(total, 64),
-    )?;
-    Ok(out)
-}
-
-/// dW `[Co, Ci/groups, KH, KW]` of `y = conv2d(xp, W)` without padding (pad `xp` first,
-/// see [`pad`]) and stride `stride`, from `dy`. The same sum as
-/// `conv2d_grad::conv2d_backward_weight`, 3-4x faster on lavapipe (see the shader).
-pub fn conv_weight_grad(
-    s: &mut Stream,
-    xp: &Tensor,
-    dy: &Tensor,
-    w_shape: [usize; 4],
-    stride: usize,
-    groups: usize,
-) -> Result<Tensor> {
-    let [co, cig, kh, kw] = w_shape;
-    let [n, c, h, w] = xp.dims::<4>("adaround wgrad")?;
-    let [dn, dc, oh, ow] = dy.dims::<4>("adaround wgrad")?;
-    if dn != n
-        || dc != co
-        || groups == 0
-        || stride == 0
-        || c != cig * groups
-        || co % groups != 0
-        || h < kh
-        || w < kw
-        || (h - kh) / stride + 1 != oh
-        || (w - kw) / stride + 1 != ow
-    {
-        return shape_err(
-            "adaround wgrad",
-            format!(
-                "x {:?}, dy {:?}, w {w_shape:?}, stride {stride}, groups {groups}",
-                xp.shape(),
-                dy.shape()
-            ),
-        );
-    }
-    let (oblocks, tblocks) = ((co / groups).div_ceil(8), (cig * kh * kw).div_ceil(8));
-    let per_chunk = oblocks * tblocks * groups;
-    // A few hundred threads keep lavapipe's lanes busy; more chunks only add partial sums.
-    let chunk = n.div_ceil(n.min(256usize.div_ceil(per_chunk)).max(1));
-    let chunks = n.div_ceil(chunk);
-    let p = WgradParams {
-        co: co as u32,
-        cig: cig as u32,
-        kh: kh as u32,
-        kw: kw as u32,
-        n: n as u32,
-        c: c as u32,
-        h: h as u32,
-        w: w as u32,
-        oh: oh as u32,
-        ow: ow as u32,
-        stride: stride as u32,
-        groups: groups as u32,
-        chunk: chunk as u32,
-        oblocks: oblocks as u32,
-        tblocks: tblocks as u32,
-        total: (per_chunk * chunks) as u32,
-        ..Default::default()
-    };
-    let part = s
-        .gpu()
-        .alloc("adaround wgrad", &[chunks, co, cig, kh, kw], DType::F32)?;
-    let groups_1d = grid_1d(per_chunk * chunks, 64);
-    s.dispatch(
-        WGRAD,
-        "wgrad",
-        &[],
-        bytes_of(&p),
-        &[xp, dy, &part],
-        groups_1d,
-    )?;
-    if chunks == 1 {
-        return part.reshape(&w_shape);
-    }
-    crate::ops::stats::sum_chunks(s, &part, &w_shape)
 }
 
 #[cfg(test)]

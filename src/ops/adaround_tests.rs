@@ -1,5 +1,6 @@
 use super::*;
 use crate::array::Array;
+use crate::ops::conv2d_grad::{pad_input, weight_grad_padded};
 use crate::ops::skip_without_gpu;
 use crate::testing::gpu;
 
@@ -285,6 +286,7 @@ fn wgrad_cpu(
     dw
 }
 
+/// The tape's weight gradient on a pre-padded input, as AdaRound calls it every step.
 #[test]
 fn the_weight_gradient_matches_the_cpu_over_shapes() {
     skip_without_gpu!();
@@ -309,8 +311,8 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
         );
         let shape = [co, ci / groups, k, k];
         let mut s = g.stream();
-        let xp = pad(&mut s, &xt, pd).unwrap();
-        let dw = conv_weight_grad(&mut s, &xp, &dyt, shape, stride, groups).unwrap();
+        let xp = pad_input(&mut s, &xt, pd).unwrap();
+        let dw = weight_grad_padded(&mut s, &xp, &dyt, shape, stride, 1, groups).unwrap();
         s.submit();
         assert_eq!(dw.shape(), &shape);
         let want = wgrad_cpu(&x, &dy, shape, (stride, pd, groups));
@@ -332,9 +334,9 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
     let x = g.upload_f32(&[2, 4, 5, 5], &[0.0; 200]).unwrap();
     let dy = g.upload_f32(&[2, 6, 3, 3], &[0.0; 108]).unwrap();
     let mut s = g.stream();
-    assert!(conv_weight_grad(&mut s, &x, &dy, [6, 4, 3, 3], 2, 1).is_err());
-    assert!(conv_weight_grad(&mut s, &x, &dy, [6, 3, 3, 3], 1, 1).is_err());
-    assert!(conv_weight_grad(&mut s, &x, &dy, [6, 4, 3, 3], 1, 1).is_ok());
+    assert!(weight_grad_padded(&mut s, &x, &dy, [6, 4, 3, 3], 2, 1, 1).is_err());
+    assert!(weight_grad_padded(&mut s, &x, &dy, [6, 3, 3, 3], 1, 1, 1).is_err());
+    assert!(weight_grad_padded(&mut s, &x, &dy, [6, 4, 3, 3], 1, 1, 1).is_ok());
 }
 
 #[test]

@@ -110,7 +110,7 @@ pub fn conv2d_train(
 }
 
 /// `[N, C, H, W]` zero-padded by `pad` on every side (a stride-1 `dilate_pad`).
-fn pad_input(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
+pub fn pad_input(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
     if pad == 0 {
         return Ok(x.clone());
     }
@@ -234,35 +234,58 @@ pub fn conv2d_backward_weight(
     w_shape: [usize; 4],
     p: &Conv2dParams,
 ) -> Result<Tensor> {
-    const OP: &str = "conv2d_backward_weight";
-    let [co, cig, kh, kw] = w_shape;
-    let [n, ci, h, wd] = x.dims::<4>(OP)?;
-    let [dn, dc, oh, ow] = dy.dims::<4>(OP)?;
     let (stride, pad, groups, dil) = (p.stride[0], p.pad[0], p.groups, p.dilation[0]);
-    if p.stride[1] != stride
-        || p.pad[1] != pad
-        || p.dilation[1] != dil
-        || dn != n
+    if p.stride[1] != stride || p.pad[1] != pad || p.dilation[1] != dil {
+        return shape_err(
+            "conv2d_backward_weight",
+            format!("{p:?}: the training backward needs equal axes"),
+        );
+    }
+    let xp = pad_input(s, x, pad)?;
+    weight_grad_padded(s, &xp, dy, w_shape, stride, dil, groups)
+}
+
+/// dw `[Co, Ci/groups, KH, KW]` of `y = conv2d(xp, w)` with no padding (pad `xp` first with
+/// [`pad_input`]; AdaRound pads once and reuses it every step), from dy.
+pub fn weight_grad_padded(
+    s: &mut Stream,
+    xp: &Tensor,
+    dy: &Tensor,
+    w_shape: [usize; 4],
+    stride: usize,
+    dil: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    const OP: &str = "conv2d weight gradient";
+    let [co, cig, kh, kw] = w_shape;
+    let [n, c, h, w] = xp.dims::<4>(OP)?;
+    let [dn, dc, oh, ow] = dy.dims::<4>(OP)?;
+    let span = |k: usize| dil * (k.max(1) - 1) + 1;
+    if dn != n
         || dc != co
         || groups == 0
-        || ci != cig * groups
+        || stride == 0
+        || dil == 0
+        || c != cig * groups
         || co % groups != 0
+        || h < span(kh)
+        || w < span(kw)
+        || (h - span(kh)) / stride + 1 != oh
+        || (w - span(kw)) / stride + 1 != ow
     {
         return shape_err(
             OP,
             format!(
-                "x {:?}, dy {:?}, w {w_shape:?}, {p:?}",
-                x.shape(),
+                "x {:?}, dy {:?}, w {w_shape:?}, stride {stride}, dilation {dil}, groups {groups}",
+                xp.shape(),
                 dy.shape()
             ),
         );
     }
-    let taps = cig * kh * kw;
-    let (oblocks, tblocks) = ((co / groups).div_ceil(8), taps.div_ceil(8));
+    let (oblocks, tblocks) = ((co / groups).div_ceil(8), (cig * kh * kw).div_ceil(8));
     let threads = oblocks * tblocks * groups;
-    // Enough image chunks to give every lane work; each chunk is summed afterwards.
-    let chunks = n.min(16384usize.div_ceil(threads)).max(1);
-    let chunk = n.div_ceil(chunks);
+    // A few hundred threads keep lavapipe's lanes busy; more chunks only add partial sums.
+    let chunk = n.div_ceil(n.min(256usize.div_ceil(threads)).max(1));
     let chunks = n.div_ceil(chunk);
     let q = Params {
         co: co as u32,
@@ -271,13 +294,12 @@ pub fn conv2d_backward_weight(
         kw: kw as u32,
         groups: groups as u32,
         n: n as u32,
-        c: ci as u32,
+        c: c as u32,
         h: h as u32,
-        w: wd as u32,
+        w: w as u32,
         oh: oh as u32,
         ow: ow as u32,
         stride: stride as u32,
-        pad_lo: pad as u32,
         chunk: chunk as u32,
         chunks: chunks as u32,
         oblocks: oblocks as u32,
@@ -285,19 +307,13 @@ pub fn conv2d_backward_weight(
         dil: dil as u32,
         ..Default::default()
     };
-    let xp = pad_input(s, x, pad)?;
-    let q = Params {
-        h: (h + 2 * pad) as u32,
-        w: (wd + 2 * pad) as u32,
-        ..q
-    };
     let part = s.gpu().alloc(OP, &[chunks, co, cig, kh, kw], DType::F32)?;
     s.dispatch(
         SHADER,
         "wgrad",
         &[],
         bytes_of(&q),
-        &[&xp, dy, &part],
+        &[xp, dy, &part],
         grid_1d(threads * chunks, 64),
     )?;
     if chunks == 1 {

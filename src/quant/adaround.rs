@@ -290,7 +290,7 @@ fn samples(
 /// batch is `batch` consecutive samples from a random start (two buffer copies, where a
 /// gather kernel per step cost as much as the conv on lavapipe). The step itself runs without
 /// the tape: conv with its activation fused, the reconstruction gradient through a ReLU in
-/// one kernel, and the weight gradient of `ops::adaround::conv_weight_grad`.
+/// one kernel, and the weight gradient of `ops::conv2d_grad::weight_grad_padded`.
 pub fn learn_layer(
     gpu: &Gpu,
     prob: &LayerProblem,
@@ -308,10 +308,11 @@ pub fn learn_layer(
         || qw.shape.len() != 4
         || p.stride[0] != p.stride[1]
         || p.pad[0] != p.pad[1]
+        || p.dilation[0] != p.dilation[1]
     {
         return Err(Error::Invalid(format!(
-            "adaround: {} weights for {:?}, inputs {:?}, targets {:?}, {p:?} (square strides \
-             and padding only)",
+            "adaround: {} weights for {:?}, inputs {:?}, targets {:?}, {p:?} (equal strides, \
+             padding and dilation on both axes only)",
             prob.w.len(),
             qw.shape,
             prob.x.shape(),
@@ -339,7 +340,7 @@ pub fn learn_layer(
     let (xs, ts) = {
         let mut s = gpu.stream();
         let order = permutation(n, seed as u64);
-        let xp = k::pad(&mut s, &prob.x, p.pad[0])?;
+        let xp = conv2d_grad::pad_input(&mut s, &prob.x, p.pad[0])?;
         let xs = samples(&mut s, &xp, Some(&order), (0, 0))?;
         let ts = samples(&mut s, &prob.target, Some(&order), (0, 0))?;
         s.submit();
@@ -375,7 +376,15 @@ pub fn learn_layer(
                     crate::ops::elementwise::act_backward(&mut s, &y, &d, a)?
                 }
             };
-            let dw = k::conv_weight_grad(&mut s, &xb, &dy, w_shape, p.stride[0], p.groups)?;
+            let dw = conv2d_grad::weight_grad_padded(
+                &mut s,
+                &xb,
+                &dy,
+                w_shape,
+                p.stride[0],
+                p.dilation[0],
+                p.groups,
+            )?;
             let g = sq.backward(&mut s, &v, &dw)?;
             let (reg, beta) = opts.schedule(t);
             if reg > 0.0 {
