@@ -121,7 +121,7 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
         return;
     }
     let c = 4u * cw;
-    // Nibble weights summed 16x their value; the shift is exact (no wrap, see QConv2d::new).
+    // Nibble weights summed 16x their value; the shift is exact (no wrap, see WeightLayout::auto).
     let sum = select(acc, acc >> vec4<u32>(4u), NIBBLES);
     let total = sum + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
     let v = vec4<f32>(total) * vec4<f32>(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]);
