@@ -35,6 +35,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read> scale: array<f32>;
 
 const WG: u32 = 64u;
+// Conv / depthwise weights of <= 4 bits, two per byte (see `weight` below); 8-bit otherwise.
+override NIBBLES: bool = false;
+// The high nibble of every byte: a nibble moved there is an i8 lane worth 16x its value.
+const HI: u32 = 0xf0f0f0f0u;
 // Output pixels per thread, strided by WG so neighbouring threads read neighbouring words.
 const PX: u32 = 8u;
 
@@ -51,6 +55,17 @@ fn dot4_unpacked(a: u32, b: u32) -> i32 {
 fn pack(v: vec4<i32>) -> u32 {
     let b = bitcast<vec4<u32>>(v) & vec4<u32>(255u);
     return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+
+// Weight word i (0..7) of the 8 at `wi`. Nibble weights store words i and i + 4 in one u32,
+// word i in the high nibbles: masking gives its i8 lanes times 16 (exact, no sign extension
+// needed), so the dot products run unchanged and `store` divides the sums by 16.
+fn weight(wi: u32, i: u32) -> u32 {
+    if !NIBBLES {
+        return wt[wi + i];
+    }
+    let v = wt[wi + i % 4u];
+    return select(v, v << 4u, i >= 4u) & HI;
 }
 
 fn activate(v: f32) -> f32 {
@@ -106,7 +121,9 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
         return;
     }
     let c = 4u * cw;
-    let total = acc + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
+    // Nibble weights summed 16x their value; the shift is exact (no wrap, see WeightLayout::auto).
+    let sum = select(acc, acc >> vec4<u32>(4u), NIBBLES);
+    let total = sum + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
     let v = vec4<f32>(total) * vec4<f32>(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]);
     let ohw = p.oh * p.ow;
     if p.mode == 0u {
@@ -147,7 +164,8 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     var a4 = vec4<i32>(0); var a5 = vec4<i32>(0); var a6 = vec4<i32>(0); var a7 = vec4<i32>(0);
     var b0 = vec4<i32>(0); var b1 = vec4<i32>(0); var b2 = vec4<i32>(0); var b3 = vec4<i32>(0);
     var b4 = vec4<i32>(0); var b5 = vec4<i32>(0); var b6 = vec4<i32>(0); var b7 = vec4<i32>(0);
-    var wi = t * p.kh * p.kw * p.win * 8u;
+    let step = select(8u, 4u, NIBBLES);
+    var wi = t * p.kh * p.kw * p.win * step;
     for (var ky = 0u; ky < p.kh; ky++) {
         for (var kx = 0u; kx < p.kw; kx++) {
             var o0 = tap(px[0], ky, kx); var o1 = tap(px[1], ky, kx);
@@ -155,9 +173,11 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
             var o4 = tap(px[4], ky, kx); var o5 = tap(px[5], ky, kx);
             var o6 = tap(px[6], ky, kx); var o7 = tap(px[7], ky, kx);
             for (var j = 0u; j < p.win; j++) {
-                let w0 = wt[wi]; let w1 = wt[wi + 1u]; let w2 = wt[wi + 2u]; let w3 = wt[wi + 3u];
-                let w4 = wt[wi + 4u]; let w5 = wt[wi + 5u]; let w6 = wt[wi + 6u]; let w7 = wt[wi + 7u];
-                wi += 8u;
+                let w0 = weight(wi, 0u); let w1 = weight(wi, 1u);
+                let w2 = weight(wi, 2u); let w3 = weight(wi, 3u);
+                let w4 = weight(wi, 4u); let w5 = weight(wi, 5u);
+                let w6 = weight(wi, 6u); let w7 = weight(wi, 7u);
+                wi += step;
                 var x = load(o0);
                 a0 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
                 b0 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
@@ -209,10 +229,12 @@ fn depthwise(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
     let p6 = pixel(first + 6u * WG, cw); let p7 = pixel(first + 7u * WG, cw);
     var a0 = vec4<i32>(0); var a1 = vec4<i32>(0); var a2 = vec4<i32>(0); var a3 = vec4<i32>(0);
     var a4 = vec4<i32>(0); var a5 = vec4<i32>(0); var a6 = vec4<i32>(0); var a7 = vec4<i32>(0);
-    var wi = cw * p.kh * p.kw;
+    // Nibble weights: words cw and cw + 1 (cw even) share a u32, as in `weight`.
+    var wi = select(cw, cw / 2u, NIBBLES) * p.kh * p.kw;
+    let part = select(0u, 4u * (cw % 2u), NIBBLES);
     for (var ky = 0u; ky < p.kh; ky++) {
         for (var kx = 0u; kx < p.kw; kx++) {
-            let w = unpack(wt[wi]);
+            let w = unpack(weight(wi, part));
             wi++;
             a0 += unpack(load(tap(p0, ky, kx))) * w;
             a1 += unpack(load(tap(p1, ky, kx))) * w;

@@ -281,6 +281,44 @@ fn low_bit_models_are_packed_and_validated() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// W4A4 with every layer 4-bit: the GPU runner holds the weights as nibbles (half the bytes of
+/// one per byte) and its logits equal, bit for bit, those of the same model on byte weights.
+#[test]
+fn low_bit_nibble_weights_match_byte_weights() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let a = arch("resnet20").unwrap();
+    let model = Model::new(a.clone(), random_params(&a, 4)).unwrap();
+    let opts = QuantOptions {
+        bias_subset: 20,
+        batch: 10,
+        wbits: 4,
+        abits: 4,
+        ..Default::default()
+    };
+    let q = default_quantization(&gpu, &model, &noise_set(40, 6), &opts).unwrap();
+    assert!(
+        q.layer_bits().iter().all(|b| b.weights == 4),
+        "{:?}",
+        q.layer_bits()
+    );
+    let x = Array::random(&[8, 3, 32, 32], 12);
+    let mut r = q.runner(&gpu).unwrap();
+    let nibbles = r.logits(&x.data, 8, [32, 32]).unwrap();
+    let nibble_bytes = r.int8_weight_bytes();
+    r.use_byte_weights().unwrap();
+    let bytes = r.logits(&x.data, 8, [32, 32]).unwrap();
+    assert_eq!(nibble_bytes * 2, r.int8_weight_bytes());
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&nibbles), bits(&bytes));
+    let top = |v: &[f32]| -> Vec<usize> {
+        v.chunks(10)
+            .map(|r| (0..10).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap())
+            .collect()
+    };
+    assert_eq!(top(&nibbles), top(&bytes));
+}
+
 #[test]
 fn bad_calibration_sets_are_refused() {
     common::skip_without_gpu!();

@@ -109,6 +109,27 @@ impl Runner {
         self.plan.int8_nodes()
     }
 
+    /// Bytes of the quantized layers' weight buffers on the GPU.
+    pub fn int8_weight_bytes(&self) -> u64 {
+        self.quantized.values().map(|q| q.weight_bytes()).sum()
+    }
+
+    /// Re-uploads every quantized layer's weights one per byte, the layout of 8-bit layers
+    /// (low-bit ones get nibbles at load), to compare the two.
+    pub fn use_byte_weights(&mut self) -> Result<()> {
+        for q in self.quantized.values_mut() {
+            let desc = q.desc().clone();
+            let path = q.path;
+            *q = ops::qconv::QConv2d::with_layout(
+                &self.gpu,
+                &desc,
+                ops::qconv::WeightLayout::Bytes,
+            )?;
+            q.path = path;
+        }
+        Ok(())
+    }
+
     fn w(&self, name: &str) -> Result<&Tensor> {
         self.weights
             .get(name)

@@ -15,6 +15,11 @@
 //! - Depthwise weights: `[C4, KH, KW]`, channel-packed like the activations. Depthwise reduces
 //!   over the window only, so channels stay packed and each byte lane multiplies its own channel
 //!   (unpack + vec4 multiply-add): no zero-padded dot4 lanes, no relayout, same code on both paths.
+//! - Weights of at most 4 bits (`WeightLayout::Nibbles`, chosen at load): the same words two per
+//!   u32, half the memory. Byte k of a u32 holds lane k of word A in its high nibble and of word
+//!   B in its low one; A, B are output channels i, i+4 of a conv tile's 8 words, or depthwise
+//!   words cw, cw+1 (cw even). Masking the high nibbles yields A's lanes times 16 as i8, so the
+//!   same dot4 runs and the epilogue shifts the i32 sum right by 4 (exact while |sum| < 2^27).
 //! - Per output channel, padded to the tile: i32 `bias_q + 128*sum(w)` and f32 scale.
 //!
 //! Pieces: shader `shaders/qconv.wgsl`; scheme `quant::int8`; CPU reference `cpu::qconv`; no
@@ -359,7 +364,66 @@ impl QOut {
     }
 }
 
-/// Packs weights into the layouts in the module docs; returns (bytes, win).
+/// How a layer's weights are stored on the GPU (module docs); both give identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// One i8 per weight, any width.
+    Bytes,
+    /// Two signed nibbles per byte: weights in [-8, 7] (`wbits <= 4`).
+    Nibbles,
+}
+
+impl WeightLayout {
+    /// Nibbles when every weight fits a nibble and no output's 16x-scaled sum can overflow
+    /// i32 (|x| <= 128 per input), so the epilogue's shift stays exact; else bytes.
+    pub fn auto(desc: &QConv) -> Self {
+        let w = &desc.weights;
+        let per = w.shape[1..].iter().product::<usize>().max(1);
+        let fits = w.bits <= 4
+            && w.q.iter().all(|&v| (-8..=7).contains(&v))
+            && w.q.chunks(per).all(|row| {
+                let l1: i64 = row.iter().map(|&v| (v as i64).abs()).sum();
+                l1 * 128 * 16 < 1 << 31
+            });
+        if fits {
+            WeightLayout::Nibbles
+        } else {
+            WeightLayout::Bytes
+        }
+    }
+}
+
+/// Two words of i8 lanes as nibbles: `a` in the high and `b` in the low nibble of each byte.
+fn nibble_word(a: &[i8], b: &[i8]) -> [i8; 4] {
+    std::array::from_fn(|k| ((a[k] as u8) << 4 | (b[k] as u8 & 0xf)) as i8)
+}
+
+/// Halves `pack_weights`'s bytes into the nibble layout (module docs).
+fn pack_nibbles(bytes: &[i8], depthwise: bool, taps: usize) -> Vec<i8> {
+    let mut out = Vec::with_capacity(bytes.len() / 2 + 4 * taps);
+    if depthwise {
+        // [C4, taps] words -> [ceil(C4 / 2), taps]: pairs of channel words per tap.
+        let plane = 4 * taps;
+        for pair in bytes.chunks(2 * plane) {
+            let (a, b) = pair.split_at(plane.min(pair.len()));
+            for tap in 0..taps {
+                let wb = b.get(4 * tap..4 * tap + 4).unwrap_or(&[0; 4]);
+                out.extend(nibble_word(&a[4 * tap..4 * tap + 4], wb));
+            }
+        }
+    } else {
+        // Each tile's run of 8 words (channels 8t..8t+7) -> 4: words i and i + 4 share one.
+        for run in bytes.chunks(4 * TILE) {
+            for i in 0..TILE / 2 {
+                let lanes = |w: usize| &run[4 * w..4 * w + 4];
+                out.extend(nibble_word(lanes(i), lanes(i + TILE / 2)));
+            }
+        }
+    }
+    out
+}
+
+/// Packs weights into the byte layouts in the module docs; returns (bytes, win).
 fn pack_weights(desc: &QConv, depthwise: bool) -> (Vec<i8>, usize) {
     let [co, cig, kh, kw] = desc.weights.shape;
     let (cog, c4, taps) = (co / desc.groups, (cig * desc.groups).div_ceil(4), kh * kw);
@@ -409,6 +473,7 @@ fn pack_weights(desc: &QConv, depthwise: bool) -> (Vec<i8>, usize) {
 pub struct QConv2d {
     desc: QConv,
     weights: Tensor,
+    layout: WeightLayout,
     bias: Tensor,
     scale: Tensor,
     win: usize,
@@ -427,7 +492,33 @@ impl QConv2d {
         &self.desc
     }
 
+    /// How the weights are stored.
+    pub fn weight_layout(&self) -> WeightLayout {
+        self.layout
+    }
+
+    /// Bytes of the weight buffer on the GPU.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes()
+    }
+
+    /// Uploads the layer with `WeightLayout::auto`: nibbles for weights of <= 4 bits.
     pub fn new(gpu: &Gpu, desc: &QConv) -> Result<QConv2d> {
+        Self::with_layout(gpu, desc, WeightLayout::auto(desc))
+    }
+
+    /// Uploads the layer with the given weight layout; nibbles must fit (`WeightLayout::auto`).
+    pub fn with_layout(gpu: &Gpu, desc: &QConv, layout: WeightLayout) -> Result<QConv2d> {
+        if layout == WeightLayout::Nibbles && WeightLayout::auto(desc) != layout {
+            return shape_err(
+                "qconv",
+                format!(
+                    "{}-bit weights do not fit the nibble layout (values in [-8, 7], \
+                     |sum| < 2^27 per output)",
+                    desc.weights.bits
+                ),
+            );
+        }
         let [co, cig, kh, kw] = desc.weights.shape;
         let g = desc.groups.max(1);
         // Validates weights, bias and geometry against the smallest input they fit.
@@ -441,7 +532,10 @@ impl QConv2d {
         }
         let rq = desc.requant()?;
         let depthwise = cig == 1 && co == g;
-        let (words, win) = pack_weights(desc, depthwise);
+        let (mut words, win) = pack_weights(desc, depthwise);
+        if layout == WeightLayout::Nibbles {
+            words = pack_nibbles(&words, depthwise, kh * kw);
+        }
         let (per, padded) = (cig * kh * kw, co.next_multiple_of(TILE));
         let wq = &desc.weights.q;
         let off = desc.input.offset();
@@ -466,6 +560,7 @@ impl QConv2d {
                 })
                 .transpose()?,
             desc: desc.clone(),
+            layout,
             win,
             depthwise,
             lo: rq.lo,
@@ -540,10 +635,14 @@ impl QConv2d {
             &self.bias,
             &self.scale,
         ];
+        let nibbles = [(
+            "NIBBLES",
+            (self.layout == WeightLayout::Nibbles) as u8 as f64,
+        )];
         s.dispatch(
             self.path.shader(),
             entry,
-            &[],
+            &nibbles,
             bytes_of(&p),
             &tensors,
             [gx, gy, gz as u32],
@@ -561,7 +660,8 @@ pub struct BenchCase {
 }
 
 /// The INT8 workloads: the ResNet-like conv (batch 64, 64->64, 3x3, 32x32, pad 1, u8 -> u8 with
-/// ReLU) and the 1024^3 linear (i8 -> f32), each on both paths. `quick` shrinks the batches.
+/// ReLU) and the 1024^3 linear (i8 -> f32), each on both paths; then the conv at W4A4 with
+/// nibble and byte weights. `quick` shrinks the batches.
 pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -573,6 +673,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             [64, 64, 3, 3],
             1,
             Some(QFormat::unsigned(0.05)),
+            8,
         ),
         (
             "linear 1024x1024",
@@ -580,17 +681,27 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             [1024, 1024, 1, 1],
             0,
             None,
+            8,
+        ),
+        (
+            "conv3x3 64->64 32x32",
+            [nb, 64, 32, 32],
+            [64, 64, 3, 3],
+            1,
+            Some(QFormat::unsigned(0.05).with_bits(4)),
+            4,
         ),
     ];
     let mut out = Vec::new();
-    for (name, xs, ws, pad, output) in specs {
+    for (name, xs, ws, pad, output, bits) in specs {
         let input = QFormat {
             scale: 0.02,
             unsigned: output.is_some(),
-            bits: 8,
+            bits,
             zero_point: 0,
         };
         let (lo, hi) = input.range();
+        let qmax = crate::quant::int8::QWeights::qmax(bits) as i8;
         let x = QArray {
             shape: xs,
             q: (0..xs.iter().product())
@@ -601,9 +712,9 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
         let desc = QConv {
             weights: crate::quant::int8::QWeights {
                 shape: ws,
-                bits: 8,
+                bits,
                 q: (0..ws.iter().product())
-                    .map(|_| rng.random_range(-127..=127))
+                    .map(|_| rng.random_range(-qmax..=qmax))
                     .collect(),
                 scale: vec![0.001; ws[0]],
             },
@@ -620,16 +731,25 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
         let input = QTensor::upload(gpu, &x)?;
         let [n, co, oh, ow] = desc.out_shape("bench", xs)?;
         let ops = 2.0 * (n * co * oh * ow * ws[1] * ws[2] * ws[3]) as f64;
-        for path in [DotPath::Packed, DotPath::Unpacked] {
-            let mut layer = QConv2d::new(gpu, &desc)?;
-            layer.path = path;
-            let name = format!("int8 {name} batch {n} ({path:?})");
-            out.push(BenchCase {
-                name,
-                layer,
-                input: input.clone(),
-                ops,
-            });
+        let layouts: &[_] = match bits {
+            8 => &[(WeightLayout::Bytes, "")],
+            _ => &[
+                (WeightLayout::Nibbles, " nibbles"),
+                (WeightLayout::Bytes, " bytes"),
+            ],
+        };
+        for &(layout, lname) in layouts {
+            for path in [DotPath::Packed, DotPath::Unpacked] {
+                let mut layer = QConv2d::with_layout(gpu, &desc, layout)?;
+                layer.path = path;
+                let name = format!("int{bits} {name} batch {n}{lname} ({path:?})");
+                out.push(BenchCase {
+                    name,
+                    layer,
+                    input: input.clone(),
+                    ops,
+                });
+            }
         }
     }
     Ok(out)
