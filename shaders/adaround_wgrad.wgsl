@@ -12,7 +12,7 @@ struct Params {
     n: u32, c: u32, h: u32, w: u32,        // the padded input
     oh: u32, ow: u32, stride: u32, groups: u32,
     chunk: u32, oblocks: u32, tblocks: u32, total: u32,
-    ih: u32, iw: u32, pad: u32, _p: u32,   // pad: the unpadded input and the padding
+    ih: u32, iw: u32, pad: u32, pad_w: u32, // pad: the unpadded input, top and left padding
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,7 +21,8 @@ fn index(gid: vec3u, nwg: vec3u) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
 }
 
-// ---- pad: src [n, c, ih, iw] -> dst [n, c, h, w] with `pad` zeros on every side.
+// ---- pad: src [n, c, ih, iw] -> dst [n, c, h, w] with `pad` zero rows on top and `pad_w`
+// zero columns on the left (the bottom and right padding is what h and w leave over).
 @group(0) @binding(1) var<storage, read> pad_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pad_dst: array<f32>;
 
@@ -33,8 +34,8 @@ fn pad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: 
     let y = (i / p.w) % p.h;
     let plane = i / (p.w * p.h);
     var v = 0.0;
-    if x >= p.pad && y >= p.pad && x - p.pad < p.iw && y - p.pad < p.ih {
-        v = pad_src[(plane * p.ih + y - p.pad) * p.iw + x - p.pad];
+    if x >= p.pad_w && y >= p.pad && x - p.pad_w < p.iw && y - p.pad < p.ih {
+        v = pad_src[(plane * p.ih + y - p.pad) * p.iw + x - p.pad_w];
     }
     pad_dst[i] = v;
 }

@@ -101,7 +101,7 @@ impl Graph {
                 Op::ShortcutA { .. }
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
-                | Op::MaxPool { ceil: false, .. } => int_in(0),
+                | Op::MaxPool { ceil: false, .. } => int_in(0).filter(|_| int8_pool(&n.op)),
                 Op::Flatten => {
                     int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
                 }
@@ -114,6 +114,14 @@ impl Graph {
             }
         }
         Int8Plan { layers, formats }
+    }
+}
+
+/// Int8 max pools pad equally on every side, at most half the kernel (others run in f32).
+fn int8_pool(op: &Op) -> bool {
+    match op {
+        Op::MaxPool { pad, kernel, .. } => pad.symmetric().is_some_and(|p| 2 * p <= *kernel),
+        _ => true,
     }
 }
 
@@ -175,7 +183,7 @@ fn step(
         } => Step::MaxPool {
             kernel,
             stride,
-            pad,
+            pad: pad.symmetric().ok_or_else(|| no_int8(node))?,
         },
         Op::GlobalAvgPool => Step::GlobalAvgPool,
         Op::Flatten => Step::Flatten,
@@ -264,7 +272,7 @@ mod tests {
             },
             bias: None,
             stride: 1,
-            pad: 0,
+            pad: 0.into(),
             dilation: [1, 1],
             groups: 1,
             input,
@@ -280,7 +288,7 @@ mod tests {
             weight: w.into(),
             bias: None,
             stride: 1,
-            pad: 0,
+            pad: 0.into(),
             dilation: [1, 1],
             groups: 1,
             act: Act::Relu,
@@ -296,7 +304,7 @@ mod tests {
             Op::MaxPool {
                 kernel: 2,
                 stride: 2,
-                pad: 0,
+                pad: 0.into(),
                 ceil: false,
             },
             &[s],

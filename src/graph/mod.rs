@@ -14,7 +14,7 @@ pub mod trainable;
 pub mod validate;
 pub mod walk;
 
-pub use crate::ops::Act;
+pub use crate::ops::{Act, Pads};
 pub use params::Params;
 
 pub type ValueId = usize;
@@ -27,7 +27,8 @@ pub enum Op {
         weight: String,
         bias: Option<String>,
         stride: usize,
-        pad: usize,
+        /// Zero padding per side: a number in graphs when symmetric (see `Pads`).
+        pad: Pads,
         /// Tap spacing [h, w]; absent in graphs stored before dilation existed (dense).
         #[serde(default = "dense", skip_serializing_if = "is_dense")]
         dilation: [usize; 2],
@@ -67,7 +68,7 @@ pub enum Op {
     MaxPool {
         kernel: usize,
         stride: usize,
-        pad: usize,
+        pad: Pads,
         #[serde(default, skip_serializing_if = "is_false")]
         ceil: bool,
     },
@@ -76,7 +77,7 @@ pub enum Op {
     AvgPool {
         kernel: usize,
         stride: usize,
-        pad: usize,
+        pad: Pads,
         count_pad: bool,
         #[serde(default, skip_serializing_if = "is_false")]
         ceil: bool,
@@ -106,6 +107,34 @@ pub struct Node {
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub output: ValueId,
+}
+
+impl Op {
+    /// The window of a MaxPool or AvgPool node.
+    pub fn pool_window(&self) -> Option<crate::ops::pool::Window> {
+        let (&kernel, &stride, &pads, &ceil) = match self {
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+                ceil,
+            }
+            | Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ceil,
+                ..
+            } => (kernel, stride, pad, ceil),
+            _ => return None,
+        };
+        Some(crate::ops::pool::Window {
+            kernel,
+            stride,
+            pads,
+            ceil,
+        })
+    }
 }
 
 impl Graph {

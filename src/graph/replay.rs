@@ -245,7 +245,15 @@ impl Frozen {
                     stride,
                     pad,
                     ceil: false,
-                } => t.max_pool(s, arg(0)?, *kernel, *stride, *pad)?,
+                } => {
+                    let Some(pad) = pad.symmetric() else {
+                        return Err(Error::Invalid(format!(
+                            "replay of {name}: node `{}` (MaxPool with padding {pad}) has no backward: training needs equal padding on every side",
+                            node.name
+                        )));
+                    };
+                    t.max_pool(s, arg(0)?, *kernel, *stride, pad)?
+                }
                 Op::MaxPool { ceil: true, .. } => {
                     return Err(Error::Invalid(format!(
                         "replay of {name}: node `{}` (MaxPool with ceil_mode windows) has no backward",
@@ -262,6 +270,7 @@ impl Frozen {
                     let p = Conv2dParams {
                         stride: [h, w],
                         pad: [0, 0],
+                        pad_end: [0, 0],
                         dilation: [1, 1],
                         groups: c,
                     };

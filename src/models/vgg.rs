@@ -33,7 +33,7 @@ pub fn vgg_bn(cfg: &[usize], classes: usize) -> Builder {
             let op = Op::MaxPool {
                 kernel: 2,
                 stride: 2,
-                pad: 0,
+                pad: 0.into(),
                 ceil: false,
             };
             x = b.op(&format!("features.{idx}"), op, &[x]);

@@ -229,11 +229,11 @@ impl Writer {
         if l.linear {
             return self.with_act("Gemm", name, inputs, l.act, vec![int("transB", 1)]);
         }
-        let (s, p) = (l.stride as i64, l.pad as i64);
+        let s = l.stride as i64;
         let d = l.dilation.map(|d| d as i64);
         let attrs = vec![
             ints("strides", &[s, s]),
-            ints("pads", &[p, p, p, p]),
+            ints("pads", &onnx_pads(&l.pad)),
             ints("dilations", &d),
             int("group", l.groups as i64),
         ];
@@ -338,11 +338,11 @@ impl Writer {
                 pad,
                 ceil,
             } => {
-                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let (k, s) = (*kernel as i64, *stride as i64);
                 let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
+                    ints("pads", &onnx_pads(pad)),
                 ];
                 attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("MaxPool", name, ins, name, attrs);
@@ -369,11 +369,11 @@ impl Writer {
                 count_pad,
                 ceil,
             } => {
-                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let (k, s) = (*kernel as i64, *stride as i64);
                 let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
+                    ints("pads", &onnx_pads(pad)),
                     int("count_include_pad", *count_pad as i64),
                 ];
                 attrs.extend(ceil.then(|| int("ceil_mode", 1)));
@@ -473,4 +473,9 @@ pub(super) fn float(name: &str, v: f32) -> AttributeProto {
         f: Some(v),
         ..Default::default()
     }
+}
+
+/// ONNX's `pads` attribute: [top, left, bottom, right].
+fn onnx_pads(p: &crate::ops::Pads) -> [i64; 4] {
+    p.onnx().map(|v| v as i64)
 }

@@ -8,7 +8,7 @@ use super::{META_CLASSES, META_MEAN, META_STD};
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::graph::validate::output_shape;
-use crate::graph::{bn_names, Act, Graph, Op, Params, ValueId};
+use crate::graph::{bn_names, Act, Graph, Op, Pads, Params, ValueId};
 use crate::models::classes::{class_names_from_meta, norm_from_meta};
 use crate::models::{Arch, Model, CIFAR_NORM};
 use prost::Message;
@@ -407,17 +407,15 @@ impl<'a> Importer<'a> {
     }
 
     /// The image a window op reads and the zero Pad folded before it ([top, left, bottom,
-    /// right]), added to `pad` (the op's own symmetric padding): the total must be symmetric.
-    fn padded_image(&self, name: &str, pad: usize) -> Result<(ValueId, usize), String> {
+    /// right]) added to `pad` (the op's own padding).
+    fn padded_image(&self, name: &str, pad: Pads) -> Result<(ValueId, Pads), String> {
         let Some(&Val::Padded(x, extra)) = self.vals.get(name) else {
             return Ok((self.image(name)?, pad));
         };
-        match extra.map(|e| e + pad) {
-            [t, l, b, r] if t == l && t == b && t == r => Ok((x, t)),
-            total => Err(format!(
-                "the Pad before it makes padding {total:?} (top, left, bottom, right): synthcal needs equal padding on every side"
-            )),
-        }
+        let total = pad
+            .plus(Pads::from_onnx(extra))
+            .ok_or("padding overflows")?;
+        Ok((x, total))
     }
 
     /// The image under a folded Pad (for shape-dependent settings such as auto_pad, which a
@@ -907,7 +905,7 @@ impl<'a> Importer<'a> {
                     Op::MaxPool {
                         kernel: h,
                         stride: 1,
-                        pad: 0,
+                        pad: Pads::same(0),
                         ceil: false,
                     },
                     &[x],
@@ -930,15 +928,15 @@ impl<'a> Importer<'a> {
                 let own = self.window_pad(n, x, [kernel, kernel], stride)?;
                 let (x, pad) = self.padded_image(input(0)?, own)?;
                 let mut count_pad = attr_i(n, "count_include_pad", 0) != 0;
-                if pad > own {
+                if pad != own {
                     // The Pad's zeros are elements of the pooled input, so they count.
-                    if own > 0 && !count_pad {
+                    if own != Pads::same(0) && !count_pad {
                         return Err("a Pad before an AveragePool that leaves its own padding uncounted mixes two divisors".into());
                     }
                     count_pad = true;
                 }
                 let ceil = self.partial_ceil(n, x, kernel, stride, pad);
-                if (pad > 0 && !count_pad) || ceil {
+                if (pad != Pads::same(0) && !count_pad) || ceil {
                     // Border windows divide by their real elements, or a ceil-mode window by
                     // its part inside the padded input: the pooling kernel.
                     let op = Op::AvgPool {
@@ -1255,20 +1253,21 @@ impl<'a> Importer<'a> {
         self.push(name, op, &[x], flat)
     }
 
-    /// The symmetric padding of a window op on value `x`: its `pads`, or what `auto_pad`
-    /// gives for x's size.
+    /// The padding of a window op on value `x`: its `pads`, or what `auto_pad` gives for x's
+    /// size (an odd total puts the extra row / column at the end for SAME_UPPER, at the start
+    /// for SAME_LOWER).
     fn window_pad(
         &self,
         n: &NodeProto,
         x: ValueId,
         k: [usize; 2],
         stride: usize,
-    ) -> Result<usize, String> {
+    ) -> Result<Pads, String> {
         let auto = attr(n, "auto_pad")
             .and_then(|a| a.s.clone())
             .unwrap_or_default();
         let pads = match auto.as_slice() {
-            b"" | b"NOTSET" => return same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads"),
+            b"" | b"NOTSET" => attr_ints(n, "pads").unwrap_or(vec![0; 4]),
             b"VALID" => vec![0; 4],
             b"SAME_UPPER" | b"SAME_LOWER" => {
                 let s = &self.shapes[x];
@@ -1284,20 +1283,22 @@ impl<'a> Importer<'a> {
                 ))
             }
         };
-        same(&pads, "pads").map_err(|e| {
-            format!(
-                "auto_pad {}: {e} (asymmetric padding)",
-                String::from_utf8_lossy(&auto)
-            )
-        })
+        match pads[..] {
+            [t, l, b, r] if pads.iter().all(|p| (0..1 << 20).contains(p)) => {
+                Ok(Pads::from_onnx([t, l, b, r].map(|p| p as usize)))
+            }
+            _ => Err(format!(
+                "pads {pads:?}: four values in [0, 2^20) (top, left, bottom, right) needed"
+            )),
+        }
     }
 
     /// Whether `ceil_mode` = 1 adds a partial window on either axis (else the floor-mode op is
     /// the same).
-    fn partial_ceil(&self, n: &NodeProto, x: ValueId, k: usize, stride: usize, pad: usize) -> bool {
+    fn partial_ceil(&self, n: &NodeProto, x: ValueId, k: usize, stride: usize, pad: Pads) -> bool {
         let s = &self.shapes[x];
-        attr_i(n, "ceil_mode", 0) != 0
-            && !(ceil_is_floor(s[2], k, stride, pad) && ceil_is_floor(s[3], k, stride, pad))
+        let axis = |a: usize| ceil_is_floor(s[2 + a], k, stride, (pad.begin[a], pad.end[a]));
+        attr_i(n, "ceil_mode", 0) != 0 && !(axis(0) && axis(1))
     }
 
     fn activation(&self, n: &NodeProto, opset: i64) -> Result<Act, String> {

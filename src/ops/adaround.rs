@@ -9,8 +9,8 @@
 //! Pieces: shaders `shaders/adaround.wgsl` and `shaders/adaround_wgrad.wgsl` (the weight
 //! gradient); the algorithm in `quant::adaround`.
 
-use super::bytes_of;
 use super::checks::same_shape;
+use super::{bytes_of, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
@@ -298,13 +298,14 @@ struct WgradParams {
     ih: u32,
     iw: u32,
     pad: u32,
-    _p: u32,
+    pad_w: u32,
 }
 
-/// `x` `[N, C, H, W]` with `pad` zeros on every side.
-pub fn pad(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
+/// `x` `[N, C, H, W]` zero-padded by `pads` on each side.
+pub fn pad(s: &mut Stream, x: &Tensor, pads: Pads) -> Result<Tensor> {
     let [n, c, h, w] = x.dims::<4>("adaround pad")?;
-    let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+    let [t, l, b, r] = pads.onnx();
+    let (ph, pw) = (h + t + b, w + l + r);
     let out = s.gpu().alloc("adaround pad", &[n, c, ph, pw], DType::F32)?;
     let total = out.numel();
     let p = WgradParams {
@@ -312,7 +313,8 @@ pub fn pad(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
         w: pw as u32,
         ih: h as u32,
         iw: w as u32,
-        pad: pad as u32,
+        pad: t as u32,
+        pad_w: l as u32,
         total: total as u32,
         ..Default::default()
     };

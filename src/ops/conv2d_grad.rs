@@ -154,6 +154,7 @@ pub fn conv2d_backward_data(
     let (stride, pad, dil) = (p.stride[0], p.pad[0], p.dilation[0]);
     if p.stride[1] != stride
         || p.pad[1] != pad
+        || p.pad_end != p.pad
         || p.dilation[1] != dil
         || dil == 0
         || kh != kw
@@ -164,7 +165,7 @@ pub fn conv2d_backward_data(
         return shape_err(
             OP,
             format!(
-                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides, pads and dilations only",
+                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides, symmetric pads and dilations only",
                 dy.shape(),
                 w.shape()
             ),
@@ -241,6 +242,7 @@ pub fn conv2d_backward_weight(
     let (stride, pad, groups, dil) = (p.stride[0], p.pad[0], p.groups, p.dilation[0]);
     if p.stride[1] != stride
         || p.pad[1] != pad
+        || p.pad_end != p.pad
         || p.dilation[1] != dil
         || dn != n
         || dc != co

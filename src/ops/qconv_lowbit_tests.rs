@@ -42,7 +42,7 @@ fn low_bit_layer(
         },
         bias: Some((0..co).map(|_| rng.random_range(-0.5..0.5)).collect()),
         stride,
-        pad,
+        pad: pad.into(),
         dilation: [1, 1],
         groups: 1,
         input,
