@@ -10,6 +10,7 @@ mod common;
 use prost::Message;
 use synthcal::array::Array;
 use synthcal::graph::exec::Runner;
+use synthcal::graph::Op;
 use synthcal::onnx::proto::{
     data_type, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     TensorProto, TensorShapeProto, TypeProto, TypeTensor, ValueInfoProto,
@@ -456,13 +457,34 @@ fn pads_fold_into_the_next_window_op_or_are_refused() {
         b.random("w", &[4, 3, 3, 3], 1.0);
         let ins: &[&str] = if op == "Conv" { &["xp", "w"] } else { &["xp"] };
         b.node(op, ins, &["y"], attrs);
-        err(b.model("y"))
+        b.model("y")
+    };
+    let e = err(padded(&[0, 1, 0, 0, 0, 1, 0, 0], "Conv", &[]));
+    assert!(e.contains("padding of N or C"), "{e}");
+    let e = err(padded(&[0, 0, -1, 0, 0, 0, 0, 0], "Conv", &[]));
+    assert!(e.contains("negative pads"), "{e}");
+    // What cannot fold is a Pad node of its own: a zero Pad before a MaxPool (zeros are not
+    // its -inf padding), or before an AveragePool that leaves its own padding uncounted.
+    let pad_nodes = |p: ModelProto| {
+        let m = onnx::import(&p.encode_to_vec(), "p").unwrap();
+        let g = m.arch.graph;
+        g.nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Pad { .. }))
+            .count()
     };
     let pool = [("kernel_shape", A::Is(vec![2, 2]))];
-    let e = padded(&[0, 0, 1, 1, 0, 0, 1, 1], "MaxPool", &pool);
-    assert!(e.contains("Pad before a MaxPool"), "{e}");
-    let e = padded(&[0, 1, 0, 0, 0, 1, 0, 0], "Conv", &[]);
-    assert!(e.contains("zero padding of H and W"), "{e}");
+    assert_eq!(
+        pad_nodes(padded(&[0, 0, 1, 1, 0, 0, 1, 1], "MaxPool", &pool)),
+        1
+    );
+    let uncounted = [
+        ("kernel_shape", A::Is(vec![3, 3])),
+        ("pads", A::Is(vec![1; 4])),
+    ];
+    let p = padded(&[0, 0, 1, 0, 0, 0, 0, 1], "AveragePool", &uncounted);
+    assert_eq!(pad_nodes(p), 1);
+    assert_eq!(pad_nodes(padded(&[0, 0, 1, 0, 0, 0, 0, 1], "Conv", &[])), 0);
     // A nonzero fill (an input since opset 11) is not padding the conv can do.
     let mut b = B::new();
     b.ints("p", &[0, 0, 1, 1, 0, 0, 1, 1]);
@@ -470,8 +492,70 @@ fn pads_fold_into_the_next_window_op_or_are_refused() {
     b.node("Pad", &["x", "p", "v"], &["xp"], &[]);
     b.random("w", &[4, 3, 3, 3], 1.0);
     b.node("Conv", &["xp", "w"], &["y"], &[]);
-    let e = err(b.model("y"));
-    assert!(e.contains("zero padding of H and W"), "{e}");
+    assert_eq!(pad_nodes(b.model("y")), 1);
+}
+
+/// Standalone Pads: reflect [1, 2, 0, 1] (8x8 -> 9x11) -> Conv 3x3 (-> 7x9) -> Relu -> zero
+/// Pad [1, 1, 1, 0] -> MaxPool 2x2 stride 2 (9x10 -> 4x5) -> Pad with 0.5 [0, 1, 2, 0] (->
+/// 6x6) -> AveragePool 3x3 (-> 4x4) -> edge Pad [2, 1, 0, 1] (-> 6x6) -> GlobalAveragePool
+/// -> Flatten -> Gemm.
+fn model_g() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 23;
+    let mode = |m: &'static str| [("mode", A::S(m))];
+    b.ints("p1", &[0, 0, 1, 2, 0, 0, 0, 1]);
+    b.node("Pad", &["x", "p1"], &["x1"], &mode("reflect"));
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node("Conv", &["x1", "w1"], &["c1"], &[]);
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    b.ints("p2", &[0, 0, 1, 1, 0, 0, 1, 0]);
+    b.node("Pad", &["r1", "p2"], &["x2"], &[]);
+    let k = |k: i64| ("kernel_shape", A::Is(vec![k, k]));
+    b.node(
+        "MaxPool",
+        &["x2"],
+        &["mp"],
+        &[k(2), ("strides", A::Is(vec![2, 2]))],
+    );
+    b.ints("p3", &[0, 0, 0, 1, 0, 0, 2, 0]);
+    b.floats("v3", &[], vec![0.5]);
+    b.node("Pad", &["mp", "p3", "v3"], &["x3"], &mode("constant"));
+    b.node("AveragePool", &["x3"], &["ap"], &[k(3)]);
+    b.ints("p4", &[0, 0, 2, 1, 0, 0, 0, 1]);
+    b.node("Pad", &["ap", "p4"], &["x4"], &mode("edge"));
+    b.node("GlobalAveragePool", &["x4"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// model_g's Pads import as Pad nodes with their modes, and the shapes are ONNX's.
+#[test]
+fn standalone_pads_import_with_their_modes() {
+    use synthcal::ops::pad2d::PadMode;
+    let m = onnx::import(&model_g().encode_to_vec(), "g").unwrap();
+    let g = &m.arch.graph;
+    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [HW, HW]).unwrap();
+    let pads: Vec<_> = g
+        .nodes
+        .iter()
+        .zip(&shapes)
+        .filter_map(|(n, s)| match n.op {
+            Op::Pad { pads, mode } => Some((pads.onnx(), mode, [s[2], s[3]])),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pads,
+        [
+            ([1, 2, 0, 1], PadMode::Reflect, [9, 11]),
+            ([1, 1, 1, 0], PadMode::Constant(0.0), [9, 10]),
+            ([0, 1, 2, 0], PadMode::Constant(0.5), [6, 6]),
+            ([2, 1, 0, 1], PadMode::Edge, [6, 6]),
+        ],
+        "{g:#?}"
+    );
 }
 
 /// Padding that differs per side: Conv 3x3 stride 2 auto_pad SAME_UPPER on 8 pixels (pads
@@ -656,6 +740,7 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
         ("d", model_d()),
         ("e", model_e()),
         ("f", model_f()),
+        ("g", model_g()),
     ];
     for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
@@ -753,6 +838,7 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
         ("b", model_b()),
         ("c", model_c(false)),
         ("f", model_f()),
+        ("g", model_g()),
     ];
     for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();

@@ -135,6 +135,7 @@ pub fn forward_int8(
                 cpu::pool::pool2d(arg(0)?, how, &win)
             }
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
+            Op::Pad { pads, mode } => cpu::pad2d::pad2d(arg(0)?, *pads, *mode),
             Op::Softmax => cpu::softmax::softmax(arg(0)?),
             Op::Lrn {
                 size,

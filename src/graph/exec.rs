@@ -281,6 +281,7 @@ impl Runner {
                     ops::pool::pool2d(s, arg(0)?, how, &win)?
                 }
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
+                Op::Pad { pads, mode } => ops::pad2d::pad2d(s, arg(0)?, *pads, *mode)?,
                 Op::Softmax => ops::softmax::softmax(s, arg(0)?)?,
                 Op::Lrn {
                     size,

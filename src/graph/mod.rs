@@ -83,6 +83,12 @@ pub enum Op {
         ceil: bool,
     },
     GlobalAvgPool,
+    /// Spatial padding that no window op absorbs (ONNX Pad on H and W; FP32 only, no
+    /// backward).
+    Pad {
+        pads: Pads,
+        mode: crate::ops::pad2d::PadMode,
+    },
     Flatten,
     /// Local response normalization across `size` channels (ONNX LRN; FP32 only).
     Lrn {

@@ -281,6 +281,12 @@ impl Frozen {
                     let sh = shape(t, xin);
                     t.reshape(xin, &[sh[0], sh[1..].iter().product()])?
                 }
+                Op::Pad { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (Pad) has no backward",
+                        node.name
+                    )))
+                }
                 Op::Lrn { .. } => {
                     return Err(Error::Invalid(format!(
                         "replay of {name}: node `{}` (LRN) has no backward",

@@ -110,6 +110,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Softmax => "Softmax",
         Op::AvgPool { .. } => "AvgPool",
         Op::Lrn { .. } => "Lrn",
+        Op::Pad { .. } => "Pad",
     }
 }
 
@@ -273,6 +274,9 @@ fn infer(
         Op::GlobalAvgPool => {
             let [n, c, _, _] = four(x0)?;
             Ok(vec![n, c])
+        }
+        Op::Pad { pads, mode } => {
+            Ok(crate::ops::pad2d::padded_shape(four(x0)?, *pads, *mode)?.to_vec())
         }
         Op::Lrn { size, .. } => {
             four(x0)?;

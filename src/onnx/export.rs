@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::graph::walk::LayerSpec;
 use crate::graph::{Act, Graph, Op, Params, ValueId};
 use crate::models::{Model, Normalization};
+use crate::ops::pad2d::PadMode;
 use crate::quant::int8::{QConv, QFormat};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -331,6 +332,28 @@ impl Writer {
                 let p = *pad as i64;
                 let pads = self.const_i64(&format!("{name}.pads"), &[0, p, 0, 0, 0, p, 0, 0]);
                 self.push("Pad", name, &[sub, pads], name, vec![]);
+            }
+            Op::Pad { pads, mode } => {
+                let [t, l, b, r] = onnx_pads(pads);
+                let p = self.const_i64(&format!("{name}.pads"), &[0, 0, t, l, 0, 0, b, r]);
+                let mut inputs = vec![ins[0].clone(), p];
+                let mode = match mode {
+                    PadMode::Constant(v) => {
+                        let value = format!("{name}.value");
+                        self.init.push(f32_tensor(&value, &[], &[*v]));
+                        inputs.push(value);
+                        "constant"
+                    }
+                    PadMode::Reflect => "reflect",
+                    PadMode::Edge => "edge",
+                };
+                let attrs = vec![AttributeProto {
+                    name: Some("mode".into()),
+                    r#type: Some(attr_type::STRING),
+                    s: Some(mode.as_bytes().to_vec()),
+                    ..Default::default()
+                }];
+                self.push("Pad", name, &inputs, name, attrs);
             }
             Op::MaxPool {
                 kernel,

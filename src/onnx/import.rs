@@ -11,6 +11,7 @@ use crate::graph::validate::output_shape;
 use crate::graph::{bn_names, Act, Graph, Op, Pads, Params, ValueId};
 use crate::models::classes::{class_names_from_meta, norm_from_meta};
 use crate::models::{Arch, Model, CIFAR_NORM};
+use crate::ops::pad2d::PadMode;
 use prost::Message;
 use std::collections::{BTreeMap, HashMap};
 
@@ -399,7 +400,7 @@ impl<'a> Importer<'a> {
     fn value(&self, name: &str) -> Result<ValueId, String> {
         match self.vals.get(name) {
             Some(Val::Node(v)) => Ok(*v),
-            Some(Val::Padded(..)) => Err(format!("value `{name}` is a spatial Pad, which is supported only folded into a following Conv or AveragePool (synthcal has no standalone pad op)")),
+            Some(Val::Padded(..)) => Err(format!("value `{name}` is a zero Pad meant to fold into the Conv or AveragePool reading it")),
             Some(_) => Err(format!("value `{name}` is an intermediate of a reshape/slice pattern synthcal has no op for")),
             None if self.consts.contains_key(name) => Err(format!("`{name}` is a constant where synthcal needs a computed value")),
             None => Err(format!("value `{name}` is not computed before it is read")),
@@ -416,6 +417,29 @@ impl<'a> Importer<'a> {
             .plus(Pads::from_onnx(extra))
             .ok_or("padding overflows")?;
         Ok((x, total))
+    }
+
+    /// Whether a zero Pad writing `out` folds into its one reader: a Conv, or an AveragePool
+    /// that counts its own padding or has none (the Pad's zeros count as elements), neither
+    /// with auto_pad SAME (computed for the padded size).
+    fn folds_pad(&self, out: &str) -> bool {
+        if self.readers.get(out) != Some(&1) {
+            return false;
+        }
+        let Some(r) = self.nodes.iter().find(|r| r.input.iter().any(|i| i == out)) else {
+            return false;
+        };
+        let same = attr(r, "auto_pad")
+            .and_then(|a| a.s.as_deref())
+            .is_some_and(|a| a.starts_with(b"SAME"));
+        let no_own_pads = attr_ints(r, "pads").is_none_or(|p| p.iter().all(|&v| v == 0));
+        r.input.first().map(String::as_str) == Some(out)
+            && !same
+            && match op_type(r) {
+                "Conv" => true,
+                "AveragePool" => attr_i(r, "count_include_pad", 0) != 0 || no_own_pads,
+                _ => false,
+            }
     }
 
     /// The image under a folded Pad (for shape-dependent settings such as auto_pad, which a
@@ -985,10 +1009,6 @@ impl<'a> Importer<'a> {
                 set(self, Val::Node(v));
             }
             "MaxPool" => {
-                if let Some(Val::Padded(..)) = self.vals.get(input(0)?) {
-                    // Zeros compete with the values: exact only for inputs >= 0, not known here.
-                    return Err("a zero Pad before a MaxPool is not supported (it is not the MaxPool's -inf padding)".into());
-                }
                 let x = self.image(input(0)?)?;
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err("dilated pooling is not supported".into());
@@ -1126,27 +1146,61 @@ impl<'a> Importer<'a> {
                 let mode = attr(n, "mode")
                     .and_then(|a| a.s.clone())
                     .unwrap_or(b"constant".to_vec());
-                // The fill value: an attribute before opset 11, an optional input since.
-                let zero = if opset < 11 {
-                    attr_f(n, "value", 0.0) == 0.0
+                // The fill value: an attribute before opset 11, an optional scalar input since.
+                let value = if opset < 11 {
+                    attr_f(n, "value", 0.0)
                 } else {
-                    Self::optional_input(n, 2)
-                        .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
+                    match Self::optional_input(n, 2)
+                        .map(|c| self.f32_const(c))
                         .transpose()?
-                        .unwrap_or(true)
+                    {
+                        None => 0.0,
+                        Some(a) if a.data.len() == 1 => a.data[0],
+                        Some(a) => {
+                            return Err(format!(
+                                "constant_value of shape {:?}: a scalar needed",
+                                a.shape
+                            ))
+                        }
+                    }
                 };
+                let mode = match mode.as_slice() {
+                    b"constant" => PadMode::Constant(value),
+                    b"reflect" => PadMode::Reflect,
+                    b"edge" => PadMode::Edge,
+                    other => {
+                        return Err(format!(
+                            "mode `{}` is not supported (constant, reflect and edge are)",
+                            String::from_utf8_lossy(other)
+                        ))
+                    }
+                };
+                if Self::optional_input(n, 3).is_some() {
+                    return Err(
+                        "the `axes` input is not supported (pads for all four axes are)".into(),
+                    );
+                }
                 match (self.vals.get(input(0)?).copied(), pads.as_slice()) {
-                    (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == b"constant" && zero => {
+                    (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == PadMode::Constant(0.0) => {
                         let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false)?;
                         set(self, Val::Node(v));
                     }
                     (Some(Val::Node(x)), &[0, 0, t, l, 0, 0, b, r])
-                        if mode == b"constant" && zero && !self.flat[x] && [t, l, b, r].iter().all(|p| (0..=1 << 16).contains(p))
-                            && Self::optional_input(n, 3).is_none() =>
+                        if !self.flat[x] && [t, l, b, r].iter().all(|p| (0..=1 << 16).contains(p)) =>
                     {
-                        set(self, Val::Padded(x, [t, l, b, r].map(|p| p as usize)));
+                        let pads = Pads::from_onnx([t, l, b, r].map(|p| p as usize));
+                        if mode == PadMode::Constant(0.0) && self.folds_pad(&out) {
+                            set(self, Val::Padded(x, pads.onnx()));
+                        } else {
+                            let v = self.push(&name, Op::Pad { pads, mode }, &[x], false)?;
+                            set(self, Val::Node(v));
+                        }
                     }
-                    _ => return Err(format!("pads {pads:?} (mode {}) are supported only as zero padding of H and W folded into a following Conv or AveragePool, or as the channel padding of a ::2 subsampled shortcut", String::from_utf8_lossy(&mode))),
+                    (_, &[0, 0, t, l, 0, 0, b, r]) if [t, l, b, r].iter().any(|&p| p < 0) => {
+                        return Err(format!("pads {pads:?}: negative pads (cropping) are not supported"))
+                    }
+                    (_, [_, _, _, _, _, _, _, _]) => return Err(format!("pads {pads:?}: padding of N or C is supported only as the channel padding of a ::2 subsampled shortcut; H and W pad any image")),
+                    _ => return Err(format!("pads {pads:?}: eight values (an [N, C, H, W] image) needed")),
                 }
             }
             other @ ("Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Cast" | "ConstantOfShape") => {

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod loss;
 pub mod lrn;
 pub mod matmul;
+pub mod pad2d;
 pub mod pads;
 pub mod pool;
 pub mod qconv;
