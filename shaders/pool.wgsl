@@ -14,7 +14,11 @@ struct Params {
     pad_w: u32,
     end_h: u32,
     end_w: u32,
-    _p: u32,
+    // Tap spacing per axis (max pooling only; 1: dense).
+    dh: u32,
+    dw: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -69,15 +73,20 @@ fn avg_pool_real(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     y[i] = acc / f32(max(count, 1u));
 }
 
-// Padding is -inf, so only real elements compete (padding < k leaves one in every window).
+// Padding is -inf, so only real elements compete (padding < k leaves one in every dense
+// window). Taps are dh, dw apart (dilation).
 @compute @workgroup_size(256)
 fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.total { return; }
     let win = window(i);
     var acc = bitcast<f32>(0xff800000u); // -inf
-    for (var ky = max(win.y, 0); ky < min(win.y + i32(p.k), i32(p.h)); ky++) {
-        for (var kx = max(win.z, 0); kx < min(win.z + i32(p.k), i32(p.w)); kx++) {
+    for (var ty = 0; ty < i32(p.k); ty++) {
+        let ky = win.y + ty * i32(p.dh);
+        if ky < 0 || ky >= i32(p.h) { continue; }
+        for (var tx = 0; tx < i32(p.k); tx++) {
+            let kx = win.z + tx * i32(p.dw);
+            if kx < 0 || kx >= i32(p.w) { continue; }
             acc = max(acc, x[u32(win.x + ky * i32(p.w) + kx)]);
         }
     }

@@ -673,6 +673,70 @@ fn asymmetric_pads_import_per_side() {
     );
 }
 
+/// Dilated max pools: Conv 3x3 pad 1 -> MaxPool 3x3 dilations [2, 1] pads [1, 2, 1, 2] (8x8
+/// -> 6x10) -> MaxPool 2x2 dilations [2, 2] stride 2 ceil_mode (-> 3x5, the last column a
+/// partial window) -> GlobalAveragePool -> Flatten -> Gemm.
+fn model_h() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 29;
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["x", "w1"],
+        &["c1"],
+        &[("pads", A::Is(vec![1; 4]))],
+    );
+    let k = |k: i64| ("kernel_shape", A::Is(vec![k, k]));
+    b.node(
+        "MaxPool",
+        &["c1"],
+        &["mp"],
+        &[
+            k(3),
+            ("dilations", A::Is(vec![2, 1])),
+            ("pads", A::Is(vec![1, 2, 1, 2])),
+        ],
+    );
+    b.node(
+        "MaxPool",
+        &["mp"],
+        &["mp2"],
+        &[
+            k(2),
+            ("dilations", A::Is(vec![2, 2])),
+            ("strides", A::Is(vec![2, 2])),
+            ("ceil_mode", A::I(1)),
+        ],
+    );
+    b.node("GlobalAveragePool", &["mp2"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// model_h's pools keep their dilation and take ONNX's shapes.
+#[test]
+fn dilated_max_pools_import() {
+    let m = onnx::import(&model_h().encode_to_vec(), "h").unwrap();
+    let g = &m.arch.graph;
+    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [HW, HW]).unwrap();
+    let pools: Vec<_> = g
+        .nodes
+        .iter()
+        .zip(&shapes)
+        .filter_map(|(n, s)| match n.op {
+            Op::MaxPool { dilation, ceil, .. } => Some((dilation, ceil, [s[2], s[3]])),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        [([2, 1], false, [6, 10]), ([2, 2], true, [3, 5])],
+        "{g:#?}"
+    );
+}
+
 fn input() -> Vec<f32> {
     let n = BATCH * 3 * HW * HW;
     (0..n)
@@ -741,6 +805,7 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
         ("e", model_e()),
         ("f", model_f()),
         ("g", model_g()),
+        ("h", model_h()),
     ];
     for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
@@ -839,6 +904,7 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
         ("c", model_c(false)),
         ("f", model_f()),
         ("g", model_g()),
+        ("h", model_h()),
     ];
     for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();

@@ -5,18 +5,24 @@ use crate::ops::pool::{Pool, Window};
 
 /// Indices in x (planes of h x w) of output (plane, oy, ox)'s window, in scan order, padding
 /// left out.
+#[allow(clippy::too_many_arguments)]
 fn window(
     (h, w): (usize, usize),
     k: usize,
     stride: usize,
     [ph, pw]: [usize; 2],
+    [dh, dw]: [usize; 2],
     nc: usize,
     oy: usize,
     ox: usize,
 ) -> impl Iterator<Item = usize> {
     (0..k * k).filter_map(move |t| {
-        let iy = (oy * stride + t / k).checked_sub(ph).filter(|&v| v < h)?;
-        let ix = (ox * stride + t % k).checked_sub(pw).filter(|&v| v < w)?;
+        let iy = (oy * stride + t / k * dh)
+            .checked_sub(ph)
+            .filter(|&v| v < h)?;
+        let ix = (ox * stride + t % k * dw)
+            .checked_sub(pw)
+            .filter(|&v| v < w)?;
         Some((nc * h + iy) * w + ix)
     })
 }
@@ -40,7 +46,7 @@ fn pool(x: &Array, win: &Window, how: Reduce) -> Array {
     let mut out = Array::zeros(&[n, c, oh, ow]);
     for (o, y) in out.data.iter_mut().enumerate() {
         let (nc, oy, ox) = (o / (oh * ow), (o / ow) % oh, o % ow);
-        let vals: Vec<f32> = window((h, w), k, stride, pads.begin, nc, oy, ox)
+        let vals: Vec<f32> = window((h, w), k, stride, pads.begin, win.dilation, nc, oy, ox)
             .map(|j| x.data[j])
             .collect();
         *y = match how {
@@ -95,6 +101,7 @@ pub fn max_pool2d_backward(x: &Array, dy: &Array, k: usize, stride: usize, pad: 
             k,
             stride,
             [pad; 2],
+            [1, 1],
             o / (oh * ow),
             (o / ow) % oh,
             o % ow,

@@ -120,7 +120,12 @@ impl Graph {
 /// Int8 max pools pad equally on every side, at most half the kernel (others run in f32).
 fn int8_pool(op: &Op) -> bool {
     match op {
-        Op::MaxPool { pad, kernel, .. } => pad.symmetric().is_some_and(|p| 2 * p <= *kernel),
+        Op::MaxPool {
+            pad,
+            kernel,
+            dilation,
+            ..
+        } => *dilation == [1, 1] && pad.symmetric().is_some_and(|p| 2 * p <= *kernel),
         _ => true,
     }
 }
@@ -180,6 +185,7 @@ fn step(
             stride,
             pad,
             ceil: false,
+            dilation: [1, 1],
         } => Step::MaxPool {
             kernel,
             stride,
@@ -306,6 +312,7 @@ mod tests {
                 stride: 2,
                 pad: 0.into(),
                 ceil: false,
+                dilation: [1, 1],
             },
             &[s],
         );

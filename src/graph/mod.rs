@@ -71,6 +71,9 @@ pub enum Op {
         pad: Pads,
         #[serde(default, skip_serializing_if = "is_false")]
         ceil: bool,
+        /// Tap spacing [h, w]; absent in graphs stored before dilated pooling existed.
+        #[serde(default = "dense", skip_serializing_if = "is_dense")]
+        dilation: [usize; 2],
     },
     /// Average pooling; `count_pad`: the zero padding counts in each window's divisor (which
     /// is the window clipped to the padded input); `ceil` as for MaxPool.
@@ -118,20 +121,21 @@ pub struct Graph {
 impl Op {
     /// The window of a MaxPool or AvgPool node.
     pub fn pool_window(&self) -> Option<crate::ops::pool::Window> {
-        let (&kernel, &stride, &pads, &ceil) = match self {
+        let (&kernel, &stride, &pads, &ceil, dilation) = match self {
             Op::MaxPool {
                 kernel,
                 stride,
                 pad,
                 ceil,
-            }
-            | Op::AvgPool {
+                dilation,
+            } => (kernel, stride, pad, ceil, *dilation),
+            Op::AvgPool {
                 kernel,
                 stride,
                 pad,
                 ceil,
                 ..
-            } => (kernel, stride, pad, ceil),
+            } => (kernel, stride, pad, ceil, dense()),
             _ => return None,
         };
         Some(crate::ops::pool::Window {
@@ -139,6 +143,7 @@ impl Op {
             stride,
             pads,
             ceil,
+            dilation,
         })
     }
 }

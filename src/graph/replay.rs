@@ -245,6 +245,7 @@ impl Frozen {
                     stride,
                     pad,
                     ceil: false,
+                    dilation: [1, 1],
                 } => {
                     let Some(pad) = pad.symmetric() else {
                         return Err(Error::Invalid(format!(
@@ -254,9 +255,9 @@ impl Frozen {
                     };
                     t.max_pool(s, arg(0)?, *kernel, *stride, pad)?
                 }
-                Op::MaxPool { ceil: true, .. } => {
+                Op::MaxPool { .. } => {
                     return Err(Error::Invalid(format!(
-                        "replay of {name}: node `{}` (MaxPool with ceil_mode windows) has no backward",
+                        "replay of {name}: node `{}` (MaxPool with ceil_mode windows or dilation) has no backward",
                         node.name
                     )))
                 }

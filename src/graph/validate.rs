@@ -265,9 +265,10 @@ fn infer(
                 )
             })?;
             let size = |axis, s| {
-                window_out(s, win.kernel, win.stride, &win.pads, axis)?;
+                let span = win.span(axis).ok_or("dilation overflows")?;
+                window_out(s, span, win.stride, &win.pads, axis)?;
                 win.out_size(axis, s)
-                    .ok_or_else(|| format!("window {} does not fit a size of {s}", win.kernel))
+                    .ok_or_else(|| format!("window {span} does not fit a size of {s}"))
             };
             Ok(vec![n, c, size(0, h)?, size(1, w)?])
         }

@@ -35,6 +35,7 @@ pub fn vgg_bn(cfg: &[usize], classes: usize) -> Builder {
                 stride: 2,
                 pad: 0.into(),
                 ceil: false,
+                dilation: [1, 1],
             };
             x = b.op(&format!("features.{idx}"), op, &[x]);
             idx += 1;

@@ -360,6 +360,7 @@ impl Writer {
                 stride,
                 pad,
                 ceil,
+                dilation,
             } => {
                 let (k, s) = (*kernel as i64, *stride as i64);
                 let mut attrs = vec![
@@ -367,6 +368,9 @@ impl Writer {
                     ints("strides", &[s, s]),
                     ints("pads", &onnx_pads(pad)),
                 ];
+                if *dilation != [1, 1] {
+                    attrs.push(ints("dilations", &dilation.map(|d| d as i64)));
+                }
                 attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("MaxPool", name, ins, name, attrs);
             }

@@ -931,6 +931,7 @@ impl<'a> Importer<'a> {
                         stride: 1,
                         pad: Pads::same(0),
                         ceil: false,
+                        dilation: [1, 1],
                     },
                     &[x],
                     false,
@@ -947,7 +948,10 @@ impl<'a> Importer<'a> {
                 let stride =
                     same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?.max(1);
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-                    return Err("dilated pooling is not supported".into());
+                    return Err(
+                        "AveragePool dilations (opset 19) are not supported; dilated MaxPool is"
+                            .into(),
+                    );
                 }
                 let own = self.window_pad(n, x, [kernel, kernel], stride)?;
                 let (x, pad) = self.padded_image(input(0)?, own)?;
@@ -959,7 +963,7 @@ impl<'a> Importer<'a> {
                     }
                     count_pad = true;
                 }
-                let ceil = self.partial_ceil(n, x, kernel, stride, pad);
+                let ceil = self.partial_ceil(n, x, [kernel; 2], stride, pad);
                 if (pad != Pads::same(0) && !count_pad) || ceil {
                     // Border windows divide by their real elements, or a ceil-mode window by
                     // its part inside the padded input: the pooling kernel.
@@ -1010,16 +1014,24 @@ impl<'a> Importer<'a> {
             }
             "MaxPool" => {
                 let x = self.image(input(0)?)?;
-                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-                    return Err("dilated pooling is not supported".into());
-                }
+                let dilation = match attr_ints(n, "dilations").as_deref() {
+                    None => [1, 1],
+                    Some(&[dh, dw])
+                        if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) =>
+                    {
+                        [dh as usize, dw as usize]
+                    }
+                    Some(d) => return Err(format!("dilations {d:?}: two values >= 1 needed")),
+                };
                 let kernel = same(
                     &attr_ints(n, "kernel_shape").unwrap_or_default(),
                     "kernel_shape",
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
-                let pad = self.window_pad(n, x, [kernel, kernel], stride.max(1))?;
-                let ceil = self.partial_ceil(n, x, kernel, stride.max(1), pad);
+                // auto_pad and ceil_mode see the window's extent, which dilation widens.
+                let span = dilation.map(|d| kernel.saturating_sub(1) * d + 1);
+                let pad = self.window_pad(n, x, span, stride.max(1))?;
+                let ceil = self.partial_ceil(n, x, span, stride.max(1), pad);
                 let v = self.push(
                     &name,
                     Op::MaxPool {
@@ -1027,6 +1039,7 @@ impl<'a> Importer<'a> {
                         stride: stride.max(1),
                         pad,
                         ceil,
+                        dilation,
                     },
                     &[x],
                     false,
@@ -1349,9 +1362,16 @@ impl<'a> Importer<'a> {
 
     /// Whether `ceil_mode` = 1 adds a partial window on either axis (else the floor-mode op is
     /// the same).
-    fn partial_ceil(&self, n: &NodeProto, x: ValueId, k: usize, stride: usize, pad: Pads) -> bool {
+    fn partial_ceil(
+        &self,
+        n: &NodeProto,
+        x: ValueId,
+        k: [usize; 2],
+        stride: usize,
+        pad: Pads,
+    ) -> bool {
         let s = &self.shapes[x];
-        let axis = |a: usize| ceil_is_floor(s[2 + a], k, stride, (pad.begin[a], pad.end[a]));
+        let axis = |a: usize| ceil_is_floor(s[2 + a], k[a], stride, (pad.begin[a], pad.end[a]));
         attr_i(n, "ceil_mode", 0) != 0 && !(axis(0) && axis(1))
     }
 

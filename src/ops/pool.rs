@@ -26,7 +26,9 @@ struct Params {
     /// The padded input's end: H + bottom padding, W + right padding.
     end_h: u32,
     end_w: u32,
-    _p: u32,
+    dh: u32,
+    dw: u32,
+    _p: [u32; 2],
 }
 
 /// A square pooling window: kernel, stride, padding per side and ONNX / PyTorch `ceil_mode`.
@@ -36,6 +38,8 @@ pub struct Window {
     pub stride: usize,
     pub pads: Pads,
     pub ceil: bool,
+    /// Tap spacing [h, w] (1: dense); max pooling only.
+    pub dilation: [usize; 2],
 }
 
 impl Window {
@@ -46,20 +50,31 @@ impl Window {
             stride,
             pads: Pads::same(pad),
             ceil: false,
+            dilation: [1, 1],
         }
+    }
+
+    /// The input extent of the window along `axis`: (kernel - 1) * dilation + 1, or None on
+    /// overflow.
+    pub fn span(&self, axis: usize) -> Option<usize> {
+        let k1 = self.kernel.checked_sub(1)?;
+        k1.checked_mul(self.dilation[axis])?.checked_add(1)
     }
 
     /// The output size along `axis` (0: H, 1: W) for an input of `size` (see [`pooled_size`]).
     pub fn out_size(&self, axis: usize, size: usize) -> Option<usize> {
         let pad = (self.pads.begin[axis], self.pads.end[axis]);
-        pooled_size(size, self.kernel, self.stride, pad, self.ceil)
+        pooled_size(size, self.span(axis)?, self.stride, pad, self.ceil)
     }
 
     /// Why this window cannot pool: a zero kernel or stride, or a side's padding of a whole
     /// kernel or more (a window could hold no input; ONNX Runtime's limit too).
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.kernel == 0 || self.stride == 0 {
-            return Err(format!("kernel {} stride {}", self.kernel, self.stride));
+        if self.kernel == 0 || self.stride == 0 || self.dilation.contains(&0) {
+            return Err(format!(
+                "kernel {} stride {} dilation {:?}",
+                self.kernel, self.stride, self.dilation
+            ));
         }
         if self.pads.onnx().iter().any(|&p| p >= self.kernel) {
             return Err(format!(
@@ -127,7 +142,9 @@ fn geometry(op: &'static str, x: &Tensor, win: &Window) -> Result<([usize; 4], P
         pad_w: win.pads.begin[1] as u32,
         end_h: (h + win.pads.end[0]) as u32,
         end_w: (w + win.pads.end[1]) as u32,
-        _p: 0,
+        dh: win.dilation[0] as u32,
+        dw: win.dilation[1] as u32,
+        _p: [0; 2],
     };
     Ok(([n, c, oh, ow], p))
 }
@@ -161,6 +178,12 @@ pub fn pool2d(s: &mut Stream, x: &Tensor, how: Pool, win: &Window) -> Result<Ten
         Pool::Avg => ("avg_pool2d", "avg_pool"),
         Pool::AvgOfReal => ("avg_pool2d", "avg_pool_real"),
     };
+    if how != Pool::Max && win.dilation != [1, 1] {
+        return shape_err(
+            op,
+            format!("dilation {:?}: average pools are dense", win.dilation),
+        );
+    }
     let (out, p) = geometry(op, x, win)?;
     let y = s.gpu().alloc(op, &out, DType::F32)?;
     s.dispatch(
@@ -251,7 +274,9 @@ pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
         pad_w: 0,
         end_h: 0,
         end_w: 0,
-        _p: 0,
+        dh: 0,
+        dw: 0,
+        _p: [0; 2],
     };
     s.dispatch(
         SHADER,
@@ -351,6 +376,24 @@ mod tests {
         assert_eq!(pooled_size(8, 3, 2, (1, 0), true), Some(4));
     }
 
+    /// A dilated max window takes every d-th element: on a 1x7 row with kernel 3, dilation 2
+    /// and stride 1, output j is the max of elements j, j + 2 and j + 4.
+    #[test]
+    fn dilated_max_pool_skips_taps() {
+        let x = Array::new(&[1, 1, 1, 7], vec![5.0, 9.0, 1.0, 0.0, 2.0, 8.0, 3.0]);
+        // The kernel is square, so a 1-high map is padded to fit its 3 rows.
+        let win = Window {
+            kernel: 3,
+            stride: 1,
+            pads: Pads::from_onnx([1, 0, 1, 0]),
+            ceil: false,
+            dilation: [1, 2],
+        };
+        let y = cpu::pool::pool2d(&x, Pool::Max, &win);
+        assert_eq!(y.shape, [1, 1, 1, 3]);
+        assert_eq!(y.data, [5.0, 9.0, 3.0]);
+    }
+
     /// Asymmetric padding is the input padded explicitly (with -inf for max, zeros for the
     /// counted average) and pooled without padding: checked on the CPU reference and the GPU.
     #[test]
@@ -370,6 +413,7 @@ mod tests {
                 stride,
                 pads: Pads::from_onnx([t, l, b, r]),
                 ceil: false,
+                dilation: [1, 1],
             };
             let (ph, pw) = (h + t + b, w + l + r);
             for (how, fill) in [(Pool::Max, f32::NEG_INFINITY), (Pool::Avg, 0.0)] {
@@ -398,15 +442,17 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(32))]
         /// Every pooling kind in either mode (ceil: partial windows hanging over the end) with
         /// padding that differs per side, on the GPU, equals the CPU reference; the
-        /// counted-padding average divides by the window clipped to the padded input.
+        /// counted-padding average divides by the window clipped to the padded input. Max
+        /// pooling also with dilation (the averages refuse it).
         #[test]
         fn ceil_mode_pools_match_cpu(
             n in 1usize..3, c in 1usize..4, h in 1usize..10, w in 1usize..10,
             k in 1usize..5, stride in 1usize..4, pads in [0usize..3, 0..3, 0..3, 0..3],
-            ceil: bool, seed in 0u64..1000,
+            ceil: bool, dilation in [1usize..4, 1..4], seed in 0u64..1000,
         ) {
             crate::ops::skip_without_gpu!(proptest);
-            let win = Window { kernel: k, stride, pads: Pads::from_onnx(pads), ceil };
+            let pads = Pads::from_onnx(pads);
+            let win = Window { kernel: k, stride, pads, ceil, dilation };
             prop_assume!(win.check().is_ok() && win.out_size(0, h).is_some() && win.out_size(1, w).is_some());
             let g = gpu();
             let shape = [n, c, h, w];
@@ -414,6 +460,10 @@ mod tests {
             let xt = g.upload_f32(&shape, &x.data).unwrap();
             for how in [Pool::Max, Pool::Avg, Pool::AvgOfReal] {
                 let mut s = g.stream();
+                if how != Pool::Max && dilation != [1, 1] {
+                    prop_assert!(pool2d(&mut s, &xt, how, &win).is_err());
+                    continue;
+                }
                 let y = pool2d(&mut s, &xt, how, &win).unwrap();
                 s.submit();
                 let want = cpu::pool::pool2d(&x, how, &win);
