@@ -737,6 +737,76 @@ fn dilated_max_pools_import() {
     );
 }
 
+/// Pads between convs: Conv 3x3 -> Relu -> reflect Pad [1, 0, 1, 2] -> Conv 3x3 -> Relu ->
+/// Pad with 0.25 [0, 1, 1, 0] -> edge Pad [1, 1, 0, 0] -> Conv 1x1 -> GlobalAveragePool ->
+/// Flatten -> Gemm.
+fn model_i() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 31;
+    let mode = |m: &'static str| [("mode", A::S(m))];
+    b.random("w1", &[4, 3, 3, 3], 1.0);
+    b.node("Conv", &["x", "w1"], &["c1"], &[]);
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    b.ints("p1", &[0, 0, 1, 0, 0, 0, 1, 2]);
+    b.node("Pad", &["r1", "p1"], &["x1"], &mode("reflect"));
+    b.random("w2", &[6, 4, 3, 3], 1.0);
+    b.node("Conv", &["x1", "w2"], &["c2"], &[]);
+    b.node("Relu", &["c2"], &["r2"], &[]);
+    b.ints("p2", &[0, 0, 0, 1, 0, 0, 1, 0]);
+    b.floats("v2", &[], vec![0.25]);
+    b.node("Pad", &["r2", "p2", "v2"], &["x2"], &mode("constant"));
+    b.ints("p3", &[0, 0, 1, 1, 0, 0, 0, 0]);
+    b.node("Pad", &["x2", "p3"], &["x3"], &mode("edge"));
+    b.random("w3", &[4, 6, 1, 1], 1.0);
+    b.node("Conv", &["x3", "w3"], &["c3"], &[]);
+    b.node("GlobalAveragePool", &["c3"], &["gap"], &[]);
+    b.node("Flatten", &["gap"], &["flat"], &[]);
+    b.random("fc", &[5, 4], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// With `Int8Ops::All` the Pads between quantized convs run on int8 data (a constant fill
+/// quantized to the value's format), and the GPU's integer logits equal the CPU integer
+/// reference bit for bit.
+#[test]
+fn int8_pads_run_in_integers_bit_exactly() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let m = onnx::import(&model_i().encode_to_vec(), "i").unwrap();
+    let n = 16;
+    let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 89 % 253) as u8).collect();
+    let images = synthcal::Images::new(px, HW, HW).unwrap();
+    let classes = m.class_names.clone();
+    let labels = (0..n).map(|i| (i % classes.len()) as u16).collect();
+    let set = synthcal::Dataset::from_images(images, labels, classes, "test").unwrap();
+    let opts = synthcal::quant::QuantOptions {
+        int8_ops: synthcal::quant::Int8Ops::All,
+        ..Default::default()
+    };
+    let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &opts).unwrap();
+    let pads: Vec<usize> = (0..q.graph.nodes.len())
+        .filter(|&i| matches!(q.graph.nodes[i].op, Op::Pad { .. }))
+        .collect();
+    assert_eq!(pads.len(), 3);
+    let ran = q.runner(&gpu).unwrap().int8_nodes();
+    assert!(pads.iter().all(|p| ran.contains(p)), "{ran:?}");
+    let x = Array::new(&[BATCH, 3, HW, HW], input());
+    let got = q
+        .runner(&gpu)
+        .unwrap()
+        .logits(&x.data, BATCH, [HW, HW])
+        .unwrap();
+    let want = q.cpu_logits(&x).unwrap();
+    assert!(
+        got.iter()
+            .zip(&want.data)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "GPU and CPU integer logits differ: {got:?} vs {:?}",
+        want.data
+    );
+}
+
 fn input() -> Vec<f32> {
     let n = BATCH * 3 * HW * HW;
     (0..n)
@@ -806,6 +876,7 @@ fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
         ("f", model_f()),
         ("g", model_g()),
         ("h", model_h()),
+        ("i", model_i()),
     ];
     for (tag, p) in models {
         let m = onnx::import(&p.encode_to_vec(), tag).unwrap();

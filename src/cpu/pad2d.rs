@@ -6,7 +6,7 @@ use crate::ops::Pads;
 
 /// Source index along an axis of size `n` for padded position `i` (begin padding `b`), or
 /// None for the constant fill.
-fn source(i: usize, b: usize, n: usize, mode: PadMode) -> Option<usize> {
+pub(crate) fn source(i: usize, b: usize, n: usize, mode: PadMode) -> Option<usize> {
     let s = i as isize - b as isize;
     let last = n as isize - 1;
     let s = match mode {

@@ -101,6 +101,7 @@ impl Graph {
                 Op::ShortcutA { .. }
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
+                | Op::Pad { .. }
                 | Op::MaxPool { ceil: false, .. } => int_in(0).filter(|_| int8_pool(&n.op)),
                 Op::Flatten => {
                     int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
@@ -152,6 +153,7 @@ enum Step {
     Add(QAdd),
     /// A gather; it reads the second input when it has a second source (concat).
     Gather(QGather),
+    Pad(crate::ops::Pads, crate::ops::pad2d::PadMode),
     MaxPool {
         kernel: usize,
         stride: usize,
@@ -192,6 +194,7 @@ fn step(
             pad: pad.symmetric().ok_or_else(|| no_int8(node))?,
         },
         Op::GlobalAvgPool => Step::GlobalAvgPool,
+        Op::Pad { pads, mode } => Step::Pad(*pads, *mode),
         Op::Flatten => Step::Flatten,
         _ => return Err(no_int8(node)),
     })
@@ -219,6 +222,7 @@ pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) 
             stride,
             pad,
         } => qlayout::max_pool(s, x, kernel, stride, pad),
+        Step::Pad(pads, mode) => qlayout::pad2d(s, x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
         Step::Flatten => Ok(x.clone()),
     }
@@ -240,6 +244,7 @@ pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray>
             stride,
             pad,
         } => qlayout::max_pool(x, kernel, stride, pad),
+        Step::Pad(pads, mode) => qlayout::pad2d(x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(x, out),
         Step::Flatten => Ok(x.clone()),
     }
