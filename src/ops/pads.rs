@@ -112,4 +112,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<Pads>("3").unwrap(), Pads::same(3));
         assert!(serde_json::from_str::<Pads>("[1,2]").is_err());
     }
+
+    /// Graph nodes as files stored before per-side padding and dilated pooling read, and a
+    /// symmetric node is written as before.
+    #[test]
+    fn old_graph_nodes_read() {
+        use crate::graph::Op;
+        let old = r#"{"MaxPool":{"kernel":3,"stride":2,"pad":1}}"#;
+        let op: Op = serde_json::from_str(old).unwrap();
+        let win = op.pool_window().unwrap();
+        assert_eq!((win.pads, win.dilation), (Pads::same(1), [1, 1]));
+        assert_eq!(serde_json::to_string(&op).unwrap(), old);
+        let conv =
+            r#"{"Conv2d":{"weight":"w","bias":null,"stride":1,"pad":2,"groups":1,"act":"Relu"}}"#;
+        let op: Op = serde_json::from_str(conv).unwrap();
+        assert_eq!(op.layer().unwrap().pad, Pads::same(2));
+    }
 }
