@@ -9,7 +9,16 @@ struct Params {
     ow: u32,
     k: u32,
     stride: u32,
-    pad: u32,
+    // Begin padding per axis, and the padded input's end (H + bottom, W + right).
+    pad_h: u32,
+    pad_w: u32,
+    end_h: u32,
+    end_w: u32,
+    // Tap spacing per axis (max pooling only; 1: dense).
+    dh: u32,
+    dw: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,7 +34,7 @@ fn window(i: u32) -> vec3i {
     let ox = i % p.ow;
     let oy = (i / p.ow) % p.oh;
     let nc = i / (p.ow * p.oh);
-    return vec3i(i32(nc * p.h * p.w), i32(oy * p.stride) - i32(p.pad), i32(ox * p.stride) - i32(p.pad));
+    return vec3i(i32(nc * p.h * p.w), i32(oy * p.stride) - i32(p.pad_h), i32(ox * p.stride) - i32(p.pad_w));
 }
 
 // count_include_pad=True: the divisor is the window clipped to the padded input, k*k except
@@ -41,10 +50,9 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
             acc += x[u32(win.x + ky * i32(p.w) + kx)];
         }
     }
-    let pad = i32(p.pad);
     let k = i32(p.k);
-    let rows = min(win.y + k, i32(p.h) + pad) - win.y;
-    let cols = min(win.z + k, i32(p.w) + pad) - win.z;
+    let rows = min(win.y + k, i32(p.end_h)) - win.y;
+    let cols = min(win.z + k, i32(p.end_w)) - win.z;
     y[i] = acc / f32(rows * cols);
 }
 
@@ -65,15 +73,20 @@ fn avg_pool_real(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     y[i] = acc / f32(max(count, 1u));
 }
 
-// Padding is -inf, so only real elements compete (padding <= k/2 leaves one in every window).
+// Padding is -inf, so only real elements compete (padding < k leaves one in every dense
+// window). Taps are dh, dw apart (dilation).
 @compute @workgroup_size(256)
 fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.total { return; }
     let win = window(i);
     var acc = bitcast<f32>(0xff800000u); // -inf
-    for (var ky = max(win.y, 0); ky < min(win.y + i32(p.k), i32(p.h)); ky++) {
-        for (var kx = max(win.z, 0); kx < min(win.z + i32(p.k), i32(p.w)); kx++) {
+    for (var ty = 0; ty < i32(p.k); ty++) {
+        let ky = win.y + ty * i32(p.dh);
+        if ky < 0 || ky >= i32(p.h) { continue; }
+        for (var tx = 0; tx < i32(p.k); tx++) {
+            let kx = win.z + tx * i32(p.dw);
+            if kx < 0 || kx >= i32(p.w) { continue; }
             acc = max(acc, x[u32(win.x + ky * i32(p.w) + kx)]);
         }
     }
@@ -111,9 +124,9 @@ fn window_argmax(win: vec3i) -> i32 {
     return at;
 }
 
-// First output index (along one axis) whose window covers input position i.
-fn first_cover(i: i32) -> i32 {
-    let a = i + i32(p.pad) - i32(p.k) + 1;
+// First output index (along one axis, begin padding `pad`) whose window covers input i.
+fn first_cover(i: i32, pad: u32) -> i32 {
+    let a = i + i32(pad) - i32(p.k) + 1;
     return select(0, (a + i32(p.stride) - 1) / i32(p.stride), a > 0);
 }
 
@@ -129,8 +142,8 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     let nc = i / (p.w * p.h);
     let s = i32(p.stride);
     var acc = 0.0;
-    for (var oy = first_cover(iy); oy <= min(i32(p.oh) - 1, (iy + i32(p.pad)) / s); oy++) {
-        for (var ox = first_cover(ix); ox <= min(i32(p.ow) - 1, (ix + i32(p.pad)) / s); ox++) {
+    for (var oy = first_cover(iy, p.pad_h); oy <= min(i32(p.oh) - 1, (iy + i32(p.pad_h)) / s); oy++) {
+        for (var ox = first_cover(ix, p.pad_w); ox <= min(i32(p.ow) - 1, (ix + i32(p.pad_w)) / s); ox++) {
             let o = (nc * p.oh + u32(oy)) * p.ow + u32(ox);
             if window_argmax(window(o)) == i32(i) {
                 acc += mp_dy[o];

@@ -6,6 +6,7 @@
 struct Params {
     n: u32, c4: u32, h: u32, w: u32,
     co: u32, co4: u32, oh: u32, ow: u32,
+    // pad: the begin padding, top | left << 16.
     kh: u32, kw: u32, stride: u32, pad: u32,
     // Input words per output-channel tile, channels per group in / out.
     win: u32, cig: u32, cog: u32,
@@ -93,8 +94,8 @@ fn pixel(q: u32, word: u32) -> Pix {
     let c = min(q, npix - 1u);
     let n = c / ohw;
     let r = c % ohw;
-    let iy = i32((r / p.ow) * p.stride) - i32(p.pad);
-    let ix = i32((r % p.ow) * p.stride) - i32(p.pad);
+    let iy = i32((r / p.ow) * p.stride) - i32(p.pad & 0xffffu);
+    let ix = i32((r % p.ow) * p.stride) - i32(p.pad >> 16u);
     return Pix(n, r, q < npix, (n * p.c4 + word) * p.h * p.w, iy, ix);
 }
 

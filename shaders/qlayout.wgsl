@@ -83,3 +83,37 @@ fn global_avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workg
     let real = select(vec4<i32>(0), q, c0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
     out[i] = pack(real - p.out_offset);
 }
+
+// Spatial padding of packed words (ONNX Pad on H and W), one output word a thread; kh, kw:
+// the top and left padding; mode 0 fills with pad_word (the quantized constant in all four
+// bytes), 1 reflects without repeating the edge, 2 repeats the edge.
+fn pad_source(i: u32, b: u32, n: u32) -> i32 {
+    let s = i32(i) - i32(b);
+    let last = i32(n) - 1;
+    if s >= 0 && s <= last {
+        return s;
+    }
+    switch p.mode {
+        case 1u: { return select(2 * last - s, -s, s < 0); }
+        case 2u: { return clamp(s, 0, last); }
+        default: { return -1; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let ohw = p.oh * p.ow;
+    if i >= p.n * p.c4 * ohw {
+        return;
+    }
+    let r = i % ohw;
+    let plane = i / ohw;
+    let sy = pad_source(r / p.ow, p.kh, p.h);
+    let sx = pad_source(r % p.ow, p.kw, p.w);
+    if sy < 0 || sx < 0 {
+        out[i] = p.pad_word;
+    } else {
+        out[i] = x[(plane * p.h + u32(sy)) * p.w + u32(sx)];
+    }
+}

@@ -9,6 +9,7 @@ pub mod glu;
 pub mod layout;
 pub mod lrn;
 pub mod matmul;
+pub mod pad2d;
 pub mod pool;
 pub mod qconv;
 pub mod qlayout;

@@ -1,21 +1,28 @@
 //! 2-d pooling with PyTorch semantics (floor mode; avg counts padding; max pads with -inf).
 
 use crate::array::Array;
+use crate::ops::pool::{Pool, Window};
 
 /// Indices in x (planes of h x w) of output (plane, oy, ox)'s window, in scan order, padding
 /// left out.
+#[allow(clippy::too_many_arguments)]
 fn window(
     (h, w): (usize, usize),
     k: usize,
     stride: usize,
-    pad: usize,
+    [ph, pw]: [usize; 2],
+    [dh, dw]: [usize; 2],
     nc: usize,
     oy: usize,
     ox: usize,
 ) -> impl Iterator<Item = usize> {
     (0..k * k).filter_map(move |t| {
-        let iy = (oy * stride + t / k).checked_sub(pad).filter(|&v| v < h)?;
-        let ix = (ox * stride + t % k).checked_sub(pad).filter(|&v| v < w)?;
+        let iy = (oy * stride + t / k * dh)
+            .checked_sub(ph)
+            .filter(|&v| v < h)?;
+        let ix = (ox * stride + t % k * dw)
+            .checked_sub(pw)
+            .filter(|&v| v < w)?;
         Some((nc * h + iy) * w + ix)
     })
 }
@@ -29,23 +36,27 @@ enum Reduce {
     MeanOfReal,
 }
 
-fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce, ceil: bool) -> Array {
+fn pool(x: &Array, win: &Window, how: Reduce) -> Array {
     let [n, c, h, w] = x.shape[..] else {
         panic!("pool: 4-d input")
     };
-    let size = |s| crate::ops::pool::pooled_size(s, k, stride, pad, ceil).expect("window fits");
-    let (oh, ow) = (size(h), size(w));
+    let (k, stride, pads) = (win.kernel, win.stride, win.pads);
+    let size = |a, s| win.out_size(a, s).expect("window fits");
+    let (oh, ow) = (size(0, h), size(1, w));
     let mut out = Array::zeros(&[n, c, oh, ow]);
     for (o, y) in out.data.iter_mut().enumerate() {
-        let vals: Vec<f32> = window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow)
+        let (nc, oy, ox) = (o / (oh * ow), (o / ow) % oh, o % ow);
+        let vals: Vec<f32> = window((h, w), k, stride, pads.begin, win.dilation, nc, oy, ox)
             .map(|j| x.data[j])
             .collect();
         *y = match how {
             Reduce::Max => vals.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             // The window clipped to the padded input (k on each axis in floor mode).
             Reduce::Mean => {
-                let clip = |o: usize, s: usize| k.min(s + 2 * pad - o * stride);
-                vals.iter().sum::<f32>() / (clip((o / ow) % oh, h) * clip(o % ow, w)) as f32
+                let clip = |o: usize, a: usize, s: usize| {
+                    k.min(s + pads.begin[a] + pads.end[a] - o * stride)
+                };
+                vals.iter().sum::<f32>() / (clip(oy, 0, h) * clip(ox, 1, w)) as f32
             }
             Reduce::MeanOfReal => vals.iter().sum::<f32>() / vals.len().max(1) as f32,
         };
@@ -54,34 +65,26 @@ fn pool(x: &Array, k: usize, stride: usize, pad: usize, how: Reduce, ceil: bool)
 }
 
 pub fn avg_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, Reduce::Mean, false)
+    pool(x, &Window::new(k, stride, pad), Reduce::Mean)
 }
 
 /// Average pooling that leaves the padding out of each window's count.
 pub fn avg_pool2d_exclude_pad(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, Reduce::MeanOfReal, false)
+    pool(x, &Window::new(k, stride, pad), Reduce::MeanOfReal)
 }
 
 pub fn max_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, k, stride, pad, Reduce::Max, false)
+    pool(x, &Window::new(k, stride, pad), Reduce::Max)
 }
 
-/// Any pooling with `ceil` mode (see `ops::pool::pooled_size`); the GPU's `pool2d`.
-pub fn pool2d(
-    x: &Array,
-    how: crate::ops::pool::Pool,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    ceil: bool,
-) -> Array {
-    use crate::ops::pool::Pool;
+/// Any pooling window (see `ops::pool::Window`); the GPU's `pool2d`.
+pub fn pool2d(x: &Array, how: Pool, win: &Window) -> Array {
     let r = match how {
         Pool::Max => Reduce::Max,
         Pool::Avg => Reduce::Mean,
         Pool::AvgOfReal => Reduce::MeanOfReal,
     };
-    pool(x, k, stride, pad, r, ceil)
+    pool(x, win, r)
 }
 
 /// The gradient of `max_pool2d` (scatter form): each window's `dy` goes to its first maximum
@@ -93,8 +96,17 @@ pub fn max_pool2d_backward(x: &Array, dy: &Array, k: usize, stride: usize, pad: 
     let (oh, ow) = (dy.shape[2], dy.shape[3]);
     let mut dx = Array::zeros(&x.shape);
     for (o, &g) in dy.data.iter().enumerate() {
-        let first_max = window((h, w), k, stride, pad, o / (oh * ow), (o / ow) % oh, o % ow)
-            .reduce(|best, j| if x.data[j] > x.data[best] { j } else { best });
+        let first_max = window(
+            (h, w),
+            k,
+            stride,
+            [pad; 2],
+            [1, 1],
+            o / (oh * ow),
+            (o / ow) % oh,
+            o % ow,
+        )
+        .reduce(|best, j| if x.data[j] > x.data[best] { j } else { best });
         if let Some(j) = first_max {
             dx.data[j] += g;
         }

@@ -53,8 +53,9 @@ fn accumulate(conv: &QConv, x: &QArray, bias_q: &[i32]) -> Result<(Vec<i32>, [us
                         for ky in 0..kh {
                             for kx in 0..kw {
                                 let [dy, dx] = conv.dilation;
-                                let iy = (oy * conv.stride + ky * dy) as isize - conv.pad as isize;
-                                let ix = (ox * conv.stride + kx * dx) as isize - conv.pad as isize;
+                                let [pt, pl] = conv.pad.begin.map(|p| p as isize);
+                                let iy = (oy * conv.stride + ky * dy) as isize - pt;
+                                let ix = (ox * conv.stride + kx * dx) as isize - pl;
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     continue;
                                 }
@@ -130,7 +131,7 @@ mod tests {
             },
             bias: Some(vec![1.0]),
             stride: 1,
-            pad: 0,
+            pad: 0.into(),
             dilation: [1, 1],
             groups: 1,
             input: x.fmt,

@@ -1,6 +1,8 @@
 //! Integer reference for the int8 gathers and pools that `quant::int8_ops` specifies.
 
 use crate::error::Result;
+use crate::ops::pad2d::{padded_shape, PadMode};
+use crate::ops::Pads;
 use crate::quant::int8::{shift_rne, QArray, QFormat};
 use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
 
@@ -60,6 +62,36 @@ pub fn max_pool(x: &QArray, k: usize, stride: usize, pad: usize) -> Result<QArra
     }
     Ok(QArray {
         shape: [n, c, oh, ow],
+        q,
+        fmt: x.fmt,
+    })
+}
+
+/// Reference spatial padding in the input's format (a constant fill quantized).
+pub fn pad2d(x: &QArray, pads: Pads, mode: PadMode) -> Result<QArray> {
+    let [n, c, h, w] = x.shape;
+    let os = padded_shape(x.shape, pads, mode)
+        .map_err(|e| crate::Error::Invalid(format!("int8 pad of {:?}: {e}", x.shape)))?;
+    let [_, _, oh, ow] = os;
+    let fill = match mode {
+        PadMode::Constant(v) => x.fmt.quantize(v),
+        _ => 0,
+    };
+    let mut q = Vec::with_capacity(n * c * oh * ow);
+    for plane in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let sy = crate::cpu::pad2d::source(oy, pads.begin[0], h, mode);
+                let sx = crate::cpu::pad2d::source(ox, pads.begin[1], w, mode);
+                q.push(match (sy, sx) {
+                    (Some(sy), Some(sx)) => x.q[(plane * h + sy) * w + sx],
+                    _ => fill,
+                });
+            }
+        }
+    }
+    Ok(QArray {
+        shape: os,
         q,
         fmt: x.fmt,
     })

@@ -126,20 +126,16 @@ pub fn forward_int8(
                 cpu::layout::slice_channels(arg(0)?, *start..start + len)
             }
             Op::ChannelShuffle { groups } => cpu::layout::channel_shuffle(arg(0)?, *groups),
-            Op::MaxPool {
-                kernel,
-                stride,
-                pad,
-                ceil,
-            } => cpu::pool::pool2d(arg(0)?, Pool::Max, *kernel, *stride, *pad, *ceil),
-            Op::AvgPool {
-                kernel: k,
-                stride: s,
-                pad: p,
-                count_pad,
-                ceil,
-            } => cpu::pool::pool2d(arg(0)?, Pool::average(*count_pad), *k, *s, *p, *ceil),
+            op @ (Op::MaxPool { .. } | Op::AvgPool { .. }) => {
+                let how = match op {
+                    Op::AvgPool { count_pad, .. } => Pool::average(*count_pad),
+                    _ => Pool::Max,
+                };
+                let win = op.pool_window().expect("a pool op");
+                cpu::pool::pool2d(arg(0)?, how, &win)
+            }
             Op::GlobalAvgPool => cpu::pool::global_avg_pool(arg(0)?),
+            Op::Pad { pads, mode } => cpu::pad2d::pad2d(arg(0)?, *pads, *mode),
             Op::Softmax => cpu::softmax::softmax(arg(0)?),
             Op::Lrn {
                 size,

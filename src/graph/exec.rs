@@ -293,23 +293,16 @@ impl Runner {
                     ops::layout::slice_channels(s, arg(0)?, *start..start + len)?
                 }
                 Op::ChannelShuffle { groups } => ops::layout::channel_shuffle(s, arg(0)?, *groups)?,
-                Op::MaxPool {
-                    kernel,
-                    stride,
-                    pad,
-                    ceil,
-                } => ops::pool::pool2d(s, arg(0)?, Pool::Max, *kernel, *stride, *pad, *ceil)?,
-                Op::AvgPool {
-                    kernel: k,
-                    stride: st,
-                    pad: p,
-                    count_pad,
-                    ceil,
-                } => {
-                    let how = Pool::average(*count_pad);
-                    ops::pool::pool2d(s, arg(0)?, how, *k, *st, *p, *ceil)?
+                op @ (Op::MaxPool { .. } | Op::AvgPool { .. }) => {
+                    let how = match op {
+                        Op::AvgPool { count_pad, .. } => Pool::average(*count_pad),
+                        _ => Pool::Max,
+                    };
+                    let win = op.pool_window().expect("a pool op");
+                    ops::pool::pool2d(s, arg(0)?, how, &win)?
                 }
                 Op::GlobalAvgPool => ops::pool::global_avg_pool(s, arg(0)?)?,
+                Op::Pad { pads, mode } => ops::pad2d::pad2d(s, arg(0)?, *pads, *mode)?,
                 Op::Softmax => ops::softmax::softmax(s, arg(0)?)?,
                 Op::Lrn {
                     size,

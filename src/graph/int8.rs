@@ -101,7 +101,8 @@ impl Graph {
                 Op::ShortcutA { .. }
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
-                | Op::MaxPool { ceil: false, .. } => int_in(0),
+                | Op::Pad { .. }
+                | Op::MaxPool { ceil: false, .. } => int_in(0).filter(|_| int8_pool(&n.op)),
                 Op::Flatten => {
                     int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
                 }
@@ -114,6 +115,19 @@ impl Graph {
             }
         }
         Int8Plan { layers, formats }
+    }
+}
+
+/// Int8 max pools pad equally on every side, at most half the kernel (others run in f32).
+fn int8_pool(op: &Op) -> bool {
+    match op {
+        Op::MaxPool {
+            pad,
+            kernel,
+            dilation,
+            ..
+        } => *dilation == [1, 1] && pad.symmetric().is_some_and(|p| 2 * p <= *kernel),
+        _ => true,
     }
 }
 
@@ -139,6 +153,7 @@ enum Step {
     Add(QAdd),
     /// A gather; it reads the second input when it has a second source (concat).
     Gather(QGather),
+    Pad(crate::ops::Pads, crate::ops::pad2d::PadMode),
     MaxPool {
         kernel: usize,
         stride: usize,
@@ -172,12 +187,14 @@ fn step(
             stride,
             pad,
             ceil: false,
+            dilation: [1, 1],
         } => Step::MaxPool {
             kernel,
             stride,
-            pad,
+            pad: pad.symmetric().ok_or_else(|| no_int8(node))?,
         },
         Op::GlobalAvgPool => Step::GlobalAvgPool,
+        Op::Pad { pads, mode } => Step::Pad(*pads, *mode),
         Op::Flatten => Step::Flatten,
         _ => return Err(no_int8(node)),
     })
@@ -205,6 +222,7 @@ pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) 
             stride,
             pad,
         } => qlayout::max_pool(s, x, kernel, stride, pad),
+        Step::Pad(pads, mode) => qlayout::pad2d(s, x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
         Step::Flatten => Ok(x.clone()),
     }
@@ -226,6 +244,7 @@ pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray>
             stride,
             pad,
         } => qlayout::max_pool(x, kernel, stride, pad),
+        Step::Pad(pads, mode) => qlayout::pad2d(x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(x, out),
         Step::Flatten => Ok(x.clone()),
     }
@@ -264,7 +283,7 @@ mod tests {
             },
             bias: None,
             stride: 1,
-            pad: 0,
+            pad: 0.into(),
             dilation: [1, 1],
             groups: 1,
             input,
@@ -280,7 +299,7 @@ mod tests {
             weight: w.into(),
             bias: None,
             stride: 1,
-            pad: 0,
+            pad: 0.into(),
             dilation: [1, 1],
             groups: 1,
             act: Act::Relu,
@@ -296,8 +315,9 @@ mod tests {
             Op::MaxPool {
                 kernel: 2,
                 stride: 2,
-                pad: 0,
+                pad: 0.into(),
                 ceil: false,
+                dilation: [1, 1],
             },
             &[s],
         );

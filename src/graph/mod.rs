@@ -14,7 +14,7 @@ pub mod trainable;
 pub mod validate;
 pub mod walk;
 
-pub use crate::ops::Act;
+pub use crate::ops::{Act, Pads};
 pub use params::Params;
 
 pub type ValueId = usize;
@@ -27,7 +27,8 @@ pub enum Op {
         weight: String,
         bias: Option<String>,
         stride: usize,
-        pad: usize,
+        /// Zero padding per side: a number in graphs when symmetric (see `Pads`).
+        pad: Pads,
         /// Tap spacing [h, w]; absent in graphs stored before dilation existed (dense).
         #[serde(default = "dense", skip_serializing_if = "is_dense")]
         dilation: [usize; 2],
@@ -67,21 +68,30 @@ pub enum Op {
     MaxPool {
         kernel: usize,
         stride: usize,
-        pad: usize,
+        pad: Pads,
         #[serde(default, skip_serializing_if = "is_false")]
         ceil: bool,
+        /// Tap spacing [h, w]; absent in graphs stored before dilated pooling existed.
+        #[serde(default = "dense", skip_serializing_if = "is_dense")]
+        dilation: [usize; 2],
     },
     /// Average pooling; `count_pad`: the zero padding counts in each window's divisor (which
     /// is the window clipped to the padded input); `ceil` as for MaxPool.
     AvgPool {
         kernel: usize,
         stride: usize,
-        pad: usize,
+        pad: Pads,
         count_pad: bool,
         #[serde(default, skip_serializing_if = "is_false")]
         ceil: bool,
     },
     GlobalAvgPool,
+    /// Spatial padding that no window op absorbs (ONNX Pad on H and W; FP32 only, no
+    /// backward).
+    Pad {
+        pads: Pads,
+        mode: crate::ops::pad2d::PadMode,
+    },
     Flatten,
     /// Local response normalization across `size` channels (ONNX LRN; FP32 only).
     Lrn {
@@ -106,6 +116,36 @@ pub struct Node {
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub output: ValueId,
+}
+
+impl Op {
+    /// The window of a MaxPool or AvgPool node.
+    pub fn pool_window(&self) -> Option<crate::ops::pool::Window> {
+        let (&kernel, &stride, &pads, &ceil, dilation) = match self {
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+                ceil,
+                dilation,
+            } => (kernel, stride, pad, ceil, *dilation),
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ceil,
+                ..
+            } => (kernel, stride, pad, ceil, dense()),
+            _ => return None,
+        };
+        Some(crate::ops::pool::Window {
+            kernel,
+            stride,
+            pads,
+            ceil,
+            dilation,
+        })
+    }
 }
 
 impl Graph {

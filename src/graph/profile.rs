@@ -106,6 +106,7 @@ fn op_kind(op: &Op, residual: bool, int8: bool) -> &'static str {
         (Op::Softmax, ..) => "softmax",
         (Op::Lrn { .. }, ..) => "lrn",
         (Op::AvgPool { .. }, ..) => "avgpool",
+        (Op::Pad { .. }, ..) => "pad",
     }
 }
 

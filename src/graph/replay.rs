@@ -245,10 +245,19 @@ impl Frozen {
                     stride,
                     pad,
                     ceil: false,
-                } => t.max_pool(s, arg(0)?, *kernel, *stride, *pad)?,
-                Op::MaxPool { ceil: true, .. } => {
+                    dilation: [1, 1],
+                } => {
+                    let Some(pad) = pad.symmetric() else {
+                        return Err(Error::Invalid(format!(
+                            "replay of {name}: node `{}` (MaxPool with padding {pad}) has no backward: training needs equal padding on every side",
+                            node.name
+                        )));
+                    };
+                    t.max_pool(s, arg(0)?, *kernel, *stride, pad)?
+                }
+                Op::MaxPool { .. } => {
                     return Err(Error::Invalid(format!(
-                        "replay of {name}: node `{}` (MaxPool with ceil_mode windows) has no backward",
+                        "replay of {name}: node `{}` (MaxPool with ceil_mode windows or dilation) has no backward",
                         node.name
                     )))
                 }
@@ -262,6 +271,7 @@ impl Frozen {
                     let p = Conv2dParams {
                         stride: [h, w],
                         pad: [0, 0],
+                        pad_end: [0, 0],
                         dilation: [1, 1],
                         groups: c,
                     };
@@ -271,6 +281,12 @@ impl Frozen {
                     let xin = arg(0)?;
                     let sh = shape(t, xin);
                     t.reshape(xin, &[sh[0], sh[1..].iter().product()])?
+                }
+                Op::Pad { .. } => {
+                    return Err(Error::Invalid(format!(
+                        "replay of {name}: node `{}` (Pad) has no backward",
+                        node.name
+                    )))
                 }
                 Op::Lrn { .. } => {
                     return Err(Error::Invalid(format!(

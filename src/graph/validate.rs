@@ -2,7 +2,7 @@
 //! and shape inference on one image of the model's input size against the parameter tensors. The kernels and
 //! the CPU reference trust their shapes, so a corrupt graph must be refused here, by node.
 
-use super::{bn_names, Graph, Op, Params, ValueId};
+use super::{bn_names, Graph, Op, Pads, Params, ValueId};
 use crate::quant::int8::QConv;
 
 /// No CIFAR model has a value near this many elements per image (VGG's largest: 65,536);
@@ -110,6 +110,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Softmax => "Softmax",
         Op::AvgPool { .. } => "AvgPool",
         Op::Lrn { .. } => "Lrn",
+        Op::Pad { .. } => "Pad",
     }
 }
 
@@ -160,8 +161,8 @@ fn infer(
             let out = vec![
                 n,
                 co,
-                window_out(h, span(kh, dilation[0])?, *stride, *pad)?,
-                window_out(w, span(kw, dilation[1])?, *stride, *pad)?,
+                window_out(h, span(kh, dilation[0])?, *stride, pad, 0)?,
+                window_out(w, span(kw, dilation[1])?, *stride, pad, 1)?,
             ];
             check_bias(bias.as_deref(), q, co, &p)?;
             if let Some(r) = x.get(1).filter(|r| **r != out.as_slice()) {
@@ -254,35 +255,29 @@ fn infer(
             }
             Ok(x0.to_vec())
         }
-        Op::MaxPool {
-            kernel,
-            stride,
-            pad,
-            ceil,
-        }
-        | Op::AvgPool {
-            kernel,
-            stride,
-            pad,
-            ceil,
-            ..
-        } => {
+        Op::MaxPool { .. } | Op::AvgPool { .. } => {
             let [n, c, h, w] = four(x0)?;
-            if *stride == 0 || pad.checked_mul(2).is_none_or(|p| p > *kernel) {
-                return Err(format!(
-                    "kernel {kernel} stride {stride} pad {pad} (stride >= 1, pad <= kernel / 2)"
-                ));
-            }
-            let size = |s| {
-                window_out(s, *kernel, *stride, *pad)?;
-                crate::ops::pool::pooled_size(s, *kernel, *stride, *pad, *ceil)
-                    .ok_or_else(|| format!("window {kernel} does not fit a size of {s}"))
+            let win = op.pool_window().expect("a pool op");
+            win.check().map_err(|e| {
+                format!(
+                    "kernel {} stride {} pad {}: {e} (stride >= 1, each pad < kernel)",
+                    win.kernel, win.stride, win.pads
+                )
+            })?;
+            let size = |axis, s| {
+                let span = win.span(axis).ok_or("dilation overflows")?;
+                window_out(s, span, win.stride, &win.pads, axis)?;
+                win.out_size(axis, s)
+                    .ok_or_else(|| format!("window {span} does not fit a size of {s}"))
             };
-            Ok(vec![n, c, size(h)?, size(w)?])
+            Ok(vec![n, c, size(0, h)?, size(1, w)?])
         }
         Op::GlobalAvgPool => {
             let [n, c, _, _] = four(x0)?;
             Ok(vec![n, c])
+        }
+        Op::Pad { pads, mode } => {
+            Ok(crate::ops::pad2d::padded_shape(four(x0)?, *pads, *mode)?.to_vec())
         }
         Op::Lrn { size, .. } => {
             four(x0)?;
@@ -331,8 +326,15 @@ fn span(k: usize, d: usize) -> Result<usize, String> {
     }
 }
 
-fn window_out(size: usize, k: usize, stride: usize, pad: usize) -> Result<usize, String> {
-    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(size));
+/// Floor-mode output size along `axis` (0: H, 1: W) with that axis's padding of `pad`.
+fn window_out(
+    size: usize,
+    k: usize,
+    stride: usize,
+    pad: &Pads,
+    axis: usize,
+) -> Result<usize, String> {
+    let padded = pad.total(axis).and_then(|p| p.checked_add(size));
     match padded {
         Some(p) if k >= 1 && p >= k => Ok((p - k) / stride + 1),
         _ => Err(format!(
@@ -417,13 +419,20 @@ mod tests {
         assert!(e.contains("node 1") && e.contains("groups"), "{e}");
         let e = edit(|g| {
             if let Op::Conv2d { pad, .. } = &mut g.nodes[1].op {
-                *pad = usize::MAX;
+                *pad = usize::MAX.into();
+            }
+        });
+        assert!(e.contains("node 1") && e.contains("pad"), "{e}");
+        // One side alone overflowing the padded size.
+        let e = edit(|g| {
+            if let Op::Conv2d { pad, .. } = &mut g.nodes[1].op {
+                *pad = Pads::from_onnx([0, 0, usize::MAX, 1]);
             }
         });
         assert!(e.contains("node 1") && e.contains("pad"), "{e}");
         let e = edit(|g| {
             if let Op::Conv2d { pad, .. } = &mut g.nodes[1].op {
-                *pad = 1 << 32;
+                *pad = Pads::from_onnx([0, 0, 1 << 32, 0]);
             }
         });
         assert!(

@@ -5,7 +5,7 @@
 use super::{Graph, Node, Op, ValueId};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dParams;
-use crate::ops::Act;
+use crate::ops::{Act, Pads};
 
 /// One node of a walk.
 pub struct Step<'a> {
@@ -78,7 +78,7 @@ pub struct LayerSpec<'a> {
     pub weight: &'a str,
     pub bias: Option<&'a str>,
     pub stride: usize,
-    pub pad: usize,
+    pub pad: Pads,
     pub dilation: [usize; 2],
     pub groups: usize,
     pub act: Act,
@@ -87,7 +87,9 @@ pub struct LayerSpec<'a> {
 
 impl LayerSpec<'_> {
     pub fn conv_params(&self) -> Conv2dParams {
-        Conv2dParams::new(self.stride, self.pad, self.groups).dilated(self.dilation)
+        Conv2dParams::new(self.stride, 0, self.groups)
+            .padded(self.pad)
+            .dilated(self.dilation)
     }
 }
 
@@ -117,7 +119,7 @@ impl Op {
                 weight,
                 bias: bias.as_deref(),
                 stride: 1,
-                pad: 0,
+                pad: Pads::same(0),
                 dilation: super::dense(),
                 groups: 1,
                 act: *act,

@@ -59,7 +59,7 @@ impl Builder {
             weight,
             bias,
             stride: c.stride,
-            pad: c.pad,
+            pad: c.pad.into(),
             dilation: [1, 1],
             groups: c.groups,
             act: Act::Identity,

@@ -33,8 +33,9 @@ pub fn vgg_bn(cfg: &[usize], classes: usize) -> Builder {
             let op = Op::MaxPool {
                 kernel: 2,
                 stride: 2,
-                pad: 0,
+                pad: 0.into(),
                 ceil: false,
+                dilation: [1, 1],
             };
             x = b.op(&format!("features.{idx}"), op, &[x]);
             idx += 1;

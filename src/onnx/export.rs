@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::graph::walk::LayerSpec;
 use crate::graph::{Act, Graph, Op, Params, ValueId};
 use crate::models::{Model, Normalization};
+use crate::ops::pad2d::PadMode;
 use crate::quant::int8::{QConv, QFormat};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -229,11 +230,11 @@ impl Writer {
         if l.linear {
             return self.with_act("Gemm", name, inputs, l.act, vec![int("transB", 1)]);
         }
-        let (s, p) = (l.stride as i64, l.pad as i64);
+        let s = l.stride as i64;
         let d = l.dilation.map(|d| d as i64);
         let attrs = vec![
             ints("strides", &[s, s]),
-            ints("pads", &[p, p, p, p]),
+            ints("pads", &onnx_pads(&l.pad)),
             ints("dilations", &d),
             int("group", l.groups as i64),
         ];
@@ -332,18 +333,44 @@ impl Writer {
                 let pads = self.const_i64(&format!("{name}.pads"), &[0, p, 0, 0, 0, p, 0, 0]);
                 self.push("Pad", name, &[sub, pads], name, vec![]);
             }
+            Op::Pad { pads, mode } => {
+                let [t, l, b, r] = onnx_pads(pads);
+                let p = self.const_i64(&format!("{name}.pads"), &[0, 0, t, l, 0, 0, b, r]);
+                let mut inputs = vec![ins[0].clone(), p];
+                let mode = match mode {
+                    PadMode::Constant(v) => {
+                        let value = format!("{name}.value");
+                        self.init.push(f32_tensor(&value, &[], &[*v]));
+                        inputs.push(value);
+                        "constant"
+                    }
+                    PadMode::Reflect => "reflect",
+                    PadMode::Edge => "edge",
+                };
+                let attrs = vec![AttributeProto {
+                    name: Some("mode".into()),
+                    r#type: Some(attr_type::STRING),
+                    s: Some(mode.as_bytes().to_vec()),
+                    ..Default::default()
+                }];
+                self.push("Pad", name, &inputs, name, attrs);
+            }
             Op::MaxPool {
                 kernel,
                 stride,
                 pad,
                 ceil,
+                dilation,
             } => {
-                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let (k, s) = (*kernel as i64, *stride as i64);
                 let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
+                    ints("pads", &onnx_pads(pad)),
                 ];
+                if *dilation != [1, 1] {
+                    attrs.push(ints("dilations", &dilation.map(|d| d as i64)));
+                }
                 attrs.extend(ceil.then(|| int("ceil_mode", 1)));
                 self.push("MaxPool", name, ins, name, attrs);
             }
@@ -369,11 +396,11 @@ impl Writer {
                 count_pad,
                 ceil,
             } => {
-                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+                let (k, s) = (*kernel as i64, *stride as i64);
                 let mut attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
+                    ints("pads", &onnx_pads(pad)),
                     int("count_include_pad", *count_pad as i64),
                 ];
                 attrs.extend(ceil.then(|| int("ceil_mode", 1)));
@@ -473,4 +500,9 @@ pub(super) fn float(name: &str, v: f32) -> AttributeProto {
         f: Some(v),
         ..Default::default()
     }
+}
+
+/// ONNX's `pads` attribute: [top, left, bottom, right].
+fn onnx_pads(p: &crate::ops::Pads) -> [i64; 4] {
+    p.onnx().map(|v| v as i64)
 }

@@ -295,16 +295,11 @@ pub(super) fn same_pads(size: usize, k: usize, stride: usize, upper: bool) -> (i
     }
 }
 
-/// Whether a pooling window's `ceil_mode` output size equals the floor one (synthcal's
-/// kernels compute the latter); a last window starting in the end padding is dropped.
-pub(super) fn ceil_is_floor(size: usize, k: usize, stride: usize, pad: usize) -> bool {
-    let span = (size + 2 * pad).saturating_sub(k);
-    let floor = span / stride + 1;
-    let mut ceil = span.div_ceil(stride) + 1;
-    if (ceil - 1) * stride >= size + pad {
-        ceil -= 1;
-    }
-    ceil == floor
+/// Whether a pooling window's `ceil_mode` output size equals the floor one, with padding
+/// (begin, end); a last window starting in the end padding is dropped.
+pub(super) fn ceil_is_floor(size: usize, k: usize, stride: usize, pad: (usize, usize)) -> bool {
+    use crate::ops::pool::pooled_size;
+    pooled_size(size, k, stride, pad, true) == pooled_size(size, k, stride, pad, false)
 }
 
 #[cfg(test)]
@@ -323,11 +318,13 @@ mod tests {
 
     #[test]
     fn ceil_mode_changes_size_only_on_a_partial_window() {
-        assert!(ceil_is_floor(8, 2, 2, 0));
-        assert!(!ceil_is_floor(7, 2, 2, 0));
+        assert!(ceil_is_floor(8, 2, 2, (0, 0)));
+        assert!(!ceil_is_floor(7, 2, 2, (0, 0)));
         // 5 + 2 padded, k 2 stride 2: a ceil window at 6 would start in the end padding.
-        assert!(ceil_is_floor(5, 2, 2, 1));
-        assert!(!ceil_is_floor(6, 3, 2, 1));
+        assert!(ceil_is_floor(5, 2, 2, (1, 1)));
+        assert!(!ceil_is_floor(6, 3, 2, (1, 1)));
+        // An end pad that completes the last window leaves nothing partial.
+        assert!(ceil_is_floor(7, 2, 2, (0, 1)));
     }
 
     #[test]

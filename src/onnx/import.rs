@@ -8,9 +8,10 @@ use super::{META_CLASSES, META_MEAN, META_STD};
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::graph::validate::output_shape;
-use crate::graph::{bn_names, Act, Graph, Op, Params, ValueId};
+use crate::graph::{bn_names, Act, Graph, Op, Pads, Params, ValueId};
 use crate::models::classes::{class_names_from_meta, norm_from_meta};
 use crate::models::{Arch, Model, CIFAR_NORM};
+use crate::ops::pad2d::PadMode;
 use prost::Message;
 use std::collections::{BTreeMap, HashMap};
 
@@ -399,7 +400,7 @@ impl<'a> Importer<'a> {
     fn value(&self, name: &str) -> Result<ValueId, String> {
         match self.vals.get(name) {
             Some(Val::Node(v)) => Ok(*v),
-            Some(Val::Padded(..)) => Err(format!("value `{name}` is a spatial Pad, which is supported only folded into a following Conv or AveragePool (synthcal has no standalone pad op)")),
+            Some(Val::Padded(..)) => Err(format!("value `{name}` is a zero Pad meant to fold into the Conv or AveragePool reading it")),
             Some(_) => Err(format!("value `{name}` is an intermediate of a reshape/slice pattern synthcal has no op for")),
             None if self.consts.contains_key(name) => Err(format!("`{name}` is a constant where synthcal needs a computed value")),
             None => Err(format!("value `{name}` is not computed before it is read")),
@@ -407,17 +408,38 @@ impl<'a> Importer<'a> {
     }
 
     /// The image a window op reads and the zero Pad folded before it ([top, left, bottom,
-    /// right]), added to `pad` (the op's own symmetric padding): the total must be symmetric.
-    fn padded_image(&self, name: &str, pad: usize) -> Result<(ValueId, usize), String> {
+    /// right]) added to `pad` (the op's own padding).
+    fn padded_image(&self, name: &str, pad: Pads) -> Result<(ValueId, Pads), String> {
         let Some(&Val::Padded(x, extra)) = self.vals.get(name) else {
             return Ok((self.image(name)?, pad));
         };
-        match extra.map(|e| e + pad) {
-            [t, l, b, r] if t == l && t == b && t == r => Ok((x, t)),
-            total => Err(format!(
-                "the Pad before it makes padding {total:?} (top, left, bottom, right): synthcal needs equal padding on every side"
-            )),
+        let total = pad
+            .plus(Pads::from_onnx(extra))
+            .ok_or("padding overflows")?;
+        Ok((x, total))
+    }
+
+    /// Whether a zero Pad writing `out` folds into its one reader: a Conv, or an AveragePool
+    /// that counts its own padding or has none (the Pad's zeros count as elements), neither
+    /// with auto_pad SAME (computed for the padded size).
+    fn folds_pad(&self, out: &str) -> bool {
+        if self.readers.get(out) != Some(&1) {
+            return false;
         }
+        let Some(r) = self.nodes.iter().find(|r| r.input.iter().any(|i| i == out)) else {
+            return false;
+        };
+        let same = attr(r, "auto_pad")
+            .and_then(|a| a.s.as_deref())
+            .is_some_and(|a| a.starts_with(b"SAME"));
+        let no_own_pads = attr_ints(r, "pads").is_none_or(|p| p.iter().all(|&v| v == 0));
+        r.input.first().map(String::as_str) == Some(out)
+            && !same
+            && match op_type(r) {
+                "Conv" => true,
+                "AveragePool" => attr_i(r, "count_include_pad", 0) != 0 || no_own_pads,
+                _ => false,
+            }
     }
 
     /// The image under a folded Pad (for shape-dependent settings such as auto_pad, which a
@@ -907,8 +929,9 @@ impl<'a> Importer<'a> {
                     Op::MaxPool {
                         kernel: h,
                         stride: 1,
-                        pad: 0,
+                        pad: Pads::same(0),
                         ceil: false,
+                        dilation: [1, 1],
                     },
                     &[x],
                     false,
@@ -925,20 +948,23 @@ impl<'a> Importer<'a> {
                 let stride =
                     same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?.max(1);
                 if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-                    return Err("dilated pooling is not supported".into());
+                    return Err(
+                        "AveragePool dilations (opset 19) are not supported; dilated MaxPool is"
+                            .into(),
+                    );
                 }
                 let own = self.window_pad(n, x, [kernel, kernel], stride)?;
                 let (x, pad) = self.padded_image(input(0)?, own)?;
                 let mut count_pad = attr_i(n, "count_include_pad", 0) != 0;
-                if pad > own {
+                if pad != own {
                     // The Pad's zeros are elements of the pooled input, so they count.
-                    if own > 0 && !count_pad {
+                    if own != Pads::same(0) && !count_pad {
                         return Err("a Pad before an AveragePool that leaves its own padding uncounted mixes two divisors".into());
                     }
                     count_pad = true;
                 }
-                let ceil = self.partial_ceil(n, x, kernel, stride, pad);
-                if (pad > 0 && !count_pad) || ceil {
+                let ceil = self.partial_ceil(n, x, [kernel; 2], stride, pad);
+                if (pad != Pads::same(0) && !count_pad) || ceil {
                     // Border windows divide by their real elements, or a ceil-mode window by
                     // its part inside the padded input: the pooling kernel.
                     let op = Op::AvgPool {
@@ -987,21 +1013,25 @@ impl<'a> Importer<'a> {
                 set(self, Val::Node(v));
             }
             "MaxPool" => {
-                if let Some(Val::Padded(..)) = self.vals.get(input(0)?) {
-                    // Zeros compete with the values: exact only for inputs >= 0, not known here.
-                    return Err("a zero Pad before a MaxPool is not supported (it is not the MaxPool's -inf padding)".into());
-                }
                 let x = self.image(input(0)?)?;
-                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-                    return Err("dilated pooling is not supported".into());
-                }
+                let dilation = match attr_ints(n, "dilations").as_deref() {
+                    None => [1, 1],
+                    Some(&[dh, dw])
+                        if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) =>
+                    {
+                        [dh as usize, dw as usize]
+                    }
+                    Some(d) => return Err(format!("dilations {d:?}: two values >= 1 needed")),
+                };
                 let kernel = same(
                     &attr_ints(n, "kernel_shape").unwrap_or_default(),
                     "kernel_shape",
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
-                let pad = self.window_pad(n, x, [kernel, kernel], stride.max(1))?;
-                let ceil = self.partial_ceil(n, x, kernel, stride.max(1), pad);
+                // auto_pad and ceil_mode see the window's extent, which dilation widens.
+                let span = dilation.map(|d| kernel.saturating_sub(1) * d + 1);
+                let pad = self.window_pad(n, x, span, stride.max(1))?;
+                let ceil = self.partial_ceil(n, x, span, stride.max(1), pad);
                 let v = self.push(
                     &name,
                     Op::MaxPool {
@@ -1009,6 +1039,7 @@ impl<'a> Importer<'a> {
                         stride: stride.max(1),
                         pad,
                         ceil,
+                        dilation,
                     },
                     &[x],
                     false,
@@ -1128,27 +1159,61 @@ impl<'a> Importer<'a> {
                 let mode = attr(n, "mode")
                     .and_then(|a| a.s.clone())
                     .unwrap_or(b"constant".to_vec());
-                // The fill value: an attribute before opset 11, an optional input since.
-                let zero = if opset < 11 {
-                    attr_f(n, "value", 0.0) == 0.0
+                // The fill value: an attribute before opset 11, an optional scalar input since.
+                let value = if opset < 11 {
+                    attr_f(n, "value", 0.0)
                 } else {
-                    Self::optional_input(n, 2)
-                        .map(|c| self.f32_const(c).map(|a| a.data.iter().all(|&v| v == 0.0)))
+                    match Self::optional_input(n, 2)
+                        .map(|c| self.f32_const(c))
                         .transpose()?
-                        .unwrap_or(true)
+                    {
+                        None => 0.0,
+                        Some(a) if a.data.len() == 1 => a.data[0],
+                        Some(a) => {
+                            return Err(format!(
+                                "constant_value of shape {:?}: a scalar needed",
+                                a.shape
+                            ))
+                        }
+                    }
                 };
+                let mode = match mode.as_slice() {
+                    b"constant" => PadMode::Constant(value),
+                    b"reflect" => PadMode::Reflect,
+                    b"edge" => PadMode::Edge,
+                    other => {
+                        return Err(format!(
+                            "mode `{}` is not supported (constant, reflect and edge are)",
+                            String::from_utf8_lossy(other)
+                        ))
+                    }
+                };
+                if Self::optional_input(n, 3).is_some() {
+                    return Err(
+                        "the `axes` input is not supported (pads for all four axes are)".into(),
+                    );
+                }
                 match (self.vals.get(input(0)?).copied(), pads.as_slice()) {
-                    (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == b"constant" && zero => {
+                    (Some(Val::Subsampled(x)), &[0, p, 0, 0, 0, q, 0, 0]) if p == q && p >= 0 && mode == PadMode::Constant(0.0) => {
                         let v = self.push(&name, Op::ShortcutA { pad: p as usize }, &[x], false)?;
                         set(self, Val::Node(v));
                     }
                     (Some(Val::Node(x)), &[0, 0, t, l, 0, 0, b, r])
-                        if mode == b"constant" && zero && !self.flat[x] && [t, l, b, r].iter().all(|p| (0..=1 << 16).contains(p))
-                            && Self::optional_input(n, 3).is_none() =>
+                        if !self.flat[x] && [t, l, b, r].iter().all(|p| (0..=1 << 16).contains(p)) =>
                     {
-                        set(self, Val::Padded(x, [t, l, b, r].map(|p| p as usize)));
+                        let pads = Pads::from_onnx([t, l, b, r].map(|p| p as usize));
+                        if mode == PadMode::Constant(0.0) && self.folds_pad(&out) {
+                            set(self, Val::Padded(x, pads.onnx()));
+                        } else {
+                            let v = self.push(&name, Op::Pad { pads, mode }, &[x], false)?;
+                            set(self, Val::Node(v));
+                        }
                     }
-                    _ => return Err(format!("pads {pads:?} (mode {}) are supported only as zero padding of H and W folded into a following Conv or AveragePool, or as the channel padding of a ::2 subsampled shortcut", String::from_utf8_lossy(&mode))),
+                    (_, &[0, 0, t, l, 0, 0, b, r]) if [t, l, b, r].iter().any(|&p| p < 0) => {
+                        return Err(format!("pads {pads:?}: negative pads (cropping) are not supported"))
+                    }
+                    (_, [_, _, _, _, _, _, _, _]) => return Err(format!("pads {pads:?}: padding of N or C is supported only as the channel padding of a ::2 subsampled shortcut; H and W pad any image")),
+                    _ => return Err(format!("pads {pads:?}: eight values (an [N, C, H, W] image) needed")),
                 }
             }
             other @ ("Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Cast" | "ConstantOfShape") => {
@@ -1255,20 +1320,21 @@ impl<'a> Importer<'a> {
         self.push(name, op, &[x], flat)
     }
 
-    /// The symmetric padding of a window op on value `x`: its `pads`, or what `auto_pad`
-    /// gives for x's size.
+    /// The padding of a window op on value `x`: its `pads`, or what `auto_pad` gives for x's
+    /// size (an odd total puts the extra row / column at the end for SAME_UPPER, at the start
+    /// for SAME_LOWER).
     fn window_pad(
         &self,
         n: &NodeProto,
         x: ValueId,
         k: [usize; 2],
         stride: usize,
-    ) -> Result<usize, String> {
+    ) -> Result<Pads, String> {
         let auto = attr(n, "auto_pad")
             .and_then(|a| a.s.clone())
             .unwrap_or_default();
         let pads = match auto.as_slice() {
-            b"" | b"NOTSET" => return same(&attr_ints(n, "pads").unwrap_or(vec![0; 4]), "pads"),
+            b"" | b"NOTSET" => attr_ints(n, "pads").unwrap_or(vec![0; 4]),
             b"VALID" => vec![0; 4],
             b"SAME_UPPER" | b"SAME_LOWER" => {
                 let s = &self.shapes[x];
@@ -1284,20 +1350,29 @@ impl<'a> Importer<'a> {
                 ))
             }
         };
-        same(&pads, "pads").map_err(|e| {
-            format!(
-                "auto_pad {}: {e} (asymmetric padding)",
-                String::from_utf8_lossy(&auto)
-            )
-        })
+        match pads[..] {
+            [t, l, b, r] if pads.iter().all(|p| (0..1 << 20).contains(p)) => {
+                Ok(Pads::from_onnx([t, l, b, r].map(|p| p as usize)))
+            }
+            _ => Err(format!(
+                "pads {pads:?}: four values in [0, 2^20) (top, left, bottom, right) needed"
+            )),
+        }
     }
 
     /// Whether `ceil_mode` = 1 adds a partial window on either axis (else the floor-mode op is
     /// the same).
-    fn partial_ceil(&self, n: &NodeProto, x: ValueId, k: usize, stride: usize, pad: usize) -> bool {
+    fn partial_ceil(
+        &self,
+        n: &NodeProto,
+        x: ValueId,
+        k: [usize; 2],
+        stride: usize,
+        pad: Pads,
+    ) -> bool {
         let s = &self.shapes[x];
-        attr_i(n, "ceil_mode", 0) != 0
-            && !(ceil_is_floor(s[2], k, stride, pad) && ceil_is_floor(s[3], k, stride, pad))
+        let axis = |a: usize| ceil_is_floor(s[2 + a], k[a], stride, (pad.begin[a], pad.end[a]));
+        attr_i(n, "ceil_mode", 0) != 0 && !(axis(0) && axis(1))
     }
 
     fn activation(&self, n: &NodeProto, opset: i64) -> Result<Act, String> {

@@ -311,7 +311,7 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
         );
         let shape = [co, ci / groups, k, k];
         let mut s = g.stream();
-        let xp = pad_input(&mut s, &xt, pd).unwrap();
+        let xp = pad_input(&mut s, &xt, pd.into()).unwrap();
         let dw = weight_grad_padded(&mut s, &xp, &dyt, shape, stride, 1, groups).unwrap();
         s.submit();
         assert_eq!(dw.shape(), &shape);
@@ -361,4 +361,30 @@ fn the_masked_reconstruction_gradient_stops_at_the_relu() {
         .collect();
     assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0));
     close(&got, &want, 1e-6, "masked dy");
+}
+
+/// Padding that differs per side (ONNX asymmetric pads): the input sits at (top, left) and the
+/// rest is zeros, so the unpadded conv on it is the asymmetric conv.
+#[test]
+fn pad_differs_per_side() {
+    skip_without_gpu!();
+    let g = gpu();
+    let x = Array::random(&[2, 3, 4, 5], 9);
+    let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+    let [t, l, b, r] = [1, 0, 2, 3];
+    let mut s = g.stream();
+    let xp = pad_input(&mut s, &xt, crate::ops::Pads::from_onnx([t, l, b, r])).unwrap();
+    s.submit();
+    let (hp, wp) = (4 + t + b, 5 + l + r);
+    assert_eq!(xp.shape(), &[2, 3, hp, wp]);
+    for (e, &v) in g.read_f32(&xp).unwrap().iter().enumerate() {
+        let (y, c, plane) = ((e / wp) % hp, e % wp, e / (hp * wp));
+        let inside = y >= t && c >= l && y - t < 4 && c - l < 5;
+        let want = if inside {
+            x.data[(plane * 4 + y - t) * 5 + c - l]
+        } else {
+            0.0
+        };
+        assert_eq!(v, want, "padded element {e}");
+    }
 }

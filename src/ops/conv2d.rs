@@ -5,15 +5,19 @@
 
 use super::conv_select::{self, ConvVariant};
 use super::winograd::{self, Tile};
-use super::{bytes_of, Act};
+use super::{bytes_of, Act, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
-/// Stride, symmetric padding and dilation per axis ([h, w]) and channel groups.
+/// Stride, padding and dilation per axis ([h, w]) and channel groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dParams {
     pub stride: [usize; 2],
+    /// Zero padding before the first row / column: the kernels index from it.
     pub pad: [usize; 2],
+    /// Zero padding after the last row / column (equal to `pad` unless asymmetric): it only
+    /// sets the output size, since taps past the input read zeros anyway.
+    pub pad_end: [usize; 2],
     /// Spacing of the kernel taps (1: dense).
     pub dilation: [usize; 2],
     pub groups: usize,
@@ -24,6 +28,7 @@ impl Default for Conv2dParams {
         Conv2dParams {
             stride: [1, 1],
             pad: [0, 0],
+            pad_end: [0, 0],
             dilation: [1, 1],
             groups: 1,
         }
@@ -35,8 +40,26 @@ impl Conv2dParams {
         Conv2dParams {
             stride: [stride; 2],
             pad: [pad; 2],
+            pad_end: [pad; 2],
             dilation: [1, 1],
             groups,
+        }
+    }
+
+    /// The same conv with padding `pads` per side.
+    pub fn padded(self, pads: Pads) -> Self {
+        Conv2dParams {
+            pad: pads.begin,
+            pad_end: pads.end,
+            ..self
+        }
+    }
+
+    /// The padding per side.
+    pub fn pads(&self) -> Pads {
+        Pads {
+            begin: self.pad,
+            end: self.pad_end,
         }
     }
 
@@ -55,7 +78,7 @@ impl Conv2dParams {
 
     /// Output size along one axis, or None when the kernel does not fit.
     pub fn out_size(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
-        let padded = input + 2 * self.pad[axis];
+        let padded = input + self.pad[axis] + self.pad_end[axis];
         let span = self.span(axis, kernel);
         if self.stride[axis] == 0 || self.dilation[axis] == 0 || kernel == 0 || padded < span {
             return None;
@@ -651,6 +674,7 @@ mod tests {
         let p = Conv2dParams {
             stride: [2, 1],
             pad: [0, 2],
+            pad_end: [0, 2],
             dilation: [1, 1],
             groups: 1,
         };
@@ -668,6 +692,7 @@ mod tests {
         let p = Conv2dParams {
             stride: [2, 1],
             pad: [1, 3],
+            pad_end: [1, 3],
             dilation: [1, 1],
             groups: 1,
         };
@@ -691,13 +716,14 @@ mod tests {
             n in 1usize..3, cig in 1usize..5, cog in 1usize..10, gsel in 0usize..3,
             h in 1usize..9, w in 1usize..9, kh in prop::sample::select(vec![1usize, 3, 4]),
             kw in prop::sample::select(vec![1usize, 3, 4]), sh in 1usize..3, sw in 1usize..3,
-            ph in 0usize..3, pw in 0usize..3, bias: bool, res: bool, ai in 0usize..6,
-            seed in 0u64..1000,
+            ph in 0usize..3, pw in 0usize..3, eh in 0usize..3, ew in 0usize..3, bias: bool,
+            res: bool, ai in 0usize..6, seed in 0u64..1000,
         ) {
             crate::ops::skip_without_gpu!(proptest);
             // groups 1, 2, or depthwise (one input channel per group)
             let (groups, cig) = match gsel { 0 => (1, cig), 1 => (2, cig), _ => (cig * 2, 1) };
-            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], dilation: [1, 1], groups };
+            // End pads differ from begin pads (ONNX asymmetric / SAME padding).
+            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], pad_end: [eh, ew], dilation: [1, 1], groups };
             prop_assume!(p.out_size(0, h, kh).is_some() && p.out_size(1, w, kw).is_some());
             let (ci, co) = (cig * groups, cog * groups);
             let e = check([n, ci, h, w], [co, cig, kh, kw], p, bias, res, ACTS[ai], CPU_BLOCK, seed);
@@ -711,17 +737,72 @@ mod tests {
             n in 1usize..3, cig in 1usize..5, cog in 1usize..10, gsel in 0usize..3,
             h in 1usize..12, w in 1usize..12, kh in prop::sample::select(vec![1usize, 2, 3]),
             kw in prop::sample::select(vec![1usize, 3, 4]), sh in 1usize..3, sw in 1usize..3,
-            dh in 1usize..4, dw in 1usize..4, ph in 0usize..4, pw in 0usize..4, bias: bool,
-            res: bool, ai in 0usize..6, gpu_block: bool, seed in 0u64..1000,
+            dh in 1usize..4, dw in 1usize..4, ph in 0usize..4, pw in 0usize..4,
+            eh in 0usize..4, ew in 0usize..4, bias: bool, res: bool, ai in 0usize..6,
+            gpu_block: bool, seed in 0u64..1000,
         ) {
             crate::ops::skip_without_gpu!(proptest);
             let (groups, cig) = match gsel { 0 => (1, cig), 1 => (2, cig), _ => (cig * 2, 1) };
-            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], dilation: [dh, dw], groups };
+            let p = Conv2dParams { stride: [sh, sw], pad: [ph, pw], pad_end: [eh, ew], dilation: [dh, dw], groups };
             prop_assume!(p.out_size(0, h, kh).is_some() && p.out_size(1, w, kw).is_some());
             let (ci, co) = (cig * groups, cog * groups);
             let blk = if gpu_block { GPU_BLOCK } else { CPU_BLOCK };
             let e = check([n, ci, h, w], [co, cig, kh, kw], p, bias, res, ACTS[ai], blk, seed);
             prop_assert!(e < 1e-4, "err {}", e);
+        }
+    }
+
+    /// Asymmetric padding means the input zero-padded by [top, left, bottom, right] then an
+    /// unpadded conv: checked on the CPU reference and the GPU (all variants) against that.
+    #[test]
+    fn asymmetric_pads_are_explicit_zero_padding() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        let pads = Pads::from_onnx([0, 2, 1, 0]);
+        let x = Array::random(&[1, 3, 6, 5], 3);
+        let w = Array::random(&[4, 3, 3, 3], 4);
+        let [t, l, b, r] = pads.onnx();
+        let (h, wd) = (6 + t + b, 5 + l + r);
+        let mut xp = Array::zeros(&[1, 3, h, wd]);
+        for c in 0..3 {
+            for y in 0..6 {
+                for i in 0..5 {
+                    xp.data[(c * h + y + t) * wd + i + l] = x.data[(c * 6 + y) * 5 + i];
+                }
+            }
+        }
+        let want = cpu::conv::conv2d(&xp, &w, None, &Conv2dParams::new(2, 0, 1), None, Act::Relu);
+        let p = Conv2dParams::new(2, 0, 1).padded(pads);
+        let got = cpu::conv::conv2d(&x, &w, None, &p, None, Act::Relu);
+        assert_eq!(want.shape, [1, 4, 3, 3]);
+        assert_eq!(got.shape, want.shape);
+        assert!(got.max_rel_err(&want.data) < 1e-6);
+        let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+        let wt = prepare_conv_weight(&g, &w.shape, &w.data, 1).unwrap();
+        for v in [
+            ConvVariant::Direct,
+            ConvVariant::Winograd2,
+            ConvVariant::Winograd4,
+        ] {
+            let p1 = p.padded(Pads {
+                begin: [1, 1],
+                end: [0, 2],
+            }); // stride-1 for Winograd
+            let p1 = Conv2dParams {
+                stride: [1, 1],
+                ..p1
+            };
+            let want1 = cpu::conv::conv2d(&x, &w, None, &p1, None, Act::Relu);
+            assert_eq!(want1.shape, [1, 4, 5, 6]);
+            for (pp, want) in [(p, &want), (p1, &want1)] {
+                let mut s = g.stream();
+                let y = conv2d_variant(&mut s, &xt, &wt, None, &pp, None, Act::Relu, Some(v));
+                let y = y.unwrap();
+                s.submit();
+                assert_eq!(y.shape(), &want.shape[..]);
+                let e = Array::new(&want.shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data);
+                assert!(e < 1e-4, "{v:?} {pp:?}: err {e}");
+            }
         }
     }
 
@@ -851,11 +932,12 @@ mod tests {
         #[test]
         fn winograd_random_shapes_match_cpu(
             n in 1usize..3, ci in 1usize..12, co in 1usize..12, h in 1usize..12,
-            w in 1usize..12, pad in 0usize..3, bias: bool, res: bool, ai in 0usize..6,
-            seed in 0u64..1000, vi in 0usize..2,
+            w in 1usize..12, pad in 0usize..3, eh in 0usize..3, ew in 0usize..3, bias: bool,
+            res: bool, ai in 0usize..6, seed in 0u64..1000, vi in 0usize..2,
         ) {
             crate::ops::skip_without_gpu!(proptest);
-            let p = Conv2dParams::new(1, pad, 1);
+            // Asymmetric end pads only change the output size: the tiles still index from `pad`.
+            let p = Conv2dParams::new(1, pad, 1).padded(Pads { begin: [pad; 2], end: [eh, ew] });
             prop_assume!(p.out_size(0, h, 3).is_some() && p.out_size(1, w, 3).is_some());
             let conv = ([n, ci, h, w], [co, ci, 3, 3], p, bias, res, ACTS[ai]);
             let (_, e) = run(conv, GPU_BLOCK, WINOGRAD[vi], seed);

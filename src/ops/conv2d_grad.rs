@@ -8,7 +8,8 @@
 
 use super::bytes_of;
 use super::conv2d::{conv2d, padded_k, taps_per_row, Conv2dParams, ConvWeight};
-use super::Act;
+use super::pad2d::{pad2d, PadMode};
+use super::{Act, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
@@ -109,34 +110,12 @@ pub fn conv2d_train(
     conv2d(s, x, &cw, bias, p, None, Act::Identity)
 }
 
-/// `[N, C, H, W]` zero-padded by `pad` on every side (a stride-1 `dilate_pad`).
-pub fn pad_input(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
-    if pad == 0 {
+/// `[N, C, H, W]` zero-padded by `pads` (the input itself when there is none).
+pub fn pad_input(s: &mut Stream, x: &Tensor, pads: Pads) -> Result<Tensor> {
+    if pads == Pads::same(0) {
         return Ok(x.clone());
     }
-    let [n, c, h, w] = x.dims::<4>("pad_input")?;
-    let (zh, zw) = (h + 2 * pad, w + 2 * pad);
-    let total = n * c * zh * zw;
-    let q = Params {
-        oh: h as u32,
-        ow: w as u32,
-        stride: 1,
-        pad_lo: pad as u32,
-        zh: zh as u32,
-        zw: zw as u32,
-        total: total as u32,
-        ..Default::default()
-    };
-    let z = s.gpu().alloc("pad_input", &[n, c, zh, zw], DType::F32)?;
-    s.dispatch(
-        SHADER,
-        "dilate_pad",
-        &[],
-        bytes_of(&q),
-        &[x, &z],
-        grid_1d(total, 256),
-    )?;
-    Ok(z)
+    pad2d(s, x, pads, PadMode::Constant(0.0))
 }
 
 /// dx `[N, Ci, H, W]` of y = conv2d(x, w) from dy.
@@ -154,6 +133,7 @@ pub fn conv2d_backward_data(
     let (stride, pad, dil) = (p.stride[0], p.pad[0], p.dilation[0]);
     if p.stride[1] != stride
         || p.pad[1] != pad
+        || p.pad_end != p.pad
         || p.dilation[1] != dil
         || dil == 0
         || kh != kw
@@ -164,7 +144,7 @@ pub fn conv2d_backward_data(
         return shape_err(
             OP,
             format!(
-                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides, pads and dilations only",
+                "dy {:?}, w {:?}, x {x_shape:?}, {p:?}: square kernels, strides, symmetric pads and dilations only",
                 dy.shape(),
                 w.shape()
             ),
@@ -235,13 +215,13 @@ pub fn conv2d_backward_weight(
     p: &Conv2dParams,
 ) -> Result<Tensor> {
     let (stride, pad, groups, dil) = (p.stride[0], p.pad[0], p.groups, p.dilation[0]);
-    if p.stride[1] != stride || p.pad[1] != pad || p.dilation[1] != dil {
+    if p.stride[1] != stride || p.pad[1] != pad || p.pad_end != p.pad || p.dilation[1] != dil {
         return shape_err(
             "conv2d_backward_weight",
             format!("{p:?}: the training backward needs equal axes"),
         );
     }
-    let xp = pad_input(s, x, pad)?;
+    let xp = pad_input(s, x, pad.into())?;
     weight_grad_padded(s, &xp, dy, w_shape, stride, dil, groups)
 }
 

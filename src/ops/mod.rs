@@ -16,6 +16,8 @@ pub mod layout;
 pub mod loss;
 pub mod lrn;
 pub mod matmul;
+pub mod pad2d;
+pub mod pads;
 pub mod pool;
 pub mod qconv;
 pub mod qlayout;
@@ -25,6 +27,7 @@ pub mod stats;
 mod winograd;
 
 pub use elementwise::Act;
+pub use pads::Pads;
 
 /// Parameter structs are plain `u32`/`f32` records uploaded as uniforms.
 pub(crate) fn bytes_of<T: bytemuck::Pod>(p: &T) -> &[u8] {

@@ -4,8 +4,8 @@
 //! Pieces: shader `shaders/pool.wgsl`; backward `max_pool2d_backward` below; CPU reference
 //! `cpu::pool`; tests below and in `tests/grad.rs` (backward).
 
-use super::bytes_of;
 use super::checks::nchw;
+use super::{bytes_of, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
@@ -21,14 +21,82 @@ struct Params {
     ow: u32,
     k: u32,
     stride: u32,
-    pad: u32,
+    pad_h: u32,
+    pad_w: u32,
+    /// The padded input's end: H + bottom padding, W + right padding.
+    end_h: u32,
+    end_w: u32,
+    dh: u32,
+    dw: u32,
+    _p: [u32; 2],
 }
 
-/// Output size of a pooling window along one axis (None when it does not fit). With `ceil`
-/// (ONNX and PyTorch `ceil_mode`) a last partial window hanging over the end counts, unless it
-/// would start in the end padding.
-pub fn pooled_size(size: usize, k: usize, stride: usize, pad: usize, ceil: bool) -> Option<usize> {
-    let span = pad.checked_mul(2)?.checked_add(size)?.checked_sub(k)?;
+/// A square pooling window: kernel, stride, padding per side and ONNX / PyTorch `ceil_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: usize,
+    pub stride: usize,
+    pub pads: Pads,
+    pub ceil: bool,
+    /// Tap spacing [h, w] (1: dense); max pooling only.
+    pub dilation: [usize; 2],
+}
+
+impl Window {
+    /// Floor mode with `pad` on every side (PyTorch's nn.MaxPool2d / nn.AvgPool2d).
+    pub fn new(kernel: usize, stride: usize, pad: usize) -> Window {
+        Window {
+            kernel,
+            stride,
+            pads: Pads::same(pad),
+            ceil: false,
+            dilation: [1, 1],
+        }
+    }
+
+    /// The input extent of the window along `axis`: (kernel - 1) * dilation + 1, or None on
+    /// overflow.
+    pub fn span(&self, axis: usize) -> Option<usize> {
+        let k1 = self.kernel.checked_sub(1)?;
+        k1.checked_mul(self.dilation[axis])?.checked_add(1)
+    }
+
+    /// The output size along `axis` (0: H, 1: W) for an input of `size` (see [`pooled_size`]).
+    pub fn out_size(&self, axis: usize, size: usize) -> Option<usize> {
+        let pad = (self.pads.begin[axis], self.pads.end[axis]);
+        pooled_size(size, self.span(axis)?, self.stride, pad, self.ceil)
+    }
+
+    /// Why this window cannot pool: a zero kernel or stride, or a side's padding of a whole
+    /// kernel or more (a window could hold no input; ONNX Runtime's limit too).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.kernel == 0 || self.stride == 0 || self.dilation.contains(&0) {
+            return Err(format!(
+                "kernel {} stride {} dilation {:?}",
+                self.kernel, self.stride, self.dilation
+            ));
+        }
+        if self.pads.onnx().iter().any(|&p| p >= self.kernel) {
+            return Err(format!(
+                "padding {} is not smaller than the kernel {}",
+                self.pads, self.kernel
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Output size of a pooling window along one axis with padding (begin, end), None when it does
+/// not fit. With `ceil` (ONNX and PyTorch `ceil_mode`) a last partial window hanging over the
+/// end counts, unless it would start in the end padding.
+pub fn pooled_size(
+    size: usize,
+    k: usize,
+    stride: usize,
+    (begin, end): (usize, usize),
+    ceil: bool,
+) -> Option<usize> {
+    let span = begin.checked_add(end)?.checked_add(size)?.checked_sub(k)?;
     if stride == 0 {
         return None;
     }
@@ -36,52 +104,47 @@ pub fn pooled_size(size: usize, k: usize, stride: usize, pad: usize, ceil: bool)
         return Some(span / stride + 1);
     }
     let out = span.div_ceil(stride) + 1;
-    Some(if (out - 1) * stride >= size + pad {
+    Some(if (out - 1) * stride >= size + begin {
         out - 1
     } else {
         out
     })
 }
 
-/// The window geometry of a pooling op on `x`, checked against PyTorch's own limits (a window
-/// may not exceed the padded input or be mostly padding).
-fn geometry(
-    op: &'static str,
-    x: &Tensor,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    ceil: bool,
-) -> Result<([usize; 4], Params)> {
+/// The window geometry of a pooling op on `x`, checked (see [`Window::check`]).
+fn geometry(op: &'static str, x: &Tensor, win: &Window) -> Result<([usize; 4], Params)> {
     let [n, c, h, w] = nchw(op, x)?;
-    let size = |s| pooled_size(s, k, stride, pad, ceil);
-    let (Some(oh), Some(ow)) = (size(h), size(w)) else {
-        return shape_err(
-            op,
-            format!(
-                "kernel {k}, stride {stride}, padding {pad} on input {:?}",
-                x.shape()
-            ),
-        );
+    let (oh, ow) = match (win.check(), win.out_size(0, h), win.out_size(1, w)) {
+        (Ok(()), Some(oh), Some(ow)) => (oh, ow),
+        (e, ..) => {
+            return shape_err(
+                op,
+                format!(
+                    "kernel {}, stride {}, padding {} on input {:?}{}",
+                    win.kernel,
+                    win.stride,
+                    win.pads,
+                    x.shape(),
+                    e.err().map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            )
+        }
     };
-    if k == 0 || pad > k / 2 {
-        return shape_err(
-            op,
-            format!(
-                "kernel {k}, stride {stride}, padding {pad} on input {:?}",
-                x.shape()
-            ),
-        );
-    }
     let p = Params {
         total: (n * c * oh * ow) as u32,
         h: h as u32,
         w: w as u32,
         oh: oh as u32,
         ow: ow as u32,
-        k: k as u32,
-        stride: stride as u32,
-        pad: pad as u32,
+        k: win.kernel as u32,
+        stride: win.stride as u32,
+        pad_h: win.pads.begin[0] as u32,
+        pad_w: win.pads.begin[1] as u32,
+        end_h: (h + win.pads.end[0]) as u32,
+        end_w: (w + win.pads.end[1]) as u32,
+        dh: win.dilation[0] as u32,
+        dw: win.dilation[1] as u32,
+        _p: [0; 2],
     };
     Ok(([n, c, oh, ow], p))
 }
@@ -108,22 +171,20 @@ impl Pool {
     }
 }
 
-/// 2-d pooling with a square window; `ceil`: ONNX / PyTorch `ceil_mode` (see [`pooled_size`]).
-pub fn pool2d(
-    s: &mut Stream,
-    x: &Tensor,
-    how: Pool,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    ceil: bool,
-) -> Result<Tensor> {
+/// 2-d pooling with a square window.
+pub fn pool2d(s: &mut Stream, x: &Tensor, how: Pool, win: &Window) -> Result<Tensor> {
     let (op, entry) = match how {
         Pool::Max => ("max_pool2d", "max_pool"),
         Pool::Avg => ("avg_pool2d", "avg_pool"),
         Pool::AvgOfReal => ("avg_pool2d", "avg_pool_real"),
     };
-    let (out, p) = geometry(op, x, k, stride, pad, ceil)?;
+    if how != Pool::Max && win.dilation != [1, 1] {
+        return shape_err(
+            op,
+            format!("dilation {:?}: average pools are dense", win.dilation),
+        );
+    }
+    let (out, p) = geometry(op, x, win)?;
     let y = s.gpu().alloc(op, &out, DType::F32)?;
     s.dispatch(
         SHADER,
@@ -144,7 +205,7 @@ pub fn avg_pool2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    pool2d(s, x, Pool::Avg, kernel, stride, padding, false)
+    pool2d(s, x, Pool::Avg, &Window::new(kernel, stride, padding))
 }
 
 /// Average pooling whose divisor is each window's count of real (unpadded) elements.
@@ -155,7 +216,7 @@ pub fn avg_pool2d_exclude_pad(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    pool2d(s, x, Pool::AvgOfReal, kernel, stride, padding, false)
+    pool2d(s, x, Pool::AvgOfReal, &Window::new(kernel, stride, padding))
 }
 
 /// nn.MaxPool2d(kernel, stride, padding) with a square window.
@@ -166,7 +227,7 @@ pub fn max_pool2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    pool2d(s, x, Pool::Max, kernel, stride, padding, false)
+    pool2d(s, x, Pool::Max, &Window::new(kernel, stride, padding))
 }
 
 /// The gradient of `max_pool2d(x, ...)` with respect to `x`, given `dy`: each window's
@@ -180,7 +241,7 @@ pub fn max_pool2d_backward(
     padding: usize,
 ) -> Result<Tensor> {
     let op = "max_pool2d backward";
-    let (out, mut p) = geometry(op, x, kernel, stride, padding, false)?;
+    let (out, mut p) = geometry(op, x, &Window::new(kernel, stride, padding))?;
     if dy.shape() != out {
         return shape_err(op, format!("dy {:?} for pooled shape {out:?}", dy.shape()));
     }
@@ -209,7 +270,13 @@ pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
         ow: 0,
         k: 0,
         stride: 0,
-        pad: 0,
+        pad_h: 0,
+        pad_w: 0,
+        end_h: 0,
+        end_w: 0,
+        dh: 0,
+        dw: 0,
+        _p: [0; 2],
     };
     s.dispatch(
         SHADER,
@@ -299,34 +366,107 @@ mod tests {
     /// start in the end padding.
     #[test]
     fn ceil_mode_sizes() {
-        assert_eq!(pooled_size(8, 3, 2, 0, false), Some(3));
-        assert_eq!(pooled_size(8, 3, 2, 0, true), Some(4));
-        assert_eq!(pooled_size(4, 3, 2, 1, true), Some(3)); // window 3 starts at 4 - 1 + 1
-        assert_eq!(pooled_size(5, 2, 2, 1, true), Some(3)); // a 4th would start in the padding
-        assert_eq!(pooled_size(2, 3, 1, 0, true), None);
+        assert_eq!(pooled_size(8, 3, 2, (0, 0), false), Some(3));
+        assert_eq!(pooled_size(8, 3, 2, (0, 0), true), Some(4));
+        assert_eq!(pooled_size(4, 3, 2, (1, 1), true), Some(3)); // window 3 starts at 4 - 1 + 1
+        assert_eq!(pooled_size(5, 2, 2, (1, 1), true), Some(3)); // a 4th would start in the padding
+        assert_eq!(pooled_size(2, 3, 1, (0, 0), true), None);
+        // SAME_UPPER for a stride-2 window on an even size: one extra row at the end only.
+        assert_eq!(pooled_size(8, 3, 2, (0, 1), false), Some(4));
+        assert_eq!(pooled_size(8, 3, 2, (1, 0), true), Some(4));
+    }
+
+    /// A dilated max window takes every d-th element: on a 1x7 row with kernel 3, dilation 2
+    /// and stride 1, output j is the max of elements j, j + 2 and j + 4.
+    #[test]
+    fn dilated_max_pool_skips_taps() {
+        let x = Array::new(&[1, 1, 1, 7], vec![5.0, 9.0, 1.0, 0.0, 2.0, 8.0, 3.0]);
+        // The kernel is square, so a 1-high map is padded to fit its 3 rows.
+        let win = Window {
+            kernel: 3,
+            stride: 1,
+            pads: Pads::from_onnx([1, 0, 1, 0]),
+            ceil: false,
+            dilation: [1, 2],
+        };
+        let y = cpu::pool::pool2d(&x, Pool::Max, &win);
+        assert_eq!(y.shape, [1, 1, 1, 3]);
+        assert_eq!(y.data, [5.0, 9.0, 3.0]);
+    }
+
+    /// Asymmetric padding is the input padded explicitly (with -inf for max, zeros for the
+    /// counted average) and pooled without padding: checked on the CPU reference and the GPU.
+    #[test]
+    fn asymmetric_pads_are_explicit_padding() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        let (h, w) = (5, 6);
+        let x = Array::random(&[1, 2, h, w], 7).map(|v| v * 4.0 - 2.0);
+        let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+        for ([t, l, b, r], k, stride) in [
+            ([0, 0, 1, 1], 3, 2),
+            ([2, 1, 0, 2], 3, 1),
+            ([1, 0, 0, 1], 2, 2),
+        ] {
+            let win = Window {
+                kernel: k,
+                stride,
+                pads: Pads::from_onnx([t, l, b, r]),
+                ceil: false,
+                dilation: [1, 1],
+            };
+            let (ph, pw) = (h + t + b, w + l + r);
+            for (how, fill) in [(Pool::Max, f32::NEG_INFINITY), (Pool::Avg, 0.0)] {
+                let mut xp = Array::new(&[1, 2, ph, pw], vec![fill; 2 * ph * pw]);
+                for c in 0..2 {
+                    for y in 0..h {
+                        for i in 0..w {
+                            xp.data[(c * ph + y + t) * pw + i + l] = x.data[(c * h + y) * w + i];
+                        }
+                    }
+                }
+                let want = cpu::pool::pool2d(&xp, how, &Window::new(k, stride, 0));
+                let got = cpu::pool::pool2d(&x, how, &win);
+                assert_eq!(got.shape, want.shape, "{how:?} {win:?}");
+                assert!(got.max_rel_err(&want.data) < 1e-6, "{how:?} {win:?}");
+                let mut s = g.stream();
+                let y = pool2d(&mut s, &xt, how, &win).unwrap();
+                s.submit();
+                let e = Array::new(y.shape(), g.read_f32(&y).unwrap()).max_rel_err(&want.data);
+                assert!(e < 1e-5, "GPU {how:?} {win:?}: err {e}");
+            }
+        }
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
-        /// Every pooling kind in ceil mode (partial windows hanging over the end), on the GPU,
-        /// equals the CPU reference; the counted-padding average divides by the window
-        /// clipped to the padded input.
+        /// Every pooling kind in either mode (ceil: partial windows hanging over the end) with
+        /// padding that differs per side, on the GPU, equals the CPU reference; the
+        /// counted-padding average divides by the window clipped to the padded input. Max
+        /// pooling also with dilation (the averages refuse it).
         #[test]
         fn ceil_mode_pools_match_cpu(
             n in 1usize..3, c in 1usize..4, h in 1usize..10, w in 1usize..10,
-            k in 1usize..5, stride in 1usize..4, pad in 0usize..3, seed in 0u64..1000,
+            k in 1usize..5, stride in 1usize..4, pads in [0usize..3, 0..3, 0..3, 0..3],
+            ceil: bool, dilation in [1usize..4, 1..4], seed in 0u64..1000,
         ) {
             crate::ops::skip_without_gpu!(proptest);
-            prop_assume!(pad <= k / 2 && k <= h + 2 * pad && k <= w + 2 * pad);
+            let pads = Pads::from_onnx(pads);
+            let win = Window { kernel: k, stride, pads, ceil, dilation };
+            prop_assume!(win.check().is_ok() && win.out_size(0, h).is_some() && win.out_size(1, w).is_some());
             let g = gpu();
             let shape = [n, c, h, w];
             let x = Array::random(&shape, seed).map(|v| v * 4.0 - 2.0);
             let xt = g.upload_f32(&shape, &x.data).unwrap();
             for how in [Pool::Max, Pool::Avg, Pool::AvgOfReal] {
                 let mut s = g.stream();
-                let y = pool2d(&mut s, &xt, how, k, stride, pad, true).unwrap();
+                if how != Pool::Max && dilation != [1, 1] {
+                    prop_assert!(pool2d(&mut s, &xt, how, &win).is_err());
+                    continue;
+                }
+                let y = pool2d(&mut s, &xt, how, &win).unwrap();
                 s.submit();
-                let want = cpu::pool::pool2d(&x, how, k, stride, pad, true);
+                let want = cpu::pool::pool2d(&x, how, &win);
                 prop_assert_eq!(y.shape(), &want.shape[..]);
                 let got = Array::new(y.shape(), g.read_f32(&y).unwrap());
                 prop_assert!(got.max_rel_err(&want.data) < 1e-5, "{:?}", how);
@@ -340,7 +480,11 @@ mod tests {
     #[test]
     fn partial_ceil_window_divides_by_its_part_inside() {
         let x = Array::new(&[1, 1, 2, 3], vec![1.0, 2.0, 4.0, 1.0, 2.0, 4.0]);
-        let y = |how| cpu::pool::pool2d(&x, how, 2, 2, 0, true).data;
+        let win = Window {
+            ceil: true,
+            ..Window::new(2, 2, 0)
+        };
+        let y = |how| cpu::pool::pool2d(&x, how, &win).data;
         assert_eq!(y(Pool::Avg), [1.5, 4.0]);
         assert_eq!(y(Pool::AvgOfReal), [1.5, 4.0]);
         assert_eq!(y(Pool::Max), [2.0, 4.0]);

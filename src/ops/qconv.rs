@@ -177,6 +177,15 @@ pub(super) struct Params {
     pub(super) dw: u32,
 }
 
+/// The begin padding [top, left] in one word (16 bits each): the kernel indexes from it, and
+/// the end padding only sets the output size.
+fn pack_pad([t, l]: [usize; 2]) -> Result<u32> {
+    if t.max(l) >= 1 << 16 {
+        return shape_err("qconv", format!("padding {t}, {l} exceeds 65535"));
+    }
+    Ok(t as u32 | (l as u32) << 16)
+}
+
 /// The stored zero point in all four bytes.
 fn pad_word(fmt: QFormat) -> u32 {
     (fmt.offset().wrapping_neg() as u8 as u32) * 0x0101_0101
@@ -602,7 +611,7 @@ impl QConv2d {
             kh: kh as u32,
             kw: kw as u32,
             stride: d.stride as u32,
-            pad: d.pad as u32,
+            pad: pack_pad(d.pad.begin)?,
             win: self.win as u32,
             cig: cig as u32,
             cog: (co / d.groups) as u32,
@@ -720,7 +729,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             },
             bias: None,
             stride: 1,
-            pad,
+            pad: pad.into(),
             dilation: [1, 1],
             groups: 1,
             input,

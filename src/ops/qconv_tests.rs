@@ -4,6 +4,7 @@ use super::*;
 use crate::array::Array;
 use crate::cpu;
 use crate::cpu::qconv::{qadd as cpu_qadd, qconv2d, QResult};
+use crate::ops::Pads;
 use crate::quant::int8::{QAdd, QWeights};
 use crate::testing::gpu;
 use proptest::prelude::*;
@@ -55,7 +56,7 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
         weights,
         bias: Some((0..case.co).map(|_| rng.random_range(-2.0..2.0)).collect()),
         stride: case.stride,
-        pad: case.pad,
+        pad: case.pad.into(),
         dilation: [1, 1],
         groups: case.groups,
         input,
@@ -153,6 +154,21 @@ proptest! {
         crate::ops::skip_without_gpu!(proptest);
         let (conv, x) = random_layer(&case, seed);
         check(&conv, &x);
+    }
+
+    /// Padding that differs per side (ONNX asymmetric / SAME pads): the GPU equals the CPU
+    /// reference bit for bit, and both stay within the rounding bound of the real-valued
+    /// oracle, which pads explicitly.
+    #[test]
+    fn asymmetric_pads_are_bit_exact(
+        (case, seed) in case_strategy(), pads in [0usize..3, 0..3, 0..3, 0..3],
+    ) {
+        crate::ops::skip_without_gpu!(proptest);
+        let (mut conv, x) = random_layer(&case, seed);
+        conv.pad = Pads::from_onnx(pads);
+        prop_assume!(conv.out_shape("test", x.shape).is_ok());
+        check(&conv, &x);
+        check_oracle(&conv, &x, false, &format!("pads {pads:?}"));
     }
 
     /// Dilated layers (per axis, with strides, pads, groups and depthwise): the CPU reference
@@ -544,7 +560,7 @@ fn bad_shapes_are_errors() {
     bad.stride = 0;
     assert!(QConv2d::new(&g, &bad).is_err());
     bad = conv.clone();
-    bad.pad = 0; // a 3x3 kernel does not fit a 2x2 input without padding
+    bad.pad = 0.into(); // a 3x3 kernel does not fit a 2x2 input without padding
     let tiny = QArray {
         shape: [1, 13, 2, 2],
         q: vec![0; 52],
@@ -585,7 +601,7 @@ fn requantization_rounds_half_to_even() {
         },
         bias: None,
         stride: 1,
-        pad: 0,
+        pad: 0.into(),
         dilation: [1, 1],
         groups: 1,
         input: x.fmt,
@@ -665,8 +681,9 @@ fn depthwise_per_channel_input_scales_are_bit_exact() {
 fn oracle(conv: &QConv, x: &QArray) -> Vec<f64> {
     let [n, c, h, w] = x.shape;
     let [co, cig, kh, kw] = conv.weights.shape;
-    let (s, p, g) = (conv.stride, conv.pad, conv.groups);
-    let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+    let (s, g) = (conv.stride, conv.groups);
+    let [t, l, b, r] = conv.pad.onnx();
+    let (oh, ow) = ((h + t + b - kh) / s + 1, (w + l + r - kw) / s + 1);
     let s_in = |ch: usize| match &conv.input_channel_scales {
         Some(cs) => cs[ch] as f64,
         None => conv.input.scale as f64,
@@ -682,8 +699,8 @@ fn oracle(conv: &QConv, x: &QArray) -> Vec<f64> {
                         let ci = o / (co / g) * cig + i;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * s + ky).wrapping_sub(p);
-                                let ix = (ox * s + kx).wrapping_sub(p);
+                                let iy = (oy * s + ky).wrapping_sub(t);
+                                let ix = (ox * s + kx).wrapping_sub(l);
                                 if iy >= h || ix >= w {
                                     continue;
                                 }
@@ -835,7 +852,7 @@ fn dyadic_layer(rng: &mut impl Rng, case: &Case, per_channel: bool) -> (QConv, Q
         },
         bias: Some(bias),
         stride: case.stride,
-        pad: case.pad,
+        pad: case.pad.into(),
         dilation: [1, 1],
         groups: case.groups,
         input,

@@ -2,9 +2,10 @@
 //! average pooling on packed int8 tensors (`qconv`'s layout). The math is `quant::int8_ops`;
 //! the CPU reference `cpu::qlayout`; shader `shaders/qlayout.wgsl` (appended to qconv.wgsl).
 
-use super::bytes_of;
+use super::pad2d::{padded_shape, PadMode};
 use super::qconv::{Params, QTensor};
-use crate::error::Result;
+use super::{bytes_of, Pads};
+use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Shader, Stream};
 use crate::quant::int8::QFormat;
 use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
@@ -97,6 +98,40 @@ pub fn max_pool(
         &[&x.data, &y.data],
         grid,
     )?;
+    Ok(y)
+}
+
+/// Spatial padding (ONNX Pad on H and W) in the input's format: a constant fill is the
+/// quantized value, reflect and edge copy stored words.
+pub fn pad2d(s: &mut Stream, x: &QTensor, pads: Pads, mode: PadMode) -> Result<QTensor> {
+    let [n, c, h, w] = x.shape;
+    let os = match padded_shape(x.shape, pads, mode) {
+        Ok(o) => o,
+        Err(e) => return shape_err("int8 pad", format!("x {:?}: {e}", x.shape)),
+    };
+    let (code, fill) = match mode {
+        PadMode::Constant(v) => (0, x.fmt.quantize(v)),
+        PadMode::Reflect => (1, 0),
+        PadMode::Edge => (2, 0),
+    };
+    let y = QTensor::alloc(s.gpu(), "int8 pad", os, x.fmt)?;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        oh: os[2] as u32,
+        ow: os[3] as u32,
+        kh: pads.begin[0] as u32,
+        kw: pads.begin[1] as u32,
+        mode: code,
+        // The stored byte (real value minus the offset) in all four bytes.
+        pad_word: ((fill - x.fmt.offset()) as u8 as u32) * 0x0101_0101,
+        ..Default::default()
+    };
+    let grid = grid_1d(n * c.div_ceil(4) * os[2] * os[3], 256);
+    let tensors = [&x.data, &y.data];
+    s.dispatch(SHADER, "pad2d", &[], bytes_of(&p), &tensors, grid)?;
     Ok(y)
 }
 

@@ -307,12 +307,11 @@ pub fn learn_layer(
         || prob.target.shape().len() != 4
         || qw.shape.len() != 4
         || p.stride[0] != p.stride[1]
-        || p.pad[0] != p.pad[1]
         || p.dilation[0] != p.dilation[1]
     {
         return Err(Error::Invalid(format!(
-            "adaround: {} weights for {:?}, inputs {:?}, targets {:?}, {p:?} (equal strides, \
-             padding and dilation on both axes only)",
+            "adaround: {} weights for {:?}, inputs {:?}, targets {:?}, {p:?} (equal strides and \
+             dilations on both axes only)",
             prob.w.len(),
             qw.shape,
             prob.x.shape(),
@@ -340,13 +339,17 @@ pub fn learn_layer(
     let (xs, ts) = {
         let mut s = gpu.stream();
         let order = permutation(n, seed as u64);
-        let xp = conv2d_grad::pad_input(&mut s, &prob.x, p.pad[0])?;
+        let xp = conv2d_grad::pad_input(&mut s, &prob.x, p.pads())?;
         let xs = samples(&mut s, &xp, Some(&order), (0, 0))?;
         let ts = samples(&mut s, &prob.target, Some(&order), (0, 0))?;
         s.submit();
         (xs, ts)
     };
-    let unpadded = Conv2dParams { pad: [0, 0], ..p };
+    let unpadded = Conv2dParams {
+        pad: [0, 0],
+        pad_end: [0, 0],
+        ..p
+    };
     let started = std::time::Instant::now();
     let mut t = 0;
     while t < opts.iters {

@@ -503,6 +503,7 @@ fn int8_roots(g: &Graph, layers: &[ValueId]) -> (Vec<ValueId>, HashMap<ValueId, 
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
                 | Op::MaxPool { .. }
+                | Op::Pad { .. }
                 | Op::Flatten
         ) && plan.formats.contains_key(&v)
         {

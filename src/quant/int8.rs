@@ -273,8 +273,8 @@ pub struct QConv {
     pub bias: Option<Vec<f32>>,
     /// Stride (both axes).
     pub stride: usize,
-    /// Zero padding (both axes).
-    pub pad: usize,
+    /// Zero padding per side.
+    pub pad: crate::ops::Pads,
     /// Tap spacing [h, w] (1: dense).
     pub dilation: [usize; 2],
     /// Channel groups (the channel count for depthwise).
@@ -320,7 +320,7 @@ impl QConv {
             },
             bias: None,
             stride: 1,
-            pad: 0,
+            pad: 0.into(),
             dilation: [1, 1],
             groups: 1,
             input,
@@ -393,8 +393,9 @@ impl QConv {
                 return shape_err(op, "per-channel input scales need a depthwise layer and one positive scale per channel");
             }
         }
-        let p =
-            crate::ops::conv2d::Conv2dParams::new(self.stride, self.pad, g).dilated(self.dilation);
+        let p = crate::ops::conv2d::Conv2dParams::new(self.stride, 0, g)
+            .padded(self.pad)
+            .dilated(self.dilation);
         match (p.out_size(0, h, kh), p.out_size(1, w, kw)) {
             (Some(oh), Some(ow)) => Ok([n, co, oh, ow]),
             _ => shape_err(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use synthcal::array::Array;
-use synthcal::graph::{Act, Graph, Op, Params};
+use synthcal::graph::{Act, Graph, Op, Pads, Params};
 use synthcal::io::write_safetensors;
 use synthcal::models;
 use synthcal::quant::int8::{QConv, QFormat, QWeights};
@@ -172,7 +172,7 @@ pub fn tiny_int8() -> QuantizedModel {
         weight: w.into(),
         bias: b.map(Into::into),
         stride: 1,
-        pad,
+        pad: Pads::same(pad),
         dilation: [1, 1],
         groups: 1,
         act,
@@ -217,7 +217,7 @@ pub fn tiny_int8() -> QuantizedModel {
         weights: QWeights::quantize(&w).unwrap(),
         bias: Some(Array::random(&[w.shape[0]], seed).data),
         stride: 1,
-        pad: if w.shape.len() == 4 { 1 } else { 0 },
+        pad: Pads::same(if w.shape.len() == 4 { 1 } else { 0 }),
         dilation: [1, 1],
         groups: 1,
         input,
