@@ -177,7 +177,7 @@ pub fn logits_and_features(
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
     let (mut logits, mut feats) = (Vec::new(), Vec::new());
     let mut dim = 0;
-    crate::infer::for_each_batch(ds, model.arch.norm, 250, |r, x| {
+    crate::infer::for_each_batch(ds, model.arch.norm.clone(), 250, |r, x| {
         let n = r.len();
         let x = runner
             .gpu

@@ -439,7 +439,7 @@ fn layer_data(
     let gpu = &fp.gpu;
     let input = fp.graph.nodes[l].inputs[0];
     let q = qconv::QConv2d::new(gpu, layer)?;
-    let norm = model.arch.norm;
+    let norm = &model.arch.norm;
     let (h, w) = (calib.height(), calib.width());
     let (mut xs, mut ts) = (None, None);
     for start in (0..calib.len()).step_by(opts.batch.max(1)) {
@@ -448,7 +448,7 @@ fn layer_data(
         let n = end - start;
         let px = calib
             .images()
-            .to_f32_normalized(start..end, norm.mean, norm.std);
+            .to_f32_normalized(start..end, &norm.mean, &norm.std);
         let img = gpu.upload_f32(&[n, 3, h, w], &px)?;
         let mut s = gpu.stream();
         let mut f = fp.forward(&mut s, &img, &[l])?;
