@@ -282,6 +282,46 @@ mod tests {
     }
 
     #[test]
+    fn rgb_becomes_gray_by_bt601_luma_and_nothing_else_converts() {
+        // Two 1x2 images, R plane then G then B.
+        let px = vec![200, 255, 100, 255, 50, 255, 1, 10, 2, 0, 3, 0];
+        let im = Images::new(px, 1, 2).unwrap();
+        let g = im.to_channels(1).unwrap();
+        assert_eq!((g.len(), g.channels(), g.image_bytes()), (2, 1, 2));
+        // 0.299*200 + 0.587*100 + 0.114*50 = 124.2; white stays 255;
+        // 0.299*1 + 0.587*2 + 0.114*3 = 1.815; 0.299*10 = 2.99.
+        assert_eq!(g.pixels(), [124, 255, 2, 3]);
+        assert_eq!(im.to_channels(3).unwrap(), im);
+        let e = im.to_channels(5).unwrap_err().to_string();
+        assert!(e.contains("3 channels cannot become 5-channel"), "{e}");
+        assert!(g.to_channels(3).is_err());
+        // Gray normalizes with one mean and one deviation.
+        assert_eq!(
+            g.to_f32_normalized(1..2, &[0.0], &[1.0 / 255.0]),
+            [2.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn any_channel_count_resizes_plane_by_plane_as_rgb_does() {
+        let (h, w) = (5, 7);
+        let rgb = Images::new(
+            (0..2 * 3 * h * w).map(|k| (k * 37 % 251) as u8).collect(),
+            h,
+            w,
+        )
+        .unwrap();
+        let big = rgb.resized([9, 4]).unwrap();
+        // The same bytes as 6 single-plane images, and as 2 images of 3 unnamed bands.
+        let planes = Images::with_channels(rgb.pixels().to_vec(), 1, h, w).unwrap();
+        assert_eq!(planes.resized([9, 4]).unwrap().pixels(), big.pixels());
+        let bands = Images::with_channels(rgb.pixels().to_vec(), 2, h, w).unwrap();
+        let b = bands.resized([9, 4]).unwrap();
+        assert_eq!((b.channels(), b.len(), b.pixels()), (2, 3, big.pixels()));
+        assert!(Images::with_channels(vec![0; 10], 4, 1, 2).is_err());
+    }
+
+    #[test]
     fn files_are_decoded_to_the_asked_size_or_refused() {
         let dir = std::env::temp_dir().join(format!("synthcal-images-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -181,7 +181,7 @@ pub fn logits_and_features(
         let n = r.len();
         let x = runner
             .gpu
-            .upload_f32(&[n, 3, ds.height(), ds.width()], &x)?;
+            .upload_f32(&[n, ds.channels(), ds.height(), ds.width()], &x)?;
         let mut s = runner.gpu.stream();
         let out = runner.forward(&mut s, &x, &[feat])?;
         let f = out

@@ -449,7 +449,7 @@ fn layer_data(
         let px = calib
             .images()
             .to_f32_normalized(start..end, &norm.mean, &norm.std);
-        let img = gpu.upload_f32(&[n, 3, h, w], &px)?;
+        let img = gpu.upload_f32(&[n, calib.channels(), h, w], &px)?;
         let mut s = gpu.stream();
         let mut f = fp.forward(&mut s, &img, &[l])?;
         let t = f.kept.remove(&l).unwrap_or(f.output);

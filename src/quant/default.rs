@@ -155,7 +155,7 @@ fn batches(
 }
 
 fn upload(gpu: &Gpu, ds: &Dataset, n: usize, x: &[f32]) -> Result<Tensor> {
-    gpu.upload_f32(&[n, 3, ds.height(), ds.width()], x)
+    gpu.upload_f32(&[n, ds.channels(), ds.height(), ds.width()], x)
 }
 
 /// Per-sample range statistics of every quantized layer's input over the calibration set.
