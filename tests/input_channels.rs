@@ -229,6 +229,16 @@ fn a_grayscale_onnx_model_imports_evaluates_and_quantizes() {
     assert!(out.contains("input 1x32x32"), "{out}");
     let m = Model::load(&model).unwrap();
     assert_eq!(m.input_shape(), [1, 32, 32]);
+    // RGB models' files stay as they were: no channel count in them.
+    let zoo = p("zoo.safetensors");
+    synthcal::models::arch("resnet20")
+        .map(|a| Model::new(a.clone(), synthcal::models::random_params(&a, 1)).unwrap())
+        .unwrap()
+        .save(&zoo)
+        .unwrap();
+    let (_, meta) = synthcal::io::read_safetensors(&zoo).unwrap();
+    assert!(!meta.contains_key("input_channels"));
+    assert_eq!(Model::load(&zoo).unwrap().input_shape(), [3, 32, 32]);
     assert_eq!(
         (&m.arch.norm.mean[..], &m.arch.norm.std[..]),
         (&[0.4][..], &[0.3][..])
@@ -376,6 +386,19 @@ fn a_five_band_onnx_model_quantizes_from_noise_and_distillation() {
     qd.save(&qd_path).unwrap();
     let back = QuantizedModel::load(&qd_path).unwrap();
     assert_eq!(back.input_channels, 5);
+    // The count is in the metadata; without it a file is RGB, as files from before were, and
+    // this one's five means do not fit 3 channels.
+    let (tensors, mut meta) = synthcal::io::read_safetensors(&qd_path).unwrap();
+    assert_eq!(meta.remove("input_channels").as_deref(), Some("5"));
+    let old = p("old.safetensors");
+    synthcal::io::write_tensor_data(&old, &tensors, &meta).unwrap();
+    let e = QuantizedModel::load(&old).err().unwrap().to_string();
+    assert!(
+        e.contains("old.safetensors") && e.contains("an input of 3 channels"),
+        "{e}"
+    );
+    let (_, meta) = synthcal::io::read_safetensors(&model).unwrap();
+    assert_eq!(meta.get("input_channels").map(String::as_str), Some("5"));
     let from_distill = check_int8(&back, &x, &dir.0);
     // Two calibration sets, two sets of ranges.
     assert_ne!(from_noise, from_distill);
