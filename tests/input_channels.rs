@@ -298,8 +298,71 @@ fn a_grayscale_onnx_model_imports_evaluates_and_quantizes() {
     // The last one (real where CIFAR-10 is there): INT8 on the GPU, its QDQ export.
     let qm = QuantizedModel::load(&q).unwrap();
     check_int8(&qm, &images([1, 32, 32], 16, 2), &dir.0);
-    let out = ok(&["eval", "--model", s(&q), "--data", s(&imgs)]);
-    assert!(out.contains("as gray"), "{out}");
+    let out = ok(&[
+        "eval",
+        "--model",
+        s(&q),
+        "--data",
+        s(&imgs),
+        "--fp32",
+        s(&model),
+        "--cross-check",
+    ]);
+    assert!(
+        out.contains("as gray") && out.contains("agreement"),
+        "{out}"
+    );
+    // diagnose reads the RGB folder as gray too; calib-data writes gray PNGs that load back
+    // to the same 1-channel images.
+    let out = ok(&[
+        "diagnose",
+        "--model",
+        s(&model),
+        "--int8",
+        s(&q),
+        "--data",
+        s(&imgs),
+        "--limit",
+        "20",
+        "--rank-images",
+        "4",
+    ]);
+    assert!(out.contains("20 images"), "{out}");
+    let gen = p("gen");
+    ok(&[
+        "calib-data",
+        "fractal",
+        "--model",
+        s(&model),
+        "--per-class",
+        "1",
+        "--quiet",
+        "-o",
+        s(&gen),
+    ]);
+    let back = synthcal::data::load_image_folder_at(&gen, [32, 32], synthcal::ResizePolicy::Reject)
+        .unwrap();
+    let made = synthcal::CalibSource::Fractal {
+        per_class: 1,
+        seed: 0,
+    }
+    .load(&common::gpu(), Some(&m), &Default::default())
+    .unwrap();
+    assert_eq!(made.channels(), 1);
+    assert_eq!(back.to_channels(1).unwrap().pixels(), made.pixels());
+    if let Some(sh) = &shared {
+        let data = sh.join("data/cifar-10-batches-bin");
+        let out = ok(&[
+            "score",
+            s(&gen),
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--json",
+        ]);
+        assert!(out.contains('{'), "{out}");
+    }
     let qonnx = p("q1cli.onnx");
     ok(&["export", s(&q), "-o", s(&qonnx)]);
     let out = ok(&["eval", "--model", s(&qonnx), "--data", s(&imgs)]);

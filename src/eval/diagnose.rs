@@ -142,7 +142,7 @@ pub fn diagnose(
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
     let mut bar = hooks.task("diagnose", ds.len() as u64);
     crate::infer::for_each_batch(ds, q.norm.clone(), 100, |r, x| {
-        let x = gpu.upload_f32(&[r.len(), 3, ds.height(), ds.width()], &x)?;
+        let x = gpu.upload_f32(&[r.len(), ds.channels(), ds.height(), ds.width()], &x)?;
         let mut s = gpu.stream();
         let a = fp.forward(&mut s, &x, &keep)?;
         let b = int8.forward(&mut s, &x, &ids)?;

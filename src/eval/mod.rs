@@ -208,7 +208,7 @@ pub fn cross_check(
     let mut bar = hooks.task("cpu check", ds.len() as u64);
     let mut diff = 0;
     for_each_batch(ds, q.norm.clone(), 50, |r, x| {
-        let x = crate::array::Array::new(&[r.len(), 3, ds.height(), ds.width()], x);
+        let x = crate::array::Array::new(&[r.len(), ds.channels(), ds.height(), ds.width()], x);
         let cpu = q.cpu_logits(&x)?;
         diff += argmax_rows(&cpu.data, k)
             .iter()
