@@ -200,7 +200,7 @@ pub fn model_bench(
     )?;
     let x = ds
         .images()
-        .to_f32_normalized(0..batch, model.arch.norm.mean, model.arch.norm.std);
+        .to_f32_normalized(0..batch, &model.arch.norm.mean, &model.arch.norm.std);
     let speed = |r: &crate::graph::exec::Runner| -> Result<f64> {
         r.logits(&x, batch, [32, 32])?;
         let t = Instant::now();

@@ -20,7 +20,7 @@ pub struct Predictor {
     runner: Runner,
     name: String,
     norm: Normalization,
-    input_size: [usize; 2],
+    input_shape: [usize; 3],
     class_names: Vec<String>,
 }
 
@@ -30,23 +30,24 @@ impl Predictor {
         runner: Runner,
         name: &str,
         norm: Normalization,
-        input_size: [usize; 2],
+        input_shape: [usize; 3],
         class_names: Vec<String>,
     ) -> Predictor {
         Predictor {
             runner,
             name: name.to_string(),
             norm,
-            input_size,
+            input_shape,
             class_names,
         }
     }
 
-    /// The logits of `images` (which must have the model's input size).
+    /// The logits of `images` (which must have the model's input channels and size).
     pub fn predict(&self, images: &Images) -> Result<Logits> {
-        check_input_size(images, self.input_size, &self.name)?;
+        check_input(images, self.input_shape, &self.name)?;
         let hooks = Hooks::default();
-        let values = image_logits(&self.runner, self.norm, images, PREDICT_BATCH, &hooks)?;
+        let norm = self.norm.clone();
+        let values = image_logits(&self.runner, norm, images, PREDICT_BATCH, &hooks)?;
         Logits::new(values, self.class_names.clone())
     }
 }
@@ -137,6 +138,23 @@ fn softmax(row: &[f32]) -> Vec<f32> {
     e.iter().map(|&v| (v / sum) as f32).collect()
 }
 
+/// Refuses images of another channel count or size than `shape` (`[channels, height,
+/// width]`) a model takes.
+pub fn check_input(images: &Images, [c, h, w]: [usize; 3], model: &str) -> Result<()> {
+    if images.channels() != c {
+        return Err(Error::Invalid(format!(
+            "{model} takes {c}-channel images, these have {} channels{}",
+            images.channels(),
+            if c == 1 && images.channels() == 3 {
+                ": convert them to gray first (Images::to_channels)"
+            } else {
+                ""
+            }
+        )));
+    }
+    check_input_size(images, [h, w], model)
+}
+
 /// Refuses images of another size than `size` (`[height, width]`) a model takes.
 pub fn check_input_size(images: &Images, size: [usize; 2], model: &str) -> Result<()> {
     if [images.height(), images.width()] == size {
@@ -169,10 +187,16 @@ impl Model {
         self.arch.input_size
     }
 
+    /// The input image shape, `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        let [h, w] = self.arch.input_size;
+        [self.arch.input_channels, h, w]
+    }
+
     /// The logits of `images` (BatchNorm folded into the convolutions). This uploads the
     /// weights each call: for repeated predictions keep a [`Model::predictor`].
     pub fn predict(&self, gpu: &Arc<Gpu>, images: &Images) -> Result<Logits> {
-        check_input_size(images, self.input_size(), &self.arch.name)?;
+        check_input(images, self.input_shape(), &self.arch.name)?;
         self.predictor(gpu)?.predict(images)
     }
 
@@ -181,8 +205,8 @@ impl Model {
         Ok(Predictor::new(
             fp32_runner(gpu, self, false)?,
             &self.arch.name,
-            self.arch.norm,
-            self.input_size(),
+            self.arch.norm.clone(),
+            self.input_shape(),
             self.class_names.clone(),
         ))
     }
@@ -238,12 +262,14 @@ pub fn for_each_image_batch(
     if batch == 0 {
         return Err(Error::Invalid("a batch must hold at least 1 image".into()));
     }
+    crate::models::classes::check_norm_channels(&norm, images.channels())
+        .map_err(|e| Error::Invalid(format!("{e} (of the images)")))?;
     let mut start = 0;
     while start < images.len() {
         let end = (start + batch).min(images.len());
         f(
             start..end,
-            images.to_f32_normalized(start..end, norm.mean, norm.std),
+            images.to_f32_normalized(start..end, &norm.mean, &norm.std),
         )?;
         start = end;
     }

@@ -230,8 +230,10 @@ fn resnet18_shaped_onnx_agrees_with_onnx_runtime() {
         .unwrap()
         .resized([64, 64])
         .unwrap();
-    let norm = m.arch.norm;
-    let input = images.images().to_f32_normalized(0..4, norm.mean, norm.std);
+    let norm = &m.arch.norm;
+    let input = images
+        .images()
+        .to_f32_normalized(0..4, &norm.mean, &norm.std);
     let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&x, bytes).unwrap();
     let st = std::process::Command::new(&python)

@@ -68,7 +68,7 @@ fn every_zoo_family_round_trips() {
     ] {
         let mut m = Model::random(arch, 5).unwrap();
         m.class_names = (0..10).map(|i| format!("c{i}")).collect();
-        m.arch.norm.mean = [0.5, 0.4, 0.3];
+        m.arch.norm.mean = vec![0.5, 0.4, 0.3];
         round_trip(&m);
     }
 }
@@ -255,7 +255,7 @@ fn ort_difference(python: &std::ffi::OsStr, m: &Model, dir: &std::path::Path) ->
     onnx::write(m, &model).unwrap();
     let x = images(8, 11);
     // The ONNX graph takes normalized images, as synthcal's runner does.
-    let norm = m.arch.norm;
+    let norm = &m.arch.norm;
     let plane = 32 * 32;
     let xs: Vec<u8> = x
         .pixels()

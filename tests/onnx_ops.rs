@@ -536,7 +536,7 @@ fn standalone_pads_import_with_their_modes() {
     use synthcal::ops::pad2d::PadMode;
     let m = onnx::import(&model_g().encode_to_vec(), "g").unwrap();
     let g = &m.arch.graph;
-    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [HW, HW]).unwrap();
+    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
     let pads: Vec<_> = g
         .nodes
         .iter()
@@ -658,7 +658,7 @@ fn asymmetric_pads_import_per_side() {
         ],
         "{g:#?}"
     );
-    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [HW, HW]).unwrap();
+    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
     let spatial: Vec<_> = g
         .nodes
         .iter()
@@ -720,7 +720,7 @@ fn model_h() -> ModelProto {
 fn dilated_max_pools_import() {
     let m = onnx::import(&model_h().encode_to_vec(), "h").unwrap();
     let g = &m.arch.graph;
-    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [HW, HW]).unwrap();
+    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
     let pools: Vec<_> = g
         .nodes
         .iter()

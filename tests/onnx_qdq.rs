@@ -220,7 +220,7 @@ fn onnx_runtime_runs_exported_qdq_like_synthcal() {
     let model = dir.join("q.onnx");
     onnx::write_qdq(&qm, &model).unwrap();
     let x = images(32, 9);
-    write_input(&x, qm.norm, &dir.join("x.f32"));
+    write_input(&x, qm.norm.clone(), &dir.join("x.f32"));
     let ort = ort_logits(&py, &model, &dir);
     let ours = qm.predict(&common::gpu(), &x).unwrap();
     assert_eq!(ort.len(), ours.values().len());
@@ -275,7 +275,7 @@ fn onnx_runtime_quantize_static_models_import() {
     assert!(adds.iter().all(|a| ran.contains(a)), "{ran:?}");
     assert!(qm.values.contains_key(&g.output));
     let x = images(32, 21);
-    write_input(&x, qm.norm, &dir.join("x.f32"));
+    write_input(&x, qm.norm.clone(), &dir.join("x.f32"));
     let ort = ort_logits(&py, &q, &dir);
     let ours = qm.predict(&common::gpu(), &x).unwrap();
     let (a, b) = (argmax(&ort, 10), argmax(ours.values(), 10));

@@ -349,7 +349,7 @@ fn bad_calibration_sets_are_refused() {
 /// A three-layer net small enough to run AccuracyAware's search in a test.
 fn tiny_model() -> Model {
     use synthcal::graph::Act;
-    use synthcal::models::{Arch, Builder, ConvSpec, CIFAR_NORM};
+    use synthcal::models::{cifar_norm, Arch, Builder, ConvSpec};
     let mut b = Builder::default();
     let x = b.input();
     let x = b.conv_bn("c1", "b1", x, &ConvSpec::same(3, 8, 3, 2), Act::Relu);
@@ -360,7 +360,8 @@ fn tiny_model() -> Model {
         name: "tiny".into(),
         graph: b.g,
         expected: b.shapes,
-        norm: CIFAR_NORM,
+        norm: cifar_norm(),
+        input_channels: 3,
         input_size: [32, 32],
     };
     let p = random_params(&a, 9);

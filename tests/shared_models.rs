@@ -140,7 +140,7 @@ fn import_round_trips_through_safetensors() {
 fn int8_logits(q: &synthcal::quant::QuantizedModel, ds: &data::Dataset) -> Vec<f32> {
     logits(
         &q.runner(&common::gpu()).unwrap(),
-        q.norm,
+        q.norm.clone(),
         ds,
         250,
         &Default::default(),

@@ -59,12 +59,12 @@ fn distill_batch(
     n: usize,
     opts: &DistillOptions,
     batch_seed: u64,
-    [h, w]: [usize; 2],
+    [c, h, w]: [usize; 3],
     bar: &mut crate::progress::Task,
 ) -> Result<(Vec<f32>, f32)> {
     let mut rng = StdRng::seed_from_u64(batch_seed);
-    let init = crate::gan::generate::normal_noise(n * 3 * h * w, &mut rng);
-    let x = gpu.upload_f32(&[n, 3, h, w], &init)?;
+    let init = crate::gan::generate::normal_noise(n * c * h * w, &mut rng);
+    let x = gpu.upload_f32(&[n, c, h, w], &init)?;
     let zeros = vec![0f32; init.len()];
     let (m, v) = (
         gpu.upload_f32(x.shape(), &zeros)?,
@@ -124,23 +124,23 @@ pub fn distill_images(
             "distill: need images > 0, batch >= 2 and iterations > 0".into(),
         ));
     }
-    let [h, w] = model.arch.input_size;
+    let [ch, h, w] = model.input_shape();
     // Pixels twice (the unlabeled set, then the labeled one) and the logits of each image.
-    let each = 2 * 3 * h * w + 4 * model.num_classes();
+    let each = 2 * ch * h * w + 4 * model.num_classes();
     crate::limits::check_alloc(&format!("distill:{}", opts.images), &[opts.images, each])?;
     let a = &model.arch;
     let mut frozen = Frozen::new(gpu, &a.name, a.graph.clone(), model.params.clone());
-    let norm = model.arch.norm;
+    let norm = &model.arch.norm;
     let batches = opts.images.div_ceil(opts.batch);
     let mut bar = hooks.task("distill", (batches * opts.iterations) as u64);
     let (mut pixels, mut loss_sum, mut done) = (Vec::new(), 0.0, 0);
     for start in (0..opts.images).step_by(opts.batch) {
         let n = opts.batch.min(opts.images - start).max(2);
         let seed = opts.seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let (x, loss) = distill_batch(gpu, &mut frozen, n, opts, seed, [h, w], &mut bar)?;
+        let (x, loss) = distill_batch(gpu, &mut frozen, n, opts, seed, [ch, h, w], &mut bar)?;
         let keep = (opts.images - start).min(n);
-        for (k, &v) in x.iter().enumerate().take(keep * 3 * h * w) {
-            let c = (k / (h * w)) % 3;
+        for (k, &v) in x.iter().enumerate().take(keep * ch * h * w) {
+            let c = (k / (h * w)) % ch;
             let u = v * norm.std[c] + norm.mean[c];
             pixels.push((u * 255.0).round().clamp(0.0, 255.0) as u8);
         }
@@ -150,7 +150,7 @@ pub fn distill_images(
     }
     bar.complete();
     let names = model.class_names.clone();
-    let images = crate::data::Images::new(pixels, h, w)?;
+    let images = crate::data::Images::with_channels(pixels, ch, h, w)?;
     let unlabeled = Dataset::from_images(
         images.clone(),
         vec![0; opts.images],
@@ -159,7 +159,7 @@ pub fn distill_images(
     )?;
     // Labels: the classifier's own prediction on the final (rounded) images.
     let runner = crate::infer::fp32_runner(gpu, model, false)?;
-    let logits = crate::infer::logits(&runner, norm, &unlabeled, 250, &Default::default())?;
+    let logits = crate::infer::logits(&runner, norm.clone(), &unlabeled, 250, &Default::default())?;
     let labels = crate::infer::argmax_rows(&logits, names.len())
         .into_iter()
         .map(|l| l as crate::data::Label)

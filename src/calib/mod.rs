@@ -19,9 +19,14 @@ pub fn noise_images(n: usize, seed: u64) -> Result<Dataset> {
 
 /// [`noise_images`] of `size` (`[height, width]`); at 32x32, the same images.
 pub fn noise_images_at(n: usize, seed: u64, [h, w]: [usize; 2]) -> Result<Dataset> {
+    noise_images_shaped(n, seed, [3, h, w])
+}
+
+/// [`noise_images`] of `shape` (`[channels, height, width]`); RGB at 32x32, the same images.
+pub fn noise_images_shaped(n: usize, seed: u64, [c, h, w]: [usize; 3]) -> Result<Dataset> {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
-    let each = 3 * h * w;
+    let each = c * h * w;
     crate::limits::check_alloc(&format!("{n} noise images"), &[n, each + 1])?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let d = Normal::new(127.5f32, 64.0).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -33,7 +38,7 @@ pub fn noise_images_at(n: usize, seed: u64, [h, w]: [usize; 2]) -> Result<Datase
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let images = data::Images::new(pixels, h, w)?;
+    let images = data::Images::with_channels(pixels, c, h, w)?;
     Ok(Dataset::from_images(
         images,
         labels,
@@ -97,40 +102,82 @@ pub enum CalibSource {
 }
 
 impl CalibSource {
-    /// The calibration images at `model`'s input size (32x32 without a model), labelled with
-    /// its classes (matched by name for real images; spread round-robin for noise and
+    /// The calibration images at `model`'s input shape (RGB 32x32 without a model), labelled
+    /// with its classes (matched by name for real images; spread round-robin for noise and
     /// fractals). Noise, fractals and distilled images are made at that size; CIFAR-10, GAN
     /// and image-folder images of another size are stretched to it with
     /// [`data::RESIZE_FILTER`] (the dataset's source says so); `Images` are taken as they
     /// are. `Distill` needs the model.
+    ///
+    /// Noise and distilled images have the model's channels, whatever their count. The other
+    /// sources make RGB images: for a 1-channel model they become gray (BT.601 luma,
+    /// [`data::Images::to_channels`]); a model of any other count refuses them.
     pub fn load(&self, gpu: &Arc<Gpu>, model: Option<&Model>, hooks: &Hooks) -> Result<Dataset> {
-        let size = model.map_or([data::IMG_SIDE; 2], |m| m.input_size());
-        self.load_at(gpu, model, size, hooks)
+        let shape = model.map_or([3, data::IMG_SIDE, data::IMG_SIDE], |m| m.input_shape());
+        self.load_at(gpu, model, shape, hooks)
+    }
+
+    /// The source's name in messages.
+    fn name(&self) -> &'static str {
+        match self {
+            CalibSource::Real { .. } => "real",
+            CalibSource::Gan { .. } => "gan",
+            CalibSource::Folder(_) => "folder",
+            CalibSource::Fractal { .. } => "fractal",
+            CalibSource::Noise { .. } => "noise",
+            CalibSource::Distill { .. } => "distill",
+            CalibSource::Images(_) => "images",
+        }
     }
 
     fn load_at(
         &self,
         gpu: &Arc<Gpu>,
         model: Option<&Model>,
-        size: [usize; 2],
+        [channels, h, w]: [usize; 3],
         hooks: &Hooks,
     ) -> Result<Dataset> {
+        let size = [h, w];
+        let rgb_only = matches!(
+            self,
+            CalibSource::Real { .. }
+                | CalibSource::Gan { .. }
+                | CalibSource::Folder(_)
+                | CalibSource::Fractal { .. }
+        );
+        // Refused before anything is loaded or generated.
+        if rgb_only && ![1, 3].contains(&channels) {
+            return Err(Error::Invalid(format!(
+                "the {} calibration source makes RGB images, and the model takes \
+                 {channels}-channel ones (only 1-channel models get them, as gray); use \
+                 --calib noise or distill",
+                self.name()
+            )));
+        }
+        let gray = |ds: Dataset| -> Result<Dataset> {
+            match rgb_only {
+                true => Ok(ds.to_channels(channels)?),
+                false => Ok(ds),
+            }
+        };
         let to_model = |ds: Dataset| -> Result<Dataset> {
+            let ds = gray(ds)?;
             match model {
                 Some(m) => Ok(ds.map_classes(&m.class_names)?),
                 None => Ok(ds),
             }
         };
         let unlabelled = |ds: Dataset| -> Result<Dataset> {
+            let ds = gray(ds)?;
             match model {
                 Some(m) => Ok(ds.round_robin_classes(&m.class_names)?),
                 None => Ok(ds),
             }
         };
-        // Generated sources hold per_class x 10 images of `size` at least.
+        // Generated sources hold per_class x 10 images of `size` at least (RGB at first).
         let check = |per_class: usize| {
             let what = format!("{per_class} calibration images per class");
-            crate::limits::check_alloc(&what, &[per_class, 10, 3 * size[0] * size[1]])
+            crate::limits::check_alloc(&what, &[per_class, 10, channels.max(3) * h * w])
         };
         match self {
             CalibSource::Real {
@@ -145,7 +192,11 @@ impl CalibSource {
             }
             CalibSource::Noise { per_class, seed } => {
                 check(*per_class)?;
-                unlabelled(noise_images_at(per_class * 10, *seed, size)?)
+                unlabelled(noise_images_shaped(
+                    per_class * 10,
+                    *seed,
+                    [channels, h, w],
+                )?)
             }
             CalibSource::Fractal { per_class, seed } => {
                 check(*per_class)?;

@@ -17,7 +17,8 @@ pub struct DiagnoseArgs {
     /// The INT8 model (from `synthcal quantize`).
     #[arg(long)]
     pub int8: PathBuf,
-    /// Images: a CIFAR-10 binary folder or an image folder (one subfolder per class).
+    /// Images: a CIFAR-10 binary folder or an image folder (one subfolder per class); gray
+    /// (BT.601 luma) for a 1-channel model.
     #[arg(long)]
     pub data: PathBuf,
     /// Which CIFAR-10 split to use (ignored for image folders).
@@ -65,8 +66,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
     }
     let model = crate::models::load_model(&args.model, None)?;
     let q = QuantizedModel::load(&args.int8)?;
-    let size = model.input_size();
-    let ds = load_data(&args.data, args.split, size, args.resize, Some(args.limit))?
+    let shape = model.input_shape();
+    let ds = load_data(&args.data, args.split, shape, args.resize, Some(args.limit))?
         .map_classes(&model.class_names)?;
     let hooks = super::bars::hooks(args.quiet);
     let d = diagnose(gpu, &model, &q, &ds, args.rank_images, &hooks)?;

@@ -30,26 +30,35 @@ impl SplitArg {
     }
 }
 
-/// Loads `--data` (CIFAR-10 binaries or an image folder) as images of `size`, the first
-/// `limit` of them; `resize` stretches images of another size (CIFAR-10's are 32x32), else
-/// they are an error. Only the kept images are resized.
+/// Loads `--data` (CIFAR-10 binaries or an image folder) as images of `shape` (`[channels,
+/// height, width]`), the first `limit` of them; `resize` stretches images of another size
+/// (CIFAR-10's are 32x32), else they are an error. Only the kept images are resized. The
+/// images are RGB: a 1-channel model gets them as gray (BT.601 luma), a model of another
+/// count than 1 or 3 cannot take them.
 pub fn load_data(
     path: &Path,
     split: SplitArg,
-    size: [usize; 2],
+    [channels, h, w]: [usize; 3],
     resize: bool,
     limit: Option<usize>,
 ) -> Result<Dataset> {
+    if ![1, 3].contains(&channels) {
+        return Err(Error::Invalid(format!(
+            "{}: its images are RGB (or gray), and the model takes {channels}-channel ones",
+            path.display()
+        )));
+    }
     let policy = match resize {
         true => data::ResizePolicy::Resize,
         false => data::ResizePolicy::Reject,
     };
-    data::load_first(path, split.split(), size, policy, limit).map_err(|e| match e {
+    let ds = data::load_first(path, split.split(), [h, w], policy, limit).map_err(|e| match e {
         e @ data::DataError::WrongSize { .. } => {
             Error::Invalid(format!("{e} (--resize stretches them)"))
         }
         e => e.into(),
-    })
+    })?;
+    Ok(ds.to_channels(channels)?)
 }
 
 /// `synthcal eval`'s flags.
@@ -64,7 +73,8 @@ pub struct EvalArgs {
     pub arch: Option<String>,
     /// Images: a CIFAR-10 binary folder (`cifar-10-batches-bin`) or an image folder with one
     /// subfolder per class. Classes are matched to the model's class names by name (ignoring
-    /// case); a class the model does not have is an error.
+    /// case); a class the model does not have is an error. A 1-channel (grayscale) model
+    /// reads them as gray: BT.601 luma, 0.299 R + 0.587 G + 0.114 B, rounded.
     #[arg(long)]
     pub data: PathBuf,
     /// Which CIFAR-10 split to use (ignored for image folders).
@@ -159,7 +169,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
     let ds = load_data(
         &args.data,
         args.split,
-        model.input_size(),
+        model.input_shape(),
         args.resize,
         args.limit,
     )?

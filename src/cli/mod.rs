@@ -73,12 +73,13 @@ enum Cmd {
         /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
         #[arg(long)]
         arch: Option<String>,
-        /// The input normalization's mean, R,G,B (e.g. 0.485,0.456,0.406); default: the
-        /// file's metadata, else the architecture's. Stored in the output.
+        /// The input normalization's mean, one value per input channel: R,G,B for an RGB
+        /// model (e.g. 0.485,0.456,0.406), one for a grayscale one, C for C channels;
+        /// default: the file's metadata, else the architecture's. Stored in the output.
         #[arg(long, value_delimiter = ',', num_args = 1)]
         mean: Option<Vec<f32>>,
-        /// The normalization's standard deviation, R,G,B (e.g. 0.229,0.224,0.225); default
-        /// as for --mean. Stored in the output.
+        /// The normalization's standard deviation, one value per input channel as for
+        /// --mean (e.g. 0.229,0.224,0.225); default as for --mean. Stored in the output.
         #[arg(long, value_delimiter = ',', num_args = 1)]
         std: Option<Vec<f32>>,
         /// A text file of class names, one per line in output order; default: the file's

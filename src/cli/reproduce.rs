@@ -248,7 +248,13 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                         q
                     }
                 };
-                let l = logits(&q.runner(gpu)?, q.norm, &test, 250, &Default::default())?;
+                let l = logits(
+                    &q.runner(gpu)?,
+                    q.norm.clone(),
+                    &test,
+                    250,
+                    &Default::default(),
+                )?;
                 let fp = fp32_logits.as_ref().expect("computed above");
                 let f = fidelity(fp, &l, test.labels(), model.num_classes());
                 let cell = Cell {

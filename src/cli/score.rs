@@ -11,7 +11,8 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScoreArgs {
     /// The images: an image folder, a CIFAR-10 binary folder, or a calibration source name
-    /// (real, gan, gan:PATH, fractal, noise, distill) generated on the fly.
+    /// (real, gan, gan:PATH, fractal, noise, distill) generated on the fly. RGB images are
+    /// read as gray (BT.601 luma) by a 1-channel model.
     #[arg(value_parser = super::calib_data::parse_source)]
     pub set: String,
     /// The FP32 CIFAR-10 classifier that judges them.
@@ -37,7 +38,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
     let test = super::eval::load_data(
         &args.set_args.data_dir(),
         super::eval::SplitArg::Test,
-        model.input_size(),
+        model.input_shape(),
         true,
         None,
     )?

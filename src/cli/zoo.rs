@@ -18,26 +18,19 @@ pub fn import(
     std: &Option<Vec<f32>>,
     classes: &Option<std::path::PathBuf>,
 ) -> Result<()> {
-    let rgb = |flag: &str, v: &Option<Vec<f32>>| -> Result<Option<[f32; 3]>> {
-        v.as_deref()
-            .map(|v| {
-                v.try_into().map_err(|_| {
-                    Error::Invalid(format!("{flag}: {} values, expected 3 (R,G,B)", v.len()))
-                })
-            })
-            .transpose()
-    };
+    // The count is checked against the model's input channels when it is applied.
     let overrides = crate::models::Overrides {
-        mean: rgb("--mean", mean)?,
-        std: rgb("--std", std)?,
+        mean: mean.clone(),
+        std: std.clone(),
         class_names: classes
             .as_deref()
             .map(crate::models::read_class_names)
             .transpose()?,
     };
     let model = crate::models::import(ckpt, out, arch, &overrides)?;
+    let [c, h, w] = model.input_shape();
     println!(
-        "{} -> {} ({}, {} tensors, {} parameters)",
+        "{} -> {} ({}, input {c}x{h}x{w}, {} tensors, {} parameters)",
         ckpt.display(),
         out.display(),
         model.arch.name,
@@ -192,12 +185,14 @@ pub fn print_profile(
     println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     for path in std::iter::once(model).chain(int8) {
         let c = Classifier::load(path, None)?;
-        let (kind, hw) = match &c {
-            Classifier::Fp32(m) => ("FP32", m.arch.input_size),
-            Classifier::Int8(q) => ("INT8", q.input_size),
+        let kind = match &c {
+            Classifier::Fp32(_) => "FP32",
+            Classifier::Int8(_) => "INT8",
         };
+        let [ch, h, w] = c.input_shape();
+        let hw = [h, w];
         let r = c.runner(gpu, false)?;
-        let x = |n: usize| Array::random(&[n, 3, hw[0], hw[1]], 7).data;
+        let x = |n: usize| Array::random(&[n, ch, h, w], 7).data;
         let p = r.profile(&x(batch), batch, hw, reps)?;
         println!(
             "\n{} ({}, {kind}), batch {batch}, median of {reps}, timed by {}",

@@ -105,6 +105,13 @@ pub fn load_image_folder_at(
 /// so stale images cannot mix in. Loading it back gives the images grouped by class.
 pub fn save_image_folder(ds: &Dataset, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
+    // PNGs hold gray (written as equal R, G, B, read back as the same gray) or RGB.
+    if ![1, 3].contains(&ds.channels()) {
+        return Err(DataError::Invalid(format!(
+            "{}-channel images cannot be written as PNG (1 or 3 channels only)",
+            ds.channels()
+        )));
+    }
     for name in ds.class_names() {
         if name.is_empty() || name.trim() != name || name.contains(['\n', '\r']) {
             return Err(DataError::Invalid(format!(

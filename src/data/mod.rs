@@ -23,7 +23,7 @@ pub use folder::{
     load_image_folder, load_image_folder_at, save_image_folder, ResizePolicy, RESIZE_FILTER,
 };
 pub use grid::{sample_grid_png, GRID_GAP};
-pub use images::Images;
+pub use images::{Images, LUMA};
 pub use subset::{balanced_subset, balanced_subset_indices};
 
 /// Loads `path`: the CIFAR-10 binaries (`split` of them) if it holds them (or is one of
@@ -348,13 +348,39 @@ impl Dataset {
         self.images.image(i)
     }
 
-    /// Image `i` as an HWC `RgbImage` (for PNG output).
+    /// Image `i` as an HWC `RgbImage` (for PNG output): a 1-channel image as gray, one of
+    /// other counts as its first three planes (the last repeated where there are fewer).
     pub fn rgb_image(&self, i: usize) -> image::RgbImage {
         let chw = self.image(i);
         let (h, w) = (self.height(), self.width());
+        let last = self.channels() - 1;
+        let at = |c: usize, p: usize| chw[c.min(last) * h * w + p];
         image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
             let p = y as usize * w + x as usize;
-            image::Rgb([chw[p], chw[h * w + p], chw[2 * h * w + p]])
+            image::Rgb([at(0, p), at(1, p), at(2, p)])
+        })
+    }
+
+    /// Planes per image (3 for RGB, 1 for gray).
+    pub fn channels(&self) -> usize {
+        self.images.channels()
+    }
+
+    /// This dataset with `channels` planes per image ([`Images::to_channels`]: RGB to gray by
+    /// BT.601 luma); the source says so. Itself when it has them already.
+    pub fn to_channels(&self, channels: usize) -> Result<Dataset> {
+        if channels == self.channels() {
+            return Ok(self.clone());
+        }
+        let images = self
+            .images
+            .to_channels(channels)
+            .map_err(|e| DataError::Invalid(format!("{}: {e}", self.source)))?;
+        Ok(Dataset {
+            images,
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+            source: format!("{} (as gray: BT.601 luma)", self.source),
         })
     }
 
@@ -426,7 +452,7 @@ impl Dataset {
         for &i in indices {
             pixels.extend_from_slice(self.image(i));
         }
-        let images = Images::new(pixels, self.height(), self.width())?;
+        let images = Images::with_channels(pixels, self.channels(), self.height(), self.width())?;
         let labels = indices.iter().map(|&i| self.labels[i]).collect();
         let source = format!("subset of {} images of [{}]", indices.len(), self.source);
         Dataset::from_images(images, labels, self.class_names.clone(), source)
@@ -457,7 +483,7 @@ mod tests {
         let ds = Dataset::new(px, vec![0], names(1), "").unwrap();
         let mean = [0.4914f32, 0.4822, 0.4465];
         let std = [0.2023f32, 0.1994, 0.2010];
-        let x = ds.images().to_f32_normalized(0..1, mean, std);
+        let x = ds.images().to_f32_normalized(0..1, &mean, &std);
         assert_eq!(x.len(), IMG_BYTES);
         // The same f32 operation order as torch: (200/255 - 0.4914) / 0.2023.
         let r: f32 = 200.0 / 255.0;

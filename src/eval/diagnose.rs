@@ -106,7 +106,8 @@ pub fn diagnose(
     // An INT8 file keeps FP32 weights only for its FP32 layers: take them all from the source.
     let q = &QuantizedModel {
         arch: q.arch.clone(),
-        norm: q.norm,
+        norm: q.norm.clone(),
+        input_channels: q.input_channels,
         input_size: q.input_size,
         class_names: q.class_names.clone(),
         graph: q.graph.clone(),
@@ -140,8 +141,8 @@ pub fn diagnose(
         .collect();
     let (mut lf, mut lq) = (Vec::new(), Vec::new());
     let mut bar = hooks.task("diagnose", ds.len() as u64);
-    crate::infer::for_each_batch(ds, q.norm, 100, |r, x| {
-        let x = gpu.upload_f32(&[r.len(), 3, ds.height(), ds.width()], &x)?;
+    crate::infer::for_each_batch(ds, q.norm.clone(), 100, |r, x| {
+        let x = gpu.upload_f32(&[r.len(), ds.channels(), ds.height(), ds.width()], &x)?;
         let mut s = gpu.stream();
         let a = fp.forward(&mut s, &x, &keep)?;
         let b = int8.forward(&mut s, &x, &ids)?;
@@ -185,7 +186,7 @@ pub fn diagnose(
     let mut layers = Vec::new();
     for k in 0..n_layers {
         let r = q.clone_without(ids[k]).runner(gpu)?;
-        let l = logits(&r, q.norm, &sub, 100, &Default::default())?;
+        let l = logits(&r, q.norm.clone(), &sub, 100, &Default::default())?;
         layers.push(LayerDiagnosis {
             node: ids[k],
             name: q.graph.nodes[ids[k]].name.clone(),

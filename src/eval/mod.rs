@@ -124,6 +124,14 @@ impl Classifier {
         }
     }
 
+    /// The input image shape, `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match self {
+            Classifier::Fp32(m) => m.input_shape(),
+            Classifier::Int8(q) => q.input_shape(),
+        }
+    }
+
     /// One name per output, in output order.
     pub fn class_names(&self) -> &[String] {
         match self {
@@ -135,8 +143,8 @@ impl Classifier {
     /// The input normalization.
     pub fn norm(&self) -> Normalization {
         match self {
-            Classifier::Fp32(m) => m.arch.norm,
-            Classifier::Int8(q) => q.norm,
+            Classifier::Fp32(m) => m.arch.norm.clone(),
+            Classifier::Int8(q) => q.norm.clone(),
         }
     }
 
@@ -161,7 +169,7 @@ pub fn evaluate(
     hooks: &Hooks,
 ) -> Result<(EvalReport, Vec<f32>)> {
     check_classes(ds, c.class_names())?;
-    crate::infer::check_input_size(ds.images(), c.input_size(), c.arch())?;
+    crate::infer::check_input(ds.images(), c.input_shape(), c.arch())?;
     let runner = c.runner(gpu, no_fold)?;
     // Warm-up: compiles every pipeline once so that images/s measures steady-state speed.
     let warm = ds.subset(&[0])?;
@@ -199,8 +207,8 @@ pub fn cross_check(
     let gpu_pred = argmax_rows(gpu_logits, k);
     let mut bar = hooks.task("cpu check", ds.len() as u64);
     let mut diff = 0;
-    for_each_batch(ds, q.norm, 50, |r, x| {
-        let x = crate::array::Array::new(&[r.len(), 3, ds.height(), ds.width()], x);
+    for_each_batch(ds, q.norm.clone(), 50, |r, x| {
+        let x = crate::array::Array::new(&[r.len(), ds.channels(), ds.height(), ds.width()], x);
         let cpu = q.cpu_logits(&x)?;
         diff += argmax_rows(&cpu.data, k)
             .iter()
@@ -285,7 +293,8 @@ mod tests {
         let (graph, params) = crate::quant::default::prepare(&model).unwrap();
         let q = QuantizedModel {
             arch: model.arch.name.clone(),
-            norm: model.arch.norm,
+            norm: model.arch.norm.clone(),
+            input_channels: 3,
             input_size: model.arch.input_size,
             class_names: model.class_names.clone(),
             graph,

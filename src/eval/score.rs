@@ -177,11 +177,11 @@ pub fn logits_and_features(
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
     let (mut logits, mut feats) = (Vec::new(), Vec::new());
     let mut dim = 0;
-    crate::infer::for_each_batch(ds, model.arch.norm, 250, |r, x| {
+    crate::infer::for_each_batch(ds, model.arch.norm.clone(), 250, |r, x| {
         let n = r.len();
         let x = runner
             .gpu
-            .upload_f32(&[n, 3, ds.height(), ds.width()], &x)?;
+            .upload_f32(&[n, ds.channels(), ds.height(), ds.width()], &x)?;
         let mut s = runner.gpu.stream();
         let out = runner.forward(&mut s, &x, &[feat])?;
         let f = out

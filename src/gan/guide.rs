@@ -27,9 +27,16 @@ impl Guide {
 
     pub fn new(gpu: &Arc<Gpu>, model: Model) -> Result<Guide> {
         let Model { arch, params, .. } = model;
+        // The generator makes RGB images.
+        if arch.input_channels != 3 {
+            return Err(crate::error::Error::Invalid(format!(
+                "{}: a GAN guide must take RGB images; it takes {}-channel ones",
+                arch.name, arch.input_channels
+            )));
+        }
         Ok(Guide {
             frozen: Frozen::new(gpu, &arch.name, arch.graph, params),
-            norm: arch.norm,
+            norm: arch.norm.clone(),
         })
     }
 
@@ -62,7 +69,7 @@ impl Guide {
         }
         // Per-channel affine from [-1, 1] to the normalized input: x01 = (x + 1) / 2, then
         // (x01 - mean) / std.
-        let n = self.norm;
+        let n = &self.norm;
         let scale = self.frozen.constant(t, "#guide-scale", &[3, 1, 1, 1], || {
             n.std.iter().map(|s| 0.5 / s).collect()
         })?;
@@ -92,7 +99,7 @@ mod tests {
         };
         let a = arch("resnet20").unwrap();
         let model = Model::new(a, random_params(&arch("resnet20").unwrap(), 5)).unwrap();
-        let norm = model.arch.norm;
+        let norm = &model.arch.norm;
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let x: Vec<f32> = (0..2 * 3072).map(|_| rng.random_range(-1.0..1.0)).collect();
         let bns = (model.arch.graph.nodes.iter())

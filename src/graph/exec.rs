@@ -337,14 +337,28 @@ impl Runner {
         ops::qconv::dequantize(s, q)?.reshape(&int8::f32_shape(&self.graph, v, q.shape))
     }
 
-    /// Uploads a normalized NCHW batch, runs it and reads the logits back (one submit).
+    /// Uploads a normalized NCHW batch of `n` images of `hw` pixels, runs it and reads the
+    /// logits back (one submit). The channels are what the batch holds per pixel.
     pub fn logits(&self, batch: &[f32], n: usize, hw: [usize; 2]) -> Result<Vec<f32>> {
-        let x = self.gpu.upload_f32(&[n, 3, hw[0], hw[1]], batch)?;
+        let c = channels_of(batch.len(), n, hw)?;
+        let x = self.gpu.upload_f32(&[n, c, hw[0], hw[1]], batch)?;
         let mut s = self.gpu.stream();
         let out = self.forward(&mut s, &x, &[])?.output;
         s.submit();
         self.gpu.read_f32(&out)
     }
+}
+
+/// The channels of a batch of `len` values holding `n` images of `hw` pixels.
+pub(crate) fn channels_of(len: usize, n: usize, hw: [usize; 2]) -> Result<usize> {
+    let pixels = n * hw[0] * hw[1];
+    if pixels == 0 || len == 0 || !len.is_multiple_of(pixels) {
+        return Err(Error::Invalid(format!(
+            "{len} input values are not {n} images of {}x{} pixels and whole channels",
+            hw[0], hw[1]
+        )));
+    }
+    Ok(len / pixels)
 }
 
 /// Drops the values whose last reader was this step's node, unless kept.

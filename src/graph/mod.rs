@@ -21,7 +21,7 @@ pub type ValueId = usize;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
-    /// The image batch [N, 3, H, W].
+    /// The image batch [N, C, H, W] (C = 3 for RGB).
     Input,
     Conv2d {
         weight: String,

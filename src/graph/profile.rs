@@ -131,7 +131,7 @@ impl Pass {
 const MAX_QUERIES: usize = 4096;
 
 impl Runner {
-    /// Times each node of the forward pass on `x` (`[n, 3, hw]`, normalized), median over
+    /// Times each node of the forward pass on `x` (`[n, C, hw]`, normalized), median over
     /// `reps` passes after one warm-up; GPU timestamps where the device has them.
     pub fn profile(&self, x: &[f32], n: usize, hw: [usize; 2], reps: usize) -> Result<Profile> {
         let method = if self.gpu.has_timestamps() && self.graph.nodes.len() < MAX_QUERIES {
@@ -157,7 +157,8 @@ impl Runner {
                 self.gpu.info.name
             )));
         }
-        let input = self.gpu.upload_f32(&[n, 3, hw[0], hw[1]], x)?;
+        let c = super::exec::channels_of(x.len(), n, hw)?;
+        let input = self.gpu.upload_f32(&[n, c, hw[0], hw[1]], x)?;
         let mut passes = Vec::new();
         for rep in 0..=reps.max(1) {
             let pass = match method {

@@ -10,15 +10,15 @@ use crate::quant::int8::QConv;
 const MAX_VALUE_ELEMS: usize = 1 << 24;
 
 /// Validates `g` with its FP32 `params` and its quantized layers (`quantized(i)` is node i's
-/// INT8 description, whose weight shape replaces the FP32 tensor's), for one RGB image of
-/// `input_size` (`[height, width]`). The error names the node.
+/// INT8 description, whose weight shape replaces the FP32 tensor's), for one image of
+/// `input` (`[channels, height, width]`). The error names the node.
 pub fn validate<'a>(
     g: &Graph,
     params: &Params,
     quantized: &dyn Fn(ValueId) -> Option<&'a QConv>,
-    input_size: [usize; 2],
+    input: [usize; 3],
 ) -> Result<(), String> {
-    shapes(g, params, quantized, input_size).map(drop)
+    shapes(g, params, quantized, input).map(drop)
 }
 
 /// [`validate`], returning each node's output shape for one image (batch dimension 1).
@@ -26,9 +26,9 @@ pub fn shapes<'a>(
     g: &Graph,
     params: &Params,
     quantized: &dyn Fn(ValueId) -> Option<&'a QConv>,
-    input_size: [usize; 2],
+    [c, h, w]: [usize; 3],
 ) -> Result<Vec<Vec<usize>>, String> {
-    let input = [1, 3, input_size[0], input_size[1]];
+    let input = [1, c, h, w];
     if g.nodes.is_empty() {
         return Err("graph has no nodes".into());
     }
@@ -376,9 +376,10 @@ mod tests {
         for name in models::arch_names() {
             let a = models::arch(&name).unwrap();
             let mut p = models::random_params(&a, 1);
-            validate(&a.graph, &p, &|_| None, [32, 32]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            validate(&a.graph, &p, &|_| None, [3, 32, 32])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let g = crate::graph::passes::optimize_for_inference(&a.graph, &mut p).unwrap();
-            validate(&g, &p, &|_| None, [32, 32])
+            validate(&g, &p, &|_| None, [3, 32, 32])
                 .unwrap_or_else(|e| panic!("{name} optimized: {e}"));
         }
     }
@@ -388,7 +389,7 @@ mod tests {
         let p = models::random_params(&a, 1);
         let mut g = a.graph.clone();
         f(&mut g);
-        validate(&g, &p, &|_| None, [32, 32]).unwrap_err()
+        validate(&g, &p, &|_| None, [3, 32, 32]).unwrap_err()
     }
 
     #[test]

@@ -33,24 +33,26 @@ pub fn output_width(graph: &Graph, rows: impl Fn(ValueId, &str) -> Option<usize>
     None
 }
 
-/// `norm_mean` and `norm_std` from an FP32 file's metadata (JSON lists of 3 numbers), each
-/// replacing `default`'s when present. Errors say which field is wrong and why.
+/// `norm_mean` and `norm_std` from an FP32 file's metadata (JSON lists of one number per
+/// input channel, as many as `default` has), each replacing `default`'s when present. Errors
+/// say which field is wrong and why.
 pub fn norm_from_meta(
     meta: &BTreeMap<String, String>,
     default: Normalization,
 ) -> Result<Normalization, String> {
-    let field = |key: &str| -> Result<Option<[f32; 3]>, String> {
+    let channels = default.channels();
+    let field = |key: &str| -> Result<Option<Vec<f32>>, String> {
         let Some(text) = meta.get(key) else {
             return Ok(None);
         };
         let v: Vec<f32> = serde_json::from_str(text)
             .map_err(|e| format!("metadata `{key}` is not a list of numbers ({e}): {text:?}"))?;
-        let v: [f32; 3] = v.as_slice().try_into().map_err(|_| {
-            format!(
-                "metadata `{key}` has {} values, expected 3 (R, G, B)",
+        if v.len() != channels {
+            return Err(format!(
+                "metadata `{key}` has {} values, expected {channels} (one per input channel)",
                 v.len()
-            )
-        })?;
+            ));
+        }
         Ok(Some(v))
     };
     let norm = Normalization {
@@ -61,8 +63,27 @@ pub fn norm_from_meta(
     Ok(norm)
 }
 
-/// Means finite, standard deviations positive and finite.
+/// One mean and one deviation for each of `channels` input channels (and [`check_norm`]).
+pub fn check_norm_channels(norm: &Normalization, channels: usize) -> Result<(), String> {
+    check_norm(norm)?;
+    if norm.channels() != channels {
+        return Err(format!(
+            "{} normalization values per list for an input of {channels} channels",
+            norm.channels()
+        ));
+    }
+    Ok(())
+}
+
+/// As many means as deviations (at least one), means finite, deviations positive and finite.
 pub fn check_norm(norm: &Normalization) -> Result<(), String> {
+    if norm.mean.is_empty() || norm.mean.len() != norm.std.len() {
+        return Err(format!(
+            "normalization has {} means and {} standard deviations",
+            norm.mean.len(),
+            norm.std.len()
+        ));
+    }
     if !norm.mean.iter().all(|m| m.is_finite()) {
         return Err(format!("normalization mean {:?} is not finite", norm.mean));
     }
@@ -128,14 +149,14 @@ mod tests {
 
     #[test]
     fn norm_metadata_overrides_and_is_validated() {
-        let d = super::super::CIFAR_NORM;
-        assert_eq!(norm_from_meta(&meta(&[]), d).unwrap(), d);
+        let d = super::super::cifar_norm();
+        assert_eq!(norm_from_meta(&meta(&[]), d.clone()).unwrap(), d);
         let n = norm_from_meta(
             &meta(&[
                 ("norm_mean", "[0.5, 0.25, 0.125]"),
                 ("norm_std", "[1, 2, 4]"),
             ]),
-            d,
+            d.clone(),
         )
         .unwrap();
         assert_eq!(n.mean, [0.5, 0.25, 0.125]);
@@ -149,9 +170,16 @@ mod tests {
             ("norm_std", "[1, 1e39, 1]", "positive"),
             ("norm_mean", "[NaN, 0, 0]", "not a list"),
         ] {
-            let e = norm_from_meta(&meta(&[(k, v)]), d).unwrap_err();
+            let e = norm_from_meta(&meta(&[(k, v)]), d.clone()).unwrap_err();
             assert!(e.contains(want) && e.contains(k), "{k}={v}: {e}");
         }
+        // A gray model's normalization has one value per list.
+        let gray = Normalization::for_channels(&d, 1);
+        assert_eq!(gray.mean.len(), 1);
+        let n = norm_from_meta(&meta(&[("norm_mean", "[0.25]")]), gray.clone()).unwrap();
+        assert_eq!((n.mean, n.std), (vec![0.25], gray.std.clone()));
+        let e = norm_from_meta(&meta(&[("norm_std", "[1, 1, 1]")]), gray).unwrap_err();
+        assert!(e.contains("3 values, expected 1"), "{e}");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
         },
     };
     let mut model = Model::new(a, params).map_err(in_file)?;
-    model.arch.norm = norm_from_meta(&meta, model.arch.norm).map_err(file_err)?;
+    model.arch.norm = norm_from_meta(&meta, model.arch.norm.clone()).map_err(file_err)?;
     if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(file_err)? {
         model.class_names = names;
     }
@@ -86,10 +86,17 @@ fn graph_from_meta(
     let size = meta
         .get("input_size")
         .ok_or("metadata `input_size` missing (a file with its own graph needs it)")?;
-    let size: [usize; 2] =
+    let [h, w]: [usize; 2] =
         serde_json::from_str(size).map_err(|e| format!("metadata `input_size`: {e}"))?;
+    // Absent: an RGB model, as every file before other channel counts.
+    let c = match meta.get("input_channels") {
+        Some(c) => c
+            .parse()
+            .map_err(|_| format!("metadata `input_channels` {c:?} is not a count"))?,
+        None => 3,
+    };
     let name = meta.get("arch").map_or("model", String::as_str);
-    super::Arch::from_graph(name, graph, params, size).map_err(|e| format!("graph: {e}"))
+    super::Arch::from_graph(name, graph, params, [c, h, w]).map_err(|e| format!("graph: {e}"))
 }
 
 /// Converts a checkpoint to safetensors: its tensors under their original names, plus
@@ -111,21 +118,31 @@ pub fn import(
 /// normalization and class names.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
-    /// Per-channel (R, G, B) mean of the normalization.
-    pub mean: Option<[f32; 3]>,
+    /// Per-channel mean of the normalization (one per input channel: R, G, B for RGB).
+    pub mean: Option<Vec<f32>>,
     /// Per-channel standard deviation.
-    pub std: Option<[f32; 3]>,
+    pub std: Option<Vec<f32>>,
     /// One name per output.
     pub class_names: Option<Vec<String>>,
 }
 
 impl Overrides {
-    /// Sets what is given on `model`, checked (finite means, positive deviations, one unique
-    /// name per output).
+    /// Sets what is given on `model`, checked (one finite mean and one positive deviation
+    /// per input channel, one unique name per output).
     pub fn apply(&self, model: &mut Model) -> Result<()> {
+        let c = model.arch.input_channels;
+        for (flag, v) in [("--mean", &self.mean), ("--std", &self.std)] {
+            if let Some(v) = v.as_ref().filter(|v| v.len() != c) {
+                return Err(Error::Invalid(format!(
+                    "{flag}: {} values for a model of {c} input channel{}; give one per channel",
+                    v.len(),
+                    if c == 1 { "" } else { "s" }
+                )));
+            }
+        }
         let norm = super::Normalization {
-            mean: self.mean.unwrap_or(model.arch.norm.mean),
-            std: self.std.unwrap_or(model.arch.norm.std),
+            mean: self.mean.clone().unwrap_or(model.arch.norm.mean.clone()),
+            std: self.std.clone().unwrap_or(model.arch.norm.std.clone()),
         };
         super::classes::check_norm(&norm).map_err(Error::Invalid)?;
         model.arch.norm = norm;
@@ -170,7 +187,7 @@ impl Model {
     }
 
     fn write(&self, out: &Path, source: Option<&Path>) -> Result<()> {
-        let norm = self.arch.norm;
+        let norm = &self.arch.norm;
         let mut meta = BTreeMap::new();
         meta.insert("arch".to_string(), self.arch.name.clone());
         // A zoo architecture is looked up by name on load; any other graph (an ONNX import,
@@ -178,10 +195,15 @@ impl Model {
         let same = |a: super::Arch| {
             json(&a.graph).ok() == json(&self.arch.graph).ok()
                 && a.input_size == self.arch.input_size
+                && a.input_channels == self.arch.input_channels
         };
         if !arch(&self.arch.name).is_ok_and(same) {
             meta.insert("graph".to_string(), json(&self.arch.graph)?);
             meta.insert("input_size".to_string(), json(&self.arch.input_size)?);
+            if self.arch.input_channels != 3 {
+                let c = self.arch.input_channels.to_string();
+                meta.insert("input_channels".to_string(), c);
+            }
         }
         meta.insert("norm_mean".to_string(), format!("{:?}", norm.mean));
         meta.insert("norm_std".to_string(), format!("{:?}", norm.std));
@@ -296,7 +318,7 @@ mod tests {
         // Without metadata: the architecture's normalization and the CIFAR-10 names.
         write_model(&a, &[]);
         let plain = load_model(&a, None).unwrap();
-        assert_eq!(plain.arch.norm, super::super::CIFAR_NORM);
+        assert_eq!(plain.arch.norm, super::super::cifar_norm());
         assert_eq!(plain.class_names[0], "airplane");
         std::fs::remove_file(&a).ok();
         std::fs::remove_file(&b).ok();

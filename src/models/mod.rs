@@ -23,25 +23,53 @@ pub use load::{import, load_model, read_class_names, read_params, Overrides};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params};
 
-/// Per-channel input normalization on [0, 1] RGB: x = (v / 255 - mean) / std.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Per-channel input normalization on [0, 1] values: x = (v / 255 - mean) / std, one mean
+/// and one deviation per input channel (R, G, B for an RGB model).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
-    /// Per-channel mean (RGB, of [0, 1] values).
-    pub mean: [f32; 3],
+    /// Per-channel mean (of [0, 1] values).
+    pub mean: Vec<f32>,
     /// Per-channel standard deviation.
-    pub std: [f32; 3],
+    pub std: Vec<f32>,
 }
 
-/// akamaster's trainer.py normalizes with the ImageNet statistics.
-pub const IMAGENET_NORM: Normalization = Normalization {
-    mean: [0.485, 0.456, 0.406],
-    std: [0.229, 0.224, 0.225],
-};
-/// chenyaofo's training code uses these CIFAR-10 statistics.
-pub const CIFAR_NORM: Normalization = Normalization {
-    mean: [0.4914, 0.4822, 0.4465],
-    std: [0.2023, 0.1994, 0.2010],
-};
+impl Normalization {
+    /// An RGB model's normalization.
+    pub fn rgb(mean: [f32; 3], std: [f32; 3]) -> Normalization {
+        Normalization {
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        }
+    }
+
+    /// Input channels it normalizes.
+    pub fn channels(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// A default for a `channels`-channel import: `rgb` itself for 3 channels, else the
+    /// average of its means and of its deviations on every channel.
+    pub fn for_channels(rgb: &Normalization, channels: usize) -> Normalization {
+        if channels == rgb.channels() {
+            return rgb.clone();
+        }
+        let avg = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+        Normalization {
+            mean: vec![avg(&rgb.mean); channels],
+            std: vec![avg(&rgb.std); channels],
+        }
+    }
+}
+
+/// akamaster's trainer.py normalizes with the ImageNet statistics (mean, std).
+pub const IMAGENET_NORM: [[f32; 3]; 2] = [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]];
+/// chenyaofo's training code uses these CIFAR-10 statistics (mean, std).
+pub const CIFAR_NORM: [[f32; 3]; 2] = [[0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]];
+
+/// [`CIFAR_NORM`] as a [`Normalization`].
+pub fn cifar_norm() -> Normalization {
+    Normalization::rgb(CIFAR_NORM[0], CIFAR_NORM[1])
+}
 
 pub use crate::data::CIFAR10_CLASSES;
 
@@ -56,24 +84,31 @@ pub struct Arch {
     pub expected: Vec<(String, Vec<usize>)>,
     /// The input normalization the weights were trained with.
     pub norm: Normalization,
+    /// The input images' planes (3 for RGB, 1 for gray).
+    pub input_channels: usize,
     /// The input images' size, `[height, width]`.
     pub input_size: [usize; 2],
 }
 
 impl Arch {
     /// An architecture that is not the zoo's (an ONNX import): `graph` is checked against
-    /// `params` at `input_size` (indices, arity, shapes), and every tensor it reads must be
-    /// there. The normalization starts as CIFAR-10's; callers set the file's own.
+    /// `params` at `input` (`[channels, height, width]`: indices, arity, shapes), and every
+    /// tensor it reads must be there. The normalization starts as CIFAR-10's (its average on
+    /// every channel when there are not 3); callers set the file's own.
     pub fn from_graph(
         name: &str,
         graph: Graph,
         params: &Params,
-        input_size: [usize; 2],
+        input: [usize; 3],
     ) -> std::result::Result<Arch, String> {
-        if input_size.contains(&0) {
+        let [channels, h, w] = input;
+        if channels == 0 {
+            return Err("an input of 0 channels".into());
+        }
+        if h == 0 || w == 0 {
             return Err("an input side of 0 pixels".into());
         }
-        crate::graph::validate::validate(&graph, params, &|_| None, input_size)?;
+        crate::graph::validate::validate(&graph, params, &|_| None, input)?;
         let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
         for p in graph.param_names() {
             if !expected.iter().any(|(n, _)| *n == p) {
@@ -85,8 +120,9 @@ impl Arch {
             name: name.to_string(),
             graph,
             expected,
-            norm: CIFAR_NORM,
-            input_size,
+            norm: Normalization::for_channels(&cifar_norm(), channels),
+            input_channels: channels,
+            input_size: [h, w],
         })
     }
 
@@ -181,8 +217,9 @@ pub fn arch_with_classes(name: &str, classes: usize) -> Result<Arch> {
         name: n,
         graph: b.g,
         expected: b.shapes,
-        norm,
+        norm: Normalization::rgb(norm[0], norm[1]),
         // The zoo is CIFAR's.
+        input_channels: 3,
         input_size: [crate::data::IMG_SIDE; 2],
     })
 }

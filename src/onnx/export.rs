@@ -16,15 +16,15 @@ use crate::quant::int8::{QConv, QFormat};
 use prost::Message;
 use std::collections::BTreeMap;
 
-/// The model as an ONNX file (opset 13): input `input` of shape [batch, 3, H, W] taking
+/// The model as an ONNX file (opset 13): input `input` of shape [batch, C, H, W] taking
 /// normalized images, output the logits; normalization and class names in `metadata_props`.
 pub fn export(model: &Model) -> Result<Vec<u8>> {
     encode(&Source {
         name: &model.arch.name,
         graph: &model.arch.graph,
         params: &model.params,
-        norm: model.arch.norm,
-        input_size: model.arch.input_size,
+        norm: model.arch.norm.clone(),
+        input_shape: model.input_shape(),
         class_names: &model.class_names,
         layers: None,
         values: None,
@@ -41,7 +41,8 @@ pub(super) struct Source<'a> {
     pub graph: &'a Graph,
     pub params: &'a Params,
     pub norm: Normalization,
-    pub input_size: [usize; 2],
+    /// `[channels, height, width]`.
+    pub input_shape: [usize; 3],
     pub class_names: &'a [String],
     pub layers: Option<(&'a BTreeMap<ValueId, QConv>, LayerWriter)>,
     /// Int8 values in their formats, and the writer of their fake quantization.
@@ -77,12 +78,12 @@ pub(super) fn encode(src: &Source) -> Result<Vec<u8>> {
         let a = src.params.get(name)?;
         w.init.push(f32_tensor(name, &a.shape, &a.data));
     }
-    let [h, wd] = src.input_size;
+    let [c, h, wd] = src.input_shape;
     let graph = GraphProto {
         node: w.nodes,
         name: Some(src.name.to_string()),
         initializer: w.init,
-        input: vec![value_info("input", &[None, Some(3), Some(h), Some(wd)])],
+        input: vec![value_info("input", &[None, Some(c), Some(h), Some(wd)])],
         output: vec![value_info(
             &names[g.output],
             &std::iter::once(None)
@@ -91,7 +92,7 @@ pub(super) fn encode(src: &Source) -> Result<Vec<u8>> {
         )],
         ..Default::default()
     };
-    let norm = src.norm;
+    let norm = &src.norm;
     let json = |r: serde_json::Result<String>| {
         r.map_err(|e| Error::Invalid(format!("ONNX export: metadata: {e}")))
     };
@@ -435,7 +436,7 @@ fn chw(s: Option<&Vec<usize>>) -> Option<[i64; 3]> {
 fn infer_shapes(src: &Source) -> Result<Vec<Vec<usize>>> {
     let layers = src.layers.map(|(l, _)| l);
     let quantized = |i: ValueId| layers.and_then(|l| l.get(&i));
-    let shapes = crate::graph::validate::shapes(src.graph, src.params, &quantized, src.input_size)
+    let shapes = crate::graph::validate::shapes(src.graph, src.params, &quantized, src.input_shape)
         .map_err(|e| Error::Invalid(format!("ONNX export: {e}")))?;
     Ok(shapes.into_iter().map(|s| s[1..].to_vec()).collect())
 }

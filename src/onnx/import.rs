@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::graph::validate::output_shape;
 use crate::graph::{bn_names, Act, Graph, Op, Pads, Params, ValueId};
 use crate::models::classes::{class_names_from_meta, norm_from_meta};
-use crate::models::{Arch, Model, CIFAR_NORM};
+use crate::models::{cifar_norm, Arch, Model, Normalization};
 use crate::ops::pad2d::PadMode;
 use prost::Message;
 use std::collections::{BTreeMap, HashMap};
@@ -187,7 +187,7 @@ pub(super) fn build(
     let graph = p.graph()?;
     unsupported(nodes, opset).map_err(fail)?;
     let mut b = Importer::new(nodes, consts.clone());
-    let input_size = b.input(graph).map_err(fail)?;
+    let input_shape = b.input(graph).map_err(fail)?;
     for node in nodes {
         if op_type(node) == "Constant" {
             continue;
@@ -214,7 +214,7 @@ pub(super) fn build(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| name.to_string());
-    let arch = Arch::from_graph(&arch_name, b.g, &b.params, input_size).map_err(fail)?;
+    let arch = Arch::from_graph(&arch_name, b.g, &b.params, input_shape).map_err(fail)?;
     let mut model = Model::new(arch, b.params).map_err(|e| fail(e.to_string()))?;
     let meta: BTreeMap<String, String> = proto
         .metadata_props
@@ -229,7 +229,8 @@ pub(super) fn build(
             Some((key.to_string(), e.value.clone().unwrap_or_default()))
         })
         .collect();
-    model.arch.norm = norm_from_meta(&meta, CIFAR_NORM).map_err(fail)?;
+    let default = Normalization::for_channels(&cifar_norm(), input_shape[0]);
+    model.arch.norm = norm_from_meta(&meta, default).map_err(fail)?;
     if let Some(names) = class_names_from_meta(&meta, model.num_classes()).map_err(fail)? {
         model.class_names = names;
     }
@@ -343,8 +344,8 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// The single non-constant graph input, [N, 3, H, W]: returns [H, W].
-    fn input(&mut self, graph: &super::proto::GraphProto) -> Result<[usize; 2], String> {
+    /// The single non-constant graph input, [N, C, H, W]: returns [C, H, W].
+    fn input(&mut self, graph: &super::proto::GraphProto) -> Result<[usize; 3], String> {
         let inputs: Vec<_> = graph
             .input
             .iter()
@@ -364,22 +365,22 @@ impl<'a> Importer<'a> {
             .and_then(|t| t.shape.as_ref())
             .map(|s| s.dim.iter().map(|d| d.dim_value).collect())
             .unwrap_or_default();
-        let size = match dims.as_slice() {
-            [_, Some(3), Some(h), Some(w)]
-                if *h > 0 && *w > 0 && *h <= 1 << 14 && *w <= 1 << 14 =>
-            {
-                [*h as usize, *w as usize]
+        let side = |d: &i64| *d > 0 && *d <= 1 << 14;
+        let shape = match dims.as_slice() {
+            [_, Some(c), Some(h), Some(w)] if side(c) && side(h) && side(w) => {
+                [*c as usize, *h as usize, *w as usize]
             }
             _ => {
                 return Err(format!(
-                "input `{name}` must have shape [N, 3, H, W] with H and W given, found {dims:?}"
-            ))
+                    "input `{name}` must be an image batch [N, C, H, W] with C, H and W given \
+                     (1 to 16384 each), found {dims:?}"
+                ))
             }
         };
-        self.input_shape = [1, 3, size[0], size[1]];
+        self.input_shape = [1, shape[0], shape[1], shape[2]];
         let v = self.push(&name, Op::Input, &[], false)?;
         self.vals.insert(name, Val::Node(v));
-        Ok(size)
+        Ok(shape)
     }
 
     /// Appends a node, inferring its shape (for one image) from its inputs'.

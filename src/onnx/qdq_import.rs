@@ -85,7 +85,8 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
     let vf = value_formats(&f, &values, &model.arch.graph);
     let qm = QuantizedModel {
         arch: model.arch.name,
-        norm: model.arch.norm,
+        norm: model.arch.norm.clone(),
+        input_channels: model.arch.input_channels,
         input_size: model.arch.input_size,
         class_names: model.class_names,
         graph: model.arch.graph,
@@ -94,8 +95,13 @@ pub fn import_qdq(bytes: &[u8], name: &str) -> Result<QuantizedModel> {
         values: vf,
         meta,
     };
-    crate::graph::validate::validate(&qm.graph, &qm.params, &|i| qm.layers.get(&i), qm.input_size)
-        .map_err(|e| p.fail(e))?;
+    crate::graph::validate::validate(
+        &qm.graph,
+        &qm.params,
+        &|i| qm.layers.get(&i),
+        qm.input_shape(),
+    )
+    .map_err(|e| p.fail(e))?;
     for (&i, l) in &qm.layers {
         l.requant()
             .map_err(|e| p.fail(format!("layer `{}`: {e}", qm.graph.nodes[i].name)))?;

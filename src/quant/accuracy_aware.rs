@@ -32,7 +32,13 @@ pub struct AccuracyAwareReport {
 }
 
 fn run_logits(gpu: &Arc<Gpu>, q: &QuantizedModel, ds: &Dataset, batch: usize) -> Result<Vec<f32>> {
-    logits(&q.runner(gpu)?, q.norm, ds, batch, &Default::default())
+    logits(
+        &q.runner(gpu)?,
+        q.norm.clone(),
+        ds,
+        batch,
+        &Default::default(),
+    )
 }
 
 fn top1(l: &[f32], ds: &Dataset, k: usize) -> f64 {
@@ -86,7 +92,8 @@ pub fn accuracy_aware(
         values: Default::default(),
         meta: Default::default(),
         arch: q.arch.clone(),
-        norm: q.norm,
+        norm: q.norm.clone(),
+        input_channels: q.input_channels,
         input_size: q.input_size,
         graph: q.graph.clone(),
         params: q.params.clone(),

@@ -451,7 +451,7 @@ fn layer_data(
     let gpu = &fp.gpu;
     let input = fp.graph.nodes[l].inputs[0];
     let q = qconv::QConv2d::new(gpu, layer)?;
-    let norm = model.arch.norm;
+    let norm = &model.arch.norm;
     let (h, w) = (calib.height(), calib.width());
     let (mut xs, mut ts) = (None, None);
     for start in (0..calib.len()).step_by(opts.batch.max(1)) {
@@ -460,8 +460,8 @@ fn layer_data(
         let n = end - start;
         let px = calib
             .images()
-            .to_f32_normalized(start..end, norm.mean, norm.std);
-        let img = gpu.upload_f32(&[n, 3, h, w], &px)?;
+            .to_f32_normalized(start..end, &norm.mean, &norm.std);
+        let img = gpu.upload_f32(&[n, calib.channels(), h, w], &px)?;
         let mut s = gpu.stream();
         let mut f = fp.forward(&mut s, &img, &[l])?;
         let t = f.kept.remove(&l).unwrap_or(f.output);

@@ -149,13 +149,13 @@ fn batches(
         let e = (s + batch).min(ds.len());
         (
             e - s,
-            ds.images().to_f32_normalized(s..e, norm.mean, norm.std),
+            ds.images().to_f32_normalized(s..e, &norm.mean, &norm.std),
         )
     })
 }
 
 fn upload(gpu: &Gpu, ds: &Dataset, n: usize, x: &[f32]) -> Result<Tensor> {
-    gpu.upload_f32(&[n, 3, ds.height(), ds.width()], x)
+    gpu.upload_f32(&[n, ds.channels(), ds.height(), ds.width()], x)
 }
 
 /// Per-sample range statistics of every quantized layer's input over the calibration set.
@@ -415,8 +415,7 @@ pub fn default_quantization(
         }
     }
     crate::infer::check_classes(calib, &model.class_names)?;
-    let size = model.arch.input_size;
-    crate::infer::check_input_size(calib.images(), size, &model.arch.name)?;
+    crate::infer::check_input(calib.images(), model.input_shape(), &model.arch.name)?;
     if calib.len() < MIN_CALIBRATION_IMAGES {
         log::warn!(
             "the calibration set has only {} image(s); with fewer than {MIN_CALIBRATION_IMAGES} \
@@ -437,7 +436,7 @@ pub fn default_quantization(
         .copied()
         .filter(|r| !read_by.contains_key(r))
         .collect();
-    let obs = calibrate_values(&runner, &ids, &extra, calib, model.arch.norm, opts)?;
+    let obs = calibrate_values(&runner, &ids, &extra, calib, model.arch.norm.clone(), opts)?;
     let mut layers = BTreeMap::new();
     for (k, &l) in ids.iter().enumerate() {
         let (wbits, abits) = opts.bits_of(k, ids.len());
@@ -447,7 +446,7 @@ pub fn default_quantization(
         layers.insert(l, q);
     }
     if opts.bias_correction {
-        correct_biases(&runner, &mut layers, calib, model.arch.norm, opts)?;
+        correct_biases(&runner, &mut layers, calib, model.arch.norm.clone(), opts)?;
     }
     // A root takes the input format of the first layer that reads it (so that layer needs no
     // requantization), else its own statistics at the activation width.
@@ -464,7 +463,8 @@ pub fn default_quantization(
     }
     Ok(QuantizedModel {
         arch: model.arch.name.clone(),
-        norm: model.arch.norm,
+        norm: model.arch.norm.clone(),
+        input_channels: model.arch.input_channels,
         input_size: model.arch.input_size,
         class_names: model.class_names.clone(),
         graph,

@@ -26,6 +26,8 @@ pub struct QuantizedModel {
     pub arch: String,
     /// The input normalization.
     pub norm: Normalization,
+    /// The input images' planes (3 for RGB, 1 for gray).
+    pub input_channels: usize,
     /// The input images' size, `[height, width]`.
     pub input_size: [usize; 2],
     /// One name per output (the FP32 model's; saved in the file's metadata).
@@ -144,8 +146,14 @@ impl QuantizedModel {
     /// The logits of `images` on the GPU's INT8 kernels. This uploads the weights each call:
     /// for repeated predictions keep a [`QuantizedModel::predictor`].
     pub fn predict(&self, gpu: &Arc<Gpu>, images: &crate::data::Images) -> Result<Logits> {
-        crate::infer::check_input_size(images, self.input_size, &self.arch)?;
+        crate::infer::check_input(images, self.input_shape(), &self.arch)?;
         self.predictor(gpu)?.predict(images)
+    }
+
+    /// The input image shape, `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        let [h, w] = self.input_size;
+        [self.input_channels, h, w]
     }
 
     /// The model on the GPU, ready for any number of [`Predictor::predict`] calls.
@@ -153,8 +161,8 @@ impl QuantizedModel {
         Ok(Predictor::new(
             self.runner(gpu)?,
             &self.arch,
-            self.norm,
-            self.input_size,
+            self.norm.clone(),
+            self.input_shape(),
             self.class_names.clone(),
         ))
     }
@@ -212,7 +220,8 @@ impl QuantizedModel {
         layers.remove(&l);
         QuantizedModel {
             arch: self.arch.clone(),
-            norm: self.norm,
+            norm: self.norm.clone(),
+            input_channels: self.input_channels,
             input_size: self.input_size,
             class_names: self.class_names.clone(),
             graph: self.graph.clone(),
@@ -249,6 +258,10 @@ impl QuantizedModel {
         meta.insert("arch".into(), self.arch.clone());
         meta.insert("norm".into(), json(&self.norm)?);
         meta.insert("input_size".into(), json(&self.input_size)?);
+        // Absent means RGB, as in files from before other channel counts.
+        if self.input_channels != 3 {
+            meta.insert("input_channels".into(), self.input_channels.to_string());
+        }
         meta.insert("class_names".into(), json(&self.class_names)?);
         meta.insert("graph".into(), json(&self.graph)?);
         let lm: Vec<LayerMeta> = self
@@ -408,7 +421,17 @@ impl QuantizedModel {
         if input_size.contains(&0) {
             return Err(bad("metadata `input_size`: a side of 0 pixels".into()));
         }
-        validate(&graph, &params, &|i| layers.get(&i), input_size)
+        let input_channels: usize =
+            match meta.get("input_channels") {
+                Some(s) => s.parse().ok().filter(|&c| c > 0).ok_or_else(|| {
+                    bad(format!("metadata `input_channels` {s:?} is not a count"))
+                })?,
+                None => 3,
+            };
+        crate::models::classes::check_norm_channels(&norm, input_channels)
+            .map_err(|e| bad(format!("metadata `norm`: {e}")))?;
+        let [h, w] = input_size;
+        validate(&graph, &params, &|i| layers.get(&i), [input_channels, h, w])
             .map_err(|e| bad(format!("graph: {e}")))?;
         // Shapes are consistent now, so the layers' own checks cannot overflow.
         for (&i, conv) in &layers {
@@ -419,6 +442,7 @@ impl QuantizedModel {
         let mut qm = QuantizedModel {
             arch: get("arch")?.clone(),
             norm,
+            input_channels,
             input_size,
             class_names: Vec::new(),
             graph,

@@ -247,7 +247,8 @@ pub fn tiny_int8() -> QuantizedModel {
     ]);
     let mut q = QuantizedModel {
         arch: "tiny".into(),
-        norm: models::CIFAR_NORM,
+        norm: models::cifar_norm(),
+        input_channels: 3,
         input_size: [32, 32],
         class_names: Vec::new(),
         graph: g,
