@@ -5,46 +5,11 @@
 
 mod common;
 
-use std::ffi::OsStr;
+use common::cli::{ok, refused, TempDir};
+
 use std::path::{Path, PathBuf};
 use synthcal::data::{load_image_folder_at, ResizePolicy};
 use synthcal::{Model, QuantizedModel};
-
-fn synthcal(args: &[&OsStr]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_synthcal"))
-        .args(args)
-        .env("WGPU_BACKEND", "vulkan")
-        .output()
-        .unwrap()
-}
-
-/// Runs the CLI and returns its stdout; fails the test with its stderr when it fails.
-fn ok(args: &[&OsStr]) -> String {
-    let r = synthcal(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&r.stdout).into_owned(),
-        String::from_utf8_lossy(&r.stderr).into_owned(),
-    );
-    assert!(r.status.success(), "{args:?}:\n{out}\n{err}");
-    out
-}
-
-/// Runs the CLI, which must fail with a message (not a panic); returns its stderr.
-fn refused(args: &[&OsStr]) -> String {
-    let r = synthcal(args);
-    let err = String::from_utf8_lossy(&r.stderr).into_owned();
-    assert!(!r.status.success(), "{args:?} succeeded");
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    err
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
 
 /// A ResNet-20 graph (convolutions up to a global pool, so any input size fits) at 64x64
 /// with random weights, written as ONNX.

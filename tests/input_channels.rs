@@ -6,57 +6,13 @@
 
 mod common;
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use common::cli::{ok, refused, temp_dir};
+
+use std::path::Path;
 use synthcal::array::Array;
 use synthcal::calib::distill::{distill_images, DistillOptions};
 use synthcal::quant::default_quantization;
 use synthcal::{Images, Model, QuantOptions, QuantizedModel};
-
-fn synthcal(args: &[&OsStr]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_synthcal"))
-        .args(args)
-        .env("WGPU_BACKEND", "vulkan")
-        .output()
-        .unwrap()
-}
-
-/// Runs the CLI and returns its stdout; fails the test with its stderr when it fails.
-fn ok(args: &[&str]) -> String {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    let r = synthcal(&args);
-    let (out, err) = (
-        String::from_utf8_lossy(&r.stdout).into_owned(),
-        String::from_utf8_lossy(&r.stderr).into_owned(),
-    );
-    assert!(r.status.success(), "{args:?}:\n{out}\n{err}");
-    out
-}
-
-/// Runs the CLI, which must fail with a message (not a panic); returns its stderr.
-fn refused(args: &[&str]) -> String {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    let r = synthcal(&args);
-    let err = String::from_utf8_lossy(&r.stderr).into_owned();
-    assert!(!r.status.success(), "{args:?} succeeded");
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    err
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let d = std::env::temp_dir().join(format!("synthcal-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -382,7 +382,6 @@ fn model_d() -> ModelProto {
 /// against the CPU reference and ONNX Runtime in `handmade_graphs_match_...`.
 #[test]
 fn ceil_mode_pools_keep_their_partial_windows() {
-    use synthcal::graph::Op;
     let m = onnx::import(&model_d().encode_to_vec(), "d").unwrap();
     let pools: Vec<_> = m
         .arch
@@ -530,19 +529,27 @@ fn model_g() -> ModelProto {
     b.model("y")
 }
 
+/// Each node of an imported model's graph with its output's [H, W] ([0, 0] for other ranks).
+fn ops_with_sizes(m: &synthcal::Model) -> Vec<(&Op, [usize; 2])> {
+    let g = &m.arch.graph;
+    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
+    g.nodes
+        .iter()
+        .zip(&shapes)
+        .map(|(n, s)| (&n.op, if s.len() == 4 { [s[2], s[3]] } else { [0, 0] }))
+        .collect()
+}
+
 /// model_g's Pads import as Pad nodes with their modes, and the shapes are ONNX's.
 #[test]
 fn standalone_pads_import_with_their_modes() {
     use synthcal::ops::pad2d::PadMode;
     let m = onnx::import(&model_g().encode_to_vec(), "g").unwrap();
     let g = &m.arch.graph;
-    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
-    let pads: Vec<_> = g
-        .nodes
-        .iter()
-        .zip(&shapes)
-        .filter_map(|(n, s)| match n.op {
-            Op::Pad { pads, mode } => Some((pads.onnx(), mode, [s[2], s[3]])),
+    let pads: Vec<_> = ops_with_sizes(&m)
+        .into_iter()
+        .filter_map(|(op, hw)| match *op {
+            Op::Pad { pads, mode } => Some((pads.onnx(), mode, hw)),
             _ => None,
         })
         .collect();
@@ -633,7 +640,6 @@ fn model_f() -> ModelProto {
 /// the shapes are ONNX's.
 #[test]
 fn asymmetric_pads_import_per_side() {
-    use synthcal::graph::Op;
     let m = onnx::import(&model_f().encode_to_vec(), "f").unwrap();
     let g = &m.arch.graph;
     let pads: Vec<_> = g
@@ -658,13 +664,10 @@ fn asymmetric_pads_import_per_side() {
         ],
         "{g:#?}"
     );
-    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
-    let spatial: Vec<_> = g
-        .nodes
-        .iter()
-        .zip(&shapes)
-        .filter(|(n, _)| n.op.layer().is_some_and(|l| !l.linear) || n.op.pool_window().is_some())
-        .map(|(_, s)| [s[2], s[3]])
+    let spatial: Vec<_> = ops_with_sizes(&m)
+        .into_iter()
+        .filter(|(op, _)| op.layer().is_some_and(|l| !l.linear) || op.pool_window().is_some())
+        .map(|(_, hw)| hw)
         .collect();
     assert_eq!(
         spatial,
@@ -720,13 +723,10 @@ fn model_h() -> ModelProto {
 fn dilated_max_pools_import() {
     let m = onnx::import(&model_h().encode_to_vec(), "h").unwrap();
     let g = &m.arch.graph;
-    let shapes = synthcal::graph::validate::shapes(g, &m.params, &|_| None, [3, HW, HW]).unwrap();
-    let pools: Vec<_> = g
-        .nodes
-        .iter()
-        .zip(&shapes)
-        .filter_map(|(n, s)| match n.op {
-            Op::MaxPool { dilation, ceil, .. } => Some((dilation, ceil, [s[2], s[3]])),
+    let pools: Vec<_> = ops_with_sizes(&m)
+        .into_iter()
+        .filter_map(|(op, hw)| match *op {
+            Op::MaxPool { dilation, ceil, .. } => Some((dilation, ceil, hw)),
             _ => None,
         })
         .collect();

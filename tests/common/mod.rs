@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod cli;
+
 #[allow(unused_imports)]
 pub use synthcal::testing::{gpu, skip, try_gpu};
 
