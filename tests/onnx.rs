@@ -358,3 +358,62 @@ fn cli_export_import_and_int8_qdq() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A graph that is not the zoo's, read from ONNX, goes through AccuracyAware and `reproduce`
+/// as a zoo model does.
+#[test]
+fn an_imported_graph_runs_accuracy_aware_and_reproduce() {
+    common::skip_without_gpu!();
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let dir = common::cli::temp_dir("onnx-aa-reproduce");
+    let path = |name: &str| dir.0.join(name).to_str().unwrap().to_string();
+    let (net, q, rep) = (path("net.onnx"), path("q.safetensors"), path("rep"));
+    let mut arch = synthcal::models::arch("resnet20").unwrap();
+    arch.name = "net".into();
+    let params = synthcal::models::random_params(&arch, 7);
+    onnx::write(&Model::new(arch, params).unwrap(), net.as_ref()).unwrap();
+    assert_eq!(
+        Model::load(&net).unwrap().arch.name,
+        "net",
+        "not read as the zoo's"
+    );
+    let out = common::cli::ok(&[
+        "quantize",
+        "--model",
+        &net,
+        "--calib",
+        "noise",
+        "--per-class",
+        "2",
+        "--algorithm",
+        "accuracy-aware",
+        "--max-drop",
+        "0.05",
+        "--quiet",
+        "-o",
+        &q,
+    ]);
+    assert!(out.contains("accuracy-aware: calibration top-1"), "{out}");
+    synthcal::QuantizedModel::load(&q).unwrap();
+    let data = shared.join("data/cifar-10-batches-bin");
+    common::cli::ok(&[
+        "reproduce",
+        "--models",
+        &net,
+        "--sources",
+        "noise",
+        "--per-class",
+        "1",
+        "--limit",
+        "16",
+        "--data",
+        data.to_str().unwrap(),
+        "--quiet",
+        "-o",
+        &rep,
+    ]);
+    let md = std::fs::read_to_string(dir.0.join("rep/report.md")).unwrap();
+    assert!(md.contains("net.onnx | noise | default | w8a8 |"), "{md}");
+}
