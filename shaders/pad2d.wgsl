@@ -21,21 +21,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-// Source index along one axis of size n for padded position i (begin padding `b`), or -1
-// for the constant fill. Reflect pads are below n (checked by the host).
-fn source(i: u32, b: u32, n: u32) -> i32 {
-    let s = i32(i) - i32(b);
-    let last = i32(n) - 1;
-    if s >= 0 && s <= last {
-        return s;
-    }
-    switch p.mode {
-        case 1u: { return select(2 * last - s, -s, s < 0); }
-        case 2u: { return clamp(s, 0, last); }
-        default: { return -1; }
-    }
-}
-
 @compute @workgroup_size(256)
 fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -43,8 +28,8 @@ fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     let ox = i % p.ow;
     let oy = (i / p.ow) % p.oh;
     let plane = i / (p.ow * p.oh);
-    let sy = source(oy, p.top, p.h);
-    let sx = source(ox, p.left, p.w);
+    let sy = pad_source(oy, p.top, p.h, p.mode);
+    let sx = pad_source(ox, p.left, p.w, p.mode);
     if sy < 0 || sx < 0 {
         y[i] = p.value;
     } else {

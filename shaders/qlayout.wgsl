@@ -87,19 +87,6 @@ fn global_avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workg
 // Spatial padding of packed words (ONNX Pad on H and W), one output word a thread; kh, kw:
 // the top and left padding; mode 0 fills with pad_word (the quantized constant in all four
 // bytes), 1 reflects without repeating the edge, 2 repeats the edge.
-fn pad_source(i: u32, b: u32, n: u32) -> i32 {
-    let s = i32(i) - i32(b);
-    let last = i32(n) - 1;
-    if s >= 0 && s <= last {
-        return s;
-    }
-    switch p.mode {
-        case 1u: { return select(2 * last - s, -s, s < 0); }
-        case 2u: { return clamp(s, 0, last); }
-        default: { return -1; }
-    }
-}
-
 @compute @workgroup_size(256)
 fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -109,8 +96,8 @@ fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     }
     let r = i % ohw;
     let plane = i / ohw;
-    let sy = pad_source(r / p.ow, p.kh, p.h);
-    let sx = pad_source(r % p.ow, p.kw, p.w);
+    let sy = pad_source(r / p.ow, p.kh, p.h, p.mode);
+    let sx = pad_source(r % p.ow, p.kw, p.w, p.mode);
     if sy < 0 || sx < 0 {
         out[i] = p.pad_word;
     } else {

@@ -8,7 +8,7 @@ use super::{bytes_of, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
-const SHADER: Shader = crate::shader!("pad2d");
+const SHADER: Shader = crate::shader!("pad2d", "pad_source", "pad2d");
 
 /// What fills the padding (ONNX Pad's `mode`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -14,6 +14,10 @@ const SHADER: Shader = Shader {
     name: "qlayout",
     source: concat!(
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/pad_source.wgsl"
+        )),
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qlayout.wgsl")),
         "\nfn dot4(a: u32, b: u32) -> i32 { return dot4_unpacked(a, b); }\n"
     ),
