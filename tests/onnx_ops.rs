@@ -805,6 +805,18 @@ fn int8_pads_run_in_integers_bit_exactly() {
         "GPU and CPU integer logits differ: {got:?} vs {:?}",
         want.data
     );
+    // Exported as QDQ and read back, the Pads keep their int8 formats: the same logits.
+    let path = std::env::temp_dir().join(format!("synthcal-qdq-pads-{}.onnx", std::process::id()));
+    onnx::write_qdq(&q, &path).unwrap();
+    let back = synthcal::QuantizedModel::load(&path);
+    std::fs::remove_file(&path).ok();
+    let back = back.unwrap();
+    let again = back
+        .runner(&gpu)
+        .unwrap()
+        .logits(&x.data, BATCH, [HW, HW])
+        .unwrap();
+    assert_eq!(again, got, "QDQ round trip");
 }
 
 fn input() -> Vec<f32> {
