@@ -342,6 +342,12 @@ fn a_five_band_onnx_model_quantizes_from_noise_and_distillation() {
     let mean = "0.1,0.2,0.3,0.4,0.5";
     let out = ok(&["import", s(&onnx), "-o", s(&model), "--mean", mean]);
     assert!(out.contains("input 5x16x16"), "{out}");
+    assert!(
+        out.contains(
+            "normalization: mean [0.1, 0.2, 0.3, 0.4, 0.5], std [0.25, 0.25, 0.25, 0.25, 0.25]"
+        ),
+        "{out}"
+    );
     let m = Model::load(&model).unwrap();
     assert_eq!(m.input_shape(), [5, 16, 16]);
     assert_eq!(m.arch.norm.mean, [0.1, 0.2, 0.3, 0.4, 0.5]);

@@ -37,6 +37,8 @@ pub fn import(
         model.params.tensors.len(),
         model.arch.param_count()
     );
+    let norm = &model.arch.norm;
+    println!("normalization: mean {:?}, std {:?}", norm.mean, norm.std);
     Ok(())
 }
 
