@@ -9,6 +9,19 @@ use crate::testing::gpu;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
+/// `bits`-bit per-channel weights of `shape`, uniform over the narrow range, random scales.
+fn random_weights(rng: &mut rand::rngs::StdRng, shape: [usize; 4], bits: u32) -> QWeights {
+    let qmax = QWeights::qmax(bits) as i8;
+    QWeights {
+        shape,
+        q: (0..shape.iter().product())
+            .map(|_| rng.random_range(-qmax..=qmax))
+            .collect(),
+        scale: (0..shape[0]).map(|_| rng.random_range(0.01..0.1)).collect(),
+        bits,
+    }
+}
+
 /// A random layer of `bits`-bit weights reading `bits`-bit activations, with an f32 input
 /// (quantized on the device) and an f32 or `bits`-bit output.
 #[allow(clippy::type_complexity)]
@@ -29,17 +42,9 @@ fn low_bit_layer(
     let input = fmt(unsigned, rng.random_range(0.05..0.3));
     // Values beyond the low-bit range, so that clamping is exercised.
     let x = Array::random(&[n, c, side, side], seed).map(|v| v * 4.0);
-    let qmax = QWeights::qmax(bits) as i8;
     let shape = [co, c, k, k];
     let conv = QConv {
-        weights: QWeights {
-            shape,
-            q: (0..shape.iter().product())
-                .map(|_| rng.random_range(-qmax..=qmax))
-                .collect(),
-            scale: (0..co).map(|_| rng.random_range(0.01..0.1)).collect(),
-            bits,
-        },
+        weights: random_weights(&mut rng, shape, bits),
         bias: Some((0..co).map(|_| rng.random_range(-0.5..0.5)).collect()),
         stride,
         pad: pad.into(),
@@ -131,17 +136,9 @@ fn grouped_layer(
     };
     let input = fmt(unsigned);
     let (lo, hi) = input.range();
-    let qmax = QWeights::qmax(bits) as i8;
     let shape = [co, cig, k, k];
     let conv = QConv {
-        weights: QWeights {
-            shape,
-            q: (0..shape.iter().product())
-                .map(|_| rng.random_range(-qmax..=qmax))
-                .collect(),
-            scale: (0..co).map(|_| rng.random_range(0.01..0.1)).collect(),
-            bits,
-        },
+        weights: random_weights(&mut rng, shape, bits),
         bias: Some((0..co).map(|_| rng.random_range(-0.5..0.5)).collect()),
         stride,
         pad: pad.into(),
