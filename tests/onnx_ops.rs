@@ -105,6 +105,16 @@ impl B {
         });
     }
 
+    /// Ends the graph with a 5-class head on `x` (`channels` channels): GlobalAveragePool,
+    /// Flatten and a random Gemm (transB), whose output `y` is the model's.
+    fn classifier(mut self, x: &str, channels: i64) -> ModelProto {
+        self.node("GlobalAveragePool", &[x], &["gap"], &[]);
+        self.node("Flatten", &["gap"], &["flat"], &[]);
+        self.random("fc", &[5, channels], 1.0);
+        self.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+        self.model("y")
+    }
+
     fn model(self, output: &str) -> ModelProto {
         let info = |name: &str, dims: Option<&[usize]>| ValueInfoProto {
             name: Some(name.into()),
@@ -313,11 +323,7 @@ fn model_c(same: bool) -> ModelProto {
             },
         ],
     );
-    b.node("GlobalAveragePool", &["c3"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 8], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("c3", 8)
 }
 
 /// The dilated convs keep their dilation through import, and the dilated graph's shapes are
@@ -371,11 +377,7 @@ fn model_d() -> ModelProto {
     counted.push(("count_include_pad", A::I(1)));
     b.node("AveragePool", &["mp"], &["ap"], &counted);
     b.node("AveragePool", &["ap"], &["ap2"], &ceil(2, 0));
-    b.node("GlobalAveragePool", &["ap2"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 4], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("ap2", 4)
 }
 
 /// The ceil-mode pools import as such (not refused, not floored); their values are checked
@@ -428,11 +430,7 @@ fn model_e() -> ModelProto {
         &["ap"],
         &[("kernel_shape", A::Is(vec![3, 3]))],
     );
-    b.node("GlobalAveragePool", &["ap"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 4], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("ap", 4)
 }
 
 /// Pads that precede a MaxPool or do not pad H and W with zeros are refused by name; a folded
@@ -522,11 +520,7 @@ fn model_g() -> ModelProto {
     b.node("AveragePool", &["x3"], &["ap"], &[k(3)]);
     b.ints("p4", &[0, 0, 2, 1, 0, 0, 0, 1]);
     b.node("Pad", &["ap", "p4"], &["x4"], &mode("edge"));
-    b.node("GlobalAveragePool", &["x4"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 4], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("x4", 4)
 }
 
 /// Each node of an imported model's graph with its output's [H, W] ([0, 0] for other ranks).
@@ -629,11 +623,7 @@ fn model_f() -> ModelProto {
             ("ceil_mode", A::I(1)),
         ],
     );
-    b.node("GlobalAveragePool", &["ap3"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 6], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("ap3", 6)
 }
 
 /// Asymmetric pads import per side, the zero Pad folding into the AveragePool after it, and
@@ -711,11 +701,7 @@ fn model_h() -> ModelProto {
             ("ceil_mode", A::I(1)),
         ],
     );
-    b.node("GlobalAveragePool", &["mp2"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 4], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("mp2", 4)
 }
 
 /// model_h's pools keep their dilation and take ONNX's shapes.
@@ -759,11 +745,7 @@ fn model_i() -> ModelProto {
     b.node("Pad", &["x2", "p3"], &["x3"], &mode("edge"));
     b.random("w3", &[4, 6, 1, 1], 1.0);
     b.node("Conv", &["x3", "w3"], &["c3"], &[]);
-    b.node("GlobalAveragePool", &["c3"], &["gap"], &[]);
-    b.node("Flatten", &["gap"], &["flat"], &[]);
-    b.random("fc", &[5, 4], 1.0);
-    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
-    b.model("y")
+    b.classifier("c3", 4)
 }
 
 /// With `Int8Ops::All` the Pads between quantized convs run on int8 data (a constant fill
