@@ -294,6 +294,17 @@ fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
     attr(n, name).and_then(|a| a.f).unwrap_or(default)
 }
 
+/// A node's `dilations` on H and W (default 1), each in 1..=2^16.
+fn dilations(n: &NodeProto) -> Result<[usize; 2], String> {
+    match attr_ints(n, "dilations").as_deref() {
+        None => Ok([1, 1]),
+        Some(&[dh, dw]) if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) => {
+            Ok([dh as usize, dw as usize])
+        }
+        Some(d) => Err(format!("dilations {d:?}: two values >= 1 needed")),
+    }
+}
+
 fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(n, name).map(|a| a.ints.clone())
 }
@@ -539,15 +550,7 @@ impl<'a> Importer<'a> {
                 let bias = Self::optional_input(n, 2)
                     .map(|b| self.param(b, 1))
                     .transpose()?;
-                let dilation = match attr_ints(n, "dilations").as_deref() {
-                    None => [1, 1],
-                    Some(&[dh, dw])
-                        if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) =>
-                    {
-                        [dh as usize, dw as usize]
-                    }
-                    Some(d) => return Err(format!("dilations {d:?}: two values >= 1 needed")),
-                };
+                let dilation = dilations(n)?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 let ws = self
                     .params
@@ -1015,15 +1018,7 @@ impl<'a> Importer<'a> {
             }
             "MaxPool" => {
                 let x = self.image(input(0)?)?;
-                let dilation = match attr_ints(n, "dilations").as_deref() {
-                    None => [1, 1],
-                    Some(&[dh, dw])
-                        if (1..=1 << 16).contains(&dh) && (1..=1 << 16).contains(&dw) =>
-                    {
-                        [dh as usize, dw as usize]
-                    }
-                    Some(d) => return Err(format!("dilations {d:?}: two values >= 1 needed")),
-                };
+                let dilation = dilations(n)?;
                 let kernel = same(
                     &attr_ints(n, "kernel_shape").unwrap_or_default(),
                     "kernel_shape",
