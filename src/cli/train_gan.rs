@@ -288,6 +288,12 @@ pub fn run(gpu: &Arc<Gpu>, args: &TrainGanArgs) -> Result<()> {
         report.last.d,
         report.last.g
     );
+    if let Some(r) = report.steady_samples_per_sec {
+        println!(
+            "after the first step: {r:.1} samples/s, {:.2} s/iteration (saves and sample grids not counted)",
+            tr.opts.batch as f64 / r.max(1e-9)
+        );
+    }
     println!(
         "generator: {}",
         args.output.join("generator.safetensors").display()

@@ -663,6 +663,9 @@ pub struct TrainReport {
     pub steps: u64,
     pub seconds: f64,
     pub samples_per_sec: f64,
+    /// Samples/s of the steps after the first (which compiles the pipelines), saves and sample
+    /// grids not counted; None with fewer than two steps.
+    pub steady_samples_per_sec: Option<f64>,
     pub last: StepLosses,
     pub interrupted: bool,
 }
@@ -688,6 +691,8 @@ pub fn run(
     let first = tr.step;
     let mut last = StepLosses::default();
     let mut interrupted = false;
+    // Time in steps after the first, and how many.
+    let (mut steady, mut steady_steps) = (std::time::Duration::ZERO, 0u64);
     let grid = |tr: &Trainer, name: &str| -> Result<()> {
         let ds = tr.samples(10, tr.opts.seed ^ 0xA11CE)?;
         data::sample_grid_png(&ds, 1, 10, out.join(name))?;
@@ -698,7 +703,12 @@ pub fn run(
             interrupted = true;
             break;
         }
+        let step_start = Instant::now();
         let l = tr.step()?;
+        if tr.step > first + 1 {
+            steady += step_start.elapsed();
+            steady_steps += 1;
+        }
         if !l.d.is_finite() || !l.g.is_finite() {
             return Err(Error::Invalid(format!(
                 "a loss became non-finite at step {} (D {}, G {}); stopped without saving: the last good checkpoint is {}",
@@ -730,6 +740,8 @@ pub fn run(
         steps: tr.step,
         seconds,
         samples_per_sec: done as f64 * tr.opts.batch as f64 / seconds.max(1e-9),
+        steady_samples_per_sec: (steady_steps > 0)
+            .then(|| steady_steps as f64 * tr.opts.batch as f64 / steady.as_secs_f64().max(1e-9)),
         last,
         interrupted,
     })
