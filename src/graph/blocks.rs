@@ -27,7 +27,10 @@ impl Graph {
         let mut from_input = vec![false; n];
         for (i, node) in self.nodes.iter().enumerate() {
             from_input[i] = matches!(node.op, Op::Input)
-                || node.inputs.iter().any(|&v| from_input.get(v) == Some(&true));
+                || node
+                    .inputs
+                    .iter()
+                    .any(|&v| from_input.get(v) == Some(&true));
         }
         let mut to_output = vec![false; n];
         if let Some(t) = to_output.get_mut(self.output) {
@@ -42,7 +45,11 @@ impl Graph {
                 }
             }
         }
-        from_input.iter().zip(&to_output).map(|(a, b)| *a && *b).collect()
+        from_input
+            .iter()
+            .zip(&to_output)
+            .map(|(a, b)| *a && *b)
+            .collect()
     }
 
     /// The cut points, in order (the input and the output among them). Nodes are in

@@ -27,7 +27,11 @@ fn check_partition(g: &Graph, blocks: &[Block]) {
         assert_eq!(b.nodes.last(), Some(&b.output));
         for &v in &b.nodes {
             for &u in &g.nodes[v].inputs {
-                assert!(u == b.input || b.nodes.contains(&u), "{} reads {u}", g.nodes[v].name);
+                assert!(
+                    u == b.input || b.nodes.contains(&u),
+                    "{} reads {u}",
+                    g.nodes[v].name
+                );
             }
         }
         assert!(!b.layers.is_empty());
@@ -48,7 +52,11 @@ fn resnet20_blocks_are_basic_blocks() {
         let mut want = vec![1];
         for stage in 0..3 {
             for i in 0..3 {
-                want.push(if stage > 0 && i == 0 { downsample_layers } else { 2 });
+                want.push(if stage > 0 && i == 0 {
+                    downsample_layers
+                } else {
+                    2
+                });
             }
         }
         want.push(1);
@@ -58,7 +66,9 @@ fn resnet20_blocks_are_basic_blocks() {
             assert!(matches!(g.nodes[b.output].op, Op::Add { act: Act::Relu }));
         }
         // Option A: the two downsampling blocks hold the shortcut.
-        let short = blocks.iter().map(|b| count(&g, b, |o| matches!(o, Op::ShortcutA { .. })));
+        let short = blocks
+            .iter()
+            .map(|b| count(&g, b, |o| matches!(o, Op::ShortcutA { .. })));
         let want = if downsample_layers == 2 { 2 } else { 0 };
         assert_eq!(short.sum::<usize>(), want, "{name}");
         let last = blocks.last().unwrap();
@@ -140,7 +150,10 @@ fn a_chain_is_one_block_per_layer() {
     let sm = g.nodes.len() - 1;
     g.nodes[sm].inputs = vec![fc];
     g.output = sm;
-    assert_eq!(g.cut_points(), (0..g.nodes.len()).filter(|&v| v != 7).collect::<Vec<_>>());
+    assert_eq!(
+        g.cut_points(),
+        (0..g.nodes.len()).filter(|&v| v != 7).collect::<Vec<_>>()
+    );
     let blocks = g.blocks(|v| v != 7 && is_layer(&g)(v));
     let spans: Vec<(ValueId, ValueId, Vec<ValueId>)> = blocks
         .iter()

@@ -86,7 +86,13 @@ impl FakeQuant {
     }
 
     /// dL/dx: `dy` inside the representable range, zero outside.
-    pub fn backward(&self, s: &mut Stream, x: &Tensor, step: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    pub fn backward(
+        &self,
+        s: &mut Stream,
+        x: &Tensor,
+        step: &Tensor,
+        dy: &Tensor,
+    ) -> Result<Tensor> {
         self.check("fake_quant backward", step)?;
         same_shape("fake_quant backward", x, dy)?;
         let dx = s.gpu().alloc("fake_quant", x.shape(), DType::F32)?;
@@ -99,7 +105,13 @@ impl FakeQuant {
 
     /// dL/d(step) `[2]`: LSQ's sum of `dy * (q - x / s)` inside the range and `dy * lo` or
     /// `dy * hi` outside, in `[0]`; `[1]` is zero.
-    pub fn step_grad(&self, s: &mut Stream, x: &Tensor, step: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    pub fn step_grad(
+        &self,
+        s: &mut Stream,
+        x: &Tensor,
+        step: &Tensor,
+        dy: &Tensor,
+    ) -> Result<Tensor> {
         self.check("fake_quant step", step)?;
         same_shape("fake_quant step", x, dy)?;
         let gpu = s.gpu();
@@ -107,8 +119,22 @@ impl FakeQuant {
         let total = gpu.alloc("fake_quant", &[2], DType::F32)?;
         let p = self.params(x.numel());
         let t = [x, step, dy, &part];
-        s.dispatch(SHADER, "step_partial", &[], bytes_of(&p), &t, grid_1d(THREADS, 256))?;
-        s.dispatch(SHADER, "step_sum", &[], bytes_of(&p), &[&part, &total], [1, 1, 1])?;
+        s.dispatch(
+            SHADER,
+            "step_partial",
+            &[],
+            bytes_of(&p),
+            &t,
+            grid_1d(THREADS, 256),
+        )?;
+        s.dispatch(
+            SHADER,
+            "step_sum",
+            &[],
+            bytes_of(&p),
+            &[&part, &total],
+            [1, 1, 1],
+        )?;
         Ok(total)
     }
 }

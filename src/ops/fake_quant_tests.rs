@@ -53,7 +53,12 @@ fn forward_is_bit_identical_and_backward_is_the_formula() {
             let y = g.read_f32(&y).unwrap();
             let want = forward_cpu(&x, fmt);
             for (i, (a, b)) in y.iter().zip(&want).enumerate() {
-                assert_eq!(a.to_bits(), b.to_bits(), "{shape:?} {fmt:?} element {i}: x {}", x[i]);
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{shape:?} {fmt:?} element {i}: x {}",
+                    x[i]
+                );
             }
             assert_eq!(g.read_f32(&dx).unwrap(), backward_cpu(&x, &dy, fmt));
             let ds = g.read_f32(&ds).unwrap();
@@ -73,8 +78,8 @@ fn forward_is_bit_identical_and_backward_is_the_formula() {
 #[test]
 fn step_gradient_is_lsq() {
     let fmt = activation_format_bits(0.0, 1.5, 4); // scale 0.1, [0, 15]
-    // x / s = 2.3 (inside: round 2 - 2.3), 2.5 (a tie rounds to 2), -1 (below: lo = 0),
-    // 20 (above: hi = 15).
+                                                   // x / s = 2.3 (inside: round 2 - 2.3), 2.5 (a tie rounds to 2), -1 (below: lo = 0),
+                                                   // 20 (above: hi = 15).
     let x = [0.23f32, 0.25, -0.1, 2.0];
     let dy = [1.0f32, 2.0, 3.0, 0.5];
     let want = 1.0 * (2.0 - 2.3) + 2.0 * (2.0 - 2.5) + 3.0 * 0.0 + 0.5 * 15.0;
@@ -99,7 +104,11 @@ fn learned_step_matches_within_rounding() {
     s.submit();
     let y = g.read_f32(&y).unwrap();
     let want = forward_cpu(&x, fmt);
-    let off = y.iter().zip(&want).filter(|(a, b)| (*a - *b).abs() > 1e-6).count();
+    let off = y
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| (*a - *b).abs() > 1e-6)
+        .count();
     // Only values within an f32 rounding of a tie may land on the other side.
     assert!(off <= 1, "{off} of {} differ", y.len());
 }

@@ -107,7 +107,13 @@ impl BlockQuant {
                 }
                 let v = node.inputs[0];
                 if !plan.formats.get(&v).is_some_and(|&f| plan.takes_int8(i, f)) {
-                    inputs.insert(i, index(Quantizer { value: v, fmt: l.input }));
+                    inputs.insert(
+                        i,
+                        index(Quantizer {
+                            value: v,
+                            fmt: l.input,
+                        }),
+                    );
                 }
                 let spec = node.op.layer().expect("a quantized layer");
                 weights.push((l.weights.clone(), q.params.get(spec.weight)?.data.clone()));
@@ -281,7 +287,13 @@ pub fn learn_block(
         let per = qw.q.len() / qw.scale.len().max(1);
         let qmax = QWeights::qmax(qw.bits);
         let (floor, v0) = k::init(w, &qw.scale, per);
-        sqs.push(SoftQuant::new(gpu, &floor, &qw.scale, &qw.shape, (-qmax, qmax))?);
+        sqs.push(SoftQuant::new(
+            gpu,
+            &floor,
+            &qw.scale,
+            &qw.shape,
+            (-qmax, qmax),
+        )?);
         vs.push(gpu.upload_f32(&qw.shape, &v0)?);
         floors.push((floor, qmax));
     }
@@ -394,9 +406,10 @@ fn block_data(
         let mut f = fp.forward(&mut s, &img, &[block.output])?;
         let t = f.kept.remove(&block.output).unwrap_or(f.output);
         let mut o = quant.forward(&mut s, &img, &[block.input])?;
-        let x = o.kept.remove(&block.input).ok_or_else(|| {
-            Error::Invalid(format!("brecq: value {} was not kept", block.input))
-        })?;
+        let x = o
+            .kept
+            .remove(&block.input)
+            .ok_or_else(|| Error::Invalid(format!("brecq: value {} was not kept", block.input)))?;
         append(&mut s, &mut xs, &x, calib.len(), start)?;
         append(&mut s, &mut ts, &t, calib.len(), start)?;
         s.submit();
@@ -500,7 +513,11 @@ pub fn brecq(
             write_format(&mut q, *z, *f);
         }
         for (&l, learned_q) in block.layers.iter().zip(learned.q) {
-            q.layers.get_mut(&l).expect("a layer of the model").weights.q = learned_q;
+            q.layers
+                .get_mut(&l)
+                .expect("a layer of the model")
+                .weights
+                .q = learned_q;
         }
         bar.message(&format!(
             "{}: block output MSE {rtn_mse:.3e} -> {mse:.3e}",

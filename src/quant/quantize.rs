@@ -127,7 +127,7 @@ fn quantize_described(
             "bias_correction",
             (opts.bias_correction
                 && !matches!(opts.algorithm, Algorithm::AdaRound | Algorithm::Brecq))
-                .to_string(),
+            .to_string(),
         ),
         (
             "depthwise_per_channel",
