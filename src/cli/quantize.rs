@@ -39,7 +39,7 @@ pub struct QuantizeArgs {
     /// [0, 1) (absolute: 0.01 = 1 pp).
     #[arg(long, default_value_t = 0.01, value_parser = super::args::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
-    /// AdaRound / BRECQ: Adam steps per layer / per block [default: 200 / 200].
+    /// AdaRound / BRECQ: Adam steps per layer / per block [default: 200 / 300].
     #[arg(long, value_parser = super::args::int(0usize, 1_000_000))]
     pub iters: Option<usize>,
     /// AdaRound: Adam's learning rate.

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// BRECQ's default steps per block (see [`AdaRoundOptions::brecq`]).
-pub const BRECQ_ITERS: usize = 200;
+pub const BRECQ_ITERS: usize = 300;
 
 /// AdaRound's settings; the defaults are the paper's but for `iters` (see its doc).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
