@@ -30,23 +30,28 @@ pub struct QuantizeArgs {
     pub set: super::calib_data::CalibSetArgs,
     /// `default` (POT DefaultQuantization), `accuracy-aware` (then revert the most harmful
     /// layers to FP32 until the top-1 drop on the labeled calibration set is within
-    /// --max-drop) or `adaround` (learn each layer's weight rounding on the calibration set;
-    /// no bias correction).
+    /// --max-drop), `adaround` (learn each layer's weight rounding on the calibration set;
+    /// no bias correction) or `brecq` (learn each block's weight rounding and activation
+    /// steps; no bias correction).
     #[arg(long, value_enum, default_value = "default")]
     pub algorithm: Algorithm,
     /// AccuracyAware: largest acceptable top-1 drop on the calibration set, a fraction in
     /// [0, 1) (absolute: 0.01 = 1 pp).
     #[arg(long, default_value_t = 0.01, value_parser = super::args::real::<f64>(0.0..1.0))]
     pub max_drop: f64,
-    /// AdaRound: Adam steps per layer.
-    #[arg(long, default_value_t = AdaRoundOptions::default().iters, value_parser = super::args::int(0usize, 1_000_000))]
-    pub iters: usize,
+    /// AdaRound / BRECQ: Adam steps per layer / per block [default: 200 / 300].
+    #[arg(long, value_parser = super::args::int(0usize, 1_000_000))]
+    pub iters: Option<usize>,
     /// AdaRound: Adam's learning rate.
     #[arg(long, default_value_t = AdaRoundOptions::default().lr, value_parser = super::args::real::<f32>(1e-9..1.0))]
     pub lr: f32,
     /// AdaRound: weight of the rounding regularizer (lambda).
     #[arg(long, default_value_t = AdaRoundOptions::default().reg_weight, value_parser = super::args::real::<f32>(0.0..1e6))]
     pub reg_weight: f32,
+    /// BRECQ: Adam's learning rate on the activation step sizes (LSQ); 0 keeps the
+    /// calibrated formats.
+    #[arg(long, default_value_t = AdaRoundOptions::brecq().act_lr, value_parser = super::args::real::<f32>(0.0..1.0))]
+    pub act_lr: f32,
     /// AdaRound: calibration images used (evenly spaced over the set).
     #[arg(long, default_value_t = AdaRoundOptions::default().images, value_parser = super::args::int(1usize, 100_000))]
     pub adaround_images: usize,
@@ -140,12 +145,19 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         hooks: super::bars::hooks(args.quiet),
         depthwise_per_channel: args.depthwise_per_channel,
         int8_ops: args.int8_ops.unwrap_or(base.int8_ops),
-        adaround: AdaRoundOptions {
-            iters: args.iters,
-            lr: args.lr,
-            reg_weight: args.reg_weight,
-            images: args.adaround_images,
-            ..Default::default()
+        adaround: {
+            let d = match args.algorithm {
+                Algorithm::Brecq => AdaRoundOptions::brecq(),
+                _ => AdaRoundOptions::default(),
+            };
+            AdaRoundOptions {
+                iters: args.iters.unwrap_or(d.iters),
+                lr: args.lr,
+                reg_weight: args.reg_weight,
+                images: args.adaround_images,
+                act_lr: args.act_lr,
+                ..d
+            }
         },
         ..base
     };
@@ -164,6 +176,9 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
     }
     if let Some(r) = q.meta.get("adaround") {
         print_adaround(r)?;
+    }
+    if let Some(r) = q.meta.get("brecq") {
+        print_brecq(r)?;
     }
     q.meta
         .insert("source_model".into(), args.model.display().to_string());
@@ -205,5 +220,28 @@ fn print_adaround(report: &str) -> Result<()> {
         total += l.seconds;
     }
     println!("adaround: {} layers in {total:.0} s", layers.len());
+    Ok(())
+}
+
+/// One line per block: the block output error with round-to-nearest and with learning.
+fn print_brecq(report: &str) -> Result<()> {
+    let r: serde_json::Value =
+        serde_json::from_str(report).map_err(|e| Error::Invalid(e.to_string()))?;
+    let blocks: Vec<crate::quant::BlockReport> =
+        serde_json::from_value(r["blocks"].clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut total = 0.0;
+    for b in &blocks {
+        let steps: Vec<String> = b
+            .steps
+            .iter()
+            .map(|(n, a, c)| format!("{n} {a:.4}->{c:.4}"))
+            .collect();
+        println!(
+            "brecq [{}]: output MSE {:.4e} (nearest) -> {:.4e}, {} of {} weights rounded otherwise, steps [{}], {:.1} s ({:.3} s/step)",
+            b.layers.join(", "), b.rtn_mse, b.mse, b.changed, b.weights, steps.join(", "), b.seconds, b.seconds_per_step
+        );
+        total += b.seconds;
+    }
+    println!("brecq: {} blocks in {total:.0} s", blocks.len());
     Ok(())
 }

@@ -36,8 +36,8 @@ pub struct ReproduceArgs {
     )]
     pub sources: Vec<String>,
     /// Algorithms: default, accuracy-aware, adaround (learned rounding; `--iters` steps per
-    /// layer).
-    #[arg(long, value_delimiter = ',', default_value = "default", value_parser = ["default", "accuracy-aware", "adaround"])]
+    /// layer), brecq (learned rounding and activation steps; `--iters` steps per block).
+    #[arg(long, value_delimiter = ',', default_value = "default", value_parser = ["default", "accuracy-aware", "adaround", "brecq"])]
     pub algorithms: Vec<String>,
     /// Bit widths, each `8` (W8A8) or `wNaM` (N-bit weights, M-bit activations, 2 to 8), e.g.
     /// `8,w4a8,w4a4`: a dimension of the table beside sources and algorithms.
@@ -51,7 +51,7 @@ pub struct ReproduceArgs {
     /// Keep the first and last quantized layers at W8A8 in the cells below 8 bits.
     #[arg(long)]
     pub first_last_8bit: bool,
-    /// AdaRound's steps per layer (default: the library's).
+    /// AdaRound's steps per layer, BRECQ's per block (default: the library's).
     #[arg(long, value_parser = super::args::int(1, usize::MAX))]
     pub iters: Option<usize>,
     #[command(flatten)]
@@ -315,9 +315,10 @@ fn recipe(args: &ReproduceArgs, bits: Bits, est: &str, alg: &str) -> Result<Quan
         "default" => Algorithm::Default,
         "accuracy-aware" => Algorithm::AccuracyAware,
         "adaround" => Algorithm::AdaRound,
+        "brecq" => Algorithm::Brecq,
         other => {
             return Err(Error::Invalid(format!(
-                "unknown algorithm `{other}` (default, accuracy-aware, adaround)"
+                "unknown algorithm `{other}` (default, accuracy-aware, adaround, brecq)"
             )))
         }
     };
@@ -339,7 +340,10 @@ fn recipe(args: &ReproduceArgs, bits: Bits, est: &str, alg: &str) -> Result<Quan
             ..QuantOptions::default()
         },
     };
-    let mut adaround = base.adaround;
+    let mut adaround = match algorithm {
+        Algorithm::Brecq => crate::quant::AdaRoundOptions::brecq(),
+        _ => base.adaround,
+    };
     if let Some(n) = args.iters {
         adaround.iters = n;
     }
@@ -568,6 +572,8 @@ mod tests {
         assert_eq!((low.wbits, low.abits, low.estimator), (4, 4, E::Mse));
         assert_eq!(low.algorithm, Algorithm::AdaRound);
         assert_eq!(low.adaround.iters, 7);
+        let b = recipe(&args, parse_bits("w4a4").unwrap(), "mse", "brecq").unwrap();
+        assert_eq!((b.algorithm, b.adaround.iters), (Algorithm::Brecq, 7));
         assert!(low.ends_at_8bit);
         assert_eq!(low.int8_ops, QuantOptions::default().int8_ops);
     }

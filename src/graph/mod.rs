@@ -2,6 +2,7 @@
 //! produces value i), then run on the GPU (`exec`), on the CPU reference (`cpu`) or on the
 //! autodiff tape (`replay`), all three through one walk (`walk`). Quantization rewrites graphs.
 
+pub mod blocks;
 pub mod cpu;
 pub mod exec;
 pub mod int8;

@@ -8,7 +8,7 @@
 //! global average pooling is a depthwise mean, and a linear layer is a 1x1 convolution.
 
 use super::walk::Values;
-use super::{bn_names, Graph, Op, Params};
+use super::{bn_names, Graph, Op, Params, ValueId};
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
@@ -33,6 +33,32 @@ pub enum Until {
 pub struct Replayed {
     pub out: Var,
     pub stat_losses: Vec<Var>,
+}
+
+/// What block reconstruction (`quant::brecq`) changes in a replay: a layer's weights (its
+/// own parameter when None), what a layer reads, and each node's output.
+pub trait Hooks {
+    /// Layer `i`'s weight on the tape (`[out, in, 1, 1]` for a linear layer), or None.
+    fn weight(&mut self, t: &mut Tape, s: &mut Stream, i: ValueId) -> Result<Option<Var>>;
+    /// What layer `i` reads in place of its input `x`.
+    fn layer_input(&mut self, t: &mut Tape, s: &mut Stream, i: ValueId, x: Var) -> Result<Var>;
+    /// What node `i`'s readers see in place of its output `y`.
+    fn output(&mut self, t: &mut Tape, s: &mut Stream, i: ValueId, y: Var) -> Result<Var>;
+}
+
+/// No changes: the frozen model.
+struct Plain;
+
+impl Hooks for Plain {
+    fn weight(&mut self, _: &mut Tape, _: &mut Stream, _: ValueId) -> Result<Option<Var>> {
+        Ok(None)
+    }
+    fn layer_input(&mut self, _: &mut Tape, _: &mut Stream, _: ValueId, x: Var) -> Result<Var> {
+        Ok(x)
+    }
+    fn output(&mut self, _: &mut Tape, _: &mut Stream, _: ValueId, y: Var) -> Result<Var> {
+        Ok(y)
+    }
 }
 
 /// A BatchNorm layer's tensors on the GPU: the layer, its backward scaling, the statistics
@@ -140,9 +166,33 @@ impl Frozen {
         };
         let mut vals: Values<Var> = Values::new(&g);
         let mut stat_losses = Vec::new();
+        let stats = stats.then_some(&mut stat_losses);
+        let nodes: Vec<ValueId> = (0..=last).collect();
+        self.run_nodes(t, s, &mut vals, x, &nodes, stats, &mut Plain)?;
+        let out = vals
+            .take(last)
+            .ok_or_else(|| Error::Invalid(format!("replay of {name}: no output")))?;
+        Ok(Replayed { out, stat_losses })
+    }
+
+    /// Replays `nodes` (in order) into `vals`, the `Input` node as `x`, collecting
+    /// BN-statistics losses into `stats` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn run_nodes(
+        &mut self,
+        t: &mut Tape,
+        s: &mut Stream,
+        vals: &mut Values<Var>,
+        x: Var,
+        nodes: &[ValueId],
+        mut stats: Option<&mut Vec<Var>>,
+        hooks: &mut dyn Hooks,
+    ) -> Result<()> {
+        let g = self.graph.clone();
+        let name = self.name.clone();
         // The tape keeps every value for the backward, so nothing is freed.
-        for step in g.walk().take(last + 1) {
-            let (i, node) = (step.id, step.node);
+        for &i in nodes {
+            let node = &g.nodes[i];
             let arg = |k: usize| -> Result<Var> {
                 vals.input(node, k)
                     .copied()
@@ -153,7 +203,7 @@ impl Frozen {
                 Op::Input => x,
                 op @ (Op::Conv2d { .. } | Op::Linear { .. }) => {
                     let l = op.layer().expect("a conv or linear op");
-                    let xin = arg(0)?;
+                    let xin = hooks.layer_input(t, s, i, arg(0)?)?;
                     // A linear layer runs as a 1x1 conv on [n, k, 1, 1] with `out` channels.
                     let linear = if l.linear {
                         let [n, k] = [shape(t, xin)[0], shape(t, xin)[1]];
@@ -161,9 +211,12 @@ impl Frozen {
                     } else {
                         None
                     };
-                    let w = match linear {
-                        Some((_, k, out)) => self.param(t, l.weight, Some(&[out, k, 1, 1]))?,
-                        None => self.param(t, l.weight, None)?,
+                    let w = match (hooks.weight(t, s, i)?, linear) {
+                        (Some(w), _) => w,
+                        (None, Some((_, k, out))) => {
+                            self.param(t, l.weight, Some(&[out, k, 1, 1]))?
+                        }
+                        (None, None) => self.param(t, l.weight, None)?,
                     };
                     let b = match l.bias {
                         Some(b) => Some(self.param(t, b, None)?),
@@ -188,7 +241,7 @@ impl Frozen {
                 Op::BatchNorm { prefix, eps, act } => {
                     let xin = arg(0)?;
                     let layer = self.batch_norm(prefix, *eps)?;
-                    if stats {
+                    if let Some(stat_losses) = stats.as_deref_mut() {
                         stat_losses.push(t.bn_stat_loss(
                             s,
                             xin,
@@ -307,12 +360,27 @@ impl Frozen {
                     )))
                 }
             };
+            let out = hooks.output(t, s, i, out)?;
             vals.set(i, out);
         }
-        let out = vals
-            .take(last)
-            .ok_or_else(|| Error::Invalid(format!("replay of {name}: no output")))?;
-        Ok(Replayed { out, stat_losses })
+        Ok(())
+    }
+
+    /// Replays the nodes of `block` on `x` (the value of `block.input`) with `hooks`, and
+    /// returns its output.
+    pub fn replay_block(
+        &mut self,
+        t: &mut Tape,
+        s: &mut Stream,
+        block: &super::blocks::Block,
+        x: Var,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Var> {
+        let mut vals: Values<Var> = Values::new(&self.graph);
+        vals.set(block.input, x);
+        self.run_nodes(t, s, &mut vals, x, &block.nodes, None, hooks)?;
+        vals.take(block.output)
+            .ok_or_else(|| Error::Invalid(format!("replay of {}: no block output", self.name)))
     }
 }
 

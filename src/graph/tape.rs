@@ -78,6 +78,12 @@ enum Rec {
         v: Var,
         sq: ops::adaround::SoftQuant,
     },
+    /// Fake quantization of x with step `step` (see `ops::fake_quant`).
+    FakeQuant {
+        x: Var,
+        step: Var,
+        fq: ops::fake_quant::FakeQuant,
+    },
     /// Inference-form batch norm: dx = dy * gamma / sqrt(var + eps), applied by `grad_bn`.
     FrozenBn {
         x: Var,
@@ -241,6 +247,19 @@ impl Tape {
         let y = sq.weight(s, self.value(v))?;
         let rec = Rec::SoftQuant { v, sq: sq.clone() };
         Ok(self.push(y, rec, &[v]))
+    }
+
+    /// Fake quantization of x (see `ops::fake_quant`); `step` holds `[scale, 1 / scale]` and
+    /// gets LSQ's gradient when it is trainable.
+    pub fn fake_quant(
+        &mut self,
+        s: &mut Stream,
+        x: Var,
+        step: Var,
+        fq: ops::fake_quant::FakeQuant,
+    ) -> Result<Var> {
+        let y = fq.forward(s, self.value(x), self.value(step))?;
+        Ok(self.push(y, Rec::FakeQuant { x, step, fq }, &[x, step]))
     }
 
     /// A scalar loss `[1]`; give it to `backward` with its weight.
@@ -457,6 +476,16 @@ impl Tape {
             Rec::SoftQuant { v, sq } => {
                 let dv = sq.backward(s, val(v), dy)?;
                 self.accumulate(s, g, *v, dv)?;
+            }
+            Rec::FakeQuant { x, step, fq } => {
+                if wants(x) {
+                    let dx = fq.backward(s, val(x), val(step), dy)?;
+                    self.accumulate(s, g, *x, dx)?;
+                }
+                if wants(step) {
+                    let ds = fq.step_grad(s, val(x), val(step), dy)?;
+                    self.accumulate(s, g, *step, ds)?;
+                }
             }
             Rec::SpectralNorm { w, st } => {
                 let dw = ops::spectral_norm::spectral_norm_backward(s, st, dy)?;

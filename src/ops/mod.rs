@@ -10,6 +10,7 @@ pub mod conv2d_grad;
 pub mod conv_select;
 pub mod elementwise;
 pub mod embed;
+pub mod fake_quant;
 pub mod glu;
 mod grad;
 pub mod layout;

@@ -11,11 +11,13 @@ pub use observer::{Observer, RangeEstimator};
 pub use scheme::activation_format;
 pub mod accuracy_aware;
 pub mod adaround;
+pub mod brecq;
 pub mod default;
 pub mod model;
 
 pub use accuracy_aware::{accuracy_aware, AccuracyAwareReport};
-pub use adaround::{AdaRoundOptions, LayerReport};
+pub use adaround::{AdaRoundOptions, LayerReport, BRECQ_ITERS};
+pub use brecq::BlockReport;
 pub use default::{default_quantization, Int8Ops, QuantOptions};
 pub use model::{LayerBits, Provenance, QuantizedModel};
 mod quantize;

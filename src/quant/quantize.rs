@@ -23,6 +23,9 @@ pub enum Algorithm {
     /// [`QuantOptions::adaround`]).
     #[cfg_attr(feature = "cli", value(name = "adaround"))]
     AdaRound,
+    /// BRECQ: learn each block's weight rounding and activation steps on the calibration set
+    /// (see [`QuantOptions::adaround`]; [`super::AdaRoundOptions::brecq`] has its defaults).
+    Brecq,
 }
 
 /// Quantizes `model` with images from `source` (see [`QuantOptions`] for the choices).
@@ -80,6 +83,12 @@ fn quantize_described(
             q.meta.insert("adaround".into(), report.to_string());
             q
         }
+        Algorithm::Brecq => {
+            let (mut q, r) = super::brecq::brecq(gpu, model, calib, opts)?;
+            let report = serde_json::json!({ "options": opts.adaround, "blocks": r });
+            q.meta.insert("brecq".into(), report.to_string());
+            q
+        }
     };
     for name in &opts.keep_fp32 {
         let node = q
@@ -109,13 +118,16 @@ fn quantize_described(
         Algorithm::Default => "default".to_string(),
         Algorithm::AccuracyAware => format!("accuracy-aware (max drop {})", opts.max_drop),
         Algorithm::AdaRound => "adaround".to_string(),
+        Algorithm::Brecq => "brecq".to_string(),
     };
     let meta = [
         ("algorithm", algorithm),
         ("estimator", format!("{:?}", opts.estimator)),
         (
             "bias_correction",
-            (opts.bias_correction && opts.algorithm != Algorithm::AdaRound).to_string(),
+            (opts.bias_correction
+                && !matches!(opts.algorithm, Algorithm::AdaRound | Algorithm::Brecq))
+            .to_string(),
         ),
         (
             "depthwise_per_channel",

@@ -1,0 +1,543 @@
+//! BRECQ (Li et al. 2021): AdaRound's learned rounding, reconstructed block by block instead
+//! of layer by layer, with the activation step sizes learned jointly (LSQ, Esser et al. 2020),
+//! as BRECQ's code does.
+//!
+//! Blocks come from the graph (`graph::blocks`). Per block, in graph order: the input is what
+//! the quantized model feeds it (earlier blocks already learned), the target the FP32 model's
+//! block output. The block is replayed on the tape (`graph::replay`) with every quantized
+//! layer's weights soft-quantized from its own V, and every value the INT8 model rounds (a
+//! layer's input, an int8 layer/add/concat/pool output of the integer path) passed through a
+//! fake quantizer at its format. The loss is AdaRound's: the block output's squared error
+//! (summed over channels, averaged over samples and positions) plus `reg_weight` times the
+//! rounding regularizer of all the block's layers with the annealed beta; Adam on all the
+//! block's V (`lr`) and on its activation steps (`act_lr`, 0: the calibrated formats stay).
+//! The learned steps are written back into the model's formats, so the INT8 model runs them.
+
+use super::adaround::{append, mix, permutation, positions, samples, AdaRoundOptions};
+use super::default::{default_quantization, QuantOptions};
+use super::int8::{QFormat, QWeights};
+use super::model::QuantizedModel;
+use super::scheme::MIN_SCALE;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Stream, Tensor};
+use crate::graph::blocks::Block;
+use crate::graph::exec::Runner;
+use crate::graph::replay::{Frozen, Hooks};
+use crate::graph::tape::{Tape, Var};
+use crate::graph::ValueId;
+use crate::models::Model;
+use crate::ops::adam::{adam, AdamConfig};
+use crate::ops::adaround::{self as k, SoftQuant};
+use crate::ops::fake_quant::FakeQuant;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What learning did to one block.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockReport {
+    /// The block's quantized layers (node names).
+    pub layers: Vec<String>,
+    /// Mean squared block-output error per element with round-to-nearest weights and the
+    /// calibrated formats.
+    pub rtn_mse: f64,
+    /// The same with the learned rounding and steps.
+    pub mse: f64,
+    /// Weights rounded otherwise than to nearest.
+    pub changed: usize,
+    /// The block's weight count.
+    pub weights: usize,
+    /// Each learned activation step: (value name, calibrated scale, learned scale).
+    pub steps: Vec<(String, f32, f32)>,
+    /// Wall time of the block (data and steps).
+    pub seconds: f64,
+    /// Wall time per step (the steps alone).
+    pub seconds_per_step: f64,
+}
+
+/// A value the INT8 model rounds inside a block, at its format.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quantizer {
+    /// The value rounded.
+    pub value: ValueId,
+    /// Its format.
+    pub fmt: QFormat,
+}
+
+/// One block's quantized layers and quantizers.
+pub struct BlockQuant {
+    /// The block.
+    pub block: Block,
+    /// Per layer of the block: the round-to-nearest weights and the FP32 ones (flat).
+    pub layers: Vec<(QWeights, Vec<f32>)>,
+    /// The quantizers, each once.
+    pub quantizers: Vec<Quantizer>,
+    /// The quantizer a layer's input goes through (absent: the input is already int8 in the
+    /// layer's format).
+    inputs: HashMap<ValueId, usize>,
+    /// The quantizer a node's output goes through.
+    outputs: HashMap<ValueId, usize>,
+}
+
+impl BlockQuant {
+    /// The block's quantizers as the INT8 model `q` runs it (`graph::int8`): a layer's input
+    /// unless it arrives int8 in the layer's format, and every int8 value that owns a format.
+    pub fn new(q: &QuantizedModel, block: &Block) -> Result<BlockQuant> {
+        let layers: HashMap<_, _> = q.layers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let plan = q.graph.int8_plan(&layers, &q.values);
+        let mut quantizers: Vec<Quantizer> = Vec::new();
+        let mut index = |qz: Quantizer| match quantizers.iter().position(|o| *o == qz) {
+            Some(i) => i,
+            None => {
+                quantizers.push(qz);
+                quantizers.len() - 1
+            }
+        };
+        let (mut inputs, mut outputs) = (HashMap::new(), HashMap::new());
+        let mut weights = Vec::new();
+        for &i in &block.nodes {
+            let node = &q.graph.nodes[i];
+            if let Some(l) = q.layers.get(&i) {
+                if l.input_channel_scales.is_some() {
+                    return Err(Error::Invalid(format!(
+                        "brecq: {} quantizes its input per channel (--depthwise-per-channel); \
+                         block reconstruction takes per-tensor formats",
+                        node.name
+                    )));
+                }
+                let v = node.inputs[0];
+                if !plan.formats.get(&v).is_some_and(|&f| plan.takes_int8(i, f)) {
+                    inputs.insert(
+                        i,
+                        index(Quantizer {
+                            value: v,
+                            fmt: l.input,
+                        }),
+                    );
+                }
+                let spec = node.op.layer().expect("a quantized layer");
+                weights.push((l.weights.clone(), q.params.get(spec.weight)?.data.clone()));
+            }
+            if let Some(&fmt) = plan.formats.get(&i).filter(|_| node.op.owns_int8_format()) {
+                outputs.insert(i, index(Quantizer { value: i, fmt }));
+            }
+        }
+        Ok(BlockQuant {
+            block: block.clone(),
+            layers: weights,
+            quantizers,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+/// The block's weights in one replay.
+pub enum Weights<'a> {
+    /// Soft-quantized from V, per layer.
+    Soft(&'a [SoftQuant], &'a [Tensor]),
+    /// Fixed, per layer.
+    Fixed(&'a [Tensor]),
+}
+
+/// The hooks of one replay of a block; keeps the tape values of V and of the steps.
+pub struct Replay<'a> {
+    /// The block.
+    pub bq: &'a BlockQuant,
+    /// Its weights.
+    pub weights: Weights<'a>,
+    /// Per quantizer, its step tensor `[scale, 1 / scale]` (see `ops::fake_quant`).
+    pub steps: &'a [Tensor],
+    /// Whether the steps are learned (trainable leaves; the kernels divide).
+    pub learn_steps: bool,
+    /// V on the tape, per layer (soft weights only).
+    pub v: Vec<Option<Var>>,
+    /// The steps on the tape, per quantizer.
+    pub step_vars: Vec<Option<Var>>,
+}
+
+impl<'a> Replay<'a> {
+    /// A replay of `bq` with `weights` and quantizer `steps`.
+    pub fn new(bq: &'a BlockQuant, weights: Weights<'a>, steps: &'a [Tensor], learn: bool) -> Self {
+        Replay {
+            bq,
+            weights,
+            steps,
+            learn_steps: learn,
+            v: vec![None; bq.layers.len()],
+            step_vars: vec![None; bq.quantizers.len()],
+        }
+    }
+
+    fn quantize(&mut self, t: &mut Tape, s: &mut Stream, qi: usize, x: Var) -> Result<Var> {
+        let step = match self.step_vars[qi] {
+            Some(v) => v,
+            None => {
+                let v = t.leaf(self.steps[qi].clone(), self.learn_steps);
+                self.step_vars[qi] = Some(v);
+                v
+            }
+        };
+        let fq = FakeQuant::new(self.bq.quantizers[qi].fmt, self.learn_steps);
+        t.fake_quant(s, x, step, fq)
+    }
+}
+
+impl Hooks for Replay<'_> {
+    fn weight(&mut self, t: &mut Tape, s: &mut Stream, i: ValueId) -> Result<Option<Var>> {
+        let Some(li) = self.bq.block.layers.iter().position(|&l| l == i) else {
+            return Ok(None);
+        };
+        Ok(Some(match &self.weights {
+            Weights::Soft(sq, v) => {
+                let vv = t.leaf(v[li].clone(), true);
+                self.v[li] = Some(vv);
+                t.soft_quant(s, vv, &sq[li])?
+            }
+            Weights::Fixed(w) => t.leaf(w[li].clone(), false),
+        }))
+    }
+
+    fn layer_input(&mut self, t: &mut Tape, s: &mut Stream, i: ValueId, x: Var) -> Result<Var> {
+        match self.bq.inputs.get(&i) {
+            Some(&qi) => self.quantize(t, s, qi, x),
+            None => Ok(x),
+        }
+    }
+
+    fn output(&mut self, t: &mut Tape, s: &mut Stream, i: ValueId, y: Var) -> Result<Var> {
+        match self.bq.outputs.get(&i) {
+            Some(&qi) => self.quantize(t, s, qi, y),
+            None => Ok(y),
+        }
+    }
+}
+
+/// The integer weights of a layer as f32 values `q * scale`.
+fn dequantized(gpu: &Gpu, w: &QWeights, q: &[i8]) -> Result<Tensor> {
+    let per = q.len() / w.scale.len().max(1);
+    let data: Vec<f32> = q
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v as f32 * w.scale[i / per])
+        .collect();
+    gpu.upload_f32(&w.shape, &data)
+}
+
+/// The fixed step tensors of formats `fmts`.
+fn fixed_steps(gpu: &Gpu, fmts: &[QFormat]) -> Result<Vec<Tensor>> {
+    fmts.iter().map(|&f| FakeQuant::step(gpu, f)).collect()
+}
+
+/// The mean squared output error per element of the block with fixed weights and steps, over
+/// all samples of `x` and `t`.
+pub fn block_error(
+    gpu: &Gpu,
+    frozen: &mut Frozen,
+    bq: &BlockQuant,
+    weights: &[Tensor],
+    fmts: &[QFormat],
+    (x, target): (&Tensor, &Tensor),
+) -> Result<f64> {
+    let steps = fixed_steps(gpu, fmts)?;
+    let n = x.shape()[0];
+    let chunk = 128;
+    let mut total = 0.0;
+    for start in (0..n).step_by(chunk) {
+        let m = chunk.min(n - start);
+        let mut s = gpu.stream();
+        let xb = samples(&mut s, x, None, (start, m))?;
+        let tb = samples(&mut s, target, None, (start, m))?;
+        let mut tape = Tape::new();
+        let xv = tape.leaf(xb, false);
+        let mut hooks = Replay::new(bq, Weights::Fixed(weights), &steps, false);
+        let y = frozen.replay_block(&mut tape, &mut s, &bq.block, xv, &mut hooks)?;
+        let e = k::sq_err_partials(&mut s, tape.value(y), &tb)?;
+        total += k::sum(&s.submit_and_read(&[&e])?[0]);
+    }
+    Ok(total / target.numel() as f64)
+}
+
+/// What [`learn_block`] found.
+pub struct LearnedBlock {
+    /// The learned integer weights, per layer.
+    pub q: Vec<Vec<i8>>,
+    /// The learned formats, per quantizer (the calibrated ones when steps are not learned).
+    pub fmts: Vec<QFormat>,
+    /// Wall time of the steps alone.
+    pub step_seconds: f64,
+}
+
+/// Learns one block's rounding (and steps, with `opts.act_lr > 0`) on inputs `x` and targets
+/// `t`; `step(k)` is called after every `k` more steps (its error stops the work).
+pub fn learn_block(
+    gpu: &Gpu,
+    frozen: &mut Frozen,
+    bq: &BlockQuant,
+    (x, target): (&Tensor, &Tensor),
+    opts: &AdaRoundOptions,
+    seed: u32,
+    step: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<LearnedBlock> {
+    opts.check()?;
+    let mut sqs = Vec::new();
+    let mut vs = Vec::new();
+    let mut floors = Vec::new();
+    for (qw, w) in &bq.layers {
+        let per = qw.q.len() / qw.scale.len().max(1);
+        let qmax = QWeights::qmax(qw.bits);
+        let (floor, v0) = k::init(w, &qw.scale, per);
+        sqs.push(SoftQuant::new(
+            gpu,
+            &floor,
+            &qw.scale,
+            &qw.shape,
+            (-qmax, qmax),
+        )?);
+        vs.push(gpu.upload_f32(&qw.shape, &v0)?);
+        floors.push((floor, qmax));
+    }
+    let zeros = |t: &Tensor| gpu.upload_f32(t.shape(), &vec![0.0; t.numel()]);
+    let moments = |ts: &[Tensor]| -> Result<Vec<(Tensor, Tensor)>> {
+        ts.iter().map(|t| Ok((zeros(t)?, zeros(t)?))).collect()
+    };
+    let v_moments = moments(&vs)?;
+    let fmts0: Vec<QFormat> = bq.quantizers.iter().map(|q| q.fmt).collect();
+    let learn = opts.act_lr > 0.0;
+    let steps = fixed_steps(gpu, &fmts0)?;
+    let s_moments = moments(&steps)?;
+    let cfg = |lr: f32| AdamConfig {
+        lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    let n = x.shape()[0];
+    let batch = opts.batch.min(n);
+    let (xs, ts) = {
+        let mut s = gpu.stream();
+        let order = permutation(n, seed as u64);
+        let xs = samples(&mut s, x, Some(&order), (0, 0))?;
+        let ts = samples(&mut s, target, Some(&order), (0, 0))?;
+        s.submit();
+        (xs, ts)
+    };
+    let started = std::time::Instant::now();
+    let mut t = 0;
+    while t < opts.iters {
+        let count = opts.per_submit.min(opts.iters - t);
+        let mut s = gpu.stream();
+        for _ in 0..count {
+            let start = (mix(((seed as u64) << 32) ^ t as u64) % n as u64) as usize;
+            let xb = samples(&mut s, &xs, None, (start, batch))?;
+            let tb = samples(&mut s, &ts, None, (start, batch))?;
+            let mut tape = Tape::new();
+            let xv = tape.leaf(xb, false);
+            let mut hooks = Replay::new(bq, Weights::Soft(&sqs, &vs), &steps, learn);
+            let y = frozen.replay_block(&mut tape, &mut s, &bq.block, xv, &mut hooks)?;
+            let yv = tape.value(y);
+            let dy = k::recon_grad(&mut s, yv, &tb, 2.0 / positions(yv))?;
+            let grads = tape.backward_seeded(&mut s, &[(y, dy)], &[])?;
+            let (reg, beta) = opts.schedule(t);
+            t += 1;
+            for (li, v) in vs.iter().enumerate() {
+                let g = match hooks.v[li].and_then(|vv| grads.get(vv)) {
+                    Some(g) => g.clone(),
+                    None => zeros(v)?,
+                };
+                if reg > 0.0 {
+                    k::reg_grad_add(&mut s, v, &g, reg, beta)?;
+                }
+                let (m, mv) = &v_moments[li];
+                adam(&mut s, v, &g, m, mv, &cfg(opts.lr), t as u64)?;
+            }
+            if learn {
+                for (qi, st) in steps.iter().enumerate() {
+                    if let Some(g) = hooks.step_vars[qi].and_then(|sv| grads.get(sv)) {
+                        let (m, mv) = &s_moments[qi];
+                        adam(&mut s, st, g, m, mv, &cfg(opts.act_lr), t as u64)?;
+                    }
+                }
+            }
+        }
+        s.submit();
+        gpu.wait()?;
+        step(count)?;
+    }
+    let step_seconds = started.elapsed().as_secs_f64();
+    let mut q = Vec::new();
+    for ((floor, qmax), v) in floors.iter().zip(&vs) {
+        q.push(k::hard_round(floor, &gpu.read_f32(v)?, -qmax, *qmax));
+    }
+    let mut fmts = fmts0;
+    if learn {
+        for (f, st) in fmts.iter_mut().zip(&steps) {
+            f.scale = gpu.read_f32(st)?[0].max(MIN_SCALE);
+        }
+    }
+    Ok(LearnedBlock {
+        q,
+        fmts,
+        step_seconds,
+    })
+}
+
+/// The quantized model's values at the block's input and the FP32 model's at its output,
+/// over `calib`.
+fn block_data(
+    (fp, quant): (&Runner, &Runner),
+    block: &Block,
+    calib: &Dataset,
+    model: &Model,
+    opts: &QuantOptions,
+) -> Result<(Tensor, Tensor)> {
+    let gpu = &fp.gpu;
+    let norm = &model.arch.norm;
+    let (h, w) = (calib.height(), calib.width());
+    let (mut xs, mut ts) = (None, None);
+    for start in (0..calib.len()).step_by(opts.batch.max(1)) {
+        opts.hooks.cancel.check()?;
+        let end = (start + opts.batch).min(calib.len());
+        let px = calib
+            .images()
+            .to_f32_normalized(start..end, &norm.mean, &norm.std);
+        let img = gpu.upload_f32(&[end - start, calib.channels(), h, w], &px)?;
+        let mut s = gpu.stream();
+        let mut f = fp.forward(&mut s, &img, &[block.output])?;
+        let t = f.kept.remove(&block.output).unwrap_or(f.output);
+        let mut o = quant.forward(&mut s, &img, &[block.input])?;
+        let x = o
+            .kept
+            .remove(&block.input)
+            .ok_or_else(|| Error::Invalid(format!("brecq: value {} was not kept", block.input)))?;
+        append(&mut s, &mut xs, &x, calib.len(), start)?;
+        append(&mut s, &mut ts, &t, calib.len(), start)?;
+        s.submit();
+        gpu.wait()?;
+    }
+    match (xs, ts) {
+        (Some(x), Some(t)) => Ok((x, t)),
+        _ => Err(Error::Invalid("the calibration set is empty".into())),
+    }
+}
+
+/// Writes the learned step of quantizer `old` into the model: the value's own format and
+/// every layer that reads the value at that format.
+fn write_format(q: &mut QuantizedModel, old: Quantizer, new: QFormat) {
+    if q.values.get(&old.value) == Some(&old.fmt) {
+        q.values.insert(old.value, new);
+    }
+    let readers: Vec<ValueId> = q
+        .layers
+        .keys()
+        .copied()
+        .filter(|&l| q.graph.nodes[l].inputs.first() == Some(&old.value))
+        .collect();
+    for l in readers {
+        let layer = q.layers.get_mut(&l).expect("a layer of the model");
+        if layer.input == old.fmt {
+            layer.input = new;
+        }
+    }
+}
+
+/// BRECQ on every block of `model`, in graph order, starting from DefaultQuantization's
+/// scales and activation formats (without bias correction).
+pub fn brecq(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+) -> Result<(QuantizedModel, Vec<BlockReport>)> {
+    let ao = &opts.adaround;
+    ao.check()?;
+    let base = QuantOptions {
+        bias_correction: false,
+        ..opts.clone()
+    };
+    let mut q = default_quantization(gpu, model, calib, &base)?;
+    let n = calib.len().min(ao.images);
+    let picks: Vec<usize> = (0..n).map(|i| i * calib.len() / n).collect();
+    let calib = calib.subset(&picks)?;
+    let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
+    let mut frozen = Frozen::new(gpu, &model.arch.name, q.graph.clone(), q.params.clone());
+    let blocks = q.graph.blocks(|v| q.layers.contains_key(&v));
+    let mut bar = opts.hooks.task("brecq", (blocks.len() * ao.iters) as u64);
+    let mut reports = Vec::new();
+    for (bi, block) in blocks.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let quant = q.runner(gpu)?;
+        let (x, target) = block_data((&fp, &quant), block, &calib, model, opts)?;
+        drop(quant);
+        let bq = BlockQuant::new(&q, block)?;
+        let learned = learn_block(
+            gpu,
+            &mut frozen,
+            &bq,
+            (&x, &target),
+            ao,
+            bi as u32,
+            &mut |k| bar.inc(k as u64),
+        )?;
+        let fmts0: Vec<QFormat> = bq.quantizers.iter().map(|z| z.fmt).collect();
+        let rtn: Vec<Tensor> = bq
+            .layers
+            .iter()
+            .map(|(w, _)| dequantized(gpu, w, &w.q))
+            .collect::<Result<_>>()?;
+        let hard: Vec<Tensor> = bq
+            .layers
+            .iter()
+            .zip(&learned.q)
+            .map(|((w, _), q)| dequantized(gpu, w, q))
+            .collect::<Result<_>>()?;
+        let data = (&x, &target);
+        let rtn_mse = block_error(gpu, &mut frozen, &bq, &rtn, &fmts0, data)?;
+        let mse = block_error(gpu, &mut frozen, &bq, &hard, &learned.fmts, data)?;
+        let names: Vec<String> = block
+            .layers
+            .iter()
+            .map(|&l| q.graph.nodes[l].name.clone())
+            .collect();
+        let mut changed = 0;
+        let mut weights = 0;
+        for ((w, _), l) in bq.layers.iter().zip(&learned.q) {
+            changed += w.q.iter().zip(l).filter(|(a, b)| a != b).count();
+            weights += l.len();
+        }
+        let mut steps = Vec::new();
+        for (z, f) in bq.quantizers.iter().zip(&learned.fmts) {
+            if ao.act_lr > 0.0 {
+                steps.push((q.graph.nodes[z.value].name.clone(), z.fmt.scale, f.scale));
+            }
+            write_format(&mut q, *z, *f);
+        }
+        for (&l, learned_q) in block.layers.iter().zip(learned.q) {
+            q.layers
+                .get_mut(&l)
+                .expect("a layer of the model")
+                .weights
+                .q = learned_q;
+        }
+        bar.message(&format!(
+            "{}: block output MSE {rtn_mse:.3e} -> {mse:.3e}",
+            names.join("+")
+        ));
+        reports.push(BlockReport {
+            layers: names,
+            rtn_mse,
+            mse,
+            changed,
+            weights,
+            steps,
+            seconds: started.elapsed().as_secs_f64(),
+            seconds_per_step: learned.step_seconds / ao.iters.max(1) as f64,
+        });
+    }
+    bar.complete();
+    Ok((q, reports))
+}
+
+#[cfg(test)]
+#[path = "brecq_tests.rs"]
+mod tests;
