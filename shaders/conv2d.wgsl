@@ -157,14 +157,13 @@ fn wtile(wr: u32, col: u32) -> mat4x4f {
 // Block coordinates shared by `gemm` and `rows`: the thread's channel tile, group and pixel tile.
 struct Block { co0: u32, g: u32, tp: u32, wc: vec4u, wr: u32 }
 
-fn block(t: u32) -> Block {
-    let tc = t / p.tiles_px;
+fn block(t: u32, tc: u32) -> Block {
     let co0 = (tc % p.tiles_co) * TM4 * 4u;
     let g = tc / p.tiles_co;
     // Weight columns clamped into the padded row: channels past CoG are computed, never stored.
     let last = p.cogp / 4u - 1u;
     let wc = min(vec4u(co0 / 4u) + vec4u(0u, 1u, 2u, 3u), vec4u(last));
-    return Block(co0, g, t % p.tiles_px, wc, g * p.kp * (last + 1u));
+    return Block(co0, g, t, wc, g * p.kp * (last + 1u));
 }
 
 // Where four consecutive output pixels read the input: image base, top row and left column.
@@ -200,10 +199,11 @@ fn taps(q: Pix, k: u32) -> mat4x4f {
 
 // Any stride and kernel: gathers every tap of every pixel.
 @compute @workgroup_size(WG)
-fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(workgroup_id) wid: vec3u) {
     let t = thread_index(gid, nwg);
-    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let b = block(t);
+    if t >= p.tiles_px { return; }
+    let b = block(t, wid.z);
     let px0 = b.tp * TN4 * 4u;
     let q0 = pixels(px0, b.g);
     let q1 = pixels(px0 + 4u, b.g);
@@ -231,10 +231,11 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 // 1x1 kernels with stride 1 and no padding are a plain GEMM per image: four adjacent pixels of
 // one channel are one (aligned) load. Needs H * W % 4 == 0 so groups of 4 stay in one image.
 @compute @workgroup_size(WG)
-fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(workgroup_id) wid: vec3u) {
     let t = thread_index(gid, nwg);
-    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let b = block(t);
+    if t >= p.tiles_px { return; }
+    let b = block(t, wid.z);
     let px0 = b.tp * TN4 * 4u;
     let hw = p.h * p.w;
     let o0 = plane_offset(px0, b.g, hw);
@@ -284,10 +285,11 @@ fn slide(lo: vec4f, hi: vec4f) -> mat4x4f {
 // Stride-1 width and four taps per kernel row: pixel tiles are runs of one output row, and
 // each (ci, kh) step loads that run's input window once (TN4 * 4 + 4 values, not 4 per tap).
 @compute @workgroup_size(WG)
-fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(workgroup_id) wid: vec3u) {
     let t = thread_index(gid, nwg);
-    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let b = block(t);
+    if t >= p.tiles_px { return; }
+    let b = block(t, wid.z);
     let row = b.tp / p.tiles_row; // n * OH + oh
     let ow0 = (b.tp % p.tiles_row) * TN4 * 4u;
     let ih0 = i32((row % p.oh) * p.sh) - p.pad_h;

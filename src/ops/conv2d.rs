@@ -414,16 +414,22 @@ fn conv2d_blocked(
     };
     let tile = 4 * tn4 as usize;
     let tiles_co = cog.div_ceil(4 * tm4 as usize);
-    let (entry, tiles_px, tiles_row, threads) = if rows {
+    // Blocked kernels take their channel block from the workgroup's z index: uniform across
+    // the workgroup, so lavapipe loads the weights once per workgroup instead of per lane.
+    let (entry, tiles_px, tiles_row, grid) = if rows {
         let tp = n * oh * ow.div_ceil(tile);
-        ("rows", tp, ow.div_ceil(tile), tp * tiles_co * p.groups)
+        let mut grid = grid_1d(tp, wg);
+        grid[2] = (tiles_co * p.groups) as u32;
+        ("rows", tp, ow.div_ceil(tile), grid)
     } else if blocked {
         let tp = pixels.div_ceil(tile);
         let entry = if pointwise { "pointwise" } else { "gemm" };
-        (entry, tp, 0, tp * tiles_co * p.groups)
+        let mut grid = grid_1d(tp, wg);
+        grid[2] = (tiles_co * p.groups) as u32;
+        (entry, tp, 0, grid)
     } else {
         let tp = pixels.div_ceil(4);
-        ("direct", tp, 0, tp * co)
+        ("direct", tp, 0, grid_1d(tp * co, wg))
     };
     let (kind, slope) = act.code();
     let params = Params {
@@ -479,7 +485,7 @@ fn conv2d_blocked(
         &consts,
         bytes_of(&params),
         &[x, &w.tensor, b, r, &out],
-        grid_1d(threads, wg),
+        grid,
     )?;
     Ok(out)
 }
