@@ -107,7 +107,7 @@ pub struct ConvWeight {
     tensor: Tensor,
     shape: [usize; 4],
     groups: usize,
-    winograd: Option<[Tensor; 2]>,
+    winograd: Option<[Tensor; 3]>,
 }
 
 impl ConvWeight {
@@ -171,6 +171,7 @@ pub fn prepare_conv_weight(
         Some([
             winograd::weight(gpu, Tile::F2, co, cig, data)?,
             winograd::weight(gpu, Tile::F4, co, cig, data)?,
+            winograd::fused_weight(gpu, co, cig, data)?,
         ])
     } else {
         None
@@ -293,6 +294,7 @@ fn pick_variant(
         ConvVariant::Direct,
         ConvVariant::Winograd2,
         ConvVariant::Winograd4,
+        ConvVariant::Fused4,
     ];
     // Uploaded only when a measurement runs: a cached choice must cost no scratch.
     let mut scratch: Option<(Tensor, Option<Tensor>)> = None;
@@ -390,6 +392,10 @@ fn conv2d_blocked(
             ConvVariant::Direct => (None, &u[0]),
             ConvVariant::Winograd2 => (Some(Tile::F2), &u[0]),
             ConvVariant::Winograd4 => (Some(Tile::F4), &u[1]),
+            ConvVariant::Fused4 => {
+                let (b, r) = (bias, residual);
+                return winograd::conv2d_fused(s, x, &u[2], b, p.pad, r, act, out_shape);
+            }
         };
         if let Some(tile) = tile {
             return winograd::conv2d(s, x, tile, u, bias, p.pad, residual, act, out_shape);
@@ -560,7 +566,7 @@ mod tests {
         // Winograd's rounding follows the magnitudes of each output's whole input patch.
         let tile = match variant {
             ConvVariant::Winograd2 => Some(Tile::F2),
-            ConvVariant::Winograd4 => Some(Tile::F4),
+            ConvVariant::Winograd4 | ConvVariant::Fused4 => Some(Tile::F4),
             ConvVariant::Direct => None,
         }
         .filter(|_| winograd_applies(&ws, &p));
@@ -592,8 +598,9 @@ mod tests {
             Some(variant),
         )
         .unwrap();
-        // Winograd is three dispatches (transform, GEMM, transform): it really ran.
-        assert_eq!(s.dispatches(), if tile.is_some() { 3 } else { 1 });
+        // Winograd is three dispatches (transform, GEMM, transform), fused one: it really ran.
+        let fused = variant == ConvVariant::Fused4;
+        assert_eq!(s.dispatches(), if tile.is_some() && !fused { 3 } else { 1 });
         s.submit();
         assert_eq!(y.shape(), &want.shape[..]);
         let got = Array::new(&want.shape, g.read_f32(&y).unwrap());
@@ -628,7 +635,11 @@ mod tests {
             _ => 1e-6,
         }
     }
-    const WINOGRAD: [ConvVariant; 2] = [ConvVariant::Winograd2, ConvVariant::Winograd4];
+    const WINOGRAD: [ConvVariant; 3] = [
+        ConvVariant::Winograd2,
+        ConvVariant::Winograd4,
+        ConvVariant::Fused4,
+    ];
 
     const CPU_BLOCK: (u32, u32, u32) = (4, 4, 16);
     const GPU_BLOCK: (u32, u32, u32) = (2, 2, 64);
@@ -867,6 +878,39 @@ mod tests {
         }
     }
 
+    /// The fused kernel's plain-load form (adapters without subgroups) on the same cases as
+    /// `winograd_matches_cpu` with few and many channels, odd Co and partial tiles.
+    #[test]
+    fn fused_without_subgroups_matches_cpu() {
+        crate::ops::skip_without_gpu!();
+        winograd::tests::NO_SUBGROUPS.with(|f| f.set(true));
+        let cases: &[([usize; 4], usize, usize, bool, bool)] = &[
+            ([2, 3, 8, 8], 16, 1, true, false),
+            ([2, 16, 9, 7], 20, 1, true, true),
+            ([1, 5, 6, 5], 7, 0, false, true),
+            ([1, 4, 3, 4], 3, 2, true, false),
+            ([2, 32, 16, 16], 32, 1, true, true),
+        ];
+        for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
+            let act = ACTS[i % ACTS.len()];
+            let conv = (
+                xs,
+                [co, xs[1], 3, 3],
+                Conv2dParams::new(1, pad, 1),
+                b,
+                r,
+                act,
+            );
+            let (rel, scaled) = run(conv, GPU_BLOCK, ConvVariant::Fused4, i as u64);
+            let tol = tolerance(ConvVariant::Fused4);
+            assert!(
+                scaled < tol,
+                "case {i} {xs:?} co {co}: scaled err {scaled} (rel {rel})"
+            );
+        }
+        winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+    }
+
     /// Forcing Winograd on a conv it does not serve runs the direct kernel (one dispatch, checked
     /// in `run`) and still matches the CPU.
     #[test]
@@ -939,7 +983,7 @@ mod tests {
         fn winograd_random_shapes_match_cpu(
             n in 1usize..3, ci in 1usize..12, co in 1usize..12, h in 1usize..12,
             w in 1usize..12, pad in 0usize..3, eh in 0usize..3, ew in 0usize..3, bias: bool,
-            res: bool, ai in 0usize..6, seed in 0u64..1000, vi in 0usize..2,
+            res: bool, ai in 0usize..6, seed in 0u64..1000, vi in 0usize..3,
         ) {
             crate::ops::skip_without_gpu!(proptest);
             // Asymmetric end pads only change the output size: the tiles still index from `pad`.

@@ -1,6 +1,6 @@
 //! Which conv kernel variant runs a given shape: measured once per (adapter, shape) at first use,
 //! kept in memory and in a small JSON file under the user's cache directory, so later runs skip
-//! the measurement, when `SYNTHCAL_CONV=auto`; `direct` (the default), `winograd2` or `winograd4` force a variant where it applies (tests
+//! the measurement, when `SYNTHCAL_CONV=auto`; `direct` (the default), `winograd2`, `winograd4` or `fused4` force a variant where it applies (tests
 //! force variants through `conv2d`'s own argument instead).
 
 use crate::gpu::Gpu;
@@ -18,6 +18,8 @@ pub enum ConvVariant {
     Winograd2,
     /// Winograd F(4x4, 3x3) (stride-1 undilated 3x3, groups 1).
     Winograd4,
+    /// Winograd F(4x4, 3x3) in one fused dispatch (same convs as `Winograd4`).
+    Fused4,
 }
 
 impl ConvVariant {
@@ -26,6 +28,7 @@ impl ConvVariant {
             ConvVariant::Direct => "direct",
             ConvVariant::Winograd2 => "winograd2",
             ConvVariant::Winograd4 => "winograd4",
+            ConvVariant::Fused4 => "fused4",
         }
     }
 
@@ -34,6 +37,7 @@ impl ConvVariant {
             "direct" => Some(ConvVariant::Direct),
             "winograd2" => Some(ConvVariant::Winograd2),
             "winograd4" => Some(ConvVariant::Winograd4),
+            "fused4" => Some(ConvVariant::Fused4),
             _ => None,
         }
     }
@@ -49,7 +53,9 @@ pub fn forced() -> Option<ConvVariant> {
     }
     let parsed = ConvVariant::parse(&v);
     if parsed.is_none() {
-        log::warn!("SYNTHCAL_CONV={v:?} is not auto, direct, winograd2 or winograd4; direct runs");
+        log::warn!(
+            "SYNTHCAL_CONV={v:?} is not auto, direct, winograd2, winograd4 or fused4; direct runs"
+        );
     }
     Some(parsed.unwrap_or(ConvVariant::Direct))
 }

@@ -15,6 +15,13 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 const INPUT: Shader = crate::shader!("winograd_in");
 const OUTPUT: Shader = crate::shader!("winograd_out");
+const FUSED: Shader = crate::shader!("winograd_fused", "winograd_u_loads", "winograd_fused");
+// naga takes the subgroup builtins without an `enable` directive when the device has them.
+const FUSED_SUBGROUP: Shader = crate::shader!(
+    "winograd_fused_subgroup",
+    "winograd_u_subgroup",
+    "winograd_fused"
+);
 const WG: u32 = 64;
 
 /// G of F(2x2, 3x3): U = G g G^T.
@@ -62,12 +69,16 @@ impl Tile {
     }
 }
 
-/// Transformed weights `[alpha^2][Co rounded up to 4][Ci]` of PyTorch-layout `[Co, Ci, 3, 3]`
-/// data (f64 arithmetic, so the transform adds no rounding beyond one f32 cast). Rows over Co
-/// make the GEMM's A untransposed, which measured 1.4x faster than `[alpha^2][Ci][Co]`.
-pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
-    let (cop, al, g) = (co.next_multiple_of(4), tile.alpha(), tile.g());
-    let mut u = vec![0.0f32; al * al * ci * cop];
+/// U = G g G^T of PyTorch-layout `[Co, Ci, 3, 3]` data, element (a, b) of (co, ci) passed to
+/// `put` (f64 arithmetic, so the transform adds no rounding beyond one f32 cast).
+fn transform_weight(
+    tile: Tile,
+    co: usize,
+    ci: usize,
+    data: &[f32],
+    mut put: impl FnMut(usize, usize, usize, usize, f32),
+) {
+    let g = tile.g();
     for o in 0..co {
         for c in 0..ci {
             let w = &data[(o * ci + c) * 9..][..9];
@@ -81,12 +92,35 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
             for (a, ta) in t.iter().enumerate() {
                 for (b, gb) in g.iter().enumerate() {
                     let v: f64 = (0..3).map(|k| ta[k] * gb[k]).sum();
-                    u[((a * al + b) * cop + o) * ci + c] = v as f32;
+                    put(o, c, a, b, v as f32);
                 }
             }
         }
     }
+}
+
+/// Transformed weights `[alpha^2][Co rounded up to 4][Ci]` for the 3-dispatch form. Rows over
+/// Co make the GEMM's A untransposed, which measured 1.4x faster than `[alpha^2][Ci][Co]`.
+pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
+    let (cop, al) = (co.next_multiple_of(4), tile.alpha());
+    let mut u = vec![0.0f32; al * al * ci * cop];
+    transform_weight(tile, co, ci, data, |o, c, a, b, v| {
+        u[((a * al + b) * cop + o) * ci + c] = v;
+    });
     gpu.upload_f32(&[al * al, cop, ci], &u)
+}
+
+/// F(4x4, 3x3) weights for the fused kernel: `[Ci][Co / 8][9][8][4]` (Co rounded up to 8):
+/// vec4 q of the 36 elements of channel 8b + c at `[ci][b][q][c]`, so that eight lanes load the
+/// weights of eight channels as one block.
+pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
+    let cop = co.next_multiple_of(8);
+    let mut u = vec![0.0f32; ci * cop * 36];
+    transform_weight(Tile::F4, co, ci, data, |o, c, a, b, v| {
+        let (e, blk) = (a * 6 + b, c * cop / 8 + o / 8);
+        u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = v;
+    });
+    gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)
 }
 
 #[repr(C)]
@@ -114,21 +148,16 @@ struct Params {
     _p1: u32,
 }
 
-/// out = act(conv3x3(x, g) + bias + residual), stride 1, groups 1, for `u` from [`weight`]
-/// with the same `tile`.
-/// The caller (`conv2d`) has checked every shape; `out_shape` is `[N, Co, OH, OW]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv2d(
-    s: &mut Stream,
+/// The kernels' parameters for a conv with `tile`.
+fn params(
     x: &Tensor,
     tile: Tile,
-    u: &Tensor,
     bias: Option<&Tensor>,
     pad: [usize; 2],
     residual: Option<&Tensor>,
     act: Act,
     out_shape: [usize; 4],
-) -> Result<Tensor> {
+) -> Result<Params> {
     const OP: &str = "conv2d (winograd)";
     let [n, ci, h, w] = x.dims(OP)?;
     let [_, co, oh, ow] = out_shape;
@@ -138,7 +167,7 @@ pub(crate) fn conv2d(
     let tiles = n * tiles_h * tiles_w;
     let tiles_p = tiles.next_multiple_of(4);
     let (kind, slope) = act.code();
-    let params = Params {
+    Ok(Params {
         n: n as u32,
         ci: ci as u32,
         h: h as u32,
@@ -159,7 +188,25 @@ pub(crate) fn conv2d(
         has_res: residual.is_some() as u32,
         _p0: 0,
         _p1: 0,
-    };
+    })
+}
+
+/// out = act(conv3x3(x, g) + bias + residual), stride 1, groups 1, for `u` from [`weight`]
+/// with the same `tile`.
+/// The caller (`conv2d`) has checked every shape; `out_shape` is `[N, Co, OH, OW]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d(
+    s: &mut Stream,
+    x: &Tensor,
+    tile: Tile,
+    u: &Tensor,
+    bias: Option<&Tensor>,
+    pad: [usize; 2],
+    residual: Option<&Tensor>,
+    act: Act,
+    out_shape: [usize; 4],
+) -> Result<Tensor> {
+    let params = params(x, tile, bias, pad, residual, act, out_shape)?;
     let v = input_transform(s, x, tile, &params)?;
     let m = matmul(s, u, &v, false, false)?; // [alpha^2, Cop, T]
     drop(v);
@@ -172,6 +219,56 @@ pub(crate) fn conv2d(
         residual.unwrap_or(x),
         out_shape,
     )
+}
+
+/// The fused F(4x4, 3x3) conv (`shaders/winograd_fused.wgsl`): one dispatch, no scratch, for
+/// `u` from [`fused_weight`]. Same contract as [`conv2d`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_fused(
+    s: &mut Stream,
+    x: &Tensor,
+    u: &Tensor,
+    bias: Option<&Tensor>,
+    pad: [usize; 2],
+    residual: Option<&Tensor>,
+    act: Act,
+    out_shape: [usize; 4],
+) -> Result<Tensor> {
+    let params = params(x, Tile::F4, bias, pad, residual, act, out_shape)?;
+    let co = out_shape[1];
+    // Up to 8 channels per invocation: more would spill the 36-float accumulators further.
+    // The subgroup form broadcasts the weights of 8 channels from 8 lanes.
+    let sg = s.gpu().subgroups && !plain_loads_forced();
+    let (shader, cob) = if sg {
+        (FUSED_SUBGROUP, 8)
+    } else {
+        (FUSED, co.min(8))
+    };
+    let out = s
+        .gpu()
+        .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
+    let mut grid = grid_1d(params.tiles as usize, WG);
+    grid[2] = co.div_ceil(cob) as u32;
+    s.dispatch(
+        shader,
+        "fused4",
+        &[("WG", WG as f64), ("COB", cob as f64)],
+        bytes_of(&params),
+        &[x, u, bias.unwrap_or(x), residual.unwrap_or(x), &out],
+        grid,
+    )?;
+    Ok(out)
+}
+
+/// Tests set `tests::NO_SUBGROUPS` to run the fused kernel's plain-load form.
+#[cfg(test)]
+fn plain_loads_forced() -> bool {
+    tests::NO_SUBGROUPS.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn plain_loads_forced() -> bool {
+    false
 }
 
 /// The input transform's dispatch: V `[alpha^2][Ci][T rounded up to 4]`.
@@ -368,8 +465,13 @@ pub(crate) fn error_scale(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Set by tests to run the fused kernel's plain-load form on an adapter with subgroups.
+        pub(crate) static NO_SUBGROUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
     use crate::array::Array;
     use std::time::{Duration, Instant};
 
