@@ -280,8 +280,17 @@ fn pick_variant(
     act: Act,
     blk: (u32, u32, u32),
 ) -> Result<ConvVariant> {
-    if let Some(v) = conv_select::forced() {
-        return Ok(v);
+    match conv_select::mode() {
+        conv_select::Mode::Forced(v) => return Ok(v),
+        conv_select::Mode::Rule => {
+            let &[_, ci, h, wd] = x.shape() else {
+                return Ok(ConvVariant::Direct);
+            };
+            let [co, _, kh, kw] = w.shape;
+            let hw = p.out_size(0, h, kh).unwrap_or(0) * p.out_size(1, wd, kw).unwrap_or(0);
+            return Ok(conv_select::default_variant(gpu, ci, co, hw));
+        }
+        conv_select::Mode::Auto => {}
     }
     let key = format!(
         "conv {:?} x {:?} {p:?} bias {} res {}",
