@@ -93,8 +93,21 @@ impl Conv2dParams {
 }
 
 /// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
-const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d");
-const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d");
+const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d_w_plain", "conv2d");
+const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d_w_plain", "conv2d");
+/// The same with weight tiles broadcast across subgroups (`shaders/conv2d_w_subgroup.wgsl`).
+const F32_SUBGROUP: Shader = crate::shader!(
+    "conv2d_f32_subgroup",
+    "conv2d_f32",
+    "conv2d_w_subgroup",
+    "conv2d"
+);
+const VEC4_SUBGROUP: Shader = crate::shader!(
+    "conv2d_vec4_subgroup",
+    "conv2d_vec4",
+    "conv2d_w_subgroup",
+    "conv2d"
+);
 
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
 /// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
@@ -480,10 +493,19 @@ fn conv2d_blocked(
         _pad: [0; 3],
     };
     // Aligned vec4 input loads serve `rows` and `pointwise`; the gathers stay on scalar loads.
-    let (shader, off) = if (rows && wd % 4 == 0) || pointwise {
-        (VEC4, (4 - p.pad[1] % 4) % 4)
+    let (vec4, off) = if (rows && wd % 4 == 0) || pointwise {
+        (true, (4 - p.pad[1] % 4) % 4)
     } else {
-        (F32, 0)
+        (false, 0)
+    };
+    // Weight broadcasts need 16-channel blocks and whole subgroups in a workgroup.
+    let sg = s.gpu().subgroups && entry != "direct" && tm4 == 4 && wg % 8 == 0;
+    let sg = sg && !super::winograd::plain_loads_forced();
+    let shader = match (vec4, sg) {
+        (true, false) => VEC4,
+        (false, false) => F32,
+        (true, true) => VEC4_SUBGROUP,
+        (false, true) => F32_SUBGROUP,
     };
     let consts = [
         ("OFF", off as f64),
@@ -675,9 +697,19 @@ mod tests {
             ([2, 6, 5, 8], [8, 6, 4, 4], 1, 2, 1, false, false), // aligned rows, pad 2
             ([3, 6, 2, 6], [12, 6, 1, 1], 1, 0, 1, true, true),  // pointwise, tiles span images
             ([1, 16, 4, 4], [16, 8, 1, 1], 1, 0, 2, false, true), // grouped pointwise
+            ([2, 16, 4, 6], [20, 16, 1, 1], 1, 0, 1, true, true), // pointwise, 16-channel blocks
+            ([2, 8, 7, 8], [32, 8, 3, 3], 1, 1, 1, true, true),  // rows, two channel blocks
         ];
+        // CPU_BLOCK takes the weight-broadcast form on adapters with subgroups (16-channel
+        // blocks); `NO_SUBGROUPS` runs it with per-lane loads as well.
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
-            for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
+            for (blk, plain) in [
+                (CPU_BLOCK, false),
+                (CPU_BLOCK, true),
+                (GPU_BLOCK, false),
+                ((1, 1, 8), false),
+            ] {
+                winograd::tests::NO_SUBGROUPS.with(|f| f.set(plain));
                 let act = ACTS[i % ACTS.len()];
                 let e = check(
                     xs,
@@ -689,7 +721,11 @@ mod tests {
                     blk,
                     i as u64,
                 );
-                assert!(e < 1e-4, "case {i} {xs:?} {ws:?} block {blk:?}: err {e}");
+                winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+                assert!(
+                    e < 1e-4,
+                    "case {i} {xs:?} {ws:?} block {blk:?} plain {plain}: err {e}"
+                );
             }
         }
     }

@@ -260,14 +260,14 @@ pub(crate) fn conv2d_fused(
     Ok(out)
 }
 
-/// Tests set `tests::NO_SUBGROUPS` to run the fused kernel's plain-load form.
+/// Tests set `tests::NO_SUBGROUPS` to run the conv kernels' plain-load forms.
 #[cfg(test)]
-fn plain_loads_forced() -> bool {
+pub(crate) fn plain_loads_forced() -> bool {
     tests::NO_SUBGROUPS.with(|f| f.get())
 }
 
 #[cfg(not(test))]
-fn plain_loads_forced() -> bool {
+pub(crate) fn plain_loads_forced() -> bool {
     false
 }
 
