@@ -296,12 +296,12 @@ fn pick_variant(
     match conv_select::mode() {
         conv_select::Mode::Forced(v) => return Ok(v),
         conv_select::Mode::Rule => {
-            let &[_, ci, h, wd] = x.shape() else {
+            let &[n, ci, h, wd] = x.shape() else {
                 return Ok(ConvVariant::Direct);
             };
             let [co, _, kh, kw] = w.shape;
             let hw = p.out_size(0, h, kh).unwrap_or(0) * p.out_size(1, wd, kw).unwrap_or(0);
-            return Ok(conv_select::default_variant(gpu, ci, co, hw));
+            return Ok(conv_select::default_variant(gpu, ci, co, n, hw));
         }
         conv_select::Mode::Auto => {}
     }

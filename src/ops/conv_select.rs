@@ -80,15 +80,17 @@ pub fn mode() -> Mode {
 }
 
 /// The default variant of a stride-1, undilated 3x3 conv with groups 1 (`ci` -> `co` channels,
-/// `hw` output pixels per image), without timing. On CPU adapters with subgroups of 8 lanes
-/// (lavapipe) the fused F(4x4, 3x3) kernel measured 1.6-2.3x the direct kernel on ResNet-20's
-/// shapes and the 3-dispatch F(4x4, 3x3) faster still with 64 channels on large images (see
-/// README). Other adapters keep the direct kernel: nothing was measured there.
-pub fn default_variant(gpu: &Gpu, ci: usize, co: usize, hw: usize) -> ConvVariant {
-    if gpu.info.device_type != wgpu::DeviceType::Cpu || !gpu.subgroups {
+/// `n` images of `hw` output pixels), without timing. On CPU adapters with subgroups of 8 lanes
+/// (lavapipe), measured at batch 64 (see README): the fused F(4x4, 3x3) kernel is fastest on
+/// ResNet-20's shapes, the 3-dispatch F(4x4, 3x3) from 64 channels on 32x32 and larger images.
+/// Small batches keep the direct kernel: a few hundred Winograd tiles leave the CPU's threads
+/// idle (ResNet-20 at batch 1 took 26 ms per image fused against 11 direct). Other adapters
+/// keep the direct kernel: nothing was measured there.
+pub fn default_variant(gpu: &Gpu, ci: usize, co: usize, n: usize, hw: usize) -> ConvVariant {
+    if gpu.info.device_type != wgpu::DeviceType::Cpu || !gpu.subgroups || n * hw < 4096 {
         return ConvVariant::Direct;
     }
-    if ci.min(co) >= 64 && hw >= 256 {
+    if ci.min(co) >= 64 && hw >= 1024 {
         ConvVariant::Winograd4
     } else {
         ConvVariant::Fused4
