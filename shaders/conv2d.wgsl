@@ -203,9 +203,10 @@ fn taps(q: Pix, k: u32) -> mat4x4f {
 @compute @workgroup_size(WG)
 fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-    // No early return (the subgroup prelude needs every lane): lanes past the end redo the
-    // last block and store nothing.
+    // The subgroup prelude needs every lane of a group of 8: only whole groups past the end
+    // return; other lanes past the end redo the last block and store nothing.
     let t0 = thread_index(gid, nwg);
+    if t0 - li % 8u >= p.tiles_px { return; }
     let t = min(t0, p.tiles_px - 1u);
     let b = block(t, wid.z);
     let px0 = b.tp * TN4 * 4u;
@@ -238,9 +239,10 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-    // No early return (the subgroup prelude needs every lane): lanes past the end redo the
-    // last block and store nothing.
+    // The subgroup prelude needs every lane of a group of 8: only whole groups past the end
+    // return; other lanes past the end redo the last block and store nothing.
     let t0 = thread_index(gid, nwg);
+    if t0 - li % 8u >= p.tiles_px { return; }
     let t = min(t0, p.tiles_px - 1u);
     let b = block(t, wid.z);
     let px0 = b.tp * TN4 * 4u;
@@ -295,9 +297,10 @@ fn slide(lo: vec4f, hi: vec4f) -> mat4x4f {
 @compute @workgroup_size(WG)
 fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-    // No early return (the subgroup prelude needs every lane): lanes past the end redo the
-    // last block and store nothing.
+    // The subgroup prelude needs every lane of a group of 8: only whole groups past the end
+    // return; other lanes past the end redo the last block and store nothing.
     let t0 = thread_index(gid, nwg);
+    if t0 - li % 8u >= p.tiles_px { return; }
     let t = min(t0, p.tiles_px - 1u);
     let b = block(t, wid.z);
     let row = b.tp / p.tiles_row; // n * OH + oh

@@ -1,7 +1,7 @@
 // conv2d prelude for adapters with subgroups of 8 or more lanes and TM4 = 4: a workgroup's lanes
 // share their channel block (the grid's z), so each of 8 lanes loads two of the 16 weight vec4s
-// of a step and they are broadcast (lavapipe pays per lane for each load). Needs all lanes
-// active: the kernels never return early.
+// of a step and they are broadcast (lavapipe pays per lane for each load). Needs all 8 lanes
+// of a group active: only whole groups return early.
 struct WTiles { w0: mat4x4f, w1: mat4x4f, w2: mat4x4f, w3: mat4x4f }
 fn w_tiles(wr: u32, wc: vec4u, lane: u32) -> WTiles {
     // vec4 q = 4i + kk is wt[wr + kk * r + wc[i]]: lane l holds q = l and q = l + 8. The fourth

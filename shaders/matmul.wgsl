@@ -88,7 +88,9 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     var n0: u32;
     var m0: u32;
     if MZ {
-        // Lanes past the last column block compute on clamped reads and store nothing.
+        // Lanes past the last column block compute on clamped reads and store nothing; whole
+        // groups of 8 past it return (the subgroup prelude needs every lane of a group).
+        if t - li % 8u >= p.tiles_n { return; }
         z = wid.z / p.tiles_m;
         m0 = (wid.z % p.tiles_m) * TM4 * 4u;
         n0 = t * TN4 * 4u;

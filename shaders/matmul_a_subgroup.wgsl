@@ -1,7 +1,7 @@
 // matmul prelude for adapters with subgroups of 8 or more lanes, TM4 = 4 and the row block taken
 // from the workgroup (MZ), so that every lane of a subgroup uses the same A tiles: each of 8
 // lanes loads two of the 16 vec4s and they are broadcast (lavapipe pays per lane for each load).
-// Needs all lanes active: with MZ the kernel never returns early.
+// Needs all 8 lanes of a group active: with MZ only whole groups return early.
 struct ATiles { a0: mat4x4f, a1: mat4x4f, a2: mat4x4f, a3: mat4x4f }
 fn a_tiles(ao: u32, m0: u32, k: u32, lane: u32) -> ATiles {
     var x: vec4f;

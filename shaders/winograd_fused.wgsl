@@ -146,9 +146,10 @@ fn finish(m: P9, co: u32, n: u32, oy: u32, ox: u32) {
 @compute @workgroup_size(WG)
 fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
           @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-    // No early return: with the subgroup prelude every lane takes part in the broadcasts, so
+    // With the subgroup prelude every lane of a group of 8 takes part in the broadcasts, so
     // lanes past the last tile compute the last tile again and store nothing.
     let t0 = gid.x + gid.y * nwg.x * WG;
+    if t0 - li % 8u >= p.tiles { return; } // a whole group of 8 past the end
     let live = t0 < p.tiles;
     let t = min(t0, p.tiles - 1u);
     let co0 = wid.z * COB;

@@ -1,6 +1,6 @@
 // Fused Winograd prelude for adapters with subgroups of 8 or more lanes (the op checks):
 // lane l of each group of eight loads vec4 q of channel l for every q, and channel c's weights
-// are broadcast from lane c. Needs all lanes active (the kernel never returns early).
+// are broadcast from lane c. Needs all 8 lanes of a group active (only whole groups return early).
 @group(0) @binding(2) var<storage, read> u: array<vec4f>;
 fn u_fetch(j: u32, lane: u32) -> P9 {
     let i = j + lane;
