@@ -11,7 +11,9 @@
 // blocking over output channels does not fit.
 //
 // The op prepends a prelude that declares the input `x` and its loads: conv2d_f32.wgsl for any
-// width, conv2d_vec4.wgsl (aligned vec4 row loads for `rows`) when the width is a multiple of 4.
+// width, conv2d_vec4.wgsl (aligned vec4 row loads for `rows`) when the width is a multiple of 4;
+// and one for the weight tiles of a step: conv2d_w_plain.wgsl loads them per lane,
+// conv2d_w_subgroup.wgsl shares them across a subgroup.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
@@ -157,14 +159,13 @@ fn wtile(wr: u32, col: u32) -> mat4x4f {
 // Block coordinates shared by `gemm` and `rows`: the thread's channel tile, group and pixel tile.
 struct Block { co0: u32, g: u32, tp: u32, wc: vec4u, wr: u32 }
 
-fn block(t: u32) -> Block {
-    let tc = t / p.tiles_px;
+fn block(t: u32, tc: u32) -> Block {
     let co0 = (tc % p.tiles_co) * TM4 * 4u;
     let g = tc / p.tiles_co;
     // Weight columns clamped into the padded row: channels past CoG are computed, never stored.
     let last = p.cogp / 4u - 1u;
     let wc = min(vec4u(co0 / 4u) + vec4u(0u, 1u, 2u, 3u), vec4u(last));
-    return Block(co0, g, t % p.tiles_px, wc, g * p.kp * (last + 1u));
+    return Block(co0, g, t, wc, g * p.kp * (last + 1u));
 }
 
 // Where four consecutive output pixels read the input: image base, top row and left column.
@@ -200,10 +201,14 @@ fn taps(q: Pix, k: u32) -> mat4x4f {
 
 // Any stride and kernel: gathers every tap of every pixel.
 @compute @workgroup_size(WG)
-fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let t = thread_index(gid, nwg);
-    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let b = block(t);
+fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+    // The subgroup prelude needs every lane of a group of 8: only whole groups past the end
+    // return; other lanes past the end redo the last block and store nothing.
+    let t0 = thread_index(gid, nwg);
+    if t0 - li % 8u >= p.tiles_px { return; }
+    let t = min(t0, p.tiles_px - 1u);
+    let b = block(t, wid.z);
     let px0 = b.tp * TN4 * 4u;
     let q0 = pixels(px0, b.g);
     let q1 = pixels(px0 + 4u, b.g);
@@ -218,23 +223,28 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
         if TN4 > 1u { x1 = taps(q1, k); }
         if TN4 > 2u { x2 = taps(q2, k); }
         if TN4 > 3u { x3 = taps(q3, k); }
-        let w0 = wtile(wr, b.wc.x);
-        if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
-        if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
-        if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+        let wts = w_tiles(wr, b.wc, li % 8u);
+        let w0 = wts.w0;
+        if TM4 > 1u { w1 = wts.w1; }
+        if TM4 > 2u { w2 = wts.w2; }
+        if TM4 > 3u { w3 = wts.w3; }
         mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
         wr += p.cogp; // four rows of cogp / 4 vec4s
     }
-    finish(a, b.co0, dst(px0, p.pixels - px0, b.g));
+    if t0 < p.tiles_px { finish(a, b.co0, dst(px0, p.pixels - px0, b.g)); }
 }
 
 // 1x1 kernels with stride 1 and no padding are a plain GEMM per image: four adjacent pixels of
 // one channel are one (aligned) load. Needs H * W % 4 == 0 so groups of 4 stay in one image.
 @compute @workgroup_size(WG)
-fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let t = thread_index(gid, nwg);
-    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let b = block(t);
+fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+    // The subgroup prelude needs every lane of a group of 8: only whole groups past the end
+    // return; other lanes past the end redo the last block and store nothing.
+    let t0 = thread_index(gid, nwg);
+    if t0 - li % 8u >= p.tiles_px { return; }
+    let t = min(t0, p.tiles_px - 1u);
+    let b = block(t, wid.z);
     let px0 = b.tp * TN4 * 4u;
     let hw = p.h * p.w;
     let o0 = plane_offset(px0, b.g, hw);
@@ -250,14 +260,15 @@ fn pointwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
         if TN4 > 1u { x1 = channels(o1, k, hw); }
         if TN4 > 2u { x2 = channels(o2, k, hw); }
         if TN4 > 3u { x3 = channels(o3, k, hw); }
-        let w0 = wtile(wr, b.wc.x);
-        if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
-        if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
-        if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+        let wts = w_tiles(wr, b.wc, li % 8u);
+        let w0 = wts.w0;
+        if TM4 > 1u { w1 = wts.w1; }
+        if TM4 > 2u { w2 = wts.w2; }
+        if TM4 > 3u { w3 = wts.w3; }
         mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
         wr += p.cogp;
     }
-    finish(a, b.co0, dst(px0, p.pixels - px0, b.g));
+    if t0 < p.tiles_px { finish(a, b.co0, dst(px0, p.pixels - px0, b.g)); }
 }
 
 // Offset of pixels px..px+3 in the first input channel of group g (clamped past the end).
@@ -284,10 +295,14 @@ fn slide(lo: vec4f, hi: vec4f) -> mat4x4f {
 // Stride-1 width and four taps per kernel row: pixel tiles are runs of one output row, and
 // each (ci, kh) step loads that run's input window once (TN4 * 4 + 4 values, not 4 per tap).
 @compute @workgroup_size(WG)
-fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let t = thread_index(gid, nwg);
-    if t >= p.tiles_px * p.tiles_co * p.groups { return; }
-    let b = block(t);
+fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+    // The subgroup prelude needs every lane of a group of 8: only whole groups past the end
+    // return; other lanes past the end redo the last block and store nothing.
+    let t0 = thread_index(gid, nwg);
+    if t0 - li % 8u >= p.tiles_px { return; }
+    let t = min(t0, p.tiles_px - 1u);
+    let b = block(t, wid.z);
     let row = b.tp / p.tiles_row; // n * OH + oh
     let ow0 = (b.tp % p.tiles_row) * TN4 * 4u;
     let ih0 = i32((row % p.oh) * p.sh) - p.pad_h;
@@ -321,16 +336,17 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
                     if TN4 > 3u { x3 = slide(v3, join(e4, row_block(r, c0 + 20, ok))); }
                 }
             }
-            let w0 = wtile(wr, b.wc.x);
-            if TM4 > 1u { w1 = wtile(wr, b.wc.y); }
-            if TM4 > 2u { w2 = wtile(wr, b.wc.z); }
-            if TM4 > 3u { w3 = wtile(wr, b.wc.w); }
+            let wts = w_tiles(wr, b.wc, li % 8u);
+            let w0 = wts.w0;
+            if TM4 > 1u { w1 = wts.w1; }
+            if TM4 > 2u { w2 = wts.w2; }
+            if TM4 > 3u { w3 = wts.w3; }
             mac(&a, w0, w1, w2, w3, x0, x1, x2, x3);
             wr += p.cogp;
         }
         rb += hw;
     }
-    finish(a, b.co0, dst(row * p.ow + ow0, p.ow - ow0, b.g));
+    if t0 < p.tiles_px { finish(a, b.co0, dst(row * p.ow + ow0, p.ow - ow0, b.g)); }
 }
 
 // One output channel x four consecutive pixels per invocation; weights read as scalars.

@@ -1,5 +1,6 @@
 // Batched C[b] = op(A[b]) * op(B[b]) (+ bias[n], activation): register-blocked, no workgroup
-// memory (barriers are very slow on CPU drivers). Each invocation accumulates TM4*4 rows x
+// memory (barriers are very slow on CPU drivers). A second prelude gives the A tiles of a step:
+// matmul_a_plain.wgsl loads them per lane, matmul_a_subgroup.wgsl shares them across a subgroup. Each invocation accumulates TM4*4 rows x
 // TN4*4 columns as 4x4 matrix tiles, four k at a time. The op prepends one of two preludes that
 // declare `a`, `b`, `c` and their accessors: vec4 loads when every contiguous axis is a multiple
 // of 4 (matmul_vec4.wgsl), scalar loads otherwise (matmul_scalar.wgsl).
@@ -15,6 +16,9 @@ override TB: bool = false; // B is [N, K] instead of [K, N]
 override TM4: u32 = 2u;
 override TN4: u32 = 2u;
 override WG: u32 = 64u;
+// The row block comes from the grid's z (with the batch): all lanes of a workgroup share their A
+// tiles, and no lane returns early (what the subgroup prelude needs).
+override MZ: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -77,12 +81,25 @@ fn store(acc: mat4x4f, co: u32, m: u32, n: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn matmul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn matmul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
     let t = gid.x + gid.y * nwg.x * WG;
-    if t >= p.tiles_m * p.tiles_n { return; }
-    let z = gid.z;
-    let n0 = (t % p.tiles_n) * TN4 * 4u;
-    let m0 = (t / p.tiles_n) * TM4 * 4u;
+    var z = wid.z;
+    var n0: u32;
+    var m0: u32;
+    if MZ {
+        // Lanes past the last column block compute on clamped reads and store nothing; whole
+        // groups of 8 past it return (the subgroup prelude needs every lane of a group).
+        if t - li % 8u >= p.tiles_n { return; }
+        z = wid.z / p.tiles_m;
+        m0 = (wid.z % p.tiles_m) * TM4 * 4u;
+        n0 = t * TN4 * 4u;
+    } else {
+        if t >= p.tiles_m * p.tiles_n { return; }
+        n0 = (t % p.tiles_n) * TN4 * 4u;
+        m0 = (t / p.tiles_n) * TM4 * 4u;
+    }
+    let lane = li % 8u;
     let ao = (z % p.a_batch) * p.m * p.k;
     let bo = (z % p.b_batch) * p.k * p.n;
     var c00 = mat4x4f(); var c01 = mat4x4f(); var c02 = mat4x4f(); var c03 = mat4x4f();
@@ -96,27 +113,28 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         if TN4 > 1u { b1 = tile_b(bo, k, n0 + 4u); }
         if TN4 > 2u { b2 = tile_b(bo, k, n0 + 8u); }
         if TN4 > 3u { b3 = tile_b(bo, k, n0 + 12u); }
-        let a0 = tile_a(ao, m0, k);
+        let at = a_tiles(ao, m0, k, lane);
+        let a0 = at.a0;
         c00 += a0 * b0;
         if TN4 > 1u { c01 += a0 * b1; }
         if TN4 > 2u { c02 += a0 * b2; }
         if TN4 > 3u { c03 += a0 * b3; }
         if TM4 > 1u {
-            let a1 = tile_a(ao, m0 + 4u, k);
+            let a1 = at.a1;
             c10 += a1 * b0;
             if TN4 > 1u { c11 += a1 * b1; }
             if TN4 > 2u { c12 += a1 * b2; }
             if TN4 > 3u { c13 += a1 * b3; }
         }
         if TM4 > 2u {
-            let a2 = tile_a(ao, m0 + 8u, k);
+            let a2 = at.a2;
             c20 += a2 * b0;
             if TN4 > 1u { c21 += a2 * b1; }
             if TN4 > 2u { c22 += a2 * b2; }
             if TN4 > 3u { c23 += a2 * b3; }
         }
         if TM4 > 3u {
-            let a3 = tile_a(ao, m0 + 12u, k);
+            let a3 = at.a3;
             c30 += a3 * b0;
             if TN4 > 1u { c31 += a3 * b1; }
             if TN4 > 2u { c32 += a3 * b2; }

@@ -63,22 +63,40 @@ fn input2(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     }
 }
 
-// Input value at row ih, column iw of the plane at offset rb, zero outside the image.
-fn ld(rb: i32, ih: i32, iw: i32) -> f32 {
-    let ok = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-    return select(0.0, x[u32(select(0, rb + ih * i32(p.w) + iw, ok))], ok);
+// A 6-wide patch row: columns 0..3 and 4..5. The F(4x4, 3x3) transforms work on whole rows
+// as vectors and on single rows by swizzles, in straight-line code: lavapipe spills arrays
+// indexed in loops to memory, which made the array version 2x slower.
+struct R6 { lo: vec4f, hi: vec2f }
+
+// Input row ih, columns iw..iw+5 of the plane at offset rb, zero outside the image.
+fn row6(rb: i32, ih: i32, iw: i32) -> R6 {
+    let row_ok = ih >= 0 && ih < i32(p.h);
+    let r = rb + ih * i32(p.w);
+    let e = vec4i(iw) + vec4i(0, 1, 2, 3);
+    let f = vec2i(iw + 4, iw + 5);
+    let ok = vec4<bool>(row_ok) & (e >= vec4i(0)) & (e < vec4i(i32(p.w)));
+    let okf = vec2<bool>(row_ok) & (f >= vec2i(0)) & (f < vec2i(i32(p.w)));
+    let i = vec4u(select(vec4i(0), vec4i(r) + e, ok));
+    let j = vec2u(select(vec2i(0), vec2i(r) + f, okf));
+    return R6(select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok),
+              select(vec2f(0.0), vec2f(x[j.x], x[j.y]), okf));
 }
 
-// B^T of F(4x4, 3x3) (interpolation points 0, +-1, +-2) applied along a vector.
-fn bt6(a: array<f32, 6>) -> array<f32, 6> {
-    return array<f32, 6>(
-        4.0 * a[0] - 5.0 * a[2] + a[4],
-        a[3] + a[4] - 4.0 * (a[1] + a[2]),
-        a[4] - a[3] + 4.0 * (a[1] - a[2]),
-        a[4] - a[2] + 2.0 * (a[3] - a[1]),
-        a[4] - a[2] + 2.0 * (a[1] - a[3]),
-        4.0 * a[1] - 5.0 * a[3] + a[5],
-    );
+// a * s + b * t for patch rows.
+fn lin(a: R6, s: f32, b: R6, t: f32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
+fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
+
+// B^T along one row (interpolation points 0, +-1, +-2), stored as elements 6a..6a+5 of tile i.
+fn bt6_store(r: R6, a: u32, plane: u32, i: u32) {
+    let a0 = r.lo.x; let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w;
+    let a4 = r.hi.x; let a5 = r.hi.y;
+    let o = a * 6u * plane + i;
+    v[o] = 4.0 * a0 - 5.0 * a2 + a4;
+    v[o + plane] = a3 + a4 - 4.0 * (a1 + a2);
+    v[o + 2u * plane] = a4 - a3 + 4.0 * (a1 - a2);
+    v[o + 3u * plane] = a4 - a2 + 2.0 * (a3 - a1);
+    v[o + 4u * plane] = a4 - a2 + 2.0 * (a1 - a3);
+    v[o + 5u * plane] = 4.0 * a1 - 5.0 * a3 + a5;
 }
 
 @compute @workgroup_size(WG)
@@ -88,8 +106,8 @@ fn input4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     let t = i % p.tiles_p;
     let ci = i / p.tiles_p;
     let plane = p.ci * p.tiles_p;
-    // bd[c][a] = (B^T d)[a][c]
-    var bd: array<array<f32, 6>, 6>;
+    let z = R6(vec4f(), vec2f());
+    var d0 = z; var d1 = z; var d2 = z; var d3 = z; var d4 = z; var d5 = z;
     if t < p.tiles {
         let per_image = p.tiles_h * p.tiles_w;
         let n = t / per_image;
@@ -97,16 +115,18 @@ fn input4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         let ih = i32((r / p.tiles_w) * 4u) - p.pad_h; // 4x4 outputs per tile
         let iw = i32((r % p.tiles_w) * 4u) - p.pad_w;
         let rb = i32((n * p.ci + ci) * p.h * p.w);
-        for (var c = 0u; c < 6u; c++) {
-            var col: array<f32, 6>;
-            for (var k = 0u; k < 6u; k++) { col[k] = ld(rb, ih + i32(k), iw + i32(c)); }
-            bd[c] = bt6(col);
-        }
+        d0 = row6(rb, ih, iw);
+        d1 = row6(rb, ih + 1, iw);
+        d2 = row6(rb, ih + 2, iw);
+        d3 = row6(rb, ih + 3, iw);
+        d4 = row6(rb, ih + 4, iw);
+        d5 = row6(rb, ih + 5, iw);
     }
-    for (var a = 0u; a < 6u; a++) {
-        var row: array<f32, 6>;
-        for (var c = 0u; c < 6u; c++) { row[c] = bd[c][a]; }
-        let e = bt6(row);
-        for (var b = 0u; b < 6u; b++) { v[(a * 6u + b) * plane + i] = e[b]; }
-    }
+    // Rows of B^T d (combinations of patch rows), then B^T along each row.
+    bt6_store(add(lin(d0, 4.0, d2, -5.0), d4), 0u, plane, i);
+    bt6_store(add(lin(d1, -4.0, d2, -4.0), add(d3, d4)), 1u, plane, i);
+    bt6_store(add(lin(d1, 4.0, d2, -4.0), lin(d3, -1.0, d4, 1.0)), 2u, plane, i);
+    bt6_store(add(lin(d1, -2.0, d2, -1.0), lin(d3, 2.0, d4, 1.0)), 3u, plane, i);
+    bt6_store(add(lin(d1, 2.0, d2, -1.0), lin(d3, -2.0, d4, 1.0)), 4u, plane, i);
+    bt6_store(add(lin(d1, 4.0, d3, -5.0), d5), 5u, plane, i);
 }

@@ -65,14 +65,41 @@ fn output2(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
     put(o, y + 1, x + 1, s1.y, b);
 }
 
-// A^T of F(4x4, 3x3) applied along a vector.
-fn at6(a: array<f32, 6>) -> vec4f {
+// A 6-wide row of M: elements 0..3 and 4..5. Straight-line vector code as in
+// winograd_in.wgsl (arrays indexed in loops are spilled to memory on lavapipe).
+struct R6 { lo: vec4f, hi: vec2f }
+
+fn row6(e: u32, plane: u32) -> R6 {
+    return R6(vec4f(m[e], m[e + plane], m[e + 2u * plane], m[e + 3u * plane]),
+              vec2f(m[e + 4u * plane], m[e + 5u * plane]));
+}
+
+fn lin(a: R6, s: f32, b: R6, t: f32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
+fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
+fn sub(a: R6, b: R6) -> R6 { return R6(a.lo - b.lo, a.hi - b.hi); }
+
+// A^T of F(4x4, 3x3) along one row: four outputs.
+fn at6(r: R6) -> vec4f {
+    let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w; let a4 = r.hi.x;
     return vec4f(
-        a[0] + a[1] + a[2] + a[3] + a[4],
-        a[1] - a[2] + 2.0 * (a[3] - a[4]),
-        a[1] + a[2] + 4.0 * (a[3] + a[4]),
-        a[1] - a[2] + 8.0 * (a[3] - a[4]) + a[5],
+        r.lo.x + a1 + a2 + a3 + a4,
+        a1 - a2 + 2.0 * (a3 - a4),
+        a1 + a2 + 4.0 * (a3 + a4),
+        a1 - a2 + 8.0 * (a3 - a4) + r.hi.y,
     );
+}
+
+// Output row y (four pixels from column x) of plane offset o: bias, residual, activation.
+fn put4(o: u32, y: i32, x: i32, v: vec4f, b: f32) {
+    if u32(y) >= p.oh { return; }
+    let i = o + u32(y) * p.ow + u32(x);
+    let live = min(p.ow - u32(x), 4u);
+    var s = v + vec4f(b);
+    if p.has_res != 0u {
+        for (var c = 0u; c < live; c++) { s[c] += res[i + c]; }
+    }
+    s = act_vec4(s, p.act, p.slope);
+    for (var c = 0u; c < live; c++) { out[i + c] = s[c]; }
 }
 
 @compute @workgroup_size(WG)
@@ -83,24 +110,31 @@ fn output4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
     let co = i / p.tiles;
     let plane = p.cop * p.tiles_p;
     let e = co * p.tiles_p + t;
-    // am[b][y] = (A^T M)[y][b]
-    var am: array<vec4f, 6>;
-    for (var b = 0u; b < 6u; b++) {
-        var col: array<f32, 6>;
-        for (var a = 0u; a < 6u; a++) { col[a] = m[e + (a * 6u + b) * plane]; }
-        am[b] = at6(col);
-    }
+    let m0 = row6(e, plane);
+    let m1 = row6(e + 6u * plane, plane);
+    let m2 = row6(e + 12u * plane, plane);
+    let m3 = row6(e + 18u * plane, plane);
+    let m4 = row6(e + 24u * plane, plane);
+    let m5 = row6(e + 30u * plane, plane);
+    // Rows of A^T M (combinations of M's rows), then A^T along each row.
+    let p12 = add(m1, m2);
+    let d12 = sub(m1, m2);
+    let p34 = add(m3, m4);
+    let d34 = sub(m3, m4);
+    let y0 = at6(add(add(m0, p12), p34));
+    let y1 = at6(lin(d12, 1.0, d34, 2.0));
+    let y2 = at6(lin(p12, 1.0, p34, 4.0));
+    let y3 = at6(add(lin(d12, 1.0, d34, 8.0), m5));
     var bv = 0.0;
     if p.has_bias != 0u { bv = bias[co]; }
     let per_image = p.tiles_h * p.tiles_w;
     let n = t / per_image;
     let r = t % per_image;
-    let y0 = i32((r / p.tiles_w) * 4u);
-    let x0 = i32((r % p.tiles_w) * 4u);
+    let oy = i32((r / p.tiles_w) * 4u);
+    let ox = i32((r % p.tiles_w) * 4u);
     let o = (n * p.co + co) * p.oh * p.ow;
-    for (var y = 0u; y < 4u; y++) {
-        let row = array<f32, 6>(am[0][y], am[1][y], am[2][y], am[3][y], am[4][y], am[5][y]);
-        let out4 = at6(row);
-        for (var x = 0u; x < 4u; x++) { put(o, y0 + i32(y), x0 + i32(x), out4[x], bv); }
-    }
+    put4(o, oy, ox, y0, bv);
+    put4(o, oy + 1, ox, y1, bv);
+    put4(o, oy + 2, ox, y2, bv);
+    put4(o, oy + 3, ox, y3, bv);
 }

@@ -111,21 +111,28 @@ pub fn cases(gpu: &Gpu) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
+/// The variants `conv_variant_bench` compares, in its columns' order.
+pub const BENCH_VARIANTS: [ConvVariant; 4] = [
+    ConvVariant::Direct,
+    ConvVariant::Winograd2,
+    ConvVariant::Winograd4,
+    ConvVariant::Fused4,
+];
+
 /// GFLOP/s (direct-conv FLOPs) of each ResNet-20 conv shape (and 64->64 32x32) with each
-/// variant forced: (case name, [direct, Winograd F2, Winograd F4]). Variants are timed
+/// variant forced: (case name, one figure per [`BENCH_VARIANTS`] entry). Variants are timed
 /// alternately, `rounds` times `reps` calls each, best kept, so that load from other processes
 /// hits all alike.
-pub fn conv_variant_bench(gpu: &Gpu, rounds: usize, reps: u64) -> Result<Vec<(String, [f64; 3])>> {
+pub fn conv_variant_bench(gpu: &Gpu, rounds: usize, reps: u64) -> Result<Vec<(String, [f64; 4])>> {
     let mut shapes = vec![(64, 32)];
     shapes.extend(RESNET20_CONVS);
     let mut rows = Vec::new();
     for (c, hw) in shapes {
-        let pair = [
-            conv_case(gpu, 64, c, hw, Some(ConvVariant::Direct))?,
-            conv_case(gpu, 64, c, hw, Some(ConvVariant::Winograd2))?,
-            conv_case(gpu, 64, c, hw, Some(ConvVariant::Winograd4))?,
-        ];
-        let mut best = [Duration::MAX; 3];
+        let pair = BENCH_VARIANTS
+            .iter()
+            .map(|&v| conv_case(gpu, 64, c, hw, Some(v)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut best = [Duration::MAX; 4];
         for case in &pair {
             case.time(gpu, 1)?;
         }
@@ -224,12 +231,19 @@ mod tests {
     fn print_conv_variants() {
         crate::ops::skip_without_gpu!();
         let g = crate::testing::gpu();
-        for (name, [d, w2, w4]) in super::conv_variant_bench(&g, 4, 3).unwrap() {
+        println!(
+            "load average: {}",
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        for (name, [d, w2, w4, f4]) in super::conv_variant_bench(&g, 4, 3).unwrap() {
             println!(
                 "{name:<26} GFLOP/s direct {d:>6.2}  winograd2 {w2:>6.2} ({:.2}x)  \
-                 winograd4 {w4:>6.2} ({:.2}x)",
+                 winograd4 {w4:>6.2} ({:.2}x)  fused4 {f4:>6.2} ({:.2}x)",
                 w2 / d,
-                w4 / d
+                w4 / d,
+                f4 / d
             );
         }
     }

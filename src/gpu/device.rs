@@ -94,6 +94,9 @@ pub struct Gpu {
     /// The WGSL `packed_4x8_integer_dot_product` extension (dot4I8Packed); naga polyfills it where
     /// the driver lacks the native instruction, so this reports the native path when known.
     pub dot4_packed: bool,
+    /// Subgroup operations with at least 8 lanes per subgroup (kernels that share loads across
+    /// 8 lanes by broadcasts; lavapipe pays per lane for each load).
+    pub subgroups: bool,
     pub(crate) pool: BufferPool,
     pub(crate) pipelines: PipelineCache,
 }
@@ -154,10 +157,12 @@ impl Gpu {
         let dot4_packed = instance
             .wgsl_language_features()
             .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let subgroups =
+            adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("synthcal"),
             // Timestamps where offered, for the per-layer profile.
-            required_features: adapter.features() & TIMESTAMP_FEATURES,
+            required_features: adapter.features() & (TIMESTAMP_FEATURES | wgpu::Features::SUBGROUP),
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -172,6 +177,7 @@ impl Gpu {
             info,
             limits,
             dot4_packed,
+            subgroups,
         }))
     }
 

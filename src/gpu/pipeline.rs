@@ -60,6 +60,36 @@ macro_rules! shader {
             ),
         }
     };
+    // Two preludes (e.g. loads, then a subgroup or plain form of a helper) before the body.
+    ($name:literal, $prelude:literal, $prelude2:literal, $body:literal) => {
+        $crate::gpu::Shader {
+            name: $name,
+            source: concat!(
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/activation.wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $prelude,
+                    ".wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $prelude2,
+                    ".wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $body,
+                    ".wgsl"
+                )),
+            ),
+        }
+    };
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]

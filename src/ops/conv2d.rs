@@ -93,8 +93,21 @@ impl Conv2dParams {
 }
 
 /// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
-const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d");
-const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d");
+const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d_w_plain", "conv2d");
+const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d_w_plain", "conv2d");
+/// The same with weight tiles broadcast across subgroups (`shaders/conv2d_w_subgroup.wgsl`).
+const F32_SUBGROUP: Shader = crate::shader!(
+    "conv2d_f32_subgroup",
+    "conv2d_f32",
+    "conv2d_w_subgroup",
+    "conv2d"
+);
+const VEC4_SUBGROUP: Shader = crate::shader!(
+    "conv2d_vec4_subgroup",
+    "conv2d_vec4",
+    "conv2d_w_subgroup",
+    "conv2d"
+);
 
 /// Conv weights in the kernels' layout, made once at model load by [`prepare_conv_weight`]:
 /// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
@@ -107,7 +120,7 @@ pub struct ConvWeight {
     tensor: Tensor,
     shape: [usize; 4],
     groups: usize,
-    winograd: Option<[Tensor; 2]>,
+    winograd: Option<[Tensor; 3]>,
 }
 
 impl ConvWeight {
@@ -171,6 +184,7 @@ pub fn prepare_conv_weight(
         Some([
             winograd::weight(gpu, Tile::F2, co, cig, data)?,
             winograd::weight(gpu, Tile::F4, co, cig, data)?,
+            winograd::fused_weight(gpu, co, cig, data)?,
         ])
     } else {
         None
@@ -279,8 +293,17 @@ fn pick_variant(
     act: Act,
     blk: (u32, u32, u32),
 ) -> Result<ConvVariant> {
-    if let Some(v) = conv_select::forced() {
-        return Ok(v);
+    match conv_select::mode() {
+        conv_select::Mode::Forced(v) => return Ok(v),
+        conv_select::Mode::Rule => {
+            let &[n, ci, h, wd] = x.shape() else {
+                return Ok(ConvVariant::Direct);
+            };
+            let [co, _, kh, kw] = w.shape;
+            let hw = p.out_size(0, h, kh).unwrap_or(0) * p.out_size(1, wd, kw).unwrap_or(0);
+            return Ok(conv_select::default_variant(gpu, ci, co, n, hw));
+        }
+        conv_select::Mode::Auto => {}
     }
     let key = format!(
         "conv {:?} x {:?} {p:?} bias {} res {}",
@@ -293,6 +316,7 @@ fn pick_variant(
         ConvVariant::Direct,
         ConvVariant::Winograd2,
         ConvVariant::Winograd4,
+        ConvVariant::Fused4,
     ];
     // Uploaded only when a measurement runs: a cached choice must cost no scratch.
     let mut scratch: Option<(Tensor, Option<Tensor>)> = None;
@@ -390,6 +414,10 @@ fn conv2d_blocked(
             ConvVariant::Direct => (None, &u[0]),
             ConvVariant::Winograd2 => (Some(Tile::F2), &u[0]),
             ConvVariant::Winograd4 => (Some(Tile::F4), &u[1]),
+            ConvVariant::Fused4 => {
+                let (b, r) = (bias, residual);
+                return winograd::conv2d_fused(s, x, &u[2], b, p.pad, r, act, out_shape);
+            }
         };
         if let Some(tile) = tile {
             return winograd::conv2d(s, x, tile, u, bias, p.pad, residual, act, out_shape);
@@ -414,16 +442,22 @@ fn conv2d_blocked(
     };
     let tile = 4 * tn4 as usize;
     let tiles_co = cog.div_ceil(4 * tm4 as usize);
-    let (entry, tiles_px, tiles_row, threads) = if rows {
+    // Blocked kernels take their channel block from the workgroup's z index: uniform across
+    // the workgroup, so lavapipe loads the weights once per workgroup instead of per lane.
+    let (entry, tiles_px, tiles_row, grid) = if rows {
         let tp = n * oh * ow.div_ceil(tile);
-        ("rows", tp, ow.div_ceil(tile), tp * tiles_co * p.groups)
+        let mut grid = grid_1d(tp, wg);
+        grid[2] = (tiles_co * p.groups) as u32;
+        ("rows", tp, ow.div_ceil(tile), grid)
     } else if blocked {
         let tp = pixels.div_ceil(tile);
         let entry = if pointwise { "pointwise" } else { "gemm" };
-        (entry, tp, 0, tp * tiles_co * p.groups)
+        let mut grid = grid_1d(tp, wg);
+        grid[2] = (tiles_co * p.groups) as u32;
+        (entry, tp, 0, grid)
     } else {
         let tp = pixels.div_ceil(4);
-        ("direct", tp, 0, tp * co)
+        ("direct", tp, 0, grid_1d(tp * co, wg))
     };
     let (kind, slope) = act.code();
     let params = Params {
@@ -459,10 +493,19 @@ fn conv2d_blocked(
         _pad: [0; 3],
     };
     // Aligned vec4 input loads serve `rows` and `pointwise`; the gathers stay on scalar loads.
-    let (shader, off) = if (rows && wd % 4 == 0) || pointwise {
-        (VEC4, (4 - p.pad[1] % 4) % 4)
+    let (vec4, off) = if (rows && wd % 4 == 0) || pointwise {
+        (true, (4 - p.pad[1] % 4) % 4)
     } else {
-        (F32, 0)
+        (false, 0)
+    };
+    // Weight broadcasts need 16-channel blocks and whole subgroups in a workgroup.
+    let sg = s.gpu().subgroups && entry != "direct" && tm4 == 4 && wg % 8 == 0;
+    let sg = sg && !super::winograd::plain_loads_forced();
+    let shader = match (vec4, sg) {
+        (true, false) => VEC4,
+        (false, false) => F32,
+        (true, true) => VEC4_SUBGROUP,
+        (false, true) => F32_SUBGROUP,
     };
     let consts = [
         ("OFF", off as f64),
@@ -479,7 +522,7 @@ fn conv2d_blocked(
         &consts,
         bytes_of(&params),
         &[x, &w.tensor, b, r, &out],
-        grid_1d(threads, wg),
+        grid,
     )?;
     Ok(out)
 }
@@ -554,7 +597,7 @@ mod tests {
         // Winograd's rounding follows the magnitudes of each output's whole input patch.
         let tile = match variant {
             ConvVariant::Winograd2 => Some(Tile::F2),
-            ConvVariant::Winograd4 => Some(Tile::F4),
+            ConvVariant::Winograd4 | ConvVariant::Fused4 => Some(Tile::F4),
             ConvVariant::Direct => None,
         }
         .filter(|_| winograd_applies(&ws, &p));
@@ -586,8 +629,9 @@ mod tests {
             Some(variant),
         )
         .unwrap();
-        // Winograd is three dispatches (transform, GEMM, transform): it really ran.
-        assert_eq!(s.dispatches(), if tile.is_some() { 3 } else { 1 });
+        // Winograd is three dispatches (transform, GEMM, transform), fused one: it really ran.
+        let fused = variant == ConvVariant::Fused4;
+        assert_eq!(s.dispatches(), if tile.is_some() && !fused { 3 } else { 1 });
         s.submit();
         assert_eq!(y.shape(), &want.shape[..]);
         let got = Array::new(&want.shape, g.read_f32(&y).unwrap());
@@ -622,7 +666,11 @@ mod tests {
             _ => 1e-6,
         }
     }
-    const WINOGRAD: [ConvVariant; 2] = [ConvVariant::Winograd2, ConvVariant::Winograd4];
+    const WINOGRAD: [ConvVariant; 3] = [
+        ConvVariant::Winograd2,
+        ConvVariant::Winograd4,
+        ConvVariant::Fused4,
+    ];
 
     const CPU_BLOCK: (u32, u32, u32) = (4, 4, 16);
     const GPU_BLOCK: (u32, u32, u32) = (2, 2, 64);
@@ -649,9 +697,19 @@ mod tests {
             ([2, 6, 5, 8], [8, 6, 4, 4], 1, 2, 1, false, false), // aligned rows, pad 2
             ([3, 6, 2, 6], [12, 6, 1, 1], 1, 0, 1, true, true),  // pointwise, tiles span images
             ([1, 16, 4, 4], [16, 8, 1, 1], 1, 0, 2, false, true), // grouped pointwise
+            ([2, 16, 4, 6], [20, 16, 1, 1], 1, 0, 1, true, true), // pointwise, 16-channel blocks
+            ([2, 8, 7, 8], [32, 8, 3, 3], 1, 1, 1, true, true),  // rows, two channel blocks
         ];
+        // CPU_BLOCK takes the weight-broadcast form on adapters with subgroups (16-channel
+        // blocks); `NO_SUBGROUPS` runs it with per-lane loads as well.
         for (i, &(xs, ws, st, pad, groups, b, r)) in cases.iter().enumerate() {
-            for blk in [CPU_BLOCK, GPU_BLOCK, (1, 1, 8)] {
+            for (blk, plain) in [
+                (CPU_BLOCK, false),
+                (CPU_BLOCK, true),
+                (GPU_BLOCK, false),
+                ((1, 1, 8), false),
+            ] {
+                winograd::tests::NO_SUBGROUPS.with(|f| f.set(plain));
                 let act = ACTS[i % ACTS.len()];
                 let e = check(
                     xs,
@@ -663,7 +721,11 @@ mod tests {
                     blk,
                     i as u64,
                 );
-                assert!(e < 1e-4, "case {i} {xs:?} {ws:?} block {blk:?}: err {e}");
+                winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+                assert!(
+                    e < 1e-4,
+                    "case {i} {xs:?} {ws:?} block {blk:?} plain {plain}: err {e}"
+                );
             }
         }
     }
@@ -861,6 +923,39 @@ mod tests {
         }
     }
 
+    /// The fused kernel's plain-load form (adapters without subgroups) on the same cases as
+    /// `winograd_matches_cpu` with few and many channels, odd Co and partial tiles.
+    #[test]
+    fn fused_without_subgroups_matches_cpu() {
+        crate::ops::skip_without_gpu!();
+        winograd::tests::NO_SUBGROUPS.with(|f| f.set(true));
+        let cases: &[([usize; 4], usize, usize, bool, bool)] = &[
+            ([2, 3, 8, 8], 16, 1, true, false),
+            ([2, 16, 9, 7], 20, 1, true, true),
+            ([1, 5, 6, 5], 7, 0, false, true),
+            ([1, 4, 3, 4], 3, 2, true, false),
+            ([2, 32, 16, 16], 32, 1, true, true),
+        ];
+        for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
+            let act = ACTS[i % ACTS.len()];
+            let conv = (
+                xs,
+                [co, xs[1], 3, 3],
+                Conv2dParams::new(1, pad, 1),
+                b,
+                r,
+                act,
+            );
+            let (rel, scaled) = run(conv, GPU_BLOCK, ConvVariant::Fused4, i as u64);
+            let tol = tolerance(ConvVariant::Fused4);
+            assert!(
+                scaled < tol,
+                "case {i} {xs:?} co {co}: scaled err {scaled} (rel {rel})"
+            );
+        }
+        winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+    }
+
     /// Forcing Winograd on a conv it does not serve runs the direct kernel (one dispatch, checked
     /// in `run`) and still matches the CPU.
     #[test]
@@ -933,7 +1028,7 @@ mod tests {
         fn winograd_random_shapes_match_cpu(
             n in 1usize..3, ci in 1usize..12, co in 1usize..12, h in 1usize..12,
             w in 1usize..12, pad in 0usize..3, eh in 0usize..3, ew in 0usize..3, bias: bool,
-            res: bool, ai in 0usize..6, seed in 0u64..1000, vi in 0usize..2,
+            res: bool, ai in 0usize..6, seed in 0u64..1000, vi in 0usize..3,
         ) {
             crate::ops::skip_without_gpu!(proptest);
             // Asymmetric end pads only change the output size: the tiles still index from `pad`.

@@ -1,7 +1,10 @@
-//! Which conv kernel variant runs a given shape: measured once per (adapter, shape) at first use,
-//! kept in memory and in a small JSON file under the user's cache directory, so later runs skip
-//! the measurement, when `SYNTHCAL_CONV=auto`; `direct` (the default), `winograd2` or `winograd4` force a variant where it applies (tests
-//! force variants through `conv2d`'s own argument instead).
+//! Which conv kernel variant runs a given shape. By default a fixed rule per kind of adapter
+//! ([`default_variant`]); with `SYNTHCAL_CONV=auto`, measured once per (adapter, shape) at first
+//! use, kept in memory and in a small JSON file under the user's cache directory, so later runs
+//! skip the measurement; `direct`, `winograd2`, `winograd4` or `fused4` force a variant where it
+//! applies (tests force variants through `conv2d`'s own argument instead). Timing stays opt-in:
+//! a choice timed on a busy machine is noise, and it would make FP32 logits depend on the load
+//! at first use.
 
 use crate::gpu::Gpu;
 use std::collections::HashMap;
@@ -18,6 +21,8 @@ pub enum ConvVariant {
     Winograd2,
     /// Winograd F(4x4, 3x3) (stride-1 undilated 3x3, groups 1).
     Winograd4,
+    /// Winograd F(4x4, 3x3) in one fused dispatch (same convs as `Winograd4`).
+    Fused4,
 }
 
 impl ConvVariant {
@@ -26,6 +31,7 @@ impl ConvVariant {
             ConvVariant::Direct => "direct",
             ConvVariant::Winograd2 => "winograd2",
             ConvVariant::Winograd4 => "winograd4",
+            ConvVariant::Fused4 => "fused4",
         }
     }
 
@@ -34,24 +40,61 @@ impl ConvVariant {
             "direct" => Some(ConvVariant::Direct),
             "winograd2" => Some(ConvVariant::Winograd2),
             "winograd4" => Some(ConvVariant::Winograd4),
+            "fused4" => Some(ConvVariant::Fused4),
             _ => None,
         }
     }
 }
 
-/// The variant `SYNTHCAL_CONV` names, or None for `auto` (measure and cache the choice).
-/// Unset means `direct`: a choice timed on a busy machine is noise, and it would make FP32
-/// logits depend on the load at first use, so measuring is opt-in.
-pub fn forced() -> Option<ConvVariant> {
-    let v = std::env::var("SYNTHCAL_CONV").unwrap_or_else(|_| "direct".into());
-    if v == "auto" {
-        return None;
+/// How the variant of a conv is chosen (`SYNTHCAL_CONV`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Unset or `default`: a fixed per-shape rule per kind of adapter ([`default_variant`]),
+    /// no timing, so the same adapter always gives the same logits.
+    Rule,
+    /// `auto`: measured at first use per adapter and shape, and cached.
+    Auto,
+    /// A variant named: forced wherever it applies.
+    Forced(ConvVariant),
+}
+
+/// The mode `SYNTHCAL_CONV` asks for; an unknown value warns and takes the rule.
+pub fn mode() -> Mode {
+    let Ok(v) = std::env::var("SYNTHCAL_CONV") else {
+        return Mode::Rule;
+    };
+    match v.as_str() {
+        "auto" => Mode::Auto,
+        "default" | "" => Mode::Rule,
+        _ => match ConvVariant::parse(&v) {
+            Some(c) => Mode::Forced(c),
+            None => {
+                log::warn!(
+                    "SYNTHCAL_CONV={v:?} is not default, auto, direct, winograd2, winograd4 or \
+                     fused4; the default rule runs"
+                );
+                Mode::Rule
+            }
+        },
     }
-    let parsed = ConvVariant::parse(&v);
-    if parsed.is_none() {
-        log::warn!("SYNTHCAL_CONV={v:?} is not auto, direct, winograd2 or winograd4; direct runs");
+}
+
+/// The default variant of a stride-1, undilated 3x3 conv with groups 1 (`ci` -> `co` channels,
+/// `n` images of `hw` output pixels), without timing. On CPU adapters with subgroups of 8 lanes
+/// (lavapipe), measured at batch 64 (see README): the fused F(4x4, 3x3) kernel is fastest on
+/// ResNet-20's shapes, the 3-dispatch F(4x4, 3x3) from 64 channels on 32x32 and larger images.
+/// Small batches keep the direct kernel: a few hundred Winograd tiles leave the CPU's threads
+/// idle (ResNet-20 at batch 1 took 26 ms per image fused against 11 direct). Other adapters
+/// keep the direct kernel: nothing was measured there.
+pub fn default_variant(gpu: &Gpu, ci: usize, co: usize, n: usize, hw: usize) -> ConvVariant {
+    if gpu.info.device_type != wgpu::DeviceType::Cpu || !gpu.subgroups || n * hw < 4096 {
+        return ConvVariant::Direct;
     }
-    Some(parsed.unwrap_or(ConvVariant::Direct))
+    if ci.min(co) >= 64 && hw >= 1024 {
+        ConvVariant::Winograd4
+    } else {
+        ConvVariant::Fused4
+    }
 }
 
 /// Choices made so far, keyed by adapter and shape; loaded from disk on first use.

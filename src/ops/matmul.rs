@@ -7,8 +7,21 @@ use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
-const VEC4: Shader = crate::shader!("matmul_vec4", "matmul_vec4", "matmul");
-const SCALAR: Shader = crate::shader!("matmul_scalar", "matmul_scalar", "matmul");
+const VEC4: Shader = crate::shader!("matmul_vec4", "matmul_vec4", "matmul_a_plain", "matmul");
+const SCALAR: Shader = crate::shader!("matmul_scalar", "matmul_scalar", "matmul_a_plain", "matmul");
+/// A tiles broadcast across subgroups of 8 or more lanes (see `shaders/matmul_a_subgroup.wgsl`).
+const VEC4_SUBGROUP: Shader = crate::shader!(
+    "matmul_vec4_subgroup",
+    "matmul_vec4",
+    "matmul_a_subgroup",
+    "matmul"
+);
+const SCALAR_SUBGROUP: Shader = crate::shader!(
+    "matmul_scalar_subgroup",
+    "matmul_scalar",
+    "matmul_a_subgroup",
+    "matmul"
+);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -116,6 +129,17 @@ fn as3(op: &'static str, name: &str, t: &Tensor) -> Result<[usize; 3]> {
     }
 }
 
+/// Tests set `tests::PLAIN` to run the plain-load form on an adapter with subgroups.
+#[cfg(test)]
+fn plain_forced() -> bool {
+    tests::PLAIN.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn plain_forced() -> bool {
+    false
+}
+
 #[allow(clippy::too_many_arguments)]
 fn gemm(
     op: &'static str,
@@ -178,16 +202,29 @@ fn gemm(
     // vec4 loads need every contiguous axis (and so every row start) to be a multiple of 4.
     let aligned =
         (if ta { m } else { k }) % 4 == 0 && (if tb { k } else { n }) % 4 == 0 && n % 4 == 0;
-    let shader = if aligned { VEC4 } else { SCALAR };
+    // The subgroup form needs 16-row blocks and the row block in the grid's z (with the batch).
+    let sg =
+        s.gpu().subgroups && tm4 == 4 && wg % 8 == 0 && batch * tiles_m <= 65535 && !plain_forced();
+    let shader = match (aligned, sg) {
+        (true, false) => VEC4,
+        (false, false) => SCALAR,
+        (true, true) => VEC4_SUBGROUP,
+        (false, true) => SCALAR_SUBGROUP,
+    };
     let consts = [
         ("TA", ta as u32 as f64),
         ("TB", tb as u32 as f64),
         ("TM4", tm4 as f64),
         ("TN4", tn4 as f64),
         ("WG", wg as f64),
+        ("MZ", sg as u32 as f64),
     ];
-    let mut grid = grid_1d(tiles_m * tiles_n, wg);
-    grid[2] = batch as u32;
+    let mut grid = if sg {
+        grid_1d(tiles_n, wg)
+    } else {
+        grid_1d(tiles_m * tiles_n, wg)
+    };
+    grid[2] = if sg { batch * tiles_m } else { batch } as u32;
     let bias_t = bias.unwrap_or(a);
     s.dispatch(
         shader,
@@ -207,6 +244,11 @@ mod tests {
     use crate::cpu;
     use crate::testing::gpu;
     use proptest::prelude::*;
+
+    thread_local! {
+        /// Set to run the plain-load form on an adapter with subgroups.
+        pub(super) static PLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
 
     /// A is [ba, M, K] (or [ba, K, M] transposed), B likewise; returns the max relative error.
     #[allow(clippy::too_many_arguments)]
@@ -264,17 +306,29 @@ mod tests {
             (1, 1, 36, 8, 70),
             (2, 1, 64, 64, 64),
         ];
-        for (ba, bb, m, n, k) in cases {
-            for (ta, tb) in TRANS {
-                for blk in [(4, 4, 16), (2, 2, 64), (1, 3, 8)] {
-                    let e = check(ba, bb, m, n, k, ta, tb, blk);
-                    assert!(
-                        e < 1e-4,
-                        "{ba}x{bb} {m}x{n}x{k} trans ({ta}, {tb}) block {blk:?}: err {e}"
-                    );
+        // The (4, 4, *) blocks take the subgroup form where the adapter has subgroups; PLAIN
+        // runs them with per-lane loads too.
+        for plain in [false, true] {
+            PLAIN.with(|f| f.set(plain));
+            for (ba, bb, m, n, k) in cases {
+                for (ta, tb) in TRANS {
+                    let blocks: &[_] = if plain {
+                        &[(4, 4, 16)]
+                    } else {
+                        &[(4, 4, 16), (2, 2, 64), (1, 3, 8), (4, 1, 8), (4, 4, 64)]
+                    };
+                    for &blk in blocks {
+                        let e = check(ba, bb, m, n, k, ta, tb, blk);
+                        assert!(
+                            e < 1e-4,
+                            "{ba}x{bb} {m}x{n}x{k} trans ({ta}, {tb}) block {blk:?} plain \
+                             {plain}: err {e}"
+                        );
+                    }
                 }
             }
         }
+        PLAIN.with(|f| f.set(false));
     }
 
     proptest! {

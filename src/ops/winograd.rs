@@ -3,7 +3,7 @@
 //! output, at the price of transforms and scratch of 4x (F2) or 2.25x (F4) the input and output.
 //!
 //! Three dispatches: the input transform (`shaders/winograd_in.wgsl`) writes V `[E][Ci][T]` for
-//! E = 16 or 36 elements and T output tiles, E batched GEMMs M[e] = U[e]^T V[e] reuse the
+//! E = 16 or 36 elements and T output tiles, E batched GEMMs M[e] = U[e] V[e] reuse the
 //! register-blocked `matmul`, and the output transform (`shaders/winograd_out.wgsl`) applies
 //! bias, residual and activation. The weight transform U = G g G^T is made once at prepare time
 //! ([`weight`]). Chosen per shape by `conv_select`; tested against the CPU reference in
@@ -15,6 +15,13 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 const INPUT: Shader = crate::shader!("winograd_in");
 const OUTPUT: Shader = crate::shader!("winograd_out");
+const FUSED: Shader = crate::shader!("winograd_fused", "winograd_u_loads", "winograd_fused");
+// naga takes the subgroup builtins without an `enable` directive when the device has them.
+const FUSED_SUBGROUP: Shader = crate::shader!(
+    "winograd_fused_subgroup",
+    "winograd_u_subgroup",
+    "winograd_fused"
+);
 const WG: u32 = 64;
 
 /// G of F(2x2, 3x3): U = G g G^T.
@@ -62,11 +69,16 @@ impl Tile {
     }
 }
 
-/// Transformed weights `[alpha^2][Ci][Co rounded up to 4]` of PyTorch-layout `[Co, Ci, 3, 3]`
-/// data (f64 arithmetic, so the transform adds no rounding beyond one f32 cast).
-pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
-    let (cop, al, g) = (co.next_multiple_of(4), tile.alpha(), tile.g());
-    let mut u = vec![0.0f32; al * al * ci * cop];
+/// U = G g G^T of PyTorch-layout `[Co, Ci, 3, 3]` data, element (a, b) of (co, ci) passed to
+/// `put` (f64 arithmetic, so the transform adds no rounding beyond one f32 cast).
+fn transform_weight(
+    tile: Tile,
+    co: usize,
+    ci: usize,
+    data: &[f32],
+    mut put: impl FnMut(usize, usize, usize, usize, f32),
+) {
+    let g = tile.g();
     for o in 0..co {
         for c in 0..ci {
             let w = &data[(o * ci + c) * 9..][..9];
@@ -80,12 +92,35 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
             for (a, ta) in t.iter().enumerate() {
                 for (b, gb) in g.iter().enumerate() {
                     let v: f64 = (0..3).map(|k| ta[k] * gb[k]).sum();
-                    u[((a * al + b) * ci + c) * cop + o] = v as f32;
+                    put(o, c, a, b, v as f32);
                 }
             }
         }
     }
-    gpu.upload_f32(&[al * al, ci, cop], &u)
+}
+
+/// Transformed weights `[alpha^2][Co rounded up to 4][Ci]` for the 3-dispatch form. Rows over
+/// Co make the GEMM's A untransposed, which measured 1.4x faster than `[alpha^2][Ci][Co]`.
+pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
+    let (cop, al) = (co.next_multiple_of(4), tile.alpha());
+    let mut u = vec![0.0f32; al * al * ci * cop];
+    transform_weight(tile, co, ci, data, |o, c, a, b, v| {
+        u[((a * al + b) * cop + o) * ci + c] = v;
+    });
+    gpu.upload_f32(&[al * al, cop, ci], &u)
+}
+
+/// F(4x4, 3x3) weights for the fused kernel: `[Ci][Co / 8][9][8][4]` (Co rounded up to 8):
+/// vec4 q of the 36 elements of channel 8b + c at `[ci][b][q][c]`, so that eight lanes load the
+/// weights of eight channels as one block.
+pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
+    let cop = co.next_multiple_of(8);
+    let mut u = vec![0.0f32; ci * cop * 36];
+    transform_weight(Tile::F4, co, ci, data, |o, c, a, b, v| {
+        let (e, blk) = (a * 6 + b, c * cop / 8 + o / 8);
+        u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = v;
+    });
+    gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)
 }
 
 #[repr(C)]
@@ -113,31 +148,26 @@ struct Params {
     _p1: u32,
 }
 
-/// out = act(conv3x3(x, g) + bias + residual), stride 1, groups 1, for `u` from [`weight`]
-/// with the same `tile`.
-/// The caller (`conv2d`) has checked every shape; `out_shape` is `[N, Co, OH, OW]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv2d(
-    s: &mut Stream,
+/// The kernels' parameters for a conv with `tile`.
+fn params(
     x: &Tensor,
     tile: Tile,
-    u: &Tensor,
     bias: Option<&Tensor>,
     pad: [usize; 2],
     residual: Option<&Tensor>,
     act: Act,
     out_shape: [usize; 4],
-) -> Result<Tensor> {
+) -> Result<Params> {
     const OP: &str = "conv2d (winograd)";
     let [n, ci, h, w] = x.dims(OP)?;
     let [_, co, oh, ow] = out_shape;
     let cop = co.next_multiple_of(4);
-    let (tm, al) = (tile.m(), tile.alpha());
+    let tm = tile.m();
     let (tiles_h, tiles_w) = (oh.div_ceil(tm), ow.div_ceil(tm));
     let tiles = n * tiles_h * tiles_w;
     let tiles_p = tiles.next_multiple_of(4);
     let (kind, slope) = act.code();
-    let params = Params {
+    Ok(Params {
         n: n as u32,
         ci: ci as u32,
         h: h as u32,
@@ -158,22 +188,119 @@ pub(crate) fn conv2d(
         has_res: residual.is_some() as u32,
         _p0: 0,
         _p1: 0,
+    })
+}
+
+/// out = act(conv3x3(x, g) + bias + residual), stride 1, groups 1, for `u` from [`weight`]
+/// with the same `tile`.
+/// The caller (`conv2d`) has checked every shape; `out_shape` is `[N, Co, OH, OW]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d(
+    s: &mut Stream,
+    x: &Tensor,
+    tile: Tile,
+    u: &Tensor,
+    bias: Option<&Tensor>,
+    pad: [usize; 2],
+    residual: Option<&Tensor>,
+    act: Act,
+    out_shape: [usize; 4],
+) -> Result<Tensor> {
+    let params = params(x, tile, bias, pad, residual, act, out_shape)?;
+    let v = input_transform(s, x, tile, &params)?;
+    let m = matmul(s, u, &v, false, false)?; // [alpha^2, Cop, T]
+    drop(v);
+    output_transform(
+        s,
+        &m,
+        tile,
+        &params,
+        bias.unwrap_or(x),
+        residual.unwrap_or(x),
+        out_shape,
+    )
+}
+
+/// The fused F(4x4, 3x3) conv (`shaders/winograd_fused.wgsl`): one dispatch, no scratch, for
+/// `u` from [`fused_weight`]. Same contract as [`conv2d`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_fused(
+    s: &mut Stream,
+    x: &Tensor,
+    u: &Tensor,
+    bias: Option<&Tensor>,
+    pad: [usize; 2],
+    residual: Option<&Tensor>,
+    act: Act,
+    out_shape: [usize; 4],
+) -> Result<Tensor> {
+    let params = params(x, Tile::F4, bias, pad, residual, act, out_shape)?;
+    let co = out_shape[1];
+    // Up to 8 channels per invocation: more would spill the 36-float accumulators further.
+    // The subgroup form broadcasts the weights of 8 channels from 8 lanes.
+    let sg = s.gpu().subgroups && !plain_loads_forced();
+    let (shader, cob) = if sg {
+        (FUSED_SUBGROUP, 8)
+    } else {
+        (FUSED, co.min(8))
     };
-    let gpu = s.gpu();
-    let v = gpu.alloc(OP, &[al * al, ci, tiles_p], DType::F32)?;
-    let consts = [("WG", WG as f64)];
+    let out = s
+        .gpu()
+        .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
+    let mut grid = grid_1d(params.tiles as usize, WG);
+    grid[2] = co.div_ceil(cob) as u32;
+    s.dispatch(
+        shader,
+        "fused4",
+        &[("WG", WG as f64), ("COB", cob as f64)],
+        bytes_of(&params),
+        &[x, u, bias.unwrap_or(x), residual.unwrap_or(x), &out],
+        grid,
+    )?;
+    Ok(out)
+}
+
+/// Tests set `tests::NO_SUBGROUPS` to run the conv kernels' plain-load forms.
+#[cfg(test)]
+pub(crate) fn plain_loads_forced() -> bool {
+    tests::NO_SUBGROUPS.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+pub(crate) fn plain_loads_forced() -> bool {
+    false
+}
+
+/// The input transform's dispatch: V `[alpha^2][Ci][T rounded up to 4]`.
+fn input_transform(s: &mut Stream, x: &Tensor, tile: Tile, p: &Params) -> Result<Tensor> {
+    let al = tile.alpha();
+    let (ci, tiles_p) = (p.ci as usize, p.tiles_p as usize);
+    let v = s
+        .gpu()
+        .alloc("conv2d (winograd)", &[al * al, ci, tiles_p], DType::F32)?;
     s.dispatch(
         INPUT,
         if tile == Tile::F2 { "input2" } else { "input4" },
-        &consts,
-        bytes_of(&params),
+        &[("WG", WG as f64)],
+        bytes_of(p),
         &[x, &v],
         grid_1d(ci * tiles_p, WG),
     )?;
-    let m = matmul(s, u, &v, true, false)?; // [alpha^2, Cop, T]
-    drop(v);
-    let out = gpu.alloc(OP, &out_shape, DType::F32)?;
-    let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
+    Ok(v)
+}
+
+/// The output transform's dispatch with the epilogue (`b`, `r`: bias and residual, or any
+/// tensor when `p` says there is none).
+fn output_transform(
+    s: &mut Stream,
+    m: &Tensor,
+    tile: Tile,
+    p: &Params,
+    b: &Tensor,
+    r: &Tensor,
+    out_shape: [usize; 4],
+) -> Result<Tensor> {
+    let out = s.gpu().alloc("conv2d (winograd)", &out_shape, DType::F32)?;
     s.dispatch(
         OUTPUT,
         if tile == Tile::F2 {
@@ -181,10 +308,10 @@ pub(crate) fn conv2d(
         } else {
             "output4"
         },
-        &consts,
-        bytes_of(&params),
-        &[&m, b, r, &out],
-        grid_1d(co * tiles, WG),
+        &[("WG", WG as f64)],
+        bytes_of(p),
+        &[m, b, r, &out],
+        grid_1d(p.co as usize * p.tiles as usize, WG),
     )?;
     Ok(out)
 }
@@ -335,4 +462,93 @@ pub(crate) fn error_scale(
         }
     }
     out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    thread_local! {
+        /// Set by tests to run the fused kernel's plain-load form on an adapter with subgroups.
+        pub(crate) static NO_SUBGROUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    use crate::array::Array;
+    use std::time::{Duration, Instant};
+
+    /// Per-stage time of one call (input transform, GEMM, output transform), best of `rounds`
+    /// runs of `reps` calls of each stage alone, stages alternated.
+    fn stage_times(g: &Gpu, n: usize, c: usize, hw: usize, tile: Tile) -> [Duration; 3] {
+        let x = g
+            .upload_f32(&[n, c, hw, hw], &Array::random(&[n, c, hw, hw], 1).data)
+            .unwrap();
+        let wd = Array::random(&[c, c, 3, 3], 2).data;
+        let u = weight(g, tile, c, c, &wd).unwrap();
+        let b = g.upload_f32(&[c], &Array::random(&[c], 3).data).unwrap();
+        let tiles_h = hw.div_ceil(tile.m());
+        let tiles = n * tiles_h * tiles_h;
+        let p = Params {
+            n: n as u32,
+            ci: c as u32,
+            h: hw as u32,
+            w: hw as u32,
+            co: c as u32,
+            oh: hw as u32,
+            ow: hw as u32,
+            cop: c.next_multiple_of(4) as u32,
+            pad_h: 1,
+            pad_w: 1,
+            tiles_h: tiles_h as u32,
+            tiles_w: tiles_h as u32,
+            tiles: tiles as u32,
+            tiles_p: tiles.next_multiple_of(4) as u32,
+            act: Act::Relu.code().0,
+            slope: 0.0,
+            has_bias: 1,
+            has_res: 0,
+            _p0: 0,
+            _p1: 0,
+        };
+        let mut s = g.stream();
+        let v = input_transform(&mut s, &x, tile, &p).unwrap();
+        let m = matmul(&mut s, &u, &v, false, false).unwrap();
+        s.submit();
+        g.wait().unwrap();
+        let reps = 3;
+        let mut best = [Duration::MAX; 3];
+        for _ in 0..4 {
+            for (i, b_i) in best.iter_mut().enumerate() {
+                let t = Instant::now();
+                let mut s = g.stream();
+                for _ in 0..reps {
+                    match i {
+                        0 => drop(input_transform(&mut s, &x, tile, &p).unwrap()),
+                        1 => drop(matmul(&mut s, &u, &v, false, false).unwrap()),
+                        _ => drop(
+                            output_transform(&mut s, &m, tile, &p, &b, &x, [n, c, hw, hw]).unwrap(),
+                        ),
+                    }
+                }
+                s.submit();
+                g.wait().unwrap();
+                *b_i = (*b_i).min(t.elapsed() / reps);
+            }
+        }
+        best
+    }
+
+    /// `cargo test --release --lib print_winograd_stages -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn print_winograd_stages() {
+        crate::ops::skip_without_gpu!();
+        let g = crate::testing::gpu();
+        for (c, hw) in [(64, 32), (16, 32), (32, 16), (64, 8)] {
+            for tile in [Tile::F2, Tile::F4] {
+                let [a, b, o] = stage_times(&g, 64, c, hw, tile).map(|d| d.as_secs_f64() * 1e3);
+                println!(
+                    "b64 {c}->{c} {hw}x{hw} {tile:?}: input {a:.2} ms, gemm {b:.2} ms, output {o:.2} ms"
+                );
+            }
+        }
+    }
 }

@@ -1,0 +1,194 @@
+// Fused Winograd F(4x4, 3x3), one dispatch, no scratch: each invocation owns one 4x4 output tile
+// and COB output channels (the channel block is the workgroup's z index, so the weight loads are
+// uniform across the workgroup). Per input channel it transforms the 6x6 input patch
+// (V = B^T d B) and accumulates U[co] . V elementwise for its channels; at the end it applies
+// A^T (.) A and the epilogue. For few channels this replaces the 3-dispatch form's small GEMMs,
+// whose stores and scratch cost more than their arithmetic. A prelude declares U and its loads:
+// winograd_u_loads.wgsl loads each channel's weights in every lane; winograd_u_subgroup.wgsl
+// (adapters with subgroups of 8 or more) loads them once per subgroup, one eighth per lane, and
+// broadcasts them, since lavapipe pays per lane for every load. The 36 elements e = 6 * row + col of
+// a 6x6 matrix are packed in nine vec4s (`P9`), all in straight-line code: lavapipe spills
+// arrays indexed in loops to memory. See src/ops/winograd.rs.
+
+struct Params {
+    n: u32, ci: u32, h: u32, w: u32,
+    co: u32, oh: u32, ow: u32, cop: u32,
+    pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
+    tiles: u32, tiles_p: u32, act: u32, slope: f32,
+    has_bias: u32, has_res: u32, _p0: u32, _p1: u32,
+}
+
+override WG: u32 = 64u;
+// Output channels per invocation, 1..8 (8 with the subgroup prelude); U's channel axis is
+// padded to a multiple of 8.
+override COB: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// A 6-wide row: columns 0..3 and 4..5.
+struct R6 { lo: vec4f, hi: vec2f }
+// A 6x6 matrix, row-major, in nine vec4s.
+struct P9 { a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: vec4f, f: vec4f, g: vec4f, h: vec4f, i: vec4f }
+
+fn pack(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
+    return P9(r0.lo, vec4f(r0.hi, r1.lo.xy), vec4f(r1.lo.zw, r1.hi),
+              r2.lo, vec4f(r2.hi, r3.lo.xy), vec4f(r3.lo.zw, r3.hi),
+              r4.lo, vec4f(r4.hi, r5.lo.xy), vec4f(r5.lo.zw, r5.hi));
+}
+
+// Input row ih, columns iw..iw+5 of the plane at offset rb, zero outside the image.
+fn row6(rb: i32, ih: i32, iw: i32) -> R6 {
+    let row_ok = ih >= 0 && ih < i32(p.h);
+    let r = rb + ih * i32(p.w);
+    let e = vec4i(iw) + vec4i(0, 1, 2, 3);
+    let f = vec2i(iw + 4, iw + 5);
+    let ok = vec4<bool>(row_ok) & (e >= vec4i(0)) & (e < vec4i(i32(p.w)));
+    let okf = vec2<bool>(row_ok) & (f >= vec2i(0)) & (f < vec2i(i32(p.w)));
+    let i = vec4u(select(vec4i(0), vec4i(r) + e, ok));
+    let j = vec2u(select(vec2i(0), vec2i(r) + f, okf));
+    return R6(select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok),
+              select(vec2f(0.0), vec2f(x[j.x], x[j.y]), okf));
+}
+
+fn lin(a: R6, s: f32, b: R6, t: f32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
+fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
+fn sub(a: R6, b: R6) -> R6 { return R6(a.lo - b.lo, a.hi - b.hi); }
+
+// B^T along one row (interpolation points 0, +-1, +-2).
+fn bt6(r: R6) -> R6 {
+    let a0 = r.lo.x; let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w;
+    let a4 = r.hi.x; let a5 = r.hi.y;
+    return R6(vec4f(4.0 * a0 - 5.0 * a2 + a4,
+                    a3 + a4 - 4.0 * (a1 + a2),
+                    a4 - a3 + 4.0 * (a1 - a2),
+                    a4 - a2 + 2.0 * (a3 - a1)),
+              vec2f(a4 - a2 + 2.0 * (a1 - a3),
+                    4.0 * a1 - 5.0 * a3 + a5));
+}
+
+// V = B^T d B of the patch whose top-left input pixel is (ih, iw) in the plane at offset rb.
+fn transform_input(rb: i32, ih: i32, iw: i32) -> P9 {
+    let d0 = row6(rb, ih, iw);
+    let d1 = row6(rb, ih + 1, iw);
+    let d2 = row6(rb, ih + 2, iw);
+    let d3 = row6(rb, ih + 3, iw);
+    let d4 = row6(rb, ih + 4, iw);
+    let d5 = row6(rb, ih + 5, iw);
+    return pack(bt6(add(lin(d0, 4.0, d2, -5.0), d4)),
+                bt6(add(lin(d1, -4.0, d2, -4.0), add(d3, d4))),
+                bt6(add(lin(d1, 4.0, d2, -4.0), lin(d3, -1.0, d4, 1.0))),
+                bt6(add(lin(d1, -2.0, d2, -1.0), lin(d3, 2.0, d4, 1.0))),
+                bt6(add(lin(d1, 2.0, d2, -1.0), lin(d3, -2.0, d4, 1.0))),
+                bt6(add(lin(d1, 4.0, d3, -5.0), d5)));
+}
+
+// acc + w . v, elementwise.
+fn mac(acc: P9, w: P9, v: P9) -> P9 {
+    return P9(acc.a + w.a * v.a, acc.b + w.b * v.b, acc.c + w.c * v.c,
+              acc.d + w.d * v.d, acc.e + w.e * v.e, acc.f + w.f * v.f,
+              acc.g + w.g * v.g, acc.h + w.h * v.h, acc.i + w.i * v.i);
+}
+
+// A^T of F(4x4, 3x3) along one row: four outputs.
+fn at6(r: R6) -> vec4f {
+    let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w; let a4 = r.hi.x;
+    return vec4f(r.lo.x + a1 + a2 + a3 + a4,
+                 a1 - a2 + 2.0 * (a3 - a4),
+                 a1 + a2 + 4.0 * (a3 + a4),
+                 a1 - a2 + 8.0 * (a3 - a4) + r.hi.y);
+}
+
+// Output row y (four pixels from column x) of plane offset o: bias, residual, activation.
+fn put4(o: u32, y: u32, x: u32, v: vec4f, b: f32) {
+    if y >= p.oh { return; }
+    let i = o + y * p.ow + x;
+    let live = min(p.ow - x, 4u);
+    var s = v + vec4f(b);
+    if p.has_res != 0u {
+        s.x += res[i];
+        if live > 1u { s.y += res[i + 1u]; }
+        if live > 2u { s.z += res[i + 2u]; }
+        if live > 3u { s.w += res[i + 3u]; }
+    }
+    s = act_vec4(s, p.act, p.slope);
+    out[i] = s.x;
+    if live > 1u { out[i + 1u] = s.y; }
+    if live > 2u { out[i + 2u] = s.z; }
+    if live > 3u { out[i + 3u] = s.w; }
+}
+
+// Y = A^T M A of channel co for the tile at image n, output row oy, column ox, then the epilogue.
+fn finish(m: P9, co: u32, n: u32, oy: u32, ox: u32) {
+    if co >= p.co { return; }
+    let m0 = R6(m.a, m.b.xy);
+    let m1 = R6(vec4f(m.b.zw, m.c.xy), m.c.zw);
+    let m2 = R6(m.d, m.e.xy);
+    let m3 = R6(vec4f(m.e.zw, m.f.xy), m.f.zw);
+    let m4 = R6(m.g, m.h.xy);
+    let m5 = R6(vec4f(m.h.zw, m.i.xy), m.i.zw);
+    let p12 = add(m1, m2);
+    let d12 = sub(m1, m2);
+    let p34 = add(m3, m4);
+    let d34 = sub(m3, m4);
+    var b = 0.0;
+    if p.has_bias != 0u { b = bias[co]; }
+    let o = (n * p.co + co) * p.oh * p.ow;
+    put4(o, oy, ox, at6(add(add(m0, p12), p34)), b);
+    put4(o, oy + 1u, ox, at6(lin(d12, 1.0, d34, 2.0)), b);
+    put4(o, oy + 2u, ox, at6(lin(p12, 1.0, p34, 4.0)), b);
+    put4(o, oy + 3u, ox, at6(add(lin(d12, 1.0, d34, 8.0), m5)), b);
+}
+
+@compute @workgroup_size(WG)
+fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+    // With the subgroup prelude every lane of a group of 8 takes part in the broadcasts, so
+    // lanes past the last tile compute the last tile again and store nothing.
+    let t0 = gid.x + gid.y * nwg.x * WG;
+    if t0 - li % 8u >= p.tiles { return; } // a whole group of 8 past the end
+    let live = t0 < p.tiles;
+    let t = min(t0, p.tiles - 1u);
+    let co0 = wid.z * COB;
+    let per_image = p.tiles_h * p.tiles_w;
+    let n = t / per_image;
+    let r = t % per_image;
+    let oy = (r / p.tiles_w) * 4u;
+    let ox = (r % p.tiles_w) * 4u;
+    let ih = i32(oy) - p.pad_h;
+    let iw = i32(ox) - p.pad_w;
+    let hw = i32(p.h * p.w);
+    var rb = i32(n * p.ci) * hw;
+    let cop8 = (p.co + 7u) / 8u * 8u;
+    // U is [Ci][Co / 8][9][8] vec4s: vec4 q of channel 8b + c is at (b * 9 + q) * 8 + c.
+    var j = co0 / 8u * 72u + co0 % 8u;
+    let lane = li % 8u;
+    let z = P9(vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f());
+    var a0 = z; var a1 = z; var a2 = z; var a3 = z; var a4 = z; var a5 = z; var a6 = z; var a7 = z;
+    for (var c = 0u; c < p.ci; c++) {
+        let v = transform_input(rb, ih, iw);
+        let m = u_fetch(j, lane);
+        a0 = mac(a0, u_0(m, j), v);
+        if COB > 1u { a1 = mac(a1, u_1(m, j), v); }
+        if COB > 2u { a2 = mac(a2, u_2(m, j), v); }
+        if COB > 3u { a3 = mac(a3, u_3(m, j), v); }
+        if COB > 4u { a4 = mac(a4, u_4(m, j), v); }
+        if COB > 5u { a5 = mac(a5, u_5(m, j), v); }
+        if COB > 6u { a6 = mac(a6, u_6(m, j), v); }
+        if COB > 7u { a7 = mac(a7, u_7(m, j), v); }
+        rb += hw;
+        j += cop8 * 9u;
+    }
+    if !live { return; }
+    finish(a0, co0, n, oy, ox);
+    if COB > 1u { finish(a1, co0 + 1u, n, oy, ox); }
+    if COB > 2u { finish(a2, co0 + 2u, n, oy, ox); }
+    if COB > 3u { finish(a3, co0 + 3u, n, oy, ox); }
+    if COB > 4u { finish(a4, co0 + 4u, n, oy, ox); }
+    if COB > 5u { finish(a5, co0 + 5u, n, oy, ox); }
+    if COB > 6u { finish(a6, co0 + 6u, n, oy, ox); }
+    if COB > 7u { finish(a7, co0 + 7u, n, oy, ox); }
+}
