@@ -13,31 +13,16 @@ pub struct Shader {
     pub source: &'static str,
 }
 
-/// Declares a `Shader` constant for `shaders/<file>.wgsl`, with `shaders/activation.wgsl`
-/// prepended.
+/// Declares a `Shader` constant: `shader!("f")` is `shaders/f.wgsl`; `shader!("name", "a", "b",
+/// ..., "body")` is `name` made of those files in order (preludes such as load functions or a
+/// subgroup or plain form of a helper, then the body). `shaders/activation.wgsl`, the shared
+/// activation functions, always comes first.
 #[macro_export]
 macro_rules! shader {
     ($name:literal) => {
-        $crate::gpu::Shader {
-            name: $name,
-            // The shared activation functions come first.
-            source: concat!(
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/activation.wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $name,
-                    ".wgsl"
-                )),
-            ),
-        }
+        $crate::shader!($name, $name)
     };
-    // `shaders/<body>.wgsl` specialized by a prelude file `shaders/<prelude>.wgsl` (e.g. its
-    // load functions), registered under `name`.
-    ($name:literal, $prelude:literal, $body:literal) => {
+    ($name:literal, $($file:literal),+) => {
         $crate::gpu::Shader {
             name: $name,
             source: concat!(
@@ -45,48 +30,12 @@ macro_rules! shader {
                     env!("CARGO_MANIFEST_DIR"),
                     "/shaders/activation.wgsl"
                 )),
-                include_str!(concat!(
+                $(include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
                     "/shaders/",
-                    $prelude,
+                    $file,
                     ".wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $body,
-                    ".wgsl"
-                )),
-            ),
-        }
-    };
-    // Two preludes (e.g. loads, then a subgroup or plain form of a helper) before the body.
-    ($name:literal, $prelude:literal, $prelude2:literal, $body:literal) => {
-        $crate::gpu::Shader {
-            name: $name,
-            source: concat!(
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/activation.wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $prelude,
-                    ".wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $prelude2,
-                    ".wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $body,
-                    ".wgsl"
-                )),
+                )),)+
             ),
         }
     };

@@ -513,6 +513,29 @@ fn layer_data(
     }
 }
 
+/// What AdaRound and BRECQ start from: DefaultQuantization's scales and activation formats
+/// (without bias correction), the `images` calibration images they learn on (evenly spaced
+/// over the set), and the FP32 model that gives their targets.
+pub(super) fn learned_rounding_start(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    calib: &Dataset,
+    opts: &QuantOptions,
+) -> Result<(QuantizedModel, Dataset, Runner)> {
+    let ao = &opts.adaround;
+    ao.check()?;
+    let base = QuantOptions {
+        bias_correction: false,
+        ..opts.clone()
+    };
+    let q = default_quantization(gpu, model, calib, &base)?;
+    let n = calib.len().min(ao.images);
+    let picks: Vec<usize> = (0..n).map(|i| i * calib.len() / n).collect();
+    let calib = calib.subset(&picks)?;
+    let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
+    Ok((q, calib, fp))
+}
+
 /// AdaRound on every quantized layer of `model`, in graph order, starting from
 /// DefaultQuantization's scales and activation formats (without bias correction).
 pub fn adaround(
@@ -522,16 +545,7 @@ pub fn adaround(
     opts: &QuantOptions,
 ) -> Result<(QuantizedModel, Vec<LayerReport>)> {
     let ao = &opts.adaround;
-    ao.check()?;
-    let base = QuantOptions {
-        bias_correction: false,
-        ..opts.clone()
-    };
-    let mut q = default_quantization(gpu, model, calib, &base)?;
-    let n = calib.len().min(ao.images);
-    let picks: Vec<usize> = (0..n).map(|i| i * calib.len() / n).collect();
-    let calib = calib.subset(&picks)?;
-    let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
+    let (mut q, calib, fp) = learned_rounding_start(gpu, model, calib, opts)?;
     let ids: Vec<ValueId> = q.layers.keys().copied().collect();
     let mut bar = opts.hooks.task("adaround", (ids.len() * ao.iters) as u64);
     let mut reports = Vec::new();

@@ -13,8 +13,10 @@
 //! block's V (`lr`) and on its activation steps (`act_lr`, 0: the calibrated formats stay).
 //! The learned steps are written back into the model's formats, so the INT8 model runs them.
 
-use super::adaround::{append, mix, permutation, positions, samples, AdaRoundOptions};
-use super::default::{default_quantization, QuantOptions};
+use super::adaround::{
+    append, learned_rounding_start, mix, permutation, positions, samples, AdaRoundOptions,
+};
+use super::default::QuantOptions;
 use super::int8::{QFormat, QWeights};
 use super::model::QuantizedModel;
 use super::scheme::MIN_SCALE;
@@ -450,16 +452,7 @@ pub fn brecq(
     opts: &QuantOptions,
 ) -> Result<(QuantizedModel, Vec<BlockReport>)> {
     let ao = &opts.adaround;
-    ao.check()?;
-    let base = QuantOptions {
-        bias_correction: false,
-        ..opts.clone()
-    };
-    let mut q = default_quantization(gpu, model, calib, &base)?;
-    let n = calib.len().min(ao.images);
-    let picks: Vec<usize> = (0..n).map(|i| i * calib.len() / n).collect();
-    let calib = calib.subset(&picks)?;
-    let fp = Runner::new(gpu.clone(), q.graph.clone(), &q.params)?;
+    let (mut q, calib, fp) = learned_rounding_start(gpu, model, calib, opts)?;
     let mut frozen = Frozen::new(gpu, &model.arch.name, q.graph.clone(), q.params.clone());
     let blocks = q.graph.blocks(|v| q.layers.contains_key(&v));
     let mut bar = opts.hooks.task("brecq", (blocks.len() * ao.iters) as u64);
