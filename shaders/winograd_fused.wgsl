@@ -29,8 +29,7 @@ override COB: u32 = 8u;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// A 6-wide row: columns 0..3 and 4..5.
-struct R6 { lo: vec4f, hi: vec2f }
+// Patch rows (R6, row6, lin, add, sub) come from the prelude shaders/winograd_rows.wgsl.
 // A 6x6 matrix, row-major, in nine vec4s.
 struct P9 { a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: vec4f, f: vec4f, g: vec4f, h: vec4f, i: vec4f }
 
@@ -40,23 +39,6 @@ fn pack(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
               r4.lo, vec4f(r4.hi, r5.lo.xy), vec4f(r5.lo.zw, r5.hi));
 }
 
-// Input row ih, columns iw..iw+5 of the plane at offset rb, zero outside the image.
-fn row6(rb: i32, ih: i32, iw: i32) -> R6 {
-    let row_ok = ih >= 0 && ih < i32(p.h);
-    let r = rb + ih * i32(p.w);
-    let e = vec4i(iw) + vec4i(0, 1, 2, 3);
-    let f = vec2i(iw + 4, iw + 5);
-    let ok = vec4<bool>(row_ok) & (e >= vec4i(0)) & (e < vec4i(i32(p.w)));
-    let okf = vec2<bool>(row_ok) & (f >= vec2i(0)) & (f < vec2i(i32(p.w)));
-    let i = vec4u(select(vec4i(0), vec4i(r) + e, ok));
-    let j = vec2u(select(vec2i(0), vec2i(r) + f, okf));
-    return R6(select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok),
-              select(vec2f(0.0), vec2f(x[j.x], x[j.y]), okf));
-}
-
-fn lin(a: R6, s: f32, b: R6, t: f32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
-fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
-fn sub(a: R6, b: R6) -> R6 { return R6(a.lo - b.lo, a.hi - b.hi); }
 
 // B^T along one row (interpolation points 0, +-1, +-2).
 fn bt6(r: R6) -> R6 {

@@ -63,28 +63,7 @@ fn input2(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     }
 }
 
-// A 6-wide patch row: columns 0..3 and 4..5. The F(4x4, 3x3) transforms work on whole rows
-// as vectors and on single rows by swizzles, in straight-line code: lavapipe spills arrays
-// indexed in loops to memory, which made the array version 2x slower.
-struct R6 { lo: vec4f, hi: vec2f }
-
-// Input row ih, columns iw..iw+5 of the plane at offset rb, zero outside the image.
-fn row6(rb: i32, ih: i32, iw: i32) -> R6 {
-    let row_ok = ih >= 0 && ih < i32(p.h);
-    let r = rb + ih * i32(p.w);
-    let e = vec4i(iw) + vec4i(0, 1, 2, 3);
-    let f = vec2i(iw + 4, iw + 5);
-    let ok = vec4<bool>(row_ok) & (e >= vec4i(0)) & (e < vec4i(i32(p.w)));
-    let okf = vec2<bool>(row_ok) & (f >= vec2i(0)) & (f < vec2i(i32(p.w)));
-    let i = vec4u(select(vec4i(0), vec4i(r) + e, ok));
-    let j = vec2u(select(vec2i(0), vec2i(r) + f, okf));
-    return R6(select(vec4f(0.0), vec4f(x[i.x], x[i.y], x[i.z], x[i.w]), ok),
-              select(vec2f(0.0), vec2f(x[j.x], x[j.y]), okf));
-}
-
-// a * s + b * t for patch rows.
-fn lin(a: R6, s: f32, b: R6, t: f32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
-fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
+// Patch rows (R6, row6, lin, add) come from the prelude shaders/winograd_rows.wgsl.
 
 // B^T along one row (interpolation points 0, +-1, +-2), stored as elements 6a..6a+5 of tile i.
 fn bt6_store(r: R6, a: u32, plane: u32, i: u32) {

@@ -13,12 +13,18 @@ use super::{bytes_of, matmul::matmul, Act};
 use crate::error::Result;
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
-const INPUT: Shader = crate::shader!("winograd_in");
+const INPUT: Shader = crate::shader!("winograd_in", "winograd_rows", "winograd_in");
 const OUTPUT: Shader = crate::shader!("winograd_out");
-const FUSED: Shader = crate::shader!("winograd_fused", "winograd_u_loads", "winograd_fused");
+const FUSED: Shader = crate::shader!(
+    "winograd_fused",
+    "winograd_rows",
+    "winograd_u_loads",
+    "winograd_fused"
+);
 // naga takes the subgroup builtins without an `enable` directive when the device has them.
 const FUSED_SUBGROUP: Shader = crate::shader!(
     "winograd_fused_subgroup",
+    "winograd_rows",
     "winograd_u_subgroup",
     "winograd_fused"
 );
