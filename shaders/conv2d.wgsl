@@ -35,6 +35,8 @@ override THREE_TAPS: bool = false;
 override TM4: u32 = 2u;
 override TN4: u32 = 2u;
 override WG: u32 = 64u;
+// Width stride of `rows` (1 or 2), a constant so that its window shuffles fold.
+override SW: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> wt: array<vec4f>;
@@ -292,8 +294,14 @@ fn slide(lo: vec4f, hi: vec4f) -> mat4x4f {
     return mat4x4f(lo, vec4f(lo.yzw, hi.x), vec4f(lo.zw, hi.xy), vec4f(lo.w, hi.xyz));
 }
 
-// Stride-1 width and four taps per kernel row: pixel tiles are runs of one output row, and
-// each (ci, kh) step loads that run's input window once (TN4 * 4 + 4 values, not 4 per tap).
+// Column c holds taps 0..3 of pixel c at width stride 2: elements 2c..2c+3 of a ++ b ++ c.
+fn slide2(a: vec4f, b: vec4f, c: vec4f) -> mat4x4f {
+    return mat4x4f(a, vec4f(a.zw, b.xy), b, vec4f(b.zw, c.xy));
+}
+
+// Width stride SW (1 or 2) and four taps per kernel row: pixel tiles are runs of one output
+// row, and each (ci, kh) step loads that run's input window once (SW * TN4 * 4 + 4 values,
+// not 4 per tap and pixel).
 @compute @workgroup_size(WG)
 fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -306,7 +314,7 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     let row = b.tp / p.tiles_row; // n * OH + oh
     let ow0 = (b.tp % p.tiles_row) * TN4 * 4u;
     let ih0 = i32((row % p.oh) * p.sh) - p.pad_h;
-    let iw0 = i32(ow0) - p.pad_w;
+    let iw0 = i32(ow0 * SW) - p.pad_w;
     let hw = i32(p.h * p.w);
     var rb = i32((row / p.oh) * p.ci + b.g * p.cig) * hw;
     var a: Acc;
@@ -324,16 +332,41 @@ fn rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
             let e1 = row_block(r, c0 + 4, ok);
             let e2 = row_block(r, c0 + 8, ok);
             let v1 = join(e1, e2);
-            let x0 = slide(join(e0, e1), v1);
-            if TN4 > 1u {
+            var x0: mat4x4f;
+            if SW == 1u {
+                x0 = slide(join(e0, e1), v1);
+                if TN4 > 1u {
+                    let e3 = row_block(r, c0 + 12, ok);
+                    let v2 = join(e2, e3);
+                    x1 = slide(v1, v2);
+                    if TN4 > 2u {
+                        let e4 = row_block(r, c0 + 16, ok);
+                        let v3 = join(e3, e4);
+                        x2 = slide(v2, v3);
+                        if TN4 > 3u { x3 = slide(v3, join(e4, row_block(r, c0 + 20, ok))); }
+                    }
+                }
+            } else {
+                // Pixel group j reads window elements 8j..8j+9: vec4s v(2j), v(2j+1), v(2j+2).
                 let e3 = row_block(r, c0 + 12, ok);
                 let v2 = join(e2, e3);
-                x1 = slide(v1, v2);
-                if TN4 > 2u {
+                x0 = slide2(join(e0, e1), v1, v2);
+                if TN4 > 1u {
                     let e4 = row_block(r, c0 + 16, ok);
-                    let v3 = join(e3, e4);
-                    x2 = slide(v2, v3);
-                    if TN4 > 3u { x3 = slide(v3, join(e4, row_block(r, c0 + 20, ok))); }
+                    let e5 = row_block(r, c0 + 20, ok);
+                    let v4 = join(e4, e5);
+                    x1 = slide2(v2, join(e3, e4), v4);
+                    if TN4 > 2u {
+                        let e6 = row_block(r, c0 + 24, ok);
+                        let e7 = row_block(r, c0 + 28, ok);
+                        let v6 = join(e6, e7);
+                        x2 = slide2(v4, join(e5, e6), v6);
+                        if TN4 > 3u {
+                            let e8 = row_block(r, c0 + 32, ok);
+                            let e9 = row_block(r, c0 + 36, ok);
+                            x3 = slide2(v6, join(e7, e8), join(e8, e9));
+                        }
+                    }
                 }
             }
             let wts = w_tiles(wr, b.wc, li % 8u);

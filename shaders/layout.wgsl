@@ -61,19 +61,24 @@ fn upsample(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     }
 }
 
-// ResNet option-A shortcut, x[:, :, ::2, ::2] with `pad` zero channels either side:
-// a = C, b = H, c = W, d = pad, e = out H, f = out W.
+// ResNet option-A shortcut, x[:, :, ::2, ::2] with `pad` zero channels either side, one
+// invocation per output row (three integer divisions per row, not four per element: lavapipe
+// has no vector integer division): total = N * (C + 2 pad) * out H rows, a = C, b = H, c = W,
+// d = pad, e = out H, f = out W.
 @compute @workgroup_size(256)
 fn shortcut_a(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = index(gid, nwg);
-    if i >= p.total { return; }
-    let ox = i % p.f;
-    let oy = (i / p.f) % p.e;
-    let co = (i / (p.f * p.e)) % (p.a + 2u * p.d);
-    let n = i / (p.f * p.e * (p.a + 2u * p.d));
-    var v = 0.0;
+    let row = index(gid, nwg);
+    if row >= p.total { return; }
+    let oy = row % p.e;
+    let plane = row / p.e;
+    let cp = p.a + 2u * p.d;
+    let co = plane % cp;
+    let n = plane / cp;
+    let o = row * p.f;
     if co >= p.d && co < p.a + p.d {
-        v = x[((n * p.a + co - p.d) * p.b + 2u * oy) * p.c + 2u * ox];
+        let src = ((n * p.a + co - p.d) * p.b + 2u * oy) * p.c;
+        for (var ox = 0u; ox < p.f; ox++) { y[o + ox] = x[src + 2u * ox]; }
+    } else {
+        for (var ox = 0u; ox < p.f; ox++) { y[o + ox] = 0.0; }
     }
-    y[i] = v;
 }

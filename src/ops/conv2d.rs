@@ -429,8 +429,9 @@ fn conv2d_blocked(
     let kwp = taps_per_row(kw);
     // Channel blocking needs channels per group; depthwise-like convs take the direct kernel.
     let blocked = p.groups == 1 || cog >= 8;
-    // `rows` slides one contiguous row window, so its taps must be adjacent (width dilation 1).
-    let rows = blocked && p.stride[1] == 1 && p.dilation[1] == 1 && kwp == 4;
+    // `rows` slides one contiguous row window, so its taps must be adjacent (width dilation 1);
+    // it takes width strides 1 and 2.
+    let rows = blocked && p.stride[1] <= 2 && p.dilation[1] == 1 && kwp == 4;
     let pointwise =
         blocked && [kh, kw] == [1, 1] && p.stride == [1, 1] && p.pad == [0, 0] && (h * wd) % 4 == 0;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
@@ -514,6 +515,7 @@ fn conv2d_blocked(
         ("TM4", tm4 as f64),
         ("TN4", tn4 as f64),
         ("WG", wg as f64),
+        ("SW", p.stride[1] as f64),
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
     s.dispatch(
@@ -699,6 +701,11 @@ mod tests {
             ([1, 16, 4, 4], [16, 8, 1, 1], 1, 0, 2, false, true), // grouped pointwise
             ([2, 16, 4, 6], [20, 16, 1, 1], 1, 0, 1, true, true), // pointwise, 16-channel blocks
             ([2, 8, 7, 8], [32, 8, 3, 3], 1, 1, 1, true, true),  // rows, two channel blocks
+            ([2, 16, 32, 32], [32, 16, 3, 3], 2, 1, 1, true, true), // stride-2 rows (ResNet)
+            ([1, 8, 9, 30], [12, 8, 3, 3], 2, 1, 1, true, false), // stride-2 rows, any width
+            ([1, 5, 6, 36], [8, 5, 4, 4], 2, 2, 1, false, true), // stride-2 rows, 4 taps, pad 2
+            ([1, 4, 5, 20], [8, 4, 3, 3], 2, 0, 1, true, true),  // stride-2 rows, pad 0
+            ([1, 4, 7, 28], [8, 4, 3, 3], 2, 3, 1, true, false), // stride-2 rows, pad 3
         ];
         // CPU_BLOCK takes the weight-broadcast form on adapters with subgroups (16-channel
         // blocks); `NO_SUBGROUPS` runs it with per-lane loads as well.

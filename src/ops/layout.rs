@@ -182,7 +182,7 @@ pub fn shortcut_a(s: &mut Stream, x: &Tensor, pad: usize) -> Result<Tensor> {
         .gpu()
         .alloc("shortcut_a", &[n, c + 2 * pad, oh, ow], DType::F32)?;
     let p = Params {
-        total: y.numel() as u32,
+        total: (n * (c + 2 * pad) * oh) as u32,
         a: c as u32,
         b: h as u32,
         c: w as u32,
