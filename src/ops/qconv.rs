@@ -62,8 +62,8 @@ const PACKED_SUBGROUP: Shader = qshader!("qconv_dot4_subgroup", "subgroup", "dot
 const UNPACKED: Shader = qshader!("qconv_unpacked", "plain", "dot4_unpacked");
 const UNPACKED_SUBGROUP: Shader = qshader!("qconv_unpacked_subgroup", "subgroup", "dot4_unpacked");
 const WG_PIXELS: u32 = 64 * 8;
-/// The float entry's pixels and output words per thread (PXF, CWF): 8 x 2 was fastest on
-/// lavapipe of 8 x 2, 8 x 1, 6 x 2, 4 x 2 and 4 x 1 (fewer halve the rate).
+/// The float entry's pixels and output words per thread (PXF, CWF): on lavapipe 8 x 2 was
+/// fastest or tied of 8 x 2, 8 x 1, 6 x 2, 4 x 2 and 4 x 1 (4 x 1 ran at about half its rate).
 const FLOAT_BLOCK: (u32, u32) = (8, 2);
 const TILE: usize = 8;
 
