@@ -1,7 +1,9 @@
 // INT8 conv2d / linear with i32 accumulation, plus quantize / dequantize / residual add.
 // Layouts (see src/ops/qconv.rs): activations are i8 packed 4 channels per u32, [N, C4, H, W];
 // unsigned values are stored minus 128. The host appends `fn dot4(a: u32, b: u32) -> i32`:
-// either dot4I8Packed or dot4_unpacked below (for adapters without packed dot products).
+// either dot4I8Packed or dot4_unpacked below (for adapters without packed dot products), a
+// weight-load prelude (qconv_w_plain.wgsl or qconv_w_subgroup.wgsl) and the exact
+// float-accumulation entry (qconv_float.wgsl).
 
 struct Params {
     n: u32, c4: u32, h: u32, w: u32,
@@ -67,6 +69,12 @@ fn weight(wi: u32, i: u32) -> u32 {
     }
     let v = wt[wi + i % 4u];
     return select(v, v << 4u, i >= 4u) & HI;
+}
+
+// The float form's weight vec4 i (f32 bits).
+fn wvec(i: u32) -> vec4f {
+    let o = 4u * i;
+    return bitcast<vec4f>(vec4<u32>(wt[o], wt[o + 1u], wt[o + 2u], wt[o + 3u]));
 }
 
 fn activate(v: f32) -> f32 {
@@ -149,13 +157,15 @@ fn window_start(t: u32) -> u32 {
 
 // Dense and grouped conv / linear: each thread computes 8 output channels (words a, b) x 8
 // pixels with dot4 over 4 packed input channels. Register blocking without workgroup memory:
-// each loaded word feeds 8 dot4s, and weight loads are uniform across the workgroup.
+// each loaded word feeds 8 dot4s; the weights of a step are the same for the whole workgroup
+// (`weights8` comes from a plain-load or subgroup-broadcast prelude).
 @compute @workgroup_size(WG)
 fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
     let t = wid.z;
     let first = (wid.x + wid.y * nwg.x) * (WG * PX) + lid;
     let start = window_start(t);
+    let lane = lid % 8u;
     var px: array<Pix, PX>;
     for (var i = 0u; i < PX; i++) {
         px[i] = pixel(first + i * WG, start);
@@ -174,10 +184,9 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
             var o4 = tap(px[4], ky, kx); var o5 = tap(px[5], ky, kx);
             var o6 = tap(px[6], ky, kx); var o7 = tap(px[7], ky, kx);
             for (var j = 0u; j < p.win; j++) {
-                let w0 = weight(wi, 0u); let w1 = weight(wi, 1u);
-                let w2 = weight(wi, 2u); let w3 = weight(wi, 3u);
-                let w4 = weight(wi, 4u); let w5 = weight(wi, 5u);
-                let w6 = weight(wi, 6u); let w7 = weight(wi, 7u);
+                let ws = weights8(wi, lane);
+                let w0 = ws.a.x; let w1 = ws.a.y; let w2 = ws.a.z; let w3 = ws.a.w;
+                let w4 = ws.b.x; let w5 = ws.b.y; let w6 = ws.b.z; let w7 = ws.b.w;
                 wi += step;
                 var x = load(o0);
                 a0 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));

@@ -31,36 +31,68 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 use crate::quant::int8::{QAdd, QArray, QConv, QFormat};
 
 // A module that names dot4I8Packed fails to compile where the WGSL extension is missing, so
-// the fallback is a second module (the same source with another `dot4`), not just an entry.
-const PACKED: Shader = Shader {
-    name: "qconv_dot4",
-    source: concat!(
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
-        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }\n"
-    ),
-};
+// the fallback is a second module (the same source with another `dot4`), not just an entry;
+// likewise subgroup broadcasts. Every module also holds the float entry (qconv_float.wgsl).
+macro_rules! qshader {
+    ($name:literal, $loads:literal, $dot4:literal) => {
+        Shader {
+            name: $name,
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/qconv_float.wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/qconv_w_",
+                    $loads,
+                    ".wgsl"
+                )),
+                "\nfn dot4(a: u32, b: u32) -> i32 { return ",
+                $dot4,
+                "(a, b); }\n"
+            ),
+        }
+    };
+}
+const PACKED: Shader = qshader!("qconv_dot4", "plain", "dot4I8Packed");
+const PACKED_SUBGROUP: Shader = qshader!("qconv_dot4_subgroup", "subgroup", "dot4I8Packed");
 /// Uses no packed-integer builtin, so it also hosts quantize / dequantize for every adapter.
-const UNPACKED: Shader = Shader {
-    name: "qconv_unpacked",
-    source: concat!(
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
-        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4_unpacked(a, b); }\n"
-    ),
-};
+const UNPACKED: Shader = qshader!("qconv_unpacked", "plain", "dot4_unpacked");
+const UNPACKED_SUBGROUP: Shader = qshader!("qconv_unpacked_subgroup", "subgroup", "dot4_unpacked");
 const WG_PIXELS: u32 = 64 * 8;
+/// The float entry's pixels and output words per thread (PXF, CWF): on lavapipe 8 x 2 was
+/// fastest or tied of 8 x 2, 8 x 1, 6 x 2, 4 x 2 and 4 x 1 (4 x 1 ran at about half its rate).
+const FLOAT_BLOCK: (u32, u32) = (8, 2);
 const TILE: usize = 8;
 
-/// Which integer dot product the conv kernel uses; both give identical results.
+/// Which dot product the conv kernel uses; all give identical results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DotPath {
     /// `dot4I8Packed` (DP4a on GPUs that have it).
     Packed,
     /// Byte unpacking with shifts and i32 multiplies, for adapters without the WGSL extension.
     Unpacked,
+    /// f32 FMA on integer values, exact where `float_exact` holds (else the integer path
+    /// runs); meant for CPU adapters, which emulate the packed dot.
+    Float,
 }
 
 impl DotPath {
+    /// The adapter's integer path, or the one `SYNTHCAL_INT8_DOT` names (`packed` where the
+    /// adapter has it, `unpacked`, `float`) to compare them. Float is not the default on CPU
+    /// adapters: on lavapipe it measured no faster than the packed path (README, speed).
     pub fn auto(gpu: &Gpu) -> Self {
+        match std::env::var("SYNTHCAL_INT8_DOT").as_deref() {
+            Ok("float") => DotPath::Float,
+            Ok("unpacked") => DotPath::Unpacked,
+            _ => Self::integer(gpu),
+        }
+    }
+
+    /// The integer path for this adapter.
+    pub fn integer(gpu: &Gpu) -> Self {
         if gpu.dot4_packed {
             DotPath::Packed
         } else {
@@ -68,12 +100,25 @@ impl DotPath {
         }
     }
 
-    fn shader(self) -> Shader {
-        match self {
-            DotPath::Packed => PACKED,
-            DotPath::Unpacked => UNPACKED,
+    fn shader(self, subgroups: bool) -> Shader {
+        match (self, subgroups) {
+            (DotPath::Packed, false) => PACKED,
+            (DotPath::Packed, true) => PACKED_SUBGROUP,
+            (_, false) => UNPACKED,
+            (_, true) => UNPACKED_SUBGROUP,
         }
     }
+}
+
+/// Whether f32 accumulation of layer `desc` is exact: stored inputs and weights are integers
+/// with |x| <= 128 and |w| <= 2^(bits-1), so with K = taps x input channels per group every
+/// partial sum is an integer of magnitude <= K x 128 x 2^(bits-1), exact in f32 up to 2^24
+/// (K <= 1024 for 8-bit weights, 16384 for 4-bit ones). Products with zero-padded lanes are 0.
+pub fn float_exact(desc: &QConv) -> bool {
+    let w = &desc.weights;
+    let wmax = 1i64 << (w.bits.clamp(1, 8) - 1);
+    let k = (w.shape[1] * w.shape[2] * w.shape[3]) as i64;
+    w.q.iter().all(|&v| (v as i64).abs() <= wmax) && k * 128 * wmax <= 1 << 24
 }
 
 /// A quantized activation on the GPU in the channel-packed layout.
@@ -478,6 +523,21 @@ fn pack_weights(desc: &QConv, depthwise: bool) -> (Vec<i8>, usize) {
     (bytes, win)
 }
 
+/// `pack_weights`'s conv bytes as the float entry's f32 weights: per run of 8 words (output
+/// channels 8t..8t+7 at one tap and input word), vec4 4h + k holds input lane k of channels
+/// 8t + 4h + 0..3 (qconv_float.wgsl).
+fn float_weights(bytes: &[i8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for run in bytes.chunks(4 * TILE) {
+        for h in 0..2 {
+            for k in 0..4 {
+                out.extend((0..4).map(|m| run[4 * (4 * h + m) + k] as f32));
+            }
+        }
+    }
+    out
+}
+
 /// A quantized conv2d or linear layer with its weights and epilogue constants on the GPU.
 pub struct QConv2d {
     desc: QConv,
@@ -491,8 +551,15 @@ pub struct QConv2d {
     inv_scales: Option<Tensor>,
     lo: i32,
     hi: i32,
-    /// Which dot product to use (`DotPath::auto` by default; tests force both).
+    /// f32 weights for `DotPath::Float` (`float_weights`), where `float_exact` holds.
+    float_weights: Option<Tensor>,
+    /// The adapter's integer path, run when `path` is Float and the bound fails.
+    integer: DotPath,
+    /// Which dot product to use (`DotPath::auto` by default; tests force each).
     pub path: DotPath,
+    /// Broadcast weights across subgroups (default: where the adapter has them; tests force
+    /// the plain-load form with false).
+    pub subgroups: bool,
 }
 
 impl QConv2d {
@@ -506,9 +573,18 @@ impl QConv2d {
         self.layout
     }
 
-    /// Bytes of the weight buffer on the GPU.
+    /// Bytes of the integer weight buffer on the GPU (the float path's copy not counted).
     pub fn weight_bytes(&self) -> u64 {
         self.weights.bytes()
+    }
+
+    /// The path `forward` runs: `path`, or the integer one where Float is not exact (or the
+    /// layer is depthwise, which has no float form).
+    pub fn effective_path(&self) -> DotPath {
+        match (self.path, &self.float_weights) {
+            (DotPath::Float, None) => self.integer,
+            (p, _) => p,
+        }
     }
 
     /// Uploads the layer with `WeightLayout::auto`: nibbles for weights of <= 4 bits.
@@ -542,6 +618,12 @@ impl QConv2d {
         let rq = desc.requant()?;
         let depthwise = cig == 1 && co == g;
         let (mut words, win) = pack_weights(desc, depthwise);
+        let float_weights = if !depthwise && float_exact(desc) {
+            let f = float_weights(&words);
+            Some(gpu.upload_f32(&[f.len()], &f)?)
+        } else {
+            None
+        };
         if layout == WeightLayout::Nibbles {
             words = pack_nibbles(&words, depthwise, kh * kw);
         }
@@ -574,7 +656,10 @@ impl QConv2d {
             depthwise,
             lo: rq.lo,
             hi: rq.hi,
+            float_weights,
+            integer: DotPath::integer(gpu),
             path: DotPath::auto(gpu),
+            subgroups: gpu.subgroups,
         })
     }
 
@@ -631,27 +716,32 @@ impl QConv2d {
             Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
             None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
         };
-        let [gx, gy, _] = grid_1d(n * oh * ow, WG_PIXELS);
-        let (entry, gz) = if self.depthwise {
-            ("depthwise", co.div_ceil(4))
-        } else {
-            ("conv", co.div_ceil(TILE))
+        let path = self.effective_path();
+        let (pxf, cwf) = FLOAT_BLOCK;
+        let (entry, gz, weights, px) = match (self.depthwise, &self.float_weights) {
+            (true, _) => ("depthwise", co.div_ceil(4), &self.weights, WG_PIXELS),
+            (false, Some(f)) if path == DotPath::Float => (
+                "conv_float",
+                co.div_ceil(TILE) * (3 - cwf as usize),
+                f,
+                64 * pxf,
+            ),
+            _ => ("conv", co.div_ceil(TILE), &self.weights, WG_PIXELS),
         };
-        let tensors = [
-            &x.data,
-            out.tensor(),
-            &self.weights,
-            &self.bias,
-            &self.scale,
-        ];
-        let nibbles = [(
-            "NIBBLES",
-            (self.layout == WeightLayout::Nibbles) as u8 as f64,
-        )];
+        let [gx, gy, _] = grid_1d(n * oh * ow, px);
+        let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale];
+        let consts = if entry == "conv_float" {
+            vec![("PXF", pxf as f64), ("CWF", cwf as f64)]
+        } else {
+            vec![(
+                "NIBBLES",
+                (self.layout == WeightLayout::Nibbles) as u8 as f64,
+            )]
+        };
         s.dispatch(
-            self.path.shader(),
+            path.shader(self.subgroups && s.gpu().subgroups),
             entry,
-            &nibbles,
+            &consts,
             bytes_of(&p),
             &tensors,
             [gx, gy, gz as u32],
@@ -748,7 +838,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             ],
         };
         for &(layout, lname) in layouts {
-            for path in [DotPath::Packed, DotPath::Unpacked] {
+            for path in [DotPath::Packed, DotPath::Unpacked, DotPath::Float] {
                 let mut layer = QConv2d::with_layout(gpu, &desc, layout)?;
                 layer.path = path;
                 let name = format!("int{bits} {name} batch {n}{lname} ({path:?})");
@@ -788,6 +878,17 @@ pub fn int8_bench(gpu: &Gpu, quick: bool) -> Result<Vec<(String, f64, f64)>> {
     Ok(rows)
 }
 
+/// Every (dot path, subgroup broadcast) form, for tests.
+#[cfg(test)]
+const VARIANTS: [(DotPath, bool); 6] = [
+    (DotPath::Packed, true),
+    (DotPath::Packed, false),
+    (DotPath::Unpacked, true),
+    (DotPath::Unpacked, false),
+    (DotPath::Float, true),
+    (DotPath::Float, false),
+];
+
 #[cfg(test)]
 #[path = "qconv_tests.rs"]
 mod tests;
@@ -795,3 +896,7 @@ mod tests;
 #[cfg(test)]
 #[path = "qconv_lowbit_tests.rs"]
 mod lowbit_tests;
+
+#[cfg(test)]
+#[path = "qconv_float_tests.rs"]
+mod float_tests;

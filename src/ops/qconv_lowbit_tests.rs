@@ -84,8 +84,9 @@ proptest! {
         prop_assert!(want_q.q.iter().all(|&v| (lo..=hi).contains(&v)));
         let want = qconv2d(&conv, &want_q).unwrap();
         let mut layer = QConv2d::new(&g, &conv).unwrap();
-        for path in [DotPath::Packed, DotPath::Unpacked] {
+        for (path, sg) in VARIANTS {
             layer.path = path;
+            layer.subgroups = sg;
             let mut s = g.stream();
             let xq = quantize(&mut s, &g.upload_f32(&x.shape, &x.data).unwrap(), conv.input)
                 .unwrap();
@@ -96,13 +97,13 @@ proptest! {
                 (QOut::F32(t), QResult::F32(w)) => {
                     let got: Vec<u32> = g.read_f32(&t).unwrap().iter().map(|v| v.to_bits()).collect();
                     let w: Vec<u32> = w.data.iter().map(|v| v.to_bits()).collect();
-                    prop_assert_eq!(got, w, "{:?}", path);
+                    prop_assert_eq!(got, w, "{:?} sg={}", path, sg);
                 }
                 (QOut::Q(t), QResult::Q(w)) => {
                     let got = t.read(&g).unwrap();
                     let (lo, hi) = conv.output.unwrap().range();
                     prop_assert!(got.q.iter().all(|&v| (lo..=hi).contains(&v)));
-                    prop_assert_eq!(&got, w, "{:?}", path);
+                    prop_assert_eq!(&got, w, "{:?} sg={}", path, sg);
                 }
                 _ => prop_assert!(false, "output kind differs from the reference"),
             }
@@ -195,8 +196,9 @@ proptest! {
             prop_assert_eq!(layer.weight_bytes() * 2, bytes.weight_bytes());
         }
         let xq = QTensor::upload(&g, &x).unwrap();
-        for path in [DotPath::Packed, DotPath::Unpacked] {
+        for (path, sg) in VARIANTS {
             layer.path = path;
+            layer.subgroups = sg;
             let mut s = g.stream();
             let y = layer.forward(&mut s, &xq).unwrap();
             s.submit();
@@ -204,9 +206,9 @@ proptest! {
                 (QOut::F32(t), QResult::F32(w)) => {
                     let got: Vec<u32> = g.read_f32(&t).unwrap().iter().map(|v| v.to_bits()).collect();
                     let w: Vec<u32> = w.data.iter().map(|v| v.to_bits()).collect();
-                    prop_assert_eq!(got, w, "{:?}", path);
+                    prop_assert_eq!(got, w, "{:?} sg={}", path, sg);
                 }
-                (QOut::Q(t), QResult::Q(w)) => prop_assert_eq!(&t.read(&g).unwrap(), w, "{:?}", path),
+                (QOut::Q(t), QResult::Q(w)) => prop_assert_eq!(&t.read(&g).unwrap(), w, "{:?} sg={}", path, sg),
                 _ => prop_assert!(false, "output kind differs from the reference"),
             }
         }

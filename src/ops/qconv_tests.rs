@@ -1,4 +1,5 @@
-//! Bit-exact checks of the INT8 kernels against `cpu::qconv`, on both dot-product paths.
+//! Bit-exact checks of the INT8 kernels against `cpu::qconv`, on every dot-product path with
+//! plain and subgroup-broadcast weight loads.
 
 use super::*;
 use crate::array::Array;
@@ -72,14 +73,15 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
     (conv, x)
 }
 
-/// Runs the layer on both paths and asserts bit-equality with the CPU reference.
+/// Runs the layer on every path and load form and asserts bit-equality with the CPU reference.
 fn check(conv: &QConv, x: &QArray) {
     let g = gpu();
     let want = qconv2d(conv, x).unwrap();
     let mut layer = QConv2d::new(&g, conv).unwrap();
     let xt = QTensor::upload(&g, x).unwrap();
-    for path in [DotPath::Packed, DotPath::Unpacked] {
+    for (path, sg) in VARIANTS {
         layer.path = path;
+        layer.subgroups = sg;
         let mut s = g.stream();
         let y = layer.forward(&mut s, &xt).unwrap();
         s.submit();
@@ -91,13 +93,19 @@ fn check(conv: &QConv, x: &QArray) {
                     .iter()
                     .zip(&w.data)
                     .position(|(a, b)| a.to_bits() != b.to_bits());
-                assert!(bad.is_none(), "{path:?} {conv:?}: f32 differs at {bad:?}");
+                assert!(
+                    bad.is_none(),
+                    "{path:?} sg={sg} {conv:?}: f32 differs at {bad:?}"
+                );
             }
             (QOut::Q(t), QResult::Q(w)) => {
                 let got = t.read(&g).unwrap();
                 assert_eq!(got.shape, w.shape);
                 let bad = got.q.iter().zip(&w.q).position(|(a, b)| a != b);
-                assert!(bad.is_none(), "{path:?} {conv:?}: int8 differs at {bad:?}");
+                assert!(
+                    bad.is_none(),
+                    "{path:?} sg={sg} {conv:?}: int8 differs at {bad:?}"
+                );
             }
             _ => panic!("output kind differs from the reference"),
         }
@@ -773,7 +781,7 @@ fn values(r: QResult) -> Vec<f64> {
     }
 }
 
-/// CPU reference and both GPU paths against the oracle; returns how many outputs were exact
+/// CPU reference and the GPU paths against the oracle; returns how many outputs were exact
 /// ties (ideal value k + 0.5 inside the output range).
 fn check_oracle(conv: &QConv, x: &QArray, exact: bool, what: &str) -> usize {
     let want = oracle(conv, x);
@@ -783,6 +791,7 @@ fn check_oracle(conv: &QConv, x: &QArray, exact: bool, what: &str) -> usize {
         ("cpu", values(qconv2d(conv, x).unwrap())),
         ("gpu packed", run_gpu(conv, x, DotPath::Packed)),
         ("gpu unpacked", run_gpu(conv, x, DotPath::Unpacked)),
+        ("gpu float", run_gpu(conv, x, DotPath::Float)),
     ];
     for (name, got) in &got {
         assert_eq!(got.len(), want.len(), "{what} {name}");

@@ -1,6 +1,6 @@
 //! INT8 channel gathers (option-A shortcut, slice, shuffle, concat), max pooling and global
 //! average pooling on packed int8 tensors (`qconv`'s layout). The math is `quant::int8_ops`;
-//! the CPU reference `cpu::qlayout`; shader `shaders/qlayout.wgsl` (appended to qconv.wgsl).
+//! the CPU reference `cpu::qlayout`; shader `shaders/qlayout.wgsl` (appended to qconv.wgsl and its plain-load prelude).
 
 use super::pad2d::{padded_shape, PadMode};
 use super::qconv::{Params, QTensor};
@@ -14,6 +14,10 @@ const SHADER: Shader = Shader {
     name: "qlayout",
     source: concat!(
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/qconv_w_plain.wgsl"
+        )),
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/shaders/pad_source.wgsl"
