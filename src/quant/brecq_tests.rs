@@ -446,6 +446,43 @@ fn brecq_beats_round_to_nearest_on_every_block_and_cancels() {
     ));
 }
 
+/// End to end with QDrop (the FP32 block inputs mixed in, the stem's being the image): every
+/// block still ends below round to nearest, and the result differs from plain BRECQ's.
+#[test]
+fn brecq_with_qdrop_beats_round_to_nearest_on_every_block() {
+    skip_without_gpu!();
+    let g = gpu();
+    let model = small_model();
+    let calib = small_calib(128);
+    let opts = |qdrop| QuantOptions {
+        algorithm: super::super::Algorithm::Brecq,
+        wbits: 4,
+        abits: 4,
+        adaround: AdaRoundOptions {
+            iters: 400,
+            lr: 3e-3,
+            batch: 16,
+            per_submit: 50,
+            qdrop,
+            ..AdaRoundOptions::brecq()
+        },
+        ..QuantOptions::default()
+    };
+    let (_, plain) = brecq(&g, &model, &calib, &opts(0.0)).unwrap();
+    let (_, reports) = brecq(&g, &model, &calib, &opts(0.5)).unwrap();
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        assert!(
+            r.mse < r.rtn_mse,
+            "{:?}: {} vs {}",
+            r.layers,
+            r.mse,
+            r.rtn_mse
+        );
+    }
+    assert!(reports.iter().zip(&plain).all(|(a, b)| a.mse != b.mse));
+}
+
 /// Cancels its token once the task has made `.1` steps.
 struct CancelAt(crate::progress::Cancel, u64);
 
