@@ -52,6 +52,10 @@ pub struct QuantizeArgs {
     /// calibrated formats.
     #[arg(long, default_value_t = AdaRoundOptions::brecq().act_lr, value_parser = super::args::real::<f32>(0.0..1.0))]
     pub act_lr: f32,
+    /// BRECQ: QDrop's probability of dropping an activation element's quantization in a
+    /// learning step (0: off).
+    #[arg(long, default_value_t = AdaRoundOptions::brecq().qdrop, value_parser = super::args::real::<f32>(0.0..=1.0))]
+    pub qdrop: f32,
     /// AdaRound: calibration images used (evenly spaced over the set).
     #[arg(long, default_value_t = AdaRoundOptions::default().images, value_parser = super::args::int(1usize, 100_000))]
     pub adaround_images: usize,
@@ -156,6 +160,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
                 reg_weight: args.reg_weight,
                 images: args.adaround_images,
                 act_lr: args.act_lr,
+                qdrop: args.qdrop,
                 ..d
             }
         },

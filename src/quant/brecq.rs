@@ -12,6 +12,11 @@
 //! rounding regularizer of all the block's layers with the annealed beta; Adam on all the
 //! block's V (`lr`) and on its activation steps (`act_lr`, 0: the calibrated formats stay).
 //! The learned steps are written back into the model's formats, so the INT8 model runs them.
+//!
+//! QDrop (Wei et al. 2022, `qdrop` > 0): in each learning step every fake quantizer drops
+//! each element's quantization with that probability (a fresh mask per step and quantizer),
+//! and the block input takes the FP32 model's value where its own mask drops (as QDrop's code
+//! mixes the quantized and FP32 inputs); error measurement and the result drop nothing.
 
 use super::adaround::{
     append, learned_rounding_start, mix, permutation, positions, samples, AdaRoundOptions,
@@ -31,7 +36,7 @@ use crate::graph::ValueId;
 use crate::models::Model;
 use crate::ops::adam::{adam, AdamConfig};
 use crate::ops::adaround::{self as k, SoftQuant};
-use crate::ops::fake_quant::FakeQuant;
+use crate::ops::fake_quant::{drop_mix, drop_threshold, FakeQuant};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -156,6 +161,8 @@ pub struct Replay<'a> {
     pub v: Vec<Option<Var>>,
     /// The steps on the tape, per quantizer.
     pub step_vars: Vec<Option<Var>>,
+    /// QDrop: (threshold, seed); quantizer `qi` draws its mask from `seed + qi`.
+    pub drop: Option<(u32, u32)>,
 }
 
 impl<'a> Replay<'a> {
@@ -168,6 +175,16 @@ impl<'a> Replay<'a> {
             learn_steps: learn,
             v: vec![None; bq.layers.len()],
             step_vars: vec![None; bq.quantizers.len()],
+            drop: None,
+        }
+    }
+
+    /// The replay with QDrop at `threshold` (`ops::fake_quant::drop_threshold`), the masks
+    /// seeded from `seed`.
+    pub fn with_drop(self, threshold: u32, seed: u32) -> Self {
+        Replay {
+            drop: Some((threshold, seed)),
+            ..self
         }
     }
 
@@ -180,7 +197,10 @@ impl<'a> Replay<'a> {
                 v
             }
         };
-        let fq = FakeQuant::new(self.bq.quantizers[qi].fmt, self.learn_steps);
+        let mut fq = FakeQuant::new(self.bq.quantizers[qi].fmt, self.learn_steps);
+        if let Some((thr, seed)) = self.drop {
+            fq = fq.with_drop(thr, seed.wrapping_add(qi as u32 + 1));
+        }
         t.fake_quant(s, x, step, fq)
     }
 }
@@ -270,13 +290,24 @@ pub struct LearnedBlock {
     pub step_seconds: f64,
 }
 
-/// Learns one block's rounding (and steps, with `opts.act_lr > 0`) on inputs `x` and targets
-/// `t`; `step(k)` is called after every `k` more steps (its error stops the work).
+/// The block's inputs from the quantized model, its FP32 inputs (QDrop only) and its FP32
+/// outputs, over the same samples.
+pub struct BlockData {
+    /// The quantized model's values at the block input.
+    pub x: Tensor,
+    /// The FP32 model's values there (with `qdrop` > 0).
+    pub x_fp: Option<Tensor>,
+    /// The FP32 model's block output.
+    pub target: Tensor,
+}
+
+/// Learns one block's rounding (and steps, with `opts.act_lr > 0`) on `data`; `step(k)` is
+/// called after every `k` more steps (its error stops the work).
 pub fn learn_block(
     gpu: &Gpu,
     frozen: &mut Frozen,
     bq: &BlockQuant,
-    (x, target): (&Tensor, &Tensor),
+    data: &BlockData,
     opts: &AdaRoundOptions,
     seed: u32,
     step: &mut dyn FnMut(usize) -> Result<()>,
@@ -314,15 +345,20 @@ pub fn learn_block(
         beta2: 0.999,
         eps: 1e-8,
     };
-    let n = x.shape()[0];
+    let n = data.x.shape()[0];
     let batch = opts.batch.min(n);
-    let (xs, ts) = {
+    let drop = drop_threshold(opts.qdrop)?;
+    let (xs, fs, ts) = {
         let mut s = gpu.stream();
         let order = permutation(n, seed as u64);
-        let xs = samples(&mut s, x, Some(&order), (0, 0))?;
-        let ts = samples(&mut s, target, Some(&order), (0, 0))?;
+        let xs = samples(&mut s, &data.x, Some(&order), (0, 0))?;
+        let fs = match (&data.x_fp, drop) {
+            (Some(f), 1..) => Some(samples(&mut s, f, Some(&order), (0, 0))?),
+            _ => None,
+        };
+        let ts = samples(&mut s, &data.target, Some(&order), (0, 0))?;
         s.submit();
-        (xs, ts)
+        (xs, fs, ts)
     };
     let started = std::time::Instant::now();
     let mut t = 0;
@@ -331,11 +367,20 @@ pub fn learn_block(
         let mut s = gpu.stream();
         for _ in 0..count {
             let start = (mix(((seed as u64) << 32) ^ t as u64) % n as u64) as usize;
-            let xb = samples(&mut s, &xs, None, (start, batch))?;
+            let mut xb = samples(&mut s, &xs, None, (start, batch))?;
             let tb = samples(&mut s, &ts, None, (start, batch))?;
+            // One seed per block and step; the block input and each quantizer offset it.
+            let step_seed = mix(((seed as u64) << 32) ^ (t as u64) ^ 0x5144_524f_5000_0000) as u32;
+            if let Some(fb) = &fs {
+                let fb = samples(&mut s, fb, None, (start, batch))?;
+                xb = drop_mix(&mut s, &xb, &fb, drop, step_seed)?;
+            }
             let mut tape = Tape::new();
             let xv = tape.leaf(xb, false);
             let mut hooks = Replay::new(bq, Weights::Soft(&sqs, &vs), &steps, learn);
+            if drop > 0 {
+                hooks = hooks.with_drop(drop, step_seed);
+            }
             let y = frozen.replay_block(&mut tape, &mut s, &bq.block, xv, &mut hooks)?;
             let yv = tape.value(y);
             let dy = k::recon_grad(&mut s, yv, &tb, 2.0 / positions(yv))?;
@@ -384,19 +429,20 @@ pub fn learn_block(
     })
 }
 
-/// The quantized model's values at the block's input and the FP32 model's at its output,
-/// over `calib`.
+/// The quantized model's values at the block's input and the FP32 model's at its output (and
+/// with `with_fp` at its input), over `calib`.
 fn block_data(
     (fp, quant): (&Runner, &Runner),
     block: &Block,
     calib: &Dataset,
     model: &Model,
     opts: &QuantOptions,
-) -> Result<(Tensor, Tensor)> {
+    with_fp: bool,
+) -> Result<BlockData> {
     let gpu = &fp.gpu;
     let norm = &model.arch.norm;
     let (h, w) = (calib.height(), calib.width());
-    let (mut xs, mut ts) = (None, None);
+    let (mut xs, mut fs, mut ts) = (None, None, None);
     for start in (0..calib.len()).step_by(opts.batch.max(1)) {
         opts.hooks.cancel.check()?;
         let end = (start + opts.batch).min(calib.len());
@@ -405,7 +451,18 @@ fn block_data(
             .to_f32_normalized(start..end, &norm.mean, &norm.std);
         let img = gpu.upload_f32(&[end - start, calib.channels(), h, w], &px)?;
         let mut s = gpu.stream();
-        let mut f = fp.forward(&mut s, &img, &[block.output])?;
+        let keep = if with_fp {
+            vec![block.output, block.input]
+        } else {
+            vec![block.output]
+        };
+        let mut f = fp.forward(&mut s, &img, &keep)?;
+        if with_fp {
+            let xf = f.kept.remove(&block.input).ok_or_else(|| {
+                Error::Invalid(format!("brecq: value {} was not kept", block.input))
+            })?;
+            append(&mut s, &mut fs, &xf, calib.len(), start)?;
+        }
         let t = f.kept.remove(&block.output).unwrap_or(f.output);
         let mut o = quant.forward(&mut s, &img, &[block.input])?;
         let x = o
@@ -418,7 +475,11 @@ fn block_data(
         gpu.wait()?;
     }
     match (xs, ts) {
-        (Some(x), Some(t)) => Ok((x, t)),
+        (Some(x), Some(target)) => Ok(BlockData {
+            x,
+            x_fp: fs,
+            target,
+        }),
         _ => Err(Error::Invalid("the calibration set is empty".into())),
     }
 }
@@ -460,18 +521,12 @@ pub fn brecq(
     for (bi, block) in blocks.iter().enumerate() {
         let started = std::time::Instant::now();
         let quant = q.runner(gpu)?;
-        let (x, target) = block_data((&fp, &quant), block, &calib, model, opts)?;
+        let data = block_data((&fp, &quant), block, &calib, model, opts, ao.qdrop > 0.0)?;
         drop(quant);
         let bq = BlockQuant::new(&q, block)?;
-        let learned = learn_block(
-            gpu,
-            &mut frozen,
-            &bq,
-            (&x, &target),
-            ao,
-            bi as u32,
-            &mut |k| bar.inc(k as u64),
-        )?;
+        let learned = learn_block(gpu, &mut frozen, &bq, &data, ao, bi as u32, &mut |k| {
+            bar.inc(k as u64)
+        })?;
         let fmts0: Vec<QFormat> = bq.quantizers.iter().map(|z| z.fmt).collect();
         let rtn: Vec<Tensor> = bq
             .layers
@@ -484,7 +539,7 @@ pub fn brecq(
             .zip(&learned.q)
             .map(|((w, _), q)| dequantized(gpu, w, q))
             .collect::<Result<_>>()?;
-        let data = (&x, &target);
+        let data = (&data.x, &data.target);
         let rtn_mse = block_error(gpu, &mut frozen, &bq, &rtn, &fmts0, data)?;
         let mse = block_error(gpu, &mut frozen, &bq, &hard, &learned.fmts, data)?;
         let names: Vec<String> = block

@@ -173,6 +173,7 @@ fn loss_gpu(
     vs: &[Vec<f32>],
     (x, t): (&[f32], &[f32]),
     learn: bool,
+    drop: Option<(u32, u32)>,
 ) -> (f64, Vec<Vec<f32>>, Option<f32>) {
     let mut frozen = Frozen::new(gpu, "tiny", g.clone(), params.clone());
     let (mut sqs, mut vt) = (Vec::new(), Vec::new());
@@ -188,6 +189,9 @@ fn loss_gpu(
     let xv = tape.leaf(gpu.upload_f32(&SHAPE, x).unwrap(), false);
     let tt = gpu.upload_f32(&SHAPE, t).unwrap();
     let mut hooks = Replay::new(bq, Weights::Soft(&sqs, &vt), &steps, learn);
+    if let Some((thr, seed)) = drop {
+        hooks = hooks.with_drop(thr, seed);
+    }
     let y = frozen
         .replay_block(&mut tape, &mut s, &bq.block, xv, &mut hooks)
         .unwrap();
@@ -234,10 +238,10 @@ fn block_loss_and_step_gradient_match_the_cpu() {
         .map(|v| v.iter().map(|&a| a as f64).collect())
         .collect();
     let (want, pre) = loss_cpu(&params, &bq, &v64, &x, &t);
-    let (got, _, _) = loss_gpu(&g, (&graph, &params), &bq, &vs, (&x, &t), false);
+    let (got, _, _) = loss_gpu(&g, (&graph, &params), &bq, &vs, (&x, &t), false, None);
     assert!((got - want).abs() <= 1e-4 * want, "loss {got} vs {want}");
     // The step gradient: dL/dy at the quantizer's output, through LSQ's formula.
-    let (_, _, gs) = loss_gpu(&g, (&graph, &params), &bq, &vs, (&x, &t), true);
+    let (_, _, gs) = loss_gpu(&g, (&graph, &params), &bq, &vs, (&x, &t), true, None);
     let fmt = bq.quantizers[2].fmt;
     let pre32: Vec<f32> = pre.iter().map(|&v| v as f32).collect();
     let yq = forward_cpu(&pre32, fmt);
@@ -255,6 +259,39 @@ fn block_loss_and_step_gradient_match_the_cpu() {
     );
 }
 
+/// QDrop in the replay: dropping everything is the block without quantizers (loss and V
+/// gradients), dropping nothing the plain block, and half lies strictly between neither.
+#[test]
+fn qdrop_replay_spans_no_quantizers_to_all() {
+    skip_without_gpu!();
+    use crate::ops::fake_quant::drop_threshold;
+    let g = gpu();
+    let (graph, params, qw) = tiny_block();
+    let (with, without) = (
+        block_quant(&params, &qw, true),
+        block_quant(&params, &qw, false),
+    );
+    let (x, t, vs) = data();
+    let run = |bq: &BlockQuant, p: Option<f32>| {
+        let drop = p.map(|p| (drop_threshold(p).unwrap(), 77));
+        loss_gpu(&g, (&graph, &params), bq, &vs, (&x, &t), false, drop)
+    };
+    let plain = run(&with, None);
+    let none = run(&without, None);
+    assert!(
+        (plain.0 - none.0).abs() > 1e-3 * none.0,
+        "quantizers change the loss"
+    );
+    let all = run(&with, Some(1.0));
+    assert_eq!(all.0, none.0);
+    assert_eq!(all.1, none.1);
+    let zero = run(&with, Some(0.0));
+    assert_eq!(zero.0, plain.0);
+    assert_eq!(zero.1, plain.1);
+    let half = run(&with, Some(0.5));
+    assert!(half.0 != plain.0 && half.0 != none.0);
+}
+
 /// Gradients w.r.t. every layer's V through the whole block match central differences of the
 /// f64 CPU loss (fake quantization off: its rounding has no useful derivative).
 #[test]
@@ -264,7 +301,7 @@ fn v_gradients_through_the_block_match_finite_differences() {
     let (graph, params, qw) = tiny_block();
     let bq = block_quant(&params, &qw, false);
     let (x, t, vs) = data();
-    let (_, gv, _) = loss_gpu(&g, (&graph, &params), &bq, &vs, (&x, &t), false);
+    let (_, gv, _) = loss_gpu(&g, (&graph, &params), &bq, &vs, (&x, &t), false, None);
     let v64: Vec<Vec<f64>> = vs
         .iter()
         .map(|v| v.iter().map(|&a| a as f64).collect())
@@ -407,6 +444,43 @@ fn brecq_beats_round_to_nearest_on_every_block_and_cancels() {
         brecq(&g, &model, &calib, &opts),
         Err(Error::Cancelled)
     ));
+}
+
+/// End to end with QDrop (the FP32 block inputs mixed in, the stem's being the image): every
+/// block still ends below round to nearest, and the result differs from plain BRECQ's.
+#[test]
+fn brecq_with_qdrop_beats_round_to_nearest_on_every_block() {
+    skip_without_gpu!();
+    let g = gpu();
+    let model = small_model();
+    let calib = small_calib(128);
+    let opts = |qdrop| QuantOptions {
+        algorithm: super::super::Algorithm::Brecq,
+        wbits: 4,
+        abits: 4,
+        adaround: AdaRoundOptions {
+            iters: 400,
+            lr: 3e-3,
+            batch: 16,
+            per_submit: 50,
+            qdrop,
+            ..AdaRoundOptions::brecq()
+        },
+        ..QuantOptions::default()
+    };
+    let (_, plain) = brecq(&g, &model, &calib, &opts(0.0)).unwrap();
+    let (_, reports) = brecq(&g, &model, &calib, &opts(0.5)).unwrap();
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        assert!(
+            r.mse < r.rtn_mse,
+            "{:?}: {} vs {}",
+            r.layers,
+            r.mse,
+            r.rtn_mse
+        );
+    }
+    assert!(reports.iter().zip(&plain).all(|(a, b)| a.mse != b.mse));
 }
 
 /// Cancels its token once the task has made `.1` steps.
