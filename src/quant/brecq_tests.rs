@@ -392,19 +392,7 @@ fn brecq_beats_round_to_nearest_on_every_block_and_cancels() {
     let g = gpu();
     let model = small_model();
     let calib = small_calib(128);
-    let mut opts = QuantOptions {
-        algorithm: super::super::Algorithm::Brecq,
-        wbits: 4,
-        abits: 4,
-        adaround: AdaRoundOptions {
-            iters: 400,
-            lr: 3e-3,
-            batch: 16,
-            per_submit: 50,
-            ..AdaRoundOptions::brecq()
-        },
-        ..QuantOptions::default()
-    };
+    let mut opts = small_opts(AdaRoundOptions::brecq().qdrop);
     let (q, reports) = brecq(&g, &model, &calib, &opts).unwrap();
     assert_eq!(reports.len(), 3);
     assert_eq!(reports[1].layers, ["block.a", "block.bb"]);
@@ -454,7 +442,24 @@ fn brecq_with_qdrop_beats_round_to_nearest_on_every_block() {
     let g = gpu();
     let model = small_model();
     let calib = small_calib(128);
-    let opts = |qdrop| QuantOptions {
+    let (_, plain) = brecq(&g, &model, &calib, &small_opts(0.0)).unwrap();
+    let (_, reports) = brecq(&g, &model, &calib, &small_opts(0.5)).unwrap();
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        assert!(
+            r.mse < r.rtn_mse,
+            "{:?}: {} vs {}",
+            r.layers,
+            r.mse,
+            r.rtn_mse
+        );
+    }
+    assert!(reports.iter().zip(&plain).all(|(a, b)| a.mse != b.mse));
+}
+
+/// W4A4 BRECQ with enough steps and a high enough rate for the small model's blocks.
+fn small_opts(qdrop: f32) -> QuantOptions {
+    QuantOptions {
         algorithm: super::super::Algorithm::Brecq,
         wbits: 4,
         abits: 4,
@@ -467,20 +472,7 @@ fn brecq_with_qdrop_beats_round_to_nearest_on_every_block() {
             ..AdaRoundOptions::brecq()
         },
         ..QuantOptions::default()
-    };
-    let (_, plain) = brecq(&g, &model, &calib, &opts(0.0)).unwrap();
-    let (_, reports) = brecq(&g, &model, &calib, &opts(0.5)).unwrap();
-    assert_eq!(reports.len(), 3);
-    for r in &reports {
-        assert!(
-            r.mse < r.rtn_mse,
-            "{:?}: {} vs {}",
-            r.layers,
-            r.mse,
-            r.rtn_mse
-        );
     }
-    assert!(reports.iter().zip(&plain).all(|(a, b)| a.mse != b.mse));
 }
 
 /// Cancels its token once the task has made `.1` steps.
