@@ -112,6 +112,7 @@ fn run_gpu(fq: FakeQuant, fmt: QFormat, shape: &[usize], x: &[f32], dy: &[f32]) 
     let ds = fq.step_grad(&mut s, &xt, &st, &dyt).unwrap();
     s.submit();
     let ds = g.read_f32(&ds).unwrap();
+    assert_eq!(ds[1], 0.0, "the step gradient's second word stays zero");
     (g.read_f32(&y).unwrap(), g.read_f32(&dx).unwrap(), ds[0])
 }
 
