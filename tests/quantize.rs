@@ -281,6 +281,54 @@ fn low_bit_models_are_packed_and_validated() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `add_bits`: at W4A4 every layer's weights and input stay 4-bit while the values that only
+/// residual adds read (each block's last conv output) take 8 bits; the integer path stays
+/// bit-exact against the CPU reference.
+#[test]
+fn add_inputs_take_their_own_width() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let a = arch("akamaster_resnet20").unwrap();
+    let model = Model::new(a.clone(), random_params(&a, 3)).unwrap();
+    let steps = |add_bits: Option<u32>| {
+        let opts = QuantOptions {
+            bias_subset: 20,
+            batch: 10,
+            wbits: 4,
+            abits: 4,
+            add_bits,
+            ..Default::default()
+        };
+        let q = default_quantization(&gpu, &model, &noise_set(40, 5), &opts).unwrap();
+        for l in q.layers.values() {
+            assert_eq!(l.input.range().1 - l.input.range().0, 15);
+        }
+        let g = &q.graph;
+        let conv_into_add: Vec<usize> = (0..g.nodes.len())
+            .filter(|&i| matches!(g.nodes[i].op, synthcal::graph::Op::Add { .. }))
+            .flat_map(|i| g.nodes[i].inputs.clone())
+            .filter(|v| q.layers.contains_key(v))
+            // The stem's output is also the first block's conv1 input, so at its width.
+            .filter(|v| !q.layers.keys().any(|&l| g.nodes[l].inputs[0] == *v))
+            .collect();
+        assert_eq!(conv_into_add.len(), 9, "one per residual block");
+        let x = Array::random(&[2, 3, 32, 32], 11);
+        let (got, want) = (gpu_logits(&q, &x), q.cpu_logits(&x).unwrap());
+        assert!(
+            got.iter()
+                .zip(&want.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "GPU and CPU integer logits differ"
+        );
+        conv_into_add
+            .iter()
+            .map(|v| q.values[v].range().1 - q.values[v].range().0)
+            .collect::<Vec<_>>()
+    };
+    assert!(steps(None).iter().all(|&s| s == 15));
+    assert!(steps(Some(8)).iter().all(|&s| s == 255));
+}
+
 /// W4A4 with every layer 4-bit: the GPU runner holds the weights as nibbles (half the bytes of
 /// one per byte) and its logits equal, bit for bit, those of the same model on byte weights.
 #[test]

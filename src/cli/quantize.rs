@@ -89,6 +89,12 @@ pub struct QuantizeArgs {
     /// default) or `layers` (conv and linear only, the rest in f32; `--preset pot`'s choice).
     #[arg(long, value_enum)]
     pub int8_ops: Option<crate::quant::Int8Ops>,
+    /// Bits of the values that no conv or linear layer reads on the end-to-end integer path:
+    /// the inputs of residual adds and concats, such as a residual block's last conv output
+    /// [default: --abits]. Every layer's weights and inputs keep --wbits/--abits; 8 here keeps
+    /// the adds' inputs as BRECQ's and QDrop's W4A4 nearly do (they leave them unrounded).
+    #[arg(long, value_parser = bits(&[8, 6, 4]))]
+    pub add_bits: Option<u32>,
     /// Skip FastBiasCorrection.
     #[arg(long)]
     pub no_bias_correction: bool,
@@ -149,6 +155,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
         hooks: super::bars::hooks(args.quiet),
         depthwise_per_channel: args.depthwise_per_channel,
         int8_ops: args.int8_ops.unwrap_or(base.int8_ops),
+        add_bits: args.add_bits,
         adaround: {
             let d = match args.algorithm {
                 Algorithm::Brecq => AdaRoundOptions::brecq(),

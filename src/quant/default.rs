@@ -58,6 +58,11 @@ pub struct QuantOptions {
     /// Which ops compute in integers: every op between the input quantization and the logits
     /// (residual adds, pooling, concat, slices, shuffles too), or conv and linear layers only.
     pub int8_ops: Int8Ops,
+    /// Bits of the int8 values that no conv or linear layer reads, on the end-to-end path:
+    /// the inputs of residual adds and concats (a residual block's last conv output). `None`:
+    /// the activation width. BRECQ's and QDrop's W4A4 leave the last conv's output unrounded
+    /// before the add; 8 bits stays close to that while the network stays integer.
+    pub add_bits: Option<u32>,
     /// AdaRound's settings (used by [`super::Algorithm::AdaRound`]).
     pub adaround: super::AdaRoundOptions,
 }
@@ -115,6 +120,7 @@ impl Default for QuantOptions {
             abits: 8,
             ends_at_8bit: false,
             int8_ops: Int8Ops::All,
+            add_bits: None,
             adaround: Default::default(),
         }
     }
@@ -407,7 +413,13 @@ pub fn default_quantization(
     if calib.is_empty() {
         return Err(Error::Invalid("the calibration set is empty".into()));
     }
-    for (what, b) in [("weight", opts.wbits), ("activation", opts.abits)] {
+    let add_bits = opts.add_bits.unwrap_or(opts.abits);
+    let widths = [
+        ("weight", opts.wbits),
+        ("activation", opts.abits),
+        ("add input", add_bits),
+    ];
+    for (what, b) in widths {
         if !(2..=8).contains(&b) {
             return Err(Error::Invalid(format!(
                 "{b} {what} bits (2 to 8 are supported)"
@@ -455,8 +467,8 @@ pub fn default_quantization(
         let f = match read_by.get(&r) {
             Some(l) => layers[l].input,
             None => {
-                let (lo, hi) = obs[&r].range(opts.estimator, opts.abits);
-                activation_format_bits(lo, hi, opts.abits)
+                let (lo, hi) = obs[&r].range(opts.estimator, add_bits);
+                activation_format_bits(lo, hi, add_bits)
             }
         };
         values.insert(r, f);

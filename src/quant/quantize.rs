@@ -144,7 +144,7 @@ fn quantize_described(
         q.meta
             .insert("weight_range".into(), format!("{:?}", opts.weight_range));
     }
-    if (opts.wbits, opts.abits) != (8, 8) {
+    if (opts.wbits, opts.abits) != (8, 8) || opts.add_bits.is_some_and(|b| b != opts.abits) {
         q.meta.insert("bits".into(), bits_label(opts));
     }
     Ok(q)
@@ -152,10 +152,14 @@ fn quantize_described(
 
 /// `W8A8`, or e.g. `W4A4 (first and last layers W8A8)`.
 fn bits_label(opts: &QuantOptions) -> String {
-    let main = format!("W{}A{}", opts.wbits, opts.abits);
+    let mut label = format!("W{}A{}", opts.wbits, opts.abits);
     if opts.ends_at_8bit && (opts.wbits, opts.abits) != (8, 8) {
-        format!("{main} (first and last layers W8A8)")
-    } else {
-        main
+        label += " (first and last layers W8A8)";
+    }
+    match opts.add_bits {
+        Some(b) if b != opts.abits && opts.int8_ops == super::Int8Ops::All => {
+            label + &format!(", add inputs {b}-bit")
+        }
+        _ => label,
     }
 }
