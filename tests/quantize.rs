@@ -600,6 +600,7 @@ fn reproduce_writes_the_report_and_resumes() {
         bits: vec![synthcal::cli::reproduce::parse_bits("8").unwrap()],
         estimators: vec!["pot".into()],
         first_last_8bit: false,
+        add_bits: None,
         iters: None,
         set: CalibSetArgs {
             data: Some(data.clone()),

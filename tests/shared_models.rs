@@ -218,6 +218,7 @@ fn reproduce_numbers_match_an_independent_recomputation() {
         bits: vec![synthcal::cli::reproduce::parse_bits("8").unwrap()],
         estimators: vec!["pot".into()],
         first_last_8bit: false,
+        add_bits: None,
         iters: None,
         set: set.clone(),
         max_drop: 0.01,

@@ -113,7 +113,9 @@ pub struct QuantizeArgs {
 }
 
 /// A parser of a bit width among `allowed`.
-fn bits(allowed: &'static [u32]) -> impl Fn(&str) -> std::result::Result<u32, String> + Clone {
+pub(super) fn bits(
+    allowed: &'static [u32],
+) -> impl Fn(&str) -> std::result::Result<u32, String> + Clone {
     move |s| {
         s.parse::<u32>()
             .ok()

@@ -51,6 +51,11 @@ pub struct ReproduceArgs {
     /// Keep the first and last quantized layers at W8A8 in the cells below 8 bits.
     #[arg(long)]
     pub first_last_8bit: bool,
+    /// Bits of the inputs of residual adds and concats in the cells below 8 bits, as
+    /// `quantize --add-bits` [default: the cell's activation bits]; such cells are named
+    /// `wNaM+addK`.
+    #[arg(long, value_parser = super::quantize::bits(&[8, 6, 4]))]
+    pub add_bits: Option<u32>,
     /// AdaRound's steps per layer, BRECQ's per block (default: the library's).
     #[arg(long, value_parser = super::args::int(1, usize::MAX))]
     pub iters: Option<usize>,
@@ -204,6 +209,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                 {
                     name += &format!("__{bits}");
                 }
+                let add_bits = cell_add_bits(args, bits, est);
+                if let Some(k) = add_bits {
+                    name += &format!("__add{k}");
+                }
                 let file = cells_dir.join(format!("{name}.json"));
                 if let Ok(bytes) = std::fs::read(&file) {
                     if let Ok(c) = serde_json::from_slice::<Cell>(&bytes) {
@@ -261,7 +270,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     model: m.clone(),
                     source: src.clone(),
                     algorithm: alg.clone(),
-                    bits: bits.to_string(),
+                    bits: match add_bits {
+                        Some(k) => format!("{bits}+add{k}"),
+                        None => bits.to_string(),
+                    },
                     estimator: est.clone(),
                     calibration: format!(
                         "{} ({} images, seed {})",
@@ -305,6 +317,13 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     )?;
     println!("report: {}", args.output.join("report.md").display());
     Ok(())
+}
+
+/// The add inputs' bits of a cell where they differ from its activations' (never in the
+/// study's recipe, whose adds run in f32).
+fn cell_add_bits(args: &ReproduceArgs, bits: Bits, est: &str) -> Option<u32> {
+    args.add_bits
+        .filter(|&k| est != "pot" && k != bits.activations)
 }
 
 /// The quantization options of one cell: `pot` is the study's recipe, so that its table
@@ -353,6 +372,7 @@ fn recipe(args: &ReproduceArgs, bits: Bits, est: &str, alg: &str) -> Result<Quan
         wbits: bits.weights,
         abits: bits.activations,
         ends_at_8bit: args.first_last_8bit && bits.weights.min(bits.activations) < 8,
+        add_bits: cell_add_bits(args, bits, est),
         adaround,
         ..base
     })
@@ -561,17 +581,28 @@ mod tests {
             #[command(flatten)]
             args: ReproduceArgs,
         }
-        let cmd = ["reproduce", "--first-last-8bit", "--iters", "7"];
+        let cmd = [
+            "reproduce",
+            "--first-last-8bit",
+            "--iters",
+            "7",
+            "--add-bits",
+            "8",
+        ];
         let args = <Cmd as clap::Parser>::try_parse_from(cmd).unwrap().args;
         let w88 = parse_bits("8").unwrap();
         let study = recipe(&args, w88, "pot", "default").unwrap();
         assert_eq!(study.estimator, E::Pot);
         assert_eq!(study.int8_ops, QuantOptions::pot().int8_ops);
+        assert_eq!(study.add_bits, None);
+        let w8 = recipe(&args, w88, "mse", "default").unwrap();
+        assert_eq!(w8.add_bits, None, "8 is already the activations' width");
         assert!(!study.ends_at_8bit);
         let low = recipe(&args, parse_bits("w4a4").unwrap(), "mse", "adaround").unwrap();
         assert_eq!((low.wbits, low.abits, low.estimator), (4, 4, E::Mse));
         assert_eq!(low.algorithm, Algorithm::AdaRound);
         assert_eq!(low.adaround.iters, 7);
+        assert_eq!(low.add_bits, Some(8));
         let b = recipe(&args, parse_bits("w4a4").unwrap(), "mse", "brecq").unwrap();
         assert_eq!((b.algorithm, b.adaround.iters), (Algorithm::Brecq, 7));
         assert!(low.ends_at_8bit);
