@@ -42,8 +42,10 @@ const WG: u32 = 64u;
 override NIBBLES: bool = false;
 // The high nibble of every byte: a nibble moved there is an i8 lane worth 16x its value.
 const HI: u32 = 0xf0f0f0f0u;
-// Output pixels per thread, strided by WG so neighbouring threads read neighbouring words.
-const PX: u32 = 8u;
+// Output pixels per thread (1, 2, 4 or 8), strided by WG so neighbouring threads read
+// neighbouring words. The host lowers it for small calls (batch 1 on 8x8 maps), where most of
+// 8 pixels per thread would be past the end and computed for nothing.
+override PX: u32 = 8u;
 
 // Sign-extends the four bytes with shifts only (no packed-integer extension needed).
 fn unpack(v: u32) -> vec4<i32> {
@@ -166,7 +168,7 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let first = (wid.x + wid.y * nwg.x) * (WG * PX) + lid;
     let start = window_start(t);
     let lane = lid % 8u;
-    var px: array<Pix, PX>;
+    var px: array<Pix, 8>;
     for (var i = 0u; i < PX; i++) {
         px[i] = pixel(first + i * WG, start);
     }
@@ -191,37 +193,54 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 var x = load(o0);
                 a0 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
                 b0 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o1);
-                a1 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b1 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o2);
-                a2 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b2 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o3);
-                a3 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b3 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o4);
-                a4 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b4 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o5);
-                a5 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b5 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o6);
-                a6 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b6 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
-                x = load(o7);
-                a7 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
-                b7 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                if PX > 1u {
+                    x = load(o1);
+                    a1 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b1 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
+                if PX > 2u {
+                    x = load(o2);
+                    a2 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b2 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
+                if PX > 3u {
+                    x = load(o3);
+                    a3 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b3 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
+                if PX > 4u {
+                    x = load(o4);
+                    a4 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b4 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
+                if PX > 5u {
+                    x = load(o5);
+                    a5 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b5 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
+                if PX > 6u {
+                    x = load(o6);
+                    a6 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b6 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
+                if PX > 7u {
+                    x = load(o7);
+                    a7 += vec4<i32>(dot4(x, w0), dot4(x, w1), dot4(x, w2), dot4(x, w3));
+                    b7 += vec4<i32>(dot4(x, w4), dot4(x, w5), dot4(x, w6), dot4(x, w7));
+                }
                 o0 += hw; o1 += hw; o2 += hw; o3 += hw; o4 += hw; o5 += hw; o6 += hw; o7 += hw;
             }
         }
     }
     let ca = 2u * t;
     let cb = ca + 1u;
-    store(px[0], ca, a0); store(px[1], ca, a1); store(px[2], ca, a2); store(px[3], ca, a3);
-    store(px[4], ca, a4); store(px[5], ca, a5); store(px[6], ca, a6); store(px[7], ca, a7);
-    store(px[0], cb, b0); store(px[1], cb, b1); store(px[2], cb, b2); store(px[3], cb, b3);
-    store(px[4], cb, b4); store(px[5], cb, b5); store(px[6], cb, b6); store(px[7], cb, b7);
+    store(px[0], ca, a0); store(px[0], cb, b0);
+    if PX > 1u { store(px[1], ca, a1); store(px[1], cb, b1); }
+    if PX > 2u { store(px[2], ca, a2); store(px[2], cb, b2); store(px[3], ca, a3); store(px[3], cb, b3); }
+    if PX > 4u {
+        store(px[4], ca, a4); store(px[5], ca, a5); store(px[6], ca, a6); store(px[7], ca, a7);
+        store(px[4], cb, b4); store(px[5], cb, b5); store(px[6], cb, b6); store(px[7], cb, b7);
+    }
 }
 
 // Depthwise (one channel per group): the reduction runs over the window only, so channels stay
@@ -247,17 +266,19 @@ fn depthwise(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
             let w = unpack(weight(wi, part));
             wi++;
             a0 += unpack(load(tap(p0, ky, kx))) * w;
-            a1 += unpack(load(tap(p1, ky, kx))) * w;
-            a2 += unpack(load(tap(p2, ky, kx))) * w;
-            a3 += unpack(load(tap(p3, ky, kx))) * w;
-            a4 += unpack(load(tap(p4, ky, kx))) * w;
-            a5 += unpack(load(tap(p5, ky, kx))) * w;
-            a6 += unpack(load(tap(p6, ky, kx))) * w;
-            a7 += unpack(load(tap(p7, ky, kx))) * w;
+            if PX > 1u { a1 += unpack(load(tap(p1, ky, kx))) * w; }
+            if PX > 2u { a2 += unpack(load(tap(p2, ky, kx))) * w; }
+            if PX > 3u { a3 += unpack(load(tap(p3, ky, kx))) * w; }
+            if PX > 4u { a4 += unpack(load(tap(p4, ky, kx))) * w; }
+            if PX > 5u { a5 += unpack(load(tap(p5, ky, kx))) * w; }
+            if PX > 6u { a6 += unpack(load(tap(p6, ky, kx))) * w; }
+            if PX > 7u { a7 += unpack(load(tap(p7, ky, kx))) * w; }
         }
     }
-    store(p0, cw, a0); store(p1, cw, a1); store(p2, cw, a2); store(p3, cw, a3);
-    store(p4, cw, a4); store(p5, cw, a5); store(p6, cw, a6); store(p7, cw, a7);
+    store(p0, cw, a0);
+    if PX > 1u { store(p1, cw, a1); }
+    if PX > 2u { store(p2, cw, a2); store(p3, cw, a3); }
+    if PX > 4u { store(p4, cw, a4); store(p5, cw, a5); store(p6, cw, a6); store(p7, cw, a7); }
 }
 
 // Packed word i of an NCHW tensor: the f32 index of its first channel's value, and that channel.

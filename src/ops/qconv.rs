@@ -61,11 +61,24 @@ const PACKED_SUBGROUP: Shader = qshader!("qconv_dot4_subgroup", "subgroup", "dot
 /// Uses no packed-integer builtin, so it also hosts quantize / dequantize for every adapter.
 const UNPACKED: Shader = qshader!("qconv_unpacked", "plain", "dot4_unpacked");
 const UNPACKED_SUBGROUP: Shader = qshader!("qconv_unpacked_subgroup", "subgroup", "dot4_unpacked");
-const WG_PIXELS: u32 = 64 * 8;
+/// Threads per workgroup of the conv entries (`WG` in the shader).
+const WG: u32 = 64;
 /// The float entry's pixels and output words per thread (PXF, CWF): on lavapipe 8 x 2 was
 /// fastest or tied of 8 x 2, 8 x 1, 6 x 2, 4 x 2 and 4 x 1 (4 x 1 ran at about half its rate).
 const FLOAT_BLOCK: (u32, u32) = (8, 2);
 const TILE: usize = 8;
+
+/// Output pixels per thread (the shaders' `PX`, at most the float entry's `PXF`) for a call
+/// with `pixels` outputs per channel: 8 where every workgroup fills up, fewer where most of
+/// them would lie past the end (batch 1 on 16x16 and 8x8 maps).
+fn pixels_per_thread(pixels: usize) -> u32 {
+    match pixels / WG as usize {
+        0 | 1 => 1,
+        2 | 3 => 2,
+        4..=7 => 4,
+        _ => 8,
+    }
+}
 
 /// Which dot product the conv kernel uses; all give identical results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -718,25 +731,29 @@ impl QConv2d {
         };
         let path = self.effective_path();
         let (pxf, cwf) = FLOAT_BLOCK;
+        let px = pixels_per_thread(n * oh * ow);
         let (entry, gz, weights, px) = match (self.depthwise, &self.float_weights) {
-            (true, _) => ("depthwise", co.div_ceil(4), &self.weights, WG_PIXELS),
+            (true, _) => ("depthwise", co.div_ceil(4), &self.weights, px),
             (false, Some(f)) if path == DotPath::Float => (
                 "conv_float",
                 co.div_ceil(TILE) * (3 - cwf as usize),
                 f,
-                64 * pxf,
+                px.min(pxf),
             ),
-            _ => ("conv", co.div_ceil(TILE), &self.weights, WG_PIXELS),
+            _ => ("conv", co.div_ceil(TILE), &self.weights, px),
         };
-        let [gx, gy, _] = grid_1d(n * oh * ow, px);
+        let [gx, gy, _] = grid_1d(n * oh * ow, WG * px);
         let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale];
         let consts = if entry == "conv_float" {
-            vec![("PXF", pxf as f64), ("CWF", cwf as f64)]
+            vec![("PXF", px as f64), ("CWF", cwf as f64)]
         } else {
-            vec![(
-                "NIBBLES",
-                (self.layout == WeightLayout::Nibbles) as u8 as f64,
-            )]
+            vec![
+                (
+                    "NIBBLES",
+                    (self.layout == WeightLayout::Nibbles) as u8 as f64,
+                ),
+                ("PX", px as f64),
+            ]
         };
         s.dispatch(
             path.shader(self.subgroups && s.gpu().subgroups),

@@ -254,6 +254,36 @@ fn large_conv_spans_workgroups_and_tiles() {
     }
 }
 
+/// Every pixels-per-thread variant (1, 2, 4, 8: small calls such as batch 1 on 8x8 maps take
+/// the smaller ones), dense and depthwise, including ragged last blocks.
+#[test]
+fn every_pixel_block_size_is_bit_exact() {
+    crate::ops::skip_without_gpu!();
+    for (n, h, w, px) in [
+        (1, 8, 8, 1),
+        (1, 9, 13, 1),
+        (1, 8, 16, 2),
+        (1, 16, 16, 4),
+        (1, 15, 29, 4),
+        (2, 16, 17, 8),
+    ] {
+        assert_eq!(pixels_per_thread(n * h * w), px, "{n}x{h}x{w}");
+        for (c, co, groups) in [(13, 19, 1), (12, 12, 12)] {
+            let case = Case {
+                n,
+                c,
+                co,
+                groups,
+                h,
+                w,
+                ..base_case()
+            };
+            let (conv, x) = random_layer(&case, (n * h * w + c) as u64);
+            check(&conv, &x);
+        }
+    }
+}
+
 /// ONNX-style zero points (as QDQ files carry them) on the input and the int8 output, uint8
 /// and int8: GPU and CPU reference stay bit-exact, and the int8 outputs stay in the shifted range.
 #[test]
