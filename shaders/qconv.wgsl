@@ -236,11 +236,12 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let cb = ca + 1u;
     store(px[0], ca, a0); store(px[0], cb, b0);
     if PX > 1u { store(px[1], ca, a1); store(px[1], cb, b1); }
-    if PX > 2u { store(px[2], ca, a2); store(px[2], cb, b2); store(px[3], ca, a3); store(px[3], cb, b3); }
-    if PX > 4u {
-        store(px[4], ca, a4); store(px[5], ca, a5); store(px[6], ca, a6); store(px[7], ca, a7);
-        store(px[4], cb, b4); store(px[5], cb, b5); store(px[6], cb, b6); store(px[7], cb, b7);
-    }
+    if PX > 2u { store(px[2], ca, a2); store(px[2], cb, b2); }
+    if PX > 3u { store(px[3], ca, a3); store(px[3], cb, b3); }
+    if PX > 4u { store(px[4], ca, a4); store(px[4], cb, b4); }
+    if PX > 5u { store(px[5], ca, a5); store(px[5], cb, b5); }
+    if PX > 6u { store(px[6], ca, a6); store(px[6], cb, b6); }
+    if PX > 7u { store(px[7], ca, a7); store(px[7], cb, b7); }
 }
 
 // Depthwise (one channel per group): the reduction runs over the window only, so channels stay
@@ -277,8 +278,12 @@ fn depthwise(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
     }
     store(p0, cw, a0);
     if PX > 1u { store(p1, cw, a1); }
-    if PX > 2u { store(p2, cw, a2); store(p3, cw, a3); }
-    if PX > 4u { store(p4, cw, a4); store(p5, cw, a5); store(p6, cw, a6); store(p7, cw, a7); }
+    if PX > 2u { store(p2, cw, a2); }
+    if PX > 3u { store(p3, cw, a3); }
+    if PX > 4u { store(p4, cw, a4); }
+    if PX > 5u { store(p5, cw, a5); }
+    if PX > 6u { store(p6, cw, a6); }
+    if PX > 7u { store(p7, cw, a7); }
 }
 
 // Packed word i of an NCHW tensor: the f32 index of its first channel's value, and that channel.
