@@ -7,8 +7,8 @@
 // k are one vec4 load (KWP pads 2- and 3-wide kernels to 4 taps with zero weights).
 // `gemm` gathers each tap of each pixel; `rows` (stride-1 width, KWP == 4) loads a row window
 // once per (ci, kh) and builds all four taps of four adjacent pixels from it by swizzles, which
-// needs ~3x fewer input loads. `direct` serves depthwise and other few-channel groups, where
-// blocking over output channels does not fit.
+// needs ~3x fewer input loads. `depthwise` (one input channel per group) and `direct` (other
+// few-channel groups) serve the convs where blocking over output channels does not fit.
 //
 // The op prepends a prelude that declares the input `x` and its loads: conv2d_f32.wgsl for any
 // width, conv2d_vec4.wgsl (aligned vec4 row loads for `rows`) when the width is a multiple of 4;
@@ -412,4 +412,74 @@ fn direct(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         if p.has_res != 0u { s += res[i]; }
         out[i] = activate(vec4f(s)).x;
     }
+}
+
+// Input column e of the row at offset rb, zero outside the image.
+fn col(rb: i32, e: i32) -> f32 {
+    let ok = e >= 0 && e < i32(p.w);
+    return select(0.0, ldx(u32(select(0, rb + e, ok))), ok);
+}
+
+// Depthwise-like convs (one input channel per group): one output channel x four adjacent
+// outputs of one row per invocation. Unlike `direct`, whose four pixels may straddle rows and
+// whose taps are decoded by division, a row's input positions and bounds are set once and
+// each tap costs four loads and one weight.
+@compute @workgroup_size(WG)
+fn depthwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let t = thread_index(gid, nwg);
+    let plane = p.oh * p.tiles_row;
+    if t >= p.n * p.co * plane { return; }
+    let nco = t / plane;
+    let r = t % plane;
+    let oy = r / p.tiles_row;
+    let ox0 = (r % p.tiles_row) * 4u;
+    let co = nco % p.co;
+    let g = co / p.cog;
+    let xb = i32(((nco / p.co) * p.ci + g) * p.h * p.w);
+    let iy0 = i32(oy * p.sh) - p.pad_h;
+    let ix = vec4i(vec4u(ox0) + vec4u(0u, 1u, 2u, 3u)) * i32(p.sw) - vec4i(p.pad_w);
+    let wbase = g * p.kp * p.cogp + co % p.cog;
+    var acc = vec4f();
+    // 3-wide undilated rows at width stride 1 or 2: the 3 * SW + 3 input columns under the
+    // four outputs are loaded once and shared by the three taps.
+    let row3 = THREE_TAPS && p.dw == 1u && SW <= 2u;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = iy0 + i32(ky * p.dh);
+        if iy < 0 || iy >= i32(p.h) { continue; }
+        let rb = xb + iy * i32(p.w);
+        if row3 {
+            let e = ix.x;
+            let wi = wbase + ky * KWP * p.cogp;
+            let w0 = wt[wi / 4u][wi % 4u];
+            let w1 = wt[(wi + p.cogp) / 4u][wi % 4u];
+            let w2 = wt[(wi + 2u * p.cogp) / 4u][wi % 4u];
+            let a = vec4f(col(rb, e), col(rb, e + 1), col(rb, e + 2), col(rb, e + 3));
+            if SW == 1u {
+                let b = vec2f(col(rb, e + 4), col(rb, e + 5));
+                acc += w0 * a + w1 * vec4f(a.yzw, b.x) + w2 * vec4f(a.zw, b);
+            } else {
+                let b = vec4f(col(rb, e + 4), col(rb, e + 5), col(rb, e + 6), col(rb, e + 7));
+                let c8 = col(rb, e + 8);
+                acc += w0 * vec4f(a.xz, b.xz) + w1 * vec4f(a.yw, b.yw) + w2 * vec4f(a.z, b.xz, c8);
+            }
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let e = ix + vec4i(i32(kx * p.dw));
+            let ok = (e >= vec4i(0)) & (e < vec4i(i32(p.w)));
+            let i = vec4u(select(vec4i(0), vec4i(rb) + e, ok));
+            let v = select(vec4f(0.0), vec4f(ldx(i.x), ldx(i.y), ldx(i.z), ldx(i.w)), ok);
+            let wi = wbase + (ky * KWP + kx) * p.cogp;
+            acc += wt[wi / 4u][wi % 4u] * v;
+        }
+    }
+    let ob = nco * p.oh * p.ow + oy * p.ow + ox0;
+    let live = min(p.ow - ox0, 4u);
+    var s = acc;
+    if p.has_bias != 0u { s += vec4f(bias[co]); }
+    if p.has_res != 0u {
+        for (var c = 0u; c < live; c++) { s[c] += res[ob + c]; }
+    }
+    s = activate(s);
+    for (var c = 0u; c < live; c++) { out[ob + c] = s[c]; }
 }

@@ -93,6 +93,8 @@ impl Conv2dParams {
 }
 
 /// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
+/// Workgroup size of the `depthwise` entry, which has no register block to size it by.
+const DEPTHWISE_WG: u32 = 64;
 const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d_w_plain", "conv2d");
 const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d_w_plain", "conv2d");
 /// The same with weight tiles broadcast across subgroups (`shaders/conv2d_w_subgroup.wgsl`).
@@ -456,6 +458,14 @@ fn conv2d_blocked(
         let mut grid = grid_1d(tp, wg);
         grid[2] = (tiles_co * p.groups) as u32;
         (entry, tp, 0, grid)
+    } else if cig == 1 {
+        let row = ow.div_ceil(4);
+        (
+            "depthwise",
+            0,
+            row,
+            grid_1d(n * co * oh * row, DEPTHWISE_WG),
+        )
     } else {
         let tp = pixels.div_ceil(4);
         ("direct", tp, 0, grid_1d(tp * co, wg))
@@ -500,7 +510,7 @@ fn conv2d_blocked(
         (false, 0)
     };
     // Weight broadcasts need 16-channel blocks and whole subgroups in a workgroup.
-    let sg = s.gpu().subgroups && entry != "direct" && tm4 == 4 && wg % 8 == 0;
+    let sg = s.gpu().subgroups && blocked && tm4 == 4 && wg % 8 == 0;
     let sg = sg && !super::winograd::plain_loads_forced();
     let shader = match (vec4, sg) {
         (true, false) => VEC4,
@@ -514,7 +524,14 @@ fn conv2d_blocked(
         ("THREE_TAPS", (kw == 3) as u32 as f64),
         ("TM4", tm4 as f64),
         ("TN4", tn4 as f64),
-        ("WG", wg as f64),
+        (
+            "WG",
+            if entry == "depthwise" {
+                DEPTHWISE_WG
+            } else {
+                wg
+            } as f64,
+        ),
         ("SW", p.stride[1] as f64),
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));

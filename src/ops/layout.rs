@@ -33,6 +33,25 @@ fn launch(s: &mut Stream, entry: &'static str, p: Params, x: &Tensor, y: &Tensor
     s.dispatch(SHADER, entry, &[], bytes_of(&p), &[x, y], grid)
 }
 
+/// Launches `copy_channels` or `shuffle`: x over `extent` elements of one image in workgroups
+/// of `wg`, y over `rows`, z over the images (chunks of at most 65,535, the first in `p.f`).
+fn launch_per_image(
+    s: &mut Stream,
+    entry: &'static str,
+    mut p: Params,
+    (x, y): (&Tensor, &Tensor),
+    (images, rows, extent, wg): (usize, usize, usize, usize),
+) -> Result<()> {
+    const MAX: usize = 65535;
+    let groups_x = extent.div_ceil(wg).clamp(1, MAX) as u32;
+    for first in (0..images).step_by(MAX) {
+        p.f = first as u32;
+        let grid = [groups_x, rows as u32, (images - first).min(MAX) as u32];
+        s.dispatch(SHADER, entry, &[], bytes_of(&p), &[x, y], grid)?;
+    }
+    Ok(())
+}
+
 fn with_channels(shape: &[usize], c: usize) -> Vec<usize> {
     let mut v = shape.to_vec();
     v[1] = c;
@@ -51,7 +70,6 @@ fn copy_channels(
     let (n, cx) = (x.shape()[0], x.shape()[1]);
     let sp = x.numel() / (n * cx);
     let p = Params {
-        total: (n * count * sp) as u32,
         a: (count * sp) as u32,
         b: (cx * sp) as u32,
         c: (src_c0 * sp) as u32,
@@ -59,7 +77,18 @@ fn copy_channels(
         e: (dst_c0 * sp) as u32,
         ..Params::default()
     };
-    launch(s, "copy_channels", p, x, y)
+    if sp.is_multiple_of(4) {
+        let q = Params {
+            a: p.a / 4,
+            b: p.b / 4,
+            c: p.c / 4,
+            d: p.d / 4,
+            e: p.e / 4,
+            ..p
+        };
+        return launch_per_image(s, "copy_channels4", q, (x, y), (n, 1, count * sp / 4, 256));
+    }
+    launch_per_image(s, "copy_channels", p, (x, y), (n, 1, count * sp, 256))
 }
 
 /// torch.cat(xs, dim=1): every input has the same shape except dim 1.
@@ -138,13 +167,18 @@ pub fn channel_shuffle(s: &mut Stream, x: &Tensor, groups: usize) -> Result<Tens
     }
     let y = s.gpu().alloc("channel_shuffle", x.shape(), DType::F32)?;
     let p = Params {
-        total: x.numel() as u32,
         a: groups as u32,
         b: (c / groups) as u32,
         c: sp as u32,
         ..Params::default()
     };
-    launch(s, "shuffle", p, x, &y)?;
+    let n = x.shape()[0];
+    if sp.is_multiple_of(4) {
+        let q = Params { c: p.c / 4, ..p };
+        launch_per_image(s, "shuffle4", q, (x, &y), (n, c, sp / 4, 64))?;
+    } else {
+        launch_per_image(s, "shuffle", p, (x, &y), (n, c, sp, 64))?;
+    }
     Ok(y)
 }
 
@@ -308,6 +342,33 @@ mod tests {
             s.submit();
             assert_same(&g, &y, &cpu::layout::channel_shuffle(&x, groups));
         }
+    }
+
+    /// More than 65,535 images (several dispatches), on the scalar and the vec4 kernels, and
+    /// planes longer than 65,535 workgroups (each invocation loops; the vec4 kernels' loops
+    /// need more than the 128 MiB a binding may hold here).
+    #[test]
+    fn large_batches_and_planes_take_several_passes() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        check_concat_split(&[vec![65_537, 1, 1, 2], vec![65_537, 2, 1, 2]], 7);
+        check_concat_split(&[vec![65_537, 1, 2, 2], vec![65_537, 2, 2, 2]], 8);
+        for (shape, groups) in [
+            (vec![65_537, 4, 1, 1], 2),
+            (vec![65_537, 4, 2, 2], 2),
+            (vec![1, 2, 4_200_001], 2),
+        ] {
+            let x = Array::random(&shape, 8);
+            let mut s = g.stream();
+            let y = channel_shuffle(&mut s, &up(&g, &x), groups).unwrap();
+            s.submit();
+            assert_same(&g, &y, &cpu::layout::channel_shuffle(&x, groups));
+        }
+        let x = Array::random(&[1, 1, 16_800_001], 9);
+        let mut s = g.stream();
+        let y = slice_channels(&mut s, &up(&g, &x), 0..1).unwrap();
+        s.submit();
+        assert_same(&g, &y, &cpu::layout::slice_channels(&x, 0..1));
     }
 
     #[test]
