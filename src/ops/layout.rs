@@ -33,8 +33,9 @@ fn launch(s: &mut Stream, entry: &'static str, p: Params, x: &Tensor, y: &Tensor
     s.dispatch(SHADER, entry, &[], bytes_of(&p), &[x, y], grid)
 }
 
-/// Launches `copy_channels` or `shuffle`: x over `extent` elements of one image in workgroups
-/// of `wg`, y over `rows`, z over the images (chunks of at most 65,535, the first in `p.f`).
+/// Launches `copy_channels` or `shuffle`: x over `extent` items of one image in workgroups of
+/// `wg` (at most 65,535 workgroups; the kernel loops past them), y over `rows`, z over the
+/// images, at most 65,535 a dispatch (the first in `p.f`).
 fn launch_per_image(
     s: &mut Stream,
     entry: &'static str,

@@ -138,6 +138,21 @@ proptest! {
     }
 }
 
+/// More than 65,535 images and more than 65,535 x 256 output words (the grid folds into y),
+/// bit-exact against the reference.
+#[test]
+fn large_batches_and_planes_take_several_passes() {
+    crate::ops::skip_without_gpu!();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let f = fmt(&mut rng, true, true);
+    for shape in [[65_537, 6, 1, 1], [1, 4, 4_100, 4_100]] {
+        let x = random_q(shape, f, &mut rng);
+        let g = QGather::shuffle(f, shape[1], 2).unwrap();
+        let want = cpu::qlayout::gather(&g, &x, None).unwrap();
+        assert_eq!(run(&x, |s, t| gather(s, &g, t, None)), want, "{shape:?}");
+    }
+}
+
 #[test]
 fn mismatched_inputs_are_errors() {
     let f = QFormat::signed(0.1);
