@@ -41,6 +41,16 @@ pub fn model_path(name: &str) -> PathBuf {
     shared_dir().join("models").join(file)
 }
 
+/// `--model`'s parser: an existing file as it is, else a published checkpoint's short name
+/// (`model_path`), else the path (whose absence the command then reports).
+pub fn model_arg(arg: &str) -> Result<PathBuf, String> {
+    if Path::new(arg).exists() {
+        Ok(PathBuf::from(arg))
+    } else {
+        Ok(model_path(arg))
+    }
+}
+
 /// The error for missing data or checkpoints, with where to get them.
 pub fn missing(what: &str, path: &Path) -> crate::Error {
     crate::Error::Invalid(format!(
@@ -49,4 +59,23 @@ pub fn missing(what: &str, path: &Path) -> crate::Error {
          and SYNTHCAL_SHARED at them",
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_resolve_unless_a_file_has_that_name() {
+        let named = model_arg("shufflenetv2_x0_5").unwrap();
+        assert!(named.ends_with("models/chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt"));
+        let file = std::env::temp_dir().join(format!("resnet20-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(model_arg(file.to_str().unwrap()).unwrap(), file);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            model_arg("no/such.pt").unwrap(),
+            PathBuf::from("no/such.pt")
+        );
+    }
 }

@@ -65,8 +65,8 @@ pub fn load_data(
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
     /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, or a
-    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly.
-    #[arg(long)]
+    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+    #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,
     /// Architecture name (see `synthcal models`); detected from the tensors when omitted.
     #[arg(long)]
@@ -94,11 +94,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub no_fold: bool,
     /// The FP32 model an INT8 `--model` was made from: prints both accuracies and the drop.
-    #[arg(long)]
+    #[arg(long, value_parser = super::defaults::model_arg)]
     pub fp32: Option<PathBuf>,
     /// Another model (e.g. INT8 from another calibration source) to compare with `--model` on
     /// the same images: McNemar's paired test says whether their top-1 differ beyond chance.
-    #[arg(long)]
+    #[arg(long, value_parser = super::defaults::model_arg)]
     pub vs: Option<PathBuf>,
     /// For an INT8 model: also run the CPU integer simulation of the same model on every image
     /// and count the predictions where it and the GPU disagree.
