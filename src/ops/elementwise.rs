@@ -85,14 +85,28 @@ fn check_f32(op: &'static str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// The entry and its invocation count: the vec4 form where `n` is a multiple of 4.
+fn by_fours(entry: &'static str, n: usize) -> (&'static str, usize) {
+    if !n.is_multiple_of(4) {
+        return (entry, n);
+    }
+    let four = match entry {
+        "unary" => "unary4",
+        "add" => "add4",
+        "mul" => "mul4",
+        _ => return (entry, n),
+    };
+    (four, n / 4)
+}
+
 /// y = act(x), any shape.
 pub fn act(s: &mut Stream, x: &Tensor, a: Act) -> Result<Tensor> {
     check_f32("activation", x)?;
     let y = s.gpu().alloc("activation", x.shape(), DType::F32)?;
-    let n = x.numel();
+    let (entry, n) = by_fours("unary", x.numel());
     s.dispatch(
         SHADER,
-        "unary",
+        entry,
         &[],
         bytes_of(&params(n, a)),
         &[x, &y],
@@ -118,10 +132,10 @@ fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) ->
         return shape_err(op, format!("{:?} and {:?}", a.shape(), b.shape()));
     }
     let out = s.gpu().alloc(op, a.shape(), DType::F32)?;
-    let n = a.numel();
+    let (entry, n) = by_fours(op, a.numel());
     s.dispatch(
         SHADER,
-        op,
+        entry,
         &[],
         bytes_of(&params(n, act)),
         &[a, b, &out],
@@ -240,34 +254,58 @@ mod tests {
     fn add_fuses_activation() {
         crate::ops::skip_without_gpu!();
         let g = gpu();
-        let shape = [4, 8, 9];
-        let (a, b) = (Array::random(&shape, 1), Array::random(&shape, 2));
-        let (at, bt) = (
-            g.upload_f32(&shape, &a.data).unwrap(),
-            g.upload_f32(&shape, &b.data).unwrap(),
-        );
-        let mut s = g.stream();
-        let y = add(&mut s, &at, &bt, Act::Relu).unwrap();
-        s.submit();
-        let want = cpu::elementwise::act(&cpu::elementwise::add(&a, &b), Act::Relu);
-        assert!(Array::new(&shape, g.read_f32(&y).unwrap()).max_rel_err(&want.data) < 1e-4);
+        // 288 elements run the vec4 form, 105 the scalar one.
+        for shape in [[4, 8, 9], [3, 7, 5]] {
+            let (a, b) = (Array::random(&shape, 1), Array::random(&shape, 2));
+            let (at, bt) = (
+                g.upload_f32(&shape, &a.data).unwrap(),
+                g.upload_f32(&shape, &b.data).unwrap(),
+            );
+            let mut s = g.stream();
+            let y = add(&mut s, &at, &bt, Act::Relu).unwrap();
+            s.submit();
+            let want = cpu::elementwise::act(&cpu::elementwise::add(&a, &b), Act::Relu);
+            let got = Array::new(&shape, g.read_f32(&y).unwrap());
+            assert!(got.max_rel_err(&want.data) < 1e-4, "{shape:?}");
+        }
     }
 
     #[test]
     fn mul_matches_cpu() {
         crate::ops::skip_without_gpu!();
         let g = gpu();
-        let shape = [3, 7, 5];
-        let (a, b) = (Array::random(&shape, 3), Array::random(&shape, 4));
-        let mut s = g.stream();
-        let (at, bt) = (
-            g.upload_f32(&shape, &a.data).unwrap(),
-            g.upload_f32(&shape, &b.data).unwrap(),
-        );
-        let y = mul(&mut s, &at, &bt).unwrap();
-        s.submit();
-        let want: Vec<f32> = a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect();
-        assert_eq!(g.read_f32(&y).unwrap(), want);
+        for shape in [[3, 7, 5], [4, 8, 9]] {
+            let (a, b) = (Array::random(&shape, 3), Array::random(&shape, 4));
+            let mut s = g.stream();
+            let (at, bt) = (
+                g.upload_f32(&shape, &a.data).unwrap(),
+                g.upload_f32(&shape, &b.data).unwrap(),
+            );
+            let y = mul(&mut s, &at, &bt).unwrap();
+            s.submit();
+            let want: Vec<f32> = a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect();
+            assert_eq!(g.read_f32(&y).unwrap(), want, "{shape:?}");
+        }
+    }
+
+    /// x + x and x * x: one tensor bound as both inputs is valid (it used to be a wgpu
+    /// validation panic), in both the scalar and the vec4 form.
+    #[test]
+    fn one_tensor_may_be_both_inputs() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        for n in [6, 8] {
+            let x: Vec<f32> = (0..n).map(|i| i as f32 - 3.0).collect();
+            let xt = g.upload_f32(&[n], &x).unwrap();
+            let mut s = g.stream();
+            let sum = add(&mut s, &xt, &xt, Act::Identity).unwrap();
+            let sq = mul(&mut s, &xt, &xt).unwrap();
+            s.submit();
+            let want: Vec<f32> = x.iter().map(|v| v + v).collect();
+            assert_eq!(g.read_f32(&sum).unwrap(), want);
+            let want: Vec<f32> = x.iter().map(|v| v * v).collect();
+            assert_eq!(g.read_f32(&sq).unwrap(), want);
+        }
     }
 
     #[test]
@@ -285,16 +323,18 @@ mod tests {
     #[test]
     fn large_1d_grids_fold_into_y() {
         crate::ops::skip_without_gpu!();
-        // 65535 * 256 < n: exercises the 2-D grid fold.
+        // 65535 * 256 < n: exercises the 2-D grid fold (the scalar form; the vec4 form folds
+        // past 4x that, more than a 128 MiB binding holds) and the vec4 form at that size.
         let g = gpu();
-        let n = 65535 * 256 + 1000;
-        let x: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
-        let xt = g.upload_f32(&[n], &x).unwrap();
-        let mut s = g.stream();
-        let y = act(&mut s, &xt, Act::Relu).unwrap();
-        s.submit();
-        let got = g.read_f32(&y).unwrap();
-        assert!(got.iter().zip(&x).all(|(g, x)| *g == x.max(0.0)));
+        for n in [65535 * 256 + 1001, 65535 * 256 + 1000] {
+            let x: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+            let xt = g.upload_f32(&[n], &x).unwrap();
+            let mut s = g.stream();
+            let y = act(&mut s, &xt, Act::Relu).unwrap();
+            s.submit();
+            let got = g.read_f32(&y).unwrap();
+            assert!(got.iter().zip(&x).all(|(g, x)| *g == x.max(0.0)), "{n}");
+        }
     }
 
     #[test]
