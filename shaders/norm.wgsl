@@ -38,6 +38,24 @@ fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     y[i] = activate((x[i] - mean[c]) * istd * gamma[c] + beta[c], p.kind, p.slope);
 }
 
+// `apply` four elements at a time where S is a multiple of 4 (one channel per vec4; p.total
+// still counts elements): lavapipe pays per lane for each storage access.
+@group(0) @binding(1) var<storage, read> x4: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> y4: array<vec4f>;
+
+@compute @workgroup_size(256)
+fn apply4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if 4u * i >= p.total { return; }
+    let c = (4u * i / p.s) % p.c;
+    var istd = stat[c];
+    if p.stat_is_var == 1u {
+        istd = 1.0 / sqrt(istd + p.eps);
+    }
+    let v = (x4[i] - vec4f(mean[c])) * istd * gamma[c] + vec4f(beta[c]);
+    y4[i] = act_vec4(v, p.kind, p.slope);
+}
+
 // Batch statistics: one workgroup per channel, two passes (mean, then centered variance) so
 // large means do not cancel the variance away.
 @group(0) @binding(2) var<storage, read_write> batch_mean: array<f32>;

@@ -142,15 +142,20 @@ pub fn batch_norm(s: &mut Stream, x: &Tensor, bn: &BatchNorm, act: Act) -> Resul
         &bn.running_var,
         &y,
     ];
-    s.dispatch(
-        SHADER,
-        "apply",
-        &[],
-        bytes_of(&p),
-        &t,
-        grid_1d(x.numel(), 256),
-    )?;
+    apply(s, &p, &t)?;
     Ok(y)
+}
+
+/// y = act((x - mean) * inv_std * gamma + beta) over `t` = [x, gamma, beta, mean, stat, y]; the
+/// vec4 form where each channel's plane is a multiple of 4 long.
+fn apply(s: &mut Stream, p: &Params, t: &[&Tensor; 6]) -> Result<()> {
+    let n = p.total as usize;
+    let (entry, threads) = if p.s.is_multiple_of(4) {
+        ("apply4", n / 4)
+    } else {
+        ("apply", n)
+    };
+    s.dispatch(SHADER, entry, &[], bytes_of(p), t, grid_1d(threads, 256))
 }
 
 /// The batch mean and 1 / sqrt(biased variance + eps) per channel (`[C]` each), one workgroup
@@ -190,15 +195,7 @@ pub fn batch_norm_train(
     let dims = bn.check(op, x)?;
     let p = bn.params(dims, act, false);
     let y = s.gpu().alloc(op, x.shape(), DType::F32)?;
-    let t = [x, &bn.gamma, &bn.beta, &mean, &inv_std, &y];
-    s.dispatch(
-        SHADER,
-        "apply",
-        &[],
-        bytes_of(&p),
-        &t,
-        grid_1d(x.numel(), 256),
-    )?;
+    apply(s, &p, &[x, &bn.gamma, &bn.beta, &mean, &inv_std, &y])?;
     Ok(BatchStats { y, mean, inv_std })
 }
 
