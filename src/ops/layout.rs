@@ -2,7 +2,7 @@
 //! ShuffleNet channel shuffle; nearest upsampling and the CIFAR-ResNet option-A shortcut.
 //! Reshape and flatten need no kernel: they are views (`Tensor::reshape`).
 //!
-//! Pieces: shader `shaders/layout.wgsl`; backward `upsample_backward` below (`shaders/grad.wgsl`;
+//! Pieces: shaders `shaders/layout.wgsl` and `layout_copy.wgsl` (f32 and vec4 elements); backward `upsample_backward` below (`shaders/grad.wgsl`;
 //! concat's backward is `slice_channels`); CPU reference `cpu::layout`; tests below.
 
 use super::bytes_of;
@@ -12,7 +12,9 @@ use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 use std::ops::Range;
 
-const SHADER: Shader = crate::shader!("layout");
+const SHADER: Shader = crate::shader!("layout", "layout_f32", "layout_copy", "layout");
+/// The channel copies four elements at a time, for planes a multiple of 4 long.
+const SHADER4: Shader = crate::shader!("layout_vec4", "layout_vec4", "layout_copy");
 
 /// Kernel arguments; each entry point documents what a..g mean.
 #[repr(C)]
@@ -42,13 +44,14 @@ fn launch_per_image(
     mut p: Params,
     (x, y): (&Tensor, &Tensor),
     (images, rows, extent, wg): (usize, usize, usize, usize),
+    shader: Shader,
 ) -> Result<()> {
     const MAX: usize = 65535;
     let groups_x = extent.div_ceil(wg).clamp(1, MAX) as u32;
     for first in (0..images).step_by(MAX) {
         p.f = first as u32;
         let grid = [groups_x, rows as u32, (images - first).min(MAX) as u32];
-        s.dispatch(SHADER, entry, &[], bytes_of(&p), &[x, y], grid)?;
+        s.dispatch(shader, entry, &[], bytes_of(&p), &[x, y], grid)?;
     }
     Ok(())
 }
@@ -87,9 +90,11 @@ fn copy_channels(
             e: p.e / 4,
             ..p
         };
-        return launch_per_image(s, "copy_channels4", q, (x, y), (n, 1, count * sp / 4, 256));
+        let dims = (n, 1, count * sp / 4, 256);
+        return launch_per_image(s, "copy_channels", q, (x, y), dims, SHADER4);
     }
-    launch_per_image(s, "copy_channels", p, (x, y), (n, 1, count * sp, 256))
+    let dims = (n, 1, count * sp, 256);
+    launch_per_image(s, "copy_channels", p, (x, y), dims, SHADER)
 }
 
 /// torch.cat(xs, dim=1): every input has the same shape except dim 1.
@@ -176,9 +181,9 @@ pub fn channel_shuffle(s: &mut Stream, x: &Tensor, groups: usize) -> Result<Tens
     let n = x.shape()[0];
     if sp.is_multiple_of(4) {
         let q = Params { c: p.c / 4, ..p };
-        launch_per_image(s, "shuffle4", q, (x, &y), (n, c, sp / 4, 64))?;
+        launch_per_image(s, "shuffle", q, (x, &y), (n, c, sp / 4, 64), SHADER4)?;
     } else {
-        launch_per_image(s, "shuffle", p, (x, &y), (n, c, sp, 64))?;
+        launch_per_image(s, "shuffle", p, (x, &y), (n, c, sp, 64), SHADER)?;
     }
     Ok(y)
 }

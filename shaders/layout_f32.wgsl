@@ -1,0 +1,2 @@
+// Element type of layout_copy.wgsl: one f32.
+alias E = f32;
