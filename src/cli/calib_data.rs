@@ -137,7 +137,8 @@ pub struct CalibDataArgs {
     #[command(flatten)]
     pub set: CalibSetArgs,
     /// The FP32 classifier whose BatchNorm statistics `distill` matches. With it, every
-    /// source is written at the model's input size (default 32x32) and with its class names. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+    /// source is written at the model's input size (default 32x32) and with its class names.
+    /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: Option<PathBuf>,
     /// Also write a sample grid PNG here (one row per class, up to 10 images each).

@@ -11,7 +11,8 @@ use std::sync::Arc;
 /// `synthcal diagnose`'s flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DiagnoseArgs {
-    /// The FP32 classifier the INT8 model was made from. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+    /// The FP32 classifier the INT8 model was made from.
+    /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,
     /// The INT8 model (from `synthcal quantize`).

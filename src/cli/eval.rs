@@ -65,7 +65,8 @@ pub fn load_data(
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
     /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, or a
-    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly.
+    /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,
     /// Architecture name (see `synthcal models`); detected from the tensors when omitted.

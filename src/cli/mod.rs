@@ -47,7 +47,8 @@ enum Cmd {
         /// Fewer repetitions (a rough figure in a few seconds).
         #[arg(long)]
         quick: bool,
-        /// Profile this model (FP32 or INT8 file) layer by layer instead of the kernel table. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+        /// Profile this model (FP32 or INT8 file) layer by layer instead of the kernel table.
+        /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
         #[arg(long, value_parser = defaults::model_arg)]
         model: Option<PathBuf>,
         /// An INT8 model to profile next to --model.
@@ -91,7 +92,8 @@ enum Cmd {
     /// Export a classifier as ONNX (opset 13; normalization and class names in its metadata):
     /// an FP32 model as plain ONNX, an INT8 model in the QDQ format.
     Export {
-        /// The model: any weights file `--model` accepts, or an INT8 model file. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+        /// The model: any weights file `--model` accepts, or an INT8 model file.
+        /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
         #[arg(value_parser = defaults::model_arg)]
         model: PathBuf,
         /// Output .onnx file (written atomically).

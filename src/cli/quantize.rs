@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuantizeArgs {
-    /// The FP32 classifier (.safetensors, .th or .pt). Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+    /// The FP32 classifier (.safetensors, .th or .pt).
+    /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,
     /// Architecture name; detected from the tensors when omitted.

@@ -15,7 +15,8 @@ pub struct ScoreArgs {
     /// read as gray (BT.601 luma) by a 1-channel model.
     #[arg(value_parser = super::calib_data::parse_source)]
     pub set: String,
-    /// The FP32 CIFAR-10 classifier that judges them. Published checkpoints may be named: akamaster_resnet20, akamaster_resnet56, resnet20, resnet56, shufflenetv2_x0_5 (under $SYNTHCAL_SHARED/models).
+    /// The FP32 CIFAR-10 classifier that judges them.
+    /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,
     /// The set when SET is a source name; the reference is --data's test split (or --data

@@ -92,9 +92,9 @@ impl Conv2dParams {
     }
 }
 
-/// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
 /// Workgroup size of the `depthwise` entry, which has no register block to size it by.
 const DEPTHWISE_WG: u32 = 64;
+/// Scalar input loads (any width) and aligned vec4 row loads (width a multiple of 4).
 const F32: Shader = crate::shader!("conv2d_f32", "conv2d_f32", "conv2d_w_plain", "conv2d");
 const VEC4: Shader = crate::shader!("conv2d_vec4", "conv2d_vec4", "conv2d_w_plain", "conv2d");
 /// The same with weight tiles broadcast across subgroups (`shaders/conv2d_w_subgroup.wgsl`).

@@ -2,8 +2,9 @@
 //! ShuffleNet channel shuffle; nearest upsampling and the CIFAR-ResNet option-A shortcut.
 //! Reshape and flatten need no kernel: they are views (`Tensor::reshape`).
 //!
-//! Pieces: shaders `shaders/layout.wgsl` and `layout_copy.wgsl` (f32 and vec4 elements); backward `upsample_backward` below (`shaders/grad.wgsl`;
-//! concat's backward is `slice_channels`); CPU reference `cpu::layout`; tests below.
+//! Pieces: shaders `shaders/layout.wgsl` and `layout_copy.wgsl` (f32 and vec4 elements);
+//! backward `upsample_backward` below (`shaders/grad.wgsl`; concat's backward is
+//! `slice_channels`); CPU reference `cpu::layout`; tests below.
 
 use super::bytes_of;
 use super::checks::{nchw, ncs};
@@ -33,6 +34,16 @@ struct Params {
 fn launch(s: &mut Stream, entry: &'static str, p: Params, x: &Tensor, y: &Tensor) -> Result<()> {
     let grid = grid_1d(p.total as usize, 256);
     s.dispatch(SHADER, entry, &[], bytes_of(&p), &[x, y], grid)
+}
+
+/// A plane of `sp` f32s as the copies see it: `sp / 4` vec4s where `sp` is a multiple of 4,
+/// else `sp` f32s, with the module for that element type.
+fn elements(sp: usize) -> (usize, Shader) {
+    if sp.is_multiple_of(4) {
+        (sp / 4, SHADER4)
+    } else {
+        (sp, SHADER)
+    }
 }
 
 /// Launches `copy_channels` or `shuffle`: x over `extent` items of one image in workgroups of
@@ -72,7 +83,7 @@ fn copy_channels(
     count: usize,
 ) -> Result<()> {
     let (n, cx) = (x.shape()[0], x.shape()[1]);
-    let sp = x.numel() / (n * cx);
+    let (sp, shader) = elements(x.numel() / (n * cx));
     let p = Params {
         a: (count * sp) as u32,
         b: (cx * sp) as u32,
@@ -81,20 +92,8 @@ fn copy_channels(
         e: (dst_c0 * sp) as u32,
         ..Params::default()
     };
-    if sp.is_multiple_of(4) {
-        let q = Params {
-            a: p.a / 4,
-            b: p.b / 4,
-            c: p.c / 4,
-            d: p.d / 4,
-            e: p.e / 4,
-            ..p
-        };
-        let dims = (n, 1, count * sp / 4, 256);
-        return launch_per_image(s, "copy_channels", q, (x, y), dims, SHADER4);
-    }
     let dims = (n, 1, count * sp, 256);
-    launch_per_image(s, "copy_channels", p, (x, y), dims, SHADER)
+    launch_per_image(s, "copy_channels", p, (x, y), dims, shader)
 }
 
 /// torch.cat(xs, dim=1): every input has the same shape except dim 1.
@@ -172,19 +171,15 @@ pub fn channel_shuffle(s: &mut Stream, x: &Tensor, groups: usize) -> Result<Tens
         );
     }
     let y = s.gpu().alloc("channel_shuffle", x.shape(), DType::F32)?;
+    let (sp, shader) = elements(sp);
     let p = Params {
         a: groups as u32,
         b: (c / groups) as u32,
         c: sp as u32,
         ..Params::default()
     };
-    let n = x.shape()[0];
-    if sp.is_multiple_of(4) {
-        let q = Params { c: p.c / 4, ..p };
-        launch_per_image(s, "shuffle", q, (x, &y), (n, c, sp / 4, 64), SHADER4)?;
-    } else {
-        launch_per_image(s, "shuffle", p, (x, &y), (n, c, sp, 64), SHADER)?;
-    }
+    let dims = (x.shape()[0], c, sp, 64);
+    launch_per_image(s, "shuffle", p, (x, &y), dims, shader)?;
     Ok(y)
 }
 
