@@ -26,8 +26,10 @@ override COB: u32 = 8u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> res: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// The residual and output bindings and `put4`, the epilogue's stores, come from a prelude:
+// winograd_put_f32.wgsl, or winograd_put_vec4.wgsl where the output width is a multiple of 4
+// (one load and one store per row of four instead of four each: lavapipe pays per lane for
+// every storage access).
 
 // Patch rows (R6, row6, lin, add, sub) come from the prelude shaders/winograd_rows.wgsl.
 // A 6x6 matrix, row-major, in nine vec4s.
@@ -82,25 +84,6 @@ fn at6(r: R6) -> vec4f {
                  a1 - a2 + 2.0 * (a3 - a4),
                  a1 + a2 + 4.0 * (a3 + a4),
                  a1 - a2 + 8.0 * (a3 - a4) + r.hi.y);
-}
-
-// Output row y (four pixels from column x) of plane offset o: bias, residual, activation.
-fn put4(o: u32, y: u32, x: u32, v: vec4f, b: f32) {
-    if y >= p.oh { return; }
-    let i = o + y * p.ow + x;
-    let live = min(p.ow - x, 4u);
-    var s = v + vec4f(b);
-    if p.has_res != 0u {
-        s.x += res[i];
-        if live > 1u { s.y += res[i + 1u]; }
-        if live > 2u { s.z += res[i + 2u]; }
-        if live > 3u { s.w += res[i + 3u]; }
-    }
-    s = act_vec4(s, p.act, p.slope);
-    out[i] = s.x;
-    if live > 1u { out[i + 1u] = s.y; }
-    if live > 2u { out[i + 2u] = s.z; }
-    if live > 3u { out[i + 3u] = s.w; }
 }
 
 // Y = A^T M A of channel co for the tile at image n, output row oy, column ox, then the epilogue.

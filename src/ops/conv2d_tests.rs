@@ -373,6 +373,8 @@ fn winograd_matches_cpu() {
         ([4, 16, 32, 32], 16, 1, true, true), // ResNet-20 stage 1
         ([2, 32, 16, 16], 32, 1, true, true), // stage 2
         ([3, 64, 8, 8], 64, 1, true, false),  // stage 3
+        ([1, 6, 6, 12], 8, 1, true, true),    // widths of 4k (vec4 epilogue), partial tile rows
+        ([1, 5, 7, 10], 6, 0, true, false),   // the same, no padding, no residual
     ];
     for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
         let act = ACTS[i % ACTS.len()];
@@ -412,6 +414,8 @@ fn fused_without_subgroups_matches_cpu() {
         ([1, 5, 6, 5], 7, 0, false, true),
         ([1, 4, 3, 4], 3, 2, true, false),
         ([2, 32, 16, 16], 32, 1, true, true),
+        ([1, 6, 6, 12], 8, 1, true, true),
+        ([1, 5, 7, 10], 6, 0, true, false),
     ];
     for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
         let act = ACTS[i % ACTS.len()];

@@ -15,19 +15,42 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 const INPUT: Shader = crate::shader!("winograd_in", "winograd_rows", "winograd_in");
 const OUTPUT: Shader = crate::shader!("winograd_out");
-const FUSED: Shader = crate::shader!(
-    "winograd_fused",
-    "winograd_rows",
-    "winograd_u_loads",
-    "winograd_fused"
-);
-// naga takes the subgroup builtins without an `enable` directive when the device has them.
-const FUSED_SUBGROUP: Shader = crate::shader!(
-    "winograd_fused_subgroup",
-    "winograd_rows",
-    "winograd_u_subgroup",
-    "winograd_fused"
-);
+// Indexed [subgroup loads][vec4 epilogue]. naga takes the subgroup builtins without an
+// `enable` directive when the device has them.
+const FUSED: [[Shader; 2]; 2] = [
+    [
+        crate::shader!(
+            "winograd_fused",
+            "winograd_rows",
+            "winograd_u_loads",
+            "winograd_put_f32",
+            "winograd_fused"
+        ),
+        crate::shader!(
+            "winograd_fused_vec4",
+            "winograd_rows",
+            "winograd_u_loads",
+            "winograd_put_vec4",
+            "winograd_fused"
+        ),
+    ],
+    [
+        crate::shader!(
+            "winograd_fused_subgroup",
+            "winograd_rows",
+            "winograd_u_subgroup",
+            "winograd_put_f32",
+            "winograd_fused"
+        ),
+        crate::shader!(
+            "winograd_fused_subgroup_vec4",
+            "winograd_rows",
+            "winograd_u_subgroup",
+            "winograd_put_vec4",
+            "winograd_fused"
+        ),
+    ],
+];
 const WG: u32 = 64;
 
 /// G of F(2x2, 3x3): U = G g G^T.
@@ -245,11 +268,9 @@ pub(crate) fn conv2d_fused(
     // Up to 8 channels per invocation: more would spill the 36-float accumulators further.
     // The subgroup form broadcasts the weights of 8 channels from 8 lanes.
     let sg = s.gpu().subgroups && !plain_loads_forced();
-    let (shader, cob) = if sg {
-        (FUSED_SUBGROUP, 8)
-    } else {
-        (FUSED, co.min(8))
-    };
+    let cob = if sg { 8 } else { co.min(8) };
+    // Rows of four outputs are aligned vec4s when the width is a multiple of 4.
+    let shader = FUSED[sg as usize][(out_shape[3] % 4 == 0) as usize];
     let out = s
         .gpu()
         .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
