@@ -375,6 +375,8 @@ fn winograd_matches_cpu() {
         ([3, 64, 8, 8], 64, 1, true, false),  // stage 3
         ([1, 6, 6, 12], 8, 1, true, true),    // widths of 4k (vec4 epilogue), partial tile rows
         ([1, 5, 7, 10], 6, 0, true, false),   // the same, no padding, no residual
+        ([1, 3, 4, 8], 4, 3, true, true),     // widths of 4k, padding 3
+        ([1, 2, 3, 4], 5, 5, false, true),    // padding 5: rows mostly outside the image
     ];
     for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
         let act = ACTS[i % ACTS.len()];
@@ -416,6 +418,8 @@ fn fused_without_subgroups_matches_cpu() {
         ([2, 32, 16, 16], 32, 1, true, true),
         ([1, 6, 6, 12], 8, 1, true, true),
         ([1, 5, 7, 10], 6, 0, true, false),
+        ([1, 3, 4, 8], 4, 3, true, true),
+        ([1, 2, 3, 4], 5, 5, false, true),
     ];
     for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
         let act = ACTS[i % ACTS.len()];
