@@ -270,7 +270,7 @@ pub(crate) fn conv2d_fused(
     let sg = s.gpu().subgroups && !plain_loads_forced();
     let cob = if sg { 8 } else { co.min(8) };
     // Rows of four outputs are aligned vec4s when the width is a multiple of 4.
-    let shader = FUSED[sg as usize][(out_shape[3] % 4 == 0) as usize];
+    let shader = FUSED[sg as usize][out_shape[3].is_multiple_of(4) as usize];
     let out = s
         .gpu()
         .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
