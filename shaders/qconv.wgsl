@@ -17,7 +17,7 @@ struct Params {
     lo: i32, hi: i32,
     // Stored = real - out_offset (128 for unsigned outputs).
     out_offset: i32,
-    // 0: f32 output with activation `act`; 1: requantized int8 output.
+    // pad2d (qlayout.wgsl): the fill mode. (The conv output's kind is the F32_OUT constant.)
     mode: u32,
     act: u32, slope: f32,
     // quantize / dequantize / add: channels, 1 / scale or scale.
@@ -46,6 +46,10 @@ const HI: u32 = 0xf0f0f0f0u;
 // neighbouring words. The host lowers it for small calls (batch 1 on 8x8 maps), where most of
 // 8 pixels per thread would be past the end and computed for nothing.
 override PX: u32 = 8u;
+// f32 output (activated) instead of int8: a constant, not a uniform branch, because lavapipe
+// pays for the untaken f32 store loop's per-lane code (a residual add measured 2x slower with
+// both outputs behind a uniform branch).
+override F32_OUT: bool = false;
 
 // Sign-extends the four bytes with shifts only (no packed-integer extension needed).
 fn unpack(v: u32) -> vec4<i32> {
@@ -137,7 +141,7 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
     let total = sum + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
     let v = vec4<f32>(total) * vec4<f32>(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]);
     let ohw = p.oh * p.ow;
-    if p.mode == 0u {
+    if F32_OUT {
         for (var k = 0u; k < 4u; k++) {
             if c + k < p.co {
                 out[(px.n * p.co + c + k) * ohw + px.r] = bitcast<u32>(activate(v[k]));
@@ -374,8 +378,22 @@ fn shift_rne(v: vec4<i32>, s: u32) -> vec4<i32> {
 }
 
 // Residual add of packed a (in x) and b (in wt): total = qa * ma + qb * mb, one word a thread.
+// Two entries, as one entry with both outputs behind a uniform branch ran 2-2.5x slower on
+// lavapipe (the f32 branch's per-lane code costs even when not taken). The int8 output's lanes
+// past C need no mask: both inputs hold real 0 there, which adds, rounds and clamps to real 0.
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n * p.c4 * p.h * p.w {
+        return;
+    }
+    let q = clamp(shift_rne(add_total(i), p.shift), vec4<i32>(p.lo), vec4<i32>(p.hi));
+    out[i] = pack(q - p.out_offset);
+}
+
+// The same add with f32 output (the real sum, activated), NCHW.
+@compute @workgroup_size(256)
+fn add_f32(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
     let hw = p.h * p.w;
     if i >= p.n * p.c4 * hw {
@@ -384,17 +402,14 @@ fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: 
     let r = i % hw;
     let c0 = 4u * ((i / hw) % p.c4);
     let n = i / (hw * p.c4);
-    let total = (unpack(x[i]) + p.a_offset) * p.ma + (unpack(wt[i]) + p.b_offset) * p.mb;
-    if p.mode == 0u {
-        let v = vec4<f32>(total) * p.qscale;
-        for (var k = 0u; k < 4u; k++) {
-            if c0 + k < p.c {
-                out[(n * p.c + c0 + k) * hw + r] = bitcast<u32>(activate(v[k]));
-            }
+    let v = vec4<f32>(add_total(i)) * p.qscale;
+    for (var k = 0u; k < 4u; k++) {
+        if c0 + k < p.c {
+            out[(n * p.c + c0 + k) * hw + r] = bitcast<u32>(activate(v[k]));
         }
-    } else {
-        let q = clamp(shift_rne(total, p.shift), vec4<i32>(p.lo), vec4<i32>(p.hi));
-        let real = select(vec4<i32>(0), q, c0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
-        out[i] = pack(real - p.out_offset);
     }
+}
+
+fn add_total(i: u32) -> vec4<i32> {
+    return (unpack(x[i]) + p.a_offset) * p.ma + (unpack(wt[i]) + p.b_offset) * p.mb;
 }

@@ -378,7 +378,6 @@ pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut
         lo: ap.lo,
         hi: ap.hi,
         out_offset: add.output.map_or(0, |f| f.offset()),
-        mode: add.output.is_some() as u32,
         act,
         slope,
         c: c as u32,
@@ -396,7 +395,12 @@ pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut
     };
     let grid = grid_1d(n * c.div_ceil(4) * h * w, 256);
     let tensors = [&a.data, out.tensor(), &b.data];
-    s.dispatch(UNPACKED, "add", &[], bytes_of(&p), &tensors, grid)?;
+    let entry = if add.output.is_some() {
+        "add"
+    } else {
+        "add_f32"
+    };
+    s.dispatch(UNPACKED, entry, &[], bytes_of(&p), &tensors, grid)?;
     Ok(out)
 }
 
@@ -717,7 +721,6 @@ impl QConv2d {
             lo: self.lo,
             hi: self.hi,
             out_offset: d.output.map_or(0, |f| f.offset()),
-            mode: d.output.is_some() as u32,
             act,
             slope,
             c: c as u32,
@@ -744,8 +747,9 @@ impl QConv2d {
         };
         let [gx, gy, _] = grid_1d(n * oh * ow, WG * px);
         let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale];
+        let f32_out = ("F32_OUT", d.output.is_none() as u8 as f64);
         let consts = if entry == "conv_float" {
-            vec![("PXF", px as f64), ("CWF", cwf as f64)]
+            vec![("PXF", px as f64), ("CWF", cwf as f64), f32_out]
         } else {
             vec![
                 (
@@ -753,6 +757,7 @@ impl QConv2d {
                     (self.layout == WeightLayout::Nibbles) as u8 as f64,
                 ),
                 ("PX", px as f64),
+                f32_out,
             ]
         };
         s.dispatch(

@@ -419,6 +419,15 @@ proptest! {
             (QOut::Q(t), QResult::Q(w)) => {
                 let got = t.read(&g).unwrap();
                 prop_assert_eq!(&got, &w);
+                // The lanes past C of the last channel word hold the stored zero point (real 0),
+                // which the next layers read as padding.
+                let raw = g.read_i8(&t.data).unwrap();
+                let (c4, pixels) = (c.div_ceil(4), hw * (hw + 1));
+                for (i, &b) in raw.iter().enumerate() {
+                    if (i / 4 / pixels) % c4 * 4 + i % 4 >= c {
+                        prop_assert_eq!(b as i32, -w.fmt.offset(), "byte {}", i);
+                    }
+                }
                 // Within half an output step of the real sum, plus the multipliers' rounding
                 // (half an accumulator unit per input quantum, as above) and the f32 rounding of
                 // the real sum, whose terms may cancel. A near-tie case failed a bare half step.
