@@ -17,7 +17,8 @@ struct Params {
     lo: i32, hi: i32,
     // Stored = real - out_offset (128 for unsigned outputs).
     out_offset: i32,
-    // pad2d (qlayout.wgsl): the fill mode. (The conv output's kind is the F32_OUT constant.)
+    // conv: 0 f32 output with activation `act`, 1 requantized int8 output; pad2d (qlayout.wgsl):
+    // the fill mode.
     mode: u32,
     act: u32, slope: f32,
     // quantize / dequantize / add: channels, 1 / scale or scale.
@@ -46,10 +47,6 @@ const HI: u32 = 0xf0f0f0f0u;
 // neighbouring words. The host lowers it for small calls (batch 1 on 8x8 maps), where most of
 // 8 pixels per thread would be past the end and computed for nothing.
 override PX: u32 = 8u;
-// f32 output (activated) instead of int8: a constant, not a uniform branch, because lavapipe
-// pays for the untaken f32 store loop's per-lane code (a residual add measured 2x slower with
-// both outputs behind a uniform branch).
-override F32_OUT: bool = false;
 
 // Sign-extends the four bytes with shifts only (no packed-integer extension needed).
 fn unpack(v: u32) -> vec4<i32> {
@@ -141,7 +138,7 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
     let total = sum + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
     let v = vec4<f32>(total) * vec4<f32>(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]);
     let ohw = p.oh * p.ow;
-    if F32_OUT {
+    if p.mode == 0u {
         for (var k = 0u; k < 4u; k++) {
             if c + k < p.co {
                 out[(px.n * p.co + c + k) * ohw + px.r] = bitcast<u32>(activate(v[k]));

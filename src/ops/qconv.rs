@@ -721,6 +721,7 @@ impl QConv2d {
             lo: self.lo,
             hi: self.hi,
             out_offset: d.output.map_or(0, |f| f.offset()),
+            mode: d.output.is_some() as u32,
             act,
             slope,
             c: c as u32,
@@ -747,9 +748,8 @@ impl QConv2d {
         };
         let [gx, gy, _] = grid_1d(n * oh * ow, WG * px);
         let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale];
-        let f32_out = ("F32_OUT", d.output.is_none() as u8 as f64);
         let consts = if entry == "conv_float" {
-            vec![("PXF", px as f64), ("CWF", cwf as f64), f32_out]
+            vec![("PXF", px as f64), ("CWF", cwf as f64)]
         } else {
             vec![
                 (
@@ -757,7 +757,6 @@ impl QConv2d {
                     (self.layout == WeightLayout::Nibbles) as u8 as f64,
                 ),
                 ("PX", px as f64),
-                f32_out,
             ]
         };
         s.dispatch(
