@@ -15,39 +15,33 @@ use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
 
 const INPUT: Shader = crate::shader!("winograd_in", "winograd_rows", "winograd_in");
 const OUTPUT: Shader = crate::shader!("winograd_out");
+/// The fused kernel's module with a weight-load prelude and an epilogue prelude.
+macro_rules! fused {
+    ($name:literal, $loads:literal, $put:literal) => {
+        crate::shader!($name, "winograd_rows", $loads, $put, "winograd_fused")
+    };
+}
 // Indexed [subgroup loads][vec4 epilogue]. naga takes the subgroup builtins without an
 // `enable` directive when the device has them.
 const FUSED: [[Shader; 2]; 2] = [
     [
-        crate::shader!(
-            "winograd_fused",
-            "winograd_rows",
-            "winograd_u_loads",
-            "winograd_put_f32",
-            "winograd_fused"
-        ),
-        crate::shader!(
+        fused!("winograd_fused", "winograd_u_loads", "winograd_put_f32"),
+        fused!(
             "winograd_fused_vec4",
-            "winograd_rows",
             "winograd_u_loads",
-            "winograd_put_vec4",
-            "winograd_fused"
+            "winograd_put_vec4"
         ),
     ],
     [
-        crate::shader!(
+        fused!(
             "winograd_fused_subgroup",
-            "winograd_rows",
             "winograd_u_subgroup",
-            "winograd_put_f32",
-            "winograd_fused"
+            "winograd_put_f32"
         ),
-        crate::shader!(
+        fused!(
             "winograd_fused_subgroup_vec4",
-            "winograd_rows",
             "winograd_u_subgroup",
-            "winograd_put_vec4",
-            "winograd_fused"
+            "winograd_put_vec4"
         ),
     ],
 ];
