@@ -350,3 +350,31 @@ fn a_headless_run_prints_nothing_but_its_own_output() {
     assert!(err.trim().is_empty(), "stderr: {err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("adapter:"));
 }
+
+#[test]
+fn a_mistyped_model_name_is_refused_naming_the_short_names() {
+    let d = tmp("model-name");
+    let out = d.join("q.safetensors");
+    let o = out.to_str().unwrap();
+    let names = ["akamaster_resnet2", "no such file", "akamaster_resnet20,"];
+    refused(
+        &d,
+        &[
+            "quantize",
+            "--model",
+            "akamaster_resnet2",
+            "--calib",
+            "noise",
+            "-o",
+            o,
+        ],
+        &names,
+        &out,
+    );
+    refused(
+        &d,
+        &["reproduce", "--models", "akamaster_resnet2", "-o", o],
+        &names,
+        &out,
+    );
+}

@@ -173,6 +173,7 @@ fn write_set(gpu: &Arc<Gpu>, args: &CalibDataArgs, inputs: &[&std::path::Path]) 
     if let Some(png) = &args.grid {
         crate::io::check_output_file(png, inputs)?;
     }
+    super::defaults::check_models(args.model.iter().map(|p| p.as_path()))?;
     let model = match &args.model {
         Some(p) => Some(crate::models::load_model(p, None)?),
         None => None,

@@ -28,17 +28,46 @@ pub fn default_generator() -> PathBuf {
     }
 }
 
+/// The published checkpoints' short names and their files under the shared folder's `models`.
+const NAMED: [(&str, &str); 5] = [
+    ("akamaster_resnet20", "akamaster/resnet20-12fca82f.th"),
+    ("akamaster_resnet56", "akamaster/resnet56-4bfd9763.th"),
+    ("resnet20", "chenyaofo/cifar10_resnet20-4118986f.pt"),
+    ("resnet56", "chenyaofo/cifar10_resnet56-187c023a.pt"),
+    (
+        "shufflenetv2_x0_5",
+        "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
+    ),
+];
+
 /// A model name's checkpoint under the shared folder, or the path itself.
 pub fn model_path(name: &str) -> PathBuf {
-    let file = match name {
-        "akamaster_resnet20" => "akamaster/resnet20-12fca82f.th",
-        "akamaster_resnet56" => "akamaster/resnet56-4bfd9763.th",
-        "resnet20" => "chenyaofo/cifar10_resnet20-4118986f.pt",
-        "resnet56" => "chenyaofo/cifar10_resnet56-187c023a.pt",
-        "shufflenetv2_x0_5" => "chenyaofo/cifar10_shufflenetv2_x0_5-1308b4e9.pt",
-        _ => return PathBuf::from(name),
-    };
-    shared_dir().join("models").join(file)
+    match NAMED.iter().find(|(n, _)| *n == name) {
+        Some((_, file)) => shared_dir().join("models").join(file),
+        None => PathBuf::from(name),
+    }
+}
+
+/// Refuses `--model` paths that do not exist, before any work: a published model's checkpoint
+/// with where to get it, anything else as neither a file nor a short name (likely a typo).
+pub fn check_models<'a>(paths: impl IntoIterator<Item = &'a Path>) -> crate::Result<()> {
+    for path in paths {
+        if path.exists() {
+            continue;
+        }
+        if NAMED.iter().any(|(n, _)| model_path(n) == path) {
+            return Err(missing("model", path));
+        }
+        let names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
+        return Err(crate::Error::File {
+            path: path.to_path_buf(),
+            msg: format!(
+                "no such file, nor a published model's short name ({})",
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `--model`'s parser: an existing file as it is, else a published checkpoint's short name
@@ -64,6 +93,19 @@ pub fn missing(what: &str, path: &Path) -> crate::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_model_names_the_short_names_or_where_to_get_it() {
+        let typo = check_models([Path::new("akamaster_resnet2")]).unwrap_err();
+        let msg = typo.to_string();
+        assert!(msg.contains("akamaster_resnet2:") && msg.contains("akamaster_resnet20,"));
+        let named = model_path("resnet56");
+        if !named.exists() {
+            let msg = check_models([named.as_path()]).unwrap_err().to_string();
+            assert!(msg.contains("tools/fetch-data.sh"), "{msg}");
+        }
+        assert!(check_models([Path::new("Cargo.toml")]).is_ok());
+    }
 
     #[test]
     fn model_names_resolve_unless_a_file_has_that_name() {

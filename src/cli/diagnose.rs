@@ -49,6 +49,7 @@ pub struct DiagnoseArgs {
 
 /// `synthcal diagnose`.
 pub fn run(gpu: &Arc<Gpu>, args: &DiagnoseArgs) -> Result<()> {
+    super::defaults::check_models([args.model.as_path()])?;
     let inputs = [
         args.model.as_path(),
         args.int8.as_path(),

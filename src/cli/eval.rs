@@ -151,6 +151,8 @@ fn print_report(r: &EvalReport) {
 
 /// `synthcal eval`.
 pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
+    let models = [Some(&args.model), args.fp32.as_ref(), args.vs.as_ref()];
+    super::defaults::check_models(models.into_iter().flatten().map(|p| p.as_path()))?;
     let inputs = [
         Some(&args.model),
         Some(&args.data),

@@ -5,6 +5,7 @@ use std::path::Path;
 
 /// Exports `model` to `output`.
 pub fn run(model: &Path, output: &Path) -> anyhow::Result<()> {
+    super::defaults::check_models([model])?;
     crate::io::check_output_file(output, &[model])?;
     let (arch, nodes, form) = match Classifier::load(model, None)? {
         Classifier::Fp32(m) => {

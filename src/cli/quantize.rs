@@ -134,6 +134,7 @@ pub enum Preset {
 
 /// `synthcal quantize`.
 pub fn run(gpu: &Arc<Gpu>, args: &QuantizeArgs) -> Result<()> {
+    super::defaults::check_models([args.model.as_path()])?;
     let mut inputs = args.set.inputs(&args.calib)?;
     inputs.push(args.model.clone());
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();

@@ -3,7 +3,7 @@
 //! drops and a sample grid per source. Each finished cell is saved as it completes
 //! (`cells/*.json`, atomically) and never recomputed, so an interrupted run resumes.
 
-use super::defaults::{missing, model_path};
+use super::defaults::{check_models, missing, model_path};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::eval::chart::BarChart;
@@ -155,6 +155,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     let data_dir = args.set.data_dir();
     // Not the output folder's own cells: those are this command's resumable state.
     let mut inputs: Vec<PathBuf> = args.models.iter().map(|m| model_path(m)).collect();
+    check_models(inputs.iter().map(|p| p.as_path()))?;
     for src in &args.sources {
         inputs.extend(args.set.inputs(src)?);
     }
@@ -179,9 +180,6 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     let mut cells = Vec::new();
     for m in &args.models {
         let path = model_path(m);
-        if !path.exists() {
-            return Err(missing(&format!("model {m}"), &path));
-        }
         let model = crate::models::load_model(&path, None)?;
         // Labels as this model's class indices.
         let test = test.clone().map_classes(&model.class_names)?;

@@ -31,6 +31,7 @@ pub struct ScoreArgs {
 
 /// `synthcal score`.
 pub fn run(gpu: &Arc<Gpu>, args: &ScoreArgs) -> Result<()> {
+    super::defaults::check_models([args.model.as_path()])?;
     let Classifier::Fp32(model) = Classifier::load(&args.model, None)? else {
         return Err(Error::Invalid(
             "score needs an FP32 classifier, not an INT8 model".into(),

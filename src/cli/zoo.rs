@@ -184,6 +184,7 @@ pub fn print_profile(
             "--batch and --reps must be at least 1".into(),
         ));
     }
+    super::defaults::check_models([model])?;
     println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     for path in std::iter::once(model).chain(int8) {
         let c = Classifier::load(path, None)?;
