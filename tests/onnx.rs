@@ -136,6 +136,27 @@ fn truncated_files_are_refused() {
     }
 }
 
+/// Loading by path (as every command does, through `Classifier::load`) names the file.
+#[test]
+fn a_corrupt_file_is_named_in_the_error() {
+    let dir = std::env::temp_dir().join(format!("synthcal-onnx-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = resnet_proto().encode_to_vec();
+    for (name, data) in [
+        ("cut.onnx", &bytes[..bytes.len() / 3]),
+        ("junk.onnx", b"hi\n"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, data).unwrap();
+        let e = synthcal::eval::Classifier::load(&path, None)
+            .err()
+            .expect("corrupt")
+            .to_string();
+        assert!(e.contains(&*path.to_string_lossy()), "{name}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn initializer_size_mismatch_is_refused() {
     let mut p = resnet_proto();

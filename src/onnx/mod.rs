@@ -79,9 +79,13 @@ pub fn load_qdq(path: &Path) -> Result<crate::quant::QuantizedModel> {
 
 /// Whether the ONNX file at `path` holds a QDQ (quantized) model.
 pub fn is_qdq_file(path: &Path) -> Result<bool> {
-    let (bytes, _) = read(path)?;
-    let p = import::parse(&bytes, "")?;
-    Ok(import::has_qdq(&p.graph()?.node))
+    let (bytes, stem) = read(path)?;
+    let in_file = |e: Error| Error::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let p = import::parse(&bytes, &stem).map_err(in_file)?;
+    Ok(import::has_qdq(&p.graph().map_err(in_file)?.node))
 }
 
 /// Writes [`export`]'s bytes to `path` atomically.
