@@ -163,6 +163,20 @@ pub fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error as the command line prints it: `error: ` and the message, then each cause that
+/// the message does not already quote (file errors carry their I/O or parse error both in the
+/// text and as the source, which anyhow's default form would print twice).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(&format!("\n  caused by: {c}"));
+        }
+    }
+    text
+}
+
 /// Mesa's Vulkan device-select layer looks for a Wayland session and, on a headless box,
 /// prints "XDG_RUNTIME_DIR is invalid or not set" twice; without a session it has nothing
 /// to select by, so it is turned off (unless the user set the variable). Runs first, before
@@ -182,6 +196,18 @@ mod tests {
     /// Every subcommand parses with only its required arguments, so each default goes through
     /// its value parser: a parser typed differently from its field (`i32` for `usize`) panics
     /// here instead of in a user's run.
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let file = crate::io::Error::Io {
+            path: "m.th".into(),
+            source: io,
+        };
+        assert_eq!(error_text(&anyhow::Error::new(file)), "error: m.th: gone");
+        let wrapped = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&wrapped), "error: outer\n  caused by: inner");
+    }
+
     #[test]
     fn every_subcommand_parses_with_its_defaults() {
         let cases: &[&[&str]] = &[
