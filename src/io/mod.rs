@@ -106,25 +106,40 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format> {
     let mut head = [0u8; 32];
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let n = torch::read_up_to(&mut f, &mut head).map_err(|e| Error::io(path, e))?;
-    let head = &head[..n];
     if n == 0 {
         return Err(Error::format(path, "empty file (0 bytes)"));
     }
+    sniff(&head[..n]).ok_or_else(|| {
+        Error::format(
+            path,
+            "unknown file type (not torch zip/legacy, not safetensors)",
+        )
+    })
+}
+
+/// The format the first bytes of a file show, if any.
+fn sniff(head: &[u8]) -> Option<Format> {
     if head.starts_with(b"PK\x03\x04") {
-        return Ok(Format::TorchZip);
+        return Some(Format::TorchZip);
     }
     // PROTO then LONG1 10 <magic>: the first pickle of a legacy checkpoint.
-    if head.first() == Some(&0x80) && head.windows(10).any(|w| w == torch::LEGACY_MAGIC) {
-        return Ok(Format::TorchLegacy);
+    let h = &head[..head.len().min(32)];
+    if h.first() == Some(&0x80) && h.windows(10).any(|w| w == torch::LEGACY_MAGIC) {
+        return Some(Format::TorchLegacy);
     }
     // safetensors: u64 header length, then a JSON object.
-    if n > 8 && head[8] == b'{' {
-        return Ok(Format::Safetensors);
+    (head.len() > 8 && head[8] == b'{').then_some(Format::Safetensors)
+}
+
+/// An error if `buf`, read where a safetensors file was expected, is a PyTorch checkpoint.
+pub(crate) fn not_torch(path: &Path, buf: &[u8]) -> Result<()> {
+    match sniff(buf) {
+        Some(Format::TorchZip | Format::TorchLegacy) => Err(Error::format(
+            path,
+            "a PyTorch checkpoint, where a safetensors file written by synthcal is expected",
+        )),
+        _ => Ok(()),
     }
-    Err(Error::format(
-        path,
-        "unknown file type (not torch zip/legacy, not safetensors)",
-    ))
 }
 
 /// Loads all tensors of a torch checkpoint or safetensors file.

@@ -141,6 +141,7 @@ pub fn read_safetensors(
     if buf.is_empty() {
         return Err(Error::format(path, "empty file (0 bytes)"));
     }
+    super::not_torch(path, &buf)?;
     // safetensors' offset and shape errors often do not say which tensor is at fault.
     let explained = |e| match explain_header(&buf) {
         Some((name, msg)) => Error::bad_tensor(path, &name, format!("{msg} ({e})")),

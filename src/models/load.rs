@@ -50,6 +50,25 @@ pub fn load_model(path: &Path, arch_name: Option<&str>) -> Result<Model> {
         path: path.to_path_buf(),
         msg,
     };
+    // synthcal's other files hold tensors too; say what they are rather than which
+    // architecture they fail to match.
+    match meta.get("format").map(String::as_str) {
+        Some(crate::gan::GENERATOR_FORMAT) => {
+            return Err(file_err(
+                "a DiStyleGAN generator, not a classifier (it goes to `--calib gan:FILE` or \
+                 `generate --generator FILE`)"
+                    .into(),
+            ))
+        }
+        Some(crate::quant::model::FORMAT) => {
+            return Err(file_err(
+                "an INT8 model, where the FP32 classifier is needed (the one it was quantized \
+                 from)"
+                    .into(),
+            ))
+        }
+        _ => {}
+    }
     let a = match (meta.get("graph"), arch_name) {
         (Some(_), Some(n)) => {
             return Err(file_err(format!(
@@ -293,6 +312,30 @@ mod tests {
 
     fn tmp(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("synthcal-load-{}-{name}", std::process::id()))
+    }
+
+    /// A generator or an INT8 file given as a classifier says what it is; a PyTorch checkpoint
+    /// read as safetensors says that.
+    #[test]
+    fn other_synthcal_files_are_named_for_what_they_are() {
+        let p = tmp("kind.safetensors");
+        for (format, want) in [
+            (crate::gan::GENERATOR_FORMAT, "DiStyleGAN generator"),
+            (crate::quant::model::FORMAT, "an INT8 model"),
+        ] {
+            write_model(&p, &[("format", format)]);
+            let e = load_model(&p, None).err().unwrap().to_string();
+            assert!(e.contains(want) && e.contains("kind.safetensors"), "{e}");
+        }
+        let torch = tmp("legacy.th");
+        let mut bytes = vec![0x80, 0x02, 0x8a, 0x0a];
+        bytes.extend_from_slice(&crate::io::torch::LEGACY_MAGIC);
+        bytes.resize(64, 0);
+        std::fs::write(&torch, &bytes).unwrap();
+        let e = io::read_safetensors(&torch).err().unwrap().to_string();
+        assert!(e.contains("a PyTorch checkpoint"), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        std::fs::remove_file(&torch).unwrap();
     }
 
     #[test]
