@@ -75,3 +75,33 @@ fn bench_model_prints_every_layer_and_shares_that_sum_to_100() {
     assert!(text.contains("images/s at batch 2"), "{text}");
     assert!(text.contains("batch-1 latency"), "{text}");
 }
+
+/// A missing `--int8` file fails before the FP32 model is profiled (it used to print the whole
+/// FP32 table first).
+#[test]
+fn a_missing_int8_file_fails_before_any_timing() {
+    common::skip_without_gpu!();
+    let dir = std::env::temp_dir().join(format!("synthcal-profile-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.safetensors");
+    common::write_random_model("resnet20", 1, &model);
+    let out = Command::new(env!("CARGO_BIN_EXE_synthcal"))
+        .args(["bench", "--model"])
+        .arg(&model)
+        .args(["--int8"])
+        .arg(dir.join("nothere.safetensors"))
+        .args(["--batch", "2", "--reps", "1"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nothere.safetensors"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

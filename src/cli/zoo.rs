@@ -185,9 +185,14 @@ pub fn print_profile(
         ));
     }
     super::defaults::check_models([model])?;
+    // Both files load before any timing, so a bad --int8 fails at once.
+    let paths: Vec<&Path> = std::iter::once(model).chain(int8).collect();
+    let models: Vec<Classifier> = paths
+        .iter()
+        .map(|p| Classifier::load(p, None))
+        .collect::<Result<_>>()?;
     println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
-    for path in std::iter::once(model).chain(int8) {
-        let c = Classifier::load(path, None)?;
+    for (path, c) in paths.into_iter().zip(models) {
         let kind = match &c {
             Classifier::Fp32(_) => "FP32",
             Classifier::Int8(_) => "INT8",
