@@ -294,6 +294,28 @@ fn train_gan_resume_targets_and_checkpoint_integrity() {
     assert!(e.contains("past the run's target"), "{e}");
 }
 
+/// `eval --fp32 / --vs` load before the first evaluation: a bad file fails before any result.
+#[test]
+fn eval_reference_models_load_before_evaluating() {
+    let t = tmp("evalrefs");
+    let m = model(&t.0);
+    let images = image_folder(&t.0);
+    let bad = t.0.join("bad.safetensors");
+    fs::write(&bad, b"not a model").unwrap();
+    for flag in ["--fp32", "--vs"] {
+        let out = synthcal(&[
+            &"eval", &"--model", &m, &"--data", &images, &flag, &bad, &"--quiet",
+        ]);
+        let e = fails(&out);
+        assert!(e.contains("bad.safetensors"), "{flag}: {e}");
+        assert!(
+            out.stdout.is_empty(),
+            "{flag}: evaluated before failing: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 #[test]
 fn two_outputs_of_one_command_are_not_the_same_file() {
     let d = tmp("twoout");

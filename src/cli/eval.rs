@@ -169,6 +169,13 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         ));
     }
     let model = Classifier::load(&args.model, args.arch.as_deref())?;
+    // Every model loads before the first evaluation, so a bad file fails at once.
+    let load = |p: &Option<PathBuf>| -> Result<Option<Classifier>> {
+        p.as_ref()
+            .map(|p| Classifier::load(p, args.arch.as_deref()))
+            .transpose()
+    };
+    let (base, versus) = (load(&args.fp32)?, load(&args.vs)?);
     let ds = load_data(
         &args.data,
         args.split,
@@ -190,8 +197,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
     }
     let k = model.class_names().len();
     let mut json = serde_json::json!({ "model": r });
-    if let Some(fp) = &args.fp32 {
-        let base = Classifier::load(fp, args.arch.as_deref())?;
+    if let (Some(fp), Some(base)) = (&args.fp32, base) {
         let (rf, lf) = evaluate(
             gpu,
             &base,
@@ -210,8 +216,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
         print_fidelity(&cmp.fidelity);
         json["comparison"] = serde_json::to_value(&cmp).unwrap_or_default();
     }
-    if let Some(other) = &args.vs {
-        let b = Classifier::load(other, args.arch.as_deref())?;
+    if let (Some(other), Some(b)) = (&args.vs, versus) {
         let (rb, lb) = evaluate(
             gpu,
             &b,
