@@ -196,6 +196,23 @@ mod tests {
     /// Every subcommand parses with only its required arguments, so each default goes through
     /// its value parser: a parser typed differently from its field (`i32` for `usize`) panics
     /// here instead of in a user's run.
+    /// `--help` is for users: no rustdoc link syntax leaks in from a library doc comment that
+    /// clap took as a help text (the algorithms' did).
+    #[test]
+    fn long_help_has_no_rustdoc_links() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands_mut() {
+            let text = sub.render_long_help().to_string();
+            assert!(
+                !text.contains("[`") && !text.contains("`]"),
+                "{}:\n{text}",
+                sub.get_name()
+            );
+        }
+    }
+
     #[test]
     fn an_error_prints_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");

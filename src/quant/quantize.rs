@@ -13,18 +13,44 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Algorithm {
+    // `--help` shows each `help` text; the doc comments, with their links, are the library's.
     /// OpenVINO POT's DefaultQuantization: every conv and linear layer in INT8.
     #[default]
+    #[cfg_attr(
+        feature = "cli",
+        value(help = "OpenVINO POT's DefaultQuantization: every conv and linear layer in INT8")
+    )]
     Default,
     /// Then revert the most harmful layers to FP32 until the top-1 drop on the labelled
     /// calibration set is within [`QuantOptions::max_drop`].
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "Then revert the most harmful layers to FP32 until the top-1 drop on the \
+                      labelled calibration set is within --max-drop"
+        )
+    )]
     AccuracyAware,
     /// AdaRound: learn each layer's weight rounding on the calibration set (see
     /// [`QuantOptions::adaround`]).
-    #[cfg_attr(feature = "cli", value(name = "adaround"))]
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            name = "adaround",
+            help = "AdaRound: learn each layer's weight rounding on the calibration set \
+                    (--iters, --lr, --reg-weight)"
+        )
+    )]
     AdaRound,
     /// BRECQ: learn each block's weight rounding and activation steps on the calibration set
     /// (see [`QuantOptions::adaround`]; [`super::AdaRoundOptions::brecq`] has its defaults).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "BRECQ: learn each block's weight rounding and activation steps on the \
+                      calibration set (--iters, --lr, --act-lr, --qdrop)"
+        )
+    )]
     Brecq,
 }
 
