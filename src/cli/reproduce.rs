@@ -136,6 +136,103 @@ pub struct Cell {
     #[serde(default)]
     pub quality: Option<Quality>,
     pub seconds: f64,
+    /// What changes the cell but not its file name (`cell_settings`); cells written before
+    /// it was recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
+}
+
+/// A cell's file name (without `.json`) and its adds' bits.
+fn cell_name(
+    args: &ReproduceArgs,
+    (m, src): (&str, &str),
+    (bits, est, alg): (Bits, &str, &str),
+) -> (String, Option<u32>) {
+    // The study's cells keep their file names, so old reports resume.
+    let mut name = format!("{}__{}__{}", slug(m), slug(src), slug(alg));
+    if est != "pot" {
+        name += &format!("__{}", slug(est));
+    }
+    if bits.weights != 8 || bits.activations != 8 {
+        name += &format!("__{bits}");
+    }
+    let add_bits = cell_add_bits(args, bits, est);
+    if let Some(k) = add_bits {
+        name += &format!("__add{k}");
+    }
+    (name, add_bits)
+}
+
+/// The settings that change a cell's result but not its file name: the test images, the
+/// calibration set's size and seed, and the algorithm's own options.
+fn cell_settings(
+    args: &ReproduceArgs,
+    test_images: usize,
+    (bits, est, alg): (Bits, &str, &str),
+) -> Result<String> {
+    let o = recipe(args, bits, est, alg)?;
+    let mut s = format!(
+        "test images {test_images}, per-class {}, seed {}",
+        args.set.per_class, args.set.seed
+    );
+    if o.ends_at_8bit {
+        s += ", first/last layers 8-bit";
+    }
+    match o.algorithm {
+        Algorithm::AdaRound | Algorithm::Brecq => s += &format!(", iters {}", o.adaround.iters),
+        Algorithm::AccuracyAware => s += &format!(", max-drop {}", o.max_drop),
+        Algorithm::Default => {}
+    }
+    Ok(s)
+}
+
+/// Refuses an output folder whose finished cells were computed with other settings than this
+/// run's (reusing them would mix results silently). Cells from before settings were recorded
+/// are checked on their test-image count only; returns how many of those will be reused.
+fn check_reusable(args: &ReproduceArgs, cells_dir: &Path, test_images: usize) -> Result<usize> {
+    let (mut legacy, mut clashes) = (0, Vec::new());
+    for m in &args.models {
+        for src in &args.sources {
+            for &bits in &args.bits {
+                for est in &args.estimators {
+                    for alg in &args.algorithms {
+                        let cell = (bits, est.as_str(), alg.as_str());
+                        let (name, _) = cell_name(args, (m, src), cell);
+                        let file = cells_dir.join(format!("{name}.json"));
+                        let Ok(bytes) = std::fs::read(&file) else {
+                            continue;
+                        };
+                        let Ok(old) = serde_json::from_slice::<Cell>(&bytes) else {
+                            continue;
+                        };
+                        let want = cell_settings(args, test_images, cell)?;
+                        let have = match old.settings {
+                            Some(s) => s,
+                            None if old.fidelity.images == test_images => {
+                                legacy += 1;
+                                continue;
+                            }
+                            None => format!("test images {}", old.fidelity.images),
+                        };
+                        if have != want {
+                            clashes.push(format!("{name}: {have}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(legacy);
+    }
+    let shown = clashes.len().min(5);
+    Err(Error::Invalid(format!(
+        "{} holds {} finished cell(s) computed with other settings than this run's, e.g.\n  {}\n\
+         Use another --output, or remove those cells to recompute them",
+        cells_dir.display(),
+        clashes.len(),
+        clashes[..shown].join("\n  ")
+    )))
 }
 
 fn slug(s: &str) -> String {
@@ -174,6 +271,13 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
         path: cells_dir.clone(),
         msg: e.to_string(),
     })?;
+    let legacy = check_reusable(args, &cells_dir, test.len())?;
+    if legacy > 0 && !args.quiet {
+        eprintln!(
+            "reusing {legacy} cell(s) written before cells recorded their settings (checked on \
+             their test-image count only)"
+        );
+    }
     let start = std::time::Instant::now();
     let hooks = super::bars::hooks(args.quiet);
     let mut sets: Vec<(String, Dataset)> = Vec::new();
@@ -194,23 +298,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
         let recipes: Vec<_> = recipes.collect();
         for src in &args.sources {
             for &(bits, est, alg) in &recipes {
-                // The study's cells keep their file names, so old reports resume.
-                let mut name = format!("{}__{}__{}", slug(m), slug(src), slug(alg));
-                if est != "pot" {
-                    name += &format!("__{}", slug(est));
-                }
-                if bits
-                    != (Bits {
-                        weights: 8,
-                        activations: 8,
-                    })
-                {
-                    name += &format!("__{bits}");
-                }
-                let add_bits = cell_add_bits(args, bits, est);
-                if let Some(k) = add_bits {
-                    name += &format!("__add{k}");
-                }
+                let (name, add_bits) = cell_name(args, (m, src), (bits, est, alg));
                 let file = cells_dir.join(format!("{name}.json"));
                 if let Ok(bytes) = std::fs::read(&file) {
                     if let Ok(c) = serde_json::from_slice::<Cell>(&bytes) {
@@ -283,6 +371,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
                     fidelity: f,
                     quality: Some(quality),
                     seconds: t.elapsed().as_secs_f64(),
+                    settings: Some(cell_settings(args, test.len(), (bits, est, alg))?),
                 };
                 let j =
                     serde_json::to_vec_pretty(&cell).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -519,7 +608,74 @@ mod tests {
             fidelity: crate::eval::fidelity::example(drop),
             quality: None,
             seconds: 1.0,
+            settings: None,
         }
+    }
+
+    /// A folder's finished cells are reused only with this run's settings: one computed on
+    /// other test images, with another seed or other BRECQ steps, or with first/last layers
+    /// at 8 bits when this run has not, is refused before any work (it was reused silently,
+    /// mixing results); a cell from before settings were recorded is checked on its images.
+    #[test]
+    fn cells_with_other_settings_are_refused_not_reused() {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: ReproduceArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let base = [
+                "reproduce",
+                "--models",
+                "m",
+                "--sources",
+                "gan",
+                "--bits",
+                "w4a4",
+                "--estimators",
+                "mse",
+                "--algorithms",
+                "brecq",
+                "--per-class",
+                "100",
+            ];
+            let all: Vec<&str> = base.iter().chain(extra).copied().collect();
+            <Cmd as clap::Parser>::try_parse_from(all).unwrap().args
+        };
+        let dir = std::env::temp_dir().join(format!("synthcal-cells-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let args = parse(&["--iters", "1000"]);
+        let w4a4 = parse_bits("w4a4").unwrap();
+        let key = (w4a4, "mse", "brecq");
+        let (name, _) = cell_name(&args, ("m", "gan"), key);
+        let mut c = cell("m", "gan", "brecq", 1.0);
+        let images = c.fidelity.images;
+        let write = |c: &Cell| {
+            let bytes = serde_json::to_vec(c).unwrap();
+            std::fs::write(dir.join(format!("{name}.json")), bytes).unwrap();
+        };
+        c.settings = Some(cell_settings(&args, images, key).unwrap());
+        write(&c);
+        assert_eq!(check_reusable(&args, &dir, images).unwrap(), 0);
+        for other in [
+            parse(&["--iters", "500"]),
+            parse(&["--iters", "1000", "--seed", "1"]),
+            parse(&["--iters", "1000", "--first-last-8bit"]),
+        ] {
+            let e = check_reusable(&other, &dir, images)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&name) && e.contains("iters 1000"), "{e}");
+        }
+        assert!(check_reusable(&args, &dir, images + 1).is_err());
+        c.settings = None;
+        write(&c);
+        assert_eq!(check_reusable(&args, &dir, images).unwrap(), 1);
+        let e = check_reusable(&args, &dir, images + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("test images {images}")), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Models are the groups and sources the legend, in report order; a cell that was not
