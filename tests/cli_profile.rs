@@ -5,20 +5,27 @@ mod common;
 
 use std::process::Command;
 
-#[test]
-fn bench_model_prints_every_layer_and_shares_that_sum_to_100() {
-    common::skip_without_gpu!();
-    let dir = std::env::temp_dir().join(format!("synthcal-profile-{}", std::process::id()));
+/// `synthcal bench --model M [--int8 Q] --batch 2 --reps 1` on a random ResNet-20 M, with
+/// `int8` (a file name in the run's folder) as Q.
+fn bench(tag: &str, int8: Option<&str>) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("synthcal-profile-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("model.safetensors");
     common::write_random_model("resnet20", 1, &model);
-    let out = Command::new(env!("CARGO_BIN_EXE_synthcal"))
-        .args(["bench", "--model"])
-        .arg(&model)
-        .args(["--batch", "2", "--reps", "1"])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synthcal"));
+    cmd.args(["bench", "--model"]).arg(&model);
+    if let Some(q) = int8 {
+        cmd.arg("--int8").arg(dir.join(q));
+    }
+    let out = cmd.args(["--batch", "2", "--reps", "1"]).output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn bench_model_prints_every_layer_and_shares_that_sum_to_100() {
+    common::skip_without_gpu!();
+    let out = bench("fp32", None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -81,19 +88,7 @@ fn bench_model_prints_every_layer_and_shares_that_sum_to_100() {
 #[test]
 fn a_missing_int8_file_fails_before_any_timing() {
     common::skip_without_gpu!();
-    let dir = std::env::temp_dir().join(format!("synthcal-profile-int8-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("model.safetensors");
-    common::write_random_model("resnet20", 1, &model);
-    let out = Command::new(env!("CARGO_BIN_EXE_synthcal"))
-        .args(["bench", "--model"])
-        .arg(&model)
-        .args(["--int8"])
-        .arg(dir.join("nothere.safetensors"))
-        .args(["--batch", "2", "--reps", "1"])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = bench("int8", Some("nothere.safetensors"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("nothere.safetensors"),
