@@ -193,9 +193,6 @@ fn quiet_device_select() {
 mod tests {
     use super::*;
 
-    /// Every subcommand parses with only its required arguments, so each default goes through
-    /// its value parser: a parser typed differently from its field (`i32` for `usize`) panics
-    /// here instead of in a user's run.
     /// `--help` is for users: no rustdoc link syntax leaks in from a library doc comment that
     /// clap took as a help text (the algorithms' did).
     #[test]
@@ -225,6 +222,9 @@ mod tests {
         assert_eq!(error_text(&wrapped), "error: outer\n  caused by: inner");
     }
 
+    /// Every subcommand parses with only its required arguments, so each default goes through
+    /// its value parser: a parser typed differently from its field (`i32` for `usize`) panics
+    /// here instead of in a user's run.
     #[test]
     fn every_subcommand_parses_with_its_defaults() {
         let cases: &[&[&str]] = &[

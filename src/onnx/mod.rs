@@ -40,10 +40,15 @@ pub fn is_onnx_path(path: &Path) -> bool {
 /// Reads an ONNX classifier from a file (see [`import`]); errors name the file.
 pub fn load(path: &Path) -> Result<Model> {
     let (bytes, stem) = read(path)?;
-    import(&bytes, &stem).map_err(|e| Error::File {
+    import(&bytes, &stem).map_err(in_file(path))
+}
+
+/// Restates an error of reading `path`'s contents as an error naming the file.
+fn in_file(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| Error::File {
         path: path.to_path_buf(),
         msg: e.to_string(),
-    })
+    }
 }
 
 /// The file's bytes (size checked) and stem.
@@ -71,21 +76,14 @@ fn read(path: &Path) -> Result<(Vec<u8>, String)> {
 /// Reads a QDQ ONNX model from a file as an INT8 model (see [`import_qdq`]).
 pub fn load_qdq(path: &Path) -> Result<crate::quant::QuantizedModel> {
     let (bytes, stem) = read(path)?;
-    import_qdq(&bytes, &stem).map_err(|e| Error::File {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
+    import_qdq(&bytes, &stem).map_err(in_file(path))
 }
 
 /// Whether the ONNX file at `path` holds a QDQ (quantized) model.
 pub fn is_qdq_file(path: &Path) -> Result<bool> {
     let (bytes, stem) = read(path)?;
-    let in_file = |e: Error| Error::File {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    };
-    let p = import::parse(&bytes, &stem).map_err(in_file)?;
-    Ok(import::has_qdq(&p.graph().map_err(in_file)?.node))
+    let p = import::parse(&bytes, &stem).map_err(in_file(path))?;
+    Ok(import::has_qdq(&p.graph().map_err(in_file(path))?.node))
 }
 
 /// Writes [`export`]'s bytes to `path` atomically.
