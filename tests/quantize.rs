@@ -677,6 +677,9 @@ fn reproduce_writes_the_report_and_resumes() {
         "only this run's cells are reported"
     );
     assert_eq!(std::fs::read_dir(&cells).unwrap().count(), 2);
+    // With every cell finished, the report is rebuilt without loading the model.
+    std::fs::write(&model, b"not a model").unwrap();
+    run(&gpu, &low).unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
 

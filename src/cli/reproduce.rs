@@ -186,44 +186,70 @@ fn cell_settings(
     Ok(s)
 }
 
-/// Refuses an output folder whose finished cells were computed with other settings than this
-/// run's (reusing them would mix results silently). Cells from before settings were recorded
-/// are checked on their test-image count only; returns how many of those will be reused.
-fn check_reusable(args: &ReproduceArgs, cells_dir: &Path, test_images: usize) -> Result<usize> {
-    let (mut legacy, mut clashes) = (0, Vec::new());
+/// One cell of this run: where its result lives and what computes it.
+struct Planned<'a> {
+    model: &'a str,
+    source: &'a str,
+    recipe: (Bits, &'a str, &'a str),
+    name: String,
+    add_bits: Option<u32>,
+}
+
+/// This run's cells, model by model, then source by source, then bits x estimator x
+/// algorithm: the order of the report.
+fn plan(args: &ReproduceArgs) -> Vec<Planned<'_>> {
+    let mut out = Vec::new();
     for m in &args.models {
         for src in &args.sources {
             for &bits in &args.bits {
                 for est in &args.estimators {
                     for alg in &args.algorithms {
-                        let cell = (bits, est.as_str(), alg.as_str());
-                        let (name, _) = cell_name(args, (m, src), cell);
-                        let file = cells_dir.join(format!("{name}.json"));
-                        let Ok(bytes) = std::fs::read(&file) else {
-                            continue;
-                        };
-                        let Ok(old) = serde_json::from_slice::<Cell>(&bytes) else {
-                            continue;
-                        };
-                        let want = cell_settings(args, test_images, cell)?;
-                        let have = match old.settings {
-                            Some(s) => s,
-                            None if old.fidelity.images == test_images => {
-                                legacy += 1;
-                                continue;
-                            }
-                            None => format!("test images {}", old.fidelity.images),
-                        };
-                        if have != want {
-                            clashes.push(format!("{name}: {have}"));
-                        }
+                        let recipe = (bits, est.as_str(), alg.as_str());
+                        let (name, add_bits) = cell_name(args, (m, src), recipe);
+                        out.push(Planned {
+                            model: m,
+                            source: src,
+                            recipe,
+                            name,
+                            add_bits,
+                        });
                     }
                 }
             }
         }
     }
+    out
+}
+
+/// The planned cells already finished in `cells_dir` (`None` where one is still to run, or
+/// its file does not parse), and how many of them predate recorded settings. Refuses a
+/// folder whose finished cells were computed with other settings than this run's (reusing
+/// them would mix results silently); cells from before settings were recorded are checked
+/// on their test-image count only.
+fn finished(
+    args: &ReproduceArgs,
+    plan: &[Planned],
+    cells_dir: &Path,
+    test_images: usize,
+) -> Result<(Vec<Option<Cell>>, usize)> {
+    let (mut done, mut legacy, mut clashes) = (Vec::new(), 0, Vec::new());
+    for p in plan {
+        let old = std::fs::read(cells_dir.join(format!("{}.json", p.name)))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Cell>(&bytes).ok());
+        if let Some(old) = &old {
+            let want = cell_settings(args, test_images, p.recipe)?;
+            match &old.settings {
+                Some(have) if *have != want => clashes.push(format!("{}: {have}", p.name)),
+                Some(_) => {}
+                None if old.fidelity.images == test_images => legacy += 1,
+                None => clashes.push(format!("{}: test images {}", p.name, old.fidelity.images)),
+            }
+        }
+        done.push(old);
+    }
     if clashes.is_empty() {
-        return Ok(legacy);
+        return Ok((done, legacy));
     }
     let shown = clashes.len().min(5);
     Err(Error::Invalid(format!(
@@ -271,7 +297,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
         path: cells_dir.clone(),
         msg: e.to_string(),
     })?;
-    let legacy = check_reusable(args, &cells_dir, test.len())?;
+    let plan = plan(args);
+    let (done, legacy) = finished(args, &plan, &cells_dir, test.len())?;
     if legacy > 0 && !args.quiet {
         eprintln!(
             "reusing {legacy} cell(s) written before cells recorded their settings (checked on \
@@ -282,112 +309,18 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     let hooks = super::bars::hooks(args.quiet);
     let mut sets: Vec<(String, Dataset)> = Vec::new();
     let mut cells = Vec::new();
-    for m in &args.models {
-        let path = model_path(m);
-        let model = crate::models::load_model(&path, None)?;
-        // Labels as this model's class indices.
-        let test = test.clone().map_classes(&model.class_names)?;
-        let mut fp32_logits: Option<Vec<f32>> = None;
-        // The row model's feature runner and its test-set reference Gaussian (lazily).
-        let mut judge: Option<(crate::graph::exec::Runner, usize, score::Gaussian)> = None;
-        let mut qualities: Vec<(String, Quality)> = Vec::new();
-        let recipes = args.bits.iter().flat_map(|b| {
-            let ests = args.estimators.iter();
-            ests.flat_map(move |e| args.algorithms.iter().map(move |a| (*b, e, a)))
-        });
-        let recipes: Vec<_> = recipes.collect();
-        for src in &args.sources {
-            for &(bits, est, alg) in &recipes {
-                let (name, add_bits) = cell_name(args, (m, src), (bits, est, alg));
-                let file = cells_dir.join(format!("{name}.json"));
-                if let Ok(bytes) = std::fs::read(&file) {
-                    if let Ok(c) = serde_json::from_slice::<Cell>(&bytes) {
-                        cells.push(c);
-                        continue;
-                    }
-                }
-                let t = std::time::Instant::now();
-                if fp32_logits.is_none() {
-                    let fp = Classifier::Fp32(crate::models::load_model(&path, None)?);
-                    let r = fp.runner(gpu, false)?;
-                    fp32_logits = Some(logits(&r, fp.norm(), &test, 250, &Default::default())?);
-                }
-                // One set per source, shared by the models; distilled sets are per model.
-                let key = if src == "distill" {
-                    format!("distill_{}", slug(m))
-                } else {
-                    src.clone()
-                };
-                if !sets.iter().any(|(s, _)| *s == key) {
-                    let ds = args.set.load(gpu, src, Some(&model), &hooks)?;
-                    sets.push((key.clone(), ds));
-                }
-                let calib = &sets.iter().find(|(s, _)| *s == key).expect("cached set").1;
-                let opts = recipe(args, bits, est, alg)?;
-                let opts = QuantOptions {
-                    hooks: hooks.clone(),
-                    ..opts
-                };
-                let q = quantize_with_set(gpu, &model, calib, &opts)?;
-                let quality = match qualities.iter().find(|(k, _)| *k == key) {
-                    Some((_, q)) => *q,
-                    None => {
-                        if judge.is_none() {
-                            let (r, feat) = score::feature_runner(gpu, &model)?;
-                            let refg = score::reference(&r, feat, &model, &test)?;
-                            judge = Some((r, feat, refg));
-                        }
-                        let (r, feat, refg) = judge.as_ref().expect("set above");
-                        let q = score::quality(r, *feat, &model, calib, refg)?;
-                        qualities.push((key.clone(), q));
-                        q
-                    }
-                };
-                let l = logits(
-                    &q.runner(gpu)?,
-                    q.norm.clone(),
-                    &test,
-                    250,
-                    &Default::default(),
-                )?;
-                let fp = fp32_logits.as_ref().expect("computed above");
-                let f = fidelity(fp, &l, test.labels(), model.num_classes());
-                let cell = Cell {
-                    model: m.clone(),
-                    source: src.clone(),
-                    algorithm: alg.clone(),
-                    bits: match add_bits {
-                        Some(k) => format!("{bits}+add{k}"),
-                        None => bits.to_string(),
-                    },
-                    estimator: est.clone(),
-                    calibration: format!(
-                        "{} ({} images, seed {})",
-                        calib.source(),
-                        calib.len(),
-                        args.set.seed
-                    ),
-                    fp32_layers: q.fp32_layers(),
-                    fidelity: f,
-                    quality: Some(quality),
-                    seconds: t.elapsed().as_secs_f64(),
-                    settings: Some(cell_settings(args, test.len(), (bits, est, alg))?),
-                };
-                let j =
-                    serde_json::to_vec_pretty(&cell).map_err(|e| Error::Invalid(e.to_string()))?;
-                crate::io::write_atomic(&file, &j)?;
-                if !args.quiet {
-                    eprintln!(
-                        "{m} / {src} / {alg} / {est} / {bits}: FP32 {:.2}%  INT8 {:.2}%  drop {:.2} pp  RMSE {:.3}",
-                        cell.fidelity.fp32_top1,
-                        cell.fidelity.int8_top1,
-                        cell.fidelity.drop,
-                        cell.fidelity.logit_rmse
-                    );
-                }
-                cells.push(cell);
-            }
+    // The model of the cells being computed; loaded only when one of its cells is to run.
+    let mut row: Option<Row> = None;
+    for (p, reused) in plan.iter().zip(done) {
+        if let Some(c) = reused {
+            cells.push(c);
+            continue;
         }
+        let row = match &mut row {
+            Some(r) if r.name == p.model => r,
+            _ => row.insert(Row::new(p.model, &test)?),
+        };
+        cells.push(row.compute(gpu, args, p, &mut sets, &hooks, &cells_dir)?);
     }
     for (src, ds) in &sets {
         let grid = args.output.join(format!("samples_{}.png", slug(src)));
@@ -404,6 +337,125 @@ pub fn run(gpu: &Arc<Gpu>, args: &ReproduceArgs) -> Result<()> {
     )?;
     println!("report: {}", args.output.join("report.md").display());
     Ok(())
+}
+
+/// One model's row of the table and what its cells share: the FP32 logits on the test
+/// images and the judge of calibration sets, both made at first need.
+struct Row<'a> {
+    name: &'a str,
+    model: crate::models::Model,
+    test: Dataset,
+    fp32_logits: Option<Vec<f32>>,
+    judge: Option<(crate::graph::exec::Runner, usize, score::Gaussian)>,
+    qualities: Vec<(String, Quality)>,
+}
+
+impl<'a> Row<'a> {
+    fn new(name: &'a str, test: &Dataset) -> Result<Self> {
+        let model = crate::models::load_model(&model_path(name), None)?;
+        // Labels as this model's class indices.
+        let test = test.clone().map_classes(&model.class_names)?;
+        Ok(Row {
+            name,
+            model,
+            test,
+            fp32_logits: None,
+            judge: None,
+            qualities: Vec::new(),
+        })
+    }
+
+    /// Computes one cell and saves it in `cells_dir`.
+    fn compute(
+        &mut self,
+        gpu: &Arc<Gpu>,
+        args: &ReproduceArgs,
+        p: &Planned,
+        sets: &mut Vec<(String, Dataset)>,
+        hooks: &crate::progress::Hooks,
+        cells_dir: &Path,
+    ) -> Result<Cell> {
+        let (m, src, (bits, est, alg)) = (self.name, p.source, p.recipe);
+        let (model, test) = (&self.model, &self.test);
+        let t = std::time::Instant::now();
+        if self.fp32_logits.is_none() {
+            let fp = Classifier::Fp32(crate::models::load_model(&model_path(m), None)?);
+            let r = fp.runner(gpu, false)?;
+            self.fp32_logits = Some(logits(&r, fp.norm(), test, 250, &Default::default())?);
+        }
+        // One set per source, shared by the models; distilled sets are per model.
+        let key = if src == "distill" {
+            format!("distill_{}", slug(m))
+        } else {
+            src.to_string()
+        };
+        if !sets.iter().any(|(s, _)| *s == key) {
+            let ds = args.set.load(gpu, src, Some(model), hooks)?;
+            sets.push((key.clone(), ds));
+        }
+        let calib = &sets.iter().find(|(s, _)| *s == key).expect("cached set").1;
+        let opts = QuantOptions {
+            hooks: hooks.clone(),
+            ..recipe(args, bits, est, alg)?
+        };
+        let q = quantize_with_set(gpu, model, calib, &opts)?;
+        let quality = match self.qualities.iter().find(|(k, _)| *k == key) {
+            Some((_, q)) => *q,
+            None => {
+                if self.judge.is_none() {
+                    let (r, feat) = score::feature_runner(gpu, model)?;
+                    let refg = score::reference(&r, feat, model, test)?;
+                    self.judge = Some((r, feat, refg));
+                }
+                let (r, feat, refg) = self.judge.as_ref().expect("set above");
+                let q = score::quality(r, *feat, model, calib, refg)?;
+                self.qualities.push((key.clone(), q));
+                q
+            }
+        };
+        let l = logits(
+            &q.runner(gpu)?,
+            q.norm.clone(),
+            test,
+            250,
+            &Default::default(),
+        )?;
+        let fp = self.fp32_logits.as_ref().expect("computed above");
+        let f = fidelity(fp, &l, test.labels(), model.num_classes());
+        let cell = Cell {
+            model: m.to_string(),
+            source: src.to_string(),
+            algorithm: alg.to_string(),
+            bits: match p.add_bits {
+                Some(k) => format!("{bits}+add{k}"),
+                None => bits.to_string(),
+            },
+            estimator: est.to_string(),
+            calibration: format!(
+                "{} ({} images, seed {})",
+                calib.source(),
+                calib.len(),
+                args.set.seed
+            ),
+            fp32_layers: q.fp32_layers(),
+            fidelity: f,
+            quality: Some(quality),
+            seconds: t.elapsed().as_secs_f64(),
+            settings: Some(cell_settings(args, test.len(), p.recipe)?),
+        };
+        let j = serde_json::to_vec_pretty(&cell).map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::io::write_atomic(cells_dir.join(format!("{}.json", p.name)), &j)?;
+        if !args.quiet {
+            eprintln!(
+                "{m} / {src} / {alg} / {est} / {bits}: FP32 {:.2}%  INT8 {:.2}%  drop {:.2} pp  RMSE {:.3}",
+                cell.fidelity.fp32_top1,
+                cell.fidelity.int8_top1,
+                cell.fidelity.drop,
+                cell.fidelity.logit_rmse
+            );
+        }
+        Ok(cell)
+    }
 }
 
 /// The add inputs' bits of a cell where they differ from its activations' (never in the
@@ -656,24 +708,25 @@ mod tests {
         };
         c.settings = Some(cell_settings(&args, images, key).unwrap());
         write(&c);
-        assert_eq!(check_reusable(&args, &dir, images).unwrap(), 0);
+        // Reused cells, and how many predate recorded settings.
+        let check = |args: &ReproduceArgs, images| {
+            let (done, legacy) = finished(args, &plan(args), &dir, images)?;
+            Ok::<_, Error>((done.iter().flatten().count(), legacy))
+        };
+        assert_eq!(check(&args, images).unwrap(), (1, 0));
         for other in [
             parse(&["--iters", "500"]),
             parse(&["--iters", "1000", "--seed", "1"]),
             parse(&["--iters", "1000", "--first-last-8bit"]),
         ] {
-            let e = check_reusable(&other, &dir, images)
-                .unwrap_err()
-                .to_string();
+            let e = check(&other, images).unwrap_err().to_string();
             assert!(e.contains(&name) && e.contains("iters 1000"), "{e}");
         }
-        assert!(check_reusable(&args, &dir, images + 1).is_err());
+        assert!(check(&args, images + 1).is_err());
         c.settings = None;
         write(&c);
-        assert_eq!(check_reusable(&args, &dir, images).unwrap(), 1);
-        let e = check_reusable(&args, &dir, images + 1)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(check(&args, images).unwrap(), (1, 1));
+        let e = check(&args, images + 1).unwrap_err().to_string();
         assert!(e.contains(&format!("test images {images}")), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
