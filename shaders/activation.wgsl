@@ -1,5 +1,5 @@
-// Activation codes of cpu::elementwise::Act, shared by every shader that fuses an activation
-// (prepended by the `shader!` macro and the conv/matmul shader macros).
+// Activation codes of ops::elementwise::Act (`Act::code`), shared by every shader that fuses an
+// activation (prepended by the `shader!` macro).
 
 fn act_scalar(v: f32, kind: u32, slope: f32) -> f32 {
     switch kind {

@@ -5,13 +5,13 @@
 // pixels as 4x4 matrix tiles, four k at a time, over k = (ci * KH + kh) * KWP + kw. Weights are
 // pre-transposed to [groups][K rounded up to 4][CoG rounded up to 4] so that four channels of one
 // k are one vec4 load (KWP pads 2- and 3-wide kernels to 4 taps with zero weights).
-// `gemm` gathers each tap of each pixel; `rows` (stride-1 width, KWP == 4) loads a row window
+// `gemm` gathers each tap of each pixel; `rows` (width stride 1 or 2, undilated width, KWP == 4) loads a row window
 // once per (ci, kh) and builds all four taps of four adjacent pixels from it by swizzles, which
 // needs ~3x fewer input loads. `depthwise` (one input channel per group) and `direct` (other
 // few-channel groups) serve the convs where blocking over output channels does not fit.
 //
 // The op prepends a prelude that declares the input `x` and its loads: conv2d_f32.wgsl for any
-// width, conv2d_vec4.wgsl (aligned vec4 row loads for `rows`) when the width is a multiple of 4;
+// width, conv2d_vec4.wgsl (aligned vec4 loads for `rows` and `pointwise`) where they align;
 // and one for the weight tiles of a step: conv2d_w_plain.wgsl loads them per lane,
 // conv2d_w_subgroup.wgsl shares them across a subgroup.
 

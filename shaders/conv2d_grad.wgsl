@@ -94,7 +94,7 @@ fn dilate_pad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
 // input zero-padded beforehand (so the inner loop has no bounds checks) and
 // t = (c * kh + ky) * kw + kx. A thread owns 8 output channels (of one group) x 8 taps as four
 // mat4x4 accumulators in named variables: lavapipe keeps those in registers, whereas arrays
-// indexed in loops spill to memory (2-4x slower). No workgroup memory: barriers are slow on
+// indexed in loops spill to memory (several times slower). No workgroup memory: barriers are slow on
 // CPU drivers.
 @group(0) @binding(1) var<storage, read> wx: array<f32>;
 @group(0) @binding(2) var<storage, read> wdy: array<f32>;

@@ -1,5 +1,6 @@
-// conv2d prelude for input widths that are a multiple of 4: rows start 16-byte aligned, so
-// `rows` loads aligned vec4 blocks and shifts them into its windows.
+// conv2d prelude for input widths that are a multiple of 4 (and for `pointwise` on planes of a
+// multiple of 4): rows start 16-byte aligned, so `rows` loads aligned vec4 blocks and shifts
+// them into its windows, and `pointwise` reads four pixels per load.
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 override OFF: u32 = 1u; // (4 - pad_w % 4) % 4: where a window starts within its first block
 fn ldx4(i: u32) -> vec4f { return x[i / 4u]; } // i % 4 == 0

@@ -1,4 +1,4 @@
-// Pointwise kernels: activations (kind codes as in cpu::elementwise::Act) and residual add.
+// Pointwise kernels: activations (kind codes as in ops::elementwise::Act::code) and residual add.
 
 struct Params {
     n: u32,

@@ -247,7 +247,7 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 
 // Depthwise (one channel per group): the reduction runs over the window only, so channels stay
 // packed and each byte lane multiplies its own channel; output word cw reads input word cw.
-// Load-bound (4 MACs per loaded word, ~2.5 GOP/s on lavapipe); reusing loads across kx with a
+// Load-bound (4 MACs per loaded word); reusing loads across kx with a
 // row-segment mapping is the next step if depthwise layers ever dominate.
 @compute @workgroup_size(WG)
 fn depthwise(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -375,7 +375,7 @@ fn shift_rne(v: vec4<i32>, s: u32) -> vec4<i32> {
 }
 
 // Residual add of packed a (in x) and b (in wt): total = qa * ma + qb * mb, one word a thread.
-// Two entries, as one entry with both outputs behind a uniform branch ran 2-2.5x slower on
+// Two entries, as one entry with both outputs behind a uniform branch ran far slower on
 // lavapipe (the f32 branch's per-lane code costs even when not taken). The int8 output's lanes
 // past C need no mask: both inputs hold real 0 there, which adds, rounds and clamps to real 0.
 @compute @workgroup_size(256)

@@ -1,7 +1,7 @@
 // Patch rows for the F(4x4, 3x3) transforms, shared by the split input transform and the fused
 // kernel (a prelude: `p` and `x` are the body's). A 6-wide row is columns 0..3 and 4..5; the
 // transforms work on whole rows as vectors and on single rows by swizzles, in straight-line
-// code: lavapipe spills arrays indexed in loops to memory, which made an array version 2x slower.
+// code: lavapipe spills arrays indexed in loops to memory, which made an array version slower.
 struct R6 { lo: vec4f, hi: vec2f }
 
 // Input row ih, columns iw..iw+5 of the plane at offset rb, zero outside the image.

@@ -171,8 +171,9 @@ pub fn check_input_size(images: &Images, size: [usize; 2], model: &str) -> Resul
 
 impl Model {
     /// Loads a classifier: a `.safetensors` file (from [`Model::save`] or `synthcal
-    /// import`) or a PyTorch checkpoint (`.th` legacy or `.pt` zip; only tensor data is
-    /// read, never code). The architecture is detected from the tensors.
+    /// import`), a PyTorch checkpoint (`.th` legacy or `.pt` zip; only tensor data is
+    /// read, never code) or an ONNX file (its own graph). The architecture of a safetensors or
+    /// PyTorch file comes from its metadata, else is detected from the tensors.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         crate::models::load_model(path.as_ref(), None)
     }

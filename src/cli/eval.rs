@@ -64,8 +64,9 @@ pub fn load_data(
 /// `synthcal eval`'s flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, or a
-    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly.
+    /// The classifier: a .safetensors file from `synthcal import` or `synthcal quantize`, a
+    /// PyTorch checkpoint (.th legacy or .pt zip format) read directly, or an ONNX file (a QDQ
+    /// file runs as INT8).
     /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuantizeArgs {
-    /// The FP32 classifier (.safetensors, .th or .pt).
+    /// The FP32 classifier (.safetensors, .th, .pt or .onnx).
     /// Or a shared checkpoint by its short name, as `reproduce --models` takes them.
     #[arg(long, value_parser = super::defaults::model_arg)]
     pub model: PathBuf,
@@ -43,10 +43,10 @@ pub struct QuantizeArgs {
     /// AdaRound / BRECQ: Adam steps per layer / per block [default: 200 / 300].
     #[arg(long, value_parser = super::args::int(0usize, 1_000_000))]
     pub iters: Option<usize>,
-    /// AdaRound: Adam's learning rate.
+    /// AdaRound and BRECQ: Adam's learning rate on the rounding variables.
     #[arg(long, default_value_t = AdaRoundOptions::default().lr, value_parser = super::args::real::<f32>(1e-9..1.0))]
     pub lr: f32,
-    /// AdaRound: weight of the rounding regularizer (lambda).
+    /// AdaRound and BRECQ: weight of the rounding regularizer (lambda).
     #[arg(long, default_value_t = AdaRoundOptions::default().reg_weight, value_parser = super::args::real::<f32>(0.0..1e6))]
     pub reg_weight: f32,
     /// BRECQ: Adam's learning rate on the activation step sizes (LSQ); 0 keeps the
@@ -57,7 +57,7 @@ pub struct QuantizeArgs {
     /// learning step (0: off).
     #[arg(long, default_value_t = AdaRoundOptions::brecq().qdrop, value_parser = super::args::real::<f32>(0.0..=1.0))]
     pub qdrop: f32,
-    /// AdaRound: calibration images used (evenly spaced over the set).
+    /// AdaRound and BRECQ: calibration images used (evenly spaced over the set).
     #[arg(long, default_value_t = AdaRoundOptions::default().images, value_parser = super::args::int(1usize, 100_000))]
     pub adaround_images: usize,
     /// `pot`: OpenVINO POT's DefaultQuantization exactly, as the study ran it (POT's range
@@ -82,8 +82,7 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub first_last_8bit: bool,
     /// Quantize depthwise-conv inputs per channel (OpenVINO POT's choice). Off by default:
-    /// with POT's range estimator it cost ShuffleNetV2 x0.5 4.99 pp of top-1 here, against 0.29
-    /// per tensor.
+    /// on ShuffleNetV2 x0.5 it costs far more top-1 than one range per tensor (see the README).
     #[arg(long)]
     pub depthwise_per_channel: bool,
     /// Which ops compute in integers: `all` (adds, pooling, concat, shuffles too; the

@@ -1,4 +1,5 @@
-//! 2-d pooling with PyTorch semantics (floor mode; avg counts padding; max pads with -inf).
+//! 2-d pooling with PyTorch semantics (floor or ceil mode; avg counts the padding or not; max
+//! pads with -inf).
 
 use crate::array::Array;
 use crate::ops::pool::{Pool, Window};
@@ -30,7 +31,7 @@ fn window(
 #[derive(Clone, Copy, PartialEq)]
 enum Reduce {
     Max,
-    /// Divided by k*k: the padding counts as zeros.
+    /// Divided by the window clipped to the padded input: the padding counts as zeros.
     Mean,
     /// Divided by the window's real elements (ONNX `count_include_pad = 0`).
     MeanOfReal,

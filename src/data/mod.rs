@@ -1,7 +1,7 @@
 //! CIFAR-style image datasets: loading, saving, subsetting and tensor conversion.
 //!
-//! Images are 3x32x32 `u8` in CHW order (R plane, G plane, B plane), exactly the
-//! layout of a CIFAR binary record, stored contiguously so a batch is one slice.
+//! Images are C x H x W `u8` in CHW order (for RGB: R plane, G plane, B plane), the layout of a
+//! CIFAR binary record (3 x 32 x 32), stored contiguously so a batch is one slice.
 //! Nothing here draws progress bars; the CLI adds them.
 
 mod cifar;

@@ -1,5 +1,6 @@
 //! Compiled compute pipelines, cached by (shader, entry point, specialization constants):
-//! the first dispatch of a new pipeline costs 0.1-0.2 s of JIT on lavapipe, later ones nothing.
+//! the first dispatch of a new pipeline pays for a JIT compile (a large part of a second on
+//! lavapipe), later ones nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -13,7 +13,8 @@ pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
-/// Rounds up to one of four classes per power of two (at most 19% slack), aligned to 256 bytes.
+/// Rounds up to one of four classes per power of two (at most 25% over the request above 1
+/// KiB), aligned to 256 bytes.
 pub fn size_class(bytes: u64) -> u64 {
     let b = bytes.max(256);
     let p = 63 - b.leading_zeros() as u64; // floor(log2)

@@ -1,5 +1,6 @@
 //! Records many dispatches into one command buffer; `submit` sends them in one go.
-//! A submit+wait round trip costs ~0.1 ms on lavapipe, so whole forward passes are one submit.
+//! A submit+wait round trip costs more than many small dispatches, so whole forward passes are
+//! one submit.
 
 use super::device::Gpu;
 use super::pipeline::Shader;

@@ -7,7 +7,9 @@
 //! - a quantized layer with an int8 output (chained into its consumer, or given a format);
 //! - an Add of two int8 values, or a two-input Concat of int8 values, or a GlobalAvgPool of
 //!   an int8 value, with a format of its own;
-//! - a ShortcutA, SliceChannels, ChannelShuffle or MaxPool of an int8 value (its format kept);
+//! - a ShortcutA, SliceChannels, ChannelShuffle or Pad of an int8 value, or a MaxPool of one
+//!   (floor mode, undilated, the same padding on every side and at most half the kernel),
+//!   its format kept;
 //! - a Flatten of an int8 GlobalAvgPool (`[N, C, 1, 1]` is already a linear layer's input).
 //!
 //! Every other node runs in f32 on dequantized inputs, so any value format may be missing.

@@ -1,6 +1,7 @@
 //! A host-side graph of ops over tensors: models are built once as a `Graph` (SSA: node i
 //! produces value i), then run on the GPU (`exec`), on the CPU reference (`cpu`) or on the
-//! autodiff tape (`replay`), all three through one walk (`walk`). Quantization rewrites graphs.
+//! autodiff tape (`replay`), all three keeping their values in `walk::Values`. Quantization
+//! rewrites graphs.
 
 pub mod blocks;
 pub mod cpu;
@@ -87,8 +88,8 @@ pub enum Op {
         ceil: bool,
     },
     GlobalAvgPool,
-    /// Spatial padding that no window op absorbs (ONNX Pad on H and W; FP32 only, no
-    /// backward).
+    /// Spatial padding that no window op absorbs (ONNX Pad on H and W; int8 on the integer
+    /// path; no backward).
     Pad {
         pads: Pads,
         mode: crate::ops::pad2d::PadMode,

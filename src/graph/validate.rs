@@ -311,7 +311,6 @@ fn channels(s: &[usize]) -> Result<usize, String> {
         .ok_or_else(|| format!("input of shape {s:?} has no channel dimension"))
 }
 
-/// PyTorch's floor-mode output size of a `k`-wide window.
 /// The input extent of a `k`-tap window with taps `d` apart (0 for an empty kernel).
 fn span(k: usize, d: usize) -> Result<usize, String> {
     if d == 0 {

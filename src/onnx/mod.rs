@@ -21,7 +21,7 @@ use std::path::Path;
 
 /// The opset [`export`] writes.
 pub const OPSET: i64 = 13;
-/// Metadata key of the input normalization's mean (a JSON list of 3 numbers).
+/// Metadata key of the input normalization's mean (a JSON list, one number per input channel).
 pub const META_MEAN: &str = "synthcal.norm_mean";
 /// Metadata key of the input normalization's standard deviation.
 pub const META_STD: &str = "synthcal.norm_std";

@@ -8,7 +8,7 @@ use super::grad::{Params, SHADER};
 use crate::error::Result;
 use crate::gpu::{grid_1d, Stream, Tensor};
 
-/// Adam's hyperparameters (PyTorch's defaults but for the GAN betas).
+/// Adam's hyperparameters (by default the GAN's: lr 2e-4 and its betas; PyTorch's epsilon).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamConfig {
     pub lr: f32,

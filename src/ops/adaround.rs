@@ -1,6 +1,6 @@
-//! AdaRound's soft-quantized weights (Nagel et al. 2020) on the GPU, with the regularizer,
-//! the reconstruction gradient and batch sampling that the per-layer loop needs, and CPU
-//! references for the tests.
+//! AdaRound's soft-quantized weights (Nagel et al. 2020) on the GPU, with the regularizer and
+//! the reconstruction gradient that the per-layer loop needs, a batch `gather` (kept for its
+//! tests; the loop copies its batches instead), and CPU references for the tests.
 //!
 //! `W~ = scale[c] * clamp(floor(W / scale) + h(V), lo, hi)` with
 //! `h(V) = clamp(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1)`; the regularizer is

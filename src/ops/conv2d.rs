@@ -115,8 +115,8 @@ const VEC4_SUBGROUP: Shader = crate::shader!(
 /// `[groups][K][Co/groups rounded up to 4]` with row k = (ci * KH + kh) * KWP + kw, so that four
 /// consecutive output channels of one tap are a single vec4 load. KWP pads 2- and 3-wide kernels
 /// to 4 taps and K is rounded up to 4, with zero weights. 3x3 weights with groups 1 also keep
-/// their Winograd transforms, F(2x2, 3x3) and F(4x4, 3x3) (see `winograd`), used where they
-/// measure faster.
+/// their Winograd transforms, F(2x2, 3x3) and F(4x4, 3x3) (see `winograd`), used where
+/// `conv_select` picks them.
 #[derive(Clone, Debug)]
 pub struct ConvWeight {
     tensor: Tensor,
@@ -250,8 +250,8 @@ struct Params {
 
 /// out = act(conv2d(x, w) + bias + residual) for x `[N, Ci, H, W]`; bias is `[Co]` and the
 /// residual has the output's shape `[N, Co, OH, OW]`. `p.groups` must match the prepared weight.
-/// Where several kernel variants apply, the fastest for this shape and adapter runs (measured
-/// at first use, see `conv_select`).
+/// Where several kernel variants apply, `conv_select` picks one: a fixed rule per kind of
+/// adapter, or measured at first use with `SYNTHCAL_CONV=auto`.
 pub fn conv2d(
     s: &mut Stream,
     x: &Tensor,
@@ -282,8 +282,9 @@ pub fn conv2d_variant(
     conv2d_blocked(s, x, w, bias, p, residual, act, blk, variant)
 }
 
-/// Measures the applicable variants on scratch inputs of this shape (zeros: the values do not
-/// change the work) in a stream of their own, and returns the faster (cached per adapter).
+/// The variant `conv_select::mode()` asks for: a forced one, the fixed rule per kind of
+/// adapter, or with `SYNTHCAL_CONV=auto` the faster on scratch inputs of this shape (zeros: the
+/// values do not change the work), measured in a stream of its own and cached per adapter.
 #[allow(clippy::too_many_arguments)]
 fn pick_variant(
     gpu: &Gpu,

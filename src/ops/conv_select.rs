@@ -84,7 +84,7 @@ pub fn mode() -> Mode {
 /// (lavapipe), measured at batch 64 (see README): the fused F(4x4, 3x3) kernel is fastest on
 /// ResNet-20's shapes, the 3-dispatch F(4x4, 3x3) from 64 channels on 32x32 and larger images.
 /// Small batches keep the direct kernel: a few hundred Winograd tiles leave the CPU's threads
-/// idle (ResNet-20 at batch 1 took 26 ms per image fused against 11 direct). Other adapters
+/// idle (ResNet-20 at batch 1 ran over twice as slow fused). Other adapters
 /// keep the direct kernel: nothing was measured there.
 pub fn default_variant(gpu: &Gpu, ci: usize, co: usize, n: usize, hw: usize) -> ConvVariant {
     if gpu.info.device_type != wgpu::DeviceType::Cpu || !gpu.subgroups || n * hw < 4096 {

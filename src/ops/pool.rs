@@ -1,5 +1,5 @@
-//! Pooling over `[N, C, H, W]` with PyTorch semantics (floor mode): average pooling counts the
-//! zero padding (`count_include_pad=True`), max pooling pads with -inf; global average pooling.
+//! Pooling over `[N, C, H, W]` with PyTorch semantics (floor or ceil mode): average pooling
+//! counts the zero padding or not (`Pool`), max pooling pads with -inf; global average pooling.
 //!
 //! Pieces: shader `shaders/pool.wgsl`; backward `max_pool2d_backward` below; CPU reference
 //! `cpu::pool`; tests below and in `tests/grad.rs` (backward).

@@ -5,7 +5,7 @@
 //! - Activations (`QTensor`): i8 packed four channels per word, `[N, ceil(C/4), H, W]` (a Tensor
 //!   of dtype I8x4 and shape `[N, C4, H, W, 4]`): channel 4*c4+k sits in byte k. Unsigned values
 //!   are stored as `q - 128` so every operand is i8 for `dot4I8Packed`; the exact correction
-//!   `sum(w*q) = sum(w*(q-128)) + 128*sum(w)` is folded into the i32 bias. Spatial padding and
+//!   `sum(w*q) = sum(w*stored) + offset*sum(w)` (`QFormat::offset`) is folded into the i32 bias. Spatial padding and
 //!   the channels past C read the stored zero point (real 0). Linear inputs are `[N, K, 1, 1]`.
 //! - Conv weights: output channels in tiles of 8; tile t is `[KH, KW, win, 8]` words, where word
 //!   (ky, kx, j, i) packs output channel 8t+i's weights for input channels 4*(start_t+j)+0..3,
@@ -20,7 +20,7 @@
 //!   B in its low one; A, B are output channels i, i+4 of a conv tile's 8 words, or depthwise
 //!   words cw, cw+1 (cw even). Masking the high nibbles yields A's lanes times 16 as i8, so the
 //!   same dot4 runs and the epilogue shifts the i32 sum right by 4 (exact while |sum| < 2^27).
-//! - Per output channel, padded to the tile: i32 `bias_q + 128*sum(w)` and f32 scale.
+//! - Per output channel, padded to the tile: i32 `bias_q + offset*sum(w)` and f32 scale.
 //!
 //! Pieces: shader `shaders/qconv.wgsl`; scheme `quant::int8`; CPU reference `cpu::qconv`; no
 //! backward (inference only); tests in `qconv_tests.rs` (CPU reference and an f64 oracle).
@@ -64,7 +64,7 @@ const UNPACKED_SUBGROUP: Shader = qshader!("qconv_unpacked_subgroup", "subgroup"
 /// Threads per workgroup of the conv entries (`WG` in the shader).
 const WG: u32 = 64;
 /// The float entry's pixels and output words per thread (PXF, CWF): on lavapipe 8 x 2 was
-/// fastest or tied of 8 x 2, 8 x 1, 6 x 2, 4 x 2 and 4 x 1 (4 x 1 ran at about half its rate).
+/// fastest or tied of 8 x 2, 8 x 1, 6 x 2, 4 x 2 and 4 x 1.
 const FLOAT_BLOCK: (u32, u32) = (8, 2);
 const TILE: usize = 8;
 

@@ -123,7 +123,7 @@ fn transform_weight(
 }
 
 /// Transformed weights `[alpha^2][Co rounded up to 4][Ci]` for the 3-dispatch form. Rows over
-/// Co make the GEMM's A untransposed, which measured 1.4x faster than `[alpha^2][Ci][Co]`.
+/// Co make the GEMM's A untransposed, which ran faster than `[alpha^2][Ci][Co]`.
 pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
     let (cop, al) = (co.next_multiple_of(4), tile.alpha());
     let mut u = vec![0.0f32; al * al * ci * cop];

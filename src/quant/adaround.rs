@@ -37,8 +37,8 @@ pub const BRECQ_ITERS: usize = 300;
 /// AdaRound's settings; the defaults are the paper's but for `iters` (see its doc).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdaRoundOptions {
-    /// Adam steps per layer: 200 by default, which keeps ResNet-20 within 30 minutes on a
-    /// loaded 2-core lavapipe (0.1-0.3 s a step); the paper takes 10,000.
+    /// Adam steps per layer: 200 by default, so that ResNet-20 stays within 30 minutes on a
+    /// 2-core lavapipe (measured in the README); the paper takes 10,000.
     pub iters: usize,
     /// Adam's learning rate on V.
     pub lr: f32,

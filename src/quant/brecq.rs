@@ -161,7 +161,8 @@ pub struct Replay<'a> {
     pub v: Vec<Option<Var>>,
     /// The steps on the tape, per quantizer.
     pub step_vars: Vec<Option<Var>>,
-    /// QDrop: (threshold, seed); quantizer `qi` draws its mask from `seed + qi`.
+    /// QDrop: (threshold, seed); quantizer `qi` draws its mask from `seed + qi + 1` (the
+    /// block input from `seed`).
     pub drop: Option<(u32, u32)>,
 }
 

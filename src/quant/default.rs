@@ -16,12 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// How [`crate::quantize`] quantizes. The defaults are POT's DefaultQuantization with the
-/// range estimator of best fidelity; [`QuantOptions::pot`] is POT's exact recipe.
-///
-/// Measured at W8A8 on akamaster's ResNet-20 (1,000 real calibration images, the first 2,000
-/// test images, logit RMSE against FP32): MSE 0.170 (agreement 99.45%), min-max 0.175
-/// (99.25%), percentile 0.276 (99.20%), KL 2.52 (93.95%), POT 0.728 (99.00%): MSE is the
-/// default. With 5,000 real images on all 10,000 test images it drops -0.04 pp (RMSE 0.172).
+/// range estimator of best fidelity (MSE, measured in the README) and integer ops from end to
+/// end ([`Int8Ops::All`]); [`QuantOptions::pot`] is POT's exact recipe.
 #[derive(Clone, Debug)]
 pub struct QuantOptions {
     /// Default (every layer INT8) or accuracy-aware (revert the most harmful ones).
@@ -41,10 +37,9 @@ pub struct QuantOptions {
     pub batch: usize,
     /// Where progress goes, and the token that stops the work.
     pub hooks: crate::progress::Hooks,
-    /// Depthwise-conv inputs per channel, as POT does. Off by default: measured on
-    /// ShuffleNetV2 x0.5 with POT's estimator, per-channel ranges drop 4.99 pp against 0.29
-    /// per tensor (sparse channels have small mean-of-max ranges and clip their rare large
-    /// values).
+    /// Depthwise-conv inputs per channel, as POT does. Off by default: on ShuffleNetV2 x0.5
+    /// per-channel ranges cost far more top-1 than one per tensor (sparse channels have small
+    /// mean-of-max ranges and clip their rare large values; figures in the README).
     pub depthwise_per_channel: bool,
     /// How each output channel's weight clipping range is chosen.
     pub weight_range: WeightRange,
@@ -128,7 +123,8 @@ impl Default for QuantOptions {
 
 /// The inference graph that quantization works on: a train-time RepVGG re-parameterized into
 /// its deploy form, BatchNorm folded, activations fused into their producers (so that unsigned
-/// ranges are seen after ReLU). Residual adds stay separate FP32 ops.
+/// ranges are seen after ReLU). Residual adds stay separate nodes (not fused into a conv), so
+/// the integer path can run them.
 pub fn prepare(model: &Model) -> Result<(Graph, Params)> {
     let name = &model.arch.name;
     if name.starts_with("repvgg_") && !name.ends_with("_deploy") {

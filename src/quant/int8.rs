@@ -1,6 +1,8 @@
-//! The INT8 scheme the kernels and the CPU reference implement (OpenVINO POT "performance"): weights int8
-//! symmetric per output channel in [-127, 127]; activations 8-bit per tensor with zero point 0,
-//! unsigned [0, 255] (after ReLU) or signed [-128, 127].
+//! The INT8 scheme the kernels and the CPU reference implement (OpenVINO POT "performance"):
+//! weights 2- to 8-bit, symmetric per output channel over a narrow range ([-127, 127] at 8
+//! bits); activations 2- to 8-bit per tensor (depthwise inputs optionally per channel), unsigned
+//! ([0, 255] at 8 bits, after ReLU) or signed ([-128, 127]), zero point 0 unless imported from
+//! an ONNX QDQ file.
 //!
 //! Requantization is defined so that it is bit-exact on any IEEE-754 device, with no fma hazard:
 //! the bias is folded into the i32 accumulator (`bias_q = rne(bias / (x_scale * w_scale))`, as

@@ -148,7 +148,8 @@ impl Observer {
     }
 }
 
-/// `ops::stats::row_stats` on the host: (min, max, abs-max, mean) per row.
+/// Like `ops::stats::row_stats`, on the host, but with the row's mean as the fourth value:
+/// (min, max, abs-max, mean) per row.
 pub fn host_row_stats(x: &[f32], rows: usize) -> Vec<f32> {
     let len = x.len() / rows.max(1);
     x.chunks(len.max(1))
