@@ -140,7 +140,7 @@ fn zero_batch_and_limit_say_at_least_one() {
     let d = tmp("zero");
     let out = d.join("out");
     let o = out.to_str().unwrap();
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 8] = [
         (
             "--batch",
             &[
@@ -183,6 +183,8 @@ fn zero_batch_and_limit_say_at_least_one() {
             ],
         ),
         ("--limit", &["reproduce", "--limit", "0", "-o", o]),
+        ("--batch", &["bench", "--model", "m", "--batch", "0"]),
+        ("--reps", &["bench", "--model", "m", "--reps", "0"]),
     ];
     for (flag, args) in cases {
         refused(&d, args, &[flag, "must be at least 1"], &out);

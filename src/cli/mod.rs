@@ -55,10 +55,10 @@ enum Cmd {
         #[arg(long, requires = "model")]
         int8: Option<PathBuf>,
         /// Images per pass for the profile and the throughput.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = args::int(1, crate::limits::MAX_BATCH))]
         batch: usize,
         /// Timed passes per figure (median per layer).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = args::int(1, 1000))]
         reps: usize,
     },
     /// List the architectures of the model zoo.
