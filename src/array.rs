@@ -41,13 +41,38 @@ impl Array {
         Array::new(&self.shape, self.data.iter().map(|&v| f(v)).collect())
     }
 
-    /// Largest |a - b| / max(1, |b|): the relative-with-absolute-floor error tests bound by 1e-4.
+    /// Largest |a - b| / max(1, |b|): the relative-with-absolute-floor error tests bound by 1e-4
+    /// (NaN where either side has one, so that a NaN result never passes).
     pub fn max_rel_err(&self, reference: &[f32]) -> f32 {
         assert_eq!(self.data.len(), reference.len(), "length mismatch");
-        self.data
-            .iter()
-            .zip(reference)
-            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-            .fold(0.0, f32::max)
+        worst(
+            self.data
+                .iter()
+                .zip(reference)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0)),
+        )
+    }
+}
+
+/// The largest of `errors`, or NaN if any is NaN (`f32::max` would skip it, and a kernel that
+/// writes NaN would pass every `< tolerance` check); 0 for none.
+pub fn worst(errors: impl IntoIterator<Item = f32>) -> f32 {
+    errors
+        .into_iter()
+        .fold(0.0, |m, e| if e.is_nan() || e > m { e } else { m })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NaN anywhere is the worst error, so that a kernel writing NaN fails every tolerance.
+    #[test]
+    fn nan_errors_are_never_below_a_tolerance() {
+        let nan = Array::new(&[3], vec![1.0, f32::NAN, 1.0]);
+        assert!(nan.max_rel_err(&[1.0, 1.0, 1.0]).is_nan());
+        assert!(worst([f32::NAN, 0.5]).is_nan() && worst([0.5, f32::NAN]).is_nan());
+        assert_eq!(worst([0.25, 0.5, 0.125]), 0.5);
+        assert_eq!(worst(std::iter::empty()), 0.0);
     }
 }

@@ -214,11 +214,7 @@ fn resnet18_shaped_onnx_agrees_with_onnx_runtime() {
         .collect();
     let ours = m.predict(&common::gpu(), images.images()).unwrap();
     assert_eq!(ort.len(), ours.values().len());
-    let worst = ort
-        .iter()
-        .zip(ours.values())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = synthcal::array::worst(ort.iter().zip(ours.values()).map(|(a, b)| (a - b).abs()));
     let scale = ort.iter().map(|v| v.abs()).fold(0f32, f32::max);
     eprintln!(
         "ResNet-18 shape at 64x64: max |logit difference| {worst:e}, largest |logit| {scale}"

@@ -242,9 +242,22 @@ fn pointwise_and_layout_grads() {
         Act::Tanh,
         Act::Sigmoid,
         Act::Relu6,
+        Act::Identity,
     ] {
         let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.act(s, v[0], act);
-        let x = off_kink(input(&[2, 3, 4, 4], 52, true));
+        let mut x = off_kink(input(&[2, 3, 4, 4], 52, true));
+        if matches!(act, Act::Relu6) {
+            // Over [-8, 8), so that the clip at 6 is crossed too, and off its kink.
+            x.a = x.a.map(|v| {
+                let v = 8.0 * v;
+                if (v - 6.0).abs() < 0.1 {
+                    v + 0.2
+                } else {
+                    v
+                }
+            });
+            assert!(x.a.data.iter().any(|&v| v > 6.0));
+        }
         check_grad(&format!("{act:?}"), vec![x], &f, false);
     }
     let up: Op = &|t, s, v| t.upsample(s, v[0], 2);
@@ -328,7 +341,14 @@ fn loss_grads() {
             }
         });
         let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.loss(s, v[0], None, loss);
-        check_grad(&format!("{loss:?}"), vec![x], &f, true);
+        let want = match loss {
+            Loss::Hinge { sign } => cpu_mean(&x.a.data, |v| (1.0 - sign as f64 * v).max(0.0)),
+            Loss::Linear { sign } => cpu_mean(&x.a.data, |v| sign as f64 * v),
+            _ => unreachable!(),
+        };
+        let x = vec![x];
+        check_loss_value(&format!("{loss:?}"), &x, &f, want);
+        check_grad(&format!("{loss:?}"), x, &f, true);
     }
     let wh: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::WeightedHinge);
     let mut x = input(&[12, 1], 77, true);
@@ -341,16 +361,38 @@ fn loss_grads() {
     });
     let mut w = input(&[12, 1], 78, false);
     w.a = w.a.map(|v| if v.abs() < 0.1 { 0.5 } else { v });
-    check_grad("weighted hinge", vec![x, w], wh, true);
+    let terms: Vec<f64> = (x.a.data.iter().zip(&w.a.data))
+        .map(|(&v, &t)| t.abs() as f64 * (1.0 - t.signum() as f64 * v as f64).max(0.0))
+        .collect();
+    let want = terms.iter().sum::<f64>() / terms.len() as f64;
+    let xw = vec![x, w];
+    check_loss_value("weighted hinge", &xw, wh, want);
+    check_grad("weighted hinge", xw, wh, true);
     let l1: Op = &|t, s, v| t.loss(s, v[0], Some(v[1]), Loss::L1);
-    check_grad(
-        "l1",
-        vec![
-            input(&[3, 4, 2, 2], 75, true),
-            input(&[3, 4, 2, 2], 76, false),
-        ],
-        l1,
-        true,
+    let xt = vec![
+        input(&[3, 4, 2, 2], 75, true),
+        input(&[3, 4, 2, 2], 76, false),
+    ];
+    let want = (xt[0].a.data.iter().zip(&xt[1].a.data))
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum::<f64>()
+        / 48.0;
+    check_loss_value("l1", &xt, l1, want);
+    check_grad("l1", xt, l1, true);
+}
+
+/// The mean of `f` over `x`, in f64.
+fn cpu_mean(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    x.iter().map(|&v| f(v as f64)).sum::<f64>() / x.len() as f64
+}
+
+/// The loss's value on the GPU against a CPU computation (finite differences alone would pass
+/// a value and gradient that are wrong together, as one shader function computes both).
+fn check_loss_value(name: &str, inputs: &[In], f: Op, want: f64) {
+    let got = objective(&gpu(), inputs, f, true);
+    assert!(
+        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+        "{name}: GPU {got} vs CPU {want}"
     );
 }
 

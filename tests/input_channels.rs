@@ -64,11 +64,12 @@ fn check_fp32(m: &Model, x: &Images) {
         &Array::new(&[x.len(), c, h, w], input),
     )
     .unwrap();
-    let worst = got
-        .values()
-        .iter()
-        .zip(&want.data)
-        .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+    let worst = synthcal::array::worst(
+        got.values()
+            .iter()
+            .zip(&want.data)
+            .map(|(p, q)| (p - q).abs()),
+    );
     assert!(worst < 1e-3, "FP32 GPU vs CPU: {worst}");
 }
 
@@ -83,11 +84,12 @@ fn check_int8(q: &QuantizedModel, x: &Images, dir: &Path) -> Vec<f32> {
         .cpu_logits(&Array::new(&[x.len(), c, h, w], input))
         .unwrap();
     let scale = want.data.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let worst = got
-        .values()
-        .iter()
-        .zip(&want.data)
-        .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+    let worst = synthcal::array::worst(
+        got.values()
+            .iter()
+            .zip(&want.data)
+            .map(|(p, q)| (p - q).abs()),
+    );
     assert!(worst <= 1e-4 * scale.max(1.0), "INT8 GPU vs CPU: {worst}");
     let onnx = dir.join(format!("q{c}.onnx"));
     synthcal::onnx::write_qdq(q, &onnx).unwrap();
@@ -136,10 +138,7 @@ fn ort_agrees(onnx: &Path, x: &Images, q: &QuantizedModel, ours: &[f32], dir: &P
     let (a, b) = (top(&ort), top(ours));
     let agree = a.iter().zip(&b).filter(|(p, q)| p == q).count();
     let scale = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = ort
-        .iter()
-        .zip(ours)
-        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    let worst = synthcal::array::worst(ort.iter().zip(ours).map(|(p, q)| (p - q).abs()));
     eprintln!(
         "ORT vs synthcal INT8 ({}): {agree}/{} agree, max |logit diff| {worst} of {scale}",
         onnx.display(),

@@ -306,11 +306,7 @@ fn ort_difference(python: &std::ffi::OsStr, m: &Model, dir: &std::path::Path) ->
         .collect();
     let ours = m.predict(&common::gpu(), &x).unwrap();
     assert_eq!(ort.len(), ours.values().len(), "{}", m.arch.name);
-    let worst = ort
-        .iter()
-        .zip(ours.values())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = synthcal::array::worst(ort.iter().zip(ours.values()).map(|(a, b)| (a - b).abs()));
     let scale = ours.values().iter().map(|v| v.abs()).fold(0.0f32, f32::max);
     (worst, scale)
 }

@@ -8,10 +8,11 @@ use synthcal::graph::{cpu, exec::Runner, passes};
 use synthcal::models::{arch, random_params};
 
 fn max_rel(got: &[f32], want: &[f32]) -> f32 {
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f32::max)
+    synthcal::array::worst(
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0)),
+    )
 }
 
 fn check(name: &str) {

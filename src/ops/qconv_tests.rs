@@ -496,13 +496,20 @@ fn quantize_roundtrip_matches_cpu() {
     let g = gpu();
     // Scale 0.5: v * 2 hits exact halves (ties to even), and values beyond the range clamp.
     let x = Array::random(&[2, 6, 3, 5], 1).map(|v| (v * 300.0).round() / 4.0);
-    let xt = g.upload_f32(&x.shape, &x.data).unwrap();
-    for fmt in [
-        QFormat::unsigned(0.5),
-        QFormat::signed(0.5),
-        QFormat::signed(0.037),
-    ] {
-        let want = QArray::quantize(&x, fmt).unwrap();
+    let x2 = Array::random(&[1, 9, 4, 7], 2).map(|v| (v * 40.0).round() / 4.0);
+    let cases = [
+        (&x, QFormat::unsigned(0.5)),
+        (&x, QFormat::signed(0.5)),
+        (&x, QFormat::signed(0.037)),
+        // ONNX zero points, and a 4-bit format with one.
+        (&x, QFormat::unsigned(0.5).with_zero_point(7)),
+        (&x, QFormat::signed(0.037).with_zero_point(-5)),
+        (&x2, QFormat::unsigned(0.5).with_zero_point(3).with_bits(4)),
+        (&x2, QFormat::signed(0.25).with_bits(4)),
+    ];
+    for (x, fmt) in cases {
+        let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+        let want = QArray::quantize(x, fmt).unwrap();
         let mut s = g.stream();
         let q = quantize(&mut s, &xt, fmt).unwrap();
         let back = dequantize(&mut s, &q).unwrap();
