@@ -446,7 +446,8 @@ fn int8_zero_scale_names_file_and_layer() {
 fn published_checkpoints_pass_validation() {
     let dir = synthcal::testing::shared_dir().join("models");
     let Ok(sub) = std::fs::read_dir(&dir) else {
-        eprintln!("SKIPPED: no published checkpoints under {}", dir.display());
+        let why = format!("no published checkpoints under {}", dir.display());
+        synthcal::testing::skip(&why);
         return;
     };
     let mut n = 0;
@@ -460,4 +461,17 @@ fn published_checkpoints_pass_validation() {
         }
     }
     assert!(n > 0, "no .th/.pt files under {}", dir.display());
+}
+
+/// Broadcast views (stride 0) are read, but a small file cannot expand without bound: many
+/// 4 MB views of one stored float were each allowed, with no cap on their sum.
+#[test]
+fn broadcast_views_cannot_expand_a_small_file_without_bound() {
+    let path = tmp("broadcast.th");
+    std::fs::write(&path, broadcast_th(3)).unwrap();
+    let (p, _) = read_params(&path).unwrap();
+    assert_eq!(p.tensors.len(), 3);
+    std::fs::write(&path, broadcast_th(200)).unwrap();
+    let e = read_params(&path).unwrap_err().to_string();
+    assert!(e.contains("tensor elements add up"), "{e}");
 }

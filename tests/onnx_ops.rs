@@ -1006,3 +1006,79 @@ fn imported_graphs_quantize_with_the_new_ops_in_fp32() {
         );
     }
 }
+
+/// What a hostile graph gets: an error naming the fault, never a panic or a huge allocation.
+fn hostile(build: impl FnOnce(&mut B)) -> Result<(), String> {
+    let mut b = B::new();
+    build(&mut b);
+    let p = b.classifier("x", 3);
+    onnx::import(&p.encode_to_vec(), "hostile")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn hostile_constants_are_refused_without_panics() {
+    // Squeeze of a dimension that is not 1.
+    let e = hostile(|b| {
+        b.floats("c", &[2, 3], vec![0.5; 6]);
+        b.ints("ax", &[1]);
+        b.node("Squeeze", &["c", "ax"], &["s"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("Squeeze axis 1"), "{e}");
+    // The smallest int64 divided by -1 overflows.
+    let e = hostile(|b| {
+        b.ints("lo", &[i64::MIN]);
+        b.ints("m1", &[-1]);
+        b.node("Div", &["lo", "m1"], &["q"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("smallest int64"), "{e}");
+    // An empty constant against a scalar is empty, not a scalar.
+    let r = hostile(|b| {
+        b.floats("z", &[0], vec![]);
+        b.floats("one", &[], vec![1.0]);
+        b.node("Add", &["z", "one"], &["e"], &[]);
+    });
+    assert!(r.is_ok(), "{r:?}");
+    // A reshape whose shape product overflows, and a zero-element tensor with vast dimensions.
+    let e = hostile(|b| {
+        b.floats("z", &[0], vec![]);
+        b.ints("shape", &[1 << 32, 1 << 32]);
+        b.node("Reshape", &["z", "shape"], &["r"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("overflows"), "{e}");
+    let e = hostile(|b| b.floats("vast", &[0, 1 << 62], vec![])).unwrap_err();
+    assert!(e.contains("vast") && e.contains("spans more than"), "{e}");
+    // A MatMul weight with a zero dimension.
+    let e = hostile(|b| {
+        b.node("GlobalAveragePool", &["x"], &["g"], &[]);
+        b.node("Flatten", &["g"], &["f"], &[]);
+        b.floats("w0", &[3, 0], vec![]);
+        b.node("MatMul", &["f", "w0"], &["mm"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("non-zero dimensions"), "{e}");
+}
+
+/// An AveragePool window far larger than its input is refused before its weights are made
+/// (it asked for kernel^2 x channels floats).
+#[test]
+fn a_vast_average_pool_window_is_refused_before_allocating() {
+    let mut b = B::new();
+    let k = 1i64 << 31;
+    b.node(
+        "AveragePool",
+        &["x"],
+        &["p"],
+        &[("kernel_shape", A::Is(vec![k, k]))],
+    );
+    let p = b.classifier("p", 3);
+    let e = onnx::import(&p.encode_to_vec(), "pool")
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("does not fit"), "{e}");
+}

@@ -132,6 +132,17 @@ fn malformed_qdq_files_are_refused_by_name() {
         e.contains("layer1.0.conv1:dequantize") && e.contains("scale 0 "),
         "{e}"
     );
+    // An empty scale (and zero point) indexed nothing before it panicked.
+    let mut p = qdq_proto();
+    for name in ["layer1.0.conv1:x_scale", "layer1.0.conv1:x_zero_point"] {
+        let t = init(&mut p, name);
+        (t.dims, t.raw_data, t.int32_data) = (vec![0], Some(vec![]), vec![]);
+    }
+    let e = qdq_err(&p);
+    assert!(
+        e.contains("layer1.0.conv1:x_scale") && e.contains("empty"),
+        "{e}"
+    );
     // Weights that are not int8.
     let mut p = qdq_proto();
     let w = init(&mut p, "layer1.0.conv1.qweight");
@@ -152,6 +163,34 @@ fn malformed_qdq_files_are_refused_by_name() {
         .unwrap()
         .to_string();
     assert!(e.contains("QDQ") && e.contains("INT8"), "{e}");
+}
+
+/// A depthwise input's per-channel scales must be one per channel: with fewer, the bias's
+/// exact conversion indexed past them (a panic) before their count was checked.
+#[test]
+fn per_channel_input_scales_are_counted_before_use() {
+    common::skip_without_gpu!();
+    let opts = QuantOptions {
+        depthwise_per_channel: true,
+        ..QuantOptions::default()
+    };
+    let qm = quantized("mobilenetv2_x0_5", &opts);
+    let mut p = proto::ModelProto::decode(&onnx::export_qdq(&qm).unwrap()[..]).unwrap();
+    let graph = p.graph.as_mut().unwrap();
+    let scale = (graph.initializer.iter_mut())
+        .find(|t| t.name.as_deref().is_some_and(|n| n.ends_with(":x_scale")) && t.dims.len() == 1)
+        .expect("a per-channel input scale");
+    let name = scale.name.clone().unwrap();
+    scale.dims = vec![2];
+    scale.raw_data.as_mut().unwrap().truncate(8);
+    let zp = name.replace(":x_scale", ":x_zero_point");
+    let zp = (graph.initializer.iter_mut())
+        .find(|t| t.name.as_deref() == Some(zp.as_str()))
+        .expect("its zero point");
+    zp.dims = vec![2];
+    zp.raw_data.as_mut().unwrap().truncate(2);
+    let e = qdq_err(&p);
+    assert!(e.contains("2 per-channel input scales"), "{e}");
 }
 
 /// Runs `tools/<script>` with the test Python; false (after a skip note) without one.
@@ -227,10 +266,7 @@ fn onnx_runtime_runs_exported_qdq_like_synthcal() {
     let (a, b) = (argmax(&ort, 10), argmax(ours.values(), 10));
     let agree = a.iter().zip(&b).filter(|(p, q)| p == q).count();
     let scale = ours.values().iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = ort
-        .iter()
-        .zip(ours.values())
-        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    let worst = synthcal::array::worst(ort.iter().zip(ours.values()).map(|(p, q)| (p - q).abs()));
     eprintln!("ORT vs synthcal INT8: {agree}/32 agree, max |logit diff| {worst} of {scale}");
     assert!(agree >= 29, "{agree}/32");
     assert!(worst <= 0.05 * scale, "{worst} of {scale}");

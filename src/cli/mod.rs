@@ -58,7 +58,7 @@ enum Cmd {
         #[arg(long, default_value_t = 64, value_parser = args::int(1, crate::limits::MAX_BATCH))]
         batch: usize,
         /// Timed passes per figure (median per layer).
-        #[arg(long, default_value_t = 10, value_parser = args::int(1, 1000))]
+        #[arg(long, default_value_t = 10, value_parser = args::int(1usize, 1000))]
         reps: usize,
     },
     /// List the architectures of the model zoo.

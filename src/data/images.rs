@@ -31,8 +31,8 @@ impl Images {
         height: usize,
         width: usize,
     ) -> Result<Images> {
-        let each = channels * height * width;
-        if each == 0 || !pixels.len().is_multiple_of(each) {
+        let each = (channels.checked_mul(height)).and_then(|v| v.checked_mul(width));
+        if !each.is_some_and(|e| e > 0 && pixels.len().is_multiple_of(e)) {
             return Err(DataError::Invalid(format!(
                 "{} pixel bytes are not a whole number of {channels}x{height}x{width} images",
                 pixels.len()
@@ -79,6 +79,14 @@ impl Images {
         [height, width]: [usize; 2],
         policy: ResizePolicy,
     ) -> Result<Images> {
+        if height == 0 || width == 0 {
+            return Err(DataError::Invalid(format!(
+                "cannot load images at {width}x{height}"
+            )));
+        }
+        let what = format!("{} images at {width}x{height}", paths.len());
+        crate::limits::check_alloc(&what, &[paths.len(), 3, height, width])
+            .map_err(|e| DataError::Invalid(e.to_string()))?;
         let mut pixels = Vec::with_capacity(paths.len() * 3 * height * width);
         for p in paths {
             let (chw, _) = decode_chw(p.as_ref(), [height, width], policy)?;
@@ -168,12 +176,12 @@ impl Images {
                 "cannot resize images to {width}x{height}"
             )));
         }
-        let each = self.channels * height * width;
         crate::limits::check_alloc(
             &format!("{} images resized to {width}x{height}", self.len()),
-            &[self.len(), each],
+            &[self.len(), self.channels, height, width],
         )
         .map_err(|e| DataError::Invalid(e.to_string()))?;
+        let each = self.channels * height * width;
         let (h, w) = (self.height, self.width);
         let mut pixels = Vec::with_capacity(self.len() * each);
         for i in 0..self.len() {
@@ -279,6 +287,15 @@ mod tests {
         assert_eq!(x[19], 79.0 * (1.0 / 255.0) / (1.0 / 255.0));
         assert!(Images::new(vec![0; 59], 4, 5).is_err());
         assert!(Images::new(vec![], 0, 5).is_err());
+        // Sizes whose products overflow, or that no memory holds, are errors, not panics.
+        let third = usize::MAX / 3 + 1;
+        assert!(Images::with_channels(vec![0; 9], 3, third, 3).is_err());
+        let e = Images::load(&["none.png"], [1 << 20, 1 << 20], ResizePolicy::Resize)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory"), "{e}");
+        assert!(Images::load(&["none.png"], [0, 5], ResizePolicy::Resize).is_err());
+        assert!(im.resized([1 << 40, 1 << 40]).is_err());
     }
 
     #[test]

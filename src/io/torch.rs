@@ -56,6 +56,8 @@ fn load_zip(path: &Path) -> Result<NamedTensors> {
         source: e,
     };
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut budget = Budget::new(file_len);
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(zerr)?;
     // The archive's single top folder is named after the file at save time.
     let pkl = zip
@@ -107,10 +109,12 @@ fn load_zip(path: &Path) -> Result<NamedTensors> {
                     what: format!("storage {entry}: {} bytes, need {want}", bytes.len()),
                 });
             }
+            budget.storage(path, bytes.len() as u64)?;
             storages.insert(key.clone(), bytes);
         }
         let raw = &storages[key];
         let data = materialize(path, &name, &t, raw, t.storage.dtype, big_endian)?;
+        budget.tensor(path, &data)?;
         out.push((name, data));
     }
     Ok(out)
@@ -216,6 +220,7 @@ fn load_legacy(path: &Path, buf: &[u8]) -> Result<NamedTensors> {
     }
 
     let tensors = state_dict(path, root)?;
+    let mut budget = Budget::new(buf.len() as u64);
     let mut out = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let s = storages
@@ -242,6 +247,7 @@ fn load_legacy(path: &Path, buf: &[u8]) -> Result<NamedTensors> {
         let lo = s.start + (first * elem) as usize;
         let raw = &buf[lo..lo + (count * elem) as usize];
         let mut data = materialize(path, &name, &t, raw, s.dtype, big_endian)?;
+        budget.tensor(path, &data)?;
         data.dtype_orig = t.storage.dtype;
         out.push((name, data));
     }
@@ -360,6 +366,46 @@ fn state_dict(path: &Path, root: Value) -> Result<Vec<(String, TensorRef)>> {
         );
     }
     Ok(out)
+}
+
+/// What a checkpoint may expand to: its decompressed storages, and the elements of its tensors
+/// (broadcast views repeat storage, and many tensors may view one storage), each at most 64
+/// times the file's size plus 64 Mi, so that a small file cannot ask for unbounded memory.
+struct Budget {
+    limit: u64,
+    storage_bytes: u64,
+    elements: u64,
+}
+
+impl Budget {
+    fn new(file_len: u64) -> Budget {
+        Budget {
+            limit: file_len.saturating_mul(64).saturating_add(64 << 20),
+            storage_bytes: 0,
+            elements: 0,
+        }
+    }
+
+    fn storage(&mut self, path: &Path, bytes: u64) -> Result<()> {
+        let limit = self.limit;
+        spend(&mut self.storage_bytes, limit, bytes, path, "storage bytes")
+    }
+
+    fn tensor(&mut self, path: &Path, t: &TensorData) -> Result<()> {
+        let limit = self.limit;
+        let n = t.shape.iter().product::<usize>() as u64;
+        spend(&mut self.elements, limit, n, path, "tensor elements")
+    }
+}
+
+/// Adds `n` to `used`, refusing the file once it passes `limit`.
+fn spend(used: &mut u64, limit: u64, n: u64, path: &Path, what: &str) -> Result<()> {
+    *used = used.saturating_add(n);
+    if *used > limit {
+        let msg = format!("its {what} add up to more than {limit} (64 times its size plus 64 Mi)");
+        return Err(Error::format(path, msg));
+    }
+    Ok(())
 }
 
 /// Copies a (possibly strided, offset) view of `raw` into a contiguous f32 tensor.

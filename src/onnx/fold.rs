@@ -103,8 +103,16 @@ pub(super) fn fold(
                     let drop: Vec<usize> = match ax {
                         Some(ax) => ax
                             .iter()
-                            .map(|&x| (if x < 0 { x + r } else { x }) as usize)
-                            .collect(),
+                            .map(|&x| {
+                                let i = if x < 0 { x + r } else { x };
+                                match usize::try_from(i).ok().filter(|&i| i < shape.len()) {
+                                    Some(i) if shape[i] == 1 => Ok(i),
+                                    _ => Err(format!(
+                                        "Squeeze axis {x} is not a dimension of size 1 of {shape:?}"
+                                    )),
+                                }
+                            })
+                            .collect::<Result<_, _>>()?,
                         None => (0..shape.len()).filter(|&i| shape[i] == 1).collect(),
                     };
                     shape = (0..shape.len())
@@ -188,7 +196,9 @@ pub(super) fn fold(
                     }
                 })
                 .collect();
-            let known: i64 = shape.iter().filter(|&&d| d > 0).product();
+            let known = (shape.iter().filter(|&&d| d > 0))
+                .try_fold(1i64, |p, &d| p.checked_mul(d))
+                .ok_or(format!("reshape to {spec:?} overflows"))?;
             if let Some(m) = shape.iter_mut().find(|d| **d == -1) {
                 *m = if known > 0 {
                     a.numel() as i64 / known
@@ -197,7 +207,8 @@ pub(super) fn fold(
                 };
             }
             let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            if shape.iter().product::<usize>() != a.numel() {
+            let numel = shape.iter().try_fold(1usize, |p, &d| p.checked_mul(d));
+            if numel != Some(a.numel()) {
                 return Err(format!("reshape of {:?} to {spec:?}", a.shape));
             }
             Const::F32(Array::new(&shape, a.data.clone()))
@@ -212,24 +223,28 @@ pub(super) fn fold(
             };
             match (c(0)?, c(1)?) {
                 (Const::I64(a), Const::I64(b)) => {
-                    if op == "Div" && b.contains(&0) {
-                        return Err("integer division by zero".into());
-                    }
+                    // i64::MIN / -1 overflows: refused with division by zero.
                     let g = |x: i64, y: i64| match op {
-                        "Add" => x.wrapping_add(y),
-                        "Sub" => x.wrapping_sub(y),
-                        "Mul" => x.wrapping_mul(y),
-                        _ => x.div_euclid(y),
+                        "Add" => Some(x.wrapping_add(y)),
+                        "Sub" => Some(x.wrapping_sub(y)),
+                        "Mul" => Some(x.wrapping_mul(y)),
+                        _ => x.checked_div_euclid(y),
                     };
-                    Const::I64(broadcast(a, b, g)?)
+                    let v = broadcast(a, b, |x, y| g(x, y).ok_or(()))?;
+                    let v: Result<Vec<i64>, ()> = v.into_iter().collect();
+                    Const::I64(v.map_err(|_| {
+                        "integer division by zero, or of the smallest int64 by -1".to_string()
+                    })?)
                 }
                 (Const::F32(a), Const::F32(b)) => {
-                    let shape = if a.numel() >= b.numel() {
+                    let v = broadcast(&a.data, &b.data, |x, y| f(x as f64, y as f64) as f32)?;
+                    // The shape of the side whose length the result has (an empty constant
+                    // against a scalar is empty).
+                    let shape = if v.len() == a.numel() {
                         &a.shape
                     } else {
                         &b.shape
                     };
-                    let v = broadcast(&a.data, &b.data, |x, y| f(x as f64, y as f64) as f32)?;
                     Const::F32(Array::new(shape, v))
                 }
                 _ => return Err(format!("{op} of an integer and a float constant")),
@@ -240,7 +255,7 @@ pub(super) fn fold(
 }
 
 /// `a op b` elementwise, either side a single value.
-fn broadcast<T: Copy>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Result<Vec<T>, String> {
+fn broadcast<T: Copy, U>(a: &[T], b: &[T], f: impl Fn(T, T) -> U) -> Result<Vec<U>, String> {
     Ok(match (a.len(), b.len()) {
         (x, y) if x == y => a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
         (_, 1) => a.iter().map(|&x| f(x, b[0])).collect(),

@@ -588,12 +588,13 @@ impl<'a> Importer<'a> {
                 }
                 let b_name = input(1)?;
                 let w = self.f32_const(b_name)?.clone();
-                let [r, c] = w.shape[..] else {
+                let [r, c] = w.shape[..].try_into().unwrap_or([0, 0]);
+                if r == 0 || c == 0 {
                     return Err(format!(
-                        "weight `{b_name}` has shape {:?}, expected 2 dimensions",
+                        "weight `{b_name}` has shape {:?}, expected 2 non-zero dimensions",
                         w.shape
                     ));
-                };
+                }
                 let weight = if gemm && attr_i(n, "transB", 0) == 1 {
                     self.params.insert(b_name, w);
                     b_name.to_string()
@@ -983,6 +984,18 @@ impl<'a> Importer<'a> {
                     return Ok(());
                 }
                 // Otherwise a depthwise conv of 1/k^2 weights: the padded mean, on the conv kernels.
+                // The window must fit the padded input before its weights are made.
+                let (h, w) = (self.shapes[x][2], self.shapes[x][3]);
+                let fits = |size: usize, axis| {
+                    pad.total(axis)
+                        .and_then(|p| size.checked_add(p))
+                        .is_some_and(|s| kernel >= 1 && kernel <= s)
+                };
+                if !(fits(h, 0) && fits(w, 1)) {
+                    return Err(format!(
+                        "AveragePool window {kernel}x{kernel} does not fit its padded {h}x{w} input"
+                    ));
+                }
                 let k2 = kernel * kernel;
                 let wname = format!("{out}:avg");
                 self.params.insert(

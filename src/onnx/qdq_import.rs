@@ -157,13 +157,22 @@ fn scale_zp(
             ))
         }
     };
+    if scale.is_empty() {
+        return Err(format!("{what}: scale `{s}` is empty"));
+    }
     if let Some(bad) = scale.iter().find(|v| !(v.is_normal() && **v > 0.0)) {
         return Err(format!("{what}: scale {bad} is not positive and finite"));
     }
     let (dt, zp) = match input(n, 2).map(|z| (z, consts.get(z))) {
         None => (data_type::UINT8, vec![0; scale.len()]),
         Some((_, Some(Const::Int8 { dt, values, .. }))) => (*dt, values.clone()),
-        Some((_, Some(Const::I64(v)))) => (data_type::INT32, v.iter().map(|&v| v as i32).collect()),
+        Some((z, Some(Const::I64(v)))) => {
+            let zp: std::result::Result<Vec<i32>, _> =
+                v.iter().map(|&v| i32::try_from(v)).collect();
+            let zp =
+                zp.map_err(|_| format!("{what}: zero point `{z}` is out of the int32 range"))?;
+            (data_type::INT32, zp)
+        }
         Some((z, _)) => {
             return Err(format!(
                 "{what}: zero point `{z}` must be an integer constant"
@@ -321,7 +330,7 @@ fn dequantize(
     let data: Vec<f32> = values
         .iter()
         .enumerate()
-        .map(|(i, &q)| ((q - zp[at(i)]) as f64 * scale[at(i)] as f64) as f32)
+        .map(|(i, &q)| ((q as i64 - zp[at(i)] as i64) as f64 * scale[at(i)] as f64) as f32)
         .collect();
     out.consts
         .insert(dst.clone(), Const::F32(Array::new(&shape, data)));
@@ -431,6 +440,13 @@ fn layer(
     };
     if fq.channels.is_some() && (l.linear || l.groups != shape[0] || shape[1] != 1) {
         return Err("per-channel input scales are supported only on depthwise convolutions".into());
+    }
+    if let Some(c) = fq.channels.as_ref().filter(|c| c.len() != shape[0]) {
+        return Err(format!(
+            "{} per-channel input scales for {} channels",
+            c.len(),
+            shape[0]
+        ));
     }
     let mut conv = QConv {
         weights,

@@ -38,16 +38,24 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
         )));
     }
     let mut shape = Vec::with_capacity(t.dims.len().min(8));
-    let mut numel: u64 = 1;
+    let (mut numel, mut extent): (u64, u64) = (1, 1);
     for &d in &t.dims {
         let d =
             u64::try_from(d).map_err(|_| err(format!("negative dimension {d} in {:?}", t.dims)))?;
         numel = numel.saturating_mul(d);
+        // The dimensions bound loops and shape products even where another one is 0.
+        extent = extent.saturating_mul(d.max(1));
         shape.push(d as usize);
     }
     if numel > MAX_ELEMS {
         return Err(err(format!(
             "shape {:?} claims {numel} elements, more than the {MAX_ELEMS} synthcal accepts",
+            t.dims
+        )));
+    }
+    if extent > MAX_ELEMS {
+        return Err(err(format!(
+            "shape {:?} spans more than the {MAX_ELEMS} elements synthcal accepts",
             t.dims
         )));
     }

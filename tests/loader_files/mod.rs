@@ -52,13 +52,24 @@ impl Pickle {
         for d in (0..shape.len().saturating_sub(1)).rev() {
             stride[d] = stride[d + 1] * shape[d + 1];
         }
+        self.view(storage, key, numel, shape, &stride)
+    }
+    /// The same as a view of `shape` and `stride` over a storage of `numel` elements.
+    pub fn view(
+        &mut self,
+        storage: &str,
+        key: &str,
+        numel: usize,
+        shape: &[usize],
+        stride: &[usize],
+    ) -> &mut Self {
         self.global("torch._utils", "_rebuild_tensor_v2").op(b"((");
         self.s("storage").global("torch", storage).s(key).s("cpu");
         self.int(numel as i32)
             .op(b"tQ")
             .int(0)
             .ints(shape)
-            .ints(&stride);
+            .ints(stride);
         self.op(b"\x89")
             .global("collections", "OrderedDict")
             .op(b")Rt")
@@ -115,16 +126,7 @@ pub fn storage_bytes(name: &str, values: &[f32]) -> Vec<u8> {
 
 /// torch < 1.6 format: magic, protocol, sys_info, the state dict, storage keys, storages.
 pub fn legacy_th(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
-    let mut f = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
-    f.extend_from_slice(b"\x80\x02M\xe9\x03.");
-    let mut p = Pickle::default();
-    p.op(b"\x80\x02}(").s("little_endian").op(b"\x88");
-    p.s("type_sizes")
-        .op(b"}(")
-        .s("long")
-        .op(b"K\x04")
-        .op(b"uu.");
-    f.extend(p.0);
+    let mut f = legacy_header();
     f.extend(state_dict_pickle(tensors));
     let mut p = Pickle::default();
     p.op(b"\x80\x02(");
@@ -136,6 +138,39 @@ pub fn legacy_th(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
         f.extend((v.len() as u64).to_le_bytes());
         f.extend(storage_bytes(name, v));
     }
+    f
+}
+
+/// A legacy checkpoint's magic number, protocol and sys_info pickles.
+fn legacy_header() -> Vec<u8> {
+    let mut f = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
+    f.extend_from_slice(b"\x80\x02M\xe9\x03.");
+    let mut p = Pickle::default();
+    p.op(b"\x80\x02}(").s("little_endian").op(b"\x88");
+    p.s("type_sizes")
+        .op(b"}(")
+        .s("long")
+        .op(b"K\x04")
+        .op(b"uu.");
+    f.extend(p.0);
+    f
+}
+
+/// A legacy checkpoint of `copies` tensors of 2^20 elements, all broadcast (stride 0) from one
+/// stored float: a small file that expands to `copies` x 4 MB.
+pub fn broadcast_th(copies: usize) -> Vec<u8> {
+    let mut f = legacy_header();
+    let mut p = Pickle::default();
+    p.op(b"\x80\x02}(");
+    for i in 0..copies {
+        p.s(&format!("t{i}"))
+            .view("FloatStorage", "0", 1, &[1 << 20], &[0]);
+    }
+    f.extend(p.op(b"u.").0.iter());
+    let mut p = Pickle::default();
+    f.extend(p.op(b"\x80\x02(").s("0").op(b"l.").0.iter());
+    f.extend(1u64.to_le_bytes());
+    f.extend(0.5f32.to_le_bytes());
     f
 }
 
