@@ -260,8 +260,15 @@ fn pointwise_and_layout_grads() {
         }
         check_grad(&format!("{act:?}"), vec![x], &f, false);
     }
-    let up: Op = &|t, s, v| t.upsample(s, v[0], 2);
-    check_grad("upsample", vec![input(&[2, 3, 3, 4], 53, true)], up, false);
+    for (f, shape) in [(2, [2, 3, 3, 4]), (3, [1, 2, 2, 5]), (1, [1, 2, 3, 3])] {
+        let up = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.upsample(s, v[0], f);
+        check_grad(
+            &format!("upsample x{f}"),
+            vec![input(&shape, 53, true)],
+            &up,
+            false,
+        );
+    }
     // Distinct values 0.05 apart, so that a step of H never changes a window's maximum.
     let spaced = |shape: &[usize], seed: u64| {
         let r = Array::random(shape, seed);

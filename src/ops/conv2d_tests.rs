@@ -149,6 +149,7 @@ type Case = ([usize; 4], [usize; 4], usize, usize, usize, bool, bool);
 #[test]
 fn fixed_shapes_match_cpu() {
     crate::ops::skip_without_gpu!();
+    crate::ops::note_untested_subgroups(&gpu(), "conv2d");
     let cases: &[Case] = &[
         ([2, 3, 8, 8], [16, 3, 3, 3], 1, 1, 1, true, false), // stem
         ([2, 16, 9, 7], [20, 16, 3, 3], 2, 1, 1, true, true), // odd Co, strided
@@ -358,6 +359,7 @@ fn dilation_widens_the_window() {
 #[test]
 fn winograd_matches_cpu() {
     crate::ops::skip_without_gpu!();
+    crate::ops::note_untested_subgroups(&gpu(), "winograd");
     // (x shape, Co, pad, bias, residual): odd sizes leave partial 2x2 tiles.
     let cases: &[([usize; 4], usize, usize, bool, bool)] = &[
         ([2, 3, 8, 8], 16, 1, true, false),   // stem

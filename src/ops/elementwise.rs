@@ -197,6 +197,20 @@ mod tests {
     use crate::cpu;
     use crate::testing::gpu;
 
+    /// `zero` clears every element, past one workgroup row of the grid too.
+    #[test]
+    fn zero_clears_every_element() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        for n in [7, 1000, 65535 * 256 + 1] {
+            let t = g.upload_f32(&[n], &vec![1.5; n]).unwrap();
+            let mut s = g.stream();
+            zero(&mut s, &t).unwrap();
+            s.submit();
+            assert!(g.read_f32(&t).unwrap().iter().all(|&v| v == 0.0), "{n}");
+        }
+    }
+
     const ACTS: [Act; 7] = [
         Act::Identity,
         Act::Relu,

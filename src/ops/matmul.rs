@@ -296,6 +296,7 @@ mod tests {
     #[test]
     fn odd_and_aligned_sizes_all_transposes() {
         crate::ops::skip_without_gpu!();
+        crate::ops::note_untested_subgroups(&crate::testing::gpu(), "matmul");
         // (batch a, batch b, M, N, K): odd sizes take scalar loads, multiples of 4 vec4 loads.
         let cases = [
             (1, 1, 1, 1, 1),

@@ -35,6 +35,16 @@ pub(crate) fn bytes_of<T: bytemuck::Pod>(p: &T) -> &[u8] {
     bytemuck::bytes_of(p)
 }
 
+/// Says (through `testing::skip`, so CI fails) that this adapter lacks subgroups of 8 or more
+/// lanes, so `what`'s subgroup form goes untested while its plain-load form runs.
+#[cfg(test)]
+pub(crate) fn note_untested_subgroups(g: &crate::gpu::Gpu, what: &str) {
+    if !g.subgroups {
+        let why = format!("the adapter has no subgroups: {what}'s subgroup form is untested");
+        crate::testing::skip(&why);
+    }
+}
+
 /// Returns from the calling test (after `testing::skip`) when there is no GPU adapter.
 #[cfg(test)]
 macro_rules! skip_without_gpu {
