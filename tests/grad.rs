@@ -728,3 +728,91 @@ fn linear_grads_match_exact_f64_on_every_coordinate() {
         check_exact(&format!("linear {i} w"), got[1].as_ref().unwrap(), &dw);
     }
 }
+
+/// One power iteration of PyTorch's spectral norm in f64: v = W^T u / |W^T u|, u' = W v / |W v|,
+/// sigma = |W v|; returns (W / sigma, u', v, sigma).
+fn spectral_norm_cpu(w: &Array, u: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, f64) {
+    let rows = w.shape[0];
+    let cols = w.numel() / rows;
+    let at = |r: usize, c: usize| w.data[r * cols + c] as f64;
+    let unit = |x: Vec<f64>| {
+        let n = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        (x.iter().map(|v| v / n).collect::<Vec<f64>>(), n)
+    };
+    let wt_u = (0..cols)
+        .map(|c| (0..rows).map(|r| at(r, c) * u[r] as f64).sum())
+        .collect();
+    let (v, _) = unit(wt_u);
+    let wv = (0..rows)
+        .map(|r| (0..cols).map(|c| at(r, c) * v[c]).sum())
+        .collect();
+    let (u_new, sigma) = unit(wv);
+    let w_sn = w.data.iter().map(|&x| x as f64 / sigma).collect();
+    (w_sn, u_new, v, sigma)
+}
+
+/// The spectral norm's forward (both of its kernels and the in-place `u`) against the CPU
+/// power iteration, over several shapes (more rows than a workgroup too); after 100
+/// iterations sigma is W's largest singular value.
+#[test]
+fn spectral_norm_matches_the_cpu_power_iteration() {
+    common::skip_without_gpu!();
+    let g = gpu();
+    let near = |got: &[f32], want: &[f64], what: &str| {
+        let top = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a as f64 - b).abs() <= 1e-4 * top,
+                "{what}[{i}]: {a} vs {b}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{what}");
+    };
+    for (k, shape) in [&[6, 2, 2, 2][..], &[3, 2, 4, 4], &[1, 5], &[300, 3]]
+        .into_iter()
+        .enumerate()
+    {
+        let w = Array::random(shape, 90 + k as u64);
+        let u0 = Array::random(&[shape[0]], 95 + k as u64).data;
+        let (wt, u) = (
+            g.upload_f32(&w.shape, &w.data).unwrap(),
+            g.upload_f32(&[shape[0]], &u0).unwrap(),
+        );
+        let mut s = g.stream();
+        let st = synthcal::ops::spectral_norm::spectral_norm(&mut s, &wt, &u, 1e-12).unwrap();
+        s.submit();
+        let (w_sn, u_new, v, sigma) = spectral_norm_cpu(&w, &u0);
+        let what = format!("{shape:?}");
+        near(
+            &g.read_f32(&st.w_sn).unwrap(),
+            &w_sn,
+            &format!("{what} W/sigma"),
+        );
+        near(
+            &g.read_f32(&u).unwrap(),
+            &u_new,
+            &format!("{what} u in place"),
+        );
+        near(&g.read_f32(&st.v).unwrap(), &v, &format!("{what} v"));
+        near(
+            &g.read_f32(&st.sigma).unwrap(),
+            &[sigma],
+            &format!("{what} sigma"),
+        );
+    }
+    // Converged: sigma is the top singular value (CPU power iteration to convergence).
+    let w = Array::random(&[6, 2, 2, 2], 90);
+    let (u, _) = converged_u(&w);
+    let mut s = g.stream();
+    let wt = g.upload_f32(&w.shape, &w.data).unwrap();
+    let st = synthcal::ops::spectral_norm::spectral_norm(&mut s, &wt, &u, 1e-12).unwrap();
+    s.submit();
+    let mut uc = Array::random(&[6], 81).data;
+    let mut top = 0.0;
+    for _ in 0..2000 {
+        let (_, un, _, sg) = spectral_norm_cpu(&w, &uc);
+        uc = un.iter().map(|&x| x as f32).collect();
+        top = sg;
+    }
+    near(&g.read_f32(&st.sigma).unwrap(), &[top], "converged sigma");
+}
