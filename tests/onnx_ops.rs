@@ -1052,6 +1052,35 @@ fn hostile_constants_are_refused_without_panics() {
     assert!(e.contains("overflows"), "{e}");
     let e = hostile(|b| b.floats("vast", &[0, 1 << 62], vec![])).unwrap_err();
     assert!(e.contains("vast") && e.contains("spans more than"), "{e}");
+    let e = hostile(|b| {
+        b.floats("z", &[0], vec![]);
+        b.ints("shape", &[1 << 31, 0]);
+        b.node("Reshape", &["z", "shape"], &["r"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("2^30"), "{e}");
+    // Split sizes whose sum overflows, and a dilated MaxPool window whose extent does.
+    let e = hostile(|b| {
+        b.ints("sizes", &[i64::MAX, i64::MAX]);
+        b.node(
+            "Split",
+            &["x", "sizes"],
+            &["s0", "s1"],
+            &[("axis", A::I(1))],
+        );
+    })
+    .unwrap_err();
+    assert!(e.contains("do not cut"), "{e}");
+    let r = hostile(|b| {
+        let k = 1i64 << 62;
+        let attrs = [
+            ("kernel_shape", A::Is(vec![k, k])),
+            ("dilations", A::Is(vec![2, 2])),
+            ("auto_pad", A::S("SAME_UPPER")),
+        ];
+        b.node("MaxPool", &["x"], &["mp"], &attrs);
+    });
+    assert!(r.is_err(), "{r:?}");
     // A MatMul weight with a zero dimension.
     let e = hostile(|b| {
         b.node("GlobalAveragePool", &["x"], &["g"], &[]);

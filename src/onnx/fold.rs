@@ -198,7 +198,10 @@ pub(super) fn fold(
                 .collect();
             let known = (shape.iter().filter(|&&d| d > 0))
                 .try_fold(1i64, |p, &d| p.checked_mul(d))
-                .ok_or(format!("reshape to {spec:?} overflows"))?;
+                .filter(|&k| k <= 1 << 30)
+                .ok_or(format!(
+                    "reshape to {spec:?} overflows (over 2^30 elements)"
+                ))?;
             if let Some(m) = shape.iter_mut().find(|d| **d == -1) {
                 *m = if known > 0 {
                     a.numel() as i64 / known
@@ -301,7 +304,11 @@ pub(super) fn per_channel(c: &Array, x: &[usize], what: &str) -> Result<Vec<f32>
 /// The (begin, end) padding of one spatial axis for `auto_pad` SAME_UPPER / SAME_LOWER.
 pub(super) fn same_pads(size: usize, k: usize, stride: usize, upper: bool) -> (i64, i64) {
     let out = size.div_ceil(stride.max(1));
-    let total = ((out.saturating_sub(1)) * stride + k).saturating_sub(size) as i64;
+    let reach = out
+        .saturating_sub(1)
+        .saturating_mul(stride)
+        .saturating_add(k);
+    let total = reach.saturating_sub(size).min(i64::MAX as usize) as i64;
     let (small, big) = (total / 2, total - total / 2);
     if upper {
         (small, big)

@@ -559,7 +559,7 @@ impl<'a> Importer<'a> {
                     .shape
                     .clone();
                 // auto_pad pads for the window's extent, which dilation widens.
-                let span = |k: usize, d: usize| k.saturating_sub(1) * d + 1;
+                let span = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d) + 1;
                 let k = [span(ws[2], dilation[0]), span(ws[3], dilation[1])];
                 let pad = self.window_pad(n, x, k, stride)?;
                 let (x, pad) = self.padded_image(input(0)?, pad)?;
@@ -900,7 +900,7 @@ impl<'a> Importer<'a> {
                 };
                 if sizes.len() != k
                     || sizes.iter().any(|&v| v <= 0)
-                    || sizes.iter().sum::<i64>() != c as i64
+                    || sizes.iter().try_fold(0i64, |a, &v| a.checked_add(v)) != Some(c as i64)
                 {
                     return Err(format!(
                         "split sizes {sizes:?} do not cut {c} channels into {k} parts"
@@ -1038,7 +1038,7 @@ impl<'a> Importer<'a> {
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 // auto_pad and ceil_mode see the window's extent, which dilation widens.
-                let span = dilation.map(|d| kernel.saturating_sub(1) * d + 1);
+                let span = dilation.map(|d| kernel.saturating_sub(1).saturating_mul(d) + 1);
                 let pad = self.window_pad(n, x, span, stride.max(1))?;
                 let ceil = self.partial_ceil(n, x, span, stride.max(1), pad);
                 let v = self.push(

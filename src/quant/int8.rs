@@ -79,7 +79,11 @@ impl QFormat {
     /// The representable range of `q` (the stored range less the zero point).
     pub fn range(self) -> (i32, i32) {
         let (lo, hi) = self.stored_range();
-        (lo - self.zero_point, hi - self.zero_point)
+        // Saturating: a file's zero point is checked (`check`) after some uses of its range.
+        (
+            lo.saturating_sub(self.zero_point),
+            hi.saturating_sub(self.zero_point),
+        )
     }
 
     /// An error unless the format can be stored: 2 to 8 bits, a zero point inside the stored
