@@ -4,9 +4,9 @@
 
 struct Params {
     n: u32,      // elements of the entry's output
-    per: u32,    // weights per output channel / elements per sample
-    total: u32,  // gather: samples to draw from
-    seed: u32,   // gather: the batch's seed
+    per: u32,    // weights per output channel
+    relu: u32,   // recon_grad: 1 where the layer's ReLU backward is folded in
+    _pad: u32,
     lo: f32,     // smallest integer weight
     hi: f32,     // largest integer weight
     beta: f32,   // regularizer exponent
@@ -135,25 +135,5 @@ fn sq_err_partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
 fn recon_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    dy_out[i] = select(p.w * (ey[i] - et[i]), 0.0, p.total == 1u && ey[i] <= 0.0);
-}
-
-// ---- gather: dst[b] = src[pick(b)] for samples of `per` elements, pick(b) a hash of
-// (seed, b) modulo `total` (the batch is drawn on the GPU: nothing to upload per step).
-@group(0) @binding(1) var<storage, read> g_src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> g_dst: array<f32>;
-
-fn pcg(x: u32) -> u32 {
-    let s = x * 747796405u + 2891336453u;
-    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-    return (w >> 22u) ^ w;
-}
-
-@compute @workgroup_size(256)
-fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = index(gid, nwg);
-    if i >= p.n { return; }
-    let b = i / p.per;
-    let pick = pcg(p.seed ^ pcg(b)) % p.total;
-    g_dst[i] = g_src[pick * p.per + i % p.per];
+    dy_out[i] = select(p.w * (ey[i] - et[i]), 0.0, p.relu == 1u && ey[i] <= 0.0);
 }

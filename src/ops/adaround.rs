@@ -1,6 +1,5 @@
 //! AdaRound's soft-quantized weights (Nagel et al. 2020) on the GPU, with the regularizer and
-//! the reconstruction gradient that the per-layer loop needs, a batch `gather` (kept for its
-//! tests; the loop copies its batches instead), and CPU references for the tests.
+//! the reconstruction gradient that the per-layer loop needs, and CPU references for the tests.
 //!
 //! `W~ = scale[c] * clamp(floor(W / scale) + h(V), lo, hi)` with
 //! `h(V) = clamp(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1)`; the regularizer is
@@ -26,8 +25,8 @@ pub const GAMMA: f64 = -0.1;
 struct Params {
     n: u32,
     per: u32,
-    total: u32,
-    seed: u32,
+    relu: u32,
+    _pad: u32,
     lo: f32,
     hi: f32,
     beta: f32,
@@ -245,33 +244,11 @@ pub fn recon_grad_masked(
     let out = s.gpu().alloc("adaround", y.shape(), DType::F32)?;
     let p = Params {
         n: y.numel() as u32,
-        total: relu as u32,
+        relu: relu as u32,
         w,
         ..Default::default()
     };
     launch(s, "recon_grad", p, &[y, t, &out], y.numel())?;
-    Ok(out)
-}
-
-/// `batch` samples of `src` `[N, ...]` drawn (with replacement) by a hash of `seed`: the same
-/// seed draws the same samples from any tensor with N samples.
-pub fn gather(s: &mut Stream, src: &Tensor, batch: usize, seed: u32) -> Result<Tensor> {
-    let total = src.shape().first().copied().unwrap_or(0);
-    if total == 0 || batch == 0 {
-        return shape_err("gather", format!("{batch} samples from {:?}", src.shape()));
-    }
-    let per = src.numel() / total;
-    let mut shape = src.shape().to_vec();
-    shape[0] = batch;
-    let out = s.gpu().alloc("gather", &shape, DType::F32)?;
-    let p = Params {
-        n: (batch * per) as u32,
-        per: per as u32,
-        total: total as u32,
-        seed,
-        ..Default::default()
-    };
-    launch(s, "gather", p, &[src, &out], batch * per)?;
     Ok(out)
 }
 

@@ -202,42 +202,6 @@ fn reconstruction_pieces_match_the_cpu() {
 }
 
 #[test]
-fn gather_draws_the_same_whole_samples_from_both_tensors() {
-    skip_without_gpu!();
-    let g = gpu();
-    let (n, per) = (50, 12);
-    let x: Vec<f32> = (0..n * per).map(|i| i as f32).collect();
-    let t: Vec<f32> = x.iter().map(|v| -v).collect();
-    let (xt, tt) = (
-        g.upload_f32(&[n, 3, 4], &x).unwrap(),
-        g.upload_f32(&[n, 3, 4], &t).unwrap(),
-    );
-    let mut s = g.stream();
-    let a = gather(&mut s, &xt, 32, 77).unwrap();
-    let b = gather(&mut s, &tt, 32, 77).unwrap();
-    let c = gather(&mut s, &xt, 32, 78).unwrap();
-    s.submit();
-    assert_eq!(a.shape(), &[32, 3, 4]);
-    let (a, b, c) = (
-        g.read_f32(&a).unwrap(),
-        g.read_f32(&b).unwrap(),
-        g.read_f32(&c).unwrap(),
-    );
-    let mut picks = std::collections::HashSet::new();
-    for k in 0..32 {
-        let first = a[k * per] as usize;
-        assert_eq!(first % per, 0, "sample {k} starts mid-sample");
-        for j in 0..per {
-            assert_eq!(a[k * per + j], (first + j) as f32);
-            assert_eq!(b[k * per + j], -a[k * per + j]);
-        }
-        picks.insert(first / per);
-    }
-    assert!(picks.len() > 16, "only {} distinct samples", picks.len());
-    assert_ne!(a, c, "another seed draws another batch");
-}
-
-#[test]
 fn mismatched_shapes_are_errors() {
     skip_without_gpu!();
     let g = gpu();
@@ -246,7 +210,6 @@ fn mismatched_shapes_are_errors() {
     let v = g.upload_f32(&[5], &[0.0; 5]).unwrap();
     let mut s = g.stream();
     assert!(sq.weight(&mut s, &v).is_err());
-    assert!(gather(&mut s, &v, 0, 1).is_err());
 }
 
 /// dW of `y = conv2d(x, W)` (padding `pad`, stride, groups) from dy, in f64.
