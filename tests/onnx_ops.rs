@@ -1111,3 +1111,73 @@ fn a_vast_average_pool_window_is_refused_before_allocating() {
         .to_string();
     assert!(e.contains("does not fit"), "{e}");
 }
+
+/// Graphs built to exhaust the importer: each is refused (or imported) at once, bounded in
+/// memory and time.
+#[test]
+fn graphs_built_to_exhaust_the_importer_are_bounded() {
+    // Repeated Unsqueeze axes, and a zero-element ConstantOfShape with a vast dimension.
+    let e = hostile(|b| {
+        b.floats("c", &[3], vec![1.0; 3]);
+        b.ints("ax", &[0, 0]);
+        b.node("Unsqueeze", &["c", "ax"], &["u"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("repeat"), "{e}");
+    let e = hostile(|b| {
+        b.ints("shape", &[0, 1 << 40]);
+        b.node("ConstantOfShape", &["shape"], &["z"], &[]);
+    })
+    .unwrap_err();
+    assert!(e.contains("implausibly large"), "{e}");
+    // An integer Concat past the fold bound (each part within it).
+    let e = hostile(|b| {
+        b.ints("big", &vec![0; 1 << 23]);
+        b.node(
+            "Concat",
+            &["big", "big", "big"],
+            &["cat"],
+            &[("axis", A::I(0))],
+        );
+    })
+    .unwrap_err();
+    assert!(e.contains("Concat of more than"), "{e}");
+    // An average pool whose window fits its (padded) input but whose weights would be vast.
+    let e = hostile(|b| {
+        let (k, p) = (1i64 << 12, 1i64 << 11);
+        let attrs = [
+            ("kernel_shape", A::Is(vec![k, k])),
+            ("pads", A::Is(vec![p, p, p, p])),
+            ("count_include_pad", A::I(1)),
+        ];
+        b.node("AveragePool", &["x"], &["ap"], &attrs);
+    })
+    .unwrap_err();
+    assert!(e.contains("implausibly large"), "{e}");
+}
+
+/// A QDQ graph that reads one value twice at every level (`Add(a, a)`, 48 deep) asked
+/// whether the quantized value is non-negative once per path, 2^48 times; now once per value.
+#[test]
+fn a_qdq_graph_with_shared_inputs_imports_in_linear_time() {
+    let mut b = B::new();
+    b.node("Relu", &["x"], &["a0"], &[]);
+    for i in 1..=48 {
+        let (prev, out) = (format!("a{}", i - 1), format!("a{i}"));
+        b.node("Add", &[&prev, &prev], &[&out], &[]);
+    }
+    b.floats("s", &[], vec![0.5]);
+    b.init.push(TensorProto {
+        dims: vec![],
+        data_type: Some(data_type::UINT8),
+        raw_data: Some(vec![0]),
+        name: Some("zp".into()),
+        ..Default::default()
+    });
+    b.node("QuantizeLinear", &["a48", "s", "zp"], &["q"], &[]);
+    b.node("DequantizeLinear", &["q", "s", "zp"], &["dq"], &[]);
+    let p = b.classifier("dq", 3);
+    // Before, this call did not return.
+    let r = onnx::import_qdq(&p.encode_to_vec(), "adds").map(|_| ());
+    assert!(r.is_ok(), "{r:?}");
+}

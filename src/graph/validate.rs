@@ -7,7 +7,7 @@ use crate::quant::int8::QConv;
 
 /// No CIFAR model has a value near this many elements per image (VGG's largest: 65,536);
 /// a corrupt pad or channel count that implies one would exhaust memory when run.
-const MAX_VALUE_ELEMS: usize = 1 << 24;
+pub(crate) const MAX_VALUE_ELEMS: usize = 1 << 24;
 
 /// Validates `g` with its FP32 `params` and its quantized layers (`quantized(i)` is node i's
 /// INT8 description, whose weight shape replaces the FP32 tensor's), for one image of

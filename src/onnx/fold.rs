@@ -98,6 +98,9 @@ pub(super) fn fold(
             Const::F32(a) => {
                 let mut shape = a.shape.clone();
                 let ax = axes(1)?;
+                if ax.as_ref().is_some_and(|a| a.len() > 64) {
+                    return Err(format!("{op} of more than 64 axes"));
+                }
                 if op == "Squeeze" {
                     let r = shape.len() as i64;
                     let drop: Vec<usize> = match ax {
@@ -121,10 +124,16 @@ pub(super) fn fold(
                         .collect();
                 } else {
                     let mut ax = ax.ok_or("Unsqueeze without axes")?;
+                    if shape.len() + ax.len() > 64 {
+                        return Err(format!("Unsqueeze to rank {}", shape.len() + ax.len()));
+                    }
                     let r = (shape.len() + ax.len()) as i64;
                     ax.iter_mut()
                         .for_each(|x| *x = if *x < 0 { *x + r } else { *x });
                     ax.sort();
+                    if ax.windows(2).any(|w| w[0] == w[1]) {
+                        return Err(format!("Unsqueeze axes {ax:?} repeat"));
+                    }
                     for &x in &ax {
                         if x < 0 || x as usize > shape.len() {
                             return Err(format!("Unsqueeze axis {x} out of range"));
@@ -155,6 +164,9 @@ pub(super) fn fold(
             let mut all = Vec::new();
             for k in 0..ins.len() {
                 all.extend(ints(k)?);
+                if all.len() > MAX_FOLD_ELEMS {
+                    return Err(format!("a Concat of more than {MAX_FOLD_ELEMS} integers"));
+                }
             }
             Const::I64(all)
         }
@@ -163,8 +175,12 @@ pub(super) fn fold(
                 .iter()
                 .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
                 .collect::<Result<_, _>>()?;
+            // Non-zero dimensions bounded too: a zero-element constant may not claim vast ones.
+            let extent = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)));
             let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            if numel.is_none_or(|m| m > MAX_FOLD_ELEMS) {
+            if extent.is_none_or(|m| m > MAX_FOLD_ELEMS) {
                 return Err(format!("ConstantOfShape {shape:?} is implausibly large"));
             }
             let numel = numel.unwrap_or(0);

@@ -319,6 +319,9 @@ fn same(v: &[i64], what: &str) -> Result<usize, String> {
     }
 }
 
+/// Values all folded constants together may hold (each is bounded by `fold` too).
+const MAX_FOLDED: usize = 1 << 26;
+
 struct Importer<'a> {
     g: Graph,
     params: Params,
@@ -332,6 +335,8 @@ struct Importer<'a> {
     shapes: Vec<Vec<usize>>,
     input_shape: [usize; 4],
     nodes: &'a [NodeProto],
+    /// Values of the constants folded so far (bounded: a few nodes could ask for any amount).
+    folded: usize,
 }
 
 impl<'a> Importer<'a> {
@@ -352,6 +357,7 @@ impl<'a> Importer<'a> {
             shapes: Vec::new(),
             input_shape: [1, 3, 1, 1],
             nodes,
+            folded: 0,
         }
     }
 
@@ -404,6 +410,13 @@ impl<'a> Importer<'a> {
     ) -> Result<ValueId, String> {
         let ins: Vec<&[usize]> = inputs.iter().map(|&v| self.shapes[v].as_slice()).collect();
         let shape = output_shape(&op, &ins, &self.params, self.input_shape)?;
+        // As `validate` will, but before later nodes size anything by this shape.
+        let extent = shape
+            .iter()
+            .try_fold(1usize, |p, &d| p.checked_mul(d.max(1)));
+        if extent.is_none_or(|e| e > crate::graph::validate::MAX_VALUE_ELEMS) {
+            return Err(format!("its output {shape:?} is implausibly large"));
+        }
         self.shapes.push(shape);
         self.flat.push(flat);
         Ok(self.g.push(name, op, inputs))
@@ -533,6 +546,12 @@ impl<'a> Importer<'a> {
             _ => None,
         };
         if let Some(c) = fold(n, opset, &self.consts, &shape_of)? {
+            self.folded = self.folded.saturating_add(c.len());
+            if self.folded > MAX_FOLDED {
+                return Err(format!(
+                    "its folded constants add up to more than {MAX_FOLDED} values"
+                ));
+            }
             self.consts.insert(out, c);
             return Ok(());
         }
@@ -559,7 +578,8 @@ impl<'a> Importer<'a> {
                     .shape
                     .clone();
                 // auto_pad pads for the window's extent, which dilation widens.
-                let span = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d) + 1;
+                let span =
+                    |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);
                 let k = [span(ws[2], dilation[0]), span(ws[3], dilation[1])];
                 let pad = self.window_pad(n, x, k, stride)?;
                 let (x, pad) = self.padded_image(input(0)?, pad)?;
@@ -991,9 +1011,10 @@ impl<'a> Importer<'a> {
                         .and_then(|p| size.checked_add(p))
                         .is_some_and(|s| kernel >= 1 && kernel <= s)
                 };
-                if !(fits(h, 0) && fits(w, 1)) {
+                let weights = c.checked_mul(kernel).and_then(|v| v.checked_mul(kernel));
+                if !(fits(h, 0) && fits(w, 1)) || weights.is_none_or(|n| n > 1 << 24) {
                     return Err(format!(
-                        "AveragePool window {kernel}x{kernel} does not fit its padded {h}x{w} input"
+                        "AveragePool window {kernel}x{kernel} does not fit its padded {h}x{w} input, or is implausibly large"
                     ));
                 }
                 let k2 = kernel * kernel;
@@ -1038,7 +1059,8 @@ impl<'a> Importer<'a> {
                 )?;
                 let stride = same(&attr_ints(n, "strides").unwrap_or(vec![1, 1]), "strides")?;
                 // auto_pad and ceil_mode see the window's extent, which dilation widens.
-                let span = dilation.map(|d| kernel.saturating_sub(1).saturating_mul(d) + 1);
+                let span =
+                    dilation.map(|d| kernel.saturating_sub(1).saturating_mul(d).saturating_add(1));
                 let pad = self.window_pad(n, x, span, stride.max(1))?;
                 let ceil = self.partial_ceil(n, x, span, stride.max(1), pad);
                 let v = self.push(

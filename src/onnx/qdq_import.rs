@@ -281,7 +281,9 @@ fn dequantize(
             None => format,
         };
         // A quantizer drops a ReLU whose output range starts at 0: keep it.
-        let op = if format.range().0 == 0 && !non_negative(x, producer, &out.consts, 0) {
+        let op = if format.range().0 == 0
+            && !non_negative(x, producer, &out.consts, 0, &mut HashMap::new())
+        {
             "Relu"
         } else {
             "Identity"
@@ -351,21 +353,39 @@ fn dequantize(
 }
 
 /// Whether value `x` cannot be negative (a ReLU or ReLU6 before it, only through ops that
-/// keep signs), so that a fake quantization clamping at 0 needs no ReLU of its own.
+/// keep signs), so that a fake quantization clamping at 0 needs no ReLU of its own. Answers
+/// are kept in `seen` per value, so a graph that reads one value many times (`Add(a, a)`
+/// chains) costs one visit per value, not one per path.
 fn non_negative(
     x: &str,
     producer: &HashMap<&str, &NodeProto>,
     consts: &HashMap<String, Const>,
     depth: usize,
+    seen: &mut HashMap<String, bool>,
+) -> bool {
+    if let Some(&known) = seen.get(x) {
+        return known;
+    }
+    let answer = non_negative_once(x, producer, consts, depth, seen);
+    seen.insert(x.to_string(), answer);
+    answer
+}
+
+fn non_negative_once(
+    x: &str,
+    producer: &HashMap<&str, &NodeProto>,
+    consts: &HashMap<String, Const>,
+    depth: usize,
+    seen: &mut HashMap<String, bool>,
 ) -> bool {
     let Some(p) = producer.get(x).filter(|_| depth < 64) else {
         return false;
     };
-    let all = |ins: &[String]| {
+    let mut all = |ins: &[String]| {
         !ins.is_empty()
             && ins
                 .iter()
-                .all(|i| non_negative(i, producer, consts, depth + 1))
+                .all(|i| non_negative(i, producer, consts, depth + 1, seen))
     };
     match p.op_type() {
         "Relu" => true,

@@ -18,6 +18,17 @@ pub enum Const {
     },
 }
 
+impl Const {
+    /// Its number of values.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Const::F32(a) => a.numel(),
+            Const::I64(v) => v.len(),
+            Const::Int8 { values, .. } => values.len(),
+        }
+    }
+}
+
 /// The most elements one tensor may claim: well above any CNN weight (VGG-19's largest is
 /// 2.4M), far below what would exhaust memory.
 const MAX_ELEMS: u64 = 1 << 30;
@@ -37,7 +48,10 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
             "its data is in an external file (`{loc}`), which synthcal does not read; save the model with its weights inside the .onnx file"
         )));
     }
-    let mut shape = Vec::with_capacity(t.dims.len().min(8));
+    if t.dims.len() > 64 {
+        return Err(err(format!("{} dimensions", t.dims.len())));
+    }
+    let mut shape = Vec::with_capacity(t.dims.len());
     let (mut numel, mut extent): (u64, u64) = (1, 1);
     for &d in &t.dims {
         let d =
