@@ -107,7 +107,8 @@ impl Logits {
     }
 
     /// The `k` most likely classes of image `i`, best first, as (class name, probability)
-    /// with the probabilities from a softmax of the row.
+    /// with the probabilities from a softmax of the row (all of them where `k` exceeds the
+    /// classes). Panics if `i >= len()`, as [`Logits::row`] does.
     ///
     /// ```
     /// let names = vec!["cat".to_string(), "dog".to_string(), "ship".to_string()];

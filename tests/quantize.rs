@@ -824,3 +824,63 @@ fn adaround_lowers_every_layers_reconstruction_error() {
         .unwrap();
     assert!(matches!(e, synthcal::Error::Cancelled), "{e}");
 }
+
+/// What an embedding app can get wrong is refused with an error before any long work, never
+/// a panic: a zero batch or bias-correction subset (the latter panicked after calibration),
+/// an unknown layer to keep in FP32 (reported only after the whole quantization), NaN
+/// rounding schedules, class counts, fractal point counts and short logits to cross-check.
+#[test]
+fn bad_library_options_are_refused_up_front() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let model = Model::random("resnet20", 3).unwrap();
+    let source = synthcal::CalibSource::Noise {
+        per_class: 1,
+        seed: 0,
+    };
+    let refused = |opts: QuantOptions, want: &str| {
+        let e = synthcal::quantize(&gpu, &model, &source, &opts)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    };
+    let base = QuantOptions::default;
+    refused(QuantOptions { batch: 0, ..base() }, "batch");
+    refused(
+        QuantOptions {
+            bias_subset: 0,
+            ..base()
+        },
+        "subset",
+    );
+    refused(
+        QuantOptions {
+            keep_fp32: vec!["nope".into()],
+            ..base()
+        },
+        "nope is no quantized layer's name",
+    );
+    let mut adaround = synthcal::quant::AdaRoundOptions::default();
+    adaround.beta.0 = f32::NAN;
+    refused(
+        QuantOptions {
+            algorithm: synthcal::Algorithm::AdaRound,
+            adaround,
+            ..base()
+        },
+        "beta",
+    );
+    assert!(synthcal::models::arch_with_classes("resnet20", 0).is_err());
+    let hooks = synthcal::Hooks::default();
+    for points in [0, usize::MAX] {
+        let r = synthcal::calib::fractal::fractal_images(&gpu, 1, 0, points, [32, 32], &hooks);
+        assert!(r.is_err(), "{points} points");
+    }
+    let q = synthcal::quantize(&gpu, &model, &source, &base()).unwrap();
+    let ds = noise_set(4, 1);
+    let e = synthcal::eval::cross_check(&q, &ds, &[0.0; 10], &hooks)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10 logits for 4 images"), "{e}");
+}

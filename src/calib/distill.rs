@@ -132,7 +132,7 @@ pub fn distill_images(
     let mut frozen = Frozen::new(gpu, &a.name, a.graph.clone(), model.params.clone());
     let norm = &model.arch.norm;
     let batches = opts.images.div_ceil(opts.batch);
-    let mut bar = hooks.task("distill", (batches * opts.iterations) as u64);
+    let mut bar = hooks.task("distill", batches.saturating_mul(opts.iterations) as u64);
     let (mut pixels, mut loss_sum, mut done) = (Vec::new(), 0.0, 0);
     for start in (0..opts.images).step_by(opts.batch) {
         let n = opts.batch.min(opts.images - start).max(2);

@@ -377,6 +377,13 @@ pub fn fractal_images(
             "fractal: per-class count must be > 0".into(),
         ));
     }
+    // One dispatch draws every point, and a dispatch cannot be stopped midway.
+    if !(1..=100 * DEFAULT_POINTS).contains(&points) {
+        return Err(Error::Invalid(format!(
+            "fractal: {points} points per image; 1 to {} are accepted",
+            100 * DEFAULT_POINTS
+        )));
+    }
     let [h, w] = size;
     if h == 0 || w == 0 || h > MAX_SIDE || w > MAX_SIDE {
         return Err(Error::Invalid(format!(

@@ -204,6 +204,13 @@ pub fn cross_check(
 ) -> Result<(usize, usize)> {
     check_classes(ds, &q.class_names)?;
     let k = q.class_names.len();
+    if gpu_logits.len() != ds.len() * k {
+        return Err(crate::Error::Invalid(format!(
+            "cross-check: {} logits for {} images of {k} classes",
+            gpu_logits.len(),
+            ds.len()
+        )));
+    }
     let gpu_pred = argmax_rows(gpu_logits, k);
     let mut bar = hooks.task("cpu check", ds.len() as u64);
     let mut diff = 0;

@@ -167,6 +167,12 @@ pub fn arch(name: &str) -> Result<Arch> {
 
 /// The zoo architecture `name` with a final layer of `classes` outputs.
 pub fn arch_with_classes(name: &str, classes: usize) -> Result<Arch> {
+    if !(1..=crate::data::MAX_CLASSES).contains(&classes) {
+        return Err(Error::Invalid(format!(
+            "{classes} classes; 1 to {} are supported",
+            crate::data::MAX_CLASSES
+        )));
+    }
     let n = name.trim().to_ascii_lowercase();
     let n = n.strip_prefix("cifar10_").unwrap_or(&n).to_string();
     let n = n.strip_prefix("chenyaofo_").unwrap_or(&n).to_string();

@@ -106,7 +106,8 @@ impl AdaRoundOptions {
         if !(self.reg_weight >= 0.0 && self.reg_weight.is_finite()) {
             return bad(format!("regularizer weight {}", self.reg_weight));
         }
-        if !(0.0..=1.0).contains(&self.warmup) || self.beta.0 < 1.0 || self.beta.1 < 1.0 {
+        let beta_ok = |b: f32| b >= 1.0 && b.is_finite();
+        if !((0.0..=1.0).contains(&self.warmup) && beta_ok(self.beta.0) && beta_ok(self.beta.1)) {
             return bad(format!("warm-up {} / beta {:?}", self.warmup, self.beta));
         }
         if !(self.act_lr >= 0.0 && self.act_lr.is_finite()) {
@@ -558,7 +559,9 @@ pub fn adaround(
     let ao = &opts.adaround;
     let (mut q, calib, fp) = learned_rounding_start(gpu, model, calib, opts)?;
     let ids: Vec<ValueId> = q.layers.keys().copied().collect();
-    let mut bar = opts.hooks.task("adaround", (ids.len() * ao.iters) as u64);
+    let mut bar = opts
+        .hooks
+        .task("adaround", ids.len().saturating_mul(ao.iters) as u64);
     let mut reports = Vec::new();
     for (i, &l) in ids.iter().enumerate() {
         let started = std::time::Instant::now();

@@ -517,7 +517,9 @@ pub fn brecq(
     let (mut q, calib, fp) = learned_rounding_start(gpu, model, calib, opts)?;
     let mut frozen = Frozen::new(gpu, &model.arch.name, q.graph.clone(), q.params.clone());
     let blocks = q.graph.blocks(|v| q.layers.contains_key(&v));
-    let mut bar = opts.hooks.task("brecq", (blocks.len() * ao.iters) as u64);
+    let mut bar = opts
+        .hooks
+        .task("brecq", blocks.len().saturating_mul(ao.iters) as u64);
     let mut reports = Vec::new();
     for (bi, block) in blocks.iter().enumerate() {
         let started = std::time::Instant::now();

@@ -63,6 +63,7 @@ pub fn quantize(
     source: &CalibSource,
     opts: &QuantOptions,
 ) -> Result<QuantizedModel> {
+    check_options(model, opts)?;
     let calib = source.load(gpu, Some(model), &opts.hooks)?;
     let seed = match source {
         CalibSource::Real { seed, .. }
@@ -83,8 +84,43 @@ pub fn quantize_with_set(
     calib: &Dataset,
     opts: &QuantOptions,
 ) -> Result<QuantizedModel> {
+    check_options(model, opts)?;
     let what = format!("{} ({} images)", calib.source(), calib.len());
     quantize_described(gpu, model, calib, opts, what)
+}
+
+/// Options that would fail (or panic) only after long work are refused before it: a zero
+/// batch or bias-correction subset, learned rounding's settings, and layer names to keep in
+/// FP32 that name no quantizable layer.
+fn check_options(model: &Model, opts: &QuantOptions) -> Result<()> {
+    if opts.batch == 0 {
+        return Err(Error::Invalid(
+            "quantize: the batch must be at least 1".into(),
+        ));
+    }
+    if opts.bias_correction && opts.bias_subset == 0 {
+        return Err(Error::Invalid(
+            "quantize: bias correction needs a subset of at least 1 image".into(),
+        ));
+    }
+    if matches!(opts.algorithm, Algorithm::AdaRound | Algorithm::Brecq) {
+        opts.adaround.check()?;
+    }
+    if opts.keep_fp32.is_empty() {
+        return Ok(());
+    }
+    let (graph, _) = super::default::prepare(model)?;
+    let names: Vec<&str> = super::default::quantizable(&graph)
+        .into_iter()
+        .map(|l| graph.nodes[l].name.as_str())
+        .collect();
+    match opts.keep_fp32.iter().find(|n| !names.contains(&n.as_str())) {
+        Some(name) => Err(Error::Invalid(format!(
+            "keep in FP32: {name} is no quantized layer's name; layers: {}",
+            names.join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// [`quantize_with_set`], recording `calibration` as the set's description.
