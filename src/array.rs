@@ -41,16 +41,18 @@ impl Array {
         Array::new(&self.shape, self.data.iter().map(|&v| f(v)).collect())
     }
 
-    /// Largest |a - b| / max(1, |b|): the relative-with-absolute-floor error tests bound by 1e-4
-    /// (NaN where either side has one, so that a NaN result never passes).
+    /// Largest |a - b| / max(1, |b|): the relative-with-absolute-floor error tests bound by 1e-4.
+    /// Equal values (equal infinities too: a max pool over padding alone) count 0; a NaN on
+    /// either side is NaN, so that a NaN result never passes.
     pub fn max_rel_err(&self, reference: &[f32]) -> f32 {
         assert_eq!(self.data.len(), reference.len(), "length mismatch");
-        worst(
-            self.data
-                .iter()
-                .zip(reference)
-                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0)),
-        )
+        worst(self.data.iter().zip(reference).map(|(&a, &b)| {
+            if a == b {
+                0.0
+            } else {
+                (a - b).abs() / b.abs().max(1.0)
+            }
+        }))
     }
 }
 
@@ -73,6 +75,9 @@ mod tests {
         assert!(nan.max_rel_err(&[1.0, 1.0, 1.0]).is_nan());
         assert!(worst([f32::NAN, 0.5]).is_nan() && worst([0.5, f32::NAN]).is_nan());
         assert_eq!(worst([0.25, 0.5, 0.125]), 0.5);
+        let inf = Array::new(&[2], vec![f32::NEG_INFINITY, 2.0]);
+        assert_eq!(inf.max_rel_err(&[f32::NEG_INFINITY, 2.0]), 0.0);
+        assert!(inf.max_rel_err(&[f32::INFINITY, 2.0]).is_nan());
         assert_eq!(worst(std::iter::empty()), 0.0);
     }
 }

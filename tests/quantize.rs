@@ -828,7 +828,8 @@ fn adaround_lowers_every_layers_reconstruction_error() {
 /// What an embedding app can get wrong is refused with an error before any long work, never
 /// a panic: a zero batch or bias-correction subset (the latter panicked after calibration),
 /// an unknown layer to keep in FP32 (reported only after the whole quantization), NaN
-/// rounding schedules, class counts, fractal point counts and short logits to cross-check.
+/// rounding schedules, distillation learning rates, class counts, fractal point counts and
+/// short logits to cross-check.
 #[test]
 fn bad_library_options_are_refused_up_front() {
     common::skip_without_gpu!();
@@ -873,6 +874,17 @@ fn bad_library_options_are_refused_up_front() {
     );
     assert!(synthcal::models::arch_with_classes("resnet20", 0).is_err());
     let hooks = synthcal::Hooks::default();
+    for lr in [f32::NAN, 0.0, -1.0] {
+        let opts = synthcal::calib::distill::DistillOptions {
+            lr,
+            ..synthcal::calib::distill::DistillOptions::zeroq(2, 0)
+        };
+        let r = synthcal::calib::distill::distill_images(&gpu, &model, &opts, &hooks);
+        assert!(
+            r.is_err_and(|e| e.to_string().contains("learning rate")),
+            "lr {lr}"
+        );
+    }
     for points in [0, usize::MAX] {
         let r = synthcal::calib::fractal::fractal_images(&gpu, 1, 0, points, [32, 32], &hooks);
         assert!(r.is_err(), "{points} points");

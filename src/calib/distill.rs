@@ -124,6 +124,12 @@ pub fn distill_images(
             "distill: need images > 0, batch >= 2 and iterations > 0".into(),
         ));
     }
+    if !(opts.lr > 0.0 && opts.lr.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "distill: learning rate {} is not positive and finite",
+            opts.lr
+        )));
+    }
     let [ch, h, w] = model.input_shape();
     // Pixels twice (the unlabeled set, then the labeled one) and the logits of each image.
     let each = 2 * ch * h * w + 4 * model.num_classes();
