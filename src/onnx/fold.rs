@@ -176,11 +176,8 @@ pub(super) fn fold(
                 .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
                 .collect::<Result<_, _>>()?;
             // Non-zero dimensions bounded too: a zero-element constant may not claim vast ones.
-            let extent = shape
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)));
             let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            if extent.is_none_or(|m| m > MAX_FOLD_ELEMS) {
+            if super::tensor::extent(&shape).is_none_or(|m| m > MAX_FOLD_ELEMS) {
                 return Err(format!("ConstantOfShape {shape:?} is implausibly large"));
             }
             let numel = numel.unwrap_or(0);

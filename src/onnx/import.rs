@@ -411,10 +411,8 @@ impl<'a> Importer<'a> {
         let ins: Vec<&[usize]> = inputs.iter().map(|&v| self.shapes[v].as_slice()).collect();
         let shape = output_shape(&op, &ins, &self.params, self.input_shape)?;
         // As `validate` will, but before later nodes size anything by this shape.
-        let extent = shape
-            .iter()
-            .try_fold(1usize, |p, &d| p.checked_mul(d.max(1)));
-        if extent.is_none_or(|e| e > crate::graph::validate::MAX_VALUE_ELEMS) {
+        if super::tensor::extent(&shape).is_none_or(|e| e > crate::graph::validate::MAX_VALUE_ELEMS)
+        {
             return Err(format!("its output {shape:?} is implausibly large"));
         }
         self.shapes.push(shape);

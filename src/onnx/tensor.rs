@@ -29,6 +29,14 @@ impl Const {
     }
 }
 
+/// The product of `shape`'s dimensions with zeros counted as 1 (`None` on overflow): what its
+/// dimensions span, which bounds loops and shape products even where the tensor is empty.
+pub(super) fn extent(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |p, &d| p.checked_mul(d.max(1)))
+}
+
 /// The most elements one tensor may claim: well above any CNN weight (VGG-19's largest is
 /// 2.4M), far below what would exhaust memory.
 const MAX_ELEMS: u64 = 1 << 30;
@@ -52,13 +60,11 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
         return Err(err(format!("{} dimensions", t.dims.len())));
     }
     let mut shape = Vec::with_capacity(t.dims.len());
-    let (mut numel, mut extent): (u64, u64) = (1, 1);
+    let mut numel: u64 = 1;
     for &d in &t.dims {
         let d =
             u64::try_from(d).map_err(|_| err(format!("negative dimension {d} in {:?}", t.dims)))?;
         numel = numel.saturating_mul(d);
-        // The dimensions bound loops and shape products even where another one is 0.
-        extent = extent.saturating_mul(d.max(1));
         shape.push(d as usize);
     }
     if numel > MAX_ELEMS {
@@ -67,7 +73,7 @@ pub fn decode(t: &TensorProto, name: &str) -> Result<Const, String> {
             t.dims
         )));
     }
-    if extent > MAX_ELEMS {
+    if extent(&shape).is_none_or(|e| e as u64 > MAX_ELEMS) {
         return Err(err(format!(
             "shape {:?} spans more than the {MAX_ELEMS} elements synthcal accepts",
             t.dims

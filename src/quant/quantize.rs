@@ -115,12 +115,18 @@ fn check_options(model: &Model, opts: &QuantOptions) -> Result<()> {
         .map(|l| graph.nodes[l].name.as_str())
         .collect();
     match opts.keep_fp32.iter().find(|n| !names.contains(&n.as_str())) {
-        Some(name) => Err(Error::Invalid(format!(
-            "keep in FP32: {name} is no quantized layer's name; layers: {}",
-            names.join(", ")
-        ))),
+        Some(name) => Err(not_a_layer(name, names)),
         None => Ok(()),
     }
+}
+
+/// The error for a name to keep in FP32 that is none of `layers`.
+fn not_a_layer<'a>(name: &str, layers: impl IntoIterator<Item = &'a str>) -> Error {
+    let layers: Vec<&str> = layers.into_iter().collect();
+    Error::Invalid(format!(
+        "keep in FP32: {name} is no quantized layer's name; layers: {}",
+        layers.join(", ")
+    ))
 }
 
 /// [`quantize_with_set`], recording `calibration` as the set's description.
@@ -159,15 +165,10 @@ fn quantize_described(
             .copied()
             .find(|&l| q.graph.nodes[l].name == *name)
             .ok_or_else(|| {
-                let names: Vec<&str> = q
-                    .layers
-                    .keys()
-                    .map(|&l| q.graph.nodes[l].name.as_str())
-                    .collect();
-                Error::Invalid(format!(
-                    "keep in FP32: {name} is no quantized layer's name; layers: {}",
-                    names.join(", ")
-                ))
+                not_a_layer(
+                    name,
+                    q.layers.keys().map(|&l| q.graph.nodes[l].name.as_str()),
+                )
             })?;
         q = q.clone_without(node);
     }
