@@ -293,8 +293,11 @@ pub fn check_classes(ds: &Dataset, classes: &[String]) -> Result<()> {
 }
 
 /// The index of each row's largest logit; `classes` is the row width, the model's output
-/// count (never a dataset's class count).
+/// count (never a dataset's class count). Rows of no width have no index: an empty result.
 pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    if classes == 0 {
+        return Vec::new();
+    }
     logits
         .chunks(classes)
         .map(|r| {
@@ -340,6 +343,8 @@ mod tests {
         assert!((top[0].1 as f64 - want).abs() < 1e-6, "{top:?}");
         assert_eq!(l.top_k(1, 10).len(), 3);
         assert!(Logits::new(vec![0.0; 4], names).is_err());
+        assert_eq!(argmax_rows(&[1.0, 3.0, 2.0, 0.0], 2), vec![1, 0]);
+        assert!(argmax_rows(&[1.0, 2.0], 0).is_empty());
     }
 
     #[test]

@@ -209,7 +209,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
             &hooks,
         )?;
         let cmp = Comparison {
-            fidelity: fidelity(&lf, &l, ds.labels(), k),
+            fidelity: fidelity(&lf, &l, ds.labels(), k)?,
             fp32: rf,
             int8: r.clone(),
         };
@@ -227,7 +227,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
             &other.display().to_string(),
             &hooks,
         )?;
-        let (ab, ba, p) = fidelity::paired(&l, &lb, ds.labels(), k);
+        let (ab, ba, p) = fidelity::paired(&l, &lb, ds.labels(), k)?;
         println!();
         println!(
             "vs {}: top-1 {:.2}% vs {:.2}%; {ab} images only --model gets right, {ba} only --vs; McNemar p = {p:.3}",

@@ -421,7 +421,7 @@ impl<'a> Row<'a> {
             &Default::default(),
         )?;
         let fp = self.fp32_logits.as_ref().expect("computed above");
-        let f = fidelity(fp, &l, test.labels(), model.num_classes());
+        let f = fidelity(fp, &l, test.labels(), model.num_classes())?;
         let cell = Cell {
             model: m.to_string(),
             source: src.to_string(),

@@ -177,7 +177,7 @@ pub fn diagnose(
     })?;
     bar.complete();
     let classes = q.class_names.len();
-    let fid = fidelity(&lf, &lq, ds.labels(), classes);
+    let fid = fidelity(&lf, &lq, ds.labels(), classes)?;
     // Revert one layer at a time on the rank images.
     let rank = rank_images.min(ds.len()).max(1);
     let sub = ds.subset(&(0..rank).collect::<Vec<_>>())?;

@@ -2,6 +2,7 @@
 //! agreement, flips each way, logit RMSE, softmax KL, and McNemar's paired test.
 
 use crate::data::Label;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// How faithful an INT8 model's outputs are to its FP32 source's.
@@ -74,8 +75,24 @@ fn log_softmax(r: &[f32]) -> Vec<f64> {
     r.iter().map(|&v| v as f64 - lse).collect()
 }
 
+/// Checks that `a` and `b` each hold one row of `classes` logits per label.
+fn check_paired(a: &[f32], b: &[f32], labels: &[Label], classes: usize) -> Result<()> {
+    let want = labels.len().checked_mul(classes);
+    if classes == 0 || want != Some(a.len()) || want != Some(b.len()) {
+        return Err(Error::Invalid(format!(
+            "logits of {} and {} values for {} labels of {classes} classes",
+            a.len(),
+            b.len(),
+            labels.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Compares INT8 logits with FP32 logits (both row-major `[N, classes]`) on labeled images.
-pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[Label], classes: usize) -> Fidelity {
+/// An error when either does not hold `classes` logits per label.
+pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[Label], classes: usize) -> Result<Fidelity> {
+    check_paired(fp32, int8, labels, classes)?;
     let n = labels.len();
     let (mut right_a, mut right_b, mut same, mut b_only_wrong, mut a_only_wrong) = (0, 0, 0, 0, 0);
     let (mut sq, mut kl) = (0.0f64, 0.0f64);
@@ -111,7 +128,7 @@ pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[Label], classes: usize) ->
         / count;
     let rmse = (sq / count).sqrt();
     let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
-    Fidelity {
+    Ok(Fidelity {
         images: n,
         fp32_top1: pct(right_a),
         int8_top1: pct(right_b),
@@ -123,12 +140,19 @@ pub fn fidelity(fp32: &[f32], int8: &[f32], labels: &[Label], classes: usize) ->
         logit_rmse_rel: rmse / var.sqrt().max(1e-12),
         kl: kl / n.max(1) as f64,
         mcnemar_p: mcnemar(b_only_wrong, a_only_wrong),
-    }
+    })
 }
 
 /// McNemar between two models' predictions on the same labeled images: (A right and B
-/// wrong, A wrong and B right, p-value).
-pub fn paired(a: &[f32], b: &[f32], labels: &[Label], classes: usize) -> (usize, usize, f64) {
+/// wrong, A wrong and B right, p-value). An error when either does not hold `classes` logits
+/// per label.
+pub fn paired(
+    a: &[f32],
+    b: &[f32],
+    labels: &[Label],
+    classes: usize,
+) -> Result<(usize, usize, f64)> {
+    check_paired(a, b, labels, classes)?;
     let (mut ab, mut ba) = (0, 0);
     for (i, &l) in labels.iter().enumerate() {
         let pa = argmax(&a[i * classes..(i + 1) * classes]) == l as usize;
@@ -136,7 +160,7 @@ pub fn paired(a: &[f32], b: &[f32], labels: &[Label], classes: usize) -> (usize,
         ab += (pa && !pb) as usize;
         ba += (!pa && pb) as usize;
     }
-    (ab, ba, mcnemar(ab, ba))
+    Ok((ab, ba, mcnemar(ab, ba)))
 }
 
 #[cfg(test)]
@@ -181,7 +205,7 @@ mod tests {
     fn fidelity_of_identical_and_shifted_logits() {
         let fp = vec![2.0, 0.0, 1.0, 0.0, 3.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0, 4.0];
         let labels = [0, 1, 2, 2];
-        let f = fidelity(&fp, &fp, &labels, 3);
+        let f = fidelity(&fp, &fp, &labels, 3).unwrap();
         assert_eq!(
             (f.agreement, f.drop, f.logit_rmse, f.mcnemar_p),
             (100.0, 0.0, 0.0, 1.0)
@@ -190,17 +214,17 @@ mod tests {
         assert_eq!(f.fp32_top1, 75.0);
         // Shift every logit by 0.5: predictions and softmax unchanged, RMSE 0.5.
         let q: Vec<f32> = fp.iter().map(|v| v + 0.5).collect();
-        let f = fidelity(&fp, &q, &labels, 3);
+        let f = fidelity(&fp, &q, &labels, 3).unwrap();
         assert!((f.logit_rmse - 0.5).abs() < 1e-9 && f.kl.abs() < 1e-9 && f.agreement == 100.0);
         // Flip image 0 (right -> wrong) and image 2 (wrong -> right).
         let mut q = fp.clone();
         q[0] = -1.0;
         q[8] = 9.0;
-        let f = fidelity(&fp, &q, &labels, 3);
+        let f = fidelity(&fp, &q, &labels, 3).unwrap();
         assert_eq!((f.fp32_right_int8_wrong, f.fp32_wrong_int8_right), (1, 1));
         assert_eq!(f.agreement, 50.0);
         assert!(f.kl > 0.0);
-        assert_eq!(paired(&fp, &q, &labels, 3), (1, 1, 1.0));
+        assert_eq!(paired(&fp, &q, &labels, 3).unwrap(), (1, 1, 1.0));
     }
 
     /// Three flips one way, one the other, and a prediction that changes while both are
@@ -218,18 +242,30 @@ mod tests {
         // 5's wrong prediction to another wrong class.
         let fp = logits(&[0, 1, 2, 0, 0, 0]);
         let q = logits(&[1, 2, 0, 0, 1, 1]);
-        let f = fidelity(&fp, &q, &labels, 3);
+        let f = fidelity(&fp, &q, &labels, 3).unwrap();
         assert_eq!((f.fp32_right_int8_wrong, f.fp32_wrong_int8_right), (3, 1));
         assert!((f.fp32_top1 - 400.0 / 6.0).abs() < 1e-9, "{}", f.fp32_top1);
         assert!((f.int8_top1 - 200.0 / 6.0).abs() < 1e-9, "{}", f.int8_top1);
         assert!((f.drop - 200.0 / 6.0).abs() < 1e-9, "{}", f.drop);
         assert!((f.agreement - 100.0 / 6.0).abs() < 1e-9, "{}", f.agreement);
         assert_eq!(f.mcnemar_p, mcnemar(3, 1));
-        assert_eq!(paired(&fp, &q, &labels, 3), (3, 1, mcnemar(3, 1)));
-        assert_eq!(paired(&q, &fp, &labels, 3), (1, 3, mcnemar(1, 3)));
+        assert_eq!(paired(&fp, &q, &labels, 3).unwrap(), (3, 1, mcnemar(3, 1)));
+        assert_eq!(paired(&q, &fp, &labels, 3).unwrap(), (1, 3, mcnemar(1, 3)));
         // The reverse comparison swaps the counts and the sign of the drop.
-        let r = fidelity(&q, &fp, &labels, 3);
+        let r = fidelity(&q, &fp, &labels, 3).unwrap();
         assert_eq!((r.fp32_right_int8_wrong, r.fp32_wrong_int8_right), (1, 3));
         assert!((r.drop + f.drop).abs() < 1e-9);
+    }
+
+    #[test]
+    fn mismatched_logits_are_errors() {
+        let labels = [0, 1];
+        let fp = [1.0, 0.0, 0.0, 1.0];
+        assert!(fidelity(&fp, &fp[..3], &labels, 2).is_err());
+        assert!(fidelity(&fp[..3], &fp, &labels, 2).is_err());
+        assert!(fidelity(&fp, &fp, &labels, 0).is_err());
+        assert!(fidelity(&fp, &fp, &labels, usize::MAX).is_err());
+        assert!(paired(&fp, &fp, &labels[..1], 2).is_err());
+        assert_eq!(paired(&fp, &fp, &labels, 2).unwrap(), (0, 0, 1.0));
     }
 }

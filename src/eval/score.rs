@@ -39,9 +39,16 @@ pub struct Gaussian {
 }
 
 impl Gaussian {
-    /// Fits rows of `dim` features.
-    pub fn fit(x: &[f32], dim: usize) -> Gaussian {
-        let n = (x.len() / dim).max(1);
+    /// Fits rows of `dim` features; an error unless `x` holds at least one whole row and no
+    /// partial one.
+    pub fn fit(x: &[f32], dim: usize) -> Result<Gaussian> {
+        if dim == 0 || x.is_empty() || !x.len().is_multiple_of(dim) {
+            return Err(Error::Invalid(format!(
+                "{} features are not rows of {dim}",
+                x.len()
+            )));
+        }
+        let n = x.len() / dim;
         let mut mean = vec![0f64; dim];
         for row in x.chunks(dim) {
             for (m, &v) in mean.iter_mut().zip(row) {
@@ -70,7 +77,7 @@ impl Gaussian {
                 cov[j * dim + i] = v;
             }
         }
-        Gaussian { mean, cov }
+        Ok(Gaussian { mean, cov })
     }
 }
 
@@ -121,8 +128,12 @@ pub fn frechet(a: &Gaussian, b: &Gaussian) -> f64 {
     (dm + tr(&a.cov) + tr(&b.cov) - 2.0 * tr_sqrt).max(0.0)
 }
 
-/// exp(E_x KL(p(y|x) || p(y))) over softmax rows of `logits`.
+/// exp(E_x KL(p(y|x) || p(y))) over softmax rows of `logits`; 1 (no information) when there
+/// are no rows, or rows of no width.
 pub fn classifier_score(logits: &[f32], classes: usize) -> f64 {
+    if classes == 0 {
+        return 1.0;
+    }
     let probs: Vec<Vec<f64>> = logits
         .chunks(classes)
         .map(|r| {
@@ -224,7 +235,7 @@ pub fn quality(
         .count();
     Ok(Quality {
         classifier_score: classifier_score(&logits, classes),
-        classifier_fid: frechet(&Gaussian::fit(&feats, dim), reference),
+        classifier_fid: frechet(&Gaussian::fit(&feats, dim)?, reference),
         agreement: 100.0 * hits as f64 / set.len().max(1) as f64,
     })
 }
@@ -232,7 +243,7 @@ pub fn quality(
 /// The reference Gaussian: penultimate features of `test`.
 pub fn reference(runner: &Runner, feat: usize, model: &Model, test: &Dataset) -> Result<Gaussian> {
     let (_, f, dim) = logits_and_features(runner, feat, model, test)?;
-    Ok(Gaussian::fit(&f, dim))
+    Gaussian::fit(&f, dim)
 }
 
 #[cfg(test)]
@@ -286,5 +297,17 @@ mod tests {
         }
         assert!((classifier_score(&confident, 4) - 4.0).abs() < 1e-6);
         assert!((classifier_score(&[0.0; 40], 4) - 1.0).abs() < 1e-12);
+        assert_eq!(classifier_score(&[1.0; 4], 0), 1.0);
+        assert_eq!(classifier_score(&[], 4), 1.0);
+    }
+
+    #[test]
+    fn gaussian_fit_takes_whole_rows_only() {
+        let g = Gaussian::fit(&[1.0, 2.0, 3.0, 6.0], 2).unwrap();
+        assert_eq!(g.mean, vec![2.0, 4.0]);
+        assert_eq!(g.cov, vec![2.0, 4.0, 4.0, 8.0]);
+        for (x, dim) in [(&[1.0f32, 2.0, 3.0][..], 2), (&[1.0][..], 0), (&[][..], 2)] {
+            assert!(Gaussian::fit(x, dim).is_err(), "{x:?} / {dim}");
+        }
     }
 }
