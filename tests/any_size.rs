@@ -166,18 +166,13 @@ fn real_images_calibrate_a_64x64_model() {
 #[test]
 fn resnet18_shaped_onnx_agrees_with_onnx_runtime() {
     common::skip_without_gpu!();
-    let Some(python) = std::env::var_os("SYNTHCAL_ORT_PYTHON") else {
-        common::skip("SYNTHCAL_ORT_PYTHON is not set (a Python with onnx, onnxruntime and numpy)");
+    let Some(python) = common::ort::python() else {
         return;
     };
     let dir =
         TempDir(std::env::temp_dir().join(format!("synthcal-any-size-ort-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let (onnx, x, y) = (
-        dir.0.join("r18.onnx"),
-        dir.0.join("x.f32"),
-        dir.0.join("y.f32"),
-    );
+    let onnx = dir.0.join("r18.onnx");
     let tool = |name: &str| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools")).join(name);
     let st = std::process::Command::new(&python)
         .arg(tool("resnet18-onnx.py"))
@@ -199,23 +194,9 @@ fn resnet18_shaped_onnx_agrees_with_onnx_runtime() {
     let input = images
         .images()
         .to_f32_normalized(0..4, &norm.mean, &norm.std);
-    let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&x, bytes).unwrap();
-    let st = std::process::Command::new(&python)
-        .arg(tool("ort_logits.py"))
-        .args([&onnx, &x, &y])
-        .status()
-        .unwrap();
-    assert!(st.success(), "ort_logits.py: {st}");
-    let ort: Vec<f32> = std::fs::read(&y)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let ort = common::ort::logits(&python, &onnx, &input, common::ort::Run::Fused);
     let ours = m.predict(&common::gpu(), images.images()).unwrap();
-    assert_eq!(ort.len(), ours.values().len());
-    let worst = synthcal::array::worst(ort.iter().zip(ours.values()).map(|(a, b)| (a - b).abs()));
-    let scale = ort.iter().map(|v| v.abs()).fold(0f32, f32::max);
+    let (worst, scale) = common::ort::difference(&ort, ours.values());
     eprintln!(
         "ResNet-18 shape at 64x64: max |logit difference| {worst:e}, largest |logit| {scale}"
     );

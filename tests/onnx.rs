@@ -232,8 +232,7 @@ fn every_unsupported_op_is_listed_at_once() {
 #[test]
 fn onnx_runtime_agrees_with_synthcal() {
     common::skip_without_gpu!();
-    let Some(python) = std::env::var_os("SYNTHCAL_ORT_PYTHON") else {
-        common::skip("SYNTHCAL_ORT_PYTHON is not set (a Python with onnxruntime and numpy)");
+    let Some(python) = common::ort::python() else {
         return;
     };
     let shared = std::path::PathBuf::from(concat!(
@@ -271,44 +270,16 @@ fn onnx_runtime_agrees_with_synthcal() {
 
 /// The largest |difference| between ONNX Runtime's and synthcal's logits on 8 images, and
 /// the largest |logit|.
-fn ort_difference(python: &std::ffi::OsStr, m: &Model, dir: &std::path::Path) -> (f32, f32) {
-    let (model, input, output) = (dir.join("m.onnx"), dir.join("x.f32"), dir.join("y.f32"));
+fn ort_difference(python: &std::ffi::OsString, m: &Model, dir: &std::path::Path) -> (f32, f32) {
+    let model = dir.join("m.onnx");
     onnx::write(m, &model).unwrap();
     let x = images(8, 11);
     // The ONNX graph takes normalized images, as synthcal's runner does.
     let norm = &m.arch.norm;
-    let plane = 32 * 32;
-    let xs: Vec<u8> = x
-        .pixels()
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &p)| {
-            let c = (i / plane) % 3;
-            ((p as f32 / 255.0 - norm.mean[c]) / norm.std[c]).to_le_bytes()
-        })
-        .collect();
-    std::fs::write(&input, xs).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ort_logits.py");
-    let st = std::process::Command::new(python)
-        .args([
-            script.as_ref(),
-            model.as_os_str(),
-            input.as_os_str(),
-            output.as_os_str(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success(), "{}: {st}", m.arch.name);
-    let ort: Vec<f32> = std::fs::read(&output)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let input = x.to_f32_normalized(0..x.len(), &norm.mean, &norm.std);
+    let ort = common::ort::logits(python, &model, &input, common::ort::Run::Fused);
     let ours = m.predict(&common::gpu(), &x).unwrap();
-    assert_eq!(ort.len(), ours.values().len(), "{}", m.arch.name);
-    let worst = synthcal::array::worst(ort.iter().zip(ours.values()).map(|(a, b)| (a - b).abs()));
-    let scale = ours.values().iter().map(|v| v.abs()).fold(0.0f32, f32::max);
-    (worst, scale)
+    common::ort::difference(&ort, ours.values())
 }
 
 fn synthcal(args: &[&std::ffi::OsStr]) -> std::process::Output {

@@ -829,38 +829,20 @@ fn close(a: &[f32], b: &[f32], what: &str) {
     }
 }
 
-fn ort(python: &std::ffi::OsStr, p: &ModelProto, tag: &str) -> Vec<f32> {
+fn ort(python: &std::ffi::OsString, p: &ModelProto, tag: &str) -> Vec<f32> {
     let dir = std::env::temp_dir().join(format!("synthcal-ops-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (model, src, dst) = (dir.join("m.onnx"), dir.join("x.f32"), dir.join("y.f32"));
+    let model = dir.join("m.onnx");
     std::fs::write(&model, p.encode_to_vec()).unwrap();
-    let bytes: Vec<u8> = input().iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&src, bytes).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ort_logits.py");
-    let st = std::process::Command::new(python)
-        .args([
-            script.as_ref(),
-            model.as_os_str(),
-            src.as_os_str(),
-            dst.as_os_str(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success(), "{tag}: onnxruntime failed: {st}");
-    let y = std::fs::read(&dst).unwrap();
+    let y = common::ort::logits(python, &model, &input(), common::ort::Run::Fused);
     std::fs::remove_dir_all(&dir).ok();
-    y.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    y
 }
 
 #[test]
 fn handmade_graphs_match_cpu_round_trip_and_onnx_runtime() {
     common::skip_without_gpu!();
-    let python = std::env::var_os("SYNTHCAL_ORT_PYTHON");
-    if python.is_none() {
-        common::skip("SYNTHCAL_ORT_PYTHON is not set: ONNX Runtime comparison skipped");
-    }
+    let python = common::ort::python();
     let models = [
         ("a", model_a()),
         ("b", model_b()),

@@ -2,7 +2,7 @@
 with a `synthcal eval --predictions F.csv` file of the same images.
 
     ort-eval.py MODEL.onnx --data test_batch.bin [--predictions F.csv] [--limit N]
-        [--ort-predictions OUT.csv]
+        [--ort-predictions OUT.csv] [--as-written]
 
 Images are normalized with the model's metadata (`synthcal.norm_mean` / `synthcal.norm_std`,
 else the CIFAR statistics). Prints ONNX Runtime's top-1 and, with --predictions, synthcal's
@@ -65,10 +65,16 @@ def main():
     ap.add_argument("--limit", type=int)
     ap.add_argument("--ort-predictions", help="write ONNX Runtime's predicted classes here (one per line)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--as-written", action="store_true",
+                    help="graph optimizations off: QDQ pairs computed in float as the file states "
+                         "them, not fused into ONNX Runtime's integer kernels (which may saturate "
+                         "8-bit weights on x86 CPUs without VNNI)")
     a = ap.parse_args()
     so = ort.SessionOptions()
     if a.threads:
         so.intra_op_num_threads = a.threads
+    if a.as_written:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
     images, labels = read_cifar(a.data, a.limit)
     mean, std = session_norm(sess)

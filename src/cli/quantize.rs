@@ -71,8 +71,10 @@ pub struct QuantizeArgs {
     /// How each output channel's weight clipping range is chosen [default: min-max].
     #[arg(long, value_enum)]
     pub weight_range: Option<WeightRange>,
-    /// Bits per weight (per-channel symmetric).
-    #[arg(long, default_value_t = 8, value_parser = bits(&[8, 6, 4, 3, 2]))]
+    /// Bits per weight (per-channel symmetric). 7 is for ONNX Runtime on x86 CPUs without
+    /// VNNI: its integer kernels sum pairs of 8-bit products in 16 bits, which 8-bit weights
+    /// can overflow (its `reduce_range`).
+    #[arg(long, default_value_t = 8, value_parser = bits(&[8, 7, 6, 4, 3, 2]))]
     pub wbits: u32,
     /// Bits per activation (per tensor).
     #[arg(long, default_value_t = 8, value_parser = bits(&[8, 6, 4]))]

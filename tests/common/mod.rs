@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod cli;
+pub mod ort;
 
 #[allow(unused_imports)]
 pub use synthcal::testing::{gpu, skip, try_gpu};
