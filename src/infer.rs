@@ -298,21 +298,33 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
     if classes == 0 {
         return Vec::new();
     }
-    logits
-        .chunks(classes)
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 {
-                        (i, v)
-                    } else {
-                        best
-                    }
-                })
-                .0
-        })
-        .collect()
+    logits.chunks(classes).map(argmax).collect()
+}
+
+/// The index of the first largest value in `row` (NaN never wins; 0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
+    let first_largest = |best: (usize, f32), (i, &v): (usize, &f32)| {
+        if v > best.1 {
+            (i, v)
+        } else {
+            best
+        }
+    };
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), first_largest)
+        .0
+}
+
+/// Checks that `len` logits are one row of `classes` per image, for `rows` images; `what`
+/// names them in the error.
+pub(crate) fn check_logits(what: &str, len: usize, rows: usize, classes: usize) -> Result<()> {
+    if classes == 0 || rows.checked_mul(classes) != Some(len) {
+        return Err(Error::Invalid(format!(
+            "{what}: {len} logits for {rows} images of {classes} classes"
+        )));
+    }
+    Ok(())
 }
 
 /// The GPU runner of an FP32 model (BatchNorm folded unless `no_fold`).
@@ -345,6 +357,19 @@ mod tests {
         assert!(Logits::new(vec![0.0; 4], names).is_err());
         assert_eq!(argmax_rows(&[1.0, 3.0, 2.0, 0.0], 2), vec![1, 0]);
         assert!(argmax_rows(&[1.0, 2.0], 0).is_empty());
+        // The first of equal largest values; NaN never wins; an empty row gives 0.
+        assert_eq!(argmax(&[2.0, 5.0, 5.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, -1.0, f32::NAN]), 1);
+        assert_eq!(argmax(&[]), 0);
+    }
+
+    #[test]
+    fn logits_are_whole_rows_for_every_image() {
+        assert!(check_logits("x", 6, 2, 3).is_ok());
+        let e = check_logits("x", 5, 2, 3).unwrap_err().to_string();
+        assert!(e.contains("x: 5 logits for 2 images of 3 classes"), "{e}");
+        assert!(check_logits("x", 0, 0, 0).is_err());
+        assert!(check_logits("x", 0, usize::MAX, 2).is_err());
     }
 
     #[test]

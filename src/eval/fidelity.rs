@@ -2,7 +2,8 @@
 //! agreement, flips each way, logit RMSE, softmax KL, and McNemar's paired test.
 
 use crate::data::Label;
-use crate::{Error, Result};
+use crate::infer::{argmax, check_logits};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 
 /// How faithful an INT8 model's outputs are to its FP32 source's.
@@ -59,16 +60,6 @@ pub fn mcnemar(b: usize, c: usize) -> f64 {
     (2.0 * tail).min(1.0)
 }
 
-fn argmax(r: &[f32]) -> usize {
-    r.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0
-}
-
 fn log_softmax(r: &[f32]) -> Vec<f64> {
     let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
     let lse = m + r.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
@@ -77,16 +68,8 @@ fn log_softmax(r: &[f32]) -> Vec<f64> {
 
 /// Checks that `a` and `b` each hold one row of `classes` logits per label.
 fn check_paired(a: &[f32], b: &[f32], labels: &[Label], classes: usize) -> Result<()> {
-    let want = labels.len().checked_mul(classes);
-    if classes == 0 || want != Some(a.len()) || want != Some(b.len()) {
-        return Err(Error::Invalid(format!(
-            "logits of {} and {} values for {} labels of {classes} classes",
-            a.len(),
-            b.len(),
-            labels.len()
-        )));
-    }
-    Ok(())
+    check_logits("first logits", a.len(), labels.len(), classes)?;
+    check_logits("second logits", b.len(), labels.len(), classes)
 }
 
 /// Compares INT8 logits with FP32 logits (both row-major `[N, classes]`) on labeled images.

@@ -204,13 +204,7 @@ pub fn cross_check(
 ) -> Result<(usize, usize)> {
     check_classes(ds, &q.class_names)?;
     let k = q.class_names.len();
-    if gpu_logits.len() != ds.len() * k {
-        return Err(crate::Error::Invalid(format!(
-            "cross-check: {} logits for {} images of {k} classes",
-            gpu_logits.len(),
-            ds.len()
-        )));
-    }
+    crate::infer::check_logits("cross-check", gpu_logits.len(), ds.len(), k)?;
     let gpu_pred = argmax_rows(gpu_logits, k);
     let mut bar = hooks.task("cpu check", ds.len() as u64);
     let mut diff = 0;
