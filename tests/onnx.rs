@@ -336,7 +336,11 @@ fn cli_export_import_and_int8_qdq() {
         dir.join("q.onnx").as_os_str(),
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert!(String::from_utf8_lossy(&r.stdout).contains("INT8 as QDQ"));
+    let said = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        said.contains("INT8 as QDQ") && said.contains("--wbits 7"),
+        "{said}"
+    );
     let back = synthcal::QuantizedModel::load(dir.join("q.onnx")).unwrap();
     let x = images(2, 4);
     let gpu = common::gpu();
@@ -344,6 +348,24 @@ fn cli_export_import_and_int8_qdq() {
         int8.predict(&gpu, &x).unwrap().values(),
         back.predict(&gpu, &x).unwrap().values()
     );
+    // 7-bit weights: no note about ONNX Runtime's 16-bit sums.
+    let seven = synthcal::QuantOptions {
+        wbits: 7,
+        ..Default::default()
+    };
+    synthcal::quantize(&gpu, &m, &source, &seven)
+        .unwrap()
+        .save(&q)
+        .unwrap();
+    let q7 = dir.join("q7.onnx");
+    let r = synthcal(&[
+        "export".as_ref(),
+        q.as_os_str(),
+        "-o".as_ref(),
+        q7.as_os_str(),
+    ]);
+    let said = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success() && !said.contains("--wbits 7"), "{said}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
