@@ -7,7 +7,7 @@
 mod common;
 
 use common::cli::{ok, refused, temp_dir};
-use common::ort::{self, Run};
+use common::ort;
 
 use std::path::Path;
 use synthcal::array::Array;
@@ -104,32 +104,17 @@ fn check_int8(q: &QuantizedModel, x: &Images, dir: &Path) -> Vec<f32> {
 fn ort_agrees(onnx: &Path, x: &Images, q: &QuantizedModel, ours: &[f32]) {
     let Some(py) = ort::python() else { return };
     let input = x.to_f32_normalized(0..x.len(), &q.norm.mean, &q.norm.std);
-    let written = ort::logits(&py, onnx, &input, Run::AsWritten);
-    let (worst, scale) = ort::difference(&written, ours);
-    let fused = ort::logits(&py, onnx, &input, Run::Fused);
-    let (fused_worst, _) = ort::difference(&fused, ours);
-    let agree = ort::same_top1(&fused, ours, 10);
-    eprintln!(
-        "ORT vs synthcal INT8 ({}): as written, max |logit diff| {worst} of {scale}; \
-         fused, {agree}/{} agree, max |logit diff| {fused_worst}",
-        onnx.display(),
-        x.len()
-    );
-    let bound = 1e-3 * scale.max(1e-3);
-    assert!(worst <= bound, "as written: {worst} of {scale}");
+    let c = ort::compare(&py, onnx, &input, ours, 10);
+    eprintln!("ORT vs synthcal INT8 ({}): {c:?}", onnx.display());
+    let bound = 1e-3 * c.scale.max(1e-3);
+    assert!(c.written <= bound, "as written: {c:?}");
     if q.layer_bits().iter().all(|b| b.weights <= 7) {
-        assert!(
-            fused_worst <= bound,
-            "fused, 7-bit weights: {fused_worst} of {scale}"
-        );
+        assert!(c.fused <= bound, "fused, 7-bit weights: {c:?}");
     } else if ort::fused_may_saturate() {
         eprintln!("(8-bit weights on a CPU without VNNI: ONNX Runtime's fused run not compared)");
     } else {
-        assert!(agree * 10 >= x.len() * 9, "{agree}/{}", x.len());
-        assert!(
-            fused_worst <= 0.1 * scale.max(1e-3),
-            "fused: {fused_worst} of {scale}"
-        );
+        assert!(c.agree * 10 >= x.len() * 9, "{c:?}");
+        assert!(c.fused <= 0.1 * c.scale.max(1e-3), "fused: {c:?}");
     }
 }
 

@@ -54,6 +54,38 @@ pub fn logits(python: &OsString, model: &Path, input: &[f32], run: Run) -> Vec<f
         .collect()
 }
 
+/// ONNX Runtime's outputs for a QDQ file against synthcal's.
+#[derive(Debug)]
+pub struct Comparison {
+    /// The largest |difference| from the as-written run.
+    pub written: f32,
+    /// The largest |logit| of synthcal's.
+    pub scale: f32,
+    /// The largest |difference| from the fused run.
+    pub fused: f32,
+    /// Rows whose top-1 is the same in the fused run and synthcal's.
+    pub agree: usize,
+}
+
+/// Runs `model` both ways on `input` and compares each with `ours` (rows of `k` logits).
+pub fn compare(
+    python: &OsString,
+    model: &Path,
+    input: &[f32],
+    ours: &[f32],
+    k: usize,
+) -> Comparison {
+    let written = logits(python, model, input, Run::AsWritten);
+    let (written, scale) = difference(&written, ours);
+    let fused = logits(python, model, input, Run::Fused);
+    Comparison {
+        written,
+        scale,
+        fused: difference(&fused, ours).0,
+        agree: same_top1(&fused, ours, k),
+    }
+}
+
 /// The largest |difference| between two logit sets and the largest |logit| of `ours`.
 pub fn difference(theirs: &[f32], ours: &[f32]) -> (f32, f32) {
     assert_eq!(theirs.len(), ours.len());
