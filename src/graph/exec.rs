@@ -27,6 +27,24 @@ pub struct Runner {
     plan: Int8Plan,
 }
 
+/// A value as a runner holds it: f32, or int8 in its format.
+#[derive(Clone, Debug)]
+pub enum Held {
+    F32(Tensor),
+    Int8(ops::qconv::QTensor),
+}
+
+/// Where a walk starts: the graph input, or a value held already (then only the `needed`
+/// nodes run).
+enum Start<'a> {
+    Input(&'a Tensor),
+    At {
+        from: ValueId,
+        x: &'a Held,
+        needed: Vec<bool>,
+    },
+}
+
 /// The graph output plus any values the caller asked to keep (calibration taps, backward).
 pub struct Outputs {
     pub output: Tensor,
@@ -200,11 +218,86 @@ impl Runner {
         keep: &[ValueId],
         hook: &mut NodeHook<'_, 'g>,
     ) -> Result<Outputs> {
+        let (mut values, qvalues) = self.walk(s, Start::Input(input), keep, hook)?;
+        // An int8 output (a model that rounds its logits) is dequantized at the end.
+        let out = self.graph.output;
+        if let (None, Some(q)) = (values.get(out), qvalues.get(out)) {
+            let y = self.dequantize(s, out, q)?;
+            values.set(out, y);
+        }
+        let kept = keep
+            .iter()
+            .filter_map(|&v| values.get(v).cloned().map(|t| (v, t)))
+            .collect();
+        let output = values
+            .take(self.graph.output)
+            .ok_or_else(|| Error::Invalid("graph produced no output".into()))?;
+        Ok(Outputs { output, kept })
+    }
+
+    /// The format the runner holds value `v` in (None: f32).
+    pub fn int8_format(&self, v: ValueId) -> Option<QFormat> {
+        self.plan.formats.get(&v).copied()
+    }
+
+    /// Records only the nodes that value `to` depends on, starting from value `from` as `x`
+    /// holds it instead of from the graph input (a cut point that `to` depends on the input
+    /// through), and returns `to` as the runner holds it. The same kernels run on the same
+    /// data as in `forward`, so the result is the same bits.
+    pub fn forward_from(
+        &self,
+        s: &mut Stream,
+        from: ValueId,
+        x: &Held,
+        to: ValueId,
+    ) -> Result<Held> {
+        if from == to {
+            return Ok(x.clone());
+        }
+        let needed = self.graph.needed_from(from, to)?;
+        let start = Start::At { from, x, needed };
+        let (mut values, mut qvalues) = self.walk(s, start, &[], &mut |_, _, _| Ok(()))?;
+        match (qvalues.take(to), values.take(to)) {
+            (Some(q), _) => Ok(Held::Int8(q)),
+            (None, Some(t)) => Ok(Held::F32(t)),
+            _ => Err(Error::Invalid(format!("value {to} was not computed"))),
+        }
+    }
+
+    /// Value `v` held as `x`, in f32 (as `forward` keeps it).
+    pub fn held_f32(&self, s: &mut Stream, v: ValueId, x: &Held) -> Result<Tensor> {
+        match x {
+            Held::F32(t) => Ok(t.clone()),
+            Held::Int8(q) => self.dequantize(s, v, q),
+        }
+    }
+
+    /// Records the nodes `start` asks for; returns the f32 and the int8 values left.
+    fn walk<'g>(
+        &self,
+        s: &mut Stream<'g>,
+        start: Start,
+        keep: &[ValueId],
+        hook: &mut NodeHook<'_, 'g>,
+    ) -> Result<(Values<Tensor>, Values<ops::qconv::QTensor>)> {
         let mut values: Values<Tensor> = Values::new(&self.graph);
         // Outputs of chained quantized layers: packed int8 in the consumer's input format.
         let mut qvalues: Values<ops::qconv::QTensor> = Values::new(&self.graph);
+        let (input, needed) = match start {
+            Start::Input(x) => (Some(x), None),
+            Start::At { from, x, needed } => {
+                match x {
+                    Held::F32(t) => values.set(from, t.clone()),
+                    Held::Int8(q) => qvalues.set(from, q.clone()),
+                }
+                (None, Some(needed))
+            }
+        };
         for step in self.graph.walk() {
             let (i, node) = (step.id, step.node);
+            if needed.as_ref().is_some_and(|m| !m[i]) {
+                continue;
+            }
             if let Some(&f) = self.plan.formats.get(&i) {
                 if self.plan.is_int8_op(i) {
                     let y = int8::gpu_node(s, node, f, &qvalues)?;
@@ -265,7 +358,9 @@ impl Runner {
                         }
                     }
                 }
-                Op::Input => input.clone(),
+                Op::Input => input
+                    .ok_or_else(|| Error::Invalid(format!("{}: no graph input", node.name)))?
+                    .clone(),
                 Op::Conv2d { act, .. } | Op::Linear { act, .. } => {
                     let residual = if node.inputs.len() > 1 {
                         Some(arg(1)?)
@@ -316,20 +411,7 @@ impl Runner {
             values.set(i, out);
             free(&step, keep, &mut values, &mut qvalues);
         }
-        // An int8 output (a model that rounds its logits) is dequantized at the end.
-        let out = self.graph.output;
-        if let (None, Some(q)) = (values.get(out), qvalues.get(out)) {
-            let y = self.dequantize(s, out, q)?;
-            values.set(out, y);
-        }
-        let kept = keep
-            .iter()
-            .filter_map(|&v| values.get(v).cloned().map(|t| (v, t)))
-            .collect();
-        let output = values
-            .take(self.graph.output)
-            .ok_or_else(|| Error::Invalid("graph produced no output".into()))?;
-        Ok(Outputs { output, kept })
+        Ok((values, qvalues))
     }
 
     /// Int8 value `v` in f32, shaped as the f32 ops expect it.

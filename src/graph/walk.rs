@@ -31,6 +31,39 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// The nodes value `to` needs computed when value `from` is given: its ancestors (itself
+    /// included) not reached only through `from`. Errors when one of them is the graph input
+    /// (then `to` does not depend on the input through `from` alone).
+    pub fn needed_from(&self, from: ValueId, to: ValueId) -> Result<Vec<bool>> {
+        let n = self.nodes.len();
+        if from >= n || to >= n {
+            return Err(Error::Invalid(format!(
+                "values {from} and {to}: the graph has {n} values"
+            )));
+        }
+        let mut needed = vec![false; n];
+        needed[to] = to != from;
+        for i in (0..n).rev() {
+            if !needed[i] {
+                continue;
+            }
+            let node = &self.nodes[i];
+            if matches!(node.op, Op::Input) {
+                return Err(Error::Invalid(format!(
+                    "value {to} depends on the graph input other than through value {from}"
+                )));
+            }
+            for &v in &node.inputs {
+                if v != from {
+                    needed[v] = true;
+                }
+            }
+        }
+        Ok(needed)
+    }
+}
+
 /// One slot per node for the values a walk computes.
 pub struct Values<T> {
     slots: Vec<Option<T>>,

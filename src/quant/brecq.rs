@@ -29,10 +29,10 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::graph::blocks::Block;
-use crate::graph::exec::Runner;
+use crate::graph::exec::{Held, Runner};
 use crate::graph::replay::{Frozen, Hooks};
 use crate::graph::tape::{Tape, Var};
-use crate::graph::ValueId;
+use crate::graph::{Graph, ValueId};
 use crate::models::Model;
 use crate::ops::adam::{adam, AdamConfig};
 use crate::ops::adaround::{self as k, SoftQuant};
@@ -430,58 +430,117 @@ pub fn learn_block(
     })
 }
 
-/// The quantized model's values at the block's input and the FP32 model's at its output (and
-/// with `with_fp` at its input), over `calib`.
-fn block_data(
-    (fp, quant): (&Runner, &Runner),
-    block: &Block,
-    calib: &Dataset,
-    model: &Model,
-    opts: &QuantOptions,
-    with_fp: bool,
-) -> Result<BlockData> {
-    let gpu = &fp.gpu;
-    let norm = &model.arch.norm;
-    let (h, w) = (calib.height(), calib.width());
-    let (mut xs, mut fs, mut ts) = (None, None, None);
-    for start in (0..calib.len()).step_by(opts.batch.max(1)) {
-        opts.hooks.cancel.check()?;
-        let end = (start + opts.batch).min(calib.len());
-        let px = calib
-            .images()
-            .to_f32_normalized(start..end, &norm.mean, &norm.std);
-        let img = gpu.upload_f32(&[end - start, calib.channels(), h, w], &px)?;
-        let mut s = gpu.stream();
-        let keep = if with_fp {
-            vec![block.output, block.input]
-        } else {
-            vec![block.output]
-        };
-        let mut f = fp.forward(&mut s, &img, &keep)?;
-        if with_fp {
-            let xf = f.kept.remove(&block.input).ok_or_else(|| {
-                Error::Invalid(format!("brecq: value {} was not kept", block.input))
-            })?;
-            append(&mut s, &mut fs, &xf, calib.len(), start)?;
+/// The calibration batches as both models hold them at a cut point of the graph, so that each
+/// block's data comes from running that block alone rather than the network from its input.
+/// The quantized model's values are recomputed from the images when learning changed the
+/// format they are held in.
+struct Cursor {
+    /// The FP32 model's values at `fp_at`, per batch.
+    fp: Vec<Tensor>,
+    fp_at: ValueId,
+    /// The quantized model's values at `q_at`, per batch.
+    quant: Vec<Held>,
+    q_at: ValueId,
+    /// How often the quantized values were recomputed from the images.
+    restarts: usize,
+}
+
+impl Cursor {
+    /// Both models at the graph input, one tensor per batch of `opts.batch` images.
+    fn start(
+        gpu: &Gpu,
+        graph: &Graph,
+        calib: &Dataset,
+        model: &Model,
+        opts: &QuantOptions,
+    ) -> Result<Cursor> {
+        let input = graph
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, crate::graph::Op::Input))
+            .ok_or_else(|| Error::Invalid("the graph has no input".into()))?;
+        let norm = &model.arch.norm;
+        let (c, h, w) = (calib.channels(), calib.height(), calib.width());
+        let mut fp = Vec::new();
+        for start in (0..calib.len()).step_by(opts.batch.max(1)) {
+            let end = (start + opts.batch).min(calib.len());
+            let px = calib
+                .images()
+                .to_f32_normalized(start..end, &norm.mean, &norm.std);
+            fp.push(gpu.upload_f32(&[end - start, c, h, w], &px)?);
         }
-        let t = f.kept.remove(&block.output).unwrap_or(f.output);
-        let mut o = quant.forward(&mut s, &img, &[block.input])?;
-        let x = o
-            .kept
-            .remove(&block.input)
-            .ok_or_else(|| Error::Invalid(format!("brecq: value {} was not kept", block.input)))?;
-        append(&mut s, &mut xs, &x, calib.len(), start)?;
-        append(&mut s, &mut ts, &t, calib.len(), start)?;
-        s.submit();
-        gpu.wait()?;
+        if fp.is_empty() {
+            return Err(Error::Invalid("the calibration set is empty".into()));
+        }
+        let quant = fp.iter().cloned().map(Held::F32).collect();
+        Ok(Cursor {
+            fp,
+            fp_at: input,
+            quant,
+            q_at: input,
+            restarts: 0,
+        })
     }
-    match (xs, ts) {
-        (Some(x), Some(target)) => Ok(BlockData {
-            x,
-            x_fp: fs,
-            target,
-        }),
-        _ => Err(Error::Invalid("the calibration set is empty".into())),
+
+    /// Moves both models to `block` (the quantized one with `quant`, which holds the blocks
+    /// learned so far) and returns the block's data: the quantized model's values at its
+    /// input, the FP32 model's at its output (and with `with_fp` at its input). Afterwards
+    /// the FP32 model stands at the block's output.
+    fn block_data(
+        &mut self,
+        (fp, quant): (&Runner, &Runner),
+        block: &Block,
+        images: &Cursor,
+        opts: &QuantOptions,
+        with_fp: bool,
+    ) -> Result<BlockData> {
+        let gpu = &fp.gpu;
+        let stale = |h: &Held| match h {
+            Held::F32(_) => quant.int8_format(self.q_at).is_some(),
+            Held::Int8(x) => quant.int8_format(self.q_at) != Some(x.fmt),
+        };
+        if self.quant.iter().any(stale) {
+            self.quant = images.quant.clone();
+            self.q_at = images.q_at;
+            self.restarts += 1;
+        }
+        let total: usize = self.fp.iter().map(|t| t.shape()[0]).sum();
+        let (mut xs, mut fs, mut ts) = (None, None, None);
+        let mut at = 0;
+        for (xf, xq) in self.fp.iter_mut().zip(self.quant.iter_mut()) {
+            opts.hooks.cancel.check()?;
+            let mut s = gpu.stream();
+            *xq = quant.forward_from(&mut s, self.q_at, xq, block.input)?;
+            let Held::F32(f) =
+                fp.forward_from(&mut s, self.fp_at, &Held::F32(xf.clone()), block.input)?
+            else {
+                return Err(Error::Invalid("the FP32 model held an int8 value".into()));
+            };
+            if with_fp {
+                append(&mut s, &mut fs, &f, total, at)?;
+            }
+            let Held::F32(t) = fp.forward_from(&mut s, block.input, &Held::F32(f), block.output)?
+            else {
+                return Err(Error::Invalid("the FP32 model held an int8 value".into()));
+            };
+            let x = quant.held_f32(&mut s, block.input, xq)?;
+            append(&mut s, &mut xs, &x, total, at)?;
+            append(&mut s, &mut ts, &t, total, at)?;
+            s.submit();
+            gpu.wait()?;
+            at += t.shape()[0];
+            *xf = t;
+        }
+        self.q_at = block.input;
+        self.fp_at = block.output;
+        match (xs, ts) {
+            (Some(x), Some(target)) => Ok(BlockData {
+                x,
+                x_fp: fs,
+                target,
+            }),
+            _ => Err(Error::Invalid("the calibration set is empty".into())),
+        }
     }
 }
 
@@ -521,10 +580,16 @@ pub fn brecq(
         .hooks
         .task("brecq", blocks.len().saturating_mul(ao.iters) as u64);
     let mut reports = Vec::new();
+    let images = Cursor::start(gpu, &q.graph, &calib, model, opts)?;
+    let mut cursor = Cursor {
+        fp: images.fp.clone(),
+        quant: images.quant.clone(),
+        ..images
+    };
     for (bi, block) in blocks.iter().enumerate() {
         let started = std::time::Instant::now();
         let quant = q.runner(gpu)?;
-        let data = block_data((&fp, &quant), block, &calib, model, opts, ao.qdrop > 0.0)?;
+        let data = cursor.block_data((&fp, &quant), block, &images, opts, ao.qdrop > 0.0)?;
         drop(quant);
         let bq = BlockQuant::new(&q, block)?;
         let learned = learn_block(gpu, &mut frozen, &bq, &data, ao, bi as u32, &mut |k| {

@@ -457,6 +457,81 @@ fn brecq_with_qdrop_beats_round_to_nearest_on_every_block() {
     assert!(reports.iter().zip(&plain).all(|(a, b)| a.mse != b.mse));
 }
 
+/// Each block's data from the cursor (each block run alone from the values held at its input)
+/// is bit for bit what whole forwards from the images give, while "learning" changes every
+/// block's weights between blocks, and with `scale` != 1 every value's format too (so held
+/// int8 values go stale and are recomputed from the images).
+#[test]
+fn cursor_block_data_matches_whole_forwards() {
+    skip_without_gpu!();
+    let restarts = [1.0, 1.25].map(cursor_against_whole_forwards);
+    assert_eq!(restarts[0], 0, "unchanged formats: no restart");
+    assert!(restarts[1] > 0, "changed formats: a restart");
+}
+
+/// The cursor's restarts in the test above.
+fn cursor_against_whole_forwards(scale: f32) -> usize {
+    let g = gpu();
+    let model = small_model();
+    let calib = small_calib(40);
+    let mut opts = small_opts(0.5);
+    opts.batch = 16;
+    let (mut q, calib, fp) = learned_rounding_start(&g, &model, &calib, &opts).unwrap();
+    let blocks = q.graph.blocks(|v| q.layers.contains_key(&v));
+    assert_eq!(blocks.len(), 3);
+    let images = Cursor::start(&g, &q.graph, &calib, &model, &opts).unwrap();
+    let mut cursor = Cursor {
+        fp: images.fp.clone(),
+        quant: images.quant.clone(),
+        ..images
+    };
+    let mut held_int8 = false;
+    for block in &blocks {
+        let quant = q.runner(&g).unwrap();
+        let data = cursor
+            .block_data((&fp, &quant), block, &images, &opts, true)
+            .unwrap();
+        held_int8 |= cursor.quant.iter().any(|h| matches!(h, Held::Int8(_)));
+        let (mut x, mut x_fp, mut t) = (Vec::new(), Vec::new(), Vec::new());
+        for img in &images.fp {
+            let mut s = g.stream();
+            let f = fp
+                .forward(&mut s, img, &[block.input, block.output])
+                .unwrap();
+            let o = quant.forward(&mut s, img, &[block.input]).unwrap();
+            s.submit();
+            let read = |v| g.read_f32(&f.kept[&v]).unwrap();
+            x.extend(g.read_f32(&o.kept[&block.input]).unwrap());
+            x_fp.extend(read(block.input));
+            t.extend(read(block.output));
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&g.read_f32(&data.x).unwrap()), bits(&x), "{block:?}");
+        let fs = data.x_fp.as_ref().unwrap();
+        assert_eq!(bits(&g.read_f32(fs).unwrap()), bits(&x_fp), "{block:?}");
+        assert_eq!(
+            bits(&g.read_f32(&data.target).unwrap()),
+            bits(&t),
+            "{block:?}"
+        );
+        // What learning may change: the block's weights and any format.
+        for l in &block.layers {
+            let w = &mut q.layers.get_mut(l).unwrap().weights.q;
+            w.iter_mut().step_by(3).for_each(|v| *v = (*v / 2).max(-7));
+        }
+        for f in q.values.values_mut() {
+            f.scale *= scale;
+        }
+    }
+    assert!(held_int8, "no block input was held as int8");
+    // A value that depends on the input other than through `from` is refused.
+    let (a, add) = (blocks[1].layers[0], blocks[1].output);
+    let mut s = g.stream();
+    let x = cursor.quant[0].clone();
+    assert!(fp.forward_from(&mut s, a, &x, add).is_err());
+    cursor.restarts
+}
+
 /// W4A4 BRECQ with enough steps and a high enough rate for the small model's blocks.
 fn small_opts(qdrop: f32) -> QuantOptions {
     QuantOptions {
