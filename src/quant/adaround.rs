@@ -13,6 +13,7 @@
 //! computed once, batches are copied from them on the GPU, several steps per submit (see
 //! `learn_layer` for what makes a step cheap on lavapipe).
 
+use super::cursor::Batches;
 use super::default::{default_quantization, QuantOptions};
 use super::int8::{QConv, QWeights};
 use super::model::QuantizedModel;
@@ -474,55 +475,51 @@ fn as_4d(t: Tensor) -> Result<Tensor> {
     }
 }
 
-/// Layer `l`'s inputs in the quantized model (`quant`, quantized to the layer's input format)
-/// and the FP32 model's outputs, over `calib`.
-fn layer_data(
-    fp: &Runner,
-    quant: &Runner,
+/// The layer's input from the quantized model (rounded to the layer's input format) and its
+/// FP32 output, over the calibration set: both models run on from `cursor`'s values at the
+/// last cut point before the layer, which move there first.
+pub(super) fn layer_data(
+    (fp, quant): (&Runner, &Runner),
     (l, layer): (ValueId, &QConv),
-    calib: &Dataset,
-    model: &Model,
+    cursor: &mut LayerCursor,
     opts: &QuantOptions,
 ) -> Result<(Tensor, Tensor)> {
     let gpu = &fp.gpu;
+    let cancel = &opts.hooks.cancel;
     let input = fp.graph.nodes[l].inputs[0];
+    let cut = cursor
+        .cuts
+        .iter()
+        .rev()
+        .copied()
+        .find(|&c| c <= input && fp.graph.needed_from(c, l).is_ok())
+        .unwrap_or(cursor.images.at());
+    cursor.quant.advance(quant, cut, &cursor.images, cancel)?;
+    cursor.fp.advance(fp, cut, &cursor.images, cancel)?;
     let q = qconv::QConv2d::new(gpu, layer)?;
-    let norm = &model.arch.norm;
-    let (h, w) = (calib.height(), calib.width());
-    let (mut xs, mut ts) = (None, None);
-    for start in (0..calib.len()).step_by(opts.batch.max(1)) {
-        opts.hooks.cancel.check()?;
-        let end = (start + opts.batch).min(calib.len());
-        let n = end - start;
-        let px = calib
-            .images()
-            .to_f32_normalized(start..end, &norm.mean, &norm.std);
-        let img = gpu.upload_f32(&[n, calib.channels(), h, w], &px)?;
-        let mut s = gpu.stream();
-        let mut f = fp.forward(&mut s, &img, &[l])?;
-        let t = f.kept.remove(&l).unwrap_or(f.output);
-        let mut o = quant.forward(&mut s, &img, &[input])?;
-        let x = o
-            .kept
-            .remove(&input)
-            .ok_or_else(|| Error::Invalid(format!("adaround: node {input} was not kept")))?;
-        // Per-channel input scales have no f32 round trip here; they see the raw input.
-        let x = match layer.input_channel_scales {
+    // Per-channel input scales have no f32 round trip here; they see the raw input.
+    let x = cursor.quant.collect(
+        quant,
+        input,
+        cancel,
+        &mut |s, x| match layer.input_channel_scales {
             None => {
-                let qx = q.quantize_input(&mut s, &x)?;
-                qconv::dequantize(&mut s, &qx)?
+                let qx = q.quantize_input(s, &x)?;
+                qconv::dequantize(s, &qx)
             }
-            Some(_) => as_4d(x)?,
-        };
-        append(&mut s, &mut xs, &x, calib.len(), start)?;
-        append(&mut s, &mut ts, &as_4d(t)?, calib.len(), start)?;
-        s.submit();
-        gpu.wait()?;
-    }
-    match (xs, ts) {
-        (Some(x), Some(t)) => Ok((x, t)),
-        _ => Err(Error::Invalid("the calibration set is empty".into())),
-    }
+            Some(_) => as_4d(x),
+        },
+    )?;
+    let t = cursor.fp.collect(fp, l, cancel, &mut |_, t| as_4d(t))?;
+    Ok((x, t))
+}
+
+/// Both models' values at the cut points AdaRound has reached (see `cursor`).
+pub(super) struct LayerCursor {
+    pub cuts: Vec<ValueId>,
+    pub images: Batches,
+    pub fp: Batches,
+    pub quant: Batches,
 }
 
 /// What AdaRound and BRECQ start from: DefaultQuantization's scales and activation formats
@@ -563,13 +560,20 @@ pub fn adaround(
         .hooks
         .task("adaround", ids.len().saturating_mul(ao.iters) as u64);
     let mut reports = Vec::new();
+    let images = Batches::images(gpu, &q.graph, &calib, model, opts.batch)?;
+    let mut cursor = LayerCursor {
+        cuts: q.graph.cut_points(),
+        fp: images.clone(),
+        quant: images.clone(),
+        images,
+    };
     for (i, &l) in ids.iter().enumerate() {
         let started = std::time::Instant::now();
         let name = q.graph.nodes[l].name.clone();
         let done: HashMap<ValueId, QConv> =
             ids[..i].iter().map(|d| (*d, q.layers[d].clone())).collect();
         let quant = Runner::with_quantized(gpu.clone(), q.graph.clone(), &q.params, &done)?;
-        let (x, target) = layer_data(&fp, &quant, (l, &q.layers[&l]), &calib, model, opts)?;
+        let (x, target) = layer_data((&fp, &quant), (l, &q.layers[&l]), &mut cursor, opts)?;
         drop(quant);
         let spec = q.graph.nodes[l]
             .op

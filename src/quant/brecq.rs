@@ -19,8 +19,9 @@
 //! mixes the quantized and FP32 inputs); error measurement and the result drop nothing.
 
 use super::adaround::{
-    append, learned_rounding_start, mix, permutation, positions, samples, AdaRoundOptions,
+    learned_rounding_start, mix, permutation, positions, samples, AdaRoundOptions,
 };
+use super::cursor::Batches;
 use super::default::QuantOptions;
 use super::int8::{QFormat, QWeights};
 use super::model::QuantizedModel;
@@ -29,7 +30,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::graph::blocks::Block;
-use crate::graph::exec::{Held, Runner};
+use crate::graph::exec::Runner;
 use crate::graph::replay::{Frozen, Hooks};
 use crate::graph::tape::{Tape, Var};
 use crate::graph::{Graph, ValueId};
@@ -430,23 +431,16 @@ pub fn learn_block(
     })
 }
 
-/// The calibration batches as both models hold them at a cut point of the graph, so that each
-/// block's data comes from running that block alone rather than the network from its input.
-/// The quantized model's values are recomputed from the images when learning changed the
-/// format they are held in.
+/// Both models' values at the cut points BRECQ has reached (see `cursor`).
 struct Cursor {
-    /// The FP32 model's values at `fp_at`, per batch.
-    fp: Vec<Tensor>,
-    fp_at: ValueId,
-    /// The quantized model's values at `q_at`, per batch.
-    quant: Vec<Held>,
-    q_at: ValueId,
-    /// How often the quantized values were recomputed from the images.
+    images: Batches,
+    fp: Batches,
+    quant: Batches,
+    /// How often the quantized model's values were recomputed from the images.
     restarts: usize,
 }
 
 impl Cursor {
-    /// Both models at the graph input, one tensor per batch of `opts.batch` images.
     fn start(
         gpu: &Gpu,
         graph: &Graph,
@@ -454,93 +448,42 @@ impl Cursor {
         model: &Model,
         opts: &QuantOptions,
     ) -> Result<Cursor> {
-        let input = graph
-            .nodes
-            .iter()
-            .position(|n| matches!(n.op, crate::graph::Op::Input))
-            .ok_or_else(|| Error::Invalid("the graph has no input".into()))?;
-        let norm = &model.arch.norm;
-        let (c, h, w) = (calib.channels(), calib.height(), calib.width());
-        let mut fp = Vec::new();
-        for start in (0..calib.len()).step_by(opts.batch.max(1)) {
-            let end = (start + opts.batch).min(calib.len());
-            let px = calib
-                .images()
-                .to_f32_normalized(start..end, &norm.mean, &norm.std);
-            fp.push(gpu.upload_f32(&[end - start, c, h, w], &px)?);
-        }
-        if fp.is_empty() {
-            return Err(Error::Invalid("the calibration set is empty".into()));
-        }
-        let quant = fp.iter().cloned().map(Held::F32).collect();
+        let images = Batches::images(gpu, graph, calib, model, opts.batch)?;
         Ok(Cursor {
-            fp,
-            fp_at: input,
-            quant,
-            q_at: input,
+            fp: images.clone(),
+            quant: images.clone(),
+            images,
             restarts: 0,
         })
     }
 
-    /// Moves both models to `block` (the quantized one with `quant`, which holds the blocks
-    /// learned so far) and returns the block's data: the quantized model's values at its
-    /// input, the FP32 model's at its output (and with `with_fp` at its input). Afterwards
-    /// the FP32 model stands at the block's output.
+    /// The block's data: the quantized model's values at its input (`quant` holds the blocks
+    /// learned so far), the FP32 model's at its output (and with `with_fp` at its input).
+    /// Afterwards the FP32 model stands at the block's output.
     fn block_data(
         &mut self,
         (fp, quant): (&Runner, &Runner),
         block: &Block,
-        images: &Cursor,
         opts: &QuantOptions,
         with_fp: bool,
     ) -> Result<BlockData> {
-        let gpu = &fp.gpu;
-        let stale = |h: &Held| match h {
-            Held::F32(_) => quant.int8_format(self.q_at).is_some(),
-            Held::Int8(x) => quant.int8_format(self.q_at) != Some(x.fmt),
-        };
-        if self.quant.iter().any(stale) {
-            self.quant = images.quant.clone();
-            self.q_at = images.q_at;
+        let cancel = &opts.hooks.cancel;
+        let same = &mut |_: &mut Stream, t: Tensor| Ok(t);
+        if self
+            .quant
+            .advance(quant, block.input, &self.images, cancel)?
+        {
             self.restarts += 1;
         }
-        let total: usize = self.fp.iter().map(|t| t.shape()[0]).sum();
-        let (mut xs, mut fs, mut ts) = (None, None, None);
-        let mut at = 0;
-        for (xf, xq) in self.fp.iter_mut().zip(self.quant.iter_mut()) {
-            opts.hooks.cancel.check()?;
-            let mut s = gpu.stream();
-            *xq = quant.forward_from(&mut s, self.q_at, xq, block.input)?;
-            let Held::F32(f) =
-                fp.forward_from(&mut s, self.fp_at, &Held::F32(xf.clone()), block.input)?
-            else {
-                return Err(Error::Invalid("the FP32 model held an int8 value".into()));
-            };
-            if with_fp {
-                append(&mut s, &mut fs, &f, total, at)?;
-            }
-            let Held::F32(t) = fp.forward_from(&mut s, block.input, &Held::F32(f), block.output)?
-            else {
-                return Err(Error::Invalid("the FP32 model held an int8 value".into()));
-            };
-            let x = quant.held_f32(&mut s, block.input, xq)?;
-            append(&mut s, &mut xs, &x, total, at)?;
-            append(&mut s, &mut ts, &t, total, at)?;
-            s.submit();
-            gpu.wait()?;
-            at += t.shape()[0];
-            *xf = t;
-        }
-        self.q_at = block.input;
-        self.fp_at = block.output;
-        match (xs, ts) {
-            (Some(x), Some(target)) => Ok(BlockData {
-                x,
-                x_fp: fs,
-                target,
-            }),
-            _ => Err(Error::Invalid("the calibration set is empty".into())),
-        }
+        self.fp.advance(fp, block.input, &self.images, cancel)?;
+        let x = self.quant.collect(quant, block.input, cancel, same)?;
+        let x_fp = match with_fp {
+            true => Some(self.fp.collect(fp, block.input, cancel, same)?),
+            false => None,
+        };
+        self.fp.advance(fp, block.output, &self.images, cancel)?;
+        let target = self.fp.collect(fp, block.output, cancel, same)?;
+        Ok(BlockData { x, x_fp, target })
     }
 }
 
@@ -580,16 +523,11 @@ pub fn brecq(
         .hooks
         .task("brecq", blocks.len().saturating_mul(ao.iters) as u64);
     let mut reports = Vec::new();
-    let images = Cursor::start(gpu, &q.graph, &calib, model, opts)?;
-    let mut cursor = Cursor {
-        fp: images.fp.clone(),
-        quant: images.quant.clone(),
-        ..images
-    };
+    let mut cursor = Cursor::start(gpu, &q.graph, &calib, model, opts)?;
     for (bi, block) in blocks.iter().enumerate() {
         let started = std::time::Instant::now();
         let quant = q.runner(gpu)?;
-        let data = cursor.block_data((&fp, &quant), block, &images, opts, ao.qdrop > 0.0)?;
+        let data = cursor.block_data((&fp, &quant), block, opts, ao.qdrop > 0.0)?;
         drop(quant);
         let bq = BlockQuant::new(&q, block)?;
         let learned = learn_block(gpu, &mut frozen, &bq, &data, ao, bi as u32, &mut |k| {

@@ -1,5 +1,7 @@
+use super::super::cursor::Batches;
 use super::*;
 use crate::array::Array;
+use crate::graph::exec::{Held, Runner};
 use crate::graph::{Graph, Op, Params};
 use crate::ops::fake_quant::{forward_cpu, step_grad_cpu};
 use crate::ops::skip_without_gpu;
@@ -479,21 +481,29 @@ fn cursor_against_whole_forwards(scale: f32) -> usize {
     let (mut q, calib, fp) = learned_rounding_start(&g, &model, &calib, &opts).unwrap();
     let blocks = q.graph.blocks(|v| q.layers.contains_key(&v));
     assert_eq!(blocks.len(), 3);
-    let images = Cursor::start(&g, &q.graph, &calib, &model, &opts).unwrap();
-    let mut cursor = Cursor {
-        fp: images.fp.clone(),
-        quant: images.quant.clone(),
-        ..images
-    };
+    let mut cursor = Cursor::start(&g, &q.graph, &calib, &model, &opts).unwrap();
+    let images: Vec<Tensor> = cursor
+        .images
+        .held()
+        .iter()
+        .map(|h| match h {
+            Held::F32(t) => t.clone(),
+            Held::Int8(_) => panic!("int8 images"),
+        })
+        .collect();
     let mut held_int8 = false;
     for block in &blocks {
         let quant = q.runner(&g).unwrap();
         let data = cursor
-            .block_data((&fp, &quant), block, &images, &opts, true)
+            .block_data((&fp, &quant), block, &opts, true)
             .unwrap();
-        held_int8 |= cursor.quant.iter().any(|h| matches!(h, Held::Int8(_)));
+        held_int8 |= cursor
+            .quant
+            .held()
+            .iter()
+            .any(|h| matches!(h, Held::Int8(_)));
         let (mut x, mut x_fp, mut t) = (Vec::new(), Vec::new(), Vec::new());
-        for img in &images.fp {
+        for img in &images {
             let mut s = g.stream();
             let f = fp
                 .forward(&mut s, img, &[block.input, block.output])
@@ -527,9 +537,65 @@ fn cursor_against_whole_forwards(scale: f32) -> usize {
     // A value that depends on the input other than through `from` is refused.
     let (a, add) = (blocks[1].layers[0], blocks[1].output);
     let mut s = g.stream();
-    let x = cursor.quant[0].clone();
+    let x = cursor.quant.held()[0].clone();
     assert!(fp.forward_from(&mut s, a, &x, add).is_err());
     cursor.restarts
+}
+
+/// AdaRound's layer data from its cursor (each layer's input and output run from the last cut
+/// point before it) is bit for bit what whole forwards give, while the layers learned so far
+/// change between layers.
+#[test]
+fn adaround_layer_data_matches_whole_forwards() {
+    skip_without_gpu!();
+    use super::super::adaround::{layer_data, LayerCursor};
+    use crate::ops::qconv;
+    let g = gpu();
+    let model = small_model();
+    let calib = small_calib(40);
+    let mut opts = small_opts(0.0);
+    opts.batch = 16;
+    let (mut q, calib, fp) = learned_rounding_start(&g, &model, &calib, &opts).unwrap();
+    let images = Batches::images(&g, &q.graph, &calib, &model, opts.batch).unwrap();
+    let mut cursor = LayerCursor {
+        cuts: q.graph.cut_points(),
+        fp: images.clone(),
+        quant: images.clone(),
+        images,
+    };
+    let ids: Vec<ValueId> = q.layers.keys().copied().collect();
+    assert_eq!(ids.len(), 4);
+    let mut moved = false;
+    for (i, &l) in ids.iter().enumerate() {
+        let done: HashMap<_, _> = ids[..i].iter().map(|d| (*d, q.layers[d].clone())).collect();
+        let quant = Runner::with_quantized(g.clone(), q.graph.clone(), &q.params, &done).unwrap();
+        let layer = q.layers[&l].clone();
+        let (x, t) = layer_data((&fp, &quant), (l, &layer), &mut cursor, &opts).unwrap();
+        moved |= cursor.quant.at() != cursor.images.at();
+        let input = q.graph.nodes[l].inputs[0];
+        let qc = qconv::QConv2d::new(&g, &layer).unwrap();
+        let (mut xr, mut tr) = (Vec::new(), Vec::new());
+        for h in cursor.images.held() {
+            let Held::F32(img) = h else {
+                panic!("int8 images")
+            };
+            let mut s = g.stream();
+            let f = fp.forward(&mut s, img, &[l]).unwrap();
+            let o = quant.forward(&mut s, img, &[input]).unwrap();
+            let qx = qc.quantize_input(&mut s, &o.kept[&input]).unwrap();
+            let xd = qconv::dequantize(&mut s, &qx).unwrap();
+            s.submit();
+            xr.extend(g.read_f32(&xd).unwrap());
+            tr.extend(g.read_f32(&f.kept[&l]).unwrap());
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let name = &q.graph.nodes[l].name;
+        assert_eq!(bits(&g.read_f32(&x).unwrap()), bits(&xr), "{name}");
+        assert_eq!(bits(&g.read_f32(&t).unwrap()), bits(&tr), "{name}");
+        let w = &mut q.layers.get_mut(&l).unwrap().weights.q;
+        w.iter_mut().step_by(3).for_each(|v| *v = (*v / 2).max(-7));
+    }
+    assert!(moved, "the cursor never left the images");
 }
 
 /// W4A4 BRECQ with enough steps and a high enough rate for the small model's blocks.

@@ -12,6 +12,7 @@ pub use scheme::activation_format;
 pub mod accuracy_aware;
 pub mod adaround;
 pub mod brecq;
+mod cursor;
 pub mod default;
 pub mod model;
 
