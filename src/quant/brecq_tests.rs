@@ -473,24 +473,11 @@ fn cursor_block_data_matches_whole_forwards() {
 
 /// The cursor's restarts in the test above.
 fn cursor_against_whole_forwards(scale: f32) -> usize {
-    let g = gpu();
-    let model = small_model();
-    let calib = small_calib(40);
-    let mut opts = small_opts(0.5);
-    opts.batch = 16;
-    let (mut q, calib, fp) = learned_rounding_start(&g, &model, &calib, &opts).unwrap();
+    let (g, model, opts, (mut q, calib, fp)) = cursor_setup(0.5);
     let blocks = q.graph.blocks(|v| q.layers.contains_key(&v));
     assert_eq!(blocks.len(), 3);
     let mut cursor = Cursor::start(&g, &q.graph, &calib, &model, &opts).unwrap();
-    let images: Vec<Tensor> = cursor
-        .images
-        .held()
-        .iter()
-        .map(|h| match h {
-            Held::F32(t) => t.clone(),
-            Held::Int8(_) => panic!("int8 images"),
-        })
-        .collect();
+    let images = f32_batches(&cursor.images);
     let mut held_int8 = false;
     for block in &blocks {
         let quant = q.runner(&g).unwrap();
@@ -515,7 +502,6 @@ fn cursor_against_whole_forwards(scale: f32) -> usize {
             x_fp.extend(read(block.input));
             t.extend(read(block.output));
         }
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&g.read_f32(&data.x).unwrap()), bits(&x), "{block:?}");
         let fs = data.x_fp.as_ref().unwrap();
         assert_eq!(bits(&g.read_f32(fs).unwrap()), bits(&x_fp), "{block:?}");
@@ -542,6 +528,38 @@ fn cursor_against_whole_forwards(scale: f32) -> usize {
     cursor.restarts
 }
 
+/// The small model at W4A4 as learned rounding starts from it, on 40 images in batches of 16.
+fn cursor_setup(
+    qdrop: f32,
+) -> (
+    Arc<Gpu>,
+    Model,
+    QuantOptions,
+    (QuantizedModel, Dataset, Runner),
+) {
+    let g = gpu();
+    let model = small_model();
+    let mut opts = small_opts(qdrop);
+    opts.batch = 16;
+    let start = learned_rounding_start(&g, &model, &small_calib(40), &opts).unwrap();
+    (g, model, opts, start)
+}
+
+/// The batches of f32 values (the images).
+fn f32_batches(b: &Batches) -> Vec<Tensor> {
+    b.held()
+        .iter()
+        .map(|h| match h {
+            Held::F32(t) => t.clone(),
+            Held::Int8(_) => panic!("int8 values"),
+        })
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
 /// AdaRound's layer data from its cursor (each layer's input and output run from the last cut
 /// point before it) is bit for bit what whole forwards give, while the layers learned so far
 /// change between layers.
@@ -550,12 +568,7 @@ fn adaround_layer_data_matches_whole_forwards() {
     skip_without_gpu!();
     use super::super::adaround::{layer_data, LayerCursor};
     use crate::ops::qconv;
-    let g = gpu();
-    let model = small_model();
-    let calib = small_calib(40);
-    let mut opts = small_opts(0.0);
-    opts.batch = 16;
-    let (mut q, calib, fp) = learned_rounding_start(&g, &model, &calib, &opts).unwrap();
+    let (g, model, opts, (mut q, calib, fp)) = cursor_setup(0.0);
     let images = Batches::images(&g, &q.graph, &calib, &model, opts.batch).unwrap();
     let mut cursor = LayerCursor {
         cuts: q.graph.cut_points(),
@@ -575,10 +588,7 @@ fn adaround_layer_data_matches_whole_forwards() {
         let input = q.graph.nodes[l].inputs[0];
         let qc = qconv::QConv2d::new(&g, &layer).unwrap();
         let (mut xr, mut tr) = (Vec::new(), Vec::new());
-        for h in cursor.images.held() {
-            let Held::F32(img) = h else {
-                panic!("int8 images")
-            };
+        for img in &f32_batches(&cursor.images) {
             let mut s = g.stream();
             let f = fp.forward(&mut s, img, &[l]).unwrap();
             let o = quant.forward(&mut s, img, &[input]).unwrap();
@@ -588,7 +598,6 @@ fn adaround_layer_data_matches_whole_forwards() {
             xr.extend(g.read_f32(&xd).unwrap());
             tr.extend(g.read_f32(&f.kept[&l]).unwrap());
         }
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let name = &q.graph.nodes[l].name;
         assert_eq!(bits(&g.read_f32(&x).unwrap()), bits(&xr), "{name}");
         assert_eq!(bits(&g.read_f32(&t).unwrap()), bits(&tr), "{name}");
