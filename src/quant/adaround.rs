@@ -447,26 +447,6 @@ pub fn learn_layer(
     })
 }
 
-/// Appends `src` (`[n, ...]`) to `dst` (`[N, ...]`) at sample `at`.
-pub(crate) fn append(
-    s: &mut Stream,
-    dst: &mut Option<Tensor>,
-    src: &Tensor,
-    total: usize,
-    at: usize,
-) -> Result<()> {
-    let n = src.shape()[0];
-    let per = src.numel() / n;
-    if dst.is_none() {
-        let mut shape = src.shape().to_vec();
-        shape[0] = total;
-        *dst = Some(s.gpu().alloc("adaround", &shape, DType::F32)?);
-    }
-    let d = dst.as_ref().expect("allocated above");
-    s.copy(src, 0, d, (at * per * 4) as u64, (n * per * 4) as u64);
-    Ok(())
-}
-
 /// `[N, K]` as `[N, K, 1, 1]` (linear layers run as 1x1 convs).
 fn as_4d(t: Tensor) -> Result<Tensor> {
     match *t.shape() {

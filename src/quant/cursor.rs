@@ -4,10 +4,9 @@
 //! layer stays constant instead of growing with its depth. `Runner::forward_from` runs the
 //! same kernels on the same data as a whole forward, so the data are the same bits.
 
-use super::adaround::append;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Stream, Tensor};
+use crate::gpu::{DType, Gpu, Stream, Tensor};
 use crate::graph::exec::{Held, Runner};
 use crate::graph::{Graph, Op, ValueId};
 use crate::models::Model;
@@ -125,4 +124,24 @@ fn held_shape(h: &Held) -> &[usize] {
         Held::F32(t) => t.shape(),
         Held::Int8(q) => &q.shape,
     }
+}
+
+/// Appends `src` (`[n, ...]`) to `dst` (`[N, ...]`) at sample `at`.
+fn append(
+    s: &mut Stream,
+    dst: &mut Option<Tensor>,
+    src: &Tensor,
+    total: usize,
+    at: usize,
+) -> Result<()> {
+    let n = src.shape()[0];
+    let per = src.numel() / n;
+    if dst.is_none() {
+        let mut shape = src.shape().to_vec();
+        shape[0] = total;
+        *dst = Some(s.gpu().alloc("cursor", &shape, DType::F32)?);
+    }
+    let d = dst.as_ref().expect("allocated above");
+    s.copy(src, 0, d, (at * per * 4) as u64, (n * per * 4) as u64);
+    Ok(())
 }
