@@ -210,6 +210,28 @@ mod tests {
         }
     }
 
+    /// `--help` explains every flag and positional argument of every subcommand.
+    #[test]
+    fn every_argument_has_a_help_text() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        for sub in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for a in sub.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let text = a.get_long_help().or(a.get_help()).map(|h| h.to_string());
+                if text.is_none_or(|t| t.trim().is_empty()) {
+                    missing.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
     #[test]
     fn an_error_prints_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
