@@ -6,7 +6,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::{Duration, Instant};
 use synthcal::array::Array;
-use synthcal::data::Dataset;
 use synthcal::gan::train::{TrainOptions, Trainer};
 use synthcal::gpu::{Gpu, Stream};
 use synthcal::ops::conv2d::Conv2dParams;
@@ -61,16 +60,6 @@ fn conv_grads(c: &mut Criterion) {
     g.finish();
 }
 
-fn random_real(n: usize) -> Dataset {
-    let pixels: Vec<u8> = (0..n * 3072).map(|i| (i * 7919 % 251) as u8).collect();
-    let labels = (0..n).map(|i| (i % 10) as u16).collect();
-    let names = synthcal::data::CIFAR10_CLASSES
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    Dataset::new(pixels, labels, names, "bench").expect("dataset")
-}
-
 fn gan_iterations(c: &mut Criterion) {
     let gpu = Gpu::default_adapter().expect("a GPU adapter (install lavapipe)");
     let mut g = c.benchmark_group("gan_samples_per_s");
@@ -84,7 +73,13 @@ fn gan_iterations(c: &mut Criterion) {
         let mut o = TrainOptions::faithful(None);
         o.config.ngf = ngf;
         o.config.ndf = ndf;
-        let mut tr = Trainer::new(gpu.clone(), o, random_real(1024), None).expect("trainer");
+        let mut tr = Trainer::new(
+            gpu.clone(),
+            o,
+            synthcal::bench::patterned_images(1024).expect("images"),
+            None,
+        )
+        .expect("trainer");
         tr.step().expect("warm-up step");
         let tr = std::cell::RefCell::new(tr);
         g.bench_function(name, |b| {

@@ -1,6 +1,6 @@
 //! Kernel throughput: the figures `synthcal bench` prints and `benches/kernels.rs` reports.
-//! Each timing records many dispatches on one stream and does one submit + wait, so it measures
-//! the kernels rather than submit latency.
+//! Each call is timed on the GPU alone (timestamps where the device has them), so the figures
+//! are the kernels' own: neither submit latency nor overlap between independent calls.
 
 use crate::array::Array;
 use crate::error::Result;
@@ -48,16 +48,13 @@ impl Case {
         }
     }
 
-    /// Wall time of `calls` calls recorded on one stream, submitted once and waited for.
+    /// GPU time of `calls` calls, each submitted alone (see `gpu_time`).
     pub fn time(&self, gpu: &Gpu, calls: u64) -> Result<Duration> {
-        let start = Instant::now();
-        let mut s = gpu.stream();
+        let mut total = Duration::ZERO;
         for _ in 0..calls {
-            self.record(&mut s)?;
+            total += crate::gpu::gpu_time(gpu, |s| self.record(s))?;
         }
-        s.submit();
-        gpu.wait()?;
-        Ok(start.elapsed())
+        Ok(total)
     }
 }
 
@@ -192,13 +189,7 @@ pub fn model_bench(
     let a = models::arch(arch)?;
     let params = models::random_params(&a, 1);
     let model = Model::new(a, params)?;
-    let noise: Vec<u8> = (0..batch * 3072).map(|i| (i * 7919 % 251) as u8).collect();
-    let ds = crate::data::Dataset::new(
-        noise,
-        (0..batch).map(|i| (i % 10) as crate::data::Label).collect(),
-        model.class_names.clone(),
-        "bench",
-    )?;
+    let ds = patterned_images(batch)?;
     let q = crate::quant::default_quantization(
         gpu,
         &model,
@@ -219,6 +210,36 @@ pub fn model_bench(
     let fp = speed(&Classifier::Fp32(model).runner(gpu, false)?)?;
     let int8 = speed(&q.runner(gpu)?)?;
     Ok((fp, int8))
+}
+
+/// `n` deterministic 32x32 RGB images with CIFAR-10's classes: stand-ins where the speed
+/// measured does not depend on what the pixels show.
+pub fn patterned_images(n: usize) -> Result<crate::data::Dataset> {
+    let pixels: Vec<u8> = (0..n * 3072).map(|i| (i * 7919 % 251) as u8).collect();
+    let labels = (0..n).map(|i| (i % 10) as crate::data::Label).collect();
+    let names = crate::data::CIFAR10_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    Ok(crate::data::Dataset::new(pixels, labels, names, "bench")?)
+}
+
+/// DiStyleGAN training samples/s at batch 128 (one discriminator and one generator step per
+/// iteration, the paper's recipe without a teacher) at the given widths: one warm-up iteration
+/// (pipeline compilation), then the mean over `iters` timed ones.
+pub fn gan_bench(gpu: &std::sync::Arc<Gpu>, ngf: usize, ndf: usize, iters: usize) -> Result<f64> {
+    use crate::gan::train::{TrainOptions, Trainer};
+    let mut o = TrainOptions::faithful(None);
+    o.config.ngf = ngf;
+    o.config.ndf = ndf;
+    let batch = o.batch;
+    let mut tr = Trainer::new(gpu.clone(), o, patterned_images(1024)?, None)?;
+    tr.step()?;
+    let t = Instant::now();
+    for _ in 0..iters.max(1) {
+        tr.step()?;
+    }
+    Ok((batch * iters.max(1)) as f64 / t.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]

@@ -42,9 +42,11 @@ struct Cli {
 enum Cmd {
     /// Print the selected GPU adapter, its compute limits and integer dot-product support.
     Info,
-    /// Measure kernel throughput (GFLOP/s, GOP/s) on the selected adapter.
+    /// Measure kernel throughput (GFLOP/s, GOP/s), ResNet-20 images/s (FP32 and INT8) and
+    /// DiStyleGAN training samples/s on the selected adapter.
     Bench {
-        /// Fewer repetitions (a rough figure in a few seconds).
+        /// Fewer repetitions, and the GAN at CPU-scale widths (ngf 64, ndf 32) instead of the
+        /// reference ones (a rough figure in seconds on a GPU, a minute or two on a CPU adapter).
         #[arg(long)]
         quick: bool,
         /// Profile this model (FP32 or INT8 file) layer by layer instead of the kernel table.

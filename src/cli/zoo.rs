@@ -86,7 +86,8 @@ fn bench_table(rows: &[Row]) -> String {
     out
 }
 
-/// `synthcal bench`: kernel GFLOP/s and GOP/s, and ResNet-20 images/s, on this adapter.
+/// `synthcal bench`: kernel GFLOP/s and GOP/s, ResNet-20 images/s and DiStyleGAN training
+/// samples/s, on this adapter.
 pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
     println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     let mut rows: Vec<Row> = kernel_bench(gpu, quick)
@@ -116,6 +117,15 @@ pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
             ms_per_call: None,
         });
     }
+    // The reference widths take seconds per iteration on a CPU adapter: --quick measures the
+    // CPU-scale recipe instead.
+    let (ngf, ndf, iters) = if quick { (64, 32, 1) } else { (256, 128, 3) };
+    rows.push(Row {
+        name: format!("DiStyleGAN training, ngf {ngf} ndf {ndf} (batch 128)"),
+        value: crate::bench::gan_bench(gpu, ngf, ndf, iters)?,
+        unit: "samples/s",
+        ms_per_call: None,
+    });
     print!("{}", bench_table(&rows));
     Ok(())
 }

@@ -6,8 +6,11 @@ mod pipeline;
 mod pool;
 mod stream;
 mod tensor;
+mod timing;
 
 pub use device::{AdapterChoice, Gpu};
+pub use timing::gpu_time;
+pub(crate) use timing::read_timestamps;
 // The engine's internals (kernels, buffers, streams): public for synthcal's tests only.
 #[doc(hidden)]
 pub use pipeline::Shader;

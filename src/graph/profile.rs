@@ -245,46 +245,13 @@ impl Runner {
             Ok(())
         })?;
         s.submit();
-        let ticks = read_timestamps(gpu, &set, count)?;
+        let ticks = crate::gpu::read_timestamps(gpu, &set, count)?;
         let ns_per_tick = f64::from(gpu.queue.get_timestamp_period());
         for i in 0..nodes {
             pass.ms[i] = ticks[i + 1].saturating_sub(ticks[i]) as f64 * ns_per_tick / 1e6;
         }
         Ok(pass)
     }
-}
-
-/// Resolves and reads back `count` timestamps (waits for the GPU).
-fn read_timestamps(gpu: &Gpu, set: &wgpu::QuerySet, count: u32) -> Result<Vec<u64>> {
-    let bytes = u64::from(count) * 8;
-    let buffer = |usage| {
-        gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps"),
-            size: bytes,
-            usage,
-            mapped_at_creation: false,
-        })
-    };
-    let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-    let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-    let mut enc = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("timestamps"),
-        });
-    enc.resolve_query_set(set, 0..count, &resolved, 0);
-    enc.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
-    gpu.queue.submit([enc.finish()]);
-    staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-    gpu.wait()?;
-    let view = staging
-        .slice(..)
-        .get_mapped_range()
-        .map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?;
-    let ticks = bytemuck::pod_collect_to_vec(&view[..]);
-    drop(view);
-    staging.unmap();
-    Ok(ticks)
 }
 
 #[cfg(test)]

@@ -323,7 +323,7 @@ fn pick_variant(
     ];
     // Uploaded only when a measurement runs: a cached choice must cost no scratch.
     let mut scratch: Option<(Tensor, Option<Tensor>)> = None;
-    conv_select::choose(gpu, &key, &candidates, |v| {
+    conv_select::choose(gpu, &key, &candidates, |v, calls| {
         if scratch.is_none() {
             let rs = match residual {
                 Some(r) => Some(gpu.upload_f32(r.shape(), &vec![0.0; r.numel()])?),
@@ -332,12 +332,13 @@ fn pick_variant(
             scratch = Some((gpu.upload_f32(x.shape(), &vec![0.0; x.numel()])?, rs));
         }
         let (xs, rs) = scratch.as_ref().expect("scratch was just made");
-        conv_select::wall(gpu, || {
-            let mut s = gpu.stream();
-            conv2d_blocked(&mut s, xs, w, bias, p, rs.as_ref(), act, blk, Some(v))?;
-            s.submit();
-            Ok(())
-        })
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..calls {
+            total += crate::gpu::gpu_time(gpu, |s| {
+                conv2d_blocked(s, xs, w, bias, p, rs.as_ref(), act, blk, Some(v)).map(drop)
+            })?;
+        }
+        Ok(total)
     })
 }
 

@@ -10,7 +10,7 @@ use crate::gpu::Gpu;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A conv kernel variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,14 +113,22 @@ fn adapter_key(gpu: &Gpu) -> String {
     )
 }
 
+/// Wall time the timed round of `choose` aims for per candidate: long enough that one submit
+/// and wait (about 0.1-0.2 ms on a discrete GPU's driver) no longer decides between kernels
+/// that run for tens of microseconds.
+const TIMED_ROUND: Duration = Duration::from_millis(10);
+
 /// The cached choice for `shape` (a description of the conv's shape) on `gpu`, or the faster of
-/// `candidates` as `time(variant)` measures it (the choice is then cached). `time` returns one
-/// run's wall time; each candidate runs once to warm up, then twice interleaved, best kept.
+/// `candidates` as `time(variant, calls)` measures it (the choice is then cached). `time`
+/// returns the wall time of `calls` calls recorded in one submission. Each candidate runs once
+/// to warm up and once alone; then each runs `calls` times in one submission, `calls` chosen
+/// from the fastest lone run so the round takes about `TIMED_ROUND`; a candidate's figure is
+/// the better of its time per call in the two timed runs.
 pub fn choose(
     gpu: &Gpu,
     shape: &str,
     candidates: &[ConvVariant],
-    mut time: impl FnMut(ConvVariant) -> crate::error::Result<Duration>,
+    mut time: impl FnMut(ConvVariant, usize) -> crate::error::Result<Duration>,
 ) -> crate::error::Result<ConvVariant> {
     let key = format!("{} | {shape}", adapter_key(gpu));
     {
@@ -132,35 +140,31 @@ pub fn choose(
             }
         }
     }
-    let mut best = vec![Duration::MAX; candidates.len()];
-    for round in 0..3 {
-        for (i, &c) in candidates.iter().enumerate() {
-            let t = time(c)?;
-            if round > 0 {
-                best[i] = best[i].min(t);
-            }
-        }
+    for &c in candidates {
+        time(c, 1)?;
+    }
+    let mut best = candidates
+        .iter()
+        .map(|&c| time(c, 1))
+        .collect::<crate::error::Result<Vec<_>>>()?;
+    let fastest = best.iter().min().copied().unwrap_or(TIMED_ROUND);
+    let calls = (TIMED_ROUND.as_secs_f64() / fastest.as_secs_f64().max(1e-6)).ceil() as usize;
+    let calls = calls.clamp(1, 256);
+    for (i, &c) in candidates.iter().enumerate() {
+        best[i] = best[i].min(time(c, calls)? / calls as u32);
     }
     let pick = (0..candidates.len())
         .min_by_key(|&i| best[i])
         .map_or(ConvVariant::Direct, |i| candidates[i]);
-    log::debug!("conv variant for {shape}: {} ({best:?})", pick.name());
+    log::debug!(
+        "conv variant for {shape}: {} ({best:?} per call)",
+        pick.name()
+    );
     let mut guard = CHOICES.lock().unwrap_or_else(|e| e.into_inner());
     let map = guard.get_or_insert_with(load);
     map.insert(key, pick);
     save(map);
     Ok(pick)
-}
-
-/// Wall time of `f` followed by a wait for the GPU.
-pub fn wall(
-    gpu: &Gpu,
-    f: impl FnOnce() -> crate::error::Result<()>,
-) -> crate::error::Result<Duration> {
-    let t = Instant::now();
-    f()?;
-    gpu.wait()?;
-    Ok(t.elapsed())
 }
 
 /// `$SYNTHCAL_CACHE_DIR`, else `$XDG_CACHE_HOME/synthcal`, else `~/.cache/synthcal`; none in
@@ -257,21 +261,32 @@ mod tests {
         let g = crate::testing::gpu();
         let shape = format!("test shape {}", std::process::id());
         let both = [ConvVariant::Direct, ConvVariant::Winograd2];
-        let mut calls = 0;
-        let pick = choose(&g, &shape, &both, |v| {
-            calls += 1;
-            Ok(Duration::from_millis(match v {
-                ConvVariant::Direct => 5,
-                _ => 2,
-            }))
+        // A submission costs 1 ms (1.3 for Winograd2, as if noise hit it) and each call 0.2 ms
+        // (0.05): one call alone favours Direct, the submission's cost spread over many calls
+        // does not.
+        let mut runs = Vec::new();
+        let pick = choose(&g, &shape, &both, |v, calls| {
+            runs.push((v, calls));
+            let (submit, call) = match v {
+                ConvVariant::Direct => (1.0, 0.2),
+                _ => (1.3, 0.05),
+            };
+            Ok(Duration::from_secs_f64(
+                (submit + call * calls as f64) / 1e3,
+            ))
         })
         .unwrap();
         assert_eq!(pick, ConvVariant::Winograd2);
-        assert_eq!(calls, 6, "one warm-up and two timed runs each");
-        let again = choose(&g, &shape, &both, |_| panic!("cached: no measurement")).unwrap();
+        // Warm-up and lone runs, then 9 calls each: 10 ms over the fastest lone run's 1.2 ms.
+        let (d, w) = (ConvVariant::Direct, ConvVariant::Winograd2);
+        assert_eq!(runs, [(d, 1), (w, 1), (d, 1), (w, 1), (d, 9), (w, 9)]);
+        let again = choose(&g, &shape, &both, |_, _| panic!("cached: no measurement")).unwrap();
         assert_eq!(again, ConvVariant::Winograd2);
         // A cached variant that is not a candidate here is not returned.
-        let direct = choose(&g, &shape, &[ConvVariant::Direct], |_| Ok(Duration::ZERO)).unwrap();
+        let direct = choose(&g, &shape, &[ConvVariant::Direct], |_, _| {
+            Ok(Duration::ZERO)
+        })
+        .unwrap();
         assert_eq!(direct, ConvVariant::Direct);
     }
 }

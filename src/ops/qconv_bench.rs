@@ -106,16 +106,13 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
     Ok(out)
 }
 
-/// Records `reps` forwards in one stream, submits and waits; returns the elapsed time.
+/// GPU time of `reps` forwards, each submitted alone (see `gpu_time`).
 pub fn bench_run(gpu: &Gpu, case: &BenchCase, reps: usize) -> Result<std::time::Duration> {
-    let t = std::time::Instant::now();
-    let mut s = gpu.stream();
+    let mut total = std::time::Duration::ZERO;
     for _ in 0..reps {
-        case.layer.forward(&mut s, &case.input)?;
+        total += crate::gpu::gpu_time(gpu, |s| case.layer.forward(s, &case.input).map(drop))?;
     }
-    s.submit();
-    gpu.wait()?;
-    Ok(t.elapsed())
+    Ok(total)
 }
 
 /// (name, GOP/s, ms per op) for each `bench_cases` workload, for the CLI.
