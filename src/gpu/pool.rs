@@ -25,9 +25,12 @@ pub fn size_class(bytes: u64) -> u64 {
     (b.div_ceil(step) * step).next_multiple_of(256)
 }
 
-/// Idle bytes kept for reuse; a buffer returned beyond this is freed. One model's working set
-/// fits many times over, while a process that runs model after model (each with its own sizes)
-/// stays bounded.
+/// Idle bytes kept for reuse, or the most bytes ever in use at once where that is more; past
+/// it, the idle buffers returned longest ago are freed. A process that runs model after model
+/// (each with its own sizes) stays bounded, a working set larger than this constant (a big
+/// batch's Winograd scratch) is kept whole, and buffers a pass no longer uses (a variant
+/// measured once, an earlier model's sizes) give way to those it does: either way, freeing
+/// what the next pass needs would cost new allocations every pass.
 pub const MAX_IDLE_BYTES: u64 = 1 << 30;
 
 struct PoolInner {
@@ -38,8 +41,38 @@ struct PoolInner {
 
 #[derive(Default)]
 struct Free {
-    by_class: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Idle buffers by size class, each with the count of returns when it came back (oldest
+    /// first).
+    by_class: HashMap<u64, Vec<(u64, wgpu::Buffer)>>,
+    returns: u64,
     bytes: u64,
+    /// Bytes of the pool's buffers now held by tensors, and the most there ever were.
+    in_use: u64,
+    peak_in_use: u64,
+}
+
+impl Free {
+    fn lend(&mut self, bytes: u64) {
+        self.in_use += bytes;
+        self.peak_in_use = self.peak_in_use.max(self.in_use);
+    }
+
+    /// Frees the idle buffer returned longest ago; false when none is idle.
+    fn evict_oldest(&mut self) -> bool {
+        let oldest = self
+            .by_class
+            .iter()
+            .filter_map(|(&class, list)| list.first().map(|(t, _)| (*t, class)))
+            .min();
+        let Some((_, class)) = oldest else {
+            return false;
+        };
+        if let Some(list) = self.by_class.get_mut(&class) {
+            list.remove(0);
+            self.bytes -= class;
+        }
+        true
+    }
 }
 
 /// Cheap to clone; all clones share the free lists.
@@ -60,18 +93,21 @@ impl PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
+        let Some(b) = self.buffer.take() else {
+            return;
+        };
+        let mut free = self.pool.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.in_use = free.in_use.saturating_sub(b.size());
         // Only class-sized buffers can be handed out again; any other is freed.
-        if let Some(b) = self
-            .buffer
-            .take()
-            .filter(|b| b.size() == size_class(b.size()))
-        {
-            let mut free = self.pool.0.free.lock().unwrap_or_else(|e| e.into_inner());
-            if free.bytes + b.size() <= self.pool.0.max_idle {
-                free.bytes += b.size();
-                free.by_class.entry(b.size()).or_default().push(b);
-            }
+        let keep = self.pool.0.max_idle.max(free.peak_in_use);
+        if b.size() != size_class(b.size()) || b.size() > keep {
+            return;
         }
+        while free.bytes + b.size() > keep && free.evict_oldest() {}
+        free.bytes += b.size();
+        free.returns += 1;
+        let stamp = free.returns;
+        free.by_class.entry(b.size()).or_default().push((stamp, b));
     }
 }
 
@@ -90,10 +126,15 @@ impl BufferPool {
         let class = size_class(bytes);
         let reused = {
             let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-            let b = free.by_class.get_mut(&class).and_then(Vec::pop);
+            let b = free
+                .by_class
+                .get_mut(&class)
+                .and_then(Vec::pop)
+                .map(|(_, b)| b);
             if b.is_some() {
                 free.bytes -= class;
             }
+            free.lend(class);
             b
         };
         let buffer = reused.unwrap_or_else(|| {
@@ -112,6 +153,9 @@ impl BufferPool {
 
     /// Wraps a buffer created elsewhere (an upload) so that it joins the pool when dropped.
     pub fn adopt(&self, buffer: wgpu::Buffer) -> Arc<PooledBuffer> {
+        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.lend(buffer.size());
+        drop(free);
         Arc::new(PooledBuffer {
             buffer: Some(buffer),
             pool: self.clone(),
@@ -121,7 +165,8 @@ impl BufferPool {
     /// Frees every idle buffer (returns the bytes released).
     pub fn trim(&self) -> u64 {
         let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *free).bytes
+        free.by_class.clear();
+        std::mem::take(&mut free.bytes)
     }
 
     /// Bytes held idle in the pool.
@@ -140,18 +185,41 @@ mod tests {
             return;
         };
         let pool = BufferPool::new(gpu.device.clone(), 10_000);
-        let held: Vec<_> = (0..5).map(|_| pool.get(4096)).collect();
-        drop(held);
+        // Model after model, each with its own sizes, one buffer in use at a time: idle memory
+        // stays under the bound (the peak in use, 8 KiB, is below it), the oldest giving way.
+        for bytes in [4096, 5120] {
+            drop(pool.get(bytes));
+        }
+        assert_eq!(pool.idle_bytes(), 4096 + 5120);
+        drop(pool.get(6144));
         assert_eq!(
             pool.idle_bytes(),
-            8192,
-            "two of five 4 KiB buffers fit under 10,000 bytes"
+            6144,
+            "4 and 5 KiB freed for the newer 6 KiB"
         );
+        drop(pool.get(4096));
+        assert_eq!(pool.idle_bytes(), 4096, "the 6 KiB one, oldest, gave way");
         let again = pool.get(4096);
-        assert_eq!(pool.idle_bytes(), 4096, "a kept buffer was reused");
+        assert_eq!(pool.idle_bytes(), 0, "a kept buffer was reused");
         drop(again);
-        assert_eq!(pool.trim(), 8192);
+        drop(pool.get(5120));
+        assert_eq!(pool.trim(), 4096 + 5120);
         assert_eq!(pool.idle_bytes(), 0);
+    }
+
+    #[test]
+    fn a_working_set_above_the_bound_is_kept_whole() {
+        let Some(gpu) = crate::testing::try_gpu() else {
+            return;
+        };
+        let pool = BufferPool::new(gpu.device.clone(), 10_000);
+        let held: Vec<_> = (0..5).map(|_| pool.get(4096)).collect();
+        drop(held);
+        assert_eq!(pool.idle_bytes(), 5 * 4096, "all five were in use at once");
+        let again: Vec<_> = (0..5).map(|_| pool.get(4096)).collect();
+        assert_eq!(pool.idle_bytes(), 0, "the next pass reuses them all");
+        drop(again);
+        assert_eq!(pool.trim(), 5 * 4096);
     }
 
     #[test]
