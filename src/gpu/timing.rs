@@ -64,3 +64,23 @@ pub fn read_timestamps(gpu: &Gpu, set: &wgpu::QuerySet, count: u32) -> Result<Ve
     staging.unmap();
     Ok(ticks)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_recorded_work_and_passes_errors_on() {
+        let Some(gpu) = crate::testing::try_gpu() else {
+            return;
+        };
+        let a = gpu.upload_f32(&[64, 64], &vec![1.0; 64 * 64]).unwrap();
+        let t = gpu_time(&gpu, |s| {
+            crate::ops::matmul::matmul(s, &a, &a, false, false).map(drop)
+        })
+        .unwrap();
+        assert!(t > Duration::ZERO, "a dispatch takes some time: {t:?}");
+        let e = gpu_time(&gpu, |_| Err(Error::Invalid("planted".into()))).unwrap_err();
+        assert!(e.to_string().contains("planted"), "{e}");
+    }
+}
