@@ -50,11 +50,7 @@ impl Case {
 
     /// GPU time of `calls` calls, each submitted alone (see `gpu_time`).
     pub fn time(&self, gpu: &Gpu, calls: u64) -> Result<Duration> {
-        let mut total = Duration::ZERO;
-        for _ in 0..calls {
-            total += crate::gpu::gpu_time(gpu, |s| self.record(s))?;
-        }
-        Ok(total)
+        crate::gpu::gpu_time_each(gpu, calls as usize, |s| self.record(s))
     }
 }
 
@@ -232,14 +228,14 @@ pub fn gan_bench(gpu: &std::sync::Arc<Gpu>, ngf: usize, ndf: usize, iters: usize
     let mut o = TrainOptions::faithful(None);
     o.config.ngf = ngf;
     o.config.ndf = ndf;
-    let batch = o.batch;
+    let (batch, iters) = (o.batch, iters.max(1));
     let mut tr = Trainer::new(gpu.clone(), o, patterned_images(1024)?, None)?;
     tr.step()?;
     let t = Instant::now();
-    for _ in 0..iters.max(1) {
+    for _ in 0..iters {
         tr.step()?;
     }
-    Ok((batch * iters.max(1)) as f64 / t.elapsed().as_secs_f64())
+    Ok((batch * iters) as f64 / t.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]

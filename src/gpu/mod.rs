@@ -9,8 +9,8 @@ mod tensor;
 mod timing;
 
 pub use device::{AdapterChoice, Gpu};
-pub use timing::gpu_time;
 pub(crate) use timing::read_timestamps;
+pub use timing::{gpu_time, gpu_time_each};
 // The engine's internals (kernels, buffers, streams): public for synthcal's tests only.
 #[doc(hidden)]
 pub use pipeline::Shader;

@@ -32,6 +32,19 @@ pub fn gpu_time(gpu: &Gpu, record: impl FnOnce(&mut Stream) -> Result<()>) -> Re
     Ok(Duration::from_secs_f64(ns / 1e9))
 }
 
+/// The summed `gpu_time` of `calls` calls of `record`, each submitted alone.
+pub fn gpu_time_each(
+    gpu: &Gpu,
+    calls: usize,
+    mut record: impl FnMut(&mut Stream) -> Result<()>,
+) -> Result<Duration> {
+    let mut total = Duration::ZERO;
+    for _ in 0..calls {
+        total += gpu_time(gpu, &mut record)?;
+    }
+    Ok(total)
+}
+
 /// Resolves and reads back `count` timestamps (waits for the GPU).
 pub fn read_timestamps(gpu: &Gpu, set: &wgpu::QuerySet, count: u32) -> Result<Vec<u64>> {
     let bytes = u64::from(count) * 8;

@@ -332,13 +332,9 @@ fn pick_variant(
             scratch = Some((gpu.upload_f32(x.shape(), &vec![0.0; x.numel()])?, rs));
         }
         let (xs, rs) = scratch.as_ref().expect("scratch was just made");
-        let mut total = std::time::Duration::ZERO;
-        for _ in 0..calls {
-            total += crate::gpu::gpu_time(gpu, |s| {
-                conv2d_blocked(s, xs, w, bias, p, rs.as_ref(), act, blk, Some(v)).map(drop)
-            })?;
-        }
-        Ok(total)
+        crate::gpu::gpu_time_each(gpu, calls, |s| {
+            conv2d_blocked(s, xs, w, bias, p, rs.as_ref(), act, blk, Some(v)).map(drop)
+        })
     })
 }
 

@@ -113,17 +113,18 @@ fn adapter_key(gpu: &Gpu) -> String {
     )
 }
 
-/// Wall time the timed round of `choose` aims for per candidate: long enough that one submit
-/// and wait (about 0.1-0.2 ms on a discrete GPU's driver) no longer decides between kernels
-/// that run for tens of microseconds.
+/// Time the timed round of `choose` aims for per candidate: long enough to average out a lone
+/// call's noise and, where the adapter has no timestamps and calls are timed by the host's
+/// clock, a submit's round trip (about 0.1-0.2 ms on a discrete GPU's driver), which would
+/// otherwise decide between kernels that run for tens of microseconds.
 const TIMED_ROUND: Duration = Duration::from_millis(10);
 
 /// The cached choice for `shape` (a description of the conv's shape) on `gpu`, or the faster of
 /// `candidates` as `time(variant, calls)` measures it (the choice is then cached). `time`
-/// returns the wall time of `calls` calls recorded in one submission. Each candidate runs once
-/// to warm up and once alone; then each runs `calls` times in one submission, `calls` chosen
-/// from the fastest lone run so the round takes about `TIMED_ROUND`; a candidate's figure is
-/// the better of its time per call in the two timed runs.
+/// returns the summed time of `calls` calls, each timed alone (`gpu_time_each`). Each candidate
+/// runs once to warm up and once timed; then each runs `calls` times, `calls` chosen from the
+/// fastest single call so the round takes about `TIMED_ROUND`; a candidate's figure is the
+/// better of its time per call in the two timed rounds.
 pub fn choose(
     gpu: &Gpu,
     shape: &str,
@@ -261,9 +262,8 @@ mod tests {
         let g = crate::testing::gpu();
         let shape = format!("test shape {}", std::process::id());
         let both = [ConvVariant::Direct, ConvVariant::Winograd2];
-        // A submission costs 1 ms (1.3 for Winograd2, as if noise hit it) and each call 0.2 ms
-        // (0.05): one call alone favours Direct, the submission's cost spread over many calls
-        // does not.
+        // A timing costs 1 ms on top of the calls (1.3 for Winograd2, as if noise hit it), each
+        // call 0.2 ms (0.05): one call favours Direct, the fixed cost spread over many does not.
         let mut runs = Vec::new();
         let pick = choose(&g, &shape, &both, |v, calls| {
             runs.push((v, calls));

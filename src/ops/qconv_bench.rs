@@ -108,11 +108,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
 
 /// GPU time of `reps` forwards, each submitted alone (see `gpu_time`).
 pub fn bench_run(gpu: &Gpu, case: &BenchCase, reps: usize) -> Result<std::time::Duration> {
-    let mut total = std::time::Duration::ZERO;
-    for _ in 0..reps {
-        total += crate::gpu::gpu_time(gpu, |s| case.layer.forward(s, &case.input).map(drop))?;
-    }
-    Ok(total)
+    crate::gpu::gpu_time_each(gpu, reps, |s| case.layer.forward(s, &case.input).map(drop))
 }
 
 /// (name, GOP/s, ms per op) for each `bench_cases` workload, for the CLI.
