@@ -3,12 +3,14 @@
 // uniform across the workgroup). Per input channel it transforms the 6x6 input patch
 // (V = B^T d B) and accumulates U[co] . V elementwise for its channels; at the end it applies
 // A^T (.) A and the epilogue. For few channels this replaces the 3-dispatch form's small GEMMs,
-// whose stores and scratch cost more than their arithmetic. A prelude declares U and its loads:
+// whose stores and scratch cost more than their arithmetic. lavapipe pays per lane for every
+// storage load, so the more channels share one patch's loads and transform the better, even
+// though their accumulators spill (see `channels_per_invocation`). A prelude declares U and its loads:
 // winograd_u_loads.wgsl loads each channel's weights in every lane; winograd_u_subgroup.wgsl
 // (adapters with subgroups of 8 or more) loads them once per subgroup, one eighth per lane, and
-// broadcasts them, since lavapipe pays per lane for every load. The 36 elements e = 6 * row + col of
-// a 6x6 matrix are packed in nine vec4s (`P9`), all in straight-line code: lavapipe spills
-// arrays indexed in loops to memory. See src/ops/winograd.rs.
+// broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix are packed in nine vec4s
+// (`P9`), all in straight-line code: lavapipe spills arrays indexed in loops to memory.
+// See src/ops/winograd.rs.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
@@ -19,8 +21,8 @@ struct Params {
 }
 
 override WG: u32 = 64u;
-// Output channels per invocation, 1..8 (8 with the subgroup prelude); U's channel axis is
-// padded to a multiple of 8.
+// Output channels per invocation: 1..8 or 16, in blocks of eight (8 or 16 with the subgroup
+// prelude); U's channel axis is padded to a multiple of 8.
 override COB: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -108,6 +110,36 @@ fn finish(m: P9, co: u32, n: u32, oy: u32, ox: u32) {
     put4(o, oy + 3u, ox, at6(add(lin(d12, 1.0, d34, 8.0), m5)), b);
 }
 
+// The accumulators of a block of eight output channels.
+struct Acc8 { c0: P9, c1: P9, c2: P9, c3: P9, c4: P9, c5: P9, c6: P9, c7: P9 }
+
+// a += U[co] . v for the block's channels base.., whose weights start at vec4 j; channels past
+// COB (only in a first block of fewer than eight) are skipped.
+fn mac8(a: ptr<function, Acc8>, base: u32, j: u32, lane: u32, v: P9) {
+    let m = u_fetch(j, lane);
+    (*a).c0 = mac((*a).c0, u_0(m, j), v);
+    if base + 1u < COB { (*a).c1 = mac((*a).c1, u_1(m, j), v); }
+    if base + 2u < COB { (*a).c2 = mac((*a).c2, u_2(m, j), v); }
+    if base + 3u < COB { (*a).c3 = mac((*a).c3, u_3(m, j), v); }
+    if base + 4u < COB { (*a).c4 = mac((*a).c4, u_4(m, j), v); }
+    if base + 5u < COB { (*a).c5 = mac((*a).c5, u_5(m, j), v); }
+    if base + 6u < COB { (*a).c6 = mac((*a).c6, u_6(m, j), v); }
+    if base + 7u < COB { (*a).c7 = mac((*a).c7, u_7(m, j), v); }
+}
+
+// The epilogue of the block's channels co0 + base.. .
+fn finish8(a: Acc8, co0: u32, base: u32, n: u32, oy: u32, ox: u32) {
+    let co = co0 + base;
+    finish(a.c0, co, n, oy, ox);
+    if base + 1u < COB { finish(a.c1, co + 1u, n, oy, ox); }
+    if base + 2u < COB { finish(a.c2, co + 2u, n, oy, ox); }
+    if base + 3u < COB { finish(a.c3, co + 3u, n, oy, ox); }
+    if base + 4u < COB { finish(a.c4, co + 4u, n, oy, ox); }
+    if base + 5u < COB { finish(a.c5, co + 5u, n, oy, ox); }
+    if base + 6u < COB { finish(a.c6, co + 6u, n, oy, ox); }
+    if base + 7u < COB { finish(a.c7, co + 7u, n, oy, ox); }
+}
+
 @compute @workgroup_size(WG)
 fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
           @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -131,29 +163,17 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     // U is [Ci][Co / 8][9][8] vec4s: vec4 q of channel 8b + c is at (b * 9 + q) * 8 + c.
     var j = co0 / 8u * 72u + co0 % 8u;
     let lane = li % 8u;
-    let z = P9(vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f(), vec4f());
-    var a0 = z; var a1 = z; var a2 = z; var a3 = z; var a4 = z; var a5 = z; var a6 = z; var a7 = z;
+    // Two blocks of eight channels, 72 vec4s apart in U (COB 16 starts at a multiple of 8).
+    var a0: Acc8;
+    var a1: Acc8;
     for (var c = 0u; c < p.ci; c++) {
         let v = transform_input(rb, ih, iw);
-        let m = u_fetch(j, lane);
-        a0 = mac(a0, u_0(m, j), v);
-        if COB > 1u { a1 = mac(a1, u_1(m, j), v); }
-        if COB > 2u { a2 = mac(a2, u_2(m, j), v); }
-        if COB > 3u { a3 = mac(a3, u_3(m, j), v); }
-        if COB > 4u { a4 = mac(a4, u_4(m, j), v); }
-        if COB > 5u { a5 = mac(a5, u_5(m, j), v); }
-        if COB > 6u { a6 = mac(a6, u_6(m, j), v); }
-        if COB > 7u { a7 = mac(a7, u_7(m, j), v); }
+        mac8(&a0, 0u, j, lane, v);
+        if COB > 8u { mac8(&a1, 8u, j + 72u, lane, v); }
         rb += hw;
         j += cop8 * 9u;
     }
     if !live { return; }
-    finish(a0, co0, n, oy, ox);
-    if COB > 1u { finish(a1, co0 + 1u, n, oy, ox); }
-    if COB > 2u { finish(a2, co0 + 2u, n, oy, ox); }
-    if COB > 3u { finish(a3, co0 + 3u, n, oy, ox); }
-    if COB > 4u { finish(a4, co0 + 4u, n, oy, ox); }
-    if COB > 5u { finish(a5, co0 + 5u, n, oy, ox); }
-    if COB > 6u { finish(a6, co0 + 6u, n, oy, ox); }
-    if COB > 7u { finish(a7, co0 + 7u, n, oy, ox); }
+    finish8(a0, co0, 0u, n, oy, ox);
+    if COB > 8u { finish8(a1, co0, 8u, n, oy, ox); }
 }

@@ -375,6 +375,8 @@ fn winograd_matches_cpu() {
         ([1, 5, 7, 10], 6, 0, true, false),   // the same, no padding, no residual
         ([1, 3, 4, 8], 4, 3, true, true),     // widths of 4k, padding 3
         ([1, 2, 3, 4], 5, 5, false, true),    // padding 5: rows mostly outside the image
+        ([1, 5, 6, 8], 12, 1, true, true),    // Co 9..15: a partial second block of eight
+        ([2, 4, 5, 8], 48, 1, true, false),   // three 16-channel blocks on CPU adapters
     ];
     for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
         let act = ACTS[i % ACTS.len()];
@@ -418,6 +420,8 @@ fn fused_without_subgroups_matches_cpu() {
         ([1, 5, 7, 10], 6, 0, true, false),
         ([1, 3, 4, 8], 4, 3, true, true),
         ([1, 2, 3, 4], 5, 5, false, true),
+        ([1, 5, 6, 8], 12, 1, true, true),
+        ([2, 4, 5, 8], 48, 1, true, false),
     ];
     for (i, &(xs, co, pad, b, r)) in cases.iter().enumerate() {
         let act = ACTS[i % ACTS.len()];
