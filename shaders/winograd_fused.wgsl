@@ -5,12 +5,13 @@
 // A^T (.) A and the epilogue. For few channels this replaces the 3-dispatch form's small GEMMs,
 // whose stores and scratch cost more than their arithmetic. lavapipe pays per lane for every
 // storage load, so the more channels share one patch's loads and transform the better, even
-// though their accumulators spill (see `channels_per_invocation`). A prelude declares U and its loads:
-// winograd_u_loads.wgsl loads each channel's weights in every lane; winograd_u_subgroup.wgsl
-// (adapters with subgroups of 8 or more) loads them once per subgroup, one eighth per lane, and
-// broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix are packed in nine vec4s
-// (`P9`), all in straight-line code: lavapipe spills arrays indexed in loops to memory.
-// See src/ops/winograd.rs.
+// though their accumulators spill (see `channels_per_invocation`). Preludes declare U and its
+// loads: winograd_u_loads.wgsl loads each channel's weights in every lane; on adapters with
+// subgroups of 8 or more, winograd_u_texture.wgsl (U in a texture) or winograd_u_subgroup.wgsl
+// (U in a buffer) loads them once per subgroup, one eighth per lane, and
+// winograd_u_broadcast.wgsl broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix
+// are packed in nine vec4s (`P9`), all in straight-line code: lavapipe spills arrays indexed in
+// loops to memory. See src/ops/winograd.rs.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,

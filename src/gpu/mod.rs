@@ -17,6 +17,6 @@ pub use pipeline::Shader;
 #[doc(hidden)]
 pub use pool::size_class;
 #[doc(hidden)]
-pub use stream::{grid_1d, Stream};
+pub use stream::{grid_1d, Bind, Stream};
 #[doc(hidden)]
 pub use tensor::{DType, Tensor};

@@ -17,6 +17,16 @@ struct UniformBlock {
     data: Vec<u8>,
 }
 
+/// A dispatch resource: a tensor (a storage buffer; the stream holds it until submitted, since
+/// a dropped tensor goes back to the pool) or a texture view (wgpu's bind group holds it).
+#[derive(Clone, Copy)]
+pub enum Bind<'a> {
+    /// A storage buffer binding.
+    Tensor(&'a Tensor),
+    /// A sampled-texture binding (`texture_2d`).
+    Texture(&'a wgpu::TextureView),
+}
+
 /// Records dispatches into one command encoder, submitted together.
 pub struct Stream<'g> {
     gpu: &'g Gpu,
@@ -97,6 +107,20 @@ impl<'g> Stream<'g> {
         tensors: &[&Tensor],
         groups: [u32; 3],
     ) -> Result<()> {
+        let bound: Vec<Bind> = tensors.iter().map(|t| Bind::Tensor(t)).collect();
+        self.dispatch_bound(shader, entry, constants, params, &bound, groups)
+    }
+
+    /// [`Stream::dispatch`] with textures among the resources at bindings 1.. .
+    pub fn dispatch_bound(
+        &mut self,
+        shader: Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        params: &[u8],
+        bound: &[Bind],
+        groups: [u32; 3],
+    ) -> Result<()> {
         if params.len() > MAX_PARAMS {
             return Err(Error::Invalid(format!(
                 "{}::{entry}: {} bytes of params exceed {MAX_PARAMS}",
@@ -125,10 +149,13 @@ impl<'g> Stream<'g> {
                 size: std::num::NonZeroU64::new(size),
             }),
         }];
-        for (i, t) in tensors.iter().enumerate() {
+        for (i, b) in bound.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: t.binding(),
+                resource: match b {
+                    Bind::Tensor(t) => t.binding(),
+                    Bind::Texture(v) => wgpu::BindingResource::TextureView(v),
+                },
             });
         }
         let bind_group = self
@@ -150,7 +177,10 @@ impl<'g> Stream<'g> {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.dispatches += 1;
-        self.keep_alive.extend(tensors.iter().map(|t| (*t).clone()));
+        self.keep_alive.extend(bound.iter().filter_map(|b| match b {
+            Bind::Tensor(t) => Some((*t).clone()),
+            Bind::Texture(_) => None,
+        }));
         Ok(())
     }
 

@@ -123,6 +123,8 @@ pub struct ConvWeight {
     shape: [usize; 4],
     groups: usize,
     winograd: Option<[Tensor; 3]>,
+    /// The fused kernel's weights (`winograd[2]`) as a texture, where the adapter takes it.
+    fused_texture: Option<wgpu::TextureView>,
 }
 
 impl ConvWeight {
@@ -143,6 +145,7 @@ impl ConvWeight {
             shape,
             groups,
             winograd: None,
+            fused_texture: None,
         }
     }
 }
@@ -182,11 +185,14 @@ pub fn prepare_conv_weight(
         );
         t[((o / cog) * kp + (c * kh + y) * kwp + x) * cogp + o % cog] = v;
     }
+    let mut fused_texture = None;
     let winograd = if [kh, kw] == [3, 3] && groups == 1 {
+        let (fused, texture) = winograd::fused_weight(gpu, co, cig, data)?;
+        fused_texture = texture;
         Some([
             winograd::weight(gpu, Tile::F2, co, cig, data)?,
             winograd::weight(gpu, Tile::F4, co, cig, data)?,
-            winograd::fused_weight(gpu, co, cig, data)?,
+            fused,
         ])
     } else {
         None
@@ -196,6 +202,7 @@ pub fn prepare_conv_weight(
         shape: [co, cig, kh, kw],
         groups,
         winograd,
+        fused_texture,
     })
 }
 
@@ -416,7 +423,8 @@ fn conv2d_blocked(
             ConvVariant::Winograd4 => (Some(Tile::F4), &u[1]),
             ConvVariant::Fused4 => {
                 let (b, r) = (bias, residual);
-                return winograd::conv2d_fused(s, x, &u[2], b, p.pad, r, act, out_shape);
+                let tex = w.fused_texture.as_ref();
+                return winograd::conv2d_fused(s, x, &u[2], tex, b, p.pad, r, act, out_shape);
             }
         };
         if let Some(tile) = tile {

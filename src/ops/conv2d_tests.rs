@@ -410,6 +410,23 @@ fn winograd_matches_cpu() {
 fn fused_without_subgroups_matches_cpu() {
     crate::ops::skip_without_gpu!();
     winograd::tests::NO_SUBGROUPS.with(|f| f.set(true));
+    fused_forms_match_cpu("plain loads");
+    winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+}
+
+/// The fused kernel's subgroup form with its weights in a storage buffer (where the adapter's
+/// textures are too small for them) on the same cases; `winograd_matches_cpu` runs the
+/// texture form on adapters with subgroups.
+#[test]
+fn fused_buffer_weights_match_cpu() {
+    crate::ops::skip_without_gpu!();
+    crate::ops::note_untested_subgroups(&gpu(), "winograd (buffer weights)");
+    winograd::tests::NO_TEXTURE.with(|f| f.set(true));
+    fused_forms_match_cpu("buffer weights");
+    winograd::tests::NO_TEXTURE.with(|f| f.set(false));
+}
+
+fn fused_forms_match_cpu(form: &str) {
     let cases: &[([usize; 4], usize, usize, bool, bool)] = &[
         ([2, 3, 8, 8], 16, 1, true, false),
         ([2, 16, 9, 7], 20, 1, true, true),
@@ -437,10 +454,9 @@ fn fused_without_subgroups_matches_cpu() {
         let tol = tolerance(ConvVariant::Fused4);
         assert!(
             scaled < tol,
-            "case {i} {xs:?} co {co}: scaled err {scaled} (rel {rel})"
+            "{form}: case {i} {xs:?} co {co}: scaled err {scaled} (rel {rel})"
         );
     }
-    winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
 }
 
 /// Forcing Winograd on a conv it does not serve runs the direct kernel (one dispatch, checked
@@ -592,4 +608,19 @@ fn shape_errors_name_the_op() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("prepared for 1"), "{err}");
+}
+
+/// 3x3 weights carry the fused kernel's texture exactly where its subgroup form reads it.
+#[test]
+fn fused_weights_have_a_texture_with_subgroups() {
+    crate::ops::skip_without_gpu!();
+    let g = gpu();
+    let data = Array::random(&[16, 8, 3, 3], 1).data;
+    let w = prepare_conv_weight(&g, &[16, 8, 3, 3], &data, 1).unwrap();
+    assert_eq!(w.fused_texture.is_some(), g.subgroups);
+    let w = prepare_conv_weight(&g, &[16, 8, 3, 3], &data, 2).unwrap();
+    assert!(
+        w.fused_texture.is_none(),
+        "grouped convs have no Winograd form"
+    );
 }

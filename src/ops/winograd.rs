@@ -11,36 +11,48 @@
 
 use super::{bytes_of, matmul::matmul, Act};
 use crate::error::Result;
-use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
+use crate::gpu::{grid_1d, Bind, DType, Gpu, Shader, Stream, Tensor};
 
 const INPUT: Shader = crate::shader!("winograd_in", "winograd_rows", "winograd_in");
 const OUTPUT: Shader = crate::shader!("winograd_out");
-/// The fused kernel's module with a weight-load prelude and an epilogue prelude.
+/// The fused kernel's module with weight-load preludes and an epilogue prelude.
 macro_rules! fused {
-    ($name:literal, $loads:literal, $put:literal) => {
-        crate::shader!($name, "winograd_rows", $loads, $put, "winograd_fused")
+    ($name:literal, [$($loads:literal),+], $put:literal) => {
+        crate::shader!($name, "winograd_rows", $($loads,)+ $put, "winograd_fused")
     };
 }
-// Indexed [subgroup loads][vec4 epilogue]. naga takes the subgroup builtins without an
-// `enable` directive when the device has them.
-const FUSED: [[Shader; 2]; 2] = [
+// Indexed [weights: plain loads, subgroup loads, subgroup texture][vec4 epilogue]. naga takes
+// the subgroup builtins without an `enable` directive when the device has them.
+const FUSED: [[Shader; 2]; 3] = [
     [
-        fused!("winograd_fused", "winograd_u_loads", "winograd_put_f32"),
+        fused!("winograd_fused", ["winograd_u_loads"], "winograd_put_f32"),
         fused!(
             "winograd_fused_vec4",
-            "winograd_u_loads",
+            ["winograd_u_loads"],
             "winograd_put_vec4"
         ),
     ],
     [
         fused!(
             "winograd_fused_subgroup",
-            "winograd_u_subgroup",
+            ["winograd_u_subgroup", "winograd_u_broadcast"],
             "winograd_put_f32"
         ),
         fused!(
             "winograd_fused_subgroup_vec4",
-            "winograd_u_subgroup",
+            ["winograd_u_subgroup", "winograd_u_broadcast"],
+            "winograd_put_vec4"
+        ),
+    ],
+    [
+        fused!(
+            "winograd_fused_texture",
+            ["winograd_u_texture", "winograd_u_broadcast"],
+            "winograd_put_f32"
+        ),
+        fused!(
+            "winograd_fused_texture_vec4",
+            ["winograd_u_texture", "winograd_u_broadcast"],
             "winograd_put_vec4"
         ),
     ],
@@ -135,15 +147,56 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
 
 /// F(4x4, 3x3) weights for the fused kernel: `[Ci][Co / 8][9][8][4]` (Co rounded up to 8):
 /// vec4 q of the 36 elements of channel 8b + c at `[ci][b][q][c]`, so that eight lanes load the
-/// weights of eight channels as one block.
-pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
+/// weights of eight channels as one block. Where the adapter has subgroups the same data also
+/// goes into a texture of 72 texels per row, one row per `[ci][b]`, which the subgroup form
+/// reads instead (see shaders/winograd_u_texture.wgsl), unless it has more rows than the
+/// adapter's textures allow.
+pub(crate) fn fused_weight(
+    gpu: &Gpu,
+    co: usize,
+    ci: usize,
+    data: &[f32],
+) -> Result<(Tensor, Option<wgpu::TextureView>)> {
     let cop = co.next_multiple_of(8);
     let mut u = vec![0.0f32; ci * cop * 36];
     transform_weight(Tile::F4, co, ci, data, |o, c, a, b, v| {
         let (e, blk) = (a * 6 + b, c * cop / 8 + o / 8);
         u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = v;
     });
-    gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)
+    let rows = ci * cop / 8;
+    let texture = (gpu.subgroups && rows <= gpu.limits.max_texture_dimension_2d as usize)
+        .then(|| fused_texture(gpu, rows as u32, &u));
+    Ok((gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)?, texture))
+}
+
+/// `u` as an Rgba32Uint texture (f32 bits) of `rows` rows of 72 texels.
+fn fused_texture(gpu: &Gpu, rows: u32, u: &[f32]) -> wgpu::TextureView {
+    let size = wgpu::Extent3d {
+        width: 72,
+        height: rows,
+        depth_or_array_layers: 1,
+    };
+    let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("winograd fused weights"),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Uint,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    gpu.queue.write_texture(
+        texture.as_image_copy(),
+        bytemuck::cast_slice(u),
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(72 * 16),
+            rows_per_image: Some(rows),
+        },
+        size,
+    );
+    texture.create_view(&wgpu::TextureViewDescriptor::default())
 }
 
 #[repr(C)]
@@ -245,12 +298,13 @@ pub(crate) fn conv2d(
 }
 
 /// The fused F(4x4, 3x3) conv (`shaders/winograd_fused.wgsl`): one dispatch, no scratch, for
-/// `u` from [`fused_weight`]. Same contract as [`conv2d`].
+/// `u` and its texture from [`fused_weight`]. Same contract as [`conv2d`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_fused(
     s: &mut Stream,
     x: &Tensor,
     u: &Tensor,
+    u_texture: Option<&wgpu::TextureView>,
     bias: Option<&Tensor>,
     pad: [usize; 2],
     residual: Option<&Tensor>,
@@ -262,19 +316,30 @@ pub(crate) fn conv2d_fused(
     let sg = s.gpu().subgroups && !plain_loads_forced();
     let cpu = s.gpu().info.device_type == wgpu::DeviceType::Cpu;
     let cob = channels_per_invocation(co, sg, cpu);
+    let texture = u_texture.filter(|_| sg && !buffer_weights_forced());
+    let loads = if texture.is_some() { 2 } else { sg as usize };
     // Rows of four outputs are aligned vec4s when the width is a multiple of 4.
-    let shader = FUSED[sg as usize][out_shape[3].is_multiple_of(4) as usize];
+    let shader = FUSED[loads][out_shape[3].is_multiple_of(4) as usize];
     let out = s
         .gpu()
         .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
     let mut grid = grid_1d(params.tiles as usize, WG);
     grid[2] = co.div_ceil(cob) as u32;
-    s.dispatch(
+    let weights = texture.map_or(Bind::Tensor(u), Bind::Texture);
+    let bias = bias.unwrap_or(x);
+    let residual = residual.unwrap_or(x);
+    s.dispatch_bound(
         shader,
         "fused4",
         &[("WG", WG as f64), ("COB", cob as f64)],
         bytes_of(&params),
-        &[x, u, bias.unwrap_or(x), residual.unwrap_or(x), &out],
+        &[
+            Bind::Tensor(x),
+            weights,
+            Bind::Tensor(bias),
+            Bind::Tensor(residual),
+            Bind::Tensor(&out),
+        ],
         grid,
     )?;
     Ok(out)
@@ -305,6 +370,17 @@ pub(crate) fn plain_loads_forced() -> bool {
 
 #[cfg(not(test))]
 pub(crate) fn plain_loads_forced() -> bool {
+    false
+}
+
+/// Tests set `tests::NO_TEXTURE` to run the fused kernel's subgroup form on buffer weights.
+#[cfg(test)]
+fn buffer_weights_forced() -> bool {
+    tests::NO_TEXTURE.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn buffer_weights_forced() -> bool {
     false
 }
 
@@ -508,6 +584,8 @@ pub(crate) mod tests {
     thread_local! {
         /// Set by tests to run the fused kernel's plain-load form on an adapter with subgroups.
         pub(crate) static NO_SUBGROUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Set by tests to run the fused kernel's subgroup form on buffer weights.
+        pub(crate) static NO_TEXTURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
     use crate::array::Array;
     use std::time::{Duration, Instant};
