@@ -34,7 +34,8 @@ override COB: u32 = 8u;
 // (one load and one store per row of four instead of four each: lavapipe pays per lane for
 // every storage access).
 
-// Patch rows (R6, row6, lin, add, sub) come from the prelude shaders/winograd_rows.wgsl.
+// Patch rows (R6, lin, add, sub) come from the prelude shaders/winograd_rows.wgsl, their loads
+// (row6) from winograd_row6.wgsl or, where widths and padding allow, winograd_row6_aligned.wgsl.
 // A 6x6 matrix, row-major, in nine vec4s.
 struct P9 { a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: vec4f, f: vec4f, g: vec4f, h: vec4f, i: vec4f }
 

@@ -624,3 +624,28 @@ fn fused_weights_have_a_texture_with_subgroups() {
         "grouped convs have no Winograd form"
     );
 }
+
+/// The fused kernel's aligned row loads (input width 4k, left padding 1) where the right
+/// padding leaves whole vec4s of columns outside the image, in every weight form.
+#[test]
+fn fused_aligned_rows_with_wide_right_padding() {
+    crate::ops::skip_without_gpu!();
+    let p = Conv2dParams {
+        pad: [1, 1],
+        pad_end: [2, 5],
+        ..Conv2dParams::new(1, 1, 1)
+    };
+    // Width 8 -> 12 outputs: the last tile's middle columns 8..11 are all padding.
+    let conv = ([2, 5, 7, 8], [12, 5, 3, 3], p, true, true, Act::Relu);
+    for (plain, buffer) in [(false, false), (false, true), (true, false)] {
+        winograd::tests::NO_SUBGROUPS.with(|f| f.set(plain));
+        winograd::tests::NO_TEXTURE.with(|f| f.set(buffer));
+        let (rel, scaled) = run(conv, GPU_BLOCK, ConvVariant::Fused4, 7);
+        winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+        winograd::tests::NO_TEXTURE.with(|f| f.set(false));
+        assert!(
+            scaled < tolerance(ConvVariant::Fused4),
+            "plain {plain} buffer {buffer}: scaled err {scaled} (rel {rel})"
+        );
+    }
+}

@@ -13,21 +13,40 @@ use super::{bytes_of, matmul::matmul, Act};
 use crate::error::Result;
 use crate::gpu::{grid_1d, Bind, DType, Gpu, Shader, Stream, Tensor};
 
-const INPUT: Shader = crate::shader!("winograd_in", "winograd_rows", "winograd_in");
+const INPUT: Shader = crate::shader!(
+    "winograd_in",
+    "winograd_rows",
+    "winograd_row6",
+    "winograd_in"
+);
 const OUTPUT: Shader = crate::shader!("winograd_out");
-/// The fused kernel's module with weight-load preludes and an epilogue prelude.
+/// The fused kernel's module with its row-load, weight-load and epilogue preludes.
 macro_rules! fused {
-    ($name:literal, [$($loads:literal),+], $put:literal) => {
-        crate::shader!($name, "winograd_rows", $($loads,)+ $put, "winograd_fused")
+    ($name:literal, $row6:literal, [$($loads:literal),+], $put:literal) => {
+        crate::shader!($name, "winograd_rows", $row6, $($loads,)+ $put, "winograd_fused")
     };
 }
-// Indexed [weights: plain loads, subgroup loads, subgroup texture][vec4 epilogue]. naga takes
-// the subgroup builtins without an `enable` directive when the device has them.
-const FUSED: [[Shader; 2]; 3] = [
+// Indexed [weights: plain loads, subgroup loads, subgroup texture][rows and epilogue: any, vec4
+// epilogue (output width 4k), and aligned rows (input width 4k, left padding 1) with the vec4
+// epilogue]. naga takes the subgroup builtins without an `enable` directive when the device has
+// them.
+const FUSED: [[Shader; 3]; 3] = [
     [
-        fused!("winograd_fused", ["winograd_u_loads"], "winograd_put_f32"),
+        fused!(
+            "winograd_fused",
+            "winograd_row6",
+            ["winograd_u_loads"],
+            "winograd_put_f32"
+        ),
         fused!(
             "winograd_fused_vec4",
+            "winograd_row6",
+            ["winograd_u_loads"],
+            "winograd_put_vec4"
+        ),
+        fused!(
+            "winograd_fused_aligned",
+            "winograd_row6_aligned",
             ["winograd_u_loads"],
             "winograd_put_vec4"
         ),
@@ -35,11 +54,19 @@ const FUSED: [[Shader; 2]; 3] = [
     [
         fused!(
             "winograd_fused_subgroup",
+            "winograd_row6",
             ["winograd_u_subgroup", "winograd_u_broadcast"],
             "winograd_put_f32"
         ),
         fused!(
             "winograd_fused_subgroup_vec4",
+            "winograd_row6",
+            ["winograd_u_subgroup", "winograd_u_broadcast"],
+            "winograd_put_vec4"
+        ),
+        fused!(
+            "winograd_fused_subgroup_aligned",
+            "winograd_row6_aligned",
             ["winograd_u_subgroup", "winograd_u_broadcast"],
             "winograd_put_vec4"
         ),
@@ -47,11 +74,19 @@ const FUSED: [[Shader; 2]; 3] = [
     [
         fused!(
             "winograd_fused_texture",
+            "winograd_row6",
             ["winograd_u_texture", "winograd_u_broadcast"],
             "winograd_put_f32"
         ),
         fused!(
             "winograd_fused_texture_vec4",
+            "winograd_row6",
+            ["winograd_u_texture", "winograd_u_broadcast"],
+            "winograd_put_vec4"
+        ),
+        fused!(
+            "winograd_fused_texture_aligned",
+            "winograd_row6_aligned",
             ["winograd_u_texture", "winograd_u_broadcast"],
             "winograd_put_vec4"
         ),
@@ -318,8 +353,11 @@ pub(crate) fn conv2d_fused(
     let cob = channels_per_invocation(co, sg, cpu);
     let texture = u_texture.filter(|_| sg && !buffer_weights_forced());
     let loads = if texture.is_some() { 2 } else { sg as usize };
-    // Rows of four outputs are aligned vec4s when the width is a multiple of 4.
-    let shader = FUSED[loads][out_shape[3].is_multiple_of(4) as usize];
+    // Rows of four outputs are aligned vec4s when the output width is a multiple of 4, and the
+    // middle four columns of each input patch row when the input's is and the left padding 1.
+    let vec4_out = out_shape[3].is_multiple_of(4);
+    let aligned = vec4_out && x.shape()[3].is_multiple_of(4) && pad[1] == 1;
+    let shader = FUSED[loads][if aligned { 2 } else { vec4_out as usize }];
     let out = s
         .gpu()
         .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
@@ -328,18 +366,22 @@ pub(crate) fn conv2d_fused(
     let weights = texture.map_or(Bind::Tensor(u), Bind::Texture);
     let bias = bias.unwrap_or(x);
     let residual = residual.unwrap_or(x);
+    let mut bound = vec![
+        Bind::Tensor(x),
+        weights,
+        Bind::Tensor(bias),
+        Bind::Tensor(residual),
+        Bind::Tensor(&out),
+    ];
+    if aligned {
+        bound.push(Bind::Tensor(x)); // binding 6: the input's vec4 view
+    }
     s.dispatch_bound(
         shader,
         "fused4",
         &[("WG", WG as f64), ("COB", cob as f64)],
         bytes_of(&params),
-        &[
-            Bind::Tensor(x),
-            weights,
-            Bind::Tensor(bias),
-            Bind::Tensor(residual),
-            Bind::Tensor(&out),
-        ],
+        &bound,
         grid,
     )?;
     Ok(out)
