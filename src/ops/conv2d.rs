@@ -122,9 +122,15 @@ pub struct ConvWeight {
     tensor: Tensor,
     shape: [usize; 4],
     groups: usize,
-    winograd: Option<[Tensor; 3]>,
-    /// The fused kernel's weights (`winograd[2]`) as a texture, where the adapter takes it.
-    fused_texture: Option<wgpu::TextureView>,
+    winograd: Option<WinogradWeights>,
+}
+
+/// A 3x3 conv's Winograd weights: F(2x2, 3x3) and F(4x4, 3x3) for the 3-dispatch forms, and the
+/// fused F(4x4, 3x3) kernel's.
+#[derive(Clone, Debug)]
+struct WinogradWeights {
+    split: [Tensor; 2],
+    fused: winograd::FusedWeight,
 }
 
 impl ConvWeight {
@@ -145,7 +151,6 @@ impl ConvWeight {
             shape,
             groups,
             winograd: None,
-            fused_texture: None,
         }
     }
 }
@@ -185,15 +190,14 @@ pub fn prepare_conv_weight(
         );
         t[((o / cog) * kp + (c * kh + y) * kwp + x) * cogp + o % cog] = v;
     }
-    let mut fused_texture = None;
     let winograd = if [kh, kw] == [3, 3] && groups == 1 {
-        let (fused, texture) = winograd::fused_weight(gpu, co, cig, data)?;
-        fused_texture = texture;
-        Some([
-            winograd::weight(gpu, Tile::F2, co, cig, data)?,
-            winograd::weight(gpu, Tile::F4, co, cig, data)?,
-            fused,
-        ])
+        Some(WinogradWeights {
+            split: [
+                winograd::weight(gpu, Tile::F2, co, cig, data)?,
+                winograd::weight(gpu, Tile::F4, co, cig, data)?,
+            ],
+            fused: winograd::fused_weight(gpu, co, cig, data)?,
+        })
     } else {
         None
     };
@@ -202,7 +206,6 @@ pub fn prepare_conv_weight(
         shape: [co, cig, kh, kw],
         groups,
         winograd,
-        fused_texture,
     })
 }
 
@@ -418,13 +421,12 @@ fn conv2d_blocked(
             None => pick_variant(s.gpu(), x, w, bias, p, residual, act, (tm4, tn4, wg))?,
         };
         let (tile, u) = match v {
-            ConvVariant::Direct => (None, &u[0]),
-            ConvVariant::Winograd2 => (Some(Tile::F2), &u[0]),
-            ConvVariant::Winograd4 => (Some(Tile::F4), &u[1]),
+            ConvVariant::Direct => (None, &u.split[0]),
+            ConvVariant::Winograd2 => (Some(Tile::F2), &u.split[0]),
+            ConvVariant::Winograd4 => (Some(Tile::F4), &u.split[1]),
             ConvVariant::Fused4 => {
                 let (b, r) = (bias, residual);
-                let tex = w.fused_texture.as_ref();
-                return winograd::conv2d_fused(s, x, &u[2], tex, b, p.pad, r, act, out_shape);
+                return winograd::conv2d_fused(s, x, &u.fused, b, p.pad, r, act, out_shape);
             }
         };
         if let Some(tile) = tile {

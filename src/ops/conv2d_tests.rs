@@ -617,12 +617,14 @@ fn fused_weights_have_a_texture_with_subgroups() {
     let g = gpu();
     let data = Array::random(&[16, 8, 3, 3], 1).data;
     let w = prepare_conv_weight(&g, &[16, 8, 3, 3], &data, 1).unwrap();
-    assert_eq!(w.fused_texture.is_some(), g.subgroups);
+    let fused = &w
+        .winograd
+        .as_ref()
+        .expect("3x3 groups 1 has Winograd forms")
+        .fused;
+    assert_eq!(fused.texture.is_some(), g.subgroups);
     let w = prepare_conv_weight(&g, &[16, 8, 3, 3], &data, 2).unwrap();
-    assert!(
-        w.fused_texture.is_none(),
-        "grouped convs have no Winograd form"
-    );
+    assert!(w.winograd.is_none(), "grouped convs have no Winograd form");
 }
 
 /// The fused kernel's aligned row loads (input width 4k, left padding 1) where the right

@@ -186,12 +186,7 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
 /// goes into a texture of 72 texels per row, one row per `[ci][b]`, which the subgroup form
 /// reads instead (see shaders/winograd_u_texture.wgsl), unless it has more rows than the
 /// adapter's textures allow.
-pub(crate) fn fused_weight(
-    gpu: &Gpu,
-    co: usize,
-    ci: usize,
-    data: &[f32],
-) -> Result<(Tensor, Option<wgpu::TextureView>)> {
+pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<FusedWeight> {
     let cop = co.next_multiple_of(8);
     let mut u = vec![0.0f32; ci * cop * 36];
     transform_weight(Tile::F4, co, ci, data, |o, c, a, b, v| {
@@ -201,7 +196,18 @@ pub(crate) fn fused_weight(
     let rows = ci * cop / 8;
     let texture = (gpu.subgroups && rows <= gpu.limits.max_texture_dimension_2d as usize)
         .then(|| fused_texture(gpu, rows as u32, &u));
-    Ok((gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)?, texture))
+    Ok(FusedWeight {
+        buffer: gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)?,
+        texture,
+    })
+}
+
+/// The fused kernel's weights from [`fused_weight`]: the buffer, and the same data as a texture
+/// where the adapter takes one.
+#[derive(Clone, Debug)]
+pub(crate) struct FusedWeight {
+    pub(crate) buffer: Tensor,
+    pub(crate) texture: Option<wgpu::TextureView>,
 }
 
 /// `u` as an Rgba32Uint texture (f32 bits) of `rows` rows of 72 texels.
@@ -333,13 +339,12 @@ pub(crate) fn conv2d(
 }
 
 /// The fused F(4x4, 3x3) conv (`shaders/winograd_fused.wgsl`): one dispatch, no scratch, for
-/// `u` and its texture from [`fused_weight`]. Same contract as [`conv2d`].
+/// `u` from [`fused_weight`]. Same contract as [`conv2d`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_fused(
     s: &mut Stream,
     x: &Tensor,
-    u: &Tensor,
-    u_texture: Option<&wgpu::TextureView>,
+    u: &FusedWeight,
     bias: Option<&Tensor>,
     pad: [usize; 2],
     residual: Option<&Tensor>,
@@ -351,7 +356,10 @@ pub(crate) fn conv2d_fused(
     let sg = s.gpu().subgroups && !plain_loads_forced();
     let cpu = s.gpu().info.device_type == wgpu::DeviceType::Cpu;
     let cob = channels_per_invocation(co, sg, cpu);
-    let texture = u_texture.filter(|_| sg && !buffer_weights_forced());
+    let texture = u
+        .texture
+        .as_ref()
+        .filter(|_| sg && !buffer_weights_forced());
     let loads = if texture.is_some() { 2 } else { sg as usize };
     // Rows of four outputs are aligned vec4s when the output width is a multiple of 4, and the
     // middle four columns of each input patch row when the input's is and the left padding 1.
@@ -363,7 +371,7 @@ pub(crate) fn conv2d_fused(
         .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
     let mut grid = grid_1d(params.tiles as usize, WG);
     grid[2] = co.div_ceil(cob) as u32;
-    let weights = texture.map_or(Bind::Tensor(u), Bind::Texture);
+    let weights = texture.map_or(Bind::Tensor(&u.buffer), Bind::Texture);
     let bias = bias.unwrap_or(x);
     let residual = residual.unwrap_or(x);
     let mut bound = vec![
