@@ -37,6 +37,8 @@ override COB: u32 = 8u;
 // Patch rows (R6, lin, add, sub) come from the prelude shaders/winograd_rows.wgsl, their loads
 // (row6) from winograd_row6.wgsl or, where widths and padding allow, winograd_row6_aligned.wgsl.
 // A 6x6 matrix, row-major, in nine vec4s.
+// The weights' vector type (the integer kernel, qwinograd.wgsl, shares the weight preludes).
+alias WV = vec4f;
 struct P9 { a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: vec4f, f: vec4f, g: vec4f, h: vec4f, i: vec4f }
 
 fn pack(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {

@@ -1,5 +1,5 @@
 // Fused Winograd prelude: every lane loads the weights it uses (any adapter).
-@group(0) @binding(2) var<storage, read> u: array<vec4f>;
+@group(0) @binding(2) var<storage, read> u: array<WV>;
 struct UF { _unused: u32 }
 fn u_fetch(j: u32, lane: u32) -> UF { return UF(0u); }
 // Channel c of the block (c constant): its nine vec4s, eight apart.

@@ -4,8 +4,8 @@
 // from texel 8q + l. lavapipe (Mesa 22.3) fetches texels without the per-lane branches of its
 // storage-buffer loads. Takes COB >= 8, so that `j` is a whole row (a multiple of 72).
 @group(0) @binding(2) var u: texture_2d<u32>;
-fn u_texel(row: u32, col: u32) -> vec4f {
-    return bitcast<vec4f>(textureLoad(u, vec2u(col, row), 0));
+fn u_texel(row: u32, col: u32) -> WV {
+    return bitcast<WV>(textureLoad(u, vec2u(col, row), 0));
 }
 fn u_fetch(j: u32, lane: u32) -> P9 {
     let r = j / 72u;

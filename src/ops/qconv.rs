@@ -577,6 +577,16 @@ pub struct QConv2d {
     /// Broadcast weights across subgroups (default: where the adapter has them; tests force
     /// the plain-load form with false).
     pub subgroups: bool,
+    /// Winograd weights (`winograd_exact` layers only).
+    winograd: Option<super::winograd::FusedWeight>,
+    /// Run the Winograd form where the layer has one (default: on CPU adapters, which emulate
+    /// `dot4I8Packed`; tests force both).
+    pub use_winograd: bool,
+    /// The Winograd form reads its weights from a texture where it can (tests force buffers).
+    pub texture_weights: bool,
+    /// The Winograd form's vec4 row loads and stores where the shape allows (tests force the
+    /// form for any shape).
+    pub aligned_rows: bool,
 }
 
 impl QConv2d {
@@ -677,6 +687,12 @@ impl QConv2d {
             integer: DotPath::integer(gpu),
             path: DotPath::auto(gpu),
             subgroups: gpu.subgroups,
+            winograd: winograd::winograd_exact(desc)
+                .then(|| winograd::weights(gpu, desc))
+                .transpose()?,
+            use_winograd: gpu.info.device_type == wgpu::DeviceType::Cpu,
+            texture_weights: true,
+            aligned_rows: true,
         })
     }
 
@@ -733,6 +749,10 @@ impl QConv2d {
             Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
             None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
         };
+        if let Some(u) = self.winograd.as_ref().filter(|_| self.use_winograd) {
+            self.forward_winograd(s, x, u, &out)?;
+            return Ok(out);
+        }
         let path = self.effective_path();
         let (pxf, cwf) = FLOAT_BLOCK;
         let px = pixels_per_thread(n * oh * ow);
@@ -771,6 +791,10 @@ impl QConv2d {
     }
 }
 
+#[path = "qconv_winograd.rs"]
+mod winograd;
+pub use winograd::winograd_exact;
+
 #[path = "qconv_bench.rs"]
 mod bench;
 pub use bench::{bench_cases, bench_run, int8_bench, BenchCase};
@@ -797,3 +821,7 @@ mod lowbit_tests;
 #[cfg(test)]
 #[path = "qconv_float_tests.rs"]
 mod float_tests;
+
+#[cfg(test)]
+#[path = "qconv_winograd_tests.rs"]
+mod winograd_tests;

@@ -12,22 +12,22 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
 #[derive(Debug)]
-struct Case {
-    n: usize,
-    c: usize,
-    co: usize,
-    groups: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    h: usize,
-    w: usize,
-    unsigned_in: bool,
-    output: Option<bool>,
-    act: Act,
+pub(super) struct Case {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) co: usize,
+    pub(super) groups: usize,
+    pub(super) k: usize,
+    pub(super) stride: usize,
+    pub(super) pad: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) unsigned_in: bool,
+    pub(super) output: Option<bool>,
+    pub(super) act: Act,
 }
 
-fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
+pub(super) fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let input = QFormat {
         scale: rng.random_range(0.02..0.1),
@@ -73,16 +73,30 @@ fn random_layer(case: &Case, seed: u64) -> (QConv, QArray) {
     (conv, x)
 }
 
-/// Runs the layer on every path and load form and asserts bit-equality with the CPU reference.
-fn check(conv: &QConv, x: &QArray) {
+/// Runs the layer on every path and load form (and the Winograd form's, where the layer has it)
+/// and asserts bit-equality with the CPU reference.
+pub(super) fn check(conv: &QConv, x: &QArray) {
     let g = gpu();
     crate::ops::note_untested_subgroups(&g, "qconv");
     let want = qconv2d(conv, x).unwrap();
     let mut layer = QConv2d::new(&g, conv).unwrap();
     let xt = QTensor::upload(&g, x).unwrap();
-    for (path, sg) in VARIANTS {
+    let direct = VARIANTS.map(|(path, sg)| (path, sg, false, false, false));
+    // Weight loads (subgroups, texture) x rows (aligned where the shape allows, or any).
+    let wino = [(true, true), (true, false), (false, false), (true, true)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(sg, tex))| (DotPath::integer(&g), sg, true, tex, i < 3))
+        .collect::<Vec<_>>();
+    let wino = if winograd_exact(conv) { &wino[..] } else { &[] };
+    for &(path, sg, use_winograd, tex, aligned) in direct.iter().chain(wino) {
         layer.path = path;
         layer.subgroups = sg;
+        layer.use_winograd = use_winograd;
+        layer.texture_weights = tex;
+        layer.aligned_rows = aligned;
+        let form =
+            format!("{path:?} sg={sg} winograd={use_winograd} texture={tex} aligned={aligned}");
         let mut s = g.stream();
         let y = layer.forward(&mut s, &xt).unwrap();
         s.submit();
@@ -94,19 +108,13 @@ fn check(conv: &QConv, x: &QArray) {
                     .iter()
                     .zip(&w.data)
                     .position(|(a, b)| a.to_bits() != b.to_bits());
-                assert!(
-                    bad.is_none(),
-                    "{path:?} sg={sg} {conv:?}: f32 differs at {bad:?}"
-                );
+                assert!(bad.is_none(), "{form} {conv:?}: f32 differs at {bad:?}");
             }
             (QOut::Q(t), QResult::Q(w)) => {
                 let got = t.read(&g).unwrap();
                 assert_eq!(got.shape, w.shape);
                 let bad = got.q.iter().zip(&w.q).position(|(a, b)| a != b);
-                assert!(
-                    bad.is_none(),
-                    "{path:?} sg={sg} {conv:?}: int8 differs at {bad:?}"
-                );
+                assert!(bad.is_none(), "{form} {conv:?}: int8 differs at {bad:?}");
             }
             _ => panic!("output kind differs from the reference"),
         }

@@ -112,6 +112,17 @@ const G4: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// G4 = D G4_INT with D = diag(1/4, -1/6, -1/6, 1/24, 1/24, 1): the integer rows that make the
+/// INT8 kernel's weights exact (shaders/qwinograd.wgsl).
+const G4_INT: [[f64; 3]; 6] = [
+    [1.0, 0.0, 0.0],
+    [1.0, 1.0, 1.0],
+    [1.0, -1.0, 1.0],
+    [1.0, 2.0, 4.0],
+    [1.0, -2.0, 4.0],
+    [0.0, 0.0, 1.0],
+];
+
 /// Output tile sizes: F(2x2, 3x3) and F(4x4, 3x3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tile {
@@ -140,15 +151,15 @@ impl Tile {
 }
 
 /// U = G g G^T of PyTorch-layout `[Co, Ci, 3, 3]` data, element (a, b) of (co, ci) passed to
-/// `put` (f64 arithmetic, so the transform adds no rounding beyond one f32 cast).
+/// `put` (f64 arithmetic, so the transform adds no rounding beyond one f32 cast, and integer
+/// data and G give exact integers).
 fn transform_weight(
-    tile: Tile,
+    g: &[[f64; 3]],
     co: usize,
     ci: usize,
     data: &[f32],
-    mut put: impl FnMut(usize, usize, usize, usize, f32),
+    mut put: impl FnMut(usize, usize, usize, usize, f64),
 ) {
-    let g = tile.g();
     for o in 0..co {
         for c in 0..ci {
             let w = &data[(o * ci + c) * 9..][..9];
@@ -161,8 +172,7 @@ fn transform_weight(
                 .collect();
             for (a, ta) in t.iter().enumerate() {
                 for (b, gb) in g.iter().enumerate() {
-                    let v: f64 = (0..3).map(|k| ta[k] * gb[k]).sum();
-                    put(o, c, a, b, v as f32);
+                    put(o, c, a, b, (0..3).map(|k| ta[k] * gb[k]).sum());
                 }
             }
         }
@@ -174,8 +184,8 @@ fn transform_weight(
 pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) -> Result<Tensor> {
     let (cop, al) = (co.next_multiple_of(4), tile.alpha());
     let mut u = vec![0.0f32; al * al * ci * cop];
-    transform_weight(tile, co, ci, data, |o, c, a, b, v| {
-        u[((a * al + b) * cop + o) * ci + c] = v;
+    transform_weight(tile.g(), co, ci, data, |o, c, a, b, v| {
+        u[((a * al + b) * cop + o) * ci + c] = v as f32;
     });
     gpu.upload_f32(&[al * al, cop, ci], &u)
 }
@@ -187,19 +197,40 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
 /// reads instead (see shaders/winograd_u_texture.wgsl), unless it has more rows than the
 /// adapter's textures allow.
 pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<FusedWeight> {
+    fused_layout(gpu, &G4, co, ci, data, |v| (v as f32).to_bits())
+}
+
+/// [`fused_weight`]'s layout of U' = G' g G'^T as i32, for the INT8 kernel
+/// (shaders/qwinograd.wgsl): exact integers for integer weights `data`.
+pub(crate) fn fused_weight_int(
+    gpu: &Gpu,
+    co: usize,
+    ci: usize,
+    data: &[f32],
+) -> Result<FusedWeight> {
+    fused_layout(gpu, &G4_INT, co, ci, data, |v| v as i32 as u32)
+}
+
+/// U = G g G^T in the fused kernels' layout, each element stored as the bits `bits` gives.
+fn fused_layout(
+    gpu: &Gpu,
+    g: &[[f64; 3]],
+    co: usize,
+    ci: usize,
+    data: &[f32],
+    bits: impl Fn(f64) -> u32,
+) -> Result<FusedWeight> {
     let cop = co.next_multiple_of(8);
-    let mut u = vec![0.0f32; ci * cop * 36];
-    transform_weight(Tile::F4, co, ci, data, |o, c, a, b, v| {
+    let mut u = vec![0u32; ci * cop * 36];
+    transform_weight(g, co, ci, data, |o, c, a, b, v| {
         let (e, blk) = (a * 6 + b, c * cop / 8 + o / 8);
-        u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = v;
+        u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = bits(v);
     });
     let rows = ci * cop / 8;
     let texture = (gpu.subgroups && rows <= gpu.limits.max_texture_dimension_2d as usize)
         .then(|| fused_texture(gpu, rows as u32, &u));
-    Ok(FusedWeight {
-        buffer: gpu.upload_f32(&[ci, cop / 8, 9, 8, 4], &u)?,
-        texture,
-    })
+    let buffer = gpu.upload_i32(&[ci, cop / 8, 9, 8, 4], bytemuck::cast_slice(&u))?;
+    Ok(FusedWeight { buffer, texture })
 }
 
 /// The fused kernel's weights from [`fused_weight`]: the buffer, and the same data as a texture
@@ -210,8 +241,8 @@ pub(crate) struct FusedWeight {
     pub(crate) texture: Option<wgpu::TextureView>,
 }
 
-/// `u` as an Rgba32Uint texture (f32 bits) of `rows` rows of 72 texels.
-fn fused_texture(gpu: &Gpu, rows: u32, u: &[f32]) -> wgpu::TextureView {
+/// `u` as an Rgba32Uint texture of `rows` rows of 72 texels.
+fn fused_texture(gpu: &Gpu, rows: u32, u: &[u32]) -> wgpu::TextureView {
     let size = wgpu::Extent3d {
         width: 72,
         height: rows,

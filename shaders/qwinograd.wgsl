@@ -1,0 +1,232 @@
+// INT8 conv 3x3, stride 1, by Winograd F(4x4, 3x3) in wrapping i32 arithmetic: the same sums
+// as the direct kernel (qconv.wgsl), bit for bit, with 36 multiplies per 4x4 output tile and
+// input channel instead of 144. Inputs are the packed i8 activations (src/ops/qconv.rs).
+//
+// Why it is exact: with G = D G' (D = diag(1/4, -1/6, -1/6, 1/24, 1/24, 1), G' integer), the
+// weights U' = G' g G'^T are integers, V = B^T d B is integer for integer d, and
+// 576 Y = (24 A^T D) (sum over channels of U' . V) (24 D A) with 24 A^T D integer. So 576 Y is
+// computed modulo 2^32 by wrapping i32 ops; 576 = 64 x 9, so Z >> 6 is 9 Y modulo 2^26, and
+// times the inverse of 9 modulo 2^32, sign-extended from bit 25, it is Y wherever
+// |Y| < 2^25 (the host checks this bound per output channel: 128 x sum |w|).
+//
+// Row loads and the epilogue's stores come from a prelude: qwinograd_rows.wgsl for any shape,
+// qwinograd_aligned.wgsl where widths are multiples of 4 and the left padding 1 (one vec4 load
+// for four words of a patch row, one vec4 store per tile row).
+//
+// The structure follows winograd_fused.wgsl (one 4x4 tile and COB output channels per
+// invocation, U from the same weight preludes with WV = vec4i): per input word it loads the
+// 6x6 patch once (four channels per u32) and transforms each of its four channels.
+
+alias WV = vec4i;
+
+struct Params {
+    n: u32, c4: u32, h: u32, w: u32,
+    co: u32, co4: u32, oh: u32, ow: u32,
+    pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
+    tiles: u32, pad_word: u32, lo: i32, hi: i32,
+    out_offset: i32, mode: u32, act: u32, slope: f32,
+}
+
+override WG: u32 = 64u;
+// Output channels per invocation: 8 or 16 (U's channel axis is padded to a multiple of 8).
+override COB: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<i32>;
+@group(0) @binding(4) var<storage, read> scale: array<f32>;
+
+// A 6x6 integer matrix, row-major, in nine vec4s, and 6-wide rows (as in winograd_fused.wgsl).
+struct P9 { a: vec4i, b: vec4i, c: vec4i, d: vec4i, e: vec4i, f: vec4i, g: vec4i, h: vec4i, i: vec4i }
+struct R6 { lo: vec4i, hi: vec2i }
+// Six packed input words of a patch row.
+struct W6 { lo: vec4u, hi: vec2u }
+
+fn lin(a: R6, s: i32, b: R6, t: i32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
+fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
+fn sub(a: R6, b: R6) -> R6 { return R6(a.lo - b.lo, a.hi - b.hi); }
+
+// Byte k (signed) of each word of a row.
+fn lane(r: W6, k: u32) -> R6 {
+    let s = 24u - 8u * k;
+    return R6(bitcast<vec4i>(r.lo << vec4u(s)) >> vec4u(24u),
+              bitcast<vec2i>(r.hi << vec2u(s)) >> vec2u(24u));
+}
+
+fn pack(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
+    return P9(r0.lo, vec4i(r0.hi, r1.lo.xy), vec4i(r1.lo.zw, r1.hi),
+              r2.lo, vec4i(r2.hi, r3.lo.xy), vec4i(r3.lo.zw, r3.hi),
+              r4.lo, vec4i(r4.hi, r5.lo.xy), vec4i(r5.lo.zw, r5.hi));
+}
+
+// B^T along one row (interpolation points 0, +-1, +-2).
+fn bt6(r: R6) -> R6 {
+    let a0 = r.lo.x; let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w;
+    let a4 = r.hi.x; let a5 = r.hi.y;
+    return R6(vec4i(4 * a0 - 5 * a2 + a4,
+                    a3 + a4 - 4 * (a1 + a2),
+                    a4 - a3 + 4 * (a1 - a2),
+                    a4 - a2 + 2 * (a3 - a1)),
+              vec2i(a4 - a2 + 2 * (a1 - a3),
+                    4 * a1 - 5 * a3 + a5));
+}
+
+// V = B^T d B of channel k of the patch rows q0..q5.
+fn transform_input(q0: W6, q1: W6, q2: W6, q3: W6, q4: W6, q5: W6, k: u32) -> P9 {
+    let d0 = lane(q0, k); let d1 = lane(q1, k); let d2 = lane(q2, k);
+    let d3 = lane(q3, k); let d4 = lane(q4, k); let d5 = lane(q5, k);
+    return pack(bt6(add(lin(d0, 4, d2, -5), d4)),
+                bt6(add(lin(d1, -4, d2, -4), add(d3, d4))),
+                bt6(add(lin(d1, 4, d2, -4), lin(d3, -1, d4, 1))),
+                bt6(add(lin(d1, -2, d2, -1), lin(d3, 2, d4, 1))),
+                bt6(add(lin(d1, 2, d2, -1), lin(d3, -2, d4, 1))),
+                bt6(add(lin(d1, 4, d3, -5), d5)));
+}
+
+fn mac(acc: P9, w: P9, v: P9) -> P9 {
+    return P9(acc.a + w.a * v.a, acc.b + w.b * v.b, acc.c + w.c * v.c,
+              acc.d + w.d * v.d, acc.e + w.e * v.e, acc.f + w.f * v.f,
+              acc.g + w.g * v.g, acc.h + w.h * v.h, acc.i + w.i * v.i);
+}
+
+// 24 A^T D along one row.
+fn at6(r: R6) -> vec4i {
+    let m0 = r.lo.x; let m1 = r.lo.y; let m2 = r.lo.z; let m3 = r.lo.w;
+    let m4 = r.hi.x; let m5 = r.hi.y;
+    return vec4i(6 * m0 - 4 * (m1 + m2) + m3 + m4,
+                 4 * (m2 - m1) + 2 * (m3 - m4),
+                 4 * (m3 + m4 - m1 - m2),
+                 4 * (m2 - m1) + 8 * (m3 - m4) + 24 * m5);
+}
+
+// Y from 576 Y modulo 2^32 (see the top).
+fn exact(z: vec4i) -> vec4i {
+    let y = (z >> vec4u(6u)) * 954437177; // 9 * 954437177 = 1 modulo 2^32
+    return (y << vec4u(6u)) >> vec4u(6u);
+}
+
+// The tile's 16 sums of one channel, row by row.
+struct Y4 { r0: vec4i, r1: vec4i, r2: vec4i, r3: vec4i }
+
+fn output_transform(m: P9) -> Y4 {
+    let m0 = R6(m.a, m.b.xy);
+    let m1 = R6(vec4i(m.b.zw, m.c.xy), m.c.zw);
+    let m2 = R6(m.d, m.e.xy);
+    let m3 = R6(vec4i(m.e.zw, m.f.xy), m.f.zw);
+    let m4 = R6(m.g, m.h.xy);
+    let m5 = R6(vec4i(m.h.zw, m.i.xy), m.i.zw);
+    let s12 = add(m1, m2);
+    let d21 = sub(m2, m1);
+    let s34 = add(m3, m4);
+    let d34 = sub(m3, m4);
+    return Y4(exact(at6(add(lin(m0, 6, s12, -4), s34))),
+              exact(at6(lin(d21, 4, d34, 2))),
+              exact(at6(lin(s34, 4, s12, -4))),
+              exact(at6(add(lin(d21, 4, d34, 8), R6(24 * m5.lo, 24 * m5.hi)))));
+}
+
+// The epilogue constants of channels c..c+3.
+struct Epi { bias: vec4i, scale: vec4f }
+
+// The f32 outputs (mode 0) of channels c..c+3 with sums `acc`: qconv.wgsl's epilogue.
+fn real(e: Epi, acc: vec4i) -> vec4f {
+    let v = vec4f(acc + e.bias) * e.scale;
+    return vec4f(act_scalar(v.x, p.act, p.slope), act_scalar(v.y, p.act, p.slope),
+                 act_scalar(v.z, p.act, p.slope), act_scalar(v.w, p.act, p.slope));
+}
+
+// The int8 outputs (mode 1) of channels c..c+3, packed as stored.
+fn packed(c: u32, e: Epi, acc: vec4i) -> u32 {
+    let v = vec4f(acc + e.bias) * e.scale;
+    let q = vec4i(clamp(round(v), vec4f(f32(p.lo)), vec4f(f32(p.hi))));
+    let live = select(vec4i(0), q, c + vec4u(0u, 1u, 2u, 3u) < vec4u(p.co));
+    let b = bitcast<vec4u>(live - p.out_offset) & vec4u(255u);
+    return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+
+// Output channels c..c+3 of the tile at (n, oy, ox).
+fn finish4(m0: P9, m1: P9, m2: P9, m3: P9, c: u32, n: u32, oy: u32, ox: u32) {
+    if c >= p.co { return; }
+    // bias and scale are padded to a multiple of 8 channels.
+    let e = Epi(vec4i(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]),
+                vec4f(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]));
+    let y0 = output_transform(m0);
+    let y1 = output_transform(m1);
+    let y2 = output_transform(m2);
+    let y3 = output_transform(m3);
+    store_row(n, oy, ox, c, e, y0.r0, y1.r0, y2.r0, y3.r0);
+    store_row(n, oy + 1u, ox, c, e, y0.r1, y1.r1, y2.r1, y3.r1);
+    store_row(n, oy + 2u, ox, c, e, y0.r2, y1.r2, y2.r2, y3.r2);
+    store_row(n, oy + 3u, ox, c, e, y0.r3, y1.r3, y2.r3, y3.r3);
+}
+
+struct Acc8 { c0: P9, c1: P9, c2: P9, c3: P9, c4: P9, c5: P9, c6: P9, c7: P9 }
+
+// a += U[co] . v for a block of eight output channels whose weights start at vec4 j.
+fn mac8(a: ptr<function, Acc8>, j: u32, lane: u32, v: P9) {
+    let m = u_fetch(j, lane);
+    (*a).c0 = mac((*a).c0, u_0(m, j), v);
+    (*a).c1 = mac((*a).c1, u_1(m, j), v);
+    (*a).c2 = mac((*a).c2, u_2(m, j), v);
+    (*a).c3 = mac((*a).c3, u_3(m, j), v);
+    (*a).c4 = mac((*a).c4, u_4(m, j), v);
+    (*a).c5 = mac((*a).c5, u_5(m, j), v);
+    (*a).c6 = mac((*a).c6, u_6(m, j), v);
+    (*a).c7 = mac((*a).c7, u_7(m, j), v);
+}
+
+fn finish8(a: Acc8, c: u32, n: u32, oy: u32, ox: u32) {
+    finish4(a.c0, a.c1, a.c2, a.c3, c, n, oy, ox);
+    finish4(a.c4, a.c5, a.c6, a.c7, c + 4u, n, oy, ox);
+}
+
+// Both blocks (COB 16) or the first, for input channel k of the patch.
+fn mac_channel(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>, j: u32, li: u32, v: P9) {
+    mac8(a0, j, li, v);
+    if COB > 8u { mac8(a1, j + 72u, li, v); }
+}
+
+@compute @workgroup_size(WG)
+fn qfused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+    // As in winograd_fused.wgsl: whole groups of 8 past the end return, other lanes past it
+    // recompute the last tile for the broadcasts and store nothing.
+    let t0 = gid.x + gid.y * nwg.x * WG;
+    if t0 - li % 8u >= p.tiles { return; }
+    let live = t0 < p.tiles;
+    let t = min(t0, p.tiles - 1u);
+    let co0 = wid.z * COB;
+    let per_image = p.tiles_h * p.tiles_w;
+    let n = t / per_image;
+    let r = t % per_image;
+    let oy = (r / p.tiles_w) * 4u;
+    let ox = (r % p.tiles_w) * 4u;
+    let ih = i32(oy) - p.pad_h;
+    let iw = i32(ox) - p.pad_w;
+    let hw = i32(p.h * p.w);
+    var rb = i32(n * p.c4) * hw;
+    let cop8 = (p.co + 7u) / 8u * 8u;
+    // U is [C4 * 4][Co / 8][9][8] vec4s, as the fused FP32 kernel's.
+    var j = co0 / 8u * 72u;
+    let step = cop8 * 9u;
+    let l8 = li % 8u;
+    var a0: Acc8;
+    var a1: Acc8;
+    for (var w = 0u; w < p.c4; w++) {
+        let q0 = row6(rb, ih, iw);
+        let q1 = row6(rb, ih + 1, iw);
+        let q2 = row6(rb, ih + 2, iw);
+        let q3 = row6(rb, ih + 3, iw);
+        let q4 = row6(rb, ih + 4, iw);
+        let q5 = row6(rb, ih + 5, iw);
+        mac_channel(&a0, &a1, j, l8, transform_input(q0, q1, q2, q3, q4, q5, 0u));
+        mac_channel(&a0, &a1, j + step, l8, transform_input(q0, q1, q2, q3, q4, q5, 1u));
+        mac_channel(&a0, &a1, j + 2u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 2u));
+        mac_channel(&a0, &a1, j + 3u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 3u));
+        rb += hw;
+        j += 4u * step;
+    }
+    if !live { return; }
+    finish8(a0, co0, n, oy, ox);
+    if COB > 8u { finish8(a1, co0 + 8u, n, oy, ox); }
+}
