@@ -36,6 +36,24 @@ fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     out[i] = pack(q - p.out_offset);
 }
 
+// A gather that moves whole words (`QGather::word_map`, in `wt`): output word i is input word
+// map[cw] of the same image and sampled pixel, or real zero (pad_word) for -1.
+@compute @workgroup_size(256)
+fn gather_words(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let ohw = p.oh * p.ow;
+    if i >= p.n * p.co4 * ohw {
+        return;
+    }
+    let r = i % ohw;
+    let cw = (i / ohw) % p.co4;
+    let n = i / (ohw * p.co4);
+    let pix = (r / p.ow) * p.stride * p.w + (r % p.ow) * p.stride;
+    let m = bitcast<i32>(wt[cw]);
+    let word = x[(n * p.c4 + u32(max(m, 0))) * p.h * p.w + pix];
+    out[i] = select(p.pad_word, word, m >= 0);
+}
+
 // Max over each window of the stored values (one offset, so their order is the real one);
 // padding is skipped. One output word a thread.
 @compute @workgroup_size(256)

@@ -245,7 +245,7 @@ fn pack_pad([t, l]: [usize; 2]) -> Result<u32> {
 }
 
 /// The stored zero point in all four bytes.
-fn pad_word(fmt: QFormat) -> u32 {
+pub(super) fn pad_word(fmt: QFormat) -> u32 {
     (fmt.offset().wrapping_neg() as u8 as u32) * 0x0101_0101
 }
 

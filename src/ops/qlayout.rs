@@ -34,7 +34,9 @@ pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> 
     let os = g.check_inputs((a.fmt, a.shape), b.map(|x| (x.fmt, x.shape)))?;
     let [_, co, oh, ow] = os;
     let y = QTensor::alloc(s.gpu(), "int8 gather", os, g.output)?;
-    let map = s.gpu().upload_i32(&[co.max(1)], &padded(&g.map))?;
+    let words = g.word_map();
+    let map = padded(words.as_ref().unwrap_or(&g.map));
+    let map = s.gpu().upload_i32(&[map.len()], &map)?;
     let bt = b.unwrap_or(a);
     let p = Params {
         n: n as u32,
@@ -56,11 +58,18 @@ pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> 
         a_offset: a.fmt.offset(),
         b_offset: bt.fmt.offset(),
         out_offset: g.output.offset(),
+        pad_word: super::qconv::pad_word(g.output),
         ..Default::default()
     };
     let grid = grid_1d(n * co.div_ceil(4) * oh * ow, 256);
-    let tensors = [&a.data, &y.data, &bt.data, &map];
-    s.dispatch(SHADER, "gather", &[], bytes_of(&p), &tensors, grid)?;
+    if words.is_some() {
+        // Its map (in binding 3) is all it reads besides the input.
+        let tensors = [&a.data, &y.data, &map];
+        s.dispatch(SHADER, "gather_words", &[], bytes_of(&p), &tensors, grid)?;
+    } else {
+        let tensors = [&a.data, &y.data, &bt.data, &map];
+        s.dispatch(SHADER, "gather", &[], bytes_of(&p), &tensors, grid)?;
+    }
     Ok(y)
 }
 

@@ -43,7 +43,7 @@ proptest! {
 
     #[test]
     fn gathers_are_bit_exact_and_move_values_exactly(
-        c in 1usize..11, h in 1usize..6, kind in 0usize..3, u in any::<bool>(), zp in any::<bool>(),
+        c in 1usize..11, h in 1usize..6, kind in 0usize..4, u in any::<bool>(), zp in any::<bool>(),
         seed in any::<u64>(),
     ) {
         crate::ops::skip_without_gpu!(proptest);
@@ -53,6 +53,17 @@ proptest! {
         let (g, want_f32) = match kind {
             0 => { let pad = c % 3 + 1; (QGather::shortcut_a(f, c, pad), cpu::layout::shortcut_a(&x.dequantize(), pad)) }
             1 => { let start = c / 3; let len = c - start; (QGather::slice(f, c, start, len), cpu::layout::slice_channels(&x.dequantize(), start..c)) }
+            // Whole words: the GPU's word-moving form.
+            2 => {
+                let (c, pad) = (4 * (c % 3 + 1), 4 * (h % 2 + 1));
+                let x = random_q([2, c, h, h + 1], f, &mut rng);
+                let g = QGather::shortcut_a(f, c, pad);
+                prop_assert!(g.word_map().is_some());
+                let want = cpu::qlayout::gather(&g, &x, None).unwrap();
+                prop_assert_eq!(&want.dequantize(), &cpu::layout::shortcut_a(&x.dequantize(), pad));
+                prop_assert_eq!(run(&x, |s, t| gather(s, &g, t, None)), want);
+                return Ok(());
+            }
             _ => { let gr = if c % 2 == 0 { 2 } else { 1 }; (QGather::shuffle(f, c, gr).unwrap(), cpu::layout::channel_shuffle(&x.dequantize(), gr)) }
         };
         let want = cpu::qlayout::gather(&g, &x, None).unwrap();

@@ -84,6 +84,27 @@ impl QGather {
         }
     }
 
+    /// Per output word (four channels), the input word it copies or -1 for real zero, where
+    /// the gather is only that: one source, its format kept, whole words moved (option-A
+    /// shortcuts of channel counts and padding in multiples of 4). The GPU then moves words.
+    pub fn word_map(&self) -> Option<Vec<i32>> {
+        let (fmt, c) = self.a;
+        if self.b.is_some() || fmt != self.output || !c.is_multiple_of(4) {
+            return None;
+        }
+        if !self.map.len().is_multiple_of(4) {
+            return None;
+        }
+        self.map
+            .chunks(4)
+            .map(|w| match w[0] {
+                -1 if w.iter().all(|&m| m == -1) => Some(-1),
+                m if m >= 0 && m % 4 == 0 && (0..4).all(|j| w[j as usize] == m + j) => Some(m / 4),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The requantization constants of both sources (the identity for a source already in the
     /// output format), or an error for a map entry out of range.
     pub fn params(&self) -> Result<AddParams> {
@@ -174,6 +195,14 @@ mod tests {
     fn gathers_map_channels_as_the_f32_ops_do() {
         let f = QFormat::signed(0.1);
         assert_eq!(QGather::shortcut_a(f, 2, 1).map, [-1, 0, 1, -1]);
+        assert_eq!(QGather::shortcut_a(f, 2, 1).word_map(), None);
+        assert_eq!(
+            QGather::shortcut_a(f, 8, 4).word_map(),
+            Some(vec![-1, 0, 1, -1])
+        );
+        assert_eq!(QGather::slice(f, 8, 4, 4).word_map(), Some(vec![1]));
+        assert_eq!(QGather::slice(f, 8, 2, 4).word_map(), None);
+        assert_eq!(QGather::shuffle(f, 8, 2).unwrap().word_map(), None);
         assert_eq!(QGather::slice(f, 6, 2, 3).map, [2, 3, 4]);
         // 2 groups of 3: [0 1 2 | 3 4 5] -> [0 3 1 4 2 5].
         assert_eq!(QGather::shuffle(f, 6, 2).unwrap().map, [0, 3, 1, 4, 2, 5]);
