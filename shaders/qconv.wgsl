@@ -3,7 +3,7 @@
 // unsigned values are stored minus 128. The host appends `fn dot4(a: u32, b: u32) -> i32`:
 // either dot4I8Packed or dot4_unpacked below (for adapters without packed dot products), a
 // weight-load prelude (qconv_w_plain.wgsl or qconv_w_subgroup.wgsl) and the exact
-// float-accumulation entry (qconv_float.wgsl).
+// float-accumulation entry (qconv_float.wgsl); the byte helpers are in qint.wgsl.
 
 struct Params {
     n: u32, c4: u32, h: u32, w: u32,
@@ -48,19 +48,9 @@ const HI: u32 = 0xf0f0f0f0u;
 // 8 pixels per thread would be past the end and computed for nothing.
 override PX: u32 = 8u;
 
-// Sign-extends the four bytes with shifts only (no packed-integer extension needed).
-fn unpack(v: u32) -> vec4<i32> {
-    return (vec4<i32>(bitcast<i32>(v)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
-}
-
 fn dot4_unpacked(a: u32, b: u32) -> i32 {
     let m = unpack(a) * unpack(b);
     return m.x + m.y + m.z + m.w;
-}
-
-fn pack(v: vec4<i32>) -> u32 {
-    let b = bitcast<vec4<u32>>(v) & vec4<u32>(255u);
-    return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
 }
 
 // Weight word i (0..7) of the 8 at `wi`. Nibble weights store words i and i + 4 in one u32,
@@ -362,30 +352,18 @@ fn dequantize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     out[i] = bitcast<u32>(f32(q) * p.qscale);
 }
 
-// v / 2^s rounded half to even, in integers (as cpu::qconv::shift_rne).
-fn shift_rne(v: vec4<i32>, s: u32) -> vec4<i32> {
-    if s == 0u {
-        return v;
-    }
-    let floor = v >> vec4<u32>(s);
-    let rem = v - (floor << vec4<u32>(s));
-    let half = vec4<i32>(1i << (s - 1u));
-    let up = (rem > half) | ((rem == half) & ((floor & vec4<i32>(1)) == vec4<i32>(1)));
-    return floor + select(vec4<i32>(0), vec4<i32>(1), up);
-}
 
-// Residual add of packed a (in x) and b (in wt): total = qa * ma + qb * mb, one word a thread.
-// Two entries, as one entry with both outputs behind a uniform branch ran far slower on
-// lavapipe (the f32 branch's per-lane code costs even when not taken). The int8 output's lanes
-// past C need no mask: both inputs hold real 0 there, which adds, rounds and clamps to real 0.
+// Residual add of packed a (in x) and b (in wt), one word a thread (`add_word`). Two entries,
+// as one entry with both outputs behind a uniform branch ran far slower on lavapipe (the f32
+// branch's per-lane code costs even when not taken).
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n * p.c4 * p.h * p.w {
         return;
     }
-    let q = clamp(shift_rne(add_total(i), p.shift), vec4<i32>(p.lo), vec4<i32>(p.hi));
-    out[i] = pack(q - p.out_offset);
+    let k = AddK(p.a_offset, p.b_offset, p.ma, p.mb, p.shift, p.lo, p.hi, p.out_offset);
+    out[i] = add_word(x[i], wt[i], k);
 }
 
 // The same add with f32 output (the real sum, activated), NCHW.

@@ -25,6 +25,8 @@ struct Params {
     pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
     tiles: u32, pad_word: u32, lo: i32, hi: i32,
     out_offset: i32, mode: u32, act: u32, slope: f32,
+    // A fused residual add (mode 1 only): the conv's int8 output is a, the residual b.
+    has_res: u32, _p0: u32, _p1: u32, _p2: u32, add: AddK,
 }
 
 override WG: u32 = 64u;
@@ -53,7 +55,7 @@ fn lane(r: W6, k: u32) -> R6 {
               bitcast<vec2i>(r.hi << vec2u(s)) >> vec2u(24u));
 }
 
-fn pack(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
+fn pack9(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
     return P9(r0.lo, vec4i(r0.hi, r1.lo.xy), vec4i(r1.lo.zw, r1.hi),
               r2.lo, vec4i(r2.hi, r3.lo.xy), vec4i(r3.lo.zw, r3.hi),
               r4.lo, vec4i(r4.hi, r5.lo.xy), vec4i(r5.lo.zw, r5.hi));
@@ -75,7 +77,7 @@ fn bt6(r: R6) -> R6 {
 fn transform_input(q0: W6, q1: W6, q2: W6, q3: W6, q4: W6, q5: W6, k: u32) -> P9 {
     let d0 = lane(q0, k); let d1 = lane(q1, k); let d2 = lane(q2, k);
     let d3 = lane(q3, k); let d4 = lane(q4, k); let d5 = lane(q5, k);
-    return pack(bt6(add(lin(d0, 4, d2, -5), d4)),
+    return pack9(bt6(add(lin(d0, 4, d2, -5), d4)),
                 bt6(add(lin(d1, -4, d2, -4), add(d3, d4))),
                 bt6(add(lin(d1, 4, d2, -4), lin(d3, -1, d4, 1))),
                 bt6(add(lin(d1, -2, d2, -1), lin(d3, 2, d4, 1))),
@@ -140,8 +142,7 @@ fn packed(c: u32, e: Epi, acc: vec4i) -> u32 {
     let v = vec4f(acc + e.bias) * e.scale;
     let q = vec4i(clamp(round(v), vec4f(f32(p.lo)), vec4f(f32(p.hi))));
     let live = select(vec4i(0), q, c + vec4u(0u, 1u, 2u, 3u) < vec4u(p.co));
-    let b = bitcast<vec4u>(live - p.out_offset) & vec4u(255u);
-    return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+    return pack(live - p.out_offset);
 }
 
 // Output channels c..c+3 of the tile at (n, oy, ox).

@@ -6,6 +6,7 @@
 
 @group(0) @binding(5) var<storage, read_write> out: array<vec4u>;
 @group(0) @binding(6) var<storage, read> x4: array<vec4u>;
+@group(0) @binding(7) var<storage, read> res: array<vec4u>;
 
 fn row6(rb: i32, ih: i32, iw: i32) -> W6 {
     let row_ok = ih >= 0 && ih < i32(p.h);
@@ -31,8 +32,14 @@ fn store_row(n: u32, y: u32, xo: u32, c: u32, e: Epi, a: vec4i, b: vec4i, cc: ve
     let p2 = vec4i(a.z, b.z, cc.z, d.z);
     let p3 = vec4i(a.w, b.w, cc.w, d.w);
     if p.mode == 1u {
-        out[((n * p.co4 + c / 4u) * ohw + r) / 4u] =
-            vec4u(packed(c, e, p0), packed(c, e, p1), packed(c, e, p2), packed(c, e, p3));
+        let i = ((n * p.co4 + c / 4u) * ohw + r) / 4u;
+        var q = vec4u(packed(c, e, p0), packed(c, e, p1), packed(c, e, p2), packed(c, e, p3));
+        if p.has_res != 0u {
+            let b = res[i];
+            q = vec4u(add_word(q.x, b.x, p.add), add_word(q.y, b.y, p.add),
+                      add_word(q.z, b.z, p.add), add_word(q.w, b.w, p.add));
+        }
+        out[i] = q;
         return;
     }
     let v0 = real(e, p0); let v1 = real(e, p1); let v2 = real(e, p2); let v3 = real(e, p3);

@@ -1,6 +1,7 @@
 // Row loads and stores of the INT8 Winograd kernel for any shape (a prelude of qwinograd.wgsl).
 
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
+@group(0) @binding(6) var<storage, read> res: array<u32>;
 
 // Input row ih, words iw..iw+5 of the plane at offset rb; the stored zero point outside.
 fn row6(rb: i32, ih: i32, iw: i32) -> W6 {
@@ -22,7 +23,9 @@ fn store(n: u32, y: u32, xo: u32, c: u32, e: Epi, acc: vec4i) {
     let ohw = p.oh * p.ow;
     let r = y * p.ow + xo;
     if p.mode == 1u {
-        out[(n * p.co4 + c / 4u) * ohw + r] = packed(c, e, acc);
+        let i = (n * p.co4 + c / 4u) * ohw + r;
+        let q = packed(c, e, acc);
+        out[i] = select(q, add_word(q, res[i], p.add), p.has_res != 0u);
         return;
     }
     let v = real(e, acc);

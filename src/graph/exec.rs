@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Stream, Tensor};
 use crate::ops;
 use crate::ops::pool::Pool;
-use crate::quant::int8::QFormat;
+use crate::quant::int8::{QAdd, QFormat};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -293,6 +293,13 @@ impl Runner {
                 (None, Some(needed))
             }
         };
+        // Residual adds fused into their conv, in whole passes only (a partial walk may stop
+        // at the conv's own output).
+        let fusable = match needed {
+            None => self.plan.fusable_adds(&self.graph),
+            Some(_) => HashMap::new(),
+        };
+        let mut fused = Vec::new();
         for step in self.graph.walk() {
             let (i, node) = (step.id, step.node);
             if needed.as_ref().is_some_and(|m| !m[i]) {
@@ -300,7 +307,13 @@ impl Runner {
             }
             if let Some(&f) = self.plan.formats.get(&i) {
                 if self.plan.is_int8_op(i) {
-                    let y = int8::gpu_node(s, node, f, &qvalues)?;
+                    let y = if fused.contains(&i) {
+                        qvalues.take(i).ok_or_else(|| {
+                            Error::Invalid(format!("{}: fused add missing", node.name))
+                        })?
+                    } else {
+                        int8::gpu_node(s, node, f, &qvalues)?
+                    };
                     if keep.contains(&i) {
                         values.set(i, self.dequantize(s, i, &y)?);
                     }
@@ -337,6 +350,14 @@ impl Runner {
                             &owned
                         }
                     };
+                    if let Some(y) = self.forward_add(s, i, q, qx, &fusable, &qvalues, keep)? {
+                        let j = fusable[&i].0;
+                        hook(s, i, &y.shape)?;
+                        qvalues.set(j, y);
+                        fused.push(j);
+                        free(&step, keep, &mut values, &mut qvalues);
+                        continue;
+                    }
                     match q.forward(s, qx)? {
                         // The kernel writes [N, out, 1, 1] for a linear layer.
                         ops::qconv::QOut::F32(y) => match node.op {
@@ -412,6 +433,54 @@ impl Runner {
             free(&step, keep, &mut values, &mut qvalues);
         }
         Ok((values, qvalues))
+    }
+
+    /// Layer `i` with the residual add it feeds (`fusable`), where the add's other input is
+    /// ready, the layer's own output is not asked for, and the layer runs a form that fuses.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_add(
+        &self,
+        s: &mut Stream,
+        i: ValueId,
+        q: &ops::qconv::QConv2d,
+        qx: &ops::qconv::QTensor,
+        fusable: &HashMap<ValueId, (ValueId, bool)>,
+        qvalues: &Values<ops::qconv::QTensor>,
+        keep: &[ValueId],
+    ) -> Result<Option<ops::qconv::QTensor>> {
+        let Some(&(j, conv_first)) = fusable.get(&i) else {
+            return Ok(None);
+        };
+        let add = &self.graph.nodes[j];
+        let (Op::Add { act }, Some(conv), Some(&out)) =
+            (&add.op, q.desc().output, self.plan.formats.get(&j))
+        else {
+            return Ok(None);
+        };
+        let Some(res) = qvalues.get(add.inputs[conv_first as usize]) else {
+            return Ok(None);
+        };
+        if keep.contains(&i) {
+            return Ok(None);
+        }
+        let (a, b) = if conv_first {
+            (conv, res.fmt)
+        } else {
+            (res.fmt, conv)
+        };
+        let desc = QAdd {
+            a,
+            b,
+            act: *act,
+            output: Some(out),
+        };
+        q.forward_add(s, qx, res, &desc, conv_first)
+    }
+
+    /// Whether layer `i` runs with the residual add it feeds fused in (whole passes).
+    pub fn fuses_add(&self, i: ValueId) -> bool {
+        self.plan.fusable_adds(&self.graph).contains_key(&i)
+            && self.quantized.get(&i).is_some_and(|q| q.fuses_add())
     }
 
     /// Int8 value `v` in f32, shaped as the f32 ops expect it.

@@ -52,6 +52,32 @@ impl Int8Plan {
         v
     }
 
+    /// The int8 residual adds a GPU runner may fuse into the layer that feeds them: layer `u`
+    /// -> (add node, whether `u` is the add's first input), where `u` has an int8 output that
+    /// only the add reads, is not the graph output, and is the add's later input (the other is
+    /// computed before it). Both orders give the same integers (`QConv2d::forward_add`).
+    pub fn fusable_adds(&self, g: &Graph) -> HashMap<ValueId, (ValueId, bool)> {
+        let mut readers = vec![0usize; g.nodes.len()];
+        for n in &g.nodes {
+            for &v in &n.inputs {
+                readers[v] += 1;
+            }
+        }
+        let mut out = HashMap::new();
+        for (j, n) in g.nodes.iter().enumerate() {
+            if !matches!(n.op, Op::Add { .. }) || !self.is_int8_op(j) || n.inputs.len() != 2 {
+                continue;
+            }
+            let (a, b) = (n.inputs[0], n.inputs[1]);
+            let u = a.max(b);
+            let int8_out = self.layers.get(&u).is_some_and(|q| q.output.is_some());
+            if a != b && int8_out && readers[u] == 1 && u != g.output {
+                out.insert(u, (j, u == a));
+            }
+        }
+        out
+    }
+
     /// Whether layer `i` can take input value `x` as it is (same format, per-tensor scale).
     pub fn takes_int8(&self, i: ValueId, x: QFormat) -> bool {
         self.layers

@@ -87,6 +87,7 @@ pub fn layer_ops(weight: &[usize], out: &[usize]) -> f64 {
 /// Short op name for the table.
 fn op_kind(op: &Op, residual: bool, int8: bool) -> &'static str {
     match (op, residual, int8) {
+        (Op::Conv2d { .. }, true, true) => "conv+add int8",
         (Op::Conv2d { .. }, _, true) => "conv int8",
         (Op::Linear { .. }, _, true) => "linear int8",
         (Op::Conv2d { .. }, true, _) => "conv+add",
@@ -184,7 +185,11 @@ impl Runner {
             layers.push(LayerTime {
                 node: i,
                 name: node.name.clone(),
-                op: op_kind(&node.op, node.inputs.len() > 1, self.is_quantized(i)),
+                op: op_kind(
+                    &node.op,
+                    node.inputs.len() > 1 || self.fuses_add(i),
+                    self.is_quantized(i),
+                ),
                 ms: times[times.len() / 2],
                 ops,
             });

@@ -39,6 +39,7 @@ macro_rules! qshader {
             name: $name,
             source: concat!(
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qint.wgsl")),
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
                     "/shaders/qconv_float.wgsl"
@@ -749,8 +750,8 @@ impl QConv2d {
             Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
             None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
         };
-        if let Some(u) = self.winograd.as_ref().filter(|_| self.use_winograd) {
-            self.forward_winograd(s, x, u, &out)?;
+        if let Some(u) = self.winograd_weights() {
+            self.forward_winograd(s, x, u, &out, None)?;
             return Ok(out);
         }
         let path = self.effective_path();

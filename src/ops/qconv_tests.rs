@@ -376,7 +376,7 @@ fn linear_is_bit_exact() {
     }
 }
 
-fn random_q(shape: [usize; 4], fmt: QFormat, rng: &mut impl Rng) -> QArray {
+pub(super) fn random_q(shape: [usize; 4], fmt: QFormat, rng: &mut impl Rng) -> QArray {
     let (lo, hi) = fmt.range();
     let q = (0..shape.iter().product())
         .map(|_| rng.random_range(lo..=hi))

@@ -6,11 +6,12 @@
 use super::super::winograd::{self, FusedWeight};
 use super::*;
 use crate::gpu::Bind;
+use crate::quant::int8::QAdd;
 
 /// The module with its weight-load and row preludes.
 macro_rules! qfused {
     ($name:literal, [$($loads:literal),+], $rows:literal) => {
-        crate::shader!($name, $($loads,)+ $rows, "qwinograd")
+        crate::shader!($name, $($loads,)+ $rows, "qint", "qwinograd")
     };
 }
 // Indexed [weights: plain loads, subgroup loads, subgroup texture (as the FP32 fused kernel's)]
@@ -104,16 +105,111 @@ struct WinoParams {
     mode: u32,
     act: u32,
     slope: f32,
+    has_res: u32,
+    _pad: [u32; 3],
+    add: AddConsts,
+}
+
+/// `AddK` in qint.wgsl: a residual add's constants with the conv's output as input a.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct AddConsts {
+    a_offset: i32,
+    b_offset: i32,
+    ma: i32,
+    mb: i32,
+    shift: u32,
+    lo: i32,
+    hi: i32,
+    out_offset: i32,
+}
+
+impl AddConsts {
+    /// `add`'s constants with the conv's output as input a (`conv_first`) or as input b
+    /// (then the two inputs' constants swap: the sum is the same integer).
+    fn new(add: &QAdd, conv_first: bool) -> Result<AddConsts> {
+        let k = add.params()?;
+        let (a, b, ma, mb) = if conv_first {
+            (add.a, add.b, k.ma, k.mb)
+        } else {
+            (add.b, add.a, k.mb, k.ma)
+        };
+        Ok(AddConsts {
+            a_offset: a.offset(),
+            b_offset: b.offset(),
+            ma,
+            mb,
+            shift: k.shift,
+            lo: k.lo,
+            hi: k.hi,
+            out_offset: add.output.map_or(0, |f| f.offset()),
+        })
+    }
 }
 
 impl QConv2d {
-    /// The Winograd form of `forward` (the caller has checked the input's format and shape).
+    /// `add(conv(x), residual)` (`conv_first`) or `add(residual, conv(x))` in one dispatch,
+    /// bit-identical to `forward` then `qadd`, where the layer runs the Winograd form with an
+    /// int8 output and the add has one; else None (the caller runs the two).
+    pub fn forward_add(
+        &self,
+        s: &mut Stream,
+        x: &QTensor,
+        residual: &QTensor,
+        add: &QAdd,
+        conv_first: bool,
+    ) -> Result<Option<QTensor>> {
+        let d = &self.desc;
+        let (Some(u), Some(conv_fmt), Some(out_fmt)) =
+            (self.winograd_weights(), d.output, add.output)
+        else {
+            return Ok(None);
+        };
+        let shape = d.out_shape("qconv", x.shape)?;
+        let (want_conv, want_res) = if conv_first {
+            (add.a, add.b)
+        } else {
+            (add.b, add.a)
+        };
+        if x.fmt != d.input
+            || conv_fmt != want_conv
+            || residual.fmt != want_res
+            || residual.shape != shape
+        {
+            return shape_err(
+                "qconv + add",
+                format!(
+                    "conv output {conv_fmt:?} {shape:?} + {:?} {:?} for {add:?}",
+                    residual.fmt, residual.shape
+                ),
+            );
+        }
+        let consts = AddConsts::new(add, conv_first)?;
+        let out = QTensor::alloc(s.gpu(), "qconv + add", shape, out_fmt)?;
+        let qout = QOut::Q(out);
+        self.forward_winograd(s, x, u, &qout, Some((residual, consts)))?;
+        qout.into_q().map(Some)
+    }
+
+    /// Whether `forward_add` fuses an add (else it returns None).
+    pub fn fuses_add(&self) -> bool {
+        self.winograd_weights().is_some() && self.desc.output.is_some()
+    }
+
+    /// The Winograd weights where `forward` runs that form.
+    pub(super) fn winograd_weights(&self) -> Option<&FusedWeight> {
+        self.winograd.as_ref().filter(|_| self.use_winograd)
+    }
+
+    /// The Winograd form of `forward` (the caller has checked the input's format and shape),
+    /// with a fused residual add where `res` is given.
     pub(super) fn forward_winograd(
         &self,
         s: &mut Stream,
         x: &QTensor,
         u: &FusedWeight,
         out: &QOut,
+        res: Option<(&QTensor, AddConsts)>,
     ) -> Result<()> {
         let d = &self.desc;
         let [n, c, h, w] = x.shape;
@@ -142,6 +238,9 @@ impl QConv2d {
             mode: d.output.is_some() as u32,
             act,
             slope,
+            has_res: res.is_some() as u32,
+            _pad: [0; 3],
+            add: res.map(|r| r.1).unwrap_or_default(),
         };
         let sg = self.subgroups && s.gpu().subgroups;
         let cpu = s.gpu().info.device_type == wgpu::DeviceType::Cpu;
@@ -166,6 +265,8 @@ impl QConv2d {
         if aligned {
             bound.push(Bind::Tensor(&x.data)); // binding 6: the input's vec4 view
         }
+        // The residual (any tensor where there is none; the shader does not read it then).
+        bound.push(Bind::Tensor(res.map_or(&x.data, |r| &r.0.data)));
         s.dispatch_bound(
             QFUSED[loads][aligned as usize],
             "qfused4",

@@ -4,6 +4,7 @@
 
 use super::tests::{check, random_layer, Case};
 use super::*;
+use crate::quant::int8::{QAdd, QArray};
 use proptest::prelude::*;
 
 fn layer(n: usize, c: usize, co: usize, h: usize, w: usize, output: Option<bool>) -> Case {
@@ -77,5 +78,84 @@ proptest! {
         let (conv, x) = random_layer(&case, seed);
         prop_assert!(winograd_exact(&conv));
         check(&conv, &x);
+    }
+}
+
+/// A residual add fused into the Winograd epilogue equals the conv then the add on the CPU, bit
+/// for bit, with the conv's output as either input of the add, on every load and row form.
+#[test]
+fn fused_residual_add_matches_conv_then_add() {
+    use crate::cpu::qconv::{qadd, qconv2d, QResult};
+    use rand::{Rng, SeedableRng};
+    crate::ops::skip_without_gpu!();
+    let g = crate::testing::gpu();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for (i, &(c, co, h, w, conv_first, act)) in [
+        (16, 16, 8, 8, true, Act::Relu),
+        (13, 19, 9, 7, false, Act::Identity),
+        (8, 8, 4, 12, false, Act::Relu6),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (conv, x) = random_layer(&layer(2, c, co, h, w, Some(true)), 40 + i as u64);
+        let QResult::Q(y) = qconv2d(&conv, &x).unwrap() else {
+            panic!("int8 output expected")
+        };
+        let res_fmt = QFormat {
+            scale: rng.random_range(0.05..0.2),
+            unsigned: i % 2 == 0,
+            bits: 8,
+            zero_point: 0,
+        };
+        let res = super::tests::random_q(y.shape, res_fmt, &mut rng);
+        let out = QFormat::unsigned(rng.random_range(0.05..0.2));
+        let (a, b) = if conv_first { (&y, &res) } else { (&res, &y) };
+        let add = QAdd {
+            a: a.fmt,
+            b: b.fmt,
+            act,
+            output: Some(out),
+        };
+        let QResult::Q(want) = qadd(&add, a, b).unwrap() else {
+            panic!("int8 output expected")
+        };
+        let mut l = QConv2d::new(&g, &conv).unwrap();
+        let (xt, rt) = (
+            QTensor::upload(&g, &x).unwrap(),
+            QTensor::upload(&g, &res).unwrap(),
+        );
+        for (tex, aligned) in [(true, true), (false, true), (true, false)] {
+            l.use_winograd = true;
+            l.texture_weights = tex;
+            l.aligned_rows = aligned;
+            let mut s = g.stream();
+            let got = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
+            s.submit();
+            let got = got
+                .expect("the Winograd form fuses the add")
+                .read(&g)
+                .unwrap();
+            assert_eq!(got, want, "case {i} texture={tex} aligned={aligned}");
+        }
+        l.use_winograd = false;
+        let mut s = g.stream();
+        assert!(l
+            .forward_add(&mut s, &xt, &rt, &add, conv_first)
+            .unwrap()
+            .is_none());
+        // A residual in another format than the add's is an error, not a wrong sum.
+        l.use_winograd = true;
+        let other = QTensor::upload(
+            &g,
+            &QArray {
+                fmt: out,
+                ..res.clone()
+            },
+        )
+        .unwrap();
+        assert!(l
+            .forward_add(&mut s, &xt, &other, &add, conv_first)
+            .is_err());
     }
 }

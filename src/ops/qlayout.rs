@@ -14,6 +14,7 @@ const SHADER: Shader = Shader {
     name: "qlayout",
     source: concat!(
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qconv.wgsl")),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qint.wgsl")),
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/shaders/qconv_w_plain.wgsl"
