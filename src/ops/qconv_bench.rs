@@ -11,8 +11,9 @@ pub struct BenchCase {
 }
 
 /// The INT8 workloads: the ResNet-like conv (batch 64, 64->64, 3x3, 32x32, pad 1, u8 -> u8 with
-/// ReLU) and the 1024^3 linear (i8 -> f32), each on both paths; then the conv at W4A4 with
-/// nibble and byte weights. `quick` shrinks the batches.
+/// ReLU) and the 1024^3 linear (i8 -> f32), each on every direct path, the conv also in the
+/// Winograd form; then the conv at W4A4 with nibble and byte weights. `quick` shrinks the
+/// batches.
 pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -93,6 +94,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             for path in [DotPath::Packed, DotPath::Unpacked, DotPath::Float] {
                 let mut layer = QConv2d::with_layout(gpu, &desc, layout)?;
                 layer.path = path;
+                layer.use_winograd = false;
                 let name = format!("int{bits} {name} batch {n}{lname} ({path:?})");
                 out.push(BenchCase {
                     name,
@@ -101,6 +103,17 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
                     ops,
                 });
             }
+        }
+        // The Winograd form (its own weights, any width; the default on CPU adapters).
+        if winograd_exact(&desc) {
+            let mut layer = QConv2d::new(gpu, &desc)?;
+            layer.use_winograd = true;
+            out.push(BenchCase {
+                name: format!("int{bits} {name} batch {n} (Winograd)"),
+                layer,
+                input: input.clone(),
+                ops,
+            });
         }
     }
     Ok(out)
