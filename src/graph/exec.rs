@@ -477,10 +477,11 @@ impl Runner {
         q.forward_add(s, qx, res, &desc, conv_first)
     }
 
-    /// Whether layer `i` runs with the residual add it feeds fused in (whole passes).
-    pub fn fuses_add(&self, i: ValueId) -> bool {
-        self.plan.fusable_adds(&self.graph).contains_key(&i)
-            && self.quantized.get(&i).is_some_and(|q| q.fuses_add())
+    /// The residual add that layer `i` takes in, in whole passes large enough for the fusing
+    /// kernel (see `QConv2d::forward_add`).
+    pub fn fused_add(&self, i: ValueId) -> Option<ValueId> {
+        let (j, _) = *self.plan.fusable_adds(&self.graph).get(&i)?;
+        self.quantized.get(&i)?.fuses_add().then_some(j)
     }
 
     /// Int8 value `v` in f32, shaped as the f32 ops expect it.

@@ -187,7 +187,7 @@ impl Runner {
                 name: node.name.clone(),
                 op: op_kind(
                     &node.op,
-                    node.inputs.len() > 1 || self.fuses_add(i),
+                    node.inputs.len() > 1 || self.fused_add(i).is_some_and(|j| !last.dispatched[j]),
                     self.is_quantized(i),
                 ),
                 ms: times[times.len() / 2],

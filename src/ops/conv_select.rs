@@ -79,6 +79,10 @@ pub fn mode() -> Mode {
     }
 }
 
+/// Output pixels (images x map) below which a call keeps the direct kernel on CPU adapters,
+/// FP32 and INT8 alike: fewer Winograd tiles than that leave the CPU's threads idle.
+pub const MIN_WINOGRAD_PIXELS: usize = 4096;
+
 /// The default variant of a stride-1, undilated 3x3 conv with groups 1 (`ci` -> `co` channels,
 /// `n` images of `hw` output pixels), without timing. On CPU adapters with subgroups of 8 lanes
 /// (lavapipe), measured at batch 64 (see README): the fused F(4x4, 3x3) kernel is fastest on
@@ -87,7 +91,10 @@ pub fn mode() -> Mode {
 /// idle (ResNet-20 at batch 1 ran over twice as slow fused). Other adapters
 /// keep the direct kernel: nothing was measured there.
 pub fn default_variant(gpu: &Gpu, ci: usize, co: usize, n: usize, hw: usize) -> ConvVariant {
-    if gpu.info.device_type != wgpu::DeviceType::Cpu || !gpu.subgroups || n * hw < 4096 {
+    if gpu.info.device_type != wgpu::DeviceType::Cpu
+        || !gpu.subgroups
+        || n * hw < MIN_WINOGRAD_PIXELS
+    {
         return ConvVariant::Direct;
     }
     if ci.min(co) >= 64 && hw >= 1024 {

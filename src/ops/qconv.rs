@@ -579,10 +579,9 @@ pub struct QConv2d {
     /// the plain-load form with false).
     pub subgroups: bool,
     /// Winograd weights (`winograd_exact` layers only).
-    winograd: Option<super::winograd::FusedWeight>,
-    /// Run the Winograd form where the layer has one (default: on CPU adapters, which emulate
-    /// `dot4I8Packed`; tests force both).
-    pub use_winograd: bool,
+    winograd_u: Option<super::winograd::FusedWeight>,
+    /// Where the Winograd form runs, for layers that have it (`WinogradUse::auto`).
+    pub winograd: WinogradUse,
     /// The Winograd form reads its weights from a texture where it can (tests force buffers).
     pub texture_weights: bool,
     /// The Winograd form's vec4 row loads and stores where the shape allows (tests force the
@@ -688,10 +687,10 @@ impl QConv2d {
             integer: DotPath::integer(gpu),
             path: DotPath::auto(gpu),
             subgroups: gpu.subgroups,
-            winograd: winograd::winograd_exact(desc)
+            winograd_u: winograd::winograd_exact(desc)
                 .then(|| winograd::weights(gpu, desc))
                 .transpose()?,
-            use_winograd: gpu.info.device_type == wgpu::DeviceType::Cpu,
+            winograd: WinogradUse::auto(gpu),
             texture_weights: true,
             aligned_rows: true,
         })
@@ -750,7 +749,7 @@ impl QConv2d {
             Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
             None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
         };
-        if let Some(u) = self.winograd_weights() {
+        if let Some(u) = self.winograd_for(n * oh * ow) {
             self.forward_winograd(s, x, u, &out, None)?;
             return Ok(out);
         }
@@ -794,7 +793,7 @@ impl QConv2d {
 
 #[path = "qconv_winograd.rs"]
 mod winograd;
-pub use winograd::winograd_exact;
+pub use winograd::{winograd_exact, WinogradUse};
 
 #[path = "qconv_bench.rs"]
 mod bench;

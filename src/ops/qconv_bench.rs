@@ -94,7 +94,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             for path in [DotPath::Packed, DotPath::Unpacked, DotPath::Float] {
                 let mut layer = QConv2d::with_layout(gpu, &desc, layout)?;
                 layer.path = path;
-                layer.use_winograd = false;
+                layer.winograd = WinogradUse::Never;
                 let name = format!("int{bits} {name} batch {n}{lname} ({path:?})");
                 out.push(BenchCase {
                     name,
@@ -107,7 +107,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
         // The Winograd form (its own weights, any width; the default on CPU adapters).
         if winograd_exact(&desc) {
             let mut layer = QConv2d::new(gpu, &desc)?;
-            layer.use_winograd = true;
+            layer.winograd = WinogradUse::Always;
             out.push(BenchCase {
                 name: format!("int{bits} {name} batch {n} (Winograd)"),
                 layer,

@@ -92,7 +92,11 @@ pub(super) fn check(conv: &QConv, x: &QArray) {
     for &(path, sg, use_winograd, tex, aligned) in direct.iter().chain(wino) {
         layer.path = path;
         layer.subgroups = sg;
-        layer.use_winograd = use_winograd;
+        layer.winograd = if use_winograd {
+            WinogradUse::Always
+        } else {
+            WinogradUse::Never
+        };
         layer.texture_weights = tex;
         layer.aligned_rows = aligned;
         let form =

@@ -51,6 +51,32 @@ const QFUSED: [[Shader; 2]; 3] = [
     ],
 ];
 
+/// Where a layer that has the Winograd form runs it; every choice gives the same integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinogradUse {
+    /// Always the direct kernel.
+    Never,
+    /// Calls of at least `MIN_WINOGRAD_PIXELS` output pixels (smaller ones leave the CPU's
+    /// threads idle, as FP32's Winograd forms do).
+    LargeCalls,
+    /// Every call (tests).
+    Always,
+}
+
+impl WinogradUse {
+    /// Large calls on CPU adapters, which emulate `dot4I8Packed` a byte at a time; the direct
+    /// kernel elsewhere. `SYNTHCAL_INT8_CONV=direct` or `winograd` (large calls on any
+    /// adapter) overrides it.
+    pub fn auto(gpu: &Gpu) -> Self {
+        match std::env::var("SYNTHCAL_INT8_CONV").as_deref() {
+            Ok("direct") => WinogradUse::Never,
+            Ok("winograd") => WinogradUse::LargeCalls,
+            _ if gpu.info.device_type == wgpu::DeviceType::Cpu => WinogradUse::LargeCalls,
+            _ => WinogradUse::Never,
+        }
+    }
+}
+
 /// Whether the Winograd form computes layer `desc` exactly: a dense stride-1 3x3 conv whose
 /// every output sum has |sum| < 2^25, i.e. 128 x sum |w| < 2^25 per output channel (stored
 /// inputs have |x| <= 128).
@@ -160,12 +186,14 @@ impl QConv2d {
         conv_first: bool,
     ) -> Result<Option<QTensor>> {
         let d = &self.desc;
-        let (Some(u), Some(conv_fmt), Some(out_fmt)) =
-            (self.winograd_weights(), d.output, add.output)
-        else {
+        let shape = d.out_shape("qconv", x.shape)?;
+        let (Some(u), Some(conv_fmt), Some(out_fmt)) = (
+            self.winograd_for(shape.iter().product::<usize>() / shape[1]),
+            d.output,
+            add.output,
+        ) else {
             return Ok(None);
         };
-        let shape = d.out_shape("qconv", x.shape)?;
         let (want_conv, want_res) = if conv_first {
             (add.a, add.b)
         } else {
@@ -191,14 +219,22 @@ impl QConv2d {
         qout.into_q().map(Some)
     }
 
-    /// Whether `forward_add` fuses an add (else it returns None).
+    /// Whether `forward_add` fuses an add on calls large enough for the Winograd form.
     pub fn fuses_add(&self) -> bool {
-        self.winograd_weights().is_some() && self.desc.output.is_some()
+        self.winograd_u.is_some()
+            && self.winograd != WinogradUse::Never
+            && self.desc.output.is_some()
     }
 
-    /// The Winograd weights where `forward` runs that form.
-    pub(super) fn winograd_weights(&self) -> Option<&FusedWeight> {
-        self.winograd.as_ref().filter(|_| self.use_winograd)
+    /// The Winograd weights where `forward` runs that form for a call of `pixels` output pixels
+    /// (images x map): smaller calls keep the direct kernel, as FP32's do.
+    pub(super) fn winograd_for(&self, pixels: usize) -> Option<&FusedWeight> {
+        let run = match self.winograd {
+            WinogradUse::Never => false,
+            WinogradUse::LargeCalls => pixels >= crate::ops::conv_select::MIN_WINOGRAD_PIXELS,
+            WinogradUse::Always => true,
+        };
+        self.winograd_u.as_ref().filter(|_| run)
     }
 
     /// The Winograd form of `forward` (the caller has checked the input's format and shape),

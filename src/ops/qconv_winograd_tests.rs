@@ -126,7 +126,7 @@ fn fused_residual_add_matches_conv_then_add() {
             QTensor::upload(&g, &res).unwrap(),
         );
         for (tex, aligned) in [(true, true), (false, true), (true, false)] {
-            l.use_winograd = true;
+            l.winograd = WinogradUse::Always;
             l.texture_weights = tex;
             l.aligned_rows = aligned;
             let mut s = g.stream();
@@ -138,14 +138,15 @@ fn fused_residual_add_matches_conv_then_add() {
                 .unwrap();
             assert_eq!(got, want, "case {i} texture={tex} aligned={aligned}");
         }
-        l.use_winograd = false;
+        // The direct kernel does not fuse; nor does the default form on calls this small.
         let mut s = g.stream();
-        assert!(l
-            .forward_add(&mut s, &xt, &rt, &add, conv_first)
-            .unwrap()
-            .is_none());
+        for small in [WinogradUse::Never, WinogradUse::LargeCalls] {
+            l.winograd = small;
+            let y = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
+            assert!(y.is_none(), "{small:?}");
+        }
         // A residual in another format than the add's is an error, not a wrong sum.
-        l.use_winograd = true;
+        l.winograd = WinogradUse::Always;
         let other = QTensor::upload(
             &g,
             &QArray {
