@@ -1,21 +1,29 @@
 // INT8 gathers and pools on the packed layout of qconv.wgsl (this file is appended to it; see
 // src/ops/qlayout.rs and quant::int8_ops for the exact math).
 
+// Output word i of a gather: its image, channel word and input pixel (sampled by the stride).
+struct Gathered { n: u32, cw: u32, pix: u32 }
+fn gathered(i: u32) -> Gathered {
+    let ohw = p.oh * p.ow;
+    let r = i % ohw;
+    let pix = (r / p.ow) * p.stride * p.w + (r % p.ow) * p.stride;
+    return Gathered(i / (ohw * p.co4), (i / ohw) % p.co4, pix);
+}
+
 // Output word i (four channels of one output pixel) from packed a (x) and b (wt); the channel
 // map is in `bias`: m < p.c reads a's channel m, m >= p.c reads b's channel m - p.c, -1 is real
 // zero. Each source is requantized by its multiplier and the shift, then clamped.
 @compute @workgroup_size(256)
 fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    let ohw = p.oh * p.ow;
-    if i >= p.n * p.co4 * ohw {
+    if i >= p.n * p.co4 * p.oh * p.ow {
         return;
     }
-    let r = i % ohw;
-    let cw = (i / ohw) % p.co4;
-    let n = i / (ohw * p.co4);
+    let g = gathered(i);
+    let n = g.n;
+    let cw = g.cw;
+    let pix = g.pix;
     let hw = p.h * p.w;
-    let pix = (r / p.ow) * p.stride * p.w + (r % p.ow) * p.stride;
     var q = vec4<i32>(0);
     for (var k = 0u; k < 4u; k++) {
         let c = 4u * cw + k;
@@ -41,16 +49,12 @@ fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
 @compute @workgroup_size(256)
 fn gather_words(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    let ohw = p.oh * p.ow;
-    if i >= p.n * p.co4 * ohw {
+    if i >= p.n * p.co4 * p.oh * p.ow {
         return;
     }
-    let r = i % ohw;
-    let cw = (i / ohw) % p.co4;
-    let n = i / (ohw * p.co4);
-    let pix = (r / p.ow) * p.stride * p.w + (r % p.ow) * p.stride;
-    let m = bitcast<i32>(wt[cw]);
-    let word = x[(n * p.c4 + u32(max(m, 0))) * p.h * p.w + pix];
+    let g = gathered(i);
+    let m = bitcast<i32>(wt[g.cw]);
+    let word = x[(g.n * p.c4 + u32(max(m, 0))) * p.h * p.w + g.pix];
     out[i] = select(p.pad_word, word, m >= 0);
 }
 

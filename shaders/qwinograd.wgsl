@@ -9,15 +9,14 @@
 // times the inverse of 9 modulo 2^32, sign-extended from bit 25, it is Y wherever
 // |Y| < 2^25 (the host checks this bound per output channel: 128 x sum |w|).
 //
-// Row loads and the epilogue's stores come from a prelude: qwinograd_rows.wgsl for any shape,
-// qwinograd_aligned.wgsl where widths are multiples of 4 and the left padding 1 (one vec4 load
-// for four words of a patch row, one vec4 store per tile row).
+// Row loads come from winograd_row6.wgsl, or winograd_row6_aligned.wgsl where the input width
+// is a multiple of 4 and the left padding 1 (one vec4 load for four words of a patch row); the
+// epilogue's stores from qwinograd_store.wgsl, or qwinograd_store_vec4.wgsl with those aligned
+// rows (one vec4 store per tile row).
 //
 // The structure follows winograd_fused.wgsl (one 4x4 tile and COB output channels per
-// invocation, U from the same weight preludes with WV = vec4i): per input word it loads the
+// invocation, U from the same weight preludes with S = i32): per input word it loads the
 // 6x6 patch once (four channels per u32) and transforms each of its four channels.
-
-alias WV = vec4i;
 
 struct Params {
     n: u32, c4: u32, h: u32, w: u32,
@@ -38,15 +37,15 @@ override COB: u32 = 8u;
 @group(0) @binding(3) var<storage, read> bias: array<i32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 
-// A 6x6 integer matrix, row-major, in nine vec4s, and 6-wide rows (as in winograd_fused.wgsl).
-struct P9 { a: vec4i, b: vec4i, c: vec4i, d: vec4i, e: vec4i, f: vec4i, g: vec4i, h: vec4i, i: vec4i }
-struct R6 { lo: vec4i, hi: vec2i }
+// The tile math (R6, Rows6, bt_rows, P9, mac, mac8) comes from winograd_rows.wgsl and
+// winograd_tile.wgsl, the row loads from winograd_row6.wgsl or winograd_row6_aligned.wgsl, in
+// words of four channels (X = u32, the stored zero point outside the image).
+alias S = i32;
+alias X = u32;
+alias XR6 = W6;
+fn fill() -> u32 { return p.pad_word; }
 // Six packed input words of a patch row.
 struct W6 { lo: vec4u, hi: vec2u }
-
-fn lin(a: R6, s: i32, b: R6, t: i32) -> R6 { return R6(a.lo * s + b.lo * t, a.hi * s + b.hi * t); }
-fn add(a: R6, b: R6) -> R6 { return R6(a.lo + b.lo, a.hi + b.hi); }
-fn sub(a: R6, b: R6) -> R6 { return R6(a.lo - b.lo, a.hi - b.hi); }
 
 // Byte k (signed) of each word of a row.
 fn lane(r: W6, k: u32) -> R6 {
@@ -55,40 +54,10 @@ fn lane(r: W6, k: u32) -> R6 {
               bitcast<vec2i>(r.hi << vec2u(s)) >> vec2u(24u));
 }
 
-fn pack9(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
-    return P9(r0.lo, vec4i(r0.hi, r1.lo.xy), vec4i(r1.lo.zw, r1.hi),
-              r2.lo, vec4i(r2.hi, r3.lo.xy), vec4i(r3.lo.zw, r3.hi),
-              r4.lo, vec4i(r4.hi, r5.lo.xy), vec4i(r5.lo.zw, r5.hi));
-}
-
-// B^T along one row (interpolation points 0, +-1, +-2).
-fn bt6(r: R6) -> R6 {
-    let a0 = r.lo.x; let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w;
-    let a4 = r.hi.x; let a5 = r.hi.y;
-    return R6(vec4i(4 * a0 - 5 * a2 + a4,
-                    a3 + a4 - 4 * (a1 + a2),
-                    a4 - a3 + 4 * (a1 - a2),
-                    a4 - a2 + 2 * (a3 - a1)),
-              vec2i(a4 - a2 + 2 * (a1 - a3),
-                    4 * a1 - 5 * a3 + a5));
-}
-
 // V = B^T d B of channel k of the patch rows q0..q5.
 fn transform_input(q0: W6, q1: W6, q2: W6, q3: W6, q4: W6, q5: W6, k: u32) -> P9 {
-    let d0 = lane(q0, k); let d1 = lane(q1, k); let d2 = lane(q2, k);
-    let d3 = lane(q3, k); let d4 = lane(q4, k); let d5 = lane(q5, k);
-    return pack9(bt6(add(lin(d0, 4, d2, -5), d4)),
-                bt6(add(lin(d1, -4, d2, -4), add(d3, d4))),
-                bt6(add(lin(d1, 4, d2, -4), lin(d3, -1, d4, 1))),
-                bt6(add(lin(d1, -2, d2, -1), lin(d3, 2, d4, 1))),
-                bt6(add(lin(d1, 2, d2, -1), lin(d3, -2, d4, 1))),
-                bt6(add(lin(d1, 4, d3, -5), d5)));
-}
-
-fn mac(acc: P9, w: P9, v: P9) -> P9 {
-    return P9(acc.a + w.a * v.a, acc.b + w.b * v.b, acc.c + w.c * v.c,
-              acc.d + w.d * v.d, acc.e + w.e * v.e, acc.f + w.f * v.f,
-              acc.g + w.g * v.g, acc.h + w.h * v.h, acc.i + w.i * v.i);
+    return pack_rows(bt_rows(lane(q0, k), lane(q1, k), lane(q2, k), lane(q3, k), lane(q4, k),
+                        lane(q5, k)));
 }
 
 // 24 A^T D along one row.
@@ -111,12 +80,8 @@ fn exact(z: vec4i) -> vec4i {
 struct Y4 { r0: vec4i, r1: vec4i, r2: vec4i, r3: vec4i }
 
 fn output_transform(m: P9) -> Y4 {
-    let m0 = R6(m.a, m.b.xy);
-    let m1 = R6(vec4i(m.b.zw, m.c.xy), m.c.zw);
-    let m2 = R6(m.d, m.e.xy);
-    let m3 = R6(vec4i(m.e.zw, m.f.xy), m.f.zw);
-    let m4 = R6(m.g, m.h.xy);
-    let m5 = R6(vec4i(m.h.zw, m.i.xy), m.i.zw);
+    let r = unpack_rows(m);
+    let m0 = r.r0; let m1 = r.r1; let m2 = r.r2; let m3 = r.r3; let m4 = r.r4; let m5 = r.r5;
     let s12 = add(m1, m2);
     let d21 = sub(m2, m1);
     let s34 = add(m3, m4);
@@ -161,21 +126,6 @@ fn finish4(m0: P9, m1: P9, m2: P9, m3: P9, c: u32, n: u32, oy: u32, ox: u32) {
     store_row(n, oy + 3u, ox, c, e, y0.r3, y1.r3, y2.r3, y3.r3);
 }
 
-struct Acc8 { c0: P9, c1: P9, c2: P9, c3: P9, c4: P9, c5: P9, c6: P9, c7: P9 }
-
-// a += U[co] . v for a block of eight output channels whose weights start at vec4 j.
-fn mac8(a: ptr<function, Acc8>, j: u32, lane: u32, v: P9) {
-    let m = u_fetch(j, lane);
-    (*a).c0 = mac((*a).c0, u_0(m, j), v);
-    (*a).c1 = mac((*a).c1, u_1(m, j), v);
-    (*a).c2 = mac((*a).c2, u_2(m, j), v);
-    (*a).c3 = mac((*a).c3, u_3(m, j), v);
-    (*a).c4 = mac((*a).c4, u_4(m, j), v);
-    (*a).c5 = mac((*a).c5, u_5(m, j), v);
-    (*a).c6 = mac((*a).c6, u_6(m, j), v);
-    (*a).c7 = mac((*a).c7, u_7(m, j), v);
-}
-
 fn finish8(a: Acc8, c: u32, n: u32, oy: u32, ox: u32) {
     finish4(a.c0, a.c1, a.c2, a.c3, c, n, oy, ox);
     finish4(a.c4, a.c5, a.c6, a.c7, c + 4u, n, oy, ox);
@@ -183,8 +133,8 @@ fn finish8(a: Acc8, c: u32, n: u32, oy: u32, ox: u32) {
 
 // Both blocks (COB 16) or the first, for input channel k of the patch.
 fn mac_channel(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>, j: u32, li: u32, v: P9) {
-    mac8(a0, j, li, v);
-    if COB > 8u { mac8(a1, j + 72u, li, v); }
+    mac8(a0, 0u, j, li, v);
+    if COB > 8u { mac8(a1, 8u, j + 72u, li, v); }
 }
 
 @compute @workgroup_size(WG)
@@ -194,16 +144,9 @@ fn qfused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
     // recompute the last tile for the broadcasts and store nothing.
     let t0 = gid.x + gid.y * nwg.x * WG;
     if t0 - li % 8u >= p.tiles { return; }
-    let live = t0 < p.tiles;
-    let t = min(t0, p.tiles - 1u);
+    let tl = tile_at(t0);
+    let n = tl.n; let oy = tl.oy; let ox = tl.ox; let ih = tl.ih; let iw = tl.iw;
     let co0 = wid.z * COB;
-    let per_image = p.tiles_h * p.tiles_w;
-    let n = t / per_image;
-    let r = t % per_image;
-    let oy = (r / p.tiles_w) * 4u;
-    let ox = (r % p.tiles_w) * 4u;
-    let ih = i32(oy) - p.pad_h;
-    let iw = i32(ox) - p.pad_w;
     let hw = i32(p.h * p.w);
     var rb = i32(n * p.c4) * hw;
     let cop8 = (p.co + 7u) / 8u * 8u;
@@ -227,7 +170,7 @@ fn qfused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
         rb += hw;
         j += 4u * step;
     }
-    if !live { return; }
+    if !tl.live { return; }
     finish8(a0, co0, n, oy, ox);
     if COB > 8u { finish8(a1, co0 + 8u, n, oy, ox); }
 }

@@ -10,8 +10,7 @@
 // subgroups of 8 or more, winograd_u_texture.wgsl (U in a texture) or winograd_u_subgroup.wgsl
 // (U in a buffer) loads them once per subgroup, one eighth per lane, and
 // winograd_u_broadcast.wgsl broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix
-// are packed in nine vec4s (`P9`), all in straight-line code: lavapipe spills arrays indexed in
-// loops to memory. See src/ops/winograd.rs.
+// are packed in nine vec4s (`P9`, winograd_tile.wgsl). See src/ops/winograd.rs.
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
@@ -34,53 +33,18 @@ override COB: u32 = 8u;
 // (one load and one store per row of four instead of four each: lavapipe pays per lane for
 // every storage access).
 
-// Patch rows (R6, lin, add, sub) come from the prelude shaders/winograd_rows.wgsl, their loads
-// (row6) from winograd_row6.wgsl or, where widths and padding allow, winograd_row6_aligned.wgsl.
-// A 6x6 matrix, row-major, in nine vec4s.
-// The weights' vector type (the integer kernel, qwinograd.wgsl, shares the weight preludes).
-alias WV = vec4f;
-struct P9 { a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: vec4f, f: vec4f, g: vec4f, h: vec4f, i: vec4f }
-
-fn pack(r0: R6, r1: R6, r2: R6, r3: R6, r4: R6, r5: R6) -> P9 {
-    return P9(r0.lo, vec4f(r0.hi, r1.lo.xy), vec4f(r1.lo.zw, r1.hi),
-              r2.lo, vec4f(r2.hi, r3.lo.xy), vec4f(r3.lo.zw, r3.hi),
-              r4.lo, vec4f(r4.hi, r5.lo.xy), vec4f(r5.lo.zw, r5.hi));
-}
-
-
-// B^T along one row (interpolation points 0, +-1, +-2).
-fn bt6(r: R6) -> R6 {
-    let a0 = r.lo.x; let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w;
-    let a4 = r.hi.x; let a5 = r.hi.y;
-    return R6(vec4f(4.0 * a0 - 5.0 * a2 + a4,
-                    a3 + a4 - 4.0 * (a1 + a2),
-                    a4 - a3 + 4.0 * (a1 - a2),
-                    a4 - a2 + 2.0 * (a3 - a1)),
-              vec2f(a4 - a2 + 2.0 * (a1 - a3),
-                    4.0 * a1 - 5.0 * a3 + a5));
-}
+// Patch rows (R6, Rows6, lin, add, sub, bt_rows) come from the prelude
+// shaders/winograd_rows.wgsl, their loads (row6) from winograd_row6.wgsl or, where widths and
+// padding allow, winograd_row6_aligned.wgsl; P9, mac and mac8 from winograd_tile.wgsl.
+alias S = f32;
+alias X = f32;
+alias XR6 = R6;
+fn fill() -> f32 { return 0.0; }
 
 // V = B^T d B of the patch whose top-left input pixel is (ih, iw) in the plane at offset rb.
 fn transform_input(rb: i32, ih: i32, iw: i32) -> P9 {
-    let d0 = row6(rb, ih, iw);
-    let d1 = row6(rb, ih + 1, iw);
-    let d2 = row6(rb, ih + 2, iw);
-    let d3 = row6(rb, ih + 3, iw);
-    let d4 = row6(rb, ih + 4, iw);
-    let d5 = row6(rb, ih + 5, iw);
-    return pack(bt6(add(lin(d0, 4.0, d2, -5.0), d4)),
-                bt6(add(lin(d1, -4.0, d2, -4.0), add(d3, d4))),
-                bt6(add(lin(d1, 4.0, d2, -4.0), lin(d3, -1.0, d4, 1.0))),
-                bt6(add(lin(d1, -2.0, d2, -1.0), lin(d3, 2.0, d4, 1.0))),
-                bt6(add(lin(d1, 2.0, d2, -1.0), lin(d3, -2.0, d4, 1.0))),
-                bt6(add(lin(d1, 4.0, d3, -5.0), d5)));
-}
-
-// acc + w . v, elementwise.
-fn mac(acc: P9, w: P9, v: P9) -> P9 {
-    return P9(acc.a + w.a * v.a, acc.b + w.b * v.b, acc.c + w.c * v.c,
-              acc.d + w.d * v.d, acc.e + w.e * v.e, acc.f + w.f * v.f,
-              acc.g + w.g * v.g, acc.h + w.h * v.h, acc.i + w.i * v.i);
+    return pack_rows(bt_rows(row6(rb, ih, iw), row6(rb, ih + 1, iw), row6(rb, ih + 2, iw),
+                        row6(rb, ih + 3, iw), row6(rb, ih + 4, iw), row6(rb, ih + 5, iw)));
 }
 
 // A^T of F(4x4, 3x3) along one row: four outputs.
@@ -95,12 +59,8 @@ fn at6(r: R6) -> vec4f {
 // Y = A^T M A of channel co for the tile at image n, output row oy, column ox, then the epilogue.
 fn finish(m: P9, co: u32, n: u32, oy: u32, ox: u32) {
     if co >= p.co { return; }
-    let m0 = R6(m.a, m.b.xy);
-    let m1 = R6(vec4f(m.b.zw, m.c.xy), m.c.zw);
-    let m2 = R6(m.d, m.e.xy);
-    let m3 = R6(vec4f(m.e.zw, m.f.xy), m.f.zw);
-    let m4 = R6(m.g, m.h.xy);
-    let m5 = R6(vec4f(m.h.zw, m.i.xy), m.i.zw);
+    let r = unpack_rows(m);
+    let m0 = r.r0; let m1 = r.r1; let m2 = r.r2; let m3 = r.r3; let m4 = r.r4; let m5 = r.r5;
     let p12 = add(m1, m2);
     let d12 = sub(m1, m2);
     let p34 = add(m3, m4);
@@ -112,23 +72,6 @@ fn finish(m: P9, co: u32, n: u32, oy: u32, ox: u32) {
     put4(o, oy + 1u, ox, at6(lin(d12, 1.0, d34, 2.0)), b);
     put4(o, oy + 2u, ox, at6(lin(p12, 1.0, p34, 4.0)), b);
     put4(o, oy + 3u, ox, at6(add(lin(d12, 1.0, d34, 8.0), m5)), b);
-}
-
-// The accumulators of a block of eight output channels.
-struct Acc8 { c0: P9, c1: P9, c2: P9, c3: P9, c4: P9, c5: P9, c6: P9, c7: P9 }
-
-// a += U[co] . v for the block's channels base.., whose weights start at vec4 j; channels past
-// COB (only in a first block of fewer than eight) are skipped.
-fn mac8(a: ptr<function, Acc8>, base: u32, j: u32, lane: u32, v: P9) {
-    let m = u_fetch(j, lane);
-    (*a).c0 = mac((*a).c0, u_0(m, j), v);
-    if base + 1u < COB { (*a).c1 = mac((*a).c1, u_1(m, j), v); }
-    if base + 2u < COB { (*a).c2 = mac((*a).c2, u_2(m, j), v); }
-    if base + 3u < COB { (*a).c3 = mac((*a).c3, u_3(m, j), v); }
-    if base + 4u < COB { (*a).c4 = mac((*a).c4, u_4(m, j), v); }
-    if base + 5u < COB { (*a).c5 = mac((*a).c5, u_5(m, j), v); }
-    if base + 6u < COB { (*a).c6 = mac((*a).c6, u_6(m, j), v); }
-    if base + 7u < COB { (*a).c7 = mac((*a).c7, u_7(m, j), v); }
 }
 
 // The epilogue of the block's channels co0 + base.. .
@@ -151,16 +94,9 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     // lanes past the last tile compute the last tile again and store nothing.
     let t0 = gid.x + gid.y * nwg.x * WG;
     if t0 - li % 8u >= p.tiles { return; } // a whole group of 8 past the end
-    let live = t0 < p.tiles;
-    let t = min(t0, p.tiles - 1u);
+    let tl = tile_at(t0);
+    let n = tl.n; let oy = tl.oy; let ox = tl.ox; let ih = tl.ih; let iw = tl.iw;
     let co0 = wid.z * COB;
-    let per_image = p.tiles_h * p.tiles_w;
-    let n = t / per_image;
-    let r = t % per_image;
-    let oy = (r / p.tiles_w) * 4u;
-    let ox = (r % p.tiles_w) * 4u;
-    let ih = i32(oy) - p.pad_h;
-    let iw = i32(ox) - p.pad_w;
     let hw = i32(p.h * p.w);
     var rb = i32(n * p.ci) * hw;
     let cop8 = (p.co + 7u) / 8u * 8u;
@@ -177,7 +113,7 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         rb += hw;
         j += cop8 * 9u;
     }
-    if !live { return; }
+    if !tl.live { return; }
     finish8(a0, co0, 0u, n, oy, ox);
     if COB > 8u { finish8(a1, co0, 8u, n, oy, ox); }
 }

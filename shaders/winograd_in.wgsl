@@ -63,19 +63,22 @@ fn input2(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     }
 }
 
-// Patch rows (R6, row6, lin, add) come from the prelude shaders/winograd_rows.wgsl.
+// Patch rows (R6, bt_rows) come from the prelude shaders/winograd_rows.wgsl, row6 from
+// winograd_row6.wgsl.
+alias S = f32;
+alias X = f32;
+alias XR6 = R6;
+fn fill() -> f32 { return 0.0; }
 
-// B^T along one row (interpolation points 0, +-1, +-2), stored as elements 6a..6a+5 of tile i.
-fn bt6_store(r: R6, a: u32, plane: u32, i: u32) {
-    let a0 = r.lo.x; let a1 = r.lo.y; let a2 = r.lo.z; let a3 = r.lo.w;
-    let a4 = r.hi.x; let a5 = r.hi.y;
+// Row a of V (elements 6a..6a+5) of tile i.
+fn store_row(r: R6, a: u32, plane: u32, i: u32) {
     let o = a * 6u * plane + i;
-    v[o] = 4.0 * a0 - 5.0 * a2 + a4;
-    v[o + plane] = a3 + a4 - 4.0 * (a1 + a2);
-    v[o + 2u * plane] = a4 - a3 + 4.0 * (a1 - a2);
-    v[o + 3u * plane] = a4 - a2 + 2.0 * (a3 - a1);
-    v[o + 4u * plane] = a4 - a2 + 2.0 * (a1 - a3);
-    v[o + 5u * plane] = 4.0 * a1 - 5.0 * a3 + a5;
+    v[o] = r.lo.x;
+    v[o + plane] = r.lo.y;
+    v[o + 2u * plane] = r.lo.z;
+    v[o + 3u * plane] = r.lo.w;
+    v[o + 4u * plane] = r.hi.x;
+    v[o + 5u * plane] = r.hi.y;
 }
 
 @compute @workgroup_size(WG)
@@ -101,11 +104,11 @@ fn input4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         d4 = row6(rb, ih + 4, iw);
         d5 = row6(rb, ih + 5, iw);
     }
-    // Rows of B^T d (combinations of patch rows), then B^T along each row.
-    bt6_store(add(lin(d0, 4.0, d2, -5.0), d4), 0u, plane, i);
-    bt6_store(add(lin(d1, -4.0, d2, -4.0), add(d3, d4)), 1u, plane, i);
-    bt6_store(add(lin(d1, 4.0, d2, -4.0), lin(d3, -1.0, d4, 1.0)), 2u, plane, i);
-    bt6_store(add(lin(d1, -2.0, d2, -1.0), lin(d3, 2.0, d4, 1.0)), 3u, plane, i);
-    bt6_store(add(lin(d1, 2.0, d2, -1.0), lin(d3, -2.0, d4, 1.0)), 4u, plane, i);
-    bt6_store(add(lin(d1, 4.0, d3, -5.0), d5), 5u, plane, i);
+    let m = bt_rows(d0, d1, d2, d3, d4, d5);
+    store_row(m.r0, 0u, plane, i);
+    store_row(m.r1, 1u, plane, i);
+    store_row(m.r2, 2u, plane, i);
+    store_row(m.r3, 3u, plane, i);
+    store_row(m.r4, 4u, plane, i);
+    store_row(m.r5, 5u, plane, i);
 }

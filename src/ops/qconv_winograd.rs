@@ -8,45 +8,64 @@ use super::*;
 use crate::gpu::Bind;
 use crate::quant::int8::QAdd;
 
-/// The module with its weight-load and row preludes.
+/// The module with its weight-load, row-load and store preludes.
 macro_rules! qfused {
-    ($name:literal, [$($loads:literal),+], $rows:literal) => {
-        crate::shader!($name, $($loads,)+ $rows, "qint", "qwinograd")
+    ($name:literal, [$($loads:literal),+], $row6:literal, $store:literal) => {
+        crate::shader!(
+            $name,
+            "winograd_rows",
+            $row6,
+            $($loads,)+
+            $store,
+            "winograd_tile",
+            "qint",
+            "qwinograd"
+        )
     };
 }
 // Indexed [weights: plain loads, subgroup loads, subgroup texture (as the FP32 fused kernel's)]
-// [rows: any shape, aligned].
+// [rows and stores: any shape, aligned].
 const QFUSED: [[Shader; 2]; 3] = [
     [
-        qfused!("qwinograd", ["winograd_u_loads"], "qwinograd_rows"),
+        qfused!(
+            "qwinograd",
+            ["winograd_u_loads"],
+            "winograd_row6",
+            "qwinograd_store"
+        ),
         qfused!(
             "qwinograd_aligned",
             ["winograd_u_loads"],
-            "qwinograd_aligned"
+            "winograd_row6_aligned",
+            "qwinograd_store_vec4"
         ),
     ],
     [
         qfused!(
             "qwinograd_subgroup",
             ["winograd_u_subgroup", "winograd_u_broadcast"],
-            "qwinograd_rows"
+            "winograd_row6",
+            "qwinograd_store"
         ),
         qfused!(
             "qwinograd_subgroup_aligned",
             ["winograd_u_subgroup", "winograd_u_broadcast"],
-            "qwinograd_aligned"
+            "winograd_row6_aligned",
+            "qwinograd_store_vec4"
         ),
     ],
     [
         qfused!(
             "qwinograd_texture",
             ["winograd_u_texture", "winograd_u_broadcast"],
-            "qwinograd_rows"
+            "winograd_row6",
+            "qwinograd_store"
         ),
         qfused!(
             "qwinograd_texture_aligned",
             ["winograd_u_texture", "winograd_u_broadcast"],
-            "qwinograd_aligned"
+            "winograd_row6_aligned",
+            "qwinograd_store_vec4"
         ),
     ],
 ];

@@ -23,7 +23,15 @@ const OUTPUT: Shader = crate::shader!("winograd_out");
 /// The fused kernel's module with its row-load, weight-load and epilogue preludes.
 macro_rules! fused {
     ($name:literal, $row6:literal, [$($loads:literal),+], $put:literal) => {
-        crate::shader!($name, "winograd_rows", $row6, $($loads,)+ $put, "winograd_fused")
+        crate::shader!(
+            $name,
+            "winograd_rows",
+            $row6,
+            $($loads,)+
+            $put,
+            "winograd_tile",
+            "winograd_fused"
+        )
     };
 }
 // Indexed [weights: plain loads, subgroup loads, subgroup texture][rows and epilogue: any, vec4
