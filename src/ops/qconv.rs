@@ -579,9 +579,11 @@ pub struct QConv2d {
     /// the plain-load form with false).
     pub subgroups: bool,
     /// Winograd weights (`winograd_exact` layers only).
+    /// Made where the layer may run the form (`set_winograd`): 16 bytes a weight, with a
+    /// texture copy on adapters with subgroups.
     winograd_u: Option<super::winograd::FusedWeight>,
     /// Where the Winograd form runs, for layers that have it (`WinogradUse::auto`).
-    pub winograd: WinogradUse,
+    winograd: WinogradUse,
     /// The Winograd form reads its weights from a texture where it can (tests force buffers).
     pub texture_weights: bool,
     /// The Winograd form's vec4 row loads and stores where the shape allows (tests force the
@@ -664,7 +666,7 @@ impl QConv2d {
             bias[o] = rq.bias_q[o].wrapping_add(off * wsum);
             scale[o] = rq.scale[o];
         }
-        Ok(QConv2d {
+        QConv2d {
             weights: gpu.upload_i8(&[words.len()], &words)?,
             bias: gpu.upload_i32(&[padded], &bias)?,
             scale: gpu.upload_f32(&[padded], &scale)?,
@@ -687,13 +689,12 @@ impl QConv2d {
             integer: DotPath::integer(gpu),
             path: DotPath::auto(gpu),
             subgroups: gpu.subgroups,
-            winograd_u: winograd::winograd_exact(desc)
-                .then(|| winograd::weights(gpu, desc))
-                .transpose()?,
-            winograd: WinogradUse::auto(gpu),
+            winograd_u: None,
+            winograd: WinogradUse::Never,
             texture_weights: true,
             aligned_rows: true,
-        })
+        }
+        .with_winograd(gpu, WinogradUse::auto(gpu))
     }
 
     /// Quantizes an f32 input for this layer (per channel when it has channel scales).

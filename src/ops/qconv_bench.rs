@@ -94,7 +94,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
             for path in [DotPath::Packed, DotPath::Unpacked, DotPath::Float] {
                 let mut layer = QConv2d::with_layout(gpu, &desc, layout)?;
                 layer.path = path;
-                layer.winograd = WinogradUse::Never;
+                layer.set_winograd(gpu, WinogradUse::Never)?;
                 let name = format!("int{bits} {name} batch {n}{lname} ({path:?})");
                 out.push(BenchCase {
                     name,
@@ -106,8 +106,7 @@ pub fn bench_cases(gpu: &Gpu, quick: bool) -> Result<Vec<BenchCase>> {
         }
         // The Winograd form (its own weights, any width; the default on CPU adapters).
         if winograd_exact(&desc) {
-            let mut layer = QConv2d::new(gpu, &desc)?;
-            layer.winograd = WinogradUse::Always;
+            let layer = QConv2d::new(gpu, &desc)?.with_winograd(gpu, WinogradUse::Always)?;
             out.push(BenchCase {
                 name: format!("int{bits} {name} batch {n} (Winograd)"),
                 layer,

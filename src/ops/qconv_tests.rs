@@ -92,11 +92,14 @@ pub(super) fn check(conv: &QConv, x: &QArray) {
     for &(path, sg, use_winograd, tex, aligned) in direct.iter().chain(wino) {
         layer.path = path;
         layer.subgroups = sg;
-        layer.winograd = if use_winograd {
+        let winograd = if use_winograd {
             WinogradUse::Always
         } else {
             WinogradUse::Never
         };
+        layer.set_winograd(&g, winograd).unwrap();
+        // The Winograd forms really run (their weights are made on any adapter).
+        assert!(!use_winograd || layer.has_winograd());
         layer.texture_weights = tex;
         layer.aligned_rows = aligned;
         let form =

@@ -238,6 +238,28 @@ impl QConv2d {
         qout.into_q().map(Some)
     }
 
+    /// The layer where the Winograd form runs as `winograd` says, its weights made if the
+    /// layer has the form (`winograd_exact`) and it may run.
+    pub fn with_winograd(mut self, gpu: &Gpu, winograd: WinogradUse) -> Result<QConv2d> {
+        self.set_winograd(gpu, winograd)?;
+        Ok(self)
+    }
+
+    /// Sets where the Winograd form runs (making its weights on first need).
+    pub fn set_winograd(&mut self, gpu: &Gpu, winograd: WinogradUse) -> Result<()> {
+        if winograd != WinogradUse::Never && self.winograd_u.is_none() && winograd_exact(&self.desc)
+        {
+            self.winograd_u = Some(weights(gpu, &self.desc)?);
+        }
+        self.winograd = winograd;
+        Ok(())
+    }
+
+    /// Whether the layer has the Winograd form's weights (it may run the form).
+    pub fn has_winograd(&self) -> bool {
+        self.winograd_u.is_some()
+    }
+
     /// Whether `forward_add` fuses an add on calls large enough for the Winograd form.
     pub fn fuses_add(&self) -> bool {
         self.winograd_u.is_some()

@@ -126,7 +126,7 @@ fn fused_residual_add_matches_conv_then_add() {
             QTensor::upload(&g, &res).unwrap(),
         );
         for (tex, aligned) in [(true, true), (false, true), (true, false)] {
-            l.winograd = WinogradUse::Always;
+            l.set_winograd(&g, WinogradUse::Always).unwrap();
             l.texture_weights = tex;
             l.aligned_rows = aligned;
             let mut s = g.stream();
@@ -141,12 +141,12 @@ fn fused_residual_add_matches_conv_then_add() {
         // The direct kernel does not fuse; nor does the default form on calls this small.
         let mut s = g.stream();
         for small in [WinogradUse::Never, WinogradUse::LargeCalls] {
-            l.winograd = small;
+            l.set_winograd(&g, small).unwrap();
             let y = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
             assert!(y.is_none(), "{small:?}");
         }
         // A residual in another format than the add's is an error, not a wrong sum.
-        l.winograd = WinogradUse::Always;
+        l.set_winograd(&g, WinogradUse::Always).unwrap();
         let other = QTensor::upload(
             &g,
             &QArray {
