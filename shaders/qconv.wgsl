@@ -135,9 +135,8 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
             }
         }
     } else {
-        let q = vec4<i32>(clamp(round(v), vec4<f32>(f32(p.lo)), vec4<f32>(f32(p.hi))));
-        let real = select(vec4<i32>(0), q, c + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.co));
-        out[(px.n * p.co4 + cw) * ohw + px.r] = pack(real - p.out_offset);
+        out[(px.n * p.co4 + cw) * ohw + px.r] =
+            requant_word(v, c, p.co, p.lo, p.hi, p.out_offset);
     }
 }
 

@@ -22,6 +22,14 @@ fn shift_rne(v: vec4<i32>, s: u32) -> vec4<i32> {
     return floor + select(vec4<i32>(0), vec4<i32>(1), up);
 }
 
+// An epilogue's int8 word for channels c..c+3 from their scaled values v (quant::int8): round
+// half to even, clamp to [lo, hi], channels from `count` on real 0, stored minus `offset`.
+fn requant_word(v: vec4f, c: u32, count: u32, lo: i32, hi: i32, offset: i32) -> u32 {
+    let q = vec4i(clamp(round(v), vec4f(f32(lo)), vec4f(f32(hi))));
+    let real = select(vec4i(0), q, c + vec4u(0u, 1u, 2u, 3u) < vec4u(count));
+    return pack(real - offset);
+}
+
 // A residual add's constants (quant::int8::QAdd): stored offsets, multipliers, shift, clamp.
 struct AddK { a_offset: i32, b_offset: i32, ma: i32, mb: i32, shift: u32, lo: i32, hi: i32, out_offset: i32 }
 

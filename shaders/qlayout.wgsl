@@ -100,10 +100,7 @@ fn global_avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workg
     }
     sum += vec4<i32>(i32(hw) * p.a_offset);
     let v = vec4<f32>(sum) * p.qscale;
-    let q = vec4<i32>(clamp(round(v), vec4<f32>(f32(p.lo)), vec4<f32>(f32(p.hi))));
-    let c0 = 4u * (i % p.c4);
-    let real = select(vec4<i32>(0), q, c0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
-    out[i] = pack(real - p.out_offset);
+    out[i] = requant_word(v, 4u * (i % p.c4), p.c, p.lo, p.hi, p.out_offset);
 }
 
 // Spatial padding of packed words (ONNX Pad on H and W), one output word a thread; kh, kw:

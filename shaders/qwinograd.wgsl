@@ -104,10 +104,7 @@ fn real(e: Epi, acc: vec4i) -> vec4f {
 
 // The int8 outputs (mode 1) of channels c..c+3, packed as stored.
 fn packed(c: u32, e: Epi, acc: vec4i) -> u32 {
-    let v = vec4f(acc + e.bias) * e.scale;
-    let q = vec4i(clamp(round(v), vec4f(f32(p.lo)), vec4f(f32(p.hi))));
-    let live = select(vec4i(0), q, c + vec4u(0u, 1u, 2u, 3u) < vec4u(p.co));
-    return pack(live - p.out_offset);
+    return requant_word(vec4f(acc + e.bias) * e.scale, c, p.co, p.lo, p.hi, p.out_offset);
 }
 
 // Output channels c..c+3 of the tile at (n, oy, ox).

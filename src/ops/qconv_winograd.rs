@@ -206,11 +206,10 @@ impl QConv2d {
     ) -> Result<Option<QTensor>> {
         let d = &self.desc;
         let shape = d.out_shape("qconv", x.shape)?;
-        let (Some(u), Some(conv_fmt), Some(out_fmt)) = (
-            self.winograd_for(shape.iter().product::<usize>() / shape[1]),
-            d.output,
-            add.output,
-        ) else {
+        let [n, _, oh, ow] = shape;
+        let (Some(u), Some(conv_fmt), Some(out_fmt)) =
+            (self.winograd_for(n * oh * ow), d.output, add.output)
+        else {
             return Ok(None);
         };
         let (want_conv, want_res) = if conv_first {
@@ -321,11 +320,9 @@ impl QConv2d {
         };
         let sg = self.subgroups && s.gpu().subgroups;
         let cpu = s.gpu().info.device_type == wgpu::DeviceType::Cpu;
-        let cob = if cpu && co.next_multiple_of(8).is_multiple_of(16) {
-            16
-        } else {
-            8
-        };
+        // The FP32 kernel's rule as with subgroups: whole blocks of 8 (the packed output's
+        // words need channel blocks in multiples of 4), 16 on CPU adapters where Co allows.
+        let cob = winograd::channels_per_invocation(co, true, cpu);
         let texture = u.texture.as_ref().filter(|_| sg && self.texture_weights);
         let loads = if texture.is_some() { 2 } else { sg as usize };
         let mut grid = grid_1d(tiles, WG);

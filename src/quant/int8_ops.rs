@@ -89,10 +89,8 @@ impl QGather {
     /// shortcuts of channel counts and padding in multiples of 4). The GPU then moves words.
     pub fn word_map(&self) -> Option<Vec<i32>> {
         let (fmt, c) = self.a;
-        if self.b.is_some() || fmt != self.output || !c.is_multiple_of(4) {
-            return None;
-        }
-        if !self.map.len().is_multiple_of(4) {
+        let whole = c.is_multiple_of(4) && self.map.len().is_multiple_of(4);
+        if self.b.is_some() || fmt != self.output || !whole {
             return None;
         }
         self.map
