@@ -6,6 +6,7 @@ mod common;
 use synthcal::array::Array;
 use synthcal::cli::calib_data::CalibSetArgs;
 use synthcal::data::Dataset;
+use synthcal::graph::profile::Method;
 use synthcal::models::{arch, random_params, Model};
 use synthcal::quant::{default_quantization, Int8Ops, QuantOptions, QuantizedModel};
 
@@ -96,13 +97,13 @@ fn gpu_int8_matches_cpu_simulation() {
         let runner = q.runner(&gpu).unwrap();
         assert_eq!(runner.int8_nodes(), all, "{name}");
         // On CPU adapters ResNet's 3x3 convs run the INT8 Winograd form, which takes in the
-        // residual adds of the seven blocks whose shortcut is the identity.
+        // residual adds of all nine blocks (the two option-A shortcuts run before their conv).
         let fused = all
             .iter()
             .filter(|&&i| runner.fused_add(i).is_some())
             .count();
         if name == "akamaster_resnet20" && gpu.info.device_type == wgpu::DeviceType::Cpu {
-            assert_eq!(fused, 7, "{name}: fused residual adds");
+            assert_eq!(fused, 9, "{name}: fused residual adds");
         }
         // 64 images: every ResNet-20 map is large enough for the Winograd form and its fused
         // adds (4,096 output pixels per call).
@@ -116,6 +117,17 @@ fn gpu_int8_matches_cpu_simulation() {
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{name}: GPU and CPU integer logits differ"
         );
+        if fused > 0 && gpu.has_timestamps() {
+            // The profile times each node as it ran: the shortcuts run before their conv.
+            let p = runner
+                .profile_with(&x.data, n, [32, 32], 1, Method::GpuTimestamps)
+                .unwrap();
+            let fused_rows = p.layers.iter().filter(|l| l.op == "conv+add int8");
+            assert_eq!(fused_rows.count(), fused, "{name}");
+            for l in p.layers.iter().filter(|l| l.name.ends_with("shortcut")) {
+                assert!(l.ms > 0.0, "{name}: {} timed {} ms", l.name, l.ms);
+            }
+        }
     }
 }
 

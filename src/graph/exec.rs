@@ -300,7 +300,8 @@ impl Runner {
             Some(_) => HashMap::new(),
         };
         let mut fused = Vec::new();
-        for step in self.graph.walk() {
+        let order = self.plan.schedule(&self.graph, &fusable);
+        for step in self.graph.walk_in(order) {
             let (i, node) = (step.id, step.node);
             if needed.as_ref().is_some_and(|m| !m[i]) {
                 continue;

@@ -54,8 +54,11 @@ impl Int8Plan {
 
     /// The int8 residual adds a GPU runner may fuse into the layer that feeds them: layer `u`
     /// -> (add node, whether `u` is the add's first input), where `u` has an int8 output that
-    /// only the add reads, is not the graph output, and is the add's later input (the other is
-    /// computed before it). Both orders give the same integers (`QConv2d::forward_add`).
+    /// only the add reads and is not the graph output. `u` is the add's later input, or the
+    /// earlier one where the later (the residual) needs only values computed before `u`: then
+    /// the residual runs just before `u` ([`Int8Plan::schedule`]), as an option-A or 1x1
+    /// shortcut after its block's convs can. Both orders give the same integers
+    /// (`QConv2d::forward_add`).
     pub fn fusable_adds(&self, g: &Graph) -> HashMap<ValueId, (ValueId, bool)> {
         let mut readers = vec![0usize; g.nodes.len()];
         for n in &g.nodes {
@@ -63,19 +66,52 @@ impl Int8Plan {
                 readers[v] += 1;
             }
         }
+        let feeds = |u: ValueId| {
+            self.layers.get(&u).is_some_and(|q| q.output.is_some())
+                && readers[u] == 1
+                && u != g.output
+        };
         let mut out = HashMap::new();
         for (j, n) in g.nodes.iter().enumerate() {
             if !matches!(n.op, Op::Add { .. }) || !self.is_int8_op(j) || n.inputs.len() != 2 {
                 continue;
             }
             let (a, b) = (n.inputs[0], n.inputs[1]);
-            let u = a.max(b);
-            let int8_out = self.layers.get(&u).is_some_and(|q| q.output.is_some());
-            if a != b && int8_out && readers[u] == 1 && u != g.output {
-                out.insert(u, (j, u == a));
-            }
+            let (early, late) = (a.min(b), a.max(b));
+            let u = if a == b {
+                continue;
+            } else if feeds(late) {
+                late
+            } else if feeds(early) && g.nodes[late].inputs.iter().all(|&v| v < early) {
+                early
+            } else {
+                continue;
+            };
+            out.insert(u, (j, u == a));
         }
         out
+    }
+
+    /// The node order of a GPU pass that fuses `fusable` (from [`Int8Plan::fusable_adds`]): the
+    /// graph's, with each residual that follows its layer moved to just before that layer.
+    pub fn schedule(&self, g: &Graph, fusable: &HashMap<ValueId, (ValueId, bool)>) -> Vec<ValueId> {
+        let mut before: HashMap<ValueId, ValueId> = HashMap::new();
+        for (&u, &(j, conv_first)) in fusable {
+            let residual = g.nodes[j].inputs[conv_first as usize];
+            if residual > u {
+                before.insert(u, residual);
+            }
+        }
+        let mut order = Vec::with_capacity(g.nodes.len());
+        for i in 0..g.nodes.len() {
+            if let Some(&r) = before.get(&i) {
+                order.push(r);
+            }
+            if !before.values().any(|&r| r == i) {
+                order.push(i);
+            }
+        }
+        order
     }
 
     /// Whether layer `i` can take input value `x` as it is (same format, per-tensor scale).
@@ -365,5 +401,43 @@ mod tests {
         assert_eq!(plan.int8_nodes(), [a, b, s, p]);
         assert_eq!(plan.layers[&a].output, Some(u));
         assert!(plan.is_int8_op(p) && !plan.is_int8_op(a));
+    }
+
+    #[test]
+    fn a_shortcut_after_its_block_runs_early_so_the_add_fuses() {
+        let conv = |w: &str| Op::Conv2d {
+            weight: w.into(),
+            bias: None,
+            stride: 1,
+            pad: 0.into(),
+            dilation: [1, 1],
+            groups: 1,
+            act: Act::Relu,
+        };
+        let mut g = Graph::default();
+        let x = g.push("x", Op::Input, &[]);
+        let a = g.push("a", conv("a"), &[x]);
+        let b = g.push("b", conv("b"), &[a]);
+        let short = g.push("short", Op::ShortcutA { pad: 0 }, &[a]);
+        let s = g.push("s", Op::Add { act: Act::Relu }, &[b, short]);
+        // The same block with the shortcut first, and one whose shortcut needs the conv.
+        let c = g.push("c", conv("c"), &[s]);
+        let d = g.push("d", conv("d"), &[c]);
+        let t = g.push("t", Op::Add { act: Act::Relu }, &[s, d]);
+        let e = g.push("e", conv("e"), &[t]);
+        let late = g.push("late", Op::ShortcutA { pad: 0 }, &[e]);
+        let v = g.push("v", Op::Add { act: Act::Relu }, &[e, late]);
+        g.output = v;
+        let u = QFormat::unsigned(0.1);
+        let layers: HashMap<ValueId, QConv> = [a, b, c, d, e].map(|i| (i, layer(u))).into();
+        let values: BTreeMap<ValueId, QFormat> = [a, b, c, d, e, s, t, v].map(|i| (i, u)).into();
+        let plan = g.int8_plan(&layers, &values);
+        let fusable = plan.fusable_adds(&g);
+        // `e` has two readers, so `v` does not fuse.
+        assert_eq!(fusable, [(b, (s, true)), (d, (t, false))].into());
+        let order = plan.schedule(&g, &fusable);
+        assert_eq!(order, [x, a, short, b, s, c, d, t, e, late, v]);
+        let no_fusion = plan.schedule(&g, &HashMap::new());
+        assert_eq!(no_fusion, (0..g.nodes.len()).collect::<Vec<_>>());
     }
 }

@@ -161,18 +161,6 @@ impl Graph {
         self.output
     }
 
-    /// For each value, the index of the last node that reads it (the output counts as read last).
-    pub fn last_uses(&self) -> Vec<usize> {
-        let mut last: Vec<usize> = (0..self.nodes.len()).collect();
-        for (i, n) in self.nodes.iter().enumerate() {
-            for &v in &n.inputs {
-                last[v] = last[v].max(i);
-            }
-        }
-        last[self.output] = usize::MAX;
-        last
-    }
-
     /// The quantized layers with chaining applied: a layer whose output is read only by one
     /// other quantized layer (as that layer's sole input) requantizes straight into the
     /// consumer's input format (`output: Some(consumer.input)`, activation fused), so the

@@ -242,18 +242,21 @@ impl Runner {
         let mut s = gpu.stream();
         s.write_timestamp(&set, 0);
         let mut before = 0;
+        // The nodes in the order they ran (a fused pass may run a shortcut early).
+        let mut ran = Vec::with_capacity(nodes);
         self.forward_hooked(&mut s, input, &[], &mut |s, i, shape| {
             pass.dispatched[i] = s.dispatches() > before;
             before = s.dispatches();
             pass.shapes[i] = shape.to_vec();
-            s.write_timestamp(&set, i as u32 + 1);
+            ran.push(i);
+            s.write_timestamp(&set, ran.len() as u32);
             Ok(())
         })?;
         s.submit();
         let ticks = crate::gpu::read_timestamps(gpu, &set, count)?;
         let ns_per_tick = f64::from(gpu.queue.get_timestamp_period());
-        for i in 0..nodes {
-            pass.ms[i] = ticks[i + 1].saturating_sub(ticks[i]) as f64 * ns_per_tick / 1e6;
+        for (k, &i) in ran.iter().enumerate() {
+            pass.ms[i] = ticks[k + 1].saturating_sub(ticks[k]) as f64 * ns_per_tick / 1e6;
         }
         Ok(pass)
     }

@@ -18,11 +18,26 @@ pub struct Step<'a> {
 impl Graph {
     /// The nodes in order, each with the values whose last reader it is.
     pub fn walk(&self) -> impl Iterator<Item = Step<'_>> {
-        let last = self.last_uses();
-        self.nodes.iter().enumerate().map(move |(id, node)| {
+        self.walk_in((0..self.nodes.len()).collect())
+    }
+
+    /// The nodes in `order` (every node, each after its inputs), each with the values whose
+    /// last reader in that order it is.
+    pub fn walk_in(&self, order: Vec<ValueId>) -> impl Iterator<Item = Step<'_>> {
+        let mut last: Vec<Option<ValueId>> = vec![None; self.nodes.len()];
+        for &id in &order {
+            for &v in &self.nodes[id].inputs {
+                last[v] = Some(id);
+            }
+        }
+        if let Some(l) = last.get_mut(self.output) {
+            *l = None;
+        }
+        order.into_iter().map(move |id| {
+            let node = &self.nodes[id];
             let mut dead: Vec<ValueId> = Vec::new();
             for &v in &node.inputs {
-                if last.get(v) == Some(&id) && !dead.contains(&v) {
+                if last[v] == Some(id) && !dead.contains(&v) {
                     dead.push(v);
                 }
             }
@@ -185,6 +200,21 @@ mod tests {
         g.output = c;
         let dead: Vec<Vec<ValueId>> = g.walk().map(|s| s.dead).collect();
         assert_eq!(dead, vec![vec![], vec![], vec![x, a], vec![b], vec![]]);
+        // Run a before x's other reader b... and b's input a after x: x dies at a.
+        let mut h = Graph::default();
+        let x = h.push("x", Op::Input, &[]);
+        let a = h.push("a", Op::Act(Act::Relu), &[x]);
+        let b = h.push("b", Op::Act(Act::Relu), &[x]);
+        let c = h.push("c", Op::Add { act: Act::Identity }, &[a, b]);
+        h.output = c;
+        let steps: Vec<(ValueId, Vec<ValueId>)> = h
+            .walk_in(vec![x, b, a, c])
+            .map(|s| (s.id, s.dead))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![(x, vec![]), (b, vec![]), (a, vec![x]), (c, vec![a, b])]
+        );
     }
 
     #[test]
