@@ -76,6 +76,7 @@ fn gpu_int8_matches_cpu_simulation() {
     let gpu = common::gpu();
     for name in [
         "akamaster_resnet20",
+        "resnet20",
         "shufflenetv2_x0_5",
         "mobilenetv2_x0_5",
     ] {
@@ -97,17 +98,18 @@ fn gpu_int8_matches_cpu_simulation() {
         let runner = q.runner(&gpu).unwrap();
         assert_eq!(runner.int8_nodes(), all, "{name}");
         // On CPU adapters ResNet's 3x3 convs run the INT8 Winograd form, which takes in the
-        // residual adds of all nine blocks (the two option-A shortcuts run before their conv).
+        // residual adds of all nine blocks (the two option-A or 1x1-conv shortcuts run before
+        // their block's second conv).
         let fused = all
             .iter()
             .filter(|&&i| runner.fused_add(i).is_some())
             .count();
-        if name == "akamaster_resnet20" && gpu.info.device_type == wgpu::DeviceType::Cpu {
+        if name.ends_with("resnet20") && gpu.info.device_type == wgpu::DeviceType::Cpu {
             assert_eq!(fused, 9, "{name}: fused residual adds");
         }
         // 64 images: every ResNet-20 map is large enough for the Winograd form and its fused
         // adds (4,096 output pixels per call).
-        let n = if name == "akamaster_resnet20" { 64 } else { 3 };
+        let n = if name.ends_with("resnet20") { 64 } else { 3 };
         let x = Array::random(&[n, 3, 32, 32], 11);
         let got = gpu_logits(&q, &x);
         let want = q.cpu_logits(&x).unwrap();

@@ -296,7 +296,7 @@ impl Runner {
         // Residual adds fused into their conv, in whole passes only (a partial walk may stop
         // at the conv's own output).
         let fusable = match needed {
-            None => self.plan.fusable_adds(&self.graph),
+            None => self.fusable_adds(),
             Some(_) => HashMap::new(),
         };
         let mut fused = Vec::new();
@@ -481,8 +481,14 @@ impl Runner {
     /// The residual add that layer `i` takes in, in whole passes large enough for the fusing
     /// kernel (see `QConv2d::forward_add`).
     pub fn fused_add(&self, i: ValueId) -> Option<ValueId> {
-        let (j, _) = *self.plan.fusable_adds(&self.graph).get(&i)?;
-        self.quantized.get(&i)?.fuses_add().then_some(j)
+        self.fusable_adds().get(&i).map(|&(j, _)| j)
+    }
+
+    /// The plan's fusable adds whose layer runs a kernel that takes them in.
+    fn fusable_adds(&self) -> HashMap<ValueId, (ValueId, bool)> {
+        self.plan.fusable_adds(&self.graph, |u| {
+            self.quantized.get(&u).is_some_and(|q| q.fuses_add())
+        })
     }
 
     /// Int8 value `v` in f32, shaped as the f32 ops expect it.

@@ -54,12 +54,16 @@ impl Int8Plan {
 
     /// The int8 residual adds a GPU runner may fuse into the layer that feeds them: layer `u`
     /// -> (add node, whether `u` is the add's first input), where `u` has an int8 output that
-    /// only the add reads and is not the graph output. `u` is the add's later input, or the
-    /// earlier one where the later (the residual) needs only values computed before `u`: then
-    /// the residual runs just before `u` ([`Int8Plan::schedule`]), as an option-A or 1x1
-    /// shortcut after its block's convs can. Both orders give the same integers
-    /// (`QConv2d::forward_add`).
-    pub fn fusable_adds(&self, g: &Graph) -> HashMap<ValueId, (ValueId, bool)> {
+    /// only the add reads, is not the graph output, and `can_fuse` (the runner's kernel for it
+    /// takes in adds). `u` is the add's later input, or the earlier one where the later (the
+    /// residual) needs only values computed before `u`: then the residual runs just before
+    /// `u` ([`Int8Plan::schedule`]), as an option-A or 1x1 shortcut after its block's convs
+    /// can. Both orders give the same integers (`QConv2d::forward_add`).
+    pub fn fusable_adds(
+        &self,
+        g: &Graph,
+        can_fuse: impl Fn(ValueId) -> bool,
+    ) -> HashMap<ValueId, (ValueId, bool)> {
         let mut readers = vec![0usize; g.nodes.len()];
         for n in &g.nodes {
             for &v in &n.inputs {
@@ -70,6 +74,7 @@ impl Int8Plan {
             self.layers.get(&u).is_some_and(|q| q.output.is_some())
                 && readers[u] == 1
                 && u != g.output
+                && can_fuse(u)
         };
         let mut out = HashMap::new();
         for (j, n) in g.nodes.iter().enumerate() {
@@ -432,9 +437,12 @@ mod tests {
         let layers: HashMap<ValueId, QConv> = [a, b, c, d, e].map(|i| (i, layer(u))).into();
         let values: BTreeMap<ValueId, QFormat> = [a, b, c, d, e, s, t, v].map(|i| (i, u)).into();
         let plan = g.int8_plan(&layers, &values);
-        let fusable = plan.fusable_adds(&g);
+        let fusable = plan.fusable_adds(&g, |_| true);
         // `e` has two readers, so `v` does not fuse.
         assert_eq!(fusable, [(b, (s, true)), (d, (t, false))].into());
+        // Where the runner's kernel for `d` takes no add, `t` does not fuse either.
+        let fusable_b = plan.fusable_adds(&g, |u| u != d);
+        assert_eq!(fusable_b, [(b, (s, true))].into());
         let order = plan.schedule(&g, &fusable);
         assert_eq!(order, [x, a, short, b, s, c, d, t, e, late, v]);
         let no_fusion = plan.schedule(&g, &HashMap::new());
