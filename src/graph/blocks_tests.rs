@@ -112,15 +112,7 @@ fn mobilenet_and_shufflenet_blocks_follow_their_skips() {
 
 #[test]
 fn a_chain_is_one_block_per_layer() {
-    let conv = |w: &str| Op::Conv2d {
-        weight: w.into(),
-        bias: None,
-        stride: 1,
-        pad: 1.into(),
-        dilation: [1, 1],
-        groups: 1,
-        act: Act::Relu,
-    };
+    let conv = |w: &str| Op::relu_conv(w, 1);
     let mut g = Graph::default();
     let x = g.push("x", Op::Input, &[]);
     let a = g.push("a", conv("a"), &[x]);

@@ -364,15 +364,7 @@ mod tests {
 
     #[test]
     fn int8_reaches_only_ops_whose_inputs_are_int8() {
-        let conv = |w: &str| Op::Conv2d {
-            weight: w.into(),
-            bias: None,
-            stride: 1,
-            pad: 0.into(),
-            dilation: [1, 1],
-            groups: 1,
-            act: Act::Relu,
-        };
+        let conv = |w: &str| Op::relu_conv(w, 0);
         let mut g = Graph::default();
         let x = g.push("x", Op::Input, &[]);
         let a = g.push("a", conv("a"), &[x]);
@@ -410,15 +402,7 @@ mod tests {
 
     #[test]
     fn a_shortcut_after_its_block_runs_early_so_the_add_fuses() {
-        let conv = |w: &str| Op::Conv2d {
-            weight: w.into(),
-            bias: None,
-            stride: 1,
-            pad: 0.into(),
-            dilation: [1, 1],
-            groups: 1,
-            act: Act::Relu,
-        };
+        let conv = |w: &str| Op::relu_conv(w, 0);
         let mut g = Graph::default();
         let x = g.push("x", Op::Input, &[]);
         let a = g.push("a", conv("a"), &[x]);

@@ -244,3 +244,19 @@ pub fn bn_names(prefix: &str) -> [String; 4] {
         format!("{prefix}.running_var"),
     ]
 }
+
+#[cfg(test)]
+impl Op {
+    /// A stride-1, undilated ReLU conv over weight `w` with `pad` on every side (graph tests).
+    pub(crate) fn relu_conv(w: &str, pad: usize) -> Op {
+        Op::Conv2d {
+            weight: w.into(),
+            bias: None,
+            stride: 1,
+            pad: pad.into(),
+            dilation: [1, 1],
+            groups: 1,
+            act: crate::ops::Act::Relu,
+        }
+    }
+}
