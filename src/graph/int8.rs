@@ -107,12 +107,11 @@ impl Int8Plan {
                 before.insert(u, residual);
             }
         }
+        let moved: std::collections::HashSet<ValueId> = before.values().copied().collect();
         let mut order = Vec::with_capacity(g.nodes.len());
         for i in 0..g.nodes.len() {
-            if let Some(&r) = before.get(&i) {
-                order.push(r);
-            }
-            if !before.values().any(|&r| r == i) {
+            order.extend(before.get(&i));
+            if !moved.contains(&i) {
                 order.push(i);
             }
         }

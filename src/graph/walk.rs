@@ -200,7 +200,7 @@ mod tests {
         g.output = c;
         let dead: Vec<Vec<ValueId>> = g.walk().map(|s| s.dead).collect();
         assert_eq!(dead, vec![vec![], vec![], vec![x, a], vec![b], vec![]]);
-        // Run a before x's other reader b... and b's input a after x: x dies at a.
+        // In the order x, b, a, c, x's last reader is a (in graph order it is b).
         let mut h = Graph::default();
         let x = h.push("x", Op::Input, &[]);
         let a = h.push("a", Op::Act(Act::Relu), &[x]);

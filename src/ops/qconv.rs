@@ -578,8 +578,8 @@ pub struct QConv2d {
     /// Broadcast weights across subgroups (default: where the adapter has them; tests force
     /// the plain-load form with false).
     pub subgroups: bool,
-    /// Winograd weights (`winograd_exact` layers only), made where the layer may run the form (`set_winograd`): 16 bytes a weight, with a
-    /// texture copy on adapters with subgroups.
+    /// Winograd weights (`winograd_exact` layers only), made where the layer may run the form
+    /// (`set_winograd`): 16 bytes a weight, with a texture copy on adapters with subgroups.
     winograd_u: Option<super::winograd::FusedWeight>,
     /// Where the Winograd form runs, for layers that have it (`WinogradUse::auto`).
     winograd: WinogradUse,
