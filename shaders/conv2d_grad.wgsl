@@ -31,9 +31,16 @@ struct Params {
     oblocks: u32, // ceil(cog / 8)
     tblocks: u32, // ceil(cig * kh * kw / 8)
     dil: u32,     // wgrad: tap spacing (dilation) on both axes
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    // prep_weight with flip: source kernel size and the taps the target takes from it (rows
+    // ry + step * j, columns rx + step * j), so one phase of a strided input gradient.
+    skh: u32,
+    skw: u32,
+    ry: u32,
+    rx: u32,
+    step: u32,
+    // put_phase: the phase's row and column offset.
+    py: u32,
+    px: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -47,7 +54,8 @@ fn index(gid: vec3u, nwg: vec3u) -> u32 {
 
 // One element of the kernel layout. Target row k = (c * kh + y) * kwp + x; rows past the
 // weight and the padding taps are zero. With flip, the target is W'[g*cog' + o, c, y, x] =
-// W[g*cig' + c, o, kh-1-y, kw-1-x] where W (the source) is [groups*cig', cog', kh, kw].
+// W[g*cig' + c, o, ry + step*(kh-1-y), rx + step*(kw-1-x)] where W (the source) is
+// [groups*cig', cog', skh, skw] (the plain flip: ry = rx = 0, step = 1, skh = kh, skw = kw).
 @compute @workgroup_size(256)
 fn prep_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
@@ -62,7 +70,9 @@ fn prep_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
     var v = 0.0;
     if o < cog && x < p.kw && c < p.cig {
         if p.flip == 1u {
-            v = src[(((g * p.cig + c) * cog + o) * p.kh + (p.kh - 1u - y)) * p.kw + (p.kw - 1u - x)];
+            let sy = p.ry + p.step * (p.kh - 1u - y);
+            let sx = p.rx + p.step * (p.kw - 1u - x);
+            v = src[(((g * p.cig + c) * cog + o) * p.skh + sy) * p.skw + sx];
         } else {
             v = src[(((g * cog + o) * p.cig + c) * p.kh + y) * p.kw + x];
         }
@@ -87,6 +97,18 @@ fn dilate_pad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
         }
     }
     dst[i] = v;
+}
+
+// One phase of a strided input gradient into place: dst [n, c, h, w] at rows py + stride * m
+// and columns px + stride * mx takes src [n, c, oh, ow] at (m, mx).
+@compute @workgroup_size(256)
+fn put_phase(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    let mx = i % p.ow;
+    let m = (i / p.ow) % p.oh;
+    let plane = i / (p.ow * p.oh);
+    dst[(plane * p.h + p.py + p.stride * m) * p.w + p.px + p.stride * mx] = src[i];
 }
 
 // Weight gradient, partial over image chunks: part[chunk, o, t] = sum over the chunk's images

@@ -254,8 +254,8 @@ fn wgrad_cpu(
 fn the_weight_gradient_matches_the_cpu_over_shapes() {
     skip_without_gpu!();
     let g = gpu();
-    // (n, ci, co, hw, k, stride, pad, groups): channel and tap counts off the 8-blocks, a
-    // stride-2 layer, grouped and depthwise convs, a 1x1 (linear) layer, many images (chunks).
+    // (n, ci, co, hw, k, stride, pad, groups): channel and tap counts off the 8-blocks,
+    // stride-2 layers, grouped and depthwise convs, a 1x1 (linear) layer, many images (chunks).
     let cases = [
         (3, 5, 11, 7, 3, 1, 1, 1),
         (2, 6, 10, 9, 3, 2, 1, 1),
@@ -263,6 +263,14 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
         (2, 8, 8, 5, 3, 1, 1, 8),
         (5, 20, 10, 1, 1, 1, 0, 1),
         (40, 3, 4, 4, 3, 1, 1, 1),
+        // Wider images at both strides, 2- to 5-wide kernels.
+        (2, 5, 9, 16, 4, 2, 1, 1),
+        (2, 3, 10, 21, 4, 2, 1, 1),
+        (3, 4, 12, 19, 3, 1, 1, 1),
+        (2, 6, 5, 12, 2, 1, 0, 1),
+        (2, 3, 7, 18, 4, 1, 2, 1),
+        (2, 4, 6, 13, 3, 2, 1, 2),
+        (2, 4, 8, 11, 5, 1, 2, 1),
     ];
     for (i, &(n, ci, co, hw, k, stride, pd, groups)) in cases.iter().enumerate() {
         let oh = (hw + 2 * pd - k) / stride + 1;

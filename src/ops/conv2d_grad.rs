@@ -1,7 +1,8 @@
 //! conv2d for training: the kernel weight layout built on the GPU from PyTorch-layout weights
 //! (they change every step), and the two gradients. The input gradient is a stride-1 conv of
-//! the zero-inserted, padded dy with the transposed, flipped weight, so it runs on the fast
-//! forward kernel; the weight gradient has its own kernel, partial over image chunks.
+//! the padded dy with the transposed, flipped weight, so it runs on the fast forward kernel
+//! (a strided conv's as one conv per output phase, `conv2d_phases`; where that does not apply,
+//! of the zero-inserted dy); the weight gradient has its own kernel, partial over image chunks.
 //!
 //! Pieces: shader `shaders/conv2d_grad.wgsl` plus the forward conv kernels; forward `conv2d`;
 //! tests in `tests/grad.rs` (against exact f64 gradients).
@@ -43,7 +44,13 @@ struct Params {
     oblocks: u32,
     tblocks: u32,
     dil: u32,
-    _pad: [u32; 3],
+    skh: u32,
+    skw: u32,
+    ry: u32,
+    rx: u32,
+    step: u32,
+    py: u32,
+    px: u32,
 }
 
 fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]> {
@@ -54,18 +61,28 @@ fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]
     Ok(d)
 }
 
-fn layout(
+/// Which taps of a PyTorch-layout kernel a transposed, flipped layout takes: rows
+/// `r[0] + step * j` and columns `r[1] + step * j` of a `src`-sized kernel (all of them: r = 0,
+/// step 1). The input gradient's kernel.
+#[derive(Clone, Copy)]
+pub(super) struct Flip {
+    pub src: [usize; 2],
+    pub r: [usize; 2],
+    pub step: usize,
+}
+
+pub(super) fn layout(
     s: &mut Stream,
     w: &Tensor,
     target: [usize; 4],
     groups: usize,
-    flip: bool,
+    flip: Option<Flip>,
 ) -> Result<ConvWeight> {
     let [co, cig, kh, kw] = target;
     let cogp = (co / groups).next_multiple_of(4);
     let kp = padded_k(cig, kh, kw);
     let total = groups * kp * cogp;
-    let p = Params {
+    let mut p = Params {
         co: co as u32,
         cig: cig as u32,
         kh: kh as u32,
@@ -74,10 +91,14 @@ fn layout(
         kp: kp as u32,
         cogp: cogp as u32,
         kwp: taps_per_row(kw) as u32,
-        flip: flip as u32,
+        flip: flip.is_some() as u32,
         total: total as u32,
         ..Default::default()
     };
+    if let Some(f) = flip {
+        (p.skh, p.skw) = (f.src[0] as u32, f.src[1] as u32);
+        (p.ry, p.rx, p.step) = (f.r[0] as u32, f.r[1] as u32, f.step as u32);
+    }
     let t = s
         .gpu()
         .alloc("conv_weight_layout", &[groups, kp, cogp], DType::F32)?;
@@ -95,7 +116,7 @@ fn layout(
 /// The forward kernels' layout of PyTorch weights `[Co, Ci/groups, KH, KW]` on the GPU.
 pub fn weight_layout(s: &mut Stream, w: &Tensor, groups: usize) -> Result<ConvWeight> {
     let d = weight_dims("weight_layout", w, groups)?;
-    layout(s, w, d, groups, false)
+    layout(s, w, d, groups, None)
 }
 
 /// y = conv2d(x, w) (+ bias) with PyTorch-layout weights, for training.
@@ -164,7 +185,17 @@ pub fn conv2d_backward_data(
     }
     let lo = ke - 1 - pad;
     let (extra_h, extra_w) = ((h + 2 * pad - ke) % stride, (wd + 2 * pad - ke) % stride);
-    let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, true)?;
+    if stride > 1 && dil == 1 {
+        if let Some(dx) = super::conv2d_phases::backward_data(s, dy, w, x_shape, p)? {
+            return Ok(dx);
+        }
+    }
+    let flip = Flip {
+        src: [kh, kw],
+        r: [0, 0],
+        step: 1,
+    };
+    let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, Some(flip))?;
     if stride == 1 {
         // A plain conv of dy padded by K-1-pad.
         let q = Conv2dParams::new(1, lo, p.groups).dilated([dil; 2]);
@@ -203,6 +234,39 @@ pub fn conv2d_backward_data(
         &Conv2dParams::new(1, 0, p.groups).dilated([dil; 2]),
         None,
         Act::Identity,
+    )
+}
+
+/// Writes `phase` `[N, C, M, MX]` into `dx` `[N, C, H, W]` at rows `off[0] + stride * m` and
+/// columns `off[1] + stride * mx`.
+pub(super) fn put_phase(
+    s: &mut Stream,
+    phase: &Tensor,
+    dx: &Tensor,
+    off: [usize; 2],
+    stride: usize,
+) -> Result<()> {
+    let [n, c, m, mx] = phase.dims::<4>("put_phase")?;
+    let [_, _, h, w] = dx.dims::<4>("put_phase")?;
+    let total = n * c * m * mx;
+    let q = Params {
+        h: h as u32,
+        w: w as u32,
+        oh: m as u32,
+        ow: mx as u32,
+        stride: stride as u32,
+        py: off[0] as u32,
+        px: off[1] as u32,
+        total: total as u32,
+        ..Default::default()
+    };
+    s.dispatch(
+        SHADER,
+        "put_phase",
+        &[],
+        bytes_of(&q),
+        &[phase, dx],
+        grid_1d(total, 256),
     )
 }
 

@@ -7,6 +7,7 @@ pub mod batchnorm;
 mod checks;
 pub mod conv2d;
 pub mod conv2d_grad;
+mod conv2d_phases;
 pub mod conv_select;
 pub mod elementwise;
 pub mod embed;
