@@ -41,6 +41,11 @@ struct Params {
     // put_phase: the phase's row and column offset.
     py: u32,
     px: u32,
+    // im2col_t / dy_rows: the chunk's first image and its columns (images x oh x ow).
+    n0: u32,
+    cols: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -197,4 +202,37 @@ fn wgrad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     put(c01, base, g, o0, t0 + 4u);
     put(c10, base, g, o0 + 4u, t0);
     put(c11, base, g, o0 + 4u, t0 + 4u);
+}
+
+// The weight gradient as a matrix product dw [co, taps] = dy [co, cols] x col [taps, cols]^T over
+// a chunk of images (cols = images x output pixels): `im2col_t` writes col[t, q] =
+// xp[n0 + n, c, oy*s + ky*d, ox*s + kx*d] with t = (c * kh + ky) * kw + kx and q = (n, oy, ox);
+// `dy_rows` writes dy's chunk as [co, cols]. The grid is (column, tap or channel): the tap's
+// index math is uniform.
+@compute @workgroup_size(64)
+fn im2col_t(@builtin(global_invocation_id) gid: vec3u) {
+    let q = gid.x;
+    if q >= p.cols { return; }
+    let t = gid.z;
+    let kx = t % p.kw;
+    let ky = (t / p.kw) % p.kh;
+    let c = t / (p.kw * p.kh);
+    let ohw = p.oh * p.ow;
+    let n = q / ohw;
+    let r = q - n * ohw;
+    let oy = r / p.ow;
+    let ox = r - oy * p.ow;
+    let iy = oy * p.stride + ky * p.dil;
+    let ix = ox * p.stride + kx * p.dil;
+    dst[t * p.cols + q] = src[(((p.n0 + n) * p.c + c) * p.h + iy) * p.w + ix];
+}
+
+@compute @workgroup_size(64)
+fn dy_rows(@builtin(global_invocation_id) gid: vec3u) {
+    let q = gid.x;
+    if q >= p.cols { return; }
+    let o = gid.z;
+    let ohw = p.oh * p.ow;
+    let n = q / ohw;
+    dst[o * p.cols + q] = src[((p.n0 + n) * p.co + o) * ohw + q - n * ohw];
 }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::array::Array;
-use crate::ops::conv2d_grad::{pad_input, weight_grad_padded};
+use crate::ops::conv2d_grad::{pad_input, weight_grad_gemm, weight_grad_padded};
 use crate::ops::skip_without_gpu;
 use crate::testing::gpu;
 
@@ -288,6 +288,21 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
         assert_eq!(dw.shape(), &shape);
         let want = wgrad_cpu(&x, &dy, shape, (stride, pd, groups));
         close(&g.read_f32(&dw).unwrap(), &want, 1e-5, &format!("case {i}"));
+        // The matrix-product form, forced on every ungrouped case, in chunks of one and of
+        // three images (the production rule takes it only for large layers).
+        for images in [1, 3] {
+            let chunk = images * (shape[1] * k * k) * oh * oh;
+            let forced = (0, chunk);
+            let mut s = g.stream();
+            let dw = weight_grad_gemm(&mut s, &xp, &dyt, shape, (stride, 1, groups), forced);
+            let dw = dw.unwrap();
+            assert_eq!(dw.is_some(), groups == 1, "case {i}");
+            if let Some(dw) = dw {
+                s.submit();
+                let tag = format!("case {i} as a matrix product, {images} image(s) a chunk");
+                close(&g.read_f32(&dw).unwrap(), &want, 1e-5, &tag);
+            }
+        }
         // The padded input itself: zeros around, the input inside.
         let xp = g.read_f32(&xp).unwrap();
         let hp = hw + 2 * pd;

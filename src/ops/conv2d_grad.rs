@@ -51,6 +51,9 @@ struct Params {
     step: u32,
     py: u32,
     px: u32,
+    n0: u32,
+    cols: u32,
+    _pad: [u32; 2],
 }
 
 fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]> {
@@ -326,6 +329,11 @@ pub fn weight_grad_padded(
             ),
         );
     }
+    let max_floats = (s.gpu().max_binding() / 4) as usize;
+    let limits = (GEMM_MIN_WEIGHTS, max_floats);
+    if let Some(dw) = weight_grad_gemm(s, xp, dy, w_shape, (stride, dil, groups), limits)? {
+        return Ok(dw);
+    }
     let (oblocks, tblocks) = ((co / groups).div_ceil(8), (cig * kh * kw).div_ceil(8));
     let threads = oblocks * tblocks * groups;
     // A few hundred threads keep lavapipe's lanes busy; more chunks only add partial sums.
@@ -364,4 +372,78 @@ pub fn weight_grad_padded(
         return part.reshape(&w_shape);
     }
     super::stats::sum_chunks(s, &part, &w_shape)
+}
+
+/// Below this many weights (co x taps) the matrix product's output is too small for the matmul
+/// kernel to keep its speed over such long sums, and `wgrad` is faster (README: training).
+const GEMM_MIN_WEIGHTS: usize = 100_000;
+
+/// The weight gradient as im2col and a matrix product per chunk of images (ungrouped convs with
+/// at least `min_weights` weights, chunks of at most `max_floats` im2col values), or None where
+/// `wgrad` serves. Shapes checked by the caller.
+pub(super) fn weight_grad_gemm(
+    s: &mut Stream,
+    xp: &Tensor,
+    dy: &Tensor,
+    w_shape: [usize; 4],
+    (stride, dil, groups): (usize, usize, usize),
+    (min_weights, max_floats): (usize, usize),
+) -> Result<Option<Tensor>> {
+    const OP: &str = "conv2d weight gradient";
+    let [co, cig, kh, kw] = w_shape;
+    let taps = cig * kh * kw;
+    // Taps and channels index the grid's z axis (at most 65535 workgroups).
+    if groups != 1 || co * taps < min_weights || taps.max(co) > 65535 {
+        return Ok(None);
+    }
+    let [n, c, h, w] = xp.dims::<4>(OP)?;
+    let [_, _, oh, ow] = dy.dims::<4>(OP)?;
+    let per_image = taps * oh * ow;
+    // Columns index the grid's x axis in workgroups of 64.
+    let max_images = (65535 * 64) / (oh * ow).max(1);
+    let per_chunk = (max_floats / per_image.max(1)).min(max_images).clamp(1, n);
+    if per_image > max_floats || max_images == 0 {
+        return Ok(None);
+    }
+    let mut dw: Option<Tensor> = None;
+    for n0 in (0..n).step_by(per_chunk) {
+        let images = per_chunk.min(n - n0);
+        let cols = images * oh * ow;
+        let q = Params {
+            co: co as u32,
+            kh: kh as u32,
+            kw: kw as u32,
+            c: c as u32,
+            h: h as u32,
+            w: w as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            stride: stride as u32,
+            dil: dil as u32,
+            n0: n0 as u32,
+            cols: cols as u32,
+            ..Default::default()
+        };
+        let col = s.gpu().alloc(OP, &[taps, cols], DType::F32)?;
+        let grid = |z: usize| [cols.div_ceil(64) as u32, 1, z as u32];
+        s.dispatch(
+            SHADER,
+            "im2col_t",
+            &[],
+            bytes_of(&q),
+            &[xp, &col],
+            grid(taps),
+        )?;
+        let rows = s.gpu().alloc(OP, &[co, cols], DType::F32)?;
+        s.dispatch(SHADER, "dy_rows", &[], bytes_of(&q), &[dy, &rows], grid(co))?;
+        let part = super::matmul::linear(s, &rows, &col, None, Act::Identity)?;
+        dw = Some(match dw {
+            None => part,
+            Some(acc) => super::elementwise::add(s, &acc, &part, Act::Identity)?,
+        });
+    }
+    match dw {
+        Some(dw) => Ok(Some(dw.reshape(&w_shape)?)),
+        None => Ok(None),
+    }
 }
