@@ -64,6 +64,12 @@ fn weight_dims(op: &'static str, w: &Tensor, groups: usize) -> Result<[usize; 4]
     Ok(d)
 }
 
+/// One of the shader's one-output-per-invocation entries (`p.total` outputs; workgroups of 256).
+fn elementwise(s: &mut Stream, entry: &'static str, p: &Params, bind: &[&Tensor]) -> Result<()> {
+    let grid = grid_1d(p.total as usize, 256);
+    s.dispatch(SHADER, entry, &[], bytes_of(p), bind, grid)
+}
+
 /// Which taps of a PyTorch-layout kernel a transposed, flipped layout takes: rows
 /// `r[0] + step * j` and columns `r[1] + step * j` of a `src`-sized kernel (all of them: r = 0,
 /// step 1). The input gradient's kernel.
@@ -105,14 +111,7 @@ pub(super) fn layout(
     let t = s
         .gpu()
         .alloc("conv_weight_layout", &[groups, kp, cogp], DType::F32)?;
-    s.dispatch(
-        SHADER,
-        "prep_weight",
-        &[],
-        bytes_of(&p),
-        &[w, &t],
-        grid_1d(total, 256),
-    )?;
+    elementwise(s, "prep_weight", &p, &[w, &t])?;
     Ok(ConvWeight::from_layout(t, target, groups))
 }
 
@@ -221,14 +220,7 @@ pub fn conv2d_backward_data(
         ..Default::default()
     };
     let z = s.gpu().alloc(OP, &[n, co, zh, zw], DType::F32)?;
-    s.dispatch(
-        SHADER,
-        "dilate_pad",
-        &[],
-        bytes_of(&q),
-        &[dy, &z],
-        grid_1d(total, 256),
-    )?;
+    elementwise(s, "dilate_pad", &q, &[dy, &z])?;
     conv2d(
         s,
         &z,
@@ -263,14 +255,7 @@ pub(super) fn put_phase(
         total: total as u32,
         ..Default::default()
     };
-    s.dispatch(
-        SHADER,
-        "put_phase",
-        &[],
-        bytes_of(&q),
-        &[phase, dx],
-        grid_1d(total, 256),
-    )
+    elementwise(s, "put_phase", &q, &[phase, dx])
 }
 
 /// dw `[Co, Ci/groups, KH, KW]` of y = conv2d(x, w) from x and dy.
