@@ -74,13 +74,13 @@ fn elementwise(s: &mut Stream, entry: &'static str, p: &Params, bind: &[&Tensor]
 /// `r[0] + step * j` and columns `r[1] + step * j` of a `src`-sized kernel (all of them: r = 0,
 /// step 1). The input gradient's kernel.
 #[derive(Clone, Copy)]
-pub(super) struct Flip {
-    pub src: [usize; 2],
-    pub r: [usize; 2],
-    pub step: usize,
+struct Flip {
+    src: [usize; 2],
+    r: [usize; 2],
+    step: usize,
 }
 
-pub(super) fn layout(
+fn layout(
     s: &mut Stream,
     w: &Tensor,
     target: [usize; 4],
@@ -188,7 +188,7 @@ pub fn conv2d_backward_data(
     let lo = ke - 1 - pad;
     let (extra_h, extra_w) = ((h + 2 * pad - ke) % stride, (wd + 2 * pad - ke) % stride);
     if stride > 1 && dil == 1 {
-        if let Some(dx) = super::conv2d_phases::backward_data(s, dy, w, x_shape, p)? {
+        if let Some(dx) = backward_data_phases(s, dy, w, x_shape, p)? {
             return Ok(dx);
         }
     }
@@ -232,9 +232,54 @@ pub fn conv2d_backward_data(
     )
 }
 
+/// dx `[N, Ci, H, W]` of a strided, undilated conv as one conv per output phase, or None where
+/// [`phases`] does not apply.
+/// The caller has checked the shapes.
+fn backward_data_phases(
+    s: &mut Stream,
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: [usize; 4],
+    p: &Conv2dParams,
+) -> Result<Option<Tensor>> {
+    let [co, _, kh, kw] = w.dims::<4>("conv2d_backward_data")?;
+    let [_, _, oh, ow] = dy.dims::<4>("conv2d_backward_data")?;
+    let [n, ci, h, wd] = x_shape;
+    let stride = p.stride[0];
+    use super::conv2d_phases::phases;
+    let (Some(rows), Some(cols)) = (
+        phases(h, oh, kh, stride, p.pad[0]),
+        phases(wd, ow, kw, stride, p.pad[1]),
+    ) else {
+        return Ok(None);
+    };
+    let dx = s
+        .gpu()
+        .alloc("conv2d_backward_data", &[n, ci, h, wd], DType::F32)?;
+    for py in &rows {
+        for px in &cols {
+            let flip = Flip {
+                src: [kh, kw],
+                r: [py.r, px.r],
+                step: stride,
+            };
+            let target = [ci, co / p.groups, py.taps, px.taps];
+            let wt = layout(s, w, target, p.groups, Some(flip))?;
+            let q = Conv2dParams {
+                pad: [py.pad[0], px.pad[0]],
+                pad_end: [py.pad[1], px.pad[1]],
+                ..Conv2dParams::new(1, 0, p.groups)
+            };
+            let part = conv2d(s, dy, &wt, None, &q, None, Act::Identity)?;
+            put_phase(s, &part, &dx, [py.off, px.off], stride)?;
+        }
+    }
+    Ok(Some(dx))
+}
+
 /// Writes `phase` `[N, C, M, MX]` into `dx` `[N, C, H, W]` at rows `off[0] + stride * m` and
 /// columns `off[1] + stride * mx`.
-pub(super) fn put_phase(
+fn put_phase(
     s: &mut Stream,
     phase: &Tensor,
     dx: &Tensor,

@@ -1,26 +1,20 @@
-//! The input gradient of a strided conv as stride x stride stride-1 convs of dy, one per output
-//! phase (the rows `py + stride * m` and columns `px + stride * mx` of dx), each with the kernel
-//! taps that reach that phase, put into place afterwards. The zero-inserted form
-//! (`conv2d_grad::conv2d_backward_data`'s fallback) multiplies by its inserted zeros too: three
-//! multiply-adds in four at stride 2.
+//! The plan of a strided conv's input gradient as stride x stride stride-1 convs of dy, one per
+//! output phase (the rows `py + stride * m` and columns `px + stride * mx` of dx), each with the
+//! kernel taps that reach that phase (`conv2d_grad` runs it). The zero-inserted form (its
+//! fallback) multiplies by its inserted zeros too: three multiply-adds in four at stride 2.
 //!
-//! Tests: `tests/grad.rs` (strided convs' input gradients against exact f64 gradients).
-
-use super::conv2d::{conv2d, Conv2dParams};
-use super::conv2d_grad::{layout, put_phase, Flip};
-use super::Act;
-use crate::error::Result;
-use crate::gpu::{DType, Stream, Tensor};
+//! Tests: here (the plan against a brute-force walk) and `tests/grad.rs` (strided convs' input
+//! gradients against exact f64 gradients).
 
 /// One phase along one axis: dx's indices `off + stride * m` for `m < len` take the taps
 /// `r + stride * j` (`j < taps`) of the kernel, as a stride-1 conv of dy padded by `pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Phase {
-    off: usize,
-    r: usize,
-    taps: usize,
-    pad: [usize; 2],
-    len: usize,
+pub(super) struct Phase {
+    pub off: usize,
+    pub r: usize,
+    pub taps: usize,
+    pub pad: [usize; 2],
+    pub len: usize,
 }
 
 /// The phases of an axis with `input` pixels, `dy` gradient pixels, a `k`-tap kernel, `stride`
@@ -29,7 +23,13 @@ struct Phase {
 ///
 /// dx[s*m + o] = sum over j of dy[m + c - j] * w[r + s*j] with r = (o + pad) % s and
 /// c = (o + pad) / s: a correlation of dy with those taps reversed, padded by taps - 1 - c.
-fn phases(input: usize, dy: usize, k: usize, stride: usize, pad: usize) -> Option<Vec<Phase>> {
+pub(super) fn phases(
+    input: usize,
+    dy: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Option<Vec<Phase>> {
     (0..stride)
         .map(|off| {
             let r = (off + pad) % stride;
@@ -47,49 +47,6 @@ fn phases(input: usize, dy: usize, k: usize, stride: usize, pad: usize) -> Optio
             })
         })
         .collect()
-}
-
-/// dx `[N, Ci, H, W]` of a strided, undilated conv, or None where [`phases`] does not apply.
-/// The caller has checked the shapes.
-pub(super) fn backward_data(
-    s: &mut Stream,
-    dy: &Tensor,
-    w: &Tensor,
-    x_shape: [usize; 4],
-    p: &Conv2dParams,
-) -> Result<Option<Tensor>> {
-    let [co, _, kh, kw] = w.dims::<4>("conv2d_backward_data")?;
-    let [_, _, oh, ow] = dy.dims::<4>("conv2d_backward_data")?;
-    let [n, ci, h, wd] = x_shape;
-    let stride = p.stride[0];
-    let (Some(rows), Some(cols)) = (
-        phases(h, oh, kh, stride, p.pad[0]),
-        phases(wd, ow, kw, stride, p.pad[1]),
-    ) else {
-        return Ok(None);
-    };
-    let dx = s
-        .gpu()
-        .alloc("conv2d_backward_data", &[n, ci, h, wd], DType::F32)?;
-    for py in &rows {
-        for px in &cols {
-            let flip = Flip {
-                src: [kh, kw],
-                r: [py.r, px.r],
-                step: stride,
-            };
-            let target = [ci, co / p.groups, py.taps, px.taps];
-            let wt = layout(s, w, target, p.groups, Some(flip))?;
-            let q = Conv2dParams {
-                pad: [py.pad[0], px.pad[0]],
-                pad_end: [py.pad[1], px.pad[1]],
-                ..Conv2dParams::new(1, 0, p.groups)
-            };
-            let part = conv2d(s, dy, &wt, None, &q, None, Act::Identity)?;
-            put_phase(s, &part, &dx, [py.off, px.off], stride)?;
-        }
-    }
-    Ok(Some(dx))
 }
 
 #[cfg(test)]
