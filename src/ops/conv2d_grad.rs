@@ -359,7 +359,8 @@ pub fn weight_grad_padded(
             ),
         );
     }
-    let max_floats = (s.gpu().max_binding() / 4) as usize;
+    // im2col chunks of at most 128 MiB: larger ones only hold more memory on big GPUs.
+    let max_floats = ((s.gpu().max_binding() / 4) as usize).min(1 << 25);
     let limits = (GEMM_MIN_WEIGHTS, max_floats);
     if let Some(dw) = weight_grad_gemm(s, xp, dy, w_shape, (stride, dil, groups), limits)? {
         return Ok(dw);
