@@ -9,6 +9,7 @@
 
 use super::bytes_of;
 use super::conv2d::{conv2d, padded_k, taps_per_row, Conv2dParams, ConvWeight};
+use super::conv2d_phases::phases;
 use super::pad2d::{pad2d, PadMode};
 use super::{Act, Pads};
 use crate::error::{shape_err, Result};
@@ -233,8 +234,7 @@ pub fn conv2d_backward_data(
 }
 
 /// dx `[N, Ci, H, W]` of a strided, undilated conv as one conv per output phase, or None where
-/// [`phases`] does not apply.
-/// The caller has checked the shapes.
+/// [`phases`] does not apply. The caller has checked the shapes.
 fn backward_data_phases(
     s: &mut Stream,
     dy: &Tensor,
@@ -246,7 +246,6 @@ fn backward_data_phases(
     let [_, _, oh, ow] = dy.dims::<4>("conv2d_backward_data")?;
     let [n, ci, h, wd] = x_shape;
     let stride = p.stride[0];
-    use super::conv2d_phases::phases;
     let (Some(rows), Some(cols)) = (
         phases(h, oh, kh, stride, p.pad[0]),
         phases(wd, ow, kw, stride, p.pad[1]),
