@@ -2,7 +2,8 @@
 //! (they change every step), and the two gradients. The input gradient is a stride-1 conv of
 //! the padded dy with the transposed, flipped weight, so it runs on the fast forward kernel
 //! (a strided conv's as one conv per output phase, `conv2d_phases`; where that does not apply,
-//! of the zero-inserted dy); the weight gradient has its own kernel, partial over image chunks.
+//! of the zero-inserted dy); the weight gradient has its own kernel, partial over image chunks,
+//! or for large layers im2col and the matmul kernel.
 //!
 //! Pieces: shader `shaders/conv2d_grad.wgsl` plus the forward conv kernels; forward `conv2d`;
 //! tests in `tests/grad.rs` (against exact f64 gradients).
@@ -186,13 +187,13 @@ pub fn conv2d_backward_data(
             ),
         );
     }
-    let lo = ke - 1 - pad;
-    let (extra_h, extra_w) = ((h + 2 * pad - ke) % stride, (wd + 2 * pad - ke) % stride);
     if stride > 1 && dil == 1 {
         if let Some(dx) = backward_data_phases(s, dy, w, x_shape, p)? {
             return Ok(dx);
         }
     }
+    let lo = ke - 1 - pad;
+    let (extra_h, extra_w) = ((h + 2 * pad - ke) % stride, (wd + 2 * pad - ke) % stride);
     let flip = Flip {
         src: [kh, kw],
         r: [0, 0],
@@ -431,10 +432,10 @@ pub(super) fn weight_grad_gemm(
     let per_image = taps * oh * ow;
     // Columns index the grid's x axis in workgroups of 64.
     let max_images = (65535 * 64) / (oh * ow).max(1);
-    let per_chunk = (max_floats / per_image.max(1)).min(max_images).clamp(1, n);
     if per_image > max_floats || max_images == 0 {
         return Ok(None);
     }
+    let per_chunk = (max_floats / per_image.max(1)).min(max_images).clamp(1, n);
     let mut dw: Option<Tensor> = None;
     for n0 in (0..n).step_by(per_chunk) {
         let images = per_chunk.min(n - n0);
@@ -472,8 +473,5 @@ pub(super) fn weight_grad_gemm(
             Some(acc) => super::elementwise::add(s, &acc, &part, Act::Identity)?,
         });
     }
-    match dw {
-        Some(dw) => Ok(Some(dw.reshape(&w_shape)?)),
-        None => Ok(None),
-    }
+    dw.map(|dw| dw.reshape(&w_shape)).transpose()
 }
