@@ -25,12 +25,15 @@ struct Params {
     tiles: u32, pad_word: u32, lo: i32, hi: i32,
     out_offset: i32, mode: u32, act: u32, slope: f32,
     // A fused residual add (mode 1 only): the conv's int8 output is a, the residual b.
-    has_res: u32, _p0: u32, _p1: u32, _p2: u32, add: AddK,
+    // ci: the input channels, whose padding lanes in the last word the loop skips.
+    has_res: u32, ci: u32, _p1: u32, _p2: u32, add: AddK,
 }
 
 override WG: u32 = 64u;
 // Output channels per invocation: 8 or 16 (U's channel axis is padded to a multiple of 8).
 override COB: u32 = 8u;
+// Input channels per word that hold data: 4, or fewer where the input is one word.
+override LANES: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<u32>;
@@ -160,10 +163,17 @@ fn qfused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
         let q3 = row6(rb, ih + 3, iw);
         let q4 = row6(rb, ih + 4, iw);
         let q5 = row6(rb, ih + 5, iw);
+        // LANES < 4 (a single-word input such as an RGB stem's) skips the padding lanes.
         mac_channel(&a0, &a1, j, l8, transform_input(q0, q1, q2, q3, q4, q5, 0u));
-        mac_channel(&a0, &a1, j + step, l8, transform_input(q0, q1, q2, q3, q4, q5, 1u));
-        mac_channel(&a0, &a1, j + 2u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 2u));
-        mac_channel(&a0, &a1, j + 3u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 3u));
+        if LANES > 1u {
+            mac_channel(&a0, &a1, j + step, l8, transform_input(q0, q1, q2, q3, q4, q5, 1u));
+        }
+        if LANES > 2u {
+            mac_channel(&a0, &a1, j + 2u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 2u));
+        }
+        if LANES > 3u {
+            mac_channel(&a0, &a1, j + 3u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 3u));
+        }
         rb += hw;
         j += 4u * step;
     }

@@ -57,13 +57,13 @@ const QFUSED: [[Shader; 2]; 3] = [
     [
         qfused!(
             "qwinograd_texture",
-            ["winograd_u_texture", "winograd_u_broadcast"],
+            ["winograd_u_texture16", "winograd_u_broadcast"],
             "winograd_row6",
             "qwinograd_store"
         ),
         qfused!(
             "qwinograd_texture_aligned",
-            ["winograd_u_texture", "winograd_u_broadcast"],
+            ["winograd_u_texture16", "winograd_u_broadcast"],
             "winograd_row6_aligned",
             "qwinograd_store_vec4"
         ),
@@ -151,7 +151,8 @@ struct WinoParams {
     act: u32,
     slope: f32,
     has_res: u32,
-    _pad: [u32; 3],
+    ci: u32,
+    _pad: [u32; 2],
     add: AddConsts,
 }
 
@@ -315,7 +316,8 @@ impl QConv2d {
             act,
             slope,
             has_res: res.is_some() as u32,
-            _pad: [0; 3],
+            ci: c as u32,
+            _pad: [0; 2],
             add: res.map(|r| r.1).unwrap_or_default(),
         };
         let sg = self.subgroups && s.gpu().subgroups;
@@ -344,7 +346,11 @@ impl QConv2d {
         s.dispatch_bound(
             QFUSED[loads][aligned as usize],
             "qfused4",
-            &[("WG", WG as f64), ("COB", cob as f64)],
+            &[
+                ("WG", WG as f64),
+                ("COB", cob as f64),
+                ("LANES", c.min(4) as f64),
+            ],
             bytes_of(&p),
             &bound,
             grid,

@@ -205,39 +205,76 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
 /// reads instead (see shaders/winograd_u_texture.wgsl), unless it has more rows than the
 /// adapter's textures allow.
 pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<FusedWeight> {
-    fused_layout(gpu, &G4, co, ci, data, |v| (v as f32).to_bits())
+    let u = fused_layout(&G4, co, ci, data, |v| (v as f32).to_bits());
+    let texture = fused_rows(gpu, co, ci).map(|rows| fused_texture(gpu, rows, 72, &u));
+    fused_upload(gpu, co, ci, &u, texture)
 }
 
 /// [`fused_weight`]'s layout of U' = G' g G'^T as i32, for the INT8 kernel
-/// (shaders/qwinograd.wgsl): exact integers for integer weights `data`.
+/// (shaders/qwinograd.wgsl): exact integers for integer weights `data`. The texture holds the
+/// same integers as i16 pairs, 40 texels per row (shaders/winograd_u_texture16.wgsl): with
+/// |w| <= 128, |U'| <= 49 x 128 fits in 16 bits, and five texel loads replace nine.
 pub(crate) fn fused_weight_int(
     gpu: &Gpu,
     co: usize,
     ci: usize,
     data: &[f32],
 ) -> Result<FusedWeight> {
-    fused_layout(gpu, &G4_INT, co, ci, data, |v| v as i32 as u32)
+    let u = fused_layout(&G4_INT, co, ci, data, |v| v as i32 as u32);
+    let narrow = u.iter().all(|&v| i16::try_from(v as i32).is_ok());
+    let texture = fused_rows(gpu, co, ci)
+        .filter(|_| narrow)
+        .map(|rows| fused_texture(gpu, rows, 40, &pack_i16(&u)));
+    fused_upload(gpu, co, ci, &u, texture)
 }
 
 /// U = G g G^T in the fused kernels' layout, each element stored as the bits `bits` gives.
 fn fused_layout(
-    gpu: &Gpu,
     g: &[[f64; 3]],
     co: usize,
     ci: usize,
     data: &[f32],
     bits: impl Fn(f64) -> u32,
-) -> Result<FusedWeight> {
+) -> Vec<u32> {
     let cop = co.next_multiple_of(8);
     let mut u = vec![0u32; ci * cop * 36];
     transform_weight(g, co, ci, data, |o, c, a, b, v| {
         let (e, blk) = (a * 6 + b, c * cop / 8 + o / 8);
         u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = bits(v);
     });
-    let rows = ci * cop / 8;
-    let texture = (gpu.subgroups && rows <= gpu.limits.max_texture_dimension_2d as usize)
-        .then(|| fused_texture(gpu, rows as u32, &u));
-    let buffer = gpu.upload_i32(&[ci, cop / 8, 9, 8, 4], bytemuck::cast_slice(&u))?;
+    u
+}
+
+/// `fused_layout`'s i32 words as i16 pairs: per row of 72 texels (nine vec4s of eight
+/// channels), 40 texels in which texel 8q + c holds elements 8q..8q+7 of channel c, element e
+/// in word e / 2, the low half for even e.
+fn pack_i16(u: &[u32]) -> Vec<u32> {
+    let rows = u.len() / (72 * 4);
+    let mut packed = vec![0u32; rows * 40 * 4];
+    for (i, &v) in u.iter().enumerate() {
+        let (row, t, k) = (i / 288, (i / 4) % 72, i % 4);
+        let (e, c) = ((t / 8) * 4 + k, t % 8);
+        let word = (row * 40 + (e / 8) * 8 + c) * 4 + (e % 8) / 2;
+        packed[word] |= (v & 0xffff) << (16 * (e % 2));
+    }
+    packed
+}
+
+/// The texture's rows where the adapter has subgroups and takes that many.
+fn fused_rows(gpu: &Gpu, co: usize, ci: usize) -> Option<u32> {
+    let rows = ci * co.next_multiple_of(8) / 8;
+    (gpu.subgroups && rows <= gpu.limits.max_texture_dimension_2d as usize).then_some(rows as u32)
+}
+
+fn fused_upload(
+    gpu: &Gpu,
+    co: usize,
+    ci: usize,
+    u: &[u32],
+    texture: Option<wgpu::TextureView>,
+) -> Result<FusedWeight> {
+    let shape = [ci, co.next_multiple_of(8) / 8, 9, 8, 4];
+    let buffer = gpu.upload_i32(&shape, bytemuck::cast_slice(u))?;
     Ok(FusedWeight { buffer, texture })
 }
 
@@ -249,10 +286,10 @@ pub(crate) struct FusedWeight {
     pub(crate) texture: Option<wgpu::TextureView>,
 }
 
-/// `u` as an Rgba32Uint texture of `rows` rows of 72 texels.
-fn fused_texture(gpu: &Gpu, rows: u32, u: &[u32]) -> wgpu::TextureView {
+/// `u` as an Rgba32Uint texture of `rows` rows of `width` texels.
+fn fused_texture(gpu: &Gpu, rows: u32, width: u32, u: &[u32]) -> wgpu::TextureView {
     let size = wgpu::Extent3d {
-        width: 72,
+        width,
         height: rows,
         depth_or_array_layers: 1,
     };
@@ -271,7 +308,7 @@ fn fused_texture(gpu: &Gpu, rows: u32, u: &[u32]) -> wgpu::TextureView {
         bytemuck::cast_slice(u),
         wgpu::TexelCopyBufferLayout {
             offset: 0,
-            bytes_per_row: Some(72 * 16),
+            bytes_per_row: Some(width * 16),
             rows_per_image: Some(rows),
         },
         size,
