@@ -262,7 +262,7 @@ fn pack_i16(u: &[u32]) -> Vec<u32> {
 
 /// The texture's rows where the adapter has subgroups and takes that many.
 fn fused_rows(gpu: &Gpu, co: usize, ci: usize) -> Option<u32> {
-    let rows = ci * co.next_multiple_of(8) / 8;
+    let rows = ci * co.div_ceil(8);
     (gpu.subgroups && rows <= gpu.limits.max_texture_dimension_2d as usize).then_some(rows as u32)
 }
 
@@ -273,7 +273,7 @@ fn fused_upload(
     u: &[u32],
     texture: Option<wgpu::TextureView>,
 ) -> Result<FusedWeight> {
-    let shape = [ci, co.next_multiple_of(8) / 8, 9, 8, 4];
+    let shape = [ci, co.div_ceil(8), 9, 8, 4];
     let buffer = gpu.upload_i32(&shape, bytemuck::cast_slice(u))?;
     Ok(FusedWeight { buffer, texture })
 }
