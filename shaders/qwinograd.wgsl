@@ -15,8 +15,9 @@
 // rows (one vec4 store per tile row).
 //
 // The structure follows winograd_fused.wgsl (one 4x4 tile and COB output channels per
-// invocation, U from the same weight preludes with S = i32): per input word it loads the
-// 6x6 patch once (four channels per u32) and transforms each of its four channels.
+// invocation, U from the same weight preludes with S = i32, or from winograd_u_raw.wgsl, which
+// transforms the int8 kernels in the kernel): per input word it loads the 6x6 patch once (four
+// channels per u32) and transforms each of its four channels.
 
 struct Params {
     n: u32, c4: u32, h: u32, w: u32,

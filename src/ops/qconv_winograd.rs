@@ -23,8 +23,8 @@ macro_rules! qfused {
         )
     };
 }
-// Indexed [weights: plain loads, subgroup loads, subgroup texture (as the FP32 fused kernel's)]
-// [rows and stores: any shape, aligned].
+// Indexed [weights: plain loads, subgroup loads, subgroup texture of the int8 kernels, each
+// lane transforming its channel's] [rows and stores: any shape, aligned].
 const QFUSED: [[Shader; 2]; 3] = [
     [
         qfused!(
@@ -57,13 +57,13 @@ const QFUSED: [[Shader; 2]; 3] = [
     [
         qfused!(
             "qwinograd_texture",
-            ["winograd_u_texture16", "winograd_u_broadcast"],
+            ["winograd_u_raw", "winograd_u_broadcast"],
             "winograd_row6",
             "qwinograd_store"
         ),
         qfused!(
             "qwinograd_texture_aligned",
-            ["winograd_u_texture16", "winograd_u_broadcast"],
+            ["winograd_u_raw", "winograd_u_broadcast"],
             "winograd_row6_aligned",
             "qwinograd_store_vec4"
         ),

@@ -211,9 +211,9 @@ pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Res
 }
 
 /// [`fused_weight`]'s layout of U' = G' g G'^T as i32, for the INT8 kernel
-/// (shaders/qwinograd.wgsl): exact integers for integer weights `data`. The texture holds the
-/// same integers as i16 pairs, 40 texels per row (shaders/winograd_u_texture16.wgsl): with
-/// |w| <= 128, |U'| <= 49 x 128 fits in 16 bits, and five texel loads replace nine.
+/// (shaders/qwinograd.wgsl): exact integers for integer weights `data`. Where they are int8,
+/// the texture holds the kernels themselves, one texel per (input channel, output channel),
+/// 8 texels per row (shaders/winograd_u_raw.wgsl transforms them).
 pub(crate) fn fused_weight_int(
     gpu: &Gpu,
     co: usize,
@@ -221,10 +221,16 @@ pub(crate) fn fused_weight_int(
     data: &[f32],
 ) -> Result<FusedWeight> {
     let u = fused_layout(&G4_INT, co, ci, data, |v| v as i32 as u32);
-    let narrow = u.iter().all(|&v| i16::try_from(v as i32).is_ok());
-    let texture = fused_rows(gpu, co, ci)
-        .filter(|_| narrow)
-        .map(|rows| fused_texture(gpu, rows, 40, &pack_i16(&u)));
+    let bytes = data.iter().all(|&w| i8::try_from(w as i32).is_ok());
+    let texture = fused_rows(gpu, co, ci).filter(|_| bytes).map(|rows| {
+        let cop = co.next_multiple_of(8);
+        let mut raw = vec![0u32; ci * cop * 4];
+        for (i, &w) in data.iter().enumerate() {
+            let (o, c, k) = (i / (ci * 9), (i / 9) % ci, i % 9);
+            raw[(c * cop + o) * 4 + k / 4] |= (w as i8 as u8 as u32) << (8 * (k % 4));
+        }
+        fused_texture(gpu, rows, 8, &raw)
+    });
     fused_upload(gpu, co, ci, &u, texture)
 }
 
@@ -243,21 +249,6 @@ fn fused_layout(
         u[((blk * 9 + e / 4) * 8 + o % 8) * 4 + e % 4] = bits(v);
     });
     u
-}
-
-/// `fused_layout`'s i32 words as i16 pairs: per row of 72 texels (nine vec4s of eight
-/// channels), 40 texels in which texel 8q + c holds elements 8q..8q+7 of channel c, element e
-/// in word e / 2, the low half for even e.
-fn pack_i16(u: &[u32]) -> Vec<u32> {
-    let rows = u.len() / (72 * 4);
-    let mut packed = vec![0u32; rows * 40 * 4];
-    for (i, &v) in u.iter().enumerate() {
-        let (row, t, k) = (i / 288, (i / 4) % 72, i % 4);
-        let (e, c) = ((t / 8) * 4 + k, t % 8);
-        let word = (row * 40 + (e / 8) * 8 + c) * 4 + (e % 8) / 2;
-        packed[word] |= (v & 0xffff) << (16 * (e % 2));
-    }
-    packed
 }
 
 /// The texture's rows where the adapter has subgroups and takes that many.
