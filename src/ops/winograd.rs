@@ -200,13 +200,22 @@ pub(crate) fn weight(gpu: &Gpu, tile: Tile, co: usize, ci: usize, data: &[f32]) 
 
 /// F(4x4, 3x3) weights for the fused kernel: `[Ci][Co / 8][9][8][4]` (Co rounded up to 8):
 /// vec4 q of the 36 elements of channel 8b + c at `[ci][b][q][c]`, so that eight lanes load the
-/// weights of eight channels as one block. Where the adapter has subgroups the same data also
-/// goes into a texture of 72 texels per row, one row per `[ci][b]`, which the subgroup form
-/// reads instead (see shaders/winograd_u_texture.wgsl), unless it has more rows than the
-/// adapter's textures allow.
+/// weights of eight channels as one block. Where the adapter has subgroups the 3x3 kernels
+/// themselves also go into a texture of 24 texels per row, one row per `[ci][b]`, which the
+/// subgroup form reads instead and transforms in the kernel (see
+/// shaders/winograd_u_texture.wgsl), unless it has more rows than the adapter's textures allow.
 pub(crate) fn fused_weight(gpu: &Gpu, co: usize, ci: usize, data: &[f32]) -> Result<FusedWeight> {
     let u = fused_layout(&G4, co, ci, data, |v| (v as f32).to_bits());
-    let texture = fused_rows(gpu, co, ci).map(|rows| fused_texture(gpu, rows, 72, &u));
+    let texture = fused_rows(gpu, co, ci).map(|rows| {
+        let cop = co.next_multiple_of(8);
+        let mut raw = vec![0u32; ci * cop * 12];
+        for (i, &w) in data.iter().enumerate() {
+            let (o, c, k) = (i / (ci * 9), (i / 9) % ci, i % 9);
+            let row = c * cop / 8 + o / 8;
+            raw[(row * 24 + (k / 4) * 8 + o % 8) * 4 + k % 4] = w.to_bits();
+        }
+        fused_texture(gpu, rows, 24, &raw)
+    });
     fused_upload(gpu, co, ci, &u, texture)
 }
 
