@@ -62,6 +62,29 @@ pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> 
         pad_word: super::qconv::pad_word(g.output),
         ..Default::default()
     };
+    if let Some(words) = words
+        .as_ref()
+        .filter(|_| quad_rows(g.stride, [h, w], [oh, ow]))
+    {
+        let q = QuadParams {
+            n: n as u32,
+            co4: co.div_ceil(4) as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            h: h as u32,
+            w: w as u32,
+            c4: ca.div_ceil(4) as u32,
+            stride: g.stride as u32,
+            pad_word: p.pad_word,
+            _pad: [0; 3],
+        };
+        let map = padded(words);
+        let map = s.gpu().upload_i32(&[map.len()], &map)?;
+        let grid = grid_1d(n * co.div_ceil(4) * oh * ow / 4, 64);
+        let tensors = [&a.data, &y.data, &map];
+        s.dispatch(QUADS, "gather_words4", &[], bytes_of(&q), &tensors, grid)?;
+        return Ok(y);
+    }
     let grid = grid_1d(n * co.div_ceil(4) * oh * ow, 256);
     if words.is_some() {
         // Its map (in binding 3) is all it reads besides the input.
@@ -72,6 +95,36 @@ pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> 
         s.dispatch(SHADER, "gather", &[], bytes_of(&p), &tensors, grid)?;
     }
     Ok(y)
+}
+
+const QUADS: Shader = crate::shader!("qgather4");
+
+/// `QuadParams` in qgather4.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QuadParams {
+    n: u32,
+    co4: u32,
+    oh: u32,
+    ow: u32,
+    h: u32,
+    w: u32,
+    c4: u32,
+    stride: u32,
+    pad_word: u32,
+    _pad: [u32; 3],
+}
+
+/// Whether a word gather's rows run four words at a time (shaders/qgather4.wgsl): output and
+/// input widths multiples of 4, every sampled input pixel inside the input, stride 1 or 2.
+fn quad_rows(stride: usize, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> bool {
+    (stride == 1 || stride == 2)
+        && oh > 0
+        && ow > 0
+        && ow.is_multiple_of(4)
+        && w.is_multiple_of(4)
+        && (oh - 1) * stride < h
+        && ow * stride <= w
 }
 
 /// An empty map still needs a binding.

@@ -149,6 +149,31 @@ proptest! {
     }
 }
 
+/// Word gathers on rows of whole vec4s run four words per invocation (qgather4.wgsl): ResNet's
+/// option-A shortcuts (stride 2) and word-aligned channel slices (stride 1), bit for bit.
+#[test]
+fn word_gathers_on_wide_rows_match_cpu() {
+    crate::ops::skip_without_gpu!();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for &(c, h, w, unsigned) in &[
+        (16, 32, 32, true),
+        (8, 9, 16, false),
+        (4, 4, 8, true),
+        (12, 8, 24, true),
+    ] {
+        let f = fmt(&mut rng, unsigned, false);
+        let x = random_q([3, c, h, w], f, &mut rng);
+        let shortcut = QGather::shortcut_a(f, c, if c == 16 { 8 } else { 4 });
+        let slice = QGather::slice(f, c, 4, c - 4);
+        for g in [shortcut, slice].into_iter().filter(|g| !g.map.is_empty()) {
+            assert!(g.word_map().is_some());
+            let want = cpu::qlayout::gather(&g, &x, None).unwrap();
+            assert_eq!(want.shape[3] % 4, 0, "{:?}", want.shape);
+            assert_eq!(run(&x, |s, t| gather(s, &g, t, None)), want, "{c} {h}x{w}");
+        }
+    }
+}
+
 /// More than 65,535 images and more than 65,535 x 256 output words (the grid folds into y),
 /// bit-exact against the reference.
 #[test]
