@@ -173,7 +173,9 @@ pub fn kernel_bench(gpu: &Gpu, quick: bool) -> Vec<BenchRow> {
 }
 
 /// Images/s of a model's FP32 and INT8 forms (random weights; INT8 calibrated on noise, which
-/// does not change the kernels' speed).
+/// does not change the kernels' speed): after a warm-up pass of each, `reps` passes of each,
+/// alternated, each form's median pass kept, so that a slow spell of the machine (other
+/// processes, a shared host) falls on both forms alike instead of on one.
 pub fn model_bench(
     gpu: &std::sync::Arc<Gpu>,
     arch: &str,
@@ -195,17 +197,26 @@ pub fn model_bench(
     let x = ds
         .images()
         .to_f32_normalized(0..batch, &model.arch.norm.mean, &model.arch.norm.std);
-    let speed = |r: &crate::graph::exec::Runner| -> Result<f64> {
+    let runners = [
+        Classifier::Fp32(model).runner(gpu, false)?,
+        q.runner(gpu)?,
+    ];
+    let mut secs = [Vec::new(), Vec::new()];
+    for r in &runners {
         r.logits(&x, batch, [32, 32])?;
-        let t = Instant::now();
-        for _ in 0..reps {
+    }
+    for _ in 0..reps.max(1) {
+        for (r, s) in runners.iter().zip(&mut secs) {
+            let t = Instant::now();
             r.logits(&x, batch, [32, 32])?;
+            s.push(t.elapsed().as_secs_f64());
         }
-        Ok((batch * reps) as f64 / t.elapsed().as_secs_f64())
+    }
+    let rate = |s: &mut Vec<f64>| {
+        s.sort_by(f64::total_cmp);
+        batch as f64 / s[s.len() / 2]
     };
-    let fp = speed(&Classifier::Fp32(model).runner(gpu, false)?)?;
-    let int8 = speed(&q.runner(gpu)?)?;
-    Ok((fp, int8))
+    Ok((rate(&mut secs[0]), rate(&mut secs[1])))
 }
 
 /// `n` deterministic 32x32 RGB images with CIFAR-10's classes: stand-ins where the speed

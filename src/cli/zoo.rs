@@ -107,7 +107,7 @@ pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
             ms_per_call: Some(ms),
         });
     }
-    let (batch, reps) = if quick { (64, 1) } else { (250, 3) };
+    let (batch, reps) = if quick { (64, 1) } else { (250, 5) };
     let (fp, q) = model_bench(gpu, "akamaster_resnet20", batch, reps)?;
     for (what, v) in [("FP32", fp), ("INT8", q)] {
         rows.push(Row {
