@@ -197,10 +197,7 @@ pub fn model_bench(
     let x = ds
         .images()
         .to_f32_normalized(0..batch, &model.arch.norm.mean, &model.arch.norm.std);
-    let runners = [
-        Classifier::Fp32(model).runner(gpu, false)?,
-        q.runner(gpu)?,
-    ];
+    let runners = [Classifier::Fp32(model).runner(gpu, false)?, q.runner(gpu)?];
     let mut secs = [Vec::new(), Vec::new()];
     for r in &runners {
         r.logits(&x, batch, [32, 32])?;
