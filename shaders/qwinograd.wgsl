@@ -26,8 +26,7 @@ struct Params {
     tiles: u32, pad_word: u32, lo: i32, hi: i32,
     out_offset: i32, mode: u32, act: u32, slope: f32,
     // A fused residual add (mode 1 only): the conv's int8 output is a, the residual b.
-    // ci: the input channels, whose padding lanes in the last word the loop skips.
-    has_res: u32, ci: u32, _p1: u32, _p2: u32, add: AddK,
+    has_res: u32, _p0: u32, _p1: u32, _p2: u32, add: AddK,
 }
 
 override WG: u32 = 64u;

@@ -8,9 +8,8 @@
 // though their accumulators spill (see `channels_per_invocation`). Preludes declare U and its
 // loads: winograd_u_loads.wgsl loads each channel's weights in every lane; on adapters with
 // subgroups of 8 or more, winograd_u_texture.wgsl (the 3x3 kernels in a texture, transformed
-// per lane) or winograd_u_subgroup.wgsl
-// (U in a buffer) loads them once per subgroup, one eighth per lane, and
-// winograd_u_broadcast.wgsl broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix
+// per lane) or winograd_u_subgroup.wgsl (U in a buffer) loads them once per subgroup, one
+// eighth per lane, and winograd_u_broadcast.wgsl broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix
 // are packed in nine vec4s (`P9`, winograd_tile.wgsl). See src/ops/winograd.rs.
 
 struct Params {

@@ -151,8 +151,7 @@ struct WinoParams {
     act: u32,
     slope: f32,
     has_res: u32,
-    ci: u32,
-    _pad: [u32; 2],
+    _pad: [u32; 3],
     add: AddConsts,
 }
 
@@ -316,8 +315,7 @@ impl QConv2d {
             act,
             slope,
             has_res: res.is_some() as u32,
-            ci: c as u32,
-            _pad: [0; 2],
+            _pad: [0; 3],
             add: res.map(|r| r.1).unwrap_or_default(),
         };
         let sg = self.subgroups && s.gpu().subgroups;

@@ -62,10 +62,7 @@ pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> 
         pad_word: super::qconv::pad_word(g.output),
         ..Default::default()
     };
-    if let Some(words) = words
-        .as_ref()
-        .filter(|_| quad_rows(g.stride, [h, w], [oh, ow]))
-    {
+    if words.is_some() && quad_rows(g.stride, [h, w], [oh, ow]) {
         let q = QuadParams {
             n: n as u32,
             co4: co.div_ceil(4) as u32,
@@ -78,8 +75,6 @@ pub fn gather(s: &mut Stream, g: &QGather, a: &QTensor, b: Option<&QTensor>) -> 
             pad_word: p.pad_word,
             _pad: [0; 3],
         };
-        let map = padded(words);
-        let map = s.gpu().upload_i32(&[map.len()], &map)?;
         let grid = grid_1d(n * co.div_ceil(4) * oh * ow / 4, 64);
         let tensors = [&a.data, &y.data, &map];
         s.dispatch(QUADS, "gather_words4", &[], bytes_of(&q), &tensors, grid)?;
