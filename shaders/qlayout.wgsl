@@ -123,3 +123,65 @@ fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
         out[i] = x[(plane * p.h + u32(sy)) * p.w + u32(sx)];
     }
 }
+
+// Average pool (quant::int8_ops::QAvgPool), one output word a thread: the exact i32 sum of
+// the window's real integers times the multiplier of its divisor (`wt[d]`, f32 bits), then
+// round half to even and clamp. kh: the kernel; pad: top | left << 16; dh, dw: the padded
+// input's size; mode 1: the padding counts in the divisor (the window clipped to dh x dw).
+@compute @workgroup_size(256)
+fn avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let ohw = p.oh * p.ow;
+    if i >= p.n * p.c4 * ohw {
+        return;
+    }
+    let r = i % ohw;
+    let plane = i / ohw;
+    let k = i32(p.kh);
+    let sy = i32((r / p.ow) * p.stride);
+    let sx = i32((r % p.ow) * p.stride);
+    let y0 = sy - i32(p.pad & 0xffffu);
+    let x0 = sx - i32(p.pad >> 16u);
+    let ya = max(y0, 0);
+    let yb = min(y0 + k, i32(p.h));
+    let xa = max(x0, 0);
+    let xb = min(x0 + k, i32(p.w));
+    var sum = vec4<i32>(0);
+    for (var iy = ya; iy < yb; iy++) {
+        let row = (plane * p.h + u32(iy)) * p.w;
+        for (var ix = xa; ix < xb; ix++) {
+            sum += unpack(x[row + u32(ix)]);
+        }
+    }
+    var d = max(yb - ya, 0) * max(xb - xa, 0);
+    sum += vec4<i32>(d * p.a_offset);
+    if p.mode == 1u {
+        d = min(k, i32(p.dh) - sy) * min(k, i32(p.dw) - sx);
+    }
+    let v = vec4<f32>(sum) * bitcast<f32>(wt[d]);
+    out[i] = requant_word(v, 4u * (plane % p.c4), p.c, p.lo, p.hi, p.out_offset);
+}
+
+// Flatten to [N, C * H * W, 1, 1], one output word a thread: features 4j..4j+3 of an image
+// (feature f = channel * H * W + pixel), stored bytes moved; co: features, co4: their words;
+// lanes from co on take pad_word's byte (real 0).
+@compute @workgroup_size(256)
+fn flatten(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n * p.co4 {
+        return;
+    }
+    let n = i / p.co4;
+    let hw = p.h * p.w;
+    var word = 0u;
+    for (var t = 0u; t < 4u; t++) {
+        let f = 4u * (i % p.co4) + t;
+        var b = p.pad_word & 255u;
+        if f < p.co {
+            let c = f / hw;
+            b = (x[(n * p.c4 + c / 4u) * hw + f % hw] >> (8u * (c % 4u))) & 255u;
+        }
+        word |= b << (8u * t);
+    }
+    out[i] = word;
+}

@@ -748,14 +748,49 @@ fn model_i() -> ModelProto {
     b.classifier("c3", 4)
 }
 
-/// With `Int8Ops::All` the Pads between quantized convs run on int8 data (a constant fill
-/// quantized to the value's format), and the GPU's integer logits equal the CPU integer
-/// reference bit for bit.
-#[test]
-fn int8_pads_run_in_integers_bit_exactly() {
-    common::skip_without_gpu!();
+/// Conv 3x3 pad 1 -> Relu -> AveragePool 3x3 stride 2 pad 1, padding not counted (8 -> 4) ->
+/// Conv 3x3 pad 1 -> Relu -> AveragePool 3x3 stride 2 ceil_mode (4 -> 2, the last window
+/// partial) -> Flatten (5 channels of 2x2: features across channel words) -> Gemm. (Pools
+/// whose every window divides by k^2 import as depthwise convs.)
+fn model_j() -> ModelProto {
+    let mut b = B::new();
+    b.seed = 37;
+    let pad1 = ("pads", A::Is(vec![1; 4]));
+    b.random("w1", &[6, 3, 3, 3], 1.0);
+    b.node("Conv", &["x", "w1"], &["c1"], &[pad1]);
+    b.node("Relu", &["c1"], &["r1"], &[]);
+    let uncounted = [
+        ("kernel_shape", A::Is(vec![3, 3])),
+        ("strides", A::Is(vec![2, 2])),
+        ("pads", A::Is(vec![1; 4])),
+    ];
+    b.node("AveragePool", &["r1"], &["a1"], &uncounted);
+    b.random("w2", &[5, 6, 3, 3], 1.0);
+    b.node(
+        "Conv",
+        &["a1", "w2"],
+        &["c2"],
+        &[("pads", A::Is(vec![1; 4]))],
+    );
+    b.node("Relu", &["c2"], &["r2"], &[]);
+    let ceil = [
+        ("kernel_shape", A::Is(vec![3, 3])),
+        ("strides", A::Is(vec![2, 2])),
+        ("ceil_mode", A::I(1)),
+    ];
+    b.node("AveragePool", &["r2"], &["a2"], &ceil);
+    b.node("Flatten", &["a2"], &["flat"], &[]);
+    b.random("fc", &[5, 20], 1.0);
+    b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
+    b.model("y")
+}
+
+/// Quantizes `p` with `Int8Ops::All` on 16 8x8 images and checks that the GPU's integer
+/// logits equal the CPU integer reference bit for bit, also after a QDQ export and import,
+/// and (where `SYNTHCAL_ORT_PYTHON` is set) that ONNX Runtime runs the QDQ file alike; returns the model and the nodes that ran on int8 data.
+fn int8_bit_exact(p: &ModelProto, tag: &str) -> (synthcal::QuantizedModel, Vec<usize>) {
     let gpu = common::gpu();
-    let m = onnx::import(&model_i().encode_to_vec(), "i").unwrap();
+    let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
     let n = 16;
     let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 89 % 253) as u8).collect();
     let images = synthcal::Images::new(px, HW, HW).unwrap();
@@ -767,12 +802,7 @@ fn int8_pads_run_in_integers_bit_exactly() {
         ..Default::default()
     };
     let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &opts).unwrap();
-    let pads: Vec<usize> = (0..q.graph.nodes.len())
-        .filter(|&i| matches!(q.graph.nodes[i].op, Op::Pad { .. }))
-        .collect();
-    assert_eq!(pads.len(), 3);
     let ran = q.runner(&gpu).unwrap().int8_nodes();
-    assert!(pads.iter().all(|p| ran.contains(p)), "{ran:?}");
     let x = Array::new(&[BATCH, 3, HW, HW], input());
     let got = q
         .runner(&gpu)
@@ -784,21 +814,66 @@ fn int8_pads_run_in_integers_bit_exactly() {
         got.iter()
             .zip(&want.data)
             .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "GPU and CPU integer logits differ: {got:?} vs {:?}",
+        "{tag}: GPU and CPU integer logits differ: {got:?} vs {:?}",
         want.data
     );
-    // Exported as QDQ and read back, the Pads keep their int8 formats: the same logits.
-    let path = std::env::temp_dir().join(format!("synthcal-qdq-pads-{}.onnx", std::process::id()));
+    // Exported as QDQ and read back, the int8 values keep their formats: the same logits.
+    let path = std::env::temp_dir().join(format!("synthcal-qdq-{tag}-{}.onnx", std::process::id()));
     onnx::write_qdq(&q, &path).unwrap();
     let back = synthcal::QuantizedModel::load(&path);
+    // ONNX Runtime computes the file as written (each QuantizeLinear in f32): the same
+    // logits up to rounding order.
+    let theirs = common::ort::python()
+        .map(|py| common::ort::logits(&py, &path, &x.data, common::ort::Run::AsWritten));
     std::fs::remove_file(&path).ok();
-    let back = back.unwrap();
     let again = back
+        .unwrap()
         .runner(&gpu)
         .unwrap()
         .logits(&x.data, BATCH, [HW, HW])
         .unwrap();
-    assert_eq!(again, got, "QDQ round trip");
+    assert_eq!(again, got, "{tag}: QDQ round trip");
+    if let Some(theirs) = theirs {
+        let (worst, scale) = common::ort::difference(&theirs, &got);
+        eprintln!("{tag}: ONNX Runtime vs synthcal {worst} (largest logit {scale})");
+        assert!(worst <= 0.02 * scale, "{tag}: {theirs:?} vs {got:?}");
+    }
+    (q, ran)
+}
+
+/// With `Int8Ops::All` the Pads between quantized convs run on int8 data (a constant fill
+/// quantized to the value's format), bit-exact on GPU and CPU.
+#[test]
+fn int8_pads_run_in_integers_bit_exactly() {
+    common::skip_without_gpu!();
+    let (q, ran) = int8_bit_exact(&model_i(), "pads");
+    let pads: Vec<usize> = (0..q.graph.nodes.len())
+        .filter(|&i| matches!(q.graph.nodes[i].op, Op::Pad { .. }))
+        .collect();
+    assert_eq!(pads.len(), 3);
+    assert!(pads.iter().all(|p| ran.contains(p)), "{ran:?}");
+}
+
+/// Average pools (padding uncounted, a ceil-mode partial window) and a Flatten of a 2x2 map run on int8 data: every
+/// node after the input is integer, bit-exact on GPU and CPU, and each pool rounds to a format
+/// of its own.
+#[test]
+fn int8_average_pools_and_flatten_run_in_integers_bit_exactly() {
+    common::skip_without_gpu!();
+    let (q, ran) = int8_bit_exact(&model_j(), "avgpool");
+    let all: Vec<usize> = (1..q.graph.nodes.len()).collect();
+    assert_eq!(ran, all, "{:#?}", q.graph.nodes);
+    let pools: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| matches!(q.graph.nodes[i].op, Op::AvgPool { .. }))
+        .collect();
+    assert_eq!(pools.len(), 2, "{:#?}", q.graph.nodes);
+    assert!(
+        pools.iter().all(|p| q.values.contains_key(p)),
+        "{:?}",
+        q.values
+    );
 }
 
 fn input() -> Vec<f32> {
@@ -935,7 +1010,8 @@ fn unsupported_settings_are_refused_by_name() {
 }
 
 /// An imported model with the new ops quantizes: the convs and linears become INT8 layers,
-/// while HardSwish, the affines, AveragePool and Softmax run in FP32, and the INT8 model
+/// while HardSwish, the affines and Softmax run in FP32 (and AveragePool where its input is
+/// FP32), and the INT8 model
 /// gives finite outputs of the FP32 model's shape. (The generated calibration sources make
 /// 32x32 images, so this calibrates on a set of 8x8 ones.)
 #[test]

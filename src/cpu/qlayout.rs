@@ -4,7 +4,7 @@ use crate::error::Result;
 use crate::ops::pad2d::{padded_shape, PadMode};
 use crate::ops::Pads;
 use crate::quant::int8::{shift_rne, QArray, QFormat};
-use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
+use crate::quant::int8_ops::{gap_multiplier, pool_out, QAvgPool, QGather};
 
 /// Reference channel gather (shortcut A, slice, shuffle, concat).
 pub fn gather(g: &QGather, a: &QArray, b: Option<&QArray>) -> Result<QArray> {
@@ -116,4 +116,55 @@ pub fn global_avg_pool(x: &QArray, output: QFormat) -> Result<QArray> {
         q,
         fmt: output,
     })
+}
+
+/// Reference average pooling: each window's exact sum times its divisor's multiplier, rounded
+/// half to even and clamped in the output format.
+pub fn avg_pool(x: &QArray, pool: &QAvgPool) -> Result<QArray> {
+    let [n, c, h, w] = x.shape;
+    let os = pool.out_shape(x.shape)?;
+    let [_, _, oh, ow] = os;
+    let m = pool.multipliers()?;
+    let (k, stride, begin) = (
+        pool.window.kernel,
+        pool.window.stride,
+        pool.window.pads.begin,
+    );
+    let (lo, hi) = pool.output.range();
+    let mut q = Vec::with_capacity(n * c * oh * ow);
+    for plane in x.q.chunks(h * w) {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut sum = 0i32;
+                for t in 0..k * k {
+                    let iy = (oy * stride + t / k)
+                        .checked_sub(begin[0])
+                        .filter(|&v| v < h);
+                    let ix = (ox * stride + t % k)
+                        .checked_sub(begin[1])
+                        .filter(|&v| v < w);
+                    if let (Some(iy), Some(ix)) = (iy, ix) {
+                        sum += plane[iy * w + ix];
+                    }
+                }
+                let d = pool.divisor([h, w], oy, ox);
+                let v = (sum as f32 * m[d]).round_ties_even();
+                q.push(v.clamp(lo as f32, hi as f32) as i32);
+            }
+        }
+    }
+    Ok(QArray {
+        shape: os,
+        q,
+        fmt: pool.output,
+    })
+}
+
+/// Reference flatten to `[N, C * H * W, 1, 1]`: the values stay, in the input's format.
+pub fn flatten(x: &QArray) -> QArray {
+    let [n, c, h, w] = x.shape;
+    QArray {
+        shape: [n, c * h * w, 1, 1],
+        ..x.clone()
+    }
 }

@@ -5,12 +5,11 @@
 //!
 //! A value is int8 when its node is:
 //! - a quantized layer with an int8 output (chained into its consumer, or given a format);
-//! - an Add of two int8 values, or a two-input Concat of int8 values, or a GlobalAvgPool of
-//!   an int8 value, with a format of its own;
-//! - a ShortcutA, SliceChannels, ChannelShuffle or Pad of an int8 value, or a MaxPool of one
-//!   (floor mode, undilated, the same padding on every side and at most half the kernel),
-//!   its format kept;
-//! - a Flatten of an int8 GlobalAvgPool (`[N, C, 1, 1]` is already a linear layer's input).
+//! - an Add of two int8 values, or a two-input Concat of int8 values, or a GlobalAvgPool or
+//!   AvgPool (kernel up to `MAX_AVG_POOL_KERNEL`) of an int8 value, with a format of its own;
+//! - a ShortcutA, SliceChannels, ChannelShuffle, Pad or Flatten of an int8 value, or a MaxPool
+//!   of one (floor mode, undilated, the same padding on every side and at most half the
+//!   kernel), its format kept.
 //!
 //! Every other node runs in f32 on dequantized inputs, so any value format may be missing.
 
@@ -21,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Stream;
 use crate::ops::qconv::QTensor;
 use crate::quant::int8::{QAdd, QArray, QConv, QFormat};
-use crate::quant::int8_ops::QGather;
+use crate::quant::int8_ops::{QAvgPool, QGather, MAX_AVG_POOL_KERNEL};
 use std::collections::{BTreeMap, HashMap};
 
 /// The integer path of a graph (see the module docs).
@@ -170,11 +169,10 @@ impl Graph {
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
                 | Op::Pad { .. }
-                | Op::MaxPool { ceil: false, .. } => int_in(0).filter(|_| int8_pool(&n.op)),
-                Op::Flatten => {
-                    int_in(0).filter(|_| matches!(self.nodes[n.inputs[0]].op, Op::GlobalAvgPool))
-                }
+                | Op::MaxPool { ceil: false, .. }
+                | Op::Flatten => int_in(0).filter(|_| int8_pool(&n.op)),
                 Op::GlobalAvgPool => int_in(0).and(own),
+                Op::AvgPool { kernel, .. } if *kernel <= MAX_AVG_POOL_KERNEL => int_in(0).and(own),
                 Op::Concat if n.inputs.len() == 2 => int_in(0).and(int_in(1)).and(own),
                 _ => None,
             };
@@ -205,7 +203,12 @@ impl Op {
     pub fn owns_int8_format(&self) -> bool {
         matches!(
             self,
-            Op::Conv2d { .. } | Op::Linear { .. } | Op::Add { .. } | Op::GlobalAvgPool | Op::Concat
+            Op::Conv2d { .. }
+                | Op::Linear { .. }
+                | Op::Add { .. }
+                | Op::GlobalAvgPool
+                | Op::AvgPool { .. }
+                | Op::Concat
         )
     }
 }
@@ -228,6 +231,7 @@ enum Step {
         pad: usize,
     },
     GlobalAvgPool,
+    AvgPool(QAvgPool),
     Flatten,
 }
 
@@ -262,6 +266,12 @@ fn step(
             pad: pad.symmetric().ok_or_else(|| no_int8(node))?,
         },
         Op::GlobalAvgPool => Step::GlobalAvgPool,
+        &Op::AvgPool { count_pad, .. } => Step::AvgPool(QAvgPool {
+            window: node.op.pool_window().ok_or_else(|| no_int8(node))?,
+            count_pad,
+            input: fmt,
+            output: out,
+        }),
         Op::Pad { pads, mode } => Step::Pad(*pads, *mode),
         Op::Flatten => Step::Flatten,
         _ => return Err(no_int8(node)),
@@ -292,7 +302,8 @@ pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) 
         } => qlayout::max_pool(s, x, kernel, stride, pad),
         Step::Pad(pads, mode) => qlayout::pad2d(s, x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
-        Step::Flatten => Ok(x.clone()),
+        Step::AvgPool(pool) => qlayout::avg_pool(s, x, &pool),
+        Step::Flatten => qlayout::flatten(s, x),
     }
 }
 
@@ -314,7 +325,8 @@ pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray>
         } => qlayout::max_pool(x, kernel, stride, pad),
         Step::Pad(pads, mode) => qlayout::pad2d(x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(x, out),
-        Step::Flatten => Ok(x.clone()),
+        Step::AvgPool(pool) => qlayout::avg_pool(x, &pool),
+        Step::Flatten => Ok(qlayout::flatten(x)),
     }
 }
 

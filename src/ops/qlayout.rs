@@ -1,5 +1,5 @@
-//! INT8 channel gathers (option-A shortcut, slice, shuffle, concat), max pooling and global
-//! average pooling on packed int8 tensors (`qconv`'s layout). The math is `quant::int8_ops`;
+//! INT8 channel gathers (option-A shortcut, slice, shuffle, concat), max, average and global
+//! average pooling, padding and flatten on packed int8 tensors (`qconv`'s layout). The math is `quant::int8_ops`;
 //! the CPU reference `cpu::qlayout`; shader `shaders/qlayout.wgsl` (appended to qconv.wgsl and its plain-load prelude).
 
 use super::pad2d::{padded_shape, PadMode};
@@ -8,7 +8,7 @@ use super::{bytes_of, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Shader, Stream};
 use crate::quant::int8::QFormat;
-use crate::quant::int8_ops::{gap_multiplier, pool_out, QGather};
+use crate::quant::int8_ops::{gap_multiplier, pool_out, QAvgPool, QGather};
 
 const SHADER: Shader = Shader {
     name: "qlayout",
@@ -224,6 +224,74 @@ pub fn global_avg_pool(s: &mut Stream, x: &QTensor, output: QFormat) -> Result<Q
     s.dispatch(
         SHADER,
         "global_avg_pool",
+        &[],
+        bytes_of(&p),
+        &[&x.data, &y.data],
+        grid,
+    )?;
+    Ok(y)
+}
+
+/// Average pooling of any undilated window (`QAvgPool`).
+pub fn avg_pool(s: &mut Stream, x: &QTensor, pool: &QAvgPool) -> Result<QTensor> {
+    let [n, c, h, w] = x.shape;
+    let os = pool.out_shape(x.shape)?;
+    let [_, _, oh, ow] = os;
+    let m = s
+        .gpu()
+        .upload_f32(&[pool.window.kernel.pow(2) + 1], &pool.multipliers()?)?;
+    let y = QTensor::alloc(s.gpu(), "int8 average pool", os, pool.output)?;
+    let (lo, hi) = pool.output.range();
+    let pads = pool.window.pads;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        kh: pool.window.kernel as u32,
+        stride: pool.window.stride as u32,
+        pad: (pads.begin[0] | pads.begin[1] << 16) as u32,
+        dh: (h + pads.begin[0] + pads.end[0]) as u32,
+        dw: (w + pads.begin[1] + pads.end[1]) as u32,
+        mode: pool.count_pad as u32,
+        lo,
+        hi,
+        a_offset: x.fmt.offset(),
+        out_offset: pool.output.offset(),
+        ..Default::default()
+    };
+    let grid = grid_1d(n * c.div_ceil(4) * oh * ow, 256);
+    let tensors = [&x.data, &y.data, &m];
+    s.dispatch(SHADER, "avg_pool", &[], bytes_of(&p), &tensors, grid)?;
+    Ok(y)
+}
+
+/// Flatten to `[N, C * H * W, 1, 1]` in the input's format (a linear layer's input); a
+/// `[N, C, 1, 1]` tensor is that already.
+pub fn flatten(s: &mut Stream, x: &QTensor) -> Result<QTensor> {
+    let [n, c, h, w] = x.shape;
+    if h * w == 1 {
+        return Ok(x.clone());
+    }
+    let k = c * h * w;
+    let y = QTensor::alloc(s.gpu(), "int8 flatten", [n, k, 1, 1], x.fmt)?;
+    let p = Params {
+        n: n as u32,
+        c4: c.div_ceil(4) as u32,
+        h: h as u32,
+        w: w as u32,
+        co: k as u32,
+        co4: k.div_ceil(4) as u32,
+        pad_word: super::qconv::pad_word(x.fmt),
+        ..Default::default()
+    };
+    let grid = grid_1d(n * k.div_ceil(4), 256);
+    s.dispatch(
+        SHADER,
+        "flatten",
         &[],
         bytes_of(&p),
         &[&x.data, &y.data],

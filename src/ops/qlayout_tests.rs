@@ -149,6 +149,56 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Int8 average pooling over any window (padding per side, counted or not, ceil mode),
+    /// zero points and channel counts off the word: the GPU equals the reference bit for bit,
+    /// and the reference is within half an output step of the f32 pool of the dequantized
+    /// input (clamped to the output's range).
+    #[test]
+    fn average_pools_are_bit_exact(
+        c in 1usize..7, h in 1usize..8, w in 1usize..8, k in 1usize..5, stride in 1usize..4,
+        pads in [0usize..3, 0..3, 0..3, 0..3], count_pad in any::<bool>(), ceil in any::<bool>(),
+        signs in 0usize..4, zp in any::<bool>(), seed in any::<u64>(),
+    ) {
+        crate::ops::skip_without_gpu!(proptest);
+        use crate::ops::pool::{Pool, Window};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (fi, fo) = (fmt(&mut rng, signs & 1 == 1, zp), fmt(&mut rng, signs & 2 == 2, zp));
+        let x = random_q([2, c, h, w], fi, &mut rng);
+        let window = Window { kernel: k, stride, pads: crate::ops::Pads::from_onnx(pads), ceil, dilation: [1, 1] };
+        let pool = QAvgPool { window, count_pad, input: fi, output: fo };
+        prop_assume!(pool.out_shape(x.shape).is_ok());
+        let want = cpu::qlayout::avg_pool(&x, &pool).unwrap();
+        let how = if count_pad { Pool::Avg } else { Pool::AvgOfReal };
+        let real = cpu::pool::pool2d(&x.dequantize(), how, &window);
+        prop_assert_eq!(&real.shape[..], &want.shape[..]);
+        let (lo, hi) = fo.range();
+        for (q, r) in want.q.iter().zip(&real.data) {
+            let r = r.clamp(lo as f32 * fo.scale, hi as f32 * fo.scale);
+            prop_assert!((*q as f32 * fo.scale - r).abs() <= 0.5001 * fo.scale, "{} vs {}", q, r);
+        }
+        prop_assert_eq!(run(&x, |s, t| avg_pool(s, t, &pool)), want);
+    }
+
+    /// Int8 flatten moves stored bytes into feature order (channel * H * W + pixel), four
+    /// features per word, for channel and feature counts off the word.
+    #[test]
+    fn flatten_is_exact_data_movement(
+        c in 1usize..10, h in 1usize..5, w in 1usize..5, u in any::<bool>(), zp in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        crate::ops::skip_without_gpu!(proptest);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let x = random_q([3, c, h, w], fmt(&mut rng, u, zp), &mut rng);
+        let want = cpu::qlayout::flatten(&x);
+        prop_assert_eq!(&want.shape, &[3, c * h * w, 1, 1]);
+        prop_assert_eq!(&want.dequantize().data, &x.dequantize().data);
+        prop_assert_eq!(run(&x, flatten), want);
+    }
+}
+
 /// Word gathers on rows of whole vec4s run four words per invocation (qgather4.wgsl): ResNet's
 /// option-A shortcuts (stride 2) and word-aligned channel slices (stride 1), bit for bit.
 #[test]
@@ -202,4 +252,16 @@ fn mismatched_inputs_are_errors() {
     let c = QGather::concat((f, 3), (f, 1), f);
     assert!(cpu::qlayout::gather(&c, &x, None).is_err());
     assert!(cpu::qlayout::max_pool(&x, 3, 1, 2).is_err());
+    let pool = |kernel, pad: usize| QAvgPool {
+        window: crate::ops::pool::Window::new(kernel, 1, pad),
+        count_pad: true,
+        input: f,
+        output: f,
+    };
+    for (k, pad) in [(3, 3), (3, 0), (0, 0), (257, 200)] {
+        assert!(
+            cpu::qlayout::avg_pool(&x, &pool(k, pad)).is_err(),
+            "{k} {pad}"
+        );
+    }
 }

@@ -6,10 +6,14 @@
 //! - max pooling: exact in one format (max commutes with a monotonic quantizer);
 //! - global average pooling: an exact i32 sum, then `clamp(rne(f32(sum) * m))` with
 //!   `m = in_scale / (hw * out_scale)` rounded once to f32 on the host (the conv epilogue's
-//!   one-multiply rule, so GPU and CPU agree bit for bit).
+//!   one-multiply rule, so GPU and CPU agree bit for bit);
+//! - average pooling (`QAvgPool`): the same rule per window, with `m` for the window's divisor
+//!   (its size, or its real pixels when padding does not count) from a table built on the host;
+//! - flatten: data movement in one format (features `c * H * W + pixel`, four per word).
 
 use super::int8::{AddParams, QAdd, QFormat};
 use crate::error::{shape_err, Result};
+use crate::ops::pool::Window;
 use crate::ops::Act;
 
 /// An int8 channel gather from one or two sources (see the module docs).
@@ -168,6 +172,82 @@ pub fn gap_multiplier(input: QFormat, hw: usize, output: QFormat) -> Result<f32>
         return shape_err("int8 global average pool", "scales must be positive");
     }
     Ok((input.scale as f64 / (hw as f64 * output.scale as f64)) as f32)
+}
+
+/// Int8 average pooling of any window (see `ops::pool::Window`; undilated) from format `input`
+/// to format `output` (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QAvgPool {
+    /// Kernel, stride, padding per side, ceil mode.
+    pub window: Window,
+    /// Whether the zero padding counts in a window's divisor (which is then the window clipped
+    /// to the padded input).
+    pub count_pad: bool,
+    /// The input's format.
+    pub input: QFormat,
+    /// The output's format.
+    pub output: QFormat,
+}
+
+/// The largest int8 average-pooling kernel: a window's sum of at most 255 per element stays an
+/// exact f32 (below 2^24).
+pub const MAX_AVG_POOL_KERNEL: usize = 256;
+
+impl QAvgPool {
+    /// The output shape for input shape `x`, or an error for a window that does not fit.
+    pub fn out_shape(&self, [n, c, h, w]: [usize; 4]) -> Result<[usize; 4]> {
+        let win = &self.window;
+        let fits = win.check().and_then(|()| {
+            if win.dilation != [1, 1] || win.kernel > MAX_AVG_POOL_KERNEL {
+                return Err(format!(
+                    "dilation {:?} (1 only), kernel at most {MAX_AVG_POOL_KERNEL}",
+                    win.dilation
+                ));
+            }
+            match (win.out_size(0, h), win.out_size(1, w)) {
+                (Some(oh), Some(ow)) => Ok([n, c, oh, ow]),
+                _ => Err(format!("input {h}x{w} is smaller than the window")),
+            }
+        });
+        fits.or_else(|e| {
+            shape_err(
+                "int8 average pool",
+                format!(
+                    "kernel {} stride {} padding {}: {e}",
+                    win.kernel, win.stride, win.pads
+                ),
+            )
+        })
+    }
+
+    /// The multiplier of a window with divisor `d`, for every `d` in `0..=kernel^2` (0 unused).
+    pub fn multipliers(&self) -> Result<Vec<f32>> {
+        let k = self.window.kernel;
+        let mut m = vec![0.0];
+        for d in 1..=k * k {
+            m.push(gap_multiplier(self.input, d, self.output)?);
+        }
+        Ok(m)
+    }
+
+    /// The divisor of output pixel (oy, ox) on an `h` x `w` input: the window's real pixels, or
+    /// with `count_pad` the window clipped to the padded input (as `cpu::pool`).
+    pub fn divisor(&self, [h, w]: [usize; 2], oy: usize, ox: usize) -> usize {
+        let win = &self.window;
+        let (k, s) = (win.kernel, win.stride);
+        let extent = |o: usize, axis: usize, size: usize| {
+            let begin = win.pads.begin[axis];
+            if self.count_pad {
+                k.min(size + begin + win.pads.end[axis] - o * s)
+            } else {
+                let start = o * s;
+                let lo = start.max(begin);
+                let hi = (start + k).min(begin + size);
+                hi.saturating_sub(lo)
+            }
+        };
+        extent(oy, 0, h) * extent(ox, 1, w)
+    }
 }
 
 /// Max pooling's output size (PyTorch floor mode), or an error.
