@@ -59,7 +59,7 @@ fn gather_words(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
 }
 
 // Max over each window of the stored values (one offset, so their order is the real one);
-// padding is skipped. One output word a thread.
+// padding is skipped. One output word a thread; kh: the kernel; pad: top | left << 16.
 @compute @workgroup_size(256)
 fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -69,17 +69,13 @@ fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     }
     let r = i % ohw;
     let plane = i / ohw;
-    let oy = r / p.ow;
-    let ox = r % p.ow;
+    let y0 = i32((r / p.ow) * p.stride) - i32(p.pad & 0xffffu);
+    let x0 = i32((r % p.ow) * p.stride) - i32(p.pad >> 16u);
     var best = vec4<i32>(-1000);
-    for (var ky = 0u; ky < p.kh; ky++) {
-        for (var kx = 0u; kx < p.kw; kx++) {
-            // Negative coordinates wrap to huge u32s.
-            let iy = u32(i32(oy * p.stride + ky) - i32(p.pad));
-            let ix = u32(i32(ox * p.stride + kx) - i32(p.pad));
-            if iy < p.h && ix < p.w {
-                best = max(best, unpack(x[(plane * p.h + iy) * p.w + ix]));
-            }
+    for (var iy = max(y0, 0); iy < min(y0 + i32(p.kh), i32(p.h)); iy++) {
+        let row = (plane * p.h + u32(iy)) * p.w;
+        for (var ix = max(x0, 0); ix < min(x0 + i32(p.kh), i32(p.w)); ix++) {
+            best = max(best, unpack(x[row + u32(ix)]));
         }
     }
     out[i] = pack(best);

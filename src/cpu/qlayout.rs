@@ -2,9 +2,10 @@
 
 use crate::error::Result;
 use crate::ops::pad2d::{padded_shape, PadMode};
+use crate::ops::pool::Window;
 use crate::ops::Pads;
 use crate::quant::int8::{shift_rne, QArray, QFormat};
-use crate::quant::int8_ops::{gap_multiplier, pool_out, QAvgPool, QGather};
+use crate::quant::int8_ops::{gap_multiplier, pool_shape, QAvgPool, QGather};
 
 /// Reference channel gather (shortcut A, slice, shuffle, concat).
 pub fn gather(g: &QGather, a: &QArray, b: Option<&QArray>) -> Result<QArray> {
@@ -40,31 +41,46 @@ pub fn gather(g: &QGather, a: &QArray, b: Option<&QArray>) -> Result<QArray> {
     })
 }
 
-/// Reference max pooling (PyTorch floor mode, padding never wins), in the input's format.
-pub fn max_pool(x: &QArray, k: usize, stride: usize, pad: usize) -> Result<QArray> {
-    let [n, c, h, w] = x.shape;
-    let [oh, ow] = pool_out(h, w, k, stride, pad)?;
-    let mut q = Vec::with_capacity(n * c * oh * ow);
-    for plane in 0..n * c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut best = i32::MIN;
-                for t in 0..k * k {
-                    let iy = (oy * stride + t / k).checked_sub(pad).filter(|&v| v < h);
-                    let ix = (ox * stride + t % k).checked_sub(pad).filter(|&v| v < w);
-                    if let (Some(iy), Some(ix)) = (iy, ix) {
-                        best = best.max(x.q[(plane * h + iy) * w + ix]);
-                    }
-                }
-                q.push(best);
-            }
-        }
-    }
+/// Reference max pooling of any undilated window (padding never wins), in the input's format.
+pub fn max_pool(x: &QArray, win: &Window) -> Result<QArray> {
+    let os = pool_shape("int8 max pool", x.shape, win)?;
+    // `pool_shape` leaves a real pixel in every window.
+    let lo = x.fmt.range().0;
+    let q = windows(x, win, os, |vals, _, _| vals.max().unwrap_or(lo));
     Ok(QArray {
-        shape: [n, c, oh, ow],
+        shape: os,
         q,
         fmt: x.fmt,
     })
+}
+
+/// `reduce` over each window's real values, for output shape `os`, in output order.
+fn windows(
+    x: &QArray,
+    win: &Window,
+    [_, _, oh, ow]: [usize; 4],
+    mut reduce: impl FnMut(&mut dyn Iterator<Item = i32>, usize, usize) -> i32,
+) -> Vec<i32> {
+    let [n, c, h, w] = x.shape;
+    let (k, stride, begin) = (win.kernel, win.stride, win.pads.begin);
+    let mut q = Vec::with_capacity(n * c * oh * ow);
+    for plane in x.q.chunks(h * w) {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut vals = (0..k * k).filter_map(|t| {
+                    let iy = (oy * stride + t / k)
+                        .checked_sub(begin[0])
+                        .filter(|&v| v < h)?;
+                    let ix = (ox * stride + t % k)
+                        .checked_sub(begin[1])
+                        .filter(|&v| v < w)?;
+                    Some(plane[iy * w + ix])
+                });
+                q.push(reduce(&mut vals, oy, ox));
+            }
+        }
+    }
+    q
 }
 
 /// Reference spatial padding in the input's format (a constant fill quantized).
@@ -121,38 +137,15 @@ pub fn global_avg_pool(x: &QArray, output: QFormat) -> Result<QArray> {
 /// Reference average pooling: each window's exact sum times its divisor's multiplier, rounded
 /// half to even and clamped in the output format.
 pub fn avg_pool(x: &QArray, pool: &QAvgPool) -> Result<QArray> {
-    let [n, c, h, w] = x.shape;
     let os = pool.out_shape(x.shape)?;
-    let [_, _, oh, ow] = os;
     let m = pool.multipliers()?;
-    let (k, stride, begin) = (
-        pool.window.kernel,
-        pool.window.stride,
-        pool.window.pads.begin,
-    );
     let (lo, hi) = pool.output.range();
-    let mut q = Vec::with_capacity(n * c * oh * ow);
-    for plane in x.q.chunks(h * w) {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut sum = 0i32;
-                for t in 0..k * k {
-                    let iy = (oy * stride + t / k)
-                        .checked_sub(begin[0])
-                        .filter(|&v| v < h);
-                    let ix = (ox * stride + t % k)
-                        .checked_sub(begin[1])
-                        .filter(|&v| v < w);
-                    if let (Some(iy), Some(ix)) = (iy, ix) {
-                        sum += plane[iy * w + ix];
-                    }
-                }
-                let d = pool.divisor([h, w], oy, ox);
-                let v = (sum as f32 * m[d]).round_ties_even();
-                q.push(v.clamp(lo as f32, hi as f32) as i32);
-            }
-        }
-    }
+    let hw = [x.shape[2], x.shape[3]];
+    let q = windows(x, &pool.window, os, |vals, oy, ox| {
+        let sum: i32 = vals.sum();
+        let v = (sum as f32 * m[pool.divisor(hw, oy, ox)]).round_ties_even();
+        v.clamp(lo as f32, hi as f32) as i32
+    });
     Ok(QArray {
         shape: os,
         q,

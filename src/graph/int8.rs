@@ -6,10 +6,9 @@
 //! A value is int8 when its node is:
 //! - a quantized layer with an int8 output (chained into its consumer, or given a format);
 //! - an Add of two int8 values, or a two-input Concat of int8 values, or a GlobalAvgPool or
-//!   AvgPool (kernel up to `MAX_AVG_POOL_KERNEL`) of an int8 value, with a format of its own;
+//!   AvgPool (kernel up to `MAX_POOL_KERNEL`) of an int8 value, with a format of its own;
 //! - a ShortcutA, SliceChannels, ChannelShuffle, Pad or Flatten of an int8 value, or a MaxPool
-//!   of one (floor mode, undilated, the same padding on every side and at most half the
-//!   kernel), its format kept.
+//!   of one (undilated, kernel up to `MAX_POOL_KERNEL`), its format kept.
 //!
 //! Every other node runs in f32 on dequantized inputs, so any value format may be missing.
 
@@ -18,9 +17,10 @@ use super::{Graph, Node, Op, ValueId};
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::gpu::Stream;
+use crate::ops::pool::Window;
 use crate::ops::qconv::QTensor;
 use crate::quant::int8::{QAdd, QArray, QConv, QFormat};
-use crate::quant::int8_ops::{QAvgPool, QGather, MAX_AVG_POOL_KERNEL};
+use crate::quant::int8_ops::{QAvgPool, QGather, MAX_POOL_KERNEL};
 use std::collections::{BTreeMap, HashMap};
 
 /// The integer path of a graph (see the module docs).
@@ -169,10 +169,10 @@ impl Graph {
                 | Op::SliceChannels { .. }
                 | Op::ChannelShuffle { .. }
                 | Op::Pad { .. }
-                | Op::MaxPool { ceil: false, .. }
+                | Op::MaxPool { .. }
                 | Op::Flatten => int_in(0).filter(|_| int8_pool(&n.op)),
                 Op::GlobalAvgPool => int_in(0).and(own),
-                Op::AvgPool { kernel, .. } if *kernel <= MAX_AVG_POOL_KERNEL => int_in(0).and(own),
+                Op::AvgPool { .. } => int_in(0).and(own).filter(|_| int8_pool(&n.op)),
                 Op::Concat if n.inputs.len() == 2 => int_in(0).and(int_in(1)).and(own),
                 _ => None,
             };
@@ -184,17 +184,11 @@ impl Graph {
     }
 }
 
-/// Int8 max pools pad equally on every side, at most half the kernel (others run in f32).
+/// Int8 max and average pools take undilated windows of kernels up to `MAX_POOL_KERNEL`
+/// (others run in f32).
 fn int8_pool(op: &Op) -> bool {
-    match op {
-        Op::MaxPool {
-            pad,
-            kernel,
-            dilation,
-            ..
-        } => *dilation == [1, 1] && pad.symmetric().is_some_and(|p| 2 * p <= *kernel),
-        _ => true,
-    }
+    op.pool_window()
+        .is_none_or(|w| w.dilation == [1, 1] && w.kernel <= MAX_POOL_KERNEL)
 }
 
 impl Op {
@@ -225,11 +219,7 @@ enum Step {
     /// A gather; it reads the second input when it has a second source (concat).
     Gather(QGather),
     Pad(crate::ops::Pads, crate::ops::pad2d::PadMode),
-    MaxPool {
-        kernel: usize,
-        stride: usize,
-        pad: usize,
-    },
+    MaxPool(Window),
     GlobalAvgPool,
     AvgPool(QAvgPool),
     Flatten,
@@ -254,17 +244,7 @@ fn step(
         Op::SliceChannels { start, len } => Step::Gather(QGather::slice(fmt, c, *start, *len)),
         Op::ChannelShuffle { groups } => Step::Gather(QGather::shuffle(fmt, c, *groups)?),
         Op::Concat => Step::Gather(QGather::concat(x, second()?, out)),
-        &Op::MaxPool {
-            kernel,
-            stride,
-            pad,
-            ceil: false,
-            dilation: [1, 1],
-        } => Step::MaxPool {
-            kernel,
-            stride,
-            pad: pad.symmetric().ok_or_else(|| no_int8(node))?,
-        },
+        Op::MaxPool { .. } => Step::MaxPool(node.op.pool_window().ok_or_else(|| no_int8(node))?),
         Op::GlobalAvgPool => Step::GlobalAvgPool,
         &Op::AvgPool { count_pad, .. } => Step::AvgPool(QAvgPool {
             window: node.op.pool_window().ok_or_else(|| no_int8(node))?,
@@ -295,11 +275,7 @@ pub fn gpu_node(s: &mut Stream, node: &Node, out: QFormat, q: &Values<QTensor>) 
     match step(node, out, desc(x), b.map(desc))? {
         Step::Add(add) => qconv::qadd(s, x, b.unwrap_or(x), &add)?.into_q(),
         Step::Gather(g) => qlayout::gather(s, &g, x, b.filter(|_| g.b.is_some())),
-        Step::MaxPool {
-            kernel,
-            stride,
-            pad,
-        } => qlayout::max_pool(s, x, kernel, stride, pad),
+        Step::MaxPool(win) => qlayout::max_pool(s, x, &win),
         Step::Pad(pads, mode) => qlayout::pad2d(s, x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(s, x, out),
         Step::AvgPool(pool) => qlayout::avg_pool(s, x, &pool),
@@ -318,11 +294,7 @@ pub fn cpu_node(node: &Node, out: QFormat, q: &Values<QArray>) -> Result<QArray>
             qconv::QResult::F32(_) => Err(no_int8(node)),
         },
         Step::Gather(g) => qlayout::gather(&g, x, b.filter(|_| g.b.is_some())),
-        Step::MaxPool {
-            kernel,
-            stride,
-            pad,
-        } => qlayout::max_pool(x, kernel, stride, pad),
+        Step::MaxPool(win) => qlayout::max_pool(x, &win),
         Step::Pad(pads, mode) => qlayout::pad2d(x, pads, mode),
         Step::GlobalAvgPool => qlayout::global_avg_pool(x, out),
         Step::AvgPool(pool) => qlayout::avg_pool(x, &pool),
@@ -395,6 +367,23 @@ mod tests {
         );
         let fl = g.push("fl", Op::Flatten, &[p]);
         let out = g.push("out", Op::Concat, &[fl, f]);
+        let dilated = Op::MaxPool {
+            kernel: 2,
+            stride: 1,
+            pad: 0.into(),
+            ceil: true,
+            dilation: [2, 2],
+        };
+        let dp = g.push("dp", dilated, &[s]);
+        let avg = |count_pad| Op::AvgPool {
+            kernel: 3,
+            stride: 2,
+            pad: 1.into(),
+            count_pad,
+            ceil: true,
+        };
+        let ap = g.push("ap", avg(false), &[s]);
+        let ap2 = g.push("ap2", avg(true), &[s]);
         g.output = out;
         let u = QFormat::unsigned(0.1);
         let layers: HashMap<ValueId, QConv> = [(a, layer(u)), (b, layer(u))].into();
@@ -402,11 +391,13 @@ mod tests {
         let mixed = g.int8_plan(&layers, &BTreeMap::new());
         assert!(mixed.formats.is_empty());
         assert_eq!(mixed.int8_nodes(), [a, b]);
-        let values: BTreeMap<ValueId, QFormat> = [(a, u), (b, u), (s, u), (f, u), (out, u)].into();
+        let values: BTreeMap<ValueId, QFormat> =
+            [(a, u), (b, u), (s, u), (f, u), (out, u), (ap, u)].into();
         let plan = g.int8_plan(&layers, &values);
-        // `f` reads the f32 input, a Flatten of anything but a global pool stays f32, and so
-        // does what reads it.
-        assert_eq!(plan.int8_nodes(), [a, b, s, p]);
+        // `f` reads the f32 input, and so the concat of it stays f32; a dilated max pool stays
+        // f32; an average pool needs a format of its own (`ap2` has none).
+        assert_eq!(plan.int8_nodes(), [a, b, s, p, fl, ap]);
+        assert!(![dp, ap2].iter().any(|v| plan.formats.contains_key(v)));
         assert_eq!(plan.layers[&a].output, Some(u));
         assert!(plan.is_int8_op(p) && !plan.is_int8_op(a));
     }

@@ -3,12 +3,13 @@
 //! the CPU reference `cpu::qlayout`; shader `shaders/qlayout.wgsl` (appended to qconv.wgsl and its plain-load prelude).
 
 use super::pad2d::{padded_shape, PadMode};
+use super::pool::Window;
 use super::qconv::{Params, QTensor};
 use super::{bytes_of, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Shader, Stream};
 use crate::quant::int8::QFormat;
-use crate::quant::int8_ops::{gap_multiplier, pool_out, QAvgPool, QGather};
+use crate::quant::int8_ops::{gap_multiplier, pool_shape, QAvgPool, QGather};
 
 const SHADER: Shader = Shader {
     name: "qlayout",
@@ -131,17 +132,12 @@ fn padded(map: &[i32]) -> Vec<i32> {
     }
 }
 
-/// Max pooling (PyTorch floor mode) in the input's format.
-pub fn max_pool(
-    s: &mut Stream,
-    x: &QTensor,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> Result<QTensor> {
+/// Max pooling of any undilated window in the input's format.
+pub fn max_pool(s: &mut Stream, x: &QTensor, win: &Window) -> Result<QTensor> {
     let [n, c, h, w] = x.shape;
-    let [oh, ow] = pool_out(h, w, k, stride, pad)?;
-    let y = QTensor::alloc(s.gpu(), "int8 max pool", [n, c, oh, ow], x.fmt)?;
+    let os = pool_shape("int8 max pool", x.shape, win)?;
+    let [_, _, oh, ow] = os;
+    let y = QTensor::alloc(s.gpu(), "int8 max pool", os, x.fmt)?;
     let p = Params {
         n: n as u32,
         c4: c.div_ceil(4) as u32,
@@ -149,22 +145,21 @@ pub fn max_pool(
         w: w as u32,
         oh: oh as u32,
         ow: ow as u32,
-        kh: k as u32,
-        kw: k as u32,
-        stride: stride as u32,
-        pad: pad as u32,
+        kh: win.kernel as u32,
+        stride: win.stride as u32,
+        pad: window_pad(win),
         ..Default::default()
     };
     let grid = grid_1d(n * c.div_ceil(4) * oh * ow, 256);
-    s.dispatch(
-        SHADER,
-        "max_pool",
-        &[],
-        bytes_of(&p),
-        &[&x.data, &y.data],
-        grid,
-    )?;
+    let tensors = [&x.data, &y.data];
+    s.dispatch(SHADER, "max_pool", &[], bytes_of(&p), &tensors, grid)?;
     Ok(y)
+}
+
+/// A window's top and left padding as the pool entries read it: top | left << 16
+/// (`pool_shape` bounds both by the kernel).
+fn window_pad(win: &Window) -> u32 {
+    (win.pads.begin[0] | win.pads.begin[1] << 16) as u32
 }
 
 /// Spatial padding (ONNX Pad on H and W) in the input's format: a constant fill is the
@@ -253,7 +248,7 @@ pub fn avg_pool(s: &mut Stream, x: &QTensor, pool: &QAvgPool) -> Result<QTensor>
         ow: ow as u32,
         kh: pool.window.kernel as u32,
         stride: pool.window.stride as u32,
-        pad: (pads.begin[0] | pads.begin[1] << 16) as u32,
+        pad: window_pad(&pool.window),
         dh: (h + pads.begin[0] + pads.end[0]) as u32,
         dw: (w + pads.begin[1] + pads.end[1]) as u32,
         mode: pool.count_pad as u32,

@@ -122,20 +122,23 @@ proptest! {
         prop_assert_eq!(run(&x, |s, t| pad2d(s, t, pads, mode)), want);
     }
 
+    /// Max pools of any undilated window (padding per side, ceil mode) and global average
+    /// pools.
     #[test]
     fn pools_are_bit_exact(
-        c in 1usize..11, h in 1usize..9, k in 1usize..4, stride in 1usize..3, u in any::<bool>(),
+        c in 1usize..11, h in 1usize..9, k in 1usize..4, stride in 1usize..3,
+        pads in [0usize..3, 0..3, 0..3, 0..3], ceil in any::<bool>(), u in any::<bool>(),
         zp in any::<bool>(), seed in any::<u64>(),
     ) {
         crate::ops::skip_without_gpu!(proptest);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let f = fmt(&mut rng, u, zp);
         let x = random_q([2, c, h, h + 2], f, &mut rng);
-        let pad = k / 2;
-        if h + 2 * pad >= k {
-            let want = cpu::qlayout::max_pool(&x, k, stride, pad).unwrap();
-            prop_assert_eq!(&want.dequantize(), &cpu::pool::max_pool2d(&x.dequantize(), k, stride, pad));
-            prop_assert_eq!(run(&x, |s, t| max_pool(s, t, k, stride, pad)), want);
+        let win = Window { kernel: k, stride, pads: crate::ops::Pads::from_onnx(pads), ceil, dilation: [1, 1] };
+        if let Ok(want) = cpu::qlayout::max_pool(&x, &win) {
+            let real = cpu::pool::pool2d(&x.dequantize(), crate::ops::pool::Pool::Max, &win);
+            prop_assert_eq!(&want.dequantize(), &real);
+            prop_assert_eq!(run(&x, |s, t| max_pool(s, t, &win)), want);
         }
         let out = fmt(&mut rng, u, zp);
         let want = cpu::qlayout::global_avg_pool(&x, out).unwrap();
@@ -163,7 +166,7 @@ proptest! {
         signs in 0usize..4, zp in any::<bool>(), seed in any::<u64>(),
     ) {
         crate::ops::skip_without_gpu!(proptest);
-        use crate::ops::pool::{Pool, Window};
+        use crate::ops::pool::Pool;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (fi, fo) = (fmt(&mut rng, signs & 1 == 1, zp), fmt(&mut rng, signs & 2 == 2, zp));
         let x = random_q([2, c, h, w], fi, &mut rng);
@@ -251,9 +254,14 @@ fn mismatched_inputs_are_errors() {
     assert!(cpu::qlayout::gather(&g, &x, None).is_err());
     let c = QGather::concat((f, 3), (f, 1), f);
     assert!(cpu::qlayout::gather(&c, &x, None).is_err());
-    assert!(cpu::qlayout::max_pool(&x, 3, 1, 2).is_err());
+    assert!(cpu::qlayout::max_pool(&x, &Window::new(3, 1, 3)).is_err());
+    let dilated = Window {
+        dilation: [2, 2],
+        ..Window::new(2, 1, 0)
+    };
+    assert!(cpu::qlayout::max_pool(&x, &dilated).is_err());
     let pool = |kernel, pad: usize| QAvgPool {
-        window: crate::ops::pool::Window::new(kernel, 1, pad),
+        window: Window::new(kernel, 1, pad),
         count_pad: true,
         input: f,
         output: f,

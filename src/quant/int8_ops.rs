@@ -3,7 +3,8 @@
 //! - channel gathers (ResNet's option-A shortcut, channel slice, channel shuffle, concat of
 //!   two tensors): each output channel copies one input channel or is real zero, with an exact
 //!   requantization per source (`QAdd`'s multiplier and shift; the identity when formats agree);
-//! - max pooling: exact in one format (max commutes with a monotonic quantizer);
+//! - max pooling of any undilated window: exact in one format (max commutes with a monotonic
+//!   quantizer);
 //! - global average pooling: an exact i32 sum, then `clamp(rne(f32(sum) * m))` with
 //!   `m = in_scale / (hw * out_scale)` rounded once to f32 on the host (the conv epilogue's
 //!   one-multiply rule, so GPU and CPU agree bit for bit);
@@ -189,35 +190,14 @@ pub struct QAvgPool {
     pub output: QFormat,
 }
 
-/// The largest int8 average-pooling kernel: a window's sum of at most 255 per element stays an
+/// The largest int8 pooling kernel: an average window's sum of at most 255 per element stays an
 /// exact f32 (below 2^24).
-pub const MAX_AVG_POOL_KERNEL: usize = 256;
+pub const MAX_POOL_KERNEL: usize = 256;
 
 impl QAvgPool {
-    /// The output shape for input shape `x`, or an error for a window that does not fit.
-    pub fn out_shape(&self, [n, c, h, w]: [usize; 4]) -> Result<[usize; 4]> {
-        let win = &self.window;
-        let fits = win.check().and_then(|()| {
-            if win.dilation != [1, 1] || win.kernel > MAX_AVG_POOL_KERNEL {
-                return Err(format!(
-                    "dilation {:?} (1 only), kernel at most {MAX_AVG_POOL_KERNEL}",
-                    win.dilation
-                ));
-            }
-            match (win.out_size(0, h), win.out_size(1, w)) {
-                (Some(oh), Some(ow)) => Ok([n, c, oh, ow]),
-                _ => Err(format!("input {h}x{w} is smaller than the window")),
-            }
-        });
-        fits.or_else(|e| {
-            shape_err(
-                "int8 average pool",
-                format!(
-                    "kernel {} stride {} padding {}: {e}",
-                    win.kernel, win.stride, win.pads
-                ),
-            )
-        })
+    /// The output shape for input shape `x` (see [`pool_shape`]).
+    pub fn out_shape(&self, x: [usize; 4]) -> Result<[usize; 4]> {
+        pool_shape("int8 average pool", x, &self.window)
     }
 
     /// The multiplier of a window with divisor `d`, for every `d` in `0..=kernel^2` (0 unused).
@@ -250,19 +230,33 @@ impl QAvgPool {
     }
 }
 
-/// Max pooling's output size (PyTorch floor mode), or an error.
-pub fn pool_out(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> Result<[usize; 2]> {
-    // pad <= k / 2 keeps a real pixel in every window (padding is never the maximum).
-    if k == 0 || stride == 0 || pad * 2 > k || h + 2 * pad < k || w + 2 * pad < k {
-        return shape_err(
-            "int8 max pool",
-            format!("kernel {k} stride {stride} pad {pad} on {h}x{w}"),
-        );
-    }
-    Ok([
-        (h + 2 * pad - k) / stride + 1,
-        (w + 2 * pad - k) / stride + 1,
-    ])
+/// The output shape of int8 pooling window `win` on input shape `[n, c, h, w]`, or an error
+/// for a window that does not fit, a dilated one or a kernel over [`MAX_POOL_KERNEL`].
+/// An undilated window that [`Window::check`] accepts always holds a real pixel (its padding
+/// on each side is under the kernel, and ceil mode drops windows that start in the end
+/// padding), so a max never comes from padding.
+pub fn pool_shape(op: &'static str, [n, c, h, w]: [usize; 4], win: &Window) -> Result<[usize; 4]> {
+    let fits = win.check().and_then(|()| {
+        if win.dilation != [1, 1] || win.kernel > MAX_POOL_KERNEL {
+            return Err(format!(
+                "dilation {:?} (1 only), kernel at most {MAX_POOL_KERNEL}",
+                win.dilation
+            ));
+        }
+        match (win.out_size(0, h), win.out_size(1, w)) {
+            (Some(oh), Some(ow)) => Ok([n, c, oh, ow]),
+            _ => Err(format!("input {h}x{w} is smaller than the window")),
+        }
+    });
+    fits.or_else(|e| {
+        shape_err(
+            op,
+            format!(
+                "kernel {} stride {} padding {}: {e}",
+                win.kernel, win.stride, win.pads
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
