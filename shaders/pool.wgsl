@@ -17,7 +17,8 @@ struct Params {
     // Tap spacing per axis (max pooling only; 1: dense).
     dh: u32,
     dw: u32,
-    _p0: u32,
+    // Average backward: 1 where the padding counts in the divisor.
+    count_pad: u32,
     _p1: u32,
 }
 
@@ -151,4 +152,31 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
         }
     }
     mp_dx[i] = acc;
+}
+
+// Average-pool backward in gather form, one invocation per input element (total = N*C*H*W),
+// reading dy as `x` and writing dx as `y`: each window covering the element passes on its dy
+// over its divisor (as `avg_pool` / `avg_pool_real` divide).
+@compute @workgroup_size(256)
+fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    let ix = i32(i % p.w);
+    let iy = i32((i / p.w) % p.h);
+    let nc = i / (p.w * p.h);
+    let s = i32(p.stride);
+    let k = i32(p.k);
+    var acc = 0.0;
+    for (var oy = first_cover(iy, p.pad_h); oy <= min(i32(p.oh) - 1, (iy + i32(p.pad_h)) / s); oy++) {
+        let y0 = oy * s - i32(p.pad_h);
+        for (var ox = first_cover(ix, p.pad_w); ox <= min(i32(p.ow) - 1, (ix + i32(p.pad_w)) / s); ox++) {
+            let x0 = ox * s - i32(p.pad_w);
+            var d = (min(y0 + k, i32(p.h)) - max(y0, 0)) * (min(x0 + k, i32(p.w)) - max(x0, 0));
+            if p.count_pad == 1u {
+                d = (min(y0 + k, i32(p.end_h)) - y0) * (min(x0 + k, i32(p.end_w)) - x0);
+            }
+            acc += x[(nc * p.oh + u32(oy)) * p.ow + u32(ox)] / f32(d);
+        }
+    }
+    y[i] = acc;
 }

@@ -18,7 +18,8 @@ use synthcal::gpu::{Gpu, Stream, Tensor};
 use synthcal::graph::tape::{Tape, Var};
 use synthcal::ops::conv2d::Conv2dParams;
 use synthcal::ops::loss::Loss;
-use synthcal::ops::Act;
+use synthcal::ops::pool::{Pool, Window};
+use synthcal::ops::{Act, Pads};
 
 const H: f32 = 1e-2;
 
@@ -280,10 +281,28 @@ fn pointwise_and_layout_grads() {
         }
         In { a, check: true }
     };
-    for (k, stride, pad) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
-        let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.max_pool(s, v[0], k, stride, pad);
-        let name = format!("max_pool k{k} s{stride} p{pad}");
-        check_grad(&name, vec![spaced(&[2, 2, 5, 5], 58)], &f, false);
+    // Symmetric padding, then padding per side ([top, left, bottom, right]) with ceil-mode
+    // partial windows, for max and both averages.
+    let windows = [
+        (3, 2, [1; 4], false),
+        (2, 2, [0; 4], false),
+        (3, 1, [1; 4], false),
+        (3, 2, [1, 0, 0, 1], true),
+        (2, 2, [0, 1, 1, 0], true),
+    ];
+    for (k, stride, pads, ceil) in windows {
+        let win = Window {
+            kernel: k,
+            stride,
+            pads: Pads::from_onnx(pads),
+            ceil,
+            dilation: [1, 1],
+        };
+        for how in [Pool::Max, Pool::Avg, Pool::AvgOfReal] {
+            let f = move |t: &mut Tape, s: &mut Stream, v: &[Var]| t.pool(s, v[0], how, &win);
+            let name = format!("{how:?} pool k{k} s{stride} pads {pads:?} ceil {ceil}");
+            check_grad(&name, vec![spaced(&[2, 2, 5, 5], 58)], &f, false);
+        }
     }
     let cat: Op = &|t, s, v| t.concat(s, &[v[0], v[1]]);
     check_grad(

@@ -749,8 +749,8 @@ fn model_i() -> ModelProto {
 }
 
 /// Conv 3x3 pad 1 -> Relu -> AveragePool 3x3 stride 2 pad 1, padding not counted (8 -> 4) ->
-/// Conv 3x3 pad 1 -> Relu -> AveragePool 3x3 stride 2 ceil_mode (4 -> 2, the last window
-/// partial) -> Flatten (5 channels of 2x2: features across channel words) -> Gemm. (Pools
+/// Conv 3x3 pad 1 -> Relu -> MaxPool 2x2 padded bottom and right (4 -> 4) -> AveragePool 3x3
+/// stride 2 ceil_mode (4 -> 2, the last window partial) -> Flatten (5 channels of 2x2: features across channel words) -> Gemm. (Pools
 /// whose every window divides by k^2 import as depthwise convs.)
 fn model_j() -> ModelProto {
     let mut b = B::new();
@@ -773,12 +773,17 @@ fn model_j() -> ModelProto {
         &[("pads", A::Is(vec![1; 4]))],
     );
     b.node("Relu", &["c2"], &["r2"], &[]);
+    let lower_right = [
+        ("kernel_shape", A::Is(vec![2, 2])),
+        ("pads", A::Is(vec![0, 0, 1, 1])),
+    ];
+    b.node("MaxPool", &["r2"], &["m2"], &lower_right);
     let ceil = [
         ("kernel_shape", A::Is(vec![3, 3])),
         ("strides", A::Is(vec![2, 2])),
         ("ceil_mode", A::I(1)),
     ];
-    b.node("AveragePool", &["r2"], &["a2"], &ceil);
+    b.node("AveragePool", &["m2"], &["a2"], &ceil);
     b.node("Flatten", &["a2"], &["flat"], &[]);
     b.random("fc", &[5, 20], 1.0);
     b.node("Gemm", &["flat", "fc"], &["y"], &[("transB", A::I(1))]);
@@ -874,6 +879,40 @@ fn int8_average_pools_and_flatten_run_in_integers_bit_exactly() {
         "{:?}",
         q.values
     );
+}
+
+/// Block reconstruction replays every pool of `model_j` on the tape (average pools whose
+/// padding does not count, a ceil-mode window, a max pool padded on two sides), so BRECQ runs
+/// on it, and its INT8 model stays bit-exact on GPU and CPU.
+#[test]
+fn brecq_replays_pools_of_any_window() {
+    common::skip_without_gpu!();
+    let gpu = common::gpu();
+    let m = onnx::import(&model_j().encode_to_vec(), "j").unwrap();
+    let n = 16;
+    let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 89 % 253) as u8).collect();
+    let images = synthcal::Images::new(px, HW, HW).unwrap();
+    let classes = m.class_names.clone();
+    let labels = (0..n).map(|i| (i % classes.len()) as u16).collect();
+    let set = synthcal::Dataset::from_images(images, labels, classes, "test").unwrap();
+    let opts = synthcal::quant::QuantOptions {
+        algorithm: synthcal::quant::Algorithm::Brecq,
+        adaround: synthcal::quant::AdaRoundOptions {
+            iters: 4,
+            batch: 8,
+            ..synthcal::quant::AdaRoundOptions::brecq()
+        },
+        ..Default::default()
+    };
+    let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &opts).unwrap();
+    let x = Array::new(&[BATCH, 3, HW, HW], input());
+    let got = q
+        .runner(&gpu)
+        .unwrap()
+        .logits(&x.data, BATCH, [HW, HW])
+        .unwrap();
+    assert!(got.iter().all(|v| v.is_finite()));
+    assert_eq!(got, q.cpu_logits(&x).unwrap().data);
 }
 
 fn input() -> Vec<f32> {

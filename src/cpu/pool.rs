@@ -50,16 +50,13 @@ fn pool(x: &Array, win: &Window, how: Reduce) -> Array {
         let vals: Vec<f32> = window((h, w), k, stride, pads.begin, win.dilation, nc, oy, ox)
             .map(|j| x.data[j])
             .collect();
+        let mean = |count_pad| {
+            vals.iter().sum::<f32>() / win.divisor(count_pad, [h, w], oy, ox).max(1) as f32
+        };
         *y = match how {
             Reduce::Max => vals.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-            // The window clipped to the padded input (k on each axis in floor mode).
-            Reduce::Mean => {
-                let clip = |o: usize, a: usize, s: usize| {
-                    k.min(s + pads.begin[a] + pads.end[a] - o * stride)
-                };
-                vals.iter().sum::<f32>() / (clip(oy, 0, h) * clip(ox, 1, w)) as f32
-            }
-            Reduce::MeanOfReal => vals.iter().sum::<f32>() / vals.len().max(1) as f32,
+            Reduce::Mean => mean(true),
+            Reduce::MeanOfReal => mean(false),
         };
     }
     out
@@ -88,28 +85,32 @@ pub fn pool2d(x: &Array, how: Pool, win: &Window) -> Array {
     pool(x, win, r)
 }
 
-/// The gradient of `max_pool2d` (scatter form): each window's `dy` goes to its first maximum
-/// in scan order.
-pub fn max_pool2d_backward(x: &Array, dy: &Array, k: usize, stride: usize, pad: usize) -> Array {
+/// The gradient of `pool2d(x, how, win)` (scatter form; undilated): a max window's `dy` goes
+/// to its first maximum in scan order, an average window's to each real element over its
+/// divisor.
+pub fn pool2d_backward(x: &Array, dy: &Array, how: Pool, win: &Window) -> Array {
     let [_, _, h, w] = x.shape[..] else {
-        panic!("max_pool2d_backward: 4-d input")
+        panic!("pool2d_backward: 4-d input")
     };
     let (oh, ow) = (dy.shape[2], dy.shape[3]);
     let mut dx = Array::zeros(&x.shape);
     for (o, &g) in dy.data.iter().enumerate() {
-        let first_max = window(
-            (h, w),
-            k,
-            stride,
-            [pad; 2],
-            [1, 1],
-            o / (oh * ow),
-            (o / ow) % oh,
-            o % ow,
-        )
-        .reduce(|best, j| if x.data[j] > x.data[best] { j } else { best });
-        if let Some(j) = first_max {
-            dx.data[j] += g;
+        let (nc, oy, ox) = (o / (oh * ow), (o / ow) % oh, o % ow);
+        let (k, s, begin) = (win.kernel, win.stride, win.pads.begin);
+        let taps = window((h, w), k, s, begin, [1, 1], nc, oy, ox);
+        match how {
+            Pool::Max => {
+                let first = taps.reduce(|best, j| if x.data[j] > x.data[best] { j } else { best });
+                if let Some(j) = first {
+                    dx.data[j] += g;
+                }
+            }
+            Pool::Avg | Pool::AvgOfReal => {
+                let d = win.divisor(how == Pool::Avg, [h, w], oy, ox).max(1) as f32;
+                for j in taps {
+                    dx.data[j] += g / d;
+                }
+            }
         }
     }
     dx

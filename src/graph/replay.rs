@@ -15,6 +15,7 @@ use crate::gpu::{Gpu, Stream, Tensor};
 use crate::graph::tape::{Tape, Var};
 use crate::ops::batchnorm::BatchNorm;
 use crate::ops::conv2d::Conv2dParams;
+use crate::ops::pool::Pool;
 use crate::ops::Act;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -293,26 +294,13 @@ impl Frozen {
                     let w = self.constant(t, &key, &[c, c, 1, 1], || selection(&src, c))?;
                     t.conv2d(s, xin, w, None, Conv2dParams::new(1, 0, 1))?
                 }
-                Op::MaxPool {
-                    kernel,
-                    stride,
-                    pad,
-                    ceil: false,
-                    dilation: [1, 1],
-                } => {
-                    let Some(pad) = pad.symmetric() else {
-                        return Err(Error::Invalid(format!(
-                            "replay of {name}: node `{}` (MaxPool with padding {pad}) has no backward: training needs equal padding on every side",
-                            node.name
-                        )));
+                op @ (Op::MaxPool { .. } | Op::AvgPool { .. }) => {
+                    let how = match op {
+                        Op::AvgPool { count_pad, .. } => Pool::average(*count_pad),
+                        _ => Pool::Max,
                     };
-                    t.max_pool(s, arg(0)?, *kernel, *stride, pad)?
-                }
-                Op::MaxPool { .. } => {
-                    return Err(Error::Invalid(format!(
-                        "replay of {name}: node `{}` (MaxPool with ceil_mode windows or dilation) has no backward",
-                        node.name
-                    )))
+                    let win = op.pool_window().expect("a pooling op");
+                    t.pool(s, arg(0)?, how, &win)?
                 }
                 Op::GlobalAvgPool => {
                     let xin = arg(0)?;
@@ -344,12 +332,6 @@ impl Frozen {
                 Op::Lrn { .. } => {
                     return Err(Error::Invalid(format!(
                         "replay of {name}: node `{}` (LRN) has no backward",
-                        node.name
-                    )))
-                }
-                Op::AvgPool { .. } => {
-                    return Err(Error::Invalid(format!(
-                        "replay of {name}: node `{}` (AvgPool without counted padding) has no backward",
                         node.name
                     )))
                 }

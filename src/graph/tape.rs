@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Stream, Tensor};
+use crate::ops::pool::{Pool, Window};
 use crate::ops::{self, conv2d::Conv2dParams, loss::Loss, Act};
 
 /// A value on the tape.
@@ -40,11 +41,10 @@ enum Rec {
         x: Var,
         f: usize,
     },
-    MaxPool {
+    Pool {
         x: Var,
-        k: usize,
-        stride: usize,
-        pad: usize,
+        how: Pool,
+        win: Window,
     },
     Concat {
         xs: Vec<Var>,
@@ -194,17 +194,17 @@ impl Tape {
         Ok(self.push(y, Rec::Upsample { x, f }, &[x]))
     }
 
-    /// nn.MaxPool2d(k, stride, pad) with a square window.
-    pub fn max_pool(
-        &mut self,
-        s: &mut Stream,
-        x: Var,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Var> {
-        let y = ops::pool::max_pool2d(s, self.value(x), k, stride, pad)?;
-        Ok(self.push(y, Rec::MaxPool { x, k, stride, pad }, &[x]))
+    /// Max or average pooling over any undilated window (`ops::pool::pool2d`).
+    pub fn pool(&mut self, s: &mut Stream, x: Var, how: Pool, win: &Window) -> Result<Var> {
+        if win.dilation != [1, 1] {
+            return Err(Error::Invalid(format!(
+                "pooling with dilation {:?} has no backward",
+                win.dilation
+            )));
+        }
+        let y = ops::pool::pool2d(s, self.value(x), how, win)?;
+        let win = *win;
+        Ok(self.push(y, Rec::Pool { x, how, win }, &[x]))
     }
 
     /// Concatenation over dim 1.
@@ -443,8 +443,8 @@ impl Tape {
                 let dx = ops::layout::upsample_backward(s, dy, *f)?;
                 self.accumulate(s, g, *x, dx)?;
             }
-            Rec::MaxPool { x, k, stride, pad } => {
-                let dx = ops::pool::max_pool2d_backward(s, val(x), dy, *k, *stride, *pad)?;
+            Rec::Pool { x, how, win } => {
+                let dx = ops::pool::pool2d_backward(s, val(x), dy, *how, win)?;
                 self.accumulate(s, g, *x, dx)?;
             }
             Rec::Concat { xs } => {

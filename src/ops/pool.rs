@@ -1,7 +1,7 @@
 //! Pooling over `[N, C, H, W]` with PyTorch semantics (floor or ceil mode): average pooling
 //! counts the zero padding or not (`Pool`), max pooling pads with -inf; global average pooling.
 //!
-//! Pieces: shader `shaders/pool.wgsl`; backward `max_pool2d_backward` below; CPU reference
+//! Pieces: shader `shaders/pool.wgsl`; backward `pool2d_backward` below; CPU reference
 //! `cpu::pool`; tests below and in `tests/grad.rs` (backward).
 
 use super::checks::nchw;
@@ -28,7 +28,9 @@ struct Params {
     end_w: u32,
     dh: u32,
     dw: u32,
-    _p: [u32; 2],
+    /// Average backward: 1 where the padding counts in the divisor.
+    count_pad: u32,
+    _p: u32,
 }
 
 /// A square pooling window: kernel, stride, padding per side and ONNX / PyTorch `ceil_mode`.
@@ -65,6 +67,25 @@ impl Window {
     pub fn out_size(&self, axis: usize, size: usize) -> Option<usize> {
         let pad = (self.pads.begin[axis], self.pads.end[axis]);
         pooled_size(size, self.span(axis)?, self.stride, pad, self.ceil)
+    }
+
+    /// The divisor of an average over output pixel (oy, ox) on an `h` x `w` input: with
+    /// `count_pad` the window clipped to the padded input (k * k except for ceil-mode windows
+    /// hanging over the end; ONNX `count_include_pad = 1`), else its real pixels. Undilated.
+    pub fn divisor(&self, count_pad: bool, [h, w]: [usize; 2], oy: usize, ox: usize) -> usize {
+        let (k, s) = (self.kernel, self.stride);
+        let extent = |o: usize, axis: usize, size: usize| {
+            let begin = self.pads.begin[axis];
+            let start = o * s;
+            if count_pad {
+                k.min((size + begin + self.pads.end[axis]).saturating_sub(start))
+            } else {
+                (start + k)
+                    .min(begin + size)
+                    .saturating_sub(start.max(begin))
+            }
+        };
+        extent(oy, 0, h) * extent(ox, 1, w)
     }
 
     /// Why this window cannot pool: a zero kernel or stride, or a side's padding of a whole
@@ -144,7 +165,8 @@ fn geometry(op: &'static str, x: &Tensor, win: &Window) -> Result<([usize; 4], P
         end_w: (w + win.pads.end[1]) as u32,
         dh: win.dilation[0] as u32,
         dw: win.dilation[1] as u32,
-        _p: [0; 2],
+        count_pad: 0,
+        _p: 0,
     };
     Ok(([n, c, oh, ow], p))
 }
@@ -230,31 +252,50 @@ pub fn max_pool2d(
     pool2d(s, x, Pool::Max, &Window::new(kernel, stride, padding))
 }
 
-/// The gradient of `max_pool2d(x, ...)` with respect to `x`, given `dy`: each window's
-/// gradient goes to its first maximum in scan order, as PyTorch routes it.
-pub fn max_pool2d_backward(
+/// The gradient of `pool2d(x, how, win)` with respect to `x`, given `dy`, in gather form (no
+/// atomics, so it does not depend on thread order): a max window's gradient goes to its first
+/// maximum in scan order, as PyTorch routes it; an average window's spreads over its real
+/// elements, divided by its divisor. Undilated windows only.
+pub fn pool2d_backward(
     s: &mut Stream,
     x: &Tensor,
     dy: &Tensor,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    how: Pool,
+    win: &Window,
 ) -> Result<Tensor> {
-    let op = "max_pool2d backward";
-    let (out, mut p) = geometry(op, x, &Window::new(kernel, stride, padding))?;
+    let op = "pool2d backward";
+    if win.dilation != [1, 1] {
+        return shape_err(op, format!("dilation {:?} has no backward", win.dilation));
+    }
+    let (out, mut p) = geometry(op, x, win)?;
     if dy.shape() != out {
         return shape_err(op, format!("dy {:?} for pooled shape {out:?}", dy.shape()));
     }
     let dx = s.gpu().alloc(op, x.shape(), DType::F32)?;
     p.total = x.numel() as u32;
-    s.dispatch(
-        SHADER,
-        "max_pool_backward",
-        &[],
-        bytes_of(&p),
-        &[x, dy, &dx],
-        grid_1d(x.numel(), 256),
-    )?;
+    let grid = grid_1d(x.numel(), 256);
+    if how == Pool::Max {
+        let tensors = [x, dy, &dx];
+        s.dispatch(
+            SHADER,
+            "max_pool_backward",
+            &[],
+            bytes_of(&p),
+            &tensors,
+            grid,
+        )?;
+    } else {
+        p.count_pad = (how == Pool::Avg) as u32;
+        let tensors = [dy, &dx];
+        s.dispatch(
+            SHADER,
+            "avg_pool_backward",
+            &[],
+            bytes_of(&p),
+            &tensors,
+            grid,
+        )?;
+    }
     Ok(dx)
 }
 
@@ -276,7 +317,8 @@ pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
         end_w: 0,
         dh: 0,
         dw: 0,
-        _p: [0; 2],
+        count_pad: 0,
+        _p: 0,
     };
     s.dispatch(
         SHADER,
@@ -327,15 +369,52 @@ mod tests {
         );
         let dy = Array::random(&want.shape, seed + 1);
         let dyt = g.upload_f32(&dy.shape, &dy.data).unwrap();
-        let mut s = g.stream();
-        let dx = max_pool2d_backward(&mut s, &xt, &dyt, k, stride, pad).unwrap();
-        s.submit();
-        let want = cpu::pool::max_pool2d_backward(&x, &dy, k, stride, pad);
-        let got = Array::new(dx.shape(), g.read_f32(&dx).unwrap());
-        assert!(
-            got.max_rel_err(&want.data) < 1e-6,
-            "max backward {shape:?} k{k} s{stride} p{pad}"
-        );
+        let win = Window::new(k, stride, pad);
+        for how in [Pool::Max, Pool::Avg, Pool::AvgOfReal] {
+            let mut s = g.stream();
+            let dx = pool2d_backward(&mut s, &xt, &dyt, how, &win).unwrap();
+            s.submit();
+            let want = cpu::pool::pool2d_backward(&x, &dy, how, &win);
+            let got = Array::new(dx.shape(), g.read_f32(&dx).unwrap());
+            assert!(
+                got.max_rel_err(&want.data) < 1e-5,
+                "{how:?} backward {shape:?} k{k} s{stride} p{pad}"
+            );
+        }
+    }
+
+    /// Backward passes of windows with padding per side and ceil-mode partial windows match
+    /// the CPU reference.
+    #[test]
+    fn pool_backward_takes_any_undilated_window() {
+        crate::ops::skip_without_gpu!();
+        let g = gpu();
+        let x = Array::random(&[2, 3, 7, 6], 9);
+        let xt = g.upload_f32(&x.shape, &x.data).unwrap();
+        for (k, stride, pads, ceil) in [
+            (3, 2, [1, 0, 0, 1], true),
+            (2, 2, [0, 1, 1, 0], true),
+            (3, 1, [2, 1, 0, 2], false),
+        ] {
+            let win = Window {
+                kernel: k,
+                stride,
+                pads: crate::ops::Pads::from_onnx(pads),
+                ceil,
+                dilation: [1, 1],
+            };
+            for how in [Pool::Max, Pool::Avg, Pool::AvgOfReal] {
+                let y = cpu::pool::pool2d(&x, how, &win);
+                let dy = Array::random(&y.shape, 10);
+                let dyt = g.upload_f32(&dy.shape, &dy.data).unwrap();
+                let mut s = g.stream();
+                let dx = pool2d_backward(&mut s, &xt, &dyt, how, &win).unwrap();
+                s.submit();
+                let want = cpu::pool::pool2d_backward(&x, &dy, how, &win);
+                let got = Array::new(dx.shape(), g.read_f32(&dx).unwrap());
+                assert!(got.max_rel_err(&want.data) < 1e-5, "{how:?} {win:?}");
+            }
+        }
     }
 
     #[test]
@@ -345,9 +424,15 @@ mod tests {
         let x = g.upload_f32(&[1, 1, 2, 2], &[1.0; 4]).unwrap();
         let dy = g.upload_f32(&[1, 1, 1, 1], &[3.0]).unwrap();
         let mut s = g.stream();
-        let dx = max_pool2d_backward(&mut s, &x, &dy, 2, 2, 0).unwrap();
+        let win = Window::new(2, 2, 0);
+        let dx = pool2d_backward(&mut s, &x, &dy, Pool::Max, &win).unwrap();
         let bad = g.upload_f32(&[1, 1, 2, 2], &[0.0; 4]).unwrap();
-        assert!(max_pool2d_backward(&mut s, &x, &bad, 2, 2, 0).is_err());
+        assert!(pool2d_backward(&mut s, &x, &bad, Pool::Max, &win).is_err());
+        let dilated = Window {
+            dilation: [2, 2],
+            ..Window::new(1, 1, 0)
+        };
+        assert!(pool2d_backward(&mut s, &x, &dy, Pool::Max, &dilated).is_err());
         s.submit();
         assert_eq!(g.read_f32(&dx).unwrap(), vec![3.0, 0.0, 0.0, 0.0]);
     }

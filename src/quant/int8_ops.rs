@@ -210,23 +210,9 @@ impl QAvgPool {
         Ok(m)
     }
 
-    /// The divisor of output pixel (oy, ox) on an `h` x `w` input: the window's real pixels, or
-    /// with `count_pad` the window clipped to the padded input (as `cpu::pool`).
-    pub fn divisor(&self, [h, w]: [usize; 2], oy: usize, ox: usize) -> usize {
-        let win = &self.window;
-        let (k, s) = (win.kernel, win.stride);
-        let extent = |o: usize, axis: usize, size: usize| {
-            let begin = win.pads.begin[axis];
-            if self.count_pad {
-                k.min(size + begin + win.pads.end[axis] - o * s)
-            } else {
-                let start = o * s;
-                let lo = start.max(begin);
-                let hi = (start + k).min(begin + size);
-                hi.saturating_sub(lo)
-            }
-        };
-        extent(oy, 0, h) * extent(ox, 1, w)
+    /// The divisor of output pixel (oy, ox) on an `h` x `w` input ([`Window::divisor`]).
+    pub fn divisor(&self, hw: [usize; 2], oy: usize, ox: usize) -> usize {
+        self.window.divisor(self.count_pad, hw, oy, ox)
     }
 }
 
