@@ -17,8 +17,8 @@ struct Params {
     // Tap spacing per axis (max pooling only; 1: dense).
     dh: u32,
     dw: u32,
-    // Average backward: 1 where the padding counts in the divisor.
-    count_pad: u32,
+    // Backward: 0 max, 1 average counting the padding, 2 average of the real elements.
+    mode: u32,
     _p1: u32,
 }
 
@@ -131,11 +131,31 @@ fn first_cover(i: i32, pad: u32) -> i32 {
     return select(0, (a + i32(p.stride) - 1) / i32(p.stride), a > 0);
 }
 
-// Max-pool backward in gather form, one invocation per input element (total = N*C*H*W): it
-// sums dy over the windows whose maximum it is. No atomics, so the result does not depend on
-// thread order.
+// The share of output o's gradient that input i receives: a max window's goes to its first
+// maximum, an average's spreads over its real elements divided as `avg_pool` (mode 1) or
+// `avg_pool_real` (mode 2) divide.
+fn share(o: u32, i: u32) -> f32 {
+    let win = window(o);
+    let k = i32(p.k);
+    switch p.mode {
+        case 1u: {
+            return 1.0 / f32((min(win.y + k, i32(p.end_h)) - win.y) * (min(win.z + k, i32(p.end_w)) - win.z));
+        }
+        case 2u: {
+            let rows = min(win.y + k, i32(p.h)) - max(win.y, 0);
+            return 1.0 / f32(rows * (min(win.z + k, i32(p.w)) - max(win.z, 0)));
+        }
+        default: {
+            return select(0.0, 1.0, window_argmax(win) == i32(i));
+        }
+    }
+}
+
+// Pool backward in gather form, one invocation per input element (total = N*C*H*W): it sums
+// its share of dy over the windows that cover it. No atomics, so the result does not depend
+// on thread order. Undilated windows.
 @compute @workgroup_size(256)
-fn max_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.total { return; }
     let ix = i32(i % p.w);
@@ -146,37 +166,8 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     for (var oy = first_cover(iy, p.pad_h); oy <= min(i32(p.oh) - 1, (iy + i32(p.pad_h)) / s); oy++) {
         for (var ox = first_cover(ix, p.pad_w); ox <= min(i32(p.ow) - 1, (ix + i32(p.pad_w)) / s); ox++) {
             let o = (nc * p.oh + u32(oy)) * p.ow + u32(ox);
-            if window_argmax(window(o)) == i32(i) {
-                acc += mp_dy[o];
-            }
+            acc += mp_dy[o] * share(o, i);
         }
     }
     mp_dx[i] = acc;
-}
-
-// Average-pool backward in gather form, one invocation per input element (total = N*C*H*W),
-// reading dy as `x` and writing dx as `y`: each window covering the element passes on its dy
-// over its divisor (as `avg_pool` / `avg_pool_real` divide).
-@compute @workgroup_size(256)
-fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = index(gid, nwg);
-    if i >= p.total { return; }
-    let ix = i32(i % p.w);
-    let iy = i32((i / p.w) % p.h);
-    let nc = i / (p.w * p.h);
-    let s = i32(p.stride);
-    let k = i32(p.k);
-    var acc = 0.0;
-    for (var oy = first_cover(iy, p.pad_h); oy <= min(i32(p.oh) - 1, (iy + i32(p.pad_h)) / s); oy++) {
-        let y0 = oy * s - i32(p.pad_h);
-        for (var ox = first_cover(ix, p.pad_w); ox <= min(i32(p.ow) - 1, (ix + i32(p.pad_w)) / s); ox++) {
-            let x0 = ox * s - i32(p.pad_w);
-            var d = (min(y0 + k, i32(p.h)) - max(y0, 0)) * (min(x0 + k, i32(p.w)) - max(x0, 0));
-            if p.count_pad == 1u {
-                d = (min(y0 + k, i32(p.end_h)) - y0) * (min(x0 + k, i32(p.end_w)) - x0);
-            }
-            acc += x[(nc * p.oh + u32(oy)) * p.ow + u32(ox)] / f32(d);
-        }
-    }
-    y[i] = acc;
 }

@@ -58,23 +58,35 @@ fn gather_words(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
     out[i] = select(p.pad_word, word, m >= 0);
 }
 
+// The window of a pool's output word i: its plane, its start in the padded input (sy, sx) and
+// its rows [ya, yb) and columns [xa, xb) inside the input. kh: the kernel; pad: top | left << 16.
+struct PoolWin { plane: u32, sy: i32, sx: i32, ya: i32, yb: i32, xa: i32, xb: i32 }
+
+fn pool_window(i: u32) -> PoolWin {
+    let ohw = p.oh * p.ow;
+    let r = i % ohw;
+    let sy = i32((r / p.ow) * p.stride);
+    let sx = i32((r % p.ow) * p.stride);
+    let y0 = sy - i32(p.pad & 0xffffu);
+    let x0 = sx - i32(p.pad >> 16u);
+    let k = i32(p.kh);
+    return PoolWin(i / ohw, sy, sx, max(y0, 0), min(y0 + k, i32(p.h)), max(x0, 0),
+                   min(x0 + k, i32(p.w)));
+}
+
 // Max over each window of the stored values (one offset, so their order is the real one);
-// padding is skipped. One output word a thread; kh: the kernel; pad: top | left << 16.
+// padding is skipped. One output word a thread.
 @compute @workgroup_size(256)
 fn max_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    let ohw = p.oh * p.ow;
-    if i >= p.n * p.c4 * ohw {
+    if i >= p.n * p.c4 * p.oh * p.ow {
         return;
     }
-    let r = i % ohw;
-    let plane = i / ohw;
-    let y0 = i32((r / p.ow) * p.stride) - i32(p.pad & 0xffffu);
-    let x0 = i32((r % p.ow) * p.stride) - i32(p.pad >> 16u);
+    let win = pool_window(i);
     var best = vec4<i32>(-1000);
-    for (var iy = max(y0, 0); iy < min(y0 + i32(p.kh), i32(p.h)); iy++) {
-        let row = (plane * p.h + u32(iy)) * p.w;
-        for (var ix = max(x0, 0); ix < min(x0 + i32(p.kh), i32(p.w)); ix++) {
+    for (var iy = win.ya; iy < win.yb; iy++) {
+        let row = (win.plane * p.h + u32(iy)) * p.w;
+        for (var ix = win.xa; ix < win.xb; ix++) {
             best = max(best, unpack(x[row + u32(ix)]));
         }
     }
@@ -122,40 +134,30 @@ fn pad2d(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 
 // Average pool (quant::int8_ops::QAvgPool), one output word a thread: the exact i32 sum of
 // the window's real integers times the multiplier of its divisor (`wt[d]`, f32 bits), then
-// round half to even and clamp. kh: the kernel; pad: top | left << 16; dh, dw: the padded
-// input's size; mode 1: the padding counts in the divisor (the window clipped to dh x dw).
+// round half to even and clamp. dh, dw: the padded input's size; mode 1: the padding counts in
+// the divisor (the window clipped to dh x dw).
 @compute @workgroup_size(256)
 fn avg_pool(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    let ohw = p.oh * p.ow;
-    if i >= p.n * p.c4 * ohw {
+    if i >= p.n * p.c4 * p.oh * p.ow {
         return;
     }
-    let r = i % ohw;
-    let plane = i / ohw;
-    let k = i32(p.kh);
-    let sy = i32((r / p.ow) * p.stride);
-    let sx = i32((r % p.ow) * p.stride);
-    let y0 = sy - i32(p.pad & 0xffffu);
-    let x0 = sx - i32(p.pad >> 16u);
-    let ya = max(y0, 0);
-    let yb = min(y0 + k, i32(p.h));
-    let xa = max(x0, 0);
-    let xb = min(x0 + k, i32(p.w));
+    let win = pool_window(i);
     var sum = vec4<i32>(0);
-    for (var iy = ya; iy < yb; iy++) {
-        let row = (plane * p.h + u32(iy)) * p.w;
-        for (var ix = xa; ix < xb; ix++) {
+    for (var iy = win.ya; iy < win.yb; iy++) {
+        let row = (win.plane * p.h + u32(iy)) * p.w;
+        for (var ix = win.xa; ix < win.xb; ix++) {
             sum += unpack(x[row + u32(ix)]);
         }
     }
-    var d = max(yb - ya, 0) * max(xb - xa, 0);
+    var d = max(win.yb - win.ya, 0) * max(win.xb - win.xa, 0);
     sum += vec4<i32>(d * p.a_offset);
     if p.mode == 1u {
-        d = min(k, i32(p.dh) - sy) * min(k, i32(p.dw) - sx);
+        let k = i32(p.kh);
+        d = min(k, i32(p.dh) - win.sy) * min(k, i32(p.dw) - win.sx);
     }
     let v = vec4<f32>(sum) * bitcast<f32>(wt[d]);
-    out[i] = requant_word(v, 4u * (plane % p.c4), p.c, p.lo, p.hi, p.out_offset);
+    out[i] = requant_word(v, 4u * (win.plane % p.c4), p.c, p.lo, p.hi, p.out_offset);
 }
 
 // Flatten to [N, C * H * W, 1, 1], one output word a thread: features 4j..4j+3 of an image

@@ -28,8 +28,8 @@ struct Params {
     end_w: u32,
     dh: u32,
     dw: u32,
-    /// Average backward: 1 where the padding counts in the divisor.
-    count_pad: u32,
+    /// Backward: 0 max, 1 average counting the padding, 2 average of the real elements.
+    mode: u32,
     _p: u32,
 }
 
@@ -165,7 +165,7 @@ fn geometry(op: &'static str, x: &Tensor, win: &Window) -> Result<([usize; 4], P
         end_w: (w + win.pads.end[1]) as u32,
         dh: win.dilation[0] as u32,
         dw: win.dilation[1] as u32,
-        count_pad: 0,
+        mode: 0,
         _p: 0,
     };
     Ok(([n, c, oh, ow], p))
@@ -273,29 +273,14 @@ pub fn pool2d_backward(
     }
     let dx = s.gpu().alloc(op, x.shape(), DType::F32)?;
     p.total = x.numel() as u32;
+    p.mode = match how {
+        Pool::Max => 0,
+        Pool::Avg => 1,
+        Pool::AvgOfReal => 2,
+    };
+    let tensors = [x, dy, &dx];
     let grid = grid_1d(x.numel(), 256);
-    if how == Pool::Max {
-        let tensors = [x, dy, &dx];
-        s.dispatch(
-            SHADER,
-            "max_pool_backward",
-            &[],
-            bytes_of(&p),
-            &tensors,
-            grid,
-        )?;
-    } else {
-        p.count_pad = (how == Pool::Avg) as u32;
-        let tensors = [dy, &dx];
-        s.dispatch(
-            SHADER,
-            "avg_pool_backward",
-            &[],
-            bytes_of(&p),
-            &tensors,
-            grid,
-        )?;
-    }
+    s.dispatch(SHADER, "pool_backward", &[], bytes_of(&p), &tensors, grid)?;
     Ok(dx)
 }
 
@@ -317,7 +302,7 @@ pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
         end_w: 0,
         dh: 0,
         dw: 0,
-        count_pad: 0,
+        mode: 0,
         _p: 0,
     };
     s.dispatch(
