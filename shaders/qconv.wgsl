@@ -29,6 +29,9 @@ struct Params {
     c4b: u32,
     // conv: tap spacing (dilation) per axis.
     dh: u32, dw: u32,
+    // conv with an int8 output: 1 where the residual add `add` (the conv's output as its input
+    // a, `res` as b) is fused into the epilogue.
+    has_res: u32, _r0: u32, _r1: u32, _r2: u32, add: AddK,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,6 +40,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> wt: array<u32>;
 @group(0) @binding(4) var<storage, read> bias: array<i32>;
 @group(0) @binding(5) var<storage, read> scale: array<f32>;
+@group(0) @binding(6) var<storage, read> res: array<u32>;
 
 const WG: u32 = 64u;
 // Conv / depthwise weights of <= 4 bits, two per byte (see `weight` below); 8-bit otherwise.
@@ -135,8 +139,12 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
             }
         }
     } else {
-        out[(px.n * p.co4 + cw) * ohw + px.r] =
-            requant_word(v, c, p.co, p.lo, p.hi, p.out_offset);
+        let o = (px.n * p.co4 + cw) * ohw + px.r;
+        var q = requant_word(v, c, p.co, p.lo, p.hi, p.out_offset);
+        if p.has_res != 0u {
+            q = add_word(q, res[o], p.add);
+        }
+        out[o] = q;
     }
 }
 

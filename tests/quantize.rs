@@ -99,28 +99,36 @@ fn gpu_int8_matches_cpu_simulation() {
         let all: Vec<usize> = (1..q.graph.nodes.len()).collect();
         let runner = q.runner(&gpu).unwrap();
         assert_eq!(runner.int8_nodes(), all, "{name}");
-        // On CPU adapters ResNet's 3x3 convs run the INT8 Winograd form, which takes in the
-        // residual adds of all nine blocks (the two option-A or 1x1-conv shortcuts run before
-        // their block's second conv).
+        // Every int8 conv kernel (Winograd or direct) takes in the residual add it alone
+        // feeds: all nine of ResNet-20's blocks (the two option-A or 1x1-conv shortcuts run
+        // before their block's second conv), MobileNetV2's projections.
         let fused = all
             .iter()
             .filter(|&&i| runner.fused_add(i).is_some())
             .count();
-        if name.ends_with("resnet20") && gpu.info.device_type == wgpu::DeviceType::Cpu {
+        if name.ends_with("resnet20") {
             assert_eq!(fused, 9, "{name}: fused residual adds");
         }
-        // 64 images: every ResNet-20 map is large enough for the Winograd form and its fused
-        // adds (4,096 output pixels per call).
-        let n = if name.ends_with("resnet20") { 64 } else { 3 };
+        // 64 images: on CPU adapters every ResNet-20 map is large enough for the Winograd form
+        // (4,096 output pixels per call); 3 images keep the direct kernels.
+        let sizes: &[usize] = if name.ends_with("resnet20") {
+            &[64, 3]
+        } else {
+            &[3]
+        };
+        for &n in sizes {
+            let x = Array::random(&[n, 3, 32, 32], 11);
+            let got = gpu_logits(&q, &x);
+            let want = q.cpu_logits(&x).unwrap();
+            assert!(
+                got.iter()
+                    .zip(&want.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: GPU and CPU integer logits differ at batch {n}"
+            );
+        }
+        let n = sizes[0];
         let x = Array::random(&[n, 3, 32, 32], 11);
-        let got = gpu_logits(&q, &x);
-        let want = q.cpu_logits(&x).unwrap();
-        assert!(
-            got.iter()
-                .zip(&want.data)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{name}: GPU and CPU integer logits differ"
-        );
         if fused > 0 && gpu.has_timestamps() {
             // The profile times each node as it ran: the shortcuts run before their conv.
             let p = runner

@@ -234,6 +234,10 @@ pub(super) struct Params {
     pub(super) c4b: u32,
     pub(super) dh: u32,
     pub(super) dw: u32,
+    /// conv with an int8 output: 1 where a residual add is fused into the epilogue.
+    pub(super) has_res: u32,
+    pub(super) _r: [u32; 3],
+    pub(super) add: winograd::AddConsts,
 }
 
 /// The begin padding [top, left] in one word (16 bits each): the kernel indexes from it, and
@@ -714,6 +718,29 @@ impl QConv2d {
                 format!("input format {:?} != {:?}", x.fmt, d.input),
             );
         }
+        let out = match d.output {
+            Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
+            None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
+        };
+        match self.winograd_for(n * oh * ow) {
+            Some(u) => self.forward_winograd(s, x, u, &out, None)?,
+            None => self.forward_direct(s, x, &out, None)?,
+        }
+        Ok(out)
+    }
+
+    /// The direct kernels (dense, float or depthwise) into `out`, with `res`'s residual add
+    /// fused into an int8 epilogue where given (the caller has checked the input's format and
+    /// shape).
+    fn forward_direct(
+        &self,
+        s: &mut Stream,
+        x: &QTensor,
+        out: &QOut,
+        res: Option<(&QTensor, winograd::AddConsts)>,
+    ) -> Result<()> {
+        let d = &self.desc;
+        let [n, co, oh, ow] = d.out_shape("qconv", x.shape)?;
         let [_, c, h, w] = x.shape;
         let [_, cig, kh, kw] = d.weights.shape;
         let (act, slope) = d.act.code();
@@ -743,16 +770,10 @@ impl QConv2d {
             c: c as u32,
             dh: d.dilation[0] as u32,
             dw: d.dilation[1] as u32,
+            has_res: res.is_some() as u32,
+            add: res.map(|r| r.1).unwrap_or_default(),
             ..Default::default()
         };
-        let out = match d.output {
-            Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
-            None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
-        };
-        if let Some(u) = self.winograd_for(n * oh * ow) {
-            self.forward_winograd(s, x, u, &out, None)?;
-            return Ok(out);
-        }
         let path = self.effective_path();
         let (pxf, cwf) = FLOAT_BLOCK;
         let px = pixels_per_thread(n * oh * ow);
@@ -767,7 +788,9 @@ impl QConv2d {
             _ => ("conv", co.div_ceil(TILE), &self.weights, px),
         };
         let [gx, gy, _] = grid_1d(n * oh * ow, WG * px);
-        let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale];
+        // The residual (any tensor where there is none; the shader does not read it then).
+        let r = res.map_or(&x.data, |r| &r.0.data);
+        let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale, r];
         let consts = if entry == "conv_float" {
             vec![("PXF", px as f64), ("CWF", cwf as f64)]
         } else {
@@ -786,8 +809,7 @@ impl QConv2d {
             bytes_of(&p),
             &tensors,
             [gx, gy, gz as u32],
-        )?;
-        Ok(out)
+        )
     }
 }
 

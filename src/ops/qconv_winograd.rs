@@ -158,7 +158,7 @@ struct WinoParams {
 /// `AddK` in qint.wgsl: a residual add's constants with the conv's output as input a.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(super) struct AddConsts {
+pub(crate) struct AddConsts {
     a_offset: i32,
     b_offset: i32,
     ma: i32,
@@ -193,9 +193,9 @@ impl AddConsts {
 }
 
 impl QConv2d {
-    /// `add(conv(x), residual)` (`conv_first`) or `add(residual, conv(x))` in one dispatch,
-    /// bit-identical to `forward` then `qadd`, where the layer runs the Winograd form with an
-    /// int8 output and the add has one; else None (the caller runs the two).
+    /// `add(conv(x), residual)` (`conv_first`) or `add(residual, conv(x))` in one dispatch
+    /// (Winograd or direct), bit-identical to `forward` then `qadd`, where the layer and the
+    /// add have int8 outputs; else None (the caller runs the two).
     pub fn forward_add(
         &self,
         s: &mut Stream,
@@ -207,9 +207,7 @@ impl QConv2d {
         let d = &self.desc;
         let shape = d.out_shape("qconv", x.shape)?;
         let [n, _, oh, ow] = shape;
-        let (Some(u), Some(conv_fmt), Some(out_fmt)) =
-            (self.winograd_for(n * oh * ow), d.output, add.output)
-        else {
+        let (Some(conv_fmt), Some(out_fmt)) = (d.output, add.output) else {
             return Ok(None);
         };
         let (want_conv, want_res) = if conv_first {
@@ -233,7 +231,10 @@ impl QConv2d {
         let consts = AddConsts::new(add, conv_first)?;
         let out = QTensor::alloc(s.gpu(), "qconv + add", shape, out_fmt)?;
         let qout = QOut::Q(out);
-        self.forward_winograd(s, x, u, &qout, Some((residual, consts)))?;
+        match self.winograd_for(n * oh * ow) {
+            Some(u) => self.forward_winograd(s, x, u, &qout, Some((residual, consts)))?,
+            None => self.forward_direct(s, x, &qout, Some((residual, consts)))?,
+        }
         qout.into_q().map(Some)
     }
 
@@ -259,11 +260,9 @@ impl QConv2d {
         self.winograd_u.is_some()
     }
 
-    /// Whether `forward_add` fuses an add on calls large enough for the Winograd form.
+    /// Whether `forward_add` fuses an add: every form does where the layer has an int8 output.
     pub fn fuses_add(&self) -> bool {
-        self.winograd_u.is_some()
-            && self.winograd != WinogradUse::Never
-            && self.desc.output.is_some()
+        self.desc.output.is_some()
     }
 
     /// The Winograd weights where `forward` runs that form for a call of `pixels` output pixels

@@ -138,13 +138,21 @@ fn fused_residual_add_matches_conv_then_add() {
                 .unwrap();
             assert_eq!(got, want, "case {i} texture={tex} aligned={aligned}");
         }
-        // The direct kernel does not fuse; nor does the default form on calls this small.
-        let mut s = g.stream();
-        for small in [WinogradUse::Never, WinogradUse::LargeCalls] {
-            l.set_winograd(&g, small).unwrap();
+        // The direct kernels fuse it as well (the default form on calls this small), on
+        // every dot path.
+        for (path, sg) in crate::ops::qconv::VARIANTS {
+            l.set_winograd(&g, WinogradUse::LargeCalls).unwrap();
+            (l.path, l.subgroups) = (path, sg);
+            let mut s = g.stream();
             let y = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
-            assert!(y.is_none(), "{small:?}");
+            s.submit();
+            let y = y
+                .expect("the direct kernel fuses the add")
+                .read(&g)
+                .unwrap();
+            assert_eq!(y, want, "case {i} direct {path:?} subgroups={sg}");
         }
+        let mut s = g.stream();
         // A residual in another format than the add's is an error, not a wrong sum.
         l.set_winograd(&g, WinogradUse::Always).unwrap();
         let other = QTensor::upload(
