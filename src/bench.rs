@@ -172,6 +172,18 @@ pub fn kernel_bench(gpu: &Gpu, quick: bool) -> Vec<BenchRow> {
         .collect()
 }
 
+/// A model's speed in FP32 and INT8 ([`model_bench`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ModelSpeed {
+    /// FP32 images/s (the median pass).
+    pub fp32: f64,
+    /// INT8 images/s (the median pass).
+    pub int8: f64,
+    /// The median over the alternated pairs of FP32 pass time / INT8 pass time: each pair ran
+    /// back to back, so a slow spell that spans several passes cancels in its pairs' ratios.
+    pub paired_ratio: f64,
+}
+
 /// Images/s of a model's FP32 and INT8 forms (random weights; INT8 calibrated on noise, which
 /// does not change the kernels' speed): after a warm-up pass of each, `reps` passes of each,
 /// alternated, each form's median pass kept, so that a slow spell of the machine (other
@@ -181,7 +193,7 @@ pub fn model_bench(
     arch: &str,
     batch: usize,
     reps: usize,
-) -> Result<(f64, f64)> {
+) -> Result<ModelSpeed> {
     use crate::eval::Classifier;
     use crate::models::{self, Model};
     let a = models::arch(arch)?;
@@ -209,11 +221,17 @@ pub fn model_bench(
             s.push(t.elapsed().as_secs_f64());
         }
     }
-    let rate = |s: &mut Vec<f64>| {
+    let median = |mut s: Vec<f64>| {
         s.sort_by(f64::total_cmp);
-        batch as f64 / s[s.len() / 2]
+        s[s.len() / 2]
     };
-    Ok((rate(&mut secs[0]), rate(&mut secs[1])))
+    let ratios = secs[0].iter().zip(&secs[1]).map(|(f, q)| f / q).collect();
+    let [fp, q] = secs;
+    Ok(ModelSpeed {
+        fp32: batch as f64 / median(fp),
+        int8: batch as f64 / median(q),
+        paired_ratio: median(ratios),
+    })
 }
 
 /// `n` deterministic 32x32 RGB images with CIFAR-10's classes: stand-ins where the speed

@@ -108,8 +108,8 @@ pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
         });
     }
     let (batch, reps) = if quick { (64, 1) } else { (250, 5) };
-    let (fp, q) = model_bench(gpu, "akamaster_resnet20", batch, reps)?;
-    for (what, v) in [("FP32", fp), ("INT8", q)] {
+    let speed = model_bench(gpu, "akamaster_resnet20", batch, reps)?;
+    for (what, v) in [("FP32", speed.fp32), ("INT8", speed.int8)] {
         rows.push(Row {
             name: format!("ResNet-20 {what} (batch {batch})"),
             value: v,
@@ -117,6 +117,12 @@ pub fn print_bench(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
             ms_per_call: None,
         });
     }
+    rows.push(Row {
+        name: format!("ResNet-20 INT8 speed-up, median of paired passes (batch {batch})"),
+        value: speed.paired_ratio,
+        unit: "x",
+        ms_per_call: None,
+    });
     // The reference widths take seconds per iteration on a CPU adapter: --quick measures the
     // CPU-scale recipe instead.
     let (ngf, ndf, iters) = if quick { (64, 32, 1) } else { (256, 128, 3) };
