@@ -442,8 +442,13 @@ fn conv2d_blocked(
     // `rows` slides one contiguous row window, so its taps must be adjacent (width dilation 1);
     // it takes width strides 1 and 2.
     let rows = blocked && p.stride[1] <= 2 && p.dilation[1] == 1 && kwp == 4;
-    let pointwise =
-        blocked && [kh, kw] == [1, 1] && p.stride == [1, 1] && p.pad == [0, 0] && (h * wd) % 4 == 0;
+    // A 1x1 conv's output is its input's size only without padding at either end.
+    let pointwise = blocked
+        && [kh, kw] == [1, 1]
+        && p.stride == [1, 1]
+        && p.pad == [0, 0]
+        && p.pad_end == [0, 0]
+        && (h * wd) % 4 == 0;
     let tm4 = tm4.min(cog.div_ceil(4) as u32);
     // Row tiles never straddle output rows, so narrow outputs get narrower tiles.
     let tn4 = if rows {
