@@ -790,11 +790,12 @@ fn model_j() -> ModelProto {
     b.model("y")
 }
 
-/// Quantizes `p` with `Int8Ops::All` on 16 8x8 images and checks that the GPU's integer
-/// logits equal the CPU integer reference bit for bit, also after a QDQ export and import,
-/// and (where `SYNTHCAL_ORT_PYTHON` is set) that ONNX Runtime runs the QDQ file alike; returns the model and the nodes that ran on int8 data.
-fn int8_bit_exact(p: &ModelProto, tag: &str) -> (synthcal::QuantizedModel, Vec<usize>) {
-    let gpu = common::gpu();
+/// `p` imported and quantized with `opts` on 16 patterned 8x8 images of its classes.
+fn quantized(
+    p: &ModelProto,
+    tag: &str,
+    opts: &synthcal::quant::QuantOptions,
+) -> synthcal::QuantizedModel {
     let m = onnx::import(&p.encode_to_vec(), tag).unwrap();
     let n = 16;
     let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 89 % 253) as u8).collect();
@@ -802,11 +803,19 @@ fn int8_bit_exact(p: &ModelProto, tag: &str) -> (synthcal::QuantizedModel, Vec<u
     let classes = m.class_names.clone();
     let labels = (0..n).map(|i| (i % classes.len()) as u16).collect();
     let set = synthcal::Dataset::from_images(images, labels, classes, "test").unwrap();
+    synthcal::quant::quantize_with_set(&common::gpu(), &m, &set, opts).unwrap()
+}
+
+/// Quantizes `p` with `Int8Ops::All` on 16 8x8 images and checks that the GPU's integer
+/// logits equal the CPU integer reference bit for bit, also after a QDQ export and import,
+/// and (where `SYNTHCAL_ORT_PYTHON` is set) that ONNX Runtime runs the QDQ file alike; returns the model and the nodes that ran on int8 data.
+fn int8_bit_exact(p: &ModelProto, tag: &str) -> (synthcal::QuantizedModel, Vec<usize>) {
+    let gpu = common::gpu();
     let opts = synthcal::quant::QuantOptions {
         int8_ops: synthcal::quant::Int8Ops::All,
         ..Default::default()
     };
-    let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &opts).unwrap();
+    let q = quantized(p, tag, &opts);
     let ran = q.runner(&gpu).unwrap().int8_nodes();
     let x = Array::new(&[BATCH, 3, HW, HW], input());
     let got = q
@@ -888,13 +897,6 @@ fn int8_average_pools_and_flatten_run_in_integers_bit_exactly() {
 fn brecq_replays_pools_of_any_window() {
     common::skip_without_gpu!();
     let gpu = common::gpu();
-    let m = onnx::import(&model_j().encode_to_vec(), "j").unwrap();
-    let n = 16;
-    let px: Vec<u8> = (0..n * 3 * HW * HW).map(|i| (i * 89 % 253) as u8).collect();
-    let images = synthcal::Images::new(px, HW, HW).unwrap();
-    let classes = m.class_names.clone();
-    let labels = (0..n).map(|i| (i % classes.len()) as u16).collect();
-    let set = synthcal::Dataset::from_images(images, labels, classes, "test").unwrap();
     let opts = synthcal::quant::QuantOptions {
         algorithm: synthcal::quant::Algorithm::Brecq,
         adaround: synthcal::quant::AdaRoundOptions {
@@ -904,7 +906,7 @@ fn brecq_replays_pools_of_any_window() {
         },
         ..Default::default()
     };
-    let q = synthcal::quant::quantize_with_set(&gpu, &m, &set, &opts).unwrap();
+    let q = quantized(&model_j(), "j", &opts);
     let x = Array::new(&[BATCH, 3, HW, HW], input());
     let got = q
         .runner(&gpu)
