@@ -4,19 +4,17 @@
 use crate::array::Array;
 use crate::ops::pool::{Pool, Window};
 
-/// Indices in x (planes of h x w) of output (plane, oy, ox)'s window, in scan order, padding
-/// left out.
-#[allow(clippy::too_many_arguments)]
-fn window(
+/// Indices in plane `plane` of x (planes of h x w) of output (oy, ox)'s window taps, in scan
+/// order, padding left out.
+pub(crate) fn window_taps(
+    win: &Window,
     (h, w): (usize, usize),
-    k: usize,
-    stride: usize,
-    [ph, pw]: [usize; 2],
-    [dh, dw]: [usize; 2],
-    nc: usize,
+    plane: usize,
     oy: usize,
     ox: usize,
-) -> impl Iterator<Item = usize> {
+) -> impl Iterator<Item = usize> + '_ {
+    let (k, stride) = (win.kernel, win.stride);
+    let ([ph, pw], [dh, dw]) = (win.pads.begin, win.dilation);
     (0..k * k).filter_map(move |t| {
         let iy = (oy * stride + t / k * dh)
             .checked_sub(ph)
@@ -24,70 +22,51 @@ fn window(
         let ix = (ox * stride + t % k * dw)
             .checked_sub(pw)
             .filter(|&v| v < w)?;
-        Some((nc * h + iy) * w + ix)
+        Some((plane * h + iy) * w + ix)
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Reduce {
-    Max,
-    /// Divided by the window clipped to the padded input: the padding counts as zeros.
-    Mean,
-    /// Divided by the window's real elements (ONNX `count_include_pad = 0`).
-    MeanOfReal,
-}
-
-fn pool(x: &Array, win: &Window, how: Reduce) -> Array {
+/// Any pooling window (see `ops::pool::Window`); the GPU's `pool2d`.
+pub fn pool2d(x: &Array, how: Pool, win: &Window) -> Array {
     let [n, c, h, w] = x.shape[..] else {
         panic!("pool: 4-d input")
     };
-    let (k, stride, pads) = (win.kernel, win.stride, win.pads);
     let size = |a, s| win.out_size(a, s).expect("window fits");
     let (oh, ow) = (size(0, h), size(1, w));
     let mut out = Array::zeros(&[n, c, oh, ow]);
     for (o, y) in out.data.iter_mut().enumerate() {
         let (nc, oy, ox) = (o / (oh * ow), (o / ow) % oh, o % ow);
-        let vals: Vec<f32> = window((h, w), k, stride, pads.begin, win.dilation, nc, oy, ox)
+        let vals: Vec<f32> = window_taps(win, (h, w), nc, oy, ox)
             .map(|j| x.data[j])
             .collect();
-        let mean = |count_pad| {
-            vals.iter().sum::<f32>() / win.divisor(count_pad, [h, w], oy, ox).max(1) as f32
-        };
         *y = match how {
-            Reduce::Max => vals.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-            Reduce::Mean => mean(true),
-            Reduce::MeanOfReal => mean(false),
+            Pool::Max => vals.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            // Divided by the window clipped to the padded input (the padding counts as zeros)
+            // or by its real elements (ONNX `count_include_pad = 0`).
+            Pool::Avg | Pool::AvgOfReal => {
+                let d = win.divisor(how == Pool::Avg, [h, w], oy, ox).max(1);
+                vals.iter().sum::<f32>() / d as f32
+            }
         };
     }
     out
 }
 
 pub fn avg_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, &Window::new(k, stride, pad), Reduce::Mean)
+    pool2d(x, Pool::Avg, &Window::new(k, stride, pad))
 }
 
 /// Average pooling that leaves the padding out of each window's count.
 pub fn avg_pool2d_exclude_pad(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, &Window::new(k, stride, pad), Reduce::MeanOfReal)
+    pool2d(x, Pool::AvgOfReal, &Window::new(k, stride, pad))
 }
 
 pub fn max_pool2d(x: &Array, k: usize, stride: usize, pad: usize) -> Array {
-    pool(x, &Window::new(k, stride, pad), Reduce::Max)
+    pool2d(x, Pool::Max, &Window::new(k, stride, pad))
 }
 
-/// Any pooling window (see `ops::pool::Window`); the GPU's `pool2d`.
-pub fn pool2d(x: &Array, how: Pool, win: &Window) -> Array {
-    let r = match how {
-        Pool::Max => Reduce::Max,
-        Pool::Avg => Reduce::Mean,
-        Pool::AvgOfReal => Reduce::MeanOfReal,
-    };
-    pool(x, win, r)
-}
-
-/// The gradient of `pool2d(x, how, win)` (scatter form; undilated): a max window's `dy` goes
-/// to its first maximum in scan order, an average window's to each real element over its
-/// divisor.
+/// The gradient of `pool2d(x, how, win)` (scatter form): a max window's `dy` goes to its
+/// first maximum in scan order, an average window's to each real element over its divisor.
 pub fn pool2d_backward(x: &Array, dy: &Array, how: Pool, win: &Window) -> Array {
     let [_, _, h, w] = x.shape[..] else {
         panic!("pool2d_backward: 4-d input")
@@ -96,8 +75,7 @@ pub fn pool2d_backward(x: &Array, dy: &Array, how: Pool, win: &Window) -> Array 
     let mut dx = Array::zeros(&x.shape);
     for (o, &g) in dy.data.iter().enumerate() {
         let (nc, oy, ox) = (o / (oh * ow), (o / ow) % oh, o % ow);
-        let (k, s, begin) = (win.kernel, win.stride, win.pads.begin);
-        let taps = window((h, w), k, s, begin, [1, 1], nc, oy, ox);
+        let taps = window_taps(win, (h, w), nc, oy, ox);
         match how {
             Pool::Max => {
                 let first = taps.reduce(|best, j| if x.data[j] > x.data[best] { j } else { best });

@@ -1,5 +1,6 @@
 //! Integer reference for the int8 gathers and pools that `quant::int8_ops` specifies.
 
+use crate::cpu::pool::window_taps;
 use crate::error::Result;
 use crate::ops::pad2d::{padded_shape, PadMode};
 use crate::ops::pool::Window;
@@ -62,20 +63,11 @@ fn windows(
     mut reduce: impl FnMut(&mut dyn Iterator<Item = i32>, usize, usize) -> i32,
 ) -> Vec<i32> {
     let [n, c, h, w] = x.shape;
-    let (k, stride, begin) = (win.kernel, win.stride, win.pads.begin);
     let mut q = Vec::with_capacity(n * c * oh * ow);
-    for plane in x.q.chunks(h * w) {
+    for plane in 0..n * c {
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut vals = (0..k * k).filter_map(|t| {
-                    let iy = (oy * stride + t / k)
-                        .checked_sub(begin[0])
-                        .filter(|&v| v < h)?;
-                    let ix = (ox * stride + t % k)
-                        .checked_sub(begin[1])
-                        .filter(|&v| v < w)?;
-                    Some(plane[iy * w + ix])
-                });
+                let mut vals = window_taps(win, (h, w), plane, oy, ox).map(|j| x.q[j]);
                 q.push(reduce(&mut vals, oy, ox));
             }
         }

@@ -437,7 +437,7 @@ impl Runner {
     }
 
     /// Layer `i` with the residual add it feeds (`fusable`), where the add's other input is
-    /// ready, the layer's own output is not asked for, and the layer runs a form that fuses.
+    /// ready, the layer's own output is not asked for, and the layer has an int8 output.
     #[allow(clippy::too_many_arguments)]
     fn forward_add(
         &self,
@@ -478,8 +478,7 @@ impl Runner {
         q.forward_add(s, qx, res, &desc, conv_first)
     }
 
-    /// The residual add that layer `i` takes in, in whole passes large enough for the fusing
-    /// kernel (see `QConv2d::forward_add`).
+    /// The residual add that layer `i` takes in (see `QConv2d::forward_add`).
     pub fn fused_add(&self, i: ValueId) -> Option<ValueId> {
         self.fusable_adds().get(&i).map(|&(j, _)| j)
     }

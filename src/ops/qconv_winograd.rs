@@ -6,7 +6,6 @@
 use super::super::winograd::{self, FusedWeight};
 use super::*;
 use crate::gpu::Bind;
-use crate::quant::int8::QAdd;
 
 /// The module with its weight-load, row-load and store preludes.
 macro_rules! qfused {
@@ -155,89 +154,7 @@ struct WinoParams {
     add: AddConsts,
 }
 
-/// `AddK` in qint.wgsl: a residual add's constants with the conv's output as input a.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct AddConsts {
-    a_offset: i32,
-    b_offset: i32,
-    ma: i32,
-    mb: i32,
-    shift: u32,
-    lo: i32,
-    hi: i32,
-    out_offset: i32,
-}
-
-impl AddConsts {
-    /// `add`'s constants with the conv's output as input a (`conv_first`) or as input b
-    /// (then the two inputs' constants swap: the sum is the same integer).
-    fn new(add: &QAdd, conv_first: bool) -> Result<AddConsts> {
-        let k = add.params()?;
-        let (a, b, ma, mb) = if conv_first {
-            (add.a, add.b, k.ma, k.mb)
-        } else {
-            (add.b, add.a, k.mb, k.ma)
-        };
-        Ok(AddConsts {
-            a_offset: a.offset(),
-            b_offset: b.offset(),
-            ma,
-            mb,
-            shift: k.shift,
-            lo: k.lo,
-            hi: k.hi,
-            out_offset: add.output.map_or(0, |f| f.offset()),
-        })
-    }
-}
-
 impl QConv2d {
-    /// `add(conv(x), residual)` (`conv_first`) or `add(residual, conv(x))` in one dispatch
-    /// (Winograd or direct), bit-identical to `forward` then `qadd`, where the layer and the
-    /// add have int8 outputs; else None (the caller runs the two).
-    pub fn forward_add(
-        &self,
-        s: &mut Stream,
-        x: &QTensor,
-        residual: &QTensor,
-        add: &QAdd,
-        conv_first: bool,
-    ) -> Result<Option<QTensor>> {
-        let d = &self.desc;
-        let shape = d.out_shape("qconv", x.shape)?;
-        let [n, _, oh, ow] = shape;
-        let (Some(conv_fmt), Some(out_fmt)) = (d.output, add.output) else {
-            return Ok(None);
-        };
-        let (want_conv, want_res) = if conv_first {
-            (add.a, add.b)
-        } else {
-            (add.b, add.a)
-        };
-        if x.fmt != d.input
-            || conv_fmt != want_conv
-            || residual.fmt != want_res
-            || residual.shape != shape
-        {
-            return shape_err(
-                "qconv + add",
-                format!(
-                    "conv output {conv_fmt:?} {shape:?} + {:?} {:?} for {add:?}",
-                    residual.fmt, residual.shape
-                ),
-            );
-        }
-        let consts = AddConsts::new(add, conv_first)?;
-        let out = QTensor::alloc(s.gpu(), "qconv + add", shape, out_fmt)?;
-        let qout = QOut::Q(out);
-        match self.winograd_for(n * oh * ow) {
-            Some(u) => self.forward_winograd(s, x, u, &qout, Some((residual, consts)))?,
-            None => self.forward_direct(s, x, &qout, Some((residual, consts)))?,
-        }
-        qout.into_q().map(Some)
-    }
-
     /// The layer where the Winograd form runs as `winograd` says, its weights made if the
     /// layer has the form (`winograd_exact`) and it may run.
     pub fn with_winograd(mut self, gpu: &Gpu, winograd: WinogradUse) -> Result<QConv2d> {
@@ -258,11 +175,6 @@ impl QConv2d {
     /// Whether the layer has the Winograd form's weights (it may run the form).
     pub fn has_winograd(&self) -> bool {
         self.winograd_u.is_some()
-    }
-
-    /// Whether `forward_add` fuses an add: every form does where the layer has an int8 output.
-    pub fn fuses_add(&self) -> bool {
-        self.desc.output.is_some()
     }
 
     /// The Winograd weights where `forward` runs that form for a call of `pixels` output pixels
