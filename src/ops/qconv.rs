@@ -759,10 +759,7 @@ impl QConv2d {
             Some(fmt) => QOut::Q(QTensor::alloc(s.gpu(), "qconv", [n, co, oh, ow], fmt)?),
             None => QOut::F32(s.gpu().alloc("qconv", &[n, co, oh, ow], DType::F32)?),
         };
-        match self.winograd_for(n * oh * ow) {
-            Some(u) => self.forward_winograd(s, x, u, &out, None)?,
-            None => self.forward_direct(s, x, &out, None)?,
-        }
+        self.forward_into(s, x, &out, None)?;
         Ok(out)
     }
 
@@ -779,7 +776,6 @@ impl QConv2d {
     ) -> Result<Option<QTensor>> {
         let d = &self.desc;
         let shape = d.out_shape("qconv", x.shape)?;
-        let [n, _, oh, ow] = shape;
         let (Some(conv_fmt), Some(out_fmt)) = (d.output, add.output) else {
             return Ok(None);
         };
@@ -804,11 +800,24 @@ impl QConv2d {
         let consts = AddConsts::new(add, conv_first)?;
         let out = QTensor::alloc(s.gpu(), "qconv + add", shape, out_fmt)?;
         let qout = QOut::Q(out);
-        match self.winograd_for(n * oh * ow) {
-            Some(u) => self.forward_winograd(s, x, u, &qout, Some((residual, consts)))?,
-            None => self.forward_direct(s, x, &qout, Some((residual, consts)))?,
-        }
+        self.forward_into(s, x, &qout, Some((residual, consts)))?;
         qout.into_q().map(Some)
+    }
+
+    /// The layer into `out` by the form its call size takes (`winograd_for`: Winograd or the
+    /// direct kernels), with `res`'s residual add fused where given.
+    fn forward_into(
+        &self,
+        s: &mut Stream,
+        x: &QTensor,
+        out: &QOut,
+        res: Option<(&QTensor, AddConsts)>,
+    ) -> Result<()> {
+        let [n, _, oh, ow] = self.desc.out_shape("qconv", x.shape)?;
+        match self.winograd_for(n * oh * ow) {
+            Some(u) => self.forward_winograd(s, x, u, out, res),
+            None => self.forward_direct(s, x, out, res),
+        }
     }
 
     /// Whether `forward_add` fuses an add: every form does where the layer has an int8 output.

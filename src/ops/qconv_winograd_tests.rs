@@ -125,32 +125,25 @@ fn fused_residual_add_matches_conv_then_add() {
             QTensor::upload(&g, &x).unwrap(),
             QTensor::upload(&g, &res).unwrap(),
         );
+        // The fused sum as `l` computes it now.
+        let fused = |l: &QConv2d| {
+            let mut s = g.stream();
+            let y = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
+            s.submit();
+            y.expect("every form fuses the add").read(&g).unwrap()
+        };
         for (tex, aligned) in [(true, true), (false, true), (true, false)] {
             l.set_winograd(&g, WinogradUse::Always).unwrap();
             l.texture_weights = tex;
             l.aligned_rows = aligned;
-            let mut s = g.stream();
-            let got = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
-            s.submit();
-            let got = got
-                .expect("the Winograd form fuses the add")
-                .read(&g)
-                .unwrap();
-            assert_eq!(got, want, "case {i} texture={tex} aligned={aligned}");
+            assert_eq!(fused(&l), want, "case {i} texture={tex} aligned={aligned}");
         }
         // The direct kernels fuse it as well (the default form on calls this small), on
         // every dot path.
         for (path, sg) in crate::ops::qconv::VARIANTS {
             l.set_winograd(&g, WinogradUse::LargeCalls).unwrap();
             (l.path, l.subgroups) = (path, sg);
-            let mut s = g.stream();
-            let y = l.forward_add(&mut s, &xt, &rt, &add, conv_first).unwrap();
-            s.submit();
-            let y = y
-                .expect("the direct kernel fuses the add")
-                .read(&g)
-                .unwrap();
-            assert_eq!(y, want, "case {i} direct {path:?} subgroups={sg}");
+            assert_eq!(fused(&l), want, "case {i} direct {path:?} subgroups={sg}");
         }
         let mut s = g.stream();
         // A residual in another format than the add's is an error, not a wrong sum.
