@@ -17,10 +17,10 @@ struct Params {
     lo: i32, hi: i32,
     // Stored = real - out_offset (128 for unsigned outputs).
     out_offset: i32,
-    // conv: 0 f32 output with activation `act`, 1 requantized int8 output; pad2d (qlayout.wgsl):
-    // the fill mode.
+    // pad2d (qlayout.wgsl): the fill mode (conv's output form is the MODE override).
     mode: u32,
-    act: u32, slope: f32,
+    // conv and add_f32: leaky ReLU's slope (the activation is the ACT override).
+    slope: f32,
     // quantize / dequantize / add: channels, 1 / scale or scale.
     c: u32, qscale: f32,
     // add: integer multipliers, shift and the stored offsets of both inputs.
@@ -29,9 +29,10 @@ struct Params {
     c4b: u32,
     // conv: tap spacing (dilation) per axis.
     dh: u32, dw: u32,
-    // conv with an int8 output: 1 where the residual add `add` (the conv's output as its input
-    // a, `res` as b) is fused into the epilogue.
-    has_res: u32, _r0: u32, _r1: u32, _r2: u32, add: AddK,
+    _r0: u32,
+    // conv with an int8 output and HAS_RES: the residual add fused into the epilogue (the
+    // conv's output as its input a, `res` as b).
+    add: AddK,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,6 +52,14 @@ const HI: u32 = 0xf0f0f0f0u;
 // neighbouring words. The host lowers it for small calls (batch 1 on 8x8 maps), where most of
 // 8 pixels per thread would be past the end and computed for nothing.
 override PX: u32 = 8u;
+// The conv epilogue, fixed per pipeline rather than read from `p.mode`, `p.act` and
+// `p.has_res` (which the other entries use): lavapipe runs both sides of a branch on a
+// uniform value under a mask, so a uniform choice would pay for both output forms at every
+// output. MODE 0: f32 outputs with activation ACT; 1: int8 outputs, plus the residual add
+// where HAS_RES.
+override MODE: u32 = 0u;
+override ACT: u32 = 0u;
+override HAS_RES: bool = false;
 
 fn dot4_unpacked(a: u32, b: u32) -> i32 {
     let m = unpack(a) * unpack(b);
@@ -75,7 +84,7 @@ fn wvec(i: u32) -> vec4f {
 }
 
 fn activate(v: f32) -> f32 {
-    switch p.act {
+    switch ACT {
         case 1u: { return max(v, 0.0); }
         case 2u: { return clamp(v, 0.0, 6.0); }
         case 3u: { return select(v * p.slope, v, v >= 0.0); }
@@ -132,7 +141,7 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
     let total = sum + vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
     let v = vec4<f32>(total) * vec4<f32>(scale[c], scale[c + 1u], scale[c + 2u], scale[c + 3u]);
     let ohw = p.oh * p.ow;
-    if p.mode == 0u {
+    if MODE == 0u {
         for (var k = 0u; k < 4u; k++) {
             if c + k < p.co {
                 out[(px.n * p.co + c + k) * ohw + px.r] = bitcast<u32>(activate(v[k]));
@@ -141,7 +150,7 @@ fn store(px: Pix, cw: u32, acc: vec4<i32>) {
     } else {
         let o = (px.n * p.co4 + cw) * ohw + px.r;
         var q = requant_word(v, c, p.co, p.lo, p.hi, p.out_offset);
-        if p.has_res != 0u {
+        if HAS_RES {
             q = add_word(q, res[o], p.add);
         }
         out[o] = q;

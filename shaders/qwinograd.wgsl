@@ -24,9 +24,9 @@ struct Params {
     co: u32, co4: u32, oh: u32, ow: u32,
     pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
     tiles: u32, pad_word: u32, lo: i32, hi: i32,
-    out_offset: i32, mode: u32, act: u32, slope: f32,
-    // A fused residual add (mode 1 only): the conv's int8 output is a, the residual b.
-    has_res: u32, _p0: u32, _p1: u32, _p2: u32, add: AddK,
+    out_offset: i32, slope: f32, _p0: u32, _p1: u32,
+    // A fused residual add (HAS_RES): the conv's int8 output is a, the residual b.
+    add: AddK,
 }
 
 override WG: u32 = 64u;
@@ -34,6 +34,13 @@ override WG: u32 = 64u;
 override COB: u32 = 8u;
 // Input channels per word that hold data: 4, or fewer where the input is one word.
 override LANES: u32 = 4u;
+// The epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both sides
+// of a branch on a uniform value under a mask, so a uniform choice would pay for every
+// activation and both output forms at every output. MODE 0: f32 outputs with activation ACT;
+// 1: int8 outputs, plus the residual add where HAS_RES.
+override MODE: u32 = 0u;
+override ACT: u32 = 0u;
+override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<u32>;
@@ -101,8 +108,7 @@ struct Epi { bias: vec4i, scale: vec4f }
 // The f32 outputs (mode 0) of channels c..c+3 with sums `acc`: qconv.wgsl's epilogue.
 fn real(e: Epi, acc: vec4i) -> vec4f {
     let v = vec4f(acc + e.bias) * e.scale;
-    return vec4f(act_scalar(v.x, p.act, p.slope), act_scalar(v.y, p.act, p.slope),
-                 act_scalar(v.z, p.act, p.slope), act_scalar(v.w, p.act, p.slope));
+    return act_vec4(v, ACT, p.slope);
 }
 
 // The int8 outputs (mode 1) of channels c..c+3, packed as stored.

@@ -8,10 +8,11 @@ fn store(n: u32, y: u32, xo: u32, c: u32, e: Epi, acc: vec4i) {
     if xo >= p.ow { return; }
     let ohw = p.oh * p.ow;
     let r = y * p.ow + xo;
-    if p.mode == 1u {
+    if MODE == 1u {
         let i = (n * p.co4 + c / 4u) * ohw + r;
-        let q = packed(c, e, acc);
-        out[i] = select(q, add_word(q, res[i], p.add), p.has_res != 0u);
+        var q = packed(c, e, acc);
+        if HAS_RES { q = add_word(q, res[i], p.add); }
+        out[i] = q;
         return;
     }
     let v = real(e, acc);

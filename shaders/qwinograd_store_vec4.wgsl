@@ -14,10 +14,10 @@ fn store_row(n: u32, y: u32, xo: u32, c: u32, e: Epi, a: vec4i, b: vec4i, cc: ve
     let p1 = vec4i(a.y, b.y, cc.y, d.y);
     let p2 = vec4i(a.z, b.z, cc.z, d.z);
     let p3 = vec4i(a.w, b.w, cc.w, d.w);
-    if p.mode == 1u {
+    if MODE == 1u {
         let i = ((n * p.co4 + c / 4u) * ohw + r) / 4u;
         var q = vec4u(packed(c, e, p0), packed(c, e, p1), packed(c, e, p2), packed(c, e, p3));
-        if p.has_res != 0u {
+        if HAS_RES {
             let b = res[i];
             q = vec4u(add_word(q.x, b.x, p.add), add_word(q.y, b.y, p.add),
                       add_word(q.z, b.z, p.add), add_word(q.w, b.w, p.add));

@@ -222,7 +222,6 @@ pub(super) struct Params {
     pub(super) hi: i32,
     pub(super) out_offset: i32,
     pub(super) mode: u32,
-    pub(super) act: u32,
     pub(super) slope: f32,
     pub(super) c: u32,
     pub(super) qscale: f32,
@@ -234,9 +233,7 @@ pub(super) struct Params {
     pub(super) c4b: u32,
     pub(super) dh: u32,
     pub(super) dw: u32,
-    /// conv with an int8 output: 1 where a residual add is fused into the epilogue.
-    pub(super) has_res: u32,
-    pub(super) _r: [u32; 3],
+    pub(super) _r: [u32; 1],
     pub(super) add: AddConsts,
 }
 
@@ -420,7 +417,6 @@ pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut
         lo: ap.lo,
         hi: ap.hi,
         out_offset: add.output.map_or(0, |f| f.offset()),
-        act,
         slope,
         c: c as u32,
         qscale: ap.scale,
@@ -442,7 +438,13 @@ pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut
     } else {
         "add_f32"
     };
-    s.dispatch(UNPACKED, entry, &[], bytes_of(&p), &tensors, grid)?;
+    // The f32 form's activation is the ACT override (see `activate` in the shader).
+    let consts: &[_] = if add.output.is_some() {
+        &[]
+    } else {
+        &[("ACT", act as f64)]
+    };
+    s.dispatch(UNPACKED, entry, consts, bytes_of(&p), &tensors, grid)?;
     Ok(out)
 }
 
@@ -860,13 +862,10 @@ impl QConv2d {
             lo: self.lo,
             hi: self.hi,
             out_offset: d.output.map_or(0, |f| f.offset()),
-            mode: d.output.is_some() as u32,
-            act,
             slope,
             c: c as u32,
             dh: d.dilation[0] as u32,
             dw: d.dilation[1] as u32,
-            has_res: res.is_some() as u32,
             add: res.map(|r| r.1).unwrap_or_default(),
             ..Default::default()
         };
@@ -887,7 +886,7 @@ impl QConv2d {
         // The residual (any tensor where there is none; the shader does not read it then).
         let r = res.map_or(&x.data, |r| &r.0.data);
         let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale, r];
-        let consts = if entry == "conv_float" {
+        let mut consts = if entry == "conv_float" {
             vec![("PXF", px as f64), ("CWF", cwf as f64)]
         } else {
             vec![
@@ -898,6 +897,12 @@ impl QConv2d {
                 ("PX", px as f64),
             ]
         };
+        // The epilogue's form (see the shader: a pipeline each, not uniforms).
+        consts.extend([
+            ("MODE", d.output.is_some() as u8 as f64),
+            ("ACT", act as f64),
+            ("HAS_RES", res.is_some() as u8 as f64),
+        ]);
         s.dispatch(
             path.shader(self.subgroups && s.gpu().subgroups),
             entry,

@@ -146,11 +146,8 @@ struct WinoParams {
     lo: i32,
     hi: i32,
     out_offset: i32,
-    mode: u32,
-    act: u32,
     slope: f32,
-    has_res: u32,
-    _pad: [u32; 3],
+    _pad: [u32; 2],
     add: AddConsts,
 }
 
@@ -222,11 +219,8 @@ impl QConv2d {
             lo: self.lo,
             hi: self.hi,
             out_offset: d.output.map_or(0, |f| f.offset()),
-            mode: d.output.is_some() as u32,
-            act,
             slope,
-            has_res: res.is_some() as u32,
-            _pad: [0; 3],
+            _pad: [0; 2],
             add: res.map(|r| r.1).unwrap_or_default(),
         };
         let sg = self.subgroups && s.gpu().subgroups;
@@ -259,6 +253,10 @@ impl QConv2d {
                 ("WG", WG as f64),
                 ("COB", cob as f64),
                 ("LANES", c.min(4) as f64),
+                // The epilogue's form (see the shader: a pipeline each, not uniforms).
+                ("MODE", d.output.is_some() as u32 as f64),
+                ("ACT", act as f64),
+                ("HAS_RES", res.is_some() as u32 as f64),
             ],
             bytes_of(&p),
             &bound,

@@ -66,15 +66,21 @@ fn winograd_sum_bound_is_tight() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Random sizes, channel counts, padding, signedness and epilogues.
+    /// Random sizes, channel counts, padding, signedness, output forms and activations.
     #[test]
     fn winograd_random_layers_match_cpu(
         n in 1usize..=2, c in 1usize..=40, co in 1usize..=24, h in 1usize..=11,
         w in 1usize..=11, pad in 0usize..=2, unsigned_in in any::<bool>(),
-        output in prop::option::of(any::<bool>()), seed in any::<u64>(),
+        output in prop::option::of(any::<bool>()), a in 0usize..4, seed in any::<u64>(),
     ) {
         crate::ops::skip_without_gpu!(proptest);
-        let case = Case { pad, unsigned_in, ..layer(n, c, co, h + 2, w + 2, output) };
+        // Each epilogue is its own pipeline (MODE, ACT, HAS_RES overrides); leaky ReLU has
+        // no int8 output form.
+        let mut act = [Act::Identity, Act::Relu, Act::Relu6, Act::LeakyRelu(0.125)][a];
+        if output.is_some() && matches!(act, Act::LeakyRelu(_)) {
+            act = Act::Relu;
+        }
+        let case = Case { pad, unsigned_in, act, ..layer(n, c, co, h + 2, w + 2, output) };
         let (conv, x) = random_layer(&case, seed);
         prop_assert!(winograd_exact(&conv));
         check(&conv, &x);
