@@ -37,6 +37,13 @@ override TN4: u32 = 2u;
 override WG: u32 = 64u;
 // Width stride of `rows` (1 or 2), a constant so that its window shuffles fold.
 override SW: u32 = 1u;
+// The epilogue, fixed per pipeline (the host passes the uniforms' act and has_res again as
+// these overrides, and the kernels read only these): lavapipe runs both sides of a branch on a
+// uniform value under a mask, so a uniform choice would pay for every activation at every
+// output.
+override ACT: u32 = 0u;
+override HAS_RES: bool = false;
+
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> wt: array<vec4f>;
@@ -45,7 +52,7 @@ override SW: u32 = 1u;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 fn activate(v: vec4f) -> vec4f {
-    return act_vec4(v, p.act, p.slope);
+    return act_vec4(v, ACT, p.slope);
 }
 
 fn thread_index(gid: vec3u, nwg: vec3u) -> u32 {
@@ -68,7 +75,7 @@ fn store(v: vec4f, b: vec4f, co: u32, d: Dst, o: u32) {
     while r >= ohw { r -= ohw; n += 1u; } // a block may run on into the next image
     let base = (n * p.co + d.g * p.cog) * ohw + r;
     var s = v + b;
-    if p.has_res != 0u {
+    if HAS_RES {
         for (var i = 0u; i < 4u; i++) { s[i] += res[base + min(co + i, p.cog - 1u) * ohw]; }
     }
     s = activate(s);
@@ -409,7 +416,7 @@ fn direct(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         let i = ((px / ohw) * p.co + co) * ohw + px % ohw;
         var s = acc[c];
         if p.has_bias != 0u { s += bias[co]; }
-        if p.has_res != 0u { s += res[i]; }
+        if HAS_RES { s += res[i]; }
         out[i] = activate(vec4f(s)).x;
     }
 }
@@ -477,7 +484,7 @@ fn depthwise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
     let live = min(p.ow - ox0, 4u);
     var s = acc;
     if p.has_bias != 0u { s += vec4f(bias[co]); }
-    if p.has_res != 0u {
+    if HAS_RES {
         for (var c = 0u; c < live; c++) { s[c] += res[ob + c]; }
     }
     s = activate(s);

@@ -7,6 +7,10 @@ struct Params {
     _pad: u32,
 }
 
+// The activation, fixed per pipeline (the host passes the uniform's code again as ACT, and the
+// kernels read only ACT): lavapipe runs every case of a switch on a uniform under a mask.
+override ACT: u32 = 0u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -23,7 +27,7 @@ fn index(gid: vec3u, nwg: vec3u) -> u32 {
 fn unary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    y[i] = activate(x[i], p.kind, p.slope);
+    y[i] = activate(x[i], ACT, p.slope);
 }
 
 // add and mul read their second input through a read-only binding, so that both inputs may
@@ -36,7 +40,7 @@ fn unary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 fn add(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    out[i] = activate(x[i] + b[i], p.kind, p.slope);
+    out[i] = activate(x[i] + b[i], ACT, p.slope);
 }
 
 // out = x * y (elementwise; its own backward, with the other factor).
@@ -58,14 +62,14 @@ fn mul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: 
 fn unary4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    y4[i] = act_vec4(x4[i], p.kind, p.slope);
+    y4[i] = act_vec4(x4[i], ACT, p.slope);
 }
 
 @compute @workgroup_size(256)
 fn add4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    out4[i] = act_vec4(x4[i] + b4[i], p.kind, p.slope);
+    out4[i] = act_vec4(x4[i] + b4[i], ACT, p.slope);
 }
 
 @compute @workgroup_size(256)

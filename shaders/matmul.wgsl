@@ -19,12 +19,15 @@ override WG: u32 = 64u;
 // The row block comes from the grid's z (with the batch): all lanes of a workgroup share their A
 // tiles, and no lane returns early (what the subgroup prelude needs).
 override MZ: bool = false;
+// The activation, fixed per pipeline (the host passes the uniform's code again as ACT, and the
+// kernels read only ACT): lavapipe runs every case of a switch on a uniform under a mask.
+override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 
 fn activate(v: vec4f) -> vec4f {
-    return act_vec4(v, p.act, p.slope);
+    return act_vec4(v, ACT, p.slope);
 }
 
 // A[m..m+4, k..k+4] as columns over m indexed by k. Rows past M read harmless values that are

@@ -13,6 +13,10 @@ struct Params {
     stat_is_var: u32,
 }
 
+// The activation, fixed per pipeline (the host passes the uniform's code again as ACT, and the
+// kernels read only ACT): lavapipe runs every case of a switch on a uniform under a mask.
+override ACT: u32 = 0u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 
@@ -35,7 +39,7 @@ fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     if p.stat_is_var == 1u {
         istd = 1.0 / sqrt(istd + p.eps);
     }
-    y[i] = activate((x[i] - mean[c]) * istd * gamma[c] + beta[c], p.kind, p.slope);
+    y[i] = activate((x[i] - mean[c]) * istd * gamma[c] + beta[c], ACT, p.slope);
 }
 
 // `apply` four elements at a time where S is a multiple of 4 (one channel per vec4; p.total
@@ -53,7 +57,7 @@ fn apply4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         istd = 1.0 / sqrt(istd + p.eps);
     }
     let v = (x4[i] - vec4f(mean[c])) * istd * gamma[c] + vec4f(beta[c]);
-    y4[i] = act_vec4(v, p.kind, p.slope);
+    y4[i] = act_vec4(v, ACT, p.slope);
 }
 
 // Batch statistics: one workgroup per channel, two passes (mean, then centered variance) so

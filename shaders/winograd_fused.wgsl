@@ -24,6 +24,13 @@ override WG: u32 = 64u;
 // Output channels per invocation: 1..8 or 16, in blocks of eight (8 or 16 with the subgroup
 // prelude); U's channel axis is padded to a multiple of 8.
 override COB: u32 = 8u;
+// The epilogue, fixed per pipeline (the host passes the uniforms' act and has_res again as
+// these overrides, and the kernels read only these): lavapipe runs both sides of a branch on a
+// uniform value under a mask, so a uniform choice would pay for every activation at every
+// output.
+override ACT: u32 = 0u;
+override HAS_RES: bool = false;
+
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

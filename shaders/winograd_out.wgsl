@@ -13,6 +13,13 @@ struct Params {
 }
 
 override WG: u32 = 64u;
+// The epilogue, fixed per pipeline (the host passes the uniforms' act and has_res again as
+// these overrides, and the kernels read only these): lavapipe runs both sides of a branch on a
+// uniform value under a mask, so a uniform choice would pay for every activation at every
+// output.
+override ACT: u32 = 0u;
+override HAS_RES: bool = false;
+
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> m: array<f32>;
@@ -33,8 +40,8 @@ fn put(o: u32, y: i32, x: i32, v: f32, b: f32) {
     if u32(y) >= p.oh || u32(x) >= p.ow { return; }
     let i = o + u32(y) * p.ow + u32(x);
     var s = v + b;
-    if p.has_res != 0u { s += res[i]; }
-    out[i] = act_vec4(vec4f(s), p.act, p.slope).x;
+    if HAS_RES { s += res[i]; }
+    out[i] = act_vec4(vec4f(s), ACT, p.slope).x;
 }
 
 @compute @workgroup_size(WG)
@@ -95,10 +102,10 @@ fn put4(o: u32, y: i32, x: i32, v: vec4f, b: f32) {
     let i = o + u32(y) * p.ow + u32(x);
     let live = min(p.ow - u32(x), 4u);
     var s = v + vec4f(b);
-    if p.has_res != 0u {
+    if HAS_RES {
         for (var c = 0u; c < live; c++) { s[c] += res[i + c]; }
     }
-    s = act_vec4(s, p.act, p.slope);
+    s = act_vec4(s, ACT, p.slope);
     for (var c = 0u; c < live; c++) { out[i + c] = s[c]; }
 }
 

@@ -9,13 +9,13 @@ fn put4(o: u32, y: u32, x: u32, v: vec4f, b: f32) {
     let i = o + y * p.ow + x;
     let live = min(p.ow - x, 4u);
     var s = v + vec4f(b);
-    if p.has_res != 0u {
+    if HAS_RES {
         s.x += res[i];
         if live > 1u { s.y += res[i + 1u]; }
         if live > 2u { s.z += res[i + 2u]; }
         if live > 3u { s.w += res[i + 3u]; }
     }
-    s = act_vec4(s, p.act, p.slope);
+    s = act_vec4(s, ACT, p.slope);
     out[i] = s.x;
     if live > 1u { out[i + 1u] = s.y; }
     if live > 2u { out[i + 2u] = s.z; }

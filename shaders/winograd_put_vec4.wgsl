@@ -9,8 +9,8 @@ fn put4(o: u32, y: u32, x: u32, v: vec4f, b: f32) {
     if y >= p.oh { return; }
     let i = (o + y * p.ow + x) / 4u;
     var s = v + vec4f(b);
-    if p.has_res != 0u {
+    if HAS_RES {
         s += res[i];
     }
-    out[i] = act_vec4(s, p.act, p.slope);
+    out[i] = act_vec4(s, ACT, p.slope);
 }

@@ -155,7 +155,9 @@ fn apply(s: &mut Stream, p: &Params, t: &[&Tensor; 6]) -> Result<()> {
     } else {
         ("apply", n)
     };
-    s.dispatch(SHADER, entry, &[], bytes_of(p), t, grid_1d(threads, 256))
+    // The activation as the ACT override too (see `elementwise::act_const`).
+    let act = [("ACT", p.kind as f64)];
+    s.dispatch(SHADER, entry, &act, bytes_of(p), t, grid_1d(threads, 256))
 }
 
 /// The batch mean and 1 / sqrt(biased variance + eps) per channel (`[C]` each), one workgroup

@@ -546,6 +546,9 @@ fn conv2d_blocked(
             } as f64,
         ),
         ("SW", p.stride[1] as f64),
+        // The epilogue (a pipeline each: lavapipe runs every side of a uniform branch).
+        ("ACT", kind as f64),
+        ("HAS_RES", residual.is_some() as u32 as f64),
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
     s.dispatch(

@@ -99,6 +99,12 @@ fn by_fours(entry: &'static str, n: usize) -> (&'static str, usize) {
     (four, n / 4)
 }
 
+/// The activation as the shaders' `ACT` override (a pipeline each: lavapipe runs every case of a
+/// switch on a uniform, so a uniform code would cost every activation at every element).
+pub(crate) fn act_const(a: Act) -> (&'static str, f64) {
+    ("ACT", a.code().0 as f64)
+}
+
 /// y = act(x), any shape.
 pub fn act(s: &mut Stream, x: &Tensor, a: Act) -> Result<Tensor> {
     check_f32("activation", x)?;
@@ -107,7 +113,7 @@ pub fn act(s: &mut Stream, x: &Tensor, a: Act) -> Result<Tensor> {
     s.dispatch(
         SHADER,
         entry,
-        &[],
+        &[act_const(a)],
         bytes_of(&params(n, a)),
         &[x, &y],
         grid_1d(n, 256),
@@ -136,7 +142,7 @@ fn binary(s: &mut Stream, op: &'static str, a: &Tensor, b: &Tensor, act: Act) ->
     s.dispatch(
         SHADER,
         entry,
-        &[],
+        &[act_const(act)],
         bytes_of(&params(n, act)),
         &[a, b, &out],
         grid_1d(n, 256),

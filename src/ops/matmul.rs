@@ -218,6 +218,7 @@ fn gemm(
         ("TN4", tn4 as f64),
         ("WG", wg as f64),
         ("MZ", sg as u32 as f64),
+        super::elementwise::act_const(act),
     ];
     let mut grid = if sg {
         grid_1d(tiles_n, wg)

@@ -384,6 +384,16 @@ fn params(
     })
 }
 
+/// The epilogue's activation and residual as the kernels' overrides (`ACT`, `HAS_RES`): a
+/// pipeline each, as lavapipe runs every side of a branch on a uniform (see the shaders).
+fn act_const(p: &Params) -> (&'static str, f64) {
+    ("ACT", p.act as f64)
+}
+
+fn res_const(p: &Params) -> (&'static str, f64) {
+    ("HAS_RES", p.has_res as f64)
+}
+
 /// out = act(conv3x3(x, g) + bias + residual), stride 1, groups 1, for `u` from [`weight`]
 /// with the same `tile`.
 /// The caller (`conv2d`) has checked every shape; `out_shape` is `[N, Co, OH, OW]`.
@@ -463,7 +473,12 @@ pub(crate) fn conv2d_fused(
     s.dispatch_bound(
         shader,
         "fused4",
-        &[("WG", WG as f64), ("COB", cob as f64)],
+        &[
+            ("WG", WG as f64),
+            ("COB", cob as f64),
+            act_const(&params),
+            res_const(&params),
+        ],
         bytes_of(&params),
         &bound,
         grid,
@@ -547,7 +562,7 @@ fn output_transform(
         } else {
             "output4"
         },
-        &[("WG", WG as f64)],
+        &[("WG", WG as f64), act_const(p), res_const(p)],
         bytes_of(p),
         &[m, b, r, &out],
         grid_1d(p.co as usize * p.tiles as usize, WG),
