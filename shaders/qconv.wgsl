@@ -52,11 +52,10 @@ const HI: u32 = 0xf0f0f0f0u;
 // neighbouring words. The host lowers it for small calls (batch 1 on 8x8 maps), where most of
 // 8 pixels per thread would be past the end and computed for nothing.
 override PX: u32 = 8u;
-// The conv epilogue, fixed per pipeline rather than read from `p.mode`, `p.act` and
-// `p.has_res` (which the other entries use): lavapipe runs both sides of a branch on a
-// uniform value under a mask, so a uniform choice would pay for both output forms at every
-// output. MODE 0: f32 outputs with activation ACT; 1: int8 outputs, plus the residual add
-// where HAS_RES.
+// The conv epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both
+// sides of a branch on a uniform value under a mask, so a uniform choice would pay for both
+// output forms at every output. MODE 0: f32 outputs with activation ACT; 1: int8 outputs,
+// plus the residual add where HAS_RES.
 override MODE: u32 = 0u;
 override ACT: u32 = 0u;
 override HAS_RES: bool = false;

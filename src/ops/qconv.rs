@@ -841,7 +841,7 @@ impl QConv2d {
         let [n, co, oh, ow] = d.out_shape("qconv", x.shape)?;
         let [_, c, h, w] = x.shape;
         let [_, cig, kh, kw] = d.weights.shape;
-        let (act, slope) = d.act.code();
+        let slope = d.act.code().1;
         let p = Params {
             n: n as u32,
             c4: c.div_ceil(4) as u32,
@@ -897,12 +897,7 @@ impl QConv2d {
                 ("PX", px as f64),
             ]
         };
-        // The epilogue's form (see the shader: a pipeline each, not uniforms).
-        consts.extend([
-            ("MODE", d.output.is_some() as u8 as f64),
-            ("ACT", act as f64),
-            ("HAS_RES", res.is_some() as u8 as f64),
-        ]);
+        consts.extend(epilogue_consts(d, res.is_some()));
         s.dispatch(
             path.shader(self.subgroups && s.gpu().subgroups),
             entry,
@@ -912,6 +907,17 @@ impl QConv2d {
             [gx, gy, gz as u32],
         )
     }
+}
+
+/// A conv epilogue's form as the kernels' overrides (MODE, ACT, HAS_RES), shared by the direct
+/// and Winograd kernels: a pipeline each, not uniforms, since lavapipe runs every side of a
+/// branch on a uniform value under a mask (see qconv.wgsl).
+fn epilogue_consts(d: &QConv, has_res: bool) -> [(&'static str, f64); 3] {
+    [
+        ("MODE", d.output.is_some() as u8 as f64),
+        ("ACT", d.act.code().0 as f64),
+        ("HAS_RES", has_res as u8 as f64),
+    ]
 }
 
 #[path = "qconv_winograd.rs"]

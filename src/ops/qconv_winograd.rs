@@ -200,7 +200,7 @@ impl QConv2d {
         let [_, co, oh, ow] = d.out_shape("qconv", x.shape)?;
         let (tiles_h, tiles_w) = (oh.div_ceil(4), ow.div_ceil(4));
         let tiles = n * tiles_h * tiles_w;
-        let (act, slope) = d.act.code();
+        let slope = d.act.code().1;
         let p = WinoParams {
             n: n as u32,
             c4: c.div_ceil(4) as u32,
@@ -246,6 +246,7 @@ impl QConv2d {
         }
         // The residual (any tensor where there is none; the shader does not read it then).
         bound.push(Bind::Tensor(res.map_or(&x.data, |r| &r.0.data)));
+        let [mode, act, has_res] = epilogue_consts(d, res.is_some());
         s.dispatch_bound(
             QFUSED[loads][aligned as usize],
             "qfused4",
@@ -253,10 +254,9 @@ impl QConv2d {
                 ("WG", WG as f64),
                 ("COB", cob as f64),
                 ("LANES", c.min(4) as f64),
-                // The epilogue's form (see the shader: a pipeline each, not uniforms).
-                ("MODE", d.output.is_some() as u32 as f64),
-                ("ACT", act as f64),
-                ("HAS_RES", res.is_some() as u32 as f64),
+                mode,
+                act,
+                has_res,
             ],
             bytes_of(&p),
             &bound,
