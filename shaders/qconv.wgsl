@@ -1,7 +1,7 @@
 // INT8 conv2d / linear with i32 accumulation, plus quantize / dequantize / residual add.
 // Layouts (see src/ops/qconv.rs): activations are i8 packed 4 channels per u32, [N, C4, H, W];
 // unsigned values are stored minus 128. The host appends `fn dot4(a: u32, b: u32) -> i32`:
-// either dot4I8Packed or dot4_unpacked below (for adapters without packed dot products), a
+// either dot4I8Packed or dot4_u8 below (for adapters without packed dot products), a
 // weight-load prelude (qconv_w_plain.wgsl or qconv_w_subgroup.wgsl) and the exact
 // float-accumulation entry (qconv_float.wgsl); the byte helpers are in qint.wgsl.
 
@@ -60,8 +60,13 @@ override MODE: u32 = 0u;
 override ACT: u32 = 0u;
 override HAS_RES: bool = false;
 
-fn dot4_unpacked(a: u32, b: u32) -> i32 {
-    let m = unpack(a) * unpack(b);
+// The integer dot without the packed builtin, on activations read as unsigned bytes
+// (stored + 128) and signed weights: sum((a_k + 128) * b_k). The host's bias for this form
+// subtracts 128 x the weight sum (`QConv2d::bias_u8`). A multiply by an operand whose 17 high
+// bits are zero lets LLVM use x86's pmaddwd instead of pmulld: 1.4x on lavapipe.
+fn dot4_u8(a: u32, b: u32) -> i32 {
+    let u = (vec4<u32>(a ^ 0x80808080u) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+    let m = vec4<i32>(u) * unpack(b);
     return m.x + m.y + m.z + m.w;
 }
 

@@ -60,8 +60,8 @@ macro_rules! qshader {
 const PACKED: Shader = qshader!("qconv_dot4", "plain", "dot4I8Packed");
 const PACKED_SUBGROUP: Shader = qshader!("qconv_dot4_subgroup", "subgroup", "dot4I8Packed");
 /// Uses no packed-integer builtin, so it also hosts quantize / dequantize for every adapter.
-const UNPACKED: Shader = qshader!("qconv_unpacked", "plain", "dot4_unpacked");
-const UNPACKED_SUBGROUP: Shader = qshader!("qconv_unpacked_subgroup", "subgroup", "dot4_unpacked");
+const UNPACKED: Shader = qshader!("qconv_unpacked", "plain", "dot4_u8");
+const UNPACKED_SUBGROUP: Shader = qshader!("qconv_unpacked_subgroup", "subgroup", "dot4_u8");
 /// Threads per workgroup of the conv entries (`WG` in the shader).
 const WG: u32 = 64;
 /// The float entry's pixels and output words per thread (PXF, CWF): on lavapipe 8 x 2 was
@@ -86,7 +86,9 @@ fn pixels_per_thread(pixels: usize) -> u32 {
 pub enum DotPath {
     /// `dot4I8Packed` (DP4a on GPUs that have it).
     Packed,
-    /// Byte unpacking with shifts and i32 multiplies, for adapters without the WGSL extension.
+    /// Byte unpacking with shifts and i32 multiplies, activations read as unsigned bytes (the
+    /// bias corrected to match): for adapters without the WGSL extension, and CPU adapters,
+    /// which emulate it a byte at a time with slower multiplies.
     Unpacked,
     /// f32 FMA on integer values, exact where `float_exact` holds (else the integer path
     /// runs); meant for CPU adapters, which emulate the packed dot.
@@ -96,18 +98,20 @@ pub enum DotPath {
 impl DotPath {
     /// The adapter's integer path, or the one `SYNTHCAL_INT8_DOT` names (`packed` where the
     /// adapter has it, `unpacked`, `float`) to compare them. Float is not the default on CPU
-    /// adapters: on lavapipe it measured no faster than the packed path (README, speed).
+    /// adapters: on lavapipe it measured no faster than the integer paths (README, speed).
     pub fn auto(gpu: &Gpu) -> Self {
         match std::env::var("SYNTHCAL_INT8_DOT").as_deref() {
             Ok("float") => DotPath::Float,
             Ok("unpacked") => DotPath::Unpacked,
+            Ok("packed") if gpu.dot4_packed => DotPath::Packed,
             _ => Self::integer(gpu),
         }
     }
 
-    /// The integer path for this adapter.
+    /// The integer path for this adapter: the packed builtin where it has one, except on CPU
+    /// adapters, where the unpacked form measured faster (lavapipe emulates the builtin).
     pub fn integer(gpu: &Gpu) -> Self {
-        if gpu.dot4_packed {
+        if gpu.dot4_packed && gpu.info.device_type != wgpu::DeviceType::Cpu {
             DotPath::Packed
         } else {
             DotPath::Unpacked
@@ -605,6 +609,9 @@ pub struct QConv2d {
     weights: Tensor,
     layout: WeightLayout,
     bias: Tensor,
+    /// The bias for `DotPath::Unpacked`'s dense kernel, which reads activations as stored + 128:
+    /// `bias` minus 128 x the weight sum.
+    bias_u8: Tensor,
     scale: Tensor,
     win: usize,
     depthwise: bool,
@@ -702,15 +709,18 @@ impl QConv2d {
         let wq = &desc.weights.q;
         let off = desc.input.offset();
         let mut bias = vec![0i32; padded];
+        let mut bias_u8 = vec![0i32; padded];
         let mut scale = vec![0f32; padded];
         for o in 0..co {
             let wsum: i32 = wq[o * per..(o + 1) * per].iter().map(|&v| v as i32).sum();
             bias[o] = rq.bias_q[o].wrapping_add(off * wsum);
+            bias_u8[o] = bias[o].wrapping_sub(128 * wsum);
             scale[o] = rq.scale[o];
         }
         QConv2d {
             weights: gpu.upload_i8(&[words.len()], &words)?,
             bias: gpu.upload_i32(&[padded], &bias)?,
+            bias_u8: gpu.upload_i32(&[padded], &bias_u8)?,
             scale: gpu.upload_f32(&[padded], &scale)?,
             inv_scales: desc
                 .input_channel_scales
@@ -885,7 +895,11 @@ impl QConv2d {
         let [gx, gy, _] = grid_1d(n * oh * ow, WG * px);
         // The residual (any tensor where there is none; the shader does not read it then).
         let r = res.map_or(&x.data, |r| &r.0.data);
-        let tensors = [&x.data, out.tensor(), weights, &self.bias, &self.scale, r];
+        let bias = match (entry, path) {
+            ("conv", DotPath::Unpacked) => &self.bias_u8,
+            _ => &self.bias,
+        };
+        let tensors = [&x.data, out.tensor(), weights, bias, &self.scale, r];
         let mut consts = if entry == "conv_float" {
             vec![("PXF", px as f64), ("CWF", cwf as f64)]
         } else {

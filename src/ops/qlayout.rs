@@ -25,7 +25,7 @@ const SHADER: Shader = Shader {
             "/shaders/pad_source.wgsl"
         )),
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/qlayout.wgsl")),
-        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4_unpacked(a, b); }\n"
+        "\nfn dot4(a: u32, b: u32) -> i32 { return dot4_u8(a, b); }\n"
     ),
 };
 
