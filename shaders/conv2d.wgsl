@@ -20,7 +20,7 @@ struct Params {
     co: u32, oh: u32, ow: u32, groups: u32,
     cig: u32, cog: u32, cogp: u32, pixels: u32,
     pad_h: i32, pad_w: i32, tiles_co: u32, tiles_px: u32,
-    act: u32, slope: f32, has_bias: u32, has_res: u32,
+    _p3: u32, slope: f32, has_bias: u32, _p4: u32,
     k: u32, kp: u32, tiles_row: u32, kh: u32,
     kw: u32, sh: u32, sw: u32, dh: u32,
     dw: u32, _p0: u32, _p1: u32, _p2: u32,
@@ -37,10 +37,9 @@ override TN4: u32 = 2u;
 override WG: u32 = 64u;
 // Width stride of `rows` (1 or 2), a constant so that its window shuffles fold.
 override SW: u32 = 1u;
-// The epilogue, fixed per pipeline (the host passes the uniforms' act and has_res again as
-// these overrides, and the kernels read only these): lavapipe runs both sides of a branch on a
-// uniform value under a mask, so a uniform choice would pay for every activation at every
-// output.
+// The epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both sides
+// of a branch on a uniform value under a mask, so a uniform choice would pay for every
+// activation at every output.
 override ACT: u32 = 0u;
 override HAS_RES: bool = false;
 

@@ -2,13 +2,13 @@
 
 struct Params {
     n: u32,
-    kind: u32,
+    _p0: u32,
     slope: f32,
     _pad: u32,
 }
 
-// The activation, fixed per pipeline (the host passes the uniform's code again as ACT, and the
-// kernels read only ACT): lavapipe runs every case of a switch on a uniform under a mask.
+// The activation, fixed per pipeline rather than a uniform: lavapipe runs every case of a
+// switch on a uniform value under a mask.
 override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -8,7 +8,7 @@
 struct Params {
     m: u32, n: u32, k: u32, batch: u32,
     a_batch: u32, b_batch: u32, tiles_m: u32, tiles_n: u32,
-    act: u32, slope: f32, has_bias: u32, _pad: u32,
+    _p0: u32, slope: f32, has_bias: u32, _p1: u32,
 }
 
 override TA: bool = false; // A is [K, M] (transposed) instead of [M, K]
@@ -19,8 +19,8 @@ override WG: u32 = 64u;
 // The row block comes from the grid's z (with the batch): all lanes of a workgroup share their A
 // tiles, and no lane returns early (what the subgroup prelude needs).
 override MZ: bool = false;
-// The activation, fixed per pipeline (the host passes the uniform's code again as ACT, and the
-// kernels read only ACT): lavapipe runs every case of a switch on a uniform under a mask.
+// The activation, fixed per pipeline rather than a uniform: lavapipe runs every case of a
+// switch on a uniform value under a mask.
 override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;

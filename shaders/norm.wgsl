@@ -7,14 +7,14 @@ struct Params {
     total: u32,
     eps: f32,
     momentum: f32,
-    kind: u32,
+    _p0: u32,
     slope: f32,
     // apply: 1 when `stat` holds the running variance, 0 when it holds 1/std already.
     stat_is_var: u32,
 }
 
-// The activation, fixed per pipeline (the host passes the uniform's code again as ACT, and the
-// kernels read only ACT): lavapipe runs every case of a switch on a uniform under a mask.
+// The activation, fixed per pipeline rather than a uniform: lavapipe runs every case of a
+// switch on a uniform value under a mask.
 override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;

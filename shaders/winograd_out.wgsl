@@ -8,15 +8,14 @@ struct Params {
     n: u32, ci: u32, h: u32, w: u32,
     co: u32, oh: u32, ow: u32, cop: u32,
     pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
-    tiles: u32, tiles_p: u32, act: u32, slope: f32,
-    has_bias: u32, has_res: u32, _p0: u32, _p1: u32,
+    tiles: u32, tiles_p: u32, _p2: u32, slope: f32,
+    has_bias: u32, _p3: u32, _p0: u32, _p1: u32,
 }
 
 override WG: u32 = 64u;
-// The epilogue, fixed per pipeline (the host passes the uniforms' act and has_res again as
-// these overrides, and the kernels read only these): lavapipe runs both sides of a branch on a
-// uniform value under a mask, so a uniform choice would pay for every activation at every
-// output.
+// The epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both sides
+// of a branch on a uniform value under a mask, so a uniform choice would pay for every
+// activation at every output.
 override ACT: u32 = 0u;
 override HAS_RES: bool = false;
 

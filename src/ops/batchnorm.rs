@@ -23,7 +23,7 @@ struct Params {
     total: u32,
     eps: f32,
     momentum: f32,
-    kind: u32,
+    _p0: u32,
     slope: f32,
     stat_is_var: u32,
     _pad: [u32; 3],
@@ -104,7 +104,6 @@ impl BatchNorm {
     }
 
     fn params(&self, (n, c, s): (usize, usize, usize), act: Act, stat_is_var: bool) -> Params {
-        let (kind, slope) = act.code();
         Params {
             n: n as u32,
             c: c as u32,
@@ -112,8 +111,8 @@ impl BatchNorm {
             total: (n * c * s) as u32,
             eps: self.eps,
             momentum: self.momentum,
-            kind,
-            slope,
+            _p0: 0,
+            slope: act.code().1,
             stat_is_var: stat_is_var as u32,
             _pad: [0; 3],
         }
@@ -142,22 +141,28 @@ pub fn batch_norm(s: &mut Stream, x: &Tensor, bn: &BatchNorm, act: Act) -> Resul
         &bn.running_var,
         &y,
     ];
-    apply(s, &p, &t)?;
+    apply(s, &p, act, &t)?;
     Ok(y)
 }
 
 /// y = act((x - mean) * inv_std * gamma + beta) over `t` = [x, gamma, beta, mean, stat, y]; the
 /// vec4 form where each channel's plane is a multiple of 4 long.
-fn apply(s: &mut Stream, p: &Params, t: &[&Tensor; 6]) -> Result<()> {
+fn apply(s: &mut Stream, p: &Params, act: Act, t: &[&Tensor; 6]) -> Result<()> {
     let n = p.total as usize;
     let (entry, threads) = if p.s.is_multiple_of(4) {
         ("apply4", n / 4)
     } else {
         ("apply", n)
     };
-    // The activation as the ACT override too (see `elementwise::act_const`).
-    let act = [("ACT", p.kind as f64)];
-    s.dispatch(SHADER, entry, &act, bytes_of(p), t, grid_1d(threads, 256))
+    let consts = [super::elementwise::act_const(act)];
+    s.dispatch(
+        SHADER,
+        entry,
+        &consts,
+        bytes_of(p),
+        t,
+        grid_1d(threads, 256),
+    )
 }
 
 /// The batch mean and 1 / sqrt(biased variance + eps) per channel (`[C]` each), one workgroup
@@ -197,7 +202,7 @@ pub fn batch_norm_train(
     let dims = bn.check(op, x)?;
     let p = bn.params(dims, act, false);
     let y = s.gpu().alloc(op, x.shape(), DType::F32)?;
-    apply(s, &p, &[x, &bn.gamma, &bn.beta, &mean, &inv_std, &y])?;
+    apply(s, &p, act, &[x, &bn.gamma, &bn.beta, &mean, &inv_std, &y])?;
     Ok(BatchStats { y, mean, inv_std })
 }
 

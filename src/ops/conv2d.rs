@@ -242,10 +242,10 @@ struct Params {
     pad_w: i32,
     tiles_co: u32,
     tiles_px: u32,
-    act: u32,
+    _p3: u32,
     slope: f32,
     has_bias: u32,
-    has_res: u32,
+    _p4: u32,
     k: u32,
     kp: u32,
     tiles_row: u32,
@@ -483,7 +483,6 @@ fn conv2d_blocked(
         let tp = pixels.div_ceil(4);
         ("direct", tp, 0, grid_1d(tp * co, wg))
     };
-    let (kind, slope) = act.code();
     let params = Params {
         n: n as u32,
         ci: ci as u32,
@@ -501,10 +500,10 @@ fn conv2d_blocked(
         pad_w: p.pad[1] as i32,
         tiles_co: tiles_co as u32,
         tiles_px: tiles_px as u32,
-        act: kind,
-        slope,
+        _p3: 0,
+        slope: act.code().1,
         has_bias: bias.is_some() as u32,
-        has_res: residual.is_some() as u32,
+        _p4: 0,
         k: (cig * kh * kwp) as u32,
         kp: padded_k(cig, kh, kw) as u32,
         tiles_row: tiles_row as u32,
@@ -546,9 +545,8 @@ fn conv2d_blocked(
             } as f64,
         ),
         ("SW", p.stride[1] as f64),
-        // The epilogue (a pipeline each: lavapipe runs every side of a uniform branch).
-        ("ACT", kind as f64),
-        ("HAS_RES", residual.is_some() as u32 as f64),
+        super::elementwise::act_const(act),
+        super::elementwise::res_const(residual.is_some()),
     ];
     let (b, r) = (bias.unwrap_or(x), residual.unwrap_or(x));
     s.dispatch(

@@ -63,17 +63,16 @@ const SHADER: Shader = crate::shader!("elementwise");
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
-    kind: u32,
+    _p0: u32,
     slope: f32,
     _pad: u32,
 }
 
 fn params(n: usize, a: Act) -> Params {
-    let (kind, slope) = a.code();
     Params {
         n: n as u32,
-        kind,
-        slope,
+        _p0: 0,
+        slope: a.code().1,
         _pad: 0,
     }
 }
@@ -99,10 +98,16 @@ fn by_fours(entry: &'static str, n: usize) -> (&'static str, usize) {
     (four, n / 4)
 }
 
-/// The activation as the shaders' `ACT` override (a pipeline each: lavapipe runs every case of a
-/// switch on a uniform, so a uniform code would cost every activation at every element).
+/// A fused epilogue's activation as the shaders' `ACT` override, shared by every kernel with
+/// one: a pipeline each, not a uniform, since lavapipe runs every case of a switch on a uniform
+/// value under a mask, so a uniform code would cost every activation at every element.
 pub(crate) fn act_const(a: Act) -> (&'static str, f64) {
     ("ACT", a.code().0 as f64)
+}
+
+/// Whether a fused epilogue adds a residual, as the shaders' `HAS_RES` override (as `act_const`).
+pub(crate) fn res_const(has: bool) -> (&'static str, f64) {
+    ("HAS_RES", has as u8 as f64)
 }
 
 /// y = act(x), any shape.

@@ -34,10 +34,10 @@ struct Params {
     b_batch: u32,
     tiles_m: u32,
     tiles_n: u32,
-    act: u32,
+    _p0: u32,
     slope: f32,
     has_bias: u32,
-    _pad: u32,
+    _p1: u32,
 }
 
 /// Register block (tiles of 4 rows, tiles of 4 columns) and workgroup size for this adapter.
@@ -184,7 +184,6 @@ fn gemm(
     };
     let c = s.gpu().alloc(op, &out_shape, DType::F32)?;
     let (tiles_m, tiles_n) = (m.div_ceil(4 * tm4 as usize), n.div_ceil(4 * tn4 as usize));
-    let (kind, slope) = act.code();
     let params = Params {
         m: m as u32,
         n: n as u32,
@@ -194,10 +193,10 @@ fn gemm(
         b_batch: bb as u32,
         tiles_m: tiles_m as u32,
         tiles_n: tiles_n as u32,
-        act: kind,
-        slope,
+        _p0: 0,
+        slope: act.code().1,
         has_bias: bias.is_some() as u32,
-        _pad: 0,
+        _p1: 0,
     };
     // vec4 loads need every contiguous axis (and so every row start) to be a multiple of 4.
     let aligned =

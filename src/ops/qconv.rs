@@ -25,6 +25,7 @@
 //! Pieces: shader `shaders/qconv.wgsl`; scheme `quant::int8`; CPU reference `cpu::qconv`; no
 //! backward (inference only); tests in `qconv_tests.rs` (CPU reference and an f64 oracle).
 
+use super::elementwise::{act_const, res_const};
 use super::{bytes_of, Act};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Gpu, Shader, Stream, Tensor};
@@ -411,7 +412,7 @@ pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut
         return shape_err("qadd", format!("{:?} + {:?} for {add:?}", a.shape, b.shape));
     }
     let ap = add.params()?;
-    let (act, slope) = add.act.code();
+    let slope = add.act.code().1;
     let [n, c, h, w] = a.shape;
     let p = Params {
         n: n as u32,
@@ -446,7 +447,7 @@ pub fn qadd(s: &mut Stream, a: &QTensor, b: &QTensor, add: &QAdd) -> Result<QOut
     let consts: &[_] = if add.output.is_some() {
         &[]
     } else {
-        &[("ACT", act as f64)]
+        &[act_const(add.act)]
     };
     s.dispatch(UNPACKED, entry, consts, bytes_of(&p), &tensors, grid)?;
     Ok(out)
@@ -929,8 +930,8 @@ impl QConv2d {
 fn epilogue_consts(d: &QConv, has_res: bool) -> [(&'static str, f64); 3] {
     [
         ("MODE", d.output.is_some() as u8 as f64),
-        ("ACT", d.act.code().0 as f64),
-        ("HAS_RES", has_res as u8 as f64),
+        act_const(d.act),
+        res_const(has_res),
     ]
 }
 

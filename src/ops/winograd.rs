@@ -9,6 +9,7 @@
 //! ([`weight`]). Chosen per shape by `conv_select`; tested against the CPU reference in
 //! `conv2d`'s tests.
 
+use super::elementwise::{act_const, res_const};
 use super::{bytes_of, matmul::matmul, Act};
 use crate::error::Result;
 use crate::gpu::{grid_1d, Bind, DType, Gpu, Shader, Stream, Tensor};
@@ -333,10 +334,10 @@ struct Params {
     tiles_w: u32,
     tiles: u32,
     tiles_p: u32,
-    act: u32,
+    _p2: u32,
     slope: f32,
     has_bias: u32,
-    has_res: u32,
+    _p3: u32,
     _p0: u32,
     _p1: u32,
 }
@@ -347,7 +348,6 @@ fn params(
     tile: Tile,
     bias: Option<&Tensor>,
     pad: [usize; 2],
-    residual: Option<&Tensor>,
     act: Act,
     out_shape: [usize; 4],
 ) -> Result<Params> {
@@ -359,7 +359,6 @@ fn params(
     let (tiles_h, tiles_w) = (oh.div_ceil(tm), ow.div_ceil(tm));
     let tiles = n * tiles_h * tiles_w;
     let tiles_p = tiles.next_multiple_of(4);
-    let (kind, slope) = act.code();
     Ok(Params {
         n: n as u32,
         ci: ci as u32,
@@ -375,23 +374,13 @@ fn params(
         tiles_w: tiles_w as u32,
         tiles: tiles as u32,
         tiles_p: tiles_p as u32,
-        act: kind,
-        slope,
+        _p2: 0,
+        slope: act.code().1,
         has_bias: bias.is_some() as u32,
-        has_res: residual.is_some() as u32,
+        _p3: 0,
         _p0: 0,
         _p1: 0,
     })
-}
-
-/// The epilogue's activation and residual as the kernels' overrides (`ACT`, `HAS_RES`): a
-/// pipeline each, as lavapipe runs every side of a branch on a uniform (see the shaders).
-fn act_const(p: &Params) -> (&'static str, f64) {
-    ("ACT", p.act as f64)
-}
-
-fn res_const(p: &Params) -> (&'static str, f64) {
-    ("HAS_RES", p.has_res as f64)
 }
 
 /// out = act(conv3x3(x, g) + bias + residual), stride 1, groups 1, for `u` from [`weight`]
@@ -409,19 +398,12 @@ pub(crate) fn conv2d(
     act: Act,
     out_shape: [usize; 4],
 ) -> Result<Tensor> {
-    let params = params(x, tile, bias, pad, residual, act, out_shape)?;
+    let params = params(x, tile, bias, pad, act, out_shape)?;
     let v = input_transform(s, x, tile, &params)?;
     let m = matmul(s, u, &v, false, false)?; // [alpha^2, Cop, T]
     drop(v);
-    output_transform(
-        s,
-        &m,
-        tile,
-        &params,
-        bias.unwrap_or(x),
-        residual.unwrap_or(x),
-        out_shape,
-    )
+    let epilogue = (bias.unwrap_or(x), residual, act);
+    output_transform(s, &m, tile, &params, epilogue, out_shape)
 }
 
 /// The fused F(4x4, 3x3) conv (`shaders/winograd_fused.wgsl`): one dispatch, no scratch, for
@@ -437,7 +419,7 @@ pub(crate) fn conv2d_fused(
     act: Act,
     out_shape: [usize; 4],
 ) -> Result<Tensor> {
-    let params = params(x, Tile::F4, bias, pad, residual, act, out_shape)?;
+    let params = params(x, Tile::F4, bias, pad, act, out_shape)?;
     let co = out_shape[1];
     let sg = s.gpu().subgroups && !plain_loads_forced();
     let cpu = s.gpu().info.device_type == wgpu::DeviceType::Cpu;
@@ -458,13 +440,11 @@ pub(crate) fn conv2d_fused(
     let mut grid = grid_1d(params.tiles as usize, WG);
     grid[2] = co.div_ceil(cob) as u32;
     let weights = texture.map_or(Bind::Tensor(&u.buffer), Bind::Texture);
-    let bias = bias.unwrap_or(x);
-    let residual = residual.unwrap_or(x);
     let mut bound = vec![
         Bind::Tensor(x),
         weights,
-        Bind::Tensor(bias),
-        Bind::Tensor(residual),
+        Bind::Tensor(bias.unwrap_or(x)),
+        Bind::Tensor(residual.unwrap_or(x)),
         Bind::Tensor(&out),
     ];
     if aligned {
@@ -476,8 +456,8 @@ pub(crate) fn conv2d_fused(
         &[
             ("WG", WG as f64),
             ("COB", cob as f64),
-            act_const(&params),
-            res_const(&params),
+            act_const(act),
+            res_const(residual.is_some()),
         ],
         bytes_of(&params),
         &bound,
@@ -543,15 +523,14 @@ fn input_transform(s: &mut Stream, x: &Tensor, tile: Tile, p: &Params) -> Result
     Ok(v)
 }
 
-/// The output transform's dispatch with the epilogue (`b`, `r`: bias and residual, or any
-/// tensor when `p` says there is none).
+/// The output transform's dispatch with the epilogue `(b, r, act)`: the bias (any tensor where
+/// `p` says there is none), the residual and the activation.
 fn output_transform(
     s: &mut Stream,
     m: &Tensor,
     tile: Tile,
     p: &Params,
-    b: &Tensor,
-    r: &Tensor,
+    (b, r, act): (&Tensor, Option<&Tensor>, Act),
     out_shape: [usize; 4],
 ) -> Result<Tensor> {
     let out = s.gpu().alloc("conv2d (winograd)", &out_shape, DType::F32)?;
@@ -562,9 +541,9 @@ fn output_transform(
         } else {
             "output4"
         },
-        &[("WG", WG as f64), act_const(p), res_const(p)],
+        &[("WG", WG as f64), act_const(act), res_const(r.is_some())],
         bytes_of(p),
-        &[m, b, r, &out],
+        &[m, b, r.unwrap_or(b), &out],
         grid_1d(p.co as usize * p.tiles as usize, WG),
     )?;
     Ok(out)
@@ -778,10 +757,10 @@ pub(crate) mod tests {
             tiles_w: tiles_h as u32,
             tiles: tiles as u32,
             tiles_p: tiles.next_multiple_of(4) as u32,
-            act: Act::Relu.code().0,
+            _p2: 0,
             slope: 0.0,
             has_bias: 1,
-            has_res: 0,
+            _p3: 0,
             _p0: 0,
             _p1: 0,
         };
@@ -801,7 +780,15 @@ pub(crate) mod tests {
                         0 => drop(input_transform(&mut s, &x, tile, &p).unwrap()),
                         1 => drop(matmul(&mut s, &u, &v, false, false).unwrap()),
                         _ => drop(
-                            output_transform(&mut s, &m, tile, &p, &b, &x, [n, c, hw, hw]).unwrap(),
+                            output_transform(
+                                &mut s,
+                                &m,
+                                tile,
+                                &p,
+                                (&b, None, Act::Relu),
+                                [n, c, hw, hw],
+                            )
+                            .unwrap(),
                         ),
                     }
                 }
