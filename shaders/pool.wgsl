@@ -17,10 +17,14 @@ struct Params {
     // Tap spacing per axis (max pooling only; 1: dense).
     dh: u32,
     dw: u32,
-    // Backward: 0 max, 1 average counting the padding, 2 average of the real elements.
-    mode: u32,
+    _p0: u32,
     _p1: u32,
 }
+
+// Backward: 0 max, 1 average counting the padding, 2 average of the real elements. Fixed per
+// pipeline rather than a uniform: lavapipe runs every case of a switch on a uniform value under
+// a mask, so the average backwards would pay for the max's window scan at every element.
+override MODE: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -132,12 +136,12 @@ fn first_cover(i: i32, pad: u32) -> i32 {
 }
 
 // The share of output o's gradient that input i receives: a max window's goes to its first
-// maximum, an average's spreads over its real elements divided as `avg_pool` (mode 1) or
-// `avg_pool_real` (mode 2) divide.
+// maximum, an average's spreads over its real elements divided as `avg_pool` (MODE 1) or
+// `avg_pool_real` (MODE 2) divide.
 fn share(o: u32, i: u32) -> f32 {
     let win = window(o);
     let k = i32(p.k);
-    switch p.mode {
+    switch MODE {
         case 1u: {
             return 1.0 / f32((min(win.y + k, i32(p.end_h)) - win.y) * (min(win.z + k, i32(p.end_w)) - win.z));
         }

@@ -28,8 +28,7 @@ struct Params {
     end_w: u32,
     dh: u32,
     dw: u32,
-    /// Backward: 0 max, 1 average counting the padding, 2 average of the real elements.
-    mode: u32,
+    _p0: u32,
     _p: u32,
 }
 
@@ -165,7 +164,7 @@ fn geometry(op: &'static str, x: &Tensor, win: &Window) -> Result<([usize; 4], P
         end_w: (w + win.pads.end[1]) as u32,
         dh: win.dilation[0] as u32,
         dw: win.dilation[1] as u32,
-        mode: 0,
+        _p0: 0,
         _p: 0,
     };
     Ok(([n, c, oh, ow], p))
@@ -273,14 +272,23 @@ pub fn pool2d_backward(
     }
     let dx = s.gpu().alloc(op, x.shape(), DType::F32)?;
     p.total = x.numel() as u32;
-    p.mode = match how {
+    // The pooling kind as the MODE override (a pipeline each; see the shader).
+    let mode = match how {
         Pool::Max => 0,
         Pool::Avg => 1,
         Pool::AvgOfReal => 2,
     };
     let tensors = [x, dy, &dx];
     let grid = grid_1d(x.numel(), 256);
-    s.dispatch(SHADER, "pool_backward", &[], bytes_of(&p), &tensors, grid)?;
+    let consts = [("MODE", mode as f64)];
+    s.dispatch(
+        SHADER,
+        "pool_backward",
+        &consts,
+        bytes_of(&p),
+        &tensors,
+        grid,
+    )?;
     Ok(dx)
 }
 
@@ -302,7 +310,7 @@ pub fn global_avg_pool(s: &mut Stream, x: &Tensor) -> Result<Tensor> {
         end_w: 0,
         dh: 0,
         dw: 0,
-        mode: 0,
+        _p0: 0,
         _p: 0,
     };
     s.dispatch(
