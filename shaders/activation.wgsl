@@ -1,6 +1,11 @@
 // Activation codes of ops::elementwise::Act (`Act::code`), shared by every shader that fuses an
 // activation (prepended by the `shader!` macro).
 
+// The fused activation of the kernels that have one (`elementwise::act_const`), fixed per
+// pipeline rather than read from a uniform: lavapipe runs every case of a switch on a uniform
+// value under a mask, so a uniform code would cost every activation at every output.
+override ACT: u32 = 0u;
+
 // tanh. Below |v| = 0.625 the odd polynomial of Cephes' tanhf (S. L. Moshier; relative error
 // under 1e-7 in f32), where 1 - exp(-2|v|) would cancel (up to 40% off near 0); above, via
 // exp(-2|v|): never inf/inf, exact sign.

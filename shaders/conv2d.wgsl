@@ -37,12 +37,8 @@ override TN4: u32 = 2u;
 override WG: u32 = 64u;
 // Width stride of `rows` (1 or 2), a constant so that its window shuffles fold.
 override SW: u32 = 1u;
-// The epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both sides
-// of a branch on a uniform value under a mask, so a uniform choice would pay for every
-// activation at every output.
-override ACT: u32 = 0u;
+// Whether the epilogue adds a residual, fixed per pipeline as ACT is (activation.wgsl).
 override HAS_RES: bool = false;
-
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> wt: array<vec4f>;

@@ -7,10 +7,6 @@ struct Params {
     _pad: u32,
 }
 
-// The activation, fixed per pipeline rather than a uniform: lavapipe runs every case of a
-// switch on a uniform value under a mask.
-override ACT: u32 = 0u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;

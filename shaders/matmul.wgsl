@@ -19,9 +19,6 @@ override WG: u32 = 64u;
 // The row block comes from the grid's z (with the batch): all lanes of a workgroup share their A
 // tiles, and no lane returns early (what the subgroup prelude needs).
 override MZ: bool = false;
-// The activation, fixed per pipeline rather than a uniform: lavapipe runs every case of a
-// switch on a uniform value under a mask.
-override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

@@ -13,10 +13,6 @@ struct Params {
     stat_is_var: u32,
 }
 
-// The activation, fixed per pipeline rather than a uniform: lavapipe runs every case of a
-// switch on a uniform value under a mask.
-override ACT: u32 = 0u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 

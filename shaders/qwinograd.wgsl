@@ -36,10 +36,9 @@ override COB: u32 = 8u;
 override LANES: u32 = 4u;
 // The epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both sides
 // of a branch on a uniform value under a mask, so a uniform choice would pay for every
-// activation and both output forms at every output. MODE 0: f32 outputs with activation ACT;
-// 1: int8 outputs, plus the residual add where HAS_RES.
+// activation and both output forms at every output. MODE 0: f32 outputs with activation ACT
+// (declared in activation.wgsl); 1: int8 outputs, plus the residual add where HAS_RES.
 override MODE: u32 = 0u;
-override ACT: u32 = 0u;
 override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -13,12 +13,8 @@ struct Params {
 }
 
 override WG: u32 = 64u;
-// The epilogue, fixed per pipeline rather than read from the uniforms: lavapipe runs both sides
-// of a branch on a uniform value under a mask, so a uniform choice would pay for every
-// activation at every output.
-override ACT: u32 = 0u;
+// Whether the epilogue adds a residual, fixed per pipeline as ACT is (activation.wgsl).
 override HAS_RES: bool = false;
-
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> m: array<f32>;
