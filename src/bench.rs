@@ -250,18 +250,52 @@ pub fn patterned_images(n: usize) -> Result<crate::data::Dataset> {
 /// iteration, the paper's recipe without a teacher) at the given widths: one warm-up iteration
 /// (pipeline compilation), then the mean over `iters` timed ones.
 pub fn gan_bench(gpu: &std::sync::Arc<Gpu>, ngf: usize, ndf: usize, iters: usize) -> Result<f64> {
-    use crate::gan::train::{TrainOptions, Trainer};
-    let mut o = TrainOptions::faithful(None);
-    o.config.ngf = ngf;
-    o.config.ndf = ndf;
-    let (batch, iters) = (o.batch, iters.max(1));
-    let mut tr = Trainer::new(gpu.clone(), o, patterned_images(1024)?, None)?;
+    let (mut tr, batch) = gan_trainer(gpu, ngf, ndf)?;
+    let iters = iters.max(1);
     tr.step()?;
     let t = Instant::now();
     for _ in 0..iters {
         tr.step()?;
     }
     Ok((batch * iters) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A DiStyleGAN trainer on the paper's recipe without a teacher at the given widths, on
+/// stand-in images, and its batch.
+fn gan_trainer(
+    gpu: &std::sync::Arc<Gpu>,
+    ngf: usize,
+    ndf: usize,
+) -> Result<(crate::gan::train::Trainer, usize)> {
+    let mut o = crate::gan::train::TrainOptions::faithful(None);
+    o.config.ngf = ngf;
+    o.config.ndf = ndf;
+    let batch = o.batch;
+    let tr = crate::gan::train::Trainer::new(gpu.clone(), o, patterned_images(1024)?, None)?;
+    Ok((tr, batch))
+}
+
+/// GPU time per kernel of one DiStyleGAN training iteration at batch 128 (after one untimed
+/// iteration that compiles the pipelines), the slowest first. Needs GPU timestamps.
+pub fn gan_kernel_times(
+    gpu: &std::sync::Arc<Gpu>,
+    ngf: usize,
+    ndf: usize,
+) -> Result<Vec<crate::gpu::KernelTime>> {
+    if !gpu.has_timestamps() {
+        return Err(crate::Error::Invalid(format!(
+            "adapter {} writes no GPU timestamps, which the kernel times need",
+            gpu.info.name
+        )));
+    }
+    let (mut tr, _) = gan_trainer(gpu, ngf, ndf)?;
+    tr.step()?;
+    gpu.take_kernel_times();
+    gpu.time_kernels(true);
+    let step = tr.step();
+    gpu.time_kernels(false);
+    step?;
+    Ok(gpu.take_kernel_times())
 }
 
 #[cfg(test)]

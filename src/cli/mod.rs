@@ -62,6 +62,11 @@ enum Cmd {
         /// Timed passes per figure (median per layer).
         #[arg(long, default_value_t = 10, value_parser = args::int(1usize, 1000))]
         reps: usize,
+        /// Time each GPU kernel of one DiStyleGAN training iteration (batch 128, the reference
+        /// widths; with --quick the CPU-scale ones) and list them by share of the iteration,
+        /// instead of the kernel table. Needs GPU timestamps.
+        #[arg(long, conflicts_with = "model")]
+        gan_kernels: bool,
     },
     /// List the architectures of the model zoo.
     Models,
@@ -139,8 +144,10 @@ pub fn main() -> anyhow::Result<()> {
             int8,
             batch,
             reps,
+            gan_kernels,
         } => match model {
             Some(m) => zoo::print_profile(&gpu()?, m, int8.as_deref(), *batch, *reps)?,
+            None if *gan_kernels => zoo::print_gan_kernels(&gpu()?, *quick)?,
             None => zoo::print_bench(&gpu()?, *quick)?,
         },
         Cmd::Models => zoo::print_zoo(),

@@ -188,6 +188,43 @@ fn profile_table(p: &Profile) -> String {
 }
 
 /// `synthcal bench --model M [--int8 Q]`: per-layer profile, throughput and batch-1 latency.
+/// `synthcal bench --gan-kernels`: each kernel's share of one DiStyleGAN training iteration.
+pub fn print_gan_kernels(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
+    let (ngf, ndf) = if quick { (64, 32) } else { (256, 128) };
+    println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+    let times = crate::bench::gan_kernel_times(gpu, ngf, ndf)?;
+    println!(
+        "DiStyleGAN training iteration, ngf {ngf} ndf {ndf}, batch 128, timed by GPU timestamps"
+    );
+    print!("{}", kernel_table(&times));
+    Ok(())
+}
+
+fn kernel_table(times: &[crate::gpu::KernelTime]) -> String {
+    let total: f64 = times.iter().map(|k| k.ms).sum();
+    let w = times
+        .iter()
+        .map(|k| k.kernel.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut out = format!(
+        "{:<w$}  {:>5}  {:>10}  {:>6}\n",
+        "kernel", "calls", "ms", "share"
+    );
+    for k in times {
+        let share = 100.0 * k.ms / total.max(f64::MIN_POSITIVE);
+        out += &format!(
+            "{:<w$}  {:>5}  {:>10.1}  {share:>5.1}%\n",
+            k.kernel, k.calls, k.ms
+        );
+    }
+    out + &format!(
+        "{:<w$}  {:>5}  {total:>10.1}  {:>5.1}%\n",
+        "total", "", 100.0
+    )
+}
+
 pub fn print_profile(
     gpu: &std::sync::Arc<Gpu>,
     model: &Path,
@@ -272,6 +309,35 @@ mod tests {
             lines[4].starts_with("total") && lines[4].contains("100.0%"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn kernel_table_gives_shares_and_a_total() {
+        let k = |kernel: &str, calls, ms| crate::gpu::KernelTime {
+            kernel: kernel.into(),
+            calls,
+            ms,
+        };
+        let t = kernel_table(&[
+            k("conv2d::rows", 34, 75.0),
+            k("a_much_longer::entry", 2, 25.0),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(
+            lines[1].starts_with("conv2d::rows") && lines[1].ends_with("75.0%"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains(" 2 ") && lines[2].ends_with("25.0%"),
+            "{t}"
+        );
+        assert!(
+            lines[3].starts_with("total") && lines[3].contains("100.0 "),
+            "{t}"
+        );
+        let width = lines[0].len();
+        assert!(lines.iter().all(|l| l.len() == width), "{t}");
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub struct Gpu {
     pub subgroups: bool,
     pub(crate) pool: BufferPool,
     pub(crate) pipelines: PipelineCache,
+    pub(crate) kernel_times: super::kernel_times::KernelTimes,
 }
 
 impl Gpu {
@@ -178,6 +179,7 @@ impl Gpu {
             limits,
             dot4_packed,
             subgroups,
+            kernel_times: Default::default(),
         }))
     }
 

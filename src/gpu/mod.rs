@@ -2,6 +2,7 @@
 //! recording stream that batches many dispatches into one submit.
 
 mod device;
+mod kernel_times;
 mod pipeline;
 mod pool;
 mod stream;
@@ -9,6 +10,7 @@ mod tensor;
 mod timing;
 
 pub use device::{AdapterChoice, Gpu};
+pub use kernel_times::KernelTime;
 pub(crate) use timing::read_timestamps;
 pub use timing::{gpu_time, gpu_time_each};
 // The engine's internals (kernels, buffers, streams): public for synthcal's tests only.

@@ -37,6 +37,8 @@ pub struct Stream<'g> {
     dispatches: usize,
     /// Tensors read or written by recorded commands, kept alive until submit.
     keep_alive: Vec<Tensor>,
+    /// Timestamps around each dispatch while the GPU times kernels.
+    timed: super::kernel_times::Pending,
 }
 
 impl Gpu {
@@ -55,6 +57,7 @@ impl Gpu {
             align: self.limits.min_uniform_buffer_offset_alignment.max(16) as usize,
             dispatches: 0,
             keep_alive: Vec::new(),
+            timed: Default::default(),
         }
     }
 }
@@ -166,6 +169,13 @@ impl<'g> Stream<'g> {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
+        let timed = self.gpu.timing_kernels();
+        if timed {
+            let (set, i) = self
+                .timed
+                .before(self.gpu, format!("{}::{entry}", shader.name));
+            self.write_timestamp(&set, i);
+        }
         let pass = self.pass.get_or_insert_with(|| {
             self.encoder
                 .as_mut()
@@ -177,6 +187,10 @@ impl<'g> Stream<'g> {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.dispatches += 1;
+        if timed {
+            let (set, i) = self.timed.after();
+            self.write_timestamp(&set, i);
+        }
         self.keep_alive.extend(bound.iter().filter_map(|b| match b {
             Bind::Tensor(t) => Some((*t).clone()),
             Bind::Texture(_) => None,
@@ -224,6 +238,10 @@ impl<'g> Stream<'g> {
         }
         if let Some(enc) = self.encoder.take() {
             self.gpu.queue.submit([enc.finish()]);
+        }
+        let timed = std::mem::take(&mut self.timed);
+        if let Err(e) = timed.collect(self.gpu) {
+            log::warn!("kernel times lost: {e}");
         }
     }
 
