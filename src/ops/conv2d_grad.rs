@@ -3,7 +3,8 @@
 //! the padded dy with the transposed, flipped weight, so it runs on the fast forward kernel
 //! (a strided conv's as one conv per output phase, `conv2d_phases`; where that does not apply,
 //! of the zero-inserted dy); the weight gradient has its own kernel, partial over image chunks,
-//! or for large layers im2col and the matmul kernel.
+//! or for large layers im2col and the matmul kernel. Stride-1 3x3 convs and their input
+//! gradients run on the Winograd forms where inference's rule picks them (`winograd_train`).
 //!
 //! Pieces: shader `shaders/conv2d_grad.wgsl` plus the forward conv kernels; forward `conv2d`;
 //! tests in `tests/grad.rs` (against exact f64 gradients).
@@ -11,7 +12,9 @@
 use super::bytes_of;
 use super::conv2d::{conv2d, padded_k, taps_per_row, Conv2dParams, ConvWeight};
 use super::conv2d_phases::phases;
+use super::conv_select::ConvVariant;
 use super::pad2d::{pad2d, PadMode};
+use super::winograd_train;
 use super::{Act, Pads};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
@@ -131,6 +134,16 @@ pub fn conv2d_train(
     bias: Option<&Tensor>,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
+    let [co, cig, kh, kw] = weight_dims("conv2d_train", w, p.groups)?;
+    let xs = x.dims::<4>("conv2d_train")?;
+    let v = winograd_train::variant(s.gpu(), xs, co, [kh, kw], p);
+    let fits = x.dtype() == DType::F32
+        && xs[1] == cig
+        && bias.is_none_or(|b| b.shape() == [co] && b.dtype() == DType::F32);
+    // Shapes that do not fit take the direct path, whose checks name the problem.
+    if v != ConvVariant::Direct && fits {
+        return winograd_train::conv2d(s, x, w, false, bias, p, v);
+    }
     let cw = weight_layout(s, w, p.groups)?;
     conv2d(s, x, &cw, bias, p, None, Act::Identity)
 }
@@ -199,12 +212,17 @@ pub fn conv2d_backward_data(
         r: [0, 0],
         step: 1,
     };
-    let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, Some(flip))?;
     if stride == 1 {
         // A plain conv of dy padded by K-1-pad.
         let q = Conv2dParams::new(1, lo, p.groups).dilated([dil; 2]);
+        let v = winograd_train::variant(s.gpu(), [n, co, oh, ow], ci, [kh, kw], &q);
+        if v != ConvVariant::Direct {
+            return winograd_train::conv2d(s, dy, w, true, None, &q, v);
+        }
+        let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, Some(flip))?;
         return conv2d(s, dy, &wt, None, &q, None, Act::Identity);
     }
+    let wt = layout(s, w, [ci, co / p.groups, kh, kw], p.groups, Some(flip))?;
     let (zh, zw) = (
         (oh - 1) * stride + 1 + 2 * lo + extra_h,
         (ow - 1) * stride + 1 + 2 * lo + extra_w,

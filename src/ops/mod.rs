@@ -27,6 +27,7 @@ pub mod softmax;
 pub mod spectral_norm;
 pub mod stats;
 mod winograd;
+mod winograd_train;
 
 pub use elementwise::Act;
 pub use pads::Pads;

@@ -148,7 +148,7 @@ impl Tile {
         }
     }
     /// Input patch side, m + 2.
-    fn alpha(self) -> usize {
+    pub(crate) fn alpha(self) -> usize {
         self.m() + 2
     }
     fn g(self) -> &'static [[f64; 3]] {
