@@ -227,6 +227,30 @@ fn im2col_t(@builtin(global_invocation_id) gid: vec3u) {
     dst[t * p.cols + q] = src[(((p.n0 + n) * p.c + c) * p.h + iy) * p.w + ix];
 }
 
+// im2col_t for four adjacent columns per invocation (output widths of 4k, so all four lie in
+// one output row): one set of index divisions per four elements.
+@compute @workgroup_size(64)
+fn im2col_t4(@builtin(global_invocation_id) gid: vec3u) {
+    let q = 4u * gid.x;
+    if q >= p.cols { return; }
+    let t = gid.z;
+    let kx = t % p.kw;
+    let ky = (t / p.kw) % p.kh;
+    let c = t / (p.kw * p.kh);
+    let ohw = p.oh * p.ow;
+    let n = q / ohw;
+    let r = q - n * ohw;
+    let oy = r / p.ow;
+    let ox = r - oy * p.ow;
+    let iy = oy * p.stride + ky * p.dil;
+    let s = (((p.n0 + n) * p.c + c) * p.h + iy) * p.w + ox * p.stride + kx * p.dil;
+    let d = t * p.cols + q;
+    dst[d] = src[s];
+    dst[d + 1u] = src[s + p.stride];
+    dst[d + 2u] = src[s + 2u * p.stride];
+    dst[d + 3u] = src[s + 3u * p.stride];
+}
+
 @compute @workgroup_size(64)
 fn dy_rows(@builtin(global_invocation_id) gid: vec3u) {
     let q = gid.x;

@@ -271,6 +271,9 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
         (2, 3, 7, 18, 4, 1, 2, 1),
         (2, 4, 6, 13, 3, 2, 1, 2),
         (2, 4, 8, 11, 5, 1, 2, 1),
+        // Output widths of 4k: four columns per invocation of the matrix product's im2col.
+        (2, 3, 6, 12, 3, 1, 1, 1),
+        (3, 2, 5, 16, 3, 2, 1, 1),
     ];
     for (i, &(n, ci, co, hw, k, stride, pd, groups)) in cases.iter().enumerate() {
         let oh = (hw + 2 * pd - k) / stride + 1;

@@ -474,17 +474,31 @@ pub(super) fn weight_grad_gemm(
             ..Default::default()
         };
         let col = s.gpu().alloc(OP, &[taps, cols], DType::F32)?;
-        let grid = |z: usize| [cols.div_ceil(64) as u32, 1, z as u32];
+        let grid = |z: usize, per: usize| [cols.div_ceil(64 * per) as u32, 1, z as u32];
+        // Four columns an invocation where they stay in one output row: lavapipe divides per
+        // lane, and the index math cost more than the copy (see README).
+        let (entry, per) = if ow % 4 == 0 {
+            ("im2col_t4", 4)
+        } else {
+            ("im2col_t", 1)
+        };
         s.dispatch(
             SHADER,
-            "im2col_t",
+            entry,
             &[],
             bytes_of(&q),
             &[xp, &col],
-            grid(taps),
+            grid(taps, per),
         )?;
         let rows = s.gpu().alloc(OP, &[co, cols], DType::F32)?;
-        s.dispatch(SHADER, "dy_rows", &[], bytes_of(&q), &[dy, &rows], grid(co))?;
+        s.dispatch(
+            SHADER,
+            "dy_rows",
+            &[],
+            bytes_of(&q),
+            &[dy, &rows],
+            grid(co, 1),
+        )?;
         let part = super::matmul::linear(s, &rows, &col, None, Act::Identity)?;
         dw = Some(match dw {
             None => part,
