@@ -209,11 +209,8 @@ fn wgrad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 // xp[n0 + n, c, oy*s + ky*d, ox*s + kx*d] with t = (c * kh + ky) * kw + kx and q = (n, oy, ox);
 // `dy_rows` writes dy's chunk as [co, cols]. The grid is (column, tap or channel): the tap's
 // index math is uniform.
-@compute @workgroup_size(64)
-fn im2col_t(@builtin(global_invocation_id) gid: vec3u) {
-    let q = gid.x;
-    if q >= p.cols { return; }
-    let t = gid.z;
+// The index in src (xp) of column q, tap t.
+fn im2col_src(q: u32, t: u32) -> u32 {
     let kx = t % p.kw;
     let ky = (t / p.kw) % p.kh;
     let c = t / (p.kw * p.kh);
@@ -224,7 +221,14 @@ fn im2col_t(@builtin(global_invocation_id) gid: vec3u) {
     let ox = r - oy * p.ow;
     let iy = oy * p.stride + ky * p.dil;
     let ix = ox * p.stride + kx * p.dil;
-    dst[t * p.cols + q] = src[(((p.n0 + n) * p.c + c) * p.h + iy) * p.w + ix];
+    return (((p.n0 + n) * p.c + c) * p.h + iy) * p.w + ix;
+}
+
+@compute @workgroup_size(64)
+fn im2col_t(@builtin(global_invocation_id) gid: vec3u) {
+    let q = gid.x;
+    if q >= p.cols { return; }
+    dst[gid.z * p.cols + q] = src[im2col_src(q, gid.z)];
 }
 
 // im2col_t for four adjacent columns per invocation (output widths of 4k, so all four lie in
@@ -233,18 +237,8 @@ fn im2col_t(@builtin(global_invocation_id) gid: vec3u) {
 fn im2col_t4(@builtin(global_invocation_id) gid: vec3u) {
     let q = 4u * gid.x;
     if q >= p.cols { return; }
-    let t = gid.z;
-    let kx = t % p.kw;
-    let ky = (t / p.kw) % p.kh;
-    let c = t / (p.kw * p.kh);
-    let ohw = p.oh * p.ow;
-    let n = q / ohw;
-    let r = q - n * ohw;
-    let oy = r / p.ow;
-    let ox = r - oy * p.ow;
-    let iy = oy * p.stride + ky * p.dil;
-    let s = (((p.n0 + n) * p.c + c) * p.h + iy) * p.w + ox * p.stride + kx * p.dil;
-    let d = t * p.cols + q;
+    let s = im2col_src(q, gid.z);
+    let d = gid.z * p.cols + q;
     dst[d] = src[s];
     dst[d + 1u] = src[s + p.stride];
     dst[d + 2u] = src[s + 2u * p.stride];

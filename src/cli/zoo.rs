@@ -187,7 +187,6 @@ fn profile_table(p: &Profile) -> String {
     out
 }
 
-/// `synthcal bench --model M [--int8 Q]`: per-layer profile, throughput and batch-1 latency.
 /// `synthcal bench --gan-kernels`: each kernel's share of one DiStyleGAN training iteration.
 pub fn print_gan_kernels(gpu: &std::sync::Arc<Gpu>, quick: bool) -> Result<()> {
     let (ngf, ndf) = if quick { (64, 32) } else { (256, 128) };
@@ -225,6 +224,7 @@ fn kernel_table(times: &[crate::gpu::KernelTime]) -> String {
     )
 }
 
+/// `synthcal bench --model M [--int8 Q]`: per-layer profile, throughput and batch-1 latency.
 pub fn print_profile(
     gpu: &std::sync::Arc<Gpu>,
     model: &Path,
