@@ -441,7 +441,9 @@ fn conv2d_blocked(
     let blocked = p.groups == 1 || cog >= 8;
     // `rows` slides one contiguous row window, so its taps must be adjacent (width dilation 1);
     // it takes width strides 1 and 2.
-    let rows = blocked && p.stride[1] <= 2 && p.dilation[1] == 1 && kwp == 4;
+    // Output rows narrower than a tile's four outputs (a discriminator's 2x2 maps) would leave
+    // lanes idle in every row; `gemm` tiles across rows and images instead (see README).
+    let rows = blocked && p.stride[1] <= 2 && p.dilation[1] == 1 && kwp == 4 && ow >= 4;
     // A 1x1 conv's output is its input's size only without padding at either end.
     let pointwise = blocked
         && [kh, kw] == [1, 1]

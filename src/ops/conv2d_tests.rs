@@ -179,6 +179,8 @@ fn fixed_shapes_match_cpu() {
         ([1, 5, 6, 36], [8, 5, 4, 4], 2, 2, 1, false, true), // stride-2 rows, 4 taps, pad 2
         ([1, 4, 5, 20], [8, 4, 3, 3], 2, 0, 1, true, true),  // stride-2 rows, pad 0
         ([1, 4, 7, 28], [8, 4, 3, 3], 2, 3, 1, true, false), // stride-2 rows, pad 3
+        ([3, 8, 4, 4], [16, 8, 4, 4], 2, 1, 1, true, true),  // 2x2 output: gemm, not rows
+        ([2, 16, 3, 3], [8, 16, 3, 3], 1, 1, 1, false, true), // 3-wide rows: gemm
     ];
     // CPU_BLOCK takes the weight-broadcast form on adapters with subgroups (16-channel
     // blocks); `NO_SUBGROUPS` runs it with per-lane loads as well.
