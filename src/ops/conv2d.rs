@@ -90,6 +90,25 @@ impl Conv2dParams {
     pub fn undilated(&self) -> bool {
         self.dilation == [1, 1]
     }
+
+    /// Whether a conv with these params and a `kernel` (`[KH, KW]`) has the Winograd forms:
+    /// 3x3, stride 1, undilated, groups 1.
+    pub fn takes_winograd(&self, kernel: [usize; 2]) -> bool {
+        kernel == [3, 3] && self.groups == 1 && self.stride == [1, 1] && self.undilated()
+    }
+}
+
+/// The fixed rule's variant (`conv_select::default_variant`) for a conv of `x_shape` `[N, Ci,
+/// H, W]` to `co` channels with a `kernel` (`[KH, KW]`).
+pub(crate) fn rule_variant(
+    gpu: &Gpu,
+    [n, ci, h, w]: [usize; 4],
+    co: usize,
+    [kh, kw]: [usize; 2],
+    p: &Conv2dParams,
+) -> ConvVariant {
+    let hw = p.out_size(0, h, kh).unwrap_or(0) * p.out_size(1, w, kw).unwrap_or(0);
+    conv_select::default_variant(gpu, ci, co, n, hw)
 }
 
 /// Workgroup size of the `depthwise` entry, which has no register block to size it by.
@@ -313,8 +332,7 @@ fn pick_variant(
                 return Ok(ConvVariant::Direct);
             };
             let [co, _, kh, kw] = w.shape;
-            let hw = p.out_size(0, h, kh).unwrap_or(0) * p.out_size(1, wd, kw).unwrap_or(0);
-            return Ok(conv_select::default_variant(gpu, ci, co, n, hw));
+            return Ok(rule_variant(gpu, [n, ci, h, wd], co, [kh, kw], p));
         }
         conv_select::Mode::Auto => {}
     }
@@ -411,11 +429,7 @@ fn conv2d_blocked(
         }
     }
     // Winograd's transforms assume dense taps: dilated convs always take the direct kernels.
-    if let Some(u) = w
-        .winograd
-        .as_ref()
-        .filter(|_| p.stride == [1, 1] && p.undilated())
-    {
+    if let Some(u) = w.winograd.as_ref().filter(|_| p.takes_winograd([kh, kw])) {
         let v = match variant {
             Some(v) => v,
             None => pick_variant(s.gpu(), x, w, bias, p, residual, act, (tm4, tn4, wg))?,

@@ -144,7 +144,7 @@ pub fn conv2d_train(
     if v != ConvVariant::Direct && fits {
         return winograd_train::conv2d(s, x, w, false, bias, p, v);
     }
-    let cw = weight_layout(s, w, p.groups)?;
+    let cw = layout(s, w, [co, cig, kh, kw], p.groups, None)?;
     conv2d(s, x, &cw, bias, p, None, Act::Identity)
 }
 

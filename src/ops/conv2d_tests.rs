@@ -72,7 +72,7 @@ fn run(
         ConvVariant::Winograd4 | ConvVariant::Fused4 => Some(Tile::F4),
         ConvVariant::Direct => None,
     }
-    .filter(|_| winograd_applies(&ws, &p));
+    .filter(|_| p.takes_winograd([ws[2], ws[3]]));
     let scale = match tile {
         Some(t) => {
             let out = [xs[0], ws[0], oh, ow];
@@ -118,10 +118,6 @@ fn run(
             .map(|((a, b), s)| ((a - b).abs() - act_rel * b.abs()).max(0.0) / s.max(1e-6)),
     );
     (got.max_rel_err(&want.data), scaled)
-}
-
-fn winograd_applies(ws: &[usize; 4], p: &Conv2dParams) -> bool {
-    ws[2..] == [3, 3] && p.groups == 1 && p.stride == [1, 1] && p.undilated()
 }
 
 /// Tolerance on the scaled error: ~67 FP32 roundings (2^-24 each). The direct kernels

@@ -8,7 +8,7 @@
 //! Tests: `winograd_train_tests.rs` (against the CPU reference) and `tests/grad.rs` (exact
 //! gradients at a shape the rule runs on Winograd).
 
-use super::conv2d::Conv2dParams;
+use super::conv2d::{rule_variant, Conv2dParams};
 use super::conv_select::{self, ConvVariant};
 use super::winograd::{self, FusedWeight, Tile};
 use super::{bytes_of, Act};
@@ -72,17 +72,12 @@ pub(crate) fn variant(
     kernel: [usize; 2],
     p: &Conv2dParams,
 ) -> ConvVariant {
-    let [n, ci, h, w] = x_shape;
-    let dense = kernel == [3, 3] && p.groups == 1 && p.stride == [1, 1] && p.undilated();
-    let (Some(oh), Some(ow)) = (p.out_size(0, h, 3), p.out_size(1, w, 3)) else {
-        return ConvVariant::Direct;
-    };
-    if !dense {
+    if !p.takes_winograd(kernel) {
         return ConvVariant::Direct;
     }
     match conv_select::mode() {
         conv_select::Mode::Forced(v) => v,
-        _ => conv_select::default_variant(gpu, ci, co, n, oh * ow),
+        _ => rule_variant(gpu, x_shape, co, kernel, p),
     }
 }
 
