@@ -10,7 +10,8 @@
 fn row6(rb: i32, ih: i32, iw: i32) -> XR6 {
     let row_ok = ih >= 0 && ih < i32(p.h);
     let r = rb + ih * i32(p.w);
-    let left_ok = row_ok && iw >= 0;
+    // Past the width where the right padding spans more than a tile.
+    let left_ok = row_ok && iw >= 0 && iw < i32(p.w);
     // Columns iw+1..iw+4 are all inside or all outside (right padding past a whole vec4).
     let mid_ok = row_ok && iw + 1 < i32(p.w);
     let right_ok = row_ok && iw + 5 < i32(p.w);

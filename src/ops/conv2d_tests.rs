@@ -664,17 +664,24 @@ fn fused_aligned_rows_with_wide_right_padding() {
         pad_end: [2, 5],
         ..Conv2dParams::new(1, 1, 1)
     };
-    // Width 8 -> 12 outputs: the last tile's middle columns 8..11 are all padding.
-    let conv = ([2, 5, 7, 8], [12, 5, 3, 3], p, true, true, Act::Relu);
-    for (plain, buffer) in [(false, false), (false, true), (true, false)] {
-        winograd::tests::NO_SUBGROUPS.with(|f| f.set(plain));
-        winograd::tests::NO_TEXTURE.with(|f| f.set(buffer));
-        let (rel, scaled) = run(conv, GPU_BLOCK, ConvVariant::Fused4, 7);
-        winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
-        winograd::tests::NO_TEXTURE.with(|f| f.set(false));
-        assert!(
-            scaled < tolerance(ConvVariant::Fused4),
-            "plain {plain} buffer {buffer}: scaled err {scaled} (rel {rel})"
-        );
+    // Width 8 -> 12 outputs: the last tile's middle columns 8..11 are all padding; -> 20
+    // outputs: the last tile's left column (15) too.
+    let wider = Conv2dParams {
+        pad_end: [2, 13],
+        ..p
+    };
+    for p in [p, wider] {
+        let conv = ([2, 5, 7, 8], [12, 5, 3, 3], p, true, true, Act::Relu);
+        for (plain, buffer) in [(false, false), (false, true), (true, false)] {
+            winograd::tests::NO_SUBGROUPS.with(|f| f.set(plain));
+            winograd::tests::NO_TEXTURE.with(|f| f.set(buffer));
+            let (rel, scaled) = run(conv, GPU_BLOCK, ConvVariant::Fused4, 7);
+            winograd::tests::NO_SUBGROUPS.with(|f| f.set(false));
+            winograd::tests::NO_TEXTURE.with(|f| f.set(false));
+            assert!(
+                scaled < tolerance(ConvVariant::Fused4),
+                "{p:?} plain {plain} buffer {buffer}: scaled err {scaled} (rel {rel})"
+            );
+        }
     }
 }

@@ -45,6 +45,17 @@ fn winograd_matches_cpu_on_resnet_shapes() {
     }
 }
 
+/// Aligned rows where the right padding spans more than a tile (width 8, 20 outputs): the
+/// last tile's left column (15) is padding too.
+#[test]
+fn winograd_aligned_rows_with_wide_right_padding() {
+    crate::ops::skip_without_gpu!();
+    let (mut conv, x) = random_layer(&layer(2, 8, 8, 6, 8, Some(true)), 11);
+    conv.pad.end = [1, 13];
+    assert!(winograd_exact(&conv));
+    check(&conv, &x);
+}
+
 /// The sums stay exact up to |sum| < 2^25: 229 input channels of weight 127 against inputs of
 /// -128 give -33,503,616 and run on the Winograd form; 230 channels (-33,649,920) would wrap
 /// and are left to the direct kernel.
