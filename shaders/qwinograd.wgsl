@@ -17,7 +17,7 @@
 // The structure follows winograd_fused.wgsl (one 4x4 tile and COB output channels per
 // invocation, U from the same weight preludes with S = i32, or from winograd_u_raw.wgsl, which
 // transforms the int8 kernels in the kernel): per input word it loads the 6x6 patch once (four
-// channels per u32) and transforms each of its four channels.
+// channels per u32), transforms each of its four channels and accumulates the four together.
 
 struct Params {
     n: u32, c4: u32, h: u32, w: u32,
@@ -168,16 +168,25 @@ fn qfused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
         let q3 = row6(rb, ih + 3, iw);
         let q4 = row6(rb, ih + 4, iw);
         let q5 = row6(rb, ih + 5, iw);
-        // LANES < 4 (a single-word input such as an RGB stem's) skips the padding lanes.
-        mac_channel(&a0, &a1, j, l8, transform_input(q0, q1, q2, q3, q4, q5, 0u));
-        if LANES > 1u {
-            mac_channel(&a0, &a1, j + step, l8, transform_input(q0, q1, q2, q3, q4, q5, 1u));
-        }
-        if LANES > 2u {
-            mac_channel(&a0, &a1, j + 2u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 2u));
-        }
-        if LANES > 3u {
-            mac_channel(&a0, &a1, j + 3u * step, l8, transform_input(q0, q1, q2, q3, q4, q5, 3u));
+        let v0 = transform_input(q0, q1, q2, q3, q4, q5, 0u);
+        if LANES == 4u {
+            // All four channels in one accumulation (mac8x4: one read and write of each
+            // accumulator instead of four).
+            let v1 = transform_input(q0, q1, q2, q3, q4, q5, 1u);
+            let v2 = transform_input(q0, q1, q2, q3, q4, q5, 2u);
+            let v3 = transform_input(q0, q1, q2, q3, q4, q5, 3u);
+            mac8x4(&a0, 0u, j, step, l8, v0, v1, v2, v3);
+            if COB > 8u { mac8x4(&a1, 8u, j + 72u, step, l8, v0, v1, v2, v3); }
+        } else {
+            // A single-word input with fewer channels (an RGB stem's) skips the padding lanes.
+            mac_channel(&a0, &a1, j, l8, v0);
+            if LANES > 1u {
+                mac_channel(&a0, &a1, j + step, l8, transform_input(q0, q1, q2, q3, q4, q5, 1u));
+            }
+            if LANES > 2u {
+                let v2 = transform_input(q0, q1, q2, q3, q4, q5, 2u);
+                mac_channel(&a0, &a1, j + 2u * step, l8, v2);
+            }
         }
         rb += hw;
         j += 4u * step;

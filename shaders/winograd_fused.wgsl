@@ -26,6 +26,9 @@ override WG: u32 = 64u;
 override COB: u32 = 8u;
 // Whether the epilogue adds a residual, fixed per pipeline as ACT is (activation.wgsl).
 override HAS_RES: bool = false;
+// Input channels per loop step: 1, or 4 where Ci is a multiple of 4, whose accumulation
+// (`mac8x4`) reads and writes each accumulator once for the four (CPU adapters).
+override CPI: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -37,11 +40,14 @@ override HAS_RES: bool = false;
 
 // Patch rows (R6, Rows6, lin, add, sub, bt_rows) come from the prelude
 // shaders/winograd_rows.wgsl, their loads (row6) from winograd_row6.wgsl or, where widths and
-// padding allow, winograd_row6_aligned.wgsl; P9, mac and mac8 from winograd_tile.wgsl.
+// padding allow, winograd_row6_aligned.wgsl or winograd_row6_lanes.wgsl (which reads `lane_id`);
+// P9, mac8 and mac8x4 from winograd_tile.wgsl.
 alias S = f32;
 alias X = f32;
 alias XR6 = R6;
 fn fill() -> f32 { return 0.0; }
+// The invocation's lane in its subgroup of 8, for winograd_row6_lanes.wgsl.
+var<private> lane_id: u32;
 
 // V = B^T d B of the patch whose top-left input pixel is (ih, iw) in the plane at offset rb.
 fn transform_input(rb: i32, ih: i32, iw: i32) -> P9 {
@@ -96,6 +102,7 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     // lanes past the last tile compute the last tile again and store nothing.
     let t0 = gid.x + gid.y * nwg.x * WG;
     if t0 - li % 8u >= p.tiles { return; } // a whole group of 8 past the end
+    lane_id = li % 8u;
     let tl = tile_at(t0);
     let n = tl.n; let oy = tl.oy; let ox = tl.ox; let ih = tl.ih; let iw = tl.iw;
     let co0 = wid.z * COB;
@@ -108,12 +115,21 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     // Two blocks of eight channels, 72 vec4s apart in U (COB 16 starts at a multiple of 8).
     var a0: Acc8;
     var a1: Acc8;
-    for (var c = 0u; c < p.ci; c++) {
-        let v = transform_input(rb, ih, iw);
-        mac8(&a0, 0u, j, lane, v);
-        if COB > 8u { mac8(&a1, 8u, j + 72u, lane, v); }
-        rb += hw;
-        j += cop8 * 9u;
+    let step = cop8 * 9u;
+    for (var c = 0u; c < p.ci; c += CPI) {
+        let v0 = transform_input(rb, ih, iw);
+        if CPI == 4u {
+            let v1 = transform_input(rb + hw, ih, iw);
+            let v2 = transform_input(rb + 2 * hw, ih, iw);
+            let v3 = transform_input(rb + 3 * hw, ih, iw);
+            mac8x4(&a0, 0u, j, step, lane, v0, v1, v2, v3);
+            if COB > 8u { mac8x4(&a1, 8u, j + 72u, step, lane, v0, v1, v2, v3); }
+        } else {
+            mac8(&a0, 0u, j, lane, v0);
+            if COB > 8u { mac8(&a1, 8u, j + 72u, lane, v0); }
+        }
+        rb += i32(CPI) * hw;
+        j += CPI * step;
     }
     if !tl.live { return; }
     finish8(a0, co0, 0u, n, oy, ox);

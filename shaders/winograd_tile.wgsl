@@ -26,6 +26,19 @@ fn mac(acc: P9, w: P9, v: P9) -> P9 {
               acc.g + w.g * v.g, acc.h + w.h * v.h, acc.i + w.i * v.i);
 }
 
+// acc + w . v + y . z + q . r + s . t, elementwise, summed in that order (as four `mac`s).
+fn mac4(acc: P9, w: P9, v: P9, y: P9, z: P9, q: P9, r: P9, s: P9, t: P9) -> P9 {
+    return P9(acc.a + w.a * v.a + y.a * z.a + q.a * r.a + s.a * t.a,
+              acc.b + w.b * v.b + y.b * z.b + q.b * r.b + s.b * t.b,
+              acc.c + w.c * v.c + y.c * z.c + q.c * r.c + s.c * t.c,
+              acc.d + w.d * v.d + y.d * z.d + q.d * r.d + s.d * t.d,
+              acc.e + w.e * v.e + y.e * z.e + q.e * r.e + s.e * t.e,
+              acc.f + w.f * v.f + y.f * z.f + q.f * r.f + s.f * t.f,
+              acc.g + w.g * v.g + y.g * z.g + q.g * r.g + s.g * t.g,
+              acc.h + w.h * v.h + y.h * z.h + q.h * r.h + s.h * t.h,
+              acc.i + w.i * v.i + y.i * z.i + q.i * r.i + s.i * t.i);
+}
+
 // The accumulators of a block of eight output channels.
 struct Acc8 { c0: P9, c1: P9, c2: P9, c3: P9, c4: P9, c5: P9, c6: P9, c7: P9 }
 
@@ -41,6 +54,39 @@ fn mac8(a: ptr<function, Acc8>, base: u32, j: u32, lane: u32, v: P9) {
     if base + 5u < COB { (*a).c5 = mac((*a).c5, u_5(m, j), v); }
     if base + 6u < COB { (*a).c6 = mac((*a).c6, u_6(m, j), v); }
     if base + 7u < COB { (*a).c7 = mac((*a).c7, u_7(m, j), v); }
+}
+
+// mac8 for four input channels at once, patches v0..v3 with weights from vec4s j + d * s:
+// each accumulator is read and written once for all four, where four calls of mac8 would do
+// it four times (lavapipe keeps the accumulators in memory, and blends each write inside a
+// loop with the lanes' mask).
+fn mac8x4(a: ptr<function, Acc8>, base: u32, j: u32, s: u32, lane: u32,
+          v0: P9, v1: P9, v2: P9, v3: P9) {
+    let j1 = j + s; let j2 = j1 + s; let j3 = j2 + s;
+    let m0 = u_fetch(j, lane); let m1 = u_fetch(j1, lane);
+    let m2 = u_fetch(j2, lane); let m3 = u_fetch(j3, lane);
+    (*a).c0 = mac4((*a).c0, u_0(m0, j), v0, u_0(m1, j1), v1, u_0(m2, j2), v2, u_0(m3, j3), v3);
+    if base + 1u < COB {
+        (*a).c1 = mac4((*a).c1, u_1(m0, j), v0, u_1(m1, j1), v1, u_1(m2, j2), v2, u_1(m3, j3), v3);
+    }
+    if base + 2u < COB {
+        (*a).c2 = mac4((*a).c2, u_2(m0, j), v0, u_2(m1, j1), v1, u_2(m2, j2), v2, u_2(m3, j3), v3);
+    }
+    if base + 3u < COB {
+        (*a).c3 = mac4((*a).c3, u_3(m0, j), v0, u_3(m1, j1), v1, u_3(m2, j2), v2, u_3(m3, j3), v3);
+    }
+    if base + 4u < COB {
+        (*a).c4 = mac4((*a).c4, u_4(m0, j), v0, u_4(m1, j1), v1, u_4(m2, j2), v2, u_4(m3, j3), v3);
+    }
+    if base + 5u < COB {
+        (*a).c5 = mac4((*a).c5, u_5(m0, j), v0, u_5(m1, j1), v1, u_5(m2, j2), v2, u_5(m3, j3), v3);
+    }
+    if base + 6u < COB {
+        (*a).c6 = mac4((*a).c6, u_6(m0, j), v0, u_6(m1, j1), v1, u_6(m2, j2), v2, u_6(m3, j3), v3);
+    }
+    if base + 7u < COB {
+        (*a).c7 = mac4((*a).c7, u_7(m0, j), v0, u_7(m1, j1), v1, u_7(m2, j2), v2, u_7(m3, j3), v3);
+    }
 }
 
 // The 4x4 output tile of invocation t0 (the last tile for invocations past the end, which are

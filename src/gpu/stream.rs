@@ -25,6 +25,8 @@ pub enum Bind<'a> {
     Tensor(&'a Tensor),
     /// A sampled-texture binding (`texture_2d`).
     Texture(&'a wgpu::TextureView),
+    /// A binding this pipeline's shader does not read (its layout omits it).
+    Unused,
 }
 
 /// Records dispatches into one command encoder, submitted together.
@@ -153,12 +155,14 @@ impl<'g> Stream<'g> {
             }),
         }];
         for (i, b) in bound.iter().enumerate() {
+            let resource = match b {
+                Bind::Tensor(t) => t.binding(),
+                Bind::Texture(v) => wgpu::BindingResource::TextureView(v),
+                Bind::Unused => continue,
+            };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: match b {
-                    Bind::Tensor(t) => t.binding(),
-                    Bind::Texture(v) => wgpu::BindingResource::TextureView(v),
-                },
+                resource,
             });
         }
         let bind_group = self
@@ -193,7 +197,7 @@ impl<'g> Stream<'g> {
         }
         self.keep_alive.extend(bound.iter().filter_map(|b| match b {
             Bind::Tensor(t) => Some((*t).clone()),
-            Bind::Texture(_) => None,
+            Bind::Texture(_) | Bind::Unused => None,
         }));
         Ok(())
     }

@@ -685,3 +685,82 @@ fn fused_aligned_rows_with_wide_right_padding() {
         }
     }
 }
+
+/// The fused kernel's output for `conv` (seeded random operands), with the simple steps
+/// (aligned rows, one input channel per loop step) forced or not.
+fn fused_output((xs, ws, p, _, _, act): Conv, simple: bool, seed: u64) -> Vec<f32> {
+    let g = gpu();
+    let x = g.upload_f32(&xs, &Array::random(&xs, seed).data).unwrap();
+    let w = Array::random(&ws, seed + 1).data;
+    let w = prepare_conv_weight(&g, &ws, &w, 1).unwrap();
+    let b = g
+        .upload_f32(&[ws[0]], &Array::random(&[ws[0]], seed + 2).data)
+        .unwrap();
+    winograd::tests::SIMPLE_STEPS.with(|f| f.set(simple));
+    let mut s = g.stream();
+    let y = conv2d_variant(
+        &mut s,
+        &x,
+        &w,
+        Some(&b),
+        &p,
+        None,
+        act,
+        Some(ConvVariant::Fused4),
+    );
+    winograd::tests::SIMPLE_STEPS.with(|f| f.set(false));
+    s.submit();
+    g.read_f32(&y.unwrap()).unwrap()
+}
+
+/// The fused kernel's row edges exchanged between lanes (where every subgroup holds whole rows
+/// of tiles: 1, 2, 4 and 8 tiles a row, partial last subgroups, wide right padding) and its
+/// four input channels per loop step: the same sums in the same order as the aligned rows and
+/// single-channel steps, so the same bits, and within the Winograd tolerance of the CPU conv.
+#[test]
+fn fused_lane_rows_and_channel_steps_match() {
+    crate::ops::skip_without_gpu!();
+    let g = gpu();
+    let wide = Conv2dParams {
+        pad_end: [1, 9],
+        ..Conv2dParams::new(1, 1, 1)
+    };
+    let p = Conv2dParams::new(1, 1, 1);
+    let cases: [Conv; 6] = [
+        ([3, 8, 8, 8], [16, 8, 3, 3], p, true, false, Act::Relu), // 2 a row, 12 tiles
+        ([2, 4, 16, 16], [8, 4, 3, 3], p, true, false, Act::Identity), // 4 a row
+        ([1, 12, 32, 32], [16, 12, 3, 3], p, false, false, Act::Relu), // 8 a row
+        ([5, 4, 4, 4], [8, 4, 3, 3], p, true, false, Act::Relu),  // 1 a row, 5 tiles
+        ([2, 5, 6, 8], [12, 5, 3, 3], wide, true, false, Act::Relu), // 16 outputs a row
+        ([1, 8, 5, 64], [8, 8, 3, 3], p, true, false, Act::Relu), // 16 a row: aligned rows
+    ];
+    let cpu = g.info.device_type == wgpu::DeviceType::Cpu;
+    if cpu && g.subgroups && (g.info.subgroup_min_size, g.info.subgroup_max_size) == (8, 8) {
+        for (xs, ws, p, ..) in &cases[..5] {
+            let ow = p.out_size(1, xs[3], ws[3]).unwrap();
+            assert!(winograd::lane_rows(&g, ow), "{xs:?}: no lane exchange");
+        }
+    } else {
+        crate::testing::skip("not a CPU adapter with subgroups of 8: lane rows untested");
+    }
+    for (i, &conv) in cases.iter().enumerate() {
+        let seed = 40 + i as u64;
+        let (fast, simple) = (
+            fused_output(conv, false, seed),
+            fused_output(conv, true, seed),
+        );
+        let same = fast
+            .iter()
+            .zip(&simple)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "case {i}: lane rows / channel steps change the output"
+        );
+        let (rel, scaled) = run(conv, CPU_BLOCK, ConvVariant::Fused4, seed);
+        assert!(
+            scaled < tolerance(ConvVariant::Fused4),
+            "case {i}: scaled err {scaled} (rel {rel})"
+        );
+    }
+}

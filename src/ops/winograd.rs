@@ -101,6 +101,22 @@ const FUSED: [[Shader; 3]; 3] = [
         ),
     ],
 ];
+/// The aligned form with row edges exchanged between lanes (`winograd_row6_lanes.wgsl`), for
+/// the subgroup and texture weight forms.
+const FUSED_LANES: [Shader; 2] = [
+    fused!(
+        "winograd_fused_subgroup_lanes",
+        "winograd_row6_lanes",
+        ["winograd_u_subgroup", "winograd_u_broadcast"],
+        "winograd_put_vec4"
+    ),
+    fused!(
+        "winograd_fused_texture_lanes",
+        "winograd_row6_lanes",
+        ["winograd_u_texture", "winograd_u_broadcast"],
+        "winograd_put_vec4"
+    ),
+];
 const WG: u32 = 64;
 
 /// G of F(2x2, 3x3): U = G g G^T.
@@ -433,7 +449,18 @@ pub(crate) fn conv2d_fused(
     // middle four columns of each input patch row when the input's is and the left padding 1.
     let vec4_out = out_shape[3].is_multiple_of(4);
     let aligned = vec4_out && x.shape()[3].is_multiple_of(4) && pad[1] == 1;
-    let shader = FUSED[loads][if aligned { 2 } else { vec4_out as usize }];
+    let lanes = aligned && loads > 0 && lane_rows(s.gpu(), out_shape[3]);
+    let shader = if lanes {
+        FUSED_LANES[loads - 1]
+    } else {
+        FUSED[loads][if aligned { 2 } else { vec4_out as usize }]
+    };
+    let ci = x.shape()[1];
+    let cpi = if cpu && ci.is_multiple_of(4) && !simple_steps_forced() {
+        4
+    } else {
+        1
+    };
     let out = s
         .gpu()
         .alloc("conv2d (winograd fused)", &out_shape, DType::F32)?;
@@ -441,7 +468,8 @@ pub(crate) fn conv2d_fused(
     grid[2] = co.div_ceil(cob) as u32;
     let weights = texture.map_or(Bind::Tensor(&u.buffer), Bind::Texture);
     let mut bound = vec![
-        Bind::Tensor(x),
+        // The lane-exchange rows read only the vec4 view.
+        if lanes { Bind::Unused } else { Bind::Tensor(x) },
         weights,
         Bind::Tensor(bias.unwrap_or(x)),
         Bind::Tensor(residual.unwrap_or(x)),
@@ -458,6 +486,7 @@ pub(crate) fn conv2d_fused(
             ("COB", cob as f64),
             act_const(act),
             res_const(residual.is_some()),
+            ("CPI", cpi as f64),
         ],
         bytes_of(&params),
         &bound,
@@ -483,6 +512,19 @@ pub(crate) fn channels_per_invocation(co: usize, subgroups: bool, cpu: bool) -> 
     }
 }
 
+/// Whether the fused kernel's aligned rows can take their edge columns from the neighbouring
+/// lanes (`winograd_row6_lanes.wgsl`) at output width `ow`: on CPU adapters whose subgroups are
+/// exactly 8 lanes of consecutive invocations (lavapipe), where the tiles of an output row
+/// (`ow / 4` rounded up) divide 8, so that every subgroup holds whole rows of tiles.
+pub(crate) fn lane_rows(gpu: &Gpu, ow: usize) -> bool {
+    let i = &gpu.info;
+    gpu.subgroups
+        && i.device_type == wgpu::DeviceType::Cpu
+        && (i.subgroup_min_size, i.subgroup_max_size) == (8, 8)
+        && 8 % ow.div_ceil(4) == 0
+        && !simple_steps_forced()
+}
+
 /// Tests set `tests::NO_SUBGROUPS` to run the conv kernels' plain-load forms.
 #[cfg(test)]
 pub(crate) fn plain_loads_forced() -> bool {
@@ -502,6 +544,18 @@ fn buffer_weights_forced() -> bool {
 
 #[cfg(not(test))]
 fn buffer_weights_forced() -> bool {
+    false
+}
+
+/// Tests set `tests::SIMPLE_STEPS` to run the fused kernel's aligned rows where the lane
+/// exchange applies, and one input channel per loop step where four would.
+#[cfg(test)]
+fn simple_steps_forced() -> bool {
+    tests::SIMPLE_STEPS.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn simple_steps_forced() -> bool {
     false
 }
 
@@ -706,6 +760,7 @@ pub(crate) mod tests {
         pub(crate) static NO_SUBGROUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         /// Set by tests to run the fused kernel's subgroup form on buffer weights.
         pub(crate) static NO_TEXTURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        pub(crate) static SIMPLE_STEPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
     use crate::array::Array;
     use std::time::{Duration, Instant};
