@@ -434,6 +434,7 @@ fn conv2d_blocked(
             Some(v) => v,
             None => pick_variant(s.gpu(), x, w, bias, p, residual, act, (tm4, tn4, wg))?,
         };
+        let v = winograd::usable(s.gpu(), v, n, [ci, co], [oh, ow]);
         let (tile, u) = match v {
             ConvVariant::Direct => (None, &u.split[0]),
             ConvVariant::Winograd2 => (Some(Tile::F2), &u.split[0]),

@@ -764,3 +764,37 @@ fn fused_lane_rows_and_channel_steps_match() {
         );
     }
 }
+
+/// A 3-dispatch Winograd conv whose scratch would pass the storage binding limit runs the fused
+/// form (which has none) instead of failing: 120 images of 32x32, 128 -> 128 channels, whose V
+/// and M would be 36 x 128 x 7,680 f32 (141 MB; lavapipe binds 128 MiB).
+#[test]
+fn winograd_scratch_past_the_binding_limit_runs_fused() {
+    crate::ops::skip_without_gpu!();
+    let g = gpu();
+    let (n, c, hw) = (120, 128, 32);
+    let fits = (36 * c * 7680 * 4) as u64 <= g.max_binding();
+    let w4 = ConvVariant::Winograd4;
+    let want = if fits { w4 } else { ConvVariant::Fused4 };
+    assert_eq!(winograd::usable(&g, w4, n, [c, c], [hw, hw]), want);
+    assert_eq!(winograd::usable(&g, w4, 4, [c, c], [hw, hw]), w4);
+    // Constant operands: each output is 0.5 x 0.01 x 128 x the taps inside the image.
+    let x = g
+        .upload_f32(&[n, c, hw, hw], &vec![0.5; n * c * hw * hw])
+        .unwrap();
+    let w = prepare_conv_weight(&g, &[c, c, 3, 3], &vec![0.01; c * c * 9], 1).unwrap();
+    let p = Conv2dParams::new(1, 1, 1);
+    let mut s = g.stream();
+    let y = conv2d_variant(&mut s, &x, &w, None, &p, None, Act::Identity, Some(w4)).unwrap();
+    s.submit();
+    let y = g.read_f32(&y).unwrap();
+    let taps = |i: usize| if i == 0 || i == hw - 1 { 2.0 } else { 3.0 };
+    for (i, v) in y.iter().enumerate() {
+        let (r, col) = (i / hw % hw, i % hw);
+        let want = 0.5 * 0.01 * c as f32 * taps(r) * taps(col);
+        assert!(
+            (v - want).abs() <= 1e-4 * want,
+            "output {i}: {v}, want {want}"
+        );
+    }
+}

@@ -86,7 +86,8 @@ pub const MIN_WINOGRAD_PIXELS: usize = 4096;
 /// The default variant of a stride-1, undilated 3x3 conv with groups 1 (`ci` -> `co` channels,
 /// `n` images of `hw` output pixels), without timing. On CPU adapters with subgroups of 8 lanes
 /// (lavapipe), measured at batch 64 (see README): the fused F(4x4, 3x3) kernel is fastest on
-/// ResNet-20's shapes, the 3-dispatch F(4x4, 3x3) from 64 channels on 32x32 and larger images.
+/// ResNet-20's shapes and on 64 channels at 32x32, the 3-dispatch F(4x4, 3x3) about as fast
+/// from 128 channels on 32x32 and larger images, where it takes them (its scratch allowing).
 /// Small batches keep the direct kernel: a few hundred Winograd tiles leave the CPU's threads
 /// idle (ResNet-20 at batch 1 ran over twice as slow fused). Other adapters
 /// keep the direct kernel: nothing was measured there.
@@ -97,7 +98,7 @@ pub fn default_variant(gpu: &Gpu, ci: usize, co: usize, n: usize, hw: usize) -> 
     {
         return ConvVariant::Direct;
     }
-    if ci.min(co) >= 64 && hw >= 1024 {
+    if ci.min(co) >= 128 && hw >= 1024 {
         ConvVariant::Winograd4
     } else {
         ConvVariant::Fused4

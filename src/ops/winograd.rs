@@ -9,6 +9,7 @@
 //! ([`weight`]). Chosen per shape by `conv_select`; tested against the CPU reference in
 //! `conv2d`'s tests.
 
+use super::conv_select::ConvVariant;
 use super::elementwise::{act_const, res_const};
 use super::{bytes_of, matmul::matmul, Act};
 use crate::error::Result;
@@ -356,6 +357,36 @@ struct Params {
     _p3: u32,
     _p0: u32,
     _p1: u32,
+}
+
+/// Whether the 3-dispatch form's scratch, V `[alpha^2][Ci][T]` and M `[alpha^2][Co][T]` for T
+/// output tiles (rounded up to 4), fits a storage binding, for `n` images of `out_hw` outputs.
+/// Where it does not, the fused form, which has none, runs instead (`usable`).
+fn scratch_fits(gpu: &Gpu, tile: Tile, n: usize, [ci, co]: [usize; 2], out_hw: [usize; 2]) -> bool {
+    let tiles = n * out_hw[0].div_ceil(tile.m()) * out_hw[1].div_ceil(tile.m());
+    let per_channel = tile.alpha().pow(2) * tiles.next_multiple_of(4) * 4;
+    (per_channel * ci.max(co.next_multiple_of(4))) as u64 <= gpu.max_binding()
+}
+
+/// `v`, or `Fused4` where `v` is a 3-dispatch form whose scratch would not fit (a conv of `n`
+/// images, `ci` -> `co` channels, `out_hw` outputs).
+pub(crate) fn usable(
+    gpu: &Gpu,
+    v: ConvVariant,
+    n: usize,
+    channels: [usize; 2],
+    out_hw: [usize; 2],
+) -> ConvVariant {
+    let tile = match v {
+        ConvVariant::Winograd2 => Tile::F2,
+        ConvVariant::Winograd4 => Tile::F4,
+        ConvVariant::Direct | ConvVariant::Fused4 => return v,
+    };
+    if scratch_fits(gpu, tile, n, channels, out_hw) {
+        v
+    } else {
+        ConvVariant::Fused4
+    }
 }
 
 /// The kernels' parameters for a conv with `tile`.

@@ -75,10 +75,16 @@ pub(crate) fn variant(
     if !p.takes_winograd(kernel) {
         return ConvVariant::Direct;
     }
-    match conv_select::mode() {
+    let v = match conv_select::mode() {
         conv_select::Mode::Forced(v) => v,
         _ => rule_variant(gpu, x_shape, co, kernel, p),
-    }
+    };
+    let [n, ci, h, w] = x_shape;
+    let out_hw = [
+        p.out_size(0, h, 3).unwrap_or(0),
+        p.out_size(1, w, 3).unwrap_or(0),
+    ];
+    winograd::usable(gpu, v, n, [ci, co], out_hw)
 }
 
 /// y = conv2d(x, K) + bias on `variant` (not Direct), K from `w` as [`weight_on_gpu`] takes it.
