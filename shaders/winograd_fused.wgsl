@@ -46,7 +46,7 @@ alias S = f32;
 alias X = f32;
 alias XR6 = R6;
 fn fill() -> f32 { return 0.0; }
-// The invocation's lane in its subgroup of 8, for winograd_row6_lanes.wgsl.
+// The invocation's lane in its group of 8: the weight broadcasts' and winograd_row6_lanes.wgsl's.
 var<private> lane_id: u32;
 
 // V = B^T d B of the patch whose top-left input pixel is (ih, iw) in the plane at offset rb.
@@ -111,7 +111,6 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     let cop8 = (p.co + 7u) / 8u * 8u;
     // U is [Ci][Co / 8][9][8] vec4s: vec4 q of channel 8b + c is at (b * 9 + q) * 8 + c.
     var j = co0 / 8u * 72u + co0 % 8u;
-    let lane = li % 8u;
     // Two blocks of eight channels, 72 vec4s apart in U (COB 16 starts at a multiple of 8).
     var a0: Acc8;
     var a1: Acc8;
@@ -122,11 +121,11 @@ fn fused4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
             let v1 = transform_input(rb + hw, ih, iw);
             let v2 = transform_input(rb + 2 * hw, ih, iw);
             let v3 = transform_input(rb + 3 * hw, ih, iw);
-            mac8x4(&a0, 0u, j, step, lane, v0, v1, v2, v3);
-            if COB > 8u { mac8x4(&a1, 8u, j + 72u, step, lane, v0, v1, v2, v3); }
+            mac8x4(&a0, 0u, j, step, lane_id, v0, v1, v2, v3);
+            if COB > 8u { mac8x4(&a1, 8u, j + 72u, step, lane_id, v0, v1, v2, v3); }
         } else {
-            mac8(&a0, 0u, j, lane, v0);
-            if COB > 8u { mac8(&a1, 8u, j + 72u, lane, v0); }
+            mac8(&a0, 0u, j, lane_id, v0);
+            if COB > 8u { mac8(&a1, 8u, j + 72u, lane_id, v0); }
         }
         rb += i32(CPI) * hw;
         j += CPI * step;

@@ -295,7 +295,8 @@ pub fn conv2d(
 
 /// [`conv2d`] with the kernel variant forced (`None`: chosen per shape). A variant that does not
 /// apply to this conv (Winograd on a strided, dilated, grouped or non-3x3 conv) falls back to
-/// direct.
+/// direct, and a 3-dispatch Winograd form whose scratch would not fit to `fused4`
+/// (`winograd::usable`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_variant(
     s: &mut Stream,
