@@ -697,8 +697,8 @@ fn conv2d_grads_match_exact_f64_on_every_coordinate() {
         ([2, 2, 7, 7], [5, 2, 3, 3], 2, 0, 1, true),
         // Stride 3: input-gradient phases with one and two taps, uneven pads.
         ([1, 3, 10, 9], [4, 3, 5, 5], 3, 2, 1, true),
-        // 4,096 output pixels: the forward conv and the input gradient take a Winograd form
-        // on CPU adapters (ops::winograd_train).
+        // 4,096 output pixels: the forward conv, the input gradient (ops::winograd_train) and
+        // the weight gradient (ops::winograd_wgrad) take a Winograd form on CPU adapters.
         ([1, 4, 64, 64], [4, 4, 3, 3], 1, 1, 1, true),
     ];
     for (i, &(xs, ws, stride, pad, groups, _)) in cases.iter().enumerate() {

@@ -61,3 +61,41 @@ pub fn conv2d(
     }
     out
 }
+
+/// dW of `y = conv2d(x, W)` (padding `pad`, stride, groups) from dy, in f64: the reference for
+/// the GPU weight gradients.
+pub fn weight_grad(
+    x: &Array,
+    dy: &Array,
+    [co, cig, kh, kw]: [usize; 4],
+    (stride, pad, groups): (usize, usize, usize),
+) -> Vec<f64> {
+    let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let (oh, ow) = (dy.shape[2], dy.shape[3]);
+    let cog = co / groups;
+    let mut dw = vec![0f64; co * cig * kh * kw];
+    for b in 0..n {
+        for o in 0..co {
+            for ci in 0..cig {
+                let xc = (o / cog) * cig + ci;
+                for u in 0..kh {
+                    for v in 0..kw {
+                        let mut acc = 0f64;
+                        for i in 0..oh {
+                            for j in 0..ow {
+                                let (y, xx) = (i * stride + u, j * stride + v);
+                                if y < pad || xx < pad || y - pad >= h || xx - pad >= w {
+                                    continue;
+                                }
+                                let xv = x.data[((b * c + xc) * h + y - pad) * w + xx - pad];
+                                acc += xv as f64 * dy.data[((b * co + o) * oh + i) * ow + j] as f64;
+                            }
+                        }
+                        dw[((o * cig + ci) * kh + u) * kw + v] += acc;
+                    }
+                }
+            }
+        }
+    }
+    dw
+}

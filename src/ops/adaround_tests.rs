@@ -212,43 +212,6 @@ fn mismatched_shapes_are_errors() {
     assert!(sq.weight(&mut s, &v).is_err());
 }
 
-/// dW of `y = conv2d(x, W)` (padding `pad`, stride, groups) from dy, in f64.
-fn wgrad_cpu(
-    x: &Array,
-    dy: &Array,
-    [co, cig, kh, kw]: [usize; 4],
-    (stride, pad, groups): (usize, usize, usize),
-) -> Vec<f64> {
-    let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-    let (oh, ow) = (dy.shape[2], dy.shape[3]);
-    let cog = co / groups;
-    let mut dw = vec![0f64; co * cig * kh * kw];
-    for b in 0..n {
-        for o in 0..co {
-            for ci in 0..cig {
-                let xc = (o / cog) * cig + ci;
-                for u in 0..kh {
-                    for v in 0..kw {
-                        let mut acc = 0f64;
-                        for i in 0..oh {
-                            for j in 0..ow {
-                                let (y, xx) = (i * stride + u, j * stride + v);
-                                if y < pad || xx < pad || y - pad >= h || xx - pad >= w {
-                                    continue;
-                                }
-                                let xv = x.data[((b * c + xc) * h + y - pad) * w + xx - pad];
-                                acc += xv as f64 * dy.data[((b * co + o) * oh + i) * ow + j] as f64;
-                            }
-                        }
-                        dw[((o * cig + ci) * kh + u) * kw + v] += acc;
-                    }
-                }
-            }
-        }
-    }
-    dw
-}
-
 /// The tape's weight gradient on a pre-padded input, as AdaRound calls it every step.
 #[test]
 fn the_weight_gradient_matches_the_cpu_over_shapes() {
@@ -289,7 +252,7 @@ fn the_weight_gradient_matches_the_cpu_over_shapes() {
         let dw = weight_grad_padded(&mut s, &xp, &dyt, shape, stride, 1, groups).unwrap();
         s.submit();
         assert_eq!(dw.shape(), &shape);
-        let want = wgrad_cpu(&x, &dy, shape, (stride, pd, groups));
+        let want = crate::cpu::conv::weight_grad(&x, &dy, shape, (stride, pd, groups));
         close(&g.read_f32(&dw).unwrap(), &want, 1e-5, &format!("case {i}"));
         // The matrix-product form, forced on every ungrouped case, in chunks of one and of
         // three images (the production rule takes it only for large layers).

@@ -336,8 +336,36 @@ pub fn conv2d_backward_weight(
             format!("{p:?}: the training backward needs equal axes"),
         );
     }
+    if let Some(dw) = weight_grad_winograd(s, x, dy, w_shape, p)? {
+        return Ok(dw);
+    }
     let xp = pad_input(s, x, pad.into())?;
     weight_grad_padded(s, &xp, dy, w_shape, stride, dil, groups)
+}
+
+/// The Winograd weight gradient where the forward conv runs on Winograd (`winograd_train`'s
+/// variant) and its scratch fits; None elsewhere.
+fn weight_grad_winograd(
+    s: &mut Stream,
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: [usize; 4],
+    p: &Conv2dParams,
+) -> Result<Option<Tensor>> {
+    let [co, ci, kh, kw] = w_shape;
+    let (Ok(xs), Ok([dn, dc, oh, ow])) = (x.dims::<4>(""), dy.dims::<4>("")) else {
+        return Ok(None);
+    };
+    let fits = x.dtype() == DType::F32
+        && dy.dtype() == DType::F32
+        && xs[1] == ci
+        && [dn, dc] == [xs[0], co]
+        && p.out_size(0, xs[2], kh) == Some(oh)
+        && p.out_size(1, xs[3], kw) == Some(ow);
+    if !fits || winograd_train::variant(s.gpu(), xs, co, [kh, kw], p) == ConvVariant::Direct {
+        return Ok(None);
+    }
+    super::winograd_wgrad::weight_grad(s, x, dy, p)
 }
 
 /// dw `[Co, Ci/groups, KH, KW]` of `y = conv2d(xp, w)` with no padding (pad `xp` first with

@@ -28,6 +28,7 @@ pub mod spectral_norm;
 pub mod stats;
 mod winograd;
 mod winograd_train;
+mod winograd_wgrad;
 
 pub use elementwise::Act;
 pub use pads::Pads;

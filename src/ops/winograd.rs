@@ -336,7 +336,7 @@ fn fused_texture(gpu: &Gpu, rows: u32, width: u32, u: &[u32]) -> wgpu::TextureVi
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     ci: u32,
     h: u32,
@@ -350,7 +350,7 @@ struct Params {
     tiles_h: u32,
     tiles_w: u32,
     tiles: u32,
-    tiles_p: u32,
+    pub(crate) tiles_p: u32,
     _p2: u32,
     slope: f32,
     has_bias: u32,
@@ -362,7 +362,13 @@ struct Params {
 /// Whether the 3-dispatch form's scratch, V `[alpha^2][Ci][T]` and M `[alpha^2][Co][T]` for T
 /// output tiles (rounded up to 4), fits a storage binding, for `n` images of `out_hw` outputs.
 /// Where it does not, the fused form, which has none, runs instead (`usable`).
-fn scratch_fits(gpu: &Gpu, tile: Tile, n: usize, [ci, co]: [usize; 2], out_hw: [usize; 2]) -> bool {
+pub(crate) fn scratch_fits(
+    gpu: &Gpu,
+    tile: Tile,
+    n: usize,
+    [ci, co]: [usize; 2],
+    out_hw: [usize; 2],
+) -> bool {
     let tiles = n * out_hw[0].div_ceil(tile.m()) * out_hw[1].div_ceil(tile.m());
     let per_channel = tile.alpha().pow(2) * tiles.next_multiple_of(4) * 4;
     (per_channel * ci.max(co.next_multiple_of(4))) as u64 <= gpu.max_binding()
@@ -390,7 +396,7 @@ pub(crate) fn usable(
 }
 
 /// The kernels' parameters for a conv with `tile`.
-fn params(
+pub(crate) fn params(
     x: &Tensor,
     tile: Tile,
     bias: Option<&Tensor>,
@@ -591,7 +597,12 @@ fn simple_steps_forced() -> bool {
 }
 
 /// The input transform's dispatch: V `[alpha^2][Ci][T rounded up to 4]`.
-fn input_transform(s: &mut Stream, x: &Tensor, tile: Tile, p: &Params) -> Result<Tensor> {
+pub(crate) fn input_transform(
+    s: &mut Stream,
+    x: &Tensor,
+    tile: Tile,
+    p: &Params,
+) -> Result<Tensor> {
     let al = tile.alpha();
     let (ci, tiles_p) = (p.ci as usize, p.tiles_p as usize);
     let v = s
