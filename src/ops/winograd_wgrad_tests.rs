@@ -160,3 +160,18 @@ fn weight_gradient_matches_the_cpu_over_shapes() {
         );
     }
 }
+
+/// Where V or DY would pass the binding limit, the caller's direct path takes over (None).
+#[test]
+fn scratch_past_the_binding_limit_declines() {
+    skip_without_gpu!();
+    let g = gpu();
+    // One image of 32x32 (64 tiles of 36 elements, 64 channels) more than the limit holds.
+    let n = (g.max_binding() as usize / (36 * 64 * 4 * 64)).max(1) + 1;
+    let x = g.alloc("test", &[n, 64, 32, 32], DType::F32).unwrap();
+    let dy = g.alloc("test", &[n, 64, 32, 32], DType::F32).unwrap();
+    let mut s = g.stream();
+    let dw = weight_grad(&mut s, &x, &dy, &Conv2dParams::new(1, 1, 1)).unwrap();
+    assert!(dw.is_none());
+    assert_eq!(s.dispatches(), 0);
+}
