@@ -139,6 +139,34 @@ fn bn_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
     }
 }
 
+// `bn_reduce` where S is a multiple of 4: four elements a load (y4_in, dy4_in alias y_in,
+// dy_in), each lane's sums kept per vector component until the end.
+@group(0) @binding(1) var<storage, read> y4_in: array<vec4f>;
+@group(0) @binding(2) var<storage, read> dy4_in: array<vec4f>;
+
+@compute @workgroup_size(256)
+fn bn_reduce4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x;
+    let s4 = p.s / 4u;
+    let m4 = p.outer * s4;
+    let mean = vec4f(bn_mean[c]);
+    let istd = bn_istd[c];
+    var sd = vec4f();
+    var sdx = vec4f();
+    for (var j = lid; j < m4; j += WG) {
+        let nn = j / s4;
+        let k = (nn * p.c + c) * s4 + (j - nn * s4);
+        let g = dy4_in[k];
+        sd += g;
+        sdx += g * (y4_in[k] - mean) * istd;
+    }
+    let t = workgroup_sum2(lid, sd.x + sd.y + sd.z + sd.w, sdx.x + sdx.y + sdx.z + sdx.w);
+    if lid == 0u {
+        dbeta[c] = t.x;
+        dgamma[c] = t.y;
+    }
+}
+
 // bn_apply: dx = gamma * istd / M * (M * dy - dbeta - xhat * dgamma).
 @group(0) @binding(3) var<storage, read> ap_mean: array<f32>;
 @group(0) @binding(4) var<storage, read> ap_istd: array<f32>;

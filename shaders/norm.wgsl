@@ -100,6 +100,35 @@ fn stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid
         let d = x[at(c, j)] - m;
         sq += d * d;
     }
+    finish(lid, c, m, sq);
+}
+
+// `stats` where S is a multiple of 4: four elements a load (x4 aliases x), each lane's sums
+// kept per vector component until the end.
+@compute @workgroup_size(256)
+fn stats4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x;
+    let s4 = p.s / 4u;
+    let count4 = p.n * s4;
+    var sum = vec4f();
+    for (var j = lid; j < count4; j += WG) {
+        let n = j / s4;
+        sum += x4[(n * p.c + c) * s4 + (j - n * s4)];
+    }
+    let m = workgroup_sum(lid, sum.x + sum.y + sum.z + sum.w) / f32(4u * count4);
+    var sq = vec4f();
+    for (var j = lid; j < count4; j += WG) {
+        let n = j / s4;
+        let d = x4[(n * p.c + c) * s4 + (j - n * s4)] - vec4f(m);
+        sq += d * d;
+    }
+    finish(lid, c, m, sq.x + sq.y + sq.z + sq.w);
+}
+
+// Channel c's mean m from the lanes' sums of squared deviations `sq`: the batch statistics
+// and the running ones.
+fn finish(lid: u32, c: u32, m: f32, sq: f32) {
+    let count = p.n * p.s;
     let v = workgroup_sum(lid, sq) / f32(count);
     if lid == 0u {
         batch_mean[c] = m;

@@ -212,7 +212,9 @@ fn dilated_conv2d_grads() {
 #[test]
 fn batch_norm_grads() {
     common::skip_without_gpu!();
-    for (i, shape) in [vec![6, 4], vec![3, 5, 3, 3]].into_iter().enumerate() {
+    // Maps of 1, 9 and 16 pixels: the reduction's scalar and four-a-load (S % 4 == 0) forms.
+    let shapes = [vec![6, 4], vec![3, 5, 3, 3], vec![2, 3, 4, 4]];
+    for (i, shape) in shapes.into_iter().enumerate() {
         let g = gpu();
         let c = shape[1];
         let (rm, rv) = (

@@ -185,7 +185,12 @@ pub fn batch_stats(s: &mut Stream, x: &Tensor, bn: &BatchNorm) -> Result<(Tensor
     let mean = gpu.alloc(op, &[c], DType::F32)?;
     let inv_std = gpu.alloc(op, &[c], DType::F32)?;
     let t = [x, &mean, &inv_std, &bn.running_mean, &bn.running_var];
-    s.dispatch(SHADER, "stats", &[], bytes_of(&p), &t, [c as u32, 1, 1])?;
+    let entry = if sp.is_multiple_of(4) {
+        "stats4"
+    } else {
+        "stats"
+    };
+    s.dispatch(SHADER, entry, &[], bytes_of(&p), &t, [c as u32, 1, 1])?;
     Ok((mean, inv_std))
 }
 
@@ -242,7 +247,11 @@ pub fn batch_norm_backward(
     let dx = g.alloc(OP, x.shape(), DType::F32)?;
     s.dispatch(
         GRAD,
-        "bn_reduce",
+        if sp.is_multiple_of(4) {
+            "bn_reduce4"
+        } else {
+            "bn_reduce"
+        },
         &[],
         bytes_of(&p),
         &[x, dy, mean, inv_std, &dgamma, &dbeta],
@@ -361,6 +370,7 @@ mod tests {
         check_train(&[5, 6], 0.0, 3); // 1d
         check_train(&[2, 1], 0.0, 4); // the smallest batch that trains
         check_train(&[8, 4, 16, 16], 100.0, 5); // large mean: needs the centered variance
+        check_train(&[3, 5, 2, 2], 0.0, 6); // four elements a load, fewer loads than threads
     }
 
     #[test]
