@@ -12,15 +12,6 @@
 // eighth per lane, and winograd_u_broadcast.wgsl broadcasts them. The 36 elements e = 6 * row + col of a 6x6 matrix
 // are packed in nine vec4s (`P9`, winograd_tile.wgsl). See src/ops/winograd.rs.
 
-struct Params {
-    n: u32, ci: u32, h: u32, w: u32,
-    co: u32, oh: u32, ow: u32, cop: u32,
-    pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
-    tiles: u32, tiles_p: u32, _p2: u32, slope: f32,
-    has_bias: u32, _p3: u32, _p0: u32, _p1: u32,
-}
-
-override WG: u32 = 64u;
 // Output channels per invocation: 1..8 or 16, in blocks of eight (8 or 16 with the subgroup
 // prelude); U's channel axis is padded to a multiple of 8.
 override COB: u32 = 8u;
@@ -30,7 +21,6 @@ override HAS_RES: bool = false;
 // (`mac8x4`) reads and writes each accumulator once for the four (CPU adapters).
 override CPI: u32 = 1u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 // The residual and output bindings and `put4`, the epilogue's stores, come from a prelude:

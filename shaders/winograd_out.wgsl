@@ -4,19 +4,9 @@
 // `output4`: F(4x4, 3x3), 36 elements, 4x4 outputs. M is [elements][Co rounded up to 4][tiles
 // rounded up to 4].
 
-struct Params {
-    n: u32, ci: u32, h: u32, w: u32,
-    co: u32, oh: u32, ow: u32, cop: u32,
-    pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
-    tiles: u32, tiles_p: u32, _p2: u32, slope: f32,
-    has_bias: u32, _p3: u32, _p0: u32, _p1: u32,
-}
-
-override WG: u32 = 64u;
 // Whether the epilogue adds a residual, fixed per pipeline as ACT is (activation.wgsl).
 override HAS_RES: bool = false;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> m: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> res: array<f32>;

@@ -6,17 +6,6 @@
 // (zeros past the outputs and in the padding tiles), a batched matrix product sums DY . V^T
 // over tiles into M [36][Co][Ci], and `back4` applies G^T . G. See src/ops/winograd_wgrad.rs.
 
-struct Params {
-    n: u32, ci: u32, h: u32, w: u32,
-    co: u32, oh: u32, ow: u32, cop: u32,
-    pad_h: i32, pad_w: i32, tiles_h: u32, tiles_w: u32,
-    tiles: u32, tiles_p: u32, _p2: u32, slope: f32,
-    has_bias: u32, _p3: u32, _p0: u32, _p1: u32,
-}
-
-override WG: u32 = 64u;
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 

@@ -17,16 +17,18 @@ use crate::gpu::{grid_1d, Bind, DType, Gpu, Shader, Stream, Tensor};
 
 const INPUT: Shader = crate::shader!(
     "winograd_in",
+    "winograd_params",
     "winograd_rows",
     "winograd_row6",
     "winograd_in"
 );
-const OUTPUT: Shader = crate::shader!("winograd_out");
+const OUTPUT: Shader = crate::shader!("winograd_out", "winograd_params", "winograd_out");
 /// The fused kernel's module with its row-load, weight-load and epilogue preludes.
 macro_rules! fused {
     ($name:literal, $row6:literal, [$($loads:literal),+], $put:literal) => {
         crate::shader!(
             $name,
+            "winograd_params",
             "winograd_rows",
             $row6,
             $($loads,)+
@@ -334,6 +336,7 @@ fn fused_texture(gpu: &Gpu, rows: u32, width: u32, u: &[u32]) -> wgpu::TextureVi
     texture.create_view(&wgpu::TextureViewDescriptor::default())
 }
 
+/// The uniforms of every Winograd kernel (`shaders/winograd_params.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {

@@ -12,7 +12,7 @@ use super::{bytes_of, Act};
 use crate::error::Result;
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
-const SHADER: Shader = crate::shader!("winograd_wgrad");
+const SHADER: Shader = crate::shader!("winograd_wgrad", "winograd_params", "winograd_wgrad");
 const WG: u32 = 64;
 
 /// dw `[Co, Ci, 3, 3]` of y = conv2d(x, w) for a stride-1, undilated, ungrouped 3x3 conv with
