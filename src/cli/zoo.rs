@@ -263,10 +263,10 @@ pub fn print_profile(
         );
         print!("{}", profile_table(&p));
         let ips = r.images_per_s(&x(batch), batch, hw, reps)?;
-        let one = r.images_per_s(&x(1), 1, hw, reps)?;
+        let one = r.median_pass_ms(&x(1), 1, hw, reps)?;
         println!(
-            "throughput {ips:.1} images/s at batch {batch}; batch-1 latency {:.3} ms per image",
-            1e3 / one
+            "throughput {ips:.1} images/s at batch {batch}; batch-1 latency {one:.3} ms per image \
+             (median of {reps})"
         );
     }
     Ok(())

@@ -201,6 +201,22 @@ impl Runner {
         })
     }
 
+    /// The median wall-clock milliseconds of `reps` whole passes on `x` (one submit each, read
+    /// back), after a warm-up: a latency that one pass slowed by the rest of the machine does not
+    /// move, as it moves a mean.
+    pub fn median_pass_ms(&self, x: &[f32], n: usize, hw: [usize; 2], reps: usize) -> Result<f64> {
+        self.logits(x, n, hw)?;
+        let mut ms = (0..reps.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                self.logits(x, n, hw)?;
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        ms.sort_by(f64::total_cmp);
+        Ok(ms[ms.len() / 2])
+    }
+
     /// Images per second of whole passes on `x` (one submit each, read back), after a warm-up.
     pub fn images_per_s(&self, x: &[f32], n: usize, hw: [usize; 2], reps: usize) -> Result<f64> {
         self.logits(x, n, hw)?;
