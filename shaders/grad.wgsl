@@ -115,9 +115,10 @@ fn upsample_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
 @group(0) @binding(5) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dbeta: array<f32>;
 
-fn at(c: u32, j: u32) -> u32 {
-    let nn = j / p.s;
-    return (nn * p.c + c) * p.s + (j - nn * p.s);
+// Offset of the j-th element of channel c, as norm.wgsl's `at`.
+fn at(c: u32, j: u32, s: u32) -> u32 {
+    let n = j / s;
+    return (n * p.c + c) * s + (j - n * s);
 }
 
 @compute @workgroup_size(256)
@@ -127,7 +128,7 @@ fn bn_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
     var sd = 0.0;
     var sdx = 0.0;
     for (var j = lid; j < m; j += WG) {
-        let k = at(c, j);
+        let k = at(c, j, p.s);
         let g = dy_in[k];
         sd += g;
         sdx += g * (y_in[k] - bn_mean[c]) * bn_istd[c];
@@ -154,8 +155,7 @@ fn bn_reduce4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
     var sd = vec4f();
     var sdx = vec4f();
     for (var j = lid; j < m4; j += WG) {
-        let nn = j / s4;
-        let k = (nn * p.c + c) * s4 + (j - nn * s4);
+        let k = at(c, j, s4);
         let g = dy4_in[k];
         sd += g;
         sdx += g * (y4_in[k] - mean) * istd;
@@ -198,7 +198,7 @@ fn sum_channels(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
     if c >= p.c { return; }
     var acc = 0.0;
     for (var j = lid; j < p.outer * p.s; j += WG) {
-        acc += r_in[at(c, j)];
+        acc += r_in[at(c, j, p.s)];
     }
     let t = workgroup_sum2(lid, acc, 0.0);
     if lid == 0u {

@@ -80,10 +80,11 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     return total;
 }
 
-// Offset of the j-th element (of N*S) of channel c.
-fn at(c: u32, j: u32) -> u32 {
-    let n = j / p.s;
-    return (n * p.c + c) * p.s + (j - n * p.s);
+// Offset of the j-th element (of N*S) of channel c, in units of S / s (s = S for
+// elements, S / 4 for vec4s).
+fn at(c: u32, j: u32, s: u32) -> u32 {
+    let n = j / s;
+    return (n * p.c + c) * s + (j - n * s);
 }
 
 @compute @workgroup_size(256)
@@ -92,12 +93,12 @@ fn stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid
     let count = p.n * p.s;
     var sum = 0.0;
     for (var j = lid; j < count; j += WG) {
-        sum += x[at(c, j)];
+        sum += x[at(c, j, p.s)];
     }
     let m = workgroup_sum(lid, sum) / f32(count);
     var sq = 0.0;
     for (var j = lid; j < count; j += WG) {
-        let d = x[at(c, j)] - m;
+        let d = x[at(c, j, p.s)] - m;
         sq += d * d;
     }
     finish(lid, c, m, sq);
@@ -112,14 +113,12 @@ fn stats4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     let count4 = p.n * s4;
     var sum = vec4f();
     for (var j = lid; j < count4; j += WG) {
-        let n = j / s4;
-        sum += x4[(n * p.c + c) * s4 + (j - n * s4)];
+        sum += x4[at(c, j, s4)];
     }
     let m = workgroup_sum(lid, sum.x + sum.y + sum.z + sum.w) / f32(4u * count4);
     var sq = vec4f();
     for (var j = lid; j < count4; j += WG) {
-        let n = j / s4;
-        let d = x4[(n * p.c + c) * s4 + (j - n * s4)] - vec4f(m);
+        let d = x4[at(c, j, s4)] - vec4f(m);
         sq += d * d;
     }
     finish(lid, c, m, sq.x + sq.y + sq.z + sq.w);

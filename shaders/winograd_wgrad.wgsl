@@ -21,7 +21,7 @@ fn dy_row(o: u32, y: u32, x: u32) -> vec4f {
 }
 
 // A (6x4) applied along a vector: (a0, a0+a1+a2+a3, a0-a1+a2-a3, a0+2a1+4a2+8a3,
-// a0-2a1+4a2-8a3, a3). Generic in the element type through its two halves.
+// a0-2a1+4a2-8a3, a3), as its first four and last two elements.
 fn a_lo(a: vec4f) -> vec4f {
     let e = a.x + a.z;
     let o = a.y + a.w;
@@ -100,23 +100,20 @@ fn back4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     let i = gid.x + gid.y * nwg.x * WG;
     let plane = p.co * p.ci;
     if i >= plane { return; }
-    // M G (rows of M reduced along their columns), then G^T along each of the 3 columns.
+    // M G (rows of M reduced along their columns).
     let q0 = m_row(0u, plane, i);
     let q1 = m_row(1u, plane, i);
     let q2 = m_row(2u, plane, i);
     let q3 = m_row(3u, plane, i);
     let q4 = m_row(4u, plane, i);
     let q5 = m_row(5u, plane, i);
-    let s12 = q1 + q2;
-    let d12 = q2 - q1;
-    let s34 = q3 + q4;
-    let d34 = q3 - q4;
-    let k0 = q0 / 4.0 - s12 / 6.0 + s34 / 24.0;
-    let k1 = d12 / 6.0 + d34 / 12.0;
-    let k2 = (s34 - s12) / 6.0 + q5;
+    // Column kx of dW: G^T along column kx of M G.
+    let c0 = gt(q0.x, q1.x, q2.x, q3.x, q4.x, q5.x);
+    let c1 = gt(q0.y, q1.y, q2.y, q3.y, q4.y, q5.y);
+    let c2 = gt(q0.z, q1.z, q2.z, q3.z, q4.z, q5.z);
     // dW [Co][Ci][3][3]: i = co * Ci + ci.
     let o = i * 9u;
-    dst[o] = k0.x; dst[o + 1u] = k0.y; dst[o + 2u] = k0.z;
-    dst[o + 3u] = k1.x; dst[o + 4u] = k1.y; dst[o + 5u] = k1.z;
-    dst[o + 6u] = k2.x; dst[o + 7u] = k2.y; dst[o + 8u] = k2.z;
+    dst[o] = c0.x; dst[o + 1u] = c1.x; dst[o + 2u] = c2.x;
+    dst[o + 3u] = c0.y; dst[o + 4u] = c1.y; dst[o + 5u] = c2.y;
+    dst[o + 6u] = c0.z; dst[o + 7u] = c1.z; dst[o + 8u] = c2.z;
 }

@@ -7,13 +7,12 @@
 
 use super::conv2d::Conv2dParams;
 use super::matmul::matmul;
-use super::winograd::{self, Tile};
+use super::winograd::{self, Tile, WG};
 use super::{bytes_of, Act};
 use crate::error::Result;
 use crate::gpu::{grid_1d, DType, Shader, Stream, Tensor};
 
 const SHADER: Shader = crate::shader!("winograd_wgrad", "winograd_params", "winograd_wgrad");
-const WG: u32 = 64;
 
 /// dw `[Co, Ci, 3, 3]` of y = conv2d(x, w) for a stride-1, undilated, ungrouped 3x3 conv with
 /// padding `p.pad` (x `[N, Ci, H, W]`, dy `[N, Co, OH, OW]`, both f32 and checked by the

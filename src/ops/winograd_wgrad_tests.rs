@@ -7,32 +7,7 @@ use crate::array::Array;
 use crate::cpu;
 use crate::ops::skip_without_gpu;
 use crate::testing::gpu;
-
-/// B^T and A (the transpose of the forward A^T) of F(4x4, 3x3), and G, for the error scale.
-const BT: [[f64; 6]; 6] = [
-    [4., 0., -5., 0., 1., 0.],
-    [0., -4., -4., 1., 1., 0.],
-    [0., 4., -4., -1., 1., 0.],
-    [0., -2., -1., 2., 1., 0.],
-    [0., 2., -1., -2., 1., 0.],
-    [0., 4., 0., -5., 0., 1.],
-];
-const A: [[f64; 4]; 6] = [
-    [1., 0., 0., 0.],
-    [1., 1., 1., 1.],
-    [1., -1., 1., -1.],
-    [1., 2., 4., 8.],
-    [1., -2., 4., -8.],
-    [0., 0., 0., 1.],
-];
-const G: [[f64; 3]; 6] = [
-    [0.25, 0., 0.],
-    [1. / 6., 1. / 6., 1. / 6.],
-    [1. / 6., 1. / 6., 1. / 6.],
-    [1. / 24., 1. / 12., 1. / 6.],
-    [1. / 24., 1. / 12., 1. / 6.],
-    [0., 0., 1.],
-];
+use winograd::{AT4, BT4, G4};
 
 /// |L| |M| |L|^T for a 6 x K matrix L and a K x K patch M.
 fn abs_sandwich<const K: usize>(l: &[[f64; K]; 6], m: &[[f64; K]; K]) -> [[f64; 6]; 6] {
@@ -75,17 +50,19 @@ fn patch<const K: usize>(
 fn error_scale(x: &Array, dy: &Array, pad: usize) -> Vec<f64> {
     let [n, ci, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
     let [_, co, oh, ow] = [dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]];
+    // A, the 6x4 transpose of the forward output transform A^T.
+    let a: [[f64; 4]; 6] = std::array::from_fn(|i| std::array::from_fn(|t| AT4[t][i]));
     let mut scale = vec![0.0; co * ci * 9];
     for b in 0..n {
         for ty in (0..oh).step_by(4) {
             for tx in (0..ow).step_by(4) {
                 let (y, xx) = (ty as isize - pad as isize, tx as isize - pad as isize);
                 let v: Vec<_> = (0..ci)
-                    .map(|c| abs_sandwich(&BT, &patch::<6>(x, b * ci + c, [h, w], y, xx)))
+                    .map(|c| abs_sandwich(&BT4, &patch::<6>(x, b * ci + c, [h, w], y, xx)))
                     .collect();
                 for o in 0..co {
                     let q = abs_sandwich(
-                        &A,
+                        &a,
                         &patch::<4>(dy, b * co + o, [oh, ow], ty as isize, tx as isize),
                     );
                     for (c, vc) in v.iter().enumerate() {
@@ -94,7 +71,7 @@ fn error_scale(x: &Array, dy: &Array, pad: usize) -> Vec<f64> {
                             let mut s = 0.0;
                             for e in 0..36 {
                                 let (r, t) = (e / 6, e % 6);
-                                s += G[r][ky] * G[t][kx] * q[r][t] * vc[r][t];
+                                s += (G4[r][ky] * G4[t][kx]).abs() * q[r][t] * vc[r][t];
                             }
                             scale[(o * ci + c) * 9 + k] += s;
                         }
